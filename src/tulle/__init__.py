@@ -1,0 +1,3 @@
+"""tulle: a service mesh built on Envoy, with troubleshooting as a first-class feature."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,35 @@
+"""What the agent is told to run. The CLI validates the user's flags and hands this over."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    state_dir: str
+    service: str
+    name: str
+    namespace: str
+    envoy_binary: str
+    command: tuple[str, ...] = ()
+    app_port: int | None = None
+    version: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    upstreams: tuple[tuple[str, int], ...] = ()  # (service or service.namespace, local port)
+    xds_protocol: str = "delta"
+    concurrency: int = 1
+    envoy_log_level: str = "warning"
+    ready_timeout_s: float = 30.0
+    stop_timeout_s: float = 10.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> AgentConfig:
+        data = json.loads(text)
+        data["command"] = tuple(data.get("command", ()))
+        data["upstreams"] = tuple((str(s), int(p)) for s, p in data.get("upstreams", ()))
+        return cls(**data)

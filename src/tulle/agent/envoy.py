@@ -1,0 +1,93 @@
+"""Starting, watching and stopping the sidecar's Envoy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import signal
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tulle.agent import http
+from tulle.errors import EnvoyError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(signum: int) -> Callable[[], None]:
+    """A preexec_fn: the child gets ``signum`` if the agent dies, even by SIGKILL."""
+    # Resolve libc here, in the parent: importing in a forked child can deadlock.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def set_parent_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+
+    return set_parent_death_signal
+
+
+class EnvoyProcess:
+    def __init__(self, binary: Path, bootstrap: Path, log_path: Path, admin_port: int, *,
+                 concurrency: int = 1, log_level: str = "warning") -> None:
+        self.binary = binary
+        self.bootstrap = bootstrap
+        self.log_path = log_path
+        self.admin_port = admin_port
+        self.concurrency = concurrency
+        self.log_level = log_level
+        self.process: asyncio.subprocess.Process | None = None
+        self.starts = 0
+
+    def command(self) -> Sequence[str]:
+        return [str(self.binary), "-c", str(self.bootstrap),
+                # Many sidecars share a host: hot restart's shared memory would collide.
+                "--disable-hot-restart",
+                "--concurrency", str(self.concurrency),
+                "--log-level", self.log_level,
+                "--log-path", str(self.log_path),
+                "--drain-time-s", "1"]
+
+    async def start(self) -> None:
+        self.starts += 1
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command(), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent(signal.SIGKILL), start_new_session=True)
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Until Envoy is LIVE: its first config is ACKed and its listeners are bound."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.returncode is not None:
+                raise EnvoyError(f"Envoy exited during start-up:\n{self.log_tail()}",
+                                 hint=f"see {self.log_path}")
+            with contextlib.suppress(OSError, http.HttpError, TimeoutError):
+                response = await http.request("127.0.0.1", self.admin_port, "GET", "/ready",
+                                              timeout=1.0)
+                if response.status == 200:
+                    return
+            await asyncio.sleep(0.01)
+        raise EnvoyError(f"Envoy did not become ready within {timeout:.0f}s:\n"
+                         f"{self.log_tail()}",
+                         hint="check that the control plane is running (`tulle status`) and "
+                              f"see {self.log_path}")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    def log_tail(self, lines: int = 6) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no Envoy log)"

@@ -1,0 +1,256 @@
+"""The agent: one per workload. It registers the workload, runs and supervises Envoy, runs the
+application, reports readiness, and on the way out drains before anything stops.
+
+Start order: register -> Envoy ready (config ACKed, listeners bound) -> application. The
+application never starts before its sidecar can carry its outbound calls.
+
+Stop order: report draining (the control plane removes the endpoint and waits until every
+proxy has ACKed) -> stop the application -> end the session (deregister) -> stop Envoy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from tulle.agent.adminproxy import AdminProxy
+from tulle.agent.config import AgentConfig
+from tulle.agent.envoy import EnvoyProcess, die_with_parent
+from tulle.agent.session import ControlPlaneSession
+from tulle.errors import UsageError
+from tulle.security import new_token
+from tulle.settings import LOOPBACK, ControlPlaneEndpoint, StatePaths, read_token, write_private
+
+log = logging.getLogger("tulle.agent")
+
+PROBE_FAST_S = 0.05  # until the application first accepts connections
+PROBE_SLOW_S = 1.0
+ENVOY_RESTART_MAX_S = 5.0
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.paths = StatePaths(Path(config.state_dir))
+        self.workdir = self.paths.workload_dir(config.namespace, config.name)
+        self._stop = asyncio.Event()
+        self._stop_signal: int | None = None
+        self._app: asyncio.subprocess.Process | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._starting: asyncio.Task[Any] | None = None
+
+    async def run(self) -> int:
+        self._starting = asyncio.current_task()
+        self._install_signal_handlers()
+        try:
+            return await self._run()
+        except asyncio.CancelledError:
+            if self._stop_signal is None:
+                raise
+            return 128 + self._stop_signal
+
+    async def _run(self) -> int:
+        config = self.config
+        endpoint = ControlPlaneEndpoint.load(self.paths)
+        api_token = read_token(self.paths)
+        self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for _, local_port in config.upstreams:
+            _check_free(local_port)
+        outbound, admin, agent_port, inbound = _free_ports(4)
+        agent_token = new_token()
+        admin_proxy = AdminProxy(agent_token, admin)
+        await admin_proxy.start(LOOPBACK, agent_port)
+        session = ControlPlaneSession(endpoint.host, endpoint.api_port, api_token, {
+            "name": config.name, "namespace": config.namespace, "service": config.service,
+            "version": config.version, "labels": config.labels, "address": LOOPBACK,
+            "appPort": config.app_port, "inboundPort": inbound if config.app_port else None,
+            "outboundPort": outbound, "adminPort": admin, "agentPort": agent_port,
+            "upstreams": [{"service": s, "localPort": p} for s, p in config.upstreams],
+            "xdsProtocol": config.xds_protocol, "pid": os.getpid(),
+            "xdsToken": new_token(), "agentToken": agent_token,
+        })
+        envoy: EnvoyProcess | None = None
+        try:
+            first = await session.open()
+            bootstrap = self.workdir / "bootstrap.json"
+            write_private(bootstrap, json.dumps(first["bootstrap"], indent=1))
+            envoy = EnvoyProcess(Path(config.envoy_binary), bootstrap,
+                                 self.workdir / "envoy.log", admin,
+                                 concurrency=config.concurrency,
+                                 log_level=config.envoy_log_level)
+            await envoy.start()
+            await envoy.wait_ready(config.ready_timeout_s)
+            log.info("sidecar of %s ready: outbound %d, inbound %s, admin %d", session.node_id,
+                     outbound, inbound if config.app_port else "-", admin)
+            self._starting = None
+            if config.command:
+                self._app = await self._start_app(outbound)
+            self._tasks = [asyncio.create_task(self._probe(session)),
+                           asyncio.create_task(self._supervise(envoy))]
+            if self._app is not None:
+                self._tasks.append(asyncio.create_task(self._watch_app(self._app)))
+            await self._stop.wait()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await self._shutdown(session, envoy)
+            await admin_proxy.close()
+        return self._exit_code()
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        if self._stop_signal is None:
+            self._stop_signal = signum
+        self._stop.set()
+        if self._starting is not None:
+            self._starting.cancel()  # a signal during start-up: give up starting
+
+    async def _start_app(self, outbound_port: int) -> asyncio.subprocess.Process:
+        config = self.config
+        proxy = f"http://{LOOPBACK}:{outbound_port}"
+        env = dict(os.environ)
+        no_proxy = ",".join(filter(None, [env.get("NO_PROXY", ""), "localhost,127.0.0.1,::1"]))
+        env.update({
+            "HTTP_PROXY": proxy, "http_proxy": proxy, "NO_PROXY": no_proxy, "no_proxy": no_proxy,
+            "TULLE_WORKLOAD": config.name, "TULLE_SERVICE": config.service,
+            "TULLE_NAMESPACE": config.namespace, "TULLE_OUTBOUND_PORT": str(outbound_port),
+        })
+        if config.app_port:
+            env["PORT"] = str(config.app_port)
+        # At a terminal, the application shares our process group so it gets the user's Ctrl-C
+        # and can read the terminal. Otherwise (supervisors, scripts) it gets its own group and
+        # we forward the signal only after draining.
+        interactive = sys.stdin.isatty()
+        try:
+            return await asyncio.create_subprocess_exec(
+                *config.command, env=env, preexec_fn=die_with_parent(signal.SIGTERM),
+                process_group=None if interactive else 0)
+        except OSError as exc:
+            raise UsageError(f"cannot start {config.command[0]!r}: {exc.strerror}",
+                             hint="check the command after `--`") from exc
+
+    async def _watch_app(self, app: asyncio.subprocess.Process) -> None:
+        await app.wait()
+        log.info("application exited with %s", app.returncode)
+        self._stop.set()
+
+    async def _probe(self, session: ControlPlaneSession) -> None:
+        """Report ready while the application accepts connections, not-ready otherwise."""
+        port = self.config.app_port
+        ever_ready = False
+        while True:
+            ok = port is None or await _accepts(port)
+            ever_ready = ever_ready or ok
+            wanted = "ready" if ok else ("not-ready" if ever_ready else "starting")
+            if wanted != session.state:
+                await session.report(wanted)
+            await asyncio.sleep(PROBE_SLOW_S if ever_ready else PROBE_FAST_S)
+
+    async def _supervise(self, envoy: EnvoyProcess) -> None:
+        """Restart Envoy if it dies; it reloads its config from the control plane."""
+        delay = 0.1
+        while True:
+            assert envoy.process is not None
+            code = await envoy.process.wait()
+            log.error("Envoy exited unexpectedly (code %s); restarting:\n%s", code,
+                      envoy.log_tail())
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, ENVOY_RESTART_MAX_S)
+            await envoy.start()
+            with contextlib.suppress(Exception):
+                await envoy.wait_ready(self.config.ready_timeout_s)
+                delay = 0.1
+
+    async def _shutdown(self, session: ControlPlaneSession, envoy: EnvoyProcess | None) -> None:
+        if self.config.app_port and session.state in ("ready", "not-ready", "starting"):
+            result = await session.report("draining")
+            if result is not None and not result.get("synced", False):
+                log.warning("not every proxy confirmed the removal in time")
+        app = self._app
+        if app is not None and app.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                app.send_signal(self._stop_signal or signal.SIGTERM)
+            try:
+                await asyncio.wait_for(app.wait(), self.config.stop_timeout_s)
+            except TimeoutError:
+                log.warning("the application did not stop in %ss; killing it",
+                            self.config.stop_timeout_s)
+                with contextlib.suppress(ProcessLookupError):
+                    app.kill()
+                await app.wait()
+        await session.close()
+        if envoy is not None:
+            await envoy.stop()
+
+    def _exit_code(self) -> int:
+        app = self._app
+        if app is not None and app.returncode is not None:
+            code = app.returncode
+            return 128 - code if code < 0 else code
+        if self._stop_signal is not None:
+            return 128 + self._stop_signal
+        return 0
+
+
+async def _accepts(port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(LOOPBACK, port), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind((LOOPBACK, 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _check_free(port: int) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError as exc:
+            raise UsageError(f"local port {port} for --upstream is already in use",
+                             hint="choose another port: --upstream SERVICE:PORT") from exc
+
+
+def configure_logging(workdir: Path) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    file_handler = logging.FileHandler(workdir / "agent.log")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root.addHandler(file_handler)
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)
+    console.setFormatter(logging.Formatter("tulle agent: %(message)s"))
+    root.addHandler(console)
+
+
+def run(config: AgentConfig) -> Any:
+    configure_logging(StatePaths(Path(config.state_dir)).workload_dir(config.namespace,
+                                                                      config.name))
+    return asyncio.run(Agent(config).run())

@@ -1,0 +1,133 @@
+"""The agent's side of its control-plane session.
+
+The session is one long-lived HTTP response; while it is open the workload is registered. If
+the control plane restarts, the agent re-registers with the same credentials and ports (so its
+Envoy, which keeps serving meanwhile, is recognised again) and re-sends its readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from tulle.agent import http
+from tulle.errors import ControlPlaneUnavailable, TulleError, error_from_dict
+
+log = logging.getLogger("tulle.agent")
+
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 1.0
+
+
+class ControlPlaneSession:
+    def __init__(self, host: str, port: int, api_token: str,
+                 registration: Mapping[str, Any]) -> None:
+        self._host = host
+        self._port = port
+        self._headers = {"Authorization": f"Bearer {api_token}"}
+        self._registration = dict(registration)
+        self.node_id = f"{registration['name']}.{registration['namespace']}"
+        self.state = "starting"  # what we want the control plane to believe
+        self._stream: http.LineStream | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._closing = False
+        self.reconnects = 0
+
+    async def open(self) -> dict[str, Any]:
+        """Register; returns the first session line (workload record and bootstrap)."""
+        first = await self._connect()
+        self._keeper = asyncio.create_task(self._keep())
+        return first
+
+    async def report(self, state: str) -> dict[str, Any] | None:
+        """Tell the control plane our state; retried after reconnects if it is away now."""
+        self.state = state
+        if self._stream is None:
+            return None  # never registered
+        try:
+            return await self._send_state(state)
+        except (TulleError, OSError, http.HttpError, TimeoutError) as exc:
+            log.warning("could not report state %s yet: %s", state, exc)
+            return None
+
+    async def close(self) -> None:
+        """End the session: the control plane deregisters the workload."""
+        self._closing = True
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        if self._stream is not None:
+            self._stream.close()
+
+    async def _connect(self) -> dict[str, Any]:
+        try:
+            stream = await http.open_stream(self._host, self._port, "POST", "/v1/agent/sessions",
+                                            self._registration, headers=self._headers)
+        except (OSError, TimeoutError) as exc:
+            raise ControlPlaneUnavailable(
+                f"cannot reach the control plane at {self._host}:{self._port}: {exc}",
+                hint="start it with `tulle up`") from exc
+        if stream.status != 200:
+            body = b""
+            with contextlib.suppress(OSError, http.HttpError, asyncio.IncompleteReadError):
+                body = await stream.read_all()
+            stream.close()
+            raise _error(stream.status, body)
+        lines = stream.lines()
+        first_line = await anext(lines, None)
+        if first_line is None:
+            stream.close()
+            raise ControlPlaneUnavailable("the control plane closed the session at once")
+        self._stream = stream
+        self._lines = lines
+        first: dict[str, Any] = json.loads(first_line)
+        return first
+
+    async def _keep(self) -> None:
+        delay = RECONNECT_MIN_S
+        while not self._closing:
+            with contextlib.suppress(OSError, http.HttpError, asyncio.IncompleteReadError):
+                async for _ in self._lines:
+                    pass  # heartbeats
+            if self._closing:
+                return
+            if self._stream is not None:
+                self._stream.close()
+            log.warning("lost the control plane session; reconnecting")
+            while not self._closing:
+                await asyncio.sleep(delay)
+                try:
+                    await self._connect()
+                    self.reconnects += 1
+                    await self._send_state(self.state)
+                    log.warning("control plane session restored")
+                    delay = RECONNECT_MIN_S
+                    break
+                except (TulleError, OSError, http.HttpError, TimeoutError) as exc:
+                    log.debug("reconnect failed: %s", exc)
+                    delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _send_state(self, state: str) -> dict[str, Any]:
+        try:
+            response = await http.request_json(
+                self._host, self._port, "POST", f"/v1/agent/workloads/{self.node_id}/state",
+                {"state": state}, headers=self._headers, timeout=15.0)
+        except (OSError, TimeoutError) as exc:
+            raise ControlPlaneUnavailable(f"cannot reach the control plane: {exc}") from exc
+        if response.status != 200:
+            raise _error(response.status, response.body)
+        result: dict[str, Any] = response.json()
+        return result
+
+
+def _error(status: int, body: bytes) -> TulleError:
+    try:
+        data = json.loads(body)
+        return error_from_dict(data["error"])
+    except (ValueError, KeyError, TypeError):
+        return ControlPlaneUnavailable(f"the control plane answered HTTP {status}")

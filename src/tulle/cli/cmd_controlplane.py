@@ -1,0 +1,84 @@
+"""`tulle up`, `tulle down`, `tulle status`: the control plane's lifecycle."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from tulle.cli.output import Format, age, emit, table
+from tulle.errors import ControlPlaneUnavailable
+
+OutputOption = Annotated[Format, typer.Option("-o", "--output", help="Output format")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(down)
+    app.command()(status)
+
+
+def up(
+    ctx: typer.Context,
+    foreground: Annotated[bool, typer.Option(
+        "--foreground", help="Run in this process, logging to stderr (for supervisors and "
+                             "containers)")] = False,
+    api_port: Annotated[int | None, typer.Option(help="HTTP API port [default: 15700, or the "
+                                                      "last one used]")] = None,
+    xds_port: Annotated[int | None, typer.Option(help="xDS (gRPC) port [default: 15710, or "
+                                                      "the last one used]")] = None,
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """Start the control plane (in the background unless --foreground)."""
+    from tulle.controlplane import daemon
+
+    paths = ctx.obj.paths
+    current = daemon.running_status(paths)
+    if current is not None:
+        emit(current, output, lambda s: f"the control plane is already running "
+                                         f"(pid {s['pid']}, API {s['apiUrl']})")
+        return
+    if foreground:
+        raise typer.Exit(daemon.run_foreground(paths, api_port=api_port, xds_port=xds_port))
+    started = daemon.start_background(paths, api_port=api_port, xds_port=xds_port)
+    emit(started, output, lambda s: "control plane started\n" + _status_table(s))
+
+
+def down(ctx: typer.Context) -> None:
+    """Stop the control plane. Sidecars keep serving their last config until it is back."""
+    from tulle.controlplane import daemon
+
+    if daemon.stop(ctx.obj.paths):
+        print("control plane stopped")
+    else:
+        print("the control plane was not running")
+
+
+def status(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:
+    """Show whether the control plane runs, where, and what it serves."""
+    from tulle.controlplane import daemon
+
+    current = daemon.running_status(ctx.obj.paths)
+    if current is None:
+        raise ControlPlaneUnavailable(
+            f"the control plane is not running (state directory {ctx.obj.paths.root})",
+            hint="start it with `tulle up`")
+    emit(current, output, _status_table)
+
+
+def _status_table(s: dict[str, Any]) -> str:
+    rows = [
+        ("State", "running"),
+        ("PID", s["pid"]),
+        ("Uptime", age(s["startedAt"])),
+        ("Version", s["version"]),
+        ("State directory", s["stateDir"]),
+        ("API", s["apiUrl"]),
+        ("xDS", s["xdsAddress"]),
+        ("Services", s["services"]),
+        ("Workloads", s["workloads"]),
+        ("Proxies connected", s["proxiesConnected"]),
+        ("Store revision", s["storeRevision"]),
+        ("NACKs received", s["nacksTotal"]),
+    ]
+    return table(("FIELD", "VALUE"), rows)

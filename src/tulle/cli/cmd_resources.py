@@ -1,0 +1,136 @@
+"""`tulle apply`, `tulle get`, `tulle delete`: resources and the mesh's live views."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from tulle.cli.output import Format, age, emit, table
+from tulle.client import ApiClient
+
+OutputOption = Annotated[Format, typer.Option("-o", "--output", help="Output format")]
+NamespaceOption = Annotated[str | None, typer.Option(
+    "-n", "--namespace", help="Only this namespace (get: all namespaces if omitted)")]
+
+# Views computed by the control plane rather than stored resources.
+_WORKLOADS = ("workloads", "workload", "wl")
+_SERVICES = ("services", "service", "svc")
+_PROXIES = ("proxies", "proxy")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(apply)
+    app.command()(get)
+    app.command()(delete)
+
+
+def apply(
+    ctx: typer.Context,
+    files: Annotated[list[str], typer.Option(
+        "-f", "--filename", help="A YAML/JSON file, a directory of them, or - for stdin")],
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Validate and show what would change; change nothing")] = False,
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """Create or update resources. All or nothing: any error means nothing is applied."""
+    from tulle.cli.loader import load_documents
+
+    documents = load_documents(files)
+    client = ApiClient.from_state(ctx.obj.paths)
+    result = client.post("/v1/resources/apply", {"documents": documents, "dryRun": dry_run})
+    suffix = " (dry run)" if dry_run else ""
+    emit(result, output, lambda r: "\n".join(
+        f"{x['kind'].lower()}/{x['name']} ({x['namespace']}) {x['action']}{suffix}"
+        for x in r["results"]))
+
+
+def get(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(
+        help="services, workloads, httproutes or proxies")],
+    name: Annotated[str | None, typer.Argument(help="Only this one")] = None,
+    namespace: NamespaceOption = None,
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """List resources, services, workloads or proxies."""
+    client = ApiClient.from_state(ctx.obj.paths)
+    wanted = kind.lower()
+    if wanted in _WORKLOADS:
+        items = _only(client.get("/v1/workloads", {"namespace": namespace}), name, "workload")
+        emit(items, output, _workloads_table)
+    elif wanted in _SERVICES:
+        items = _only(client.get("/v1/services", {"namespace": namespace}), name, "service")
+        emit(items, output, _services_table)
+    elif wanted in _PROXIES:
+        items = [p for p in client.get("/v1/proxies") if name is None or p["node"] == name]
+        emit(items, output, _proxies_table)
+    elif name is not None:
+        stored = client.get(f"/v1/resources/{kind}/{namespace or 'default'}/{name}")
+        emit(stored["manifest"] if output is not Format.TABLE else [stored], output,
+             _resources_table)
+    else:
+        stored_list = client.get(f"/v1/resources/{kind}", {"namespace": namespace})
+        if output is Format.TABLE:
+            emit(stored_list, output, _resources_table)
+        else:
+            emit({"apiVersion": "v1", "kind": "List",
+                  "items": [s["manifest"] for s in stored_list]}, output, _resources_table)
+
+
+def delete(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="Resource kind, e.g. service or httproute")],
+    name: Annotated[str, typer.Argument(help="Resource name")],
+    namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """Delete a resource."""
+    client = ApiClient.from_state(ctx.obj.paths)
+    result = client.delete(f"/v1/resources/{kind}/{namespace}/{name}")
+    emit(result, output, lambda r: f"{r['kind'].lower()}/{r['name']} ({r['namespace']}) "
+                                   "deleted")
+
+
+def _only(items: list[dict[str, Any]], name: str | None, what: str) -> list[dict[str, Any]]:
+    if name is None:
+        return items
+    found = [i for i in items if i["name"] == name]
+    if not found:
+        from tulle.errors import NotFoundError
+
+        raise NotFoundError(f"no {what} named {name}",
+                            hint=f"list them with `tulle get {what}s`")
+    return found
+
+
+def _workloads_table(items: list[dict[str, Any]]) -> str:
+    rows = [(w["namespace"], w["name"], w["service"], w["version"], w["state"],
+             f"{w['address']}:{w['inboundPort']}" if w["inboundPort"] else "",
+             w["appPort"], "yes" if w["proxyConnected"] else "no", age(w["registeredAt"]))
+            for w in items]
+    return table(("NAMESPACE", "NAME", "SERVICE", "VERSION", "STATE", "INBOUND", "APP-PORT",
+                  "PROXY", "AGE"), rows)
+
+
+def _services_table(items: list[dict[str, Any]]) -> str:
+    rows = [(s["namespace"], s["name"], s["protocol"],
+             "Service" if s["declared"] else "workloads",
+             f"{len(s['endpoints'])}/{len(s['workloads'])}", ",".join(s["routes"]))
+            for s in items]
+    return table(("NAMESPACE", "NAME", "PROTOCOL", "DEFINED-BY", "READY", "ROUTES"), rows)
+
+
+def _proxies_table(items: list[dict[str, Any]]) -> str:
+    rows = []
+    for p in items:
+        states = " ".join(f"{t}:{s['state']}" for t, s in p["types"].items())
+        rows.append((p["node"], p["protocol"], age(p["connectedAt"]), states))
+    return table(("PROXY", "XDS", "CONNECTED", "STATE"), rows)
+
+
+def _resources_table(items: list[dict[str, Any]]) -> str:
+    rows = [(s["manifest"]["metadata"]["namespace"], s["manifest"]["kind"],
+             s["manifest"]["metadata"]["name"], s["revision"], age(s["updatedAt"]))
+            for s in items]
+    return table(("NAMESPACE", "KIND", "NAME", "REVISION", "AGE"), rows)

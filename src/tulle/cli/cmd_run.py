@@ -1,0 +1,97 @@
+"""`tulle run`: start an application with its agent and Envoy sidecar."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from typing import Annotated
+
+import typer
+
+from tulle.errors import UsageError
+from tulle.model.meta import dns_label_problem, label_problem
+
+
+def register(app: typer.Typer) -> None:
+    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                  "allow_interspersed_args": False})(run)
+
+
+def run(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Option(help="The service this workload is an instance of")],
+    port: Annotated[int | None, typer.Option(
+        help="Port the application serves on (omit for a pure client)", min=1,
+        max=65535)] = None,
+    name: Annotated[str | None, typer.Option(
+        help="Instance name, unique in the namespace [default: SERVICE-xxxxx]")] = None,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    version: Annotated[str, typer.Option(help="Version label, e.g. v2")] = "",
+    label: Annotated[list[str] | None, typer.Option(help="Workload label k=v (repeatable)")
+                     ] = None,
+    upstream: Annotated[list[str] | None, typer.Option(
+        help="SERVICE[.NAMESPACE]:LOCAL_PORT: bind a local port to a service (repeatable)")
+    ] = None,
+    xds_protocol: Annotated[str, typer.Option(
+        help="How the sidecar talks xDS: delta or sotw")] = "delta",
+    envoy_binary: Annotated[str | None, typer.Option(
+        envvar="TULLE_ENVOY_BINARY", help="Use this Envoy binary instead of the bundled one")
+    ] = None,
+    proxy_concurrency: Annotated[int, typer.Option(help="Envoy worker threads", min=1,
+                                                   max=64)] = 1,
+    envoy_log_level: Annotated[str, typer.Option(help="Envoy's log level")] = "warning",
+) -> None:
+    """Run COMMAND (after --) as a mesh workload; exits with COMMAND's exit code.
+
+    Example: tulle run --service client -- curl -sf http://books/
+    """
+    from tulle.agent.config import AgentConfig
+    from tulle.agent.locate import find_envoy
+
+    command = list(ctx.args)
+    instance = name or f"{service}-{secrets.token_hex(3)[:5]}"
+    _check_name("--service", service)
+    _check_name("--name", instance)
+    _check_name("--namespace", namespace)
+    if xds_protocol not in ("delta", "sotw"):
+        raise UsageError(f"--xds-protocol must be delta or sotw, not {xds_protocol!r}")
+    labels = dict(_parse_label(item) for item in label or ())
+    upstreams = tuple(_parse_upstream(item) for item in upstream or ())
+    config = AgentConfig(
+        state_dir=str(ctx.obj.paths.root), service=service, name=instance, namespace=namespace,
+        envoy_binary=str(find_envoy(envoy_binary)), command=tuple(command), app_port=port,
+        version=version, labels=labels, upstreams=upstreams, xds_protocol=xds_protocol,
+        concurrency=proxy_concurrency, envoy_log_level=envoy_log_level,
+    )
+    # Become the agent: it should not carry the CLI's libraries in memory for its lifetime.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "tulle.agent", config.to_json()])
+
+
+def _check_name(flag: str, value: str) -> None:
+    if (why := dns_label_problem(value)) is not None:
+        raise UsageError(f"{flag}: {why}")
+
+
+def _parse_label(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise UsageError(f"--label {item!r}: expected KEY=VALUE")
+    if (why := label_problem(key, value)) is not None:
+        raise UsageError(f"--label: {why}")
+    return key, value
+
+
+def _parse_upstream(item: str) -> tuple[str, int]:
+    target, sep, raw_port = item.rpartition(":")
+    if not sep or not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
+        raise UsageError(f"--upstream {item!r}: expected SERVICE[.NAMESPACE]:LOCAL_PORT",
+                         hint="for example --upstream books:9000")
+    for part in target.split("."):
+        if (why := dns_label_problem(part)) is not None:
+            raise UsageError(f"--upstream {item!r}: {why}")
+    if target.count(".") > 1:
+        raise UsageError(f"--upstream {item!r}: use SERVICE or SERVICE.NAMESPACE")
+    return target, int(raw_port)

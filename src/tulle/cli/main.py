@@ -1,0 +1,63 @@
+"""`tulle`: the command line. Commands live in one module per area; this file wires them."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+
+from tulle import __version__
+from tulle.errors import TulleError
+from tulle.settings import StatePaths
+
+app = typer.Typer(
+    name="tulle",
+    help="tulle: a service mesh on Envoy that tells you why things broke.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass(frozen=True)
+class Context:
+    paths: StatePaths
+
+
+StateDirOption = Annotated[
+    str | None,
+    typer.Option("--state-dir", envvar="TULLE_HOME", show_envvar=True,
+                 help="State directory of the control plane [default: ~/.tulle]"),
+]
+
+
+@app.callback()
+def _root(ctx: typer.Context, state_dir: StateDirOption = None) -> None:
+    ctx.obj = Context(StatePaths.resolve(state_dir))
+
+
+@app.command()
+def version() -> None:
+    """Print tulle's version."""
+    print(f"tulle {__version__}")
+
+
+def _register() -> None:
+    from tulle.cli import cmd_controlplane, cmd_resources, cmd_run
+
+    for module in (cmd_controlplane, cmd_resources, cmd_run):
+        module.register(app)
+
+
+def main() -> None:
+    _register()
+    try:
+        app()
+    except TulleError as error:
+        print(error.render(), file=sys.stderr)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

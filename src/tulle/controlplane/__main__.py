@@ -1,0 +1,31 @@
+"""``python -m tulle.controlplane``: what `tulle up` runs (in the foreground or detached)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tulle.errors import TulleError
+from tulle.settings import StatePaths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tulle.controlplane")
+    parser.add_argument("--state-dir")
+    parser.add_argument("--api-port", type=int)
+    parser.add_argument("--xds-port", type=int)
+    parser.add_argument("--detached", action="store_true",
+                        help="stderr is already the log file: do not log there twice")
+    args = parser.parse_args(argv)
+    from tulle.controlplane.daemon import run_foreground
+
+    try:
+        return run_foreground(StatePaths.resolve(args.state_dir), api_port=args.api_port,
+                              xds_port=args.xds_port, log_to_stderr=not args.detached)
+    except TulleError as exc:
+        print(exc.render(), file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The control plane process: wires the store, registry, snapshot builder, xDS server and API.
+
+Config path: a change (apply, delete, registration, readiness) marks the mesh dirty; after a
+short debounce one new frozen MeshSnapshot is built and offered to every connected proxy, whose
+stream sends only what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tulle import __version__
+from tulle.controlplane.resources import ResourceService
+from tulle.model.mesh import EMPTY_MESH, MeshSnapshot, build_mesh
+from tulle.registry.registry import DEFAULT_GRACE_S, WorkloadRegistry
+from tulle.settings import ControlPlaneEndpoint, StatePaths
+from tulle.store.sqlite import SqliteStore
+from tulle.xds.compiler import ConfigCompiler, ProxyConfig
+from tulle.xds.proxy import ProxyInfo
+from tulle.xds.server import XdsHub, build_server
+
+log = logging.getLogger("tulle.controlplane")
+
+DEFAULT_DEBOUNCE_S = 0.1
+
+
+class ControlPlane:
+    def __init__(self, paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str, *,
+                 debounce_s: float = DEFAULT_DEBOUNCE_S, grace_s: float = DEFAULT_GRACE_S
+                 ) -> None:
+        self.paths = paths
+        self.endpoint = endpoint
+        self.token = token
+        self.debounce_s = debounce_s
+        self.store = SqliteStore(paths.database)
+        self.registry = WorkloadRegistry(self.store, self.changed, grace_s=grace_s)
+        self.resources = ResourceService(
+            self.store, lambda: [w.service_ref for w in self.registry.workloads()], self.changed)
+        self.compiler = ConfigCompiler()
+        self.hub = XdsHub(directory=self.registry, source=self)
+        self.mesh: MeshSnapshot = EMPTY_MESH
+        self.started_at = time.time()
+        self.shutting_down = False
+        self._versions = itertools.count(1)
+        self._rebuild: asyncio.TimerHandle | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._api: web.AppRunner | None = None
+        self._xds: Any = None
+
+    # -- the config path ---------------------------------------------------------------------
+
+    def changed(self) -> None:
+        """Something the mesh is built from changed: rebuild soon, once for a burst."""
+        if self._rebuild is None:
+            loop = asyncio.get_running_loop()
+            self._rebuild = loop.call_later(self.debounce_s, self.rebuild_now)
+
+    def rebuild_now(self) -> int:
+        if self._rebuild is not None:
+            self._rebuild.cancel()
+            self._rebuild = None
+        self.mesh = build_mesh(next(self._versions), self.resources.resources(),
+                               self.registry.workloads())
+        self.hub.push_all()
+        return self.mesh.version
+
+    def config_for(self, proxy: ProxyInfo) -> ProxyConfig:
+        return self.compiler.compile(self.mesh, proxy)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from tulle.controlplane.api import make_api
+
+        resources = self.resources.load()
+        restored = self.registry.restore()
+        self.rebuild_now()
+        host = self.endpoint.host
+        self._xds = build_server(self.hub, f"{host}:{self.endpoint.xds_port}")
+        await self._xds.start()
+        self._api = web.AppRunner(make_api(self), handler_cancellation=True, access_log=None)
+        await self._api.setup()
+        await web.TCPSite(self._api, host, self.endpoint.api_port).start()
+        self._tasks.append(asyncio.create_task(self._expire_orphans()))
+        log.info("tulle %s control plane (pid %d) ready: API %s, xDS %s:%d; %d resources, "
+                 "%d workloads restored", __version__, os.getpid(), self.endpoint.api_url, host,
+                 self.endpoint.xds_port, resources, restored)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        # Sessions end because *we* stop, not because agents died: keep their registrations.
+        self.shutting_down = True
+        for task in self._tasks:
+            task.cancel()
+        if self._api is not None:
+            await self._api.cleanup()
+        if self._xds is not None:
+            await self._xds.stop(grace=0.5)
+        self.store.close()
+        log.info("control plane stopped")
+
+    async def _expire_orphans(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.registry.expire_orphans()
+            except Exception:
+                log.exception("expiring orphaned workloads failed")
+
+    def status(self) -> dict[str, Any]:
+        workloads = self.registry.workloads()
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "startedAt": self.started_at,
+            "uptimeSeconds": round(time.time() - self.started_at, 1),
+            "stateDir": str(self.paths.root),
+            "apiUrl": self.endpoint.api_url,
+            "xdsAddress": f"{self.endpoint.host}:{self.endpoint.xds_port}",
+            "storeRevision": self.store.revision(),
+            "meshVersion": self.mesh.version,
+            "services": len(self.mesh.services),
+            "workloads": len(workloads),
+            "proxiesConnected": len(self.hub.connected()),
+            "nacksTotal": self.hub.nacks.total,
+        }

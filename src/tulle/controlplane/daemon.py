@@ -1,0 +1,217 @@
+"""Running the control plane: in the foreground, in the background, and stopping it.
+
+One control plane per state directory, enforced by an exclusive lock that the kernel releases
+when the process dies, however it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import logging.handlers
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from tulle.client import ApiClient
+from tulle.errors import ControlPlaneUnavailable, StateError, TulleError
+from tulle.settings import (
+    DEFAULT_API_PORT,
+    DEFAULT_XDS_PORT,
+    ControlPlaneEndpoint,
+    StatePaths,
+    load_or_create_token,
+)
+
+log = logging.getLogger("tulle.controlplane")
+
+START_TIMEOUT_S = 20.0
+
+
+def resolve_endpoint(paths: StatePaths, api_port: int | None,
+                     xds_port: int | None) -> ControlPlaneEndpoint:
+    """Ports given now win; otherwise reuse the last run's, so proxies find us again."""
+    try:
+        previous = ControlPlaneEndpoint.load(paths)
+    except TulleError:
+        previous = None
+    return ControlPlaneEndpoint(
+        api_port=api_port or (previous.api_port if previous else DEFAULT_API_PORT),
+        xds_port=xds_port or (previous.xds_port if previous else DEFAULT_XDS_PORT),
+    )
+
+
+def run_foreground(paths: StatePaths, *, api_port: int | None = None,
+                   xds_port: int | None = None, log_to_stderr: bool = True,
+                   grace_s: float | None = None) -> int:
+    paths.ensure()
+    lock = _acquire_lock(paths)
+    try:
+        endpoint = resolve_endpoint(paths, api_port, xds_port)
+        token = load_or_create_token(paths)
+        _configure_logging(paths, log_to_stderr)
+        endpoint.save(paths)
+        return asyncio.run(_serve(paths, endpoint, token, grace_s))
+    finally:
+        lock.close()
+
+
+async def _serve(paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str,
+                 grace_s: float | None) -> int:
+    from tulle.controlplane.app import ControlPlane
+
+    extra: dict[str, Any] = {} if grace_s is None else {"grace_s": grace_s}
+    cp = ControlPlane(paths, endpoint, token, **extra)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, cp.request_stop)
+    try:
+        await cp.start()
+    except OSError as exc:
+        await cp.stop()
+        if exc.errno == errno.EADDRINUSE or "cannot listen" in str(exc):
+            raise StateError(
+                f"a port of the control plane is taken (API {endpoint.api_port}, "
+                f"xDS {endpoint.xds_port}): {exc}",
+                hint="pick free ports with `tulle up --api-port N --xds-port M`") from exc
+        raise
+    await cp.wait_stopped()
+    await cp.stop()
+    return 0
+
+
+def start_background(paths: StatePaths, *, api_port: int | None = None,
+                     xds_port: int | None = None) -> dict[str, Any]:
+    """Start a detached control plane and wait until its API answers."""
+    paths.ensure()
+    command = [sys.executable, "-m", "tulle.controlplane", "--state-dir", str(paths.root),
+               "--detached"]
+    if api_port:
+        command += ["--api-port", str(api_port)]
+    if xds_port:
+        command += ["--xds-port", str(xds_port)]
+    with _open_log(paths) as log_file:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        code = process.poll()
+        if code is not None:
+            raise StateError(f"the control plane exited during start-up (code {code}):\n"
+                             + _tail(paths.log_file),
+                             hint=f"see {paths.log_file}")
+        with contextlib.suppress(TulleError):
+            status: dict[str, Any] = ApiClient.from_state(paths, timeout=1.0).get("/v1/status")
+            if status.get("pid") == process.pid:
+                return status
+        time.sleep(0.05)
+    process.terminate()
+    raise StateError("the control plane did not become ready in time",
+                     hint=f"see {paths.log_file}")
+
+
+def running_status(paths: StatePaths) -> dict[str, Any] | None:
+    """The status of the control plane of ``paths``, or None when none is running."""
+    if not _lock_held(paths):
+        return None
+    try:
+        status: dict[str, Any] = ApiClient.from_state(paths, timeout=3.0).get("/v1/status")
+    except ControlPlaneUnavailable:
+        return None
+    return status
+
+
+def stop(paths: StatePaths, timeout: float = 15.0) -> bool:
+    """Stop the control plane; False if none was running."""
+    if not _lock_held(paths):
+        return False
+    pid = _lock_pid(paths)
+    try:
+        ApiClient.from_state(paths, timeout=3.0).post("/v1/shutdown")
+    except TulleError:
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _lock_held(paths):
+            return True
+        time.sleep(0.05)
+    raise StateError(f"the control plane (pid {pid}) did not stop within {timeout:.0f}s",
+                     hint=f"kill it with `kill {pid}`")
+
+
+# -- lock ------------------------------------------------------------------------------------
+
+def _acquire_lock(paths: StatePaths) -> IO[str]:
+    handle = paths.lock_file.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise StateError(
+            f"a control plane is already running with state directory {paths.root} "
+            f"(pid {_lock_pid(paths) or 'unknown'})",
+            hint="use it, stop it with `tulle down`, or choose another --state-dir") from exc
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _lock_held(paths: StatePaths) -> bool:
+    if not paths.lock_file.exists():
+        return False
+    with paths.lock_file.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def _lock_pid(paths: StatePaths) -> int | None:
+    try:
+        return int(paths.lock_file.read_text().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+# -- logging ---------------------------------------------------------------------------------
+
+def _open_log(paths: StatePaths) -> IO[bytes]:
+    fd = os.open(paths.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "ab")
+
+
+def _configure_logging(paths: StatePaths, to_stderr: bool) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Detached, stderr already is the log file (it also catches crashes): write there once.
+    handler: logging.Handler = logging.StreamHandler()
+    if to_stderr:
+        file_handler = logging.handlers.RotatingFileHandler(paths.log_file, maxBytes=10 << 20,
+                                                            backupCount=3)
+        file_handler.setFormatter(formatter)
+        root.addHandler(file_handler)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    with contextlib.suppress(OSError):
+        paths.log_file.chmod(0o600)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

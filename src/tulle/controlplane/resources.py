@@ -1,0 +1,126 @@
+"""Resource operations behind `tulle apply`, `get` and `delete`.
+
+An apply is all or nothing: every document is parsed and every reference checked against the
+store as it would be after the apply; only when nothing is wrong does one store transaction
+write them all. A rejected apply leaves the store, and so every proxy, untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from tulle.errors import ConfigError, NotFoundError, Problem, UsageError
+from tulle.model.kinds import KINDS, KindInfo, closest, find_kind
+from tulle.model.meta import ResourceKey, ServiceRef
+from tulle.model.parse import Document, parse_documents, resource_from_manifest
+from tulle.model.references import known_services, reference_problems
+from tulle.model.resource import Resource
+from tulle.store.base import ApplyResult, Store, StoredResource
+
+
+class ResourceService:
+    def __init__(self, store: Store, workload_services: Callable[[], Iterable[ServiceRef]],
+                 on_change: Callable[[], None]) -> None:
+        self._store = store
+        self._workload_services = workload_services
+        self._on_change = on_change
+        self._resources: dict[ResourceKey, Resource] = {}
+        self._stored: dict[ResourceKey, StoredResource] = {}
+
+    def load(self) -> int:
+        """Read every stored resource; called once at start."""
+        for stored in self._store.resources():
+            self._stored[stored.key] = stored
+            self._resources[stored.key] = resource_from_manifest(stored.manifest)
+        return len(self._resources)
+
+    def resources(self) -> list[Resource]:
+        return list(self._resources.values())
+
+    def apply(self, documents: Iterable[Document], *, dry_run: bool = False
+              ) -> list[ApplyResult]:
+        documents = list(documents)
+        batch = parse_documents(documents)
+        sources = _sources(batch, documents)
+        proposed = {**self._resources, **{r.key: r for r in batch}}
+        known = known_services(proposed.values(), self._workload_services())
+        problems = reference_problems(batch, known, sources)
+        if problems:
+            raise ConfigError(problems)
+        if dry_run:
+            return [ApplyResult(r.key, _dry_action(self._stored.get(r.key), r), 0)
+                    for r in batch]
+        results = self._store.apply([(r.key, r.manifest) for r in batch])
+        if any(result.action != "unchanged" for result in results):
+            self._reload(r.key for r in batch)
+            self._on_change()
+        return results
+
+    def delete(self, kind: str, namespace: str, name: str) -> ApplyResult:
+        info = resolve_kind(kind)
+        result = self._store.delete(ResourceKey(info.kind, namespace, name))
+        self._resources.pop(result.key, None)
+        self._stored.pop(result.key, None)
+        self._on_change()
+        return result
+
+    def get(self, kind: str, namespace: str, name: str) -> StoredResource:
+        info = resolve_kind(kind)
+        key = ResourceKey(info.kind, namespace, name)
+        stored = self._stored.get(key)
+        if stored is None:
+            raise NotFoundError(f"{key} not found",
+                                hint=f"list them with `tulle get {info.plural} -n {namespace}`")
+        return stored
+
+    def list(self, kind: str, namespace: str | None) -> list[StoredResource]:
+        info = resolve_kind(kind)
+        return [s for k, s in sorted(self._stored.items())
+                if k.kind == info.kind and (namespace is None or k.namespace == namespace)]
+
+    def _reload(self, keys: Iterable[ResourceKey]) -> None:
+        current = {s.key: s for s in self._store.resources()}
+        for key in keys:
+            stored = current[key]
+            self._stored[key] = stored
+            self._resources[key] = resource_from_manifest(stored.manifest)
+
+
+def resolve_kind(name: str) -> KindInfo:
+    info = find_kind(name)
+    if info is None:
+        names = [n for k in KINDS for n in k.names()]
+        guess = closest(name.lower(), names)
+        hint = f'did you mean "{guess}"? ' if guess else ""
+        raise UsageError(f'unknown resource kind "{name}"',
+                         hint=hint + "kinds: " + ", ".join(k.plural for k in KINDS)
+                         + ", workloads")
+    return info
+
+
+def _sources(batch: tuple[Resource, ...], documents: Iterable[Document]
+             ) -> Mapping[ResourceKey, str]:
+    # parse_documents keeps document order and drops nothing when it succeeds.
+    return {resource.key: document.source
+            for resource, document in zip(batch, documents, strict=True)}
+
+
+def _dry_action(stored: StoredResource | None, resource: Resource) -> Any:
+    if stored is None:
+        return "created"
+    return "unchanged" if dict(stored.manifest) == dict(resource.manifest) else "configured"
+
+
+def documents_from_request(body: Any) -> list[Document]:
+    """The API's apply body: {"documents": [{"source": ..., "manifest": {...}}, ...]}."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("documents"), list):
+        raise ConfigError([Problem(message="the request body must be "
+                                           '{"documents": [{"source": ..., "manifest": ...}]}')])
+    documents = []
+    for index, item in enumerate(body["documents"]):
+        if not isinstance(item, Mapping):
+            raise ConfigError([Problem(message=f"documents[{index}] must be a mapping")])
+        documents.append(Document(source=str(item.get("source", f"document {index + 1}")),
+                                  body=item.get("manifest")))
+    return documents

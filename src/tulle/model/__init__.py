@@ -1,0 +1,1 @@
+"""Resource model: kinds, specs, validation and the mesh snapshot."""

@@ -1,0 +1,67 @@
+"""The resource kinds tulle accepts: a declared list, not a registry filled at import time."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tulle.model.httproute import HTTPRouteSpec
+from tulle.model.service import ServiceSpec
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    kind: str
+    api_version: str
+    plural: str
+    aliases: tuple[str, ...]
+    spec_type: type[Any]
+    summary: str
+    # Other apiVersions accepted on input, for users who copy manifests between versions.
+    also_accepts: tuple[str, ...] = field(default=())
+
+    @property
+    def api_versions(self) -> tuple[str, ...]:
+        return (self.api_version, *self.also_accepts)
+
+    def names(self) -> tuple[str, ...]:
+        return (self.kind.lower(), self.plural, *self.aliases)
+
+
+SERVICE = KindInfo(
+    kind="Service",
+    api_version="tulle.io/v1alpha1",
+    plural="services",
+    aliases=("svc",),
+    spec_type=ServiceSpec,
+    summary="explicit settings (protocol) for a service that workloads register under",
+)
+
+HTTP_ROUTE = KindInfo(
+    kind="HTTPRoute",
+    api_version="gateway.networking.k8s.io/v1",
+    plural="httproutes",
+    aliases=("route", "routes"),
+    spec_type=HTTPRouteSpec,
+    summary="HTTP routing for a service, in the Gateway API HTTPRoute shape",
+    also_accepts=("gateway.networking.k8s.io/v1beta1",),
+)
+
+KINDS: tuple[KindInfo, ...] = (SERVICE, HTTP_ROUTE)
+
+
+def find_kind(name: str, kinds: Iterable[KindInfo] = KINDS) -> KindInfo | None:
+    """The kind called ``name`` (kind, plural or alias; any case), or None."""
+    wanted = name.lower()
+    for info in kinds:
+        if wanted in info.names():
+            return info
+    return None
+
+
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate ``word`` was most likely a typo of, if any is close."""
+    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None

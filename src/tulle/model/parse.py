@@ -1,0 +1,320 @@
+"""The edge where untrusted documents become typed resources.
+
+Every problem found names the source (file and document), the resource and the field path, so a
+user can go straight to the line to fix. All problems of a batch are collected before failing:
+fixing one error only to meet the next is a waste of the user's time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any
+
+from tulle.errors import ConfigError, Problem
+from tulle.model.kinds import KINDS, KindInfo, closest, find_kind
+from tulle.model.meta import (
+    DEFAULT_NAMESPACE,
+    ObjectMeta,
+    dns_label_problem,
+    freeze_labels,
+    label_problem,
+    type_name,
+)
+from tulle.model.resource import Resource
+from tulle.model.semantics import spec_problems
+from tulle.model.spec_config import to_camel
+
+_ENVELOPE_FIELDS = ("apiVersion", "kind", "metadata", "spec")
+_IGNORED_FIELDS = ("status",)  # kubectl get -o yaml output can be applied back
+_METADATA_FIELDS = ("name", "namespace", "labels", "annotations")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One YAML or JSON document and where it came from (``books.yaml#2``)."""
+
+    source: str
+    body: Any
+
+
+def parse_documents(documents: Iterable[Document]) -> tuple[Resource, ...]:
+    """Parse a batch; raise ConfigError listing every problem, including duplicate names."""
+    resources: list[Resource] = []
+    problems: list[Problem] = []
+    first_seen: dict[Any, str] = {}
+    for document in documents:
+        try:
+            resource = parse_document(document)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        earlier = first_seen.setdefault(resource.key, document.source)
+        if earlier != document.source:
+            problems.append(Problem(
+                source=document.source, resource=str(resource.key), field="metadata.name",
+                message=f"duplicate name: {earlier} already defines {resource.key}",
+                hint="give each resource a unique name, or remove one of the two",
+            ))
+            continue
+        resources.append(resource)
+    if problems:
+        raise ConfigError(problems)
+    return tuple(resources)
+
+
+def parse_document(document: Document) -> Resource:
+    body = document.body
+    if not isinstance(body, Mapping):
+        raise _fail(document, "", "", f"expected a mapping with apiVersion, kind, metadata and "
+                    f"spec, got {type_name(body)}", "each YAML document must be one resource")
+    info = _parse_kind(document, body)
+    meta = _parse_metadata(document, info, body.get("metadata"))
+    resource_name = f"{info.kind} {meta.namespace}/{meta.name}"
+    problems: list[Problem] = []
+    for key in body:
+        if key not in _ENVELOPE_FIELDS and key not in _IGNORED_FIELDS:
+            problems.append(_unknown_field(document.source, resource_name, str(key),
+                                           _ENVELOPE_FIELDS))
+    raw_spec = body.get("spec")
+    if raw_spec is None:
+        raw_spec = {}
+    spec: Any = None
+    if not isinstance(raw_spec, Mapping):
+        problems.append(Problem(source=document.source, resource=resource_name, field="spec",
+                                message=f"expected a mapping, got {type_name(raw_spec)}"))
+    else:
+        spec, spec_problems_found = _validate_spec(info, raw_spec)
+        problems.extend(
+            Problem(source=document.source, resource=resource_name, field=field_path,
+                    message=message, hint=hint)
+            for field_path, message, hint in spec_problems_found
+        )
+    if problems:
+        raise ConfigError(problems)
+    manifest = {
+        "apiVersion": info.api_version,
+        "kind": info.kind,
+        "metadata": _canonical_metadata(meta),
+        "spec": _plain(raw_spec),
+    }
+    return Resource(info=info, meta=meta, spec=spec, manifest=manifest)
+
+
+def resource_from_manifest(manifest: Mapping[str, Any]) -> Resource:
+    """Rebuild a stored resource. Stored manifests were validated when they were applied."""
+    return parse_document(Document(source="store", body=manifest))
+
+
+def _parse_kind(document: Document, body: Mapping[str, Any]) -> KindInfo:
+    kind = body.get("kind")
+    api_version = body.get("apiVersion")
+    if not isinstance(kind, str) or not kind:
+        raise _fail(document, "", "kind", "required field is missing" if kind is None else
+                    f"expected a string, got {type_name(kind)}",
+                    f"known kinds: {', '.join(k.kind for k in KINDS)}")
+    info = find_kind(kind)
+    if info is None or info.kind != kind:
+        guess = info.kind if info else closest(kind, [k.kind for k in KINDS])
+        hint = f'did you mean "{guess}"? ' if guess else ""
+        raise _fail(document, f"kind {kind}", "kind", f'unknown kind "{kind}"',
+                    f"{hint}known kinds: {', '.join(k.kind for k in KINDS)}")
+    if api_version not in info.api_versions:
+        got = "missing" if api_version is None else f'"{api_version}"'
+        raise _fail(document, f"kind {kind}", "apiVersion",
+                    f"{kind} needs apiVersion {info.api_version}, got {got}",
+                    f"set apiVersion: {info.api_version}")
+    return info
+
+
+def _parse_metadata(document: Document, info: KindInfo, raw: Any) -> ObjectMeta:
+    where = f"{info.kind} (unnamed)"
+    if not isinstance(raw, Mapping):
+        raise _fail(document, where, "metadata", "required field is missing" if raw is None
+                    else f"expected a mapping, got {type_name(raw)}",
+                    "add metadata: {name: NAME}")
+    name = raw.get("name")
+    namespace = raw.get("namespace", DEFAULT_NAMESPACE)
+    if isinstance(name, str):
+        where = f"{info.kind} {namespace}/{name}"
+    problems: list[Problem] = []
+    if name is None:
+        problems.append(Problem(source=document.source, resource=where, field="metadata.name",
+                                message="required field is missing", hint="add metadata.name"))
+    elif (why := dns_label_problem(name)) is not None:
+        problems.append(Problem(source=document.source, resource=where, field="metadata.name",
+                                message=why))
+    if (why := dns_label_problem(namespace)) is not None:
+        problems.append(Problem(source=document.source, resource=where,
+                                field="metadata.namespace", message=why))
+    labels = raw.get("labels") or {}
+    if not isinstance(labels, Mapping):
+        problems.append(Problem(source=document.source, resource=where, field="metadata.labels",
+                                message=f"expected a mapping, got {type_name(labels)}"))
+        labels = {}
+    for key, value in labels.items():
+        if (why := label_problem(key, value)) is not None:
+            problems.append(Problem(source=document.source, resource=where,
+                                    field=f"metadata.labels.{key}", message=why))
+    for key in raw:
+        if key not in _METADATA_FIELDS:
+            problems.append(_unknown_field(document.source, where, f"metadata.{key}",
+                                           _METADATA_FIELDS))
+    if problems:
+        raise ConfigError(problems)
+    return ObjectMeta(name=str(name), namespace=str(namespace), labels=freeze_labels(labels))
+
+
+def _canonical_metadata(meta: ObjectMeta) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": meta.name, "namespace": meta.namespace}
+    if meta.labels:
+        out["labels"] = dict(meta.labels)
+    return out
+
+
+def _validate_spec(info: KindInfo, raw: Mapping[str, Any]
+                   ) -> tuple[Any, list[tuple[str, str, str]]]:
+    from pydantic import ValidationError
+
+    # Strict JSON-mode validation: "80" is not a port and 1.5 is not a count, but a YAML list is
+    # a fine tuple.
+    try:
+        spec = _adapter(info.spec_type).validate_json(json.dumps(_plain(raw)), strict=True)
+    except ValidationError as exc:
+        return None, [_describe(info.spec_type, error) for error in exc.errors()]
+    return spec, list(spec_problems(spec))
+
+
+@functools.cache
+def _adapter(spec_type: type[Any]) -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(spec_type)
+
+
+def _describe(spec_type: type[Any], error: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Turn one pydantic error into (field path, message, hint) in the user's vocabulary."""
+    loc: Sequence[Any] = error["loc"]
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    hint = ""
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        known = _fields_at(spec_type, loc[:-1])
+        message = f'unknown field "{loc[-1]}"'
+        hint = _field_hint(str(loc[-1]), known)
+    elif kind == "missing" or kind == "missing_argument":
+        message = "required field is missing"
+    elif kind == "literal_error":
+        message = f"must be one of {ctx.get('expected')}, got {json.dumps(value)}"
+    elif kind in ("greater_than_equal", "greater_than"):
+        bound = ctx.get("ge", ctx.get("gt"))
+        message = f"must be {'at least' if 'ge' in ctx else 'greater than'} {bound}, got {value}"
+    elif kind in ("less_than_equal", "less_than"):
+        bound = ctx.get("le", ctx.get("lt"))
+        message = f"must be {'at most' if 'le' in ctx else 'less than'} {bound}, got {value}"
+    elif kind in ("too_short", "string_too_short"):
+        message = f"must have at least {ctx.get('min_length')} " + _unit(kind)
+    elif kind in ("too_long", "string_too_long"):
+        message = f"must have at most {ctx.get('max_length')} " + _unit(kind)
+    elif kind.endswith("_type") or kind.endswith("_parsing"):
+        expected = _EXPECTED.get(kind.removesuffix("_type").removesuffix("_parsing"), "")
+        message = (f"expected {expected}, got {type_name(value)} {json.dumps(value)}"
+                   if expected else str(error["msg"]))
+    else:
+        message = str(error["msg"])
+    return _path(loc), message, hint
+
+
+_EXPECTED = {
+    "int": "an integer",
+    "string": "a string",
+    "bool": "true or false",
+    "tuple": "a list",
+    "list": "a list",
+    "dataclass": "a mapping",
+    "dict": "a mapping",
+    "float": "a number",
+}
+
+
+def _unit(kind: str) -> str:
+    return "characters" if kind.startswith("string") else "item(s)"
+
+
+def _path(loc: Sequence[Any]) -> str:
+    out = "spec"
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _field_hint(name: str, known: Sequence[str]) -> str:
+    if not known:
+        return ""
+    guess = closest(name, known)
+    prefix = f'did you mean "{guess}"? ' if guess else ""
+    return f"{prefix}known fields here: {', '.join(known)}"
+
+
+def _fields_at(spec_type: type[Any], loc: Sequence[Any]) -> list[str]:
+    """The YAML field names accepted at ``loc`` inside ``spec_type``."""
+    current: Any = spec_type
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            args = typing.get_args(current)
+            current = args[0] if args else None
+        elif is_dataclass(current):
+            hints = typing.get_type_hints(current, include_extras=True)
+            by_alias = {to_camel(f.name): hints[f.name] for f in fields(current)}
+            current = by_alias.get(part)
+        else:
+            return []
+    current = _unwrap(current)
+    if not is_dataclass(current):
+        return []
+    return [to_camel(f.name) for f in fields(current)]
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            non_none = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = non_none[0] if len(non_none) == 1 else tp
+            if len(non_none) != 1:
+                return tp
+        else:
+            return tp
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-compatible copy: YAML may produce dates and other non-JSON scalars."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime.date | datetime.datetime):
+        return value.isoformat()
+    return value
+
+
+def _unknown_field(source: str, resource: str, field_path: str,
+                   known: Sequence[str]) -> Problem:
+    name = field_path.rsplit(".", 1)[-1]
+    return Problem(source=source, resource=resource, field=field_path,
+                   message=f'unknown field "{name}"', hint=_field_hint(name, known))
+
+
+def _fail(document: Document, resource: str, field_path: str, message: str,
+          hint: str = "") -> ConfigError:
+    return ConfigError([Problem(source=document.source, resource=resource, field=field_path,
+                                message=message, hint=hint)])

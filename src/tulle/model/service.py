@@ -1,0 +1,23 @@
+"""Service: optional explicit settings for a service that workloads register under.
+
+Services exist as soon as a workload registers with ``tulle run --service NAME``. A Service
+resource is needed only to set what cannot be derived, such as the protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from tulle.model.spec_config import SPEC_CONFIG
+
+Protocol = Literal["http", "tcp"]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    __pydantic_config__: ClassVar = SPEC_CONFIG
+
+    # http: sidecars parse requests (routing, retries, per-request metrics).
+    # tcp: sidecars forward bytes; clients reach it through `tulle run --upstream`.
+    protocol: Protocol = "http"

@@ -1,0 +1,1 @@
+"""The workload registry: registrations, readiness and liveness."""

@@ -1,0 +1,161 @@
+"""The workload registry: who is running, whether they are ready, and whether they are alive.
+
+A workload lives as long as its agent's session: when the session's connection closes (the agent
+exited, or was killed: the kernel closes its sockets), the workload is removed at once. When the
+control plane itself restarts, registrations are restored from the store and kept, endpoints
+included, for a grace period in which agents reconnect; those that do not are removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tulle.errors import ConflictError, NotFoundError
+from tulle.model.workload import Workload, WorkloadState
+from tulle.security import tokens_match
+from tulle.store.base import Store
+from tulle.xds.proxy import ProxyInfo
+
+log = logging.getLogger("tulle.registry")
+
+DEFAULT_GRACE_S = 15.0
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Secrets an agent chose at registration. Never returned by the API, never logged."""
+
+    xds_token: str  # what its Envoy presents on the ADS stream
+    agent_token: str  # what the control plane presents to the agent's admin proxy
+
+
+class WorkloadRegistry:
+    def __init__(self, store: Store, on_change: Callable[[], None], *,
+                 grace_s: float = DEFAULT_GRACE_S, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self._store = store
+        self._on_change = on_change
+        self._grace_s = grace_s
+        self._clock = clock
+        self._workloads: dict[str, Workload] = {}
+        self._credentials: dict[str, Credentials] = {}
+        self._sessions: dict[str, int] = {}  # node id -> live session id
+        self._orphans: dict[str, float] = {}  # restored, agent not back yet -> deadline
+        self._session_ids = itertools.count(1)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def restore(self) -> int:
+        """Load registrations kept by a previous run of the control plane."""
+        deadline = self._clock() + self._grace_s
+        for record in self._store.workloads():
+            workload = Workload.from_dict(record["workload"])
+            self._workloads[workload.node_id] = workload
+            self._credentials[workload.node_id] = Credentials(**record["credentials"])
+            self._orphans[workload.node_id] = deadline
+        return len(self._workloads)
+
+    def register(self, workload: Workload, credentials: Credentials) -> int:
+        """Add or re-add a workload; returns the id of its new session."""
+        node_id = workload.node_id
+        if node_id in self._sessions:
+            raise ConflictError(
+                f"a workload named {workload.name} is already running in namespace "
+                f"{workload.namespace}",
+                hint="choose another instance name with --name, or stop the other one")
+        previous = self._workloads.get(node_id)
+        if previous is not None and self._credentials.get(node_id) == credentials:
+            # The same agent is back after a control-plane restart: keep its readiness so
+            # its endpoint never flaps.
+            workload = dataclasses.replace(workload, state=previous.state,
+                                           registered_at=previous.registered_at)
+        self._workloads[node_id] = workload
+        self._credentials[node_id] = credentials
+        self._orphans.pop(node_id, None)
+        session = next(self._session_ids)
+        self._sessions[node_id] = session
+        self._persist(workload)
+        log.info("registered %s (service %s, session %d)", node_id,
+                 workload.service_ref, session)
+        self._on_change()
+        return session
+
+    def session_ended(self, node_id: str, session: int) -> None:
+        """The agent's connection closed: it is gone (a newer session may have replaced it)."""
+        if self._sessions.get(node_id) != session:
+            return
+        del self._sessions[node_id]
+        self.remove(node_id, reason="agent session ended")
+
+    def set_state(self, node_id: str, state: WorkloadState) -> Workload:
+        workload = self._get(node_id)
+        if workload.state is not state:
+            workload = dataclasses.replace(workload, state=state)
+            self._workloads[node_id] = workload
+            self._persist(workload)
+            log.info("%s is %s", node_id, state.value)
+            self._on_change()
+        return workload
+
+    def remove(self, node_id: str, *, reason: str) -> None:
+        if self._workloads.pop(node_id, None) is None:
+            return
+        self._credentials.pop(node_id, None)
+        self._orphans.pop(node_id, None)
+        self._sessions.pop(node_id, None)
+        self._store.delete_workload(node_id)
+        log.info("removed %s: %s", node_id, reason)
+        self._on_change()
+
+    def expire_orphans(self) -> list[str]:
+        """Remove restored workloads whose agents did not come back in time."""
+        now = self._clock()
+        expired = [n for n, deadline in self._orphans.items() if deadline <= now]
+        for node_id in expired:
+            self.remove(node_id, reason="its agent did not reconnect after a control-plane "
+                                        "restart")
+        return expired
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def workloads(self) -> list[Workload]:
+        return sorted(self._workloads.values(), key=lambda w: w.node_id)
+
+    def get(self, node_id: str) -> Workload | None:
+        return self._workloads.get(node_id)
+
+    def credentials(self, node_id: str) -> Credentials | None:
+        return self._credentials.get(node_id)
+
+    def is_connected(self, node_id: str) -> bool:
+        return node_id in self._sessions
+
+    def authenticate(self, node_id: str, token: str) -> ProxyInfo | None:
+        workload = self._workloads.get(node_id)
+        credentials = self._credentials.get(node_id)
+        if workload is None or credentials is None:
+            return None
+        if not tokens_match(credentials.xds_token, token):
+            return None
+        return ProxyInfo.of(workload)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _get(self, node_id: str) -> Workload:
+        workload = self._workloads.get(node_id)
+        if workload is None:
+            raise NotFoundError(f"no workload {node_id} is registered",
+                                hint="list workloads with `tulle get workloads`")
+        return workload
+
+    def _persist(self, workload: Workload) -> None:
+        credentials = self._credentials[workload.node_id]
+        self._store.save_workload(workload.node_id, {
+            "workload": workload.to_dict(),
+            "credentials": dataclasses.asdict(credentials),
+        })

@@ -1,0 +1,147 @@
+"""Where tulle keeps its state, and how the pieces find the control plane.
+
+Nothing here runs at import time: entry points resolve a :class:`StatePaths` from the
+command line and environment and pass it down explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tulle.errors import ControlPlaneUnavailable, StateError
+
+DEFAULT_API_PORT = 15700
+DEFAULT_XDS_PORT = 15710
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """The layout of one state directory (``~/.tulle`` by default)."""
+
+    root: Path
+
+    @classmethod
+    def resolve(cls, explicit: str | os.PathLike[str] | None = None,
+                environ: Mapping[str, str] | None = None) -> StatePaths:
+        env = os.environ if environ is None else environ
+        raw = explicit or env.get("TULLE_HOME") or Path.home() / ".tulle"
+        return cls(Path(raw).expanduser().absolute())
+
+    @property
+    def token_file(self) -> Path:
+        return self.root / "api-token"
+
+    @property
+    def endpoint_file(self) -> Path:
+        return self.root / "controlplane.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "controlplane.lock"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "store.db"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "controlplane.log"
+
+    @property
+    def workloads_dir(self) -> Path:
+        return self.root / "workloads"
+
+    def workload_dir(self, namespace: str, name: str) -> Path:
+        return self.workloads_dir / f"{name}.{namespace}"
+
+    def ensure(self) -> None:
+        """Create the directory, private to the user: it holds the API token and keys."""
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.workloads_dir.mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create state directory {self.root}: {exc.strerror}",
+                hint="choose a writable directory with --state-dir or TULLE_HOME",
+            ) from exc
+
+
+@dataclass(frozen=True)
+class ControlPlaneEndpoint:
+    """The addresses a control plane listens on, persisted so a restart reuses them."""
+
+    api_port: int
+    xds_port: int
+    host: str = LOOPBACK
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    def save(self, paths: StatePaths) -> None:
+        write_private(paths.endpoint_file, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, paths: StatePaths) -> ControlPlaneEndpoint:
+        try:
+            data = json.loads(paths.endpoint_file.read_text())
+            return cls(api_port=int(data["api_port"]), xds_port=int(data["xds_port"]),
+                       host=str(data.get("host", LOOPBACK)))
+        except FileNotFoundError as exc:
+            raise ControlPlaneUnavailable(
+                f"no control plane has been started with state directory {paths.root}",
+                hint="start one with `tulle up` (or point at another with --state-dir)",
+            ) from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(
+                f"{paths.endpoint_file} is corrupt: {exc}",
+                hint="delete it and run `tulle up` again; resources are kept in store.db",
+            ) from exc
+
+
+def write_private(path: Path, text: str) -> None:
+    """Atomically write ``text`` to ``path``, readable by the owner only (mode 0600)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_or_create_token(paths: StatePaths) -> str:
+    """The API token, generated on first start and stored 0600 in the state directory."""
+    try:
+        return read_token(paths)
+    except ControlPlaneUnavailable:
+        token = secrets.token_urlsafe(32)
+        write_private(paths.token_file, token + "\n")
+        return token
+
+
+def read_token(paths: StatePaths) -> str:
+    try:
+        token = paths.token_file.read_text().strip()
+    except FileNotFoundError as exc:
+        raise ControlPlaneUnavailable(
+            f"no API token in {paths.root}",
+            hint="start the control plane with `tulle up`; it creates the token",
+        ) from exc
+    except PermissionError as exc:
+        raise StateError(
+            f"cannot read the API token {paths.token_file}",
+            hint="run tulle as the user who started the control plane",
+        ) from exc
+    if not token:
+        raise StateError(f"the API token file {paths.token_file} is empty",
+                         hint="delete it and restart the control plane with `tulle up`")
+    return token

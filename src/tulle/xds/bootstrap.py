@@ -1,0 +1,83 @@
+"""The bootstrap a sidecar's Envoy starts from: who it is, and where its control plane is.
+
+Everything else arrives over ADS. The control plane builds it at registration, so the agent
+needs no protobuf code and stays small.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tulle.model.workload import Workload
+from tulle.xds import names
+
+LOOPBACK = "127.0.0.1"
+
+
+def sidecar_bootstrap(workload: Workload, xds_host: str, xds_port: int,
+                      xds_token: str) -> dict[str, Any]:
+    api_type = "DELTA_GRPC" if workload.xds_protocol == "delta" else "GRPC"
+    return {
+        "node": {
+            "id": workload.node_id,
+            "cluster": f"{workload.service}.{workload.namespace}",
+            "metadata": {
+                "tulle.io/workload": workload.name,
+                "tulle.io/namespace": workload.namespace,
+                "tulle.io/service": workload.service,
+            },
+        },
+        # Admin is loopback only: it can change Envoy's state. The agent proxies read-only
+        # parts of it to the control plane.
+        "admin": {"address": _address(LOOPBACK, workload.admin_port)},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": api_type,
+                "transport_api_version": "V3",
+                "set_node_on_first_message_only": True,
+                "grpc_services": [{
+                    "envoy_grpc": {
+                        "cluster_name": names.XDS_CLUSTER,
+                        # Reconnect fast when the control plane restarts; Envoy keeps serving
+                        # its last config meanwhile.
+                        "retry_policy": {"retry_back_off": {"base_interval": "0.1s",
+                                                            "max_interval": "1s"}},
+                    },
+                    "initial_metadata": [{"key": "authorization",
+                                          "value": f"Bearer {xds_token}"}],
+                }],
+            },
+            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "lds_config": {"ads": {}, "resource_api_version": "V3"},
+        },
+        "static_resources": {
+            "clusters": [{
+                "name": names.XDS_CLUSTER,
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/"
+                                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": {"http2_protocol_options": {
+                            "connection_keepalive": {"interval": "15s", "timeout": "5s"},
+                        }},
+                    },
+                },
+                "load_assignment": {
+                    "cluster_name": names.XDS_CLUSTER,
+                    "endpoints": [{"lb_endpoints": [
+                        {"endpoint": {"address": _address(xds_host, xds_port)}},
+                    ]}],
+                },
+            }],
+        },
+        "layered_runtime": {"layers": [{"name": "static", "static_layer": {
+            # Envoy's default overload protection warns at start without a limit.
+            "overload.global_downstream_max_connections": 50000,
+        }}]},
+    }
+
+
+def _address(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}

@@ -1,0 +1,139 @@
+"""Compile (mesh snapshot, proxy) into the complete, encoded config of one proxy.
+
+The work is shared as widely as the inputs allow:
+- every encoded resource is memoized on exactly the arguments of the pure generator that built
+  it, so an unchanged service costs nothing when another one changes, and a cache key can never
+  miss an input (the key *is* the input);
+- the part every proxy of a namespace shares (clusters, endpoints, the outbound route table) is
+  built once per snapshot and namespace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from tulle.model.mesh import MeshService, MeshSnapshot
+from tulle.model.meta import ServiceRef
+from tulle.model.service import Protocol
+from tulle.xds import names, types
+from tulle.xds.generators import clusters, endpoints, listeners, routes
+from tulle.xds.proxy import ProxyInfo
+from tulle.xds.wire import EncodedResource, encode, set_version, versions_of
+
+ByName = Mapping[str, EncodedResource]
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Everything one proxy should have, per xDS type, at one mesh version."""
+
+    mesh_version: int
+    resources: Mapping[str, ByName]
+    versions: Mapping[str, str]
+
+    def of_type(self, type_url: str) -> ByName:
+        return self.resources.get(type_url, MappingProxyType({}))
+
+    @classmethod
+    def build(cls, mesh_version: int,
+              by_type: Mapping[str, Iterable[EncodedResource]]) -> ProxyConfig:
+        resources = {t: MappingProxyType({r.name: r for r in items})
+                     for t, items in by_type.items()}
+        versions = {t: set_version(versions_of(items.values())) for t, items in resources.items()}
+        return cls(mesh_version, MappingProxyType(resources), MappingProxyType(versions))
+
+
+class ResourceMemo:
+    """Encoded resources keyed on (generator, arguments). Entries unused for a whole snapshot
+    generation are dropped, so memory follows the live config."""
+
+    def __init__(self) -> None:
+        self._current: dict[tuple[Any, ...], EncodedResource] = {}
+        self._previous: dict[tuple[Any, ...], EncodedResource] = {}
+        self.builds = 0  # statistics: how many resources were actually generated
+
+    def advance(self) -> None:
+        self._previous, self._current = self._current, {}
+
+    def get(self, type_url: str, generator: Callable[..., Any], *args: Any) -> EncodedResource:
+        key = (generator, *args)
+        found = self._current.get(key)
+        if found is None:
+            found = self._previous.get(key)
+            if found is None:
+                message = generator(*args)
+                name = message.cluster_name if type_url == types.ENDPOINT else message.name
+                found = encode(type_url, name, message)
+                self.builds += 1
+            self._current[key] = found
+        return found
+
+
+@dataclass(frozen=True)
+class _Shared:
+    clusters: tuple[EncodedResource, ...]
+    endpoints: tuple[EncodedResource, ...]
+    routes: tuple[EncodedResource, ...]
+
+
+class ConfigCompiler:
+    def __init__(self) -> None:
+        self.memo = ResourceMemo()
+        self._mesh_version = -1
+        self._shared: dict[str, _Shared] = {}
+
+    def compile(self, mesh: MeshSnapshot, proxy: ProxyInfo) -> ProxyConfig:
+        if mesh.version != self._mesh_version:
+            self._mesh_version = mesh.version
+            self._shared = {}
+            self.memo.advance()
+        shared = self._shared.get(proxy.namespace)
+        if shared is None:
+            shared = self._shared[proxy.namespace] = self._build_shared(mesh, proxy.namespace)
+
+        memo = self.memo
+        own_clusters: list[EncodedResource] = []
+        own_listeners = [memo.get(types.LISTENER, listeners.outbound_listener,
+                                  proxy.outbound_port, proxy.namespace)]
+        own_routes: list[EncodedResource] = []
+        if proxy.app_port is not None:
+            own_clusters.append(memo.get(types.CLUSTER, clusters.inbound_cluster, proxy.app_port))
+            if proxy.inbound_port is not None:
+                protocol = _protocol_of(mesh, proxy)
+                own_listeners.append(memo.get(types.LISTENER, listeners.inbound_listener,
+                                              proxy.address, proxy.inbound_port, proxy.app_port,
+                                              protocol))
+        for bind in proxy.upstreams:
+            service = mesh.services.get(bind.service) or MeshService(bind.service, "http", False)
+            own_listeners.append(memo.get(types.LISTENER, listeners.upstream_listener,
+                                          bind.local_port, bind.service, service.protocol))
+            if service.protocol == "http":
+                own_routes.append(memo.get(types.ROUTE, routes.upstream_route_config, service,
+                                           mesh.routes.get(bind.service, ())))
+        return ProxyConfig.build(mesh.version, {
+            types.CLUSTER: (*shared.clusters, *own_clusters),
+            types.ENDPOINT: shared.endpoints,
+            types.LISTENER: own_listeners,
+            types.ROUTE: (*shared.routes, *own_routes),
+        })
+
+    def _build_shared(self, mesh: MeshSnapshot, namespace: str) -> _Shared:
+        memo = self.memo
+        cluster_list = []
+        assignment_list = []
+        for ref, service in mesh.services.items():
+            cluster_list.append(memo.get(types.CLUSTER, clusters.outbound_cluster, service))
+            assignment_list.append(memo.get(types.ENDPOINT, endpoints.load_assignment,
+                                            names.outbound_cluster(ref), mesh.endpoints_of(ref)))
+        # TCP services get a virtual host too: it answers with how to reach them instead.
+        table = tuple((service, mesh.routes.get(ref, ())) for ref, service in mesh.services.items())
+        route_table = memo.get(types.ROUTE, routes.outbound_route_config, namespace, table)
+        return _Shared(tuple(cluster_list), tuple(assignment_list), (route_table,))
+
+
+def _protocol_of(mesh: MeshSnapshot, proxy: ProxyInfo) -> Protocol:
+    service = mesh.services.get(ServiceRef(proxy.namespace, proxy.service))
+    return service.protocol if service is not None else "http"

@@ -1,0 +1,94 @@
+"""LDS: where a sidecar accepts traffic.
+
+- ``outbound``: the application's HTTP proxy (HTTP_PROXY points here), on loopback only.
+- ``inbound``: mesh traffic for the local service, forwarded to the application.
+- ``upstream|PORT``: ``--upstream SERVICE:PORT`` binds, for clients that ignore proxy variables.
+"""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import base_pb2, protocol_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from google.protobuf import wrappers_pb2
+
+from tulle.model.meta import ServiceRef
+from tulle.model.service import Protocol
+from tulle.xds import names
+from tulle.xds.generators.common import ads_source, pack, socket_address
+from tulle.xds.generators.routes import inbound_route_config
+
+LOOPBACK = "127.0.0.1"
+
+
+def outbound_listener(port: int, client_namespace: str) -> listener_pb2.Listener:
+    manager = _http_manager("outbound", rds_name=names.outbound_route_config(client_namespace))
+    return _listener(names.OUTBOUND_LISTENER, LOOPBACK, port, _hcm_filter(manager),
+                     base_pb2.TrafficDirection.OUTBOUND)
+
+
+def inbound_listener(address: str, port: int, app_port: int,
+                     protocol: Protocol) -> listener_pb2.Listener:
+    if protocol == "tcp":
+        network_filter = _tcp_proxy("inbound", names.inbound_cluster(app_port))
+    else:
+        manager = _http_manager("inbound")
+        manager.route_config.CopyFrom(inbound_route_config(app_port))
+        network_filter = _hcm_filter(manager)
+    return _listener(names.INBOUND_LISTENER, address, port, network_filter,
+                     base_pb2.TrafficDirection.INBOUND)
+
+
+def upstream_listener(local_port: int, service: ServiceRef,
+                      protocol: Protocol) -> listener_pb2.Listener:
+    stat_prefix = f"upstream_{local_port}"
+    if protocol == "tcp":
+        network_filter = _tcp_proxy(stat_prefix, names.outbound_cluster(service))
+    else:
+        network_filter = _hcm_filter(
+            _http_manager(stat_prefix, rds_name=names.upstream_route_config(service)))
+    return _listener(names.upstream_listener(local_port), LOOPBACK, local_port, network_filter,
+                     base_pb2.TrafficDirection.OUTBOUND)
+
+
+def _listener(name: str, host: str, port: int, network_filter: listener_components_pb2.Filter,
+              direction: base_pb2.TrafficDirection.ValueType) -> listener_pb2.Listener:
+    return listener_pb2.Listener(
+        name=name,
+        address=socket_address(host, port),
+        traffic_direction=direction,
+        filter_chains=[listener_components_pb2.FilterChain(filters=[network_filter])],
+    )
+
+
+def _http_manager(stat_prefix: str, rds_name: str | None = None) -> hcm.HttpConnectionManager:
+    manager = hcm.HttpConnectionManager(
+        stat_prefix=stat_prefix,
+        codec_type=hcm.HttpConnectionManager.AUTO,
+        # Clients that use HTTP_PROXY send absolute URLs (GET http://books/ HTTP/1.1).
+        http_protocol_options=protocol_pb2.Http1ProtocolOptions(
+            allow_absolute_url=wrappers_pb2.BoolValue(value=True)),
+        # http://books:7002/ and http://books/ both match the virtual host "books".
+        strip_any_host_port=True,
+        http_filters=[hcm.HttpFilter(name="envoy.filters.http.router",
+                                     typed_config=pack(router_pb2.Router()))],
+    )
+    if rds_name is not None:
+        manager.rds.CopyFrom(hcm.Rds(config_source=ads_source(), route_config_name=rds_name))
+    return manager
+
+
+def _hcm_filter(manager: hcm.HttpConnectionManager) -> listener_components_pb2.Filter:
+    return listener_components_pb2.Filter(
+        name="envoy.filters.network.http_connection_manager", typed_config=pack(manager))
+
+
+def _tcp_proxy(stat_prefix: str, cluster: str) -> listener_components_pb2.Filter:
+    return listener_components_pb2.Filter(
+        name="envoy.filters.network.tcp_proxy",
+        typed_config=pack(tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, cluster=cluster)))
+

@@ -1,0 +1,34 @@
+"""Names of the Envoy resources tulle generates. Tools and tests read them too."""
+
+from __future__ import annotations
+
+from tulle.model.meta import ServiceRef
+
+INBOUND_LISTENER = "inbound"
+OUTBOUND_LISTENER = "outbound"
+XDS_CLUSTER = "tulle-xds"
+
+
+def outbound_cluster(service: ServiceRef) -> str:
+    return f"outbound|{service.host}"
+
+
+def outbound_stat_name(service: ServiceRef) -> str:
+    # Envoy splits stat names on dots; keep them out of the cluster's stat name.
+    return f"outbound|{service.name}|{service.namespace}"
+
+
+def inbound_cluster(app_port: int) -> str:
+    return f"inbound|{app_port}"
+
+
+def outbound_route_config(client_namespace: str) -> str:
+    return f"outbound|{client_namespace}"
+
+
+def upstream_route_config(service: ServiceRef) -> str:
+    return f"upstream|{service.host}"
+
+
+def upstream_listener(local_port: int) -> str:
+    return f"upstream|{local_port}"

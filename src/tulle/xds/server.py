@@ -1,0 +1,220 @@
+"""The ADS gRPC server: SotW and Delta on one port, and the hub of connected proxies.
+
+The server only wires pieces together: authentication and proxy facts come from a
+``ProxyDirectory``, configs from a ``ConfigSource``, and the protocol logic from the stream
+state machines in ``stream.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+from envoy.service.discovery.v3 import discovery_pb2
+
+from tulle.security import bearer
+from tulle.xds.compiler import ProxyConfig
+from tulle.xds.proxy import ProxyInfo
+from tulle.xds.stream import DeltaStream, SotwStream, XdsStream
+from tulle.xds.tracker import Nack, NackLog
+from tulle.xds.types import short_name
+
+log = logging.getLogger("tulle.xds")
+
+_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+
+
+class ProxyDirectory(Protocol):
+    def authenticate(self, node_id: str, token: str) -> ProxyInfo | None:
+        """The proxy ``node_id`` if ``token`` is its xDS credential, else None."""
+
+
+class ConfigSource(Protocol):
+    def config_for(self, proxy: ProxyInfo) -> ProxyConfig:
+        """The current config of ``proxy``."""
+
+
+@dataclass(eq=False)
+class _Connection:
+    proxy: ProxyInfo
+    stream: XdsStream
+    inbox: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
+    latest: ProxyConfig | None = None
+    signalled: bool = False
+
+    def offer(self, config: ProxyConfig) -> None:
+        # At most one pending push per proxy: a newer config replaces an unsent one.
+        self.latest = config
+        if not self.signalled:
+            self.signalled = True
+            self.inbox.put_nowait(("config", None))
+
+    def close(self) -> None:
+        self.inbox.put_nowait(("close", None))
+
+
+class XdsHub:
+    """The proxies connected now: pushes configs to them and knows how far each is synced."""
+
+    def __init__(self, directory: ProxyDirectory, source: ConfigSource) -> None:
+        self._directory = directory
+        self._source = source
+        self._connections: dict[str, _Connection] = {}
+        self._progress = asyncio.Condition()
+        self.nacks = NackLog()
+
+    # -- for the control plane ---------------------------------------------------------------
+
+    def push_all(self) -> None:
+        for connection in list(self._connections.values()):
+            connection.offer(self._source.config_for(connection.proxy))
+
+    def disconnect(self, node_id: str) -> None:
+        connection = self._connections.get(node_id)
+        if connection is not None:
+            connection.close()
+
+    def connected(self) -> list[str]:
+        return sorted(self._connections)
+
+    def statuses(self) -> list[dict[str, Any]]:
+        return [c.stream.status.to_dict() for _, c in sorted(self._connections.items())]
+
+    def status_of(self, node_id: str) -> dict[str, Any] | None:
+        connection = self._connections.get(node_id)
+        return connection.stream.status.to_dict() if connection else None
+
+    async def wait_synced(self, mesh_version: int, timeout: float,
+                          nodes: Iterable[str] | None = None) -> bool:
+        """Wait until every (or each named) connected proxy has ACKed ``mesh_version``."""
+        wanted = None if nodes is None else set(nodes)
+
+        def done() -> bool:
+            return all(c.stream.synced(mesh_version) for n, c in self._connections.items()
+                       if wanted is None or n in wanted)
+
+        async with self._progress:
+            try:
+                await asyncio.wait_for(self._progress.wait_for(done), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    # -- for the gRPC handlers ---------------------------------------------------------------
+
+    async def serve(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext,
+                    make_stream: Callable[..., XdsStream]) -> AsyncIterator[bytes]:
+        first = await anext(requests, None)
+        if first is None:
+            return
+        node_id = first.node.id
+        token = _bearer(context.invocation_metadata())
+        proxy = self._directory.authenticate(node_id, token) if node_id else None
+        if proxy is None:
+            log.warning("refused xDS stream from %s: unknown node %r or bad credential",
+                        context.peer(), node_id)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                f"node {node_id!r} is not a registered workload or its "
+                                "credential is wrong")
+            return
+        stream = make_stream(node_id, self._record_nack, peer=context.peer())
+        connection = _Connection(proxy, stream)
+        previous = self._connections.get(node_id)
+        if previous is not None:
+            previous.close()  # the proxy reconnected; the old stream is dead or dying
+        self._connections[node_id] = connection
+        log.info("%s connected (%s)", node_id, stream.protocol)
+        reader = asyncio.create_task(_read(requests, connection.inbox))
+        try:
+            for message in stream.offer(self._source.config_for(proxy)):
+                yield message
+            for message in stream.handle_request(first):
+                yield message
+            while True:
+                event, payload = await connection.inbox.get()
+                if event == "request":
+                    out = stream.handle_request(payload)
+                elif event == "config":
+                    connection.signalled = False
+                    assert connection.latest is not None
+                    out = stream.offer(connection.latest)
+                else:
+                    break
+                for message in out:
+                    yield message
+                await self._notify()
+        finally:
+            reader.cancel()
+            if self._connections.get(node_id) is connection:
+                del self._connections[node_id]
+            log.info("%s disconnected", node_id)
+            await self._notify()
+
+    async def _notify(self) -> None:
+        async with self._progress:
+            self._progress.notify_all()
+
+    def _record_nack(self, nack: Nack) -> None:
+        self.nacks.record(nack)
+        log.warning("%s NACKed %s version %s: %s", nack.node_id, short_name(nack.type_url),
+                    nack.rejected_version, nack.message)
+
+
+async def _read(requests: AsyncIterator[Any], inbox: asyncio.Queue[tuple[str, Any]]) -> None:
+    try:
+        async for request in requests:
+            inbox.put_nowait(("request", request))
+    except (asyncio.CancelledError, grpc.RpcError):
+        pass
+    finally:
+        inbox.put_nowait(("eof", None))
+
+
+def _bearer(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            return bearer(value)
+    return ""
+
+
+def build_server(hub: XdsHub, address: str) -> grpc.aio.Server:
+    # grpc.aio recognises streaming handlers only when they are async generator functions.
+    async def sotw(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+                   ) -> AsyncIterator[bytes]:
+        async for message in hub.serve(requests, context, SotwStream):
+            yield message
+
+    async def delta(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+                    ) -> AsyncIterator[bytes]:
+        async for message in hub.serve(requests, context, DeltaStream):
+            yield message
+
+    def raw(message: bytes) -> bytes:
+        return message  # responses are pre-serialized (wire.py)
+
+    handlers = {
+        "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+            sotw, request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+            response_serializer=raw),
+        "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+            delta, request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+            response_serializer=raw),
+    }
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ])
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {address}: {exc}") from exc
+    if bound == 0:
+        raise OSError(f"cannot listen on {address}")
+    return server
