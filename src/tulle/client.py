@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -70,8 +69,8 @@ class ApiClient:
             connection.request(method, path, body=data, headers=headers)
             response = connection.getresponse()
             return response.status, response.read()
-        except (ConnectionRefusedError, socket.timeout, OSError) as exc:
-            if isinstance(exc, TimeoutError | socket.timeout):
+        except OSError as exc:
+            if isinstance(exc, TimeoutError):
                 raise ControlPlaneUnavailable(
                     f"the control plane at {self.url} did not answer in time",
                     hint="check its log (controlplane.log in the state directory)") from exc

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from tulle.controlplane import sessions
 from tulle.controlplane.resources import documents_from_request
@@ -74,7 +75,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                                             "the state directory"}}, status=500)
 
 
-def _authenticate(token: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _authenticate(token: str) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not tokens_match(token, bearer(request.headers.get("Authorization"))):

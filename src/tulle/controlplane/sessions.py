@@ -133,7 +133,7 @@ async def set_state(cp: ControlPlane, request: web.Request) -> dict[str, Any]:
     body = await _json(request)
     raw_state = body.get("state") if isinstance(body, dict) else None
     try:
-        state = WorkloadState(raw_state)
+        state = WorkloadState(str(raw_state))
     except ValueError as exc:
         raise UsageError(f"unknown workload state {raw_state!r}",
                          hint="one of: " + ", ".join(s.value for s in WorkloadState)) from exc

@@ -12,7 +12,8 @@ DEFAULT_NAMESPACE = "default"
 # a host name such as books.default.
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # Label keys may carry a DNS-subdomain prefix: tulle.io/version.
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 Labels = tuple[tuple[str, str], ...]
@@ -40,7 +41,8 @@ def label_problem(key: object, value: object) -> str | None:
     if not isinstance(key, str) or not _LABEL_KEY.match(key):
         return f"label key {key!r} is not valid (letters, digits, '-', '_', '.', optional prefix/)"
     if not isinstance(value, str) or not _LABEL_VALUE.match(value):
-        return f"label {key}={value!r}: the value must be a string of letters, digits, '-', '_', '.'"
+        return (f"label {key}={value!r}: the value must be a string of letters, digits, "
+                "'-', '_', '.'")
     return None
 
 

@@ -167,7 +167,8 @@ def _parse_metadata(document: Document, info: KindInfo, raw: Any) -> ObjectMeta:
                                            _METADATA_FIELDS))
     if problems:
         raise ConfigError(problems)
-    return ObjectMeta(name=str(name), namespace=str(namespace), labels=freeze_labels(labels))
+    return ObjectMeta(name=str(name), namespace=str(namespace),
+                      labels=freeze_labels({str(k): str(v) for k, v in labels.items()}))
 
 
 def _canonical_metadata(meta: ObjectMeta) -> dict[str, Any]:
@@ -184,17 +185,19 @@ def _validate_spec(info: KindInfo, raw: Mapping[str, Any]
     # Strict JSON-mode validation: "80" is not a port and 1.5 is not a count, but a YAML list is
     # a fine tuple.
     try:
-        spec = _adapter(info.spec_type).validate_json(json.dumps(_plain(raw)), strict=True)
+        spec = _adapter(info.kind).validate_json(json.dumps(_plain(raw)), strict=True)
     except ValidationError as exc:
         return None, [_describe(info.spec_type, error) for error in exc.errors()]
     return spec, list(spec_problems(spec))
 
 
 @functools.cache
-def _adapter(spec_type: type[Any]) -> Any:
+def _adapter(kind: str) -> Any:
     from pydantic import TypeAdapter
 
-    return TypeAdapter(spec_type)
+    info = find_kind(kind)
+    assert info is not None
+    return TypeAdapter(info.spec_type)
 
 
 def _describe(spec_type: type[Any], error: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -208,7 +211,7 @@ def _describe(spec_type: type[Any], error: Mapping[str, Any]) -> tuple[str, str,
         known = _fields_at(spec_type, loc[:-1])
         message = f'unknown field "{loc[-1]}"'
         hint = _field_hint(str(loc[-1]), known)
-    elif kind == "missing" or kind == "missing_argument":
+    elif kind in {"missing", "missing_argument"}:
         message = "required field is missing"
     elif kind == "literal_error":
         message = f"must be one of {ctx.get('expected')}, got {json.dumps(value)}"

@@ -1,0 +1,80 @@
+"""Agents dying and the control plane restarting."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from tests.support.mesh import Mesh, processes_alive, wait_for
+from tests.support.traffic import Traffic
+
+pytestmark = pytest.mark.envoy
+
+SERVICE = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: books}
+spec: {protocol: http}
+"""
+
+
+def test_killed_agent_leaves_other_proxies_within_5s(mesh: Mesh) -> None:
+    books = mesh.run("books", name="books-1")
+    mesh.run("books", name="books-2")
+    mesh.run("web", name="web-1")
+    mesh.wait_endpoints("web-1", "books", {"books-1", "books-2"})
+    agent = psutil.Process(mesh.workload("books-1")["pid"])
+    children = [p.pid for p in agent.children()]
+    assert len(children) == 2  # Envoy and the application
+
+    os.kill(agent.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    mesh.wait_endpoints("web-1", "books", {"books-2"}, timeout=5.0)
+    elapsed = time.monotonic() - killed_at
+    assert elapsed < 5.0
+    books.process.wait(5)
+    # Its Envoy and application die with it rather than linger with stale config.
+    wait_for("the killed agent's children to exit", lambda: not processes_alive(children), 5)
+    assert "books-1" not in {w["name"] for w in mesh.api.get("/v1/workloads")}
+
+
+def test_control_plane_restart_loses_nothing_and_traffic_flows(mesh: Mesh) -> None:
+    mesh.cli("apply", "-f", "-", stdin=SERVICE)
+    mesh.run("books", name="books-1")
+    client = mesh.run("web", name="web-1")
+    mesh.wait_endpoints("web-1", "books", {"books-1"})
+    revision = mesh.status()["storeRevision"]
+
+    traffic = Traffic(mesh, client)
+    traffic.start()
+    time.sleep(0.3)
+    os.kill(mesh.status()["pid"], signal.SIGKILL)
+    time.sleep(1.0)  # traffic keeps flowing on the sidecars' last config
+    ok_while_down = traffic.ok
+    mesh.up()
+
+    def converged() -> bool:
+        proxies = mesh.api.get("/v1/proxies")
+        names = {p["node"] for p in proxies}
+        synced = all(t["state"] == "SYNCED" for p in proxies for t in p["types"].values())
+        return names == {"books-1.default", "web-1.default"} and synced
+
+    wait_for("both proxies to reconnect and sync", converged, timeout=15)
+    time.sleep(0.3)
+    traffic.stop()
+    assert traffic.failures == [], "traffic must not fail while the control plane restarts"
+    assert traffic.ok > ok_while_down > 0
+
+    status = mesh.status()
+    assert status["storeRevision"] == revision
+    assert {w["name"]: w["state"] for w in mesh.api.get("/v1/workloads")} == {
+        "books-1": "ready", "web-1": "ready"}
+    services = mesh.cli("get", "service", "books", "-o", "json").stdout
+    assert '"declared": true' in services
+    # After the restart the proxies still follow changes.
+    mesh.run("books", name="books-2")
+    mesh.wait_endpoints("web-1", "books", {"books-1", "books-2"})

@@ -1,0 +1,227 @@
+"""A real mesh for one test: a control plane in its own state directory on free ports, and
+workloads started with `tulle run`, each with a real Envoy. Nothing is mocked."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tulle.client import ApiClient
+from tulle.settings import StatePaths
+
+T = TypeVar("T")
+
+ECHO_APP = Path(__file__).resolve().parent.parent / "apps" / "echo.py"
+TULLE = [sys.executable, "-m", "tulle.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = 15.0,
+              interval: float = 0.05) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except Exception as exc:  # the thing may not exist yet
+            last_error = exc
+        else:
+            if result:
+                return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                         + (f" (last error: {last_error})" if last_error else ""))
+
+
+@dataclass
+class Workload:
+    name: str
+    service: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    app_port: int | None = None
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@dataclass
+class Mesh:
+    root: Path
+    api_port: int = field(default_factory=free_port)
+    xds_port: int = field(default_factory=free_port)
+    workloads: list[Workload] = field(default_factory=list)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def paths(self) -> StatePaths:
+        return StatePaths(self.state_dir)
+
+    # -- the CLI ---------------------------------------------------------------------------
+
+    def cli(self, *args: str, check: bool = True, stdin: str | None = None,
+            timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([*TULLE, "--state-dir", str(self.state_dir), *args],
+                                input=stdin, capture_output=True, text=True, timeout=timeout,
+                                env=self.env())
+        if check and result.returncode != 0:
+            raise AssertionError(f"tulle {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("TULLE_HOME", None)
+        return env
+
+    def up(self) -> dict[str, Any]:
+        result = self.cli("up", "--api-port", str(self.api_port), "--xds-port",
+                          str(self.xds_port), "-o", "json")
+        status: dict[str, Any] = json.loads(result.stdout)
+        return status
+
+    @property
+    def api(self) -> ApiClient:
+        return ApiClient.from_state(self.paths, timeout=30.0)
+
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self.api.get("/v1/status")
+        return status
+
+    # -- workloads -------------------------------------------------------------------------
+
+    def run(self, service: str, *, name: str, app: bool = True, port: int | None = None,
+            command: list[str] | None = None, extra: tuple[str, ...] = (),
+            wait: bool = True) -> Workload:
+        """Start a workload. By default its application is the echo app on a free port."""
+        if app and command is None:
+            port = port or free_port()
+            command = [sys.executable, str(ECHO_APP), str(port)]
+        args = ["run", "--service", service, "--name", name, *extra]
+        if port is not None:
+            args += ["--port", str(port)]
+        log = self.root / f"{name}.out"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [*TULLE, "--state-dir", str(self.state_dir), *args, "--", *(command or [])],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=self.env())
+        workload = Workload(name, service, process, log, port)
+        self.workloads.append(workload)
+        if wait:
+            self.wait_ready(workload)
+        return workload
+
+    def wait_ready(self, workload: Workload, timeout: float = 20.0) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            if workload.process.poll() is not None:
+                raise AssertionError(f"{workload.name} exited ({workload.process.returncode}):"
+                                     f"\n{workload.output()}")
+            for w in self.api.get("/v1/workloads"):
+                if w["name"] == workload.name and w["state"] == "ready" \
+                        and w["proxyConnected"]:
+                    return dict(w)
+            return None
+
+        try:
+            return wait_for(f"{workload.name} to be ready", ready, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{workload.output()}") from None
+
+    def workload(self, name: str) -> dict[str, Any]:
+        for w in self.api.get("/v1/workloads"):
+            if w["name"] == name:
+                return dict(w)
+        raise KeyError(name)
+
+    # -- looking into sidecars -------------------------------------------------------------
+
+    def admin(self, name: str, page: str, namespace: str = "default", **query: str) -> Any:
+        """A read-only Envoy admin page, fetched the supported way: API -> agent -> Envoy."""
+        status, body = self.api.raw("GET", f"/v1/proxies/{name}.{namespace}/admin/{page}",
+                                    query=query or None)
+        assert status == 200, f"admin {page} of {name}: HTTP {status}: {body[:300]!r}"
+        return json.loads(body) if query.get("format") == "json" else body.decode()
+
+    def stats(self, name: str, namespace: str = "default") -> dict[str, int]:
+        data = self.admin(name, "stats", namespace, format="json")
+        return {s["name"]: s["value"] for s in data["stats"] if "value" in s}
+
+    def endpoints(self, name: str, service: str, namespace: str = "default") -> set[str]:
+        """The hostnames (workload names) in a sidecar's cluster for ``service``."""
+        data = self.admin(name, "clusters", format="json")
+        for cluster in data.get("cluster_statuses", []):
+            if cluster["name"] == f"outbound|{service}.{namespace}":
+                return {h.get("hostname", "") for h in cluster.get("host_statuses", [])}
+        return set()
+
+    def wait_endpoints(self, name: str, service: str, expected: set[str],
+                       timeout: float = 15.0) -> None:
+        wait_for(f"{name} to see endpoints {sorted(expected)} of {service}",
+                 lambda: self.endpoints(name, service) == expected, timeout)
+
+    def call(self, via: Workload, url: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Make ``via``'s application fetch ``url`` through its sidecar."""
+        import urllib.parse
+        import urllib.request
+
+        assert via.app_port is not None
+        query = urllib.parse.urlencode({"url": url})
+        with urllib.request.urlopen(f"http://127.0.0.1:{via.app_port}/call?{query}",
+                                    timeout=timeout) as response:
+            result: dict[str, Any] = json.loads(response.read())
+        return result
+
+    def nacks(self) -> list[dict[str, Any]]:
+        nacks: list[dict[str, Any]] = self.api.get("/v1/xds/nacks")
+        return nacks
+
+    # -- teardown --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for workload in self.workloads:
+            if workload.process.poll() is None:
+                workload.process.send_signal(signal.SIGINT)
+        for workload in self.workloads:
+            with contextlib.suppress(Exception):
+                workload.stop()
+        with contextlib.suppress(Exception):
+            self.cli("down", check=False, timeout=30)
+
+
+def processes_alive(pids: Iterator[int] | list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        alive.append(pid)
+    return alive
