@@ -199,6 +199,12 @@ class Mesh:
             result: dict[str, Any] = json.loads(response.read())
         return result
 
+    def sync(self, timeout: float = 15.0) -> int:
+        """Flush pending changes and wait until every proxy has ACKed them."""
+        result = self.api.get("/v1/xds/sync", {"timeout": timeout}, timeout=timeout + 5)
+        assert result["synced"], f"proxies did not sync: {result}"
+        return int(result["meshVersion"])
+
     def nacks(self) -> list[dict[str, Any]]:
         nacks: list[dict[str, Any]] = self.api.get("/v1/xds/nacks")
         return nacks

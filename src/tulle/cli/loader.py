@@ -68,8 +68,12 @@ def _parse(name: str, text: str) -> list[dict[str, Any]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        message = f"malformed YAML: {exc.problem or exc.context}"
+        if exc.context and exc.context_mark and exc.problem:
+            message += (f" ({exc.context} that starts at line {exc.context_mark.line + 1}, "
+                        f"column {exc.context_mark.column + 1})")
         raise ConfigError([Problem(
-            source=where, message=f"malformed YAML: {exc.problem or exc.context}",
+            source=where, message=message,
             hint="fix the syntax at that line (indentation, a missing ':' or quote)")]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(source=name, message=f"malformed YAML: {exc}")]) from exc

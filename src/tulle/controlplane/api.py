@@ -189,7 +189,10 @@ def _workloads(cp: ControlPlane, request: web.Request) -> list[dict[str, Any]]:
 
 
 async def _sync(cp: ControlPlane, request: web.Request) -> dict[str, Any]:
-    """Wait until every connected proxy has ACKed the current (or given) mesh version."""
+    """Apply pending changes now, then wait until every connected proxy has ACKed them (or
+    the given mesh version)."""
+    if cp.rebuild_pending:
+        cp.rebuild_now()
     version = int(request.query.get("version", cp.mesh.version))
     timeout = min(float(request.query.get("timeout", "10")), 60.0)
     synced = await cp.hub.wait_synced(version, timeout)

@@ -63,6 +63,10 @@ class ControlPlane:
             loop = asyncio.get_running_loop()
             self._rebuild = loop.call_later(self.debounce_s, self.rebuild_now)
 
+    @property
+    def rebuild_pending(self) -> bool:
+        return self._rebuild is not None
+
     def rebuild_now(self) -> int:
         if self._rebuild is not None:
             self._rebuild.cancel()

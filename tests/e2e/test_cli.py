@@ -1,0 +1,79 @@
+"""The CLI's contract: exit codes, one-shot commands, API authentication, local binds."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.support.mesh import Mesh, free_port
+
+pytestmark = pytest.mark.envoy
+
+
+def test_one_shot_command_exit_code_and_proxy_env(mesh: Mesh) -> None:
+    mesh.run("books", name="books-1")
+    code = ("import os, sys, urllib.request, json;"
+            "b = json.load(urllib.request.urlopen('http://books/x', timeout=5));"
+            "print(b['workload']); sys.exit(7)")
+    result = mesh.cli("run", "--service", "client", "--", sys.executable, "-c", code,
+                      check=False)
+    assert result.returncode == 7, result.stderr
+    assert result.stdout.strip() == "books-1"
+    # The one-shot client deregistered on the way out.
+    assert [w["name"] for w in mesh.api.get("/v1/workloads")] == ["books-1"]
+
+
+def test_api_refuses_requests_without_the_token(mesh: Mesh) -> None:
+    url = f"http://127.0.0.1:{mesh.api_port}/v1/status"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5)
+        assert refused.value.code == 401
+        body = json.loads(refused.value.read())
+        assert body["error"]["type"] == "auth"
+    token = mesh.paths.token_file.read_text().strip()
+    assert oct(mesh.paths.token_file.stat().st_mode & 0o777) == "0o600"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as ok:
+        assert json.loads(ok.read())["pid"] > 0
+
+
+def test_agent_admin_proxy_refuses_without_its_token(mesh: Mesh) -> None:
+    mesh.run("books", name="books-1")
+    agent_port = mesh.workload("books-1")["agentPort"]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/admin/config_dump", timeout=5)
+    assert refused.value.code == 401
+    assert "LIVE" in mesh.admin("books-1", "ready")
+
+
+def test_upstream_binds_a_local_port(mesh: Mesh) -> None:
+    mesh.run("books", name="books-1")
+    local = free_port()
+    code = (f"import urllib.request, json; r = urllib.request.build_opener("
+            f"urllib.request.ProxyHandler({{}})).open('http://127.0.0.1:{local}/p', timeout=5);"
+            "print(json.load(r)['workload'])")
+    result = mesh.cli("run", "--service", "client", "--upstream", f"books:{local}", "--",
+                      sys.executable, "-c", code, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "books-1"
+
+
+def test_run_refuses_bad_flags(mesh: Mesh) -> None:
+    for args, text in ((["--service", "Bad_Name"], "--service"),
+                       (["--service", "ok", "--upstream", "books"], "--upstream"),
+                       (["--service", "ok", "--label", "novalue"], "--label")):
+        result = mesh.cli("run", *args, "--", "true", check=False)
+        assert result.returncode != 0
+        assert text in result.stderr, result.stderr
+
+
+def test_status_without_control_plane_fails_clearly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    idle = Mesh(tmp_path)
+    result = idle.cli("status", check=False)
+    assert result.returncode != 0
+    assert "tulle up" in result.stderr
