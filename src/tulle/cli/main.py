@@ -46,9 +46,9 @@ def version() -> None:
 
 
 def _register() -> None:
-    from tulle.cli import cmd_controlplane, cmd_resources, cmd_run
+    from tulle.cli import cmd_controlplane, cmd_demo, cmd_resources, cmd_run
 
-    for module in (cmd_controlplane, cmd_resources, cmd_run):
+    for module in (cmd_controlplane, cmd_resources, cmd_run, cmd_demo):
         module.register(app)
 
 

@@ -1,0 +1,40 @@
+"""`python -m benchmarks [--quick] [--only NAME] [--json PATH]`."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+from benchmarks import convergence, startup
+from benchmarks.harness import dump, report
+from tulle import __version__
+
+SUITE = {
+    "startup": (startup.run, "Startup: `tulle run` to a ready sidecar"),
+    "convergence": (convergence.run, "Convergence: one change to every proxy's ACK"),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
+    parser.add_argument("--only", choices=sorted(SUITE), action="append")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    print(f"tulle {__version__} benchmarks ({'quick' if args.quick else 'full'}) on "
+          f"{platform.machine()}, {platform.python_implementation()} "
+          f"{platform.python_version()}")
+    results = []
+    for name in args.only or SUITE:
+        run, title = SUITE[name]
+        figures, notes = run(args.quick)
+        results.append(report(title, figures, notes))
+    if args.json:
+        dump(results, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

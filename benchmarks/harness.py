@@ -1,0 +1,139 @@
+"""A throwaway mesh for benchmarks: control plane and sidecars as real processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tulle.client import ApiClient
+from tulle.settings import StatePaths
+
+TULLE = [sys.executable, "-m", "tulle.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[rank]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def poll(check: Callable[[], Any], timeout: float, interval: float = 0.002) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            result = check()
+            if result:
+                return result
+        time.sleep(interval)
+    raise TimeoutError("benchmark step timed out")
+
+
+@dataclass
+class BenchMesh:
+    root: Path
+    api_port: int = field(default_factory=free_port)
+    xds_port: int = field(default_factory=free_port)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run([*TULLE, "--state-dir", str(self.state), *args],
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"tulle {' '.join(args)}: {result.stderr}")
+        return result.stdout
+
+    def up(self) -> None:
+        self.cli("up", "--api-port", str(self.api_port), "--xds-port", str(self.xds_port))
+
+    @property
+    def api(self) -> ApiClient:
+        return ApiClient.from_state(StatePaths(self.state), timeout=60)
+
+    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen([*TULLE, "--state-dir", str(self.state), "run", *args],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        self.processes.append(process)
+        return process
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        with contextlib.suppress(Exception):
+            self.cli("down")
+
+
+@contextlib.contextmanager
+def bench_mesh() -> Iterator[BenchMesh]:
+    with tempfile.TemporaryDirectory(prefix="tulle-bench-") as tmp:
+        mesh = BenchMesh(Path(tmp))
+        mesh.up()
+        try:
+            yield mesh
+        finally:
+            mesh.close()
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    value: float
+    unit: str
+    baseline: float | None = None  # the same quantity for the baseline, same run
+    target: float | None = None  # the issue's target, same unit
+
+    def line(self) -> str:
+        text = f"  {self.name:<48} {self.value:10.2f} {self.unit}"
+        if self.baseline:
+            text += f"   x{self.value / self.baseline:5.2f} of baseline ({self.baseline:.2f})"
+        if self.target is not None:
+            verdict = "meets" if self.value <= self.target else "MISSES"
+            text += f"   {verdict} target <= {self.target:g}"
+        return text
+
+
+def report(title: str, figures: list[Figure], notes: str = "") -> dict[str, Any]:
+    print(f"\n{title}")
+    for figure in figures:
+        print(figure.line())
+    if notes:
+        print(f"  ({notes})")
+    return {"title": title, "figures": [f.__dict__ for f in figures], "notes": notes}
+
+
+def dump(results: list[dict[str, Any]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""The demo: a small bookstore run entirely through sidecars."""

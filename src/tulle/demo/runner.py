@@ -1,0 +1,154 @@
+"""`tulle demo`: a bookstore of five workloads, every one behind its own Envoy sidecar."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from tulle.client import ApiClient
+from tulle.errors import ConflictError, StateError, TulleError
+from tulle.settings import StatePaths
+
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class DemoWorkload:
+    service: str
+    name: str
+    role: str
+    version: str = ""
+    serves: bool = True  # has a port others call
+
+
+WORKLOADS = (
+    DemoWorkload("authors", "authors-1", "authors"),
+    DemoWorkload("books", "books-1", "books", "v1"),
+    DemoWorkload("books", "books-2", "books", "v2"),
+    DemoWorkload("web", "web-1", "web"),
+    DemoWorkload("traffic", "traffic-1", "traffic", serves=False),
+)
+
+SERVICES = [
+    {"apiVersion": "tulle.io/v1alpha1", "kind": "Service",
+     "metadata": {"name": name, "namespace": "default"}, "spec": {"protocol": "http"}}
+    for name in ("authors", "books", "web")
+]
+
+
+@dataclass
+class Running:
+    spec: DemoWorkload
+    process: subprocess.Popen[bytes]
+    port: int | None
+    log: Path
+
+
+class Demo:
+    def __init__(self, paths: StatePaths, client: ApiClient) -> None:
+        self.paths = paths
+        self.client = client
+        self.logs = paths.root / "demo"
+        self.running: list[Running] = []
+
+    def start(self) -> None:
+        existing = {w["name"] for w in self.client.get("/v1/workloads")}
+        taken = sorted(existing & {w.name for w in WORKLOADS})
+        if taken:
+            raise ConflictError(f"the demo seems to be running already ({', '.join(taken)})",
+                                hint="stop it with Ctrl-C in its terminal, or look at it with "
+                                     "`tulle get workloads`")
+        self.client.post("/v1/resources/apply", {"documents": [
+            {"source": "tulle demo", "manifest": m} for m in SERVICES]})
+        self.logs.mkdir(mode=0o700, exist_ok=True)
+        # Servers first; the traffic generator once there is something to call.
+        for spec in (w for w in WORKLOADS if w.serves):
+            self.running.append(self._spawn(spec))
+        self._wait_ready()
+        for spec in (w for w in WORKLOADS if not w.serves):
+            self.running.append(self._spawn(spec))
+        self._wait_ready()
+
+    def web_port(self) -> int | None:
+        return next((r.port for r in self.running if r.spec.role == "web"), None)
+
+    def watch(self) -> str:
+        """Block until Ctrl-C (returns "") or a workload dies (returns what happened)."""
+        try:
+            while True:
+                for running in self.running:
+                    if running.process.poll() is not None:
+                        return (f"{running.spec.name} exited with {running.process.returncode}"
+                                f"; see {running.log}")
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return ""
+
+    def stop(self) -> None:
+        # Callers first, so nothing calls a service that is already gone.
+        for running in reversed(self.running):
+            if running.process.poll() is None:
+                running.process.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    running.process.wait(15)
+            if running.process.poll() is None:
+                running.process.kill()
+                running.process.wait()
+
+    def _spawn(self, spec: DemoWorkload) -> Running:
+        port = _free_port() if spec.serves else None
+        command = [sys.executable, "-m", "tulle.cli", "--state-dir", str(self.paths.root),
+                   "run", "--service", spec.service, "--name", spec.name]
+        if spec.version:
+            command += ["--version", spec.version]
+        if port:
+            command += ["--port", str(port)]
+        command += ["--", sys.executable, "-m", "tulle.demo.apps", spec.role]
+        if port:
+            command.append(str(port))
+        log = self.logs / f"{spec.name}.log"
+        with _open(log) as out:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        return Running(spec, process, port, log)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        wanted = {r.spec.name for r in self.running}
+        while time.monotonic() < deadline:
+            for running in self.running:
+                if running.process.poll() is not None:
+                    raise StateError(f"{running.spec.name} exited during start-up:\n"
+                                     + _tail(running.log), hint=f"see {running.log}")
+            with contextlib.suppress(TulleError):
+                ready = {w["name"] for w in self.client.get("/v1/workloads")
+                         if w["state"] == "ready"}
+                if wanted <= ready:
+                    return
+            time.sleep(0.1)
+        raise StateError("the demo workloads did not become ready in time",
+                         hint=f"see the logs in {self.logs}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _open(path: Path) -> IO[bytes]:
+    return path.open("ab")
+
+
+def _tail(path: Path, lines: int = 10) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
