@@ -1,0 +1,60 @@
+"""`tulle demo` brings up the bookstore through sidecars and Ctrl-C takes it all down."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support.mesh import TULLE, Mesh, free_port, wait_for
+from tulle.settings import ControlPlaneEndpoint, StatePaths
+
+pytestmark = pytest.mark.envoy
+
+
+def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
+    mesh = Mesh(tmp_path)
+    paths = StatePaths(mesh.state_dir)
+    paths.ensure()
+    # Free ports instead of the defaults, so parallel tests do not collide.
+    ControlPlaneEndpoint(api_port=free_port(), xds_port=free_port()).save(paths)
+    out = tmp_path / "demo.out"
+    with out.open("w") as sink:
+        demo = subprocess.Popen([*TULLE, "--state-dir", str(mesh.state_dir), "demo"],
+                                stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                env=mesh.env())
+    try:
+        wait_for("the demo to start", lambda: "Press Ctrl-C" in out.read_text(), timeout=90)
+        workloads = {w["name"]: w for w in mesh.api.get("/v1/workloads")}
+        assert set(workloads) == {"authors-1", "books-1", "books-2", "web-1", "traffic-1"}
+        assert all(w["state"] == "ready" for w in workloads.values()), workloads
+        pids = [workloads[n]["pid"] for n in workloads]
+        children = [c.pid for p in pids for c in psutil.Process(p).children()]
+
+        # The front end's page is assembled from books and authors, through the mesh.
+        web_port = workloads["web-1"]["appPort"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/api", timeout=10) as page:
+            body = json.load(page)
+        assert len(body["books"]) == 5
+        assert body["servedBy"]["books"] in {"books-1", "books-2"}
+        # The traffic generator keeps calling web, and its calls succeed.
+        traffic_log = mesh.state_dir / "demo" / "traffic-1.log"
+        wait_for("20 demo requests", lambda: "20 requests sent, 0 failed"
+                 in traffic_log.read_text(), timeout=30)
+    finally:
+        demo.send_signal(signal.SIGINT)
+        code = demo.wait(60)
+    assert code == 0, out.read_text()
+    assert "demo stopped" in out.read_text()
+    # Everything it started is gone: agents, Envoys, applications and the control plane.
+    time.sleep(0.2)
+    alive = [p for p in pids + children if psutil.pid_exists(p)
+             and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
+    assert mesh.cli("status", check=False).returncode != 0
