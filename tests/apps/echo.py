@@ -8,6 +8,7 @@ GET /status/CODE       -> answers with that status code
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -65,10 +66,8 @@ def main() -> None:
     port = int(sys.argv[1])
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

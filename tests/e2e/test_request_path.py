@@ -30,7 +30,7 @@ def test_request_crosses_both_sidecars(mesh: Mesh, protocol: str) -> None:
     in_stats = mesh.stats("books-1")
     assert out_stats["cluster.outbound|books|default.upstream_rq_200"] - before_out == 3
     assert in_stats["http.inbound.downstream_rq_2xx"] - before_in == 3
-    assert in_stats["cluster.inbound|%d.upstream_rq_200" % mesh.workloads[0].app_port] >= 3
+    assert in_stats[f"cluster.inbound|{mesh.workloads[0].app_port}.upstream_rq_200"] >= 3
 
 
 def test_unknown_host_gets_a_helpful_404(mesh: Mesh) -> None:
