@@ -77,3 +77,29 @@ def test_status_without_control_plane_fails_clearly(tmp_path) -> None:  # type: 
     result = idle.cli("status", check=False)
     assert result.returncode != 0
     assert "tulle up" in result.stderr
+
+
+def test_foreground_control_plane_stops_on_sigterm(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import subprocess
+
+    from tests.support.mesh import TULLE, wait_for
+
+    idle = Mesh(tmp_path)
+    process = subprocess.Popen(
+        [*TULLE, "--state-dir", str(idle.state_dir), "up", "--foreground",
+         "--api-port", str(idle.api_port), "--xds-port", str(idle.xds_port)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=idle.env())
+    try:
+        status = wait_for("the foreground control plane", idle.status, timeout=20)
+        assert status["pid"] == process.pid
+        second = idle.cli("up", "-o", "json")  # already running: reported, not started twice
+        assert json.loads(second.stdout)["pid"] == process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=20)[0].decode()
+    assert process.returncode == 0, output
+    assert "control plane stopped" in output  # it logs to stderr in the foreground
+    assert "control plane stopped" in (idle.state_dir / "controlplane.log").read_text()
+    assert json.loads(idle.cli("down", "-o", "json").stdout) == {"stopped": False}

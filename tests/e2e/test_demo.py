@@ -47,6 +47,9 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
         traffic_log = mesh.state_dir / "demo" / "traffic-1.log"
         wait_for("20 demo requests", lambda: "20 requests sent, 0 failed"
                  in traffic_log.read_text(), timeout=30)
+        assert mesh.nacks() == []
+        listed = json.loads(mesh.cli("get", "workloads", "-o", "json").stdout)
+        assert {w["name"] for w in listed} == set(workloads)
     finally:
         demo.send_signal(signal.SIGINT)
         code = demo.wait(60)

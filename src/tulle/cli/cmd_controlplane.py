@@ -44,14 +44,13 @@ def up(
     emit(started, output, lambda s: "control plane started\n" + _status_table(s))
 
 
-def down(ctx: typer.Context) -> None:
+def down(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:
     """Stop the control plane. Sidecars keep serving their last config until it is back."""
     from tulle.controlplane import daemon
 
-    if daemon.stop(ctx.obj.paths):
-        print("control plane stopped")
-    else:
-        print("the control plane was not running")
+    stopped = daemon.stop(ctx.obj.paths)
+    emit({"stopped": stopped}, output, lambda r: "control plane stopped" if r["stopped"]
+         else "the control plane was not running")
 
 
 def status(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:

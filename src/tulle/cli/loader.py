@@ -6,14 +6,47 @@ Each document is tagged with where it starts (``books.yaml:12``) so errors point
 from __future__ import annotations
 
 import sys
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from tulle.errors import ConfigError, Problem, UsageError
 
 SUFFIXES = (".yaml", ".yml", ".json")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _ResourceLoader(yaml.SafeLoader):
+    """YAML as resources need it: unique keys, and values that JSON can carry to the API."""
+
+    # Dates stay the strings they were written as (JSON has no dates). Binary and sets have no
+    # JSON form, so they are refused like unknown tags instead of failing when sent to the API.
+    yaml_constructors: ClassVar[dict[Any, Any]] = {
+        **yaml.SafeLoader.yaml_constructors,
+        "tag:yaml.org,2002:timestamp": yaml.SafeLoader.construct_yaml_str,
+        "tag:yaml.org,2002:binary": yaml.SafeLoader.construct_undefined,
+        "tag:yaml.org,2002:set": yaml.SafeLoader.construct_undefined,
+    }
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False
+                          ) -> dict[Hashable, Any]:
+        # PyYAML silently keeps the last of two equal keys, so a second `rules:` would quietly
+        # replace the first. The YAML spec forbids duplicates; so do kubectl and tulle.
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # the base class reports unhashable keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f'found duplicate key "{key}" (first defined at line '
+                    f"{seen[key].line + 1}); keep only one", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
 
 
 def load_documents(targets: list[str]) -> list[dict[str, Any]]:
@@ -53,7 +86,7 @@ def _text(path: Path) -> str:
 
 
 def _parse(name: str, text: str) -> list[dict[str, Any]]:
-    loader = yaml.SafeLoader(text)
+    loader = _ResourceLoader(text)
     out = []
     try:
         while loader.check_node():
@@ -72,9 +105,9 @@ def _parse(name: str, text: str) -> list[dict[str, Any]]:
         if exc.context and exc.context_mark and exc.problem:
             message += (f" ({exc.context} that starts at line {exc.context_mark.line + 1}, "
                         f"column {exc.context_mark.column + 1})")
-        raise ConfigError([Problem(
-            source=where, message=message,
-            hint="fix the syntax at that line (indentation, a missing ':' or quote)")]) from exc
+        syntax = isinstance(exc, yaml.scanner.ScannerError | yaml.parser.ParserError)
+        hint = "fix the syntax at that line (indentation, a missing ':' or quote)" if syntax else ""
+        raise ConfigError([Problem(source=where, message=message, hint=hint)]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(source=name, message=f"malformed YAML: {exc}")]) from exc
     finally:

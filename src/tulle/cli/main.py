@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from tulle import __version__
+from tulle.cli.output import Format, emit
 from tulle.errors import TulleError
 from tulle.settings import StatePaths
 
@@ -40,9 +41,9 @@ def _root(ctx: typer.Context, state_dir: StateDirOption = None) -> None:
 
 
 @app.command()
-def version() -> None:
+def version(output: Annotated[Format, typer.Option("-o", "--output")] = Format.TABLE) -> None:
     """Print tulle's version."""
-    print(f"tulle {__version__}")
+    emit({"version": __version__}, output, lambda v: f"tulle {v['version']}")
 
 
 def _register() -> None:
