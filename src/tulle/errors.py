@@ -59,7 +59,7 @@ class Problem:
     """One thing wrong with one resource: where it is, what is wrong, and how to fix it."""
 
     message: str
-    source: str = ""  # "books.yaml" or "books.yaml#2" (the document index in a multi-doc file)
+    source: str = ""  # "books.yaml:12": the file and the line its document starts on
     resource: str = ""  # "Service default/books"
     field: str = ""  # "spec.rules[0].backendRefs[1].weight"
     hint: str = ""

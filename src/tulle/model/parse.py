@@ -12,7 +12,7 @@ import functools
 import json
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ _METADATA_FIELDS = ("name", "namespace", "labels", "annotations")
 
 @dataclass(frozen=True)
 class Document:
-    """One YAML or JSON document and where it came from (``books.yaml#2``)."""
+    """One YAML or JSON document and where it came from (``books.yaml:12``)."""
 
     source: str
     body: Any
@@ -54,14 +54,16 @@ def parse_documents(documents: Iterable[Document]) -> tuple[Resource, ...]:
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        earlier = first_seen.setdefault(resource.key, document.source)
-        if earlier != document.source:
+        # Look up the key, not the source: API clients may send one source for every document.
+        earlier = first_seen.get(resource.key)
+        if earlier is not None:
             problems.append(Problem(
                 source=document.source, resource=str(resource.key), field="metadata.name",
                 message=f"duplicate name: {earlier} already defines {resource.key}",
                 hint="give each resource a unique name, or remove one of the two",
             ))
             continue
+        first_seen[resource.key] = document.source
         resources.append(resource)
     if problems:
         raise ConfigError(problems)
@@ -74,9 +76,8 @@ def parse_document(document: Document) -> Resource:
         raise _fail(document, "", "", f"expected a mapping with apiVersion, kind, metadata and "
                     f"spec, got {type_name(body)}", "each YAML document must be one resource")
     info = _parse_kind(document, body)
-    meta = _parse_metadata(document, info, body.get("metadata"))
-    resource_name = f"{info.kind} {meta.namespace}/{meta.name}"
-    problems: list[Problem] = []
+    # Bad metadata does not stop the checks of the spec: report everything in one go.
+    meta, resource_name, problems = _parse_metadata(document, info, body.get("metadata"))
     for key in body:
         if key not in _ENVELOPE_FIELDS and key not in _IGNORED_FIELDS:
             problems.append(_unknown_field(document.source, resource_name, str(key),
@@ -88,6 +89,9 @@ def parse_document(document: Document) -> Resource:
     if not isinstance(raw_spec, Mapping):
         problems.append(Problem(source=document.source, resource=resource_name, field="spec",
                                 message=f"expected a mapping, got {type_name(raw_spec)}"))
+    elif unsupported := list(_unsupported_values(raw_spec, "spec")):
+        problems.extend(Problem(source=document.source, resource=resource_name, field=path,
+                                message=message) for path, message in unsupported)
     else:
         spec, spec_problems_found = _validate_spec(info, raw_spec)
         problems.extend(
@@ -132,16 +136,21 @@ def _parse_kind(document: Document, body: Mapping[str, Any]) -> KindInfo:
     return info
 
 
-def _parse_metadata(document: Document, info: KindInfo, raw: Any) -> ObjectMeta:
+def _parse_metadata(document: Document, info: KindInfo, raw: Any
+                    ) -> tuple[ObjectMeta, str, list[Problem]]:
+    """The metadata, the resource's name for messages, and what is wrong with the metadata."""
     where = f"{info.kind} (unnamed)"
     if not isinstance(raw, Mapping):
-        raise _fail(document, where, "metadata", "required field is missing" if raw is None
-                    else f"expected a mapping, got {type_name(raw)}",
-                    "add metadata: {name: NAME}")
+        return ObjectMeta(name=""), where, [Problem(
+            source=document.source, resource=where, field="metadata",
+            message="required field is missing" if raw is None
+            else f"expected a mapping, got {type_name(raw)}",
+            hint="add metadata: {name: NAME}")]
     name = raw.get("name")
     namespace = raw.get("namespace", DEFAULT_NAMESPACE)
     if isinstance(name, str):
-        where = f"{info.kind} {namespace}/{name}"
+        where = (f"{info.kind} {namespace}/{name}" if isinstance(namespace, str)
+                 else f"{info.kind} {name}")
     problems: list[Problem] = []
     if name is None:
         problems.append(Problem(source=document.source, resource=where, field="metadata.name",
@@ -152,7 +161,9 @@ def _parse_metadata(document: Document, info: KindInfo, raw: Any) -> ObjectMeta:
     if (why := dns_label_problem(namespace)) is not None:
         problems.append(Problem(source=document.source, resource=where,
                                 field="metadata.namespace", message=why))
-    labels = raw.get("labels") or {}
+    labels = raw.get("labels")
+    if labels is None:
+        labels = {}
     if not isinstance(labels, Mapping):
         problems.append(Problem(source=document.source, resource=where, field="metadata.labels",
                                 message=f"expected a mapping, got {type_name(labels)}"))
@@ -165,10 +176,9 @@ def _parse_metadata(document: Document, info: KindInfo, raw: Any) -> ObjectMeta:
         if key not in _METADATA_FIELDS:
             problems.append(_unknown_field(document.source, where, f"metadata.{key}",
                                            _METADATA_FIELDS))
-    if problems:
-        raise ConfigError(problems)
-    return ObjectMeta(name=str(name), namespace=str(namespace),
+    meta = ObjectMeta(name=str(name), namespace=str(namespace),
                       labels=freeze_labels({str(k): str(v) for k, v in labels.items()}))
+    return meta, where, problems
 
 
 def _canonical_metadata(meta: ObjectMeta) -> dict[str, Any]:
@@ -187,8 +197,21 @@ def _validate_spec(info: KindInfo, raw: Mapping[str, Any]
     try:
         spec = _adapter(info.kind).validate_json(json.dumps(_plain(raw)), strict=True)
     except ValidationError as exc:
-        return None, [_describe(info.spec_type, error) for error in exc.errors()]
+        return None, [_describe(info.spec_type, error) for error in exc.errors()
+                      if not _follows_item_errors(error)]
     return spec, list(spec_problems(spec))
+
+
+def _follows_item_errors(error: Mapping[str, Any]) -> bool:
+    """True for a list's length error caused only by errors in its items.
+
+    pydantic counts the items that validated, so one bad backendRef also reports "at least 1
+    item" on a list that has one: noise that points away from the real error.
+    """
+    value = error.get("input")
+    min_length = (error.get("ctx") or {}).get("min_length")
+    return (error["type"] == "too_short" and isinstance(value, list)
+            and isinstance(min_length, int) and len(value) >= min_length)
 
 
 @functools.cache
@@ -308,6 +331,18 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime.date | datetime.datetime):
         return value.isoformat()
     return value
+
+
+def _unsupported_values(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(field path, message) for each value JSON cannot carry, such as YAML's !!binary or !!set."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _unsupported_values(item, f"{path}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _unsupported_values(item, f"{path}[{index}]")
+    elif not isinstance(value, str | int | float | datetime.date) and value is not None:
+        yield path, f"expected a string, number, list or mapping, got {type_name(value)}"
 
 
 def _unknown_field(source: str, resource: str, field_path: str,

@@ -43,6 +43,11 @@ def _unknown_service(resource: Resource, field: str, ref: ServiceRef,
     same_namespace = sorted(s.name for s in known if s.namespace == ref.namespace)
     guess = closest(ref.name, same_namespace)
     hint = f'did you mean "{guess}"? ' if guess else ""
+    # The usual cross-namespace slip: the name is right, the namespace defaulted to the route's.
+    elsewhere = sorted(s.namespace for s in known if s.name == ref.name)
+    if elsewhere:
+        hint += (f'"{ref.name}" exists in namespace {", ".join(elsewhere)}: set '
+                 f"{field.removesuffix('.name')}.namespace. ")
     if same_namespace:
         hint += f"known services in {ref.namespace}: {', '.join(same_namespace)}. "
     hint += (f"Apply a Service named {ref.name} in namespace {ref.namespace}, or start a "
