@@ -71,7 +71,8 @@ def _read(target: str) -> list[tuple[str, str]]:
         return [("<stdin>", sys.stdin.read())]
     path = Path(target)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+        files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
         return [(str(p), _text(p)) for p in files]
     if not path.exists():
         raise UsageError(f"{target}: no such file or directory")

@@ -100,3 +100,4 @@ class ObjectMeta:
     name: str
     namespace: str = DEFAULT_NAMESPACE
     labels: Labels = ()
+    annotations: Labels = ()  # free-form notes for people and tools; kept, never interpreted

@@ -12,7 +12,7 @@ import functools
 import json
 import types
 import typing
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
@@ -161,30 +161,49 @@ def _parse_metadata(document: Document, info: KindInfo, raw: Any
     if (why := dns_label_problem(namespace)) is not None:
         problems.append(Problem(source=document.source, resource=where,
                                 field="metadata.namespace", message=why))
-    labels = raw.get("labels")
-    if labels is None:
-        labels = {}
-    if not isinstance(labels, Mapping):
-        problems.append(Problem(source=document.source, resource=where, field="metadata.labels",
-                                message=f"expected a mapping, got {type_name(labels)}"))
-        labels = {}
-    for key, value in labels.items():
-        if (why := label_problem(key, value)) is not None:
-            problems.append(Problem(source=document.source, resource=where,
-                                    field=f"metadata.labels.{key}", message=why))
+    labels = _string_map(raw, "labels", label_problem, problems, document.source, where)
+    annotations = _string_map(raw, "annotations", _annotation_problem, problems,
+                              document.source, where)
     for key in raw:
         if key not in _METADATA_FIELDS:
             problems.append(_unknown_field(document.source, where, f"metadata.{key}",
                                            _METADATA_FIELDS))
-    meta = ObjectMeta(name=str(name), namespace=str(namespace),
-                      labels=freeze_labels({str(k): str(v) for k, v in labels.items()}))
+    meta = ObjectMeta(name=str(name), namespace=str(namespace), labels=freeze_labels(labels),
+                      annotations=freeze_labels(annotations))
     return meta, where, problems
+
+
+def _string_map(raw: Mapping[str, Any], key: str,
+                check: Callable[[object, object], str | None], problems: list[Problem],
+                source: str, where: str) -> dict[str, str]:
+    """metadata.labels or metadata.annotations: a mapping of strings, checked entry by entry."""
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.append(Problem(source=source, resource=where, field=f"metadata.{key}",
+                                message=f"expected a mapping, got {type_name(value)}"))
+        return {}
+    for entry, item in value.items():
+        if (why := check(entry, item)) is not None:
+            hint = "quote the value" if key == "annotations" else ""
+            problems.append(Problem(source=source, resource=where,
+                                    field=f"metadata.{key}.{entry}", message=why, hint=hint))
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _annotation_problem(key: object, value: object) -> str | None:
+    if isinstance(key, str) and isinstance(value, str):
+        return None
+    return f"annotations map strings to strings, got {type_name(value)}"
 
 
 def _canonical_metadata(meta: ObjectMeta) -> dict[str, Any]:
     out: dict[str, Any] = {"name": meta.name, "namespace": meta.namespace}
     if meta.labels:
         out["labels"] = dict(meta.labels)
+    if meta.annotations:
+        out["annotations"] = dict(meta.annotations)
     return out
 
 

@@ -7,6 +7,7 @@ each change, which `tulle history` and `tulle rollback` read.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,19 +41,35 @@ CREATE TABLE IF NOT EXISTS workloads (
 """
 
 
+@contextmanager
+def _private_files() -> Iterator[None]:
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
 def _dump(manifest: Mapping[str, Any]) -> str:
     return json.dumps(manifest, sort_keys=True, separators=(",", ":"))
 
 
 class SqliteStore:
     def __init__(self, path: Path) -> None:
+        # Private from the first byte (umask, not chmod after the fact): the store holds
+        # workloads' credentials. Covers the -wal and -shm files SQLite creates too.
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
-            for suffix in ("", "-wal", "-shm"):
+            with _private_files():
+                self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                try:
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                    self._db.execute("PRAGMA synchronous=NORMAL")
+                    self._db.execute("PRAGMA foreign_keys=ON")
+                    self._db.executescript(_SCHEMA)
+                except sqlite3.DatabaseError:
+                    self._db.close()
+                    raise
+            for suffix in ("", "-wal", "-shm"):  # files made by an older version
                 candidate = Path(f"{path}{suffix}")
                 if candidate.exists():
                     candidate.chmod(0o600)

@@ -94,7 +94,8 @@ def test_problems_of_every_file_are_reported_together(tmp_path: Path) -> None:
 def test_directory_read_recursively_in_sorted_order(tmp_path: Path) -> None:
     files = {"b.yaml": "n: b\n", "a.yml": "n: a\n---\nn: a2\n", "sub/c.json": '{"n": "c"}',
              "sub/deeper/d.yaml": "n: d\n", "notes.txt": "n: ignored\n",
-             "README.md": "n: ignored\n", "e.YAML.bak": "n: ignored\n"}
+             "README.md": "n: ignored\n", "e.YAML.bak": "n: ignored\n",
+             ".git/config.yaml": "n: hidden\n", ".hidden.yaml": "n: hidden\n"}
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)

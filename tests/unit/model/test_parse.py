@@ -99,19 +99,20 @@ MANIFESTS: list[tuple[str, str, dict[str, Any]]] = [
      "apiVersion: tulle.io/v1alpha1\nkind: Service\nmetadata: {name: books}\n",
      {"apiVersion": "tulle.io/v1alpha1", "kind": "Service",
       "metadata": {"name": "books", "namespace": "default"}, "spec": {}}),
-    ("status, annotations and null labels dropped; labels sorted", """\
+    ("status dropped; labels sorted; annotations kept", """\
 apiVersion: tulle.io/v1alpha1
 kind: Service
 metadata:
   name: books
   namespace: shop
   labels: {tier: back, app: books, tulle.io/version: v1}
-  annotations: {note: kept out}
+  annotations: {note: kept as written}
 spec: {protocol: tcp}
 status: {ready: true}
 """, {"apiVersion": "tulle.io/v1alpha1", "kind": "Service",
       "metadata": {"name": "books", "namespace": "shop",
-                   "labels": {"app": "books", "tier": "back", "tulle.io/version": "v1"}},
+                   "labels": {"app": "books", "tier": "back", "tulle.io/version": "v1"},
+                   "annotations": {"note": "kept as written"}},
       "spec": {"protocol": "tcp"}}),
     ("older apiVersion accepted and rewritten to the current one; spec kept as written", """\
 apiVersion: gateway.networking.k8s.io/v1beta1
