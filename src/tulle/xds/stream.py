@@ -200,18 +200,26 @@ class DeltaStream(XdsStream):
     def __init__(self, node_id: str, on_nack: NackSink, **kwargs: Any) -> None:
         super().__init__(node_id, on_nack, **kwargs)
         self._known: dict[str, dict[str, str]] = {}  # the proxy's versions, per type
+        # What the proxy held when it subscribed (a reconnect), per type: the version it keeps
+        # running if it NACKs before ACKing anything on this stream.
+        self._held_at_start: dict[str, str] = {}
+        # Clusters sent changed whose endpoints must follow, even unchanged. Tracked apart from
+        # ``offer`` because a reconnecting proxy may hold an older version of a cluster.
+        self._endpoints_owed: set[str] = set()
 
     def handle_request(self, request: Any) -> list[bytes]:
         type_url = request.type_url
         if request.response_nonce:
-            known = self._known.get(type_url, {})
-            self._answered(type_url, request.response_nonce, _error_of(request),
-                           set_version(known.items()))
+            # ``_known`` already holds what was just sent: the proxy still runs what it ACKed.
+            kept = self.status.of(type_url).acked_version or self._held_at_start.get(type_url, "")
+            self._answered(type_url, request.response_nonce, _error_of(request), kept)
         first = type_url not in self._subs
         subscribe = set(request.resource_names_subscribe)
         unsubscribe = set(request.resource_names_unsubscribe)
         if first:
             self._known[type_url] = dict(request.initial_resource_versions)
+            if request.initial_resource_versions:
+                self._held_at_start[type_url] = set_version(self._known[type_url].items())
             wildcard = type_url in types.WILDCARD_TYPES and (not subscribe or "*" in subscribe)
             self._subs[type_url] = None if wildcard else frozenset(subscribe)
         else:
@@ -226,25 +234,21 @@ class DeltaStream(XdsStream):
 
     def offer(self, config: ProxyConfig) -> list[bytes]:
         self.config = config
-        held = self._known.get(types.CLUSTER, {})
-        changed_clusters = {n for n, r in config.of_type(types.CLUSTER).items()
-                            if n in held and held[n] != r.version}
         out: list[bytes] = []
         for type_url in types.PUSH_ORDER:
             if type_url in self._subs:
-                out += self._push(type_url, include_removed=type_url != types.CLUSTER,
-                                  force=changed_clusters if type_url == types.ENDPOINT else ())
+                out += self._push(type_url, include_removed=type_url != types.CLUSTER)
         if types.CLUSTER in self._subs:
             out += self._push(types.CLUSTER, include_removed=True)
         return out
 
     def _push(self, type_url: str, *, only: Iterable[str] | None = None,
-              include_removed: bool, force: Iterable[str] = ()) -> list[bytes]:
+              include_removed: bool) -> list[bytes]:
         assert self.config is not None
         known = self._known.setdefault(type_url, {})
         wanted = self._wanted(type_url)
         candidates = wanted if only is None else {n: wanted[n] for n in only if n in wanted}
-        forced = set(force)
+        forced = self._endpoints_owed if type_url == types.ENDPOINT else set()
         updates = [r for n, r in candidates.items() if known.get(n) != r.version or n in forced]
         removed: list[str] = []
         if include_removed:
@@ -256,6 +260,12 @@ class DeltaStream(XdsStream):
                           and not self.status.of(type_url).sent_nonce)
         if not updates and not removed and not never_answered:
             return []
+        if type_url == types.CLUSTER:
+            assignments = self.config.of_type(types.ENDPOINT)
+            self._endpoints_owed.update(r.name for r in updates
+                                        if r.name in known and r.name in assignments)
+        elif type_url == types.ENDPOINT:
+            self._endpoints_owed.difference_update(r.name for r in updates)
         for resource in updates:
             known[resource.name] = resource.version
         for name in removed:

@@ -124,14 +124,23 @@ def _action(backends: tuple[tuple[str, int], ...]) -> rc.RouteAction:
 def _path_match(path: PathMatch) -> rc.RouteMatch:
     if path.type == "Exact":
         return rc.RouteMatch(path=path.value)
-    if path.value == "/" or path.value.endswith("/"):
-        return rc.RouteMatch(prefix=path.value)
+    prefix = _segment_prefix(path.value)
+    if prefix == "/":
+        return rc.RouteMatch(prefix="/")
     # Gateway API prefixes match whole path segments: /books matches /books/1, not /booksx.
-    return rc.RouteMatch(path_separated_prefix=path.value)
+    return rc.RouteMatch(path_separated_prefix=prefix)
+
+
+def _segment_prefix(value: str) -> str:
+    """Gateway API ignores a trailing "/" in a prefix: /books/ matches /books too. Envoy's
+    path_separated_prefix must not end with "/" anyway."""
+    return value.rstrip("/") or "/"
 
 
 def _precedence(path: PathMatch) -> tuple[int, int]:
-    return (0 if path.type == "Exact" else 1, -len(path.value))
+    if path.type == "Exact":
+        return (0, -len(path.value))
+    return (1, -len(_segment_prefix(path.value)))
 
 
 def _safe_retries() -> rc.RetryPolicy:

@@ -1,0 +1,90 @@
+"""Consistency of one proxy's config, in the spirit of go-control-plane's snapshot check:
+everything a resource names must be part of the same config, and nothing is left dangling."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
+from tests.unit.xds.envoy_side import CDS, EDS, LDS, RDS, message_of
+from tulle.xds.compiler import ProxyConfig
+
+_HCM = "type.googleapis.com/" + hcm.HttpConnectionManager.DESCRIPTOR.full_name
+_TCP_PROXY = "type.googleapis.com/" + tcp_proxy_pb2.TcpProxy.DESCRIPTOR.full_name
+
+
+def decoded(proxy_config: ProxyConfig, type_url: str) -> dict[str, Any]:
+    return {name: message_of(r) for name, r in proxy_config.of_type(type_url).items()}
+
+
+def route_clusters(route_config: Any) -> Iterator[str]:
+    """Every cluster a route table can send a request to."""
+    for host in route_config.virtual_hosts:
+        for route in host.routes:
+            if not route.HasField("route"):
+                continue  # direct responses and redirects name no cluster
+            action = route.route
+            if action.HasField("weighted_clusters"):
+                yield from (w.name for w in action.weighted_clusters.clusters)
+            else:
+                yield action.cluster
+
+
+def problems(proxy_config: ProxyConfig) -> list[str]:
+    clusters = decoded(proxy_config, CDS)
+    assignments = decoded(proxy_config, EDS)
+    listeners = decoded(proxy_config, LDS)
+    tables = decoded(proxy_config, RDS)
+    found: list[str] = []
+
+    eds_names = set()
+    for name, cluster in clusters.items():
+        if cluster.type == cluster_pb2.Cluster.EDS:
+            eds_name = cluster.eds_cluster_config.service_name or name
+            eds_names.add(eds_name)
+            if eds_name not in assignments:
+                found.append(f"EDS cluster {name} has no ClusterLoadAssignment")
+    found += [f"ClusterLoadAssignment {name} belongs to no EDS cluster"
+              for name in assignments if name not in eds_names]
+
+    referenced_tables: set[str] = set()
+    named_clusters: list[tuple[str, str]] = []  # (who, cluster)
+    for name, listener in listeners.items():
+        for chain in listener.filter_chains:
+            for network_filter in chain.filters:
+                config = network_filter.typed_config
+                if config.type_url == _HCM:
+                    manager = hcm.HttpConnectionManager()
+                    config.Unpack(manager)
+                    if manager.HasField("rds"):
+                        referenced_tables.add(manager.rds.route_config_name)
+                        if manager.rds.route_config_name not in tables:
+                            found.append(f"listener {name} uses missing route table "
+                                         f"{manager.rds.route_config_name}")
+                    else:
+                        named_clusters += [(f"listener {name} inline routes", c)
+                                           for c in route_clusters(manager.route_config)]
+                elif config.type_url == _TCP_PROXY:
+                    proxy = tcp_proxy_pb2.TcpProxy()
+                    config.Unpack(proxy)
+                    named_clusters.append((f"listener {name} tcp_proxy", proxy.cluster))
+    found += [f"route table {name} is used by no listener"
+              for name in tables if name not in referenced_tables]
+    for name, table in tables.items():
+        named_clusters += [(f"route table {name}", c) for c in route_clusters(table)]
+    found += [f"{who} names missing cluster {cluster}"
+              for who, cluster in named_clusters if cluster not in clusters]
+
+    ports = Counter((listener.address.socket_address.address,
+                     listener.address.socket_address.port_value)
+                    for listener in listeners.values())
+    found += [f"{count} listeners bind {host}:{port}"
+              for (host, port), count in ports.items() if count > 1]
+    return found

@@ -1,0 +1,196 @@
+"""ConfigCompiler: complete, self-consistent configs, and work shared as widely as inputs allow."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.unit.xds import consistency
+from tests.unit.xds.envoy_side import CDS, EDS, LDS, RDS, config
+from tests.unit.xds.meshes import (
+    Manifest,
+    http_route,
+    mesh,
+    proxy,
+    rule,
+    service,
+    workload,
+)
+from tests.unit.xds.sample_configs import assignment, cluster, route_table
+from tulle.model.meta import ServiceRef
+from tulle.model.workload import Workload, WorkloadState
+from tulle.xds.compiler import ConfigCompiler, ProxyConfig
+from tulle.xds.generators import listeners
+from tulle.xds.proxy import ProxyInfo
+
+BOOKS, WEB = "outbound|books.default", "outbound|web.default"
+CLIENT = workload("web-1", app_port=None)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    node: Workload  # the proxy compiled for
+    others: Sequence[Workload] = ()
+    manifests: Sequence[Manifest] = ()
+    node_in_mesh: bool = True
+    clusters: set[str] = field(default_factory=set)  # also the EDS names, minus inbound|*
+    listeners: set[str] = field(default_factory=lambda: {"outbound"})
+    routes: set[str] = field(default_factory=lambda: {"outbound|default"})
+
+
+CASES = [
+    Case("no services", CLIENT, node_in_mesh=False),
+    Case("one service", workload("books-1"), [workload("books-2", address="10.0.0.2")],
+         clusters={BOOKS, "inbound|8080"}, listeners={"outbound", "inbound"}),
+    Case("client-only proxy", CLIENT, [workload("books-1")], clusters={BOOKS, WEB}),
+    Case("instances not ready", CLIENT, [workload("books-1", state=WorkloadState.STARTING)],
+         clusters={BOOKS, WEB}),
+    Case("upstream to a service without workloads",
+         workload("web-1", app_port=None, upstreams={"authors": 9000}), [workload("books-1")],
+         clusters={BOOKS, WEB, "outbound|authors.default"},
+         listeners={"outbound", "upstream|9000"},
+         routes={"outbound|default", "upstream|authors.default"}),
+    Case("tcp service, client", workload("web-1", app_port=None, upstreams={"db": 9001}),
+         [workload("db-1")], [service("db", "tcp")],
+         clusters={WEB, "outbound|db.default"}, listeners={"outbound", "upstream|9001"}),
+    Case("tcp service, server", workload("db-1"), [CLIENT], [service("db", "tcp")],
+         clusters={WEB, "outbound|db.default", "inbound|8080"}, listeners={"outbound", "inbound"}),
+    Case("httproutes with weights and paths",
+         workload("web-1", app_port=None, upstreams={"books": 9002}), [workload("books-1")],
+         [http_route("split", "books", [
+             rule(("books", 90), ("books-v2", 10), ("books-canary", 0), prefix="/api"),
+             rule("books", exact="/health"),
+             rule("reviews.shop", prefix="/reviews/"),
+         ])],
+         clusters={BOOKS, WEB, "outbound|books-v2.default", "outbound|books-canary.default",
+                   "outbound|reviews.shop"},
+         listeners={"outbound", "upstream|9002"},
+         routes={"outbound|default", "upstream|books.default"}),
+    Case("client in another namespace",
+         workload("web-1", namespace="shop", app_port=None, upstreams={"books.default": 9003}),
+         [workload("books-1")],
+         clusters={BOOKS, "outbound|web.shop"}, listeners={"outbound", "upstream|9003"},
+         routes={"outbound|shop", "upstream|books.default"}),
+]
+
+
+def compile_case(case: Case, compiler: ConfigCompiler | None = None) -> ProxyConfig:
+    workloads = [*case.others, *([case.node] if case.node_in_mesh else [])]
+    snapshot = mesh(1, workloads, case.manifests)
+    info = proxy(snapshot, case.node.node_id) if case.node_in_mesh else ProxyInfo.of(case.node)
+    return (compiler or ConfigCompiler()).compile(snapshot, info)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_compiled_config_is_complete_and_consistent(case: Case) -> None:
+    compiled = compile_case(case)
+    assert consistency.problems(compiled) == []
+    assert set(compiled.of_type(CDS)) == case.clusters
+    assert set(compiled.of_type(EDS)) == {c for c in case.clusters if c.startswith("outbound|")}
+    assert set(compiled.of_type(LDS)) == case.listeners
+    assert set(compiled.of_type(RDS)) == case.routes
+    assert compiled.mesh_version == 1
+
+
+BROKEN = [
+    ("EDS cluster without endpoints", [cluster("a")],
+     "EDS cluster a has no ClusterLoadAssignment"),
+    ("orphan endpoints", [assignment("a", [1])], "ClusterLoadAssignment a belongs to no"),
+    ("missing route table", [listeners.outbound_listener(15001, "default")],
+     "uses missing route table outbound|default"),
+    ("unused route table", [route_table([])], "route table outbound|default is used by no"),
+    ("route to a missing cluster",
+     [listeners.outbound_listener(15001, "default"), route_table(["gone"])],
+     "names missing cluster gone"),
+    ("tcp proxy to a missing cluster",
+     [listeners.upstream_listener(9000, ServiceRef("default", "db"), "tcp")],
+     "tcp_proxy names missing cluster outbound|db.default"),
+    ("inline route to a missing cluster",
+     [listeners.inbound_listener("10.0.0.1", 15006, 8080, "http")],
+     "inline routes names missing cluster inbound|8080"),
+    ("two listeners on one port",
+     [listeners.outbound_listener(9000, "default"), route_table([]),
+      listeners.upstream_listener(9000, ServiceRef("default", "db"), "tcp"),
+      cluster("outbound|db.default"), assignment("outbound|db.default", [1])],
+     "2 listeners bind 127.0.0.1:9000"),
+]
+
+
+@pytest.mark.parametrize(("case", "messages", "expected"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_the_consistency_check_finds_each_kind_of_problem(case: str, messages: list[object],
+                                                          expected: str) -> None:
+    found = consistency.problems(config(1, *messages))
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_weighted_routes_name_only_clusters_of_the_config() -> None:
+    routes_case = next(c for c in CASES if c.id.startswith("httproutes"))
+    table = consistency.decoded(compile_case(routes_case), RDS)["upstream|books.default"]
+    named = set(consistency.route_clusters(table))
+    assert named == {BOOKS, "outbound|books-v2.default", "outbound|reviews.shop"}
+
+
+# -- memoization -------------------------------------------------------------------------------
+
+def names_of(proxy_config: ProxyConfig) -> set[tuple[str, str]]:
+    return {(t, n) for t in (CDS, EDS, LDS, RDS) for n in proxy_config.of_type(t)}
+
+
+def shared_names(first: ProxyConfig, second: ProxyConfig) -> set[tuple[str, str]]:
+    """(type, name) of every resource both configs hold as the very same encoded object."""
+    return {(t, n) for t in (CDS, EDS, LDS, RDS) for n, r in first.of_type(t).items()
+            if second.of_type(t).get(n) is r}
+
+
+def test_proxies_share_encoded_resources() -> None:
+    snapshot = mesh(1, [workload("books-1"), workload("books-2", address="10.0.0.2"), CLIENT,
+                        workload("web-1", namespace="shop", app_port=None)])
+    compiler = ConfigCompiler()
+    books_1 = compiler.compile(snapshot, proxy(snapshot, "books-1.default"))
+    built = compiler.memo.builds
+
+    books_2 = compiler.compile(snapshot, proxy(snapshot, "books-2.default"))
+    assert compiler.memo.builds == built + 1, "only the inbound listener (its address) is new"
+    assert names_of(books_1) - shared_names(books_1, books_2) == {(LDS, "inbound")}
+
+    web = compiler.compile(snapshot, proxy(snapshot, "web-1.default"))
+    assert compiler.memo.builds == built + 1, "a client of the same namespace costs nothing"
+    assert shared_names(web, books_1) == names_of(web)
+
+    other_namespace = compiler.compile(snapshot, proxy(snapshot, "web-1.shop"))
+    assert compiler.memo.builds == built + 3, "its outbound listener and route table"
+    assert {(CDS, n) for n in web.of_type(CDS)} <= shared_names(web, other_namespace)
+    assert {(EDS, n) for n in web.of_type(EDS)} <= shared_names(web, other_namespace)
+
+
+BASE = [workload("books-1"), workload("authors-1", address="10.0.0.3"), CLIENT]
+CHANGES: list[tuple[str, list[Workload], list[Manifest], set[tuple[str, str]]]] = [
+    ("nothing", BASE, [], set()),
+    ("instance added", [*BASE, workload("books-2", address="10.0.0.2")], [],
+     {(EDS, BOOKS)}),
+    ("instance not ready", [*BASE[1:], workload("books-1", state=WorkloadState.NOT_READY)], [],
+     {(EDS, BOOKS)}),
+    ("route attached", BASE, [http_route("r", "books", [rule("books", prefix="/v1")])],
+     {(RDS, "outbound|default")}),
+    ("service added", [*BASE, workload("shelves-1")], [],
+     {(CDS, "outbound|shelves.default"), (EDS, "outbound|shelves.default"),
+      (RDS, "outbound|default")}),
+]
+
+
+@pytest.mark.parametrize(("case", "workloads", "manifests", "rebuilt"), CHANGES,
+                         ids=[c[0] for c in CHANGES])
+def test_only_what_a_change_touches_is_rebuilt(case: str, workloads: list[Workload],
+                                               manifests: list[Manifest],
+                                               rebuilt: set[tuple[str, str]]) -> None:
+    compiler = ConfigCompiler()
+    before = compiler.compile(mesh(1, BASE), ProxyInfo.of(CLIENT))
+    built = compiler.memo.builds
+    after = compiler.compile(mesh(2, workloads, manifests), ProxyInfo.of(CLIENT))
+    assert compiler.memo.builds - built == len(rebuilt)
+    assert names_of(after) - shared_names(after, before) == rebuilt
+    assert after.mesh_version == 2
+    assert consistency.problems(after) == []

@@ -1,0 +1,178 @@
+"""RDS generator: which cluster a request reaches, read back the way Envoy reads a route table
+(first matching route wins)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from tests.unit.xds.meshes import Manifest, http_route, mesh, rule, service
+from tulle.model.meta import ServiceRef
+from tulle.xds.generators import routes
+
+BOOKS = ServiceRef("default", "books")
+
+
+def service_routes(*manifests: Manifest, ref: ServiceRef = BOOKS) -> list[Any]:
+    snapshot = mesh(1, [], manifests)
+    return routes.service_routes(snapshot.services[ref], snapshot.routes.get(ref, ()))
+
+
+def target(route: Any) -> str:
+    if route.HasField("direct_response"):
+        return str(route.direct_response.status)
+    action = route.route
+    if action.HasField("weighted_clusters"):
+        return ",".join(f"{c.name}={c.weight.value}" for c in action.weighted_clusters.clusters)
+    return str(action.cluster)
+
+
+def matches(match: Any, path: str) -> bool:
+    kind = match.WhichOneof("path_specifier")
+    if kind == "path":
+        return bool(path == match.path)
+    if kind == "prefix":
+        return path.startswith(match.prefix)
+    if kind == "path_separated_prefix":
+        prefix = match.path_separated_prefix
+        return path == prefix or path.startswith(prefix + "/")
+    raise AssertionError(f"unexpected path specifier {kind}")
+
+
+def pick(route_list: Sequence[Any], path: str) -> str:
+    """Where Envoy sends ``path``: the first route that matches, else a 404 of its own."""
+    return next((target(r) for r in route_list if matches(r.match, path)), "no route")
+
+
+def cluster(name: str) -> str:
+    return f"outbound|{name}.default"
+
+
+PRECEDENCE = [
+    http_route("paths", "books", [
+        rule("v1", prefix="/books"),
+        rule("fallback", prefix="/"),
+        rule("special", exact="/books/special"),
+        rule("deep", prefix="/books/deep/"),
+    ]),
+]
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/books", "v1"),
+    ("/books/1", "v1"),
+    ("/booksx", "fallback"),  # prefixes match whole path segments
+    ("/books/special", "special"),  # Exact wins over any prefix, wherever it is declared
+    ("/books/special/1", "v1"),
+    ("/books/deep/1", "deep"),  # the longer prefix wins
+    ("/books/deep", "deep"),  # Gateway API: a trailing "/" in a prefix is ignored
+    ("/books/deeper", "v1"),
+    ("/", "fallback"),
+    ("/other", "fallback"),
+])
+def test_path_precedence(path: str, expected: str) -> None:
+    assert pick(service_routes(*PRECEDENCE), path) == cluster(expected)
+
+
+@pytest.mark.parametrize(("path_type", "value", "kind", "envoy_value"), [
+    ("PathPrefix", "/", "prefix", "/"),
+    ("PathPrefix", "/books", "path_separated_prefix", "/books"),
+    ("PathPrefix", "/books/", "path_separated_prefix", "/books"),
+    ("PathPrefix", "/a/b", "path_separated_prefix", "/a/b"),
+    ("Exact", "/books", "path", "/books"),
+    ("Exact", "/books/", "path", "/books/"),
+])
+def test_path_match_translation(path_type: str, value: str, kind: str,
+                                envoy_value: str) -> None:
+    manifest = http_route("r", "books", [rule("books")])
+    manifest["spec"]["rules"][0]["matches"] = [{"path": {"type": path_type, "value": value}}]
+    [route] = service_routes(manifest)
+    assert route.match.WhichOneof("path_specifier") == kind
+    assert getattr(route.match, kind) == envoy_value
+
+
+def test_routes_without_a_catch_all_leave_other_paths_unrouted() -> None:
+    route_list = service_routes(http_route("r", "books", [rule("v2", prefix="/v2")]))
+    assert pick(route_list, "/v2/x") == cluster("v2")
+    assert pick(route_list, "/v1/x") == "no route"  # Envoy answers 404 (NR)
+
+
+def test_equal_paths_keep_route_name_order() -> None:
+    route_list = service_routes(
+        http_route("b-route", "books", [rule("from-b", prefix="/x")]),
+        http_route("a-route", "books", [rule("from-a", prefix="/x")]),
+    )
+    assert pick(route_list, "/x") == cluster("from-a")
+    assert [r.name for r in route_list] == ["default/a-route/rule0/match0",
+                                            "default/b-route/rule0/match0"]
+
+
+@pytest.mark.parametrize(("backends", "expected"), [
+    ([("a", 1)], cluster("a")),
+    ([("a", 90), ("b", 10)], f"{cluster('a')}=90,{cluster('b')}=10"),
+    ([("a", 1), ("b", 0)], cluster("a")),  # weight 0 gets no traffic: not even listed
+    ([("a", 0), ("b", 3), ("c", 1)], f"{cluster('b')}=3,{cluster('c')}=1"),
+    (["x.shop"], "outbound|x.shop"),
+])
+def test_weighted_backends(backends: list[str | tuple[str, int]], expected: str) -> None:
+    [route] = service_routes(http_route("r", "books", [rule(*backends)]))
+    assert target(route) == expected
+    assert route.route.retry_policy.num_retries.value == routes.SAFE_RETRIES
+
+
+def test_backends_default_to_the_namespace_of_the_route() -> None:
+    manifest = http_route("r", "books", [rule("reviews")], namespace="shop")
+    manifest["spec"]["parentRefs"] = [{"name": "books", "namespace": "default"}]
+    [route] = service_routes(manifest)
+    assert target(route) == "outbound|reviews.shop"
+
+
+def test_a_service_without_routes_sends_everything_to_its_cluster() -> None:
+    snapshot = mesh(1, [], [service("books")])
+    route_list = routes.service_routes(snapshot.services[BOOKS], ())
+    assert [pick(route_list, p) for p in ("/", "/any/path")] == [cluster("books")] * 2
+
+
+def outbound_hosts(client_namespace: str, *manifests: Manifest) -> dict[str, Any]:
+    snapshot = mesh(1, [], manifests)
+    table = tuple((s, snapshot.routes.get(ref, ())) for ref, s in snapshot.services.items())
+    config = routes.outbound_route_config(client_namespace, table)
+    assert config.name == f"outbound|{client_namespace}"
+    assert not config.validate_clusters.value
+    return {host.name: host for host in config.virtual_hosts}
+
+
+def test_a_tcp_service_answers_http_with_400_and_how_to_reach_it() -> None:
+    hosts = outbound_hosts("default", service("db", "tcp"),
+                           http_route("r", "db", [rule("db", prefix="/")]))
+    [route] = hosts["db.default"].routes
+    assert target(route) == "400"
+    assert "--upstream db.default:" in route.direct_response.body.inline_string
+
+
+def test_an_unknown_host_gets_404_with_a_hint() -> None:
+    hosts = outbound_hosts("default", service("books"))
+    *_, last = hosts.values()
+    assert list(last.domains) == ["*"]
+    [route] = last.routes
+    assert target(route) == "404"
+    assert "tulle get services" in route.direct_response.body.inline_string
+
+
+@pytest.mark.parametrize(("client_namespace", "domains"), [
+    ("default", ["books", "books.default"]),
+    ("shop", ["books.default"]),  # the short name means a service of the client's namespace
+])
+def test_virtual_host_domains(client_namespace: str, domains: list[str]) -> None:
+    hosts = outbound_hosts(client_namespace, service("books"))
+    assert list(hosts["books.default"].domains) == domains
+
+
+def test_upstream_route_table_takes_every_host() -> None:
+    snapshot = mesh(1, [], [http_route("r", "books", [rule("v2", prefix="/v2")])])
+    table = routes.upstream_route_config(snapshot.services[BOOKS], snapshot.routes[BOOKS])
+    [host] = table.virtual_hosts
+    assert (table.name, list(host.domains)) == ("upstream|books.default", ["*"])
+    assert pick(host.routes, "/v2/1") == cluster("v2")
