@@ -103,3 +103,14 @@ def test_foreground_control_plane_stops_on_sigterm(tmp_path) -> None:  # type: i
     assert "control plane stopped" in output  # it logs to stderr in the foreground
     assert "control plane stopped" in (idle.state_dir / "controlplane.log").read_text()
     assert json.loads(idle.cli("down", "-o", "json").stdout) == {"stopped": False}
+
+
+def test_instance_names_are_unique_per_namespace(mesh: Mesh) -> None:
+    mesh.run("books", name="books-1")
+    result = mesh.cli("run", "--service", "books", "--name", "books-1", "--", "true",
+                      check=False)
+    assert result.returncode != 0
+    assert "already running" in result.stderr and "--name" in result.stderr
+    # The same name in another namespace is another workload.
+    mesh.run("books", name="books-1", namespace="other")
+    assert len(mesh.api.get("/v1/workloads")) == 2

@@ -78,3 +78,24 @@ def test_control_plane_restart_loses_nothing_and_traffic_flows(mesh: Mesh) -> No
     # After the restart the proxies still follow changes.
     mesh.run("books", name="books-2")
     mesh.wait_endpoints("web-1", "books", {"books-1", "books-2"})
+
+
+def test_agent_restarts_a_crashed_envoy(mesh: Mesh) -> None:
+    mesh.run("books", name="books-1")
+    mesh.run("books", name="books-2")
+    client = mesh.run("web", name="web-1")
+    mesh.wait_endpoints("web-1", "books", {"books-1", "books-2"})
+    agent = psutil.Process(mesh.workload("books-1")["pid"])
+    (envoy,) = [p for p in agent.children() if p.name() == "envoy"]
+
+    traffic = Traffic(mesh, client)
+    traffic.start()
+    envoy.kill()
+    # The workload leaves the endpoints while its sidecar is down, then comes back.
+    mesh.wait_endpoints("web-1", "books", {"books-2"}, timeout=10)
+    mesh.wait_endpoints("web-1", "books", {"books-1", "books-2"}, timeout=20)
+    traffic.stop()
+    assert traffic.failures == [], "requests must go to the healthy instance meanwhile"
+    (restarted,) = [p for p in agent.children() if p.name() == "envoy"]
+    assert restarted.pid != envoy.pid
+    assert "LIVE" in mesh.admin("books-1", "ready")

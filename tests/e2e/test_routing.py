@@ -59,7 +59,7 @@ def test_httproute_paths_and_weights_apply_live(mesh: Mesh, tmp_path: Path) -> N
 
 
 def test_services_are_namespaced(mesh: Mesh) -> None:
-    mesh.run("books", name="books-1", extra=("--namespace", "shop"))
+    mesh.run("books", name="books-1", namespace="shop")
     client = mesh.run("web", name="web-1")
     wait_for("web-1 to see books.shop", lambda: mesh.call(
         client, "http://books.shop/")["status"] == 200)

@@ -56,6 +56,7 @@ class Workload:
     process: subprocess.Popen[bytes]
     log: Path
     app_port: int | None = None
+    namespace: str = "default"
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
         if self.process.poll() is None:
@@ -120,12 +121,12 @@ class Mesh:
 
     def run(self, service: str, *, name: str, app: bool = True, port: int | None = None,
             command: list[str] | None = None, extra: tuple[str, ...] = (),
-            wait: bool = True) -> Workload:
+            namespace: str = "default", wait: bool = True) -> Workload:
         """Start a workload. By default its application is the echo app on a free port."""
         if app and command is None:
             port = port or free_port()
             command = [sys.executable, str(ECHO_APP), str(port)]
-        args = ["run", "--service", service, "--name", name, *extra]
+        args = ["run", "--service", service, "--name", name, "--namespace", namespace, *extra]
         if port is not None:
             args += ["--port", str(port)]
         log = self.root / f"{name}.out"
@@ -133,7 +134,7 @@ class Mesh:
             process = subprocess.Popen(
                 [*TULLE, "--state-dir", str(self.state_dir), *args, "--", *(command or [])],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=self.env())
-        workload = Workload(name, service, process, log, port)
+        workload = Workload(name, service, process, log, port, namespace)
         self.workloads.append(workload)
         if wait:
             self.wait_ready(workload)
@@ -145,8 +146,8 @@ class Mesh:
                 raise AssertionError(f"{workload.name} exited ({workload.process.returncode}):"
                                      f"\n{workload.output()}")
             for w in self.api.get("/v1/workloads"):
-                if w["name"] == workload.name and w["state"] == "ready" \
-                        and w["proxyConnected"]:
+                if w["name"] == workload.name and w["namespace"] == workload.namespace \
+                        and w["state"] == "ready" and w["proxyConnected"]:
                     return dict(w)
             return None
 

@@ -37,6 +37,7 @@ class EnvoyProcess:
         self.concurrency = concurrency
         self.log_level = log_level
         self.process: asyncio.subprocess.Process | None = None
+        self.ready = False  # LIVE since its last start
         self.starts = 0
 
     def command(self) -> Sequence[str]:
@@ -49,6 +50,7 @@ class EnvoyProcess:
                 "--drain-time-s", "1"]
 
     async def start(self) -> None:
+        self.ready = False
         self.starts += 1
         self.process = await asyncio.create_subprocess_exec(
             *self.command(), stdin=asyncio.subprocess.DEVNULL,
@@ -66,6 +68,7 @@ class EnvoyProcess:
                 response = await http.request("127.0.0.1", self.admin_port, "GET", "/ready",
                                               timeout=1.0)
                 if response.status == 200:
+                    self.ready = True
                     return
             await asyncio.sleep(0.01)
         raise EnvoyError(f"Envoy did not become ready within {timeout:.0f}s:\n"

@@ -25,7 +25,7 @@ from tulle.agent.adminproxy import AdminProxy
 from tulle.agent.config import AgentConfig
 from tulle.agent.envoy import EnvoyProcess, die_with_parent
 from tulle.agent.session import ControlPlaneSession
-from tulle.errors import UsageError
+from tulle.errors import EnvoyError, UsageError
 from tulle.security import new_token
 from tulle.settings import LOOPBACK, ControlPlaneEndpoint, StatePaths, read_token, write_private
 
@@ -93,8 +93,8 @@ class Agent:
             self._starting = None
             if config.command:
                 self._app = await self._start_app(outbound)
-            self._tasks = [asyncio.create_task(self._probe(session)),
-                           asyncio.create_task(self._supervise(envoy))]
+            self._tasks = [asyncio.create_task(self._probe(session, envoy)),
+                           asyncio.create_task(self._supervise(envoy, session))]
             if self._app is not None:
                 self._tasks.append(asyncio.create_task(self._watch_app(self._app)))
             await self._stop.wait()
@@ -148,32 +148,38 @@ class Agent:
         log.info("application exited with %s", app.returncode)
         self._stop.set()
 
-    async def _probe(self, session: ControlPlaneSession) -> None:
-        """Report ready while the application accepts connections, not-ready otherwise."""
+    async def _probe(self, session: ControlPlaneSession, envoy: EnvoyProcess) -> None:
+        """Report ready while Envoy runs and the application accepts connections."""
         port = self.config.app_port
         ever_ready = False
         while True:
-            ok = port is None or await _accepts(port)
+            ok = envoy.ready and (port is None or await _accepts(port))
             ever_ready = ever_ready or ok
             wanted = "ready" if ok else ("not-ready" if ever_ready else "starting")
             if wanted != session.state:
                 await session.report(wanted)
             await asyncio.sleep(PROBE_SLOW_S if ever_ready else PROBE_FAST_S)
 
-    async def _supervise(self, envoy: EnvoyProcess) -> None:
-        """Restart Envoy if it dies; it reloads its config from the control plane."""
+    async def _supervise(self, envoy: EnvoyProcess, session: ControlPlaneSession) -> None:
+        """Restart Envoy if it dies; it reloads its config from the control plane. Meanwhile
+        the workload is not ready, so other proxies stop sending to a dead listener."""
         delay = 0.1
         while True:
             assert envoy.process is not None
             code = await envoy.process.wait()
+            envoy.ready = False
             log.error("Envoy exited unexpectedly (code %s); restarting:\n%s", code,
                       envoy.log_tail())
+            if session.state == "ready":
+                await session.report("not-ready")
             await asyncio.sleep(delay)
             delay = min(delay * 2, ENVOY_RESTART_MAX_S)
             await envoy.start()
-            with contextlib.suppress(Exception):
+            try:
                 await envoy.wait_ready(self.config.ready_timeout_s)
                 delay = 0.1
+            except EnvoyError as exc:
+                log.error("the restarted Envoy did not become ready: %s", exc.message)
 
     async def _shutdown(self, session: ControlPlaneSession, envoy: EnvoyProcess | None) -> None:
         if self.config.app_port and session.state in ("ready", "not-ready", "starting"):

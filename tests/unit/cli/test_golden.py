@@ -1,0 +1,62 @@
+"""CLI tables compared with golden files. Regenerate with TULLE_UPDATE_GOLDEN=1."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tulle.cli import cmd_controlplane, cmd_resources
+
+GOLDEN = Path(__file__).parent / "golden"
+NOW = 1_800_000_000.0
+
+WORKLOADS = [
+    {"namespace": "default", "name": "books-1", "service": "books", "version": "v1",
+     "state": "ready", "address": "127.0.0.1", "inboundPort": 40001, "appPort": 8080,
+     "proxyConnected": True, "registeredAt": NOW - 3725},
+    {"namespace": "shop", "name": "client-ab12c", "service": "client", "version": "",
+     "state": "starting", "address": "127.0.0.1", "inboundPort": None, "appPort": None,
+     "proxyConnected": False, "registeredAt": NOW - 12},
+]
+SERVICES = [
+    {"namespace": "default", "name": "books", "protocol": "http", "declared": True,
+     "workloads": ["books-1", "books-2"], "endpoints": [{"workload": "books-1"}],
+     "routes": ["default/split", "default/paths"]},
+    {"namespace": "default", "name": "kv", "protocol": "tcp", "declared": False,
+     "workloads": [], "endpoints": [], "routes": []},
+]
+PROXIES = [
+    {"node": "books-1.default", "protocol": "delta", "connectedAt": NOW - 90,
+     "types": {"CDS": {"state": "SYNCED"}, "EDS": {"state": "SYNCED"},
+               "LDS": {"state": "NACKED"}, "RDS": {"state": "PENDING"}}},
+]
+RESOURCES = [
+    {"manifest": {"kind": "HTTPRoute", "metadata": {"namespace": "default", "name": "split"}},
+     "revision": 7, "updatedAt": NOW - 86400 * 3},
+]
+STATUS = {"pid": 4242, "startedAt": NOW - 7200, "version": "0.1.0", "stateDir": "/home/u/.tulle",
+          "apiUrl": "http://127.0.0.1:15700", "xdsAddress": "127.0.0.1:15710", "services": 2,
+          "workloads": 3, "proxiesConnected": 3, "storeRevision": 7, "nacksTotal": 0}
+
+CASES: dict[str, tuple[Callable[[Any], str], Any]] = {
+    "workloads": (cmd_resources._workloads_table, WORKLOADS),
+    "services": (cmd_resources._services_table, SERVICES),
+    "proxies": (cmd_resources._proxies_table, PROXIES),
+    "resources": (cmd_resources._resources_table, RESOURCES),
+    "status": (cmd_controlplane._status_table, STATUS),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_table_matches_golden_file(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tulle.cli.output.time.time", lambda: NOW)
+    render, data = CASES[name]
+    text = render(data) + "\n"
+    golden = GOLDEN / f"{name}.txt"
+    if os.environ.get("TULLE_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
