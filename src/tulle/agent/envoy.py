@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tulle.agent import http
 from tulle.errors import EnvoyError
+from tulle.local import tail
 
 _PR_SET_PDEATHSIG = 1
 
@@ -90,7 +91,4 @@ class EnvoyProcess:
             await process.wait()
 
     def log_tail(self, lines: int = 6) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no Envoy log)"
+        return tail(self.log_path, lines) or "(no Envoy log)"

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from tulle.agent.config import AgentConfig
 from tulle.agent.envoy import EnvoyProcess, die_with_parent
 from tulle.agent.session import ControlPlaneSession
 from tulle.errors import EnvoyError, UsageError
+from tulle.local import free_ports, port_is_free
 from tulle.security import new_token
 from tulle.settings import LOOPBACK, ControlPlaneEndpoint, StatePaths, read_token, write_private
 
@@ -63,8 +63,10 @@ class Agent:
         api_token = read_token(self.paths)
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for _, local_port in config.upstreams:
-            _check_free(local_port)
-        outbound, admin, agent_port, inbound = _free_ports(4)
+            if not port_is_free(local_port):
+                raise UsageError(f"local port {local_port} for --upstream is already in use",
+                                 hint="choose another port: --upstream SERVICE:PORT")
+        outbound, admin, agent_port, inbound = free_ports(4)
         agent_token = new_token()
         admin_proxy = AdminProxy(agent_token, admin)
         await admin_proxy.start(LOOPBACK, agent_port)
@@ -219,28 +221,6 @@ async def _accepts(port: int) -> bool:
         return False
     writer.close()
     return True
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind((LOOPBACK, 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _check_free(port: int) -> None:
-    with socket.socket() as sock:
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError as exc:
-            raise UsageError(f"local port {port} for --upstream is already in use",
-                             hint="choose another port: --upstream SERVICE:PORT") from exc
 
 
 def configure_logging(workdir: Path) -> None:

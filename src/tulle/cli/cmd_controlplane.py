@@ -6,10 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tulle.cli.output import Format, age, emit, table
+from tulle.cli.output import Format, OutputOption, age, emit, table
 from tulle.errors import ControlPlaneUnavailable
-
-OutputOption = Annotated[Format, typer.Option("-o", "--output", help="Output format")]
 
 
 def register(app: typer.Typer) -> None:

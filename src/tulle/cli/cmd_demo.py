@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Annotated
 
 import typer
 
-from tulle.cli.output import Format
+from tulle.cli.output import Format, OutputOption
 
 
 def register(app: typer.Typer) -> None:
     app.command()(demo)
 
 
-def demo(ctx: typer.Context,
-         output: Annotated[Format, typer.Option("-o", "--output",
-                                                help="Format of the start-up summary")
-                           ] = Format.TABLE) -> None:
+def demo(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:
     """Run a demo bookstore (web, books x2, authors, traffic) until Ctrl-C."""
     from tulle.cli.output import emit
     from tulle.client import ApiClient

@@ -6,10 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
-from tulle.cli.output import Format, age, emit, table
+from tulle.cli.output import Format, OutputOption, age, emit, table
 from tulle.client import ApiClient
 
-OutputOption = Annotated[Format, typer.Option("-o", "--output", help="Output format")]
 NamespaceOption = Annotated[str | None, typer.Option(
     "-n", "--namespace", help="Only this namespace (get: all namespaces if omitted)")]
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from tulle import __version__
-from tulle.cli.output import Format, emit
+from tulle.cli.output import Format, OutputOption, emit
 from tulle.errors import TulleError
 from tulle.settings import StatePaths
 
@@ -41,7 +41,7 @@ def _root(ctx: typer.Context, state_dir: StateDirOption = None) -> None:
 
 
 @app.command()
-def version(output: Annotated[Format, typer.Option("-o", "--output")] = Format.TABLE) -> None:
+def version(output: OutputOption = Format.TABLE) -> None:
     """Print tulle's version."""
     emit({"version": __version__}, output, lambda v: f"tulle {v['version']}")
 

@@ -7,8 +7,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 import yaml
 
 
@@ -16,6 +17,9 @@ class Format(StrEnum):
     TABLE = "table"
     JSON = "json"
     YAML = "yaml"
+
+
+OutputOption = Annotated[Format, typer.Option("-o", "--output", help="Output format")]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

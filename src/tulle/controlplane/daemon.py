@@ -17,11 +17,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import IO, Any
 
 from tulle.client import ApiClient
 from tulle.errors import ControlPlaneUnavailable, StateError, TulleError
+from tulle.local import tail
 from tulle.settings import (
     DEFAULT_API_PORT,
     DEFAULT_XDS_PORT,
@@ -105,7 +105,7 @@ def start_background(paths: StatePaths, *, api_port: int | None = None,
         code = process.poll()
         if code is not None:
             raise StateError(f"the control plane exited during start-up (code {code}):\n"
-                             + _tail(paths.log_file),
+                             + tail(paths.log_file, 15),
                              hint=f"see {paths.log_file}")
         with contextlib.suppress(TulleError):
             status: dict[str, Any] = ApiClient.from_state(paths, timeout=1.0).get("/v1/status")
@@ -208,10 +208,3 @@ def _configure_logging(paths: StatePaths, to_stderr: bool) -> None:
     root.addHandler(handler)
     with contextlib.suppress(OSError):
         paths.log_file.chmod(0o600)
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from typing import IO
 
 from tulle.client import ApiClient
 from tulle.errors import ConflictError, StateError, TulleError
+from tulle.local import free_ports, tail
 from tulle.settings import StatePaths
 
 READY_TIMEOUT_S = 60.0
@@ -103,7 +103,7 @@ class Demo:
                 running.process.wait()
 
     def _spawn(self, spec: DemoWorkload) -> Running:
-        port = _free_port() if spec.serves else None
+        port = free_ports(1)[0] if spec.serves else None
         command = [sys.executable, "-m", "tulle.cli", "--state-dir", str(self.paths.root),
                    "run", "--service", spec.service, "--name", spec.name]
         if spec.version:
@@ -126,7 +126,7 @@ class Demo:
             for running in self.running:
                 if running.process.poll() is not None:
                     raise StateError(f"{running.spec.name} exited during start-up:\n"
-                                     + _tail(running.log), hint=f"see {running.log}")
+                                     + tail(running.log), hint=f"see {running.log}")
             with contextlib.suppress(TulleError):
                 ready = {w["name"] for w in self.client.get("/v1/workloads")
                          if w["state"] == "ready"}
@@ -137,18 +137,5 @@ class Demo:
                          hint=f"see the logs in {self.logs}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _open(path: Path) -> IO[bytes]:
     return path.open("ab")
-
-
-def _tail(path: Path, lines: int = 10) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
