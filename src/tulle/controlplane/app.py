@@ -40,7 +40,10 @@ class ControlPlane:
         self.token = token
         self.debounce_s = debounce_s
         self.store = SqliteStore(paths.database)
-        self.registry = WorkloadRegistry(self.store, self.changed, grace_s=grace_s)
+        # A removed workload's proxy loses its stream too: it keeps its last config, but gets
+        # nothing more until it registers again.
+        self.registry = WorkloadRegistry(self.store, self.changed, grace_s=grace_s,
+                                         on_removed=lambda node: self.hub.disconnect(node))
         self.resources = ResourceService(
             self.store, lambda: [w.service_ref for w in self.registry.workloads()], self.changed)
         self.compiler = ConfigCompiler()

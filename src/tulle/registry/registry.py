@@ -36,10 +36,12 @@ class Credentials:
 
 class WorkloadRegistry:
     def __init__(self, store: Store, on_change: Callable[[], None], *,
+                 on_removed: Callable[[str], None] = lambda node_id: None,
                  grace_s: float = DEFAULT_GRACE_S, clock: Callable[[], float] = time.monotonic
                  ) -> None:
         self._store = store
         self._on_change = on_change
+        self._on_removed = on_removed
         self._grace_s = grace_s
         self._clock = clock
         self._workloads: dict[str, Workload] = {}
@@ -110,6 +112,7 @@ class WorkloadRegistry:
         self._sessions.pop(node_id, None)
         self._store.delete_workload(node_id)
         log.info("removed %s: %s", node_id, reason)
+        self._on_removed(node_id)
         self._on_change()
 
     def expire_orphans(self) -> list[str]:
