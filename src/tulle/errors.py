@@ -12,6 +12,7 @@ gRPC, HTTP) are translated at the boundary with ``raise ... from`` so the cause 
     ├── AuthError                the API refused our credentials
     ├── ControlPlaneUnavailable  the control plane is not running or not reachable
     ├── StateError               the state directory is unusable (permissions, lock held, corrupt)
+    ├── IdentityError            a certificate was refused: wrong identity, bad token, bad CSR
     ├── EnvoyError               the Envoy binary is missing or did not start
     └── ApiError                 any other error reported by the control-plane API
 """
@@ -125,6 +126,10 @@ class StateError(TulleError):
     kind = "state"
 
 
+class IdentityError(TulleError):
+    kind = "identity"
+
+
 class EnvoyError(TulleError):
     kind = "envoy"
 
@@ -142,6 +147,7 @@ _BY_KIND: dict[str, type[TulleError]] = {
         AuthError,
         ControlPlaneUnavailable,
         StateError,
+        IdentityError,
         EnvoyError,
         ApiError,
     )

@@ -17,6 +17,8 @@ from tulle.errors import ControlPlaneUnavailable, StateError
 
 DEFAULT_API_PORT = 15700
 DEFAULT_XDS_PORT = 15710
+DEFAULT_IDENTITY_PORT = 15712
+DEFAULT_TRUST_DOMAIN = "tulle.local"
 LOOPBACK = "127.0.0.1"
 
 
@@ -54,6 +56,10 @@ class StatePaths:
         return self.root / "controlplane.log"
 
     @property
+    def ca_dir(self) -> Path:
+        return self.root / "ca"
+
+    @property
     def workloads_dir(self) -> Path:
         return self.root / "workloads"
 
@@ -79,6 +85,9 @@ class ControlPlaneEndpoint:
     api_port: int
     xds_port: int
     host: str = LOOPBACK
+    # Agents get and renew certificates here, over TLS.
+    identity_port: int = DEFAULT_IDENTITY_PORT
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
 
     @property
     def api_url(self) -> str:
@@ -92,7 +101,9 @@ class ControlPlaneEndpoint:
         try:
             data = json.loads(paths.endpoint_file.read_text())
             return cls(api_port=int(data["api_port"]), xds_port=int(data["xds_port"]),
-                       host=str(data.get("host", LOOPBACK)))
+                       host=str(data.get("host", LOOPBACK)),
+                       identity_port=int(data.get("identity_port", DEFAULT_IDENTITY_PORT)),
+                       trust_domain=str(data.get("trust_domain", DEFAULT_TRUST_DOMAIN)))
         except FileNotFoundError as exc:
             raise ControlPlaneUnavailable(
                 f"no control plane has been started with state directory {paths.root}",

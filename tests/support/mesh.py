@@ -76,6 +76,7 @@ class Mesh:
     root: Path
     api_port: int = field(default_factory=free_port)
     xds_port: int = field(default_factory=free_port)
+    identity_port: int = field(default_factory=free_port)
     workloads: list[Workload] = field(default_factory=list)
 
     @property
@@ -103,9 +104,10 @@ class Mesh:
         env.pop("TULLE_HOME", None)
         return env
 
-    def up(self) -> dict[str, Any]:
+    def up(self, *extra: str) -> dict[str, Any]:
         result = self.cli("up", "--api-port", str(self.api_port), "--xds-port",
-                          str(self.xds_port), "-o", "json")
+                          str(self.xds_port), "--identity-port", str(self.identity_port),
+                          *extra, "-o", "json")
         status: dict[str, Any] = json.loads(result.stdout)
         return status
 

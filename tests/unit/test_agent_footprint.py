@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 HEAVY = ("pydantic", "grpc", "aiohttp", "yaml", "typer", "rich", "google.protobuf", "envoy",
-         "sqlite3", "tulle.model", "tulle.xds", "tulle.controlplane", "tulle.cli")
+         "sqlite3", "tulle.model", "tulle.xds", "tulle.controlplane", "tulle.cli",
+         "cryptography", "tulle.identity")
 
 
 def test_agent_imports_only_what_it_needs() -> None:

@@ -23,6 +23,7 @@ class AgentConfig:
     envoy_log_level: str = "warning"
     ready_timeout_s: float = 30.0
     stop_timeout_s: float = 10.0
+    service_account: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,10 +96,18 @@ async def _chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
 
 async def request(host: str, port: int, method: str, path: str, *,
                   headers: Mapping[str, str] | None = None, body: bytes | None = None,
-                  timeout: float = 10.0) -> Response:
+                  timeout: float = 10.0, tls: ssl.SSLContext | None = None,
+                  peer_uri: str | None = None) -> Response:
+    """With ``tls``, the exchange is over TLS; ``peer_uri`` is then the URI SAN (SPIFFE ID)
+    the server's certificate must carry."""
     async def exchange() -> Response:
-        reader, writer = await asyncio.open_connection(host, port, limit=MAX_HEADER_BYTES)
+        reader, writer = await asyncio.open_connection(host, port, limit=MAX_HEADER_BYTES,
+                                                       ssl=tls)
         try:
+            if tls is not None and peer_uri is not None:
+                names = (writer.get_extra_info("peercert") or {}).get("subjectAltName", ())
+                if ("URI", peer_uri) not in names:
+                    raise HttpError(f"the server is not {peer_uri}")
             writer.write(_encode_request(method, host, port, path, headers, body))
             await writer.drain()
             status_line, response_headers = await _read_head(reader)
@@ -111,11 +120,13 @@ async def request(host: str, port: int, method: str, path: str, *,
 
 
 async def request_json(host: str, port: int, method: str, path: str, payload: Any, *,
-                       headers: Mapping[str, str] | None = None,
-                       timeout: float = 10.0) -> Response:
+                       headers: Mapping[str, str] | None = None, timeout: float = 10.0,
+                       tls: ssl.SSLContext | None = None,
+                       peer_uri: str | None = None) -> Response:
     all_headers = {"Content-Type": "application/json", **(headers or {})}
     return await request(host, port, method, path, headers=all_headers,
-                         body=json.dumps(payload).encode(), timeout=timeout)
+                         body=json.dumps(payload).encode(), timeout=timeout, tls=tls,
+                         peer_uri=peer_uri)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any
 from tulle.agent.adminproxy import AdminProxy
 from tulle.agent.config import AgentConfig
 from tulle.agent.envoy import EnvoyProcess, die_with_parent
+from tulle.agent.identity import Enrolment, IdentityKeeper
 from tulle.agent.session import ControlPlaneSession
 from tulle.errors import EnvoyError, UsageError
 from tulle.local import free_ports, port_is_free
@@ -46,6 +47,7 @@ class Agent:
         self._app: asyncio.subprocess.Process | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._starting: asyncio.Task[Any] | None = None
+        self._identity: IdentityKeeper | None = None
 
     async def run(self) -> int:
         self._starting = asyncio.current_task()
@@ -78,10 +80,19 @@ class Agent:
             "upstreams": [{"service": s, "localPort": p} for s, p in config.upstreams],
             "xdsProtocol": config.xds_protocol, "pid": os.getpid(),
             "xdsToken": new_token(), "agentToken": agent_token,
-        })
+            "serviceAccount": config.service_account,
+        }, on_message=self._on_control_message)
         envoy: EnvoyProcess | None = None
         try:
             first = await session.open()
+            # The certificate first: the proxy's listeners and clusters wait for it.
+            enrolment = first["identity"]
+            self._identity = IdentityKeeper(session.node_id, self.workdir / "identity",
+                                            Enrolment(
+                spiffe_id=enrolment["spiffeId"], trust_domain=enrolment["trustDomain"],
+                trust_bundle=enrolment["trustBundle"], host=endpoint.host,
+                port=int(enrolment["identityPort"]), join_token=enrolment["joinToken"]))
+            await self._identity.obtain()
             bootstrap = self.workdir / "bootstrap.json"
             write_private(bootstrap, json.dumps(first["bootstrap"], indent=1))
             envoy = EnvoyProcess(Path(config.envoy_binary), bootstrap,
@@ -96,7 +107,8 @@ class Agent:
             if config.command:
                 self._app = await self._start_app(outbound)
             self._tasks = [asyncio.create_task(self._probe(session, envoy)),
-                           asyncio.create_task(self._supervise(envoy, session))]
+                           asyncio.create_task(self._supervise(envoy, session)),
+                           asyncio.create_task(self._identity.keep())]
             if self._app is not None:
                 self._tasks.append(asyncio.create_task(self._watch_app(self._app)))
             await self._stop.wait()
@@ -108,6 +120,15 @@ class Agent:
         return self._exit_code()
 
     # -- pieces ------------------------------------------------------------------------------
+
+    def _on_control_message(self, message: dict[str, Any]) -> None:
+        """From the control plane, over the session: a new trust bundle, or "renew now"."""
+        if self._identity is None:
+            return
+        if "bundle" in message:
+            self._identity.renew_soon(bundle=str(message["bundle"]))
+        if message.get("renew"):
+            self._identity.renew_soon()
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tulle.agent import http
@@ -25,7 +25,9 @@ RECONNECT_MAX_S = 1.0
 
 class ControlPlaneSession:
     def __init__(self, host: str, port: int, api_token: str,
-                 registration: Mapping[str, Any]) -> None:
+                 registration: Mapping[str, Any],
+                 on_message: Callable[[dict[str, Any]], None] = lambda message: None) -> None:
+        self._on_message = on_message
         self._host = host
         self._port = port
         self._headers = {"Authorization": f"Bearer {api_token}"}
@@ -92,8 +94,10 @@ class ControlPlaneSession:
         delay = RECONNECT_MIN_S
         while not self._closing:
             with contextlib.suppress(OSError, http.HttpError, asyncio.IncompleteReadError):
-                async for _ in self._lines:
-                    pass  # heartbeats
+                async for line in self._lines:
+                    message = json.loads(line)
+                    if "heartbeat" not in message:
+                        self._on_message(message)
             if self._closing:
                 return
             if self._stream is not None:

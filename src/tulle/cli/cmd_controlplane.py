@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +26,14 @@ def up(
                                                       "last one used]")] = None,
     xds_port: Annotated[int | None, typer.Option(help="xDS (gRPC) port [default: 15710, or "
                                                       "the last one used]")] = None,
+    identity_port: Annotated[int | None, typer.Option(
+        help="Port where agents get certificates, over TLS [default: 15712, or the last one "
+             "used]")] = None,
+    trust_domain: Annotated[str | None, typer.Option(
+        help="SPIFFE trust domain, fixed at first start [default: tulle.local]")] = None,
+    join_token_ttl: Annotated[float | None, typer.Option(
+        help="Seconds a workload's join token stays valid [default: 300]", hidden=True)
+    ] = None,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Start the control plane (in the background unless --foreground)."""
@@ -36,10 +45,15 @@ def up(
         emit(current, output, lambda s: f"the control plane is already running "
                                          f"(pid {s['pid']}, API {s['apiUrl']})")
         return
+    options = daemon.StartOptions(api_port=api_port, xds_port=xds_port,
+                                  identity_port=identity_port, trust_domain=trust_domain,
+                                  join_token_ttl_s=join_token_ttl)
     if foreground:
-        raise typer.Exit(daemon.run_foreground(paths, api_port=api_port, xds_port=xds_port))
-    started = daemon.start_background(paths, api_port=api_port, xds_port=xds_port)
+        raise typer.Exit(daemon.run_foreground(paths, options))
+    started = daemon.start_background(paths, options)
     emit(started, output, lambda s: "control plane started\n" + _status_table(s))
+    for warning in started.get("warnings", ()):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def down(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:
@@ -72,6 +86,8 @@ def _status_table(s: dict[str, Any]) -> str:
         ("State directory", s["stateDir"]),
         ("API", s["apiUrl"]),
         ("xDS", s["xdsAddress"]),
+        ("Identity (TLS)", s["identityAddress"]),
+        ("Trust domain", s["trustDomain"]),
         ("Services", s["services"]),
         ("Workloads", s["workloads"]),
         ("Proxies connected", s["proxiesConnected"]),

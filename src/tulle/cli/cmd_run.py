@@ -28,6 +28,9 @@ def run(
         help="Instance name, unique in the namespace [default: SERVICE-xxxxx]")] = None,
     namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
     version: Annotated[str, typer.Option(help="Version label, e.g. v2")] = "",
+    service_account: Annotated[str | None, typer.Option(
+        help="Service account of the workload's identity [default: the service name]")
+    ] = None,
     label: Annotated[list[str] | None, typer.Option(help="Workload label k=v (repeatable)")
                      ] = None,
     upstream: Annotated[list[str] | None, typer.Option(
@@ -54,6 +57,8 @@ def run(
     _check_name("--service", service)
     _check_name("--name", instance)
     _check_name("--namespace", namespace)
+    if service_account is not None:
+        _check_name("--service-account", service_account)
     if xds_protocol not in ("delta", "sotw"):
         raise UsageError(f"--xds-protocol must be delta or sotw, not {xds_protocol!r}")
     labels = dict(_parse_label(item) for item in label or ())
@@ -63,6 +68,7 @@ def run(
         envoy_binary=str(find_envoy(envoy_binary)), command=tuple(command), app_port=port,
         version=version, labels=labels, upstreams=upstreams, xds_protocol=xds_protocol,
         concurrency=proxy_concurrency, envoy_log_level=envoy_log_level,
+        service_account=service_account or "",
     )
     # Become the agent: it should not carry the CLI's libraries in memory for its lifetime.
     sys.stdout.flush()

@@ -14,14 +14,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir")
     parser.add_argument("--api-port", type=int)
     parser.add_argument("--xds-port", type=int)
+    parser.add_argument("--identity-port", type=int)
+    parser.add_argument("--trust-domain")
+    parser.add_argument("--join-token-ttl", type=float)
     parser.add_argument("--detached", action="store_true",
                         help="stderr is already the log file: do not log there twice")
     args = parser.parse_args(argv)
-    from tulle.controlplane.daemon import run_foreground
+    from tulle.controlplane.daemon import StartOptions, run_foreground
 
+    options = StartOptions(api_port=args.api_port, xds_port=args.xds_port,
+                           identity_port=args.identity_port, trust_domain=args.trust_domain,
+                           join_token_ttl_s=args.join_token_ttl)
     try:
-        return run_foreground(StatePaths.resolve(args.state_dir), api_port=args.api_port,
-                              xds_port=args.xds_port, log_to_stderr=not args.detached)
+        return run_foreground(StatePaths.resolve(args.state_dir), options,
+                              log_to_stderr=not args.detached)
     except TulleError as exc:
         print(exc.render(), file=sys.stderr)
         return exc.exit_code

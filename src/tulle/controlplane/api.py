@@ -28,7 +28,7 @@ log = logging.getLogger("tulle.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _STATUS = {"config": 422, "usage": 400, "not_found": 404, "conflict": 409, "auth": 401,
-           "unavailable": 503}
+           "unavailable": 503, "identity": 403}
 
 # Read-only Envoy admin pages the agent proxies to us (the agent enforces the same list).
 ADMIN_PAGES = frozenset({"config_dump", "stats", "stats/prometheus", "clusters", "listeners",
@@ -52,9 +52,18 @@ def make_api(cp: ControlPlane) -> web.Application:
     r.add_get("/v1/proxies/{node}/admin/{page:.+}", lambda req: _admin(cp, req))
     r.add_get("/v1/xds/nacks", _json(lambda req: [n.to_dict() for n in cp.hub.nacks.entries()]))
     r.add_get("/v1/xds/sync", _json_async(lambda req: _sync(cp, req)))
+    r.add_get("/v1/identity/status", _json(lambda req: cp.identity.status()))
     r.add_post("/v1/agent/sessions", lambda req: sessions.open_session(cp, req))
     r.add_post("/v1/agent/workloads/{node}/state",
                _json_async(lambda req: sessions.set_state(cp, req)))
+    return app
+
+
+def make_identity_api(cp: ControlPlane) -> web.Application:
+    """The agents' TLS port. No API token here: each request is authorised by a join token
+    or by the client certificate (see tulle.controlplane.identity)."""
+    app = web.Application(middlewares=[_errors], client_max_size=64 * 1024)
+    app.router.add_post("/v1/identity/certificates", _json_async(cp.identity.handle_sign))
     return app
 
 

@@ -12,13 +12,18 @@ import itertools
 import logging
 import os
 import time
+from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
 
 from tulle import __version__
+from tulle.controlplane.identity import IdentityService
 from tulle.controlplane.resources import ResourceService
-from tulle.model.mesh import EMPTY_MESH, MeshSnapshot, build_mesh
+from tulle.identity.ca import CertificateAuthority
+from tulle.identity.tokens import DEFAULT_TTL_S as DEFAULT_JOIN_TOKEN_TTL_S
+from tulle.identity.tokens import JoinTokens
+from tulle.model.mesh import EMPTY_MESH, MeshIdentity, MeshSnapshot, build_mesh
 from tulle.registry.registry import DEFAULT_GRACE_S, WorkloadRegistry
 from tulle.settings import ControlPlaneEndpoint, StatePaths
 from tulle.store.sqlite import SqliteStore
@@ -33,8 +38,8 @@ DEFAULT_DEBOUNCE_S = 0.1
 
 class ControlPlane:
     def __init__(self, paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str, *,
-                 debounce_s: float = DEFAULT_DEBOUNCE_S, grace_s: float = DEFAULT_GRACE_S
-                 ) -> None:
+                 debounce_s: float = DEFAULT_DEBOUNCE_S, grace_s: float = DEFAULT_GRACE_S,
+                 join_token_ttl_s: float = DEFAULT_JOIN_TOKEN_TTL_S) -> None:
         self.paths = paths
         self.endpoint = endpoint
         self.token = token
@@ -43,11 +48,15 @@ class ControlPlane:
         # A removed workload's proxy loses its stream too: it keeps its last config, but gets
         # nothing more until it registers again.
         self.registry = WorkloadRegistry(self.store, self.changed, grace_s=grace_s,
-                                         on_removed=lambda node: self.hub.disconnect(node))
+                                         on_removed=lambda node: self.hub.disconnect(node))  # noqa: PLW0108 (hub comes later)
         self.resources = ResourceService(
             self.store, lambda: [w.service_ref for w in self.registry.workloads()], self.changed)
         self.compiler = ConfigCompiler()
         self.hub = XdsHub(directory=self.registry, source=self)
+        self.ca = CertificateAuthority.open(paths.ca_dir, endpoint.trust_domain)
+        self.identity = IdentityService(self, self.ca, JoinTokens(join_token_ttl_s))
+        # Control messages for connected agents (renew now, new trust bundle), by node id.
+        self.agent_channels: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self.mesh: MeshSnapshot = EMPTY_MESH
         self.started_at = time.time()
         self.shutting_down = False
@@ -56,6 +65,7 @@ class ControlPlane:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._api: web.AppRunner | None = None
+        self._identity_api: web.AppRunner | None = None
         self._xds: Any = None
 
     # -- the config path ---------------------------------------------------------------------
@@ -74,8 +84,10 @@ class ControlPlane:
         if self._rebuild is not None:
             self._rebuild.cancel()
             self._rebuild = None
+        identity = MeshIdentity(self.ca.trust_domain, self.ca.bundle_pem(),
+                                MappingProxyType(self.registry.certificates()))
         self.mesh = build_mesh(next(self._versions), self.resources.resources(),
-                               self.registry.workloads())
+                               self.registry.workloads(), identity)
         self.hub.push_all()
         return self.mesh.version
 
@@ -85,7 +97,7 @@ class ControlPlane:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from tulle.controlplane.api import make_api
+        from tulle.controlplane.api import make_api, make_identity_api
 
         resources = self.resources.load()
         restored = self.registry.restore()
@@ -96,7 +108,14 @@ class ControlPlane:
         self._api = web.AppRunner(make_api(self), handler_cancellation=True, access_log=None)
         await self._api.setup()
         await web.TCPSite(self._api, host, self.endpoint.api_port).start()
+        self._identity_api = web.AppRunner(make_identity_api(self), access_log=None)
+        await self._identity_api.setup()
+        await web.TCPSite(self._identity_api, host, self.endpoint.identity_port,
+                          ssl_context=self.identity.refresh_server_identity()).start()
         self._tasks.append(asyncio.create_task(self._expire_orphans()))
+        self._tasks.append(asyncio.create_task(self.identity.keep_server_identity()))
+        for warning in self.identity.expiry_warnings():
+            log.warning("%s", warning)
         log.info("tulle %s control plane (pid %d) ready: API %s, xDS %s:%d; %d resources, "
                  "%d workloads restored", __version__, os.getpid(), self.endpoint.api_url, host,
                  self.endpoint.xds_port, resources, restored)
@@ -114,6 +133,8 @@ class ControlPlane:
             task.cancel()
         if self._api is not None:
             await self._api.cleanup()
+        if self._identity_api is not None:
+            await self._identity_api.cleanup()
         if self._xds is not None:
             await self._xds.stop(grace=0.5)
         self.store.close()
@@ -143,4 +164,7 @@ class ControlPlane:
             "workloads": len(workloads),
             "proxiesConnected": len(self.hub.connected()),
             "nacksTotal": self.hub.nacks.total,
+            "identityAddress": f"{self.endpoint.host}:{self.endpoint.identity_port}",
+            "trustDomain": self.ca.trust_domain,
+            "warnings": self.identity.expiry_warnings(),
         }

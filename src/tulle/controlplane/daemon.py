@@ -17,13 +17,17 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import IO, Any
 
 from tulle.client import ApiClient
-from tulle.errors import ControlPlaneUnavailable, StateError, TulleError
+from tulle.errors import ControlPlaneUnavailable, StateError, TulleError, UsageError
+from tulle.identity.spiffe import trust_domain_problem
 from tulle.local import tail
 from tulle.settings import (
     DEFAULT_API_PORT,
+    DEFAULT_IDENTITY_PORT,
+    DEFAULT_TRUST_DOMAIN,
     DEFAULT_XDS_PORT,
     ControlPlaneEndpoint,
     StatePaths,
@@ -35,39 +39,67 @@ log = logging.getLogger("tulle.controlplane")
 START_TIMEOUT_S = 20.0
 
 
-def resolve_endpoint(paths: StatePaths, api_port: int | None,
-                     xds_port: int | None) -> ControlPlaneEndpoint:
-    """Ports given now win; otherwise reuse the last run's, so proxies find us again."""
+@dataclass(frozen=True)
+class StartOptions:
+    """What `tulle up` may set. None: the last run's value (or the default on first start)."""
+
+    api_port: int | None = None
+    xds_port: int | None = None
+    identity_port: int | None = None
+    trust_domain: str | None = None
+    join_token_ttl_s: float | None = None
+
+    def to_args(self) -> list[str]:
+        args = []
+        for flag, value in (("--api-port", self.api_port), ("--xds-port", self.xds_port),
+                            ("--identity-port", self.identity_port),
+                            ("--trust-domain", self.trust_domain),
+                            ("--join-token-ttl", self.join_token_ttl_s)):
+            if value is not None:
+                args += [flag, str(value)]
+        return args
+
+
+def resolve_endpoint(paths: StatePaths, options: StartOptions) -> ControlPlaneEndpoint:
+    """Values given now win; otherwise the last run's, so that proxies find us again."""
     try:
-        previous = ControlPlaneEndpoint.load(paths)
+        previous: ControlPlaneEndpoint | None = ControlPlaneEndpoint.load(paths)
     except TulleError:
         previous = None
+    trust_domain = options.trust_domain or (previous.trust_domain if previous
+                                            else DEFAULT_TRUST_DOMAIN)
+    if (why := trust_domain_problem(trust_domain)) is not None:
+        raise UsageError(f"--trust-domain: {why}")
     return ControlPlaneEndpoint(
-        api_port=api_port or (previous.api_port if previous else DEFAULT_API_PORT),
-        xds_port=xds_port or (previous.xds_port if previous else DEFAULT_XDS_PORT),
+        api_port=options.api_port or (previous.api_port if previous else DEFAULT_API_PORT),
+        xds_port=options.xds_port or (previous.xds_port if previous else DEFAULT_XDS_PORT),
+        identity_port=options.identity_port or (
+            previous.identity_port if previous else DEFAULT_IDENTITY_PORT),
+        trust_domain=trust_domain,
     )
 
 
-def run_foreground(paths: StatePaths, *, api_port: int | None = None,
-                   xds_port: int | None = None, log_to_stderr: bool = True,
-                   grace_s: float | None = None) -> int:
+def run_foreground(paths: StatePaths, options: StartOptions = StartOptions(), *,
+                   log_to_stderr: bool = True) -> int:
     paths.ensure()
     lock = _acquire_lock(paths)
     try:
-        endpoint = resolve_endpoint(paths, api_port, xds_port)
+        endpoint = resolve_endpoint(paths, options)
         token = load_or_create_token(paths)
         _configure_logging(paths, log_to_stderr)
         endpoint.save(paths)
-        return asyncio.run(_serve(paths, endpoint, token, grace_s))
+        return asyncio.run(_serve(paths, endpoint, token, options))
     finally:
         lock.close()
 
 
 async def _serve(paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str,
-                 grace_s: float | None) -> int:
+                 options: StartOptions) -> int:
     from tulle.controlplane.app import ControlPlane
 
-    extra: dict[str, Any] = {} if grace_s is None else {"grace_s": grace_s}
+    extra: dict[str, Any] = {}
+    if options.join_token_ttl_s is not None:
+        extra["join_token_ttl_s"] = options.join_token_ttl_s
     cp = ControlPlane(paths, endpoint, token, **extra)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -79,24 +111,21 @@ async def _serve(paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str,
         if exc.errno == errno.EADDRINUSE or "cannot listen" in str(exc):
             raise StateError(
                 f"a port of the control plane is taken (API {endpoint.api_port}, "
-                f"xDS {endpoint.xds_port}): {exc}",
-                hint="pick free ports with `tulle up --api-port N --xds-port M`") from exc
+                f"xDS {endpoint.xds_port}, identity {endpoint.identity_port}): {exc}",
+                hint="pick free ports with `tulle up --api-port N --xds-port M "
+                     "--identity-port K`") from exc
         raise
     await cp.wait_stopped()
     await cp.stop()
     return 0
 
 
-def start_background(paths: StatePaths, *, api_port: int | None = None,
-                     xds_port: int | None = None) -> dict[str, Any]:
+def start_background(paths: StatePaths, options: StartOptions = StartOptions()
+                     ) -> dict[str, Any]:
     """Start a detached control plane and wait until its API answers."""
     paths.ensure()
     command = [sys.executable, "-m", "tulle.controlplane", "--state-dir", str(paths.root),
-               "--detached"]
-    if api_port:
-        command += ["--api-port", str(api_port)]
-    if xds_port:
-        command += ["--xds-port", str(xds_port)]
+               "--detached", *options.to_args()]
     with _open_log(paths) as log_file:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
                                    stderr=subprocess.STDOUT, start_new_session=True)

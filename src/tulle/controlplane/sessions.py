@@ -68,6 +68,7 @@ class Registration:
     inbound_port: Port | None = None
     upstreams: tuple[UpstreamRequest, ...] = ()
     xds_protocol: Literal["delta", "sotw"] = "delta"
+    service_account: str = ""
 
 
 def parse_registration(body: bytes) -> tuple[Workload, Credentials]:
@@ -79,7 +80,8 @@ def parse_registration(body: bytes) -> tuple[Workload, Credentials]:
         raise ConfigError([Problem(field=".".join(str(p) for p in e["loc"]), message=e["msg"])
                            for e in exc.errors()], message="invalid registration") from exc
     problems = [f"{what} {why}" for what, value in
-                (("namespace", reg.namespace), ("service", reg.service), ("name", reg.name))
+                (("namespace", reg.namespace), ("service", reg.service), ("name", reg.name),
+                 ("service account", reg.service_account or reg.service))
                 if (why := dns_label_problem(value)) is not None]
     problems += [why for key, value in reg.labels.items()
                  if (why := label_problem(key, value)) is not None]
@@ -99,7 +101,8 @@ def parse_registration(body: bytes) -> tuple[Workload, Credentials]:
         inbound_port=reg.inbound_port if reg.app_port is not None else None,
         outbound_port=reg.outbound_port, admin_port=reg.admin_port, agent_port=reg.agent_port,
         upstreams=tuple(upstreams), xds_protocol=reg.xds_protocol,
-        state=WorkloadState.STARTING, registered_at=time.time(), pid=reg.pid)
+        state=WorkloadState.STARTING, registered_at=time.time(), pid=reg.pid,
+        service_account=reg.service_account)
     return workload, Credentials(xds_token=reg.xds_token, agent_token=reg.agent_token)
 
 
@@ -115,13 +118,21 @@ async def open_session(cp: ControlPlane, request: web.Request) -> web.StreamResp
         "workload": registered.to_dict(),
         "bootstrap": sidecar_bootstrap(registered, cp.endpoint.host, cp.endpoint.xds_port,
                                        credentials.xds_token),
+        "identity": cp.identity.enrol(registered),
     }
+    channel: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    cp.agent_channels[workload.node_id] = channel
     try:
         await response.write(json.dumps(first).encode() + b"\n")
         while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            await response.write(b'{"heartbeat":%d}\n' % int(time.time()))
+            try:
+                message = await asyncio.wait_for(channel.get(), HEARTBEAT_S)
+            except TimeoutError:
+                message = {"heartbeat": int(time.time())}
+            await response.write(json.dumps(message).encode() + b"\n")
     except (asyncio.CancelledError, ConnectionError):
+        if cp.agent_channels.get(workload.node_id) is channel:
+            del cp.agent_channels[workload.node_id]
         if not cp.shutting_down:
             cp.registry.session_ended(workload.node_id, session)
         raise

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tulle.model.httproute import HTTPRouteSpec
+from tulle.model.meshconfig import MESH_NAME, MeshSpec
 from tulle.model.service import ServiceSpec
 
 
@@ -21,6 +22,10 @@ class KindInfo:
     summary: str
     # Other apiVersions accepted on input, for users who copy manifests between versions.
     also_accepts: tuple[str, ...] = field(default=())
+    # Mesh-wide kinds have no namespace; their key's namespace is "".
+    namespaced: bool = True
+    # A singleton kind accepts only this name.
+    only_name: str | None = None
 
     @property
     def api_versions(self) -> tuple[str, ...]:
@@ -49,7 +54,18 @@ HTTP_ROUTE = KindInfo(
     also_accepts=("gateway.networking.k8s.io/v1beta1",),
 )
 
-KINDS: tuple[KindInfo, ...] = (SERVICE, HTTP_ROUTE)
+MESH = KindInfo(
+    kind="Mesh",
+    api_version="tulle.io/v1alpha1",
+    plural="meshes",
+    aliases=("mesh",),
+    spec_type=MeshSpec,
+    summary="mesh-wide settings: the default mTLS mode and certificate lifetimes",
+    namespaced=False,
+    only_name=MESH_NAME,
+)
+
+KINDS: tuple[KindInfo, ...] = (SERVICE, HTTP_ROUTE, MESH)
 
 
 def find_kind(name: str, kinds: Iterable[KindInfo] = KINDS) -> KindInfo | None:

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import cast
 
+from tulle.identity.spiffe import spiffe_id
 from tulle.model.httproute import HTTPRouteSpec
-from tulle.model.kinds import HTTP_ROUTE, SERVICE
+from tulle.model.kinds import HTTP_ROUTE, MESH, SERVICE
+from tulle.model.meshconfig import MESH_NAME, MeshSpec
 from tulle.model.meta import Labels, ResourceKey, ServiceRef
 from tulle.model.resource import Resource
-from tulle.model.service import Protocol, ServiceSpec
-from tulle.model.workload import Workload
+from tulle.model.service import MtlsMode, Protocol, ServiceSpec
+from tulle.model.workload import Workload, WorkloadCertificate
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,9 @@ class MeshService:
     ref: ServiceRef
     protocol: Protocol
     declared: bool  # a Service resource exists; otherwise derived from workloads or routes
+    mtls_mode: MtlsMode = "STRICT"
+    # The SPIFFE IDs its instances may present; callers accept no other.
+    identities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,18 @@ class AttachedRoute:
 
 
 @dataclass(frozen=True)
+class MeshIdentity:
+    """What the CA contributes to a snapshot: trust domain, bundle, workload certificates."""
+
+    trust_domain: str
+    bundle_pem: str
+    certificates: Mapping[str, WorkloadCertificate]  # by node id
+
+
+NO_IDENTITY = MeshIdentity("", "", MappingProxyType({}))
+
+
+@dataclass(frozen=True)
 class MeshSnapshot:
     version: int
     services: Mapping[ServiceRef, MeshService]
@@ -53,6 +70,8 @@ class MeshSnapshot:
     routes: Mapping[ServiceRef, tuple[AttachedRoute, ...]]
     workloads: Mapping[str, Workload]  # by node id
     resources: Mapping[ResourceKey, Resource]
+    identity: MeshIdentity = NO_IDENTITY
+    settings: MeshSpec = MeshSpec()
 
     def endpoints_of(self, ref: ServiceRef) -> tuple[Endpoint, ...]:
         return self.endpoints.get(ref, ())
@@ -78,23 +97,38 @@ def route_backends(route: Resource) -> list[tuple[str, ServiceRef]]:
     ]
 
 
-def build_mesh(version: int, resources: Iterable[Resource],
-               workloads: Iterable[Workload]) -> MeshSnapshot:
+def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[Workload],
+               identity: MeshIdentity = NO_IDENTITY) -> MeshSnapshot:
     by_key = {resource.key: resource for resource in resources}
     all_workloads = sorted(workloads, key=lambda w: w.node_id)
+    mesh_resource = by_key.get(ResourceKey(MESH.kind, "", MESH_NAME))
+    settings = cast(MeshSpec, mesh_resource.spec) if mesh_resource else MeshSpec()
+    default_mode = settings.mtls.mode
+    identities: dict[ServiceRef, set[str]] = {}
+    for workload in all_workloads if identity.trust_domain else ():
+        identities.setdefault(workload.service_ref, set()).add(
+            spiffe_id(identity.trust_domain, workload.namespace, workload.account))
+
+    def derived(ref: ServiceRef) -> MeshService:
+        return MeshService(ref, "http", declared=False, mtls_mode=default_mode,
+                           identities=tuple(sorted(identities.get(ref, ()))))
+
     services: dict[ServiceRef, MeshService] = {}
     for resource in by_key.values():
         if resource.info is SERVICE:
             ref = ServiceRef(resource.meta.namespace, resource.meta.name)
             spec = cast(ServiceSpec, resource.spec)
-            services[ref] = MeshService(ref, spec.protocol, declared=True)
+            services[ref] = MeshService(
+                ref, spec.protocol, declared=True,
+                mtls_mode=spec.mtls.mode if spec.mtls else default_mode,
+                identities=tuple(sorted(identities.get(ref, ()))))
     for workload in all_workloads:
         ref = workload.service_ref
-        services.setdefault(ref, MeshService(ref, "http", declared=False))
+        services.setdefault(ref, derived(ref))
         # A client may start before the service it names with --upstream: give it a cluster
         # without endpoints (503 "no healthy upstream") rather than no cluster at all.
         for bind in workload.upstreams:
-            services.setdefault(bind.service, MeshService(bind.service, "http", declared=False))
+            services.setdefault(bind.service, derived(bind.service))
 
     routes: dict[ServiceRef, list[AttachedRoute]] = {}
     # Gateway API orders routes of one parent by age, then name; tulle orders by name.
@@ -102,9 +136,9 @@ def build_mesh(version: int, resources: Iterable[Resource],
         if resource.info is not HTTP_ROUTE:
             continue
         for _, backend in route_backends(resource):
-            services.setdefault(backend, MeshService(backend, "http", declared=False))
+            services.setdefault(backend, derived(backend))
         for parent in route_parents(resource):
-            services.setdefault(parent, MeshService(parent, "http", declared=False))
+            services.setdefault(parent, derived(parent))
             routes.setdefault(parent, []).append(
                 AttachedRoute(resource.key, cast(HTTPRouteSpec, resource.spec)))
 
@@ -122,4 +156,6 @@ def build_mesh(version: int, resources: Iterable[Resource],
         routes=MappingProxyType({ref: tuple(rs) for ref, rs in routes.items()}),
         workloads=MappingProxyType({w.node_id: w for w in all_workloads}),
         resources=MappingProxyType(by_key),
+        identity=identity,
+        settings=settings,
     )

@@ -92,6 +92,8 @@ class ResourceKey:
     name: str
 
     def __str__(self) -> str:
+        if not self.namespace:  # a mesh-wide resource
+            return f"{self.kind} {self.name}"
         return f"{self.kind} {self.namespace}/{self.name}"
 
 

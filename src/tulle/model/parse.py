@@ -147,18 +147,30 @@ def _parse_metadata(document: Document, info: KindInfo, raw: Any
             else f"expected a mapping, got {type_name(raw)}",
             hint="add metadata: {name: NAME}")]
     name = raw.get("name")
-    namespace = raw.get("namespace", DEFAULT_NAMESPACE)
-    if isinstance(name, str):
-        where = (f"{info.kind} {namespace}/{name}" if isinstance(namespace, str)
-                 else f"{info.kind} {name}")
     problems: list[Problem] = []
+    if info.namespaced:
+        namespace = raw.get("namespace", DEFAULT_NAMESPACE)
+    else:
+        namespace = ""
+        if raw.get("namespace") not in (None, ""):
+            problems.append(Problem(
+                source=document.source, resource=f"{info.kind} {name}",
+                field="metadata.namespace", message=f"{info.kind} is not namespaced",
+                hint="remove metadata.namespace"))
+    if isinstance(name, str):
+        where = (f"{info.kind} {namespace}/{name}" if namespace and isinstance(namespace, str)
+                 else f"{info.kind} {name}")
     if name is None:
         problems.append(Problem(source=document.source, resource=where, field="metadata.name",
                                 message="required field is missing", hint="add metadata.name"))
     elif (why := dns_label_problem(name)) is not None:
         problems.append(Problem(source=document.source, resource=where, field="metadata.name",
                                 message=why))
-    if (why := dns_label_problem(namespace)) is not None:
+    elif info.only_name is not None and name != info.only_name:
+        problems.append(Problem(source=document.source, resource=where, field="metadata.name",
+                                message=f"there is one {info.kind}, named {info.only_name}",
+                                hint=f"set metadata.name: {info.only_name}"))
+    if info.namespaced and (why := dns_label_problem(namespace)) is not None:
         problems.append(Problem(source=document.source, resource=where,
                                 field="metadata.namespace", message=why))
     labels = _string_map(raw, "labels", label_problem, problems, document.source, where)
@@ -199,7 +211,9 @@ def _annotation_problem(key: object, value: object) -> str | None:
 
 
 def _canonical_metadata(meta: ObjectMeta) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": meta.name, "namespace": meta.namespace}
+    out: dict[str, Any] = {"name": meta.name}
+    if meta.namespace:
+        out["namespace"] = meta.namespace
     if meta.labels:
         out["labels"] = dict(meta.labels)
     if meta.annotations:

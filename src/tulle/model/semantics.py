@@ -10,6 +10,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tulle.model.httproute import HTTPRouteSpec
+from tulle.model.meshconfig import (
+    MAX_WORKLOAD_TTL_S,
+    MIN_WORKLOAD_TTL_S,
+    MeshSpec,
+    parse_duration,
+)
 from tulle.model.meta import dns_label_problem
 
 FieldIssue = tuple[str, str, str]
@@ -46,6 +52,18 @@ def _name(prefix: str, index: int, name: str, namespace: str | None) -> Iterator
         yield f"{prefix}[{index}].namespace", why, ""
 
 
+def _mesh(spec: MeshSpec) -> Iterator[FieldIssue]:
+    field = "spec.certificates.workloadTTL"
+    ttl = parse_duration(spec.certificates.workload_ttl)
+    if ttl is None:
+        yield (field, f'"{spec.certificates.workload_ttl}" is not a duration',
+               'write a number and a unit (ms, s, m, h, d): "24h", "90m", "30s"')
+    elif not MIN_WORKLOAD_TTL_S <= ttl <= MAX_WORKLOAD_TTL_S:
+        yield (field, f"must be between {MIN_WORKLOAD_TTL_S:g}s and 90d, got "
+                      f"{spec.certificates.workload_ttl}", "")
+
+
 _CHECKS: dict[type[Any], Callable[[Any], Iterator[FieldIssue]]] = {
     HTTPRouteSpec: _httproute,
+    MeshSpec: _mesh,
 }

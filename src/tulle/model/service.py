@@ -1,7 +1,8 @@
 """Service: optional explicit settings for a service that workloads register under.
 
 Services exist as soon as a workload registers with ``tulle run --service NAME``. A Service
-resource is needed only to set what cannot be derived, such as the protocol.
+resource is needed only to set what cannot be derived, such as the protocol, or to override the
+mesh's mTLS mode for this service.
 """
 
 from __future__ import annotations
@@ -12,6 +13,16 @@ from typing import ClassVar, Literal
 from tulle.model.spec_config import SPEC_CONFIG
 
 Protocol = Literal["http", "tcp"]
+MtlsMode = Literal["STRICT", "PERMISSIVE"]
+
+
+@dataclass(frozen=True)
+class MtlsSettings:
+    __pydantic_config__: ClassVar = SPEC_CONFIG
+
+    # STRICT: the inbound listener accepts only mTLS from the trust domain.
+    # PERMISSIVE: it also accepts plaintext, for migrating clients outside the mesh.
+    mode: MtlsMode
 
 
 @dataclass(frozen=True)
@@ -21,3 +32,5 @@ class ServiceSpec:
     # http: sidecars parse requests (routing, retries, per-request metrics).
     # tcp: sidecars forward bytes; clients reach it through `tulle run --upstream`.
     protocol: Protocol = "http"
+    # Overrides the Mesh's mTLS mode for this service's inbound traffic.
+    mtls: MtlsSettings | None = None

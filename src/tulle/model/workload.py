@@ -45,6 +45,12 @@ class Workload:
     state: WorkloadState
     registered_at: float
     pid: int
+    service_account: str = ""  # empty: the service's name
+
+    @property
+    def account(self) -> str:
+        """The service account its identity is issued for."""
+        return self.service_account or self.service
 
     @property
     def node_id(self) -> str:
@@ -78,6 +84,7 @@ class Workload:
             "state": self.state.value,
             "registeredAt": self.registered_at,
             "pid": self.pid,
+            "serviceAccount": self.account,
         }
 
     @classmethod
@@ -104,4 +111,33 @@ class Workload:
             state=WorkloadState(data.get("state", WorkloadState.STARTING)),
             registered_at=float(data.get("registeredAt", 0.0)),
             pid=int(data.get("pid", 0)),
+            service_account=str(data.get("serviceAccount", "")),
         )
+
+
+@dataclass(frozen=True)
+class WorkloadCertificate:
+    """A workload's current certificate. The key stays on the workload's host: Envoy reads it
+    from ``key_path``; the control plane knows only the path."""
+
+    spiffe_id: str
+    serial: str
+    not_before: float
+    not_after: float
+    issuer_id: str
+    chain_pem: str
+    key_path: str
+    issued_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spiffeId": self.spiffe_id, "serial": self.serial,
+                "notBefore": self.not_before, "notAfter": self.not_after,
+                "issuerId": self.issuer_id, "chainPem": self.chain_pem,
+                "keyPath": self.key_path, "issuedAt": self.issued_at}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkloadCertificate:
+        return cls(spiffe_id=data["spiffeId"], serial=data["serial"],
+                   not_before=float(data["notBefore"]), not_after=float(data["notAfter"]),
+                   issuer_id=data["issuerId"], chain_pem=data["chainPem"],
+                   key_path=data["keyPath"], issued_at=float(data["issuedAt"]))

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tulle.errors import ConflictError, NotFoundError
-from tulle.model.workload import Workload, WorkloadState
+from tulle.model.workload import Workload, WorkloadCertificate, WorkloadState
 from tulle.security import tokens_match
 from tulle.store.base import Store
 from tulle.xds.proxy import ProxyInfo
@@ -46,6 +46,7 @@ class WorkloadRegistry:
         self._clock = clock
         self._workloads: dict[str, Workload] = {}
         self._credentials: dict[str, Credentials] = {}
+        self._certificates: dict[str, WorkloadCertificate] = {}
         self._sessions: dict[str, int] = {}  # node id -> live session id
         self._orphans: dict[str, float] = {}  # restored, agent not back yet -> deadline
         self._session_ids = itertools.count(1)
@@ -59,6 +60,9 @@ class WorkloadRegistry:
             workload = Workload.from_dict(record["workload"])
             self._workloads[workload.node_id] = workload
             self._credentials[workload.node_id] = Credentials(**record["credentials"])
+            if record.get("certificate"):
+                self._certificates[workload.node_id] = WorkloadCertificate.from_dict(
+                    record["certificate"])
             self._orphans[workload.node_id] = deadline
         return len(self._workloads)
 
@@ -72,10 +76,12 @@ class WorkloadRegistry:
                 hint="choose another instance name with --name, or stop the other one")
         previous = self._workloads.get(node_id)
         if previous is not None and self._credentials.get(node_id) == credentials:
-            # The same agent is back after a control-plane restart: keep its readiness so
-            # its endpoint never flaps.
+            # The same agent is back after a control-plane restart: keep its readiness and
+            # certificate so that neither its endpoint nor its identity flaps.
             workload = dataclasses.replace(workload, state=previous.state,
                                            registered_at=previous.registered_at)
+        else:
+            self._certificates.pop(node_id, None)
         self._workloads[node_id] = workload
         self._credentials[node_id] = credentials
         self._orphans.pop(node_id, None)
@@ -104,10 +110,17 @@ class WorkloadRegistry:
             self._on_change()
         return workload
 
+    def set_certificate(self, node_id: str, certificate: WorkloadCertificate) -> None:
+        self._get(node_id)
+        self._certificates[node_id] = certificate
+        self._persist(self._workloads[node_id])
+        self._on_change()
+
     def remove(self, node_id: str, *, reason: str) -> None:
         if self._workloads.pop(node_id, None) is None:
             return
         self._credentials.pop(node_id, None)
+        self._certificates.pop(node_id, None)
         self._orphans.pop(node_id, None)
         self._sessions.pop(node_id, None)
         self._store.delete_workload(node_id)
@@ -135,6 +148,12 @@ class WorkloadRegistry:
     def credentials(self, node_id: str) -> Credentials | None:
         return self._credentials.get(node_id)
 
+    def certificate(self, node_id: str) -> WorkloadCertificate | None:
+        return self._certificates.get(node_id)
+
+    def certificates(self) -> dict[str, WorkloadCertificate]:
+        return dict(self._certificates)
+
     def is_connected(self, node_id: str) -> bool:
         return node_id in self._sessions
 
@@ -158,7 +177,9 @@ class WorkloadRegistry:
 
     def _persist(self, workload: Workload) -> None:
         credentials = self._credentials[workload.node_id]
+        certificate = self._certificates.get(workload.node_id)
         self._store.save_workload(workload.node_id, {
             "workload": workload.to_dict(),
             "credentials": dataclasses.asdict(credentials),
+            "certificate": certificate.to_dict() if certificate else None,
         })

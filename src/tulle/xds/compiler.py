@@ -17,9 +17,8 @@ from typing import Any
 
 from tulle.model.mesh import MeshService, MeshSnapshot
 from tulle.model.meta import ServiceRef
-from tulle.model.service import Protocol
 from tulle.xds import names, types
-from tulle.xds.generators import clusters, endpoints, listeners, routes
+from tulle.xds.generators import clusters, endpoints, listeners, routes, secrets
 from tulle.xds.proxy import ProxyInfo
 from tulle.xds.wire import EncodedResource, encode, set_version, versions_of
 
@@ -77,6 +76,7 @@ class _Shared:
     clusters: tuple[EncodedResource, ...]
     endpoints: tuple[EncodedResource, ...]
     routes: tuple[EncodedResource, ...]
+    secrets: tuple[EncodedResource, ...]
 
 
 class ConfigCompiler:
@@ -95,6 +95,11 @@ class ConfigCompiler:
             shared = self._shared[proxy.namespace] = self._build_shared(mesh, proxy.namespace)
 
         memo = self.memo
+        own_secrets: list[EncodedResource] = []
+        certificate = mesh.identity.certificates.get(proxy.node_id)
+        if certificate is not None:
+            own_secrets.append(memo.get(types.SECRET, secrets.identity_secret,
+                                        certificate.chain_pem, certificate.key_path))
         own_clusters: list[EncodedResource] = []
         own_listeners = [memo.get(types.LISTENER, listeners.outbound_listener,
                                   proxy.outbound_port, proxy.namespace)]
@@ -102,10 +107,13 @@ class ConfigCompiler:
         if proxy.app_port is not None:
             own_clusters.append(memo.get(types.CLUSTER, clusters.inbound_cluster, proxy.app_port))
             if proxy.inbound_port is not None:
-                protocol = _protocol_of(mesh, proxy)
+                service = mesh.services.get(ServiceRef(proxy.namespace, proxy.service))
+                protocol = service.protocol if service else "http"
+                mode = (service.mtls_mode if service else mesh.settings.mtls.mode) \
+                    if mesh.identity.trust_domain else None
                 own_listeners.append(memo.get(types.LISTENER, listeners.inbound_listener,
                                               proxy.address, proxy.inbound_port, proxy.app_port,
-                                              protocol))
+                                              protocol, mode))
         for bind in proxy.upstreams:
             service = mesh.services.get(bind.service) or MeshService(bind.service, "http", False)
             own_listeners.append(memo.get(types.LISTENER, listeners.upstream_listener,
@@ -114,6 +122,7 @@ class ConfigCompiler:
                 own_routes.append(memo.get(types.ROUTE, routes.upstream_route_config, service,
                                            mesh.routes.get(bind.service, ())))
         return ProxyConfig.build(mesh.version, {
+            types.SECRET: (*shared.secrets, *own_secrets),
             types.CLUSTER: (*shared.clusters, *own_clusters),
             types.ENDPOINT: shared.endpoints,
             types.LISTENER: own_listeners,
@@ -124,16 +133,15 @@ class ConfigCompiler:
         memo = self.memo
         cluster_list = []
         assignment_list = []
+        trust_domain = mesh.identity.trust_domain
         for ref, service in mesh.services.items():
-            cluster_list.append(memo.get(types.CLUSTER, clusters.outbound_cluster, service))
+            cluster_list.append(memo.get(types.CLUSTER, clusters.outbound_cluster, service,
+                                         trust_domain))
             assignment_list.append(memo.get(types.ENDPOINT, endpoints.load_assignment,
                                             names.outbound_cluster(ref), mesh.endpoints_of(ref)))
         # TCP services get a virtual host too: it answers with how to reach them instead.
         table = tuple((service, mesh.routes.get(ref, ())) for ref, service in mesh.services.items())
         route_table = memo.get(types.ROUTE, routes.outbound_route_config, namespace, table)
-        return _Shared(tuple(cluster_list), tuple(assignment_list), (route_table,))
-
-
-def _protocol_of(mesh: MeshSnapshot, proxy: ProxyInfo) -> Protocol:
-    service = mesh.services.get(ServiceRef(proxy.namespace, proxy.service))
-    return service.protocol if service is not None else "http"
+        bundle = (memo.get(types.SECRET, secrets.bundle_secret, trust_domain,
+                           mesh.identity.bundle_pem),) if trust_domain else ()
+        return _Shared(tuple(cluster_list), tuple(assignment_list), (route_table,), bundle)

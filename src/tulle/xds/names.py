@@ -32,3 +32,9 @@ def upstream_route_config(service: ServiceRef) -> str:
 
 def upstream_listener(local_port: int) -> str:
     return f"upstream|{local_port}"
+
+
+# SDS secrets, both served over ADS. The identity secret carries the certificate chain inline
+# and only the *path* of the private key, which never leaves the workload's host.
+IDENTITY_SECRET = "tulle-identity"
+BUNDLE_SECRET = "tulle-trust-bundle"

@@ -9,9 +9,10 @@ LISTENER = _PREFIX + "envoy.config.listener.v3.Listener"
 ROUTE = _PREFIX + "envoy.config.route.v3.RouteConfiguration"
 SECRET = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 
-# Make-before-break: a cluster exists (with its endpoints) before a route can point at it, and a
-# listener exists before its route table is sent. Removed clusters go last (see stream.py).
-PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+# Make-before-break: secrets exist before the clusters and listeners that use them, a cluster
+# exists (with its endpoints) before a route can point at it, and a listener exists before its
+# route table is sent. Removed clusters go last (see stream.py).
+PUSH_ORDER: tuple[str, ...] = (SECRET, CLUSTER, ENDPOINT, LISTENER, ROUTE)
 
 # Envoy subscribes to every listener and cluster (wildcard); routes and endpoints by name.
 WILDCARD_TYPES = frozenset({CLUSTER, LISTENER})

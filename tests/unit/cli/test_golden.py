@@ -39,7 +39,8 @@ RESOURCES = [
      "revision": 7, "updatedAt": NOW - 86400 * 3},
 ]
 STATUS = {"pid": 4242, "startedAt": NOW - 7200, "version": "0.1.0", "stateDir": "/home/u/.tulle",
-          "apiUrl": "http://127.0.0.1:15700", "xdsAddress": "127.0.0.1:15710", "services": 2,
+          "apiUrl": "http://127.0.0.1:15700", "xdsAddress": "127.0.0.1:15710",
+          "identityAddress": "127.0.0.1:15712", "trustDomain": "tulle.local", "services": 2,
           "workloads": 3, "proxiesConnected": 3, "storeRevision": 7, "nacksTotal": 0}
 
 CASES: dict[str, tuple[Callable[[Any], str], Any]] = {

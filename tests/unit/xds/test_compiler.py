@@ -109,7 +109,7 @@ BROKEN = [
      [listeners.upstream_listener(9000, ServiceRef("default", "db"), "tcp")],
      "tcp_proxy names missing cluster outbound|db.default"),
     ("inline route to a missing cluster",
-     [listeners.inbound_listener("10.0.0.1", 15006, 8080, "http")],
+     [listeners.inbound_listener("10.0.0.1", 15006, 8080, "http", None)],
      "inline routes names missing cluster inbound|8080"),
     ("two listeners on one port",
      [listeners.outbound_listener(9000, "default"), route_table([]),

@@ -5,16 +5,19 @@ from __future__ import annotations
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
+from tulle.identity.spiffe import spiffe_id
 from tulle.model.mesh import MeshService
 from tulle.xds import names
-from tulle.xds.generators.common import ads_source, seconds, socket_address
+from tulle.xds.generators.common import ads_source, seconds, socket_address, tls_socket
+from tulle.xds.generators.secrets import upstream_tls
 
 CONNECT_TIMEOUT_S = 2.0
 LOCAL_APP_HOST = "127.0.0.1"
 
 
-def outbound_cluster(service: MeshService) -> cluster_pb2.Cluster:
-    return cluster_pb2.Cluster(
+def outbound_cluster(service: MeshService, trust_domain: str) -> cluster_pb2.Cluster:
+    """Without a trust domain (no CA, as in some unit tests) sidecars speak plaintext."""
+    cluster = cluster_pb2.Cluster(
         name=names.outbound_cluster(service.ref),
         alt_stat_name=names.outbound_stat_name(service.ref),
         type=cluster_pb2.Cluster.EDS,
@@ -22,6 +25,13 @@ def outbound_cluster(service: MeshService) -> cluster_pb2.Cluster:
         connect_timeout=seconds(CONNECT_TIMEOUT_S),
         lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
     )
+    if trust_domain:
+        # Before any instance registers, expect the identity of the default service account:
+        # an empty list would accept any identity of the trust domain.
+        peers = service.identities or (
+            spiffe_id(trust_domain, service.ref.namespace, service.ref.name),)
+        cluster.transport_socket.CopyFrom(tls_socket(upstream_tls(service.ref.host, peers)))
+    return cluster
 
 
 def inbound_cluster(app_port: int) -> cluster_pb2.Cluster:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from envoy.config.core.v3 import base_pb2, protocol_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
@@ -17,10 +18,11 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import wrappers_pb2
 
 from tulle.model.meta import ServiceRef
-from tulle.model.service import Protocol
+from tulle.model.service import MtlsMode, Protocol
 from tulle.xds import names
-from tulle.xds.generators.common import ads_source, pack, socket_address
+from tulle.xds.generators.common import ads_source, pack, socket_address, tls_socket
 from tulle.xds.generators.routes import inbound_route_config
+from tulle.xds.generators.secrets import downstream_tls
 
 LOOPBACK = "127.0.0.1"
 
@@ -31,16 +33,36 @@ def outbound_listener(port: int, client_namespace: str) -> listener_pb2.Listener
                      base_pb2.TrafficDirection.OUTBOUND)
 
 
-def inbound_listener(address: str, port: int, app_port: int,
-                     protocol: Protocol) -> listener_pb2.Listener:
+def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
+                     mtls: MtlsMode | None) -> listener_pb2.Listener:
+    """Mesh traffic for the local application. ``mtls`` None: plaintext only (no CA)."""
     if protocol == "tcp":
         network_filter = _tcp_proxy("inbound", names.inbound_cluster(app_port))
     else:
         manager = _http_manager("inbound")
         manager.route_config.CopyFrom(inbound_route_config(app_port))
+        if mtls is not None:
+            # The application learns the caller's verified SPIFFE ID, and only that: an
+            # x-forwarded-client-cert header arriving from outside is replaced or removed.
+            manager.forward_client_cert_details = hcm.HttpConnectionManager.SANITIZE_SET
+            manager.set_current_client_cert_details.uri = True
         network_filter = _hcm_filter(manager)
-    return _listener(names.INBOUND_LISTENER, address, port, network_filter,
-                     base_pb2.TrafficDirection.INBOUND)
+    listener = _listener(names.INBOUND_LISTENER, address, port, network_filter,
+                         base_pb2.TrafficDirection.INBOUND)
+    if mtls is None:
+        return listener
+    secure = listener.filter_chains[0]
+    secure.transport_socket.CopyFrom(tls_socket(downstream_tls()))
+    if mtls == "PERMISSIVE":
+        # Sniff the first bytes: TLS goes to the mTLS chain, anything else to plaintext.
+        listener.listener_filters.append(listener_components_pb2.ListenerFilter(
+            name="envoy.filters.listener.tls_inspector",
+            typed_config=pack(tls_inspector_pb2.TlsInspector())))
+        secure.filter_chain_match.transport_protocol = "tls"
+        plain = listener.filter_chains.add()
+        plain.filter_chain_match.transport_protocol = "raw_buffer"
+        plain.filters.append(network_filter)
+    return listener
 
 
 def upstream_listener(local_port: int, service: ServiceRef,

@@ -1,0 +1,171 @@
+"""The workload's identity, from the agent's side: its key, its certificate, and renewals.
+
+- Keys are made by a child process (tulle.agent.keygen) so the agent itself never loads a
+  crypto library. Each renewal makes a new key; keys are files, 0600, in a 0700 directory.
+- The first certificate is paid for with the join token; renewals authenticate with the
+  current certificate as the TLS client certificate. The control plane is verified against
+  the trust bundle and must present its own SPIFFE ID.
+- Renewal happens at about half the lifetime, with jitter, and as soon as the control plane
+  asks (root and issuer rotations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import ssl
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tulle.agent import http
+from tulle.errors import IdentityError, TulleError, error_from_dict
+
+log = logging.getLogger("tulle.agent")
+
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 30.0
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """What registration told us: who we are, whom to trust, where to ask."""
+
+    spiffe_id: str
+    trust_domain: str
+    trust_bundle: str
+    host: str
+    port: int
+    join_token: str
+
+    @property
+    def control_plane_id(self) -> str:
+        return f"spiffe://{self.trust_domain}/ns/tulle-system/sa/tulle-controlplane"
+
+
+class IdentityKeeper:
+    def __init__(self, node_id: str, directory: Path, enrolment: Enrolment) -> None:
+        self.node_id = node_id
+        self.directory = directory
+        self.enrolment = enrolment
+        self.bundle = enrolment.trust_bundle
+        self.generation = 0
+        self.serial = ""
+        self.renewals = 0
+        self._not_after = 0.0
+        self._renew_at = 0.0
+        self._wake = asyncio.Event()
+
+    @property
+    def key_file(self) -> Path:
+        return self.directory / f"key-{self.generation}.pem"
+
+    @property
+    def cert_file(self) -> Path:
+        return self.directory / f"cert-{self.generation}.pem"
+
+    async def obtain(self) -> None:
+        """The first certificate, with the join token."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        await self._request(headers={"Authorization": f"Bearer {self.enrolment.join_token}"},
+                            client_cert=None)
+
+    def renew_soon(self, bundle: str | None = None) -> None:
+        """The control plane asked: take a new trust bundle and/or renew now."""
+        if bundle:
+            self.bundle = bundle
+        else:
+            self._renew_at = 0.0
+        self._wake.set()
+
+    async def keep(self) -> None:
+        """Renew forever: at about half the lifetime, or when asked."""
+        delay = RETRY_MIN_S
+        while True:
+            wait = self._renew_at - time.time()
+            if wait > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                if self._renew_at > time.time():
+                    continue
+            try:
+                await self._request(headers={}, client_cert=(self.cert_file, self.key_file))
+                self.renewals += 1
+                delay = RETRY_MIN_S
+            except (TulleError, OSError, http.HttpError, TimeoutError, ssl.SSLError) as exc:
+                remaining = self._not_after - time.time()
+                level = logging.ERROR if remaining < 60 else logging.WARNING
+                log.log(level, "certificate renewal failed (%s); %.0fs of validity left",
+                        getattr(exc, "message", exc), remaining)
+                self._renew_at = time.time() + min(delay, max(remaining / 10, RETRY_MIN_S))
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _request(self, headers: dict[str, str],
+                       client_cert: tuple[Path, Path] | None) -> None:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname = False  # we check the SPIFFE ID instead
+        tls.load_verify_locations(cadata=self.bundle)
+        if client_cert is not None:
+            tls.load_cert_chain(*client_cert)
+        generation = self.generation + 1
+        key_file = self.directory / f"key-{generation}.pem"
+        csr = await _make_csr(key_file, self.enrolment.spiffe_id)
+        try:
+            response = await http.request_json(
+                self.enrolment.host, self.enrolment.port, "POST", "/v1/identity/certificates",
+                {"node": self.node_id, "csr": csr, "keyPath": str(key_file)},
+                headers=headers, tls=tls, peer_uri=self.enrolment.control_plane_id,
+                timeout=15.0)
+        except BaseException:
+            key_file.unlink(missing_ok=True)
+            raise
+        if response.status != 200:
+            key_file.unlink(missing_ok=True)
+            raise _error(response.status, response.body)
+        answer: dict[str, Any] = response.json()
+        (self.directory / f"cert-{generation}.pem").write_text(answer["certificate"])
+        previous = self.generation
+        self.generation = generation
+        self.serial = answer["serial"]
+        self.bundle = answer.get("trustBundle") or self.bundle
+        self._not_after = float(answer["notAfter"])
+        remaining = self._not_after - time.time()
+        self._renew_at = time.time() + remaining * random.uniform(0.45, 0.55)
+        # Once the proxy ACKed the new certificate, only the previous key may still be in use
+        # on pooled connections' handshakes in flight: keep it, delete anything older.
+        self._delete_older_than(previous if answer.get("acked") else previous - 1)
+        log.info("certificate %s for %s, valid %.0fs", self.serial, self.enrolment.spiffe_id,
+                 remaining)
+
+    def _delete_older_than(self, generation: int) -> None:
+        for path in self.directory.glob("*.pem"):
+            stem = path.stem.rsplit("-", 1)
+            if len(stem) == 2 and stem[1].isdigit() and int(stem[1]) < generation:
+                path.unlink(missing_ok=True)
+
+
+async def _make_csr(key_file: Path, spiffe_id: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tulle.agent.keygen", str(key_file), spiffe_id,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise IdentityError(f"could not make a key and CSR: {err.decode(errors='replace')}",
+                            hint="is the cryptography package installed?")
+    return out.decode()
+
+
+def _error(status: int, body: bytes) -> TulleError:
+    try:
+        return error_from_dict(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return IdentityError(f"the control plane refused the certificate request "
+                             f"(HTTP {status})")

@@ -1,0 +1,216 @@
+"""Workload identity in the control plane: join tokens, CSR signing, and the agents' TLS port.
+
+Agents reach the identity port over TLS; they verify it against the trust bundle. A first
+certificate is authorised by the single-use join token the agent got at registration; every
+later one by the certificate the agent already holds (its TLS client certificate). Either way
+the CA signs only the SPIFFE ID the workload is registered for.
+
+A signed certificate goes to the workload's proxy over SDS at once (no debounce). The answer to
+the agent waits until the proxy has ACKed it, so the agent may then delete its previous key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from tulle.errors import IdentityError, NotFoundError, UsageError
+from tulle.identity.ca import CertificateAuthority
+from tulle.identity.spiffe import control_plane_id, spiffe_id
+from tulle.identity.tokens import JoinTokens
+from tulle.model.workload import Workload, WorkloadCertificate
+from tulle.security import bearer
+from tulle.settings import write_private
+
+if TYPE_CHECKING:
+    from tulle.controlplane.app import ControlPlane
+
+log = logging.getLogger("tulle.identity")
+
+SERVER_CERT_LIFETIME_S = 7 * 86400.0
+ACK_TIMEOUT_S = 5.0
+EXPIRY_WARNING_DAYS = 90.0
+
+
+@dataclass(frozen=True)
+class Issuance:
+    """One signing, for `tulle certs status` and the renewal benchmark."""
+
+    node_id: str
+    serial: str
+    issued_at: float
+    acked_after_ms: float | None  # from signing to the proxy's ACK; None: not connected
+
+
+class IdentityService:
+    def __init__(self, cp: ControlPlane, ca: CertificateAuthority, tokens: JoinTokens) -> None:
+        self._cp = cp
+        self.ca = ca
+        self.tokens = tokens
+        self.issuances: deque[Issuance] = deque(maxlen=1000)
+        self.server_context: ssl.SSLContext | None = None
+
+    # -- registration --------------------------------------------------------------------
+
+    def spiffe_id_of(self, workload: Workload) -> str:
+        return spiffe_id(self.ca.trust_domain, workload.namespace, workload.account)
+
+    def enrol(self, workload: Workload) -> dict[str, Any]:
+        """What a registering agent needs to get its first certificate."""
+        identity = self.spiffe_id_of(workload)
+        return {
+            "spiffeId": identity,
+            "trustDomain": self.ca.trust_domain,
+            "trustBundle": self.ca.bundle_pem(),
+            "identityPort": self._cp.endpoint.identity_port,
+            "joinToken": self.tokens.issue(workload.node_id, identity),
+        }
+
+    # -- signing -------------------------------------------------------------------------
+
+    async def handle_sign(self, request: web.Request) -> dict[str, Any]:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise UsageError("expected a JSON object with node, csr and keyPath")
+        node_id, csr, key_path = (str(body.get(k, "")) for k in ("node", "csr", "keyPath"))
+        if not (node_id and csr and key_path):
+            raise UsageError("node, csr and keyPath are required")
+        workload = self._cp.registry.get(node_id)
+        if workload is None:
+            raise NotFoundError(f"no workload {node_id} is registered")
+        expected = self.spiffe_id_of(workload)
+        self._authorise(request, node_id, expected)
+        ttl = self._cp.mesh.settings.workload_ttl_s
+        issued = self.ca.sign(csr.encode(), expected, ttl)
+        now = time.time()
+        certificate = WorkloadCertificate(
+            spiffe_id=expected, serial=issued.serial, not_before=issued.not_before,
+            not_after=issued.not_after, issuer_id=issued.issuer_id, chain_pem=issued.chain_pem,
+            key_path=key_path, issued_at=now)
+        self._cp.registry.set_certificate(node_id, certificate)
+        version = self._cp.rebuild_now()
+        acked_ms: float | None = None
+        if node_id in self._cp.hub.connected():
+            if await self._cp.hub.wait_synced(version, ACK_TIMEOUT_S, [node_id]):
+                acked_ms = (time.time() - now) * 1000
+            else:
+                log.warning("%s did not ACK its new certificate within %ss", node_id,
+                            ACK_TIMEOUT_S)
+        self.issuances.append(Issuance(node_id, issued.serial, now, acked_ms))
+        log.info("issued %s to %s (serial %s, valid %.0fs)", expected, node_id, issued.serial,
+                 ttl)
+        return {"certificate": issued.chain_pem, "serial": issued.serial,
+                "notBefore": issued.not_before, "notAfter": issued.not_after,
+                "trustBundle": self.ca.bundle_pem(), "acked": acked_ms is not None}
+
+    def _authorise(self, request: web.Request, node_id: str, expected: str) -> None:
+        token = bearer(request.headers.get("Authorization"))
+        if token:
+            binding = self.tokens.redeem(token)
+            if binding.node_id != node_id or binding.spiffe_id != expected:
+                raise IdentityError(f"this join token was issued for {binding.spiffe_id}, "
+                                    f"not for {expected}")
+            return
+        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport \
+            else None
+        peer = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        if not peer:
+            raise IdentityError("present a join token or the workload's current certificate",
+                                hint="the agent gets a join token when it registers")
+        presented = self.ca.verify_leaf(peer)
+        if presented != expected:
+            raise IdentityError(f"the client certificate is {presented}, not {expected}")
+
+    # -- the agents' TLS port ------------------------------------------------------------
+
+    def refresh_server_identity(self) -> ssl.SSLContext:
+        """(Re)issue the control plane's own certificate; make or update the TLS context."""
+        issued, key_pem = self.ca.server_identity(control_plane_id(self.ca.trust_domain),
+                                                  SERVER_CERT_LIFETIME_S)
+        directory = self._cp.paths.ca_dir
+        write_private(directory / "controlplane.crt", issued.chain_pem)
+        write_private(directory / "controlplane.key", key_pem)
+        context = self.server_context
+        if context is None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            # Optional at the TLS layer: a first request carries a join token instead.
+            context.verify_mode = ssl.CERT_OPTIONAL
+        # Roots are only ever added here; which ones count is decided per request by
+        # CertificateAuthority.verify_leaf against the current bundle.
+        context.load_verify_locations(cadata=self.ca.bundle_pem())
+        context.load_cert_chain(directory / "controlplane.crt", directory / "controlplane.key")
+        self.server_context = context
+        return context
+
+    async def keep_server_identity(self) -> None:
+        while True:
+            await asyncio.sleep(SERVER_CERT_LIFETIME_S / 2)
+            self.refresh_server_identity()
+
+    def expiry_warnings(self, within_days: float = EXPIRY_WARNING_DAYS) -> list[str]:
+        """What expires soon enough that an operator must act now."""
+        now = time.time()
+        warnings = []
+        for authority, what, command in (
+                *((a, "trust anchor (root)", "root") for a in self.ca.anchors),
+                (self.ca.issuer, "issuer", "issuer")):
+            days = (authority.not_after - now) / 86400
+            if days < within_days:
+                when = time.strftime("%Y-%m-%d", time.gmtime(authority.not_after))
+                state = "EXPIRED" if days <= 0 else f"expires in {days:.0f} days ({when})"
+                warnings.append(f"the {what} {authority.id} {state}: every workload "
+                                f"certificate depends on it; run `tulle certs rotate {command}`")
+        return warnings
+
+    def status(self) -> dict[str, Any]:
+        registry = self._cp.registry
+        now = time.time()
+        workloads = []
+        for node_id, certificate in sorted(registry.certificates().items()):
+            lifetime = certificate.not_after - certificate.issued_at
+            workloads.append({
+                "node": node_id, "spiffeId": certificate.spiffe_id,
+                "serial": certificate.serial, "notAfter": certificate.not_after,
+                "remainingSeconds": round(certificate.not_after - now, 1),
+                "issuerId": certificate.issuer_id,
+                "chainsToBundle": self.ca.chains_to_bundle(certificate.chain_pem),
+                # Agents renew at about half the lifetime; past 75% one has missed it.
+                "missedRenewal": now > certificate.issued_at + 0.75 * lifetime,
+            })
+        return {
+            "trustDomain": self.ca.trust_domain,
+            "anchors": [_authority_view(a, now) for a in self.ca.anchors],
+            "issuer": _authority_view(self.ca.issuer, now),
+            "rotation": None if self.ca.state.rotation is None else {
+                "kind": self.ca.state.rotation.kind, "stage": self.ca.state.rotation.stage},
+            "workloads": workloads,
+            "recentIssuances": [{"node": i.node_id, "serial": i.serial, "issuedAt": i.issued_at,
+                                 "ackedAfterMs": i.acked_after_ms}
+                                for i in list(self.issuances)[-50:]],
+        }
+
+
+def _authority_view(authority: Any, now: float) -> dict[str, Any]:
+    return {"id": authority.id, "subject": authority.certificate.subject.rfc4514_string(),
+            "notAfter": authority.not_after,
+            "remainingDays": round((authority.not_after - now) / 86400, 1),
+            "algorithm": _algorithm(authority.certificate.public_key()),
+            "hasKey": authority.key is not None}
+
+
+def _algorithm(key: Any) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ECDSA {key.curve.name}"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA {key.key_size}"
+    return type(key).__name__
