@@ -99,3 +99,19 @@ def test_agent_restarts_a_crashed_envoy(mesh: Mesh) -> None:
     (restarted,) = [p for p in agent.children() if p.name() == "envoy"]
     assert restarted.pid != envoy.pid
     assert "LIVE" in mesh.admin("books-1", "ready")
+
+
+def test_graceful_down_and_up_keeps_workloads(mesh: Mesh) -> None:
+    mesh.run("books", name="books-1")
+    client = mesh.run("web", name="web-1")
+    mesh.wait_endpoints("web-1", "books", {"books-1"})
+    down = mesh.cli("down", "-o", "json")  # agents are connected: it must not wait on them
+    assert '"stopped": true' in down.stdout
+    # Sidecars keep serving their last config while the control plane is away.
+    assert mesh.call(client, "http://books/")["status"] == 200
+    mesh.up()
+    wait_for("both workloads back", lambda: {
+        w["name"] for w in mesh.api.get("/v1/workloads")
+        if w["agentConnected"] and w["proxyConnected"]} == {"books-1", "web-1"}, timeout=20)
+    mesh.sync()
+    assert mesh.call(client, "http://books/")["status"] == 200

@@ -20,6 +20,7 @@ from aiohttp import web
 from tulle import __version__
 from tulle.controlplane.identity import IdentityService
 from tulle.controlplane.resources import ResourceService
+from tulle.controlplane.sessions import END_SESSION
 from tulle.identity.ca import CertificateAuthority
 from tulle.identity.tokens import DEFAULT_TTL_S as DEFAULT_JOIN_TOKEN_TTL_S
 from tulle.identity.tokens import JoinTokens
@@ -105,7 +106,8 @@ class ControlPlane:
         host = self.endpoint.host
         self._xds = build_server(self.hub, f"{host}:{self.endpoint.xds_port}")
         await self._xds.start()
-        self._api = web.AppRunner(make_api(self), handler_cancellation=True, access_log=None)
+        self._api = web.AppRunner(make_api(self), handler_cancellation=True, access_log=None,
+                                  shutdown_timeout=2.0)
         await self._api.setup()
         await web.TCPSite(self._api, host, self.endpoint.api_port).start()
         self._identity_api = web.AppRunner(make_identity_api(self), access_log=None)
@@ -131,6 +133,8 @@ class ControlPlane:
         self.shutting_down = True
         for task in self._tasks:
             task.cancel()
+        for channel in self.agent_channels.values():
+            channel.put_nowait(END_SESSION)
         if self._api is not None:
             await self._api.cleanup()
         if self._identity_api is not None:

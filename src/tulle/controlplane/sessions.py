@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tulle.sessions")
 
 HEARTBEAT_S = 5.0
+END_SESSION: dict[str, Any] = {"end": True}
 DRAIN_SYNC_TIMEOUT_S = 5.0
 
 Port = Annotated[int, Ge(1), Le(65535)]
@@ -129,6 +130,8 @@ async def open_session(cp: ControlPlane, request: web.Request) -> web.StreamResp
                 message = await asyncio.wait_for(channel.get(), HEARTBEAT_S)
             except TimeoutError:
                 message = {"heartbeat": int(time.time())}
+            if message is END_SESSION:
+                break  # the control plane is stopping; the agent reconnects to the next one
             await response.write(json.dumps(message).encode() + b"\n")
     except (asyncio.CancelledError, ConnectionError):
         if cp.agent_channels.get(workload.node_id) is channel:
