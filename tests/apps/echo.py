@@ -24,6 +24,10 @@ OPENER = urllib.request.build_opener()  # honours HTTP_PROXY from the environmen
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # One write per response, sent at once: a header write then a body write would wait for
+    # a delayed ACK (about 40 ms) under Nagle's algorithm.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         url = urlparse(self.path)

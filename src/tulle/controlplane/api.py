@@ -53,6 +53,8 @@ def make_api(cp: ControlPlane) -> web.Application:
     r.add_get("/v1/xds/nacks", _json(lambda req: [n.to_dict() for n in cp.hub.nacks.entries()]))
     r.add_get("/v1/xds/sync", _json_async(lambda req: _sync(cp, req)))
     r.add_get("/v1/identity/status", _json(lambda req: cp.identity.status()))
+    r.add_post("/v1/identity/rotate", _json_async(lambda req: _rotate(cp, req)))
+    r.add_post("/v1/identity/import", _json_async(lambda req: _import(cp, req)))
     r.add_post("/v1/agent/sessions", lambda req: sessions.open_session(cp, req))
     r.add_post("/v1/agent/workloads/{node}/state",
                _json_async(lambda req: sessions.set_state(cp, req)))
@@ -123,6 +125,28 @@ async def _apply(cp: ControlPlane, request: web.Request) -> dict[str, Any]:
                                  dry_run=bool(body.get("dryRun", False)))
     return {"results": [{"kind": r.key.kind, "namespace": r.key.namespace, "name": r.key.name,
                          "action": r.action, "revision": r.revision} for r in results]}
+
+
+async def _rotate(cp: ControlPlane, request: web.Request) -> dict[str, Any]:
+    body = await request.json()
+    kind = str(body.get("kind", ""))
+    if body.get("dryRun"):
+        return {"kind": kind, "plan": cp.rotator.plan(kind)}
+    return {"kind": kind, **await cp.rotator.rotate(kind)}
+
+
+async def _import(cp: ControlPlane, request: web.Request) -> dict[str, Any]:
+    from tulle.controlplane.rotation import load_import
+
+    body = await request.json()
+    root, issuer = load_import(cp.ca, str(body.get("root", "")).encode(),
+                               str(body.get("issuer", "")).encode(),
+                               str(body.get("issuerKey", "")).encode())
+    # Same root: only the issuer changes. A new root: a full root rotation.
+    kind = "issuer" if root.id in cp.ca.state.anchors else "root"
+    if body.get("dryRun"):
+        return {"kind": kind, "plan": cp.rotator.plan(kind)}
+    return {"kind": kind, **await cp.rotator.rotate(kind, new_root=root, new_issuer=issuer)}
 
 
 def _list(cp: ControlPlane, request: web.Request) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from aiohttp import web
 from tulle import __version__
 from tulle.controlplane.identity import IdentityService
 from tulle.controlplane.resources import ResourceService
+from tulle.controlplane.rotation import Rotator
 from tulle.controlplane.sessions import END_SESSION
 from tulle.identity.ca import CertificateAuthority
 from tulle.identity.tokens import DEFAULT_TTL_S as DEFAULT_JOIN_TOKEN_TTL_S
@@ -56,6 +57,7 @@ class ControlPlane:
         self.hub = XdsHub(directory=self.registry, source=self)
         self.ca = CertificateAuthority.open(paths.ca_dir, endpoint.trust_domain)
         self.identity = IdentityService(self, self.ca, JoinTokens(join_token_ttl_s))
+        self.rotator = Rotator(self, self.ca)
         # Control messages for connected agents (renew now, new trust bundle), by node id.
         self.agent_channels: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self.mesh: MeshSnapshot = EMPTY_MESH
@@ -118,6 +120,7 @@ class ControlPlane:
         self._tasks.append(asyncio.create_task(self.identity.keep_server_identity()))
         for warning in self.identity.expiry_warnings():
             log.warning("%s", warning)
+        self.rotator.resume_in_background()
         log.info("tulle %s control plane (pid %d) ready: API %s, xDS %s:%d; %d resources, "
                  "%d workloads restored", __version__, os.getpid(), self.endpoint.api_url, host,
                  self.endpoint.xds_port, resources, restored)

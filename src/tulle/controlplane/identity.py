@@ -87,7 +87,7 @@ class IdentityService:
             raise NotFoundError(f"no workload {node_id} is registered")
         expected = self.spiffe_id_of(workload)
         self._authorise(request, node_id, expected)
-        ttl = self._cp.mesh.settings.workload_ttl_s
+        ttl = self._cp.mesh.settings.workload_lifetime_s
         issued = self.ca.sign(csr.encode(), expected, ttl)
         now = time.time()
         certificate = WorkloadCertificate(

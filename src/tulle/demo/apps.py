@@ -42,6 +42,9 @@ def fetch(url: str) -> Any:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     role = ""
+    # One write per response, sent at once (no 40 ms delayed-ACK stalls under Nagle).
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         try:

@@ -12,9 +12,9 @@ from tulle.model.service import MtlsSettings
 from tulle.model.spec_config import SPEC_CONFIG
 
 MESH_NAME = "default"
-DEFAULT_WORKLOAD_TTL_S = 24 * 3600.0
-MIN_WORKLOAD_TTL_S = 2.0
-MAX_WORKLOAD_TTL_S = 90 * 24 * 3600.0
+DEFAULT_WORKLOAD_LIFETIME_S = 24 * 3600.0
+MIN_WORKLOAD_LIFETIME_S = 2.0
+MAX_WORKLOAD_LIFETIME_S = 90 * 24 * 3600.0
 
 _DURATION = re.compile(r"^(?P<value>\d+(\.\d+)?)(?P<unit>ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -33,7 +33,7 @@ class CertificateSettings:
     __pydantic_config__: ClassVar = SPEC_CONFIG
 
     # Lifetime of workload certificates; agents renew at about half of it.
-    workload_ttl: Duration = "24h"
+    workload_lifetime: Duration = "24h"
 
 
 @dataclass(frozen=True)
@@ -44,5 +44,5 @@ class MeshSpec:
     certificates: CertificateSettings = CertificateSettings()
 
     @property
-    def workload_ttl_s(self) -> float:
-        return parse_duration(self.certificates.workload_ttl) or DEFAULT_WORKLOAD_TTL_S
+    def workload_lifetime_s(self) -> float:
+        return parse_duration(self.certificates.workload_lifetime) or DEFAULT_WORKLOAD_LIFETIME_S

@@ -11,8 +11,8 @@ from typing import Any
 
 from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.meshconfig import (
-    MAX_WORKLOAD_TTL_S,
-    MIN_WORKLOAD_TTL_S,
+    MAX_WORKLOAD_LIFETIME_S,
+    MIN_WORKLOAD_LIFETIME_S,
     MeshSpec,
     parse_duration,
 )
@@ -53,14 +53,14 @@ def _name(prefix: str, index: int, name: str, namespace: str | None) -> Iterator
 
 
 def _mesh(spec: MeshSpec) -> Iterator[FieldIssue]:
-    field = "spec.certificates.workloadTTL"
-    ttl = parse_duration(spec.certificates.workload_ttl)
+    field = "spec.certificates.workloadLifetime"
+    ttl = parse_duration(spec.certificates.workload_lifetime)
     if ttl is None:
-        yield (field, f'"{spec.certificates.workload_ttl}" is not a duration',
+        yield (field, f'"{spec.certificates.workload_lifetime}" is not a duration',
                'write a number and a unit (ms, s, m, h, d): "24h", "90m", "30s"')
-    elif not MIN_WORKLOAD_TTL_S <= ttl <= MAX_WORKLOAD_TTL_S:
-        yield (field, f"must be between {MIN_WORKLOAD_TTL_S:g}s and 90d, got "
-                      f"{spec.certificates.workload_ttl}", "")
+    elif not MIN_WORKLOAD_LIFETIME_S <= ttl <= MAX_WORKLOAD_LIFETIME_S:
+        yield (field, f"must be between {MIN_WORKLOAD_LIFETIME_S:g}s and 90d, got "
+                      f"{spec.certificates.workload_lifetime}", "")
 
 
 _CHECKS: dict[type[Any], Callable[[Any], Iterator[FieldIssue]]] = {

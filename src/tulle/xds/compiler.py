@@ -79,6 +79,11 @@ class _Shared:
     secrets: tuple[EncodedResource, ...]
 
 
+def connection_lifetime(workload_lifetime_s: float) -> float:
+    """Pooled connections last at most half a certificate's lifetime (and at most an hour)."""
+    return min(3600.0, workload_lifetime_s / 2)
+
+
 class ConfigCompiler:
     def __init__(self) -> None:
         self.memo = ResourceMemo()
@@ -134,9 +139,11 @@ class ConfigCompiler:
         cluster_list = []
         assignment_list = []
         trust_domain = mesh.identity.trust_domain
+        lifetime = (connection_lifetime(mesh.settings.workload_lifetime_s) if trust_domain
+                    else None)
         for ref, service in mesh.services.items():
             cluster_list.append(memo.get(types.CLUSTER, clusters.outbound_cluster, service,
-                                         trust_domain))
+                                         trust_domain, lifetime))
             assignment_list.append(memo.get(types.ENDPOINT, endpoints.load_assignment,
                                             names.outbound_cluster(ref), mesh.endpoints_of(ref)))
         # TCP services get a virtual host too: it answers with how to reach them instead.

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
 from tulle.identity.spiffe import spiffe_id
 from tulle.model.mesh import MeshService
 from tulle.xds import names
-from tulle.xds.generators.common import ads_source, seconds, socket_address, tls_socket
+from tulle.xds.generators.common import ads_source, pack, seconds, socket_address, tls_socket
 from tulle.xds.generators.secrets import upstream_tls
 
 CONNECT_TIMEOUT_S = 2.0
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 LOCAL_APP_HOST = "127.0.0.1"
 
 
-def outbound_cluster(service: MeshService, trust_domain: str) -> cluster_pb2.Cluster:
-    """Without a trust domain (no CA, as in some unit tests) sidecars speak plaintext."""
+def outbound_cluster(service: MeshService, trust_domain: str,
+                     connection_lifetime_s: float | None = None) -> cluster_pb2.Cluster:
+    """Without a trust domain (no CA, as in some unit tests) sidecars speak plaintext.
+
+    ``connection_lifetime_s`` bounds how long a pooled HTTP connection lives: a new
+    certificate or trust bundle applies to new handshakes only, so no connection may outlive
+    the certificates it was made with by much.
+    """
     cluster = cluster_pb2.Cluster(
         name=names.outbound_cluster(service.ref),
         alt_stat_name=names.outbound_stat_name(service.ref),
@@ -31,6 +40,13 @@ def outbound_cluster(service: MeshService, trust_domain: str) -> cluster_pb2.Clu
         peers = service.identities or (
             spiffe_id(trust_domain, service.ref.namespace, service.ref.name),)
         cluster.transport_socket.CopyFrom(tls_socket(upstream_tls(service.ref.host, peers)))
+    if connection_lifetime_s and service.protocol == "http":
+        options = http_protocol_options_pb2.HttpProtocolOptions(
+            explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+                http_protocol_options=protocol_pb2.Http1ProtocolOptions()),
+            common_http_protocol_options=protocol_pb2.HttpProtocolOptions(
+                max_connection_duration=seconds(connection_lifetime_s)))
+        cluster.typed_extension_protocol_options[_HTTP_OPTIONS].CopyFrom(pack(options))
     return cluster
 
 

@@ -1,0 +1,244 @@
+"""Staged rotation of the trust anchor (root) or the issuer, without a failed request.
+
+    stage 1  bundle = old + new anchors          every proxy ACKs the bundle
+    stage 2  the new issuer signs; every agent    every live workload holds a certificate from
+             renews at once                       the new issuer, and its proxy ACKed it
+    stage 3  bundle = new anchors only            every proxy ACKs the bundle
+
+Peers validate only against the bundle, so at every moment each certificate in use chains to
+an anchor every proxy trusts. Progress is saved in ca/state.json before each stage runs, so an
+interrupted rotation resumes at the stage it stopped in: on `tulle certs rotate` again, or on
+its own when the control plane restarts. Issuer rotation keeps the root: stages 1 and 3 then
+change nothing in the bundle, but still wait for every proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tulle.errors import ConflictError, IdentityError, UsageError
+from tulle.identity.ca import Authority, CertificateAuthority, Rotation
+
+if TYPE_CHECKING:
+    from tulle.controlplane.app import ControlPlane
+
+log = logging.getLogger("tulle.rotation")
+
+STAGE_TIMEOUT_S = 120.0
+KINDS = ("root", "issuer")
+
+
+class Rotator:
+    def __init__(self, cp: ControlPlane, ca: CertificateAuthority) -> None:
+        self._cp = cp
+        self._ca = ca
+        self._task: asyncio.Task[dict[str, Any]] | None = None
+
+    # -- entry points --------------------------------------------------------------------
+
+    def plan(self, kind: str) -> list[str]:
+        """What `tulle certs rotate KIND` would do, for --dry-run."""
+        self._check_kind(kind)
+        rotation = self._ca.state.rotation
+        if rotation is not None and rotation.kind != kind:
+            raise ConflictError(f"a {rotation.kind} rotation is in progress (stage "
+                                f"{rotation.stage})",
+                                hint=f"finish it first: `tulle certs rotate {rotation.kind}`")
+        proxies = len(self._cp.hub.connected())
+        workloads = len(self._live_workloads())
+        same_root = "unchanged (same root)"
+        stages = {
+            1: f"1. add the new {kind} to the trust bundle (bundle: "
+               f"{'old + new root' if kind == 'root' else same_root}); wait for {proxies} "
+               "proxies to ACK",
+            2: f"2. sign with the new issuer; ask {workloads} workloads to renew now; wait "
+               "until each holds a new certificate and its proxy ACKed it",
+            3: f"3. {'drop the old root from the bundle' if kind == 'root' else same_root}; "
+               f"wait for {proxies} proxies to ACK",
+        }
+        first = rotation.stage if rotation else 1
+        lines = [f"resume the interrupted {kind} rotation at stage {first}"] if rotation else []
+        return lines + [stages[stage] for stage in range(first, 4)]
+
+    async def rotate(self, kind: str, *, new_root: Authority | None = None,
+                     new_issuer: Authority | None = None) -> dict[str, Any]:
+        """Run (or resume) a rotation; concurrent callers share the same run."""
+        self._check_kind(kind)
+        if self._task is None or self._task.done():
+            rotation = self._ca.state.rotation
+            if rotation is not None and rotation.kind != kind:
+                raise ConflictError(f"a {rotation.kind} rotation is in progress",
+                                    hint=f"finish it first: `tulle certs rotate {rotation.kind}`")
+            if rotation is None:
+                self._begin(kind, new_root, new_issuer)
+            elif new_root or new_issuer:
+                raise ConflictError("a rotation is in progress; import after it finishes")
+            self._task = asyncio.create_task(self._run())
+        # Shielded: the rotation goes on even if the client that asked goes away.
+        return await asyncio.shield(self._task)
+
+    def resume_in_background(self) -> None:
+        """After a restart: finish a rotation that was interrupted."""
+        rotation = self._ca.state.rotation
+        if rotation is not None and (self._task is None or self._task.done()):
+            log.warning("resuming the %s rotation at stage %d", rotation.kind, rotation.stage)
+            self._task = asyncio.create_task(self._run(wait_for_agents=True))
+            self._task.add_done_callback(_log_failure)
+
+    # -- the stages ----------------------------------------------------------------------
+
+    def _begin(self, kind: str, new_root: Authority | None,
+               new_issuer: Authority | None) -> None:
+        ca = self._ca
+        state = ca.state
+        if kind == "root":
+            root = new_root or ca.new_root()
+            issuer = new_issuer or ca.new_issuer(root)
+            rotation = Rotation("root", 1, state.anchors, state.issuer, issuer.id, root.id,
+                                time.time())
+        else:
+            signer = new_root or _signer_of(ca, ca.issuer)
+            issuer = new_issuer or ca.new_issuer(signer)
+            rotation = Rotation("issuer", 1, state.anchors, state.issuer, issuer.id, None,
+                                time.time())
+        ca.commit(ca.with_rotation(rotation))
+        log.info("%s rotation started: new issuer %s%s", kind, issuer.id,
+                 f", new root {rotation.new_anchor}" if rotation.new_anchor else "")
+
+    async def _run(self, wait_for_agents: bool = False) -> dict[str, Any]:
+        if wait_for_agents:
+            await self._await_reconnects()
+        ca = self._ca
+        report: list[dict[str, Any]] = []
+        while (rotation := ca.state.rotation) is not None:
+            started = time.monotonic()
+            if rotation.stage == 1:
+                anchors = rotation.old_anchors + ((rotation.new_anchor,)
+                                                  if rotation.new_anchor else ())
+                ca.commit(replace(ca.state, anchors=anchors))
+                synced = await self._push_bundle()
+                detail = f"bundle has {len(anchors)} anchor(s)"
+            elif rotation.stage == 2:
+                ca.commit(replace(ca.state, issuer=rotation.new_issuer))
+                self._cp.identity.refresh_server_identity()
+                synced = await self._reissue(rotation.new_issuer)
+                detail = f"every live workload holds a certificate from {rotation.new_issuer}"
+            else:
+                anchors = (rotation.new_anchor,) if rotation.new_anchor else rotation.old_anchors
+                ca.commit(replace(ca.state, anchors=anchors))
+                synced = await self._push_bundle()
+                detail = f"bundle has {len(anchors)} anchor(s)"
+            if not synced:
+                raise IdentityError(
+                    f"stage {rotation.stage} of the {rotation.kind} rotation did not complete "
+                    f"within {STAGE_TIMEOUT_S:.0f}s: not every proxy confirmed",
+                    hint=f"check `tulle get proxies`, then resume with `tulle certs rotate "
+                         f"{rotation.kind}`")
+            report.append({"stage": rotation.stage, "detail": detail,
+                           "seconds": round(time.monotonic() - started, 3)})
+            log.info("%s rotation: stage %d done (%s)", rotation.kind, rotation.stage, detail)
+            following = None if rotation.stage == 3 else replace(rotation,
+                                                                  stage=rotation.stage + 1)
+            ca.commit(replace(ca.state, rotation=following))
+        return {"stages": report, "anchors": list(ca.state.anchors),
+                "issuer": ca.state.issuer}
+
+    async def _push_bundle(self) -> bool:
+        bundle = self._ca.bundle_pem()
+        self._cp.identity.refresh_server_identity()
+        self._broadcast({"bundle": bundle})
+        version = self._cp.rebuild_now()
+        return await self._cp.hub.wait_synced(version, STAGE_TIMEOUT_S)
+
+    async def _reissue(self, issuer_id: str) -> bool:
+        self._broadcast({"bundle": self._ca.bundle_pem()})
+        self._broadcast({"renew": True})
+        deadline = time.monotonic() + STAGE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            stale = [n for n in self._live_workloads()
+                     if (c := self._cp.registry.certificate(n)) is None
+                     or c.issuer_id != issuer_id]
+            if not stale:
+                version = self._cp.rebuild_now()
+                return await self._cp.hub.wait_synced(version, max(1.0, deadline -
+                                                                   time.monotonic()))
+            await asyncio.sleep(0.1)
+        return False
+
+    async def _await_reconnects(self) -> None:
+        """After a restart, give agents the grace period to come back before stages run."""
+        deadline = time.monotonic() + 20.0
+        registry = self._cp.registry
+        while time.monotonic() < deadline:
+            if all(registry.is_connected(w.node_id) for w in registry.workloads()):
+                return
+            await asyncio.sleep(0.2)
+
+    def _live_workloads(self) -> list[str]:
+        registry = self._cp.registry
+        return [w.node_id for w in registry.workloads() if registry.is_connected(w.node_id)]
+
+    def _broadcast(self, message: dict[str, Any]) -> None:
+        for channel in self._cp.agent_channels.values():
+            channel.put_nowait(message)
+
+    @staticmethod
+    def _check_kind(kind: str) -> None:
+        if kind not in KINDS:
+            raise UsageError(f"cannot rotate {kind!r}", hint="rotate root or issuer")
+
+
+def _signer_of(ca: CertificateAuthority, issuer: Authority) -> Authority:
+    for anchor in ca.anchors:
+        try:
+            issuer.certificate.verify_directly_issued_by(anchor.certificate)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return anchor
+    raise IdentityError("no anchor in the bundle signed the current issuer",
+                        hint="rotate the root instead: `tulle certs rotate root`")
+
+
+def load_import(ca: CertificateAuthority, root_pem: bytes, issuer_pem: bytes,
+                issuer_key_pem: bytes) -> tuple[Authority, Authority]:
+    """Check and store an imported root and issuer (the root's key stays with its owner)."""
+    try:
+        root = x509.load_pem_x509_certificate(root_pem)
+        issuer = x509.load_pem_x509_certificate(issuer_pem)
+        key = serialization.load_pem_private_key(issuer_key_pem, password=None)
+    except ValueError as exc:
+        raise IdentityError(f"cannot read the imported PKI: {exc}",
+                            hint="give PEM files: --root, --issuer and an unencrypted "
+                                 "--issuer-key") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise IdentityError("the issuer key must be an ECDSA key")
+    if _spki(key.public_key()) != _spki(issuer.public_key()):
+        raise IdentityError("the issuer key does not belong to the issuer certificate")
+    for certificate, what in ((root, "root"), (issuer, "issuer")):
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+        if not constraints.value.ca:
+            raise IdentityError(f"the {what} certificate is not a CA certificate")
+    try:
+        issuer.verify_directly_issued_by(root)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise IdentityError("the issuer was not signed by the root") from exc
+    return ca.add(root, None), ca.add(issuer, key)
+
+
+def _spki(public_key: Any) -> bytes:
+    return bytes(public_key.public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def _log_failure(task: asyncio.Task[dict[str, Any]]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the resumed rotation stopped: %s", task.exception())
