@@ -20,6 +20,7 @@ import random
 import ssl
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,12 @@ class Enrolment:
 
 
 class IdentityKeeper:
-    def __init__(self, node_id: str, directory: Path, enrolment: Enrolment) -> None:
+    def __init__(self, node_id: str, directory: Path, enrolment: Enrolment,
+                 reenrol: Callable[[], Awaitable[str]]) -> None:
+        """``reenrol`` gets a fresh join token over the registration's channel, for when the
+        current certificate can no longer vouch for us (expired while the host slept, or
+        issued from a root that was rotated out meanwhile)."""
+        self._reenrol = reenrol
         self.node_id = node_id
         self.directory = directory
         self.enrolment = enrolment
@@ -96,7 +102,7 @@ class IdentityKeeper:
                 if self._renew_at > time.time():
                     continue
             try:
-                await self._request(headers={}, client_cert=(self.cert_file, self.key_file))
+                await self._renew()
                 self.renewals += 1
                 delay = RETRY_MIN_S
             except (TulleError, OSError, http.HttpError, TimeoutError, ssl.SSLError) as exc:
@@ -106,6 +112,19 @@ class IdentityKeeper:
                         getattr(exc, "message", exc), remaining)
                 self._renew_at = time.time() + min(delay, max(remaining / 10, RETRY_MIN_S))
                 delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _renew(self) -> None:
+        if self._not_after > time.time():
+            try:
+                await self._request(headers={}, client_cert=(self.cert_file, self.key_file))
+                return
+            except (IdentityError, ssl.SSLError) as exc:
+                log.warning("renewal with the current certificate was refused (%s); "
+                            "enrolling again", getattr(exc, "message", exc))
+        else:
+            log.warning("the certificate expired before it could be renewed; enrolling again")
+        token = await self._reenrol()
+        await self._request(headers={"Authorization": f"Bearer {token}"}, client_cert=None)
 
     async def _request(self, headers: dict[str, str],
                        client_cert: tuple[Path, Path] | None) -> None:

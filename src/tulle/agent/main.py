@@ -91,7 +91,8 @@ class Agent:
                                             Enrolment(
                 spiffe_id=enrolment["spiffeId"], trust_domain=enrolment["trustDomain"],
                 trust_bundle=enrolment["trustBundle"], host=endpoint.host,
-                port=int(enrolment["identityPort"]), join_token=enrolment["joinToken"]))
+                port=int(enrolment["identityPort"]), join_token=enrolment["joinToken"]),
+                reenrol=session.join_token)
             await self._identity.obtain()
             bootstrap = self.workdir / "bootstrap.json"
             write_private(bootstrap, json.dumps(first["bootstrap"], indent=1))

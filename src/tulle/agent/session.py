@@ -56,6 +56,18 @@ class ControlPlaneSession:
             log.warning("could not report state %s yet: %s", state, exc)
             return None
 
+    async def join_token(self) -> str:
+        """A new join token for our identity (the registration's credentials vouch for us)."""
+        try:
+            response = await http.request_json(
+                self._host, self._port, "POST", f"/v1/agent/workloads/{self.node_id}/join-token",
+                {}, headers=self._headers, timeout=15.0)
+        except (OSError, TimeoutError) as exc:
+            raise ControlPlaneUnavailable(f"cannot reach the control plane: {exc}") from exc
+        if response.status != 200:
+            raise _error(response.status, response.body)
+        return str(response.json()["joinToken"])
+
     async def close(self) -> None:
         """End the session: the control plane deregisters the workload."""
         self._closing = True

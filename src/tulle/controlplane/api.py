@@ -56,6 +56,8 @@ def make_api(cp: ControlPlane) -> web.Application:
     r.add_post("/v1/identity/rotate", _json_async(lambda req: _rotate(cp, req)))
     r.add_post("/v1/identity/import", _json_async(lambda req: _import(cp, req)))
     r.add_post("/v1/agent/sessions", lambda req: sessions.open_session(cp, req))
+    r.add_post("/v1/agent/workloads/{node}/join-token",
+               _json(lambda req: sessions.new_join_token(cp, req)))
     r.add_post("/v1/agent/workloads/{node}/state",
                _json_async(lambda req: sessions.set_state(cp, req)))
     return app

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from aiohttp import web
 from annotated_types import Ge, Le, Len
 
-from tulle.errors import ConfigError, Problem, UsageError
+from tulle.errors import ConfigError, NotFoundError, Problem, UsageError
 from tulle.model.meta import DEFAULT_NAMESPACE, ServiceRef, dns_label_problem, label_problem
 from tulle.model.spec_config import SPEC_CONFIG
 from tulle.model.workload import UpstreamBind, Workload, WorkloadState
@@ -140,6 +140,16 @@ async def open_session(cp: ControlPlane, request: web.Request) -> web.StreamResp
             cp.registry.session_ended(workload.node_id, session)
         raise
     return response
+
+
+def new_join_token(cp: ControlPlane, request: web.Request) -> dict[str, Any]:
+    """For an agent whose certificate can no longer vouch for it (it expired while the host
+    slept): the API token that registered it vouches again."""
+    node_id = request.match_info["node"]
+    workload = cp.registry.get(node_id)
+    if workload is None or not cp.registry.is_connected(node_id):
+        raise NotFoundError(f"no workload {node_id} with a live session")
+    return {"joinToken": cp.identity.tokens.issue(node_id, cp.identity.spiffe_id_of(workload))}
 
 
 async def set_state(cp: ControlPlane, request: web.Request) -> dict[str, Any]:
