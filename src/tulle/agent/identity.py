@@ -117,10 +117,11 @@ class IdentityKeeper:
         if self._not_after > time.time():
             try:
                 await self._request(headers={}, client_cert=(self.cert_file, self.key_file))
-                return
             except (IdentityError, ssl.SSLError) as exc:
                 log.warning("renewal with the current certificate was refused (%s); "
                             "enrolling again", getattr(exc, "message", exc))
+            else:
+                return
         else:
             log.warning("the certificate expired before it could be renewed; enrolling again")
         token = await self._reenrol()
