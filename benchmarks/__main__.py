@@ -7,13 +7,14 @@ import platform
 import sys
 from pathlib import Path
 
-from benchmarks import convergence, startup
+from benchmarks import ca, convergence, startup
 from benchmarks.harness import dump, report
 from tulle import __version__
 
 SUITE = {
     "startup": (startup.run, "Startup: `tulle run` to a ready sidecar"),
     "convergence": (convergence.run, "Convergence: one change to every proxy's ACK"),
+    "ca": (ca.run, "CA: signing throughput, and renewal to ACK"),
 }
 
 
