@@ -1,7 +1,11 @@
 """From `tulle run` to a ready sidecar: config ACKed and the inbound listener serving.
 
-Baseline, same run: a bare Envoy with an equivalent static config, from spawn to serving.
-The difference is what tulle adds: the CLI, the agent, registration and the first xDS push.
+"Serving" means an mTLS client (with a certificate from the mesh's issuer) completes a handshake
+with the inbound listener and gets an HTTP answer (503: no application behind it, on purpose).
+
+Baseline, same run: a bare Envoy with an equivalent static config (an mTLS listener requiring
+client certificates), from spawn to serving the same way. The difference is what tulle adds:
+the CLI, the agent, registration, key and certificate, and the first xDS push.
 """
 
 from __future__ import annotations
@@ -10,35 +14,38 @@ import json
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import BenchMesh, Figure, bench_mesh, free_port, median, percentile, poll
+from benchmarks.tls import Pem, answers, mesh_client, own_pki
 from tulle.agent.locate import find_envoy
 
 TARGET_S = 1.0
 
 
-def _answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True  # Envoy answered (503: no application behind it, as intended)
-    except OSError:
-        return False
-
-
 def _bare_envoy_once(tmp: Path) -> float:
     listener, admin = free_port(), free_port()
+    bundle, server, client = own_pki(tmp)
+    tls = {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                     "DownstreamTlsContext",
+            "require_client_certificate": True,
+            "common_tls_context": {
+                "tls_certificates": [{"certificate_chain": {"filename": str(server.cert)},
+                                      "private_key": {"filename": str(server.key)}}],
+                "validation_context": {"trusted_ca": {"filename": str(bundle)}},
+            },
+        },
+    }
     bootstrap = {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "static_resources": {"listeners": [{
             "name": "inbound",
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": listener}},
-            "filter_chains": [{"filters": [{
+            "filter_chains": [{"transport_socket": tls, "filters": [{
                 "name": "envoy.filters.network.http_connection_manager",
                 "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.network."
@@ -62,14 +69,14 @@ def _bare_envoy_once(tmp: Path) -> float:
                                 "--concurrency", "1", "--log-level", "warning"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        poll(lambda: _answers(listener), timeout=30)
+        poll(lambda: answers(listener, client), timeout=30)
         return time.monotonic() - started
     finally:
         process.terminate()
         process.wait()
 
 
-def _tulle_once(mesh: BenchMesh, index: int) -> float:
+def _tulle_once(mesh: BenchMesh, index: int, client: Pem) -> float:
     name = f"bench-{index}"
     started = time.monotonic()
     process = mesh.spawn("--service", name, "--name", name, "--port", str(free_port()))
@@ -81,7 +88,7 @@ def _tulle_once(mesh: BenchMesh, index: int) -> float:
         return None
 
     port = poll(inbound_port, timeout=30)
-    poll(lambda: _answers(port), timeout=30)
+    poll(lambda: answers(port, client), timeout=30)
     elapsed = time.monotonic() - started
     process.send_signal(2)
     process.wait(20)
@@ -92,15 +99,17 @@ def run(quick: bool) -> tuple[list[Figure], str]:
     rounds = 3 if quick else 15
     with tempfile.TemporaryDirectory() as tmp:
         bare = [_bare_envoy_once(Path(tmp)) for _ in range(rounds)]
-    with bench_mesh() as mesh:
-        tulle = [_tulle_once(mesh, i) for i in range(rounds)]
+    with bench_mesh() as mesh, tempfile.TemporaryDirectory() as tmp:
+        client = mesh_client(mesh.state, Path(tmp))
+        tulle = [_tulle_once(mesh, i, client) for i in range(rounds)]
     figures = [
         Figure("tulle run -> sidecar serving, median", median(tulle), "s", median(bare),
                TARGET_S),
         Figure("tulle run -> sidecar serving, p90", percentile(tulle, 90), "s",
                percentile(bare, 90)),
     ]
-    return figures, f"{rounds} rounds; baseline: bare Envoy, static config, spawn to serving"
+    return figures, (f"{rounds} rounds; baseline: bare Envoy, static mTLS config, spawn to "
+                     "serving")
 
 
 def describe() -> dict[str, Any]:

@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+# Test tools from the system: openssl verifies certificates independently of tulle.
+if ! command -v openssl >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq openssl
+fi
 
 echo "== lint"
 "$VENV/bin/ruff" check src tests benchmarks

@@ -23,7 +23,7 @@ from typing import Any
 from tulle.agent.adminproxy import AdminProxy
 from tulle.agent.config import AgentConfig
 from tulle.agent.envoy import EnvoyProcess, die_with_parent
-from tulle.agent.identity import Enrolment, IdentityKeeper
+from tulle.agent.identity import Enrolment, IdentityKeeper, prepare_first_key
 from tulle.agent.session import ControlPlaneSession
 from tulle.errors import EnvoyError, UsageError
 from tulle.local import free_ports, port_is_free
@@ -83,6 +83,11 @@ class Agent:
             "serviceAccount": config.service_account,
         }, on_message=self._on_control_message)
         envoy: EnvoyProcess | None = None
+        # The key takes a process start to make: begin now, alongside registration.
+        account = config.service_account or config.service
+        prepared = prepare_first_key(
+            self.workdir / "identity",
+            f"spiffe://{endpoint.trust_domain}/ns/{config.namespace}/sa/{account}")
         try:
             first = await session.open()
             # The certificate first: the proxy's listeners and clusters wait for it.
@@ -93,7 +98,7 @@ class Agent:
                 trust_bundle=enrolment["trustBundle"], host=endpoint.host,
                 port=int(enrolment["identityPort"]), join_token=enrolment["joinToken"]),
                 reenrol=session.join_token)
-            await self._identity.obtain()
+            await self._identity.obtain(prepared)
             bootstrap = self.workdir / "bootstrap.json"
             write_private(bootstrap, json.dumps(first["bootstrap"], indent=1))
             envoy = EnvoyProcess(Path(config.envoy_binary), bootstrap,
