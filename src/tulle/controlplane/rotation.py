@@ -215,7 +215,7 @@ def load_import(ca: CertificateAuthority, root_pem: bytes, issuer_pem: bytes,
         root = x509.load_pem_x509_certificate(root_pem)
         issuer = x509.load_pem_x509_certificate(issuer_pem)
         key = serialization.load_pem_private_key(issuer_key_pem, password=None)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # TypeError: the key is encrypted
         raise IdentityError(f"cannot read the imported PKI: {exc}",
                             hint="give PEM files: --root, --issuer and an unencrypted "
                                  "--issuer-key") from exc
@@ -224,8 +224,12 @@ def load_import(ca: CertificateAuthority, root_pem: bytes, issuer_pem: bytes,
     if _spki(key.public_key()) != _spki(issuer.public_key()):
         raise IdentityError("the issuer key does not belong to the issuer certificate")
     for certificate, what in ((root, "root"), (issuer, "issuer")):
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
-        if not constraints.value.ca:
+        try:
+            is_ca = certificate.extensions.get_extension_for_class(
+                x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
             raise IdentityError(f"the {what} certificate is not a CA certificate")
     try:
         issuer.verify_directly_issued_by(root)

@@ -97,6 +97,8 @@ class CaState:
     @classmethod
     def from_json(cls, text: str) -> CaState:
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         rotation = data.get("rotation")
         return cls(trust_domain=data["trust_domain"], anchors=tuple(data["anchors"]),
                    issuer=data["issuer"],
@@ -196,7 +198,11 @@ class CertificateAuthority:
         key_file = self.directory / f"{ident}.key"
         key = None
         if key_file.exists():
-            loaded = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+            try:
+                loaded = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+            except (OSError, ValueError, TypeError) as exc:  # TypeError: the key is encrypted
+                raise StateError(f"cannot read the key of CA certificate {ident}: {exc}",
+                                 hint="restore the ca/ directory from a backup") from exc
             if not isinstance(loaded, ec.EllipticCurvePrivateKey):
                 raise StateError(f"the key of CA certificate {ident} is not an EC key")
             key = loaded
@@ -330,9 +336,10 @@ class CertificateAuthority:
             .sign(issuer.key, hashes.SHA256())
         )
         chain = certificate.public_bytes(serialization.Encoding.PEM).decode() + issuer.pem
+        # The certificate's own dates: it carries whole seconds, ``not_after`` does not.
         return IssuedCertificate(spiffe_id, f"{certificate.serial_number:x}",
                                  certificate.not_valid_before_utc.timestamp(),
-                                 not_after.timestamp(), issuer.id, chain)
+                                 certificate.not_valid_after_utc.timestamp(), issuer.id, chain)
 
     def server_identity(self, spiffe_id: str, lifetime_s: float) -> tuple[IssuedCertificate,
                                                                           str]:

@@ -7,8 +7,9 @@ import re
 SYSTEM_NAMESPACE = "tulle-system"
 CONTROL_PLANE_ACCOUNT = "tulle-controlplane"
 
-_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]{1,255}$")
-_ID = re.compile(r"^spiffe://(?P<td>[a-z0-9._-]+)/ns/(?P<ns>[a-z0-9-]+)/sa/(?P<sa>[a-z0-9-]+)$")
+# Used with fullmatch: "$" alone would accept a trailing newline.
+_TRUST_DOMAIN = re.compile(r"[a-z0-9._-]{1,255}")
+_ID = re.compile(r"spiffe://(?P<td>[a-z0-9._-]+)/ns/(?P<ns>[a-z0-9-]+)/sa/(?P<sa>[a-z0-9-]+)")
 
 
 def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
@@ -16,7 +17,7 @@ def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
 
 
 def trust_domain_problem(value: str) -> str | None:
-    if not _TRUST_DOMAIN.match(value):
+    if not _TRUST_DOMAIN.fullmatch(value):
         return (f'"{value}" is not a valid trust domain: use lower-case letters, digits, ".", '
                 '"-" and "_"')
     return None
@@ -24,7 +25,7 @@ def trust_domain_problem(value: str) -> str | None:
 
 def parse(uri: str) -> tuple[str, str, str] | None:
     """(trust domain, namespace, service account) of a tulle workload's SPIFFE ID."""
-    match = _ID.match(uri)
+    match = _ID.fullmatch(uri)
     return (match["td"], match["ns"], match["sa"]) if match else None
 
 

@@ -64,14 +64,15 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def ca_certificate(common_name: str, key: ec.EllipticCurvePrivateKey,
+def ca_certificate(subject: str | x509.Name, key: ec.EllipticCurvePrivateKey,
                    signer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
                    *, is_ca: bool = True) -> x509.Certificate:
-    """A root (no signer) or an intermediate signed by ``signer``, valid for a day."""
-    issuer_name, signing_key = (signer[0].subject, signer[1]) if signer else (
-        _name(common_name), key)
+    """A root (no signer) or an intermediate signed by ``signer``, valid for a day. A
+    ``subject`` given as a string is a common name."""
+    name = _name(subject) if isinstance(subject, str) else subject
+    issuer_name, signing_key = (signer[0].subject, signer[1]) if signer else (name, key)
     return (x509.CertificateBuilder()
-            .subject_name(_name(common_name)).issuer_name(issuer_name)
+            .subject_name(name).issuer_name(issuer_name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now() - dt.timedelta(hours=1))
             .not_valid_after(now() + dt.timedelta(days=1))

@@ -12,12 +12,15 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
-from tests.unit.xds.envoy_side import CDS, EDS, LDS, RDS, message_of
+from tests.unit.xds.envoy_side import CDS, EDS, LDS, RDS, SDS, message_of
 from tulle.xds.compiler import ProxyConfig
 
 _HCM = "type.googleapis.com/" + hcm.HttpConnectionManager.DESCRIPTOR.full_name
 _TCP_PROXY = "type.googleapis.com/" + tcp_proxy_pb2.TcpProxy.DESCRIPTOR.full_name
+_TLS_CONTEXTS = {"type.googleapis.com/" + message.DESCRIPTOR.full_name: message
+                 for message in (tls_pb2.UpstreamTlsContext, tls_pb2.DownstreamTlsContext)}
 
 
 def decoded(proxy_config: ProxyConfig, type_url: str) -> dict[str, Any]:
@@ -37,12 +40,58 @@ def route_clusters(route_config: Any) -> Iterator[str]:
                 yield action.cluster
 
 
+def tls_context(transport_socket: Any) -> Any:
+    """The Upstream- or DownstreamTlsContext of a transport socket, or None (plaintext)."""
+    message_type = _TLS_CONTEXTS.get(transport_socket.typed_config.type_url)
+    if message_type is None:
+        return None
+    context = message_type()
+    transport_socket.typed_config.Unpack(context)
+    return context
+
+
+def secret_references(context: Any) -> Iterator[tuple[str, str]]:
+    """(secret name, what it must hold) for each SDS secret a TLS context names."""
+    common = context.common_tls_context
+    for config in common.tls_certificate_sds_secret_configs:
+        yield config.name, "tls_certificate"
+    if common.HasField("validation_context_sds_secret_config"):
+        yield common.validation_context_sds_secret_config.name, "validation_context"
+    if common.HasField("combined_validation_context"):
+        combined = common.combined_validation_context
+        yield combined.validation_context_sds_secret_config.name, "validation_context"
+
+
+def tls_users(clusters: dict[str, Any], listeners: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(who, TLS context) for every cluster and listener filter chain that speaks TLS."""
+    for name, cluster in clusters.items():
+        if cluster.HasField("transport_socket"):
+            yield f"cluster {name}", tls_context(cluster.transport_socket)
+    for name, listener in listeners.items():
+        for index, chain in enumerate(listener.filter_chains):
+            if chain.HasField("transport_socket"):
+                yield f"listener {name} chain {index}", tls_context(chain.transport_socket)
+
+
+def secret_problems(clusters: dict[str, Any], listeners: dict[str, Any],
+                    secrets: dict[str, Any]) -> Iterator[str]:
+    for who, context in tls_users(clusters, listeners):
+        if context is None:
+            yield f"{who} has a transport socket that is not TLS"
+            continue
+        for name, holds in secret_references(context):
+            if name not in secrets:
+                yield f"{who} uses missing secret {name}"
+            elif secrets[name].WhichOneof("type") != holds:
+                yield f"{who} uses secret {name} as a {holds}, but it holds no {holds}"
+
+
 def problems(proxy_config: ProxyConfig) -> list[str]:
     clusters = decoded(proxy_config, CDS)
     assignments = decoded(proxy_config, EDS)
     listeners = decoded(proxy_config, LDS)
     tables = decoded(proxy_config, RDS)
-    found: list[str] = []
+    found: list[str] = list(secret_problems(clusters, listeners, decoded(proxy_config, SDS)))
 
     eds_names = set()
     for name, cluster in clusters.items():

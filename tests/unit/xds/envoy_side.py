@@ -13,6 +13,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2  # type: ignore[import-untyped]
 
@@ -22,13 +23,15 @@ from tulle.xds.stream import DeltaStream, SotwStream, XdsStream
 from tulle.xds.tracker import Nack
 from tulle.xds.wire import EncodedResource, encode
 
-CDS, EDS, LDS, RDS = types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE
+CDS, EDS, LDS, RDS, SDS = (types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE,
+                          types.SECRET)
 
 MESSAGE_OF: dict[str, Any] = {
     CDS: cluster_pb2.Cluster,
     EDS: endpoint_pb2.ClusterLoadAssignment,
     LDS: listener_pb2.Listener,
     RDS: route_pb2.RouteConfiguration,
+    SDS: secret_pb2.Secret,
 }
 TYPE_OF: dict[Any, str] = {message: type_url for type_url, message in MESSAGE_OF.items()}
 
