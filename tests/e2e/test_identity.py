@@ -126,3 +126,29 @@ def test_certificates_pass_independent_validation(mesh: Mesh, tmp_path: Path) ->
                               check=False)
     assert verified.returncode == 0, verified.stderr
     assert ": OK" in verified.stdout
+
+
+MESH_MODE = """\
+apiVersion: tulle.io/v1alpha1
+kind: Mesh
+metadata: {{name: default}}
+spec:
+  mtls: {{mode: {mode}}}
+"""
+
+
+def test_mesh_wide_mode_changes_live(mesh: Mesh) -> None:
+    mesh.run("authors", name="authors-1")
+    client = mesh.run("web", name="web-1")
+    port = inbound_port(mesh, "authors-1")
+    refused(port)
+    mesh.cli("apply", "-f", "-", stdin=MESH_MODE.format(mode="PERMISSIVE"))
+    mesh.sync()
+    assert http_get(port, "/")[0] == 200
+    listed = mesh.cli("get", "meshes").stdout
+    assert "Mesh" in listed and "default" in listed
+    mesh.cli("apply", "-f", "-", stdin=MESH_MODE.format(mode="STRICT"))
+    mesh.sync()
+    refused(port)
+    assert mesh.call(client, "http://authors/")["status"] == 200
+    assert "STRICT" in mesh.cli("get", "mesh", "default", "-o", "yaml").stdout

@@ -129,7 +129,7 @@ def _proxies_table(items: list[dict[str, Any]]) -> str:
 
 
 def _resources_table(items: list[dict[str, Any]]) -> str:
-    rows = [(s["manifest"]["metadata"]["namespace"], s["manifest"]["kind"],
+    rows = [(s["manifest"]["metadata"].get("namespace", "-"), s["manifest"]["kind"],
              s["manifest"]["metadata"]["name"], s["revision"], age(s["updatedAt"]))
             for s in items]
     return table(("NAMESPACE", "KIND", "NAME", "REVISION", "AGE"), rows)

@@ -59,7 +59,7 @@ class ResourceService:
 
     def delete(self, kind: str, namespace: str, name: str) -> ApplyResult:
         info = resolve_kind(kind)
-        result = self._store.delete(ResourceKey(info.kind, namespace, name))
+        result = self._store.delete(_key(info, namespace, name))
         self._resources.pop(result.key, None)
         self._stored.pop(result.key, None)
         self._on_change()
@@ -67,7 +67,7 @@ class ResourceService:
 
     def get(self, kind: str, namespace: str, name: str) -> StoredResource:
         info = resolve_kind(kind)
-        key = ResourceKey(info.kind, namespace, name)
+        key = _key(info, namespace, name)
         stored = self._stored.get(key)
         if stored is None:
             raise NotFoundError(f"{key} not found",
@@ -77,7 +77,8 @@ class ResourceService:
     def list(self, kind: str, namespace: str | None) -> list[StoredResource]:
         info = resolve_kind(kind)
         return [s for k, s in sorted(self._stored.items())
-                if k.kind == info.kind and (namespace is None or k.namespace == namespace)]
+                if k.kind == info.kind and (namespace is None or not info.namespaced
+                                            or k.namespace == namespace)]
 
     def _reload(self, keys: Iterable[ResourceKey]) -> None:
         current = {s.key: s for s in self._store.resources()}
@@ -85,6 +86,11 @@ class ResourceService:
             stored = current[key]
             self._stored[key] = stored
             self._resources[key] = resource_from_manifest(stored.manifest)
+
+
+def _key(info: KindInfo, namespace: str, name: str) -> ResourceKey:
+    """Mesh-wide kinds ignore the namespace a caller passes (the CLI always sends one)."""
+    return ResourceKey(info.kind, namespace if info.namespaced else "", name)
 
 
 def resolve_kind(name: str) -> KindInfo:
