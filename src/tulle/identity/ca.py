@@ -98,7 +98,7 @@ class CaState:
     def from_json(cls, text: str) -> CaState:
         data = json.loads(text)
         if not isinstance(data, dict):
-            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
         rotation = data.get("rotation")
         return cls(trust_domain=data["trust_domain"], anchors=tuple(data["anchors"]),
                    issuer=data["issuer"],

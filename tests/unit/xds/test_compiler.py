@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 
 from tests.unit.xds import consistency
 from tests.unit.xds.envoy_side import CDS, EDS, LDS, RDS, config
@@ -19,10 +20,11 @@ from tests.unit.xds.meshes import (
     workload,
 )
 from tests.unit.xds.sample_configs import assignment, cluster, route_table
+from tulle.model.mesh import MeshService
 from tulle.model.meta import ServiceRef
 from tulle.model.workload import Workload, WorkloadState
 from tulle.xds.compiler import ConfigCompiler, ProxyConfig
-from tulle.xds.generators import listeners
+from tulle.xds.generators import clusters, listeners, secrets
 from tulle.xds.proxy import ProxyInfo
 
 BOOKS, WEB = "outbound|books.default", "outbound|web.default"
@@ -111,6 +113,20 @@ BROKEN = [
     ("inline route to a missing cluster",
      [listeners.inbound_listener("10.0.0.1", 15006, 8080, "http", None)],
      "inline routes names missing cluster inbound|8080"),
+    ("cluster with a missing identity secret",
+     [clusters.outbound_cluster(MeshService(ServiceRef("default", "db"), "tcp", True), "td"),
+      assignment("outbound|db.default", [1]), secrets.bundle_secret("td", "PEM")],
+     "cluster outbound|db.default uses missing secret tulle-identity"),
+    ("listener with a missing bundle secret",
+     [listeners.inbound_listener("10.0.0.1", 15006, 8080, "tcp", "STRICT"),
+      clusters.inbound_cluster(8080), secrets.identity_secret("PEM", "/key")],
+     "listener inbound chain 0 uses missing secret tulle-trust-bundle"),
+    ("secret of the wrong kind",
+     [listeners.inbound_listener("10.0.0.1", 15006, 8080, "tcp", "PERMISSIVE"),
+      clusters.inbound_cluster(8080), secrets.bundle_secret("td", "PEM"),
+      secret_pb2.Secret(name="tulle-identity",
+                        validation_context=secrets.bundle_secret("td", "PEM").validation_context)],
+     "uses secret tulle-identity as a tls_certificate, but it holds no tls_certificate"),
     ("two listeners on one port",
      [listeners.outbound_listener(9000, "default"), route_table([]),
       listeners.upstream_listener(9000, ServiceRef("default", "db"), "tcp"),
