@@ -56,6 +56,7 @@ class BenchMesh:
     root: Path
     api_port: int = field(default_factory=free_port)
     xds_port: int = field(default_factory=free_port)
+    identity_port: int = field(default_factory=free_port)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -70,7 +71,8 @@ class BenchMesh:
         return result.stdout
 
     def up(self) -> None:
-        self.cli("up", "--api-port", str(self.api_port), "--xds-port", str(self.xds_port))
+        self.cli("up", "--api-port", str(self.api_port), "--xds-port", str(self.xds_port),
+                 "--identity-port", str(self.identity_port))
 
     @property
     def api(self) -> ApiClient:

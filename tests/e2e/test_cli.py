@@ -88,7 +88,8 @@ def test_foreground_control_plane_stops_on_sigterm(tmp_path) -> None:  # type: i
     idle = Mesh(tmp_path)
     process = subprocess.Popen(
         [*TULLE, "--state-dir", str(idle.state_dir), "up", "--foreground",
-         "--api-port", str(idle.api_port), "--xds-port", str(idle.xds_port)],
+         "--api-port", str(idle.api_port), "--xds-port", str(idle.xds_port),
+         "--identity-port", str(idle.identity_port)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env=idle.env())
     try:

@@ -23,7 +23,8 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
     paths = StatePaths(mesh.state_dir)
     paths.ensure()
     # Free ports instead of the defaults, so parallel tests do not collide.
-    ControlPlaneEndpoint(api_port=free_port(), xds_port=free_port()).save(paths)
+    ControlPlaneEndpoint(api_port=free_port(), xds_port=free_port(),
+                         identity_port=free_port()).save(paths)
     out = tmp_path / "demo.out"
     with out.open("w") as sink:
         demo = subprocess.Popen([*TULLE, "--state-dir", str(mesh.state_dir), "demo"],
