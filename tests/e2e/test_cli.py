@@ -23,8 +23,10 @@ def test_one_shot_command_exit_code_and_proxy_env(mesh: Mesh) -> None:
                       check=False)
     assert result.returncode == 7, result.stderr
     assert result.stdout.strip() == "books-1"
-    # The one-shot client deregistered on the way out.
+    # The one-shot client deregistered on the way out, and deleted its keys.
     assert [w["name"] for w in mesh.api.get("/v1/workloads")] == ["books-1"]
+    (identity,) = (mesh.state_dir / "workloads").glob("client-*.default/identity")
+    assert list(identity.iterdir()) == []
 
 
 def test_api_refuses_requests_without_the_token(mesh: Mesh) -> None:

@@ -8,7 +8,7 @@ import sys
 
 HEAVY = ("pydantic", "grpc", "aiohttp", "yaml", "typer", "rich", "google.protobuf", "envoy",
          "sqlite3", "tulle.model", "tulle.xds", "tulle.controlplane", "tulle.cli",
-         "cryptography", "tulle.identity")
+         "cryptography", "tulle.identity.ca", "tulle.identity.tokens")
 
 
 def test_agent_imports_only_what_it_needs() -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 from tulle.agent import http
 from tulle.errors import IdentityError, TulleError, error_from_dict
+from tulle.identity.spiffe import control_plane_id
 
 log = logging.getLogger("tulle.agent")
 
@@ -48,7 +49,7 @@ class Enrolment:
 
     @property
     def control_plane_id(self) -> str:
-        return f"spiffe://{self.trust_domain}/ns/tulle-system/sa/tulle-controlplane"
+        return control_plane_id(self.trust_domain)
 
 
 class IdentityKeeper:
@@ -169,6 +170,10 @@ class IdentityKeeper:
         self._delete_older_than(previous if answer.get("acked") else previous - 1)
         log.info("certificate %s for %s, valid %.0fs", self.serial, self.enrolment.spiffe_id,
                  remaining)
+
+    def forget(self) -> None:
+        """Delete every key and certificate: the workload has stopped."""
+        self._delete_older_than(self.generation + 1)
 
     def _delete_older_than(self, generation: int) -> None:
         for path in self.directory.glob("*.pem"):

@@ -26,6 +26,7 @@ from tulle.agent.envoy import EnvoyProcess, die_with_parent
 from tulle.agent.identity import Enrolment, IdentityKeeper, prepare_first_key
 from tulle.agent.session import ControlPlaneSession
 from tulle.errors import EnvoyError, UsageError
+from tulle.identity.spiffe import spiffe_id
 from tulle.local import free_ports, port_is_free
 from tulle.security import new_token
 from tulle.settings import LOOPBACK, ControlPlaneEndpoint, StatePaths, read_token, write_private
@@ -87,7 +88,7 @@ class Agent:
         account = config.service_account or config.service
         prepared = prepare_first_key(
             self.workdir / "identity",
-            f"spiffe://{endpoint.trust_domain}/ns/{config.namespace}/sa/{account}")
+            spiffe_id(endpoint.trust_domain, config.namespace, account))
         try:
             first = await session.open()
             # The certificate first: the proxy's listeners and clusters wait for it.
@@ -230,6 +231,8 @@ class Agent:
         await session.close()
         if envoy is not None:
             await envoy.stop()
+        if self._identity is not None:
+            self._identity.forget()  # nothing may use the keys any more
 
     def _exit_code(self) -> int:
         app = self._app

@@ -36,6 +36,7 @@ from tulle.xds.server import XdsHub, build_server
 log = logging.getLogger("tulle.controlplane")
 
 DEFAULT_DEBOUNCE_S = 0.1
+CERTIFICATE_BATCH_S = 0.005  # certificates go out fast (no debounce), in small batches
 
 
 class ControlPlane:
@@ -65,6 +66,7 @@ class ControlPlane:
         self.shutting_down = False
         self._versions = itertools.count(1)
         self._rebuild: asyncio.TimerHandle | None = None
+        self._batch: asyncio.Future[int] | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._api: web.AppRunner | None = None
@@ -78,6 +80,24 @@ class ControlPlane:
         if self._rebuild is None:
             loop = asyncio.get_running_loop()
             self._rebuild = loop.call_later(self.debounce_s, self.rebuild_now)
+
+    async def rebuild_shortly(self, delay_s: float = CERTIFICATE_BATCH_S) -> int:
+        """Rebuild within ``delay_s``, sharing one rebuild among every caller in that window
+        (say, many agents renewing at once during a rotation). Returns the mesh version."""
+        if self._batch is None:
+            loop = asyncio.get_running_loop()
+            self._batch = loop.create_future()
+            loop.call_later(delay_s, self._rebuild_batch)
+        return await asyncio.shield(self._batch)
+
+    def _rebuild_batch(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is None or batch.done():
+            return
+        try:
+            batch.set_result(self.rebuild_now())
+        except Exception as exc:  # every waiter sees the failure instead of hanging
+            batch.set_exception(exc)
 
     @property
     def rebuild_pending(self) -> bool:

@@ -95,7 +95,7 @@ class IdentityService:
             not_after=issued.not_after, issuer_id=issued.issuer_id, chain_pem=issued.chain_pem,
             key_path=key_path, issued_at=now)
         self._cp.registry.set_certificate(node_id, certificate)
-        version = self._cp.rebuild_now()
+        version = await self._cp.rebuild_shortly()
         acked_ms: float | None = None
         if node_id in self._cp.hub.connected():
             if await self._cp.hub.wait_synced(version, ACK_TIMEOUT_S, [node_id]):
