@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.support.load import Load
@@ -36,6 +37,11 @@ def start_mesh(mesh: Mesh) -> int:
     return port
 
 
+def envoy_pids(mesh: Mesh) -> dict[str, list[int]]:
+    return {w["name"]: [p.pid for p in psutil.Process(w["pid"]).children()
+                        if p.name() == "envoy"] for w in mesh.api.get("/v1/workloads")}
+
+
 def handshakes(mesh: Mesh, name: str) -> int:
     return sum(v for k, v in mesh.stats(name).items()
                if k.startswith("listener.") and k.endswith(".ssl.handshake"))
@@ -45,6 +51,7 @@ def test_leaf_rotation_under_load(mesh: Mesh) -> None:
     mesh.cli("apply", "-f", "-", stdin=SHORT_LIVED)
     port = start_mesh(mesh)
     before = handshakes(mesh, "books-1")
+    pids = envoy_pids(mesh)
     serials: dict[str, set[str]] = defaultdict(set)
     load = Load(port).start()
     deadline = time.monotonic() + 60
@@ -65,6 +72,7 @@ def test_leaf_rotation_under_load(mesh: Mesh) -> None:
     current = {w["node"]: w["serial"] for w in mesh.api.get("/v1/identity/status")["workloads"]}
     certs = mesh.admin("books-1", "certs")
     assert current["books-1.default"] in certs.replace('"', "")
+    assert envoy_pids(mesh) == pids, "rotation must never restart Envoy"
 
 
 def rotate_under_load(mesh: Mesh, kind: str) -> tuple[dict[str, object], object]:
