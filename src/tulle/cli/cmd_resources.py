@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
 
 from tulle.cli.output import Format, OutputOption, age, emit, table
 from tulle.client import ApiClient
+from tulle.errors import Problem
 
 NamespaceOption = Annotated[str | None, typer.Option(
     "-n", "--namespace", help="Only this namespace (get: all namespaces if omitted)")]
@@ -40,8 +42,11 @@ def apply(
     result = client.post("/v1/resources/apply", {"documents": documents, "dryRun": dry_run})
     suffix = " (dry run)" if dry_run else ""
     emit(result, output, lambda r: "\n".join(
-        f"{x['kind'].lower()}/{x['name']} ({x['namespace']}) {x['action']}{suffix}"
+        f"{x['kind'].lower()}/{x['name']}{_in(x['namespace'])} {x['action']}{suffix}"
         for x in r["results"]))
+    for warning in result.get("warnings", ()):
+        print("warning: " + Problem.from_dict(warning).render().replace("\n", "\n  "),
+              file=sys.stderr)
 
 
 def get(
@@ -89,6 +94,10 @@ def delete(
     result = client.delete(f"/v1/resources/{kind}/{namespace}/{name}")
     emit(result, output, lambda r: f"{r['kind'].lower()}/{r['name']} ({r['namespace']}) "
                                    "deleted")
+
+
+def _in(namespace: str) -> str:
+    return f" ({namespace})" if namespace else ""
 
 
 def _only(items: list[dict[str, Any]], name: str | None, what: str) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ and stored 0600 in the state directory. Errors are JSON: {"error": {"type", "mes
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -123,10 +124,11 @@ def _shutdown(cp: ControlPlane) -> dict[str, Any]:
 
 async def _apply(cp: ControlPlane, request: web.Request) -> dict[str, Any]:
     body = await request.json()
-    results = cp.resources.apply(documents_from_request(body),
-                                 dry_run=bool(body.get("dryRun", False)))
+    results, warnings = cp.resources.apply(documents_from_request(body),
+                                           dry_run=bool(body.get("dryRun", False)))
     return {"results": [{"kind": r.key.kind, "namespace": r.key.namespace, "name": r.key.name,
-                         "action": r.action, "revision": r.revision} for r in results]}
+                         "action": r.action, "revision": r.revision} for r in results],
+            "warnings": [dataclasses.asdict(w) for w in warnings]}
 
 
 async def _rotate(cp: ControlPlane, request: web.Request) -> dict[str, Any]:

@@ -52,8 +52,7 @@ class ControlPlane:
         # nothing more until it registers again.
         self.registry = WorkloadRegistry(self.store, self.changed, grace_s=grace_s,
                                          on_removed=lambda node: self.hub.disconnect(node))  # noqa: PLW0108 (hub comes later)
-        self.resources = ResourceService(
-            self.store, lambda: [w.service_ref for w in self.registry.workloads()], self.changed)
+        self.resources = ResourceService(self.store, self.registry.workloads, self.changed)
         self.compiler = ConfigCompiler()
         self.hub = XdsHub(directory=self.registry, source=self)
         self.ca = CertificateAuthority.open(paths.ca_dir, endpoint.trust_domain)

@@ -11,19 +11,21 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tulle.errors import ConfigError, NotFoundError, Problem, UsageError
+from tulle.model.advisories import advisories
 from tulle.model.kinds import KINDS, KindInfo, closest, find_kind
-from tulle.model.meta import ResourceKey, ServiceRef
+from tulle.model.meta import ResourceKey
 from tulle.model.parse import Document, parse_documents, resource_from_manifest
 from tulle.model.references import known_services, reference_problems
 from tulle.model.resource import Resource
+from tulle.model.workload import Workload
 from tulle.store.base import ApplyResult, Store, StoredResource
 
 
 class ResourceService:
-    def __init__(self, store: Store, workload_services: Callable[[], Iterable[ServiceRef]],
+    def __init__(self, store: Store, workloads: Callable[[], Iterable[Workload]],
                  on_change: Callable[[], None]) -> None:
         self._store = store
-        self._workload_services = workload_services
+        self._workloads = workloads
         self._on_change = on_change
         self._resources: dict[ResourceKey, Resource] = {}
         self._stored: dict[ResourceKey, StoredResource] = {}
@@ -39,23 +41,26 @@ class ResourceService:
         return list(self._resources.values())
 
     def apply(self, documents: Iterable[Document], *, dry_run: bool = False
-              ) -> list[ApplyResult]:
+              ) -> tuple[list[ApplyResult], list[Problem]]:
+        """Validate and store a batch; returns the results and the warnings."""
         documents = list(documents)
         batch = parse_documents(documents)
         sources = _sources(batch, documents)
         proposed = {**self._resources, **{r.key: r for r in batch}}
-        known = known_services(proposed.values(), self._workload_services())
-        problems = reference_problems(batch, known, sources)
+        workloads = list(self._workloads())
+        known = known_services(proposed.values(), (w.service_ref for w in workloads))
+        problems = reference_problems(batch, known, sources, proposed)
         if problems:
             raise ConfigError(problems)
+        warnings = advisories(batch, proposed, workloads, sources)
         if dry_run:
             return [ApplyResult(r.key, _dry_action(self._stored.get(r.key), r), 0)
-                    for r in batch]
+                    for r in batch], warnings
         results = self._store.apply([(r.key, r.manifest) for r in batch])
         if any(result.action != "unchanged" for result in results):
             self._reload(r.key for r in batch)
             self._on_change()
-        return results
+        return results, warnings
 
     def delete(self, kind: str, namespace: str, name: str) -> ApplyResult:
         info = resolve_kind(kind)

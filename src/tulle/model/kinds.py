@@ -9,6 +9,7 @@ from typing import Any
 
 from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.meshconfig import MESH_NAME, MeshSpec
+from tulle.model.policy import TrafficPolicySpec
 from tulle.model.service import ServiceSpec
 
 
@@ -65,7 +66,17 @@ MESH = KindInfo(
     only_name=MESH_NAME,
 )
 
-KINDS: tuple[KindInfo, ...] = (SERVICE, HTTP_ROUTE, MESH)
+TRAFFIC_POLICY = KindInfo(
+    kind="TrafficPolicy",
+    api_version="tulle.io/v1alpha1",
+    plural="trafficpolicies",
+    aliases=("trafficpolicy", "policy", "policies", "tp"),
+    spec_type=TrafficPolicySpec,
+    summary="resilience and protection for a service or route: pools, retry budgets, outlier "
+            "detection, load balancing, rate limits, fault injection, timeouts",
+)
+
+KINDS: tuple[KindInfo, ...] = (SERVICE, HTTP_ROUTE, TRAFFIC_POLICY, MESH)
 
 
 def find_kind(name: str, kinds: Iterable[KindInfo] = KINDS) -> KindInfo | None:

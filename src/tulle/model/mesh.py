@@ -15,7 +15,17 @@ from tulle.identity.spiffe import spiffe_id
 from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.kinds import HTTP_ROUTE, MESH, SERVICE
 from tulle.model.meshconfig import MESH_NAME, MeshSpec
-from tulle.model.meta import Labels, ResourceKey, ServiceRef
+from tulle.model.meta import Labels, ResourceKey, ServiceRef, freeze_labels
+from tulle.model.policies import (
+    NO_POLICY,
+    NO_RULE_POLICY,
+    Conflict,
+    ResolvedPolicies,
+    RulePolicy,
+    ServicePolicy,
+)
+from tulle.model.policies import resolve as resolve_policies
+from tulle.model.policy import HashKey
 from tulle.model.resource import Resource
 from tulle.model.service import MtlsMode, Protocol, ServiceSpec
 from tulle.model.workload import Workload, WorkloadCertificate
@@ -29,6 +39,8 @@ class MeshService:
     mtls_mode: MtlsMode = "STRICT"
     # The SPIFFE IDs its instances may present; callers accept no other.
     identities: tuple[str, ...] = ()
+    policy: ServicePolicy = NO_POLICY
+    selector: Labels = ()  # a subset: instances are the namespace's workloads that match
 
 
 @dataclass(frozen=True)
@@ -44,10 +56,19 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class AttachedRoute:
-    """An HTTPRoute attached to one parent service, with its references resolved."""
+    """An HTTPRoute attached to one parent service, with what applies to each rule resolved:
+    the rule's TrafficPolicy settings, and the hash key its backends balance on (RingHash)."""
 
     key: ResourceKey
     spec: HTTPRouteSpec
+    rule_policies: tuple[RulePolicy, ...] = ()
+    hash_keys: tuple[HashKey | None, ...] = ()
+
+    def rule_policy(self, index: int) -> RulePolicy:
+        return self.rule_policies[index] if index < len(self.rule_policies) else NO_RULE_POLICY
+
+    def hash_key(self, index: int) -> HashKey | None:
+        return self.hash_keys[index] if index < len(self.hash_keys) else None
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,7 @@ class MeshSnapshot:
     resources: Mapping[ResourceKey, Resource]
     identity: MeshIdentity = NO_IDENTITY
     settings: MeshSpec = MeshSpec()
+    conflicts: tuple[Conflict, ...] = ()  # policies that set the same thing twice
 
     def endpoints_of(self, ref: ServiceRef) -> tuple[Endpoint, ...]:
         return self.endpoints.get(ref, ())
@@ -97,65 +119,109 @@ def route_backends(route: Resource) -> list[tuple[str, ServiceRef]]:
     ]
 
 
+def route_mirrors(route: Resource) -> list[tuple[str, ServiceRef]]:
+    """(field path, service) for every RequestMirror backend of an HTTPRoute."""
+    spec = cast(HTTPRouteSpec, route.spec)
+    return [
+        (f"spec.rules[{r}].filters[{f}].requestMirror.backendRef.name",
+         ServiceRef(item.request_mirror.backend_ref.namespace or route.meta.namespace,
+                    item.request_mirror.backend_ref.name))
+        for r, rule in enumerate(spec.rules)
+        for f, item in enumerate(rule.filters) if item.request_mirror is not None
+    ]
+
+
 def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[Workload],
                identity: MeshIdentity = NO_IDENTITY) -> MeshSnapshot:
     by_key = {resource.key: resource for resource in resources}
+    ordered = sorted(by_key.values(), key=lambda r: r.key)
     all_workloads = sorted(workloads, key=lambda w: w.node_id)
     mesh_resource = by_key.get(ResourceKey(MESH.kind, "", MESH_NAME))
     settings = cast(MeshSpec, mesh_resource.spec) if mesh_resource else MeshSpec()
-    default_mode = settings.mtls.mode
-    identities: dict[ServiceRef, set[str]] = {}
-    for workload in all_workloads if identity.trust_domain else ():
-        identities.setdefault(workload.service_ref, set()).add(
-            spiffe_id(identity.trust_domain, workload.namespace, workload.account))
+    resolved = resolve_policies(ordered)
+    selectors = {ServiceRef(r.meta.namespace, r.meta.name): freeze_labels(r.spec.selector)
+                 for r in ordered if r.info is SERVICE and r.spec.selector}
 
-    def derived(ref: ServiceRef) -> MeshService:
-        return MeshService(ref, "http", declared=False, mtls_mode=default_mode,
-                           identities=tuple(sorted(identities.get(ref, ()))))
+    registered: dict[ServiceRef, list[Workload]] = {}
+    for workload in all_workloads:
+        registered.setdefault(workload.service_ref, []).append(workload)
+
+    def members(ref: ServiceRef) -> list[Workload]:
+        selector = selectors.get(ref)
+        if selector is None:
+            return registered.get(ref, [])
+        return [w for w in all_workloads if w.namespace == ref.namespace and w.matches(selector)]
+
+    def service(ref: ServiceRef, protocol: Protocol = "http", declared: bool = False,
+                mode: MtlsMode | None = None) -> MeshService:
+        accounts = {spiffe_id(identity.trust_domain, w.namespace, w.account)
+                    for w in members(ref)} if identity.trust_domain else set()
+        return MeshService(ref, protocol, declared, mode or settings.mtls.mode,
+                           tuple(sorted(accounts)), resolved.services.get(ref, NO_POLICY),
+                           selectors.get(ref, ()))
 
     services: dict[ServiceRef, MeshService] = {}
-    for resource in by_key.values():
+    for resource in ordered:
         if resource.info is SERVICE:
-            ref = ServiceRef(resource.meta.namespace, resource.meta.name)
             spec = cast(ServiceSpec, resource.spec)
-            services[ref] = MeshService(
-                ref, spec.protocol, declared=True,
-                mtls_mode=spec.mtls.mode if spec.mtls else default_mode,
-                identities=tuple(sorted(identities.get(ref, ()))))
+            ref = ServiceRef(resource.meta.namespace, resource.meta.name)
+            services[ref] = service(ref, spec.protocol, True, spec.mtls.mode if spec.mtls
+                                    else None)
     for workload in all_workloads:
-        ref = workload.service_ref
-        services.setdefault(ref, derived(ref))
         # A client may start before the service it names with --upstream: give it a cluster
         # without endpoints (503 "no healthy upstream") rather than no cluster at all.
-        for bind in workload.upstreams:
-            services.setdefault(bind.service, derived(bind.service))
+        for ref in (workload.service_ref, *(bind.service for bind in workload.upstreams)):
+            if ref not in services:
+                services[ref] = service(ref)
 
-    routes: dict[ServiceRef, list[AttachedRoute]] = {}
+    routes: dict[ServiceRef, list[Resource]] = {}
     # Gateway API orders routes of one parent by age, then name; tulle orders by name.
-    for resource in sorted(by_key.values(), key=lambda r: r.key):
+    for resource in ordered:
         if resource.info is not HTTP_ROUTE:
             continue
-        for _, backend in route_backends(resource):
-            services.setdefault(backend, derived(backend))
+        referenced = route_backends(resource) + route_mirrors(resource)
+        for ref in [ref for _, ref in referenced] + route_parents(resource):
+            if ref not in services:
+                services[ref] = service(ref)
         for parent in route_parents(resource):
-            services.setdefault(parent, derived(parent))
-            routes.setdefault(parent, []).append(
-                AttachedRoute(resource.key, cast(HTTPRouteSpec, resource.spec)))
+            routes.setdefault(parent, []).append(resource)
 
-    endpoints: dict[ServiceRef, list[Endpoint]] = {}
-    for workload in all_workloads:
-        if workload.serves_traffic and workload.inbound_port is not None:
-            endpoints.setdefault(workload.service_ref, []).append(Endpoint(
-                workload=workload.name, address=workload.address, port=workload.inbound_port,
-                version=workload.version, labels=workload.labels))
-
+    endpoints = {ref: ready for ref in services if (ready := _ready(members(ref)))}
     return MeshSnapshot(
         version=version,
         services=MappingProxyType(dict(sorted(services.items()))),
-        endpoints=MappingProxyType({ref: tuple(eps) for ref, eps in endpoints.items()}),
-        routes=MappingProxyType({ref: tuple(rs) for ref, rs in routes.items()}),
+        endpoints=MappingProxyType(endpoints),
+        routes=MappingProxyType({ref: tuple(_attach(r, services, resolved) for r in rs)
+                                 for ref, rs in routes.items()}),
         workloads=MappingProxyType({w.node_id: w for w in all_workloads}),
         resources=MappingProxyType(by_key),
         identity=identity,
         settings=settings,
+        conflicts=tuple(resolved.conflicts),
     )
+
+
+def _ready(workloads: Iterable[Workload]) -> tuple[Endpoint, ...]:
+    return tuple(Endpoint(workload=w.name, address=w.address, port=w.inbound_port,
+                          version=w.version, labels=w.labels)
+                 for w in workloads if w.serves_traffic and w.inbound_port is not None)
+
+
+def _attach(route: Resource, services: Mapping[ServiceRef, MeshService],
+            resolved: ResolvedPolicies) -> AttachedRoute:
+    spec = cast(HTTPRouteSpec, route.spec)
+    hash_keys = []
+    for rule in spec.rules:
+        key = None
+        for backend in rule.backend_refs:
+            target = services.get(ServiceRef(backend.namespace or route.meta.namespace,
+                                             backend.name))
+            balancer = target.policy.load_balancer if target else None
+            if balancer is not None and balancer.algorithm == "RingHash":
+                key = balancer.hash_key
+                break
+        hash_keys.append(key)
+    return AttachedRoute(route.key, spec,
+                         tuple(resolved.rules.get((route.key, i), NO_RULE_POLICY)
+                               for i in range(len(spec.rules))),
+                         tuple(hash_keys))

@@ -7,11 +7,13 @@ when a workload is registered under it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import cast
 
 from tulle.errors import Problem
-from tulle.model.kinds import HTTP_ROUTE, SERVICE, closest
-from tulle.model.mesh import route_backends, route_parents
+from tulle.model.kinds import HTTP_ROUTE, SERVICE, TRAFFIC_POLICY, closest
+from tulle.model.mesh import route_backends, route_mirrors, route_parents
 from tulle.model.meta import ResourceKey, ServiceRef
+from tulle.model.policy import TrafficPolicySpec
 from tulle.model.resource import Resource
 
 
@@ -22,19 +24,56 @@ def known_services(resources: Iterable[Resource],
 
 
 def reference_problems(batch: Iterable[Resource], known: frozenset[ServiceRef],
-                       sources: Mapping[ResourceKey, str]) -> list[Problem]:
-    """Problems with references made by the resources of ``batch``."""
+                       sources: Mapping[ResourceKey, str],
+                       proposed: Mapping[ResourceKey, Resource] | None = None) -> list[Problem]:
+    """Problems with references made by the resources of ``batch``. ``proposed`` is every
+    resource as it would be after the apply (for references to routes)."""
     problems: list[Problem] = []
     for resource in batch:
+        source = sources.get(resource.key, "")
+        if resource.info is TRAFFIC_POLICY:
+            problems += _policy_targets(resource, known, proposed or {}, source)
+            continue
         if resource.info is not HTTP_ROUTE:
             continue
         refs = [(f"spec.parentRefs[{i}].name", parent)
                 for i, parent in enumerate(route_parents(resource))]
-        refs += route_backends(resource)
+        refs += route_backends(resource) + route_mirrors(resource)
         for field, ref in refs:
             if ref not in known:
-                problems.append(_unknown_service(resource, field, ref, known,
-                                                 sources.get(resource.key, "")))
+                problems.append(_unknown_service(resource, field, ref, known, source))
+    return problems
+
+
+def _policy_targets(resource: Resource, known: frozenset[ServiceRef],
+                    proposed: Mapping[ResourceKey, Resource], source: str) -> list[Problem]:
+    problems = []
+    spec = cast(TrafficPolicySpec, resource.spec)
+    for t, target in enumerate(spec.target_refs):
+        namespace = target.namespace or resource.meta.namespace
+        field = f"spec.targetRefs[{t}]"
+        if target.kind == "Service":
+            ref = ServiceRef(namespace, target.name)
+            if ref not in known:
+                problems.append(_unknown_service(resource, f"{field}.name", ref, known, source))
+            continue
+        route = proposed.get(ResourceKey(HTTP_ROUTE.kind, namespace, target.name))
+        if route is None:
+            routes = sorted(k.name for k in proposed if k.kind == HTTP_ROUTE.kind
+                            and k.namespace == namespace)
+            problems.append(Problem(
+                source=source, resource=str(resource.key), field=f"{field}.name",
+                message=f'unknown HTTPRoute "{target.name}" in namespace "{namespace}"',
+                hint=f"routes in {namespace}: {', '.join(routes) or 'none'}"))
+        elif target.section_name is not None:
+            names = [rule.name for rule in route.spec.rules if rule.name]
+            if target.section_name not in names:
+                problems.append(Problem(
+                    source=source, resource=str(resource.key), field=f"{field}.sectionName",
+                    message=f'HTTPRoute {namespace}/{target.name} has no rule named '
+                            f'"{target.section_name}"',
+                    hint="its named rules: " + (", ".join(names) or
+                                                "none (name them with rules[].name)")))
     return problems
 
 

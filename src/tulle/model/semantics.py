@@ -1,4 +1,4 @@
-"""Checks on one resource that a schema cannot express (names, paths, weights).
+"""Checks on one resource that a schema cannot express (names, durations, combinations).
 
 Each check yields (field path, message, hint). Checks that need other resources, such as whether
 a referenced service exists, live in ``tulle.model.references``.
@@ -9,14 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from tulle.model.durations import DURATION_HINT, parse_duration
 from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.meshconfig import (
     MAX_WORKLOAD_LIFETIME_S,
     MIN_WORKLOAD_LIFETIME_S,
     MeshSpec,
-    parse_duration,
 )
-from tulle.model.meta import dns_label_problem
+from tulle.model.meta import label_problem
+from tulle.model.policy import TrafficPolicySpec
+from tulle.model.policy_checks import policy_problems
+from tulle.model.route_checks import (
+    httproute_problems,
+)
+from tulle.model.service import ServiceSpec
 
 FieldIssue = tuple[str, str, str]
 
@@ -27,43 +33,29 @@ def spec_problems(spec: Any) -> Iterator[FieldIssue]:
         yield from check(spec)
 
 
-def _httproute(spec: HTTPRouteSpec) -> Iterator[FieldIssue]:
-    for i, parent in enumerate(spec.parent_refs):
-        yield from _name("spec.parentRefs", i, parent.name, parent.namespace)
-    for r, rule in enumerate(spec.rules):
-        base = f"spec.rules[{r}]"
-        for m, match in enumerate(rule.matches):
-            if not match.path.value.startswith("/"):
-                yield (f"{base}.matches[{m}].path.value",
-                       f'a path must start with "/", got "{match.path.value}"',
-                       f'write "/{match.path.value}"')
-        for b, backend in enumerate(rule.backend_refs):
-            yield from _name(f"{base}.backendRefs", b, backend.name, backend.namespace)
-        if all(backend.weight == 0 for backend in rule.backend_refs):
-            yield (f"{base}.backendRefs",
-                   "every backendRef has weight 0, so every request would fail with 500",
-                   "give at least one backendRef a weight above 0")
-
-
-def _name(prefix: str, index: int, name: str, namespace: str | None) -> Iterator[FieldIssue]:
-    if (why := dns_label_problem(name)) is not None:
-        yield f"{prefix}[{index}].name", why, ""
-    if namespace is not None and (why := dns_label_problem(namespace)) is not None:
-        yield f"{prefix}[{index}].namespace", why, ""
-
-
 def _mesh(spec: MeshSpec) -> Iterator[FieldIssue]:
     field = "spec.certificates.workloadLifetime"
     ttl = parse_duration(spec.certificates.workload_lifetime)
     if ttl is None:
         yield (field, f'"{spec.certificates.workload_lifetime}" is not a duration',
-               'write a number and a unit (ms, s, m, h, d): "24h", "90m", "30s"')
+               DURATION_HINT)
     elif not MIN_WORKLOAD_LIFETIME_S <= ttl <= MAX_WORKLOAD_LIFETIME_S:
         yield (field, f"must be between {MIN_WORKLOAD_LIFETIME_S:g}s and 90d, got "
                       f"{spec.certificates.workload_lifetime}", "")
 
 
+def _service(spec: ServiceSpec) -> Iterator[FieldIssue]:
+    for key, value in (spec.selector or {}).items():
+        if (why := label_problem(key, value)) is not None:
+            yield f"spec.selector.{key}", why, ""
+    if spec.selector is not None and not spec.selector:
+        yield "spec.selector", "an empty selector selects every workload of the mesh", \
+            "name labels, such as {service: books, version: v2}"
+
+
 _CHECKS: dict[type[Any], Callable[[Any], Iterator[FieldIssue]]] = {
-    HTTPRouteSpec: _httproute,
+    HTTPRouteSpec: httproute_problems,
     MeshSpec: _mesh,
+    ServiceSpec: _service,
+    TrafficPolicySpec: policy_problems,
 }

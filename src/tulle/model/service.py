@@ -1,8 +1,8 @@
 """Service: optional explicit settings for a service that workloads register under.
 
 Services exist as soon as a workload registers with ``tulle run --service NAME``. A Service
-resource is needed only to set what cannot be derived, such as the protocol, or to override the
-mesh's mTLS mode for this service.
+resource is needed only to set what cannot be derived: the protocol, an override of the mesh's
+mTLS mode, or a selector that makes it a subset of other services' workloads (a version).
 """
 
 from __future__ import annotations
@@ -34,3 +34,7 @@ class ServiceSpec:
     protocol: Protocol = "http"
     # Overrides the Mesh's mTLS mode for this service's inbound traffic.
     mtls: MtlsSettings | None = None
+    # Makes this a subset: its instances are the workloads whose labels match, for example
+    # {service: books, version: v2}. Workloads carry their own labels plus "service" (the
+    # service they registered under) and "version" (from `tulle run --version`).
+    selector: dict[str, str] | None = None

@@ -61,6 +61,15 @@ class Workload:
     def service_ref(self) -> ServiceRef:
         return ServiceRef(self.namespace, self.service)
 
+    def matches(self, selector: Labels) -> bool:
+        """Whether a Service's selector picks this workload: its own labels, plus "service"
+        (the service it registered under) and "version" when it has one."""
+        labels = dict(self.labels)
+        labels["service"] = self.service
+        if self.version:
+            labels["version"] = self.version
+        return all(labels.get(key) == value for key, value in selector)
+
     @property
     def serves_traffic(self) -> bool:
         return self.state is WorkloadState.READY and self.inbound_port is not None

@@ -116,9 +116,10 @@ class ConfigCompiler:
                 protocol = service.protocol if service else "http"
                 mode = (service.mtls_mode if service else mesh.settings.mtls.mode) \
                     if mesh.identity.trust_domain else None
+                rate_limit = service.policy.rate_limit if service else None
                 own_listeners.append(memo.get(types.LISTENER, listeners.inbound_listener,
                                               proxy.address, proxy.inbound_port, proxy.app_port,
-                                              protocol, mode))
+                                              protocol, mode, rate_limit))
         for bind in proxy.upstreams:
             service = mesh.services.get(bind.service) or MeshService(bind.service, "http", False)
             own_listeners.append(memo.get(types.LISTENER, listeners.upstream_listener,

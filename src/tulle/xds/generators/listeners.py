@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from envoy.config.core.v3 import base_pb2, protocol_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
-from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
@@ -18,9 +17,11 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import wrappers_pb2
 
 from tulle.model.meta import ServiceRef
+from tulle.model.policy import RateLimit
 from tulle.model.service import MtlsMode, Protocol
 from tulle.xds import names
 from tulle.xds.generators.common import ads_source, pack, socket_address, tls_socket
+from tulle.xds.generators.http_filters import http_filters
 from tulle.xds.generators.routes import inbound_route_config
 from tulle.xds.generators.secrets import downstream_tls
 
@@ -34,12 +35,14 @@ def outbound_listener(port: int, client_namespace: str) -> listener_pb2.Listener
 
 
 def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
-                     mtls: MtlsMode | None) -> listener_pb2.Listener:
-    """Mesh traffic for the local application. ``mtls`` None: plaintext only (no CA)."""
+                     mtls: MtlsMode | None, rate_limit: RateLimit | None = None
+                     ) -> listener_pb2.Listener:
+    """Mesh traffic for the local application. ``mtls`` None: plaintext only (no CA).
+    ``rate_limit``: the service's own limit, enforced by each of its instances."""
     if protocol == "tcp":
         network_filter = _tcp_proxy("inbound", names.inbound_cluster(app_port))
     else:
-        manager = _http_manager("inbound")
+        manager = _http_manager("inbound", rate_limit=rate_limit)
         manager.route_config.CopyFrom(inbound_route_config(app_port))
         if mtls is not None:
             # The application learns the caller's verified SPIFFE ID, and only that: an
@@ -87,7 +90,8 @@ def _listener(name: str, host: str, port: int, network_filter: listener_componen
     )
 
 
-def _http_manager(stat_prefix: str, rds_name: str | None = None) -> hcm.HttpConnectionManager:
+def _http_manager(stat_prefix: str, rds_name: str | None = None,
+                  rate_limit: RateLimit | None = None) -> hcm.HttpConnectionManager:
     manager = hcm.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm.HttpConnectionManager.AUTO,
@@ -96,8 +100,7 @@ def _http_manager(stat_prefix: str, rds_name: str | None = None) -> hcm.HttpConn
             allow_absolute_url=wrappers_pb2.BoolValue(value=True)),
         # http://books:7002/ and http://books/ both match the virtual host "books".
         strip_any_host_port=True,
-        http_filters=[hcm.HttpFilter(name="envoy.filters.http.router",
-                                     typed_config=pack(router_pb2.Router()))],
+        http_filters=http_filters(rate_limit),
     )
     if rds_name is not None:
         manager.rds.CopyFrom(hcm.Rds(config_source=ads_source(), route_config_name=rds_name))

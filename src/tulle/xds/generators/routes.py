@@ -10,18 +10,22 @@ from __future__ import annotations
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
-from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from google.protobuf import wrappers_pb2
 
-from tulle.model.httproute import PathMatch, RouteRule
 from tulle.model.mesh import AttachedRoute, MeshService
-from tulle.model.meta import ServiceRef
 from tulle.xds import names
-from tulle.xds.generators.common import pack, seconds
+from tulle.xds.generators.common import seconds
+from tulle.xds.generators.matchers import precedence, route_match
+from tulle.xds.generators.route_actions import (
+    SAFE_RETRIES,
+    SAFE_RETRY_ON,
+    default_route,
+    rule_route,
+    safe_retries,
+)
 
-# Retries that are always safe: the request never reached the application.
-SAFE_RETRY_ON = "connect-failure,refused-stream,reset-before-request"
-SAFE_RETRIES = 2
+__all__ = ["SAFE_RETRIES", "SAFE_RETRY_ON", "inbound_route_config", "outbound_route_config",
+           "service_routes", "upstream_route_config"]
 
 ServiceRoutes = tuple[tuple[MeshService, tuple[AttachedRoute, ...]], ...]
 
@@ -74,7 +78,7 @@ def inbound_route_config(app_port: int) -> route_pb2.RouteConfiguration:
                 # The caller's sidecar enforces the request timeout; a second one here would
                 # only produce confusing double timeouts.
                 timeout=seconds(0),
-                retry_policy=_safe_retries(),
+                retry_policy=safe_retries(),
             ),
         )])],
     )
@@ -84,74 +88,27 @@ def service_routes(service: MeshService, attached: tuple[AttachedRoute, ...]) ->
     if service.protocol == "tcp":
         return [_direct(400, f"tulle: {service.ref.host} speaks tcp, not http; reach it with "
                              f"`tulle run --upstream {service.ref.host}:LOCAL_PORT`.\n")]
+    policy = service.policy
+    balancer = policy.load_balancer
     if not attached:
-        return [rc.Route(name=f"{service.ref.host}/default", match=rc.RouteMatch(prefix="/"),
-                         route=_action(((names.outbound_cluster(service.ref), 1),)))]
-    entries: list[tuple[tuple[int, int], int, rc.Route]] = []
+        hash_key = balancer.hash_key if balancer and balancer.algorithm == "RingHash" else None
+        return [default_route(f"{service.ref.host}/default",
+                              names.outbound_cluster(service.ref), policy.fault_injection,
+                              hash_key)]
+    entries: list[tuple[tuple[int, ...], int, rc.Route]] = []
     for attached_route in attached:
         key = attached_route.key
         for r, rule in enumerate(attached_route.spec.rules):
-            action = _action(_weighted_backends(rule, key.namespace))
+            rule_policy = attached_route.rule_policy(r)
+            fault = rule_policy.fault_injection or policy.fault_injection
             for m, match in enumerate(rule.matches):
-                route = rc.Route(name=f"{key.namespace}/{key.name}/rule{r}/match{m}",
-                                 match=_path_match(match.path), route=action)
-                entries.append((_precedence(match.path), len(entries), route))
-    # Gateway API precedence: exact paths first, then longer prefixes; ties keep their order.
+                name = f"{key.namespace}/{key.name}/{rule.name or f'rule{r}'}/match{m}"
+                route = rule_route(name, match, route_match(match), rule, key.namespace, fault,
+                                   rule_policy.rate_limit, attached_route.hash_key(r))
+                entries.append((precedence(match), len(entries), route))
+    # Gateway API precedence; ties keep their order (route name, then rule, then match).
     entries.sort(key=lambda entry: (entry[0], entry[1]))
     return [route for _, _, route in entries]
-
-
-def _weighted_backends(rule: RouteRule, route_namespace: str) -> tuple[tuple[str, int], ...]:
-    return tuple(
-        (names.outbound_cluster(ServiceRef(b.namespace or route_namespace, b.name)), b.weight)
-        for b in rule.backend_refs if b.weight > 0
-    )
-
-
-def _action(backends: tuple[tuple[str, int], ...]) -> rc.RouteAction:
-    if len(backends) == 1:
-        return rc.RouteAction(cluster=backends[0][0], retry_policy=_safe_retries())
-    return rc.RouteAction(
-        weighted_clusters=rc.WeightedCluster(clusters=[
-            rc.WeightedCluster.ClusterWeight(name=cluster,
-                                             weight=wrappers_pb2.UInt32Value(value=weight))
-            for cluster, weight in backends
-        ]),
-        retry_policy=_safe_retries(),
-    )
-
-
-def _path_match(path: PathMatch) -> rc.RouteMatch:
-    if path.type == "Exact":
-        return rc.RouteMatch(path=path.value)
-    prefix = _segment_prefix(path.value)
-    if prefix == "/":
-        return rc.RouteMatch(prefix="/")
-    # Gateway API prefixes match whole path segments: /books matches /books/1, not /booksx.
-    return rc.RouteMatch(path_separated_prefix=prefix)
-
-
-def _segment_prefix(value: str) -> str:
-    """Gateway API ignores a trailing "/" in a prefix: /books/ matches /books too. Envoy's
-    path_separated_prefix must not end with "/" anyway."""
-    return value.rstrip("/") or "/"
-
-
-def _precedence(path: PathMatch) -> tuple[int, int]:
-    if path.type == "Exact":
-        return (0, -len(path.value))
-    return (1, -len(_segment_prefix(path.value)))
-
-
-def _safe_retries() -> rc.RetryPolicy:
-    return rc.RetryPolicy(
-        retry_on=SAFE_RETRY_ON,
-        num_retries=wrappers_pb2.UInt32Value(value=SAFE_RETRIES),
-        retry_host_predicate=[rc.RetryPolicy.RetryHostPredicate(
-            name="envoy.retry_host_predicates.previous_hosts",
-            typed_config=pack(previous_hosts_pb2.PreviousHostsPredicate()))],
-        host_selection_retry_max_attempts=3,
-    )
 
 
 def _direct(status: int, body: str) -> rc.Route:

@@ -1,0 +1,92 @@
+"""HTTP filters of the connection managers, and their per-route configuration.
+
+Every HTTP connection manager carries the same chain: fault injection, local rate limit, router.
+The first two do nothing by default; a route switches them on with a per-route config. That
+keeps listeners identical whatever the policies, so a policy change is a route change only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
+from envoy.extensions.filters.common.fault.v3 import fault_pb2 as common_fault_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
+from envoy.type.v3 import percent_pb2, token_bucket_pb2
+from google.protobuf import wrappers_pb2
+
+from tulle.model.durations import parse_duration
+from tulle.model.policy import FaultInjection, RateLimit
+from tulle.xds.generators.common import pack, seconds
+from tulle.xds.generators.matchers import header_matcher
+
+FAULT = "envoy.filters.http.fault"
+RATE_LIMIT = "envoy.filters.http.local_ratelimit"
+ROUTER = "envoy.filters.http.router"
+
+
+def http_filters(service_rate_limit: RateLimit | None = None) -> list[hcm.HttpFilter]:
+    """The chain: fault, local rate limit (on for a whole service when given), router."""
+    limiter = (local_rate_limit(service_rate_limit, "inbound_ratelimit")
+               if service_rate_limit else
+               local_rate_limit_pb2.LocalRateLimit(stat_prefix="http_local_rate_limiter"))
+    return [
+        hcm.HttpFilter(name=FAULT, typed_config=pack(fault_pb2.HTTPFault())),
+        hcm.HttpFilter(name=RATE_LIMIT, typed_config=pack(limiter)),
+        hcm.HttpFilter(name=ROUTER, typed_config=pack(router_pb2.Router())),
+    ]
+
+
+def per_route(fault: FaultInjection | None, rate_limit: RateLimit | None) -> dict[str, Any]:
+    """typed_per_filter_config entries for one route."""
+    configs: dict[str, Any] = {}
+    if fault is not None:
+        configs[FAULT] = pack(fault_config(fault))
+    if rate_limit is not None:
+        configs[RATE_LIMIT] = pack(local_rate_limit(rate_limit, "route_ratelimit"))
+    return configs
+
+
+def fault_config(fault: FaultInjection) -> fault_pb2.HTTPFault:
+    config = fault_pb2.HTTPFault()
+    if fault.delay is not None:
+        config.delay.CopyFrom(common_fault_pb2.FaultDelay(
+            fixed_delay=seconds(parse_duration(fault.delay.fixed_delay) or 0.0),
+            percentage=_percent(fault.delay.percent)))
+    if fault.abort is not None:
+        config.abort.CopyFrom(fault_pb2.FaultAbort(
+            http_status=fault.abort.http_status, percentage=_percent(fault.abort.percent)))
+    for header in fault.match.headers if fault.match else ():
+        config.headers.append(header_matcher(header.name, header.value, header.type))
+    return config
+
+
+def local_rate_limit(limit: RateLimit, stat_prefix: str) -> local_rate_limit_pb2.LocalRateLimit:
+    """A token bucket that is on and enforced (both default to 0 % in Envoy), answering 429
+    with x-ratelimit-* headers."""
+    always = base_pb2.RuntimeFractionalPercent(default_value=_percent(100),
+                                               runtime_key=f"{stat_prefix}_enabled")
+    enforced = base_pb2.RuntimeFractionalPercent(default_value=_percent(100),
+                                                 runtime_key=f"{stat_prefix}_enforced")
+    return local_rate_limit_pb2.LocalRateLimit(
+        stat_prefix=stat_prefix,
+        token_bucket=token_bucket_pb2.TokenBucket(
+            max_tokens=limit.burst or limit.requests,
+            tokens_per_fill=wrappers_pb2.UInt32Value(value=limit.requests),
+            fill_interval=seconds(parse_duration(limit.interval) or 1.0)),
+        filter_enabled=always,
+        filter_enforced=enforced,
+        enable_x_ratelimit_headers=ratelimit_pb2.DRAFT_VERSION_03,
+    )
+
+
+def _percent(value: float) -> percent_pb2.FractionalPercent:
+    # Millionths: fractions like 0.5 % survive.
+    return percent_pb2.FractionalPercent(numerator=round(value * 10_000),
+                                         denominator=percent_pb2.FractionalPercent.MILLION)

@@ -1,0 +1,113 @@
+"""Rate limits and fault injection, through real sidecars."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.http import request
+from tests.support.mesh import Mesh, free_port
+
+pytestmark = pytest.mark.envoy
+
+SERVICE_LIMIT = """\
+apiVersion: tulle.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: books-limit}
+spec:
+  targetRefs: [{kind: Service, name: books}]
+  rateLimit: {requests: 5, interval: 2s}
+"""
+
+ROUTE_LIMIT = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: books}
+spec:
+  parentRefs: [{name: books}]
+  rules:
+  - name: search
+    matches: [{path: {type: PathPrefix, value: /search}}]
+    backendRefs: [{name: books}]
+  - backendRefs: [{name: books}]
+---
+apiVersion: tulle.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: search-limit}
+spec:
+  targetRefs: [{kind: HTTPRoute, group: gateway.networking.k8s.io, name: books,
+                sectionName: search}]
+  rateLimit: {requests: 3, interval: 2s}
+"""
+
+
+def start(mesh: Mesh) -> int:
+    mesh.run("books", name="books-1")
+    port = free_port()
+    mesh.run("web", name="web-1", extra=("--upstream", f"books:{port}"))
+    mesh.wait_endpoints("web-1", "books", {"books-1"})
+    return port
+
+
+def test_service_rate_limit_answers_429_with_headers(mesh: Mesh) -> None:
+    port = start(mesh)
+    within = [request(port, "/") for _ in range(4)]
+    assert {r.status for r in within} == {200}  # no limit yet
+    mesh.cli("apply", "-f", "-", stdin=SERVICE_LIMIT)
+    mesh.sync()
+    time.sleep(2.1)  # a full bucket
+    replies = [request(port, "/") for _ in range(12)]
+    statuses = [r.status for r in replies]
+    assert statuses[:5] == [200] * 5, statuses  # the bucket holds 5
+    limited = [r for r in replies if r.status == 429]
+    assert len(limited) >= 6, statuses
+    assert limited[0].headers.get("x-ratelimit-limit") == "5"
+    assert "x-ratelimit-remaining" in limited[0].headers
+    time.sleep(2.1)
+    assert {request(port, "/").status for _ in range(3)} == {200}  # within the limit: none
+
+
+def test_route_rate_limit_applies_to_its_rule_only(mesh: Mesh) -> None:
+    port = start(mesh)
+    mesh.cli("apply", "-f", "-", stdin=ROUTE_LIMIT)
+    mesh.sync()
+    time.sleep(2.1)
+    searches = [request(port, "/search?q=x").status for _ in range(8)]
+    assert searches[:3] == [200] * 3 and searches.count(429) >= 4, searches
+    assert {request(port, "/browse").status for _ in range(8)} == {200}
+
+
+FAULTS = """\
+apiVersion: tulle.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: books-chaos}
+spec:
+  targetRefs: [{kind: Service, name: books}]
+  faultInjection:
+    abort: {httpStatus: 503, percent: 30}
+    delay: {fixedDelay: 200ms, percent: 20}
+    match:
+      headers: [{name: x-chaos, value: "on"}]
+"""
+
+
+def test_fault_injection_hits_the_configured_share_of_matching_requests(mesh: Mesh) -> None:
+    port = start(mesh)
+    mesh.cli("apply", "-f", "-", stdin=FAULTS)
+    mesh.sync()
+    n = 400
+    chaos = [request(port, "/", headers={"x-chaos": "on"}) for _ in range(n)]
+    aborted = [r for r in chaos if r.status == 503]
+    delayed = [r for r in chaos if r.status == 200 and r.seconds >= 0.19]
+    # Binomial bounds at +-4 standard deviations.
+    assert 120 - 37 <= len(aborted) <= 120 + 37, len(aborted)
+    assert all(r.status in (200, 503) for r in chaos)
+    assert "fault filter abort" in str(aborted[0].body)
+    served = n - len(aborted)
+    share = len(delayed) / served
+    assert 0.20 - 0.10 <= share <= 0.20 + 0.10, (len(delayed), served)
+    plain = [request(port, "/") for _ in range(100)]
+    assert {r.status for r in plain} == {200}  # no header, no faults
+    # (A loaded CI machine may stall a request now and then; 20 % delays would show.)
+    assert sum(r.seconds >= 0.19 for r in plain) <= 5
