@@ -82,7 +82,7 @@ def test_retry_budget_stops_retries_against_a_failing_upstream(mesh: Mesh) -> No
 
 
 def test_request_timeout_answers_504(mesh: Mesh) -> None:
-    port, (books,) = start(mesh)
+    port, _ = start(mesh)
     apply(mesh, ROUTE.format(extra="    timeouts: {request: 500ms}"))
     reply = request(port, "/?delay=3000")
     assert reply.status == 504
