@@ -56,6 +56,53 @@ spec:
   - backendRefs: [{name: bookz}]
 """, ["HTTPRoute default/r1", "spec.rules[0].backendRefs[0].name", 'unknown service "bookz"',
       'did you mean "books"']),
+    ("regex that does not compile", """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r1}
+spec:
+  parentRefs: [{name: books}]
+  rules:
+  - matches: [{path: {type: RegularExpression, value: "/items/([0-9]+"}}]
+    backendRefs: [{name: books}]
+""", ["HTTPRoute default/r1", "spec.rules[0].matches[0].path.value", "does not compile",
+      "missing )"]),
+    ("percentage above 100", """\
+apiVersion: tulle.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: chaos}
+spec:
+  targetRefs: [{kind: Service, name: books}]
+  faultInjection: {abort: {httpStatus: 503, percent: 150}}
+""", ["TrafficPolicy default/chaos", "spec.faultInjection.abort.percent", "at most 100"]),
+    ("zero-size pool", """\
+apiVersion: tulle.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: pool}
+spec:
+  targetRefs: [{kind: Service, name: books}]
+  connectionPool: {maxConnections: 0}
+""", ["TrafficPolicy default/pool", "spec.connectionPool.maxConnections", "at least 1"]),
+    ("unknown mirror backend", """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r1}
+spec:
+  parentRefs: [{name: books}]
+  rules:
+  - backendRefs: [{name: books}]
+    filters:
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: shadowz}}
+""", ["spec.rules[0].filters[0].requestMirror.backendRef.name", 'unknown service "shadowz"']),
+    ("policy for an unknown route", """\
+apiVersion: tulle.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: limit}
+spec:
+  targetRefs: [{kind: HTTPRoute, group: gateway.networking.k8s.io, name: nosuch}]
+  rateLimit: {requests: 10}
+""", ["spec.targetRefs[0].name", 'unknown HTTPRoute "nosuch"']),
     ("duplicate names", GOOD_SERVICE + "---\n" + GOOD_SERVICE,
      ["bad.yaml:6", "duplicate name", "Service default/authors"]),
     ("one good, one bad: nothing applied", GOOD_SERVICE + "---\n" +

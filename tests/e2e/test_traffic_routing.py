@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 
@@ -133,3 +134,42 @@ def test_mirror_gets_copies_and_its_failures_never_reach_the_caller(mesh: Mesh) 
     replies = [request(port, "/after") for _ in range(5)]
     assert all(r.status == 200 and r.workload == "books-1" for r in replies)
     assert max(r.seconds for r in replies) < 1.0
+
+
+POLICY = """\
+apiVersion: tulle.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: books-pool}
+spec:
+  targetRefs: [{kind: Service, name: books}]
+  connectionPool: {maxConnections: 50}
+  outlierDetection: {consecutive5xx: 3}
+---
+apiVersion: tulle.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: books-pool-2}
+spec:
+  targetRefs: [{kind: Service, name: books}]
+  connectionPool: {maxConnections: 10}
+"""
+
+
+def test_describe_shows_routes_policies_and_their_sources(mesh: Mesh) -> None:
+    start(mesh)
+    mesh.cli("apply", "-f", "-", stdin=MATCHES)
+    applied = mesh.cli("apply", "-f", "-", stdin=POLICY)
+    assert "warning:" in applied.stderr and "already gets connectionPool" in applied.stderr
+    described = json.loads(mesh.cli("describe", "service", "books", "-o", "json").stdout)
+    assert [i["name"] for i in described["instances"]] == ["books-1", "books-2"]
+    assert [r["from"] for r in described["routes"]] == ["HTTPRoute default/books"] * 6
+    assert described["routes"][-1]["backends"] == [{"service": "books-v1", "weight": 1}]
+    policy = {p["setting"]: p for p in described["policy"]}
+    assert policy["connectionPool"]["from"] == "TrafficPolicy default/books-pool"
+    assert policy["connectionPool"]["value"] == {"maxConnections": 50}
+    assert policy["outlierDetection"]["value"]["consecutive5xx"] == 3
+    assert described["conflicts"][0]["ignored"] == "TrafficPolicy default/books-pool-2"
+    assert {s["name"] for s in described["subsets"]} == {"books-v1", "books-v2"}
+    text = mesh.cli("describe", "service", "books").stdout
+    assert "TrafficPolicy default/books-pool" in text and "Routes, in match order" in text
+    v2 = json.loads(mesh.cli("describe", "service", "books-v2", "-o", "json").stdout)
+    assert v2["endpoints"] == ["books-2"] and v2["backendOf"] == ["HTTPRoute default/books"]

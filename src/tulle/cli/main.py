@@ -47,9 +47,16 @@ def version(output: OutputOption = Format.TABLE) -> None:
 
 
 def _register() -> None:
-    from tulle.cli import cmd_certs, cmd_controlplane, cmd_demo, cmd_resources, cmd_run
+    from tulle.cli import (
+        cmd_certs,
+        cmd_controlplane,
+        cmd_demo,
+        cmd_describe,
+        cmd_resources,
+        cmd_run,
+    )
 
-    for module in (cmd_controlplane, cmd_resources, cmd_run, cmd_certs, cmd_demo):
+    for module in (cmd_controlplane, cmd_resources, cmd_describe, cmd_run, cmd_certs, cmd_demo):
         module.register(app)
 
 

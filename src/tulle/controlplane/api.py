@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from tulle.controlplane import sessions
+from tulle.controlplane.describe import describe_service
 from tulle.controlplane.resources import documents_from_request
 from tulle.errors import AuthError, NotFoundError, TulleError, UsageError
 from tulle.model.meta import ResourceKey, ServiceRef
@@ -48,6 +49,9 @@ def make_api(cp: ControlPlane) -> web.Application:
     r.add_delete("/v1/resources/{kind}/{namespace}/{name}", _json(lambda req: _delete(cp, req)))
     r.add_get("/v1/history", _json(lambda req: _history(cp, req)))
     r.add_get("/v1/services", _json(lambda req: _services(cp, req)))
+    r.add_get("/v1/services/{namespace}/{name}/describe", _json(
+        lambda req: describe_service(cp.mesh, ServiceRef(req.match_info["namespace"],
+                                                         req.match_info["name"]))))
     r.add_get("/v1/workloads", _json(lambda req: _workloads(cp, req)))
     r.add_get("/v1/proxies", _json(lambda req: cp.hub.statuses()))
     r.add_get("/v1/proxies/{node}/admin/{page:.+}", lambda req: _admin(cp, req))

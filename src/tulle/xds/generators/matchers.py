@@ -45,18 +45,6 @@ def path_match(path: PathMatch) -> rc.RouteMatch:
     return rc.RouteMatch(path_separated_prefix=prefix)
 
 
-def precedence(match: RouteMatch) -> tuple[int, int, int, int, int]:
-    """Gateway API order: exact paths, then the longest prefix, then a method, then the most
-    header matches, then the most query matches. Lower sorts first. The Gateway API leaves
-    regular expressions to implementations: tulle ranks them with prefixes, by length, so that
-    a catch-all prefix "/" never hides them."""
-    path = match.path
-    kind = 0 if path.type == "Exact" else 1
-    length = len(path.value if path.type != "PathPrefix" else segment_prefix(path.value))
-    return (kind, -length, 0 if match.method else 1, -len(match.headers),
-            -len(match.query_params))
-
-
 def prefix_rewrite_regex(prefix: str, replacement: str) -> rc.RegexMatchAndSubstitute:
     pattern, substitution = prefix_rewrite(prefix, replacement)
     return rc.RegexMatchAndSubstitute(pattern=regex_pb2.RegexMatcher(regex=pattern),

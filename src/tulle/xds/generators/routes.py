@@ -13,9 +13,10 @@ from envoy.config.route.v3 import route_pb2
 from google.protobuf import wrappers_pb2
 
 from tulle.model.mesh import AttachedRoute, MeshService
+from tulle.model.paths import match_precedence
 from tulle.xds import names
 from tulle.xds.generators.common import seconds
-from tulle.xds.generators.matchers import precedence, route_match
+from tulle.xds.generators.matchers import route_match
 from tulle.xds.generators.route_actions import (
     SAFE_RETRIES,
     SAFE_RETRY_ON,
@@ -105,7 +106,7 @@ def service_routes(service: MeshService, attached: tuple[AttachedRoute, ...]) ->
                 name = f"{key.namespace}/{key.name}/{rule.name or f'rule{r}'}/match{m}"
                 route = rule_route(name, match, route_match(match), rule, key.namespace, fault,
                                    rule_policy.rate_limit, attached_route.hash_key(r))
-                entries.append((precedence(match), len(entries), route))
+                entries.append((match_precedence(match), len(entries), route))
     # Gateway API precedence; ties keep their order (route name, then rule, then match).
     entries.sort(key=lambda entry: (entry[0], entry[1]))
     return [route for _, _, route in entries]

@@ -1,0 +1,64 @@
+"""`tulle describe service NAME`: the routes and policies in force, and their sources."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from tulle.cli.output import Format, OutputOption, emit, table
+from tulle.client import ApiClient
+
+describe = typer.Typer(help="What is in force for a resource, and where it comes from.",
+                       no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(describe, name="describe")
+
+
+@describe.command()
+def service(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Service name")],
+    namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """Instances, routes (in match order), policies and subsets of a service."""
+    data = ApiClient.from_state(ctx.obj.paths).get(f"/v1/services/{namespace}/{name}/describe")
+    emit(data, output, _text)
+
+
+def _text(d: dict[str, Any]) -> str:
+    origin = d["declaredBy"] or "derived from its workloads"
+    lines = [f"Service {d['name']}.{d['namespace']} ({d['protocol']}, mTLS {d['mtlsMode']}; "
+             f"{origin})"]
+    if d["selector"]:
+        lines.append("Selector: " + ", ".join(f"{k}={v}" for k, v in d["selector"].items()))
+    instances = ", ".join(f"{i['name']} ({i['version'] or 'no version'}, {i['state']})"
+                          for i in d["instances"])
+    lines.append(f"Instances: {instances or 'none'}")
+    lines.append("Identities: " + (", ".join(d["identities"]) or "-"))
+    lines += ["", "Routes, in match order:"]
+    rows = []
+    for number, route in enumerate(d["routes"], 1):
+        backends = ", ".join(f"{b['service']} ({b['weight']})" for b in route["backends"]) \
+            or "redirect"
+        rows.append((number, route["match"], backends, "; ".join(route["details"]),
+                     f"{route['from'] or 'default'} {route['rule']}"))
+    lines.append(table(("#", "MATCH", "BACKENDS (WEIGHT)", "DETAILS", "FROM"), rows))
+    lines += ["", "Policies:"]
+    lines.append(table(("SETTING", "VALUE", "FROM"), [
+        (p["setting"], json.dumps(p["value"], separators=(",", ":")), p["from"])
+        for p in d["policy"]]) if d["policy"] else "  none")
+    if d["subsets"]:
+        lines += ["", "Subsets: " + ", ".join(
+            f"{s['name']} ({', '.join(f'{k}={v}' for k, v in s['selector'].items())})"
+            for s in d["subsets"])]
+    if d["backendOf"]:
+        lines.append("Backend of: " + ", ".join(d["backendOf"]))
+    for conflict in d["conflicts"]:
+        lines.append(f"conflict: {conflict['setting']} from {conflict['ignored']} is ignored; "
+                     f"{conflict['kept']} sets it first")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""`tulle describe service`: what is in force for a service, and where each piece comes from."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tulle.errors import NotFoundError
+from tulle.model.httproute import RouteMatch, RouteRule
+from tulle.model.mesh import MeshService, MeshSnapshot
+from tulle.model.meta import ServiceRef
+from tulle.model.paths import match_precedence
+from tulle.model.policies import ServicePolicy
+from tulle.model.spec_config import to_camel
+
+
+def describe_service(mesh: MeshSnapshot, ref: ServiceRef) -> dict[str, Any]:
+    service = mesh.services.get(ref)
+    if service is None:
+        known = sorted(str(s) for s in mesh.services if s.namespace == ref.namespace)
+        raise NotFoundError(f"no service {ref.name} in namespace {ref.namespace}",
+                            hint=f"services there: {', '.join(known) or 'none'}")
+    resource = next((r for r in mesh.resources.values() if r.info.kind == "Service"
+                     and r.meta.namespace == ref.namespace and r.meta.name == ref.name), None)
+    instances = [w for w in mesh.workloads.values() if w.service_ref == ref or (
+        service.selector and w.namespace == ref.namespace and w.matches(service.selector))]
+    return {
+        "name": ref.name,
+        "namespace": ref.namespace,
+        "protocol": service.protocol,
+        "mtlsMode": service.mtls_mode,
+        "declaredBy": str(resource.key) if resource else None,
+        "selector": dict(service.selector),
+        "identities": list(service.identities),
+        "instances": [{"name": w.name, "version": w.version, "state": w.state.value}
+                      for w in instances],
+        "endpoints": [e.workload for e in mesh.endpoints_of(ref)],
+        "routes": _routes(mesh, service),
+        "policy": _policy(service.policy),
+        "subsets": [{"name": s.ref.name, "selector": dict(s.selector)}
+                    for s in mesh.services.values()
+                    if s.selector and s.ref.namespace == ref.namespace and s.ref != ref
+                    and dict(s.selector).get("service") == ref.name],
+        "backendOf": sorted({str(a.key) for routes in mesh.routes.values() for a in routes
+                             for rule in a.spec.rules for b in rule.backend_refs
+                             if ServiceRef(b.namespace or a.key.namespace, b.name) == ref}),
+        "conflicts": [dataclasses.asdict(c) for c in mesh.conflicts
+                      if c.target == f"Service {ref.namespace}/{ref.name}"],
+    }
+
+
+def _routes(mesh: MeshSnapshot, service: MeshService) -> list[dict[str, Any]]:
+    attached = mesh.routes.get(service.ref, ())
+    if not attached:
+        return [{"from": None, "rule": "default", "match": "any request",
+                 "backends": [{"service": service.ref.name, "weight": 1}],
+                 "details": []}]
+    rows: list[tuple[tuple[int, ...], int, dict[str, Any]]] = []
+    for route in attached:
+        for r, rule in enumerate(route.spec.rules):
+            policy = route.rule_policy(r)
+            details = _rule_details(rule)
+            for setting, source in policy.sources:
+                details.append(f"{to_camel(setting)} from {source}")
+            for match in rule.matches:
+                rows.append((match_precedence(match), len(rows), {
+                    "from": f"HTTPRoute {route.key.namespace}/{route.key.name}",
+                    "rule": rule.name or f"rule{r}",
+                    "match": _match_text(match),
+                    "backends": [{"service": b.name, "weight": b.weight}
+                                 for b in rule.backend_refs],
+                    "details": details,
+                }))
+    rows.sort(key=lambda row: (row[0], row[1]))
+    return [row for _, _, row in rows]
+
+
+def _rule_details(rule: RouteRule) -> list[str]:
+    details: list[str] = [str(item.type) for item in rule.filters]
+    if rule.timeouts is not None:
+        details += [f"{name} timeout {value}" for name, value in
+                    (("request", rule.timeouts.request),
+                     ("backendRequest", rule.timeouts.backend_request)) if value]
+    if rule.retry is not None:
+        codes = ",".join(map(str, rule.retry.codes)) or "5xx"
+        details.append(f"retry {rule.retry.attempts}x on {codes}")
+    return details
+
+
+def _match_text(match: RouteMatch) -> str:
+    parts = [f"{match.path.type} {match.path.value}"]
+    if match.method:
+        parts.append(f"method {match.method}")
+    parts += [f"header {h.name}{'~' if h.type != 'Exact' else '='}{h.value}"
+              for h in match.headers]
+    parts += [f"query {q.name}{'~' if q.type != 'Exact' else '='}{q.value}"
+              for q in match.query_params]
+    return ", ".join(parts)
+
+
+def _policy(policy: ServicePolicy) -> list[dict[str, Any]]:
+    out = []
+    for setting, source in policy.sources:
+        value = getattr(policy, setting)
+        out.append({"setting": to_camel(setting), "from": source,
+                    "value": _camel_dict(dataclasses.asdict(value))})
+    return out
+
+
+def _camel_dict(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {to_camel(k): _camel_dict(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_camel_dict(v) for v in value]
+    return value
