@@ -22,10 +22,12 @@ from tulle.controlplane.identity import IdentityService
 from tulle.controlplane.resources import ResourceService
 from tulle.controlplane.rotation import Rotator
 from tulle.controlplane.sessions import END_SESSION
+from tulle.errors import ApiError
 from tulle.identity.ca import CertificateAuthority
 from tulle.identity.tokens import DEFAULT_TTL_S as DEFAULT_JOIN_TOKEN_TTL_S
 from tulle.identity.tokens import JoinTokens
 from tulle.model.mesh import EMPTY_MESH, MeshIdentity, MeshSnapshot, build_mesh
+from tulle.model.resource import Resource
 from tulle.registry.registry import DEFAULT_GRACE_S, WorkloadRegistry
 from tulle.settings import ControlPlaneEndpoint, StatePaths
 from tulle.store.sqlite import SqliteStore
@@ -52,8 +54,11 @@ class ControlPlane:
         # nothing more until it registers again.
         self.registry = WorkloadRegistry(self.store, self.changed, grace_s=grace_s,
                                          on_removed=lambda node: self.hub.disconnect(node))  # noqa: PLW0108 (hub comes later)
-        self.resources = ResourceService(self.store, self.registry.workloads, self.changed)
+        self.resources = ResourceService(self.store, self.registry.workloads, self.changed,
+                                         precheck=self.precheck)
         self.compiler = ConfigCompiler()
+        self._precheck_compiler = ConfigCompiler()
+        self._precheck_versions = itertools.count(-1, -1)
         self.hub = XdsHub(directory=self.registry, source=self)
         self.ca = CertificateAuthority.open(paths.ca_dir, endpoint.trust_domain)
         self.identity = IdentityService(self, self.ca, JoinTokens(join_token_ttl_s))
@@ -106,12 +111,38 @@ class ControlPlane:
         if self._rebuild is not None:
             self._rebuild.cancel()
             self._rebuild = None
-        identity = MeshIdentity(self.ca.trust_domain, self.ca.bundle_pem(),
-                                MappingProxyType(self.registry.certificates()))
         self.mesh = build_mesh(next(self._versions), self.resources.resources(),
-                               self.registry.workloads(), identity)
+                               self.registry.workloads(), self._identity())
         self.hub.push_all()
         return self.mesh.version
+
+    def precheck(self, resources: list[Resource]) -> None:
+        """Translate a proposed set of resources for every connected proxy before it is
+        stored, so that a bug in tulle's translation rejects the apply instead of breaking
+        pushes. A separate compiler keeps the live one's cache intact; its own cache makes
+        this incremental."""
+        mesh = build_mesh(next(self._precheck_versions), resources, self.registry.workloads(),
+                          self._identity())
+        # One proxy per service covers every kind of per-proxy config (its inbound side)...
+        proxies = list({w.service_ref: ProxyInfo.of(w)
+                        for w in self.registry.workloads()}.values())
+        # ...and a client per namespace every shared part, even where no proxy runs yet.
+        for namespace in sorted({r.meta.namespace or "default" for r in resources}):
+            proxies.append(ProxyInfo(f"precheck.{namespace}", namespace, "precheck",
+                                     "127.0.0.1", None, None, 1, ()))
+        try:
+            for proxy in proxies:
+                self._precheck_compiler.compile(mesh, proxy)
+        except Exception as exc:
+            log.exception("translation failed during an apply")
+            raise ApiError(f"tulle could not translate this configuration for Envoy: "
+                           f"{type(exc).__name__}: {exc}. Nothing was applied",
+                           hint="this is a bug in tulle; please report it with "
+                                "`tulle bug-report`") from exc
+
+    def _identity(self) -> MeshIdentity:
+        return MeshIdentity(self.ca.trust_domain, self.ca.bundle_pem(),
+                            MappingProxyType(self.registry.certificates()))
 
     def config_for(self, proxy: ProxyInfo) -> ProxyConfig:
         return self.compiler.compile(self.mesh, proxy)

@@ -23,7 +23,9 @@ from tulle.store.base import ApplyResult, Store, StoredResource
 
 class ResourceService:
     def __init__(self, store: Store, workloads: Callable[[], Iterable[Workload]],
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None],
+                 precheck: Callable[[list[Resource]], None] = lambda resources: None) -> None:
+        self._precheck = precheck
         self._store = store
         self._workloads = workloads
         self._on_change = on_change
@@ -53,6 +55,7 @@ class ResourceService:
         if problems:
             raise ConfigError(problems)
         warnings = advisories(batch, proposed, workloads, sources)
+        self._precheck(list(proposed.values()))
         if dry_run:
             return [ApplyResult(r.key, _dry_action(self._stored.get(r.key), r), 0)
                     for r in batch], warnings

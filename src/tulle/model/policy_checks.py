@@ -92,8 +92,12 @@ def _durations(spec: TrafficPolicySpec) -> Iterator[FieldIssue]:
         values += [("spec.timeouts.connect", spec.timeouts.connect),
                    ("spec.timeouts.idle", spec.timeouts.idle)]
     for field, value in values:
+        seconds = parse_duration(value) if value is not None else None
         if (why := duration_problem(value)) is not None:
             yield field, why, DURATION_HINT
-        elif value is not None and not parse_duration(value) and \
+        elif value is not None and not seconds and \
                 field.endswith(("interval", "connect", "EjectionTime")):
             yield field, "must be more than 0", ""
+        elif field == "spec.rateLimit.interval" and seconds is not None and seconds < 0.05:
+            yield field, f"must be at least 50ms, got {value}", \
+                "Envoy refills token buckets at most every 50 ms; raise requests instead"

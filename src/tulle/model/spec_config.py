@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+# Kubernetes style keeps acronyms whole: sourceIP, not sourceIp.
+_ACRONYMS = {"ip": "IP", "id": "ID", "url": "URL", "ttl": "TTL"}
+
 
 def to_camel(name: str) -> str:
     head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
+    return head + "".join(_ACRONYMS.get(part, part.capitalize()) for part in rest)
 
 
 # A plain dict (pydantic's ConfigDict is a TypedDict) so spec modules need not import pydantic.

@@ -71,7 +71,15 @@ class XdsHub:
 
     def push_all(self) -> None:
         for connection in list(self._connections.values()):
-            connection.offer(self._source.config_for(connection.proxy))
+            try:
+                config = self._source.config_for(connection.proxy)
+            except Exception:
+                # A translation bug must not stop every other proxy's push: this one keeps its
+                # last config, and the failure is in the log for `tulle diagnose`.
+                log.exception("cannot compile the config of %s; it keeps its last one",
+                              connection.proxy.node_id)
+                continue
+            connection.offer(config)
 
     def disconnect(self, node_id: str) -> None:
         connection = self._connections.get(node_id)

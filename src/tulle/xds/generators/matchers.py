@@ -45,12 +45,12 @@ def path_match(path: PathMatch) -> rc.RouteMatch:
     return rc.RouteMatch(path_separated_prefix=prefix)
 
 
-def prefix_rewrite_regex(prefix: str, replacement: str) -> rc.RegexMatchAndSubstitute:
+def prefix_rewrite_regex(prefix: str, replacement: str) -> regex_pb2.RegexMatchAndSubstitute:
     pattern, substitution = prefix_rewrite(prefix, replacement)
-    return rc.RegexMatchAndSubstitute(pattern=regex_pb2.RegexMatcher(regex=pattern),
+    return regex_pb2.RegexMatchAndSubstitute(pattern=regex_pb2.RegexMatcher(regex=pattern),
                                       substitution=substitution)
 
 
-def full_path_rewrite(path: str) -> rc.RegexMatchAndSubstitute:
-    return rc.RegexMatchAndSubstitute(pattern=regex_pb2.RegexMatcher(regex="^.*$"),
+def full_path_rewrite(path: str) -> regex_pb2.RegexMatchAndSubstitute:
+    return regex_pb2.RegexMatchAndSubstitute(pattern=regex_pb2.RegexMatcher(regex="^.*$"),
                                       substitution=path.replace("\\", "\\\\"))

@@ -182,7 +182,9 @@ def _modify(modifier: HeaderModifier, add: Any, remove: Any) -> None:
                            for p in modifier.set),
                          *((p, base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD)
                            for p in modifier.add)]:
+        # Envoy reads "%...%" in header values as substitution commands: "%%" is a literal %.
         add.append(base_pb2.HeaderValueOption(
-            header=base_pb2.HeaderValue(key=pair.name.lower(), value=pair.value),
+            header=base_pb2.HeaderValue(key=pair.name.lower(),
+                                        value=pair.value.replace("%", "%%")),
             append_action=action))
     remove.extend(name.lower() for name in modifier.remove)

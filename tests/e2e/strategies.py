@@ -1,0 +1,196 @@
+"""Hypothesis strategies for valid HTTPRoutes and TrafficPolicies, as manifests.
+
+"Valid" means within the documented rules of docs/resources.md. The property under test is
+that tulle accepts every such resource and that Envoy accepts whatever tulle accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+SERVICES = ("books", "authors", "books-v2")
+
+segment = st.from_regex(r"[a-z0-9][a-z0-9-]{0,7}", fullmatch=True)
+path = st.lists(segment, min_size=1, max_size=3).map(lambda parts: "/" + "/".join(parts))
+header_name = st.from_regex(r"x-[a-z0-9]{1,10}(-[a-z0-9]{1,6})?", fullmatch=True)
+header_value = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E),
+                       min_size=0, max_size=20).map(str.strip)
+simple_regex = st.sampled_from([".*", "[a-z]+", "v[0-9]+", "(alpha|beta)", "[^/]+", "\\d{1,3}",
+                                "(?i)abc", "[[:alpha:]]+", "x{2,5}y?", "\\w+\\.json"])
+duration = st.tuples(st.integers(1, 5000), st.sampled_from(["ms", "s"])).map(
+    lambda t: f"{t[0]}{t[1]}")
+refill = st.one_of(st.integers(50, 5000).map(lambda ms: f"{ms}ms"),
+                   st.integers(1, 60).map(lambda s: f"{s}s"))  # buckets refill every 50ms+
+
+
+def _path_match(kind: str) -> st.SearchStrategy[dict[str, Any]]:
+    if kind == "RegularExpression":
+        return st.tuples(path, simple_regex).map(
+            lambda t: {"type": kind, "value": f"{t[0]}/{t[1]}"})
+    return path.map(lambda value: {"type": kind, "value": value})
+
+
+@st.composite
+def match(draw: st.DrawFn, path_kinds: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": draw(st.sampled_from(path_kinds).flatmap(_path_match))}
+    headers = draw(st.lists(header_name, max_size=2, unique=True))
+    if headers:
+        out["headers"] = [
+            {"name": name, "type": "RegularExpression", "value": draw(simple_regex)}
+            if draw(st.booleans()) else {"name": name, "value": draw(header_value)}
+            for name in headers]
+    params = draw(st.lists(segment, max_size=2, unique=True))
+    if params:
+        out["queryParams"] = [{"name": name, "value": draw(segment)} for name in params]
+    if draw(st.booleans()):
+        out["method"] = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]))
+    return out
+
+
+@st.composite
+def header_modifier(draw: st.DrawFn) -> dict[str, Any]:
+    names = draw(st.lists(header_name, min_size=1, max_size=4, unique=True))
+    modifier: dict[str, Any] = {}
+    for name in names:
+        action = draw(st.sampled_from(["set", "add", "remove"]))
+        if action == "remove":
+            modifier.setdefault("remove", []).append(name)
+        else:
+            modifier.setdefault(action, []).append({"name": name, "value": draw(header_value)})
+    return modifier
+
+
+@st.composite
+def redirect_filter(draw: st.DrawFn) -> dict[str, Any]:
+    spec: dict[str, Any] = {"statusCode": draw(st.sampled_from([301, 302, 303, 307, 308]))}
+    if draw(st.booleans()):
+        spec["hostname"] = draw(segment) + ".example.com"
+    if draw(st.booleans()):
+        spec["scheme"] = draw(st.sampled_from(["http", "https"]))
+    if draw(st.booleans()):
+        spec["port"] = draw(st.integers(1, 65535))
+    if draw(st.booleans()):
+        spec["path"] = {"type": "ReplaceFullPath", "replaceFullPath": draw(path)}
+    return {"type": "RequestRedirect", "requestRedirect": spec}
+
+
+@st.composite
+def mirror_filter(draw: st.DrawFn) -> dict[str, Any]:
+    mirror: dict[str, Any] = {"backendRef": {"name": draw(st.sampled_from(SERVICES))}}
+    share = draw(st.sampled_from(["none", "percent", "fraction"]))
+    if share == "percent":
+        mirror["percent"] = draw(st.integers(0, 100))
+    elif share == "fraction":
+        denominator = draw(st.integers(1, 1_000_000))
+        mirror["fraction"] = {"numerator": draw(st.integers(0, denominator)),
+                              "denominator": denominator}
+    return {"type": "RequestMirror", "requestMirror": mirror}
+
+
+@st.composite
+def rewrite_filter(draw: st.DrawFn, prefix_only: bool) -> dict[str, Any] | None:
+    rewrite: dict[str, Any] = {}
+    if draw(st.booleans()):
+        rewrite["hostname"] = draw(segment) + ".internal"
+    if prefix_only and draw(st.booleans()):
+        rewrite["path"] = {"type": "ReplacePrefixMatch",
+                           "replacePrefixMatch": draw(st.sampled_from(["/", "/v2"]))}
+    elif draw(st.booleans()):
+        rewrite["path"] = {"type": "ReplaceFullPath", "replaceFullPath": draw(path)}
+    return {"type": "URLRewrite", "urlRewrite": rewrite} if rewrite else None
+
+
+@st.composite
+def resilience(draw: st.DrawFn) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    timeouts = draw(st.lists(st.integers(1, 30), min_size=0, max_size=2))
+    if timeouts:
+        out["timeouts"] = {"request": f"{max(timeouts)}s"}
+        if len(timeouts) == 2:
+            out["timeouts"]["backendRequest"] = f"{min(timeouts)}s"
+    if draw(st.booleans()):
+        out["retry"] = {"attempts": draw(st.integers(0, 5)),
+                        "codes": draw(st.lists(st.sampled_from([500, 502, 503, 504]),
+                                               unique=True, max_size=3))}
+        if draw(st.booleans()):
+            out["retry"]["backoff"] = draw(duration)
+    return out
+
+
+@st.composite
+def rule(draw: st.DrawFn, index: int) -> dict[str, Any]:
+    prefix_only = draw(st.booleans())
+    kinds = ("PathPrefix",) if prefix_only else ("Exact", "PathPrefix", "RegularExpression")
+    out: dict[str, Any] = {"matches": draw(st.lists(match(kinds), min_size=1, max_size=3))}
+    if draw(st.booleans()):
+        out["name"] = f"rule-{index}"
+    filters: list[dict[str, Any]] = []
+    if draw(st.integers(0, 9)) == 0:
+        filters.append(draw(redirect_filter()))
+    else:
+        weights = draw(st.lists(st.integers(0, 1000), min_size=1, max_size=3))
+        if not any(weights):
+            weights[0] = 1
+        out["backendRefs"] = [{"name": draw(st.sampled_from(SERVICES)), "weight": w}
+                              for w in weights]
+        if draw(st.booleans()):
+            filters.append(draw(mirror_filter()))
+        if draw(st.booleans()) and (rewrite := draw(rewrite_filter(prefix_only))) is not None:
+            filters.append(rewrite)
+        out.update(draw(resilience()))
+    for kind, key in (("RequestHeaderModifier", "requestHeaderModifier"),
+                      ("ResponseHeaderModifier", "responseHeaderModifier")):
+        if draw(st.booleans()):
+            filters.append({"type": kind, key: draw(header_modifier())})
+    if filters:
+        out["filters"] = filters
+    return out
+
+
+@st.composite
+def http_route(draw: st.DrawFn) -> dict[str, Any]:
+    count = draw(st.integers(1, 4))
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "prop", "namespace": "default"},
+            "spec": {"parentRefs": [{"name": "books"}],
+                     "rules": [draw(rule(i)) for i in range(count)]}}
+
+
+@st.composite
+def traffic_policy(draw: st.DrawFn) -> dict[str, Any]:
+    spec: dict[str, Any] = {"targetRefs": [{"kind": "Service", "name": "books"}]}
+    options = {
+        "connectionPool": st.fixed_dictionaries({}, optional={
+            "maxConnections": st.integers(1, 10000), "maxPendingRequests": st.integers(1, 10000),
+            "maxRequests": st.integers(1, 10000)}),
+        "retryBudget": st.fixed_dictionaries({"percent": st.floats(0, 100),
+                                              "minRetryConcurrency": st.integers(0, 100)}),
+        "outlierDetection": st.fixed_dictionaries({
+            "consecutive5xx": st.integers(1, 100), "interval": duration,
+            "baseEjectionTime": duration, "maxEjectionPercent": st.integers(0, 100)},
+            optional={"consecutiveGatewayErrors": st.integers(1, 100)}),
+        "loadBalancer": st.one_of(
+            st.fixed_dictionaries({"algorithm": st.sampled_from(
+                ["RoundRobin", "LeastRequest", "Random"])}),
+            st.fixed_dictionaries({"algorithm": st.just("RingHash"), "hashKey": st.one_of(
+                st.fixed_dictionaries({"header": header_name}),
+                st.fixed_dictionaries({"cookie": segment}),
+                st.just({"sourceIP": True}))})),
+        "rateLimit": st.fixed_dictionaries({"requests": st.integers(1, 100000)},
+                                           optional={"interval": refill,
+                                                     "burst": st.integers(1, 100000)}),
+        "faultInjection": st.fixed_dictionaries({}, optional={
+            "delay": st.fixed_dictionaries({"fixedDelay": duration,
+                                            "percent": st.integers(0, 100)}),
+            "abort": st.fixed_dictionaries({"httpStatus": st.integers(200, 599),
+                                            "percent": st.integers(0, 100)}),
+        }).filter(bool),
+        "timeouts": st.fixed_dictionaries({}, optional={"connect": duration, "idle": duration}),
+    }
+    chosen = draw(st.lists(st.sampled_from(sorted(options)), min_size=1, unique=True))
+    for key in chosen:
+        spec[key] = draw(options[key])
+    return {"apiVersion": "tulle.io/v1alpha1", "kind": "TrafficPolicy",
+            "metadata": {"name": "prop", "namespace": "default"}, "spec": spec}
