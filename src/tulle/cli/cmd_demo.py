@@ -27,7 +27,9 @@ def demo(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:
         print("starting the control plane...", file=sys.stderr)
         daemon.start_background(paths)
     runner = Demo(paths, ApiClient.from_state(paths))
-    # SIGTERM (from a supervisor, or `kill`) stops the demo as cleanly as Ctrl-C.
+    # Ctrl-C must work even when started from a shell that ignores SIGINT in background jobs
+    # (the child inherits the ignore); SIGTERM (a supervisor, `kill`) stops it just as cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
         print("starting workloads (each with an Envoy sidecar)...", file=sys.stderr)
