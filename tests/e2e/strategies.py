@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 SERVICES = ("books", "authors", "books-v2")
 
 segment = st.from_regex(r"[a-z0-9][a-z0-9-]{0,7}", fullmatch=True)
+host_label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?", fullmatch=True)
 path = st.lists(segment, min_size=1, max_size=3).map(lambda parts: "/" + "/".join(parts))
 header_name = st.from_regex(r"x-[a-z0-9]{1,10}(-[a-z0-9]{1,6})?", fullmatch=True)
 header_value = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E),
@@ -66,7 +67,7 @@ def header_modifier(draw: st.DrawFn) -> dict[str, Any]:
 def redirect_filter(draw: st.DrawFn) -> dict[str, Any]:
     spec: dict[str, Any] = {"statusCode": draw(st.sampled_from([301, 302, 303, 307, 308]))}
     if draw(st.booleans()):
-        spec["hostname"] = draw(segment) + ".example.com"
+        spec["hostname"] = draw(host_label) + ".example.com"
     if draw(st.booleans()):
         spec["scheme"] = draw(st.sampled_from(["http", "https"]))
     if draw(st.booleans()):
@@ -93,7 +94,7 @@ def mirror_filter(draw: st.DrawFn) -> dict[str, Any]:
 def rewrite_filter(draw: st.DrawFn, prefix_only: bool) -> dict[str, Any] | None:
     rewrite: dict[str, Any] = {}
     if draw(st.booleans()):
-        rewrite["hostname"] = draw(segment) + ".internal"
+        rewrite["hostname"] = draw(host_label) + ".internal"
     if prefix_only and draw(st.booleans()):
         rewrite["path"] = {"type": "ReplacePrefixMatch",
                            "replacePrefixMatch": draw(st.sampled_from(["/", "/v2"]))}
@@ -178,9 +179,9 @@ def traffic_policy(draw: st.DrawFn) -> dict[str, Any]:
                 st.fixed_dictionaries({"header": header_name}),
                 st.fixed_dictionaries({"cookie": segment}),
                 st.just({"sourceIP": True}))})),
-        "rateLimit": st.fixed_dictionaries({"requests": st.integers(1, 100000)},
-                                           optional={"interval": refill,
-                                                     "burst": st.integers(1, 100000)}),
+        "rateLimit": st.integers(1, 100000).flatmap(lambda requests: st.fixed_dictionaries(
+            {"requests": st.just(requests)},
+            optional={"interval": refill, "burst": st.integers(requests, 1_000_000)})),
         "faultInjection": st.fixed_dictionaries({}, optional={
             "delay": st.fixed_dictionaries({"fixedDelay": duration,
                                             "percent": st.integers(0, 100)}),

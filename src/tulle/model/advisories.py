@@ -78,7 +78,9 @@ def _shadowed_rules(batch_keys: set[ResourceKey], proposed: Mapping[ResourceKey,
 
 
 def _signature(match: RouteMatch) -> Any:
-    return (match.path.type, match.path.value.rstrip("/") or "/", match.method,
+    path = match.path.value if match.path.type != "PathPrefix" else \
+        match.path.value.rstrip("/") or "/"
+    return (match.path.type, path, match.method,
             tuple(sorted((h.type, h.name.lower(), h.value) for h in match.headers)),
             tuple(sorted((q.type, q.name, q.value) for q in match.query_params)))
 

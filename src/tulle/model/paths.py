@@ -18,6 +18,10 @@ def prefix_rewrite(prefix: str, replacement: str) -> tuple[str, str]:
     replacement /, /books becomes / and /books/1 becomes /1."""
     base = re.escape(segment_prefix(prefix))
     target = segment_prefix(replacement).replace("\\", "\\\\")
+    if base == "/":
+        # The catch-all prefix: every path starts with it. "/" becomes the replacement,
+        # "/books" becomes replacement + "/books".
+        return ("^(.*)$", r"\1") if target == "/" else ("^(?:/|(/.+))$", target + r"\1")
     if target == "/":
         return f"^{base}/?(.*)$", r"/\1"
     return f"^{base}(/.*)?$", target + r"\1"

@@ -114,6 +114,8 @@ def _merge(current: Any, spec: TrafficPolicySpec, settings: Iterable[str], sourc
         value = getattr(spec, setting)
         if value is None:
             continue
+        if sources.get(setting) == source:
+            continue  # the same policy reaches this target twice (a route and its rule)
         if setting in sources:
             conflicts.append(Conflict(setting, target, sources[setting], source))
             continue

@@ -7,7 +7,12 @@ from collections.abc import Iterator
 from tulle.model.durations import DURATION_HINT, parse_duration
 from tulle.model.meta import dns_label_problem
 from tulle.model.policy import SERVICE_ONLY, TrafficPolicySpec
-from tulle.model.route_checks import duration_problem, header_name_problem, regex_problem
+from tulle.model.route_checks import (
+    duration_problem,
+    header_name_problem,
+    header_value_problem,
+    regex_problem,
+)
 from tulle.model.spec_config import to_camel
 
 FieldIssue = tuple[str, str, str]
@@ -21,6 +26,11 @@ def policy_problems(spec: TrafficPolicySpec) -> Iterator[FieldIssue]:
     yield from _durations(spec)
     yield from _balancer(spec)
     yield from _fault(spec)
+    limit = spec.rate_limit
+    if limit is not None and limit.burst is not None and limit.burst < limit.requests:
+        yield ("spec.rateLimit.burst", f"a burst of {limit.burst} would cap every interval at "
+               f"{limit.burst} requests, below requests ({limit.requests})",
+               f"set burst to at least {limit.requests}, or lower requests")
 
 
 def _targets(spec: TrafficPolicySpec) -> Iterator[FieldIssue]:
@@ -75,6 +85,8 @@ def _fault(spec: TrafficPolicySpec) -> Iterator[FieldIssue]:
             yield f"{where}.name", why, ""
         if header.type == "RegularExpression" and (why := regex_problem(header.value)):
             yield f"{where}.value", why, "check the pattern's syntax (RE2)"
+        elif (why := header_value_problem(header.value)) is not None:
+            yield f"{where}.value", why, ""
 
 
 def _durations(spec: TrafficPolicySpec) -> Iterator[FieldIssue]:
@@ -96,7 +108,7 @@ def _durations(spec: TrafficPolicySpec) -> Iterator[FieldIssue]:
         if (why := duration_problem(value)) is not None:
             yield field, why, DURATION_HINT
         elif value is not None and not seconds and \
-                field.endswith(("interval", "connect", "EjectionTime")):
+                field.endswith(("interval", "connect", "EjectionTime", "fixedDelay")):
             yield field, "must be more than 0", ""
         elif field == "spec.rateLimit.interval" and seconds is not None and seconds < 0.05:
             yield field, f"must be at least 50ms, got {value}", \

@@ -26,6 +26,7 @@ FieldIssue = tuple[str, str, str]
 
 # Envoy refuses regexes whose RE2 program is bigger than this (runtime default).
 MAX_REGEX_PROGRAM_SIZE = 100
+_HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FORBIDDEN_HEADERS = {"host", "connection", "transfer-encoding", "upgrade", "keep-alive",
                       "proxy-connection", "te"}
@@ -58,6 +59,28 @@ def header_name_problem(name: str, *, modifying: bool) -> str | None:
         return f'"{name}" is not a valid header name'
     if modifying and name.lower() in _FORBIDDEN_HEADERS:
         return f'the "{name}" header cannot be modified here'
+    return None
+
+
+def header_value_problem(value: str) -> str | None:
+    """Envoy refuses header values with control characters (CR and LF would split headers)."""
+    bad = next((c for c in value if (ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F), None)
+    if bad is not None:
+        return f"contains the control character {bad!r}; header values cannot"
+    return None
+
+
+def hostname_problem(host: str) -> str | None:
+    if not _HOSTNAME.fullmatch(host):
+        return (f'"{host}" is not a valid hostname: lower-case letters, digits, "-" and "."; '
+                f"each label 1-63 characters that start and end with a letter or digit")
+    return None
+
+
+def _path_chars_problem(value: str) -> str | None:
+    bad = next((c for c in value if c in "?#" or ord(c) <= 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        return f"a path cannot contain {bad!r}"
     return None
 
 
@@ -103,11 +126,15 @@ def _matches(base: str, rule: RouteRule) -> Iterator[FieldIssue]:
         elif not path.value.startswith("/"):
             yield (f"{where}.path.value", f'a path must start with "/", got "{path.value}"',
                    f'write "/{path.value}"')
+        elif (why := _path_chars_problem(path.value)) is not None:
+            yield f"{where}.path.value", why, "match query parameters with queryParams"
         for h, header in enumerate(match.headers):
             if (why := header_name_problem(header.name, modifying=False)) is not None:
                 yield f"{where}.headers[{h}].name", why, ""
             if header.type == "RegularExpression" and (why := regex_problem(header.value)):
                 yield f"{where}.headers[{h}].value", why, "check the pattern's syntax (RE2)"
+            elif (why := header_value_problem(header.value)) is not None:
+                yield f"{where}.headers[{h}].value", why, ""
         for q, param in enumerate(match.query_params):
             if param.type == "RegularExpression" and (why := regex_problem(param.value)):
                 yield f"{where}.queryParams[{q}].value", why, "check the pattern's syntax (RE2)"
@@ -159,14 +186,21 @@ def _filter_details(where: str, rule: RouteRule, item: RouteFilter) -> Iterator[
             yield from _modifier(f"{where}.{field}", modifier)
     mirror = item.request_mirror
     if mirror is not None:
-        yield from _name(f"{where}.requestMirror", 0, mirror.backend_ref.name,
-                         mirror.backend_ref.namespace)
+        for field, value in (("name", mirror.backend_ref.name),
+                             ("namespace", mirror.backend_ref.namespace)):
+            if value is not None and (why := dns_label_problem(value)) is not None:
+                yield f"{where}.requestMirror.backendRef.{field}", why, ""
         if mirror.percent is not None and mirror.fraction is not None:
             yield (f"{where}.requestMirror", "set percent or fraction, not both", "")
         if mirror.fraction is not None and \
                 mirror.fraction.numerator > mirror.fraction.denominator:
             yield (f"{where}.requestMirror.fraction",
                    "the numerator must not exceed the denominator", "")
+    for field, host in (("urlRewrite", item.url_rewrite and item.url_rewrite.hostname),
+                        ("requestRedirect",
+                         item.request_redirect and item.request_redirect.hostname)):
+        if host and (why := hostname_problem(host)) is not None:
+            yield f"{where}.{field}.hostname", why, "write a DNS name such as books.example.com"
     paths: list[tuple[str, PathModifier]] = []
     if item.url_rewrite is not None and item.url_rewrite.path is not None:
         paths.append(("urlRewrite", item.url_rewrite.path))
@@ -184,22 +218,33 @@ def _modifier(where: str, modifier: HeaderModifier) -> Iterator[FieldIssue]:
         if (why := header_name_problem(name, modifying=True)) is not None:
             yield f"{where}.{field}", why, "use URLRewrite to change the host" \
                 if name.lower() == "host" else ""
+    values = [(f"set[{i}]", p.value) for i, p in enumerate(modifier.set)]
+    values += [(f"add[{i}]", p.value) for i, p in enumerate(modifier.add)]
+    for field, value in values:
+        if (why := header_value_problem(value)) is not None:
+            yield f"{where}.{field}.value", why, ""
 
 
 def _path_modifier(where: str, rule: RouteRule, modifier: PathModifier) -> Iterator[FieldIssue]:
     if modifier.type == "ReplaceFullPath":
-        value = modifier.replace_full_path
-        if value is None:
-            yield f"{where}.replaceFullPath", "ReplaceFullPath needs replaceFullPath", ""
+        value, field, other = (modifier.replace_full_path, "replaceFullPath",
+                               modifier.replace_prefix_match)
     else:
-        value = modifier.replace_prefix_match
-        if value is None:
-            yield f"{where}.replacePrefixMatch", "ReplacePrefixMatch needs replacePrefixMatch", ""
+        value, field, other = (modifier.replace_prefix_match, "replacePrefixMatch",
+                               modifier.replace_full_path)
         if any(m.path.type != "PathPrefix" for m in rule.matches):
             yield (f"{where}.type", "ReplacePrefixMatch needs every match of the rule to be "
                                     "a PathPrefix", "use ReplaceFullPath, or PathPrefix matches")
+    if value is None:
+        yield f"{where}.{field}", f"{modifier.type} needs {field}", ""
+    if other is not None:
+        unused = "replacePrefixMatch" if field == "replaceFullPath" else "replaceFullPath"
+        yield (f"{where}.{unused}", f"{unused} does not belong with type {modifier.type}",
+               "remove it, or set type to the other kind")
     if value is not None and not value.startswith("/"):
-        yield f"{where}", f'a path must start with "/", got "{value}"', ""
+        yield f"{where}.{field}", f'a path must start with "/", got "{value}"', ""
+    elif value is not None and (why := _path_chars_problem(value)) is not None:
+        yield f"{where}.{field}", why, ""
     elif value is not None and modifier.type == "ReplacePrefixMatch":
         for match in rule.matches:
             pattern, _ = prefix_rewrite(match.path.value, value)

@@ -30,7 +30,7 @@ FieldIssue = tuple[str, str, str]
 def spec_problems(spec: Any) -> Iterator[FieldIssue]:
     check = _CHECKS.get(type(spec))
     if check is not None:
-        yield from check(spec)
+        yield from dict.fromkeys(check(spec))  # once each, in order
 
 
 def _mesh(spec: MeshSpec) -> Iterator[FieldIssue]:

@@ -217,6 +217,11 @@ def build_server(hub: XdsHub, address: str) -> grpc.aio.Server:
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.keepalive_permit_without_calls", 1),
+        # Envoy pings every 15 s (bootstrap). gRPC's default allows a client one ping per
+        # 5 min and answers more with GOAWAY "too_many_pings", which would reset every
+        # ADS stream about once a minute.
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 0),
     ])
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
     try:

@@ -59,9 +59,7 @@ PREFIX_V2 = {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}
 
 # (case, YAML, expected problems in order)
 REFUSED: list[tuple[str, str, list[Expected]]] = [
-    # Rule names: DNS labels, unique within the route.
-    ("rule name not a label", rule(name="Fast_Path"),
-     [(f"{R0}.name", '"Fast_Path" is not a valid name', "")]),
+    # Rule names are unique within the route.
     ("rule names repeated", rules({"backendRefs": BACKEND, "name": "x"},
                                   {"backendRefs": BACKEND, "name": "y"},
                                   {"backendRefs": BACKEND, "name": "x"}),
@@ -69,24 +67,17 @@ REFUSED: list[tuple[str, str, list[Expected]]] = [
     # Regular expressions, compiled with RE2 as Envoy does.
     ("path regex unbalanced", rule(matches=[path("RegularExpression", "/books/(")]),
      [(f"{R0}.matches[0].path.value", f"{NOT_COMPILED}: missing ): /books/(", RE2_HINT)]),
-    ("path regex lookahead (not RE2)", rule(matches=[path("RegularExpression", "/(?=a)")]),
-     [(f"{R0}.matches[0].path.value", "invalid perl operator: (?=", RE2_HINT)]),
-    ("path regex backreference", rule(matches=[path("RegularExpression", "/(a)\\1")]),
-     [(f"{R0}.matches[0].path.value", "invalid escape sequence: \\1", RE2_HINT)]),
     ("path regex too complex", rule(matches=[path("RegularExpression", "/x{200}")]),
      [(f"{R0}.matches[0].path.value", "too complex for Envoy (RE2 program size 2", RE2_HINT)]),
-    ("header regex, second match", rule(matches=[
+    # Header names are HTTP tokens, never pseudo-headers.
+    ("header regex and name, second match", rule(matches=[
         {}, {"headers": [{"name": "x-a", "value": "ok"},
-                         {"name": "x-b", "value": "[z-a]", "type": "RegularExpression"}]}]),
-     [(f"{R0}.matches[1].headers[1].value", "invalid character class range: z-a", RE2_HINT)]),
+                         {"name": ":path", "value": "[z-a]", "type": "RegularExpression"}]}]),
+     [(f"{R0}.matches[1].headers[1].name", '":path" is not a valid header name', ""),
+      (f"{R0}.matches[1].headers[1].value", "invalid character class range: z-a", RE2_HINT)]),
     ("query regex", rule(matches=[{"queryParams": [
         {"name": "page", "value": "a{1001}", "type": "RegularExpression"}]}]),
      [(f"{R0}.matches[0].queryParams[0].value", "invalid repetition size", RE2_HINT)]),
-    # Header names are HTTP tokens, never pseudo-headers.
-    ("header name with a space", rule(matches=[{"headers": [{"name": "x user", "value": "1"}]}]),
-     [(f"{R0}.matches[0].headers[0].name", '"x user" is not a valid header name', "")]),
-    ("pseudo-header", rule(matches=[{"headers": [{"name": ":path", "value": "/"}]}]),
-     [(f"{R0}.matches[0].headers[0].name", '":path" is not a valid header name', "")]),
     # Backends and redirects.
     ("redirect with backends", rule(filters=[redirect(hostname="example.com")]),
      [(f"{R0}.backendRefs", "a rule that redirects cannot also have backendRefs",
@@ -109,18 +100,13 @@ REFUSED: list[tuple[str, str, list[Expected]]] = [
      [(f"{R0}.filters", "a rule cannot both redirect and rewrite",
        "keep one of RequestRedirect and URLRewrite")]),
     # Header modifiers.
-    ("set Host", rule(filters=[headers_filter("RequestHeaderModifier",
-                                              set=[{"name": "Host", "value": "b"}])]),
-     [(f"{F0}.requestHeaderModifier.set[0]", 'the "Host" header cannot be modified here',
-       "use URLRewrite to change the host")]),
-    ("remove connection", rule(filters=[headers_filter(
-        "RequestHeaderModifier", set=[{"name": "x-ok", "value": "1"}],
+    ("set Host, remove Connection", rule(filters=[headers_filter(
+        "RequestHeaderModifier", set=[{"name": "Host", "value": "b"}],
         remove=["x-fine", "Connection"])]),
-     [(f"{F0}.requestHeaderModifier.remove[1]",
+     [(f"{F0}.requestHeaderModifier.set[0]", 'the "Host" header cannot be modified here',
+       "use URLRewrite to change the host"),
+      (f"{F0}.requestHeaderModifier.remove[1]",
        'the "Connection" header cannot be modified here', "")]),
-    ("response add invalid name", rule(filters=[headers_filter(
-        "ResponseHeaderModifier", add=[{"name": "x(y)", "value": "1"}])]),
-     [(f"{F0}.responseHeaderModifier.add[0]", '"x(y)" is not a valid header name', "")]),
     # Mirrors.
     ("mirror percent and fraction", rule(filters=[
         mirror(percent=10, fraction={"numerator": 1})]),
@@ -129,8 +115,6 @@ REFUSED: list[tuple[str, str, list[Expected]]] = [
         mirror(fraction={"numerator": 3, "denominator": 2})]),
      [(f"{F0}.requestMirror.fraction", "the numerator must not exceed the denominator", "")]),
     # Path modifiers.
-    ("ReplaceFullPath without value", rule(filters=[rewrite({"type": "ReplaceFullPath"})]),
-     [(f"{F0}.urlRewrite.path.replaceFullPath", "ReplaceFullPath needs replaceFullPath", "")]),
     ("ReplacePrefixMatch without value", rule(filters=[rewrite({"type": "ReplacePrefixMatch"})]),
      [(f"{F0}.urlRewrite.path.replacePrefixMatch",
        "ReplacePrefixMatch needs replacePrefixMatch", "")]),
@@ -139,19 +123,12 @@ REFUSED: list[tuple[str, str, list[Expected]]] = [
      [(f"{F0}.urlRewrite.path.type",
        "ReplacePrefixMatch needs every match of the rule to be a PathPrefix",
        "use ReplaceFullPath, or PathPrefix matches")]),
-    ("ReplacePrefixMatch redirect on a regex", rules({
-        "matches": [path("RegularExpression", "/a.*")],
-        "filters": [redirect(path=PREFIX_V2)]}),
-     [(f"{F0}.requestRedirect.path.type", "needs every match of the rule to be a PathPrefix",
-       "use ReplaceFullPath")]),
     ("rewritten path without slash", rule(filters=[
         rewrite({"type": "ReplaceFullPath", "replaceFullPath": "v2/books"})]),
-     [(f"{F0}.urlRewrite.path", 'a path must start with "/", got "v2/books"', "")]),
+     [(f"{F0}.urlRewrite.path.replaceFullPath", 'a path must start with "/", got "v2/books"', "")]),
     # Timeouts and retries.
     ("request timeout not a duration", rule(timeouts={"request": "5 seconds"}),
      [(f"{R0}.timeouts.request", '"5 seconds" is not a duration', DURATION_HINT)]),
-    ("backendRequest without unit", rule(timeouts={"backendRequest": "30"}),
-     [(f"{R0}.timeouts.backendRequest", '"30" is not a duration', DURATION_HINT)]),
     ("attempt outlasts the request", rule(timeouts={"request": "5s", "backendRequest": "1m"}),
      [(f"{R0}.timeouts.backendRequest", "an attempt (1m) cannot outlast the whole request (5s)",
        "make backendRequest at most request")]),
@@ -181,20 +158,15 @@ def test_route_refused(text: str, expected: list[Expected]) -> None:
 
 ACCEPTED: list[tuple[str, str]] = [
     ("regex path needs no leading slash", rule(matches=[path("RegularExpression", "api/.*")])),
-    ("regex at the size limit", rule(matches=[path("RegularExpression", "a{96}")])),
-    ("matching on host is fine", rule(matches=[{"headers": [{"name": "Host", "value": "b"}]}])),
     ("token characters", rule(filters=[headers_filter(
         "RequestHeaderModifier", set=[{"name": "X-Custom_1.v~2", "value": "100%"}])])),
-    ("two mirrors", rule(filters=[mirror(percent=10), mirror(fraction={"numerator": 1})])),
-    ("whole fraction", rule(filters=[mirror(fraction={"numerator": 7, "denominator": 7})])),
+    ("two mirrors, a whole fraction", rule(filters=[
+        mirror(percent=10), mirror(fraction={"numerator": 7, "denominator": 7})])),
     ("ReplacePrefixMatch on prefixes", rule(
         matches=[path("PathPrefix", "/a"), path("PathPrefix", "/b/")],
         filters=[rewrite(PREFIX_V2)])),
-    ("redirect alone", rules({"filters": [redirect(path=PREFIX_V2, statusCode=301)]})),
-    ("request 0s: no limit", rule(timeouts={"request": "0s", "backendRequest": "1h"})),
-    ("attempt equal to request", rule(timeouts={"request": "1m", "backendRequest": "60s"})),
-    ("compound durations", rule(timeouts={"request": "1h30m", "backendRequest": "1.5s"},
-                                retry={"attempts": 3, "codes": [503], "backoff": "250ms"})),
+    ("request 0s: no limit", rule(timeouts={"request": "0s", "backendRequest": "1h"},
+                                  retry={"attempts": 3, "codes": [503], "backoff": "1.5s"})),
 ]
 
 
@@ -204,16 +176,12 @@ def test_route_accepted(text: str) -> None:
 
 
 @pytest.mark.parametrize(("pattern", "expected"), [
-    ("^/api/v[0-9]+/.*$", None),
     ("a{96}", None),  # program size exactly 100: still accepted
     ("a{97}", f"too complex for Envoy (RE2 program size 101 > {MAX_REGEX_PROGRAM_SIZE})"),
-    ("(", f"{NOT_COMPILED}: missing ): ("),
-    ("\\d+(?i)x", None),  # RE2 syntax, not Python's
-    ("(?P<id>[0-9]+)", None),
+    ("(?P<id>[0-9]+)(?i)x", None),  # RE2 has named groups and inline flags
     ("[0-9]++", f"{NOT_COMPILED}: bad repetition operator: ++"),  # possessive: PCRE only
     ("/books\\Z", f"{NOT_COMPILED}: invalid escape sequence: \\Z"),  # RE2 spells it \z
-], ids=["plain", "size 100", "size 101", "unbalanced", "flags", "named group",
-        "possessive", "Python end anchor"])
+], ids=["size 100", "size 101", "named group and flags", "possessive", "Python end anchor"])
 def test_regex_problem(pattern: str, expected: str | None) -> None:
     found = regex_problem(pattern)
     if expected is None:
@@ -224,26 +192,19 @@ def test_regex_problem(pattern: str, expected: str | None) -> None:
 
 
 @pytest.mark.parametrize(("name", "modifying", "expected"), [
-    ("x-request-id", True, None),
     ("X_Weird.Name~1", True, None),
     ("host", False, None),
     ("Host", True, 'the "Host" header cannot be modified here'),
-    ("transfer-encoding", True, 'the "transfer-encoding" header cannot be modified here'),
     ("te", True, 'the "te" header cannot be modified here'),
-    ("te", False, None),
     (":authority", False, '":authority" is not a valid header name'),
-    ("x:y", True, '"x:y" is not a valid header name'),
-    ("caf\u00e9", False, '"caf\u00e9" is not a valid header name'),
 ], ids=lambda value: repr(value) if isinstance(value, str) else None)
 def test_header_name_problem(name: str, modifying: bool, expected: str | None) -> None:
     assert header_name_problem(name, modifying=modifying) == expected
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    (None, None),
-    ("10s", None),
+    (None, None),  # an optional duration left out
     ("10", '"10" is not a duration'),
-    ("10 s", '"10 s" is not a duration'),
 ])
 def test_duration_problem(value: str | None, expected: str | None) -> None:
     assert duration_problem(value) == expected
@@ -251,34 +212,23 @@ def test_duration_problem(value: str | None, expected: str | None) -> None:
 
 # Suspected bugs: the checks let through what Envoy refuses, or name the wrong field.
 
-@pytest.mark.xfail(strict=True, reason="'?' and '#' in a PathPrefix pass validation, but Envoy's "
-                   "path_separated_prefix must match ^[^?#]+[^?#/]$: the route table is NACKed")
-@pytest.mark.parametrize("value", ["/books?page=1", "/books#top"])
-def test_prefix_with_query_or_fragment_is_refused(value: str) -> None:
-    found = problems(rule(matches=[path("PathPrefix", value)]))
+def test_prefix_with_query_or_fragment_is_refused() -> None:
+    found = problems(rule(matches=[path("PathPrefix", "/books?page=1")]))
     assert [p.field for p in found] == [f"{R0}.matches[0].path.value"]
 
 
-@pytest.mark.xfail(strict=True, reason="CR/LF in a header value pass validation, but Envoy's "
-                   "HeaderValue.value must be a valid HTTP header value: the route is NACKed")
 def test_header_value_with_newline_is_refused() -> None:
     found = problems(rule(filters=[headers_filter(
         "RequestHeaderModifier", set=[{"name": "x-a", "value": "a\r\nx-injected: 1"}])]))
     assert [p.field for p in found] == [f"{F0}.requestHeaderModifier.set[0].value"]
 
 
-@pytest.mark.xfail(strict=True, reason="a bad mirror backend name is reported at "
-                   "requestMirror[0].name, a path that does not exist (requestMirror is not a "
-                   "list); the field is requestMirror.backendRef.name")
 def test_mirror_backend_name_field_path() -> None:
     found = problems(rule(filters=[{"type": "RequestMirror",
                                     "requestMirror": {"backendRef": {"name": "Mirror_1"}}}]))
     assert [p.field for p in found] == [f"{F0}.requestMirror.backendRef.name"]
 
 
-@pytest.mark.xfail(strict=True, reason="a ReplacePrefixMatch modifier that also sets "
-                   "replaceFullPath is accepted, and route_actions then translates it as a full "
-                   "path rewrite (replace_full_path is looked at first), ignoring the type")
 def test_path_modifier_with_the_other_type_field_is_refused() -> None:
     found = problems(rule(filters=[rewrite(PREFIX_V2 | {"replaceFullPath": "/x"})]))
     assert [p.field for p in found] == [f"{F0}.urlRewrite.path.replaceFullPath"]

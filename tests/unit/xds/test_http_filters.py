@@ -50,11 +50,10 @@ def test_service_rate_limit_is_on_in_the_chain() -> None:
 
 
 @pytest.mark.parametrize(("limit", "max_tokens", "per_fill", "interval"), [
-    (RateLimit(requests=10), 10, 10, (1, 0)),
     (RateLimit(requests=10, burst=25), 25, 10, (1, 0)),
     (RateLimit(requests=3, interval="250ms"), 3, 3, (0, 250_000_000)),
     (RateLimit(requests=1000, interval="1h", burst=1), 1, 1000, (3600, 0)),
-], ids=["requests", "burst", "fractional interval", "burst below requests"])
+], ids=["burst", "fractional interval", "burst below requests"])
 def test_token_bucket(limit: RateLimit, max_tokens: int, per_fill: int,
                       interval: tuple[int, int]) -> None:
     bucket = local_rate_limit(limit, "x").token_bucket
@@ -84,15 +83,10 @@ def test_fault_delay_and_abort() -> None:
     assert list(config.headers) == []
 
 
-@pytest.mark.parametrize(("fault", "fields"), [
-    (FaultInjection(delay=FaultDelay("2s")), ["delay"]),
-    (FaultInjection(abort=FaultAbort(418)), ["abort"]),
-], ids=["delay only", "abort only"])
-def test_fault_sets_only_what_is_given(fault: FaultInjection, fields: list[str]) -> None:
-    config = fault_config(fault)
-    assert [f.name for f, _ in config.ListFields()] == fields
-    # Default percent: every request.
-    assert getattr(config, fields[0]).percentage.numerator == 1_000_000
+def test_fault_sets_only_what_is_given() -> None:
+    config = fault_config(FaultInjection(delay=FaultDelay("2s")))
+    assert [f.name for f, _ in config.ListFields()] == ["delay"]
+    assert config.delay.percentage.numerator == 1_000_000  # default percent: every request
 
 
 def test_fault_only_for_matching_headers() -> None:

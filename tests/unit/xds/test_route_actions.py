@@ -53,14 +53,12 @@ def target(route: rc.Route) -> str:
 
 
 @pytest.mark.parametrize(("backends", "namespace", "expected"), [
-    ([{"name": "a"}], "default", "outbound|a.default"),
     ([{"name": "a"}], "shop", "outbound|a.shop"),  # the route's namespace by default
-    ([{"name": "a", "namespace": "shop"}], "default", "outbound|a.shop"),
     ([{"name": "a", "weight": 90}, {"name": "b", "weight": 10}], "default",
      "outbound|a.default=90,outbound|b.default=10"),
     ([{"name": "a", "weight": 0}, {"name": "b", "weight": 3}], "default",
      "outbound|b.default"),  # weight 0 never gets traffic: one cluster left
-], ids=["one", "route namespace", "backend namespace", "weighted", "zero weight dropped"])
+], ids=["route namespace", "weighted", "zero weight dropped"])
 def test_backends(backends: list[dict[str, Any]], namespace: str, expected: str) -> None:
     assert target(build({"backendRefs": backends}, namespace=namespace)) == expected
 
@@ -68,9 +66,8 @@ def test_backends(backends: list[dict[str, Any]], namespace: str, expected: str)
 @pytest.mark.parametrize(("retry", "retry_on", "attempts", "codes"), [
     (None, SAFE_RETRY_ON, 2, []),
     ({"attempts": 3}, f"{SAFE_RETRY_ON},5xx", 3, []),
-    ({"attempts": 0}, f"{SAFE_RETRY_ON},5xx", 0, []),
     ({"codes": [503, 429]}, f"{SAFE_RETRY_ON},retriable-status-codes", 1, [503, 429]),
-], ids=["safe retries only", "attempts", "no retries", "status codes"])
+], ids=["safe retries only", "attempts", "status codes"])
 def test_retry_policy(retry: dict[str, Any] | None, retry_on: str, attempts: int,
                       codes: list[int]) -> None:
     policy = build(BACKEND | ({"retry": retry} if retry else {})).route.retry_policy
@@ -92,10 +89,8 @@ def test_retry_backoff_grows_to_ten_times_the_base() -> None:
 
 @pytest.mark.parametrize(("timeouts", "timeout", "per_try"), [
     ({"request": "1.5s"}, (1, 500_000_000), None),
-    ({"request": "0s"}, (0, 0), None),  # set to 0: no limit (Envoy's default is 15 s)
-    ({"backendRequest": "250ms"}, None, (0, 250_000_000)),
-    ({"request": "1m", "backendRequest": "20s"}, (60, 0), (20, 0)),
-], ids=["request", "no limit", "per attempt", "both"])
+    ({"request": "0s", "backendRequest": "250ms"}, (0, 0), (0, 250_000_000)),
+], ids=["request", "no limit, per attempt"])  # 0s: no limit (Envoy's default is 15 s)
 def test_timeouts(timeouts: dict[str, str], timeout: tuple[int, int] | None,
                   per_try: tuple[int, int] | None) -> None:
     action = build(BACKEND | {"timeouts": timeouts}).route
@@ -112,7 +107,6 @@ def test_timeouts(timeouts: dict[str, str], timeout: tuple[int, int] | None,
     (HashKey(header="X-User"), "header", "x-user"),
     (HashKey(cookie="Session"), "cookie", "Session"),
     (HashKey(source_ip=True), "connection_properties", "True"),
-    (HashKey(header="x-a", source_ip=False), "header", "x-a"),
 ])
 def test_hash_policy(key: HashKey, field: str, expected: str) -> None:
     (policy,) = build(BACKEND, hash_key=key).route.hash_policy
@@ -123,12 +117,10 @@ def test_hash_policy(key: HashKey, field: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(("mirror", "cluster", "millionths"), [
-    ({}, "outbound|m.default", 1_000_000),
+    ({"backendRef": {"name": "m", "namespace": "shop"}}, "outbound|m.shop", 1_000_000),
     ({"percent": 25}, "outbound|m.default", 250_000),
     ({"fraction": {"numerator": 1, "denominator": 3}}, "outbound|m.default", 333_333),
-    ({"fraction": {"numerator": 1}}, "outbound|m.default", 10_000),
-    ({"backendRef": {"name": "m", "namespace": "shop"}}, "outbound|m.shop", 1_000_000),
-], ids=["everything", "percent", "fraction", "fraction of 100", "other namespace"])
+], ids=["everything, other namespace", "percent", "fraction"])
 def test_mirror(mirror: dict[str, Any], cluster: str, millionths: int) -> None:
     request_mirror = {"backendRef": {"name": "m"}} | mirror
     action = build(BACKEND | {"filters": [{"type": "RequestMirror",
@@ -153,14 +145,14 @@ def test_url_rewrite_host_and_full_path() -> None:
         "^.*$", "/v2/index")
 
 
-@pytest.mark.parametrize(("match", "pattern"), [(0, "^/old(/.*)?$"), (1, "^/legacy(/.*)?$")])
-def test_prefix_rewrite_uses_each_match_own_prefix(match: int, pattern: str) -> None:
+def test_prefix_rewrite_uses_each_match_own_prefix() -> None:
     manifest = BACKEND | {
         "matches": [{"path": {"value": "/old/"}}, {"path": {"value": "/legacy"}}],
         "filters": [url_rewrite(path={"type": "ReplacePrefixMatch",
                                       "replacePrefixMatch": "/new"})]}
-    rewrite = build(manifest, match=match).route.regex_rewrite
-    assert (rewrite.pattern.regex, rewrite.substitution) == (pattern, "/new\\1")
+    rewrites = [build(manifest, match=m).route.regex_rewrite for m in (0, 1)]
+    assert [(r.pattern.regex, r.substitution) for r in rewrites] == [
+        ("^/old(/.*)?$", "/new\\1"), ("^/legacy(/.*)?$", "/new\\1")]
 
 
 def redirect(**fields: Any) -> Manifest:
@@ -169,9 +161,6 @@ def redirect(**fields: Any) -> Manifest:
 
 @pytest.mark.parametrize(("status", "code"), [
     (None, rc.RedirectAction.FOUND),
-    (301, rc.RedirectAction.MOVED_PERMANENTLY),
-    (303, rc.RedirectAction.SEE_OTHER),
-    (307, rc.RedirectAction.TEMPORARY_REDIRECT),
     (308, rc.RedirectAction.PERMANENT_REDIRECT),
 ])
 def test_redirect_status(status: int | None, code: int) -> None:
@@ -223,10 +212,8 @@ ABORT = FaultInjection(abort=FaultAbort(http_status=503))
 
 @pytest.mark.parametrize(("fault", "rate_limit", "keys"), [
     (None, None, []),
-    (ABORT, None, [FAULT]),
-    (None, LIMIT, [RATE_LIMIT]),
     (ABORT, LIMIT, [FAULT, RATE_LIMIT]),
-], ids=["none", "fault", "rate limit", "both"])
+], ids=["none", "both"])
 def test_per_route_policy_configs(fault: FaultInjection | None, rate_limit: RateLimit | None,
                                   keys: list[str]) -> None:
     route = build(BACKEND, fault=fault, rate_limit=rate_limit)
@@ -261,9 +248,3 @@ def test_ring_hash_policy_reaches_the_routes(manifests: list[Manifest]) -> None:
     (route,) = routes.service_routes(snapshot.services[BOOKS], snapshot.routes.get(BOOKS, ()))
     assert [p.header.header_name for p in route.route.hash_policy] == ["x-user"]
 
-
-def test_no_hash_policy_without_ring_hash() -> None:
-    snapshot = mesh(1, [], [service("books"), traffic_policy(
-        "lb", to_service(), loadBalancer={"algorithm": "LeastRequest"})])
-    (route,) = routes.service_routes(snapshot.services[BOOKS], ())
-    assert list(route.route.hash_policy) == []
