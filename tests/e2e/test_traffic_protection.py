@@ -106,6 +106,8 @@ def test_fault_injection_hits_the_configured_share_of_matching_requests(mesh: Me
     assert "fault filter abort" in str(aborted[0].body)
     served = n - len(aborted)
     share = len(delayed) / served
+    print(f"measured: faults on {n} matching requests: {len(aborted)} aborted (30 % set), "
+          f"{share:.1%} of the rest delayed (20 % set)")
     assert 0.20 - 0.10 <= share <= 0.20 + 0.10, (len(delayed), served)
     plain = [request(port, "/") for _ in range(100)]
     assert {r.status for r in plain} == {200}  # no header, no faults

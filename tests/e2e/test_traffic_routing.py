@@ -93,6 +93,7 @@ def test_weighted_split_lands_within_tolerance_and_shifts_live(mesh: Mesh) -> No
     pids = {w["name"]: w["pid"] for w in mesh.api.get("/v1/workloads")}
     seen = Counter(request(port, f"/{i}").workload for i in range(1000))
     # Binomial(1000, 0.1): mean 100, sd 9.5; +-4 sd keeps false alarms below 1e-4.
+    print(f"measured: 90/10 split over 1000 requests: {dict(seen)}")
     assert 62 <= seen["books-2"] <= 138, seen
     assert seen["books-1"] + seen["books-2"] == 1000
     mesh.cli("apply", "-f", "-", stdin=SPLIT.format(v1=0, v2=100))
