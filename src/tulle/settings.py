@@ -40,6 +40,11 @@ class StatePaths:
         return self.root / "api-token"
 
     @property
+    def metrics_token_file(self) -> Path:
+        """A read-only credential for scraping /metrics (Prometheus's credentials_file)."""
+        return self.root / "metrics-token"
+
+    @property
     def endpoint_file(self) -> Path:
         return self.root / "controlplane.json"
 
@@ -156,3 +161,19 @@ def read_token(paths: StatePaths) -> str:
         raise StateError(f"the API token file {paths.token_file} is empty",
                          hint="delete it and restart the control plane with `tulle up`")
     return token
+
+
+def load_or_create_metrics_token(paths: StatePaths) -> str:
+    if paths.metrics_token_file.exists():
+        return paths.metrics_token_file.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    write_private(paths.metrics_token_file, token + "\n")
+    return token
+
+
+def read_metrics_token(paths: StatePaths) -> str | None:
+    """None when the control plane never made one (an older state directory)."""
+    try:
+        return paths.metrics_token_file.read_text().strip() or None
+    except OSError:
+        return None

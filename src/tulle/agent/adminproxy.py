@@ -8,6 +8,7 @@ that present the token the agent chose at registration.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from tulle.agent import http
 from tulle.security import bearer, tokens_match
@@ -21,9 +22,16 @@ def _text(status: int, text: str) -> http.Response:
 
 
 class AdminProxy:
-    def __init__(self, token: str, admin_port: int) -> None:
+    """Also serves ``/metrics`` (Prometheus) to holders of the mesh's metrics token, a
+    read-only credential that cannot read admin pages."""
+
+    def __init__(self, token: str, admin_port: int,
+                 metrics: Callable[[], Awaitable[str]] | None = None,
+                 metrics_token: str | None = None) -> None:
         self._token = token
         self._admin_port = admin_port
+        self._metrics = metrics
+        self._metrics_token = metrics_token
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -34,7 +42,10 @@ class AdminProxy:
             self._server.close()
 
     async def handle(self, request: http.Request) -> http.Response:
-        if not tokens_match(self._token, bearer(request.headers.get("authorization"))):
+        presented = bearer(request.headers.get("authorization"))
+        if request.path == "/metrics" and self._metrics is not None:
+            return await self._serve_metrics(presented)
+        if not tokens_match(self._token, presented):
             return _text(401, "missing or wrong agent token\n")
         page = request.path.removeprefix("/admin/")
         if request.method != "GET" or not request.path.startswith("/admin/") \
@@ -48,3 +59,14 @@ class AdminProxy:
             return _text(502, f"Envoy's admin interface did not answer: {exc}\n")
         content_type = upstream.headers.get("content-type", "text/plain")
         return http.Response(upstream.status, {"Content-Type": content_type}, upstream.body)
+
+    async def _serve_metrics(self, presented: str | None) -> http.Response:
+        allowed = [t for t in (self._token, self._metrics_token) if t]
+        if presented is None or not any(tokens_match(t, presented) for t in allowed):
+            return _text(401, "missing or wrong metrics token\n")
+        assert self._metrics is not None
+        try:
+            text = await self._metrics()
+        except (OSError, http.HttpError, TimeoutError, ValueError) as exc:
+            return _text(502, f"cannot read Envoy's stats: {exc}\n")
+        return http.Response(200, {"Content-Type": "text/plain; version=0.0.4"}, text.encode())

@@ -25,11 +25,19 @@ from tulle.agent.config import AgentConfig
 from tulle.agent.envoy import EnvoyProcess, die_with_parent
 from tulle.agent.identity import Enrolment, IdentityKeeper, prepare_first_key
 from tulle.agent.session import ControlPlaneSession
+from tulle.agent.telemetry import Telemetry, interval_from_env
 from tulle.errors import EnvoyError, UsageError
 from tulle.identity.spiffe import spiffe_id
 from tulle.local import free_ports, port_is_free
 from tulle.security import new_token
-from tulle.settings import LOOPBACK, ControlPlaneEndpoint, StatePaths, read_token, write_private
+from tulle.settings import (
+    LOOPBACK,
+    ControlPlaneEndpoint,
+    StatePaths,
+    read_metrics_token,
+    read_token,
+    write_private,
+)
 
 log = logging.getLogger("tulle.agent")
 
@@ -49,6 +57,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._starting: asyncio.Task[Any] | None = None
         self._identity: IdentityKeeper | None = None
+        self._session: ControlPlaneSession | None = None
 
     async def run(self) -> int:
         self._starting = asyncio.current_task()
@@ -71,7 +80,11 @@ class Agent:
                                  hint="choose another port: --upstream SERVICE:PORT")
         outbound, admin, agent_port, inbound = free_ports(4)
         agent_token = new_token()
-        admin_proxy = AdminProxy(agent_token, admin)
+        telemetry = Telemetry(admin, (("namespace", config.namespace),
+                                      ("workload", config.name), ("service", config.service)),
+                              self._report_telemetry, interval_from_env())
+        admin_proxy = AdminProxy(agent_token, admin, metrics=telemetry.metrics,
+                                 metrics_token=read_metrics_token(self.paths))
         await admin_proxy.start(LOOPBACK, agent_port)
         session = ControlPlaneSession(endpoint.host, endpoint.api_port, api_token, {
             "name": config.name, "namespace": config.namespace, "service": config.service,
@@ -113,7 +126,9 @@ class Agent:
             self._starting = None
             if config.command:
                 self._app = await self._start_app(outbound)
+            self._session = session
             self._tasks = [asyncio.create_task(self._probe(session, envoy)),
+                           asyncio.create_task(telemetry.run()),
                            asyncio.create_task(self._supervise(envoy, session)),
                            asyncio.create_task(self._identity.keep())]
             if self._app is not None:
@@ -127,6 +142,9 @@ class Agent:
         return self._exit_code()
 
     # -- pieces ------------------------------------------------------------------------------
+
+    async def _report_telemetry(self, payload: dict[str, Any]) -> bool:
+        return self._session is not None and await self._session.send_telemetry(payload)
 
     def _on_control_message(self, message: dict[str, Any]) -> None:
         """From the control plane, over the session: a new trust bundle, or "renew now"."""

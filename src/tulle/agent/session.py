@@ -68,6 +68,19 @@ class ControlPlaneSession:
             raise _error(response.status, response.body)
         return str(response.json()["joinToken"])
 
+    async def send_telemetry(self, payload: dict[str, Any]) -> bool:
+        """Report what changed since the last report; False if it did not arrive."""
+        if self._stream is None:
+            return False
+        try:
+            response = await http.request_json(
+                self._host, self._port, "POST", f"/v1/agent/workloads/{self.node_id}/telemetry",
+                payload, headers=self._headers, timeout=5.0)
+        except (OSError, TimeoutError, http.HttpError) as exc:
+            log.debug("telemetry report failed: %s", exc)
+            return False
+        return response.status == 200
+
     async def close(self) -> None:
         """End the session: the control plane deregisters the workload."""
         self._closing = True

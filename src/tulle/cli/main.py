@@ -54,9 +54,11 @@ def _register() -> None:
         cmd_describe,
         cmd_resources,
         cmd_run,
+        cmd_telemetry,
     )
 
-    for module in (cmd_controlplane, cmd_resources, cmd_describe, cmd_run, cmd_certs, cmd_demo):
+    for module in (cmd_controlplane, cmd_resources, cmd_describe, cmd_run, cmd_certs, cmd_demo,
+                   cmd_telemetry):
         module.register(app)
 
 

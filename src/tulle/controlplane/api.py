@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from tulle.controlplane import sessions
+from tulle.controlplane import sessions, telemetry
 from tulle.controlplane.describe import describe_service
 from tulle.controlplane.resources import documents_from_request
 from tulle.errors import AuthError, NotFoundError, TulleError, UsageError
@@ -65,6 +65,7 @@ def make_api(cp: ControlPlane) -> web.Application:
                _json(lambda req: sessions.new_join_token(cp, req)))
     r.add_post("/v1/agent/workloads/{node}/state",
                _json_async(lambda req: sessions.set_state(cp, req)))
+    telemetry.register(r, cp.telemetry, _json, _json_async)
     return app
 
 

@@ -22,6 +22,7 @@ from tulle.controlplane.identity import IdentityService
 from tulle.controlplane.resources import ResourceService
 from tulle.controlplane.rotation import Rotator
 from tulle.controlplane.sessions import END_SESSION
+from tulle.controlplane.telemetry import TelemetryService
 from tulle.errors import ApiError
 from tulle.identity.ca import CertificateAuthority
 from tulle.identity.tokens import DEFAULT_TTL_S as DEFAULT_JOIN_TOKEN_TTL_S
@@ -53,13 +54,14 @@ class ControlPlane:
         # A removed workload's proxy loses its stream too: it keeps its last config, but gets
         # nothing more until it registers again.
         self.registry = WorkloadRegistry(self.store, self.changed, grace_s=grace_s,
-                                         on_removed=lambda node: self.hub.disconnect(node))  # noqa: PLW0108 (hub comes later)
+                                         on_removed=self._on_removed)
         self.resources = ResourceService(self.store, self.registry.workloads, self.changed,
                                          precheck=self.precheck)
         self.compiler = ConfigCompiler()
         self._precheck_compiler = ConfigCompiler()
         self._precheck_versions = itertools.count(-1, -1)
         self.hub = XdsHub(directory=self.registry, source=self)
+        self.telemetry = TelemetryService(self)
         self.ca = CertificateAuthority.open(paths.ca_dir, endpoint.trust_domain)
         self.identity = IdentityService(self, self.ca, JoinTokens(join_token_ttl_s))
         self.rotator = Rotator(self, self.ca)
@@ -139,6 +141,10 @@ class ControlPlane:
                            f"{type(exc).__name__}: {exc}. Nothing was applied",
                            hint="this is a bug in tulle; please report it with "
                                 "`tulle bug-report`") from exc
+
+    def _on_removed(self, node_id: str) -> None:
+        self.hub.disconnect(node_id)
+        self.telemetry.forget(node_id)
 
     def _identity(self) -> MeshIdentity:
         return MeshIdentity(self.ca.trust_domain, self.ca.bundle_pem(),

@@ -31,6 +31,7 @@ from tulle.settings import (
     DEFAULT_XDS_PORT,
     ControlPlaneEndpoint,
     StatePaths,
+    load_or_create_metrics_token,
     load_or_create_token,
 )
 
@@ -86,6 +87,7 @@ def run_foreground(paths: StatePaths, options: StartOptions = StartOptions(), *,
     try:
         endpoint = resolve_endpoint(paths, options)
         token = load_or_create_token(paths)
+        load_or_create_metrics_token(paths)
         _configure_logging(paths, log_to_stderr)
         endpoint.save(paths)
         return asyncio.run(_serve(paths, endpoint, token, options))

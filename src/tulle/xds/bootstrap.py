@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tulle.model.workload import Workload
+from tulle.telemetry.schema import STATS_INCLUSION
 from tulle.xds import names
 
 LOOPBACK = "127.0.0.1"
@@ -72,6 +73,15 @@ def sidecar_bootstrap(workload: Workload, xds_host: str, xds_port: int,
                 },
             }],
         },
+        # The cardinality guard: a sidecar keeps only the stats tulle reads, and creates a
+        # cluster's traffic stats only once the cluster is used.
+        "stats_config": {
+            "stats_matcher": {"inclusion_list": {"patterns": [
+                {"safe_regex": {"regex": pattern}} for pattern in STATS_INCLUSION]}},
+        },
+        "deferred_stat_options": {"enable_deferred_creation_stats": True},
+        # Histograms are merged when the agent reads them, not on a timer nobody reads.
+        "stats_flush_on_admin": True,
         "layered_runtime": {"layers": [{"name": "static", "static_layer": {
             # Envoy's default overload protection warns at start without a limit.
             "overload.global_downstream_max_connections": 50000,

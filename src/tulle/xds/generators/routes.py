@@ -14,6 +14,7 @@ from google.protobuf import wrappers_pb2
 
 from tulle.model.mesh import AttachedRoute, MeshService
 from tulle.model.paths import match_precedence
+from tulle.telemetry.schema import route_stat_prefix
 from tulle.xds import names
 from tulle.xds.generators.common import seconds
 from tulle.xds.generators.matchers import route_match
@@ -106,6 +107,8 @@ def service_routes(service: MeshService, attached: tuple[AttachedRoute, ...]) ->
                 name = f"{key.namespace}/{key.name}/{rule.name or f'rule{r}'}/match{m}"
                 route = rule_route(name, match, route_match(match), rule, key.namespace, fault,
                                    rule_policy.rate_limit, attached_route.hash_key(r))
+                # Per-rule metrics (`tulle routes`): every match of a rule shares its stats.
+                route.stat_prefix = route_stat_prefix(key.namespace, key.name, r, rule.name)
                 entries.append((match_precedence(match), len(entries), route))
     # Gateway API precedence; ties keep their order (route name, then rule, then match).
     entries.sort(key=lambda entry: (entry[0], entry[1]))

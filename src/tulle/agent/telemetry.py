@@ -1,0 +1,80 @@
+"""The agent's telemetry: reads its Envoy's stats, reports what changed to the control plane
+every interval, and serves the sidecar's Prometheus metrics.
+
+Reading: Envoy merges histograms only when asked (``stats_flush_on_admin``), and a read shows
+the previous merge; so a read asks twice, a moment apart. The control plane receives deltas
+of tulle series (a few hundred bytes per interval for a busy sidecar), never raw Envoy stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tulle.agent import http
+from tulle.telemetry.envoy_stats import Series, delta, extract, parse
+from tulle.telemetry.prometheus import Labels, render, sidecar_families
+
+log = logging.getLogger("tulle.agent")
+
+DEFAULT_INTERVAL_S = 5.0
+MERGE_WAIT_S = 0.05
+
+
+def interval_from_env() -> float:
+    """``TULLE_TELEMETRY_INTERVAL`` (seconds) overrides the default, for tests and demos."""
+    try:
+        return max(0.2, float(os.environ.get("TULLE_TELEMETRY_INTERVAL", DEFAULT_INTERVAL_S)))
+    except ValueError:
+        return DEFAULT_INTERVAL_S
+
+
+class Telemetry:
+    def __init__(self, admin_port: int, proxy_labels: Labels,
+                 send: Callable[[dict[str, Any]], Awaitable[bool]],
+                 interval_s: float = DEFAULT_INTERVAL_S) -> None:
+        self._admin_port = admin_port
+        self._labels = proxy_labels
+        self._send = send
+        self.interval_s = interval_s
+        self._reported: Series = {}
+        self._lock = asyncio.Lock()
+
+    async def read(self) -> Series:
+        async with self._lock:  # one merge-and-read at a time
+            await self._get("/stats?filter=%5E%24")  # "^$": matches nothing, merges
+            await asyncio.sleep(MERGE_WAIT_S)
+            body = await self._get("/stats?format=json&histogram_buckets=detailed")
+        return extract(parse(json.loads(body)))
+
+    async def run(self) -> None:
+        """Report forever. A failed report is retried with the next one (deltas pile up)."""
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                now = await self.read()
+            except (OSError, TimeoutError, http.HttpError, ValueError) as exc:
+                log.debug("cannot read Envoy's stats: %s", exc)
+                continue
+            changes = delta(self._reported, now)
+            if not changes:
+                continue
+            payload = {"interval": self.interval_s,
+                       "series": [{**key.to_wire(), "v": values}
+                                  for key, values in sorted(changes.items())]}
+            if await self._send(payload):
+                self._reported = now
+
+    async def metrics(self) -> str:
+        return render(sidecar_families(await self.read(), self._labels))
+
+    async def _get(self, target: str) -> bytes:
+        response = await http.request("127.0.0.1", self._admin_port, "GET", target,
+                                      timeout=5.0)
+        if response.status != 200:
+            raise http.HttpError(f"Envoy's admin answered {response.status} to {target}")
+        return response.body

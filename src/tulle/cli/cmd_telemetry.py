@@ -1,0 +1,168 @@
+"""`tulle stat`, `tulle routes` and `tulle edges`: golden metrics from the control plane's
+windows (the last 15 minutes of every sidecar's reports)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+
+from tulle.cli.output import table
+from tulle.client import ApiClient
+from tulle.errors import UsageError
+from tulle.model.durations import parse_duration
+
+
+class View(StrEnum):
+    TABLE = "table"
+    WIDE = "wide"
+    JSON = "json"
+
+
+ViewOption = Annotated[View, typer.Option("-o", "--output", help="table, wide or json")]
+WindowOption = Annotated[str, typer.Option("--window", "-w",
+                                           help="How far back: 10s to 15m, e.g. 30s, 5m")]
+NamespaceOption = Annotated[str | None, typer.Option("-n", "--namespace",
+                                                     help="Only this namespace")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="stat")(stat)
+    app.command(name="routes")(routes)
+    app.command(name="edges")(edges)
+
+
+def _seconds(window: str) -> float:
+    seconds = parse_duration(window)
+    if seconds is None or not 1 <= seconds <= 900:
+        raise UsageError(f"--window must be a duration from 1s to 15m, got {window!r}",
+                         hint="for example --window 30s or --window 5m")
+    return seconds
+
+
+def _get(ctx: typer.Context, path: str, **query: str | float | None) -> dict[str, Any]:
+    params = "&".join(f"{k}={v}" for k, v in query.items() if v not in (None, ""))
+    data: dict[str, Any] = ApiClient.from_state(ctx.obj.paths).get(f"{path}?{params}")
+    return data
+
+
+def _show(data: dict[str, Any], view: View, render: Any) -> None:
+    if view is View.JSON:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        sys.stdout.write(render(data, view is View.WIDE) + "\n")
+
+
+def stat(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="services (default) or workloads")] = "services",
+    name: Annotated[str | None, typer.Argument(help="One service or workload")] = None,
+    namespace: NamespaceOption = None,
+    window: WindowOption = "1m",
+    output: ViewOption = View.TABLE,
+) -> None:
+    """Golden metrics: request rate, success rate, latency percentiles, traffic."""
+    kinds = {"services": "services", "service": "services", "svc": "services",
+             "workloads": "workloads", "workload": "workloads", "wl": "workloads"}
+    if kind not in kinds:
+        raise UsageError(f"cannot show stats for {kind!r}", hint="tulle stat services|workloads")
+    kind = kinds[kind]
+    data = _get(ctx, f"/v1/telemetry/{kind}", window=_seconds(window), namespace=namespace,
+                name=name)
+    _show(data, output, _stat_table(kind))
+
+
+def routes(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="The service whose routes to show")],
+    namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
+    window: WindowOption = "1m",
+    output: ViewOption = View.TABLE,
+) -> None:
+    """Per-route metrics for every rule of the service's HTTPRoutes, as its callers saw them."""
+    data = _get(ctx, "/v1/telemetry/routes", window=_seconds(window), namespace=namespace,
+                name=service)
+    _show(data, output, _routes_table)
+
+
+def edges(
+    ctx: typer.Context,
+    namespace: NamespaceOption = None,
+    window: WindowOption = "1m",
+    output: ViewOption = View.TABLE,
+) -> None:
+    """Who talks to whom: identities, mTLS, rate and success rate of every edge."""
+    data = _get(ctx, "/v1/telemetry/edges", window=_seconds(window), namespace=namespace)
+    _show(data, output, _edges_table)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else (f"{value:.0f}ms" if value >= 10 else f"{value:.1f}ms")
+
+
+def _golden(row: dict[str, Any]) -> list[str]:
+    latency = row["latencyMs"]
+    return [_percent(row["successRate"]), f"{row['rps']:.2f}", _ms(latency["p50"]),
+            _ms(latency["p95"]), _ms(latency["p99"])]
+
+
+GOLDEN = ("SUCCESS", "RPS", "P50", "P95", "P99")
+
+
+def _stat_table(kind: str) -> Any:
+    def render(data: dict[str, Any], wide: bool) -> str:
+        rows = []
+        headers: tuple[str, ...]
+        if kind == "services":
+            headers = ("NAMESPACE", "SERVICE", "INSTANCES", *GOLDEN, "CONNECTIONS")
+            for row in data["services"]:
+                rows.append([row["namespace"], row["name"], row["instances"], *_golden(row),
+                             row["connections"]])
+        else:
+            headers = ("NAMESPACE", "WORKLOAD", "SERVICE", *GOLDEN, "CONNECTIONS")
+            for row in data["workloads"]:
+                rows.append([row["namespace"], row["name"], row["service"], *_golden(row),
+                             row["connections"]])
+        if wide:
+            key = "services" if kind == "services" else "workloads"
+            headers = (*headers, "REQUESTS", "BYTES IN/S", "BYTES OUT/S")
+            for cells, row in zip(rows, data[key], strict=True):
+                cells += [row["requests"], row["bytesInPerSecond"], row["bytesOutPerSecond"]]
+        return f"(last {data['windowSeconds']:g}s)\n" + table(headers, rows)
+    return render
+
+
+def _routes_table(data: dict[str, Any], wide: bool) -> str:
+    headers: tuple[str, ...] = ("ROUTE", "RULE", *GOLDEN)
+    rows = [[r["route"], r["rule"], *_golden(r)] for r in data["routes"]]
+    if wide:
+        headers = (*headers, "REQUESTS", "RETRIES", "TIMEOUTS", "MATCHES")
+        for cells, row in zip(rows, data["routes"], strict=True):
+            cells += [row["requests"], row["retries"], row["timeouts"], row["matches"]]
+    return (f"{data['service']}.{data['namespace']} (last {data['windowSeconds']:g}s)\n"
+            + table(headers, rows))
+
+
+def _edges_table(data: dict[str, Any], wide: bool) -> str:
+    headers: tuple[str, ...] = ("SOURCE", "DESTINATION", "MTLS", *GOLDEN)
+    rows = []
+    for edge in data["edges"]:
+        src, dst = edge["source"], edge["destination"]
+        source = "(outside the mesh)" if src.get("outsideMesh") else \
+            f"{src['workload']}.{src['namespace']}"
+        destination = f"{dst['service']}.{dst['namespace']}"
+        cells = [source, destination, "yes" if edge["mtls"] else "no", *_golden(edge)]
+        if wide:
+            cells += [src.get("identity") or "-", ", ".join(dst.get("identities") or []) or "-",
+                      ", ".join(f"{k}={v}" for k, v in edge["errors"].items()) or "-"]
+        rows.append(cells)
+    if wide:
+        headers = (*headers, "SOURCE IDENTITY", "DESTINATION IDENTITIES", "ERRORS")
+    return f"(last {data['windowSeconds']:g}s)\n" + table(headers, rows)

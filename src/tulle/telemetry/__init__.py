@@ -1,0 +1,1 @@
+"""Telemetry: what sidecars measure, how it is collected, and the windows it is kept in."""

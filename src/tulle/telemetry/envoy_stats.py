@@ -1,0 +1,186 @@
+"""From Envoy's admin stats to tulle series. Standard library only: the agent runs this.
+
+The input is ``/stats?format=json&histogram_buckets=detailed``: counters and gauges by full
+name, and for each histogram its cumulative bins (lower bound, width, count). Bins are folded
+into tulle's fixed latency buckets, so every proxy reports the same shape.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tulle.telemetry.schema import (
+    GAUGES,
+    INBOUND,
+    INBOUND_PLAINTEXT,
+    LATENCY_BOUNDS_MS,
+    LATENCY_FIELDS,
+    LATENCY_SUM,
+    OUTBOUND,
+    PROXY,
+    ROUTE,
+    SeriesKey,
+    parse_route_stat_prefix,
+)
+
+Values = dict[str, int]
+Series = dict[SeriesKey, Values]
+
+
+@dataclass(frozen=True)
+class EnvoyStats:
+    """One reading of a sidecar's stats."""
+
+    values: Mapping[str, int]
+    # Histogram name -> cumulative bins: (lower bound, width, count), in milliseconds.
+    histograms: Mapping[str, tuple[tuple[float, float, int], ...]] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.values) + len(self.histograms)
+
+
+def parse(document: Mapping[str, Any]) -> EnvoyStats:
+    values: dict[str, int] = {}
+    histograms: dict[str, tuple[tuple[float, float, int], ...]] = {}
+    for item in document.get("stats", ()):
+        if "name" in item:
+            value = item.get("value")
+            if isinstance(value, int):
+                values[item["name"]] = value
+        elif isinstance(item.get("histograms"), dict):
+            for detail in item["histograms"].get("details", ()):
+                histograms[detail["name"]] = tuple(
+                    (float(b["lower_bound"]), float(b["width"]), int(b["count"]))
+                    for b in detail.get("totals", ()))
+    return EnvoyStats(values, histograms)
+
+
+def _bucketize(bins: Iterable[tuple[float, float, int]]) -> Values:
+    out: Values = {}
+    total_ms = 0.0
+    for lower, width, count in bins:
+        middle = lower + width / 2
+        total_ms += middle * count
+        index = next((i for i, bound in enumerate(LATENCY_BOUNDS_MS) if middle <= bound),
+                     len(LATENCY_BOUNDS_MS))
+        out[LATENCY_FIELDS[index]] = out.get(LATENCY_FIELDS[index], 0) + count
+    if out:
+        out[LATENCY_SUM] = round(total_ms)
+    return out
+
+
+# (pattern, series kind, field) for counters and gauges; groups name the series.
+_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) for p, kind in (
+    (r"^http\.inbound\.(?P<stat>downstream_.+)$", INBOUND),
+    (r"^http\.inbound_plaintext\.(?P<stat>downstream_.+)$", INBOUND_PLAINTEXT),
+    (r"^cluster\.outbound\|(?P<name>[^|.]+)\|(?P<ns>[^|.]+)\.(?P<stat>.+)$", OUTBOUND),
+    (r"^vhost\.(?P<vhost>.+)\.route\.(?P<route>rt\|[^.]+)\.(?P<stat>.+)$", ROUTE),
+    (r"^cluster\.inbound\|[0-9]+\.(?P<stat>upstream_cx_connect_fail)$", INBOUND),
+    (r"^inbound_ratelimit\.http_local_rate_limit\.(?P<stat>rate_limited)$", INBOUND),
+    (r"^listener\..+\.ssl\.(?P<stat>connection_error|handshake)$", INBOUND),
+))
+
+# Envoy stat (after the series' prefix) -> tulle field.
+_FIELDS: dict[str, dict[str, str]] = {
+    INBOUND: {"downstream_cx_rx_bytes_total": "rx", "downstream_cx_tx_bytes_total": "tx",
+              "downstream_cx_active": "cx", "downstream_cx_total": "cxt",
+              "upstream_cx_connect_fail": "app_cfail",
+              "rate_limited": "limited", "connection_error": "tls_err",
+              "handshake": "tls_ok"},
+    OUTBOUND: {"upstream_cx_rx_bytes_total": "rx", "upstream_cx_tx_bytes_total": "tx",
+               "upstream_cx_active": "cx", "upstream_cx_total": "cxt",
+               "upstream_rq_retry": "retry", "upstream_rq_retry_overflow": "retry_overflow",
+               "upstream_rq_retry_limit_exceeded": "retry_exhausted",
+               "upstream_rq_timeout": "timeout", "upstream_rq_per_try_timeout": "try_timeout",
+               "upstream_rq_pending_overflow": "overflow", "upstream_cx_overflow": "cx_overflow",
+               "upstream_cx_connect_fail": "cfail", "upstream_cx_connect_timeout": "ctimeout",
+               "upstream_rq_rx_reset": "reset", "upstream_rq_tx_reset": "reset",
+               "outlier_detection.ejections_enforced_total": "eject",
+               "outlier_detection.ejections_active": "ejected",
+               "membership_healthy": "healthy", "membership_total": "members",
+               "ssl.connection_error": "tls_err", "ssl.fail_verify_san": "san_fail",
+               "ssl.fail_verify_error": "verify_fail"},
+    ROUTE: {"upstream_rq_retry": "retry", "upstream_rq_timeout": "timeout"},
+}
+_FIELDS[INBOUND_PLAINTEXT] = _FIELDS[INBOUND]
+_CODE = re.compile(r"^(?:downstream_|upstream_)rq_(?P<code>[1-5][0-9][0-9]|[1-5]xx)$")
+_LATENCY = {"downstream_rq_time", "upstream_rq_time"}
+
+_PROXY_FIELDS = {"server.memory_allocated": "mem", "server.uptime": "uptime",
+                 "control_plane.connected_state": "xds"}
+
+
+def _key(kind: str, match: re.Match[str]) -> SeriesKey | None:
+    groups = match.groupdict()
+    if kind == OUTBOUND:
+        return SeriesKey(OUTBOUND, f"{groups['name']}.{groups['ns']}")
+    if kind == ROUTE:
+        parsed = parse_route_stat_prefix(groups["route"])
+        if parsed is None:
+            return None
+        return SeriesKey(ROUTE, groups["vhost"], parsed[0], parsed[1])
+    return SeriesKey(kind)
+
+
+def _field(kind: str, stat: str) -> str | None:
+    code = _CODE.match(stat)
+    if code is not None:
+        value = code.group("code")
+        return f"rq{value[0]}" if value.endswith("xx") else f"c{value}"
+    return _FIELDS.get(kind, {}).get(stat)
+
+
+def extract(stats: EnvoyStats) -> Series:
+    """Cumulative tulle series from one reading."""
+    series: Series = {}
+    for name, value in stats.values.items():
+        if name in _PROXY_FIELDS:
+            series.setdefault(SeriesKey(PROXY), {})[_PROXY_FIELDS[name]] = value
+            continue
+        for pattern, kind in _RULES:
+            match = pattern.match(name)
+            if match is None:
+                continue
+            key = _key(kind, match)
+            field_name = _field(kind, match.group("stat"))
+            if key is not None and field_name is not None:
+                values = series.setdefault(key, {})
+                values[field_name] = values.get(field_name, 0) + value
+            break
+    for name, bins in stats.histograms.items():
+        for pattern, kind in _RULES:
+            match = pattern.match(name)
+            if match is None:
+                continue
+            key = _key(kind, match)
+            if key is not None and match.group("stat") in _LATENCY:
+                series.setdefault(key, {}).update(_bucketize(bins))
+            break
+    series.setdefault(SeriesKey(PROXY), {})["stats"] = stats.count
+    return series
+
+
+def delta(before: Series, now: Series) -> Series:
+    """What happened between two readings: counter differences (a counter that went down
+    means Envoy restarted, so its whole value is new) and gauges as they are now. Series and
+    fields with nothing to report are left out."""
+    out: Series = {}
+    for key, values in now.items():
+        previous = before.get(key, {})
+        changed: Values = {}
+        for name, value in values.items():
+            if name in GAUGES:
+                if value != previous.get(name):
+                    changed[name] = value
+                continue
+            old = previous.get(name, 0)
+            difference = value - old if value >= old else value
+            if difference:
+                changed[name] = difference
+        if changed:
+            out[key] = changed
+    return out

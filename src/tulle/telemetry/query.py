@@ -1,0 +1,188 @@
+"""Golden metrics from a window: per workload, service, route rule and edge.
+
+Success rate counts 5xx as failures (4xx are the caller's problem, not the service's).
+Latency percentiles are interpolated within tulle's fixed buckets, so they are estimates
+whose error is at most the width of the bucket they fall in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tulle.telemetry.schema import (
+    INBOUND,
+    INBOUND_PLAINTEXT,
+    LATENCY_BOUNDS_MS,
+    LATENCY_FIELDS,
+    OUTBOUND,
+    PROXY,
+    REQUEST_FIELDS,
+    ROUTE,
+    SeriesKey,
+)
+from tulle.telemetry.windows import Values, Window, add_into
+
+QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """Who a reporting sidecar is."""
+
+    name: str
+    namespace: str
+    service: str
+    identity: str  # SPIFFE ID, or "" without a CA
+
+
+def quantile(values: Mapping[str, int], q: float) -> float | None:
+    counts = [values.get(name, 0) for name in LATENCY_FIELDS]
+    total = sum(counts)
+    if not total:
+        return None
+    target = q * total
+    seen = 0
+    lower = 0.0
+    for count, upper in zip(counts, (*LATENCY_BOUNDS_MS, None), strict=True):
+        if upper is None:
+            return LATENCY_BOUNDS_MS[-1]  # slower than the last bound: report the bound
+        if count and seen + count >= target:
+            return round(lower + (upper - lower) * (target - seen) / count, 3)
+        seen += count
+        lower = upper
+    return LATENCY_BOUNDS_MS[-1]
+
+
+def golden(values: Mapping[str, int], seconds: float) -> dict[str, Any]:
+    requests = sum(values.get(name, 0) for name in REQUEST_FIELDS)
+    failures = values.get("rq5", 0)
+    return {
+        "requests": requests,
+        "rps": round(requests / seconds, 3),
+        "successRate": round((requests - failures) / requests, 4) if requests else None,
+        "codes": {f"{i}xx": values.get(f"rq{i}", 0) for i in range(1, 6)
+                  if values.get(f"rq{i}", 0)},
+        "latencyMs": {name: quantile(values, q) for name, q in QUANTILES},
+        "bytesInPerSecond": round(values.get("rx", 0) / seconds, 1),
+        "bytesOutPerSecond": round(values.get("tx", 0) / seconds, 1),
+    }
+
+
+def _sum(window: Window, nodes: Iterable[str], kinds: Iterable[str]) -> Values:
+    wanted_nodes = set(nodes)
+    wanted_kinds = set(kinds)
+    total: Values = {}
+    for (node, key), values in window.counters.items():
+        if node in wanted_nodes and key.kind in wanted_kinds:
+            add_into(total, values)
+    return total
+
+
+def _gauge(window: Window, nodes: Iterable[str], kinds: Iterable[str], name: str) -> int:
+    wanted_nodes = set(nodes)
+    return sum(values.get(name, 0) for (node, key), values in window.gauges.items()
+               if node in wanted_nodes and key.kind in kinds)
+
+
+def workload_rows(window: Window, nodes: Mapping[str, NodeInfo]) -> list[dict[str, Any]]:
+    rows = []
+    for node, info in sorted(nodes.items(), key=lambda item: (item[1].namespace, item[0])):
+        inbound = _sum(window, [node], [INBOUND, INBOUND_PLAINTEXT])
+        proxy = window.gauges.get((node, SeriesKey(PROXY)), {})
+        rows.append({
+            "namespace": info.namespace, "name": info.name, "service": info.service,
+            "identity": info.identity,
+            **golden(inbound, window.seconds),
+            "connections": _gauge(window, [node], [INBOUND, INBOUND_PLAINTEXT], "cx"),
+            "proxy": {"memoryBytes": proxy.get("mem"), "stats": proxy.get("stats"),
+                      "lastReportSeconds": _age(window, node)},
+        })
+    return rows
+
+
+def service_rows(window: Window, nodes: Mapping[str, NodeInfo],
+                 services: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    """``services``: (namespace, name) of every service to show, traffic or not."""
+    rows = []
+    for namespace, name in sorted(services):
+        members = [node for node, info in nodes.items()
+                   if info.namespace == namespace and info.service == name]
+        inbound = _sum(window, members, [INBOUND, INBOUND_PLAINTEXT])
+        rows.append({"namespace": namespace, "name": name, "instances": len(members),
+                     **golden(inbound, window.seconds),
+                     "connections": _gauge(window, members, [INBOUND, INBOUND_PLAINTEXT],
+                                           "cx")})
+    return rows
+
+
+def route_rows(window: Window, destination: str,
+               rules: Iterable[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """Per-rule metrics for calls to ``destination`` ("name.namespace"), summed over callers.
+    ``rules``: (route "namespace/name", rule key as reported, a description of its matches),
+    in match order. Without rules, the service's single default route is its edge traffic."""
+    rules = list(rules)
+    rows = []
+    if not rules:
+        total: Values = {}
+        for (_, key), values in window.counters.items():
+            if key.kind == OUTBOUND and key.destination == destination:
+                add_into(total, values)
+        return [{"route": "(default)", "rule": "", "matches": "every request",
+                 **golden(total, window.seconds), "retries": total.get("retry", 0),
+                 "timeouts": total.get("timeout", 0)}]
+    for route, rule, matches in rules:
+        total = {}
+        for (_, key), values in window.counters.items():
+            if key.kind == ROUTE and key.destination == destination and \
+                    key.route == route and key.rule == rule:
+                add_into(total, values)
+        rows.append({"route": route, "rule": rule, "matches": matches,
+                     **golden(total, window.seconds), "retries": total.get("retry", 0),
+                     "timeouts": total.get("timeout", 0)})
+    return rows
+
+
+def edge_rows(window: Window, nodes: Mapping[str, NodeInfo],
+              identities: Mapping[str, tuple[str, ...]], mtls: bool) -> list[dict[str, Any]]:
+    """Who calls whom. ``identities``: "name.namespace" -> the service's SPIFFE IDs."""
+    rows = []
+    for (node, key), values in sorted(window.counters.items()):
+        if key.kind not in (OUTBOUND, INBOUND_PLAINTEXT):
+            continue
+        info = nodes.get(node)
+        if key.kind == OUTBOUND:
+            name, _, namespace = key.destination.partition(".")
+            source = _who(node, info)
+            destination = {"service": name, "namespace": namespace,
+                           "identities": list(identities.get(key.destination, ()))}
+            secured = mtls
+        else:  # plaintext callers of a PERMISSIVE service: not in the mesh
+            source = {"workload": None, "namespace": None, "service": None,
+                      "identity": None, "outsideMesh": True}
+            destination = {"service": info.service if info else "", "namespace":
+                           info.namespace if info else "", "workload": info.name if info else
+                           node, "identities": [info.identity] if info else []}
+            secured = False
+        stats = golden(values, window.seconds)
+        if not stats["requests"] and not values.get("cxt"):
+            continue
+        rows.append({"source": source, "destination": destination, "mtls": secured, **stats,
+                     "errors": {k: values[k] for k in ("overflow", "cfail", "timeout",
+                                                       "retry", "eject", "tls_err")
+                                if values.get(k)}})
+    return rows
+
+
+def _who(node: str, info: NodeInfo | None) -> dict[str, Any]:
+    if info is None:
+        name, _, namespace = node.partition(".")
+        return {"workload": name, "namespace": namespace, "service": None, "identity": None}
+    return {"workload": info.name, "namespace": info.namespace, "service": info.service,
+            "identity": info.identity or None}
+
+
+def _age(window: Window, node: str) -> float | None:
+    age = window.last_report_age.get(node)
+    return None if age is None else round(age, 1)

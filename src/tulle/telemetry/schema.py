@@ -1,0 +1,108 @@
+"""What tulle measures, shared by the agent (which extracts it from Envoy) and the control plane
+(which keeps windows of it). Standard library only: the agent imports this.
+
+A *series* is one thing measured in one proxy: its inbound side, its calls to one service,
+or one route rule. Its values are counters (requests per status class, bytes, retries...),
+a latency histogram over fixed buckets, and a few gauges (active connections, healthy
+endpoints). Agents send per-interval deltas of counters and the latest gauges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Latency bucket upper bounds in milliseconds; one more bucket holds everything slower.
+LATENCY_BOUNDS_MS: tuple[float, ...] = (
+    1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750,
+    1000, 1500, 2000, 3000, 5000, 10000, 30000, 60000)
+LATENCY_FIELDS: tuple[str, ...] = tuple(f"lat{i}" for i in range(len(LATENCY_BOUNDS_MS) + 1))
+LATENCY_SUM = "latsum"  # milliseconds, approximated from Envoy's histogram bins
+
+CODE_CLASSES: tuple[str, ...] = ("1xx", "2xx", "3xx", "4xx", "5xx")
+REQUEST_FIELDS: tuple[str, ...] = tuple(f"rq{c[0]}" for c in CODE_CLASSES)
+
+# Series kinds.
+INBOUND = "in"              # requests this workload received over mTLS
+INBOUND_PLAINTEXT = "in_plain"  # ...and in plaintext (PERMISSIVE services only)
+OUTBOUND = "out"            # this workload's calls to one service, as the caller saw them
+ROUTE = "route"             # this workload's calls matched by one HTTPRoute rule
+PROXY = "proxy"             # the sidecar itself
+
+# Gauges are sent as their latest value; everything else is a counter sent as a delta.
+GAUGES = frozenset({"cx", "healthy", "members", "ejected", "mem", "stats", "uptime",
+                    "xds"})
+
+# Route rules name their Envoy stats "rt|NAMESPACE|ROUTE|INDEX|RULE" (no dots: Envoy splits
+# stat names on them). RULE is the rule's name with dots replaced, or "" when unnamed.
+ROUTE_STAT_PREFIX = "rt"
+
+
+@dataclass(frozen=True, order=True)
+class SeriesKey:
+    kind: str
+    # The service called (OUTBOUND; for ROUTE the virtual host, the same), as
+    # "name.namespace"; "" otherwise.
+    destination: str = ""
+    # ROUTE only: "namespace/name" of the HTTPRoute, and the rule's index and name.
+    route: str = ""
+    rule: str = ""
+
+    def to_wire(self) -> dict[str, str]:
+        out = {"k": self.kind}
+        for field, value in (("dst", self.destination), ("route", self.route),
+                             ("rule", self.rule)):
+            if value:
+                out[field] = value
+        return out
+
+    @classmethod
+    def from_wire(cls, data: dict[str, object]) -> SeriesKey:
+        return cls(str(data["k"]), str(data.get("dst", "")), str(data.get("route", "")),
+                   str(data.get("rule", "")))
+
+
+def route_stat_prefix(namespace: str, route: str, index: int, rule_name: str | None) -> str:
+    name = (rule_name or "").replace(".", "_").replace("|", "_")
+    return f"{ROUTE_STAT_PREFIX}|{namespace}|{route}|{index}|{name}"
+
+
+def parse_route_stat_prefix(prefix: str) -> tuple[str, str] | None:
+    """("namespace/route", "rule") for a route stat prefix, or None. The rule is its name, or
+    its index when it has none."""
+    parts = prefix.split("|")
+    if len(parts) != 5 or parts[0] != ROUTE_STAT_PREFIX:
+        return None
+    _, namespace, route, index, name = parts
+    return f"{namespace}/{route}", name or index
+
+
+# The only Envoy stats a sidecar keeps (its stats matcher): what tulle reads, nothing more.
+# Without it a sidecar in a 100-service mesh carries tens of thousands of stats.
+_CLUSTER_STATS = (
+    r"upstream_rq_([1-5]xx|[1-5][0-9][0-9]|time|retry|retry_overflow|retry_success"
+    r"|retry_limit_exceeded|timeout|per_try_timeout|pending_overflow|rx_reset|tx_reset)"
+    r"|upstream_cx_(active|total|connect_fail|connect_timeout|rx_bytes_total|tx_bytes_total"
+    r"|destroy_remote_with_active_rq|overflow)"
+    r"|membership_(healthy|total)"
+    r"|outlier_detection\.ejections_(active|enforced_total)"
+    r"|ssl\.(handshake|connection_error|fail_verify_[a-z_]+|no_certificate)")
+STATS_INCLUSION: tuple[str, ...] = (
+    rf"^cluster\.(outbound|inbound)\|[^.]+\.({_CLUSTER_STATS})$",
+    r"^http\.(inbound|inbound_plaintext|outbound|upstream_[0-9]+)\.downstream_(rq_[1-5]xx"
+    r"|rq_time|cx_active|cx_total|cx_rx_bytes_total|cx_tx_bytes_total)$",
+    r"^http\.[a-z_0-9]+\.(fault\.(aborts_injected|delays_injected)|no_route)$",
+    r"^vhost\..+\.route\.rt\|[^.]+\.upstream_rq_([1-5]xx|[1-5][0-9][0-9]|time|retry"
+    r"|timeout)$",
+    r"^[a-z_]+_ratelimit(er)?\.http_local_rate_limit\.rate_limited$",
+    r"^tcp\.(inbound|inbound_plaintext|upstream_[0-9]+)\.downstream_cx_(total|rx_bytes_total|tx_bytes_total)$",
+    r"^listener\..+\.(ssl\.(handshake|connection_error|fail_verify_[a-z_]+|no_certificate)"
+    r"|downstream_cx_(active|total))$",
+    r"^server\.(live|state|uptime|memory_allocated|memory_heap_size|total_connections"
+    r"|days_until_first_cert_expiring)$",
+    r"^control_plane\.connected_state$",
+    r"^cluster_manager\.(cds\.update_(success|rejected)|active_clusters|warming_clusters)$",
+    r"^listener_manager\.(lds\.update_(success|rejected)|total_listeners_active)$",
+    r"^(http\.[a-z_0-9]+\.rds\.[^.]+|sds\.[^.]+)\.update_(success|rejected)$",
+    r"^tracing\.opentelemetry\.[a-z_.]+$",
+    r"^access_logs\.[a-z_.]+$",
+)

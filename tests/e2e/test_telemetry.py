@@ -1,0 +1,155 @@
+"""Golden metrics from real sidecars: known traffic must come out as the right figures in
+`tulle stat`, `tulle routes` and `tulle edges`, and proxies keep few stats."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.support.http import request
+from tests.support.mesh import Mesh, free_port, wait_for
+
+pytestmark = pytest.mark.envoy
+
+WINDOW = "300"  # seconds: covers the whole test
+
+
+@pytest.fixture(autouse=True)
+def _fast_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Agents report every 0.5 s instead of 5 s, so figures arrive quickly.
+    monkeypatch.setenv("TULLE_TELEMETRY_INTERVAL", "0.5")
+
+
+def start(mesh: Mesh) -> int:
+    mesh.run("books", name="books-1")
+    port = free_port()
+    mesh.run("web", name="web-1", extra=("--upstream", f"books:{port}"))
+    mesh.wait_endpoints("web-1", "books", {"books-1"})
+    return port
+
+
+def send(port: int, paths: list[str]) -> list[int]:
+    with ThreadPoolExecutor(10) as pool:
+        return [r.status for r in pool.map(lambda p: request(port, p, timeout=30), paths)]
+
+
+def telemetry(mesh: Mesh, what: str, **query: str) -> dict[str, Any]:
+    params = "&".join(f"{k}={v}" for k, v in {"window": WINDOW, **query}.items())
+    data: dict[str, Any] = mesh.api.get(f"/v1/telemetry/{what}?{params}")
+    return data
+
+
+def books_row(mesh: Mesh, expected: int) -> dict[str, Any]:
+    def complete() -> dict[str, Any] | None:
+        rows = telemetry(mesh, "services", name="books")["services"]
+        # Counters and the latency histogram both complete (histograms merge a read later).
+        if rows and rows[0]["requests"] == expected:
+            return dict(rows[0])
+        return None
+    return wait_for(f"{expected} requests in books' stats", complete, timeout=20)
+
+
+def test_known_traffic_gives_the_right_figures(mesh: Mesh) -> None:
+    port = start(mesh)
+    # 300 requests: 30 fail with 503, 70 are fast, 200 take at least 100 ms.
+    paths = ["/?status=503"] * 30 + ["/fast"] * 70 + ["/?delay=100"] * 200
+    statuses = send(port, paths)
+    assert statuses.count(503) == 30 and statuses.count(200) == 270
+
+    row = books_row(mesh, 300)
+    print(f"measured: books over 300 requests: {json.dumps(row)}")
+    assert row["instances"] == 1
+    assert row["codes"] == {"2xx": 270, "5xx": 30}
+    assert abs(row["successRate"] - 0.90) <= 0.01
+    latency = row["latencyMs"]
+    # Two thirds of the requests waited 100 ms: the median and the tail are at least that;
+    # a third were fast, so p50 is not far above (bucket 100-150 ms, interpolated).
+    assert 100 <= latency["p50"] <= latency["p95"] <= latency["p99"], latency
+    assert latency["p50"] < 1000, latency
+
+    workloads = telemetry(mesh, "workloads", name="books-1")["workloads"]
+    assert [w["requests"] for w in workloads] == [300]
+    assert workloads[0]["identity"].endswith("/ns/default/sa/books")
+
+    # The caller's side arrives in web-1's own reports.
+    def edge_complete() -> dict[str, Any] | None:
+        edges = telemetry(mesh, "edges")["edges"]
+        found = [e for e in edges if e["destination"]["service"] == "books"]
+        return found[0] if found and found[0]["requests"] == 300 else None
+    edge = wait_for("the web-1 -> books edge", edge_complete, timeout=20)
+    assert edge["source"]["workload"] == "web-1"
+    assert edge["source"]["identity"].endswith("/ns/default/sa/web")
+    assert edge["destination"]["identities"] == [workloads[0]["identity"]]
+    assert edge["mtls"] is True
+    assert abs(edge["successRate"] - 0.90) <= 0.01
+    assert edge["latencyMs"]["p50"] >= 100
+
+    # Without an HTTPRoute, books has one default route carrying everything.
+    routes = telemetry(mesh, "routes", name="books")["routes"]
+    assert [(r["route"], r["requests"]) for r in routes] == [("(default)", 300)]
+
+    text = mesh.cli("stat", "services", "books", "--window", "5m").stdout
+    assert "books" in text and "90.00%" in text, text
+    text = mesh.cli("edges", "-o", "wide", "--window", "5m").stdout
+    assert "web-1.default" in text and "books.default" in text and "yes" in text, text
+
+
+ROUTE = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: books}
+spec:
+  parentRefs: [{name: books}]
+  rules:
+  - name: search
+    matches: [{path: {type: PathPrefix, value: /search}}]
+    backendRefs: [{name: books}]
+  - backendRefs: [{name: books}]
+"""
+
+
+def test_routes_show_each_rule(mesh: Mesh) -> None:
+    port = start(mesh)
+    mesh.cli("apply", "-f", "-", stdin=ROUTE)
+    mesh.sync()
+    send(port, ["/search?q=1"] * 12 + ["/search?status=500"] * 3 + ["/other"] * 5)
+
+    def counted() -> list[dict[str, Any]] | None:
+        rows: list[dict[str, Any]] = telemetry(mesh, "routes", name="books")["routes"]
+        return rows if sum(r["requests"] for r in rows) == 20 else None
+    rows = wait_for("20 requests in the route stats", counted, timeout=20)
+    by_rule = {r["rule"]: r for r in rows}
+    assert set(by_rule) == {"search", "1"}
+    assert by_rule["search"]["requests"] == 15
+    assert by_rule["search"]["successRate"] == pytest.approx(0.8)
+    assert by_rule["search"]["matches"] == "PathPrefix /search"
+    assert by_rule["1"]["requests"] == 5 and by_rule["1"]["successRate"] == 1.0
+    text = mesh.cli("routes", "books", "-o", "wide", "--window", "5m").stdout
+    assert "default/books" in text and "search" in text and "80.00%" in text, text
+
+
+def test_stats_per_proxy_stay_bounded_in_a_large_mesh(mesh: Mesh) -> None:
+    services = "\n---\n".join(
+        f"apiVersion: tulle.io/v1alpha1\nkind: Service\nmetadata: {{name: svc-{i:03}}}"
+        for i in range(100))
+    mesh.cli("apply", "-f", "-", stdin=services)
+    port = start(mesh)
+    send(port, ["/"] * 20)
+    mesh.sync()
+    document = mesh.admin("web-1", "stats", format="json")
+    counters = [s for s in document["stats"] if "name" in s]
+    histograms = [h for s in document["stats"] if "histograms" in s
+                  for h in s["histograms"].get("computed_quantiles", ())]
+    clusters = {s["name"].split(".")[1] for s in counters if s["name"].startswith("cluster.")}
+    total = len(counters) + len(histograms)
+    print(f"measured: web-1 keeps {total} stats with {len(clusters)} clusters (102 services)")
+    assert len(clusters) >= 100  # every service's cluster is there...
+    assert total <= 2000, total  # ...and the stats stay bounded
+    # The agent reports the same count.
+    workloads = telemetry(mesh, "workloads", name="web-1")["workloads"]
+    wait_for("web-1's proxy report", lambda: telemetry(
+        mesh, "workloads", name="web-1")["workloads"][0]["proxy"]["stats"], timeout=10)
+    assert workloads
