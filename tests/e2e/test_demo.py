@@ -8,6 +8,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -49,6 +50,22 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
         wait_for("20 demo requests", lambda: "20 requests sent, 0 failed"
                  in traffic_log.read_text(), timeout=30)
         assert mesh.nacks() == []
+        # Right after start, the telemetry commands have something to show: the flaky
+        # canary (books-2) fails now and then, and the canary route carries traffic.
+        def canary_seen() -> dict[str, Any] | None:
+            rows = mesh.api.get("/v1/telemetry/workloads?window=300&name=books-2")
+            row: dict[str, Any] = rows["workloads"][0]
+            return row if row["codes"].get("5xx") else None
+        books_2 = wait_for("a failure of the canary", canary_seen, timeout=60)
+        assert books_2["successRate"] < 1.0
+        routes = mesh.api.get("/v1/telemetry/routes?window=300&name=books")["routes"]
+        assert {r["rule"] for r in routes} == {"beta-testers", "canary"}
+        assert next(r for r in routes if r["rule"] == "canary")["requests"] > 0
+        edges = mesh.api.get("/v1/telemetry/edges?window=300")["edges"]
+        # web reaches books through the canary route's subsets.
+        assert {(e["source"]["workload"], e["destination"]["service"]) for e in edges} >= {
+            ("traffic-1", "web"), ("web-1", "books-v1"), ("web-1", "books-v2"),
+            ("web-1", "authors")}
         listed = json.loads(mesh.cli("get", "workloads", "-o", "json").stdout)
         assert {w["name"] for w in listed} == set(workloads)
     finally:

@@ -66,6 +66,12 @@ Try:
       tulle{flag} get services
       tulle{flag} get workloads
       tulle{flag} get proxies
+  Watch it (books v2 is a canary with a bug; its route retries the 503s):
+      tulle{flag} stat services           # success rate, RPS, latency
+      tulle{flag} stat workloads          # books-2 fails about 20 %
+      tulle{flag} routes books            # per-rule metrics of the canary route
+      tulle{flag} edges -o wide           # who calls whom, with identities
+      tulle{flag} describe service books  # the canary route and its sources
   Logs: {state_dir}/demo/ (applications) and {state_dir}/workloads/ (agents and Envoy)
 
 Press Ctrl-C to stop the demo."""

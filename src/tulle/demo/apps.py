@@ -16,6 +16,7 @@ import html
 import json
 import os
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -62,7 +63,32 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _Flaky:
+    """books v2 is the canary with a bug: every FAIL_EVERY-th request fails with 503. The
+    demo's HTTPRoute retries 503s, so callers rarely see it, but `tulle stat`, `routes` and
+    `tap` do."""
+
+    FAIL_EVERY = 5
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def fails(self) -> bool:
+        if os.environ.get("TULLE_DEMO_FLAKY") != "1":
+            return False
+        with self.lock:
+            self.count += 1
+            return self.count % self.FAIL_EVERY == 0
+
+
+FLAKY = _Flaky()
+
+
 def books(path: str) -> tuple[int, str, bytes]:
+    if FLAKY.fails():
+        return 503, "application/json", json.dumps({"error": "canary bug",
+                                                    "instance": INSTANCE}).encode()
     return 200, "application/json", json.dumps({"instance": INSTANCE, "books": BOOKS}).encode()
 
 
@@ -116,6 +142,10 @@ def traffic(interval_s: float = 0.5) -> None:
                 print(f"request {sent} failed: {exc}", flush=True)
             if sent % 20 == 0:
                 print(f"{sent} requests sent, {failed} failed", flush=True)
+            if sent % 7 == 0:
+                # A lookup of an author who does not exist: a 404 to see in `tulle tap`.
+                with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
+                    fetch("http://authors/authors/9")
             time.sleep(interval_s)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -26,20 +27,34 @@ class DemoWorkload:
     role: str
     version: str = ""
     serves: bool = True  # has a port others call
+    flaky: bool = False  # fails now and then (the canary with a bug)
 
 
 WORKLOADS = (
     DemoWorkload("authors", "authors-1", "authors"),
     DemoWorkload("books", "books-1", "books", "v1"),
-    DemoWorkload("books", "books-2", "books", "v2"),
+    DemoWorkload("books", "books-2", "books", "v2", flaky=True),
     DemoWorkload("web", "web-1", "web"),
     DemoWorkload("traffic", "traffic-1", "traffic", serves=False),
 )
 
 SERVICES = [
-    {"apiVersion": "tulle.io/v1alpha1", "kind": "Service",
-     "metadata": {"name": name, "namespace": "default"}, "spec": {"protocol": "http"}}
-    for name in ("authors", "books", "web")
+    *({"apiVersion": "tulle.io/v1alpha1", "kind": "Service",
+       "metadata": {"name": name, "namespace": "default"}, "spec": {"protocol": "http"}}
+      for name in ("authors", "books", "web")),
+    # The two versions of books as subsets, for the canary route below.
+    *({"apiVersion": "tulle.io/v1alpha1", "kind": "Service",
+       "metadata": {"name": f"books-{v}", "namespace": "default"},
+       "spec": {"selector": {"service": "books", "version": v}}} for v in ("v1", "v2")),
+    {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+     "metadata": {"name": "books", "namespace": "default"},
+     "spec": {"parentRefs": [{"name": "books"}], "rules": [
+         {"name": "beta-testers", "matches": [{"headers": [{"name": "x-beta", "value": "1"}]}],
+          "backendRefs": [{"name": "books-v2"}]},
+         {"name": "canary", "backendRefs": [{"name": "books-v1", "weight": 80},
+                                            {"name": "books-v2", "weight": 20}],
+          "retry": {"attempts": 2, "codes": [503]}},
+     ]}},
 ]
 
 
@@ -115,7 +130,8 @@ class Demo:
             command.append(str(port))
         log = self.logs / f"{spec.name}.log"
         with _open(log) as out:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+            env = {**os.environ, "TULLE_DEMO_FLAKY": "1" if spec.flaky else "0"}
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, env=env,
                                        stderr=subprocess.STDOUT, start_new_session=True)
         return Running(spec, process, port, log)
 
