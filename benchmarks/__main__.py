@@ -7,7 +7,7 @@ import platform
 import sys
 from pathlib import Path
 
-from benchmarks import ca, convergence, startup
+from benchmarks import ca, convergence, startup, telemetry
 from benchmarks.harness import dump, report
 from tulle import __version__
 
@@ -15,6 +15,7 @@ SUITE = {
     "startup": (startup.run, "Startup: `tulle run` to a ready sidecar"),
     "convergence": (convergence.run, "Convergence: one change to every proxy's ACK"),
     "ca": (ca.run, "CA: signing throughput, and renewal to ACK"),
+    "telemetry": (telemetry.run, "Telemetry: collection cost in the control plane"),
 }
 
 
