@@ -25,10 +25,14 @@ DEFAULT_INTERVAL_S = 5.0
 MERGE_WAIT_S = 0.05
 
 
-def interval_from_env() -> float:
-    """``TULLE_TELEMETRY_INTERVAL`` (seconds) overrides the default, for tests and demos."""
+def interval_from_env() -> float | None:
+    """``TULLE_TELEMETRY_INTERVAL`` (seconds) overrides the default, for tests and demos;
+    ``off`` (or 0) stops reporting, for benchmarks that compare against no telemetry."""
+    raw = os.environ.get("TULLE_TELEMETRY_INTERVAL", "")
+    if raw.strip().lower() in ("off", "0"):
+        return None
     try:
-        return max(0.2, float(os.environ.get("TULLE_TELEMETRY_INTERVAL", DEFAULT_INTERVAL_S)))
+        return max(0.2, float(raw)) if raw else DEFAULT_INTERVAL_S
     except ValueError:
         return DEFAULT_INTERVAL_S
 
@@ -36,7 +40,7 @@ def interval_from_env() -> float:
 class Telemetry:
     def __init__(self, admin_port: int, proxy_labels: Labels,
                  send: Callable[[dict[str, Any]], Awaitable[bool]],
-                 interval_s: float = DEFAULT_INTERVAL_S) -> None:
+                 interval_s: float | None = DEFAULT_INTERVAL_S) -> None:
         self._admin_port = admin_port
         self._labels = proxy_labels
         self._send = send
@@ -53,6 +57,8 @@ class Telemetry:
 
     async def run(self) -> None:
         """Report forever. A failed report is retried with the next one (deltas pile up)."""
+        if self.interval_s is None:
+            return
         while True:
             await asyncio.sleep(self.interval_s)
             try:
