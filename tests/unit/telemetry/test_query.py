@@ -1,0 +1,198 @@
+"""Golden metrics from a window: latency quantiles within fixed buckets, success rates, and the
+rows of `tulle stat`, `tulle routes` and `tulle edges`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tulle.telemetry.query import (
+    NodeInfo,
+    edge_rows,
+    golden,
+    quantile,
+    route_rows,
+    service_rows,
+    workload_rows,
+)
+from tulle.telemetry.schema import SeriesKey
+from tulle.telemetry.windows import Window
+
+IN = SeriesKey("in")
+PLAIN = SeriesKey("in_plain")
+PROXY = SeriesKey("proxy")
+BOOKS = SeriesKey("out", "books.default")
+CART = SeriesKey("out", "cart.shop")
+MAIN = SeriesKey("route", "books.default", "default/books", "main")
+RULE1 = SeriesKey("route", "books.default", "default/books", "1")
+BOOKS_ID = "spiffe://td/ns/default/sa/books"
+CART_ID = "spiffe://td/ns/shop/sa/cart"
+NODES = {
+    "books-1.default": NodeInfo("books-1", "default", "books", BOOKS_ID),
+    "cart-1.shop": NodeInfo("cart-1", "shop", "cart", CART_ID),
+    "books-2.default": NodeInfo("books-2", "default", "books", ""),
+}
+NO_LATENCY = {"p50": None, "p95": None, "p99": None}
+
+
+@pytest.mark.parametrize(("values", "q", "expected"), [
+    ({}, 0.5, None),
+    ({"rq2": 10, "latsum": 50}, 0.5, None),
+    ({"lat0": 10}, 0.5, 0.5),
+    ({"lat3": 4}, 0.25, 3.5),
+    ({"lat0": 50, "lat1": 50}, 0.5, 1.0),
+    ({"lat0": 50, "lat1": 50}, 0.95, 1.9),
+    ({"lat0": 1, "lat2": 1}, 0.75, 2.5),
+    ({"lat0": 3}, 1 / 3, 0.333),
+    ({"lat25": 10}, 0.5, 60000),
+    ({"lat0": 1, "lat25": 99}, 0.5, 60000),
+], ids=["empty", "no latency fields", "one bucket", "3-5 ms bucket",
+        "edge of a bucket", "spanning buckets", "empty bucket skipped", "rounded",
+        "overflow only", "overflow: the last bound"])
+def test_quantile(values: dict[str, int], q: float, expected: float | None) -> None:
+    assert quantile(values, q) == expected
+
+
+@pytest.mark.parametrize(("values", "seconds", "expected"), [
+    ({}, 10, {"requests": 0, "rps": 0.0, "successRate": None, "codes": {},
+              "latencyMs": NO_LATENCY, "bytesInPerSecond": 0.0, "bytesOutPerSecond": 0.0}),
+    ({"rq2": 90, "rq4": 5, "rq5": 5, "c503": 5}, 10,
+     {"requests": 100, "rps": 10.0, "successRate": 0.95,
+      "codes": {"2xx": 90, "4xx": 5, "5xx": 5}, "latencyMs": NO_LATENCY,
+      "bytesInPerSecond": 0.0, "bytesOutPerSecond": 0.0}),
+    ({"rq1": 1, "rq3": 2, "rx": 1000, "tx": 55}, 60,
+     {"requests": 3, "rps": 0.05, "successRate": 1.0, "codes": {"1xx": 1, "3xx": 2},
+      "latencyMs": NO_LATENCY, "bytesInPerSecond": 16.7, "bytesOutPerSecond": 0.9}),
+    ({"rq2": 2, "rq5": 1, "lat0": 50, "lat1": 50}, 3,
+     {"requests": 3, "rps": 1.0, "successRate": 0.6667, "codes": {"2xx": 2, "5xx": 1},
+      "latencyMs": {"p50": 1.0, "p95": 1.9, "p99": 1.98}, "bytesInPerSecond": 0.0,
+      "bytesOutPerSecond": 0.0}),
+    ({"rq5": 7, "c503": 7}, 7,
+     {"requests": 7, "rps": 1.0, "successRate": 0.0, "codes": {"5xx": 7},
+      "latencyMs": NO_LATENCY, "bytesInPerSecond": 0.0, "bytesOutPerSecond": 0.0}),
+], ids=["no traffic", "4xx are not failures", "1xx 3xx and bytes", "rounded with latency",
+        "all failed"])
+def test_golden(values: dict[str, int], seconds: float, expected: dict[str, Any]) -> None:
+    assert golden(values, seconds) == expected
+
+
+def test_rps_rounding() -> None:
+    assert golden({"rq2": 1}, 3)["rps"] == 0.333
+
+
+# One window for the rows: 10 s.
+COUNTERS = {
+    ("books-1.default", IN): {"rq2": 18, "rq5": 2, "lat0": 20, "rx": 1000, "tx": 2000},
+    ("books-1.default", PLAIN): {"rq2": 10, "rq4": 10, "lat1": 20},
+    ("books-1.default", CART): {"rq5": 100},
+    ("cart-1.shop", IN): {"rq2": 5},
+}
+GAUGES = {
+    ("books-1.default", IN): {"cx": 2},
+    ("books-1.default", PLAIN): {"cx": 1},
+    ("books-1.default", CART): {"cx": 7},
+    ("books-1.default", PROXY): {"mem": 1024, "stats": 40, "uptime": 99},
+}
+WINDOW = Window(10.0, COUNTERS, GAUGES, {"books-1.default": 2.36})
+
+
+def test_workload_rows() -> None:
+    rows = workload_rows(WINDOW, NODES)
+    assert [(r["namespace"], r["name"], r["requests"]) for r in rows] == [
+        ("default", "books-1", 40), ("default", "books-2", 0), ("shop", "cart-1", 5)]
+    assert rows[0] == {
+        "namespace": "default", "name": "books-1", "service": "books", "identity": BOOKS_ID,
+        "requests": 40, "rps": 4.0, "successRate": 0.95,
+        "codes": {"2xx": 28, "4xx": 10, "5xx": 2},
+        "latencyMs": {"p50": 1.0, "p95": 1.9, "p99": 1.98},
+        "bytesInPerSecond": 100.0, "bytesOutPerSecond": 200.0, "connections": 3,
+        "proxy": {"memoryBytes": 1024, "stats": 40, "lastReportSeconds": 2.4}}
+    assert rows[1] == {
+        "namespace": "default", "name": "books-2", "service": "books", "identity": "",
+        "requests": 0, "rps": 0.0, "successRate": None, "codes": {}, "latencyMs": NO_LATENCY,
+        "bytesInPerSecond": 0.0, "bytesOutPerSecond": 0.0, "connections": 0,
+        "proxy": {"memoryBytes": None, "stats": None, "lastReportSeconds": None}}
+
+
+def test_service_rows() -> None:
+    rows = service_rows(WINDOW, NODES, [("shop", "cart"), ("default", "books"),
+                                        ("default", "ghost")])
+    assert [(r["namespace"], r["name"], r["instances"], r["requests"], r["successRate"],
+             r["connections"]) for r in rows] == [
+        ("default", "books", 2, 40, 0.95, 3),
+        ("default", "ghost", 0, 0, None, 0),
+        ("shop", "cart", 1, 5, 1.0, 0)]
+
+
+ROUTE_COUNTERS = {
+    ("books-1.default", BOOKS): {"rq2": 6, "rq5": 2, "retry": 3, "timeout": 1},
+    ("cart-1.shop", BOOKS): {"rq2": 2},
+    ("cart-1.shop", CART): {"rq2": 50},
+    ("books-1.default", MAIN): {"rq2": 4, "retry": 1},
+    ("cart-1.shop", MAIN): {"rq2": 1, "rq5": 1, "timeout": 1},
+    ("cart-1.shop", RULE1): {"rq4": 2},
+    ("cart-1.shop", SeriesKey("route", "cart.shop", "default/books", "main")): {"rq2": 100},
+    ("cart-1.shop", SeriesKey("route", "books.default", "default/other", "main")): {"rq2": 9},
+}
+ROUTES_WINDOW = Window(10.0, ROUTE_COUNTERS, {}, {})
+
+
+@pytest.mark.parametrize(("rules", "expected"), [
+    ([], [("(default)", "", "every request", 10, 1.0, 0.8, 3, 1)]),
+    ([("default/books", "main", "PathPrefix /"), ("default/books", "1", "Exact /x"),
+      ("default/books", "idle", "Exact /idle")],
+     [("default/books", "main", "PathPrefix /", 6, 0.6, 0.8333, 1, 1),
+      ("default/books", "1", "Exact /x", 2, 0.2, 1.0, 0, 0),
+      ("default/books", "idle", "Exact /idle", 0, 0.0, None, 0, 0)]),
+], ids=["default route from outbound series", "per rule in match order"])
+def test_route_rows(rules: list[tuple[str, str, str]],
+                    expected: list[tuple[str, str, str, int, float, float | None, int, int]],
+                    ) -> None:
+    rows = route_rows(ROUTES_WINDOW, "books.default", iter(rules))
+    assert [(r["route"], r["rule"], r["matches"], r["requests"], r["rps"], r["successRate"],
+             r["retries"], r["timeouts"]) for r in rows] == expected
+
+
+EDGE_COUNTERS = {
+    ("books-1.default", CART): {"rq2": 8, "rq5": 2, "overflow": 1, "retry": 0, "timeout": 3},
+    ("books-2.default", CART): {"rq2": 1},
+    ("ghost-1.other", BOOKS): {"rq2": 1},
+    ("books-1.default", PLAIN): {"rq2": 4},
+    ("books-1.default", IN): {"rq2": 100},
+    ("cart-1.shop", BOOKS): {"cxt": 2, "rx": 10},
+    ("cart-1.shop", SeriesKey("out", "pay.shop")): {"rx": 10, "retry": 1},
+}
+IDENTITIES = {"cart.shop": (CART_ID,), "books.default": (BOOKS_ID,)}
+OUTSIDE = {"workload": None, "namespace": None, "service": None, "identity": None,
+           "outsideMesh": True}
+BOOKS_1 = {"workload": "books-1", "namespace": "default", "service": "books",
+           "identity": BOOKS_ID}
+BOOKS_2 = {"workload": "books-2", "namespace": "default", "service": "books",
+           "identity": None}
+CART_1 = {"workload": "cart-1", "namespace": "shop", "service": "cart", "identity": CART_ID}
+GHOST = {"workload": "ghost-1", "namespace": "other", "service": None, "identity": None}
+TO_CART = {"service": "cart", "namespace": "shop", "identities": [CART_ID]}
+TO_BOOKS = {"service": "books", "namespace": "default", "identities": [BOOKS_ID]}
+TO_BOOKS_1 = {"service": "books", "namespace": "default", "workload": "books-1",
+              "identities": [BOOKS_ID]}
+
+
+@pytest.mark.parametrize("mtls", [True, False], ids=["mtls", "no mtls"])
+def test_edge_rows(mtls: bool) -> None:
+    rows = edge_rows(Window(10.0, EDGE_COUNTERS, {}, {}), NODES, IDENTITIES, mtls)
+    assert [(r["source"], r["destination"], r["mtls"], r["requests"], r["errors"])
+            for r in rows] == [
+        (OUTSIDE, TO_BOOKS_1, False, 4, {}),
+        (BOOKS_1, TO_CART, mtls, 10, {"overflow": 1, "timeout": 3}),
+        (BOOKS_2, TO_CART, mtls, 1, {}),
+        (CART_1, TO_BOOKS, mtls, 0, {}),
+        (GHOST, TO_BOOKS, mtls, 1, {}),
+    ]
+    assert (rows[1]["successRate"], rows[1]["rps"]) == (0.8, 1.0)
+
+
+def test_edge_to_a_service_without_identities() -> None:
+    window = Window(10.0, {("cart-1.shop", BOOKS): {"rq2": 1}}, {}, {})
+    [row] = edge_rows(window, NODES, {}, True)
+    assert row["destination"] == {"service": "books", "namespace": "default", "identities": []}
