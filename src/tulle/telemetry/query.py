@@ -94,7 +94,7 @@ def workload_rows(window: Window, nodes: Mapping[str, NodeInfo]) -> list[dict[st
         rows.append({
             "namespace": info.namespace, "name": info.name, "service": info.service,
             "identity": info.identity,
-            **golden(inbound, window.seconds),
+            **golden(inbound, window.span),
             "connections": _gauge(window, [node], [INBOUND, INBOUND_PLAINTEXT], "cx"),
             "proxy": {"memoryBytes": proxy.get("mem"), "stats": proxy.get("stats"),
                       "lastReportSeconds": _age(window, node)},
@@ -111,7 +111,7 @@ def service_rows(window: Window, nodes: Mapping[str, NodeInfo],
                    if info.namespace == namespace and info.service == name]
         inbound = _sum(window, members, [INBOUND, INBOUND_PLAINTEXT])
         rows.append({"namespace": namespace, "name": name, "instances": len(members),
-                     **golden(inbound, window.seconds),
+                     **golden(inbound, window.span),
                      "connections": _gauge(window, members, [INBOUND, INBOUND_PLAINTEXT],
                                            "cx")})
     return rows
@@ -130,7 +130,7 @@ def route_rows(window: Window, destination: str,
             if key.kind == OUTBOUND and key.destination == destination:
                 add_into(total, values)
         return [{"route": "(default)", "rule": "", "matches": "every request",
-                 **golden(total, window.seconds), "retries": total.get("retry", 0),
+                 **golden(total, window.span), "retries": total.get("retry", 0),
                  "timeouts": total.get("timeout", 0)}]
     for route, rule, matches in rules:
         total = {}
@@ -139,7 +139,7 @@ def route_rows(window: Window, destination: str,
                     key.route == route and key.rule == rule:
                 add_into(total, values)
         rows.append({"route": route, "rule": rule, "matches": matches,
-                     **golden(total, window.seconds), "retries": total.get("retry", 0),
+                     **golden(total, window.span), "retries": total.get("retry", 0),
                      "timeouts": total.get("timeout", 0)})
     return rows
 
@@ -165,7 +165,7 @@ def edge_rows(window: Window, nodes: Mapping[str, NodeInfo],
                            info.namespace if info else "", "workload": info.name if info else
                            node, "identities": [info.identity] if info else []}
             secured = False
-        stats = golden(values, window.seconds)
+        stats = golden(values, window.span)
         if not stats["requests"] and not values.get("cxt"):
             continue
         rows.append({"source": source, "destination": destination, "mtls": secured, **stats,

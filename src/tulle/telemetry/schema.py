@@ -95,14 +95,16 @@ STATS_INCLUSION: tuple[str, ...] = (
     r"|timeout)$",
     r"^[a-z_]+_ratelimit(er)?\.http_local_rate_limit\.rate_limited$",
     r"^tcp\.(inbound|inbound_plaintext|upstream_[0-9]+)\.downstream_cx_(total|rx_bytes_total|tx_bytes_total)$",
-    r"^listener\..+\.(ssl\.(handshake|connection_error|fail_verify_[a-z_]+|no_certificate)"
-    r"|downstream_cx_(active|total))$",
+    # The inbound listener's TLS stats, named by address ("listener.10.0.0.1_15006.ssl...").
+    r"^listener\.[0-9a-f.:\[\]]+_[0-9]+\.ssl\.(handshake|connection_error|fail_verify_[a-z_]+"
+    r"|no_certificate)$",
     r"^server\.(live|state|uptime|memory_allocated|memory_heap_size|total_connections"
     r"|days_until_first_cert_expiring)$",
     r"^control_plane\.connected_state$",
     r"^cluster_manager\.(cds\.update_(success|rejected)|active_clusters|warming_clusters)$",
     r"^listener_manager\.(lds\.update_(success|rejected)|total_listeners_active)$",
-    r"^(http\.[a-z_0-9]+\.rds\.[^.]+|sds\.[^.]+)\.update_(success|rejected)$",
+    # Route configs are "outbound|NAMESPACE" or "upstream|NAME.NAMESPACE".
+    r"^(http\.[a-z_0-9]+\.rds\.[^.]+(\.[^.|]+)?|sds\.[^.]+)\.update_(success|rejected)$",
     r"^tracing\.opentelemetry\.[a-z_.]+$",
     r"^access_logs\.[a-z_.]+$",
 )

@@ -28,6 +28,9 @@ class Window:
     """The sum of the counters reported over ``seconds``, and the gauges as last seen."""
 
     seconds: float
+    # The time the summed slots cover, at least ``seconds``: the slot holding the window's
+    # start counts whole. Rates divide by it.
+    span: float
     counters: Mapping[tuple[str, SeriesKey], Mapping[str, int]]
     gauges: Mapping[tuple[str, SeriesKey], Mapping[str, int]]
     # Seconds since each node last reported.
@@ -77,7 +80,8 @@ class TelemetryWindows:
         now = self._clock()
         seconds = min(max(seconds, self.slot_s), self.horizon_s)
         # A slot counts if it overlaps the window; the current, partial slot included.
-        first = int((now - seconds) // self.slot_s) + 1
+        first = int((now - seconds) // self.slot_s)
+        span = max(seconds, now - first * self.slot_s)
         counters: Sample = {}
         for index, sample in self._slots:
             if index < first:
@@ -85,7 +89,7 @@ class TelemetryWindows:
             for key, values in sample.items():
                 add_into(counters.setdefault(key, {}), values)
         ages = {node: now - at for node, at in self._last_report.items()}
-        return Window(seconds, counters, dict(self._gauges), ages)
+        return Window(seconds, span, counters, dict(self._gauges), ages)
 
     def series_count(self) -> int:
         return sum(len(sample) for _, sample in self._slots) + len(self._gauges)

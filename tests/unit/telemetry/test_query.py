@@ -94,7 +94,7 @@ GAUGES = {
     ("books-1.default", CART): {"cx": 7},
     ("books-1.default", PROXY): {"mem": 1024, "stats": 40, "uptime": 99},
 }
-WINDOW = Window(10.0, COUNTERS, GAUGES, {"books-1.default": 2.36})
+WINDOW = Window(10.0, 10.0, COUNTERS, GAUGES, {"books-1.default": 2.36})
 
 
 def test_workload_rows() -> None:
@@ -135,7 +135,7 @@ ROUTE_COUNTERS = {
     ("cart-1.shop", SeriesKey("route", "cart.shop", "default/books", "main")): {"rq2": 100},
     ("cart-1.shop", SeriesKey("route", "books.default", "default/other", "main")): {"rq2": 9},
 }
-ROUTES_WINDOW = Window(10.0, ROUTE_COUNTERS, {}, {})
+ROUTES_WINDOW = Window(10.0, 10.0, ROUTE_COUNTERS, {}, {})
 
 
 @pytest.mark.parametrize(("rules", "expected"), [
@@ -180,7 +180,7 @@ TO_BOOKS_1 = {"service": "books", "namespace": "default", "workload": "books-1",
 
 @pytest.mark.parametrize("mtls", [True, False], ids=["mtls", "no mtls"])
 def test_edge_rows(mtls: bool) -> None:
-    rows = edge_rows(Window(10.0, EDGE_COUNTERS, {}, {}), NODES, IDENTITIES, mtls)
+    rows = edge_rows(Window(10.0, 10.0, EDGE_COUNTERS, {}, {}), NODES, IDENTITIES, mtls)
     assert [(r["source"], r["destination"], r["mtls"], r["requests"], r["errors"])
             for r in rows] == [
         (OUTSIDE, TO_BOOKS_1, False, 4, {}),
@@ -193,6 +193,6 @@ def test_edge_rows(mtls: bool) -> None:
 
 
 def test_edge_to_a_service_without_identities() -> None:
-    window = Window(10.0, {("cart-1.shop", BOOKS): {"rq2": 1}}, {}, {})
+    window = Window(10.0, 10.0, {("cart-1.shop", BOOKS): {"rq2": 1}}, {}, {})
     [row] = edge_rows(window, NODES, {}, True)
     assert row["destination"] == {"service": "books", "namespace": "default", "identities": []}

@@ -123,8 +123,6 @@ def test_stat_dropped(name: str) -> None:
     assert kept(name) == (False, False)
 
 
-@pytest.mark.xfail(strict=True, reason="`listener\\..+\\.` spans dots: the admin listener's "
-                   "and every worker's copy of downstream_cx_* are kept (none is read)")
 @pytest.mark.parametrize("name", [
     "listener.admin.downstream_cx_total",
     "listener.127.0.0.1_5000.worker_0.downstream_cx_total",
@@ -133,7 +131,5 @@ def test_listener_stats_dropped(name: str) -> None:
     assert kept(name) == (False, False)
 
 
-@pytest.mark.xfail(strict=True, reason="upstream route configs are named upstream|NAME.NS: "
-                   "the dot defeats `rds\\.[^.]+\\.update_`, so their RDS stats are dropped")
 def test_upstream_rds_stats_kept() -> None:
     assert kept("http.upstream_8000.rds.upstream|books.default.update_success") == (True, True)

@@ -51,9 +51,6 @@ def test_window_sums(now: float, seconds: float, expected: int) -> None:
     assert replay(SPARSE, now, seconds) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="window() starts one slot late: the slot holding the "
-                   "window's start is left out, though it overlaps the window (at a slot "
-                   "boundary, even a slot wholly inside it)")
 @pytest.mark.parametrize(("reports", "now", "seconds", "expected"), [
     ([(6.0, 1), (11.0, 10)], 12.0, 5, 11),
     ([(6.0, 1), (11.0, 10), (15.0, 100)], 15.0, 10, 111),
