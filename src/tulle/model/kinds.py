@@ -61,7 +61,7 @@ MESH = KindInfo(
     plural="meshes",
     aliases=("mesh",),
     spec_type=MeshSpec,
-    summary="mesh-wide settings: the default mTLS mode and certificate lifetimes",
+    summary="mesh-wide settings: the default mTLS mode, certificate lifetimes and tracing",
     namespaced=False,
     only_name=MESH_NAME,
 )

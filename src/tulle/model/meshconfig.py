@@ -10,6 +10,7 @@ from annotated_types import Len
 from tulle.model.durations import parse_duration
 from tulle.model.service import MtlsSettings
 from tulle.model.spec_config import SPEC_CONFIG
+from tulle.model.tracing import TracingSettings
 
 MESH_NAME = "default"
 DEFAULT_WORKLOAD_LIFETIME_S = 24 * 3600.0
@@ -33,6 +34,8 @@ class MeshSpec:
 
     mtls: MtlsSettings = MtlsSettings(mode="STRICT")
     certificates: CertificateSettings = CertificateSettings()
+    # Sidecars create spans and export them to an OTLP/gRPC collector. None: tracing is off.
+    tracing: TracingSettings | None = None
 
     @property
     def workload_lifetime_s(self) -> float:

@@ -23,6 +23,7 @@ from tulle.model.route_checks import (
     httproute_problems,
 )
 from tulle.model.service import ServiceSpec
+from tulle.model.tracing import tracing_problems
 
 FieldIssue = tuple[str, str, str]
 
@@ -42,6 +43,8 @@ def _mesh(spec: MeshSpec) -> Iterator[FieldIssue]:
     elif not MIN_WORKLOAD_LIFETIME_S <= ttl <= MAX_WORKLOAD_LIFETIME_S:
         yield (field, f"must be between {MIN_WORKLOAD_LIFETIME_S:g}s and 90d, got "
                       f"{spec.certificates.workload_lifetime}", "")
+    if spec.tracing is not None:
+        yield from tracing_problems(spec.tracing)
 
 
 def _service(spec: ServiceSpec) -> Iterator[FieldIssue]:

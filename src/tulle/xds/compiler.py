@@ -18,7 +18,7 @@ from typing import Any
 from tulle.model.mesh import MeshService, MeshSnapshot
 from tulle.model.meta import ServiceRef
 from tulle.xds import names, types
-from tulle.xds.generators import clusters, endpoints, listeners, routes, secrets
+from tulle.xds.generators import clusters, endpoints, listeners, routes, secrets, tracing
 from tulle.xds.proxy import ProxyInfo
 from tulle.xds.wire import EncodedResource, encode, set_version, versions_of
 
@@ -106,8 +106,10 @@ class ConfigCompiler:
             own_secrets.append(memo.get(types.SECRET, secrets.identity_secret,
                                         certificate.chain_pem, certificate.key_path))
         own_clusters: list[EncodedResource] = []
+        tracer = tracing.proxy_tracing(mesh.settings.tracing,
+                                       ServiceRef(proxy.namespace, proxy.service))
         own_listeners = [memo.get(types.LISTENER, listeners.outbound_listener,
-                                  proxy.outbound_port, proxy.namespace)]
+                                  proxy.outbound_port, proxy.namespace, tracer)]
         own_routes: list[EncodedResource] = []
         if proxy.app_port is not None:
             own_clusters.append(memo.get(types.CLUSTER, clusters.inbound_cluster, proxy.app_port))
@@ -119,11 +121,12 @@ class ConfigCompiler:
                 rate_limit = service.policy.rate_limit if service else None
                 own_listeners.append(memo.get(types.LISTENER, listeners.inbound_listener,
                                               proxy.address, proxy.inbound_port, proxy.app_port,
-                                              protocol, mode, rate_limit))
+                                              protocol, mode, rate_limit, tracer))
         for bind in proxy.upstreams:
             service = mesh.services.get(bind.service) or MeshService(bind.service, "http", False)
             own_listeners.append(memo.get(types.LISTENER, listeners.upstream_listener,
-                                          bind.local_port, bind.service, service.protocol))
+                                          bind.local_port, bind.service, service.protocol,
+                                          tracer))
             if service.protocol == "http":
                 own_routes.append(memo.get(types.ROUTE, routes.upstream_route_config, service,
                                            mesh.routes.get(bind.service, ())))
@@ -147,6 +150,9 @@ class ConfigCompiler:
                                          trust_domain, lifetime))
             assignment_list.append(memo.get(types.ENDPOINT, endpoints.load_assignment,
                                             names.outbound_cluster(ref), mesh.endpoints_of(ref)))
+        if mesh.settings.tracing is not None:
+            cluster_list.append(memo.get(types.CLUSTER, tracing.collector_cluster,
+                                         mesh.settings.tracing.otlp.address))
         # TCP services get a virtual host too: it answers with how to reach them instead.
         table = tuple((service, mesh.routes.get(ref, ())) for ref, service in mesh.services.items())
         route_table = memo.get(types.ROUTE, routes.outbound_route_config, namespace, table)

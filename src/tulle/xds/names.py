@@ -7,6 +7,8 @@ from tulle.model.meta import ServiceRef
 INBOUND_LISTENER = "inbound"
 OUTBOUND_LISTENER = "outbound"
 XDS_CLUSTER = "tulle-xds"
+# The OTLP/gRPC collector sidecars export spans to, when the Mesh turns tracing on.
+TRACING_COLLECTOR_CLUSTER = "tulle-otlp-collector"
 
 
 def outbound_cluster(service: ServiceRef) -> str:
