@@ -4,11 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-# Test tools from the system: openssl verifies certificates independently of tulle.
-if ! command -v openssl >/dev/null 2>&1; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq openssl
-fi
+# Test tools from the system, installed with apt only when missing: openssl verifies
+# certificates independently of tulle; promtool (Debian's prometheus package) checks the
+# /metrics output and the config `tulle prometheus config` prints.
+need() {  # COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "== installing $2 (for $1)"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "$2" >/dev/null
+}
+need openssl openssl
+need promtool prometheus
 
 echo "== lint"
 "$VENV/bin/ruff" check src tests benchmarks

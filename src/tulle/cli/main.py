@@ -52,13 +52,14 @@ def _register() -> None:
         cmd_controlplane,
         cmd_demo,
         cmd_describe,
+        cmd_prometheus,
         cmd_resources,
         cmd_run,
         cmd_telemetry,
     )
 
     for module in (cmd_controlplane, cmd_resources, cmd_describe, cmd_run, cmd_certs, cmd_demo,
-                   cmd_telemetry):
+                   cmd_telemetry, cmd_prometheus):
         module.register(app)
 
 

@@ -1,7 +1,8 @@
 """The control plane's HTTP API, for the CLI, agents and (later) the dashboard.
 
 Every request must carry ``Authorization: Bearer <token>``, the token generated at first start
-and stored 0600 in the state directory. Errors are JSON: {"error": {"type", "message", "hint"}}.
+and stored 0600 in the state directory. ``/metrics`` (Prometheus) also accepts the read-only
+metrics token, and nothing else does. Errors are JSON: {"error": {"type", "message", "hint"}}.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from aiohttp.typedefs import Middleware
 
 from tulle.controlplane import sessions, telemetry
 from tulle.controlplane.describe import describe_service
+from tulle.controlplane.metrics import controlplane_metrics
 from tulle.controlplane.resources import documents_from_request
 from tulle.errors import AuthError, NotFoundError, TulleError, UsageError
 from tulle.model.meta import ResourceKey, ServiceRef
 from tulle.security import bearer, tokens_match
+from tulle.settings import read_metrics_token
 
 if TYPE_CHECKING:
     from tulle.controlplane.app import ControlPlane
@@ -32,15 +35,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _STATUS = {"config": 422, "usage": 400, "not_found": 404, "conflict": 409, "auth": 401,
            "unavailable": 503, "identity": 403}
 
+METRICS_ROUTE = "metrics"
+
 # Read-only Envoy admin pages the agent proxies to us (the agent enforces the same list).
 ADMIN_PAGES = frozenset({"config_dump", "stats", "stats/prometheus", "clusters", "listeners",
                          "server_info", "ready", "memory", "certs", "runtime"})
 
 
 def make_api(cp: ControlPlane) -> web.Application:
-    app = web.Application(middlewares=[_errors, _authenticate(cp.token)],
+    app = web.Application(middlewares=[_errors, _authenticate(
+                              cp.token, read_metrics_token(cp.paths))],
                           client_max_size=16 * 1024 * 1024)
     r = app.router
+    r.add_get("/metrics", _metrics(cp), name=METRICS_ROUTE)
     r.add_get("/v1/status", _json(lambda req: cp.status()))
     r.add_post("/v1/shutdown", _json(lambda req: _shutdown(cp)))
     r.add_post("/v1/resources/apply", _json_async(lambda req: _apply(cp, req)))
@@ -94,10 +101,15 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                                             "the state directory"}}, status=500)
 
 
-def _authenticate(token: str) -> Middleware:
+def _authenticate(token: str, metrics_token: str | None = None) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not tokens_match(token, bearer(request.headers.get("Authorization"))):
+        presented = bearer(request.headers.get("Authorization"))
+        # The metrics token opens the route named METRICS_ROUTE, and only that one.
+        if metrics_token and request.match_info.route.name == METRICS_ROUTE \
+                and tokens_match(metrics_token, presented):
+            return await handler(request)
+        if not tokens_match(token, presented):
             raise AuthError("missing or wrong API token",
                             hint="send 'Authorization: Bearer TOKEN'; the token is in "
                                  "api-token in the state directory")
@@ -121,6 +133,14 @@ def _json_async(fn: Callable[[web.Request], Awaitable[Any]]) -> Handler:
 
 
 # -- handlers --------------------------------------------------------------------------------
+
+def _metrics(cp: ControlPlane) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=controlplane_metrics(cp).encode(), headers={
+            "Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    return handler
+
 
 def _shutdown(cp: ControlPlane) -> dict[str, Any]:
     cp.request_stop()

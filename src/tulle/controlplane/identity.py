@@ -55,6 +55,7 @@ class IdentityService:
         self.ca = ca
         self.tokens = tokens
         self.issuances: deque[Issuance] = deque(maxlen=1000)
+        self.issued_total = 0  # workload certificates signed since start (/metrics)
         self.server_context: ssl.SSLContext | None = None
 
     # -- registration --------------------------------------------------------------------
@@ -89,6 +90,7 @@ class IdentityService:
         self._authorise(request, node_id, expected)
         ttl = self._cp.mesh.settings.workload_lifetime_s
         issued = self.ca.sign(csr.encode(), expected, ttl)
+        self.issued_total += 1
         now = time.time()
         certificate = WorkloadCertificate(
             spiffe_id=expected, serial=issued.serial, not_before=issued.not_before,

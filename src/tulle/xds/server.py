@@ -20,7 +20,7 @@ from tulle.security import bearer
 from tulle.xds.compiler import ProxyConfig
 from tulle.xds.proxy import ProxyInfo
 from tulle.xds.stream import DeltaStream, SotwStream, XdsStream
-from tulle.xds.tracker import Nack, NackLog
+from tulle.xds.tracker import Nack, NackLog, ResponseLog
 from tulle.xds.types import short_name
 
 log = logging.getLogger("tulle.xds")
@@ -66,6 +66,7 @@ class XdsHub:
         self._connections: dict[str, _Connection] = {}
         self._progress = asyncio.Condition()
         self.nacks = NackLog()
+        self.responses = ResponseLog()
 
     # -- for the control plane ---------------------------------------------------------------
 
@@ -129,7 +130,8 @@ class XdsHub:
                                 f"node {node_id!r} is not a registered workload or its "
                                 "credential is wrong")
             return
-        stream = make_stream(node_id, self._record_nack, peer=context.peer())
+        stream = make_stream(node_id, self._record_nack, peer=context.peer(),
+                             on_sent=self.responses.record)
         connection = _Connection(proxy, stream)
         previous = self._connections.get(node_id)
         if previous is not None:

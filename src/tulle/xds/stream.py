@@ -32,6 +32,7 @@ from tulle.xds.wire import (
 )
 
 NackSink = Callable[[Nack], None]
+SentSink = Callable[[str], None]  # the type URL of each response sent
 Clock = Callable[[], float]
 
 
@@ -39,10 +40,11 @@ class XdsStream:
     protocol = "base"
 
     def __init__(self, node_id: str, on_nack: NackSink, *, peer: str = "",
-                 clock: Clock = time.time) -> None:
+                 clock: Clock = time.time, on_sent: SentSink | None = None) -> None:
         self.node_id = node_id
         self._clock = clock
         self._on_nack = on_nack
+        self._on_sent = on_sent
         self.status = ProxyStatus(node_id, self.protocol, clock(), peer)
         self.config: ProxyConfig | None = None
         self._subs: dict[str, frozenset[str] | None] = {}  # None: wildcard
@@ -100,6 +102,8 @@ class XdsStream:
         status.sent_version = version
         status.sent_at = self._clock()
         status.sent_mesh_version = self.config.mesh_version if self.config else 0
+        if self._on_sent is not None:
+            self._on_sent(type_url)
         return with_nonce(body, nonce)
 
     def _wanted(self, type_url: str) -> dict[str, EncodedResource]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,10 +89,24 @@ class NackLog:
     def __init__(self, capacity: int = 1000) -> None:
         self._entries: deque[Nack] = deque(maxlen=capacity)
         self.total = 0
+        self.by_type: Counter[str] = Counter()  # type URL -> NACKs, never reset
 
     def record(self, nack: Nack) -> None:
         self._entries.append(nack)
         self.total += 1
+        self.by_type[nack.type_url] += 1
 
     def entries(self) -> list[Nack]:
         return list(self._entries)
+
+
+class ResponseLog:
+    """How many responses (pushes) of each type this control plane sent, since it started.
+    Per-stream status goes with its stream; these counts never go down (Prometheus counters).
+    """
+
+    def __init__(self) -> None:
+        self.by_type: Counter[str] = Counter()
+
+    def record(self, type_url: str) -> None:
+        self.by_type[type_url] += 1

@@ -1,0 +1,127 @@
+"""The control plane's own Prometheus metrics, served at ``/metrics`` on the API port.
+
+Readers: Prometheus, with the API token or the read-only metrics token (see api.py). Names,
+types and labels are a public contract (docs/observability.md, dashboards/grafana/): the
+families are declared here as data, and a unit test checks the dashboards against them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from tulle import __version__
+from tulle.model.kinds import KINDS
+from tulle.model.workload import WorkloadState
+from tulle.telemetry.prometheus import Family, render
+from tulle.xds.types import PUSH_ORDER, short_name
+
+if TYPE_CHECKING:
+    from tulle.controlplane.app import ControlPlane
+
+# name -> (type, help, label names). Counters end in _total.
+CONTROLPLANE_FAMILIES: Mapping[str, tuple[str, str, tuple[str, ...]]] = {
+    "tulle_controlplane_build_info": (
+        "gauge", "Always 1; the version label is tulle's version.", ("version",)),
+    "tulle_controlplane_start_time_seconds": (
+        "gauge", "When the control plane started, in seconds since the epoch.", ()),
+    "tulle_controlplane_mesh_version": (
+        "gauge", "Version of the mesh snapshot in force; it grows with every config change.",
+        ()),
+    "tulle_controlplane_store_revision": (
+        "gauge", "Revision of the resource store; it grows with every stored change.", ()),
+    "tulle_controlplane_resources": (
+        "gauge", "Stored resources, by kind.", ("kind",)),
+    "tulle_controlplane_services": (
+        "gauge", "Services in the mesh, declared or derived from workloads.", ()),
+    "tulle_controlplane_workloads": (
+        "gauge", "Registered workloads, by namespace and state.", ("namespace", "state")),
+    "tulle_controlplane_proxies": (
+        "gauge", "Connected proxies, by xDS state: NACKED if any type is NACKed, else PENDING "
+                 "if any type awaits an answer, else SYNCED.", ("state",)),
+    "tulle_controlplane_xds_pushes_total": (
+        "counter", "xDS responses sent to proxies, by type: one push of one type to one "
+                   "proxy.", ("type",)),
+    "tulle_controlplane_xds_nacks_total": (
+        "counter", "xDS responses proxies rejected (NACKs), by type.", ("type",)),
+    "tulle_controlplane_certificates_issued_total": (
+        "counter", "Workload certificates signed by the mesh CA.", ()),
+    "tulle_controlplane_ca_expiry_timestamp_seconds": (
+        "gauge", "When each trust anchor (role root) and the issuer (role issuer) expire, in "
+                 "seconds since the epoch.", ("role", "id")),
+    "tulle_controlplane_telemetry_reports_total": (
+        "counter", "Telemetry reports received from agents.", ()),
+    "tulle_controlplane_telemetry_series": (
+        "gauge", "Telemetry series kept in the control plane's 15-minute windows.", ()),
+}
+
+# Every state a proxy can be in, always exported (zeros included) so that series exist.
+PROXY_STATES: tuple[str, ...] = ("SYNCED", "PENDING", "NACKED")
+
+
+def _families() -> dict[str, Family]:
+    return {name: Family(name, kind, text)
+            for name, (kind, text, _) in CONTROLPLANE_FAMILIES.items()}
+
+
+def proxy_state(status: Mapping[str, Any]) -> str:
+    """One state for a proxy from its per-type states (``XdsHub.statuses()``)."""
+    states = {t["state"] for t in status.get("types", {}).values()}
+    if "NACKED" in states:
+        return "NACKED"
+    return "PENDING" if "PENDING" in states else "SYNCED"
+
+
+def _counts(values: Iterable[str], keys: Iterable[str]) -> dict[str, int]:
+    counts = dict.fromkeys(keys, 0)
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def controlplane_families(cp: ControlPlane) -> list[Family]:
+    f = _families()
+    f["tulle_controlplane_build_info"].add((("version", __version__),), 1)
+    f["tulle_controlplane_start_time_seconds"].add((), round(cp.started_at, 3))
+    f["tulle_controlplane_mesh_version"].add((), cp.mesh.version)
+    f["tulle_controlplane_store_revision"].add((), cp.store.revision())
+    f["tulle_controlplane_services"].add((), len(cp.mesh.services))
+
+    kinds = _counts((r.kind for r in cp.resources.resources()), (k.kind for k in KINDS))
+    for kind, count in sorted(kinds.items()):
+        f["tulle_controlplane_resources"].add((("kind", kind),), count)
+
+    workloads = cp.registry.workloads()
+    for namespace in sorted({w.namespace for w in workloads}):
+        states = _counts((w.state.value for w in workloads if w.namespace == namespace),
+                         (s.value for s in WorkloadState))
+        for state, count in states.items():
+            f["tulle_controlplane_workloads"].add(
+                (("namespace", namespace), ("state", state)), count)
+
+    proxies = _counts((proxy_state(s) for s in cp.hub.statuses()), PROXY_STATES)
+    for state, count in proxies.items():
+        f["tulle_controlplane_proxies"].add((("state", state),), count)
+
+    for family, counter in (("tulle_controlplane_xds_pushes_total", cp.hub.responses.by_type),
+                            ("tulle_controlplane_xds_nacks_total", cp.hub.nacks.by_type)):
+        for type_url in PUSH_ORDER:
+            f[family].add((("type", short_name(type_url)),), counter.get(type_url, 0))
+
+    f["tulle_controlplane_certificates_issued_total"].add((), cp.identity.issued_total)
+    for anchor in cp.ca.anchors:
+        f["tulle_controlplane_ca_expiry_timestamp_seconds"].add(
+            (("role", "root"), ("id", anchor.id)), round(anchor.not_after))
+    issuer = cp.ca.issuer
+    f["tulle_controlplane_ca_expiry_timestamp_seconds"].add(
+        (("role", "issuer"), ("id", issuer.id)), round(issuer.not_after))
+
+    windows = cp.telemetry.windows
+    f["tulle_controlplane_telemetry_reports_total"].add((), windows.reports)
+    f["tulle_controlplane_telemetry_series"].add((), windows.series_count())
+    return list(f.values())
+
+
+def controlplane_metrics(cp: ControlPlane) -> str:
+    """The Prometheus text (format 0.0.4) of the control plane, as of now."""
+    return render(controlplane_families(cp))
