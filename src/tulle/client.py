@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tulle.errors import ApiError, ControlPlaneUnavailable, error_from_dict
@@ -51,6 +51,45 @@ class ApiClient:
                 raise error_from_dict(data["error"])
             raise ApiError(f"the control plane answered HTTP {status}")
         return data
+
+    def stream(self, path: str, query: Mapping[str, Any] | None = None,
+               idle_timeout: float = 30.0) -> Iterator[dict[str, Any]]:
+        """A GET whose answer is NDJSON, one object per line as the lines arrive.
+        ``idle_timeout``: how long a line may take (the server sends heartbeats)."""
+        if query:
+            clean = {k: v for k, v in query.items() if v is not None}
+            path += "?" + urllib.parse.urlencode(clean)
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=idle_timeout)
+        try:
+            try:
+                connection.request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
+                response = connection.getresponse()
+            except OSError as exc:
+                raise ControlPlaneUnavailable(
+                    f"the control plane at {self.url} is not running",
+                    hint="start it with `tulle up`") from exc
+            if response.status >= 400:
+                payload = response.read()
+                try:
+                    data = json.loads(payload)
+                except ValueError:
+                    data = None
+                if isinstance(data, dict) and isinstance(data.get("error"), dict):
+                    raise error_from_dict(data["error"])
+                raise ApiError(f"the control plane answered HTTP {response.status}")
+            while True:
+                try:
+                    line = response.readline()
+                except OSError as exc:
+                    raise ControlPlaneUnavailable(
+                        f"lost the stream from the control plane at {self.url}: {exc}",
+                        hint="check that it still runs: `tulle status`") from exc
+                if not line:
+                    return
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            connection.close()
 
     def raw(self, method: str, path: str, *, body: Any = None,
             query: Mapping[str, Any] | None = None, timeout: float | None = None

@@ -15,6 +15,8 @@ from tulle.errors import EnvoyError
 from tulle.local import tail
 
 _PR_SET_PDEATHSIG = 1
+# After a listener changes, connections accepted with its old config are closed within this.
+DRAIN_TIME_S = 1
 
 
 def die_with_parent(signum: int) -> Callable[[], None]:
@@ -48,7 +50,9 @@ class EnvoyProcess:
                 "--concurrency", str(self.concurrency),
                 "--log-level", self.log_level,
                 "--log-path", str(self.log_path),
-                "--drain-time-s", "1"]
+                "--drain-time-s", str(DRAIN_TIME_S),
+                # Access logs reach their file within a second (Envoy's default is 10 s).
+                "--file-flush-interval-msec", "1000"]
 
     async def start(self) -> None:
         self.ready = False

@@ -55,12 +55,14 @@ def _register() -> None:
         cmd_prometheus,
         cmd_resources,
         cmd_run,
+        cmd_tap,
         cmd_telemetry,
     )
 
     for module in (cmd_controlplane, cmd_resources, cmd_describe, cmd_run, cmd_certs, cmd_demo,
                    cmd_telemetry, cmd_prometheus):
         module.register(app)
+    cmd_tap.register(app)
 
 
 def main() -> None:

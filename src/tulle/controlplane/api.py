@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from tulle.controlplane import sessions, telemetry
+from tulle.controlplane import sessions, tap, telemetry
 from tulle.controlplane.describe import describe_service
 from tulle.controlplane.metrics import controlplane_metrics
 from tulle.controlplane.resources import documents_from_request
@@ -64,6 +64,8 @@ def make_api(cp: ControlPlane) -> web.Application:
     r.add_get("/v1/proxies/{node}/admin/{page:.+}", lambda req: _admin(cp, req))
     r.add_get("/v1/xds/nacks", _json(lambda req: [n.to_dict() for n in cp.hub.nacks.entries()]))
     r.add_get("/v1/xds/sync", _json_async(lambda req: _sync(cp, req)))
+    r.add_get("/v1/tap", lambda req: tap.stream_tap(cp, req))
+    r.add_get("/v1/tap/status", _json(lambda req: cp.taps.status()))
     r.add_get("/v1/identity/status", _json(lambda req: cp.identity.status()))
     r.add_post("/v1/identity/rotate", _json_async(lambda req: _rotate(cp, req)))
     r.add_post("/v1/identity/import", _json_async(lambda req: _import(cp, req)))

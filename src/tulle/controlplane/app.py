@@ -22,6 +22,7 @@ from tulle.controlplane.identity import IdentityService
 from tulle.controlplane.resources import ResourceService
 from tulle.controlplane.rotation import Rotator
 from tulle.controlplane.sessions import END_SESSION
+from tulle.controlplane.tap import PRECHECK_LOGGING, TapReceiver, proxy_logging
 from tulle.controlplane.telemetry import TelemetryService
 from tulle.errors import ApiError
 from tulle.identity.ca import CertificateAuthority
@@ -32,6 +33,7 @@ from tulle.model.resource import Resource
 from tulle.registry.registry import DEFAULT_GRACE_S, WorkloadRegistry
 from tulle.settings import ControlPlaneEndpoint, StatePaths
 from tulle.store.sqlite import SqliteStore
+from tulle.tap.hub import TapHub
 from tulle.xds.compiler import ConfigCompiler, ProxyConfig
 from tulle.xds.proxy import ProxyInfo
 from tulle.xds.server import XdsHub, build_server
@@ -68,6 +70,8 @@ class ControlPlane:
         # Control messages for connected agents (renew now, new trust bundle), by node id.
         self.agent_channels: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self.mesh: MeshSnapshot = EMPTY_MESH
+        # Tap sessions: ephemeral, never stored. Each rebuild plans their loggers.
+        self.taps = TapHub(lambda: self.mesh)
         self.started_at = time.time()
         self.shutting_down = False
         self._versions = itertools.count(1)
@@ -115,6 +119,7 @@ class ControlPlane:
             self._rebuild = None
         self.mesh = build_mesh(next(self._versions), self.resources.resources(),
                                self.registry.workloads(), self._identity())
+        self.taps.replan(self.mesh)
         self.hub.push_all()
         return self.mesh.version
 
@@ -134,7 +139,7 @@ class ControlPlane:
                                      "127.0.0.1", None, None, 1, ()))
         try:
             for proxy in proxies:
-                self._precheck_compiler.compile(mesh, proxy)
+                self._precheck_compiler.compile(mesh, proxy, PRECHECK_LOGGING)
         except Exception as exc:
             log.exception("translation failed during an apply")
             raise ApiError(f"tulle could not translate this configuration for Envoy: "
@@ -151,7 +156,7 @@ class ControlPlane:
                             MappingProxyType(self.registry.certificates()))
 
     def config_for(self, proxy: ProxyInfo) -> ProxyConfig:
-        return self.compiler.compile(self.mesh, proxy)
+        return self.compiler.compile(self.mesh, proxy, proxy_logging(self, proxy))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -162,7 +167,8 @@ class ControlPlane:
         restored = self.registry.restore()
         self.rebuild_now()
         host = self.endpoint.host
-        self._xds = build_server(self.hub, f"{host}:{self.endpoint.xds_port}")
+        self._xds = build_server(self.hub, f"{host}:{self.endpoint.xds_port}",
+                                 access_logs=TapReceiver(self))
         await self._xds.start()
         self._api = web.AppRunner(make_api(self), handler_cancellation=True, access_log=None,
                                   shutdown_timeout=2.0)

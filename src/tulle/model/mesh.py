@@ -41,6 +41,7 @@ class MeshService:
     identities: tuple[str, ...] = ()
     policy: ServicePolicy = NO_POLICY
     selector: Labels = ()  # a subset: instances are the namespace's workloads that match
+    access_log: bool = False  # its instances write access.log (Service spec.accessLog)
 
 
 @dataclass(frozen=True)
@@ -153,12 +154,12 @@ def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[
         return [w for w in all_workloads if w.namespace == ref.namespace and w.matches(selector)]
 
     def service(ref: ServiceRef, protocol: Protocol = "http", declared: bool = False,
-                mode: MtlsMode | None = None) -> MeshService:
+                mode: MtlsMode | None = None, access_log: bool = False) -> MeshService:
         accounts = {spiffe_id(identity.trust_domain, w.namespace, w.account)
                     for w in members(ref)} if identity.trust_domain else set()
         return MeshService(ref, protocol, declared, mode or settings.mtls.mode,
                            tuple(sorted(accounts)), resolved.services.get(ref, NO_POLICY),
-                           selectors.get(ref, ()))
+                           selectors.get(ref, ()), access_log)
 
     services: dict[ServiceRef, MeshService] = {}
     for resource in ordered:
@@ -166,7 +167,7 @@ def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[
             spec = cast(ServiceSpec, resource.spec)
             ref = ServiceRef(resource.meta.namespace, resource.meta.name)
             services[ref] = service(ref, spec.protocol, True, spec.mtls.mode if spec.mtls
-                                    else None)
+                                    else None, bool(spec.access_log and spec.access_log.enabled))
     for workload in all_workloads:
         # A client may start before the service it names with --upstream: give it a cluster
         # without endpoints (503 "no healthy upstream") rather than no cluster at all.

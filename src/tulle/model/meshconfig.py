@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar
 
 from annotated_types import Len
 
+from tulle.model.access_log import MeshAccessLog
 from tulle.model.durations import parse_duration
 from tulle.model.service import MtlsSettings
 from tulle.model.spec_config import SPEC_CONFIG
@@ -34,6 +35,8 @@ class MeshSpec:
 
     mtls: MtlsSettings = MtlsSettings(mode="STRICT")
     certificates: CertificateSettings = CertificateSettings()
+    # Headers that tap and access logs never show (beyond authorization and cookies).
+    access_log: MeshAccessLog = MeshAccessLog()
     # Sidecars create spans and export them to an OTLP/gRPC collector. None: tracing is off.
     tracing: TracingSettings | None = None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from tulle.model.access_log import mesh_access_log_problems, service_access_log_problems
 from tulle.model.durations import DURATION_HINT, parse_duration
 from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.meshconfig import (
@@ -45,9 +46,12 @@ def _mesh(spec: MeshSpec) -> Iterator[FieldIssue]:
                       f"{spec.certificates.workload_lifetime}", "")
     if spec.tracing is not None:
         yield from tracing_problems(spec.tracing)
+    yield from mesh_access_log_problems(spec.access_log)
 
 
 def _service(spec: ServiceSpec) -> Iterator[FieldIssue]:
+    yield from service_access_log_problems(bool(spec.access_log and spec.access_log.enabled),
+                                           spec.selector is not None)
     for key, value in (spec.selector or {}).items():
         if (why := label_problem(key, value)) is not None:
             yield f"spec.selector.{key}", why, ""

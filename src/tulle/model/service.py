@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from tulle.model.access_log import ServiceAccessLog
 from tulle.model.spec_config import SPEC_CONFIG
 
 Protocol = Literal["http", "tcp"]
@@ -38,3 +39,6 @@ class ServiceSpec:
     # {service: books, version: v2}. Workloads carry their own labels plus "service" (the
     # service they registered under) and "version" (from `tulle run --version`).
     selector: dict[str, str] | None = None
+    # {enabled: true}: every instance's sidecar writes a JSON line per request to access.log
+    # in its workload directory.
+    access_log: ServiceAccessLog | None = None

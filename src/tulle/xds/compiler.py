@@ -19,6 +19,7 @@ from tulle.model.mesh import MeshService, MeshSnapshot
 from tulle.model.meta import ServiceRef
 from tulle.xds import names, types
 from tulle.xds.generators import clusters, endpoints, listeners, routes, secrets, tracing
+from tulle.xds.generators.access_logs import NO_LOGGING, ProxyLogging, proxy_logs
 from tulle.xds.proxy import ProxyInfo
 from tulle.xds.wire import EncodedResource, encode, set_version, versions_of
 
@@ -90,7 +91,10 @@ class ConfigCompiler:
         self._mesh_version = -1
         self._shared: dict[str, _Shared] = {}
 
-    def compile(self, mesh: MeshSnapshot, proxy: ProxyInfo) -> ProxyConfig:
+    def compile(self, mesh: MeshSnapshot, proxy: ProxyInfo,
+                logging: ProxyLogging = NO_LOGGING) -> ProxyConfig:
+        """``logging``: the proxy's tap sessions and access-log path, which live outside
+        the snapshot."""
         if mesh.version != self._mesh_version:
             self._mesh_version = mesh.version
             self._shared = {}
@@ -108,8 +112,13 @@ class ConfigCompiler:
         own_clusters: list[EncodedResource] = []
         tracer = tracing.proxy_tracing(mesh.settings.tracing,
                                        ServiceRef(proxy.namespace, proxy.service))
+        own_service = mesh.services.get(ServiceRef(proxy.namespace, proxy.service))
+        logs = proxy_logs(proxy.node_id, proxy.namespace,
+                          certificate.spiffe_id if certificate else "",
+                          mesh.settings.access_log.redacted(),
+                          own_service.access_log if own_service else False, logging)
         own_listeners = [memo.get(types.LISTENER, listeners.outbound_listener,
-                                  proxy.outbound_port, proxy.namespace, tracer)]
+                                  proxy.outbound_port, proxy.namespace, tracer, logs.outbound())]
         own_routes: list[EncodedResource] = []
         if proxy.app_port is not None:
             own_clusters.append(memo.get(types.CLUSTER, clusters.inbound_cluster, proxy.app_port))
@@ -121,12 +130,13 @@ class ConfigCompiler:
                 rate_limit = service.policy.rate_limit if service else None
                 own_listeners.append(memo.get(types.LISTENER, listeners.inbound_listener,
                                               proxy.address, proxy.inbound_port, proxy.app_port,
-                                              protocol, mode, rate_limit, tracer))
+                                              protocol, mode, rate_limit, tracer,
+                                              logs.inbound()))
         for bind in proxy.upstreams:
             service = mesh.services.get(bind.service) or MeshService(bind.service, "http", False)
             own_listeners.append(memo.get(types.LISTENER, listeners.upstream_listener,
                                           bind.local_port, bind.service, service.protocol,
-                                          tracer))
+                                          tracer, logs.upstream(bind.service)))
             if service.protocol == "http":
                 own_routes.append(memo.get(types.ROUTE, routes.upstream_route_config, service,
                                            mesh.routes.get(bind.service, ())))

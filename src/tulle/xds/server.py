@@ -17,6 +17,7 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from tulle.security import bearer
+from tulle.xds.als import AccessLogReceiver, access_log_handler
 from tulle.xds.compiler import ProxyConfig
 from tulle.xds.proxy import ProxyInfo
 from tulle.xds.stream import DeltaStream, SotwStream, XdsStream
@@ -191,7 +192,9 @@ def _bearer(metadata: Any) -> str:
     return ""
 
 
-def build_server(hub: XdsHub, address: str) -> grpc.aio.Server:
+def build_server(hub: XdsHub, address: str,
+                 access_logs: AccessLogReceiver | None = None) -> grpc.aio.Server:
+    """``access_logs``: where tap entries go (the access log service on the same port)."""
     # grpc.aio recognises streaming handlers only when they are async generator functions.
     async def sotw(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
                    ) -> AsyncIterator[bytes]:
@@ -226,6 +229,8 @@ def build_server(hub: XdsHub, address: str) -> grpc.aio.Server:
         ("grpc.http2.max_ping_strikes", 0),
     ])
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
+    if access_logs is not None:
+        server.add_generic_rpc_handlers((access_log_handler(access_logs, _bearer),))
     try:
         bound = server.add_insecure_port(address)
     except RuntimeError as exc:

@@ -20,6 +20,7 @@ from tulle.model.meta import ServiceRef
 from tulle.model.policy import RateLimit
 from tulle.model.service import MtlsMode, Protocol
 from tulle.xds import names
+from tulle.xds.generators.access_logs import HttpLogging, http_access_logs
 from tulle.xds.generators.common import ads_source, pack, socket_address, tls_socket
 from tulle.xds.generators.http_filters import http_filters
 from tulle.xds.generators.routes import inbound_route_config
@@ -30,22 +31,25 @@ LOOPBACK = "127.0.0.1"
 
 
 def outbound_listener(port: int, client_namespace: str,
-                      tracing: ProxyTracing | None = None) -> listener_pb2.Listener:
+                      tracing: ProxyTracing | None = None,
+                      access_log: HttpLogging | None = None) -> listener_pb2.Listener:
     manager = _http_manager("outbound", rds_name=names.outbound_route_config(client_namespace),
-                            tracing=tracing)
+                            tracing=tracing, access_log=access_log)
     return _listener(names.OUTBOUND_LISTENER, LOOPBACK, port, _hcm_filter(manager),
                      base_pb2.TrafficDirection.OUTBOUND)
 
 
 def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
                      mtls: MtlsMode | None, rate_limit: RateLimit | None = None,
-                     tracing: ProxyTracing | None = None) -> listener_pb2.Listener:
+                     tracing: ProxyTracing | None = None,
+                     access_log: HttpLogging | None = None) -> listener_pb2.Listener:
     """Mesh traffic for the local application. ``mtls`` None: plaintext only (no CA).
     ``rate_limit``: the service's own limit, enforced by each of its instances."""
     if protocol == "tcp":
         network_filter = _tcp_proxy("inbound", names.inbound_cluster(app_port))
     else:
-        manager = _http_manager("inbound", rate_limit=rate_limit, tracing=tracing)
+        manager = _http_manager("inbound", rate_limit=rate_limit, tracing=tracing,
+                                access_log=access_log)
         manager.route_config.CopyFrom(inbound_route_config(app_port))
         if mtls is not None:
             # The application learns the caller's verified SPIFFE ID, and only that: an
@@ -72,14 +76,15 @@ def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
 
 
 def upstream_listener(local_port: int, service: ServiceRef, protocol: Protocol,
-                      tracing: ProxyTracing | None = None) -> listener_pb2.Listener:
+                      tracing: ProxyTracing | None = None,
+                      access_log: HttpLogging | None = None) -> listener_pb2.Listener:
     stat_prefix = f"upstream_{local_port}"
     if protocol == "tcp":
         network_filter = _tcp_proxy(stat_prefix, names.outbound_cluster(service))
     else:
         network_filter = _hcm_filter(
             _http_manager(stat_prefix, rds_name=names.upstream_route_config(service),
-                          tracing=tracing))
+                          tracing=tracing, access_log=access_log))
     return _listener(names.upstream_listener(local_port), LOOPBACK, local_port, network_filter,
                      base_pb2.TrafficDirection.OUTBOUND)
 
@@ -96,7 +101,8 @@ def _listener(name: str, host: str, port: int, network_filter: listener_componen
 
 def _http_manager(stat_prefix: str, rds_name: str | None = None,
                   rate_limit: RateLimit | None = None,
-                  tracing: ProxyTracing | None = None) -> hcm.HttpConnectionManager:
+                  tracing: ProxyTracing | None = None,
+                  access_log: HttpLogging | None = None) -> hcm.HttpConnectionManager:
     manager = hcm.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm.HttpConnectionManager.AUTO,
@@ -111,6 +117,8 @@ def _http_manager(stat_prefix: str, rds_name: str | None = None,
         manager.rds.CopyFrom(hcm.Rds(config_source=ads_source(), route_config_name=rds_name))
     if tracing is not None:
         manager.tracing.CopyFrom(http_tracing(tracing))
+    if access_log is not None:  # None (no tap, no access log): no logging work at all
+        manager.access_log.extend(http_access_logs(access_log))
     return manager
 
 

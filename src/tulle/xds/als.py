@@ -1,0 +1,71 @@
+"""The gRPC access log service (ALS): where sidecars stream tap entries.
+
+A sidecar opens this stream only while a tap session is attached to it (the access logger is in
+its listeners only then). Each stream is authenticated like ADS: the node id in its first
+message, and a per-workload bearer token in its metadata. That token is derived from the
+workload's xDS credential, so the listener config (which admins can dump) never holds the xDS
+credential itself, and the token opens nothing but this stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
+
+import grpc
+from envoy.data.accesslog.v3 import accesslog_pb2
+from envoy.service.accesslog.v3 import als_pb2
+
+log = logging.getLogger("tulle.xds.als")
+
+SERVICE = "envoy.service.accesslog.v3.AccessLogService"
+
+
+class AccessLogReceiver(Protocol):
+    def authenticate_access_log(self, node_id: str, token: str) -> bool:
+        """Whether ``token`` is the access-log credential of proxy ``node_id``."""
+
+    def receive(self, node_id: str, entries: Sequence[accesslog_pb2.HTTPAccessLogEntry]
+                ) -> None:
+        """Entries a proxy sent. Called on the event loop: must not block."""
+
+
+def access_log_token(xds_token: str, node_id: str) -> str:
+    """The access-log credential of a proxy, derived from its xDS credential."""
+    return hmac.new(xds_token.encode(), f"tulle access log {node_id}".encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def access_log_handler(receiver: AccessLogReceiver,
+                       bearer: Any) -> grpc.GenericRpcHandler:
+    """``bearer``: reads the token from a stream's metadata (shared with the ADS server)."""
+
+    async def stream(requests: AsyncIterator[als_pb2.StreamAccessLogsMessage],
+                     context: grpc.aio.ServicerContext) -> als_pb2.StreamAccessLogsResponse:
+        first = await anext(requests, None)
+        if first is None:
+            return als_pb2.StreamAccessLogsResponse()
+        node_id = first.identifier.node.id
+        if not node_id or not receiver.authenticate_access_log(
+                node_id, bearer(context.invocation_metadata())):
+            log.warning("refused access-log stream from %s: unknown node %r or bad credential",
+                        context.peer(), node_id)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                f"node {node_id!r} is not a registered workload or its "
+                                "access-log credential is wrong")
+        log.debug("access-log stream from %s", node_id)
+        message: als_pb2.StreamAccessLogsMessage | None = first
+        while message is not None:
+            if message.HasField("http_logs"):
+                receiver.receive(node_id, message.http_logs.log_entry)
+            message = await anext(requests, None)
+        return als_pb2.StreamAccessLogsResponse()
+
+    return grpc.method_handlers_generic_handler(SERVICE, {
+        "StreamAccessLogs": grpc.stream_unary_rpc_method_handler(
+            stream, request_deserializer=als_pb2.StreamAccessLogsMessage.FromString,
+            response_serializer=als_pb2.StreamAccessLogsResponse.SerializeToString),
+    })

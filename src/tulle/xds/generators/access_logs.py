@@ -1,0 +1,300 @@
+"""Access loggers on the HTTP connection managers: tap streams and per-workload log files.
+
+Both carry the same fields, from one table (``FIELDS``): a tap entry is an access-log line that
+Envoy sends to the control plane over gRPC (``envoy.access_loggers.http_grpc``) as custom tags,
+a file line is the same table as ``json_format``.
+
+Nothing here exists unless asked for. Without a tap session on a proxy and without
+``spec.accessLog`` on its Service, :class:`ProxyLogs` gives None for every listener, and the
+listeners carry no access logger at all: Envoy does no logging work for them.
+
+Secret headers never leave the sidecar: for a redacted name Envoy itself evaluates only whether
+the header is present (a CEL expression), never its value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.core.v3 import base_pb2, config_source_pb2, grpc_service_pb2
+from envoy.config.core.v3 import substitution_format_string_pb2 as formats
+from envoy.extensions.access_loggers.file.v3 import file_pb2
+from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2
+from envoy.extensions.access_loggers.grpc.v3 import als_pb2
+from envoy.type.tracing.v3 import custom_tag_pb2
+from google.protobuf import struct_pb2
+
+from tulle.model.meta import ServiceRef
+from tulle.xds import names
+from tulle.xds.generators.common import pack, seconds
+
+Direction = Literal["inbound", "outbound"]
+FieldKind = Literal["str", "int", "bool"]
+
+TAP_LOG_NAME = "tulle-tap"
+REDACTED = "[redacted]"
+# Envoy batches entries per worker thread; a tap shows a request within this (plus a hop).
+TAP_FLUSH_S = 0.1
+# Headers worth seeing when debugging, captured besides the redacted ones.
+CAPTURED_REQUEST_HEADERS = ("content-type", "user-agent")
+CAPTURED_RESPONSE_HEADERS = ("content-type", "location")
+# Redacted names that cannot occur on one side.
+_RESPONSE_ONLY = frozenset({"set-cookie"})
+_REQUEST_ONLY = frozenset({"authorization", "cookie"})
+REQUEST_HEADERS = "requestHeaders"
+RESPONSE_HEADERS = "responseHeaders"
+_OWN_IDENTITY = "{identity}"  # replaced by the proxy's own SPIFFE ID
+
+
+@dataclass(frozen=True)
+class LogField:
+    """One field of a tap event and of an access-log line: its Envoy command operator on the
+    called side (inbound) and on the calling side (outbound)."""
+
+    name: str
+    inbound: str
+    outbound: str
+    kind: FieldKind = "str"
+
+
+def _both(name: str, operator: str, kind: FieldKind = "str") -> LogField:
+    return LogField(name, operator, operator, kind)
+
+
+FIELDS: tuple[LogField, ...] = (
+    _both("time", "%START_TIME%"),
+    # Inbound: the caller's verified identity (none over plaintext). Outbound: our own.
+    LogField("source", "%DOWNSTREAM_PEER_URI_SAN%", _OWN_IDENTITY),
+    # Outbound: the identity the called instance proved (none if no connection was made).
+    LogField("destination", "%DOWNSTREAM_LOCAL_URI_SAN%", "%UPSTREAM_PEER_URI_SAN%"),
+    _both("method", "%REQ(:METHOD)%"),
+    _both("authority", "%REQ(:AUTHORITY)%"),
+    _both("path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"),
+    _both("status", "%RESPONSE_CODE%", "int"),
+    _both("latencyMs", "%DURATION%", "int"),
+    _both("bytesReceived", "%BYTES_RECEIVED%", "int"),
+    _both("bytesSent", "%BYTES_SENT%", "int"),
+    _both("flags", "%RESPONSE_FLAGS%"),
+    LogField("mtls", "%CEL(connection.mtls)%",
+             "%CEL(upstream.uri_san_peer_certificate != '')%", "bool"),
+    LogField("tlsVersion", "%DOWNSTREAM_TLS_VERSION%", "%UPSTREAM_TLS_VERSION%"),
+    _both("upstreamCluster", "%UPSTREAM_CLUSTER_RAW%"),
+    _both("upstreamHost", "%UPSTREAM_HOST%"),
+    _both("route", "%ROUTE_NAME%"),
+    _both("details", "%RESPONSE_CODE_DETAILS%"),
+    _both("sourceAddress", "%DOWNSTREAM_REMOTE_ADDRESS%"),
+    _both("requestId", "%REQ(X-REQUEST-ID)%"),
+)
+# Set by the generator, not by Envoy: which sidecar logged, and on which side of the call.
+LITERAL_FIELDS = ("workload", "direction")
+FIELD_KINDS: dict[str, FieldKind] = {f.name: f.kind for f in FIELDS}
+
+
+@dataclass(frozen=True)
+class TapSink:
+    """Stream the listener's requests to the control plane: a tap session is attached.
+
+    ``destinations``: on the calling side, only requests to these services; None: all."""
+
+    token: str
+    destinations: tuple[ServiceRef, ...] | None = None
+
+
+@dataclass(frozen=True)
+class HttpLogging:
+    """The access loggers of one HTTP connection manager. Hashable: the compiler memoizes
+    listeners on it."""
+
+    direction: Direction
+    workload: str  # the proxy's node id
+    namespace: str  # the proxy's namespace: "books" means books.NAMESPACE there
+    identity: str  # the proxy's own SPIFFE ID ("" without a CA)
+    redacted: tuple[str, ...]  # lower-case header names whose values are never logged
+    tap: TapSink | None = None
+    file_path: str = ""  # "" : no access-log file
+
+
+@dataclass(frozen=True)
+class ProxyTaps:
+    """Where tap sessions are attached on one proxy. Ephemeral control-plane state."""
+
+    inbound: bool = False
+    outbound: bool = False  # every request the proxy sends
+    destinations: frozenset[ServiceRef] = frozenset()  # sent requests to these services
+
+    def __bool__(self) -> bool:
+        return self.inbound or self.outbound or bool(self.destinations)
+
+
+NO_TAPS = ProxyTaps()
+
+
+@dataclass(frozen=True)
+class ProxyLogging:
+    """What the control plane knows about a proxy's logging beyond the mesh snapshot."""
+
+    taps: ProxyTaps = NO_TAPS
+    tap_token: str = ""  # the credential its access-log stream presents
+    access_log_path: str = ""  # where its access log goes when its Service enables it
+
+
+NO_LOGGING = ProxyLogging()
+
+
+@dataclass(frozen=True)
+class ProxyLogs:
+    """The access loggers of each of one proxy's listeners; None: no logger there."""
+
+    workload: str
+    namespace: str
+    identity: str
+    redacted: tuple[str, ...]
+    file_path: str  # "": its Service does not enable access logs
+    taps: ProxyTaps
+    token: str
+
+    def inbound(self) -> HttpLogging | None:
+        return self._logging("inbound", TapSink(self.token) if self.taps.inbound else None)
+
+    def outbound(self) -> HttpLogging | None:
+        if self.taps.outbound:
+            return self._logging("outbound", TapSink(self.token))
+        if self.taps.destinations:
+            return self._logging("outbound",
+                                 TapSink(self.token, tuple(sorted(self.taps.destinations))))
+        return self._logging("outbound", None)
+
+    def upstream(self, service: ServiceRef) -> HttpLogging | None:
+        """An ``--upstream`` listener: every request on it goes to ``service``."""
+        tapped = self.taps.outbound or service in self.taps.destinations
+        return self._logging("outbound", TapSink(self.token) if tapped else None)
+
+    def _logging(self, direction: Direction, tap: TapSink | None) -> HttpLogging | None:
+        if tap is None and not self.file_path:
+            return None
+        return HttpLogging(direction, self.workload, self.namespace, self.identity,
+                           self.redacted, tap, self.file_path)
+
+
+def proxy_logs(workload: str, namespace: str, identity: str, redacted: tuple[str, ...],
+               access_log: bool, logging: ProxyLogging) -> ProxyLogs:
+    return ProxyLogs(workload, namespace, identity, redacted,
+                     logging.access_log_path if access_log else "", logging.taps,
+                     logging.tap_token)
+
+
+# -- Envoy config -----------------------------------------------------------------------------
+
+def http_access_logs(logging: HttpLogging) -> list[accesslog_pb2.AccessLog]:
+    loggers = []
+    if logging.file_path:
+        loggers.append(file_access_log(logging))
+    if logging.tap is not None:
+        loggers.append(tap_access_log(logging, logging.tap))
+    return loggers
+
+
+def file_access_log(logging: HttpLogging) -> accesslog_pb2.AccessLog:
+    line = struct_pb2.Struct()
+    for name, operator in _flat_fields(logging, typed=True):
+        if "." in name:
+            group, header = name.split(".", 1)
+            line.fields[group].struct_value.fields[header].string_value = operator
+        else:
+            line.fields[name].string_value = operator
+    config = file_pb2.FileAccessLog(
+        path=logging.file_path,
+        log_format=formats.SubstitutionFormatString(json_format=line))
+    return accesslog_pb2.AccessLog(name="envoy.access_loggers.file", typed_config=pack(config))
+
+
+def tap_access_log(logging: HttpLogging, sink: TapSink) -> accesslog_pb2.AccessLog:
+    service = grpc_service_pb2.GrpcService(
+        # The same cluster, and the same kind of per-workload credential, as the ADS stream.
+        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=names.XDS_CLUSTER),
+        initial_metadata=[base_pb2.HeaderValue(key="authorization",
+                                               value=f"Bearer {sink.token}")])
+    config = als_pb2.HttpGrpcAccessLogConfig(common_config=als_pb2.CommonGrpcAccessLogConfig(
+        log_name=TAP_LOG_NAME,
+        grpc_service=service,
+        transport_api_version=config_source_pb2.ApiVersion.V3,
+        buffer_flush_interval=seconds(TAP_FLUSH_S),
+        custom_tags=[custom_tag_pb2.CustomTag(tag=name, value=operator)
+                     for name, operator in _flat_fields(logging, typed=False)]))
+    logger = accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc",
+                                     typed_config=pack(config))
+    if sink.destinations is not None:
+        logger.filter.CopyFrom(destination_filter(sink.destinations, logging.namespace))
+    return logger
+
+
+def destination_filter(destinations: tuple[ServiceRef, ...],
+                       caller_namespace: str) -> accesslog_pb2.AccessLogFilter:
+    """Only requests to these services: by the cluster the route picked, or by the host the
+    caller named (that covers requests that never got a cluster: no route, faults)."""
+    clusters = [names.outbound_cluster(ref) for ref in destinations]
+    hosts = [host for ref in destinations for host in service_hosts(ref, caller_namespace)]
+    expression = (f"xds.cluster_name in {_cel_list(clusters)} || "
+                  f"request.host in {_cel_list(hosts)}")
+    return accesslog_pb2.AccessLogFilter(extension_filter=accesslog_pb2.ExtensionFilter(
+        name="envoy.access_loggers.extension_filters.cel",
+        typed_config=pack(cel_pb2.ExpressionFilter(expression=expression))))
+
+
+def service_hosts(service: ServiceRef, caller_namespace: str) -> tuple[str, ...]:
+    """The hosts a caller in ``caller_namespace`` reaches ``service`` by (ports are stripped
+    before anything is logged), as in its outbound route table."""
+    if service.namespace == caller_namespace:
+        return (service.name, service.host)
+    return (service.host,)
+
+
+def _flat_fields(logging: HttpLogging, typed: bool) -> Iterator[tuple[str, str]]:
+    """(field name, Envoy format) for every field; headers as ``requestHeaders.NAME``.
+
+    ``typed`` (JSON lines): CEL results keep their type, so booleans stay booleans and nothing
+    is null. Custom tags are strings, and Envoy leaves out the empty ones: there an absent
+    header is an empty string, and is not sent at all."""
+    cel, absent = ("%TYPED_CEL(", "null") if typed else ("%CEL(", "''")
+    yield "workload", _literal(logging.workload)
+    yield "direction", logging.direction
+    for field in FIELDS:
+        operator = field.inbound if logging.direction == "inbound" else field.outbound
+        yield field.name, operator.replace(_OWN_IDENTITY, _literal(logging.identity)).replace(
+            "%CEL(", cel)
+    for group, source, cel_map in ((REQUEST_HEADERS, "REQ", "request.headers"),
+                                   (RESPONSE_HEADERS, "RESP", "response.headers")):
+        for header in captured_headers(logging.redacted)[group]:
+            if header in logging.redacted:
+                # Only whether it is present: the value is never formatted.
+                operator = (f"{cel}'{_cel_safe(header)}' in {cel_map} ? '{REDACTED}' : "
+                            f"{absent})%")
+            else:
+                operator = f"%{source}({header.upper()})%"
+            yield f"{group}.{header}", operator
+
+
+def captured_headers(redacted: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """The header names each entry carries, by group: a few useful ones, and the redacted ones
+    (only to show that they were there)."""
+    return {REQUEST_HEADERS: tuple(sorted({*CAPTURED_REQUEST_HEADERS, *redacted}
+                                          - _RESPONSE_ONLY)),
+            RESPONSE_HEADERS: tuple(sorted({*CAPTURED_RESPONSE_HEADERS, *redacted}
+                                           - _REQUEST_ONLY))}
+
+
+def _literal(text: str) -> str:
+    return text.replace("%", "%%")
+
+
+def _cel_safe(text: str) -> str:
+    if any(c in text for c in "'\\%()"):
+        raise ValueError(f"cannot quote {text!r} in a CEL expression")
+    return text
+
+
+def _cel_list(items: list[str]) -> str:
+    return "[" + ", ".join(f"'{_cel_safe(item)}'" for item in items) + "]"

@@ -1,0 +1,39 @@
+"""`tulle tap` table lines: one per request, readable when a field is missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tulle.cli.cmd_tap import format_event
+
+WEB, BOOKS = "spiffe://tulle.local/ns/default/sa/web", "spiffe://tulle.local/ns/default/sa/books"
+BASE: dict[str, Any] = {
+    "time": "2026-11-23T14:13:55.761Z", "direction": "outbound", "source": WEB,
+    "destination": BOOKS, "method": "GET", "authority": "books", "path": "/list?page=2",
+    "status": 200, "latencyMs": 3, "bytesReceived": 0, "bytesSent": 448, "flags": "-",
+    "mtls": True, "tlsVersion": "TLSv1.2", "upstreamCluster": "outbound|books.default",
+    "sourceAddress": "127.0.0.1:40000"}
+
+CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("a served request", {},
+     f"14:13:55.761Z  out  {WEB} -> {BOOKS}  GET  books  /list?page=2  200  3ms  0/448  -  "
+     "mTLS TLSv1.2"),
+    ("rejected before any connection: the service meant",
+     {"destination": None, "status": 503, "flags": "UO", "mtls": None, "tlsVersion": None},
+     f"14:13:55.761Z  out  {WEB} -> (books.default)  GET  books  /list?page=2  503  3ms  "
+     "0/448  UO  plaintext"),
+    ("plaintext caller on the called side",
+     {"direction": "inbound", "source": None, "mtls": False, "tlsVersion": None,
+      "upstreamCluster": "inbound|8080"},
+     f"14:13:55.761Z  in  127.0.0.1:40000 -> {BOOKS}  GET  books  /list?page=2  200  3ms  "
+     "0/448  -  plaintext"),
+    ("nothing known", dict.fromkeys(BASE),
+     "-  out  - -> -  -  -  -  -  -  -/-  -  plaintext"),
+]
+
+
+@pytest.mark.parametrize(("changes", "line"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_format_event(changes: dict[str, Any], line: str) -> None:
+    assert format_event(BASE | changes) == line
