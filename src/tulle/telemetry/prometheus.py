@@ -142,7 +142,8 @@ def _series_labels(key: SeriesKey, proxy: Labels) -> Labels | None:
         return (("direction", "outbound"), *proxy, ("dst_service", name),
                 ("dst_namespace", namespace))
     if key.kind == ROUTE:
-        return (("direction", "outbound"), *proxy, ("route", key.route), ("rule", key.rule))
+        return (("direction", "outbound"), *proxy, ("dst_service", name),
+                ("dst_namespace", namespace), ("route", key.route), ("rule", key.rule))
     return None
 
 

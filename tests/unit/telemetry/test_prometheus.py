@@ -68,7 +68,8 @@ def test_number_format(value: float, text: str) -> None:
     (BOOKS, "tulle_requests_total",
      (("direction", "outbound"), *WHO, ("dst_service", "books"), ("dst_namespace", "default"))),
     (MAIN, "tulle_route_requests_total",
-     (("direction", "outbound"), *WHO, ("route", "default/books"), ("rule", "main"))),
+     (("direction", "outbound"), *WHO, ("dst_service", "books"), ("dst_namespace", "default"),
+      ("route", "default/books"), ("rule", "main"))),
 ], ids=["inbound", "plaintext", "outbound", "route"])
 def test_every_code_class(key: SeriesKey, name: str, labels: Labels) -> None:
     family = families_of({key: {"rq2": 7, "rq5": 1, "c503": 1}})[name]
