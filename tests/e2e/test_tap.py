@@ -155,7 +155,7 @@ def test_path_method_and_max_filters_end_the_tap(mesh: Mesh) -> None:
     assert tap.process.wait(15) == 0, tap.output()  # --max 2 ends it: one request, two sides
     assert sorted(e["direction"] for e in tap.events()) == ["inbound", "outbound"]
     assert {(e["method"], e["path"]) for e in tap.events()} == {("POST", "/api/2")}
-    assert "tap ended after 2 requests" in tap.output()
+    assert "tap ended after 2 lines" in tap.output()
     wait_for("the loggers to go", lambda: loggers(mesh, "books-1") == [])
 
 

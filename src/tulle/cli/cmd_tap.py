@@ -29,8 +29,9 @@ def tap(
     method: Annotated[str | None, typer.Option(help="Only this method")] = None,
     status: Annotated[str | None, typer.Option(
         help="Only these statuses: 503, 5xx, or a list such as 4xx,503")] = None,
-    max_requests: Annotated[int | None, typer.Option(
-        "--max", help="Stop after this many requests")] = None,
+    max_lines: Annotated[int | None, typer.Option(
+        "--max", help="Stop after this many lines (a request through the mesh shows once "
+                      "per side)")] = None,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Stream requests live: identities, method, path, status, latency, flags and TLS.
@@ -40,8 +41,8 @@ def tap(
         raise UsageError("tap prints table or json lines", hint="use -o table or -o json")
     client = ApiClient.from_state(ctx.obj.paths)
     query = {"target": target, "namespace": namespace, "path": path, "method": method,
-             "status": status, "max": max_requests}
-    count = 0
+             "status": status, "max": max_lines}
+    count = dropped = 0
     try:
         for message in client.stream("/v1/tap", query):
             if "attached" in message:
@@ -49,11 +50,16 @@ def tap(
             elif "request" in message:
                 count += 1
                 _print(message["request"], output)
+            elif message.get("dropped", 0) > dropped:
+                dropped = message["dropped"]
+                print(f"warning: {dropped} requests dropped so far: this terminal did not "
+                      "keep up (narrow the tap with --path, --method or --status)",
+                      file=sys.stderr)
             elif "end" in message:
                 break
     except KeyboardInterrupt:
         pass  # Ctrl-C: closing the stream detaches the session
-    print(f"tap ended after {count} request{'s' if count != 1 else ''}", file=sys.stderr)
+    print(f"tap ended after {count} line{'s' if count != 1 else ''}", file=sys.stderr)
 
 
 def _attached(info: dict[str, Any], output: Format) -> None:

@@ -72,6 +72,8 @@ class TapReceiver:
 
 async def stream_tap(cp: ControlPlane, request: web.Request) -> web.StreamResponse:
     query = request.query
+    if cp.rebuild_pending:
+        cp.rebuild_now()  # a workload that has just registered can be tapped at once
     target = resolve_target(cp.mesh, query.get("target", ""),
                             query.get("namespace") or "default")
     tap_filter = parse_filter(query.get("path"), query.get("method"), query.get("status"),
@@ -104,7 +106,7 @@ async def _relay(response: web.StreamResponse, session: TapSession) -> None:
             continue
         await _send(response, {"request": event})
         if session.full and not session.pending():
-            await _send(response, {"end": {"reason": "max", "requests": session.matched,
+            await _send(response, {"end": {"reason": "max", "lines": session.matched,
                                            "dropped": session.dropped}})
             return
 
