@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -40,7 +40,7 @@ def access_log_token(xds_token: str, node_id: str) -> str:
 
 
 def access_log_handler(receiver: AccessLogReceiver,
-                       bearer: Any) -> grpc.GenericRpcHandler:
+                       bearer: Callable[[Any], str]) -> grpc.GenericRpcHandler:
     """``bearer``: reads the token from a stream's metadata (shared with the ADS server)."""
 
     async def stream(requests: AsyncIterator[als_pb2.StreamAccessLogsMessage],
