@@ -27,7 +27,7 @@ spec:
 apiVersion: tulle.io/v1alpha1
 kind: Service
 metadata: {{name: books}}
-spec: {{accessLog: {{enabled: {enabled}}}}}
+spec: {{accessLog: {{enabled: {enabled}}}, mtls: {{mode: PERMISSIVE}}}}
 """
 
 
@@ -65,6 +65,11 @@ def test_access_log_follows_the_service_switch_with_the_fields_of_tap(mesh: Mesh
     assert logged["requestHeaders"]["authorization"] == "[redacted]"
     assert logged["requestHeaders"]["x-api-key"] == "[redacted]"
     assert logged["responseHeaders"]["set-cookie"] is None  # absent, not redacted
+    # A caller outside the mesh (PERMISSIVE): logged too, with no identity and no TLS.
+    assert request(mesh.workload("books-1")["inboundPort"], "/plain").status == 200
+    [plain] = wait_for("books-1 to log the plaintext request", lambda: [
+        line for line in lines(books_log) if line["path"] == "/plain"])
+    assert (plain["mtls"], plain["source"], plain["tlsVersion"]) == (False, None, None)
     text = books_log.read_text()
     assert all(secret not in text for secret in SECRETS.values())
     assert not access_log(mesh, "web-1").exists()
