@@ -133,7 +133,13 @@ def test_permissive_sniffs_tls_and_also_accepts_plaintext(protocol: Protocol) ->
     assert downstream(secure).require_client_certificate.value is True
     assert plain.filter_chain_match.transport_protocol == "raw_buffer"
     assert not plain.HasField("transport_socket")
-    assert network_filter(plain) == network_filter(secure), "both lead to the application"
+    # Both lead to the application; only the stat prefix differs, so telemetry can tell
+    # plaintext callers from mesh callers.
+    secure_filter, plain_filter = network_filter(secure), network_filter(plain)
+    assert (secure_filter.stat_prefix, plain_filter.stat_prefix) == ("inbound",
+                                                                      "inbound_plaintext")
+    plain_filter.stat_prefix = secure_filter.stat_prefix
+    assert plain_filter == secure_filter, "both lead to the application"
 
 
 @pytest.mark.parametrize("protocol", ["http", "tcp"])

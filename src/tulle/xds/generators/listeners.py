@@ -45,10 +45,10 @@ def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
                      access_log: HttpLogging | None = None) -> listener_pb2.Listener:
     """Mesh traffic for the local application. ``mtls`` None: plaintext only (no CA).
     ``rate_limit``: the service's own limit, enforced by each of its instances."""
-    if protocol == "tcp":
-        network_filter = _tcp_proxy("inbound", names.inbound_cluster(app_port))
-    else:
-        manager = _http_manager("inbound", rate_limit=rate_limit, tracing=tracing,
+    def network_filter_for(stat_prefix: str) -> listener_components_pb2.Filter:
+        if protocol == "tcp":
+            return _tcp_proxy(stat_prefix, names.inbound_cluster(app_port))
+        manager = _http_manager(stat_prefix, rate_limit=rate_limit, tracing=tracing,
                                 access_log=access_log)
         manager.route_config.CopyFrom(inbound_route_config(app_port))
         if mtls is not None:
@@ -56,7 +56,9 @@ def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
             # x-forwarded-client-cert header arriving from outside is replaced or removed.
             manager.forward_client_cert_details = hcm.HttpConnectionManager.SANITIZE_SET
             manager.set_current_client_cert_details.uri = True
-        network_filter = _hcm_filter(manager)
+        return _hcm_filter(manager)
+
+    network_filter = network_filter_for("inbound")
     listener = _listener(names.INBOUND_LISTENER, address, port, network_filter,
                          base_pb2.TrafficDirection.INBOUND)
     if mtls is None:
@@ -71,7 +73,8 @@ def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
         secure.filter_chain_match.transport_protocol = "tls"
         plain = listener.filter_chains.add()
         plain.filter_chain_match.transport_protocol = "raw_buffer"
-        plain.filters.append(network_filter)
+        # Its own stat prefix: telemetry tells plaintext callers from mesh callers.
+        plain.filters.append(network_filter_for("inbound_plaintext"))
     return listener
 
 
