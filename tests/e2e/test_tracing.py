@@ -87,7 +87,7 @@ def set_tracing(mesh: Mesh, collector: OtlpCollector | None) -> None:
         wait_for(f"{name} to serve with tracing {'on' if on else 'off'}",
                  functools.partial(serves_with_tracing, mesh, name, on))
     # A connection keeps the listener config it was accepted with: web's pooled connections
-    # to books still end in books' old config until its drain time (1 s) closes them.
+    # to books still end in books' old config until its drain time closes them.
     wait_for("web's connections to books from before the change to close",
              lambda: mesh.stats("web-1").get(BOOKS_CONNECTIONS, 0) == 0)
 

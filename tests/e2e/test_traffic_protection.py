@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.support.http import request
-from tests.support.mesh import Mesh, free_port
+from tests.support.http import counter, request
+from tests.support.mesh import Mesh, free_port, wait_for
 
 pytestmark = pytest.mark.envoy
 
@@ -113,3 +114,21 @@ def test_fault_injection_hits_the_configured_share_of_matching_requests(mesh: Me
     assert {r.status for r in plain} == {200}  # no header, no faults
     # (A loaded CI machine may stall a request now and then; 20 % delays would show.)
     assert sum(r.seconds >= 0.19 for r in plain) <= 5
+
+
+def test_a_listener_change_lets_requests_in_flight_finish(mesh: Mesh) -> None:
+    """A service rate limit changes every instance's inbound listener. Connections accepted
+    with the old listener drain: a slow request already in flight must still complete."""
+    port = start(mesh)
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(request, port, "/?delay=3000", timeout=15)
+        books = mesh.workloads[0]
+        assert books.app_port is not None
+        wait_for("the slow request to reach books", lambda: counter(books.app_port) == 1)
+        mesh.cli("apply", "-f", "-", stdin=SERVICE_LIMIT)
+        mesh.sync()
+        reply = slow.result()
+    assert reply.status == 200, (reply.status, reply.body)
+    # The change is in force for new requests.
+    statuses = [request(port, "/").status for _ in range(12)]
+    assert 429 in statuses, statuses

@@ -15,8 +15,11 @@ from tulle.errors import EnvoyError
 from tulle.local import tail
 
 _PR_SET_PDEATHSIG = 1
-# After a listener changes, connections accepted with its old config are closed within this.
-DRAIN_TIME_S = 1
+# After a listener changes (a policy, tracing, a tap), connections accepted with its old
+# config drain: with the immediate strategy each one closes after its next response, so busy
+# connections move to the new config at once, and requests in flight have this long to
+# finish before idle and unfinished connections are closed.
+DRAIN_TIME_S = 5
 
 
 def die_with_parent(signum: int) -> Callable[[], None]:
@@ -50,7 +53,7 @@ class EnvoyProcess:
                 "--concurrency", str(self.concurrency),
                 "--log-level", self.log_level,
                 "--log-path", str(self.log_path),
-                "--drain-time-s", str(DRAIN_TIME_S),
+                "--drain-time-s", str(DRAIN_TIME_S), "--drain-strategy", "immediate",
                 # Access logs reach their file within a second (Envoy's default is 10 s).
                 "--file-flush-interval-msec", "1000"]
 
