@@ -57,12 +57,12 @@ def _register() -> None:
         cmd_run,
         cmd_tap,
         cmd_telemetry,
+        cmd_top,
     )
 
     for module in (cmd_controlplane, cmd_resources, cmd_describe, cmd_run, cmd_certs, cmd_demo,
-                   cmd_telemetry, cmd_prometheus):
+                   cmd_telemetry, cmd_prometheus, cmd_tap, cmd_top):
         module.register(app)
-    cmd_tap.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,62 @@
+"""`tulle top SERVICE`: the busiest paths, live, from a tap of the service."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from typing import Any
+
+import pytest
+
+from tests.support.http import request
+from tests.support.mesh import TULLE, Mesh, free_port, wait_for
+
+pytestmark = pytest.mark.envoy
+
+
+def test_top_shows_the_busiest_paths_with_their_failures(mesh: Mesh) -> None:
+    mesh.run("books", name="books-1")
+    port = free_port()
+    mesh.run("web", name="web-1", extra=("--upstream", f"books:{port}"))
+    mesh.wait_endpoints("web-1", "books", {"books-1"})
+    out, err = mesh.root / "top.out", mesh.root / "top.err"
+    with out.open("w") as sink, err.open("w") as errors:
+        top = subprocess.Popen(
+            [*TULLE, "--state-dir", str(mesh.state_dir), "top", "books", "-o", "json",
+             "--refresh", "500ms"], stdout=sink, stderr=errors, env=mesh.env())
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            for path in ("/books", "/books", "/books", "/authors", "/broken?status=503"):
+                request(port, path)
+    sender = threading.Thread(target=traffic, daemon=True)
+    try:
+        wait_for("top to attach", lambda: "tapping service default/books" in err.read_text(),
+                 timeout=30)
+        sender.start()
+
+        def busiest() -> dict[str, Any] | None:
+            lines = out.read_text().splitlines()
+            if not lines:
+                return None
+            latest: dict[str, Any] = json.loads(lines[-1])
+            counts = {p["path"]: p for p in latest["paths"]}
+            return latest if {"/books", "/authors", "/broken"} <= set(counts) and \
+                counts["/broken"]["count"] >= 2 else None
+        snapshot = wait_for("top to show all three paths", busiest, timeout=30)
+    finally:
+        stop.set()
+        top.terminate()
+        top.wait(10)
+    paths = {p["path"]: p for p in snapshot["paths"]}
+    # Busiest first: /books is sent three times as often as the others.
+    assert snapshot["paths"][0]["path"] == "/books"
+    assert paths["/books"]["count"] > paths["/authors"]["count"]
+    assert paths["/books"]["successRate"] == 1.0
+    assert paths["/broken"]["successRate"] == 0.0 and paths["/broken"]["lastStatus"] == 503
+    assert paths["/books"]["source"].endswith("/sa/web"), paths["/books"]
+    # The tap ended with top: no sidecar keeps a logger.
+    wait_for("the tap to detach", lambda: not mesh.api.get("/v1/tap/status")["sessions"],
+             timeout=10)
