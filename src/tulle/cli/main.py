@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import dataclass
 from typing import Annotated
@@ -66,6 +67,9 @@ def _register() -> None:
 
 
 def main() -> None:
+    # Ctrl-C must work even when a shell started us with SIGINT ignored (background jobs of
+    # non-interactive shells inherit the ignore): tap, top and demo stop on it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _register()
     try:
         app()
