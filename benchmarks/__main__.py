@@ -7,7 +7,7 @@ import platform
 import sys
 from pathlib import Path
 
-from benchmarks import ca, convergence, startup, telemetry
+from benchmarks import ca, convergence, dataplane, startup, telemetry
 from benchmarks.harness import dump, report
 from tulle import __version__
 
@@ -16,6 +16,7 @@ SUITE = {
     "convergence": (convergence.run, "Convergence: one change to every proxy's ACK"),
     "ca": (ca.run, "CA: signing throughput, and renewal to ACK"),
     "telemetry": (telemetry.run, "Telemetry: collection cost in the control plane"),
+    "dataplane": (dataplane.run, "Data-plane tax: latency, CPU and memory of a sidecar pair"),
 }
 
 

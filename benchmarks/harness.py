@@ -11,10 +11,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from tulle.client import ApiClient
 from tulle.settings import StatePaths
@@ -26,6 +28,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def pinned(argv: Sequence[str], cpus: set[int] | None) -> list[str]:
+    """``argv`` run on ``cpus`` (with everything it starts), through util-linux's taskset,
+    which execs it: the same process, and no preexec_fn in a process that has threads."""
+    if cpus is None:
+        return list(argv)
+    return ["taskset", "--cpu-list", ",".join(map(str, sorted(cpus))), *argv]
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -78,12 +88,32 @@ class BenchMesh:
     def api(self) -> ApiClient:
         return ApiClient.from_state(StatePaths(self.state), timeout=60)
 
-    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen([*TULLE, "--state-dir", str(self.state), "run", *args],
+    def control_plane(self) -> psutil.Process:
+        state = str(self.state)
+        return next(p for p in psutil.process_iter(["cmdline"])
+                    if "tulle.controlplane" in (cmdline := " ".join(p.info["cmdline"] or ()))
+                    and state in cmdline)
+
+    def spawn(self, *args: str, env: Mapping[str, str] | None = None,
+              cpus: set[int] | None = None) -> subprocess.Popen[bytes]:
+        """``tulle run ARGS``; ``cpus`` pins the agent, its Envoy and its application."""
+        process = subprocess.Popen(pinned([*TULLE, "--state-dir", str(self.state), "run",
+                                           *args], cpus),
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+                                   stderr=subprocess.DEVNULL, env=env)
         self.processes.append(process)
         return process
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        """Stop one workload as Ctrl-C would (it drains first), and forget it."""
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        self.processes.remove(process)
 
     def close(self) -> None:
         for process in self.processes:

@@ -17,6 +17,10 @@ need() {  # COMMAND PACKAGE
 }
 need openssl openssl
 need promtool prometheus
+# The data-plane benchmark compiles its load generator and server (C, with libc's headers)
+# and pins processes to CPUs with taskset.
+need gcc build-essential
+need taskset util-linux
 
 echo "== lint"
 "$VENV/bin/ruff" check src tests benchmarks

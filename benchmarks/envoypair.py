@@ -1,0 +1,119 @@
+"""The floor for any Envoy-based mesh: two hand-written Envoys with static config and mTLS.
+
+client -> client-side Envoy (plaintext listener on loopback) -> mTLS, HTTP/1.1 -> server-side
+Envoy (listener requiring a client certificate) -> the application. The same hop tulle's
+sidecars make, with nothing else: no xDS, no route tables built per service, no telemetry
+beyond Envoy's built-in stats. Throwaway certificates come from ``benchmarks.tls.own_pki``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.harness import free_port, pinned
+from benchmarks.tls import Pem, own_pki
+from tulle.agent.locate import find_envoy
+
+_TYPES = "type.googleapis.com/envoy.extensions"
+SERVER_ID = "spiffe://bench.local/ns/default/sa/server"  # as benchmarks.tls.own_pki makes it
+
+
+@dataclass(frozen=True)
+class EnvoyPair:
+    port: int  # the client-side Envoy's plaintext listener
+    client: subprocess.Popen[bytes]
+    server: subprocess.Popen[bytes]
+
+
+def _address(port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+
+
+def _http_listener(name: str, port: int, cluster: str) -> dict[str, Any]:
+    return {"name": name, "address": _address(port), "filter_chains": [{"filters": [{
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": f"{_TYPES}.filters.network.http_connection_manager.v3."
+                     "HttpConnectionManager",
+            "stat_prefix": name,
+            "route_config": {"virtual_hosts": [{
+                "name": "all", "domains": ["*"],
+                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}]},
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                "@type": f"{_TYPES}.filters.http.router.v3.Router"}}],
+        },
+    }]}]}
+
+
+def _cluster(name: str, port: int) -> dict[str, Any]:
+    return {"name": name, "type": "STATIC", "connect_timeout": "2s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": _address(port)}}]}]}}
+
+
+def _tls_context(identity: Pem, bundle: Path) -> dict[str, Any]:
+    return {"tls_certificates": [{"certificate_chain": {"filename": str(identity.cert)},
+                                  "private_key": {"filename": str(identity.key)}}],
+            "validation_context": {"trusted_ca": {"filename": str(bundle)}}}
+
+
+def bootstraps(directory: Path, app_port: int) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """The client-side listener's port, and both Envoys' static bootstraps."""
+    bundle, server_pem, client_pem = own_pki(directory)
+    listen, mtls = free_port(), free_port()
+    upstream_tls = _tls_context(client_pem, bundle)
+    # As a mesh does: accept only the server's identity, not anything the CA signed.
+    upstream_tls["validation_context"]["match_typed_subject_alt_names"] = [
+        {"san_type": "URI", "matcher": {"exact": SERVER_ID}}]
+    to_server = _cluster("server", mtls)
+    to_server["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": f"{_TYPES}.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": upstream_tls}}
+    client = {"admin": {"address": _address(free_port())},
+              "static_resources": {"listeners": [_http_listener("client", listen, "server")],
+                                   "clusters": [to_server]}}
+    inbound = _http_listener("server", mtls, "app")
+    inbound["filter_chains"][0]["transport_socket"] = {
+        "name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": f"{_TYPES}.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": True,
+            "common_tls_context": _tls_context(server_pem, bundle)}}
+    server = {"admin": {"address": _address(free_port())},
+              "static_resources": {"listeners": [inbound],
+                                   "clusters": [_cluster("app", app_port)]}}
+    return listen, client, server
+
+
+def _start(directory: Path, name: str, bootstrap: dict[str, Any],
+           cpus: set[int] | None) -> subprocess.Popen[bytes]:
+    config = directory / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
+    # The flags tulle's agent gives its Envoy, minus those about its logs.
+    return subprocess.Popen(pinned([str(find_envoy()), "-c", str(config),
+                                    "--disable-hot-restart", "--concurrency", "1",
+                                    "--log-level", "warning",
+                                    "--log-path", str(directory / f"{name}.log")], cpus),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def envoy_pair(directory: Path, app_port: int, cpus: set[int] | None) -> Iterator[EnvoyPair]:
+    listen, client_config, server_config = bootstraps(directory, app_port)
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        started.append(_start(directory, "server-envoy", server_config, cpus))
+        started.append(_start(directory, "client-envoy", client_config, cpus))
+        yield EnvoyPair(listen, client=started[1], server=started[0])
+    finally:
+        for process in started:
+            process.terminate()
+        for process in started:
+            process.wait(10)
