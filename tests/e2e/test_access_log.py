@@ -12,7 +12,8 @@ import pytest
 
 from tests.support.http import request
 from tests.support.mesh import Mesh, wait_for
-from tests.support.tap import FILE_LOGGER, SECRETS, Tap, books_and_web, identity, loggers
+from tests.support.scenarios import books_and_web
+from tests.support.tap import FILE_LOGGER, SECRETS, Tap, identity, loggers
 from tulle.agent.envoy import DRAIN_TIME_S
 
 pytestmark = pytest.mark.envoy

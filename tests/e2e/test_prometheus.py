@@ -32,23 +32,10 @@ from tests.support.promtext import (
     promtool,
     value,
 )
+from tests.support.scenarios import SEARCH_ROUTE
 from tulle import __version__
 
 pytestmark = pytest.mark.envoy
-
-ROUTE = """\
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: books}
-spec:
-  parentRefs: [{name: books}]
-  rules:
-  - name: search
-    matches: [{path: {type: PathPrefix, value: /search}}]
-    backendRefs: [{name: books}]
-  - backendRefs: [{name: books}]
-"""
-
 
 @pytest.fixture(autouse=True)
 def _fast_reports(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,7 +83,7 @@ def test_metrics_pass_promtool_and_count_known_traffic(mesh: Mesh) -> None:
     port = free_port()
     mesh.run("web", name="web-1", extra=("--upstream", f"books:{port}"))
     mesh.wait_endpoints("web-1", "books", {"books-1"})
-    mesh.cli("apply", "-f", "-", stdin=ROUTE)
+    mesh.cli("apply", "-f", "-", stdin=SEARCH_ROUTE)
     mesh.sync()
     # 20 requests, 5 of them 5xx: rule "search" gets 12 + 3 failing, the default rule 3 + 2.
     paths = (["/search?q=1"] * 12 + ["/search?status=500"] * 3 + ["/other"] * 3

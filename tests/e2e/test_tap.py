@@ -11,11 +11,11 @@ import pytest
 
 from tests.support.http import request
 from tests.support.mesh import Mesh, wait_for
+from tests.support.scenarios import books_and_web
 from tests.support.tap import (
     SECRETS,
     TAP_LOGGER,
     Tap,
-    books_and_web,
     identity,
     loggers,
 )

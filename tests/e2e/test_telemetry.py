@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tests.support.http import request
-from tests.support.mesh import Mesh, free_port, wait_for
+from tests.support.mesh import Mesh, wait_for
+from tests.support.scenarios import SEARCH_ROUTE, books_and_web
 
 pytestmark = pytest.mark.envoy
 
@@ -23,12 +24,7 @@ def _fast_reports(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TULLE_TELEMETRY_INTERVAL", "0.5")
 
 
-def start(mesh: Mesh) -> int:
-    mesh.run("books", name="books-1")
-    port = free_port()
-    mesh.run("web", name="web-1", extra=("--upstream", f"books:{port}"))
-    mesh.wait_endpoints("web-1", "books", {"books-1"})
-    return port
+start = books_and_web
 
 
 def send(port: int, paths: list[str]) -> list[int]:
@@ -97,23 +93,9 @@ def test_known_traffic_gives_the_right_figures(mesh: Mesh) -> None:
     assert "web-1.default" in text and "books.default" in text and "yes" in text, text
 
 
-ROUTE = """\
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: books}
-spec:
-  parentRefs: [{name: books}]
-  rules:
-  - name: search
-    matches: [{path: {type: PathPrefix, value: /search}}]
-    backendRefs: [{name: books}]
-  - backendRefs: [{name: books}]
-"""
-
-
 def test_routes_show_each_rule(mesh: Mesh) -> None:
     port = start(mesh)
-    mesh.cli("apply", "-f", "-", stdin=ROUTE)
+    mesh.cli("apply", "-f", "-", stdin=SEARCH_ROUTE)
     mesh.sync()
     send(port, ["/search?q=1"] * 12 + ["/search?status=500"] * 3 + ["/other"] * 5)
 

@@ -10,16 +10,14 @@ from typing import Any
 import pytest
 
 from tests.support.http import request
-from tests.support.mesh import TULLE, Mesh, free_port, wait_for
+from tests.support.mesh import TULLE, Mesh, wait_for
+from tests.support.scenarios import books_and_web
 
 pytestmark = pytest.mark.envoy
 
 
 def test_top_shows_the_busiest_paths_with_their_failures(mesh: Mesh) -> None:
-    mesh.run("books", name="books-1")
-    port = free_port()
-    mesh.run("web", name="web-1", extra=("--upstream", f"books:{port}"))
-    mesh.wait_endpoints("web-1", "books", {"books-1"})
+    port = books_and_web(mesh)
     out, err = mesh.root / "top.out", mesh.root / "top.err"
     with out.open("w") as sink, err.open("w") as errors:
         top = subprocess.Popen(

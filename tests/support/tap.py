@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support.mesh import TULLE, Mesh, free_port, wait_for
+from tests.support.mesh import TULLE, Mesh, wait_for
 
 TAP_LOGGER = "envoy.access_loggers.http_grpc"
 FILE_LOGGER = "envoy.access_loggers.file"
@@ -21,15 +21,6 @@ SECRETS = {"Authorization": "Bearer tap-secret-token", "Cookie": "session=tap-se
 
 def identity(account: str, namespace: str = "default") -> str:
     return f"spiffe://tulle.local/ns/{namespace}/sa/{account}"
-
-
-def books_and_web(mesh: Mesh) -> int:
-    """books-1, and web-1 whose --upstream port (returned) leads to books."""
-    mesh.run("books", name="books-1")
-    port = free_port()
-    mesh.run("web", name="web-1", extra=("--upstream", f"books:{port}"))
-    mesh.wait_endpoints("web-1", "books", {"books-1"})
-    return port
 
 
 def loggers(mesh: Mesh, name: str) -> list[str]:
