@@ -12,7 +12,7 @@ from benchmarks.harness import dump, report
 from tulle import __version__
 
 SUITE = {
-    "startup": (startup.run, "Startup: `tulle run` to a ready sidecar"),
+    "startup": (startup.run, "Startup: `tulle up` and `tulle run` to ready"),
     "convergence": (convergence.run, "Convergence: one change to every proxy's ACK"),
     "ca": (ca.run, "CA: signing throughput, and renewal to ACK"),
     "telemetry": (telemetry.run, "Telemetry: collection cost in the control plane"),

@@ -17,7 +17,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import BenchMesh, Figure, bench_mesh, free_port, median, percentile, poll
+from benchmarks.harness import (
+    TULLE,
+    BenchMesh,
+    Figure,
+    bench_mesh,
+    free_port,
+    median,
+    percentile,
+    poll,
+)
 from benchmarks.tls import Pem, answers, mesh_client, own_pki
 from tulle.agent.locate import find_envoy
 
@@ -95,8 +104,35 @@ def _tulle_once(mesh: BenchMesh, index: int, client: Pem) -> float:
     return elapsed
 
 
+def _up_once(first: bool) -> float:
+    """`tulle up` until it returns (it waits for the API and xDS ports to answer); ``first``:
+    a fresh state directory, so the CA's root and issuer are generated too."""
+    with tempfile.TemporaryDirectory(prefix="tulle-bench-up-") as tmp:
+        mesh = BenchMesh(Path(tmp))
+        try:
+            if not first:
+                mesh.up()
+                mesh.cli("down")
+            started = time.perf_counter()
+            mesh.up()
+            elapsed = time.perf_counter() - started
+            mesh.api.get("/v1/status")
+            return elapsed
+        finally:
+            mesh.close()
+
+
+def _cli_once() -> float:
+    started = time.perf_counter()
+    subprocess.run([*TULLE, "version"], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
 def run(quick: bool) -> tuple[list[Figure], str]:
     rounds = 3 if quick else 15
+    cli = [_cli_once() for _ in range(rounds)]
+    first_up = [_up_once(first=True) for _ in range(rounds)]
+    again_up = [_up_once(first=False) for _ in range(rounds)]
     with tempfile.TemporaryDirectory() as tmp:
         bare = [_bare_envoy_once(Path(tmp)) for _ in range(rounds)]
     with bench_mesh() as mesh, tempfile.TemporaryDirectory() as tmp:
@@ -107,9 +143,13 @@ def run(quick: bool) -> tuple[list[Figure], str]:
                TARGET_S),
         Figure("tulle run -> sidecar serving, p90", percentile(tulle, 90), "s",
                percentile(bare, 90)),
+        Figure("tulle up -> control plane ready, first start", median(first_up), "s",
+               median(cli)),
+        Figure("tulle up -> control plane ready, restart", median(again_up), "s",
+               median(cli)),
     ]
-    return figures, (f"{rounds} rounds; baseline: bare Envoy, static mTLS config, spawn to "
-                     "serving")
+    return figures, (f"{rounds} rounds; baselines: bare Envoy, static mTLS config, spawn to "
+                     "serving (run); `tulle version`, the CLI's own start (up)")
 
 
 def describe() -> dict[str, Any]:
