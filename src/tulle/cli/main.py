@@ -54,6 +54,8 @@ def _register() -> None:
         cmd_demo,
         cmd_describe,
         cmd_prometheus,
+        cmd_proxy_config,
+        cmd_proxy_status,
         cmd_resources,
         cmd_run,
         cmd_tap,
@@ -62,7 +64,8 @@ def _register() -> None:
     )
 
     for module in (cmd_controlplane, cmd_resources, cmd_describe, cmd_run, cmd_certs, cmd_demo,
-                   cmd_telemetry, cmd_prometheus, cmd_tap, cmd_top):
+                   cmd_telemetry, cmd_prometheus, cmd_tap, cmd_top, cmd_proxy_status,
+                   cmd_proxy_config):
         module.register(app)
 
 

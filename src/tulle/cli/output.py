@@ -45,7 +45,12 @@ def emit(data: Any, fmt: Format, as_table: Callable[[Any], str]) -> None:
 def age(since: float | None) -> str:
     if not since:
         return "-"
-    seconds = max(0, int(time.time() - since))
+    return duration(time.time() - since)
+
+
+def duration(seconds: float) -> str:
+    """A rough length of time for people: 42s, 5m, 3h, 2d."""
+    seconds = max(0, int(seconds))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"

@@ -61,6 +61,7 @@ def make_api(cp: ControlPlane) -> web.Application:
                                                          req.match_info["name"]))))
     r.add_get("/v1/workloads", _json(lambda req: _workloads(cp, req)))
     r.add_get("/v1/proxies", _json(lambda req: cp.hub.statuses()))
+    r.add_get("/v1/proxies/{node}/intended", _json(lambda req: _intended(cp, req)))
     r.add_get("/v1/proxies/{node}/admin/{page:.+}", lambda req: _admin(cp, req))
     r.add_get("/v1/xds/nacks", _json(lambda req: [n.to_dict() for n in cp.hub.nacks.entries()]))
     r.add_get("/v1/xds/sync", _json_async(lambda req: _sync(cp, req)))
@@ -261,6 +262,19 @@ async def _sync(cp: ControlPlane, request: web.Request) -> dict[str, Any]:
     timeout = min(float(request.query.get("timeout", "10")), 60.0)
     synced = await cp.hub.wait_synced(version, timeout)
     return {"meshVersion": version, "synced": synced, "proxies": cp.hub.connected()}
+
+
+def _intended(cp: ControlPlane, request: web.Request) -> dict[str, Any]:
+    """The resources the control plane would send this proxy now (for `proxy-config --diff`)."""
+    from tulle.xds.intended import intended_json
+
+    node_id = request.match_info["node"]
+    proxy = cp.hub.proxy_of(node_id)
+    if proxy is None:
+        raise NotFoundError(f"no connected proxy {node_id}",
+                            hint="connected proxies: " + (", ".join(cp.hub.connected())
+                                                          or "none"))
+    return {"node": node_id, **intended_json(cp.config_for(proxy))}
 
 
 async def _admin(cp: ControlPlane, request: web.Request) -> web.StreamResponse:

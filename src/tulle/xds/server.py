@@ -94,6 +94,11 @@ class XdsHub:
     def statuses(self) -> list[dict[str, Any]]:
         return [c.stream.status.to_dict() for _, c in sorted(self._connections.items())]
 
+    def proxy_of(self, node_id: str) -> ProxyInfo | None:
+        """The facts of a connected proxy (what its config is compiled from), if connected."""
+        connection = self._connections.get(node_id)
+        return connection.proxy if connection else None
+
     def status_of(self, node_id: str) -> dict[str, Any] | None:
         connection = self._connections.get(node_id)
         return connection.stream.status.to_dict() if connection else None

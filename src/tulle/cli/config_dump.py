@@ -1,0 +1,252 @@
+"""Reading Envoy's /config_dump: the sections `tulle proxy-config` shows, as plain rows.
+
+Pure functions over the parsed JSON, so they are tested without an Envoy. Private keys never
+leave this module: Envoy already redacts them, and ``strip_private_keys`` drops the field
+anyway, in case a build or a future field does not.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from typing import Any
+
+_DUMP_TYPES = {
+    "bootstrap": "BootstrapConfigDump", "clusters": "ClustersConfigDump",
+    "endpoints": "EndpointsConfigDump", "listeners": "ListenersConfigDump",
+    "routes": "RoutesConfigDump", "secrets": "SecretsConfigDump",
+}
+
+
+def strip_private_keys(value: Any) -> Any:
+    """``value`` without any ``private_key`` field, at any depth."""
+    if isinstance(value, dict):
+        return {k: strip_private_keys(v) for k, v in value.items() if k != "private_key"}
+    if isinstance(value, list):
+        return [strip_private_keys(v) for v in value]
+    return value
+
+
+def section(dump: dict[str, Any], name: str) -> dict[str, Any]:
+    """One of config_dump's configs (``clusters``, ``listeners``...), or {} when absent."""
+    suffix = "." + _DUMP_TYPES[name]
+    for config in dump.get("configs", []):
+        if str(config.get("@type", "")).endswith(suffix):
+            return dict(config)
+    return {}
+
+
+def dynamic_resources(dump: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """What the proxy got over xDS, per type and name: the other side of `--diff`."""
+    listeners = {}
+    for entry in section(dump, "listeners").get("dynamic_listeners", []):
+        state = entry.get("active_state") or entry.get("warming_state") or {}
+        if "listener" in state:
+            listeners[entry.get("name", "")] = state["listener"]
+    clusters = _by(section(dump, "clusters").get("dynamic_active_clusters", []), "cluster",
+                   "name")
+    # With include_eds Envoy also lists the inline endpoints of non-EDS clusters here; those
+    # came with their cluster, not over EDS.
+    inline = {name for name, cluster in clusters.items() if "load_assignment" in cluster}
+    endpoints = _by(section(dump, "endpoints").get("dynamic_endpoint_configs", []),
+                    "endpoint_config", "cluster_name")
+    return {
+        "CDS": clusters,
+        "EDS": {name: e for name, e in endpoints.items() if name not in inline},
+        "LDS": listeners,
+        "RDS": _by(section(dump, "routes").get("dynamic_route_configs", []), "route_config",
+                   "name"),
+        "SDS": _by(section(dump, "secrets").get("dynamic_active_secrets", []), "secret", "name"),
+    }
+
+
+def _by(entries: list[dict[str, Any]], field: str, key: str) -> dict[str, dict[str, Any]]:
+    out = {}
+    for entry in entries:
+        resource = entry.get(field)
+        if isinstance(resource, dict):
+            out[str(resource.get(key, ""))] = resource
+    return out
+
+
+def _all(sec: dict[str, Any], static: str, dynamic: str, field: str) -> Iterator[dict[str, Any]]:
+    for entry in [*sec.get(static, []), *sec.get(dynamic, [])]:
+        if isinstance(entry.get(field), dict):
+            yield entry[field]
+
+
+def _address(address: dict[str, Any]) -> str:
+    socket = address.get("socket_address", {})
+    if socket:
+        return f"{socket.get('address', '')}:{socket.get('port_value', 0)}"
+    return str(address.get("pipe", {}).get("path", "-"))
+
+
+def _type_name(config: dict[str, Any]) -> str:
+    return str(config.get("typed_config", {}).get("@type", "")).rsplit(".", 1)[-1]
+
+
+# -- listeners ---------------------------------------------------------------------------------
+
+def listener_rows(dump: dict[str, Any]) -> list[dict[str, Any]]:
+    sec = section(dump, "listeners")
+    listeners = [*(e["listener"] for e in sec.get("static_listeners", []) if "listener" in e)]
+    for entry in sec.get("dynamic_listeners", []):
+        state = entry.get("active_state") or entry.get("warming_state") or {}
+        if "listener" in state:
+            listeners.append(state["listener"])
+    rows = []
+    for listener in listeners:
+        chains = listener.get("filter_chains", [])
+        kinds, routes = [], []
+        for chain in chains:
+            for network_filter in chain.get("filters", []):
+                kind = _type_name(network_filter)
+                if kind == "HttpConnectionManager":
+                    kinds.append("HCM")
+                    hcm = network_filter["typed_config"]
+                    routes.append(hcm.get("rds", {}).get("route_config_name")
+                                  or ("inline" if "route_config" in hcm else "-"))
+                elif kind == "TcpProxy":
+                    kinds.append("TCP")
+        rows.append({"name": listener.get("name", ""),
+                     "address": _address(listener.get("address", {})),
+                     "filterChains": len(chains), "filters": sorted(set(kinds)),
+                     "routeConfigs": sorted(set(routes))})
+    return rows
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+def _match(match: dict[str, Any]) -> str:
+    for key in ("prefix", "path", "path_separated_prefix"):
+        if key in match:
+            return f"{key}={match[key]}"
+    if "safe_regex" in match:
+        return f"regex={match['safe_regex'].get('regex', '')}"
+    return "-"
+
+
+def _action(route: dict[str, Any]) -> str:
+    action = route.get("route", {})
+    if "cluster" in action:
+        return str(action["cluster"])
+    if "weighted_clusters" in action:
+        return ", ".join(f"{c.get('name')}:{c.get('weight', 0)}"
+                         for c in action["weighted_clusters"].get("clusters", []))
+    if "redirect" in route:
+        return "redirect"
+    if "direct_response" in route:
+        return f"direct {route['direct_response'].get('status', '')}"
+    return "-"
+
+
+def route_rows(dump: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for config in _all(section(dump, "routes"), "static_route_configs", "dynamic_route_configs",
+                       "route_config"):
+        for host in config.get("virtual_hosts", []):
+            for route in host.get("routes", []):
+                rows.append({"routeConfig": config.get("name", ""),
+                             "virtualHost": host.get("name", ""),
+                             "domains": host.get("domains", []),
+                             "match": _match(route.get("match", {})),
+                             "action": _action(route)})
+    return rows
+
+
+# -- clusters and endpoints --------------------------------------------------------------------
+
+_HEALTHY = {"UNKNOWN", "HEALTHY"}
+
+
+def endpoint_rows(dump: dict[str, Any]) -> list[dict[str, Any]]:
+    assignments = list(_all(section(dump, "endpoints"), "static_endpoint_configs",
+                            "dynamic_endpoint_configs", "endpoint_config"))
+    # Non-EDS clusters carry their endpoints inline; without include_eds only there.
+    listed = {a.get("cluster_name") for a in assignments}
+    for cluster in _all(section(dump, "clusters"), "static_clusters", "dynamic_active_clusters",
+                        "cluster"):
+        if "load_assignment" in cluster and cluster.get("name") not in listed:
+            assignments.append({"cluster_name": cluster.get("name", ""),
+                                **cluster["load_assignment"]})
+    rows = []
+    for assignment in assignments:
+        for locality in assignment.get("endpoints", []):
+            for lb in locality.get("lb_endpoints", []):
+                address = lb.get("endpoint", {}).get("address", {})
+                rows.append({"cluster": assignment.get("cluster_name", ""),
+                             "address": _address(address),
+                             "health": lb.get("health_status", "UNKNOWN")})
+    return rows
+
+
+def cluster_rows(dump: dict[str, Any]) -> list[dict[str, Any]]:
+    endpoints = endpoint_rows(dump)
+    rows = []
+    for cluster in _all(section(dump, "clusters"), "static_clusters", "dynamic_active_clusters",
+                        "cluster"):
+        name = cluster.get("name", "")
+        mine = [e for e in endpoints if e["cluster"] == name]
+        kind = cluster.get("type") or cluster.get("cluster_type", {}).get("name") or "STATIC"
+        rows.append({"name": name, "type": kind,
+                     "healthy": sum(1 for e in mine if e["health"] in _HEALTHY),
+                     "endpoints": len(mine),
+                     "tls": _type_name(cluster.get("transport_socket", {}))
+                     == "UpstreamTlsContext"})
+    return rows
+
+
+# -- secrets and bootstrap ---------------------------------------------------------------------
+
+def _pems(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _pems(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _pems(v)
+    elif isinstance(value, str) and "-----BEGIN CERTIFICATE-----" in value:
+        yield value
+
+
+def _certificate(pem: str) -> dict[str, Any]:
+    from cryptography import x509  # only here: every CLI command imports this module
+
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    try:
+        sans = [str(v) for v in cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.UniformResourceIdentifier)]
+    except x509.ExtensionNotFound:
+        sans = []
+    expiry = cert.not_valid_after_utc
+    return {"subject": cert.subject.rfc4514_string(), "sans": sans,
+            "notAfter": expiry.isoformat(),
+            "daysLeft": (expiry - datetime.datetime.now(datetime.UTC)).days}
+
+
+def secret_rows(dump: dict[str, Any]) -> list[dict[str, Any]]:
+    sec = strip_private_keys(section(dump, "secrets"))
+    rows = []
+    for entry in [*sec.get("static_secrets", []), *sec.get("dynamic_active_secrets", [])]:
+        secret = entry.get("secret", {})
+        kind = next((k for k in ("tls_certificate", "validation_context",
+                                 "session_ticket_keys", "generic_secret") if k in secret), "-")
+        first = next(iter(_pems(secret)), None)
+        rows.append({"name": entry.get("name") or secret.get("name", ""), "type": kind,
+                     "certificates": len(list(_pems(secret))),
+                     **(_certificate(first) if first else
+                        {"subject": "", "sans": [], "notAfter": "", "daysLeft": None})})
+    return rows
+
+
+def bootstrap_view(dump: dict[str, Any]) -> dict[str, Any]:
+    bootstrap = strip_private_keys(section(dump, "bootstrap").get("bootstrap", {}))
+    services = bootstrap.get("dynamic_resources", {}).get("ads_config", {}).get(
+        "grpc_services", [])
+    xds = services[0].get("envoy_grpc", {}).get("cluster_name", "-") if services else "-"
+    return {"node": bootstrap.get("node", {}).get("id", ""),
+            "cluster": bootstrap.get("node", {}).get("cluster", ""),
+            "admin": _address(bootstrap.get("admin", {}).get("address", {})),
+            "xdsCluster": xds}

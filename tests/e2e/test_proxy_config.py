@@ -1,0 +1,53 @@
+"""`tulle proxy-config` reads the live Envoy of a sidecar, and `--diff` finds nothing to
+report on a synced proxy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.mesh import Mesh
+from tests.support.scenarios import books_and_web
+
+pytestmark = pytest.mark.envoy
+
+
+def test_each_section_shows_the_live_config(mesh: Mesh) -> None:
+    books_and_web(mesh)
+    mesh.sync()
+
+    def section(name: str) -> str:
+        return mesh.cli("proxy-config", name, "web-1").stdout
+
+    assert "outbound|books.default" in section("clusters")
+    assert "outbound|default" in section("routes")
+    listeners = section("listeners")
+    assert "HCM" in listeners
+    endpoints = json.loads(mesh.cli("proxy-config", "endpoints", "web-1", "-o", "json").stdout)
+    assert any(e["cluster"] == "outbound|books.default" for e in endpoints["endpoints"])
+    secrets = mesh.cli("proxy-config", "secrets", "web-1.default").stdout
+    assert "spiffe://" in secrets
+    bootstrap = mesh.cli("proxy-config", "bootstrap", "web-1", "-n", "default").stdout
+    assert "web-1.default" in bootstrap
+    everything = mesh.cli("proxy-config", "all", "web-1", "-o", "json").stdout
+    assert "PRIVATE KEY" not in everything and "private_key" not in everything
+
+
+def test_diff_of_a_synced_proxy_is_empty(mesh: Mesh) -> None:
+    books_and_web(mesh)
+    mesh.sync()
+    intended = mesh.api.get("/v1/proxies/web-1.default/intended")
+    assert "outbound|books.default" in intended["resources"]["CDS"]
+    assert "outbound|books.default" in intended["resources"]["EDS"]
+    for proxy in ("web-1", "books-1"):
+        result = mesh.cli("proxy-config", "all", proxy, "--diff", check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "No differences" in result.stdout
+
+
+def test_unknown_proxy_names_the_known_ones(mesh: Mesh) -> None:
+    books_and_web(mesh)
+    result = mesh.cli("proxy-config", "clusters", "nosuch", check=False)
+    assert result.returncode != 0
+    assert "nosuch.default" in result.stderr and "web-1.default" in result.stderr
