@@ -61,10 +61,26 @@ def run(quick: bool) -> tuple[list[Figure], str]:
                 "apiVersion": "tulle.io/v1alpha1", "kind": "Service",
                 "metadata": {"name": name, "namespace": "default"}, "spec": {}}}
               for name in ("bench-a", "bench-b"))]})
-        for i in range(proxies):
-            mesh.spawn("--service", f"client-{i}", "--name", f"client-{i}")
-        poll(lambda: len(api.get("/v1/proxies")) == proxies and
-             api.get("/v1/xds/sync", {"timeout": 5})["synced"], timeout=120, interval=0.2)
+        clients = {i: mesh.spawn("--service", f"client-{i}", "--name", f"client-{i}")
+                   for i in range(proxies)}
+
+        def converged() -> bool:
+            # A client that lost a race for a free port (other jobs share the machine)
+            # exits at start: start it again rather than wait for it forever.
+            for i, process in clients.items():
+                if process.poll() is not None:
+                    clients[i] = mesh.spawn("--service", f"client-{i}", "--name",
+                                            f"client-{i}")
+            return len(api.get("/v1/proxies")) == proxies and \
+                bool(api.get("/v1/xds/sync", {"timeout": 5})["synced"])
+        try:
+            poll(converged, timeout=120, interval=0.2)
+        except TimeoutError as exc:
+            seen = [p["node"] if isinstance(p, dict) and "node" in p else p
+                    for p in api.get("/v1/proxies")]
+            raise RuntimeError(f"{proxies} sidecars did not connect and sync in 120 s: "
+                               f"connected {seen}; client exit codes "
+                               f"{[c.poll() for c in clients.values()]}") from exc
         round_trips = []
         for _ in range(rounds):
             started = time.perf_counter()
