@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.support.http import counter, request
-from tests.support.mesh import Mesh, free_port, wait_for
+from tests.support.mesh import Mesh, wait_for
+from tests.support.scenarios import books_and_web
 
 pytestmark = pytest.mark.envoy
 
@@ -43,12 +44,7 @@ spec:
 """
 
 
-def start(mesh: Mesh) -> int:
-    mesh.run("books", name="books-1")
-    port = free_port()
-    mesh.run("web", name="web-1", extra=("--upstream", f"books:{port}"))
-    mesh.wait_endpoints("web-1", "books", {"books-1"})
-    return port
+start = books_and_web
 
 
 def test_service_rate_limit_answers_429_with_headers(mesh: Mesh) -> None:

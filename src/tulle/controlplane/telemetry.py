@@ -14,8 +14,9 @@ from aiohttp import web
 from tulle.errors import NotFoundError, UsageError
 from tulle.identity.spiffe import spiffe_id
 from tulle.model.meta import ServiceRef
+from tulle.model.workload import Workload
 from tulle.telemetry.query import NodeInfo, edge_rows, route_rows, service_rows, workload_rows
-from tulle.telemetry.schema import SeriesKey
+from tulle.telemetry.schema import SeriesKey, rule_key
 from tulle.telemetry.windows import TelemetryWindows, Window
 
 if TYPE_CHECKING:
@@ -47,11 +48,7 @@ class TelemetryService:
         if len(series) > MAX_SERIES_PER_REPORT:
             raise UsageError(f"telemetry report from {node_id} has {len(series)} series",
                              hint=f"at most {MAX_SERIES_PER_REPORT}")
-        trust_domain = self._cp.ca.trust_domain
-        self.nodes[node_id] = NodeInfo(
-            workload.name, workload.namespace, workload.service,
-            spiffe_id(trust_domain, workload.namespace, workload.account) if trust_domain
-            else "")
+        self.nodes[node_id] = self._node_info(workload)
         self.windows.record(node_id, series)
         return {"ok": True}
 
@@ -90,8 +87,7 @@ class TelemetryService:
         for attached in self._cp.mesh.routes.get(ref, ()):
             route = f"{attached.key.namespace}/{attached.key.name}"
             for index, rule in enumerate(attached.spec.rules):
-                key = (rule.name or str(index)).replace(".", "_").replace("|", "_")
-                rules.append((route, key, _describe_matches(rule)))
+                rules.append((route, rule_key(index, rule.name), _describe_matches(rule)))
         return {"windowSeconds": window.seconds, "service": ref.name,
                 "namespace": ref.namespace, "routes": route_rows(window, ref.host, rules)}
 
@@ -108,13 +104,15 @@ class TelemetryService:
     def _live_nodes(self) -> dict[str, NodeInfo]:
         """Registered workloads (reporting or not yet), plus ones that left recently."""
         out = dict(self.nodes)
-        trust_domain = self._cp.ca.trust_domain
         for workload in self._cp.registry.workloads():
-            out.setdefault(workload.node_id, NodeInfo(
-                workload.name, workload.namespace, workload.service,
-                spiffe_id(trust_domain, workload.namespace, workload.account)
-                if trust_domain else ""))
+            out.setdefault(workload.node_id, self._node_info(workload))
         return out
+
+    def _node_info(self, workload: Workload) -> NodeInfo:
+        trust_domain = self._cp.ca.trust_domain
+        identity = spiffe_id(trust_domain, workload.namespace, workload.account) \
+            if trust_domain else ""
+        return NodeInfo(workload.name, workload.namespace, workload.service, identity)
 
     def _query(self, request: web.Request) -> tuple[Window, str | None, str | None]:
         raw = request.query.get("window", str(DEFAULT_WINDOW_S))

@@ -61,9 +61,17 @@ class SeriesKey:
                    str(data.get("rule", "")))
 
 
+def _safe(name: str) -> str:
+    return name.replace(".", "_").replace("|", "_")
+
+
 def route_stat_prefix(namespace: str, route: str, index: int, rule_name: str | None) -> str:
-    name = (rule_name or "").replace(".", "_").replace("|", "_")
-    return f"{ROUTE_STAT_PREFIX}|{namespace}|{route}|{index}|{name}"
+    return f"{ROUTE_STAT_PREFIX}|{namespace}|{route}|{index}|{_safe(rule_name or '')}"
+
+
+def rule_key(index: int, rule_name: str | None) -> str:
+    """How a rule is named in route series: what parse_route_stat_prefix gives back."""
+    return _safe(rule_name) if rule_name else str(index)
 
 
 def parse_route_stat_prefix(prefix: str) -> tuple[str, str] | None:
