@@ -47,26 +47,20 @@ def version(output: OutputOption = Format.TABLE) -> None:
     emit({"version": __version__}, output, lambda v: f"tulle {v['version']}")
 
 
-def _register() -> None:
-    from tulle.cli import (
-        cmd_certs,
-        cmd_controlplane,
-        cmd_demo,
-        cmd_describe,
-        cmd_prometheus,
-        cmd_proxy_config,
-        cmd_proxy_status,
-        cmd_resources,
-        cmd_run,
-        cmd_tap,
-        cmd_telemetry,
-        cmd_top,
-    )
+# One module per area; each has register(app). Imported only when the CLI runs.
+_COMMAND_MODULES = (
+    "cmd_controlplane", "cmd_resources", "cmd_describe", "cmd_run", "cmd_certs", "cmd_demo",
+    "cmd_telemetry", "cmd_prometheus", "cmd_tap", "cmd_top", "cmd_proxy_status",
+    "cmd_proxy_config", "cmd_proxy", "cmd_check", "cmd_analyze", "cmd_diagnose",
+    "cmd_history", "cmd_bug_report",
+)
 
-    for module in (cmd_controlplane, cmd_resources, cmd_describe, cmd_run, cmd_certs, cmd_demo,
-                   cmd_telemetry, cmd_prometheus, cmd_tap, cmd_top, cmd_proxy_status,
-                   cmd_proxy_config):
-        module.register(app)
+
+def _register() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"tulle.cli.{name}").register(app)
 
 
 def main() -> None:

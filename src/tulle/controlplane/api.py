@@ -16,7 +16,16 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from tulle.controlplane import sessions, tap, telemetry
+from tulle.controlplane import (
+    analysis,
+    diagnosis,
+    health,
+    history,
+    proxy_admin,
+    sessions,
+    tap,
+    telemetry,
+)
 from tulle.controlplane.describe import describe_service
 from tulle.controlplane.metrics import controlplane_metrics
 from tulle.controlplane.resources import documents_from_request
@@ -76,6 +85,8 @@ def make_api(cp: ControlPlane) -> web.Application:
     r.add_post("/v1/agent/workloads/{node}/state",
                _json_async(lambda req: sessions.set_state(cp, req)))
     telemetry.register(r, cp.telemetry, _json, _json_async)
+    for module in (analysis, diagnosis, health, history, proxy_admin):
+        module.register(r, cp)
     return app
 
 

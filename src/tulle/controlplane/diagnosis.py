@@ -1,0 +1,14 @@
+"""The control-plane side of `tulle diagnose`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from tulle.controlplane.app import ControlPlane
+
+
+def register(router: web.UrlDispatcher, cp: ControlPlane) -> None:
+    """Not built yet."""
