@@ -1,16 +1,24 @@
-"""`tulle proxy-status`: every sidecar SYNCED after a change, per xDS type, with versions.
+"""`tulle proxy-status`: every sidecar SYNCED after a change, per xDS type, with versions; a
+live NACK with Envoy's own message; STALE for a proxy that stopped answering.
 
-NACKED is covered by the unit tests (from tracker data): there is no clean way to make Envoy
-refuse config the control plane validated.
+tulle never sends config Envoy refuses, so the NACK test runs a test-only control plane
+(`tests/support/rejecting_controlplane.py`) that corrupts one chosen proxy's route table.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
-from tests.support.mesh import Mesh
+from tests.support.mesh import Mesh, wait_for
+from tests.support.rejecting_controlplane import TRIGGER_ROUTE, RejectingMesh
 from tests.support.scenarios import SEARCH_ROUTE, books_and_web
 
 pytestmark = pytest.mark.envoy
@@ -46,3 +54,94 @@ def test_unknown_proxy_names_the_connected_ones(mesh: Mesh) -> None:
     result = mesh.cli("proxy-status", "nosuch", "-n", "shop", check=False)
     assert result.returncode != 0
     assert "nosuch.shop" in result.stderr and "books-1.default" in result.stderr
+
+
+@pytest.fixture
+def rejecting_mesh(tmp_path: Path) -> Iterator[RejectingMesh]:
+    """A mesh whose web-1 proxy NACKs route tables carrying the test trigger header."""
+    instance = RejectingMesh(tmp_path)
+    instance.up()
+    try:
+        yield instance
+    finally:
+        instance.close()
+
+
+def envoy_of(mesh: Mesh, name: str) -> psutil.Process:
+    (envoy,) = [p for p in psutil.Process(mesh.workload(name)["pid"]).children()
+                if p.name() == "envoy"]
+    return envoy
+
+
+def status_json(mesh: Mesh, *args: str) -> tuple[int, Any]:
+    result = mesh.cli("proxy-status", *args, "-o", "json", check=False)
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_a_rejected_route_table_is_nacked_with_envoys_message(
+        rejecting_mesh: RejectingMesh) -> None:
+    mesh = rejecting_mesh
+    books_and_web(mesh)
+    mesh.cli("apply", "-f", "-", stdin=TRIGGER_ROUTE)
+
+    def nacked() -> dict[str, Any] | None:
+        code, views = status_json(mesh)
+        web = next(v for v in views if v["node"] == "web-1.default")
+        return web if code == 1 and web["types"]["RDS"]["state"] == "NACKED" else None
+
+    web = wait_for("web-1 to NACK its route table", nacked)
+    message = web["types"]["RDS"]["nackMessage"]
+    # Envoy's own words, whole: the rejected resource, then the reason.
+    assert "may not be modified" in message, message
+    assert "host" in message
+    assert not web["healthy"]
+    assert web["types"]["RDS"]["ackedVersion"] != web["types"]["RDS"]["sentVersion"]
+    for name in ("CDS", "EDS", "LDS", "SDS"):
+        assert web["types"][name]["state"] == "SYNCED", (name, web["types"][name])
+    _, views = status_json(mesh)
+    books = next(v for v in views if v["node"] == "books-1.default")
+    assert books["healthy"], books
+    assert {s["state"] for s in books["types"].values()} == {"SYNCED"}
+
+    detail = mesh.cli("proxy-status", "web-1", check=False)
+    assert detail.returncode == 1
+    assert "RDS NACKED by Envoy:" in detail.stdout and "may not be modified" in detail.stdout
+    # The proxy keeps serving its last accepted routes.
+    assert mesh.call(mesh.workloads[1], "http://books/")["status"] == 200
+
+    # Taking the change back heals it.
+    mesh.cli("delete", "httproute", "books")
+    mesh.sync()
+    code, views = status_json(mesh)
+    assert code == 0 and all(v["healthy"] for v in views)
+
+
+def test_a_proxy_that_stops_acking_goes_stale(mesh: Mesh) -> None:
+    books_and_web(mesh)
+    envoy = envoy_of(mesh, "web-1")
+    os.kill(envoy.pid, signal.SIGSTOP)
+    try:
+        mesh.cli("apply", "-f", "-", stdin=SEARCH_ROUTE)
+
+        def stale_and_failing() -> dict[str, Any] | None:
+            code, views = status_json(mesh)
+            web = next(v for v in views if v["node"] == "web-1.default")
+            # Exit 1 only once it has been stale for more than 10 s.
+            return web if code == 1 else None
+
+        web = wait_for("web-1 to be stale long enough to fail", stale_and_failing,
+                       timeout=40, interval=0.5)
+        # The new route table is sent but not ACKed; the oldest such push is past the limit.
+        assert web["types"]["RDS"]["state"] == "STALE"
+        assert max(t["staleSeconds"] or 0 for t in web["types"].values()) > 10
+        assert not web["healthy"]
+        _, views = status_json(mesh)
+        books = next(v for v in views if v["node"] == "books-1.default")
+        assert books["healthy"] and books["types"]["RDS"]["state"] == "SYNCED"
+        summary = mesh.cli("proxy-status", check=False).stdout
+        assert "STALE (" in summary
+    finally:
+        os.kill(envoy.pid, signal.SIGCONT)
+    mesh.sync()
+    code, views = status_json(mesh)
+    assert code == 0 and all(v["healthy"] for v in views)
