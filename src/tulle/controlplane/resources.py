@@ -7,7 +7,7 @@ write them all. A rejected apply leaves the store, and so every proxy, untouched
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from tulle.errors import ConfigError, NotFoundError, Problem, UsageError
@@ -63,6 +63,33 @@ class ResourceService:
         if any(result.action != "unchanged" for result in results):
             self._reload(r.key for r in batch)
             self._on_change()
+        return results, warnings
+
+    def replace(self, manifests: Sequence[Mapping[str, Any]], deletes: Sequence[ResourceKey],
+                *, source: str, dry_run: bool = False) -> tuple[list[ApplyResult], list[Problem]]:
+        """Store ``manifests`` and delete ``deletes`` as one validated transaction (rollback).
+        With deletes, every remaining resource's references are checked again too."""
+        documents = [Document(source=source, body=manifest) for manifest in manifests]
+        batch = parse_documents(documents)
+        proposed = {k: r for k, r in self._resources.items() if k not in set(deletes)}
+        proposed.update({r.key: r for r in batch})
+        workloads = list(self._workloads())
+        known = known_services(proposed.values(), (w.service_ref for w in workloads))
+        checked = list(proposed.values()) if deletes else list(batch)
+        sources = dict.fromkeys(proposed, source)
+        problems = reference_problems(checked, known, sources, proposed)
+        if problems:
+            raise ConfigError(problems)
+        warnings = advisories(batch, proposed, workloads, sources)
+        self._precheck(list(proposed.values()))
+        if dry_run:
+            return [], warnings
+        results = self._store.replace([(r.key, r.manifest) for r in batch], deletes)
+        for key in deletes:
+            self._resources.pop(key, None)
+            self._stored.pop(key, None)
+        self._reload(r.key for r in batch)
+        self._on_change()
         return results, warnings
 
     def delete(self, kind: str, namespace: str, name: str) -> ApplyResult:

@@ -50,7 +50,17 @@ class Store(Protocol):
 
     def delete(self, key: ResourceKey) -> ApplyResult: ...
 
+    def replace(self, manifests: Sequence[tuple[ResourceKey, Mapping[str, Any]]],
+                deletes: Sequence[ResourceKey]) -> list[ApplyResult]:
+        """Store ``manifests`` and delete ``deletes`` in one transaction and one revision."""
+
     def history(self, key: ResourceKey | None = None, limit: int = 100) -> list[Change]: ...
+
+    def changes_after(self, revision: int) -> list[Change]:
+        """Every change made after ``revision``, oldest first."""
+
+    def oldest_revision(self) -> int:
+        """The oldest revision whose changes the history still holds (0 when empty)."""
 
     def workloads(self) -> list[Mapping[str, Any]]: ...
 

@@ -50,6 +50,12 @@ def _private_files() -> Iterator[None]:
         os.umask(previous)
 
 
+def _change(row: Sequence[Any]) -> Change:
+    revision, at, kind, namespace, name, action, before, after = row
+    return Change(revision, at, ResourceKey(kind, namespace, name), action,
+                  json.loads(before) if before else None, json.loads(after) if after else None)
+
+
 def _dump(manifest: Mapping[str, Any]) -> str:
     return json.dumps(manifest, sort_keys=True, separators=(",", ":"))
 
@@ -101,10 +107,27 @@ class SqliteStore:
 
     def apply(self, manifests: Sequence[tuple[ResourceKey, Mapping[str, Any]]]
               ) -> list[ApplyResult]:
+        return self.replace(manifests, ())
+
+    def replace(self, manifests: Sequence[tuple[ResourceKey, Mapping[str, Any]]],
+                deletes: Sequence[ResourceKey]) -> list[ApplyResult]:
         now = time.time()
         results: list[ApplyResult] = []
         with self._transaction() as db:
             revision: int | None = None
+            for key in deletes:
+                row = db.execute(
+                    "SELECT manifest FROM resources WHERE kind=? AND namespace=? AND name=?",
+                    (key.kind, key.namespace, key.name)).fetchone()
+                if row is None:
+                    raise NotFoundError(f"{key} not found", hint="nothing was changed")
+                if revision is None:
+                    revision = self._new_revision(db, now)
+                db.execute("DELETE FROM resources WHERE kind=? AND namespace=? AND name=?",
+                           (key.kind, key.namespace, key.name))
+                db.execute("INSERT INTO history VALUES (?,?,?,?,?,?,?)",
+                           (revision, key.kind, key.namespace, key.name, "deleted", row[0], None))
+                results.append(ApplyResult(key, "deleted", revision))
             for key, manifest in manifests:
                 after = _dump(manifest)
                 row = db.execute(
@@ -150,12 +173,19 @@ class SqliteStore:
         if key is not None:
             query += " WHERE h.kind=? AND h.namespace=? AND h.name=?"
             params = (key.kind, key.namespace, key.name)
-        query += " ORDER BY h.revision DESC LIMIT ?"
-        rows = self._db.execute(query, (*params, limit))
-        return [Change(rev, at, ResourceKey(k, ns, n), action,
-                       json.loads(before) if before else None,
-                       json.loads(after) if after else None)
-                for rev, at, k, ns, n, action, before, after in rows]
+        query += " ORDER BY h.revision DESC, h.rowid DESC LIMIT ?"
+        return [_change(row) for row in self._db.execute(query, (*params, limit))]
+
+    def changes_after(self, revision: int) -> list[Change]:
+        rows = self._db.execute(
+            "SELECT h.revision, r.at, h.kind, h.namespace, h.name, h.action, h.before, h.after "
+            "FROM history h JOIN revisions r USING (revision) WHERE h.revision > ? "
+            "ORDER BY h.revision, h.rowid", (revision,))
+        return [_change(row) for row in rows]
+
+    def oldest_revision(self) -> int:
+        row = self._db.execute("SELECT COALESCE(MIN(revision), 0) FROM revisions").fetchone()
+        return int(row[0])
 
     def workloads(self) -> list[Mapping[str, Any]]:
         rows = self._db.execute("SELECT record FROM workloads ORDER BY node_id")
