@@ -1,0 +1,70 @@
+"""Every finding code of `tulle diagnose`, in one place. Codes are stable and never reused.
+
+TUL1001-TUL1049: the data plane (endpoints, connections, resilience, routing, limits).
+TUL1050-TUL1099: identity and the control plane. Codes below TUL1000 belong to `tulle analyze`.
+Each code has a page ``docs/diagnostics/<CODE>.md`` (cause, evidence, fix), and the index
+``docs/diagnostics/findings.md`` lists them all; a unit test keeps the three in step.
+Append new codes at the end of their range's block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tulle.diagnose.model import Severity
+
+
+@dataclass(frozen=True)
+class FindingCode:
+    code: str
+    name: str  # a short slug, stable like the code
+    severity: Severity  # the usual severity; a rule may raise or lower it for one finding
+    title: str  # what the finding says, in a few words
+
+
+CODES: tuple[FindingCode, ...] = (
+    # -- data plane: TUL1001-TUL1049 ------------------------------------------------------------
+    FindingCode("TUL1001", "no-healthy-endpoints", Severity.CRITICAL,
+                "a called service has no healthy endpoint (UH)"),
+    FindingCode("TUL1002", "instance-not-ready", Severity.ERROR,
+                "an instance's application does not accept connections on its port"),
+    FindingCode("TUL1003", "app-connect-failures", Severity.CRITICAL,
+                "a sidecar cannot connect to its own application (UF)"),
+    FindingCode("TUL1004", "upstream-connect-failures", Severity.ERROR,
+                "callers cannot connect to a service's sidecars (UF)"),
+    FindingCode("TUL1005", "circuit-breaker-open", Severity.ERROR,
+                "a connection-pool limit rejects requests (UO)"),
+    FindingCode("TUL1006", "outlier-ejection", Severity.ERROR,
+                "instances are ejected by outlier detection"),
+    FindingCode("TUL1007", "retries-exhausted", Severity.ERROR,
+                "requests fail after using up their retries (URX)"),
+    FindingCode("TUL1008", "retry-amplification", Severity.WARNING,
+                "retries multiply the load on a failing service"),
+    FindingCode("TUL1009", "upstream-timeouts", Severity.ERROR,
+                "requests time out waiting for a service (UT)"),
+    FindingCode("TUL1010", "rate-limited", Severity.WARNING,
+                "a service's rate limit answers 429 (RL)"),
+    FindingCode("TUL1011", "route-rate-limited", Severity.WARNING,
+                "a route rule's rate limit answers 429 in the caller (RL)"),
+    FindingCode("TUL1012", "no-route", Severity.ERROR,
+                "requests match no HTTPRoute rule and get 404 (NR)"),
+    FindingCode("TUL1013", "edge-errors", Severity.ERROR,
+                "calls on an edge fail with 5xx"),
+    FindingCode("TUL1014", "instance-gone", Severity.CRITICAL,
+                "the instances of a called service went away"),
+    FindingCode("TUL1015", "proxy-unreachable", Severity.WARNING,
+                "a sidecar's agent did not answer, so its evidence is missing"),
+    FindingCode("TUL1016", "controlplane-unreachable", Severity.CRITICAL,
+                "the control plane is not running or does not answer"),
+    # -- identity and control plane: TUL1050-TUL1099 (appended by their rules' authors) -----
+)
+
+_BY_CODE = {c.code: c for c in CODES}
+
+
+def lookup(code: str) -> FindingCode:
+    """The registry entry of ``code``; a KeyError names the code (a bug in a rule)."""
+    try:
+        return _BY_CODE[code]
+    except KeyError:
+        raise KeyError(f"finding code {code} is not in tulle.diagnose.codes.CODES") from None

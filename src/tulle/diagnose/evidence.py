@@ -1,0 +1,173 @@
+"""The evidence a diagnosis reads: one immutable snapshot, gathered once per run.
+
+Gathering (in the control plane, ``tulle.controlplane.diagnosis``) is the only I/O; rules are
+pure functions of this value, so unit tests build one by hand. It holds the mesh snapshot
+(services, endpoints, routes, resolved policies, registered workloads), the telemetry window
+(every sidecar's counters over ``--window``), each sidecar's view of its upstream endpoints
+(Envoy ``/clusters``), xDS sync states and NACKs, the identity status, and recent changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from tulle.model.mesh import EMPTY_MESH, MeshSnapshot
+from tulle.model.meta import ServiceRef
+from tulle.model.workload import Workload
+from tulle.store.base import Change
+from tulle.telemetry.query import NodeInfo
+from tulle.telemetry.schema import INBOUND, INBOUND_PLAINTEXT, OUTBOUND, PROXY, ROUTE, SeriesKey
+from tulle.telemetry.windows import Window, add_into
+
+Values = Mapping[str, int]
+_EMPTY: Values = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class HostHealth:
+    """One endpoint of one cluster, as a sidecar's Envoy sees it."""
+
+    address: str  # "127.0.0.1:15006"
+    hostname: str  # the workload's name
+    healthy: bool
+    flags: tuple[str, ...] = ()  # Envoy's failure flags: "failed_outlier_check", ...
+
+
+@dataclass(frozen=True)
+class ProxyEvidence:
+    """What one sidecar's admin interface told us. ``error`` when its agent did not answer."""
+
+    node: str
+    clusters: Mapping[str, tuple[HostHealth, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))  # outbound, by service host
+    error: str | None = None
+
+
+def parse_clusters(document: Mapping[str, Any]) -> dict[str, tuple[HostHealth, ...]]:
+    """Outbound clusters' endpoints from Envoy's ``/clusters?format=json``, by service host."""
+    out: dict[str, tuple[HostHealth, ...]] = {}
+    for cluster in document.get("cluster_statuses", ()):
+        name = str(cluster.get("name", ""))
+        if not name.startswith("outbound|"):
+            continue
+        hosts = []
+        for host in cluster.get("host_statuses", ()):
+            socket = host.get("address", {}).get("socket_address", {})
+            status = host.get("health_status", {})
+            flags = tuple(sorted(k for k, v in status.items() if v is True))
+            eds = status.get("eds_health_status", "HEALTHY")
+            hosts.append(HostHealth(f"{socket.get('address', '')}:{socket.get('port_value', '')}",
+                                    str(host.get("hostname", "")),
+                                    not flags and eds in ("HEALTHY", "UNKNOWN"), flags))
+        out[name.removeprefix("outbound|")] = tuple(hosts)
+    return out
+
+
+@dataclass(frozen=True)
+class Evidence:
+    mesh: MeshSnapshot = EMPTY_MESH
+    window: Window = field(default_factory=lambda: Window(
+        60.0, 60.0, MappingProxyType({}), MappingProxyType({}), MappingProxyType({})))
+    # Every sidecar that reported in the window, also ones that left since.
+    nodes: Mapping[str, NodeInfo] = field(default_factory=lambda: MappingProxyType({}))
+    proxies: Mapping[str, ProxyEvidence] = field(default_factory=lambda: MappingProxyType({}))
+    xds: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: MappingProxyType({}))  # `proxy-status` data, by node
+    nacks: tuple[Mapping[str, Any], ...] = ()
+    identity: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    history: tuple[Change, ...] = ()  # newest first
+    now: float = 0.0  # wall clock (time.time()) when gathered
+
+    # -- workloads and services ------------------------------------------------------------
+
+    @property
+    def workloads(self) -> Mapping[str, Workload]:
+        """Registered workloads by node id."""
+        return self.mesh.workloads
+
+    def service_of(self, node: str) -> ServiceRef | None:
+        workload = self.mesh.workloads.get(node)
+        if workload is not None:
+            return workload.service_ref
+        info = self.nodes.get(node)
+        return ServiceRef(info.namespace, info.service) if info else None
+
+    def instances_of(self, ref: ServiceRef) -> list[Workload]:
+        """Registered workloads of ``ref`` (ready or not)."""
+        selector = self.mesh.services[ref].selector if ref in self.mesh.services else ()
+        return sorted((w for w in self.mesh.workloads.values()
+                       if w.service_ref == ref or (selector and w.namespace == ref.namespace
+                                                   and w.matches(selector))),
+                      key=lambda w: w.name)
+
+    def departed_of(self, ref: ServiceRef) -> list[str]:
+        """Nodes of ``ref`` that reported telemetry in the window but are registered no more."""
+        return sorted(n for n, info in self.nodes.items()
+                      if (info.namespace, info.service) == (ref.namespace, ref.name)
+                      and n not in self.mesh.workloads)
+
+    # -- telemetry -------------------------------------------------------------------------
+
+    def counters(self, node: str, key: SeriesKey) -> Values:
+        return self.window.counters.get((node, key), _EMPTY)
+
+    def gauges(self, node: str, key: SeriesKey) -> Values:
+        return self.window.gauges.get((node, key), _EMPTY)
+
+    def inbound(self, node: str) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for kind in (INBOUND, INBOUND_PLAINTEXT):
+            add_into(total, self.counters(node, SeriesKey(kind)))
+        return total
+
+    def proxy_counters(self, node: str) -> Values:
+        return self.counters(node, SeriesKey(PROXY))
+
+    def edges(self) -> Iterator[tuple[str, ServiceRef, Values]]:
+        """(caller node, called service, counters) for every caller-to-service edge that
+        carried traffic in the window, in a stable order."""
+        for (node, key), values in sorted(self.window.counters.items()):
+            if key.kind == OUTBOUND and key.destination:
+                name, _, namespace = key.destination.partition(".")
+                yield node, ServiceRef(namespace, name), values
+
+    def edge_gauges(self, node: str, ref: ServiceRef) -> Values:
+        return self.gauges(node, SeriesKey(OUTBOUND, ref.host))
+
+    def callers_of(self, ref: ServiceRef) -> list[str]:
+        """Nodes that sent requests to ``ref`` in the window."""
+        return sorted({node for node, dst, values in self.edges()
+                       if dst == ref and requests(values)})
+
+    def route_counters(self, ref: ServiceRef) -> Iterator[tuple[str, SeriesKey, Values]]:
+        for (node, key), values in sorted(self.window.counters.items()):
+            if key.kind == ROUTE and key.destination == ref.host:
+                yield node, key, values
+
+    def upstream_hosts(self, node: str, ref: ServiceRef) -> tuple[HostHealth, ...] | None:
+        """``node``'s Envoy's endpoints for ``ref``; None when not read."""
+        proxy = self.proxies.get(node)
+        if proxy is None or proxy.error is not None:
+            return None
+        return proxy.clusters.get(ref.host, ())
+
+    # -- history ---------------------------------------------------------------------------
+
+    def last_change(self, kind: str, namespace: str, name: str) -> Change | None:
+        for change in self.history:
+            if (change.key.kind, change.key.namespace, change.key.name) == (kind, namespace,
+                                                                            name):
+                return change
+        return None
+
+
+def requests(values: Values) -> int:
+    """Requests answered (any status) in a series."""
+    return sum(values.get(f"rq{i}", 0) for i in range(1, 6))
+
+
+def code_count(values: Values, code: int) -> int:
+    return values.get(f"c{code}", 0)

@@ -1,0 +1,29 @@
+"""Ranking: causes above the symptoms they explain, then by severity and score.
+
+A symptom (``Finding.symptom``) is explained by every cause that shares a resource with it:
+"the app on books-1 refuses connections" (proxy/books-1.default, service/books.default)
+explains "5xx on web -> books" (service/books.default). An explained symptom is listed after
+all causes, with ``explained_by`` naming them; an unexplained one keeps its own place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tulle.diagnose.model import Finding
+
+
+def rank(findings: Iterable[Finding]) -> list[Finding]:
+    findings = list(findings)
+    causes = [f for f in findings if not f.symptom]
+    ranked: list[tuple[tuple[int, int, float, str, str], Finding]] = []
+    for found in findings:
+        explained: tuple[str, ...] = ()
+        if found.symptom:
+            explained = tuple(sorted({c.code for c in causes if c.resources & found.resources}))
+        finding = found.explained(explained) if explained else found
+        key = (1 if explained else 0, -int(finding.severity), -finding.score, finding.code,
+               finding.subject)
+        ranked.append((key, finding))
+    ranked.sort(key=lambda item: item[0])
+    return [finding for _, finding in ranked]

@@ -1,0 +1,7 @@
+"""Diagnosis rules: endpoints."""
+
+from __future__ import annotations
+
+from tulle.diagnose.rules import Rule
+
+RULES: tuple[Rule, ...] = ()

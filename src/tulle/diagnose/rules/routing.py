@@ -1,0 +1,7 @@
+"""Diagnosis rules: routing."""
+
+from __future__ import annotations
+
+from tulle.diagnose.rules import Rule
+
+RULES: tuple[Rule, ...] = ()
