@@ -1,0 +1,124 @@
+"""Every control-plane call `tulle check` makes, in one place, each with a short timeout.
+
+Nothing is cached: each check reads what it needs when it runs (calls to a local API cost
+milliseconds), so no check depends on another having run first, and a retrying check sees
+the state as it is now.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tulle.client import ApiClient
+from tulle.errors import ApiError, AuthError, ControlPlaneUnavailable
+from tulle.settings import StatePaths
+
+REQUEST_TIMEOUT_S = 4.0
+
+
+@dataclass(frozen=True)
+class LockState:
+    """Whether a control plane holds the state directory's lock, and its pid."""
+
+    held: bool
+    pid: int | None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One raw answer of the API: the HTTP status and the decoded body (None if not JSON)."""
+
+    status: int
+    body: Any
+
+
+class CheckApi:
+    def __init__(self, paths: StatePaths, timeout: float = REQUEST_TIMEOUT_S) -> None:
+        self.paths = paths
+        self.timeout = timeout
+        self._client: ApiClient | None = None
+
+    @property
+    def client(self) -> ApiClient:
+        if self._client is None:
+            try:
+                self._client = ApiClient.from_state(self.paths, timeout=self.timeout)
+            except (OSError, ValueError, KeyError) as exc:
+                raise ControlPlaneUnavailable(
+                    f"cannot read the control plane's address and token in {self.paths.root}: "
+                    f"{exc}", hint="start it with `tulle up`") from exc
+        return self._client
+
+    # -- local facts -------------------------------------------------------------------------
+
+    def lock_state(self) -> LockState:
+        lock_file = self.paths.lock_file
+        if not lock_file.exists():
+            return LockState(False, None)
+        with lock_file.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held = True
+            else:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                held = False
+        try:
+            pid = int(lock_file.read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            pid = None
+        return LockState(held, pid)
+
+    # -- the API -----------------------------------------------------------------------------
+
+    def probe_status(self) -> Probe:
+        """GET /v1/status as it is: the answer even when it is an error."""
+        status, payload = self.client.raw("GET", "/v1/status", timeout=self.timeout)
+        try:
+            body = json.loads(payload) if payload else None
+        except ValueError:
+            body = None
+        return Probe(status, body)
+
+    def get(self, path: str, query: Mapping[str, Any] | None = None) -> Any:
+        return self.client.get(path, query, timeout=self.timeout)
+
+    def status(self) -> dict[str, Any]:
+        probe = self.probe_status()
+        if probe.status == 401:
+            raise AuthError("the control plane refused our API token")
+        if probe.status != 200 or not isinstance(probe.body, dict):
+            raise ApiError(f"GET /v1/status answered HTTP {probe.status}")
+        return probe.body
+
+    def workloads(self) -> list[dict[str, Any]]:
+        return list(self.get("/v1/workloads"))
+
+    def proxies(self) -> list[dict[str, Any]]:
+        return list(self.get("/v1/proxies"))
+
+    def services(self) -> list[dict[str, Any]]:
+        return list(self.get("/v1/services"))
+
+    def store_health(self) -> dict[str, Any]:
+        return dict(self.get("/v1/health/store"))
+
+    def identity(self) -> dict[str, Any]:
+        return dict(self.get("/v1/health/identity"))
+
+    def versions(self) -> dict[str, Any]:
+        return dict(self.get("/v1/health/versions"))
+
+    def edges(self, window_s: float) -> dict[str, Any]:
+        return dict(self.get("/v1/health/edges", {"window": window_s}))
+
+    def telemetry_workloads(self, window_s: float) -> list[dict[str, Any]]:
+        return list(self.get("/v1/telemetry/workloads", {"window": window_s})["workloads"])
+
+    def admin(self, node: str, page: str, query: Mapping[str, Any] | None = None) -> Any:
+        """A read-only Envoy admin page of one proxy (JSON), through the control plane."""
+        return self.get(f"/v1/proxies/{node}/admin/{page}", query)

@@ -1,0 +1,160 @@
+"""Check functions for the control plane, its store and its CA. Each takes the API client
+and returns an Outcome; the table in ``catalog`` says which is which."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography import x509
+
+from tulle import __version__
+from tulle.checks import certificates as certs
+from tulle.checks.client import CheckApi
+from tulle.checks.runner import Outcome
+
+CA_MIN_DAYS = 60.0
+
+
+# -- control plane -----------------------------------------------------------------------------
+
+def running(api: CheckApi) -> Outcome:
+    if not api.paths.root.is_dir():
+        return Outcome.failed(f"the state directory {api.paths.root} does not exist")
+    lock = api.lock_state()
+    if not lock.held:
+        return Outcome.failed(f"no control plane holds the state directory {api.paths.root}",
+                              stateDir=str(api.paths.root))
+    return Outcome.ok(f"pid {lock.pid}, state dir {api.paths.root}", pid=lock.pid,
+                      stateDir=str(api.paths.root))
+
+
+def reachable(api: CheckApi) -> Outcome:
+    probe = api.probe_status()  # raises ControlPlaneUnavailable when nothing answers
+    return Outcome.ok(f"{api.client.url} answered (HTTP {probe.status})", url=api.client.url)
+
+
+def authenticated(api: CheckApi) -> Outcome:
+    probe = api.probe_status()
+    if probe.status == 401:
+        return Outcome.failed("the API refused our token (HTTP 401)")
+    if probe.status != 200 or not isinstance(probe.body, dict):
+        return Outcome.failed(f"GET /v1/status answered HTTP {probe.status}")
+    return Outcome.ok("the API accepted the token")
+
+
+def version(api: CheckApi) -> Outcome:
+    server = str(api.status().get("version", ""))
+    if server != __version__:
+        return Outcome.failed(f"the control plane runs tulle {server}, this CLI is "
+                              f"{__version__}", controlPlane=server, cli=__version__)
+    return Outcome.ok(f"tulle {server}", controlPlane=server, cli=__version__)
+
+
+# -- store -------------------------------------------------------------------------------------
+
+def store_integrity(api: CheckApi) -> Outcome:
+    report = api.store_health()
+    if not report.get("opens"):
+        return Outcome.failed("; ".join(report.get("errors", [])) or "the store does not open",
+                              **report)
+    if report.get("integrity") != ["ok"]:
+        problems = report.get("integrity") or report.get("errors") or ["no answer"]
+        return Outcome.failed("SQLite's integrity check failed: " + "; ".join(problems),
+                              **report)
+    return Outcome.ok(f"{report.get('path')} passes SQLite's integrity check", **report)
+
+
+def store_readable(api: CheckApi) -> Outcome:
+    report = api.store_health()
+    if report.get("errors"):
+        return Outcome.failed("; ".join(report["errors"]), **report)
+    if report.get("revision") is None or report.get("historyEntries") is None:
+        return Outcome.failed("the revision or the history could not be read", **report)
+    return Outcome.ok(f"revision {report['revision']}, {report['historyEntries']} history "
+                      f"entries", **report)
+
+
+# -- identity ----------------------------------------------------------------------------------
+
+def _authorities(api: CheckApi) -> tuple[list[x509.Certificate], x509.Certificate]:
+    data = api.identity()
+    anchors = [c for a in data["anchors"] for c in certs.load(a["pem"])]
+    issuer = certs.load(data["issuer"]["pem"])[0]
+    return anchors, issuer
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def anchors_valid(api: CheckApi) -> Outcome:
+    anchors, _ = _authorities(api)
+    return evaluate_anchors(anchors, _now())
+
+
+def evaluate_anchors(anchors: list[x509.Certificate], now: dt.datetime) -> Outcome:
+    if not anchors:
+        return Outcome.failed("the trust bundle is empty")
+    problems = []
+    for anchor in anchors:
+        problems += [p for p in (certs.validity_problem(anchor, now), certs.ca_problem(anchor))
+                     if p]
+        if not certs.signed_by(anchor, anchor):
+            problems.append(f"{certs.name(anchor)} is not self-signed (its signature does not "
+                            f"verify with its own key)")
+    names = [certs.name(a) for a in anchors]
+    if problems:
+        return Outcome.failed("\n".join(problems), anchors=names)
+    return Outcome.ok(", ".join(names), anchors=names)
+
+
+def issuer_valid(api: CheckApi) -> Outcome:
+    _, issuer = _authorities(api)
+    now = _now()
+    problems = [p for p in (certs.validity_problem(issuer, now), certs.ca_problem(issuer)) if p]
+    if problems:
+        return Outcome.failed("\n".join(problems), issuer=certs.name(issuer))
+    return Outcome.ok(certs.name(issuer), issuer=certs.name(issuer))
+
+
+def issuer_signed(api: CheckApi) -> Outcome:
+    anchors, issuer = _authorities(api)
+    return evaluate_issuer_signed(issuer, anchors)
+
+
+def evaluate_issuer_signed(issuer: x509.Certificate, anchors: list[x509.Certificate]
+                           ) -> Outcome:
+    signer = certs.signer_among(issuer, anchors)
+    if signer is None:
+        return Outcome.failed(f"the issuer {certs.name(issuer)} is not signed by any trust "
+                              f"anchor in the bundle",
+                              issuer=certs.name(issuer), anchors=[certs.name(a) for a in anchors])
+    return Outcome.ok(f"{certs.name(issuer)} is signed by {certs.name(signer)}",
+                      issuer=certs.name(issuer), signer=certs.name(signer))
+
+
+def algorithms(api: CheckApi) -> Outcome:
+    anchors, issuer = _authorities(api)
+    return evaluate_algorithms([*anchors, issuer])
+
+
+def evaluate_algorithms(authorities: list[x509.Certificate]) -> Outcome:
+    used = {certs.name(c): certs.algorithm(c) for c in authorities}
+    problems = [p for p in (certs.algorithm_problem(c) for c in authorities) if p]
+    if problems:
+        return Outcome.failed("\n".join(problems), algorithms=used)
+    return Outcome.ok(", ".join(sorted(set(used.values()))), algorithms=used)
+
+
+def expiry(api: CheckApi) -> Outcome:
+    anchors, issuer = _authorities(api)
+    return evaluate_expiry([*anchors, issuer], _now(), CA_MIN_DAYS)
+
+
+def evaluate_expiry(authorities: list[x509.Certificate], now: dt.datetime, min_days: float
+                    ) -> Outcome:
+    left = {certs.name(c): round(certs.days_left(c, now), 1) for c in authorities}
+    warnings = [w for w in (certs.expiry_warning(c, now, min_days) for c in authorities) if w]
+    if warnings:
+        return Outcome.warning("\n".join(warnings), daysLeft=left)
+    return Outcome.ok(f"the first expires in {min(left.values()):.0f} days", daysLeft=left)
