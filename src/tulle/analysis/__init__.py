@@ -1,0 +1,6 @@
+"""`tulle analyze`: analyzers over resources, in the CLI (files) and the control plane (live).
+
+Each analyzer is a record (``analyzers/__init__.py``) that declares the resource kinds it
+reads and whether it needs the registry's workloads or telemetry; the engine (``engine.py``)
+runs those whose inputs are available. Every message has a stable code from ``codes.py``.
+"""
