@@ -2,15 +2,22 @@
 
 Envoy's admin port can change Envoy's state (drain, quit, log levels), so it stays on loopback
 and only the agent talks to it. The agent forwards a fixed list of read-only pages to callers
-that present the token the agent chose at registration.
+that present the token the agent chose at registration. Two more routes, for the same callers:
+``POST /logging`` changes log levels (the agent builds Envoy's query from checked input; no
+other admin POST is possible) and ``GET /logs`` reads Envoy's own log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.parse
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from tulle.agent import http
+from tulle.agent.envoylog import EnvoyLog
+from tulle.agent.loglevels import LogLevelError, change_query, parse_loggers
 from tulle.security import bearer, tokens_match
 
 READABLE_PAGES = frozenset({"config_dump", "stats", "stats/prometheus", "clusters", "listeners",
@@ -21,14 +28,23 @@ def _text(status: int, text: str) -> http.Response:
     return http.Response(status, {"Content-Type": "text/plain"}, text.encode())
 
 
+def _json(status: int, data: Any) -> http.Response:
+    return http.Response(status, {"Content-Type": "application/json"}, json.dumps(data).encode())
+
+
+def _error(status: int, message: str, hint: str) -> http.Response:
+    return _json(status, {"error": {"message": message, "hint": hint}})
+
+
 class AdminProxy:
     """Also serves ``/metrics`` (Prometheus) to holders of the mesh's metrics token, a
     read-only credential that cannot read admin pages."""
 
     def __init__(self, token: str, admin_port: int,
                  metrics: Callable[[], Awaitable[str]] | None = None,
-                 metrics_token: str | None = None) -> None:
+                 metrics_token: str | None = None, envoy_log: EnvoyLog | None = None) -> None:
         self._token = token
+        self._envoy_log = envoy_log
         self._admin_port = admin_port
         self._metrics = metrics
         self._metrics_token = metrics_token
@@ -47,6 +63,10 @@ class AdminProxy:
             return await self._serve_metrics(presented)
         if not tokens_match(self._token, presented):
             return _text(401, "missing or wrong agent token\n")
+        if request.path == "/logging" and request.method == "POST":
+            return await self._logging(request.body)
+        if request.path == "/logs" and request.method == "GET":
+            return self._logs(request.query)
         page = request.path.removeprefix("/admin/")
         if request.method != "GET" or not request.path.startswith("/admin/") \
                 or page not in READABLE_PAGES:
@@ -59,6 +79,42 @@ class AdminProxy:
             return _text(502, f"Envoy's admin interface did not answer: {exc}\n")
         content_type = upstream.headers.get("content-type", "text/plain")
         return http.Response(upstream.status, {"Content-Type": content_type}, upstream.body)
+
+    async def _logging(self, body: bytes) -> http.Response:
+        """Show, or change then show, Envoy's log levels."""
+        try:
+            wanted = json.loads(body) if body else {}
+            known = parse_loggers((await self._envoy_logging("")).body.decode())
+            query = change_query(wanted, known)
+            if query is None:
+                return _json(200, {"loggers": known})
+            answer = await self._envoy_logging(query)
+        except ValueError as exc:  # bad JSON, or a LogLevelError
+            hint = exc.hint if isinstance(exc, LogLevelError) else "send a JSON object"
+            return _error(400, str(exc), hint)
+        except (OSError, http.HttpError, TimeoutError) as exc:
+            return _error(502, f"Envoy's admin interface did not answer: {exc}",
+                          "check that the sidecar is running")
+        if answer.status != 200:
+            return _error(502, f"Envoy refused the change: {answer.body.decode()[:200]}",
+                          "see `tulle proxy logs`")
+        return _json(200, {"loggers": parse_loggers(answer.body.decode())})
+
+    async def _envoy_logging(self, query: str) -> http.Response:
+        target = "/logging" + (f"?{query}" if query else "")
+        return await http.request("127.0.0.1", self._admin_port, "POST", target, timeout=10.0)
+
+    def _logs(self, query: str) -> http.Response:
+        if self._envoy_log is None:
+            return _error(404, "this agent keeps no Envoy log", "upgrade the workload's tulle")
+        params = urllib.parse.parse_qs(query)
+        since = params.get("since", [""])[0]
+        try:
+            lines = int(params.get("tail", ["100"])[0])
+        except ValueError:
+            return _error(400, "tail must be a whole number", "e.g. tail=100")
+        chunk = self._envoy_log.since(since) if since else self._envoy_log.tail(lines)
+        return _json(200, {"lines": list(chunk.lines), "cursor": chunk.cursor})
 
     async def _serve_metrics(self, presented: str | None) -> http.Response:
         allowed = [t for t in (self._token, self._metrics_token) if t]

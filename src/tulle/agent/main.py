@@ -23,6 +23,7 @@ from typing import Any
 from tulle.agent.adminproxy import AdminProxy
 from tulle.agent.config import AgentConfig
 from tulle.agent.envoy import EnvoyProcess, die_with_parent
+from tulle.agent.envoylog import EnvoyLog
 from tulle.agent.identity import Enrolment, IdentityKeeper, prepare_first_key
 from tulle.agent.session import ControlPlaneSession
 from tulle.agent.telemetry import Telemetry, interval_from_env
@@ -83,8 +84,10 @@ class Agent:
         telemetry = Telemetry(admin, (("namespace", config.namespace),
                                       ("workload", config.name), ("service", config.service)),
                               self._report_telemetry, interval_from_env())
+        envoy_log = EnvoyLog(self.workdir / "envoy.log")
         admin_proxy = AdminProxy(agent_token, admin, metrics=telemetry.metrics,
-                                 metrics_token=read_metrics_token(self.paths))
+                                 metrics_token=read_metrics_token(self.paths),
+                                 envoy_log=envoy_log)
         await admin_proxy.start(LOOPBACK, agent_port)
         session = ControlPlaneSession(endpoint.host, endpoint.api_port, api_token, {
             "name": config.name, "namespace": config.namespace, "service": config.service,
@@ -116,7 +119,7 @@ class Agent:
             bootstrap = self.workdir / "bootstrap.json"
             write_private(bootstrap, json.dumps(first["bootstrap"], indent=1))
             envoy = EnvoyProcess(Path(config.envoy_binary), bootstrap,
-                                 self.workdir / "envoy.log", admin,
+                                 envoy_log.path, admin,
                                  concurrency=config.concurrency,
                                  log_level=config.envoy_log_level)
             await envoy.start()
@@ -130,7 +133,8 @@ class Agent:
             self._tasks = [asyncio.create_task(self._probe(session, envoy)),
                            asyncio.create_task(telemetry.run()),
                            asyncio.create_task(self._supervise(envoy, session)),
-                           asyncio.create_task(self._identity.keep())]
+                           asyncio.create_task(self._identity.keep()),
+                           asyncio.create_task(envoy_log.keep_bounded())]
             if self._app is not None:
                 self._tasks.append(asyncio.create_task(self._watch_app(self._app)))
             await self._stop.wait()
