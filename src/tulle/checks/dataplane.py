@@ -164,9 +164,11 @@ def edges(api: CheckApi) -> Outcome:
         nodes_of.setdefault(f"{workload['service']}.{workload['namespace']}", []).append(
             _node(workload))
     failing = traffic.failing_edges(data["edges"], data["inbound"], nodes_of)
-    if failing:
-        return Outcome.failed(_lines([f.describe() for f in failing]),
-                              edges=[f.to_dict() for f in failing])
+    refused = traffic.proxy_failures(data.get("proxies", []))
+    if failing or refused:
+        return Outcome.failed(_lines([f.describe() for f in failing] + [
+            f"{r['proxy']}: {r['count']} {r['kind']}; see `tulle diagnose`" for r in refused]),
+            edges=[f.to_dict() for f in failing], proxies=refused)
     return Outcome.ok(f"{len(data['edges'])} edges, none failing in the last "
                       f"{TRAFFIC_WINDOW_S:.0f}s")
 

@@ -26,6 +26,9 @@ FAILURE_KINDS: tuple[tuple[str, str, str], ...] = (
     ("san_fail", "edge", "TLS errors (wrong peer identity)"),
     ("verify_fail", "edge", "TLS errors (untrusted certificate)"),
     ("tls_err", "destination", "TLS errors at the destination"),
+    ("verify_fail", "destination", "TLS errors (the destination does not trust the caller)"),
+    ("no_cert", "destination", "TLS errors (callers without a client certificate)"),
+    ("no_healthy", "edge", "no healthy endpoint"),
     ("overflow", "edge", "circuit-breaker overflows"),
     ("cx_overflow", "edge", "circuit-breaker overflows (connections)"),
     ("retry_overflow", "edge", "retry-budget overflows"),
@@ -106,6 +109,26 @@ def failing_edges(edges: Iterable[Mapping[str, Any]], inbound: Iterable[Mapping[
         kinds = failure_kinds(values, at_destination)
         out.append(EdgeFailure(str(edge["source"]), destination, requests, failures, kinds))
     return sorted(out, key=lambda e: (-e.rate, e.source, e.destination))
+
+
+# A sidecar's own counters (no destination): (counter, the words for it).
+PROXY_FAILURE_KINDS: tuple[tuple[str, str], ...] = (
+    ("noroute", "requests that matched no route (404)"),
+    ("route_limited", "requests refused by a route's rate limit (429)"),
+)
+
+
+def proxy_failures(proxies: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Sidecars that answered at least MIN_REQUESTS requests themselves in the window because
+    no route matched or a route's rate limit refused them. ``proxies``: [{"node", "values"}]."""
+    out = []
+    for row in proxies:
+        values: Mapping[str, int] = row.get("values", {})
+        for counter, words in PROXY_FAILURE_KINDS:
+            count = values.get(counter, 0)
+            if count >= MIN_REQUESTS:
+                out.append({"proxy": str(row["node"]), "kind": words, "count": count})
+    return out
 
 
 def services_without_endpoints(services: Iterable[Mapping[str, Any]],

@@ -9,7 +9,8 @@
     GET /v1/health/versions   the control plane's version and the Envoy version it expects
     GET /v1/health/edges      raw per-edge counters of the last window (every field the
                               sidecars report, e.g. 429s, connect failures, ejections), and
-                              each instance's inbound counters
+                              each instance's inbound counters and each sidecar's own
+                              (requests that matched no route, route rate limits)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aiohttp import web
 
 from tulle import __version__
 from tulle.errors import UsageError
-from tulle.telemetry.schema import INBOUND, INBOUND_PLAINTEXT, OUTBOUND
+from tulle.telemetry.schema import INBOUND, INBOUND_PLAINTEXT, OUTBOUND, PROXY
 
 if TYPE_CHECKING:
     from tulle.controlplane.app import ControlPlane
@@ -140,12 +141,13 @@ def edge_counters(cp: ControlPlane, raw_window: str) -> dict[str, Any]:
     window = cp.telemetry.windows.window(seconds)
     edges: dict[tuple[str, str], dict[str, Any]] = {}
     inbound: dict[str, dict[str, int]] = {}
+    proxies: dict[str, dict[str, int]] = {}
     for (node, key), values in sorted(window.counters.items()):
         if key.kind == OUTBOUND:
             edges[(node, key.destination)] = {"source": node, "destination": key.destination,
                                               "values": dict(values), "gauges": {}}
-        elif key.kind in (INBOUND, INBOUND_PLAINTEXT):
-            total = inbound.setdefault(node, {})
+        elif key.kind in (INBOUND, INBOUND_PLAINTEXT, PROXY):
+            total = (proxies if key.kind == PROXY else inbound).setdefault(node, {})
             for name, value in values.items():
                 total[name] = total.get(name, 0) + value
     for (node, key), values in window.gauges.items():
@@ -154,4 +156,5 @@ def edge_counters(cp: ControlPlane, raw_window: str) -> dict[str, Any]:
             edge["gauges"] = dict(values)
     return {"windowSeconds": window.seconds, "spanSeconds": window.span,
             "edges": list(edges.values()),
-            "inbound": [{"node": n, "values": v} for n, v in sorted(inbound.items())]}
+            "inbound": [{"node": n, "values": v} for n, v in sorted(inbound.items())],
+            "proxies": [{"node": n, "values": v} for n, v in sorted(proxies.items())]}
