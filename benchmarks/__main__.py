@@ -7,13 +7,14 @@ import platform
 import sys
 from pathlib import Path
 
-from benchmarks import ca, convergence, dataplane, startup, telemetry
+from benchmarks import ca, convergence, dataplane, startup, synthetic, telemetry
 from benchmarks.harness import dump, report
 from tulle import __version__
 
 SUITE = {
     "startup": (startup.run, "Startup: `tulle up` and `tulle run` to ready"),
     "convergence": (convergence.run, "Convergence: one change to every proxy's ACK"),
+    "synthetic": (synthetic.run, "Convergence at scale: synthetic ADS clients, 1,000 services"),
     "ca": (ca.run, "CA: signing throughput, and renewal to ACK"),
     "telemetry": (telemetry.run, "Telemetry: collection cost in the control plane"),
     "dataplane": (dataplane.run, "Data-plane tax: latency, CPU and memory of a sidecar pair"),
