@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from tulle.diagnose.engine import diagnose
-from tulle.diagnose.evidence import Evidence, ProxyEvidence, parse_clusters
+from tulle.diagnose.evidence import Evidence, ProxyEvidence, TimeSlot, parse_clusters
 from tulle.diagnose.model import Scope
 from tulle.errors import UsageError
 
@@ -33,6 +33,7 @@ ADMIN_CONCURRENCY = 64
 ADMIN_TIMEOUT_S = 3.0  # one proxy's /clusters
 GATHER_DEADLINE_S = 20.0  # every proxy's, together
 HISTORY_LIMIT = 50
+TIMELINE_S = 600.0  # telemetry slots kept in the evidence: when did errors start?
 
 
 def register(router: web.UrlDispatcher, cp: ControlPlane) -> None:
@@ -87,6 +88,7 @@ async def run(cp: ControlPlane, query: Any) -> dict[str, Any]:
 async def gather(cp: ControlPlane, window_s: float) -> Evidence:
     mesh = cp.mesh
     proxies = await read_proxies(cp, mesh.workloads.keys())
+    now = time.time()
     return Evidence(
         mesh=mesh,
         window=cp.telemetry.windows.window(window_s),
@@ -96,7 +98,9 @@ async def gather(cp: ControlPlane, window_s: float) -> Evidence:
         nacks=tuple(n.to_dict() for n in cp.hub.nacks.entries()),
         identity=MappingProxyType(cp.identity.status()),
         history=tuple(cp.store.history(None, limit=HISTORY_LIMIT)),
-        now=time.time(),
+        now=now,
+        timeline=tuple(TimeSlot(now - ago, length, MappingProxyType(dict(sample)))
+                       for ago, length, sample in cp.telemetry.windows.slots(TIMELINE_S)),
     )
 
 

@@ -67,6 +67,16 @@ def parse_clusters(document: Mapping[str, Any]) -> dict[str, tuple[HostHealth, .
 
 
 @dataclass(frozen=True)
+class TimeSlot:
+    """One telemetry slot: the counters every sidecar reported during [start, start+seconds).
+    ``start`` is wall-clock time, comparable with the history's change times."""
+
+    start: float
+    seconds: float
+    counters: Mapping[tuple[str, SeriesKey], Values]
+
+
+@dataclass(frozen=True)
 class Evidence:
     mesh: MeshSnapshot = EMPTY_MESH
     window: Window = field(default_factory=lambda: Window(
@@ -80,6 +90,8 @@ class Evidence:
     identity: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     history: tuple[Change, ...] = ()  # newest first
     now: float = 0.0  # wall clock (time.time()) when gathered
+    # The telemetry slots of the last minutes, oldest first: when errors started.
+    timeline: tuple[TimeSlot, ...] = ()
 
     # -- workloads and services ------------------------------------------------------------
 

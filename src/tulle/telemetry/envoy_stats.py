@@ -81,7 +81,8 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) fo
     (r"^vhost\.(?P<vhost>.+)\.route\.(?P<route>rt\|[^.]+)\.(?P<stat>.+)$", ROUTE),
     (r"^cluster\.inbound\|[0-9]+\.(?P<stat>upstream_cx_connect_fail)$", INBOUND),
     (r"^inbound_ratelimit\.http_local_rate_limit\.(?P<stat>rate_limited)$", INBOUND),
-    (r"^listener\..+\.ssl\.(?P<stat>connection_error|handshake)$", INBOUND),
+    (r"^listener\..+\.ssl\.(?P<stat>connection_error|handshake|fail_verify_error"
+     r"|fail_verify_no_cert|fail_verify_san)$", INBOUND),
 ))
 
 # Envoy stat (after the series' prefix) -> tulle field.
@@ -90,7 +91,12 @@ _FIELDS: dict[str, dict[str, str]] = {
               "downstream_cx_active": "cx", "downstream_cx_total": "cxt",
               "upstream_cx_connect_fail": "app_cfail",
               "rate_limited": "limited", "connection_error": "tls_err",
-              "handshake": "tls_ok"},
+              "handshake": "tls_ok",
+              # Callers refused at the handshake (`tulle diagnose` tells them apart): a
+              # certificate that does not verify (untrusted, expired), none at all, and a SAN
+              # that does not match.
+              "fail_verify_error": "verify_fail", "fail_verify_no_cert": "no_cert",
+              "fail_verify_san": "san_fail"},
     OUTBOUND: {"upstream_cx_rx_bytes_total": "rx", "upstream_cx_tx_bytes_total": "tx",
                "upstream_cx_active": "cx", "upstream_cx_total": "cxt",
                "upstream_rq_retry": "retry", "upstream_rq_retry_overflow": "retry_overflow",

@@ -91,6 +91,14 @@ class TelemetryWindows:
         ages = {node: now - at for node, at in self._last_report.items()}
         return Window(seconds, span, counters, dict(self._gauges), ages)
 
+    def slots(self, seconds: float) -> list[tuple[float, float, Sample]]:
+        """(seconds ago the slot started, slot length, counters) for the slots of the last
+        ``seconds``, oldest first. The samples are the live ones: read, do not keep."""
+        now = self._clock()
+        first = int((now - seconds) // self.slot_s)
+        return [(now - index * self.slot_s, self.slot_s, sample)
+                for index, sample in self._slots if index >= first]
+
     def series_count(self) -> int:
         return sum(len(sample) for _, sample in self._slots) + len(self._gauges)
 

@@ -1,7 +1,307 @@
-"""Diagnosis rules: the control plane (codes TUL1050-TUL1099). Placeholder for their owner."""
+"""Diagnosis rules: the control plane and the config path (TUL1060-TUL1065).
+
+xDS states come from the tracker (what `tulle proxy-status` shows), changes from the store
+history, per-sidecar memory and stats counts from the PROXY telemetry series, and the timing of
+errors from the telemetry slots. (An unreachable control plane is TUL1016, found by the CLI.)
+"""
 
 from __future__ import annotations
 
-from tulle.diagnose.rules import Rule
+import datetime as dt
+import statistics
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-RULES: tuple[Rule, ...] = ()
+from tulle.diagnose.evidence import Evidence, TimeSlot
+from tulle.diagnose.model import (
+    Finding,
+    Scope,
+    Severity,
+    proxy_subject,
+    resource_subject,
+    service_subject,
+)
+from tulle.diagnose.rules import Rule
+from tulle.model.meta import ServiceRef
+from tulle.store.base import Change
+from tulle.telemetry.schema import OUTBOUND, PROXY, SeriesKey
+
+STALE_AFTER_S = 10.0  # as `tulle proxy-status`: a push may stay un-ACKed this long
+NACK_CHANGE_SLACK_S = 2.0  # a NACK comes within moments of the change that caused it
+MEMORY_RATIO, MEMORY_MARGIN = 2.0, 32 << 20  # twice the peers' median and 32 MiB above it
+STATS_RATIO, STATS_MARGIN = 3.0, 2000
+ERRORS_MIN_REQUESTS = 10  # after a change, at least this many requests to judge a rate
+ERRORS_MIN_RATE, ERRORS_MIN_RISE = 0.10, 0.10  # >= 10 % errors, 10 points above before
+_TYPES = ("CDS", "EDS", "LDS", "RDS", "SDS")
+
+
+def _when(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%H:%M:%SZ")
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
+
+
+def _change_name(change: Change) -> str:
+    key = change.key
+    return f"{key.kind} {key.namespace}/{key.name}" if key.namespace else f"{key.kind} {key.name}"
+
+
+def _rollback(change: Change) -> str:
+    return (f"`tulle rollback {change.revision - 1}` undoes revision {change.revision} "
+            f"(`tulle history` shows it in full)")
+
+
+def diff_summary(change: Change) -> str:
+    """"created", "deleted", or the changed field paths of a revision, briefly."""
+    if change.before is None:
+        return "created"
+    if change.after is None:
+        return "deleted"
+    paths = sorted(_changed_paths(change.before.get("spec"), change.after.get("spec"), "spec"))
+    if not paths:
+        return "metadata only"
+    shown = ", ".join(paths[:5])
+    return f"changed {shown}" + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+
+
+def _changed_paths(before: Any, after: Any, path: str) -> set[str]:
+    if before == after:
+        return set()
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        out: set[str] = set()
+        for key in before.keys() | after.keys():
+            out |= _changed_paths(before.get(key), after.get(key), f"{path}.{key}")
+        return out
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        out = set()
+        for index, (a, b) in enumerate(zip(before, after, strict=True)):
+            out |= _changed_paths(a, b, f"{path}[{index}]")
+        return out
+    return {path}
+
+
+# -- xDS -----------------------------------------------------------------------------------
+
+def _cause_of(evidence: Evidence, at: float) -> Change | None:
+    """The newest change stored before ``at`` (history is newest first)."""
+    return next((c for c in evidence.history if c.at <= at + NACK_CHANGE_SLACK_S), None)
+
+
+def config_rejected(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    for node, status in sorted(evidence.xds.items()):
+        for name, state in sorted(status.get("types", {}).items()):
+            nack = state.get("nack")
+            if state.get("state") != "NACKED" or not nack:
+                continue
+            at = float(nack.get("at", evidence.now))
+            change = _cause_of(evidence, at)
+            message = str(nack.get("message", "")).strip()
+            lines = [f"{node} rejected {name} version {nack.get('rejectedVersion', '?')} at "
+                     f"{_when(at)} and keeps running version {nack.get('keptVersion') or '-'}",
+                     f"Envoy: {message}"]
+            related: tuple[str, ...] = ()
+            fix = (f"correct the resource Envoy names above and apply it again; "
+                   f"`tulle proxy-status {node}` shows the state")
+            if change is not None:
+                lines.append(f"the change just before: revision {change.revision} at "
+                             f"{_when(change.at)}, {change.action} {_change_name(change)} "
+                             f"({diff_summary(change)})")
+                related = (resource_subject(change.key),)
+                fix = (f"{_rollback(change)}; or correct {_change_name(change)} and apply it "
+                       "again. Please report it too (`tulle bug-report`): tulle validated a "
+                       "config Envoy refused")
+            ref = evidence.service_of(node)
+            yield Finding(
+                "TUL1060", Severity.CRITICAL, 90.0, proxy_subject(node),
+                f"The sidecar {node} rejected its {name} configuration: it keeps its last "
+                "accepted config and gets no further changes of that type until this is fixed.",
+                tuple(lines), fix,
+                related=(*related, *((service_subject(ref),) if ref else ())))
+
+
+def config_stale(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    for node, status in sorted(evidence.xds.items()):
+        types = status.get("types", {})
+        stale = {name: t for name, t in types.items() if t.get("state") == "PENDING"
+                 and t.get("sentAt") and evidence.now - float(t["sentAt"]) > STALE_AFTER_S}
+        if not stale:
+            continue
+        oldest = min(float(t["sentAt"]) for t in stale.values())
+        acked = [float(t["ackedAt"]) for t in types.values() if t.get("ackedAt")]
+        last_ack = max(acked) if acked else None
+        missed = [c for c in evidence.history if last_ack is None or c.at > last_ack]
+        lines = [f"{', '.join(sorted(stale))} sent {_ago(evidence.now - oldest)} ago "
+                 f"(at {_when(oldest)}) and not acknowledged",
+                 "last acknowledgement: " + (f"{_ago(evidence.now - last_ack)} ago"
+                                             if last_ack else "never")]
+        mesh_versions = {t.get("sentMeshVersion", 0) for t in stale.values()}
+        acked_versions = {t.get("ackedMeshVersion", 0) for t in stale.values()}
+        lines.append(f"it runs mesh version {min(acked_versions)}; the control plane sent "
+                     f"{max(mesh_versions)}")
+        synced = sorted(n for n, s in evidence.xds.items() if n != node and all(
+            t.get("state") == "SYNCED" for t in s.get("types", {}).values()))
+        if synced:
+            lines.append(f"{len(synced)} other sidecar(s) are SYNCED: "
+                         + ", ".join(synced[:5]))
+        if missed:
+            lines.append("it misses: " + "; ".join(
+                f"revision {c.revision} {c.action} {_change_name(c)}" for c in missed[:5]))
+        yield Finding(
+            "TUL1061", Severity.ERROR, 80.0, proxy_subject(node),
+            f"The sidecar {node} has stopped acknowledging configuration for "
+            f"{_ago(evidence.now - oldest)}: it still runs an older config while the rest of "
+            "the mesh moved on.",
+            tuple(lines),
+            f"see whether its Envoy is alive and responsive (workloads/{node}/envoy.log in "
+            "the state directory, `tulle proxy-status " + node + "`); restarting the "
+            "workload makes it fetch the current config",
+            related=tuple(resource_subject(c.key) for c in missed[:5]))
+
+
+def proxy_disconnected(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    for node, workload in sorted(evidence.workloads.items()):
+        if node in evidence.xds or not workload.serves_traffic:
+            continue
+        age = evidence.window.last_report_age.get(node)
+        lines = [f"{node} is registered and ready but has no xDS stream to the control plane",
+                 f"the control plane is at mesh version {evidence.mesh.version}"]
+        if age is not None:
+            lines.append(f"its agent last reported telemetry {_ago(age)} ago")
+        yield Finding(
+            "TUL1062", Severity.ERROR, 75.0, proxy_subject(node),
+            f"The sidecar {node} is not connected to the control plane: it serves its last "
+            "config and misses every change since.",
+            tuple(lines),
+            f"check its Envoy (workloads/{node}/envoy.log) and the control plane's xDS port; "
+            "restart the workload if it does not reconnect",
+            related=(service_subject(workload.service_ref),))
+
+
+# -- resources -------------------------------------------------------------------------------
+
+def _proxy_gauge(evidence: Evidence, field: str) -> dict[str, int]:
+    out = {}
+    for node in evidence.nodes.keys() | evidence.workloads.keys():
+        value = evidence.gauges(node, SeriesKey(PROXY)).get(field)
+        if value:
+            out[node] = int(value)
+    return out
+
+
+def _outliers(values: dict[str, int], ratio: float, margin: int
+              ) -> Iterator[tuple[str, int, float, int]]:
+    """(node, value, peers' median, peers) for nodes far above the median of the others."""
+    for node, value in sorted(values.items()):
+        peers = [v for n, v in values.items() if n != node]
+        if len(peers) < 2:
+            continue
+        median = statistics.median(peers)
+        if value > ratio * median and value - median > margin:
+            yield node, value, median, len(peers)
+
+
+def proxy_memory_outlier(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    stats = _proxy_gauge(evidence, "stats")
+    for node, value, median, peers in _outliers(_proxy_gauge(evidence, "mem"),
+                                                MEMORY_RATIO, MEMORY_MARGIN):
+        lines = [f"{node}: {value / 2**20:.0f} MiB allocated; the median of its {peers} "
+                 f"peers: {median / 2**20:.0f} MiB"]
+        if node in stats:
+            lines.append(f"it has {stats[node]} stats")
+        yield Finding(
+            "TUL1063", Severity.WARNING, 50.0, proxy_subject(node),
+            f"The sidecar {node} uses {value / max(median, 1):.1f}x the memory of its peers: "
+            "a config much larger than theirs (many upstreams, listeners or clusters) or a "
+            "leak.", tuple(lines),
+            f"compare its config with a peer's (`tulle proxy-config all {node}`); keep the "
+            "services it binds (--upstream) to what it calls. Envoy does not give memory back "
+            "after config shrinks: restart the workload once it is smaller")
+
+
+def stats_explosion(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    for node, value, median, peers in _outliers(_proxy_gauge(evidence, "stats"),
+                                                STATS_RATIO, STATS_MARGIN):
+        yield Finding(
+            "TUL1064", Severity.WARNING, 45.0, proxy_subject(node),
+            f"The sidecar {node} carries {value} stats, {value / max(median, 1):.1f}x the "
+            "median of its peers: every listener, route and called cluster adds stats, and "
+            "each costs memory and collection time.",
+            (f"{node}: {value} stats; the median of its {peers} peers: {median:.0f}",),
+            f"see what it has that its peers do not (`tulle proxy-config all {node}`): "
+            "typically many --upstream binds or calls to many services")
+
+
+# -- changes and errors ------------------------------------------------------------------------
+
+def _affected(change: Change) -> set[ServiceRef] | None:
+    """Services a change can affect; None when it can affect any (the Mesh)."""
+    namespace = change.key.namespace or "default"
+    kind = change.key.kind
+    if kind == "Service":
+        return {ServiceRef(namespace, change.key.name)}
+    refs: set[ServiceRef] = set()
+    for manifest in (change.before, change.after):
+        spec = (manifest or {}).get("spec") or {}
+        for ref in (*spec.get("parentRefs", ()), *spec.get("targetRefs", ())):
+            if isinstance(ref, Mapping) and ref.get("kind", "Service") == "Service":
+                refs.add(ServiceRef(ref.get("namespace") or namespace, str(ref.get("name"))))
+    return refs if kind in ("HTTPRoute", "TrafficPolicy") else None
+
+
+def _rates(slots: list[TimeSlot], services: set[ServiceRef] | None
+           ) -> dict[ServiceRef, tuple[int, int]]:
+    """(requests, 5xx) per called service, from the callers' side, over ``slots``."""
+    out: dict[ServiceRef, tuple[int, int]] = {}
+    for slot in slots:
+        for (_, key), values in slot.counters.items():
+            if key.kind != OUTBOUND or not key.destination:
+                continue
+            name, _, namespace = key.destination.partition(".")
+            ref = ServiceRef(namespace, name)
+            if services is not None and ref not in services:
+                continue
+            total = sum(values.get(f"rq{i}", 0) for i in range(1, 6))
+            requests, errors = out.get(ref, (0, 0))
+            out[ref] = (requests + total, errors + values.get("rq5", 0))
+    return out
+
+
+def _rate(pair: tuple[int, int]) -> float:
+    return pair[1] / pair[0] if pair[0] else 0.0
+
+
+def change_preceded_errors(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    if not evidence.timeline:
+        return
+    reported: set[ServiceRef] = set()
+    for change in evidence.history:  # newest first: the latest change before the errors wins
+        if change.at < evidence.timeline[0].start:
+            break
+        before = [s for s in evidence.timeline if s.start + s.seconds <= change.at]
+        after = [s for s in evidence.timeline if s.start >= change.at]
+        services = _affected(change)
+        rates_before, rates_after = _rates(before, services), _rates(after, services)
+        for ref, now in sorted(rates_after.items()):
+            then = rates_before.get(ref, (0, 0))
+            if ref in reported or now[0] < ERRORS_MIN_REQUESTS:
+                continue
+            if _rate(now) < ERRORS_MIN_RATE or _rate(now) - _rate(then) < ERRORS_MIN_RISE:
+                continue
+            reported.add(ref)
+            yield Finding(
+                "TUL1065", Severity.ERROR, 85.0, resource_subject(change.key),
+                f"Calls to {ref.host} started failing right after revision {change.revision} "
+                f"({change.action} {_change_name(change)}).",
+                (f"revision {change.revision} at {_when(change.at)}: {change.action} "
+                 f"{_change_name(change)}, {diff_summary(change)}",
+                 f"5xx to {ref.host} before it: {_rate(then):.0%} of {then[0]} requests; "
+                 f"since: {_rate(now):.0%} of {now[0]} requests"),
+                f"{_rollback(change)}; or fix {_change_name(change)} and apply it again",
+                related=(service_subject(ref),))
+
+
+RULES: tuple[Rule, ...] = (config_rejected, config_stale, proxy_disconnected,
+                           proxy_memory_outlier, stats_explosion, change_preceded_errors)

@@ -1,0 +1,163 @@
+"""Control-plane rules (TUL1060-TUL1065) on hand-built evidence."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+
+from tests.unit.model.workloads import workload
+from tulle.diagnose.engine import diagnose
+from tulle.diagnose.evidence import Evidence, TimeSlot
+from tulle.diagnose.rules import controlplane
+from tulle.diagnose.rules.controlplane import diff_summary
+from tulle.model.mesh import build_mesh
+from tulle.model.meta import ResourceKey
+from tulle.store.base import Change
+from tulle.telemetry.schema import SeriesKey
+from tulle.telemetry.windows import Window
+
+NOW = 1_000_000.0
+PROXY, BOOKS = SeriesKey("proxy"), SeriesKey("out", "books.default")
+NODES = ("books-1.default", "web-1.default", "web-2.default")
+ROUTE = ResourceKey("HTTPRoute", "default", "books")
+ROUTE_V1 = {"kind": "HTTPRoute", "spec": {"parentRefs": [{"name": "books"}],
+                                          "rules": [{"backendRefs": [{"name": "books"}]}]}}
+ROUTE_V2 = {"kind": "HTTPRoute", "spec": {"parentRefs": [{"name": "books"}], "rules": [
+    {"backendRefs": [{"name": "books"}], "filters": [{"type": "RequestHeaderModifier"}]}]}}
+
+
+def types(**states: Mapping[str, Any]) -> dict[str, Any]:
+    synced = {"state": "SYNCED", "sentAt": NOW - 60, "ackedAt": NOW - 60,
+              "sentMeshVersion": 4, "ackedMeshVersion": 4}
+    return {"types": {t: dict(states.get(t, synced)) for t in ("CDS", "EDS", "LDS", "RDS",
+                                                               "SDS")}}
+
+
+def only(node: str, status: dict[str, Any]) -> dict[str, Any]:
+    """Every node synced, except ``node``."""
+    return {**{n: types() for n in NODES}, node: status}
+
+
+def evidence(xds: Mapping[str, Any] | None = None, gauges: Mapping[str, Any] | None = None,
+             history: tuple[Change, ...] = (), timeline: tuple[TimeSlot, ...] = ()
+             ) -> Evidence:
+    mesh = build_mesh(5, [], [workload("books-1", "books"), workload("web-1", "web"),
+                              workload("web-2", "web")])
+    window = Window(60.0, 60.0, MappingProxyType({}),
+                    MappingProxyType({(n, PROXY): g for n, g in (gauges or {}).items()}),
+                    MappingProxyType({}))
+    return Evidence(mesh=mesh, window=window, now=NOW, history=history, timeline=timeline,
+                    xds=MappingProxyType(dict(xds if xds is not None
+                                              else {n: types() for n in NODES})))
+
+
+CHANGE = Change(7, NOW - 30, ROUTE, "configured", ROUTE_V1, ROUTE_V2)
+NACKED = {"state": "NACKED", "sentAt": NOW - 29, "ackedAt": NOW - 60,
+          "nack": {"at": NOW - 29, "rejectedVersion": "b2", "keptVersion": "a1",
+                   "message": "route: {...}\n':-prefixed or host headers may not be modified"}}
+STALE = {"state": "PENDING", "sentAt": NOW - 25, "ackedAt": NOW - 60, "sentMeshVersion": 5,
+         "ackedMeshVersion": 4}
+
+
+def slot(start: float, requests: int, errors: int) -> TimeSlot:
+    return TimeSlot(start, 5.0, MappingProxyType({("web-1.default", BOOKS): {
+        "rq2": requests - errors, "rq5": errors}}))
+
+
+ERRORS_AFTER = tuple(slot(NOW - 60 + 5 * i, 20, 0 if i < 6 else 10) for i in range(12))
+MEM = {"books-1.default": {"mem": 20 << 20, "stats": 900},
+       "web-1.default": {"mem": 22 << 20, "stats": 950},
+       "web-2.default": {"mem": 150 << 20, "stats": 9000}}
+
+CASES: list[tuple[str, Evidence, str, str]] = [
+    ("nack", evidence({**{n: types() for n in NODES}, "web-1.default": types(RDS=NACKED)},
+                      history=(CHANGE,)), "TUL1060", "proxy/web-1.default"),
+    ("stale", evidence({**{n: types() for n in NODES}, "web-1.default": types(RDS=STALE)},
+                       history=(CHANGE,)), "TUL1061", "proxy/web-1.default"),
+    ("disconnected", evidence({n: types() for n in NODES if n != "web-2.default"}),
+     "TUL1062", "proxy/web-2.default"),
+    ("memory", evidence(gauges=MEM), "TUL1063", "proxy/web-2.default"),
+    ("change then errors", evidence(history=(CHANGE,), timeline=ERRORS_AFTER),
+     "TUL1065", "httproute/books.default"),
+]
+
+
+@pytest.mark.parametrize(("case", "given", "code", "subject"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_the_failure_is_found_first(case: str, given: Evidence, code: str,
+                                    subject: str) -> None:
+    result = diagnose(given, rules=controlplane.RULES)
+    assert result.rule_errors == ()
+    first = result.findings[0]
+    assert (first.code, first.subject) == (code, subject), [f.code for f in result.findings]
+    assert first.fix and first.evidence
+
+
+def test_a_healthy_mesh_has_no_finding() -> None:
+    assert diagnose(evidence(), rules=controlplane.RULES).findings == ()
+
+
+def test_nack_quotes_envoy_and_names_the_change() -> None:
+    given = evidence(only("web-1.default", types(RDS=NACKED)), history=(CHANGE,))
+    (found,) = diagnose(given, rules=controlplane.RULES).findings
+    assert any("may not be modified" in line for line in found.evidence)
+    assert "httproute/books.default" in found.related
+    assert "tulle rollback 6" in found.fix
+    assert any("revision 7" in line and "filters" in line for line in found.evidence)
+
+
+def test_a_push_younger_than_the_limit_is_not_stale() -> None:
+    young = {**STALE, "sentAt": NOW - 3}
+    assert diagnose(evidence(only("web-1.default", types(RDS=young))),
+                    rules=controlplane.RULES).findings == ()
+
+
+def test_stale_says_what_it_misses() -> None:
+    given = evidence(only("web-1.default", types(RDS=STALE)), history=(CHANGE,))
+    (found,) = diagnose(given, rules=controlplane.RULES).findings
+    assert any("revision 7" in line for line in found.evidence)
+    assert any("mesh version 4" in line and "sent 5" in line for line in found.evidence)
+
+
+def test_stats_explosion() -> None:
+    codes = {f.code for f in diagnose(evidence(gauges=MEM), rules=controlplane.RULES).findings}
+    assert codes == {"TUL1063", "TUL1064"}
+
+
+def test_one_peer_is_not_enough_to_call_an_outlier() -> None:
+    two = {n: MEM[n] for n in ("web-1.default", "web-2.default")}
+    assert diagnose(evidence(gauges=two), rules=controlplane.RULES).findings == ()
+
+
+def test_errors_before_the_change_are_not_blamed_on_it() -> None:
+    always = tuple(slot(NOW - 60 + 5 * i, 20, 10) for i in range(12))
+    assert diagnose(evidence(history=(CHANGE,), timeline=always),
+                    rules=controlplane.RULES).findings == ()
+
+
+def test_change_finding_shows_rates_before_and_after() -> None:
+    (found,) = diagnose(evidence(history=(CHANGE,), timeline=ERRORS_AFTER),
+                        rules=controlplane.RULES).findings
+    assert "service/books.default" in found.related
+    assert any("before it: 0%" in line and "since: 50%" in line for line in found.evidence)
+    assert "tulle rollback 6" in found.fix
+
+
+def test_a_change_to_another_service_is_not_blamed() -> None:
+    other = Change(7, NOW - 30, ResourceKey("HTTPRoute", "default", "reviews"), "created",
+                   None, {"spec": {"parentRefs": [{"name": "reviews"}]}})
+    assert diagnose(evidence(history=(other,), timeline=ERRORS_AFTER),
+                    rules=controlplane.RULES).findings == ()
+
+
+@pytest.mark.parametrize(("before", "after", "summary"), [
+    (None, ROUTE_V1, "created"),
+    (ROUTE_V1, None, "deleted"),
+    (ROUTE_V1, ROUTE_V2, "changed spec.rules[0].filters"),
+    (ROUTE_V1, {**ROUTE_V1, "metadata": {"labels": {"a": "b"}}}, "metadata only"),
+])
+def test_diff_summary(before: Any, after: Any, summary: str) -> None:
+    assert diff_summary(Change(1, 0.0, ROUTE, "configured", before, after)) == summary
