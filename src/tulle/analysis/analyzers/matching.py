@@ -85,10 +85,25 @@ def _path_covers(earlier: PathMatch, later: PathMatch) -> bool:
         return _prefix_selects(earlier.value, value)
     if earlier.type == "Exact":
         return later.type == "Exact" and later.value == earlier.value
-    # A regular expression covers an exact path it matches, and itself.
+    # A regular expression covers an exact path it matches, itself, and the prefixes a
+    # "literal.*" pattern starts every path of.
     if later.type == "Exact":
         return _fullmatch(earlier.value, later.value)
-    return later.type == "RegularExpression" and later.value == earlier.value
+    if later.type == "PathPrefix":
+        literal = _literal_prefix(earlier.value)
+        return literal is not None and segment_prefix(later.value).startswith(literal)
+    return later.value == earlier.value
+
+
+_REGEX_SYNTAX = frozenset(".^$*+?()[]{}|\\")
+
+
+def _literal_prefix(pattern: str) -> str | None:
+    """"/books.*" -> "/books": the text every match starts with, when that is all it says."""
+    literal = pattern.removesuffix(".*")
+    if literal == pattern or any(c in _REGEX_SYNTAX for c in literal):
+        return None
+    return literal
 
 
 def _paths_overlap(a: PathMatch, b: PathMatch) -> bool:
