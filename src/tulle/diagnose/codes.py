@@ -50,8 +50,7 @@ CODES: tuple[FindingCode, ...] = (
                 "requests match no HTTPRoute rule and get 404 (NR)"),
     FindingCode("TUL1013", "edge-errors", Severity.ERROR,
                 "calls on an edge fail with 5xx"),
-    FindingCode("TUL1014", "instance-gone", Severity.CRITICAL,
-                "the instances of a called service went away"),
+    # TUL1014 was never released; it stays unused.
     FindingCode("TUL1015", "proxy-unreachable", Severity.WARNING,
                 "a sidecar's agent did not answer, so its evidence is missing"),
     FindingCode("TUL1016", "controlplane-unreachable", Severity.CRITICAL,

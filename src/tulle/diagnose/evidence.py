@@ -146,6 +146,9 @@ class Evidence:
                 name, _, namespace = key.destination.partition(".")
                 yield node, ServiceRef(namespace, name), values
 
+    def edge_counters(self, node: str, ref: ServiceRef) -> Values:
+        return self.counters(node, SeriesKey(OUTBOUND, ref.host))
+
     def edge_gauges(self, node: str, ref: ServiceRef) -> Values:
         return self.gauges(node, SeriesKey(OUTBOUND, ref.host))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any
@@ -61,12 +61,13 @@ class Finding:
     evidence: tuple[str, ...]  # facts with numbers and resource names
     fix: str  # a command or a resource change
     related: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()  # the calling side (caller proxies), for --from
     symptom: bool = False
     explained_by: tuple[str, ...] = field(default=(), compare=False)  # set by ranking
 
     @property
     def resources(self) -> frozenset[str]:
-        return frozenset((self.subject, *self.related))
+        return frozenset((self.subject, *self.related, *self.sources))
 
     @property
     def docs(self) -> str:
@@ -79,7 +80,8 @@ class Finding:
         return {"code": self.code, "severity": self.severity.label, "score": self.score,
                 "subject": self.subject, "cause": self.cause, "evidence": list(self.evidence),
                 "fix": self.fix, "docs": self.docs, "related": list(self.related),
-                "symptom": self.symptom, "explainedBy": list(self.explained_by)}
+                "sources": list(self.sources), "symptom": self.symptom,
+                "explainedBy": list(self.explained_by)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Finding:
@@ -87,6 +89,7 @@ class Finding:
                    score=float(data["score"]), subject=str(data["subject"]),
                    cause=str(data["cause"]), evidence=tuple(map(str, data["evidence"])),
                    fix=str(data["fix"]), related=tuple(map(str, data.get("related", ()))),
+                   sources=tuple(map(str, data.get("sources", ()))),
                    symptom=bool(data.get("symptom", False)),
                    explained_by=tuple(map(str, data.get("explainedBy", ()))))
 
@@ -123,17 +126,20 @@ class Scope:
     def covers(self, finding: Finding, services_of: Mapping[str, str]) -> bool:
         """Whether ``finding`` belongs in this scope. ``services_of`` maps a proxy subject to
         its service subject, so that ``--to books`` also covers ``proxy/books-1.default``."""
-        resources = set(finding.resources)
-        if not any("." in r for r in resources):
+        def widen(names: Iterable[str]) -> set[str]:
+            return set(names) | {services_of[n] for n in names if n in services_of}
+
+        everything = widen(finding.resources)
+        if not any("." in r for r in everything):
             return True  # mesh-wide (the control plane, the CA): every scope shows it
-        resources |= {services_of[r] for r in finding.resources if r in services_of}
-        if self.namespace and not any(r.endswith(f".{self.namespace}") for r in resources):
+        if self.namespace and not any(r.endswith(f".{self.namespace}") for r in everything):
             return False
-        if self.service and not resources & self._names(self.service):
+        if self.service and not everything & self._names(self.service):
             return False
-        if self.source and not resources & self._names(self.source):
+        if self.source and not widen(finding.sources) & self._names(self.source):
             return False
-        return not (self.destination and not resources & self._names(self.destination))
+        targets = widen(finding.resources - set(finding.sources))
+        return not (self.destination and not targets & self._names(self.destination))
 
     def to_dict(self) -> dict[str, Any]:
         return {"namespace": self.namespace, "service": self.service, "from": self.source,

@@ -27,3 +27,10 @@ def rank(findings: Iterable[Finding]) -> list[Finding]:
         ranked.append((key, finding))
     ranked.sort(key=lambda item: item[0])
     return [finding for _, finding in ranked]
+
+
+def impact(failed: int, total: int, base: float) -> float:
+    """A score for a finding: the rule's base (how sure and how central the rule is) plus up
+    to 40 for the share of requests it hurts."""
+    share = failed / total if total else 0.0
+    return round(min(100.0, base + 40.0 * share), 1)

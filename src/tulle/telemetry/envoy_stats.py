@@ -83,6 +83,10 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) fo
     (r"^inbound_ratelimit\.http_local_rate_limit\.(?P<stat>rate_limited)$", INBOUND),
     (r"^listener\..+\.ssl\.(?P<stat>connection_error|handshake|fail_verify_error"
      r"|fail_verify_no_cert|fail_verify_san)$", INBOUND),
+    # Whole-sidecar counters `tulle diagnose` reads: requests that matched no route (NR, any
+    # listener) and requests a route rule's rate limit refused in this caller (RL).
+    (r"^http\.[a-z_0-9]+\.(?P<stat>no_route)$", PROXY),
+    (r"^route_ratelimit\.http_local_rate_limit\.(?P<stat>rate_limited)$", PROXY),
 ))
 
 # Envoy stat (after the series' prefix) -> tulle field.
@@ -104,6 +108,7 @@ _FIELDS: dict[str, dict[str, str]] = {
                "upstream_rq_timeout": "timeout", "upstream_rq_per_try_timeout": "try_timeout",
                "upstream_rq_pending_overflow": "overflow", "upstream_cx_overflow": "cx_overflow",
                "upstream_cx_connect_fail": "cfail", "upstream_cx_connect_timeout": "ctimeout",
+               "upstream_cx_none_healthy": "no_healthy",
                "upstream_rq_rx_reset": "reset", "upstream_rq_tx_reset": "reset",
                "outlier_detection.ejections_enforced_total": "eject",
                "outlier_detection.ejections_active": "ejected",
@@ -111,6 +116,7 @@ _FIELDS: dict[str, dict[str, str]] = {
                "ssl.connection_error": "tls_err", "ssl.fail_verify_san": "san_fail",
                "ssl.fail_verify_error": "verify_fail"},
     ROUTE: {"upstream_rq_retry": "retry", "upstream_rq_timeout": "timeout"},
+    PROXY: {"no_route": "noroute", "rate_limited": "route_limited"},
 }
 _FIELDS[INBOUND_PLAINTEXT] = _FIELDS[INBOUND]
 _CODE = re.compile(r"^(?:downstream_|upstream_)rq_(?P<code>[1-5][0-9][0-9]|[1-5]xx)$")

@@ -90,7 +90,7 @@ _CLUSTER_STATS = (
     r"upstream_rq_([1-5]xx|[1-5][0-9][0-9]|time|retry|retry_overflow|retry_success"
     r"|retry_limit_exceeded|timeout|per_try_timeout|pending_overflow|rx_reset|tx_reset)"
     r"|upstream_cx_(active|total|connect_fail|connect_timeout|rx_bytes_total|tx_bytes_total"
-    r"|destroy_remote_with_active_rq|overflow)"
+    r"|destroy_remote_with_active_rq|overflow|none_healthy)"
     r"|membership_(healthy|total)"
     r"|outlier_detection\.ejections_(active|enforced_total)"
     r"|ssl\.(handshake|connection_error|fail_verify_[a-z_]+|no_certificate)")

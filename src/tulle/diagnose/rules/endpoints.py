@@ -1,7 +1,190 @@
-"""Diagnosis rules: endpoints."""
+"""Diagnosis rules: endpoints and connections (UH, UF), the instances behind a service.
+
+Envoy's response flags are derived from counters: UH from ``upstream_cx_none_healthy`` and
+clusters without a healthy member, UF from connect failures, on the caller's side (to the
+service's sidecars) and on the instance's side (sidecar to its own application).
+"""
 
 from __future__ import annotations
 
-from tulle.diagnose.rules import Rule
+from collections.abc import Iterator
 
-RULES: tuple[Rule, ...] = ()
+from tulle.diagnose.evidence import Evidence, requests
+from tulle.diagnose.model import Finding, Scope, Severity, proxy_subject, service_subject
+from tulle.diagnose.rank import impact
+from tulle.model.meta import ServiceRef
+from tulle.model.workload import WorkloadState
+
+# A workload may take this long to start before "starting" is a finding, not a phase.
+STARTUP_GRACE_S = 10.0
+
+
+def _failures_by_caller(evidence: Evidence, ref: ServiceRef) -> list[tuple[str, int, int]]:
+    """(caller, requests, 5xx) for every caller of ``ref`` with traffic in the window."""
+    out = []
+    for node, dst, values in evidence.edges():
+        if dst == ref and requests(values):
+            out.append((node, requests(values), values.get("rq5", 0)))
+    return out
+
+
+def _caller_lines(callers: list[tuple[str, int, int]]) -> list[str]:
+    return [f"{node} -> {{service}}: {failed} of {total} requests failed with 5xx"
+            for node, total, failed in callers]
+
+
+def no_healthy_endpoints(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    """TUL1001: callers call a service whose sidecars have no healthy endpoint for it."""
+    for ref in sorted({dst for _, dst, _ in evidence.edges()}):
+        callers = [c for c in _failures_by_caller(evidence, ref) if c[2]]
+        if not callers:
+            continue
+        uh = sum(evidence.edge_counters(node, ref).get("no_healthy", 0)
+                 for node, _, _ in callers)
+        instances = evidence.instances_of(ref)
+        ready = [w for w in instances if w.serves_traffic]
+        views = {node: evidence.upstream_hosts(node, ref) for node, _, _ in callers}
+        ejected_all = bool(ready) and all(
+            hosts is not None and hosts and not any(h.healthy for h in hosts)
+            for hosts in views.values())
+        if ready and not ejected_all:
+            continue  # endpoints exist: other rules explain the failures
+        failed = sum(c[2] for c in callers)
+        total = sum(c[1] for c in callers)
+        evidence_lines = [line.format(service=ref.host) for line in _caller_lines(callers)]
+        if uh:
+            evidence_lines.append(f"{uh} requests found no healthy upstream (Envoy flag UH)")
+        departed = evidence.departed_of(ref)
+        sources = tuple(proxy_subject(node) for node, _, _ in callers)
+        related = [proxy_subject(node) for node in departed]
+        if ejected_all:
+            cause = (f"Every instance of {ref.host} is ejected by outlier detection, so callers "
+                     "have no healthy endpoint (UH).")
+            for node, hosts in views.items():
+                flagged = ", ".join(f"{h.hostname or h.address} ({'/'.join(h.flags)})"
+                                    for h in hosts or ())
+                evidence_lines.append(f"{node}'s Envoy: endpoints of {ref.host}: {flagged}")
+            source = evidence.mesh.services[ref].policy.source_of("outlier_detection") \
+                if ref in evidence.mesh.services else None
+            fix = (f"fix the failing instances of {ref.host} (`tulle tap {ref.name} --status "
+                   "5xx`)" + (f"; lower spec.outlierDetection.maxEjectionPercent in {source}"
+                              if source else ""))
+        elif instances:
+            states = ", ".join(f"{w.name} is {w.state.value}" for w in instances)
+            cause = (f"{ref.host} has no ready instance ({states}), so callers have no "
+                     "healthy endpoint (UH).")
+            evidence_lines.append(f"registered instances: {states}")
+            related += [proxy_subject(w.node_id) for w in instances]
+            fix = (f"make the instances of {ref.host} accept connections on their port "
+                   "(see the instance findings)")
+        elif departed:
+            gone = ", ".join(departed)
+            cause = (f"Every instance of {ref.host} has stopped ({gone}), but callers still "
+                     "call it, and get 503 no healthy upstream (UH).")
+            for node in departed:
+                age = evidence.window.last_report_age.get(node)
+                evidence_lines.append(
+                    f"{node} served {ref.host} in the window and is no longer registered"
+                    + (f" (last report {age:.0f}s ago)" if age is not None else ""))
+            fix = (f"start {ref.name} again: `tulle run --service {ref.name} --namespace "
+                   f"{ref.namespace} --port PORT -- COMMAND` (an instance stops when its "
+                   "application exits: check why it did)")
+        else:
+            cause = (f"No instance of {ref.host} has ever run, but callers call it and get "
+                     "503 no healthy upstream (UH).")
+            evidence_lines.append(f"{ref.host} has no registered instance")
+            fix = (f"start one: `tulle run --service {ref.name} --namespace {ref.namespace} "
+                   "--port PORT -- COMMAND`, or stop calling it")
+        yield Finding("TUL1001", Severity.CRITICAL, impact(failed, total, base=60),
+                      service_subject(ref), cause, tuple(evidence_lines), fix,
+                      related=tuple(sorted(set(related))), sources=sources,
+                      symptom=bool(instances) and not ejected_all)
+
+
+def instance_not_ready(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    """TUL1002: a registered instance whose application does not accept connections."""
+    for node, workload in sorted(evidence.workloads.items()):
+        if workload.state not in (WorkloadState.STARTING, WorkloadState.NOT_READY):
+            continue
+        since = evidence.now - workload.registered_at
+        if workload.state is WorkloadState.STARTING and since < STARTUP_GRACE_S:
+            continue
+        ref = workload.service_ref
+        callers = _failures_by_caller(evidence, ref)
+        failed = sum(c[2] for c in callers)
+        port = workload.app_port
+        if workload.state is WorkloadState.STARTING:
+            cause = (f"The application of {node} has not accepted a connection on port {port} "
+                     f"in the {since:.0f}s since it registered, so it gets no traffic.")
+        else:
+            cause = (f"The application of {node} stopped accepting connections on port {port}, "
+                     "so it gets no traffic.")
+        lines = [f"{node}: state {workload.state.value}, application port {port} "
+                 f"(tulle run --port {port}), registered {since:.0f}s ago"]
+        lines += [line.format(service=ref.host) for line in _caller_lines(callers)]
+        yield Finding(
+            "TUL1002", Severity.CRITICAL if failed else Severity.ERROR,
+            impact(failed, sum(c[1] for c in callers), base=55), proxy_subject(node), cause,
+            tuple(lines),
+            f"make the application listen on {workload.address}:{port}, or run it with the "
+            f"port it listens on: `tulle run --service {ref.name} --name {workload.name} "
+            "--port ACTUAL_PORT -- COMMAND`",
+            related=(service_subject(ref),), sources=tuple(proxy_subject(c[0]) for c in callers))
+
+
+def app_connect_failures(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    """TUL1003: a sidecar cannot connect to its own application."""
+    for node in sorted({node for node, _ in evidence.window.counters}):
+        failures = evidence.inbound(node).get("app_cfail", 0)
+        if not failures:
+            continue
+        ref = evidence.service_of(node)
+        workload = evidence.workloads.get(node)
+        port = workload.app_port if workload else None
+        callers = _failures_by_caller(evidence, ref) if ref else []
+        lines = [f"{node}'s sidecar failed {failures} times to connect to its application"
+                 + (f" on port {port}" if port else "")]
+        if ref is not None:
+            lines += [line.format(service=ref.host) for line in _caller_lines(callers)]
+        yield Finding(
+            "TUL1003", Severity.CRITICAL, impact(failures, failures, base=70),
+            proxy_subject(node),
+            f"The application behind {node} refuses connections"
+            + (f" on port {port}" if port else "") + ", so its sidecar answers 503 (UF).",
+            tuple(lines),
+            "restart the application, or run the workload with the port it listens on "
+            "(`tulle run --port ACTUAL_PORT`)",
+            related=(service_subject(ref),) if ref else (),
+            sources=tuple(proxy_subject(c[0]) for c in callers))
+
+
+def upstream_connect_failures(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    """TUL1004: callers cannot connect to a service's sidecars."""
+    by_service: dict[ServiceRef, list[str]] = {}
+    related: dict[ServiceRef, set[str]] = {}
+    totals: dict[ServiceRef, int] = {}
+    for node, ref, values in evidence.edges():
+        failures = values.get("cfail", 0) + values.get("ctimeout", 0)
+        if not failures:
+            continue
+        tls = values.get("tls_err", 0) + values.get("san_fail", 0) + values.get(
+            "verify_fail", 0)
+        by_service.setdefault(ref, []).append(
+            f"{node} -> {ref.host}: {values.get('cfail', 0)} connect failures, "
+            f"{values.get('ctimeout', 0)} connect timeouts, {tls} TLS errors, "
+            f"{values.get('rq5', 0)} of {requests(values)} requests 5xx")
+        related.setdefault(ref, set()).add(proxy_subject(node))
+        totals[ref] = totals.get(ref, 0) + failures
+    for ref, lines in sorted(by_service.items()):
+        instances = ", ".join(f"{w.name} ({w.state.value})" for w in evidence.instances_of(ref))
+        yield Finding(
+            "TUL1004", Severity.ERROR, min(90.0, 40.0 + totals[ref]), service_subject(ref),
+            f"Callers cannot connect to the sidecars of {ref.host} (UF).",
+            (*lines, f"instances: {instances or 'none'}"),
+            "check the instances run (`tulle get workloads`), their certificates "
+            "(`tulle certs status`) and sync (`tulle proxy-status`)",
+            sources=tuple(sorted(related[ref])))
+
+
+RULES = (no_healthy_endpoints, instance_not_ready, app_connect_failures,
+         upstream_connect_failures)
