@@ -45,30 +45,50 @@ class Outcome:
 
 def collect(collectors: Sequence[Collector], redactor: Redactor) -> list[Outcome]:
     pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="bug-report")
+    starts: dict[str, float] = {}  # a deadline counts from when its collector starts
+
+    def timed(collector: Collector) -> Any:
+        starts[collector.path] = time.monotonic()
+        return collector.produce()
+
     try:
-        started = {c.path: time.monotonic() for c in collectors}
-        futures = [(c, pool.submit(c.produce)) for c in collectors]
-        return [_outcome(c, future, started[c.path], redactor) for c, future in futures]
+        futures = [(c, pool.submit(timed, c)) for c in collectors]
+        return [_outcome(c, future, starts, redactor) for c, future in futures]
     finally:
         # A collector past its deadline is abandoned, not waited for.
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _outcome(collector: Collector, future: Future[Any], started: float,
+def _outcome(collector: Collector, future: Future[Any], starts: dict[str, float],
              redactor: Redactor) -> Outcome:
-    remaining = collector.deadline_s - (time.monotonic() - started)
     try:
-        data = future.result(timeout=max(0.0, remaining))
+        data = _result(collector, future, starts)
     except FutureTimeout:
         future.cancel()
-        return Outcome(collector.path, False, time.monotonic() - started,
+        return Outcome(collector.path, False, collector.deadline_s,
                        f"deadline of {collector.deadline_s:.0f}s exceeded")
     except Exception as exc:  # any failure is recorded, never fatal
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        return Outcome(collector.path, False, time.monotonic() - started,
+        return Outcome(collector.path, False, _ran(collector, starts),
                        redactor.text(f"{type(exc).__name__}: {message}"))
-    return Outcome(collector.path, True, time.monotonic() - started,
+    return Outcome(collector.path, True, _ran(collector, starts),
                    content=render(data, redactor))
+
+
+def _result(collector: Collector, future: Future[Any], starts: dict[str, float]) -> Any:
+    while True:
+        begun = starts.get(collector.path)
+        if begun is None:  # still queued behind others
+            try:
+                return future.result(timeout=0.2)
+            except FutureTimeout:
+                continue
+        return future.result(timeout=max(0.0, begun + collector.deadline_s
+                                         - time.monotonic()))
+
+
+def _ran(collector: Collector, starts: dict[str, float]) -> float:
+    return time.monotonic() - starts.get(collector.path, time.monotonic())
 
 
 def render(data: Any, redactor: Redactor) -> bytes:
