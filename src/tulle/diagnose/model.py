@@ -116,12 +116,14 @@ class Scope:
     def whole_mesh(self) -> bool:
         return not (self.namespace or self.service or self.source or self.destination)
 
-    def _names(self, value: str | None) -> set[str]:
-        """The subjects ``value`` may mean: a service or a proxy of that name."""
+    def _names(self, value: str | None, services_of: Mapping[str, str]) -> set[str]:
+        """The subjects ``value`` may mean: a service, or a proxy and its service."""
         if value is None:
             return set()
         name, namespace = _node_parts(value, self.namespace or "default")
-        return {subject("service", name, namespace), subject("proxy", name, namespace)}
+        proxy = subject("proxy", name, namespace)
+        names = {subject("service", name, namespace), proxy}
+        return names | ({services_of[proxy]} if proxy in services_of else set())
 
     def covers(self, finding: Finding, services_of: Mapping[str, str]) -> bool:
         """Whether ``finding`` belongs in this scope. ``services_of`` maps a proxy subject to
@@ -134,12 +136,12 @@ class Scope:
             return True  # mesh-wide (the control plane, the CA): every scope shows it
         if self.namespace and not any(r.endswith(f".{self.namespace}") for r in everything):
             return False
-        if self.service and not everything & self._names(self.service):
+        if self.service and not everything & self._names(self.service, services_of):
             return False
-        if self.source and not widen(finding.sources) & self._names(self.source):
+        if self.source and not widen(finding.sources) & self._names(self.source, services_of):
             return False
         targets = widen(finding.resources - set(finding.sources))
-        return not (self.destination and not targets & self._names(self.destination))
+        return not (self.destination and not targets & self._names(self.destination, services_of))
 
     def to_dict(self) -> dict[str, Any]:
         return {"namespace": self.namespace, "service": self.service, "from": self.source,

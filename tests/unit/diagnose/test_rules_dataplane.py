@@ -1,0 +1,214 @@
+"""Data-plane rules (TUL1001-TUL1013) on hand-built evidence: each failure ranks its cause
+first and names the right resource; a healthy mesh has no finding; scopes narrow the result."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+
+from tests.unit.model.workloads import workload
+from tulle.diagnose.engine import diagnose
+from tulle.diagnose.evidence import Evidence, HostHealth, ProxyEvidence, parse_clusters
+from tulle.diagnose.model import Scope
+from tulle.diagnose.rules import endpoints, limits, resilience, routing
+from tulle.model.mesh import build_mesh
+from tulle.model.parse import resource_from_manifest
+from tulle.model.workload import Workload, WorkloadState
+from tulle.telemetry.query import NodeInfo
+from tulle.telemetry.schema import SeriesKey
+from tulle.telemetry.windows import Window
+
+NOW = 1_000_000.0
+# This area's rules only: the identity and control-plane rules read evidence (xDS states,
+# certificates) that these tables leave out.
+RULES = (*endpoints.RULES, *resilience.RULES, *limits.RULES, *routing.RULES)
+WEB, B1, B2 = "web-1.default", "books-1.default", "books-2.default"
+IN, OUT, PROXY = SeriesKey("in"), SeriesKey("out", "books.default"), SeriesKey("proxy")
+Counters = Mapping[tuple[str, SeriesKey], Mapping[str, int]]
+
+POOL: dict[str, Any] = {"apiVersion": "tulle.io/v1alpha1", "kind": "TrafficPolicy",
+        "metadata": {"name": "books-pool"},
+        "spec": {"targetRefs": [{"kind": "Service", "name": "books"}],
+                 "connectionPool": {"maxPendingRequests": 1, "maxRequests": 1}}}
+LIMIT: dict[str, Any] = {"apiVersion": "tulle.io/v1alpha1", "kind": "TrafficPolicy",
+         "metadata": {"name": "books-limit"},
+         "spec": {"targetRefs": [{"kind": "Service", "name": "books"}],
+                  "rateLimit": {"requests": 3, "interval": "10s"}}}
+OUTLIERS: dict[str, Any] = {"apiVersion": "tulle.io/v1alpha1", "kind": "TrafficPolicy",
+            "metadata": {"name": "books-outliers"},
+            "spec": {"targetRefs": [{"kind": "Service", "name": "books"}],
+                     "outlierDetection": {"consecutive5xx": 2}}}
+
+
+def route(rule: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "books"},
+            "spec": {"parentRefs": [{"name": "books"}],
+                     "rules": [{"backendRefs": [{"name": "books"}], **rule}]}}
+
+
+def web() -> Workload:
+    return workload("web-1", "web", upstreams=(("default", "books"),))
+
+
+def evidence(counters: Counters, *, manifests: tuple[dict[str, Any], ...] = (),
+             workloads: tuple[Workload, ...] | None = None,
+             views: Mapping[str, tuple[HostHealth, ...]] | None = None,
+             departed: tuple[str, ...] = ()) -> Evidence:
+    registered = workloads if workloads is not None else (web(), workload("books-1", "books"))
+    mesh = build_mesh(2, [resource_from_manifest(m) for m in manifests], registered)
+    nodes = {w.node_id: NodeInfo(w.name, w.namespace, w.service, "") for w in registered}
+    nodes |= {n: NodeInfo(n.split(".")[0], "default", "books", "") for n in departed}
+    proxies = {WEB: ProxyEvidence(WEB, MappingProxyType({"books.default": tuple(views[WEB])}))
+               } if views else {}
+    window = Window(60.0, 60.0, MappingProxyType(dict(counters)), MappingProxyType({}),
+                    MappingProxyType(dict.fromkeys(departed, 3.0)))
+    return Evidence(mesh=mesh, window=window, nodes=MappingProxyType(nodes),
+                    proxies=MappingProxyType(proxies), now=NOW)
+
+
+def failing(**values: int) -> dict[str, int]:
+    return {"rq2": 2, "rq5": 10, "c503": 10, **values}
+
+
+HEALTHY = evidence({(WEB, OUT): {"rq2": 200, "cxt": 2}, (B1, IN): {"rq2": 200},
+                    (WEB, PROXY): {"mem": 1}})
+
+CASES: list[tuple[str, Evidence, str, str]] = [
+    ("instances gone", evidence(
+        {(WEB, OUT): failing(no_healthy=10), (B1, IN): {"rq2": 5}},
+        workloads=(web(),), departed=(B1,)), "TUL1001", "service/books.default"),
+    ("never ran", evidence({(WEB, OUT): failing(no_healthy=10)}, workloads=(web(),)),
+     "TUL1001", "service/books.default"),
+    ("all ejected", evidence(
+        {(WEB, OUT): failing(eject=3)}, manifests=(OUTLIERS,),
+        views={WEB: (HostHealth("127.0.0.1:1", "books-1", False,
+                                ("failed_outlier_check",)),)}),
+     "TUL1001", "service/books.default"),
+    ("app on the wrong port", evidence(
+        {(WEB, OUT): failing(no_healthy=10)},
+        workloads=(web(), workload("books-1", "books", state=WorkloadState.STARTING))),
+     "TUL1002", "proxy/books-1.default"),
+    ("app refuses connections", evidence(
+        {(WEB, OUT): failing(), (B1, IN): {"rq5": 10, "app_cfail": 10}}),
+     "TUL1003", "proxy/books-1.default"),
+    ("callers cannot connect", evidence({(WEB, OUT): failing(cfail=10)}),
+     "TUL1004", "service/books.default"),
+    ("circuit breaker", evidence({(WEB, OUT): failing(overflow=10)}, manifests=(POOL,)),
+     "TUL1005", "trafficpolicy/books-pool.default"),
+    ("circuit breaker at Envoy's defaults", evidence({(WEB, OUT): failing(overflow=10)}),
+     "TUL1005", "service/books.default"),
+    ("outlier named by the caller's Envoy", evidence(
+        {(WEB, OUT): failing(eject=2), (B2, IN): {"rq5": 10, "rq2": 1}},
+        workloads=(web(), workload("books-1", "books"), workload("books-2", "books")),
+        manifests=(OUTLIERS,),
+        views={WEB: (HostHealth("127.0.0.1:1", "books-1", True),
+                     HostHealth("127.0.0.1:2", "books-2", False, ("failed_outlier_check",)))}),
+     "TUL1006", "proxy/books-2.default"),
+    ("retries exhausted", evidence(
+        {(WEB, OUT): failing(retry=20, retry_exhausted=10)},
+        manifests=(route({"retry": {"attempts": 2, "codes": [503]}}),)),
+     "TUL1007", "httproute/books.default"),
+    ("retry amplification", evidence(
+        {(WEB, OUT): {"rq2": 10, "rq5": 1, "retry": 30, "retry_overflow": 4}}),
+     "TUL1008", "service/books.default"),
+    ("timeouts", evidence(
+        {(WEB, OUT): {"rq5": 3, "c504": 3, "timeout": 3}, (B1, IN): {"rq2": 3, "lat20": 3}},
+        manifests=(route({"timeouts": {"request": "300ms"}}),)),
+     "TUL1009", "service/books.default"),
+    ("service rate limit", evidence(
+        {(WEB, OUT): {"rq2": 3, "rq4": 9, "c429": 9}, (B1, IN): {"rq2": 3, "limited": 9}},
+        manifests=(LIMIT,)), "TUL1010", "trafficpolicy/books-limit.default"),
+    ("no route", evidence(
+        {(WEB, PROXY): {"noroute": 5}},
+        manifests=(route({"matches": [{"path": {"type": "PathPrefix",
+                                                "value": "/search"}}]}),)),
+     "TUL1012", "httproute/books.default"),
+    ("no route to an unknown host", evidence({(WEB, PROXY): {"noroute": 5}}),
+     "TUL1012", "proxy/web-1.default"),
+    ("5xx from the application itself", evidence(
+        {(WEB, OUT): failing(), (B1, IN): {"rq5": 10}}), "TUL1013", "service/books.default"),
+]
+
+
+@pytest.mark.parametrize(("case", "given", "code", "subject"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_the_cause_ranks_first(case: str, given: Evidence, code: str, subject: str) -> None:
+    result = diagnose(given, rules=RULES)
+    assert result.rule_errors == ()
+    assert result.findings, case
+    first = result.findings[0]
+    assert (first.code, first.subject) == (code, subject), [
+        (f.code, f.subject) for f in result.findings]
+    assert first.cause.endswith(".") and first.evidence and first.fix
+    assert not first.symptom or not first.explained_by
+
+
+def test_a_healthy_mesh_has_no_finding() -> None:
+    assert diagnose(HEALTHY, rules=RULES).findings == ()
+
+
+def test_symptoms_follow_the_cause_that_explains_them() -> None:
+    result = diagnose(evidence({(WEB, OUT): failing(overflow=10)}, manifests=(POOL,)), rules=RULES)
+    codes = [f.code for f in result.findings]
+    assert codes == ["TUL1005", "TUL1013"]
+    assert result.findings[1].explained_by == ("TUL1005",)
+
+
+def test_a_not_ready_instance_explains_no_healthy_endpoints() -> None:
+    result = diagnose(evidence(
+        {(WEB, OUT): failing(no_healthy=10)},
+        workloads=(web(), workload("books-1", "books", state=WorkloadState.STARTING))), rules=RULES)
+    assert [f.code for f in result.findings][:1] == ["TUL1002"]
+    uh = next(f for f in result.findings if f.code == "TUL1001")
+    assert uh.symptom and "TUL1002" in uh.explained_by
+
+
+def test_a_young_starting_instance_is_not_a_finding() -> None:
+    young = workload("books-1", "books", state=WorkloadState.STARTING)
+    young = Workload(**{**young.__dict__, "registered_at": NOW - 2})
+    assert diagnose(evidence({}, workloads=(web(), young)), rules=RULES).findings == ()
+
+
+@pytest.mark.parametrize(("scope", "expected"), [
+    (Scope(), ["TUL1005", "TUL1013"]),
+    (Scope(service="books"), ["TUL1005", "TUL1013"]),
+    (Scope(service="web"), ["TUL1005", "TUL1013"]),  # web calls books: it is involved
+    (Scope(service="cart"), []),
+    (Scope(namespace="shop"), []),
+    (Scope(source="web-1", destination="books"), ["TUL1005", "TUL1013"]),
+    (Scope(source="web", destination="books.default"), ["TUL1005", "TUL1013"]),
+    (Scope(source="books", destination="web-1"), []),
+    (Scope(destination="books-1"), ["TUL1005", "TUL1013"]),  # an instance of books
+], ids=["mesh", "service", "caller service", "other service", "other namespace", "edge",
+        "edge by service", "reverse edge", "to an instance"])
+def test_scope(scope: Scope, expected: list[str]) -> None:
+    given = evidence({(WEB, OUT): failing(overflow=10)}, manifests=(POOL,))
+    assert [f.code for f in diagnose(given, scope, RULES).findings] == expected
+
+
+def test_a_crashing_rule_is_reported_and_the_others_still_run() -> None:
+    def broken(evidence: Evidence, scope: Scope) -> list[object]:
+        raise ValueError("boom")
+
+    result = diagnose(evidence({(WEB, OUT): failing(overflow=10)}, manifests=(POOL,)),
+                      rules=(broken, *resilience.RULES))  # type: ignore[arg-type]
+    assert [f.code for f in result.findings][:1] == ["TUL1005"]
+    assert result.rule_errors and "boom" in result.rule_errors[0]
+
+
+def test_parse_clusters_reads_outbound_hosts_and_flags() -> None:
+    document = {"cluster_statuses": [
+        {"name": "inbound|8080", "host_statuses": [{}]},
+        {"name": "outbound|books.default", "host_statuses": [
+            {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 15006}},
+             "hostname": "books-1", "health_status": {"eds_health_status": "HEALTHY"}},
+            {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 15007}},
+             "hostname": "books-2", "health_status": {"eds_health_status": "HEALTHY",
+                                                      "failed_outlier_check": True}}]}]}
+    assert parse_clusters(document) == {"books.default": (
+        HostHealth("127.0.0.1:15006", "books-1", True),
+        HostHealth("127.0.0.1:15007", "books-2", False, ("failed_outlier_check",)))}
