@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,19 @@ def test_a_healthy_mesh_passes_every_check(mesh: Mesh) -> None:
 
 
 def test_a_stopped_control_plane_fails_reachability_and_skips_the_rest(mesh: Mesh) -> None:
+    # Frozen first: it holds its lock and accepts connections, but never answers.
+    pid = mesh.status()["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        code, document = check(mesh, "--proxy")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    checks = by_id(document)
+    assert code == 1 and checks["cp-running"]["status"] == "ok"
+    assert checks["cp-reachable"]["status"] == "failed"
+    assert "did not answer in time" in checks["cp-reachable"]["message"]
+    assert checks["store-integrity"]["status"] == "skipped"
+
     mesh.cli("down")
     code, document = check(mesh, "--proxy")
     checks = by_id(document)
