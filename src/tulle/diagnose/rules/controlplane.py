@@ -245,7 +245,10 @@ def _affected(change: Change) -> set[ServiceRef] | None:
     refs: set[ServiceRef] = set()
     for manifest in (change.before, change.after):
         spec = (manifest or {}).get("spec") or {}
-        for ref in (*spec.get("parentRefs", ()), *spec.get("targetRefs", ())):
+        # A route moves traffic from its parent to its backends: errors may show on either.
+        backends = [b for rule in spec.get("rules", ()) if isinstance(rule, Mapping)
+                    for b in rule.get("backendRefs", ())]
+        for ref in (*spec.get("parentRefs", ()), *spec.get("targetRefs", ()), *backends):
             if isinstance(ref, Mapping) and ref.get("kind", "Service") == "Service":
                 refs.add(ServiceRef(ref.get("namespace") or namespace, str(ref.get("name"))))
     return refs if kind in ("HTTPRoute", "TrafficPolicy") else None
