@@ -15,7 +15,6 @@ from typing import Any
 from tulle.analysis.codes import Code, Level
 from tulle.analysis.traffic import Traffic
 from tulle.model.kinds import KindInfo
-from tulle.model.mesh import MeshSnapshot, build_mesh
 from tulle.model.meta import ResourceKey
 from tulle.model.resource import Resource
 from tulle.model.workload import Workload
@@ -127,7 +126,6 @@ class AnalysisContext:
         self._analyzer = analyzer
         self._given = given
         self._kinds = {info.kind for info in analyzer.kinds}
-        self._mesh: MeshSnapshot | None = None
         self.messages: list[Message] = []
         self.read: set[str] = set()  # what it actually read: kinds and needs (for meta-tests)
 
@@ -139,15 +137,6 @@ class AnalysisContext:
         self.read.update(wanted)
         return sorted((r for r in self._given.resources if r.kind in wanted),
                       key=lambda r: r.key)
-
-    def mesh(self) -> MeshSnapshot:
-        """The mesh built from the declared kinds (and workloads, when declared and there)."""
-        if self._mesh is None:
-            self.read.update(self._kinds)
-            resources = [r for r in self._given.resources if r.kind in self._kinds]
-            workloads = self.workloads() if self._may(Need.WORKLOADS) else None
-            self._mesh = build_mesh(0, resources, workloads or ())
-        return self._mesh
 
     def workloads(self) -> tuple[Workload, ...] | None:
         """The registry's workloads, or None where there are none to read (files only)."""
