@@ -49,6 +49,15 @@ def first_finding(mesh: Mesh, code: str, *args: str, timeout: float = 30.0) -> d
     return dict(findings[0])
 
 
+def check_flags(mesh: Mesh, name: str) -> None:
+    """`tulle check --proxy` also sees the failure: a failed or warning check names ``name``."""
+    result = mesh.cli("check", "--proxy", "-o", "json", check=False)
+    report = json.loads(result.stdout)
+    flagged = [c for c in report["checks"] if c["status"] in ("failed", "warning")]
+    assert any(name in json.dumps(c) for c in flagged), json.dumps(report["checks"], indent=1)
+    assert not report["ok"] or all(c["status"] == "warning" for c in flagged)
+
+
 def apply(mesh: Mesh, text: str) -> None:
     mesh.cli("apply", "-f", "-", stdin=text)
     mesh.sync()
@@ -80,6 +89,7 @@ def test_instances_gone_while_called(mesh: Mesh) -> None:
     assert "proxy/books-1.default" in finding["related"]
     assert "proxy/web-1.default" in finding["sources"]
     assert "tulle run --service books" in finding["fix"]
+    check_flags(mesh, "books")
 
 
 def _app_pid(agent: subprocess.Popen[bytes]) -> int:
@@ -104,6 +114,7 @@ def test_application_killed_behind_its_sidecar(mesh: Mesh) -> None:
     assert "proxy/books-1.default" in finding["related"]
     assert any("books-1.default" in line and "no longer registered" in line
                for line in finding["evidence"]), finding["evidence"]
+    check_flags(mesh, "books")
 
 
 def test_application_on_another_port_than_registered(mesh: Mesh) -> None:
@@ -126,6 +137,7 @@ def test_application_on_another_port_than_registered(mesh: Mesh) -> None:
     assert finding["subject"] == "proxy/books-1.default"
     assert f"port {registered}" in finding["cause"]
     assert "--port" in finding["fix"]
+    check_flags(mesh, "books")
 
 
 POOL = """\
@@ -152,6 +164,7 @@ def test_circuit_breaker_overflow(mesh: Mesh) -> None:
     # The edge view: the same cause for --from web-1 --to books, nothing for the reverse.
     assert first_finding(mesh, "TUL1005", "--from", "web-1", "--to", "books")
     assert diagnose(mesh, "--from", "books", "--to", "web-1")[1]["findings"] == []
+    check_flags(mesh, "books")
 
 
 OUTLIERS = """\
@@ -178,6 +191,7 @@ def test_outlier_ejection_names_the_failing_instance(mesh: Mesh) -> None:
     finding = first_finding(mesh, "TUL1006")
     assert finding["subject"] == "proxy/books-2.default"
     assert "trafficpolicy/books-outliers.default" in finding["related"]
+    check_flags(mesh, "books")
 
 
 def _route(extra: str) -> str:
@@ -196,16 +210,19 @@ def test_retries_exhausted(mesh: Mesh) -> None:
     finding = first_finding(mesh, "TUL1007")
     assert finding["subject"] == "httproute/books.default"
     assert "service/books.default" in finding["related"]
+    check_flags(mesh, "books")
 
 
 def test_timeouts(mesh: Mesh) -> None:
     port = books_and_web(mesh)
     apply(mesh, _route("    timeouts: {request: 300ms}"))
-    assert {request(port, "/?delay=1000").status for _ in range(3)} == {504}
+    # Five: `tulle check` judges an edge from five requests on.
+    assert {request(port, "/?delay=1000").status for _ in range(5)} == {504}
     finding = first_finding(mesh, "TUL1009")
     assert finding["subject"] == "service/books.default"
     assert "httproute/books.default" in finding["related"]
     assert "timeouts.request" in finding["fix"] and "300ms" in finding["fix"]
+    check_flags(mesh, "books")
 
 
 LIMIT = """\
@@ -226,6 +243,7 @@ def test_rate_limited(mesh: Mesh) -> None:
     finding = first_finding(mesh, "TUL1010")
     assert finding["subject"] == "trafficpolicy/books-limit.default"
     assert "spec.rateLimit.requests" in finding["fix"]
+    check_flags(mesh, "books")
 
 
 SEARCH_ONLY = """\
@@ -250,6 +268,7 @@ def test_no_route(mesh: Mesh) -> None:
     assert finding["subject"] == "httproute/books.default"
     assert "proxy/web-1.default" in finding["sources"]
     assert "/search" in " ".join(finding["evidence"])
+    check_flags(mesh, "web-1")
 
 
 def test_unreachable_control_plane_is_the_finding(tmp_path: Path) -> None:
