@@ -34,8 +34,9 @@ Adding a finding:
                                  related=(proxy_subject(node),))
 
    Name resources as ``kind/name.namespace`` (``model.subject``); put every resource the
-   finding involves (callers, the policy or route that causes it) in ``related``: scoping
-   (``--from/--to``, ``-n``, a service) and cause/symptom linking read it. Set
+   finding involves (the service, the policy or route that causes it) in ``related`` and the
+   callers in ``sources``: scoping (``--from`` matches sources, ``--to`` the rest, ``-n``, a
+   service) and cause/symptom linking read them. Set
    ``symptom=True`` for consequences another finding may explain (5xx on an edge).
 4. Add table rows to ``tests/unit/diagnose/`` with a hand-built ``Evidence``, and, for a
    failure you can cause on loopback, an e2e test that breaks a mesh that way.
