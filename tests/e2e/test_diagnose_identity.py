@@ -72,6 +72,13 @@ def assert_fixable(finding: dict[str, Any], exit_code: int) -> None:
     assert exit_code == 1
 
 
+def unhealthy_checks(mesh: Mesh) -> set[str]:
+    """The ids of `tulle check --proxy` checks that did not pass."""
+    result = mesh.cli("check", "--proxy", "-o", "json", check=False, timeout=120)
+    data = json.loads(result.stdout)
+    return {c["id"] for c in data["checks"] if c["status"] not in ("ok", "skipped")}
+
+
 def envoy_of(mesh: Mesh, name: str) -> psutil.Process:
     (envoy,) = [p for p in psutil.Process(mesh.workload(name)["pid"]).children()
                 if p.name() == "envoy"]
@@ -138,6 +145,7 @@ def test_expired_certificate_of_a_called_instance(mesh: Mesh) -> None:
         assert "proxy/web-1.default" in finding["related"], finding
         assert any("expired" in line for line in finding["evidence"])
         assert_fixable(finding, data["exitCode"])
+        assert "proxies-certificates" in unhealthy_checks(mesh)
     finally:
         os.kill(agent, signal.SIGCONT)
 
@@ -157,6 +165,7 @@ def test_a_nacked_route_table_names_envoys_reason_and_the_change(
     assert any(f"revision {revision}" in line for line in finding["evidence"])
     assert f"tulle rollback {revision - 1}" in finding["fix"]
     assert_fixable(finding, data["exitCode"])
+    assert "proxies-synced" in unhealthy_checks(mesh)
 
 
 def test_a_proxy_that_stopped_acking(mesh: Mesh) -> None:
@@ -172,6 +181,7 @@ def test_a_proxy_that_stopped_acking(mesh: Mesh) -> None:
         assert any("books-1.default" in line and "SYNCED" in line
                    for line in finding["evidence"]), finding
         assert_fixable(finding, data["exitCode"])
+        assert "proxies-synced" in unhealthy_checks(mesh)
     finally:
         os.kill(envoy.pid, signal.SIGCONT)
     mesh.sync()
@@ -187,6 +197,7 @@ def test_control_plane_down_is_diagnosed_by_the_cli_alone(mesh: Mesh) -> None:
     assert data["gathered"] == {"controlPlane": "unreachable"}
     assert "tulle up" in finding["fix"]
     assert data["exitCode"] == 1
+    assert "cp-running" in unhealthy_checks(mesh)
     # The sidecars keep serving their last config meanwhile.
     assert mesh.call(web, "http://books/")["status"] == 200
     mesh.up()
