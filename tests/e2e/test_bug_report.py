@@ -134,15 +134,17 @@ def test_bug_report_has_everything_and_no_secret(mesh: Mesh, tmp_path: Path) -> 
 
 def test_a_failing_collector_is_recorded_not_fatal(mesh: Mesh, tmp_path: Path) -> None:
     books_and_web(mesh)
-    # books-1's agent goes away, but its proxy is still listed until the grace period ends.
-    mesh.workloads[0].process.kill()
+    mesh.paths.log_file.unlink()  # the control plane's log collector must fail
     target = tmp_path / "report.tar.gz"
-    mesh.cli("bug-report", "--output", str(target), timeout=180)
+    out = mesh.cli("bug-report", "--output", str(target), timeout=180).stdout
+    assert "not collected: controlplane/controlplane.log" in out
     with tarfile.open(target, "r:gz") as archive:
         names = {m.name.removeprefix("tulle-bug-report/") for m in archive.getmembers()}
         manifest = json.loads(_read(archive, archive.getmember(
             "tulle-bug-report/manifest.json")))
-    assert "proxies/web-1.default/config_dump.json" in names
-    assert {"resources.json", "workloads.json"} <= names
-    failed = [f for f in manifest["files"] if not f["ok"]]
-    assert all(f["error"] for f in failed)
+    failed = {f["file"]: f["error"] for f in manifest["files"] if not f["ok"]}
+    assert "controlplane/controlplane.log" in failed
+    assert "No such file" in failed["controlplane/controlplane.log"]
+    assert "controlplane/controlplane.log" not in names
+    assert {"resources.json", "workloads.json", "proxies/web-1.default/config_dump.json",
+            "proxies/books-1.default/envoy.log"} <= names
