@@ -7,7 +7,15 @@ import platform
 import sys
 from pathlib import Path
 
-from benchmarks import ca, convergence, dataplane, startup, synthetic, telemetry
+from benchmarks import (
+    ca,
+    convergence,
+    dataplane,
+    startup,
+    synthetic,
+    telemetry,
+    troubleshoot,
+)
 from benchmarks.harness import dump, report
 from tulle import __version__
 
@@ -17,6 +25,7 @@ SUITE = {
     "synthetic": (synthetic.run, "Convergence at scale: synthetic ADS clients, 1,000 services"),
     "ca": (ca.run, "CA: signing throughput, and renewal to ACK"),
     "telemetry": (telemetry.run, "Telemetry: collection cost in the control plane"),
+    "troubleshoot": (troubleshoot.run, "Troubleshooting: tulle check --proxy and tulle diagnose"),
     "dataplane": (dataplane.run, "Data-plane tax: latency, CPU and memory of a sidecar pair"),
 }
 

@@ -26,12 +26,12 @@ PROXIES = 100
 INTERVAL_S = 5.0
 
 
-def _report(i: int) -> dict[str, Any]:
+def _report(i: int, services: int = 50) -> dict[str, Any]:
     latency = {"lat4": 40 + i % 7, "lat5": 30, "lat6": 12, "lat9": 3, "latsum": 700}
     traffic = {"rq2": 85 + i % 5, "rq4": 2, "rq5": 1, **latency, "rx": 42_000, "tx": 170_000}
     series = [{"k": "in", "v": {**traffic, "cxt": 3, "cx": 8}}]
     for peer in range(3):
-        series.append({"k": "out", "dst": f"svc-{(i + peer) % 50}.default",
+        series.append({"k": "out", "dst": f"svc-{(i + peer) % services}.default",
                        "v": {**traffic, "retry": 1, "cx": 4, "healthy": 3, "members": 3}})
     for rule in ("0", "search"):
         series.append({"k": "route", "dst": f"svc-{i % 50}.default", "route": "default/r",
