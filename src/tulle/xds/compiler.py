@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -32,7 +33,13 @@ class ProxyConfig:
 
     mesh_version: int
     resources: Mapping[str, ByName]
-    versions: Mapping[str, str]
+
+    @cached_property
+    def versions(self) -> Mapping[str, str]:
+        """The version of each type's whole set. On demand: pushes never read it, and it
+        costs a sort and a hash of every resource, per proxy, on every rebuild."""
+        return MappingProxyType({t: set_version(versions_of(items.values()))
+                                 for t, items in self.resources.items()})
 
     def of_type(self, type_url: str) -> ByName:
         return self.resources.get(type_url, MappingProxyType({}))
@@ -42,8 +49,7 @@ class ProxyConfig:
               by_type: Mapping[str, Iterable[EncodedResource]]) -> ProxyConfig:
         resources = {t: MappingProxyType({r.name: r for r in items})
                      for t, items in by_type.items()}
-        versions = {t: set_version(versions_of(items.values())) for t, items in resources.items()}
-        return cls(mesh_version, MappingProxyType(resources), MappingProxyType(versions))
+        return cls(mesh_version, MappingProxyType(resources))
 
 
 class ResourceMemo:

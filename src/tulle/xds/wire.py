@@ -60,13 +60,10 @@ def encode(type_url: str, name: str, message: Any) -> EncodedResource:
 def set_version(versions: Iterable[tuple[str, str]]) -> str:
     """A version for a set of (name, version) pairs: it changes when any member changes, or
     the membership does."""
-    digest = hashlib.blake2b(digest_size=8)
-    for name, version in sorted(versions):
-        digest.update(name.encode())
-        digest.update(b"\0")
-        digest.update(version.encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
+    # One update over the joined text: the same digest as one update per part, several
+    # times faster (this runs per proxy and per type on every push).
+    text = "".join(f"{name}\0{version}\n" for name, version in sorted(versions))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def versions_of(resources: Iterable[EncodedResource]) -> list[tuple[str, str]]:
