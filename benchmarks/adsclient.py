@@ -260,6 +260,7 @@ class SyntheticProxy:
     on_ack: AckObserver = lambda proxy, type_url, changed, at: None
     known: dict[str, Known] = field(default_factory=dict)
     wanted: dict[str, frozenset[str]] = field(default_factory=dict)  # by-name subscriptions
+    acked: dict[str, str] = field(default_factory=dict)  # per type: the version last ACKed
     acks: int = 0
     completed_at: float | None = None  # when it first held everything it references
     error: str | None = None
@@ -298,10 +299,11 @@ class SyntheticProxy:
                 self.error = f"{exc.code().name}: {exc.details()}"
 
     def state(self) -> dict[str, dict[str, Any]]:
-        """Per xDS type (short name): count and set version of what it holds now, as the
-        control plane computes versions."""
-        return {types.short_name(t): {"count": len(k), "version": set_version(k.items()),
-                                      "names": sorted(k)}
+        """Per xDS type (short name): the version it last ACKed (as Envoy reports it), and
+        what it holds: names, count, and their set version as the control plane computes it
+        (in SotW the two can differ: version_info is the server's, for what it sent)."""
+        return {types.short_name(t): {"acked": self.acked.get(t, ""), "count": len(k),
+                                      "version": set_version(k.items()), "names": sorted(k)}
                 for t, k in self.known.items()}
 
     # -- the protocol ------------------------------------------------------------------------
@@ -333,6 +335,7 @@ class SyntheticProxy:
         if self.delta:
             updates = dict(index.delta_resource(type_url, r) for r in response.resources)
             new, changed = index.updated(type_url, old, updates, response.removed_resources)
+            self.acked[type_url] = response.system_version_info
         else:
             entries = [index.sotw_resource(type_url, r.value) for r in response.resources]
             if type_url in types.WILDCARD_TYPES:
@@ -340,6 +343,7 @@ class SyntheticProxy:
             else:
                 new, changed = index.updated(type_url, old, dict(entries), ())
             self._last[type_url] = (response.version_info, response.nonce)
+            self.acked[type_url] = response.version_info
         self.known[type_url] = new
         await self._request(type_url, frozenset(), frozenset(), nonce=response.nonce)  # ACK
         at = time.time()

@@ -83,12 +83,16 @@ class FleetWorker:
     def state(self, nodes: Sequence[str]) -> dict[str, Any]:
         return {node: self.proxies[node].state() for node in nodes if node in self.proxies}
 
+    def errors(self) -> dict[str, str]:
+        """Proxies whose stream failed, and why."""
+        return {n: p.error for n, p in self.proxies.items() if p.error}
+
     async def disconnect(self) -> dict[str, Any]:
         streams, self._streams = self._streams, {}
         for channel, _ in streams.values():
             await channel.close()
         await asyncio.gather(*(task for _, task in streams.values()), return_exceptions=True)
-        errors = {n: p.error for n, p in self.proxies.items() if p.error}
+        errors = self.errors()
         self.proxies = {}
         return {"closed": len(streams), "errors": errors}
 

@@ -222,7 +222,7 @@ class Bench:
         for status in await self.call("get", "/v1/proxies"):
             mine = held[status["node"]]
             for short, acked in status["types"].items():
-                if mine.get(short, {}).get("version") != acked["ackedVersion"]:
+                if mine.get(short, {}).get("acked") != acked["ackedVersion"]:
                     raise RuntimeError(f"{status['node']} {short}: the client holds "
                                        f"{mine.get(short)}, the tracker says {acked}")
 

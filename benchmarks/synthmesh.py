@@ -36,6 +36,7 @@ class WorkloadSpec:
     protocol: str = "delta"
     app: bool = True  # an application: the workload is an endpoint of its service
     outbound_port: int | None = None  # default: from the slot
+    upstreams: tuple[tuple[str, int], ...] = ()  # (service, local port), as --upstream
 
     def registration(self) -> dict[str, Any]:
         if not 0 <= self.slot < _MAX_WORKLOADS:
@@ -47,7 +48,8 @@ class WorkloadSpec:
             ports["appPort"] = ports["inboundPort"] = None  # type: ignore[assignment]
         return {"name": self.name, "namespace": "default", "service": self.service,
                 "version": "", "labels": {}, "address": "127.0.0.1", **ports,
-                "upstreams": [], "xdsProtocol": self.protocol, "pid": os.getpid(),
+                "upstreams": [{"service": s, "localPort": p} for s, p in self.upstreams],
+                "xdsProtocol": self.protocol, "pid": os.getpid(),
                 "xdsToken": new_token(), "agentToken": new_token(), "serviceAccount": ""}
 
 
