@@ -109,6 +109,7 @@ class Results:
     idle_cpu_pct: float = 0.0
     latency_ms: dict[str, list[float]] = field(default_factory=dict)
     tracker_ms: dict[str, list[float]] = field(default_factory=dict)
+    call_ms: dict[str, list[float]] = field(default_factory=dict)  # until the API answered
     cpu_s: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -152,6 +153,7 @@ class Bench:
         await self.fleet.arm(type_url, name)
         cpu, wall = self.cpu(), time.time()
         await change()
+        results.call_ms.setdefault(kind, []).append((time.time() - wall) * 1000)
         acks = await self.fleet.collect(timeout=120)
         last = max(acks.values())
         results.cpu_s.setdefault(kind, []).append(self.cpu() - cpu)
@@ -292,6 +294,8 @@ def _figures(plan: Plan, by_size: dict[int, Results], rss_registered: float,
                                   TARGET_P99_MS if at_target else None))
             figures.append(Figure(f"N={n}: {kind}, tracker's last ACK, p99",
                                   percentile(r.tracker_ms[kind], 99), "ms"))
+            figures.append(Figure(f"N={n}: {kind}, API call answered, p50",
+                                  median(r.call_ms[kind]), "ms"))
             figures.append(Figure(f"N={n}: {kind}, control-plane CPU, median",
                                   median(r.cpu_s[kind]), "s"))
         figures.append(Figure(f"N={n}: control-plane CPU idle", r.idle_cpu_pct, "%",
