@@ -14,7 +14,8 @@ from tests.support.mesh import Mesh
 def mesh(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Mesh]:
     """A running control plane. At the end: no proxy may have NACKed anything it was sent."""
     instance = Mesh(tmp_path)
-    instance.up()
+    extra = request.node.get_closest_marker("controlplane_args")
+    instance.up(*(extra.args if extra else ()))
     try:
         yield instance
         if request.node.get_closest_marker("allow_nacks") is None:

@@ -168,6 +168,7 @@ def test_a_nacked_route_table_names_envoys_reason_and_the_change(
     assert "proxies-synced" in unhealthy_checks(mesh)
 
 
+@pytest.mark.controlplane_args("--stale-after", "2")
 def test_a_proxy_that_stopped_acking(mesh: Mesh) -> None:
     books_and_web(mesh)
     envoy = envoy_of(mesh, "web-1")

@@ -116,6 +116,8 @@ def test_a_rejected_route_table_is_nacked_with_envoys_message(
     assert code == 0 and all(v["healthy"] for v in views)
 
 
+# A short STALE threshold keeps the test short; the default (10 s) is unit-tested.
+@pytest.mark.controlplane_args("--stale-after", "2")
 def test_a_proxy_that_stops_acking_goes_stale(mesh: Mesh) -> None:
     books_and_web(mesh)
     envoy = envoy_of(mesh, "web-1")
@@ -126,14 +128,15 @@ def test_a_proxy_that_stops_acking_goes_stale(mesh: Mesh) -> None:
         def stale_and_failing() -> dict[str, Any] | None:
             code, views = status_json(mesh)
             web = next(v for v in views if v["node"] == "web-1.default")
-            # Exit 1 only once it has been stale for more than 10 s.
+            # Exit 1 only once it has been stale for longer than the threshold (2 s).
             return web if code == 1 else None
 
         web = wait_for("web-1 to be stale long enough to fail", stale_and_failing,
                        timeout=40, interval=0.5)
         # The new route table is sent but not ACKed; the oldest such push is past the limit.
         assert web["types"]["RDS"]["state"] == "STALE"
-        assert max(t["staleSeconds"] or 0 for t in web["types"].values()) > 10
+        assert max(t["staleSeconds"] or 0 for t in web["types"].values()) > 2
+        assert web["types"]["RDS"]["staleAfterSeconds"] == 2
         assert not web["healthy"]
         _, views = status_json(mesh)
         books = next(v for v in views if v["node"] == "books-1.default")

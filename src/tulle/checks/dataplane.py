@@ -13,8 +13,8 @@ from tulle.checks import traffic
 from tulle.checks.client import CheckApi
 from tulle.checks.runner import Outcome
 from tulle.errors import TulleError
+from tulle.xds.tracker import stale_after
 
-STALE_AFTER_S = 10.0  # a push may stay un-ACKed this long (as in `tulle proxy-status`)
 REPORT_INTERVAL_S = 5.0
 MAX_REPORT_AGE_S = 3 * REPORT_INTERVAL_S
 TRAFFIC_WINDOW_S = 60.0
@@ -47,6 +47,7 @@ def synced(api: CheckApi) -> Outcome:
     now = time.time()
     problems: list[str] = []
     nodes: list[str] = []
+    in_flight = False
     for status in api.proxies():
         for kind, state in sorted(status.get("types", {}).items()):
             if state.get("state") == "NACKED":
@@ -56,15 +57,17 @@ def synced(api: CheckApi) -> Outcome:
                 nodes.append(status["node"])
             elif state.get("state") == "PENDING":
                 age = now - (state.get("sentAt") or now)
-                if age > STALE_AFTER_S:
+                if age > stale_after(status):
                     problems.append(f"{status['node']}: {kind} STALE for {age:.0f}s")
                     nodes.append(status["node"])
                 else:  # a push in flight: retried until the deadline
+                    in_flight = True
                     problems.append(f"{status['node']}: {kind} not ACKed yet ({age:.1f}s)")
                     nodes.append(status["node"])
     if problems:
+        # NACKs and STALE pushes do not go away by waiting: report them at once.
         return Outcome.failed(_lines(problems) + "\n(`tulle proxy-status` shows each type)",
-                              proxies=sorted(set(nodes)))
+                              settled=not in_flight, proxies=sorted(set(nodes)))
     return Outcome.ok("every type of every proxy is SYNCED")
 
 

@@ -40,6 +40,9 @@ class Outcome:
     status: Status
     message: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    # A failure that waiting cannot fix (a NACK, a push un-ACKed past the STALE threshold):
+    # the runner reports it at once instead of retrying until the check's deadline.
+    settled: bool = False
 
     @classmethod
     def ok(cls, message: str, **details: Any) -> Outcome:
@@ -50,8 +53,8 @@ class Outcome:
         return cls(Status.WARNING, message, details)
 
     @classmethod
-    def failed(cls, message: str, **details: Any) -> Outcome:
-        return cls(Status.FAILED, message, details)
+    def failed(cls, message: str, *, settled: bool = False, **details: Any) -> Outcome:
+        return cls(Status.FAILED, message, details, settled)
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,8 @@ def run_one(check: Check[C], context: C, *, clock: Callable[[], float] = time.mo
     while True:
         attempts += 1
         outcome = _attempt(check, context)
-        if outcome.status is Status.OK or clock() + RETRY_INTERVAL_S > deadline:
+        if outcome.status is Status.OK or outcome.settled \
+                or clock() + RETRY_INTERVAL_S > deadline:
             break
         sleep(RETRY_INTERVAL_S)
     status = outcome.status
@@ -155,8 +159,8 @@ def _guarded(check: Check[C], context: C) -> Outcome:
     try:
         return check.run(context)
     except TulleError as error:
-        details = {"hint": error.hint} if error.hint else {}
-        return Outcome.failed(error.message, **details)
+        details: dict[str, Any] = {"hint": error.hint} if error.hint else {}
+        return Outcome(Status.FAILED, error.message, details)
     except Exception as error:  # a bug in a check must not hide the other checks
         return Outcome.failed(f"the check itself failed: {type(error).__name__}: {error}")
 

@@ -34,6 +34,9 @@ def up(
     join_token_ttl: Annotated[float | None, typer.Option(
         help="Seconds a workload's join token stays valid [default: 300]", hidden=True)
     ] = None,
+    stale_after: Annotated[float | None, typer.Option(
+        help="Seconds a push may stay un-ACKed before a proxy counts as STALE (proxy-status, "
+             "check and diagnose report it) [default: 10]", min=0.5)] = None,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Start the control plane (in the background unless --foreground)."""
@@ -47,7 +50,8 @@ def up(
         return
     options = daemon.StartOptions(api_port=api_port, xds_port=xds_port,
                                   identity_port=identity_port, trust_domain=trust_domain,
-                                  join_token_ttl_s=join_token_ttl)
+                                  join_token_ttl_s=join_token_ttl,
+                                  stale_after_s=stale_after)
     if foreground:
         raise typer.Exit(daemon.run_foreground(paths, options))
     started = daemon.start_background(paths, options)

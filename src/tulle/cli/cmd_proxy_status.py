@@ -1,8 +1,9 @@
 """`tulle proxy-status [PROXY]`: is every sidecar running the config the control plane sent?
 
 Per proxy and per xDS type: SYNCED, STALE (sent, not ACKed yet), NACKED (with Envoy's
-message) or NOT SENT. Exits 1 when a shown proxy is NACKED, or STALE for longer than
-``STALE_AFTER`` seconds, so scripts can wait on it.
+message) or NOT SENT. Exits 1 when a shown proxy is NACKED, or STALE for longer than the
+control plane's threshold (`tulle up --stale-after`, 10 s by default), so scripts can wait on
+it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import typer
 from tulle.cli import proxies
 from tulle.cli.output import Format, OutputOption, duration, emit, table
 from tulle.client import ApiClient
+from tulle.xds.tracker import DEFAULT_STALE_AFTER_S, stale_after
 
 TYPES = ("CDS", "EDS", "LDS", "RDS", "SDS")
-STALE_AFTER = 10.0  # seconds a push may stay un-ACKed before proxy-status fails
 # The tracker's states, in the words of this command.
 _STATES = {"SYNCED": "SYNCED", "PENDING": "STALE", "NACKED": "NACKED", "NOT_SENT": "NOT SENT"}
 
@@ -32,7 +33,7 @@ def proxy_status(
     namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
     output: OutputOption = Format.TABLE,
 ) -> None:
-    """xDS sync state of each proxy, per type. Exit code 1 if one is NACKED or STALE > 10s."""
+    """xDS sync state of each proxy, per type. Exit code 1 if one is NACKED or STALE."""
     statuses: list[dict[str, Any]] = ApiClient.from_state(ctx.obj.paths).get("/v1/proxies")
     now = time.time()
     if proxy is None:
@@ -48,7 +49,8 @@ def proxy_status(
 
 # -- the view: pure, from the API's status data ------------------------------------------------
 
-def type_view(status: dict[str, Any] | None, now: float) -> dict[str, Any]:
+def type_view(status: dict[str, Any] | None, now: float,
+              stale_after_s: float = DEFAULT_STALE_AFTER_S) -> dict[str, Any]:
     status = status or {}
     state = _STATES.get(str(status.get("state", "NOT_SENT")), "NOT SENT")
     sent_at = status.get("sentAt")
@@ -61,11 +63,13 @@ def type_view(status: dict[str, Any] | None, now: float) -> dict[str, Any]:
         "lastPushAt": sent_at,
         "lastPushSeconds": round(now - sent_at, 1) if sent_at else None,
         "nackMessage": nack.get("message", "") if state == "NACKED" and nack else None,
+        "staleAfterSeconds": stale_after_s,
     }
 
 
 def proxy_view(status: dict[str, Any], now: float) -> dict[str, Any]:
-    types = {t: type_view(status.get("types", {}).get(t), now) for t in TYPES}
+    threshold = stale_after(status)
+    types = {t: type_view(status.get("types", {}).get(t), now, threshold) for t in TYPES}
     pushes = [v["lastPushAt"] for v in types.values() if v["lastPushAt"]]
     connected_at = status.get("connectedAt")
     return {
@@ -83,7 +87,8 @@ def proxy_view(status: dict[str, Any], now: float) -> dict[str, Any]:
 def _failing(view: dict[str, Any]) -> bool:
     if view["state"] == "NACKED":
         return True
-    return view["state"] == "STALE" and (view["staleSeconds"] or 0) > STALE_AFTER
+    return bool(view["state"] == "STALE"
+                and (view["staleSeconds"] or 0) > float(view["staleAfterSeconds"]))
 
 
 # -- rendering ---------------------------------------------------------------------------------

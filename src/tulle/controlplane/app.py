@@ -37,6 +37,7 @@ from tulle.tap.hub import TapHub
 from tulle.xds.compiler import ConfigCompiler, ProxyConfig
 from tulle.xds.proxy import ProxyInfo
 from tulle.xds.server import XdsHub, build_server
+from tulle.xds.tracker import DEFAULT_STALE_AFTER_S
 
 log = logging.getLogger("tulle.controlplane")
 
@@ -47,7 +48,8 @@ CERTIFICATE_BATCH_S = 0.005  # certificates go out fast (no debounce), in small 
 class ControlPlane:
     def __init__(self, paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str, *,
                  debounce_s: float = DEFAULT_DEBOUNCE_S, grace_s: float = DEFAULT_GRACE_S,
-                 join_token_ttl_s: float = DEFAULT_JOIN_TOKEN_TTL_S) -> None:
+                 join_token_ttl_s: float = DEFAULT_JOIN_TOKEN_TTL_S,
+                 stale_after_s: float = DEFAULT_STALE_AFTER_S) -> None:
         self.paths = paths
         self.endpoint = endpoint
         self.token = token
@@ -62,7 +64,7 @@ class ControlPlane:
         self.compiler = ConfigCompiler()
         self._precheck_compiler = ConfigCompiler()
         self._precheck_versions = itertools.count(-1, -1)
-        self.hub = XdsHub(directory=self.registry, source=self)
+        self.hub = XdsHub(directory=self.registry, source=self, stale_after_s=stale_after_s)
         self.telemetry = TelemetryService(self)
         self.ca = CertificateAuthority.open(paths.ca_dir, endpoint.trust_domain)
         self.identity = IdentityService(self, self.ca, JoinTokens(join_token_ttl_s))

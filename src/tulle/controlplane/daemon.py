@@ -49,13 +49,15 @@ class StartOptions:
     identity_port: int | None = None
     trust_domain: str | None = None
     join_token_ttl_s: float | None = None
+    stale_after_s: float | None = None
 
     def to_args(self) -> list[str]:
         args = []
         for flag, value in (("--api-port", self.api_port), ("--xds-port", self.xds_port),
                             ("--identity-port", self.identity_port),
                             ("--trust-domain", self.trust_domain),
-                            ("--join-token-ttl", self.join_token_ttl_s)):
+                            ("--join-token-ttl", self.join_token_ttl_s),
+                            ("--stale-after", self.stale_after_s)):
             if value is not None:
                 args += [flag, str(value)]
         return args
@@ -102,6 +104,8 @@ async def _serve(paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str,
     extra: dict[str, Any] = {}
     if options.join_token_ttl_s is not None:
         extra["join_token_ttl_s"] = options.join_token_ttl_s
+    if options.stale_after_s is not None:
+        extra["stale_after_s"] = options.stale_after_s
     cp = ControlPlane(paths, endpoint, token, **extra)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

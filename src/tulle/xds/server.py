@@ -21,7 +21,7 @@ from tulle.xds.als import AccessLogReceiver, access_log_handler
 from tulle.xds.compiler import ProxyConfig
 from tulle.xds.proxy import ProxyInfo
 from tulle.xds.stream import DeltaStream, SotwStream, XdsStream
-from tulle.xds.tracker import Nack, NackLog, ResponseLog
+from tulle.xds.tracker import DEFAULT_STALE_AFTER_S, Nack, NackLog, ResponseLog
 from tulle.xds.types import short_name
 
 log = logging.getLogger("tulle.xds")
@@ -61,8 +61,12 @@ class _Connection:
 class XdsHub:
     """The proxies connected now: pushes configs to them and knows how far each is synced."""
 
-    def __init__(self, directory: ProxyDirectory, source: ConfigSource) -> None:
+    def __init__(self, directory: ProxyDirectory, source: ConfigSource,
+                 stale_after_s: float = DEFAULT_STALE_AFTER_S) -> None:
         self._directory = directory
+        # How long a push may stay un-ACKed before the proxy counts as STALE; every status
+        # carries it, so the CLI, `check` and `diagnose` judge by the same threshold.
+        self.stale_after_s = stale_after_s
         self._source = source
         self._connections: dict[str, _Connection] = {}
         self._progress = asyncio.Condition()
@@ -92,7 +96,7 @@ class XdsHub:
         return sorted(self._connections)
 
     def statuses(self) -> list[dict[str, Any]]:
-        return [c.stream.status.to_dict() for _, c in sorted(self._connections.items())]
+        return [self._status(c) for _, c in sorted(self._connections.items())]
 
     def proxy_of(self, node_id: str) -> ProxyInfo | None:
         """The facts of a connected proxy (what its config is compiled from), if connected."""
@@ -101,7 +105,10 @@ class XdsHub:
 
     def status_of(self, node_id: str) -> dict[str, Any] | None:
         connection = self._connections.get(node_id)
-        return connection.stream.status.to_dict() if connection else None
+        return self._status(connection) if connection else None
+
+    def _status(self, connection: _Connection) -> dict[str, Any]:
+        return {**connection.stream.status.to_dict(), "staleAfterSeconds": self.stale_after_s}
 
     async def wait_synced(self, mesh_version: int, timeout: float,
                           nodes: Iterable[str] | None = None) -> bool:

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tulle.xds.types import short_name
+
+# A push may stay un-ACKed this long before its proxy counts as STALE (`tulle up --stale-after`).
+DEFAULT_STALE_AFTER_S = 10.0
+
+
+def stale_after(status: Mapping[str, Any]) -> float:
+    """The STALE threshold a proxy status (from ``XdsHub.statuses``) was judged by."""
+    return float(status.get("staleAfterSeconds") or DEFAULT_STALE_AFTER_S)
 
 
 @dataclass(frozen=True)

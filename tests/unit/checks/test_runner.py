@@ -96,6 +96,17 @@ def test_retries_stop_at_the_deadline() -> None:
     assert 1 < len(calls) < 10 and result.details["attempts"] == len(calls)
 
 
+def test_a_settled_failure_is_not_retried() -> None:
+    calls: list[int] = []
+
+    def nacked(_: Any) -> Outcome:
+        calls.append(1)
+        return Outcome.failed("RDS NACKED", settled=True)
+
+    result = run_one(check("nacked", nacked, retry_deadline=15.0), None, sleep=lambda s: None)
+    assert result.status is Status.FAILED and len(calls) == 1
+
+
 def test_no_retry_without_a_deadline() -> None:
     calls: list[int] = []
 

@@ -61,6 +61,15 @@ def test_stale_fails_only_after_ten_seconds() -> None:
     assert not late["healthy"]
 
 
+def test_stale_is_judged_by_the_control_planes_threshold() -> None:
+    status = _status()
+    routes = status.of(types.ROUTE)
+    routes.sent_version, routes.sent_nonce, routes.sent_at = "r1", "3", NOW - 4
+    assert proxy_view(status.to_dict(), NOW)["healthy"]
+    strict = proxy_view({**status.to_dict(), "staleAfterSeconds": 2.0}, NOW)
+    assert not strict["healthy"]
+
+
 def test_no_proxies() -> None:
     assert render_summary([]) == "No proxies connected."
 

@@ -115,6 +115,14 @@ def test_a_push_younger_than_the_limit_is_not_stale() -> None:
                     rules=controlplane.RULES).findings == ()
 
 
+def test_the_control_planes_stale_threshold_is_honoured() -> None:
+    young = {**STALE, "sentAt": NOW - 3}
+    status = {**types(RDS=young), "staleAfterSeconds": 2.0}
+    (found,) = diagnose(evidence(only("web-1.default", status)),
+                        rules=controlplane.RULES).findings
+    assert found.subject == "proxy/web-1.default"
+
+
 def test_stale_says_what_it_misses() -> None:
     given = evidence(only("web-1.default", types(RDS=STALE)), history=(CHANGE,))
     (found,) = diagnose(given, rules=controlplane.RULES).findings

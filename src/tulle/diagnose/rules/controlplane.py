@@ -25,8 +25,8 @@ from tulle.diagnose.rules import Rule
 from tulle.model.meta import ServiceRef
 from tulle.store.base import Change
 from tulle.telemetry.schema import OUTBOUND, PROXY, SeriesKey
+from tulle.xds.tracker import stale_after
 
-STALE_AFTER_S = 10.0  # as `tulle proxy-status`: a push may stay un-ACKed this long
 NACK_CHANGE_SLACK_S = 2.0  # a NACK comes within moments of the change that caused it
 MEMORY_RATIO, MEMORY_MARGIN = 2.0, 32 << 20  # twice the peers' median and 32 MiB above it
 STATS_RATIO, STATS_MARGIN = 3.0, 2000
@@ -126,7 +126,8 @@ def config_stale(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     for node, status in sorted(evidence.xds.items()):
         types = status.get("types", {})
         stale = {name: t for name, t in types.items() if t.get("state") == "PENDING"
-                 and t.get("sentAt") and evidence.now - float(t["sentAt"]) > STALE_AFTER_S}
+                 and t.get("sentAt")
+                 and evidence.now - float(t["sentAt"]) > stale_after(status)}
         if not stale:
             continue
         oldest = min(float(t["sentAt"]) for t in stale.values())
