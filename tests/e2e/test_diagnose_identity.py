@@ -108,6 +108,7 @@ def test_plaintext_client_against_strict(mesh: Mesh) -> None:
     assert "proxy/books-1.default" in finding["related"]
     assert "PERMISSIVE" in finding["fix"] and "tulle run" in finding["fix"]
     assert_fixable(finding, data["exitCode"])
+    assert "traffic-edges" in unhealthy_checks(mesh)
 
 
 def test_caller_with_a_certificate_from_a_foreign_ca(mesh: Mesh) -> None:
@@ -122,6 +123,7 @@ def test_caller_with_a_certificate_from_a_foreign_ca(mesh: Mesh) -> None:
     assert any("refused 3 TLS handshakes" in line for line in finding["evidence"]), finding
     assert any("outside the mesh" in line for line in finding["evidence"])
     assert_fixable(finding, data["exitCode"])
+    assert "traffic-edges" in unhealthy_checks(mesh)
 
 
 def test_expired_certificate_of_a_called_instance(mesh: Mesh) -> None:
@@ -165,6 +167,7 @@ def test_a_nacked_route_table_names_envoys_reason_and_the_change(
     assert any(f"revision {revision}" in line for line in finding["evidence"])
     assert f"tulle rollback {revision - 1}" in finding["fix"]
     assert_fixable(finding, data["exitCode"])
+    assert "traffic-edges" in unhealthy_checks(mesh)
     assert "proxies-synced" in unhealthy_checks(mesh)
 
 
@@ -236,3 +239,4 @@ def test_a_change_followed_by_errors(mesh: Mesh) -> None:
     assert "before it: 0%" in evidence, evidence
     assert f"tulle rollback {revision - 1}" in finding["fix"]
     assert_fixable(finding, data["exitCode"])
+    assert "traffic-edges" in unhealthy_checks(mesh)

@@ -111,6 +111,28 @@ def failing_edges(edges: Iterable[Mapping[str, Any]], inbound: Iterable[Mapping[
     return sorted(out, key=lambda e: (-e.rate, e.source, e.destination))
 
 
+# Handshakes an instance's inbound side refused: callers that are no edge at all (plaintext
+# clients of a STRICT service, certificates from another CA). (counter, the words for it).
+REFUSED_HANDSHAKES: tuple[tuple[str, str], ...] = (
+    ("tls_err", "failed TLS handshakes (plaintext clients, or TLS errors)"),
+    ("no_cert", "TLS handshakes without a client certificate (plaintext or non-mesh clients)"),
+    ("verify_fail", "TLS handshakes with an untrusted or expired client certificate"),
+    ("san_fail", "TLS handshakes from a caller with an unexpected identity"),
+)
+
+
+def refused_handshakes(inbound: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """[{"proxy", "count", "kind"}] for each instance's refused inbound handshakes."""
+    out = []
+    for row in inbound:
+        values = row.get("values", {})
+        for counter, words in REFUSED_HANDSHAKES:
+            if values.get(counter, 0) > 0:
+                out.append({"proxy": str(row["node"]), "count": int(values[counter]),
+                            "kind": words})
+    return sorted(out, key=lambda r: (r["proxy"], r["kind"]))
+
+
 # A sidecar's own counters (no destination): (counter, the words for it).
 PROXY_FAILURE_KINDS: tuple[tuple[str, str], ...] = (
     ("noroute", "requests that matched no route (404)"),

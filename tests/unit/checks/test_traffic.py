@@ -112,6 +112,20 @@ def test_proxy_failures_name_no_route_and_route_limits() -> None:
         ("top-1.default", "requests refused by a route's rate limit (429)", 7)]
 
 
+@pytest.mark.parametrize(("values", "expected"), [
+    ({"rq2": 40}, []),
+    ({"no_cert": 3}, [("books-1.default", 3, "without a client certificate")]),
+    ({"verify_fail": 2, "san_fail": 1}, [
+        ("books-1.default", 1, "unexpected identity"),
+        ("books-1.default", 2, "untrusted or expired")]),
+])
+def test_refused_handshakes_name_the_instance(values: dict[str, int],
+                                              expected: list[tuple[str, int, str]]) -> None:
+    found = traffic.refused_handshakes([{"node": "books-1.default", "values": values}])
+    assert [(f["proxy"], f["count"]) for f in found] == [(p, c) for p, c, _ in expected]
+    assert all(words in f["kind"] for f, (_, _, words) in zip(found, expected, strict=True))
+
+
 def _workload(name: str, memory: int | None, stats: int | None,
               age: float | None = 1.0) -> dict[str, Any]:
     return {"name": name, "namespace": "default",
