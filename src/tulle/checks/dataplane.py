@@ -182,7 +182,7 @@ def proxy_resources(api: CheckApi) -> Outcome:
     outliers = traffic.resource_outliers(rows)
     if outliers:
         return Outcome.failed(_lines([
-            f"{o['proxy']}: {o['what']} {o['value']:,} is over {o['limit']:,.0f} "
-            f"(median {o['median']:,.0f}); see `tulle diagnose`" for o in outliers]),
-            proxies=outliers)
-    return Outcome.ok(f"{len(rows)} proxies within {traffic.OUTLIER_FACTOR:g}x the median")
+            f"{o['proxy']}: {o['what']} {o['value']:,} is far above the median of its "
+            f"{o['peers']} peers ({o['median']:,.0f}); see `tulle diagnose`"
+            for o in outliers]), proxies=outliers)
+    return Outcome.ok(f"{len(rows)} proxies, none far above its peers in memory or stats")

@@ -9,10 +9,11 @@ instance's own counters (``app_cfail``: its sidecar could not reach the applicat
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from tulle.telemetry import outliers
 
 MIN_REQUESTS = 5  # below this an edge's failure rate means little
 MAX_FAILURE_RATE = 0.05
@@ -42,9 +43,6 @@ FAILURE_KINDS: tuple[tuple[str, str, str], ...] = (
 )
 # Proxies whose memory or stats count is this many times the mesh's median, and above the
 # floor, are far above normal.
-OUTLIER_FACTOR = 4.0
-MEMORY_FLOOR_BYTES = 256 * 1024 * 1024
-STATS_FLOOR = 20_000
 
 
 @dataclass(frozen=True)
@@ -185,23 +183,19 @@ def services_without_endpoints(services: Iterable[Mapping[str, Any]],
 
 
 def resource_outliers(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Proxies whose memory or stats count is far above the mesh's median (and the floor).
+    """Proxies whose memory or stats count is far above their peers' (the rule `tulle
+    diagnose` uses too: tulle.telemetry.outliers).
 
     ``rows``: /v1/telemetry/workloads rows (``proxy.memoryBytes``, ``proxy.stats``)."""
     rows = list(rows)
     out = []
-    for field, floor, label in (("memoryBytes", MEMORY_FLOOR_BYTES, "memory"),
-                                ("stats", STATS_FLOOR, "stats")):
-        values = [r["proxy"][field] for r in rows if (r.get("proxy") or {}).get(field)]
-        if not values:
-            continue
-        median = statistics.median(values)
-        limit = max(floor, OUTLIER_FACTOR * median)
-        for row in rows:
-            value = (row.get("proxy") or {}).get(field)
-            if value and value > limit:
-                out.append({"proxy": f"{row['name']}.{row['namespace']}", "what": label,
-                            "value": value, "median": median, "limit": limit})
+    for field, rule, label in (("memoryBytes", outliers.MEMORY, "memory"),
+                               ("stats", outliers.STATS, "stats")):
+        values = {f"{r['name']}.{r['namespace']}": int(r["proxy"][field]) for r in rows
+                  if (r.get("proxy") or {}).get(field)}
+        for found in outliers.far_above_peers(values, rule):
+            out.append({"proxy": found.node, "what": label, "value": found.value,
+                        "median": found.median, "peers": found.peers})
     return out
 
 

@@ -8,7 +8,6 @@ errors from the telemetry slots. (An unreachable control plane is TUL1016, found
 from __future__ import annotations
 
 import datetime as dt
-import statistics
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -24,12 +23,11 @@ from tulle.diagnose.model import (
 from tulle.diagnose.rules import Rule
 from tulle.model.meta import ServiceRef
 from tulle.store.base import Change
+from tulle.telemetry import outliers
 from tulle.telemetry.schema import OUTBOUND, PROXY, SeriesKey
 from tulle.xds.tracker import stale_after
 
 NACK_CHANGE_SLACK_S = 2.0  # a NACK comes within moments of the change that caused it
-MEMORY_RATIO, MEMORY_MARGIN = 2.0, 32 << 20  # twice the peers' median and 32 MiB above it
-STATS_RATIO, STATS_MARGIN = 3.0, 2000
 ERRORS_MIN_REQUESTS = 10  # after a change, at least this many requests to judge a rate
 ERRORS_MIN_RATE, ERRORS_MIN_RISE = 0.10, 0.10  # >= 10 % errors, 10 points above before
 _TYPES = ("CDS", "EDS", "LDS", "RDS", "SDS")
@@ -192,22 +190,16 @@ def _proxy_gauge(evidence: Evidence, field: str) -> dict[str, int]:
     return out
 
 
-def _outliers(values: dict[str, int], ratio: float, margin: int
+def _outliers(values: dict[str, int], rule: outliers.OutlierRule
               ) -> Iterator[tuple[str, int, float, int]]:
-    """(node, value, peers' median, peers) for nodes far above the median of the others."""
-    for node, value in sorted(values.items()):
-        peers = [v for n, v in values.items() if n != node]
-        if len(peers) < 2:
-            continue
-        median = statistics.median(peers)
-        if value > ratio * median and value - median > margin:
-            yield node, value, median, len(peers)
+    for o in outliers.far_above_peers(values, rule):
+        yield o.node, o.value, o.median, o.peers
 
 
 def proxy_memory_outlier(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     stats = _proxy_gauge(evidence, "stats")
     for node, value, median, peers in _outliers(_proxy_gauge(evidence, "mem"),
-                                                MEMORY_RATIO, MEMORY_MARGIN):
+                                                outliers.MEMORY):
         lines = [f"{node}: {value / 2**20:.0f} MiB allocated; the median of its {peers} "
                  f"peers: {median / 2**20:.0f} MiB"]
         if node in stats:
@@ -224,7 +216,7 @@ def proxy_memory_outlier(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
 
 def stats_explosion(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     for node, value, median, peers in _outliers(_proxy_gauge(evidence, "stats"),
-                                                STATS_RATIO, STATS_MARGIN):
+                                                outliers.STATS):
         yield Finding(
             "TUL1064", Severity.WARNING, 45.0, proxy_subject(node),
             f"The sidecar {node} carries {value} stats, {value / max(median, 1):.1f}x the "
