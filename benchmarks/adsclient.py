@@ -376,6 +376,17 @@ class SyntheticProxy:
                     type_url, self.known.get(type_url, EMPTY), {}, gone)
             await self._request(type_url, names - before, gone)
 
+    def missing(self) -> str:
+        """What it still waits for (for error messages)."""
+        parts = [f"no {types.short_name(t)} yet" for t in types.WILDCARD_TYPES
+                 if t not in self.known]
+        for type_url, names in self.wanted.items():
+            lacking = names - self.known.get(type_url, EMPTY).keys()
+            if lacking:
+                parts.append(f"{types.short_name(type_url)} lacks {len(lacking)} of "
+                             f"{len(names)}, e.g. {sorted(lacking)[:2]}")
+        return "; ".join(parts) or "nothing"
+
     def _has_wanted(self, type_url: str) -> bool:
         names = self.wanted.get(type_url)
         return not names or names <= self.known.get(type_url, EMPTY).keys()

@@ -65,8 +65,9 @@ class FleetWorker:
                 break
             await asyncio.sleep(0.01)
         return {"completed": [p.completed_at for p in started if p.completed_at is not None],
-                "errors": {p.identity.node_id: p.error or "incomplete" for p in started
-                           if p.completed_at is None}}
+                "errors": {p.identity.node_id: p.error or f"{p.identity.protocol}, "
+                           f"{p.acks} ACKs, waits for: {p.missing()}"
+                           for p in started if p.completed_at is None}}
 
     def arm(self, type_url: str, name: str) -> dict[str, Any]:
         self._watch = _Watch(type_url, name)

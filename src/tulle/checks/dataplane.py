@@ -168,7 +168,7 @@ def edges(api: CheckApi) -> Outcome:
             _node(workload))
     failing = traffic.failing_edges(data["edges"], data["inbound"], nodes_of)
     refused = traffic.proxy_failures(data.get("proxies", [])) + \
-        traffic.refused_handshakes(data["inbound"])
+        traffic.refused_handshakes(data["inbound"]) + traffic.refused_peers(data["edges"])
     if failing or refused:
         return Outcome.failed(_lines([f.describe() for f in failing] + [
             f"{r['proxy']}: {r['count']} {r['kind']}; see `tulle diagnose`" for r in refused]),

@@ -131,6 +131,27 @@ def refused_handshakes(inbound: Iterable[Mapping[str, Any]]) -> list[dict[str, A
     return sorted(out, key=lambda r: (r["proxy"], r["kind"]))
 
 
+# Handshakes a caller's sidecar refused: the endpoint's certificate is not one it accepts.
+# Retries may hide them from the request counts, so they count on their own.
+REFUSED_PEERS: tuple[tuple[str, str], ...] = (
+    ("san_fail", "TLS handshakes refused: the endpoint's identity is not the service's"),
+    ("verify_fail", "TLS handshakes refused: the endpoint's certificate is not trusted"),
+)
+
+
+def refused_peers(edges: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """[{"proxy", "count", "kind"}] for callers that refused their destination's certificate;
+    ``edges``: [{"source", "destination", "values"}]."""
+    out = []
+    for edge in edges:
+        values = edge.get("values", {})
+        for counter, words in REFUSED_PEERS:
+            if values.get(counter, 0) > 0:
+                out.append({"proxy": str(edge["source"]), "count": int(values[counter]),
+                            "kind": f"{words} ({edge['destination']})"})
+    return sorted(out, key=lambda r: (r["proxy"], r["kind"]))
+
+
 # A sidecar's own counters (no destination): (counter, the words for it).
 PROXY_FAILURE_KINDS: tuple[tuple[str, str], ...] = (
     ("noroute", "requests that matched no route (404)"),

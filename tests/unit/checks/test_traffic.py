@@ -126,6 +126,16 @@ def test_refused_handshakes_name_the_instance(values: dict[str, int],
     assert all(words in f["kind"] for f, (_, _, words) in zip(found, expected, strict=True))
 
 
+def test_refused_peers_name_the_caller_and_the_destination() -> None:
+    found = traffic.refused_peers([
+        {"source": "web-1.default", "destination": "books.default",
+         "values": {"rq2": 20, "san_fail": 4}},
+        {"source": "api-1.default", "destination": "books.default", "values": {"rq2": 9}},
+    ])
+    assert [(f["proxy"], f["count"]) for f in found] == [("web-1.default", 4)]
+    assert "identity" in found[0]["kind"] and "books.default" in found[0]["kind"]
+
+
 def _workload(name: str, memory: int | None, stats: int | None,
               age: float | None = 1.0) -> dict[str, Any]:
     return {"name": name, "namespace": "default",
