@@ -66,8 +66,12 @@ class FleetWorker:
             await asyncio.sleep(0.01)
         return {"completed": [p.completed_at for p in started if p.completed_at is not None],
                 "errors": {p.identity.node_id: p.error or f"{p.identity.protocol}, "
-                           f"{p.acks} ACKs, waits for: {p.missing()}"
-                           for p in started if p.completed_at is None}}
+                           f"{p.acks} ACKs, channel {self._channel_state(p)}, waits for: "
+                           f"{p.missing()}" for p in started if p.completed_at is None}}
+
+    def _channel_state(self, proxy: SyntheticProxy) -> str:
+        channel, _ = self._streams[proxy.identity.node_id]
+        return str(channel.get_state(try_to_connect=False).name)
 
     def arm(self, type_url: str, name: str) -> dict[str, Any]:
         self._watch = _Watch(type_url, name)

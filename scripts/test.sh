@@ -27,6 +27,7 @@ echo "== lint"
 echo "== types"
 "$VENV/bin/mypy"
 echo "== tests"
-"$VENV/bin/pytest" -n "${TULLE_TEST_WORKERS:-auto}" -p no:cacheprovider "$@"
+# --durations: the slowest tests, to keep the suite within CI's time.
+"$VENV/bin/pytest" -n "${TULLE_TEST_WORKERS:-auto}" -p no:cacheprovider --durations=15 "$@"
 echo "== benchmarks (quick)"
 "$VENV/bin/python" -m benchmarks --quick

@@ -51,7 +51,8 @@ def first_finding(mesh: Mesh, code: str, *args: str, timeout: float = 30.0) -> d
 
 def check_flags(mesh: Mesh, name: str) -> None:
     """`tulle check --proxy` also sees the failure: a failed or warning check names ``name``."""
-    result = mesh.cli("check", "--proxy", "-o", "json", check=False)
+    # The failure is established (diagnose saw it): no need to wait for states to settle.
+    result = mesh.cli("check", "--proxy", "--wait", "2", "-o", "json", check=False)
     report = json.loads(result.stdout)
     flagged = [c for c in report["checks"] if c["status"] in ("failed", "warning")]
     assert any(name in json.dumps(c) for c in flagged), json.dumps(report["checks"], indent=1)

@@ -74,7 +74,9 @@ def assert_fixable(finding: dict[str, Any], exit_code: int) -> None:
 
 def unhealthy_checks(mesh: Mesh) -> set[str]:
     """The ids of `tulle check --proxy` checks that did not pass."""
-    result = mesh.cli("check", "--proxy", "-o", "json", check=False, timeout=120)
+    # The failure is established (diagnose saw it): no need to wait for states to settle.
+    result = mesh.cli("check", "--proxy", "--wait", "2", "-o", "json", check=False,
+                      timeout=120)
     data = json.loads(result.stdout)
     return {c["id"] for c in data["checks"] if c["status"] not in ("ok", "skipped")}
 

@@ -12,6 +12,7 @@ check that never returns is reported as failed and the process can still exit.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -97,8 +98,10 @@ Observer = Callable[[Result], None]
 
 
 def run_checks(checks: Sequence[Check[C]], context: C,
-               observer: Observer | None = None) -> list[Result]:
-    """Run ``checks`` in order; each result goes to ``observer`` as soon as it is known."""
+               observer: Observer | None = None, max_wait: float | None = None
+               ) -> list[Result]:
+    """Run ``checks`` in order; each result goes to ``observer`` as soon as it is known.
+    ``max_wait`` caps every check's retry deadline (`tulle check --wait`)."""
     results: dict[str, Result] = {}
     for check in checks:
         blocker = next((results[n] for n in check.needs
@@ -111,7 +114,9 @@ def run_checks(checks: Sequence[Check[C]], context: C,
                             f"skipped: {root.check.id} failed ({root.check.description})",
                             {"blockedBy": root.check.id})
         else:
-            result = run_one(check, context)
+            capped = check if max_wait is None or check.retry_deadline <= max_wait \
+                else dataclasses.replace(check, retry_deadline=max_wait)
+            result = run_one(capped, context)
         results[check.id] = result
         if observer is not None:
             observer(result)

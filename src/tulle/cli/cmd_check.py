@@ -25,6 +25,10 @@ def check(
         "--proxy", help="Also check the proxies, telemetry and traffic")] = False,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Exit 1 on warnings too")] = False,
+    wait: Annotated[float | None, typer.Option(
+        "--wait", min=0, help="At most this many seconds of retrying for checks that wait for "
+                              "a state to settle (proxies connecting, pushes ACKed, first "
+                              "telemetry) [default: each check's own, up to 15]")] = None,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Health checks of the control plane, store and CA (and with --proxy the data plane)."""
@@ -40,7 +44,7 @@ def check(
         sys.stdout.flush()
 
     observer = render.TableWriter(write, catalog.GROUP_TITLES) if table else None
-    results = run_checks(catalog.checks(proxy), api, observer)
+    results = run_checks(catalog.checks(proxy), api, observer, max_wait=wait)
     if table:
         write("\n" + render.summary(results, strict) + "\n")
     elif output is Format.JSON:

@@ -107,6 +107,18 @@ def test_a_settled_failure_is_not_retried() -> None:
     assert result.status is Status.FAILED and len(calls) == 1
 
 
+def test_max_wait_caps_retry_deadlines() -> None:
+    calls: list[int] = []
+
+    def never_settles(_: Any) -> Outcome:
+        calls.append(1)
+        return Outcome.failed("still pending")
+
+    (result,) = run_checks([check("pending", never_settles, retry_deadline=60.0)], None,
+                           max_wait=0.0)
+    assert result.status is Status.FAILED and len(calls) == 1
+
+
 def test_no_retry_without_a_deadline() -> None:
     calls: list[int] = []
 
