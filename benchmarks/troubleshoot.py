@@ -97,7 +97,7 @@ def _codes(label: str, timed: dict[str, Timed]) -> str:
 # -- 20 real sidecars ------------------------------------------------------------------------
 
 def _small(quick: bool) -> tuple[list[Figure], str]:
-    services, per_service = (3, 2) if quick else (10, 2)
+    services, per_service = (2, 2) if quick else (10, 2)
     workloads = services * per_service
     with bench_mesh() as mesh:
         env = {**os.environ, "TULLE_TELEMETRY_INTERVAL": "1"}
@@ -227,7 +227,7 @@ def _wait_ready_one(mesh: BenchMesh, node: str) -> None:
 
 
 def _large(quick: bool) -> tuple[list[Figure], str]:
-    services, proxies = (10, 30) if quick else (100, 500)
+    services, proxies = (5, 20) if quick else (100, 500)
     with bench_mesh() as mesh:
         timed = asyncio.run(_large_async(mesh, services, proxies, 2 if quick else 3))
     label = f"{proxies} proxies"
