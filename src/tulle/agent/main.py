@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tulle import __version__
 from tulle.agent.adminproxy import AdminProxy
 from tulle.agent.config import AgentConfig
 from tulle.agent.envoy import EnvoyProcess, die_with_parent
@@ -97,7 +98,7 @@ class Agent:
             "upstreams": [{"service": s, "localPort": p} for s, p in config.upstreams],
             "xdsProtocol": config.xds_protocol, "pid": os.getpid(),
             "xdsToken": new_token(), "agentToken": agent_token,
-            "serviceAccount": config.service_account,
+            "serviceAccount": config.service_account, "agentVersion": __version__,
         }, on_message=self._on_control_message)
         envoy: EnvoyProcess | None = None
         # The key takes a process start to make: begin now, alongside registration.

@@ -69,6 +69,9 @@ PROXY_CHECKS: tuple[Check[CheckApi], ...] = (
     Check("proxies-versions", "proxies", "proxies run the Envoy version the control plane "
           "expects", "restart workloads started with another Envoy (--envoy-binary)",
           dp.versions, fatal=False, timeout=30.0, needs=API),
+    Check("proxies-agent-versions", "proxies", "agents run the control plane's tulle version",
+          "restart workloads whose agent came from another tulle installation",
+          dp.agent_versions, fatal=False, needs=API),
     Check("telemetry-reports", "telemetry", "every connected proxy reports telemetry",
           "see the workload's agent.log: its reports go to the control plane every 5s",
           dp.reports_flowing, retry_deadline=12.0, needs=API),

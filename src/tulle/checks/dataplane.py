@@ -112,6 +112,26 @@ def versions(api: CheckApi) -> Outcome:
     return evaluate_versions(found, expected)
 
 
+def agent_versions(api: CheckApi) -> Outcome:
+    expected = str(api.versions().get("controlPlane", ""))
+    found = {_node(w): str(w.get("agentVersion") or "") for w in api.workloads()}
+    return evaluate_agent_versions(found, expected)
+
+
+def evaluate_agent_versions(found: dict[str, str], expected: str) -> Outcome:
+    """Every agent should run the control plane's tulle version ("" : not reported, an agent
+    older than the report)."""
+    other = {node: version or "unknown" for node, version in found.items()
+             if version != expected}
+    if other:
+        return Outcome.failed("agents on another tulle version than the control plane ("
+                              f"{expected}): " + ", ".join(f"{node} {version}" for node, version
+                                                            in sorted(other.items())),
+                              agents=found, expected=expected)
+    return Outcome.ok(f"{len(found)} agents run tulle {expected}", agents=found,
+                      expected=expected)
+
+
 def envoy_version(build: str) -> str:
     """'9e55.../1.40.0/Clean/RELEASE/BoringSSL' -> '1.40.0'."""
     parts = build.split("/")

@@ -70,6 +70,7 @@ class Registration:
     upstreams: tuple[UpstreamRequest, ...] = ()
     xds_protocol: Literal["delta", "sotw"] = "delta"
     service_account: str = ""
+    agent_version: str = ""  # tulle's version in the agent (`tulle check --proxy` compares)
 
 
 def parse_registration(body: bytes) -> tuple[Workload, Credentials]:
@@ -103,7 +104,7 @@ def parse_registration(body: bytes) -> tuple[Workload, Credentials]:
         outbound_port=reg.outbound_port, admin_port=reg.admin_port, agent_port=reg.agent_port,
         upstreams=tuple(upstreams), xds_protocol=reg.xds_protocol,
         state=WorkloadState.STARTING, registered_at=time.time(), pid=reg.pid,
-        service_account=reg.service_account)
+        service_account=reg.service_account, agent_version=reg.agent_version[:64])
     return workload, Credentials(xds_token=reg.xds_token, agent_token=reg.agent_token)
 
 

@@ -46,6 +46,7 @@ class Workload:
     registered_at: float
     pid: int
     service_account: str = ""  # empty: the service's name
+    agent_version: str = ""  # tulle's version in its agent; empty: not reported
 
     @property
     def account(self) -> str:
@@ -94,6 +95,7 @@ class Workload:
             "registeredAt": self.registered_at,
             "pid": self.pid,
             "serviceAccount": self.account,
+            "agentVersion": self.agent_version,
         }
 
     @classmethod
@@ -121,6 +123,7 @@ class Workload:
             registered_at=float(data.get("registeredAt", 0.0)),
             pid=int(data.get("pid", 0)),
             service_account=str(data.get("serviceAccount", "")),
+            agent_version=str(data.get("agentVersion", "")),
         )
 
 

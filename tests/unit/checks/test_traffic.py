@@ -188,3 +188,15 @@ def test_versions(found: dict[str, str], expected: str | None, status: Status) -
 def test_envoy_build_string() -> None:
     assert envoy_version("9e5580/1.40.0/Clean/RELEASE/BoringSSL") == "1.40.0"
     assert envoy_version("custom") == "custom"
+
+
+@pytest.mark.parametrize(("found", "status", "words"), [
+    ({"a.default": "0.1.0", "b.default": "0.1.0"}, "ok", "2 agents run tulle 0.1.0"),
+    ({"a.default": "0.1.0", "b.default": "0.0.9"}, "failed", "b.default 0.0.9"),
+    ({"a.default": ""}, "failed", "a.default unknown"),
+])
+def test_agent_versions(found: dict[str, str], status: str, words: str) -> None:
+    from tulle.checks.dataplane import evaluate_agent_versions
+
+    outcome = evaluate_agent_versions(found, "0.1.0")
+    assert outcome.status.value == status and words in outcome.message
