@@ -262,6 +262,7 @@ class SyntheticProxy:
     wanted: dict[str, frozenset[str]] = field(default_factory=dict)  # by-name subscriptions
     acked: dict[str, str] = field(default_factory=dict)  # per type: the version last ACKed
     acks: int = 0
+    requests: int = 0
     completed_at: float | None = None  # when it first held everything it references
     error: str | None = None
     _last: dict[str, tuple[str, str]] = field(default_factory=dict)  # SotW: version, nonce
@@ -327,6 +328,7 @@ class SyntheticProxy:
             message.node.user_agent_name = "tulle-synthetic"
             self._sent_node = True
         await self._call.write(message)
+        self.requests += 1
 
     async def _on_response(self, response: Any) -> None:
         type_url = response.type_url
@@ -380,6 +382,7 @@ class SyntheticProxy:
         """What it still waits for (for error messages)."""
         parts = [f"no {types.short_name(t)} yet" for t in types.WILDCARD_TYPES
                  if t not in self.known]
+        parts.append(f"requests written {self.requests}")
         for type_url, names in self.wanted.items():
             lacking = names - self.known.get(type_url, EMPTY).keys()
             if lacking:

@@ -94,11 +94,11 @@ class FleetWorker:
         return {n: p.error for n, p in self.proxies.items() if p.error}
 
     async def disconnect(self) -> dict[str, Any]:
+        errors = self.errors()  # before closing: errors from our own close do not count
         streams, self._streams = self._streams, {}
         for channel, _ in streams.values():
             await channel.close()
         await asyncio.gather(*(task for _, task in streams.values()), return_exceptions=True)
-        errors = self.errors()
         self.proxies = {}
         return {"closed": len(streams), "errors": errors}
 
@@ -151,7 +151,6 @@ class Fleet:
         self._ids = 0
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._readers = [asyncio.create_task(self._read(w)) for w in workers]
-        self._placement: dict[str, int] = {}
 
     @classmethod
     async def start(cls, workers: int) -> Fleet:
@@ -198,8 +197,7 @@ class Fleet:
         did not get there within ``timeout``."""
         shares: list[list[dict[str, Any]]] = [[] for _ in self.workers]
         for i, identity in enumerate(identities):
-            self._placement[identity.node_id] = i % len(self.workers)
-            shares[i % len(self.workers)].append(identity.to_dict())
+            shares[i // 2 % len(self.workers)].append(identity.to_dict())  # pairs: both kinds
         replies = await asyncio.gather(*(self._ask(i, "connect", proxies=share, timeout=timeout)
                                          for i, share in enumerate(shares) if share))
         errors = {n: e for r in replies for n, e in r["errors"].items()}
@@ -227,7 +225,6 @@ class Fleet:
 
     async def disconnect(self) -> None:
         replies = await self._all("disconnect")
-        self._placement = {}
         errors = {n: e for r in replies for n, e in r["errors"].items()}
         if errors:
             raise RuntimeError(f"synthetic proxies lost their streams: "
