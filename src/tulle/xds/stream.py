@@ -153,6 +153,11 @@ class SotwStream(XdsStream):
         if first:
             return self._respond(type_url, self._wanted(type_url))
         if subscription is not None and previous is not None:
+            # Names the proxy no longer asks for (a removed cluster's endpoints) leave the set
+            # too: later versions must cover only what it subscribes to, as Envoy's do.
+            has = self._has.get(type_url, {})
+            for name in previous - subscription:
+                has.pop(name, None)
             added = subscription - previous
             if added:
                 wanted = self._wanted(type_url)

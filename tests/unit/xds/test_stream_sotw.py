@@ -55,6 +55,17 @@ def test_a_name_subscribed_again_is_sent_again() -> None:
     assert set(again.resources) == {"b"}
 
 
+def test_the_version_covers_only_the_names_still_subscribed() -> None:
+    peer = SotwPeer()
+    peer.offer(two_of_each(1))
+    peer.subscribe(EDS, ["a", "b"])
+    peer.ack_all()
+    assert peer.resubscribe(EDS, ["a"]) == []  # b's cluster went away: Envoy drops it
+    [changed] = peer.offer(two_of_each(2, a=2))
+    current = two_of_each(2, a=2).of_type(EDS)
+    assert changed.version == set_version(versions_of([current["a"]]))
+
+
 @pytest.mark.parametrize(("type_url", "change"), [
     (CDS, lambda: sample(2, timeouts={"a": 3, "b": 1})),
     (LDS, lambda: sample(2, listener_port=15002)),
