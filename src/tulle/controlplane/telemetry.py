@@ -87,7 +87,7 @@ class TelemetryService:
         for attached in self._cp.mesh.routes.get(ref, ()):
             route = f"{attached.key.namespace}/{attached.key.name}"
             for index, rule in enumerate(attached.spec.rules):
-                rules.append((route, rule_key(index, rule.name), _describe_matches(rule)))
+                rules.append((route, rule_key(index, rule.name), rule.describe_matches()))
         return {"windowSeconds": window.seconds, "service": ref.name,
                 "namespace": ref.namespace, "routes": route_rows(window, ref.host, rules)}
 
@@ -138,20 +138,6 @@ def _wanted(namespace: str, name: str, want_namespace: str | None,
             want_name: str | None) -> bool:
     return (want_namespace is None or namespace == want_namespace) and \
         (want_name is None or name == want_name)
-
-
-def _describe_matches(rule: Any) -> str:
-    parts = []
-    for match in rule.matches:
-        text = f"{match.path.type} {match.path.value}"
-        if match.method:
-            text = f"{match.method} {text}"
-        if match.headers:
-            text += " " + " ".join(f"{h.name}={h.value}" for h in match.headers)
-        if match.query_params:
-            text += " ?" + "&".join(f"{q.name}={q.value}" for q in match.query_params)
-        parts.append(text)
-    return " | ".join(parts)
 
 
 def register(router: web.UrlDispatcher, service: TelemetryService,

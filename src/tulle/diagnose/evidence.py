@@ -146,6 +146,15 @@ class Evidence:
                 name, _, namespace = key.destination.partition(".")
                 yield node, ServiceRef(namespace, name), values
 
+    def called_by(self, node: str) -> set[ServiceRef]:
+        """The services ``node`` called in the window, and those its workload binds locally
+        (``--upstream``), which it may call at any time."""
+        called = {ref for caller, ref, _ in self.edges() if caller == node}
+        workload = self.workloads.get(node)
+        if workload is not None:
+            called |= {bind.service for bind in workload.upstreams}
+        return called
+
     def edge_counters(self, node: str, ref: ServiceRef) -> Values:
         return self.counters(node, SeriesKey(OUTBOUND, ref.host))
 

@@ -207,6 +207,20 @@ class RouteRule:
     # Names the rule for policies (targetRefs[].sectionName) and per-route metrics.
     name: Annotated[str, Len(1, 63)] | None = None
 
+    def describe_matches(self) -> str:
+        """The rule's matches in one line, for people: "GET PathPrefix /a h=v ?q=1 | ..."."""
+        parts = []
+        for match in self.matches:
+            text = f"{match.path.type} {match.path.value}"
+            if match.method:
+                text = f"{match.method} {text}"
+            if match.headers:
+                text += " " + " ".join(f"{h.name}={h.value}" for h in match.headers)
+            if match.query_params:
+                text += " ?" + "&".join(f"{q.name}={q.value}" for q in match.query_params)
+            parts.append(text)
+        return " | ".join(parts)
+
 
 @dataclass(frozen=True)
 class HTTPRouteSpec:

@@ -66,10 +66,7 @@ def route_rate_limited(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         if not refused:
             continue
         # The rules with a rate limit on the services this caller calls.
-        called = {ref for caller, ref, _ in evidence.edges() if caller == node}
-        workload = evidence.workloads.get(node)
-        if workload is not None:
-            called |= {bind.service for bind in workload.upstreams}
+        called = evidence.called_by(node)
         candidates = []
         for ref in sorted(called):
             for attached in evidence.mesh.routes.get(ref, ()):

@@ -13,26 +13,12 @@ from tulle.diagnose.model import (
     resource_subject,
     service_subject,
 )
-from tulle.model.httproute import RouteMatch, RouteRule
+from tulle.model.httproute import RouteMatch
 
 
 def _catch_all(match: RouteMatch) -> bool:
     return (match.path.type == "PathPrefix" and match.path.value == "/" and not match.headers
             and not match.query_params and match.method is None)
-
-
-def _matches(rule: RouteRule) -> str:
-    parts = []
-    for match in rule.matches:
-        text = f"{match.path.type} {match.path.value}"
-        if match.method:
-            text = f"{match.method} {text}"
-        if match.headers:
-            text += " with headers " + ",".join(h.name for h in match.headers)
-        if match.query_params:
-            text += " with query " + ",".join(q.name for q in match.query_params)
-        parts.append(text)
-    return " | ".join(parts)
 
 
 def no_route(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
@@ -41,10 +27,7 @@ def no_route(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         missed = evidence.proxy_counters(node).get("noroute", 0)
         if not missed:
             continue
-        called = {ref for caller, ref, _ in evidence.edges() if caller == node}
-        workload = evidence.workloads.get(node)
-        if workload is not None:
-            called |= {bind.service for bind in workload.upstreams}
+        called = evidence.called_by(node)
         found = False
         for ref in sorted(called):
             routes = evidence.mesh.routes.get(ref, ())
@@ -53,7 +36,7 @@ def no_route(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
                 continue
             found = True
             subjects = [resource_subject(a.key) for a in routes]
-            covered = [f"{resource_subject(a.key)} rule {rule.name or i}: {_matches(rule)}"
+            covered = [f"{resource_subject(a.key)} rule {rule.name or i}: {rule.describe_matches()}"
                        for a in routes for i, rule in enumerate(a.spec.rules)]
             yield Finding(
                 "TUL1012", Severity.ERROR, min(95.0, 55.0 + missed), subjects[0],
