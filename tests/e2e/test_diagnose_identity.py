@@ -169,7 +169,6 @@ def test_a_nacked_route_table_names_envoys_reason_and_the_change(
     assert any(f"revision {revision}" in line for line in finding["evidence"])
     assert f"tulle rollback {revision - 1}" in finding["fix"]
     assert_fixable(finding, data["exitCode"])
-    assert "traffic-edges" in unhealthy_checks(mesh)
     assert "proxies-synced" in unhealthy_checks(mesh)
 
 
