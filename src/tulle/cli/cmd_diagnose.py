@@ -65,8 +65,9 @@ def unreachable_report(paths: StatePaths, error: Exception, scope: Scope) -> dic
         evidence.append(f"log: {paths.log_file}")
     finding = Finding(
         "TUL1016", Severity.CRITICAL, 100.0, "mesh/controlplane",
-        "The control plane is not running or does not answer, so nothing can be diagnosed "
-        "and no sidecar gets new configuration.", tuple(evidence),
+        "The control plane is not running or does not answer: nothing can be diagnosed and "
+        "no sidecar gets new configuration, though sidecars keep serving their last one.",
+        tuple(evidence),
         f"start it with `tulle up` (state directory {paths.root}); if it crashed, read "
         f"{paths.log_file} first")
     return {"scope": scope.to_dict(), "windowSeconds": None, "findings": [finding.to_dict()],
