@@ -15,8 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-REDACTED = "[redacted]"
-ALWAYS_SECRET_HEADERS = ("authorization", "cookie", "set-cookie", "proxy-authorization")
+from tulle.model.access_log import ALWAYS_REDACTED, REDACTED
+
+# A bug report also holds debug logs, where a proxy's own credentials may show.
+ALWAYS_SECRET_HEADERS = (*ALWAYS_REDACTED, "proxy-authorization")
 _PEM_KEY = re.compile(r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----",
                       re.DOTALL)
 _BEARER = re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9._~+/=-]+")

@@ -7,7 +7,6 @@ the state as it is now.
 
 from __future__ import annotations
 
-import fcntl
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,22 +55,9 @@ class CheckApi:
     # -- local facts -------------------------------------------------------------------------
 
     def lock_state(self) -> LockState:
-        lock_file = self.paths.lock_file
-        if not lock_file.exists():
-            return LockState(False, None)
-        with lock_file.open("a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                held = True
-            else:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                held = False
-        try:
-            pid = int(lock_file.read_text().strip() or 0) or None
-        except (OSError, ValueError):
-            pid = None
-        return LockState(held, pid)
+        from tulle.controlplane.daemon import lock_held, lock_pid
+
+        return LockState(lock_held(self.paths), lock_pid(self.paths))
 
     # -- the API -----------------------------------------------------------------------------
 

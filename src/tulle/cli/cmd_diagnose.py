@@ -54,7 +54,9 @@ def unreachable_report(paths: StatePaths, error: Exception, scope: Scope) -> dic
     """The report when the control plane cannot be asked: that is the top finding."""
     evidence = [f"state directory: {paths.root}"
                 + ("" if paths.root.exists() else " (does not exist)")]
-    pid = _pid(paths)
+    from tulle.controlplane.daemon import lock_pid
+
+    pid = lock_pid(paths)
     if pid is None:
         evidence.append(f"pid file {paths.lock_file}: absent or empty")
     else:
@@ -72,13 +74,6 @@ def unreachable_report(paths: StatePaths, error: Exception, scope: Scope) -> dic
         f"{paths.log_file} first")
     return {"scope": scope.to_dict(), "windowSeconds": None, "findings": [finding.to_dict()],
             "ruleErrors": [], "gathered": {"controlPlane": "unreachable"}}
-
-
-def _pid(paths: StatePaths) -> int | None:
-    try:
-        return int(paths.lock_file.read_text().strip() or 0) or None
-    except (OSError, ValueError):
-        return None
 
 
 def _alive(pid: int) -> bool:

@@ -26,6 +26,7 @@ from tulle.controlplane import (
     tap,
     telemetry,
 )
+from tulle.controlplane.agents import agent_target
 from tulle.controlplane.describe import describe_service
 from tulle.controlplane.metrics import controlplane_metrics
 from tulle.controlplane.resources import documents_from_request
@@ -294,16 +295,14 @@ async def _admin(cp: ControlPlane, request: web.Request) -> web.StreamResponse:
     if page not in ADMIN_PAGES:
         raise UsageError(f"admin page {page!r} is not available",
                          hint="readable pages: " + ", ".join(sorted(ADMIN_PAGES)))
-    workload = cp.registry.get(node_id)
-    credentials = cp.registry.credentials(node_id)
-    if workload is None or credentials is None:
+    agent = agent_target(cp, node_id)
+    if agent is None:
         raise NotFoundError(f"no proxy {node_id}", hint="list proxies with `tulle get workloads`")
-    url = f"http://{workload.address}:{workload.agent_port}/admin/{page}"
-    headers = {"Authorization": f"Bearer {credentials.agent_token}"}
     timeout = aiohttp.ClientTimeout(total=10)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as client, \
-                client.get(url, params=request.query, headers=headers) as upstream:
+                client.get(agent.url(f"/admin/{page}"), params=request.query,
+                           headers=agent.headers) as upstream:
             body = await upstream.read()
             return web.Response(body=body, status=upstream.status,
                                 content_type=upstream.content_type)

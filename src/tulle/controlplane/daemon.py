@@ -154,7 +154,7 @@ def start_background(paths: StatePaths, options: StartOptions = StartOptions()
 
 def running_status(paths: StatePaths) -> dict[str, Any] | None:
     """The status of the control plane of ``paths``, or None when none is running."""
-    if not _lock_held(paths):
+    if not lock_held(paths):
         return None
     try:
         status: dict[str, Any] = ApiClient.from_state(paths, timeout=3.0).get("/v1/status")
@@ -165,9 +165,9 @@ def running_status(paths: StatePaths) -> dict[str, Any] | None:
 
 def stop(paths: StatePaths, timeout: float = 15.0) -> bool:
     """Stop the control plane; False if none was running."""
-    if not _lock_held(paths):
+    if not lock_held(paths):
         return False
-    pid = _lock_pid(paths)
+    pid = lock_pid(paths)
     try:
         ApiClient.from_state(paths, timeout=3.0).post("/v1/shutdown")
     except TulleError:
@@ -176,7 +176,7 @@ def stop(paths: StatePaths, timeout: float = 15.0) -> bool:
                 os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _lock_held(paths):
+        if not lock_held(paths):
             return True
         time.sleep(0.05)
     raise StateError(f"the control plane (pid {pid}) did not stop within {timeout:.0f}s",
@@ -193,7 +193,7 @@ def _acquire_lock(paths: StatePaths) -> IO[str]:
         handle.close()
         raise StateError(
             f"a control plane is already running with state directory {paths.root} "
-            f"(pid {_lock_pid(paths) or 'unknown'})",
+            f"(pid {lock_pid(paths) or 'unknown'})",
             hint="use it, stop it with `tulle down`, or choose another --state-dir") from exc
     handle.seek(0)
     handle.truncate()
@@ -202,7 +202,8 @@ def _acquire_lock(paths: StatePaths) -> IO[str]:
     return handle
 
 
-def _lock_held(paths: StatePaths) -> bool:
+def lock_held(paths: StatePaths) -> bool:
+    """Whether a control plane holds the state directory's lock now."""
     if not paths.lock_file.exists():
         return False
     with paths.lock_file.open("a+") as handle:
@@ -214,7 +215,8 @@ def _lock_held(paths: StatePaths) -> bool:
         return False
 
 
-def _lock_pid(paths: StatePaths) -> int | None:
+def lock_pid(paths: StatePaths) -> int | None:
+    """The pid the lock's holder (or its last holder) wrote into the lock file."""
     try:
         return int(paths.lock_file.read_text().strip() or 0) or None
     except (OSError, ValueError):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
+from tulle.controlplane.agents import agent_target
 from tulle.diagnose.engine import diagnose
 from tulle.diagnose.evidence import Evidence, ProxyEvidence, TimeSlot, parse_clusters
 from tulle.diagnose.model import Scope
@@ -132,14 +133,12 @@ async def read_proxies(cp: ControlPlane, nodes: Iterable[str]) -> dict[str, Prox
 
 async def _read_clusters(cp: ControlPlane, client: aiohttp.ClientSession,
                          node: str) -> ProxyEvidence:
-    workload = cp.registry.get(node)
-    credentials = cp.registry.credentials(node)
-    if workload is None or credentials is None:
+    agent = agent_target(cp, node)
+    if agent is None:
         return ProxyEvidence(node, error="not registered")
-    url = f"http://{workload.address}:{workload.agent_port}/admin/clusters"
-    headers = {"Authorization": f"Bearer {credentials.agent_token}"}
     try:
-        async with client.get(url, params={"format": "json"}, headers=headers) as response:
+        async with client.get(agent.url("/admin/clusters"), params={"format": "json"},
+                              headers=agent.headers) as response:
             body = await response.read()
             if response.status != 200:
                 return ProxyEvidence(node, error=f"agent answered HTTP {response.status}: "

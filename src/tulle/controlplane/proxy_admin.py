@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
+from tulle.controlplane.agents import agent_target
 from tulle.errors import NotFoundError, TulleError, UsageError
 
 if TYPE_CHECKING:
@@ -53,17 +54,14 @@ def register(router: web.UrlDispatcher, cp: ControlPlane) -> None:
 async def agent_call(cp: ControlPlane, node_id: str, method: str, path: str, *,
                      body: Any = None, params: dict[str, str] | None = None) -> dict[str, Any]:
     """One JSON exchange with the agent of ``node_id``, authenticated with its agent token."""
-    workload = cp.registry.get(node_id)
-    credentials = cp.registry.credentials(node_id)
-    if workload is None or credentials is None:
+    agent = agent_target(cp, node_id)
+    if agent is None:
         raise NotFoundError(f"no proxy {node_id}",
                             hint="list proxies with `tulle proxy-status`")
-    url = f"http://{workload.address}:{workload.agent_port}{path}"
-    headers = {"Authorization": f"Bearer {credentials.agent_token}"}
     timeout = aiohttp.ClientTimeout(total=15)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as client, \
-                client.request(method, url, params=params, headers=headers,
+                client.request(method, agent.url(path), params=params, headers=agent.headers,
                                json=body) as upstream:
             status = upstream.status
             raw = await upstream.read()

@@ -12,10 +12,10 @@ from typing import Any
 
 from envoy.data.accesslog.v3 import accesslog_pb2
 
+from tulle.model.access_log import REDACTED
 from tulle.xds.generators.access_logs import (
     FIELD_KINDS,
     LITERAL_FIELDS,
-    REDACTED,
     FieldKind,
     captured_headers,
 )

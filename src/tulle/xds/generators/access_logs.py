@@ -27,6 +27,7 @@ from envoy.extensions.access_loggers.grpc.v3 import als_pb2
 from envoy.type.tracing.v3 import custom_tag_pb2
 from google.protobuf import struct_pb2
 
+from tulle.model.access_log import REDACTED
 from tulle.model.meta import ServiceRef
 from tulle.xds import names
 from tulle.xds.generators.common import pack, seconds
@@ -35,7 +36,6 @@ Direction = Literal["inbound", "outbound"]
 FieldKind = Literal["str", "int", "bool"]
 
 TAP_LOG_NAME = "tulle-tap"
-REDACTED = "[redacted]"
 # Envoy batches entries per worker thread; a tap shows a request within this (plus a hop).
 TAP_FLUSH_S = 0.1
 # Headers worth seeing when debugging, captured besides the redacted ones.
