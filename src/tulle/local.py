@@ -1,12 +1,17 @@
-"""Small facts about this host that several components need: free loopback ports and the end
-of a log file. Standard library only (the agent uses it)."""
+"""Small facts about this host that several components need: free loopback ports, the end of a
+log file, and the lock that makes one control plane per state directory. Standard library
+only (the agent uses it)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import socket
 from pathlib import Path
+from typing import IO
 
-from tulle.settings import LOOPBACK
+from tulle.errors import StateError
+from tulle.settings import LOOPBACK, StatePaths
 
 
 def free_ports(count: int) -> list[int]:
@@ -38,3 +43,45 @@ def tail(path: Path, lines: int = 10) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+# -- the state directory's lock: one control plane per state directory, released by the
+# kernel when the process dies, however it dies.
+
+def acquire_state_lock(paths: StatePaths) -> IO[str]:
+    """Hold the lock (until the returned file is closed) and write our pid into it."""
+    handle = paths.lock_file.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise StateError(
+            f"a control plane is already running with state directory {paths.root} "
+            f"(pid {state_lock_pid(paths) or 'unknown'})",
+            hint="use it, stop it with `tulle down`, or choose another --state-dir") from exc
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def state_lock_held(paths: StatePaths) -> bool:
+    """Whether a control plane holds the state directory's lock now."""
+    if not paths.lock_file.exists():
+        return False
+    with paths.lock_file.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def state_lock_pid(paths: StatePaths) -> int | None:
+    """The pid the lock's holder (or its last holder) wrote into the lock file."""
+    try:
+        return int(paths.lock_file.read_text().strip() or 0) or None
+    except (OSError, ValueError):
+        return None

@@ -20,6 +20,11 @@ DEFAULT_XDS_PORT = 15710
 DEFAULT_IDENTITY_PORT = 15712
 DEFAULT_TRUST_DOMAIN = "tulle.local"
 LOOPBACK = "127.0.0.1"
+# After a listener changes (a policy, tracing, a tap), connections accepted with its old
+# config drain: each closes after its next response, and requests in flight have this long to
+# finish. The agent starts Envoy with it; the control plane waits it out before a tap counts
+# as attached.
+SIDECAR_DRAIN_TIME_S = 5
 
 
 @dataclass(frozen=True)

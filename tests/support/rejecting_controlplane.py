@@ -91,15 +91,15 @@ def main() -> int:
     parser.add_argument("--reject-node", required=True)
     args, rest = parser.parse_known_args()
     from tulle.controlplane import __main__ as entry
-    from tulle.controlplane.app import ControlPlane
+    from tulle.controlplane.configpath import ProxyConfigs
 
-    original = ControlPlane.config_for
+    original = ProxyConfigs.config_for
 
-    def config_for(self: ControlPlane, proxy: Any) -> Any:
+    def config_for(self: ProxyConfigs, proxy: Any) -> Any:
         config = original(self, proxy)
         return _reject_routes(config) if proxy.node_id == args.reject_node else config
 
-    ControlPlane.config_for = config_for  # type: ignore[method-assign]
+    ProxyConfigs.config_for = config_for  # type: ignore[method-assign]
     return entry.main(rest)
 
 

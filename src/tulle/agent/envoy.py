@@ -13,13 +13,12 @@ from pathlib import Path
 from tulle.agent import http
 from tulle.errors import EnvoyError
 from tulle.local import tail
+from tulle.settings import SIDECAR_DRAIN_TIME_S
 
 _PR_SET_PDEATHSIG = 1
-# After a listener changes (a policy, tracing, a tap), connections accepted with its old
-# config drain: with the immediate strategy each one closes after its next response, so busy
-# connections move to the new config at once, and requests in flight have this long to
-# finish before idle and unfinished connections are closed.
-DRAIN_TIME_S = 5
+# With the immediate drain strategy each connection accepted with a listener's old config
+# closes after its next response, so busy connections move to the new config at once.
+DRAIN_TIME_S = SIDECAR_DRAIN_TIME_S
 
 
 def die_with_parent(signum: int) -> Callable[[], None]:

@@ -55,9 +55,9 @@ class CheckApi:
     # -- local facts -------------------------------------------------------------------------
 
     def lock_state(self) -> LockState:
-        from tulle.controlplane.daemon import lock_held, lock_pid
+        from tulle.local import state_lock_held, state_lock_pid
 
-        return LockState(lock_held(self.paths), lock_pid(self.paths))
+        return LockState(state_lock_held(self.paths), state_lock_pid(self.paths))
 
     # -- the API -----------------------------------------------------------------------------
 

@@ -54,9 +54,9 @@ def unreachable_report(paths: StatePaths, error: Exception, scope: Scope) -> dic
     """The report when the control plane cannot be asked: that is the top finding."""
     evidence = [f"state directory: {paths.root}"
                 + ("" if paths.root.exists() else " (does not exist)")]
-    from tulle.controlplane.daemon import lock_pid
+    from tulle.local import state_lock_pid
 
-    pid = lock_pid(paths)
+    pid = state_lock_pid(paths)
     if pid is None:
         evidence.append(f"pid file {paths.lock_file}: absent or empty")
     else:

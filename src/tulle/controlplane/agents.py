@@ -1,14 +1,27 @@
-"""Where a workload's agent listens and how to authenticate to it: one place for every
-control-plane call to an agent (admin pages, log levels and logs, diagnosis reads)."""
+"""Calls from the control plane to workloads' agents: one place that knows where an agent
+listens, how to authenticate to it, and how its answers and failures read.
+
+Readers: the proxy views (admin pages, log levels, logs), `check` (through those views) and the
+diagnosis (every sidecar's ``/clusters`` at once). The agent proxies a fixed list of read-only
+Envoy admin pages and one narrow log-level route; it checks its own token on each request.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from tulle.controlplane.app import ControlPlane
+import aiohttp
+
+from tulle.errors import NotFoundError, TulleError, UsageError
+from tulle.model.workload import Workload
+from tulle.registry.registry import Credentials
+
+CALL_TIMEOUT_S = 15.0  # one JSON exchange (log levels, logs)
+PAGE_TIMEOUT_S = 10.0  # one admin page
 
 
 @dataclass(frozen=True)
@@ -20,11 +33,150 @@ class AgentTarget:
         return self.base_url + path
 
 
-def agent_target(cp: ControlPlane, node_id: str) -> AgentTarget | None:
-    """The agent of a registered workload, or None when ``node_id`` is not registered."""
-    workload = cp.registry.get(node_id)
-    credentials = cp.registry.credentials(node_id)
-    if workload is None or credentials is None:
-        return None
-    return AgentTarget(f"http://{workload.address}:{workload.agent_port}",
-                       {"Authorization": f"Bearer {credentials.agent_token}"})
+@dataclass(frozen=True)
+class Page:
+    """An admin page as the agent returned it."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class PageRead:
+    """One agent's answer in a fan-out read: the page, or why there is none."""
+
+    node_id: str
+    body: bytes | None = None
+    error: str | None = None
+
+
+class Agents(Protocol):
+    """The calls services make to agents (:class:`AgentClient` over HTTP; fakes in tests)."""
+
+    async def page(self, node_id: str, path: str, params: Mapping[str, str]) -> Page: ...
+
+    async def call(self, node_id: str, method: str, path: str, *, body: Any = None,
+                   params: Mapping[str, str] | None = None) -> dict[str, Any]: ...
+
+    async def read_all(self, nodes: Iterable[str], path: str, params: Mapping[str, str], *,
+                       concurrency: int, timeout_s: float, deadline_s: float
+                       ) -> dict[str, PageRead]: ...
+
+
+class AgentClient:
+    """``workload`` and ``credentials``: the registry's, by node id (None: not registered)."""
+
+    def __init__(self, workload: Callable[[str], Workload | None],
+                 credentials: Callable[[str], Credentials | None]) -> None:
+        self._workload = workload
+        self._credentials = credentials
+
+    def target(self, node_id: str) -> AgentTarget | None:
+        """The agent of a registered workload, or None when ``node_id`` is not registered."""
+        workload = self._workload(node_id)
+        credentials = self._credentials(node_id)
+        if workload is None or credentials is None:
+            return None
+        return AgentTarget(f"http://{workload.address}:{workload.agent_port}",
+                           {"Authorization": f"Bearer {credentials.agent_token}"})
+
+    def _require(self, node_id: str, hint: str) -> AgentTarget:
+        agent = self.target(node_id)
+        if agent is None:
+            raise NotFoundError(f"no proxy {node_id}", hint=hint)
+        return agent
+
+    async def page(self, node_id: str, path: str, params: Mapping[str, str]) -> Page:
+        """``GET path`` on the agent (an admin page), as it answered."""
+        agent = self._require(node_id, "list proxies with `tulle get workloads`")
+        timeout = aiohttp.ClientTimeout(total=PAGE_TIMEOUT_S)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as client, \
+                    client.get(agent.url(path), params=params, headers=agent.headers) as answer:
+                return Page(answer.status, await answer.read(), answer.content_type)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _no_answer(node_id, exc) from exc
+
+    async def call(self, node_id: str, method: str, path: str, *, body: Any = None,
+                   params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """One JSON exchange with the agent; its errors come back as tulle errors."""
+        agent = self._require(node_id, "list proxies with `tulle proxy-status`")
+        timeout = aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as client, \
+                    client.request(method, agent.url(path), params=params,
+                                   headers=agent.headers, json=body) as answer:
+                status = answer.status
+                raw = await answer.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _no_answer(node_id, exc) from exc
+        return _json_answer(node_id, path, status, raw)
+
+    async def read_all(self, nodes: Iterable[str], path: str, params: Mapping[str, str], *,
+                       concurrency: int, timeout_s: float, deadline_s: float
+                       ) -> dict[str, PageRead]:
+        """``GET path`` on every named agent at once: at most ``concurrency`` in flight,
+        ``timeout_s`` each and ``deadline_s`` for all. Never raises: a failure is a result."""
+        limit = asyncio.Semaphore(concurrency)
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s),
+                                         connector=connector) as client:
+
+            async def read(node: str) -> PageRead:
+                async with limit:
+                    return await self._read_one(client, node, path, params)
+
+            tasks = {node: asyncio.create_task(read(node)) for node in sorted(nodes)}
+            done, pending = await asyncio.wait(tasks.values(), timeout=deadline_s) \
+                if tasks else (set(), set())
+            for task in pending:
+                task.cancel()
+        out = {}
+        for node, task in tasks.items():
+            if task in done and task.exception() is None:
+                out[node] = task.result()
+            else:
+                out[node] = PageRead(node, error=f"no answer within the deadline "
+                                                 f"({deadline_s:g}s for every proxy)")
+        return out
+
+    async def _read_one(self, client: aiohttp.ClientSession, node: str, path: str,
+                        params: Mapping[str, str]) -> PageRead:
+        agent = self.target(node)
+        if agent is None:
+            return PageRead(node, error="not registered")
+        try:
+            async with client.get(agent.url(path), params=params,
+                                  headers=agent.headers) as answer:
+                body = await answer.read()
+                if answer.status != 200:
+                    return PageRead(node, error=f"agent answered HTTP {answer.status}: "
+                                    f"{body[:200].decode(errors='replace').strip()}")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return PageRead(node, error=f"agent did not answer: {type(exc).__name__} {exc}")
+        return PageRead(node, body)
+
+
+def _no_answer(node_id: str, exc: BaseException) -> TulleError:
+    return TulleError(f"the agent of {node_id} did not answer: {exc}",
+                      hint="check the workload is running: `tulle get workloads`")
+
+
+def _json_answer(node_id: str, path: str, status: int, raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if status == 200 and isinstance(data, dict):
+        return data
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        if status == 400:
+            raise UsageError(str(error.get("message")), hint=error.get("hint"))
+        raise TulleError(f"{node_id}: {error.get('message')}", hint=error.get("hint"))
+    if status == 404:
+        raise TulleError(f"the agent of {node_id} does not support {path}",
+                         hint="restart the workload with this version of tulle")
+    raise TulleError(f"the agent of {node_id} answered HTTP {status}",
+                     hint="see agent.log in the workload's state directory")

@@ -1,14 +1,11 @@
-"""The control plane process: wires the store, registry, snapshot builder, xDS server and API.
-
-Config path: a change (apply, delete, registration, readiness) marks the mesh dirty; after a
-short debounce one new frozen MeshSnapshot is built and offered to every connected proxy, whose
-stream sends only what changed.
+"""The control plane process: builds the store, registry, CA, config path and domain services,
+wires each with exactly the collaborators it uses, and runs the xDS server and the two HTTP
+applications. Nothing here is business logic: that lives in the services and in ``configpath``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import time
@@ -18,31 +15,46 @@ from typing import Any
 from aiohttp import web
 
 from tulle import __version__
-from tulle.controlplane.identity import IdentityService
-from tulle.controlplane.resources import ResourceService
-from tulle.controlplane.rotation import Rotator
-from tulle.controlplane.sessions import END_SESSION
-from tulle.controlplane.tap import PRECHECK_LOGGING, TapReceiver, proxy_logging
-from tulle.controlplane.telemetry import TelemetryService
-from tulle.errors import ApiError
+from tulle.controlplane.agents import AgentClient
+from tulle.controlplane.api.server import Services, make_api, make_identity_api
+from tulle.controlplane.configpath import (
+    DEFAULT_DEBOUNCE_S,
+    ConfigPath,
+    MeshInputs,
+    Precheck,
+    ProxyConfigs,
+)
+from tulle.controlplane.metrics import MetricSources, controlplane_metrics
+from tulle.controlplane.services.analysis import AnalysisService
+from tulle.controlplane.services.diagnosis import DiagnosisService
+from tulle.controlplane.services.health import HealthService
+from tulle.controlplane.services.history import HistoryService
+from tulle.controlplane.services.identity import IdentityService
+from tulle.controlplane.services.mesh import MeshViews
+from tulle.controlplane.services.proxies import ProxyService
+from tulle.controlplane.services.resources import ResourceService
+from tulle.controlplane.services.rotation import Rotator
+from tulle.controlplane.services.sessions import AgentChannels, SessionService
+from tulle.controlplane.services.tap import (
+    PRECHECK_LOGGING,
+    ProxyLoggingSource,
+    TapReceiver,
+    TapService,
+)
+from tulle.controlplane.services.telemetry import TelemetryService
 from tulle.identity.ca import CertificateAuthority
 from tulle.identity.tokens import DEFAULT_TTL_S as DEFAULT_JOIN_TOKEN_TTL_S
 from tulle.identity.tokens import JoinTokens
-from tulle.model.mesh import EMPTY_MESH, MeshIdentity, MeshSnapshot, build_mesh
-from tulle.model.resource import Resource
+from tulle.model.mesh import MeshIdentity, MeshSnapshot
 from tulle.registry.registry import DEFAULT_GRACE_S, WorkloadRegistry
-from tulle.settings import ControlPlaneEndpoint, StatePaths
+from tulle.settings import ControlPlaneEndpoint, StatePaths, read_metrics_token
 from tulle.store.sqlite import SqliteStore
 from tulle.tap.hub import TapHub
-from tulle.xds.compiler import ConfigCompiler, ProxyConfig
-from tulle.xds.proxy import ProxyInfo
+from tulle.xds.bootstrap import sidecar_bootstrap
 from tulle.xds.server import XdsHub, build_server
 from tulle.xds.tracker import DEFAULT_STALE_AFTER_S
 
 log = logging.getLogger("tulle.controlplane")
-
-DEFAULT_DEBOUNCE_S = 0.1
-CERTIFICATE_BATCH_S = 0.005  # certificates go out fast (no debounce), in small batches
 
 
 class ControlPlane:
@@ -53,32 +65,70 @@ class ControlPlane:
         self.paths = paths
         self.endpoint = endpoint
         self.token = token
-        self.debounce_s = debounce_s
+        self.started_at = time.time()
         self.store = SqliteStore(paths.database)
+        self.ca = CertificateAuthority.open(paths.ca_dir, endpoint.trust_domain)
         # A removed workload's proxy loses its stream too: it keeps its last config, but gets
         # nothing more until it registers again.
-        self.registry = WorkloadRegistry(self.store, self.changed, grace_s=grace_s,
+        self.registry = WorkloadRegistry(self.store, self._changed, grace_s=grace_s,
                                          on_removed=self._on_removed)
-        self.resources = ResourceService(self.store, self.registry.workloads, self.changed,
-                                         precheck=self.precheck)
-        self.compiler = ConfigCompiler()
-        self._precheck_compiler = ConfigCompiler()
-        self._precheck_versions = itertools.count(-1, -1)
-        self.hub = XdsHub(directory=self.registry, source=self, stale_after_s=stale_after_s)
-        self.telemetry = TelemetryService(self)
-        self.ca = CertificateAuthority.open(paths.ca_dir, endpoint.trust_domain)
-        self.identity = IdentityService(self, self.ca, JoinTokens(join_token_ttl_s))
-        self.rotator = Rotator(self, self.ca)
-        # Control messages for connected agents (renew now, new trust bundle), by node id.
-        self.agent_channels: dict[str, asyncio.Queue[dict[str, Any]]] = {}
-        self.mesh: MeshSnapshot = EMPTY_MESH
-        # Tap sessions: ephemeral, never stored. Each rebuild plans their loggers.
-        self.taps = TapHub(lambda: self.mesh)
-        self.started_at = time.time()
-        self.shutting_down = False
-        self._versions = itertools.count(1)
-        self._rebuild: asyncio.TimerHandle | None = None
-        self._batch: asyncio.Future[int] | None = None
+        self.resources = ResourceService(
+            self.store, self.registry.workloads, self._changed,
+            precheck=Precheck(self.registry.workloads, self._identity, PRECHECK_LOGGING))
+        # Tap sessions: ephemeral, never stored. Each snapshot gets its plan of loggers.
+        self.taps = TapHub(self._mesh)
+        self.config = ConfigPath(
+            MeshInputs(self.resources.resources, self.registry.workloads, self._identity),
+            self._publish, debounce_s=debounce_s)
+        self.configs = ProxyConfigs(self._mesh, ProxyLoggingSource(
+            self.taps, self.registry.credentials, paths.workloads_dir))
+        self.hub = XdsHub(directory=self.registry, source=self.configs,
+                          stale_after_s=stale_after_s)
+        self.telemetry = TelemetryService(self.registry.get, self.registry.workloads,
+                                          self._mesh, self.ca.trust_domain)
+        self.identity = IdentityService(
+            self.ca, JoinTokens(join_token_ttl_s), self.registry,
+            push_soon=self.config.push_soon, wait_synced=self.hub.wait_synced,
+            proxy_connected=self.hub.is_connected,
+            workload_lifetime_s=lambda: self._mesh().settings.workload_lifetime_s,
+            ca_dir=paths.ca_dir, identity_port=endpoint.identity_port)
+        self.channels = AgentChannels()
+        self.rotator = Rotator(
+            self.ca, self.registry, push=self.config.push, wait_synced=self.hub.wait_synced,
+            connected=self.hub.connected, broadcast=self.channels.broadcast,
+            refresh_server_identity=self.identity.refresh_server_identity)
+        self.sessions = SessionService(
+            self.registry, self.channels, enrol=self.identity.enrol,
+            bootstrap=lambda workload, xds_token: sidecar_bootstrap(
+                workload, endpoint.host, endpoint.xds_port, xds_token),
+            push=self.config.push, wait_synced=self.hub.wait_synced,
+            connected=self.hub.connected)
+        agents = AgentClient(self.registry.get, self.registry.credentials)
+        self.services = Services(
+            resources=self.resources,
+            history=HistoryService(self.store, self.resources),
+            analysis=AnalysisService(self.resources.resources, self.registry.workloads,
+                                     self.telemetry.window, lambda: dict(self.telemetry.nodes)),
+            views=MeshViews(self._mesh, self.registry, self.hub.connected, self._push_pending,
+                            self.hub.wait_synced),
+            proxies=ProxyService(agents, self.hub.proxy_of, self.hub.connected,
+                                 self.configs.config_for),
+            hub=self.hub,
+            sessions=self.sessions,
+            identity=self.identity,
+            rotator=self.rotator,
+            telemetry=self.telemetry,
+            taps=TapService(self.taps, self.config.settled, self.config.push_soon,
+                            self._changed, self.hub.wait_synced),
+            diagnosis=DiagnosisService(self._mesh, self.telemetry, self.hub.statuses,
+                                       self.hub.nacks.entries, self.identity.status,
+                                       lambda limit: self.store.history(None, limit=limit),
+                                       agents),
+            health=HealthService(self.store, paths.database, self.ca),
+            status=self.status,
+            metrics=lambda: controlplane_metrics(self.metric_sources()),
+            shutdown=self.request_stop,
+        )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._api: web.AppRunner | None = None
@@ -87,96 +137,55 @@ class ControlPlane:
 
     # -- the config path ---------------------------------------------------------------------
 
-    def changed(self) -> None:
-        """Something the mesh is built from changed: rebuild soon, once for a burst."""
-        if self._rebuild is None:
-            loop = asyncio.get_running_loop()
-            self._rebuild = loop.call_later(self.debounce_s, self.rebuild_now)
-
-    async def rebuild_shortly(self, delay_s: float = CERTIFICATE_BATCH_S) -> int:
-        """Rebuild within ``delay_s``, sharing one rebuild among every caller in that window
-        (say, many agents renewing at once during a rotation). Returns the mesh version."""
-        if self._batch is None:
-            loop = asyncio.get_running_loop()
-            self._batch = loop.create_future()
-            loop.call_later(delay_s, self._rebuild_batch)
-        return await asyncio.shield(self._batch)
-
-    def _rebuild_batch(self) -> None:
-        batch, self._batch = self._batch, None
-        if batch is None or batch.done():
-            return
-        try:
-            batch.set_result(self.rebuild_now())
-        except Exception as exc:  # every waiter sees the failure instead of hanging
-            batch.set_exception(exc)
-
     @property
-    def rebuild_pending(self) -> bool:
-        return self._rebuild is not None
+    def mesh(self) -> MeshSnapshot:
+        return self.config.mesh
 
-    def rebuild_now(self) -> int:
-        if self._rebuild is not None:
-            self._rebuild.cancel()
-            self._rebuild = None
-        self.mesh = build_mesh(next(self._versions), self.resources.resources(),
-                               self.registry.workloads(), self._identity())
-        self.taps.replan(self.mesh)
+    def _mesh(self) -> MeshSnapshot:
+        return self.config.mesh
+
+    def _changed(self) -> None:
+        self.config.changed()
+
+    def _push_pending(self) -> None:
+        if self.config.pending:
+            self.config.push()
+
+    def _publish(self, mesh: MeshSnapshot) -> None:
+        self.taps.replan(mesh)
         self.hub.push_all()
-        return self.mesh.version
-
-    def precheck(self, resources: list[Resource]) -> None:
-        """Translate a proposed set of resources for every connected proxy before it is
-        stored, so that a bug in tulle's translation rejects the apply instead of breaking
-        pushes. A separate compiler keeps the live one's cache intact; its own cache makes
-        this incremental."""
-        mesh = build_mesh(next(self._precheck_versions), resources, self.registry.workloads(),
-                          self._identity())
-        # One proxy per service covers every kind of per-proxy config (its inbound side)...
-        proxies = list({w.service_ref: ProxyInfo.of(w)
-                        for w in self.registry.workloads()}.values())
-        # ...and a client per namespace every shared part, even where no proxy runs yet.
-        for namespace in sorted({r.meta.namespace or "default" for r in resources}):
-            proxies.append(ProxyInfo(f"precheck.{namespace}", namespace, "precheck",
-                                     "127.0.0.1", None, None, 1, ()))
-        try:
-            for proxy in proxies:
-                self._precheck_compiler.compile(mesh, proxy, PRECHECK_LOGGING)
-        except Exception as exc:
-            log.exception("translation failed during an apply")
-            raise ApiError(f"tulle could not translate this configuration for Envoy: "
-                           f"{type(exc).__name__}: {exc}. Nothing was applied",
-                           hint="this is a bug in tulle; please report it with "
-                                "`tulle bug-report`") from exc
-
-    def _on_removed(self, node_id: str) -> None:
-        self.hub.disconnect(node_id)
-        self.telemetry.forget(node_id)
 
     def _identity(self) -> MeshIdentity:
         return MeshIdentity(self.ca.trust_domain, self.ca.bundle_pem(),
                             MappingProxyType(self.registry.certificates()))
 
-    def config_for(self, proxy: ProxyInfo) -> ProxyConfig:
-        return self.compiler.compile(self.mesh, proxy, proxy_logging(self, proxy))
+    def _on_removed(self, node_id: str) -> None:
+        self.hub.disconnect(node_id)
+        self.telemetry.forget(node_id)
+
+    def metric_sources(self) -> MetricSources:
+        return MetricSources(
+            started_at=self.started_at, mesh=self._mesh, store_revision=self.store.revision,
+            resources=self.resources.resources, workloads=self.registry.workloads,
+            hub=self.hub, certificates_issued=lambda: self.identity.issued_total, ca=self.ca,
+            windows=self.telemetry.windows)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from tulle.controlplane.api import make_api, make_identity_api
-
         resources = self.resources.load()
         restored = self.registry.restore()
-        self.rebuild_now()
+        self.config.push()
         host = self.endpoint.host
         self._xds = build_server(self.hub, f"{host}:{self.endpoint.xds_port}",
-                                 access_logs=TapReceiver(self))
+                                 access_logs=TapReceiver(self.taps, self.registry.credentials))
         await self._xds.start()
-        self._api = web.AppRunner(make_api(self), handler_cancellation=True, access_log=None,
-                                  shutdown_timeout=2.0)
+        self._api = web.AppRunner(
+            make_api(self.services, self.token, read_metrics_token(self.paths)),
+            handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
         await self._api.setup()
         await web.TCPSite(self._api, host, self.endpoint.api_port).start()
-        self._identity_api = web.AppRunner(make_identity_api(self), access_log=None)
+        self._identity_api = web.AppRunner(make_identity_api(self.identity), access_log=None)
         await self._identity_api.setup()
         await web.TCPSite(self._identity_api, host, self.endpoint.identity_port,
                           ssl_context=self.identity.refresh_server_identity()).start()
@@ -197,11 +206,10 @@ class ControlPlane:
 
     async def stop(self) -> None:
         # Sessions end because *we* stop, not because agents died: keep their registrations.
-        self.shutting_down = True
+        self.config.close()
+        self.sessions.stop()
         for task in self._tasks:
             task.cancel()
-        for channel in self.agent_channels.values():
-            channel.put_nowait(END_SESSION)
         if self._api is not None:
             await self._api.cleanup()
         if self._identity_api is not None:
@@ -220,7 +228,7 @@ class ControlPlane:
                 log.exception("expiring orphaned workloads failed")
 
     def status(self) -> dict[str, Any]:
-        workloads = self.registry.workloads()
+        mesh = self._mesh()
         return {
             "version": __version__,
             "pid": os.getpid(),
@@ -230,9 +238,9 @@ class ControlPlane:
             "apiUrl": self.endpoint.api_url,
             "xdsAddress": f"{self.endpoint.host}:{self.endpoint.xds_port}",
             "storeRevision": self.store.revision(),
-            "meshVersion": self.mesh.version,
-            "services": len(self.mesh.services),
-            "workloads": len(workloads),
+            "meshVersion": mesh.version,
+            "services": len(mesh.services),
+            "workloads": len(self.registry.workloads()),
             "proxiesConnected": len(self.hub.connected()),
             "nacksTotal": self.hub.nacks.total,
             "identityAddress": f"{self.endpoint.host}:{self.endpoint.identity_port}",

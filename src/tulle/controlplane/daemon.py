@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import logging
 import logging.handlers
 import os
@@ -23,7 +22,7 @@ from typing import IO, Any
 from tulle.client import ApiClient
 from tulle.errors import ControlPlaneUnavailable, StateError, TulleError, UsageError
 from tulle.identity.spiffe import trust_domain_problem
-from tulle.local import tail
+from tulle.local import acquire_state_lock, state_lock_held, state_lock_pid, tail
 from tulle.settings import (
     DEFAULT_API_PORT,
     DEFAULT_IDENTITY_PORT,
@@ -85,7 +84,7 @@ def resolve_endpoint(paths: StatePaths, options: StartOptions) -> ControlPlaneEn
 def run_foreground(paths: StatePaths, options: StartOptions = StartOptions(), *,
                    log_to_stderr: bool = True) -> int:
     paths.ensure()
-    lock = _acquire_lock(paths)
+    lock = acquire_state_lock(paths)
     try:
         endpoint = resolve_endpoint(paths, options)
         token = load_or_create_token(paths)
@@ -154,7 +153,7 @@ def start_background(paths: StatePaths, options: StartOptions = StartOptions()
 
 def running_status(paths: StatePaths) -> dict[str, Any] | None:
     """The status of the control plane of ``paths``, or None when none is running."""
-    if not lock_held(paths):
+    if not state_lock_held(paths):
         return None
     try:
         status: dict[str, Any] = ApiClient.from_state(paths, timeout=3.0).get("/v1/status")
@@ -165,9 +164,9 @@ def running_status(paths: StatePaths) -> dict[str, Any] | None:
 
 def stop(paths: StatePaths, timeout: float = 15.0) -> bool:
     """Stop the control plane; False if none was running."""
-    if not lock_held(paths):
+    if not state_lock_held(paths):
         return False
-    pid = lock_pid(paths)
+    pid = state_lock_pid(paths)
     try:
         ApiClient.from_state(paths, timeout=3.0).post("/v1/shutdown")
     except TulleError:
@@ -176,51 +175,11 @@ def stop(paths: StatePaths, timeout: float = 15.0) -> bool:
                 os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not lock_held(paths):
+        if not state_lock_held(paths):
             return True
         time.sleep(0.05)
     raise StateError(f"the control plane (pid {pid}) did not stop within {timeout:.0f}s",
                      hint=f"kill it with `kill {pid}`")
-
-
-# -- lock ------------------------------------------------------------------------------------
-
-def _acquire_lock(paths: StatePaths) -> IO[str]:
-    handle = paths.lock_file.open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        handle.close()
-        raise StateError(
-            f"a control plane is already running with state directory {paths.root} "
-            f"(pid {lock_pid(paths) or 'unknown'})",
-            hint="use it, stop it with `tulle down`, or choose another --state-dir") from exc
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
-def lock_held(paths: StatePaths) -> bool:
-    """Whether a control plane holds the state directory's lock now."""
-    if not paths.lock_file.exists():
-        return False
-    with paths.lock_file.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
-
-
-def lock_pid(paths: StatePaths) -> int | None:
-    """The pid the lock's holder (or its last holder) wrote into the lock file."""
-    try:
-        return int(paths.lock_file.read_text().strip() or 0) or None
-    except (OSError, ValueError):
-        return None
 
 
 # -- logging ---------------------------------------------------------------------------------

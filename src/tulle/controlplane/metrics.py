@@ -7,17 +7,20 @@ families are declared here as data, and a unit test checks the dashboards agains
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from tulle import __version__
+from tulle.identity.ca import CertificateAuthority
 from tulle.model.kinds import KINDS
-from tulle.model.workload import WorkloadState
+from tulle.model.mesh import MeshSnapshot
+from tulle.model.resource import Resource
+from tulle.model.workload import Workload, WorkloadState
 from tulle.telemetry.prometheus import Family, render
+from tulle.telemetry.windows import TelemetryWindows
+from tulle.xds.server import XdsHub
 from tulle.xds.types import PUSH_ORDER, short_name
-
-if TYPE_CHECKING:
-    from tulle.controlplane.app import ControlPlane
 
 # name -> (type, help, label names). Counters end in _total.
 CONTROLPLANE_FAMILIES: Mapping[str, tuple[str, str, tuple[str, ...]]] = {
@@ -59,6 +62,21 @@ CONTROLPLANE_FAMILIES: Mapping[str, tuple[str, str, tuple[str, ...]]] = {
 PROXY_STATES: tuple[str, ...] = ("SYNCED", "PENDING", "NACKED")
 
 
+@dataclass(frozen=True)
+class MetricSources:
+    """Everything the control plane's metrics read, as of each scrape."""
+
+    started_at: float
+    mesh: Callable[[], MeshSnapshot]
+    store_revision: Callable[[], int]
+    resources: Callable[[], Iterable[Resource]]
+    workloads: Callable[[], list[Workload]]
+    hub: XdsHub  # proxy states, pushes and NACKs
+    certificates_issued: Callable[[], int]
+    ca: CertificateAuthority
+    windows: TelemetryWindows
+
+
 def _families() -> dict[str, Family]:
     return {name: Family(name, kind, text)
             for name, (kind, text, _) in CONTROLPLANE_FAMILIES.items()}
@@ -79,19 +97,20 @@ def _counts(values: Iterable[str], keys: Iterable[str]) -> dict[str, int]:
     return counts
 
 
-def controlplane_families(cp: ControlPlane) -> list[Family]:
+def controlplane_families(cp: MetricSources) -> list[Family]:
     f = _families()
+    mesh = cp.mesh()
     f["tulle_controlplane_build_info"].add((("version", __version__),), 1)
     f["tulle_controlplane_start_time_seconds"].add((), round(cp.started_at, 3))
-    f["tulle_controlplane_mesh_version"].add((), cp.mesh.version)
-    f["tulle_controlplane_store_revision"].add((), cp.store.revision())
-    f["tulle_controlplane_services"].add((), len(cp.mesh.services))
+    f["tulle_controlplane_mesh_version"].add((), mesh.version)
+    f["tulle_controlplane_store_revision"].add((), cp.store_revision())
+    f["tulle_controlplane_services"].add((), len(mesh.services))
 
-    kinds = _counts((r.kind for r in cp.resources.resources()), (k.kind for k in KINDS))
+    kinds = _counts((r.kind for r in cp.resources()), (k.kind for k in KINDS))
     for kind, count in sorted(kinds.items()):
         f["tulle_controlplane_resources"].add((("kind", kind),), count)
 
-    workloads = cp.registry.workloads()
+    workloads = cp.workloads()
     for namespace in sorted({w.namespace for w in workloads}):
         states = _counts((w.state.value for w in workloads if w.namespace == namespace),
                          (s.value for s in WorkloadState))
@@ -108,7 +127,7 @@ def controlplane_families(cp: ControlPlane) -> list[Family]:
         for type_url in PUSH_ORDER:
             f[family].add((("type", short_name(type_url)),), counter.get(type_url, 0))
 
-    f["tulle_controlplane_certificates_issued_total"].add((), cp.identity.issued_total)
+    f["tulle_controlplane_certificates_issued_total"].add((), cp.certificates_issued())
     for anchor in cp.ca.anchors:
         f["tulle_controlplane_ca_expiry_timestamp_seconds"].add(
             (("role", "root"), ("id", anchor.id)), round(anchor.not_after))
@@ -116,12 +135,12 @@ def controlplane_families(cp: ControlPlane) -> list[Family]:
     f["tulle_controlplane_ca_expiry_timestamp_seconds"].add(
         (("role", "issuer"), ("id", issuer.id)), round(issuer.not_after))
 
-    windows = cp.telemetry.windows
+    windows = cp.windows
     f["tulle_controlplane_telemetry_reports_total"].add((), windows.reports)
     f["tulle_controlplane_telemetry_series"].add((), windows.series_count())
     return list(f.values())
 
 
-def controlplane_metrics(cp: ControlPlane) -> str:
+def controlplane_metrics(cp: MetricSources) -> str:
     """The Prometheus text (format 0.0.4) of the control plane, as of now."""
     return render(controlplane_families(cp))

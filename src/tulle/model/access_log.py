@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from tulle.model.spec_config import SPEC_CONFIG
 
@@ -23,6 +23,39 @@ MAX_REDACTED_HEADERS = 32
 # A subset of HTTP token characters: the names also go into Envoy expressions, where quotes,
 # "%" and parentheses would have a meaning.
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+Direction = Literal["inbound", "outbound"]  # the called side, the calling side
+FieldKind = Literal["str", "int", "bool"]
+
+# The fields of a tap event and of an access-log line, with their types (Envoy sends them all
+# as strings; tap gives them their types back).
+LOG_FIELD_KINDS: dict[str, FieldKind] = {
+    "time": "str", "source": "str", "destination": "str", "method": "str",
+    "authority": "str", "path": "str", "status": "int", "latencyMs": "int",
+    "bytesReceived": "int", "bytesSent": "int", "flags": "str", "mtls": "bool",
+    "tlsVersion": "str", "upstreamCluster": "str", "upstreamHost": "str", "route": "str",
+    "details": "str", "sourceAddress": "str", "requestId": "str",
+}
+# Set by the generator, not by Envoy: which sidecar logged, and on which side of the call.
+LITERAL_FIELDS = ("workload", "direction")
+REQUEST_HEADERS = "requestHeaders"
+RESPONSE_HEADERS = "responseHeaders"
+# Headers worth seeing when debugging, captured besides the redacted ones.
+CAPTURED_REQUEST_HEADERS = ("content-type", "user-agent")
+CAPTURED_RESPONSE_HEADERS = ("content-type", "location")
+# Redacted names that cannot occur on one side.
+_RESPONSE_ONLY = frozenset({"set-cookie"})
+_REQUEST_ONLY = frozenset({"authorization", "cookie"})
+
+
+def captured_headers(redacted: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """The header names each entry carries, by group: a few useful ones, and the redacted ones
+    (only to show that they were there)."""
+    return {REQUEST_HEADERS: tuple(sorted({*CAPTURED_REQUEST_HEADERS, *redacted}
+                                          - _RESPONSE_ONLY)),
+            RESPONSE_HEADERS: tuple(sorted({*CAPTURED_RESPONSE_HEADERS, *redacted}
+                                           - _REQUEST_ONLY))}
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,13 @@ class ServiceRef:
         """The fully qualified mesh host name: ``books.default``."""
         return f"{self.name}.{self.namespace}"
 
+    def hosts_from(self, caller_namespace: str) -> tuple[str, ...]:
+        """The hosts a caller in ``caller_namespace`` reaches this service by (as in its
+        outbound route table; ports stripped)."""
+        if self.namespace == caller_namespace:
+            return (self.name, self.host)
+        return (self.host,)
+
     def __str__(self) -> str:
         return self.host
 

@@ -1,7 +1,7 @@
 """Tap events: what a sidecar's access-log entry becomes before it reaches a user.
 
 Envoy sends each request as custom tags named after the fields of
-``tulle.xds.generators.access_logs.FIELDS``, all strings. Here they get their types back, and
+``tulle.model.access_log.LOG_FIELD_KINDS``, all strings. Here they get their types back, and
 secret headers are redacted once more (Envoy never sends their values; this guards against a
 config that would).
 """
@@ -12,16 +12,16 @@ from typing import Any
 
 from envoy.data.accesslog.v3 import accesslog_pb2
 
-from tulle.model.access_log import REDACTED
-from tulle.xds.generators.access_logs import (
-    FIELD_KINDS,
+from tulle.model.access_log import (
     LITERAL_FIELDS,
+    LOG_FIELD_KINDS,
+    REDACTED,
     FieldKind,
     captured_headers,
 )
 
 Event = dict[str, Any]
-EVENT_FIELDS: tuple[str, ...] = (*LITERAL_FIELDS, *FIELD_KINDS)
+EVENT_FIELDS: tuple[str, ...] = (*LITERAL_FIELDS, *LOG_FIELD_KINDS)
 
 
 def decode(node_id: str, entry: accesslog_pb2.HTTPAccessLogEntry,
@@ -35,8 +35,8 @@ def decode(node_id: str, entry: accesslog_pb2.HTTPAccessLogEntry,
         group, _, header = key.partition(".")
         if header and group in headers:
             headers[group][header] = value
-        elif key in FIELD_KINDS:
-            event[key] = typed(value, FIELD_KINDS[key])
+        elif key in LOG_FIELD_KINDS:
+            event[key] = typed(value, LOG_FIELD_KINDS[key])
         elif key in LITERAL_FIELDS:
             event[key] = value or None
     event["workload"] = node_id

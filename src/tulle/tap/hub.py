@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from envoy.data.accesslog.v3 import accesslog_pb2
 
 from tulle.model.mesh import EMPTY_MESH, MeshSnapshot
+from tulle.model.taps import NO_TAPS, ProxyTaps
 from tulle.tap.events import Event, decode
 from tulle.tap.filters import TapFilter
 from tulle.tap.targets import EMPTY_PLAN, TapPlan, TapTarget, plan_taps, wants
-from tulle.xds.generators.access_logs import NO_TAPS, ProxyTaps
 
 # Requests a slow client may fall behind by before the newest are dropped (tap is lossy, like
 # the access-log stream that feeds it).

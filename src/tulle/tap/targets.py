@@ -20,10 +20,10 @@ from tulle.errors import NotFoundError, UsageError
 from tulle.model.kinds import closest
 from tulle.model.mesh import MeshSnapshot
 from tulle.model.meta import ServiceRef, dns_label_problem
+from tulle.model.taps import NO_TAPS, ProxyTaps
 from tulle.model.workload import Workload
 from tulle.tap.events import Event
 from tulle.xds import names
-from tulle.xds.generators.access_logs import NO_TAPS, ProxyTaps, service_hosts
 
 TargetKind = Literal["service", "workload"]
 _PREFIXES: dict[str, TargetKind] = {"service": "service", "svc": "service",
@@ -146,4 +146,4 @@ def wants(target: TapTarget, event: Event, mesh: MeshSnapshot) -> bool:
         return is_instance(workload, target.service, mesh)
     if event.get("upstreamCluster") == names.outbound_cluster(target.service):
         return True
-    return event.get("authority") in service_hosts(target.service, workload.namespace)
+    return event.get("authority") in target.service.hosts_from(workload.namespace)

@@ -20,8 +20,8 @@ from tulle.model.mesh import MeshService, MeshSnapshot
 from tulle.model.meta import ServiceRef
 from tulle.xds import names, types
 from tulle.xds.generators import clusters, endpoints, listeners, routes, secrets, tracing
-from tulle.xds.generators.access_logs import NO_LOGGING, ProxyLogging, proxy_logs
-from tulle.xds.proxy import ProxyInfo
+from tulle.xds.generators.access_logs import proxy_logs
+from tulle.xds.proxy import NO_LOGGING, ProxyInfo, ProxyLogging
 from tulle.xds.wire import EncodedResource, encode, set_version, versions_of
 
 ByName = Mapping[str, EncodedResource]

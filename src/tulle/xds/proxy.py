@@ -1,9 +1,11 @@
-"""What the generators may know about one proxy: a small, hashable value."""
+"""What the generators may know about one proxy beyond the mesh snapshot: small, hashable
+values (the compiler memoizes on them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tulle.model.taps import NO_TAPS, ProxyTaps
 from tulle.model.workload import UpstreamBind, Workload
 
 
@@ -30,3 +32,15 @@ class ProxyInfo:
             outbound_port=workload.outbound_port,
             upstreams=workload.upstreams,
         )
+
+
+@dataclass(frozen=True)
+class ProxyLogging:
+    """What the control plane knows about a proxy's logging: its tap sessions and files."""
+
+    taps: ProxyTaps = NO_TAPS
+    tap_token: str = ""  # the credential its access-log stream presents
+    access_log_path: str = ""  # where its access log goes when its Service enables it
+
+
+NO_LOGGING = ProxyLogging()

@@ -95,6 +95,10 @@ class XdsHub:
     def connected(self) -> list[str]:
         return sorted(self._connections)
 
+    def is_connected(self, node_id: str) -> bool:
+        """Whether ``node_id``'s proxy has an ADS stream now."""
+        return node_id in self._connections
+
     def statuses(self) -> list[dict[str, Any]]:
         return [self._status(c) for _, c in sorted(self._connections.items())]
 

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests.support.promtext import parse, value
 from tests.unit.model.workloads import workload
-from tulle.controlplane.api import make_api
+from tulle.controlplane.api.server import make_api
 from tulle.controlplane.app import ControlPlane
 from tulle.controlplane.metrics import (
     CONTROLPLANE_FAMILIES,
@@ -24,7 +24,12 @@ from tulle.controlplane.metrics import (
 )
 from tulle.model.workload import WorkloadState
 from tulle.registry.registry import Credentials
-from tulle.settings import ControlPlaneEndpoint, StatePaths, load_or_create_metrics_token
+from tulle.settings import (
+    ControlPlaneEndpoint,
+    StatePaths,
+    load_or_create_metrics_token,
+    read_metrics_token,
+)
 from tulle.xds.types import CLUSTER
 
 T = TypeVar("T")
@@ -57,14 +62,14 @@ def test_exported_families_are_the_declared_ones_with_their_labels(tmp_path: Pat
         cp.hub.nacks.by_type[CLUSTER] += 2
         cp.hub.responses.by_type[CLUSTER] += 7
         cp.identity.issued_total = 3
-        cp.rebuild_now()
-        for family in controlplane_families(cp):
+        cp.config.push()
+        for family in controlplane_families(cp.metric_sources()):
             _, _, labels = CONTROLPLANE_FAMILIES[family.name]
             assert family.samples, family.name
             for _, sample_labels, _ in family.samples:
                 assert tuple(k for k, _ in sample_labels) == labels, family.name
-        assert {f.name for f in controlplane_families(cp)} == set(CONTROLPLANE_FAMILIES)
-        return controlplane_metrics(cp)
+        assert {f.name for f in controlplane_families(cp.metric_sources())} == set(CONTROLPLANE_FAMILIES)
+        return controlplane_metrics(cp.metric_sources())
 
     samples = parse(in_loop(tmp_path, body))
     assert value(samples, "tulle_controlplane_workloads", namespace="default",
@@ -111,7 +116,7 @@ def test_only_metrics_accepts_the_metrics_token(tmp_path: Path) -> None:
         metrics_token = cp.paths.metrics_token_file.read_text().strip()
         tokens = {"api": "api-token", "metrics": metrics_token, "none": "", "wrong": "nope"}
         statuses = {}
-        async with TestClient(TestServer(make_api(cp))) as client:
+        async with TestClient(TestServer(make_api(cp.services, cp.token, read_metrics_token(cp.paths)))) as client:
             for method, path in (("GET", "/metrics"), ("GET", "/v1/status"),
                                  ("GET", "/v1/workloads"), ("POST", "/v1/shutdown"),
                                  ("GET", "/metrics/")):

@@ -8,8 +8,11 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+
+from tests.support.fakes import FakePush, FakeProxies
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from tulle.controlplane.services.rotation import Rotator, load_import
 
 from tests.unit.identity.certs import (
     BOOKS_ID,
@@ -23,7 +26,6 @@ from tests.unit.identity.certs import (
     rsa_key,
     uri,
 )
-from tulle.controlplane.rotation import Rotator, load_import
 from tulle.errors import ConflictError, IdentityError, UsageError
 from tulle.identity.ca import CertificateAuthority, Rotation
 
@@ -133,8 +135,10 @@ def rotator(ca: CertificateAuthority, proxies: int = 3, live: int = 2) -> Rotato
     workloads = [SimpleNamespace(node_id=f"w{i}.default") for i in range(live + 1)]
     registry = SimpleNamespace(workloads=lambda: workloads,
                                is_connected=lambda node: node != f"w{live}.default")
-    hub = SimpleNamespace(connected=lambda: [f"p{i}" for i in range(proxies)])
-    return Rotator(cast(Any, SimpleNamespace(hub=hub, registry=registry)), ca)
+    fake = FakeProxies([f"p{i}" for i in range(proxies)])
+    return Rotator(ca, cast(Any, registry), push=FakePush(), wait_synced=fake.wait_synced,
+                   connected=fake.connected, broadcast=lambda message: None,
+                   refresh_server_identity=lambda: None)
 
 
 def test_a_root_rotation_plan_has_three_stages(tmp_path: Path) -> None:

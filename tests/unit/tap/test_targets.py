@@ -9,8 +9,8 @@ import pytest
 from tests.unit.xds.meshes import mesh, service, workload
 from tulle.errors import NotFoundError, UsageError
 from tulle.model.meta import ServiceRef
+from tulle.model.taps import ProxyTaps
 from tulle.tap.targets import EMPTY_PLAN, TapTarget, plan_taps, resolve_target, wants
-from tulle.xds.generators.access_logs import ProxyTaps
 
 BOOKS = ServiceRef("default", "books")
 SUBSET = {"apiVersion": "tulle.io/v1alpha1", "kind": "Service",

@@ -18,18 +18,14 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from tests.unit.xds.envoy_side import LDS
 from tests.unit.xds.meshes import mesh, proxy, workload
+from tulle.model.access_log import LOG_FIELD_KINDS, Direction
 from tulle.model.meta import ServiceRef
+from tulle.model.taps import ProxyTaps
 from tulle.xds import names
 from tulle.xds.compiler import ConfigCompiler, ProxyConfig
 from tulle.xds.generators import access_logs
-from tulle.xds.generators.access_logs import (
-    NO_LOGGING,
-    HttpLogging,
-    ProxyLogging,
-    ProxyTaps,
-    TapSink,
-    http_access_logs,
-)
+from tulle.xds.generators.access_logs import HttpLogging, TapSink, http_access_logs
+from tulle.xds.proxy import NO_LOGGING, ProxyLogging
 
 BOOKS = ServiceRef("default", "books")
 AUTHORS = ServiceRef("default", "authors")
@@ -140,11 +136,11 @@ def test_a_caller_logs_only_requests_for_the_tapped_services() -> None:
 
 
 def test_other_namespaces_reach_a_service_by_its_full_name_only() -> None:
-    assert access_logs.service_hosts(BOOKS, "default") == ("books", "books.default")
-    assert access_logs.service_hosts(BOOKS, "shop") == ("books.default",)
+    assert BOOKS.hosts_from("default") == ("books", "books.default")
+    assert BOOKS.hosts_from("shop") == ("books.default",)
 
 
-def logging(direction: access_logs.Direction, **changes: Any) -> HttpLogging:
+def logging(direction: Direction, **changes: Any) -> HttpLogging:
     base: dict[str, Any] = {
         "direction": direction, "workload": "web-1.default", "namespace": "default",
         "identity": "spiffe://tulle.local/ns/default/sa/web",
@@ -153,7 +149,7 @@ def logging(direction: access_logs.Direction, **changes: Any) -> HttpLogging:
     return HttpLogging(**(base | changes))
 
 
-def formats(direction: access_logs.Direction) -> tuple[dict[str, str], dict[str, str]]:
+def formats(direction: Direction) -> tuple[dict[str, str], dict[str, str]]:
     """(file fields flattened as group.name, tap custom tags)."""
     file_logger, tap_logger = http_access_logs(logging(direction))
     line = file_pb2.FileAccessLog()
@@ -171,7 +167,7 @@ def formats(direction: access_logs.Direction) -> tuple[dict[str, str], dict[str,
 
 @pytest.mark.parametrize("direction", ["inbound", "outbound"])
 def test_tap_entries_and_log_lines_have_the_same_fields(
-        direction: access_logs.Direction) -> None:
+        direction: Direction) -> None:
     flat, tags = formats(direction)
     assert set(flat) == set(tags)
     assert {f.name for f in access_logs.FIELDS} | {"workload", "direction"} <= set(flat)
@@ -191,7 +187,7 @@ def test_the_calling_side_names_its_own_identity_as_the_source() -> None:
 
 
 @pytest.mark.parametrize("direction", ["inbound", "outbound"])
-def test_no_secret_header_value_is_ever_formatted(direction: access_logs.Direction) -> None:
+def test_no_secret_header_value_is_ever_formatted(direction: Direction) -> None:
     flat, tags = formats(direction)
     for operators in (flat, tags):
         text = " ".join(operators.values()).lower()
@@ -217,3 +213,7 @@ def test_redacted_names_from_the_mesh_are_lower_case_and_include_the_built_in_on
 def test_a_name_that_could_break_out_of_its_expression_is_refused() -> None:
     with pytest.raises(ValueError, match="cannot quote"):
         http_access_logs(logging("inbound", redacted=("x') || true || ('",)))
+
+
+def test_every_typed_log_field_has_an_envoy_operator() -> None:
+    assert [f.name for f in access_logs.FIELDS] == list(LOG_FIELD_KINDS)

@@ -1,6 +1,7 @@
 """Access loggers on the HTTP connection managers: tap streams and per-workload log files.
 
-Both carry the same fields, from one table (``FIELDS``): a tap entry is an access-log line that
+Both carry the same fields (named and typed in ``tulle.model.access_log``; ``FIELDS`` here
+says how Envoy fills each): a tap entry is an access-log line that
 Envoy sends to the control plane over gRPC (``envoy.access_loggers.http_grpc``) as custom tags,
 a file line is the same table as ``json_format``.
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import base_pb2, config_source_pb2, grpc_service_pb2
@@ -27,41 +27,37 @@ from envoy.extensions.access_loggers.grpc.v3 import als_pb2
 from envoy.type.tracing.v3 import custom_tag_pb2
 from google.protobuf import struct_pb2
 
-from tulle.model.access_log import REDACTED
+from tulle.model.access_log import (
+    REDACTED,
+    REQUEST_HEADERS,
+    RESPONSE_HEADERS,
+    Direction,
+    captured_headers,
+)
 from tulle.model.meta import ServiceRef
+from tulle.model.taps import ProxyTaps
 from tulle.xds import names
 from tulle.xds.generators.common import pack, seconds
-
-Direction = Literal["inbound", "outbound"]
-FieldKind = Literal["str", "int", "bool"]
+from tulle.xds.proxy import ProxyLogging
 
 TAP_LOG_NAME = "tulle-tap"
 # Envoy batches entries per worker thread; a tap shows a request within this (plus a hop).
 TAP_FLUSH_S = 0.1
-# Headers worth seeing when debugging, captured besides the redacted ones.
-CAPTURED_REQUEST_HEADERS = ("content-type", "user-agent")
-CAPTURED_RESPONSE_HEADERS = ("content-type", "location")
-# Redacted names that cannot occur on one side.
-_RESPONSE_ONLY = frozenset({"set-cookie"})
-_REQUEST_ONLY = frozenset({"authorization", "cookie"})
-REQUEST_HEADERS = "requestHeaders"
-RESPONSE_HEADERS = "responseHeaders"
 _OWN_IDENTITY = "{identity}"  # replaced by the proxy's own SPIFFE ID
 
 
 @dataclass(frozen=True)
 class LogField:
-    """One field of a tap event and of an access-log line: its Envoy command operator on the
-    called side (inbound) and on the calling side (outbound)."""
+    """How Envoy fills one field of ``LOG_FIELD_KINDS``: its command operator on the called
+    side (inbound) and on the calling side (outbound)."""
 
     name: str
     inbound: str
     outbound: str
-    kind: FieldKind = "str"
 
 
-def _both(name: str, operator: str, kind: FieldKind = "str") -> LogField:
-    return LogField(name, operator, operator, kind)
+def _both(name: str, operator: str) -> LogField:
+    return LogField(name, operator, operator)
 
 
 FIELDS: tuple[LogField, ...] = (
@@ -73,13 +69,13 @@ FIELDS: tuple[LogField, ...] = (
     _both("method", "%REQ(:METHOD)%"),
     _both("authority", "%REQ(:AUTHORITY)%"),
     _both("path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"),
-    _both("status", "%RESPONSE_CODE%", "int"),
-    _both("latencyMs", "%DURATION%", "int"),
-    _both("bytesReceived", "%BYTES_RECEIVED%", "int"),
-    _both("bytesSent", "%BYTES_SENT%", "int"),
+    _both("status", "%RESPONSE_CODE%"),
+    _both("latencyMs", "%DURATION%"),
+    _both("bytesReceived", "%BYTES_RECEIVED%"),
+    _both("bytesSent", "%BYTES_SENT%"),
     _both("flags", "%RESPONSE_FLAGS%"),
     LogField("mtls", "%CEL(connection.mtls)%",
-             "%CEL(upstream.uri_san_peer_certificate != '')%", "bool"),
+             "%CEL(upstream.uri_san_peer_certificate != '')%"),
     LogField("tlsVersion", "%DOWNSTREAM_TLS_VERSION%", "%UPSTREAM_TLS_VERSION%"),
     _both("upstreamCluster", "%UPSTREAM_CLUSTER_RAW%"),
     _both("upstreamHost", "%UPSTREAM_HOST%"),
@@ -88,9 +84,6 @@ FIELDS: tuple[LogField, ...] = (
     _both("sourceAddress", "%DOWNSTREAM_REMOTE_ADDRESS%"),
     _both("requestId", "%REQ(X-REQUEST-ID)%"),
 )
-# Set by the generator, not by Envoy: which sidecar logged, and on which side of the call.
-LITERAL_FIELDS = ("workload", "direction")
-FIELD_KINDS: dict[str, FieldKind] = {f.name: f.kind for f in FIELDS}
 
 
 @dataclass(frozen=True)
@@ -115,33 +108,6 @@ class HttpLogging:
     redacted: tuple[str, ...]  # lower-case header names whose values are never logged
     tap: TapSink | None = None
     file_path: str = ""  # "" : no access-log file
-
-
-@dataclass(frozen=True)
-class ProxyTaps:
-    """Where tap sessions are attached on one proxy. Ephemeral control-plane state."""
-
-    inbound: bool = False
-    outbound: bool = False  # every request the proxy sends
-    destinations: frozenset[ServiceRef] = frozenset()  # sent requests to these services
-
-    def __bool__(self) -> bool:
-        return self.inbound or self.outbound or bool(self.destinations)
-
-
-NO_TAPS = ProxyTaps()
-
-
-@dataclass(frozen=True)
-class ProxyLogging:
-    """What the control plane knows about a proxy's logging beyond the mesh snapshot."""
-
-    taps: ProxyTaps = NO_TAPS
-    tap_token: str = ""  # the credential its access-log stream presents
-    access_log_path: str = ""  # where its access log goes when its Service enables it
-
-
-NO_LOGGING = ProxyLogging()
 
 
 @dataclass(frozen=True)
@@ -236,20 +202,12 @@ def destination_filter(destinations: tuple[ServiceRef, ...],
     """Only requests to these services: by the cluster the route picked, or by the host the
     caller named (that covers requests that never got a cluster: no route, faults)."""
     clusters = [names.outbound_cluster(ref) for ref in destinations]
-    hosts = [host for ref in destinations for host in service_hosts(ref, caller_namespace)]
+    hosts = [host for ref in destinations for host in ref.hosts_from(caller_namespace)]
     expression = (f"xds.cluster_name in {_cel_list(clusters)} || "
                   f"request.host in {_cel_list(hosts)}")
     return accesslog_pb2.AccessLogFilter(extension_filter=accesslog_pb2.ExtensionFilter(
         name="envoy.access_loggers.extension_filters.cel",
         typed_config=pack(cel_pb2.ExpressionFilter(expression=expression))))
-
-
-def service_hosts(service: ServiceRef, caller_namespace: str) -> tuple[str, ...]:
-    """The hosts a caller in ``caller_namespace`` reaches ``service`` by (ports are stripped
-    before anything is logged), as in its outbound route table."""
-    if service.namespace == caller_namespace:
-        return (service.name, service.host)
-    return (service.host,)
 
 
 def _flat_fields(logging: HttpLogging, typed: bool) -> Iterator[tuple[str, str]]:
@@ -275,15 +233,6 @@ def _flat_fields(logging: HttpLogging, typed: bool) -> Iterator[tuple[str, str]]
             else:
                 operator = f"%{source}({header.upper()})%"
             yield f"{group}.{header}", operator
-
-
-def captured_headers(redacted: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    """The header names each entry carries, by group: a few useful ones, and the redacted ones
-    (only to show that they were there)."""
-    return {REQUEST_HEADERS: tuple(sorted({*CAPTURED_REQUEST_HEADERS, *redacted}
-                                          - _RESPONSE_ONLY)),
-            RESPONSE_HEADERS: tuple(sorted({*CAPTURED_RESPONSE_HEADERS, *redacted}
-                                           - _REQUEST_ONLY))}
 
 
 def _literal(text: str) -> str:

@@ -16,27 +16,26 @@ import logging
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-from aiohttp import web
-
+from tulle.controlplane.services import PushSoon, WaitSynced
 from tulle.errors import IdentityError, NotFoundError, UsageError
 from tulle.identity.ca import CertificateAuthority
 from tulle.identity.spiffe import control_plane_id, spiffe_id
 from tulle.identity.tokens import JoinTokens
 from tulle.model.workload import Workload, WorkloadCertificate
-from tulle.security import bearer
+from tulle.registry.registry import WorkloadRegistry
 from tulle.settings import write_private
-
-if TYPE_CHECKING:
-    from tulle.controlplane.app import ControlPlane
 
 log = logging.getLogger("tulle.identity")
 
 SERVER_CERT_LIFETIME_S = 7 * 86400.0
 ACK_TIMEOUT_S = 5.0
 EXPIRY_WARNING_DAYS = 90.0
+
 
 
 @dataclass(frozen=True)
@@ -49,11 +48,46 @@ class Issuance:
     acked_after_ms: float | None  # from signing to the proxy's ACK; None: not connected
 
 
+@dataclass(frozen=True)
+class SigningRequest:
+    node_id: str
+    csr_pem: str
+    key_path: str  # where the agent keeps the key; its proxy's SDS secret points there
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What vouches for a signing request: a join token, or the TLS client certificate."""
+
+    join_token: str = ""
+    peer_certificate: bytes | None = None  # DER, as the TLS layer received it
+
+
+@dataclass(frozen=True)
+class Signed:
+    chain_pem: str
+    serial: str
+    not_before: float
+    not_after: float
+    trust_bundle: str
+    acked: bool  # the workload's proxy ACKed the new certificate
+
+
 class IdentityService:
-    def __init__(self, cp: ControlPlane, ca: CertificateAuthority, tokens: JoinTokens) -> None:
-        self._cp = cp
+    def __init__(self, ca: CertificateAuthority, tokens: JoinTokens,
+                 registry: WorkloadRegistry, *, push_soon: PushSoon,
+                 wait_synced: WaitSynced, proxy_connected: Callable[[str], bool],
+                 workload_lifetime_s: Callable[[], float], ca_dir: Path,
+                 identity_port: int) -> None:
         self.ca = ca
         self.tokens = tokens
+        self._registry = registry
+        self._push_soon = push_soon
+        self._wait_synced = wait_synced
+        self._proxy_connected = proxy_connected
+        self._workload_lifetime_s = workload_lifetime_s
+        self._ca_dir = ca_dir
+        self._identity_port = identity_port
         self.issuances: deque[Issuance] = deque(maxlen=1000)
         self.issued_total = 0  # workload certificates signed since start (/metrics)
         self.server_context: ssl.SSLContext | None = None
@@ -70,37 +104,42 @@ class IdentityService:
             "spiffeId": identity,
             "trustDomain": self.ca.trust_domain,
             "trustBundle": self.ca.bundle_pem(),
-            "identityPort": self._cp.endpoint.identity_port,
+            "identityPort": self._identity_port,
             "joinToken": self.tokens.issue(workload.node_id, identity),
         }
 
     # -- signing -------------------------------------------------------------------------
 
-    async def handle_sign(self, request: web.Request) -> dict[str, Any]:
-        body = await request.json()
-        if not isinstance(body, dict):
-            raise UsageError("expected a JSON object with node, csr and keyPath")
-        node_id, csr, key_path = (str(body.get(k, "")) for k in ("node", "csr", "keyPath"))
-        if not (node_id and csr and key_path):
+    def join_token_for(self, node_id: str) -> str:
+        """A new join token for a workload with a live session: for an agent whose certificate
+        can no longer vouch for it (it expired while the host slept)."""
+        workload = self._registry.get(node_id)
+        if workload is None or not self._registry.is_connected(node_id):
+            raise NotFoundError(f"no workload {node_id} with a live session")
+        return self.tokens.issue(node_id, self.spiffe_id_of(workload))
+
+    async def sign(self, request: SigningRequest, caller: Caller) -> Signed:
+        node_id = request.node_id
+        if not (node_id and request.csr_pem and request.key_path):
             raise UsageError("node, csr and keyPath are required")
-        workload = self._cp.registry.get(node_id)
+        workload = self._registry.get(node_id)
         if workload is None:
             raise NotFoundError(f"no workload {node_id} is registered")
         expected = self.spiffe_id_of(workload)
-        self._authorise(request, node_id, expected)
-        ttl = self._cp.mesh.settings.workload_lifetime_s
-        issued = self.ca.sign(csr.encode(), expected, ttl)
+        self._authorise(caller, node_id, expected)
+        ttl = self._workload_lifetime_s()
+        issued = self.ca.sign(request.csr_pem.encode(), expected, ttl)
         self.issued_total += 1
         now = time.time()
         certificate = WorkloadCertificate(
             spiffe_id=expected, serial=issued.serial, not_before=issued.not_before,
             not_after=issued.not_after, issuer_id=issued.issuer_id, chain_pem=issued.chain_pem,
-            key_path=key_path, issued_at=now)
-        self._cp.registry.set_certificate(node_id, certificate)
-        version = await self._cp.rebuild_shortly()
+            key_path=request.key_path, issued_at=now)
+        self._registry.set_certificate(node_id, certificate)
+        version = await self._push_soon()
         acked_ms: float | None = None
-        if node_id in self._cp.hub.connected():
-            if await self._cp.hub.wait_synced(version, ACK_TIMEOUT_S, [node_id]):
+        if self._proxy_connected(node_id):
+            if await self._wait_synced(version, ACK_TIMEOUT_S, [node_id]):
                 acked_ms = (time.time() - now) * 1000
             else:
                 log.warning("%s did not ACK its new certificate within %ss", node_id,
@@ -108,25 +147,20 @@ class IdentityService:
         self.issuances.append(Issuance(node_id, issued.serial, now, acked_ms))
         log.info("issued %s to %s (serial %s, valid %.0fs)", expected, node_id, issued.serial,
                  ttl)
-        return {"certificate": issued.chain_pem, "serial": issued.serial,
-                "notBefore": issued.not_before, "notAfter": issued.not_after,
-                "trustBundle": self.ca.bundle_pem(), "acked": acked_ms is not None}
+        return Signed(issued.chain_pem, issued.serial, issued.not_before, issued.not_after,
+                      self.ca.bundle_pem(), acked_ms is not None)
 
-    def _authorise(self, request: web.Request, node_id: str, expected: str) -> None:
-        token = bearer(request.headers.get("Authorization"))
-        if token:
-            binding = self.tokens.redeem(token)
+    def _authorise(self, caller: Caller, node_id: str, expected: str) -> None:
+        if caller.join_token:
+            binding = self.tokens.redeem(caller.join_token)
             if binding.node_id != node_id or binding.spiffe_id != expected:
                 raise IdentityError(f"this join token was issued for {binding.spiffe_id}, "
                                     f"not for {expected}")
             return
-        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport \
-            else None
-        peer = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-        if not peer:
+        if not caller.peer_certificate:
             raise IdentityError("present a join token or the workload's current certificate",
                                 hint="the agent gets a join token when it registers")
-        presented = self.ca.verify_leaf(peer)
+        presented = self.ca.verify_leaf(caller.peer_certificate)
         if presented != expected:
             raise IdentityError(f"the client certificate is {presented}, not {expected}")
 
@@ -136,7 +170,7 @@ class IdentityService:
         """(Re)issue the control plane's own certificate; make or update the TLS context."""
         issued, key_pem = self.ca.server_identity(control_plane_id(self.ca.trust_domain),
                                                   SERVER_CERT_LIFETIME_S)
-        directory = self._cp.paths.ca_dir
+        directory = self._ca_dir
         write_private(directory / "controlplane.crt", issued.chain_pem)
         write_private(directory / "controlplane.key", key_pem)
         context = self.server_context
@@ -173,7 +207,7 @@ class IdentityService:
         return warnings
 
     def status(self) -> dict[str, Any]:
-        registry = self._cp.registry
+        registry = self._registry
         now = time.time()
         workloads = []
         for node_id, certificate in sorted(registry.certificates().items()):

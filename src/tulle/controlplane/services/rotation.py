@@ -17,30 +17,47 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tulle.controlplane.services import Push, WaitSynced
 from tulle.errors import ConflictError, IdentityError, UsageError
 from tulle.identity.ca import Authority, CertificateAuthority, Rotation
-
-if TYPE_CHECKING:
-    from tulle.controlplane.app import ControlPlane
+from tulle.registry.registry import WorkloadRegistry
 
 log = logging.getLogger("tulle.rotation")
 
 STAGE_TIMEOUT_S = 120.0
 KINDS = ("root", "issuer")
+RECONNECT_GRACE_S = 20.0
+
 
 
 class Rotator:
-    def __init__(self, cp: ControlPlane, ca: CertificateAuthority) -> None:
-        self._cp = cp
+    """``push`` rebuilds and publishes the mesh now (returns its version); ``broadcast``
+    sends a control message to every connected agent; ``refresh_server_identity`` reissues
+    the control plane's own TLS certificate from the current issuer and bundle."""
+
+    def __init__(self, ca: CertificateAuthority, registry: WorkloadRegistry, *,
+                 push: Push, wait_synced: WaitSynced,
+                 connected: Callable[[], list[str]],
+                 broadcast: Callable[[dict[str, Any]], None],
+                 refresh_server_identity: Callable[[], object],
+                 stage_timeout_s: float = STAGE_TIMEOUT_S) -> None:
         self._ca = ca
+        self._registry = registry
+        self._push = push
+        self._wait_synced = wait_synced
+        self._connected = connected
+        self._broadcast = broadcast
+        self._refresh_server_identity = refresh_server_identity
+        self._stage_timeout_s = stage_timeout_s
         self._task: asyncio.Task[dict[str, Any]] | None = None
 
     # -- entry points --------------------------------------------------------------------
@@ -53,7 +70,7 @@ class Rotator:
             raise ConflictError(f"a {rotation.kind} rotation is in progress (stage "
                                 f"{rotation.stage})",
                                 hint=f"finish it first: `tulle certs rotate {rotation.kind}`")
-        proxies = len(self._cp.hub.connected())
+        proxies = len(self._connected())
         workloads = len(self._live_workloads())
         same_root = "unchanged (same root)"
         stages = {
@@ -129,7 +146,7 @@ class Rotator:
                 detail = f"bundle has {len(anchors)} anchor(s)"
             elif rotation.stage == 2:
                 ca.commit(replace(ca.state, issuer=rotation.new_issuer))
-                self._cp.identity.refresh_server_identity()
+                self._refresh_server_identity()
                 synced = await self._reissue(rotation.new_issuer)
                 detail = f"every live workload holds a certificate from {rotation.new_issuer}"
             else:
@@ -140,7 +157,7 @@ class Rotator:
             if not synced:
                 raise IdentityError(
                     f"stage {rotation.stage} of the {rotation.kind} rotation did not complete "
-                    f"within {STAGE_TIMEOUT_S:.0f}s: not every proxy confirmed",
+                    f"within {self._stage_timeout_s:.0f}s: not every proxy confirmed",
                     hint=f"check `tulle get proxies`, then resume with `tulle certs rotate "
                          f"{rotation.kind}`")
             report.append({"stage": rotation.stage, "detail": detail,
@@ -154,42 +171,38 @@ class Rotator:
 
     async def _push_bundle(self) -> bool:
         bundle = self._ca.bundle_pem()
-        self._cp.identity.refresh_server_identity()
+        self._refresh_server_identity()
         self._broadcast({"bundle": bundle})
-        version = self._cp.rebuild_now()
-        return await self._cp.hub.wait_synced(version, STAGE_TIMEOUT_S)
+        version = self._push()
+        return await self._wait_synced(version, self._stage_timeout_s)
 
     async def _reissue(self, issuer_id: str) -> bool:
         self._broadcast({"bundle": self._ca.bundle_pem()})
         self._broadcast({"renew": True})
-        deadline = time.monotonic() + STAGE_TIMEOUT_S
+        deadline = time.monotonic() + self._stage_timeout_s
         while time.monotonic() < deadline:
             stale = [n for n in self._live_workloads()
-                     if (c := self._cp.registry.certificate(n)) is None
+                     if (c := self._registry.certificate(n)) is None
                      or c.issuer_id != issuer_id]
             if not stale:
-                version = self._cp.rebuild_now()
-                return await self._cp.hub.wait_synced(version, max(1.0, deadline -
+                version = self._push()
+                return await self._wait_synced(version, max(1.0, deadline -
                                                                    time.monotonic()))
             await asyncio.sleep(0.1)
         return False
 
     async def _await_reconnects(self) -> None:
         """After a restart, give agents the grace period to come back before stages run."""
-        deadline = time.monotonic() + 20.0
-        registry = self._cp.registry
+        deadline = time.monotonic() + RECONNECT_GRACE_S
+        registry = self._registry
         while time.monotonic() < deadline:
             if all(registry.is_connected(w.node_id) for w in registry.workloads()):
                 return
             await asyncio.sleep(0.2)
 
     def _live_workloads(self) -> list[str]:
-        registry = self._cp.registry
+        registry = self._registry
         return [w.node_id for w in registry.workloads() if registry.is_connected(w.node_id)]
-
-    def _broadcast(self, message: dict[str, Any]) -> None:
-        for channel in self._cp.agent_channels.values():
-            channel.put_nowait(message)
 
     @staticmethod
     def _check_kind(kind: str) -> None:

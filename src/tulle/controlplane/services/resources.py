@@ -151,17 +151,3 @@ def _dry_action(stored: StoredResource | None, resource: Resource) -> Any:
     if stored is None:
         return "created"
     return "unchanged" if dict(stored.manifest) == dict(resource.manifest) else "configured"
-
-
-def documents_from_request(body: Any) -> list[Document]:
-    """The API's apply body: {"documents": [{"source": ..., "manifest": {...}}, ...]}."""
-    if not isinstance(body, Mapping) or not isinstance(body.get("documents"), list):
-        raise ConfigError([Problem(message="the request body must be "
-                                           '{"documents": [{"source": ..., "manifest": ...}]}')])
-    documents = []
-    for index, item in enumerate(body["documents"]):
-        if not isinstance(item, Mapping):
-            raise ConfigError([Problem(message=f"documents[{index}] must be a mapping")])
-        documents.append(Document(source=str(item.get("source", f"document {index + 1}")),
-                                  body=item.get("manifest")))
-    return documents

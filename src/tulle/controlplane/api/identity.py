@@ -1,0 +1,74 @@
+"""Routes for the mesh's identity: the CA's state, rotation and import (API port), and the
+signing of workload certificates (the agents' TLS identity port).
+
+    GET  /v1/identity/status
+    POST /v1/identity/rotate         {"kind": "root" | "issuer", "dryRun": false}
+    POST /v1/identity/import         {"root", "issuer", "issuerKey": PEM, "dryRun": false}
+    POST /v1/identity/certificates   (identity port) {"node", "csr", "keyPath"}, authorised by a
+                                     join token (Authorization: Bearer) or the TLS client
+                                     certificate
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from tulle.controlplane.api.routing import Route, json_object, json_response
+from tulle.controlplane.services.identity import Caller, IdentityService, SigningRequest
+from tulle.controlplane.services.rotation import Rotator, load_import
+from tulle.security import bearer
+
+ROTATE_EXAMPLE = '{"kind": "root" | "issuer", "dryRun": false}'
+
+
+def routes(identity: IdentityService, rotator: Rotator) -> list[Route]:
+    async def status(request: web.Request) -> web.StreamResponse:
+        return json_response(identity.status())
+
+    async def rotate(request: web.Request) -> web.StreamResponse:
+        body = await json_object(request, example=ROTATE_EXAMPLE)
+        kind = str(body.get("kind", ""))
+        if body.get("dryRun"):
+            return json_response({"kind": kind, "plan": rotator.plan(kind)})
+        return json_response({"kind": kind, **await rotator.rotate(kind)})
+
+    async def import_pki(request: web.Request) -> web.StreamResponse:
+        body = await json_object(request, example='{"root", "issuer", "issuerKey"}')
+        ca = identity.ca
+        root, issuer = load_import(ca, str(body.get("root", "")).encode(),
+                                   str(body.get("issuer", "")).encode(),
+                                   str(body.get("issuerKey", "")).encode())
+        # Same root: only the issuer changes. A new root: a full root rotation.
+        kind = "issuer" if root.id in ca.state.anchors else "root"
+        if body.get("dryRun"):
+            return json_response({"kind": kind, "plan": rotator.plan(kind)})
+        return json_response({"kind": kind, **await rotator.rotate(
+            kind, new_root=root, new_issuer=issuer)})
+
+    return [
+        Route("GET", "/v1/identity/status", status),
+        Route("POST", "/v1/identity/rotate", rotate),
+        Route("POST", "/v1/identity/import", import_pki),
+    ]
+
+
+def signing_routes(identity: IdentityService) -> list[Route]:
+    async def sign(request: web.Request) -> web.StreamResponse:
+        body = await json_object(request, example='{"node", "csr", "keyPath"}')
+        signed = await identity.sign(
+            SigningRequest(*(str(body.get(k, "")) for k in ("node", "csr", "keyPath"))),
+            Caller(bearer(request.headers.get("Authorization")), _peer_certificate(request)))
+        return json_response({"certificate": signed.chain_pem, "serial": signed.serial,
+                              "notBefore": signed.not_before, "notAfter": signed.not_after,
+                              "trustBundle": signed.trust_bundle, "acked": signed.acked})
+
+    return [Route("POST", "/v1/identity/certificates", sign)]
+
+
+def _peer_certificate(request: web.Request) -> bytes | None:
+    """The TLS client certificate (DER), if the caller presented one."""
+    ssl_object: Any = request.transport.get_extra_info("ssl_object") if request.transport \
+        else None
+    return ssl_object.getpeercert(binary_form=True) if ssl_object else None

@@ -1,0 +1,79 @@
+"""The two HTTP applications of the control plane, assembled from the area route tables.
+
+- The API port, for the CLI, agents and (later) the dashboard: every request carries
+  ``Authorization: Bearer <token>``, the token generated at first start and stored 0600 in the
+  state directory. ``/metrics`` also accepts the read-only metrics token, and nothing else does.
+- The agents' TLS identity port: no API token; each signing is authorised by a join token or by
+  the client certificate (see :mod:`tulle.controlplane.services.identity`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from tulle.controlplane.api import agents, identity, observe, proxies, resources
+from tulle.controlplane.api.routing import bearer_auth, build_app
+from tulle.controlplane.services.analysis import AnalysisService
+from tulle.controlplane.services.diagnosis import DiagnosisService
+from tulle.controlplane.services.health import HealthService
+from tulle.controlplane.services.history import HistoryService
+from tulle.controlplane.services.identity import IdentityService
+from tulle.controlplane.services.mesh import MeshViews
+from tulle.controlplane.services.proxies import ProxyService
+from tulle.controlplane.services.resources import ResourceService
+from tulle.controlplane.services.rotation import Rotator
+from tulle.controlplane.services.sessions import SessionService
+from tulle.controlplane.services.tap import TapService
+from tulle.controlplane.services.telemetry import TelemetryService
+from tulle.xds.server import XdsHub
+
+API_MAX_BODY = 16 * 1024 * 1024  # an apply of many documents
+IDENTITY_MAX_BODY = 64 * 1024  # one CSR
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything the API calls. ``status``, ``metrics`` and ``shutdown`` are the control plane
+    process's own."""
+
+    resources: ResourceService
+    history: HistoryService
+    analysis: AnalysisService
+    views: MeshViews
+    proxies: ProxyService
+    hub: XdsHub
+    sessions: SessionService
+    identity: IdentityService
+    rotator: Rotator
+    telemetry: TelemetryService
+    taps: TapService
+    diagnosis: DiagnosisService
+    health: HealthService
+    status: Callable[[], dict[str, Any]]
+    metrics: Callable[[], str]
+    shutdown: Callable[[], None]
+
+
+def make_api(s: Services, token: str, metrics_token: str | None) -> web.Application:
+    routes = [
+        *observe.process_routes(s.status, s.metrics, s.shutdown),
+        *resources.routes(s.resources, s.history, s.analysis, s.views),
+        *proxies.routes(s.proxies, s.views, s.hub),
+        *agents.routes(s.sessions, s.identity, s.telemetry),
+        *identity.routes(s.identity, s.rotator),
+        *observe.telemetry_routes(s.telemetry),
+        *observe.tap_routes(s.taps),
+        *observe.diagnosis_routes(s.diagnosis),
+        *observe.health_routes(s.health, s.telemetry),
+    ]
+    extra = {observe.METRICS_ROUTE: metrics_token} if metrics_token else {}
+    return build_app(routes, [bearer_auth(token, extra)], max_body=API_MAX_BODY)
+
+
+def make_identity_api(identity_service: IdentityService) -> web.Application:
+    return build_app(identity.signing_routes(identity_service), [],
+                     max_body=IDENTITY_MAX_BODY)

@@ -1,0 +1,135 @@
+"""The control plane's side of telemetry: agents' reports in, golden metrics out.
+
+Agents post per-interval deltas; `tulle stat`, `routes` and `edges` read windows of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tulle.errors import NotFoundError, UsageError
+from tulle.identity.spiffe import spiffe_id
+from tulle.model.mesh import MeshSnapshot
+from tulle.model.meta import ServiceRef
+from tulle.model.workload import Workload
+from tulle.telemetry.query import NodeInfo, edge_rows, route_rows, service_rows, workload_rows
+from tulle.telemetry.schema import SeriesKey, rule_key
+from tulle.telemetry.windows import TelemetryWindows, Window
+
+DEFAULT_WINDOW_S = 60.0
+MAX_SERIES_PER_REPORT = 10_000
+
+Series = list[tuple[SeriesKey, dict[str, int]]]
+
+
+@dataclass(frozen=True)
+class TelemetryQuery:
+    window_s: float = DEFAULT_WINDOW_S
+    namespace: str | None = None
+    name: str | None = None
+
+
+class TelemetryService:
+    """``workload``: a registered workload by node id; ``workloads``: all of them."""
+
+    def __init__(self, workload: Callable[[str], Workload | None],
+                 workloads: Callable[[], Iterable[Workload]],
+                 mesh: Callable[[], MeshSnapshot], trust_domain: str,
+                 windows: TelemetryWindows | None = None) -> None:
+        self._workload = workload
+        self._workloads = workloads
+        self._mesh = mesh
+        self._trust_domain = trust_domain
+        self.windows = windows or TelemetryWindows()
+        # Every sidecar that reported within the horizon, also after it left: its traffic
+        # still belongs to its service.
+        self.nodes: dict[str, NodeInfo] = {}
+
+    def receive(self, node_id: str, series: Series) -> None:
+        workload = self._workload(node_id)
+        if workload is None:
+            raise NotFoundError(f"no workload {node_id} is registered",
+                                hint="the agent re-registers on its own")
+        if len(series) > MAX_SERIES_PER_REPORT:
+            raise UsageError(f"telemetry report from {node_id} has {len(series)} series",
+                             hint=f"at most {MAX_SERIES_PER_REPORT}")
+        self.nodes[node_id] = self._node_info(workload)
+        self.windows.record(node_id, series)
+
+    def forget(self, node_id: str) -> None:
+        self.windows.forget(node_id)
+
+    def window(self, seconds: float) -> Window:
+        horizon = self.windows.horizon_s
+        if not 0 < seconds <= horizon:
+            raise UsageError(f"the window must be between 1s and {horizon:g}s, "
+                             f"got {seconds:g}s", hint="tulle keeps the last 15 minutes")
+        return self.windows.window(seconds)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def workload_rows(self, query: TelemetryQuery) -> dict[str, Any]:
+        window = self.window(query.window_s)
+        nodes = {n: i for n, i in self._live_nodes().items()
+                 if _wanted(i.namespace, i.name, query.namespace, query.name)}
+        return {"windowSeconds": window.seconds, "workloads": workload_rows(window, nodes)}
+
+    def service_rows(self, query: TelemetryQuery) -> dict[str, Any]:
+        window = self.window(query.window_s)
+        services = {(ref.namespace, ref.name) for ref, service in self._mesh().services.items()
+                    if not service.selector}
+        services |= {(i.namespace, i.service) for i in self.nodes.values()}
+        wanted = {s for s in services if _wanted(s[0], s[1], query.namespace, query.name)}
+        if query.name is not None and not wanted:
+            raise NotFoundError(f"no service {query.name} in namespace "
+                                f"{query.namespace or 'default'}",
+                                hint="list them with `tulle get services`")
+        return {"windowSeconds": window.seconds,
+                "services": service_rows(window, self.nodes, wanted)}
+
+    def route_rows(self, query: TelemetryQuery) -> dict[str, Any]:
+        window = self.window(query.window_s)
+        if query.name is None:
+            raise UsageError("name a service", hint="tulle routes SERVICE")
+        mesh = self._mesh()
+        ref = ServiceRef(query.namespace or "default", query.name)
+        if ref not in mesh.services:
+            raise NotFoundError(f"no service {ref.name} in namespace {ref.namespace}",
+                                hint="list them with `tulle get services`")
+        rules = []
+        for attached in mesh.routes.get(ref, ()):
+            route = f"{attached.key.namespace}/{attached.key.name}"
+            for index, rule in enumerate(attached.spec.rules):
+                rules.append((route, rule_key(index, rule.name), rule.describe_matches()))
+        return {"windowSeconds": window.seconds, "service": ref.name,
+                "namespace": ref.namespace, "routes": route_rows(window, ref.host, rules)}
+
+    def edge_rows(self, query: TelemetryQuery) -> dict[str, Any]:
+        window = self.window(query.window_s)
+        mesh = self._mesh()
+        identities = {ref.host: service.identities for ref, service in mesh.services.items()}
+        rows = edge_rows(window, self.nodes, identities, bool(mesh.identity.trust_domain))
+        if query.namespace is not None:
+            rows = [r for r in rows if query.namespace in (r["source"].get("namespace"),
+                                                           r["destination"].get("namespace"))]
+        return {"windowSeconds": window.seconds, "edges": rows}
+
+    def _live_nodes(self) -> dict[str, NodeInfo]:
+        """Registered workloads (reporting or not yet), plus ones that left recently."""
+        out = dict(self.nodes)
+        for workload in self._workloads():
+            out.setdefault(workload.node_id, self._node_info(workload))
+        return out
+
+    def _node_info(self, workload: Workload) -> NodeInfo:
+        identity = spiffe_id(self._trust_domain, workload.namespace, workload.account) \
+            if self._trust_domain else ""
+        return NodeInfo(workload.name, workload.namespace, workload.service, identity)
+
+
+def _wanted(namespace: str, name: str, want_namespace: str | None,
+            want_name: str | None) -> bool:
+    return (want_namespace is None or namespace == want_namespace) and \
+        (want_name is None or name == want_name)
