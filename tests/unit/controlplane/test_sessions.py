@@ -1,0 +1,101 @@
+"""Agent sessions: the greeting, control messages and heartbeats, draining that waits for the
+other proxies, and registrations kept when the control plane itself stops."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.support.fakes import FakeProxies, FakePush
+from tests.unit.controlplane.support import CREDS, registry
+from tests.unit.model.workloads import workload
+from tulle.controlplane.services.sessions import AgentChannels, SessionService
+from tulle.errors import UsageError
+from tulle.model.workload import Workload, WorkloadState
+from tulle.registry.registry import WorkloadRegistry
+
+
+def service(reg: WorkloadRegistry, proxies: FakeProxies, push: FakePush
+            ) -> tuple[SessionService, AgentChannels]:
+    channels = AgentChannels()
+
+    def bootstrap(w: Workload, token: str) -> dict[str, str]:
+        return {"node": w.node_id, "token": token}
+
+    return SessionService(reg, channels, enrol=lambda w: {"spiffeId": w.account},
+                          bootstrap=bootstrap, push=push, wait_synced=proxies.wait_synced,
+                          connected=proxies.connected), channels
+
+
+def test_a_session_greets_then_relays_control_messages_and_heartbeats(tmp_path: Path) -> None:
+    reg = registry(tmp_path)
+    sessions, channels = service(reg, FakeProxies(), FakePush())
+
+    async def body() -> list[object]:
+        session = sessions.open(workload("books-1", "books"), CREDS)
+        channels.broadcast({"renew": True})
+        return [session.greeting["bootstrap"], await session.next_message(),
+                await session.next_message(heartbeat_s=0.01)]
+
+    bootstrap, control, heartbeat = asyncio.run(body())
+    assert bootstrap == {"node": "books-1.default", "token": CREDS.xds_token}
+    assert control == {"renew": True}
+    assert isinstance(heartbeat, dict) and "heartbeat" in heartbeat
+    assert reg.is_connected("books-1.default")
+
+
+def test_a_closed_connection_ends_the_registration(tmp_path: Path) -> None:
+    reg = registry(tmp_path)
+    sessions, _ = service(reg, FakeProxies(), FakePush())
+
+    async def body() -> None:
+        sessions.open(workload("books-1", "books"), CREDS).ended()
+
+    asyncio.run(body())
+    assert reg.get("books-1.default") is None
+
+
+def test_stopping_ends_sessions_and_keeps_registrations(tmp_path: Path) -> None:
+    reg = registry(tmp_path)
+    sessions, _ = service(reg, FakeProxies(), FakePush())
+
+    async def body() -> object:
+        session = sessions.open(workload("books-1", "books"), CREDS)
+        sessions.stop()
+        message = await session.next_message()
+        session.ended()  # the connection closes because we stop
+        return message
+
+    assert asyncio.run(body()) is None
+    assert reg.get("books-1.default") is not None
+
+
+def test_draining_pushes_and_waits_for_every_other_proxy(tmp_path: Path) -> None:
+    reg = registry(tmp_path, "books-1", "web-1")
+    proxies = FakeProxies(["books-1.default", "web-1.default"])
+    push = FakePush(version=7)
+    sessions, _ = service(reg, proxies, push)
+
+    change = asyncio.run(sessions.set_state("books-1.default", "draining"))
+    assert (change.state, change.synced, change.mesh_version) == (WorkloadState.DRAINING,
+                                                                  True, 8)
+    assert proxies.waits == [(8, 5.0, ("web-1.default",))]
+    assert reg.get("books-1.default").state is WorkloadState.DRAINING  # type: ignore[union-attr]
+
+
+def test_other_states_do_not_wait(tmp_path: Path) -> None:
+    reg = registry(tmp_path, "books-1")
+    proxies = FakeProxies(["books-1.default"])
+    push = FakePush()
+    sessions, _ = service(reg, proxies, push)
+    change = asyncio.run(sessions.set_state("books-1.default", "ready"))
+    assert change.synced is None and push.pushes == 0 and not proxies.waits
+
+
+def test_an_unknown_state_is_a_usage_error_naming_the_valid_ones(tmp_path: Path) -> None:
+    sessions, _ = service(registry(tmp_path, "books-1"), FakeProxies(), FakePush())
+    with pytest.raises(UsageError) as caught:
+        asyncio.run(sessions.set_state("books-1.default", "sleepy"))
+    assert "ready" in (caught.value.hint or "")
