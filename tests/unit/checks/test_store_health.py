@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from tulle.controlplane.services.health import inspect_store
-
 from tulle.model.meta import ResourceKey
 from tulle.store.sqlite import SqliteStore
 

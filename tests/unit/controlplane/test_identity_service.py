@@ -58,7 +58,7 @@ def test_a_join_token_for_the_node_gets_its_identity_signed(tmp_path: Path) -> N
 def test_a_token_is_used_up_and_bound_to_its_node(tmp_path: Path) -> None:
     identity, reg = service(tmp_path)
     token = identity.enrol(reg.get("web-1.default"))["joinToken"]  # type: ignore[arg-type]
-    with pytest.raises(IdentityError, match="issued for .*sa/web"):
+    with pytest.raises(IdentityError, match=r"issued for .*sa/web"):
         asyncio.run(identity.sign(request(), Caller(join_token=token)))
     with pytest.raises(IdentityError, match="unknown or was already used"):
         asyncio.run(identity.sign(request(WEB_ID, "web-1.default"), Caller(join_token=token)))
@@ -75,7 +75,7 @@ def test_the_current_certificate_vouches_only_for_its_own_identity(tmp_path: Pat
     renewed = asyncio.run(identity.sign(request(WEB_ID, "web-1.default"),
                                         Caller(peer_certificate=web_der)))
     assert renewed.serial != web.serial
-    with pytest.raises(IdentityError, match="client certificate is .*sa/web"):
+    with pytest.raises(IdentityError, match=r"client certificate is .*sa/web"):
         asyncio.run(identity.sign(request(), Caller(peer_certificate=web_der)))
 
 

@@ -68,7 +68,8 @@ def test_exported_families_are_the_declared_ones_with_their_labels(tmp_path: Pat
             assert family.samples, family.name
             for _, sample_labels, _ in family.samples:
                 assert tuple(k for k, _ in sample_labels) == labels, family.name
-        assert {f.name for f in controlplane_families(cp.metric_sources())} == set(CONTROLPLANE_FAMILIES)
+        names = {f.name for f in controlplane_families(cp.metric_sources())}
+        assert names == set(CONTROLPLANE_FAMILIES)
         return controlplane_metrics(cp.metric_sources())
 
     samples = parse(in_loop(tmp_path, body))
@@ -116,7 +117,8 @@ def test_only_metrics_accepts_the_metrics_token(tmp_path: Path) -> None:
         metrics_token = cp.paths.metrics_token_file.read_text().strip()
         tokens = {"api": "api-token", "metrics": metrics_token, "none": "", "wrong": "nope"}
         statuses = {}
-        async with TestClient(TestServer(make_api(cp.services, cp.token, read_metrics_token(cp.paths)))) as client:
+        app = make_api(cp.services, cp.token, read_metrics_token(cp.paths))
+        async with TestClient(TestServer(app)) as client:
             for method, path in (("GET", "/metrics"), ("GET", "/v1/status"),
                                  ("GET", "/v1/workloads"), ("POST", "/v1/shutdown"),
                                  ("GET", "/metrics/")):

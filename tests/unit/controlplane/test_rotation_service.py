@@ -76,7 +76,7 @@ def test_a_stage_that_does_not_complete_stops_and_can_resume(tmp_path: Path) -> 
 def test_proxies_that_do_not_ack_stop_stage_one(tmp_path: Path) -> None:
     ca, reg = open_ca(tmp_path), registry(tmp_path, "books-1")
     proxies = FakeProxies(["books-1.default"], synced=False)
-    with pytest.raises(IdentityError, match="stage 1 .* not every proxy confirmed"):
+    with pytest.raises(IdentityError, match=r"stage 1 .* not every proxy confirmed"):
         asyncio.run(rotator(ca, reg, proxies, FakePush(), renews=True, messages=[])
                     .rotate("issuer"))
     assert ca.state.rotation is not None and ca.state.rotation.stage == 1

@@ -8,12 +8,10 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-
-from tests.support.fakes import FakePush, FakeProxies
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from tulle.controlplane.services.rotation import Rotator, load_import
 
+from tests.support.fakes import FakeProxies, FakePush
 from tests.unit.identity.certs import (
     BOOKS_ID,
     ca_certificate,
@@ -26,6 +24,7 @@ from tests.unit.identity.certs import (
     rsa_key,
     uri,
 )
+from tulle.controlplane.services.rotation import Rotator, load_import
 from tulle.errors import ConflictError, IdentityError, UsageError
 from tulle.identity.ca import CertificateAuthority, Rotation
 
