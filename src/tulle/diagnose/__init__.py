@@ -3,11 +3,11 @@
 The pieces, in the order a run uses them:
 
 - ``evidence.Evidence``: one frozen snapshot gathered once per run by the control plane
-  (``tulle.controlplane.diagnosis``): the mesh snapshot, the telemetry window, each sidecar's
+  (``tulle.controlplane.services.diagnosis``): the mesh snapshot, the telemetry window, each sidecar's
   endpoints as its Envoy sees them, xDS states and NACKs, identity status, recent changes.
 - ``rules/``: pure functions ``(Evidence, Scope) -> Iterable[Finding]``, one module per area
   (``endpoints``, ``resilience``, ``limits``, ``routing``, ``identity``, ``controlplane``),
-  each exporting ``RULES``; ``rules.all_rules()`` lists the areas.
+  each exporting ``RULES``; ``engine.all_rules()`` lists the areas.
 - ``engine.diagnose``: runs every rule, checks each code is registered, keeps one finding per
   (code, subject), drops findings outside the scope, and ranks them (``rank.rank``: causes
   above the symptoms they share a resource with, then severity, then score).

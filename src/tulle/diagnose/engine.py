@@ -10,7 +10,7 @@ from tulle.diagnose.codes import lookup
 from tulle.diagnose.evidence import Evidence
 from tulle.diagnose.model import Finding, Scope, proxy_subject, service_subject
 from tulle.diagnose.rank import rank
-from tulle.diagnose.rules import Rule, all_rules
+from tulle.diagnose.rules import Rule
 
 log = logging.getLogger("tulle.diagnose")
 
@@ -22,6 +22,22 @@ class Diagnosis:
 
 
 WHOLE_MESH = Scope()
+
+
+def all_rules() -> tuple[Rule, ...]:
+    """Every rule of every area, in no particular order (ranking orders the findings).
+    Imported here, not at module load: no work at import."""
+    from tulle.diagnose.rules import (
+        controlplane,
+        endpoints,
+        identity,
+        limits,
+        resilience,
+        routing,
+    )
+
+    areas = (endpoints, resilience, limits, routing, identity, controlplane)
+    return tuple(rule for area in areas for rule in area.RULES)
 
 
 def diagnose(evidence: Evidence, scope: Scope = WHOLE_MESH,

@@ -2,8 +2,8 @@
 
 A rule is ``(Evidence, Scope) -> Iterable[Finding]``. It reads only the evidence (no I/O, no
 clock: ``evidence.now`` is the time), may use the scope to skip work, and need not filter by
-it: the engine drops findings outside the scope. Every area module exports ``RULES``; this
-tuple lists the modules, in no particular order (ranking orders the findings).
+it: the engine drops findings outside the scope. Every area module exports ``RULES``;
+``tulle.diagnose.engine.all_rules`` lists the modules.
 """
 
 from __future__ import annotations
@@ -15,17 +15,3 @@ from tulle.diagnose.model import Finding, Scope
 
 Rule = Callable[[Evidence, Scope], Iterable[Finding]]
 
-
-def all_rules() -> tuple[Rule, ...]:
-    """Every rule of every area. (Imported here, not at module load: no work at import.)"""
-    from tulle.diagnose.rules import (
-        controlplane,
-        endpoints,
-        identity,
-        limits,
-        resilience,
-        routing,
-    )
-
-    areas = (endpoints, resilience, limits, routing, identity, controlplane)
-    return tuple(rule for area in areas for rule in area.RULES)
