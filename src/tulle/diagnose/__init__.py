@@ -3,8 +3,9 @@
 The pieces, in the order a run uses them:
 
 - ``evidence.Evidence``: one frozen snapshot gathered once per run by the control plane
-  (``tulle.controlplane.services.diagnosis``): the mesh snapshot, the telemetry window, each sidecar's
-  endpoints as its Envoy sees them, xDS states and NACKs, identity status, recent changes.
+  (``tulle.controlplane.services.diagnosis``): the mesh snapshot, the telemetry window, each
+  sidecar's endpoints as its Envoy sees them, xDS states and NACKs, identity status, recent
+  changes.
 - ``rules/``: pure functions ``(Evidence, Scope) -> Iterable[Finding]``, one module per area
   (``endpoints``, ``resilience``, ``limits``, ``routing``, ``identity``, ``controlplane``),
   each exporting ``RULES``; ``engine.all_rules()`` lists the areas.

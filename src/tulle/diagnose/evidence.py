@@ -1,7 +1,7 @@
 """The evidence a diagnosis reads: one immutable snapshot, gathered once per run.
 
-Gathering (in the control plane, ``tulle.controlplane.services.diagnosis``) is the only I/O; rules are
-pure functions of this value, so unit tests build one by hand. It holds the mesh snapshot
+Gathering (in the control plane, ``tulle.controlplane.services.diagnosis``) is the only I/O;
+rules are pure functions of this value, so unit tests build one by hand. It holds the mesh snapshot
 (services, endpoints, routes, resolved policies, registered workloads), the telemetry window
 (every sidecar's counters over ``--window``), each sidecar's view of its upstream endpoints
 (Envoy ``/clusters``), xDS sync states and NACKs, the identity status, and recent changes.
