@@ -49,16 +49,20 @@ def report(mesh: Mesh, *args: str) -> dict[str, Any]:
     return data
 
 
-def first_finding(mesh: Mesh, code: str, *args: str, timeout: float = 30.0
-                  ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Poll `tulle diagnose` until ``code`` ranks first; (that finding, the whole report)."""
+def first_finding(mesh: Mesh, code: str, *args: str, timeout: float = 30.0,
+                  related: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Poll `tulle diagnose` until ``code`` ranks first (and names ``related``, which may come
+    with a later telemetry report); (that finding, the whole report)."""
     seen: list[Any] = []
 
     def ranked_first() -> tuple[dict[str, Any], dict[str, Any]] | None:
         data = report(mesh, *args)
-        seen[:] = [(f["code"], f["subject"]) for f in data["findings"]]
+        seen[:] = [(f["code"], f["subject"], f["related"]) for f in data["findings"]]
         findings = data["findings"]
-        return (findings[0], data) if findings and findings[0]["code"] == code else None
+        if not findings or findings[0]["code"] != code:
+            return None
+        return (findings[0], data) if related is None or related in findings[0]["related"] \
+            else None
 
     try:
         return wait_for(f"{code} to rank first", ranked_first, timeout=timeout, interval=1.0)
