@@ -7,7 +7,6 @@ metrics token, and nothing else does. Errors are JSON: {"error": {"type", "messa
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -168,7 +167,7 @@ async def _apply(cp: ControlPlane, request: web.Request) -> dict[str, Any]:
                                            dry_run=bool(body.get("dryRun", False)))
     return {"results": [{"kind": r.key.kind, "namespace": r.key.namespace, "name": r.key.name,
                          "action": r.action, "revision": r.revision} for r in results],
-            "warnings": [dataclasses.asdict(w) for w in warnings]}
+            "warnings": [w.to_dict() for w in warnings]}
 
 
 async def _rotate(cp: ControlPlane, request: web.Request) -> dict[str, Any]:

@@ -11,7 +11,6 @@ Body: ``{"revision": N, "dryRun": false}``.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -58,7 +57,7 @@ def rollback_to(cp: ControlPlane, body: Any) -> dict[str, Any]:
         new_revision = max(changed) if changed else None
     return {"revision": revision, "dryRun": dry_run, "newRevision": new_revision,
             "storeRevision": cp.store.revision(), "changes": plan_view(plan),
-            "warnings": [dataclasses.asdict(w) for w in warnings]}
+            "warnings": [w.to_dict() for w in warnings]}
 
 
 def restore_plan(store: Store, revision: int) -> RestorePlan:
