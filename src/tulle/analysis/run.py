@@ -43,11 +43,13 @@ def run_analysis(documents: Sequence[Document] = (), stored: Iterable[Resource] 
 def apply_warnings(current: Iterable[Resource], proposed: Iterable[Resource],
                    workloads: Iterable[Workload], sources: Mapping[ResourceKey, str],
                    analyzers: Iterable[Analyzer] = ANALYZERS) -> tuple[Message, ...]:
-    """The messages an apply introduces: those the analyzers report on the ``proposed`` state
-    (the store with the batch laid over it) and not on the ``current`` one, compared by code,
-    resource, field and message. A message about a resource outside the batch counts too (a
-    new route that hides an existing route's rule). Both states are analyzed with the same
-    live workloads and no telemetry, so the analyzers that need telemetry are skipped.
+    """The messages an apply (or a rollback) introduces: those the analyzers report on the
+    ``proposed`` state (the store as the change would leave it) and not on the ``current``
+    one, compared by code, resource, field and message. A message about a resource outside
+    the batch counts too (a new route that hides a stored route's rule), and so does one whose
+    words change (a subset's message names the routes that use it, so a new route to an
+    empty subset is reported). Both states are analyzed with the same live workloads and no
+    telemetry, so the analyzers that need telemetry are skipped.
 
     They never block an apply, whatever their level: the apply's own validation has already
     refused what must be refused, so an error here is something the apply leaves doing
