@@ -158,8 +158,21 @@ spec:
 def test_describe_shows_routes_policies_and_their_sources(mesh: Mesh) -> None:
     start(mesh)
     mesh.cli("apply", "-f", "-", stdin=MATCHES)
-    applied = mesh.cli("apply", "-f", "-", stdin=POLICY)
-    assert "warning:" in applied.stderr and "already gets connectionPool" in applied.stderr
+    applied = mesh.cli("apply", "-f", "-", "-o", "json", stdin=POLICY)
+    # The apply goes through with the analyzer's message, worded as `tulle analyze` words it
+    # (on stderr) and shaped as `tulle analyze -o json` shapes it.
+    [warning] = json.loads(applied.stdout)["warnings"]
+    assert (warning["code"], warning["level"], warning["resource"], warning["field"]) == (
+        "TUL0018", "warning", {"kind": "TrafficPolicy", "namespace": "default",
+                               "name": "books-pool-2"}, "spec.connectionPool")
+    assert warning["docs"] == "docs/diagnostics/TUL0018.md" and warning["fix"]
+    assert "warning: this apply introduces 1 analyzer message" in applied.stderr
+    assert "WARNING TUL0018  TrafficPolicy default/books-pool-2  <stdin>:9  " \
+        "spec.connectionPool\n" in applied.stderr  # the second document, from its "---"
+    assert "Service default/books already gets connectionPool from TrafficPolicy " \
+        "default/books-pool; this policy's connectionPool is ignored" in applied.stderr
+    again = json.loads(mesh.cli("apply", "-f", "-", "-o", "json", stdin=POLICY).stdout)
+    assert again["warnings"] == []  # still true, but not introduced by this apply
     described = json.loads(mesh.cli("describe", "service", "books", "-o", "json").stdout)
     assert [i["name"] for i in described["instances"]] == ["books-1", "books-2"]
     assert [r["from"] for r in described["routes"]] == ["HTTPRoute default/books"] * 6

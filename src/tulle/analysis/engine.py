@@ -21,8 +21,8 @@ from tulle.model.workload import Workload
 
 
 class Need(StrEnum):
-    WORKLOADS = "workloads"  # the registry's workloads: live only
-    TELEMETRY = "telemetry"  # the telemetry windows: live only
+    WORKLOADS = "workloads"  # the registry's workloads: live and at apply time
+    TELEMETRY = "telemetry"  # the telemetry windows: live only (not at apply time)
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,16 @@
-"""The one entry point both sides call: files alone (the CLI), or the live store with files
-overlaid as if applied (the control plane)."""
+"""The entry points: `tulle analyze` on files alone (the CLI) or on the live store with files
+overlaid as if applied (the control plane), and the warnings of an apply (the control plane).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from tulle.analysis.analyzers import ANALYZERS
-from tulle.analysis.engine import AnalysisInput, AnalysisResult, Analyzer, analyze
+from tulle.analysis.engine import AnalysisInput, AnalysisResult, Analyzer, Message, analyze
 from tulle.analysis.traffic import Traffic
 from tulle.errors import ConfigError
+from tulle.model.meta import ResourceKey
 from tulle.model.parse import Document, parse_documents
 from tulle.model.resource import Resource
 from tulle.model.workload import Workload
@@ -36,3 +38,32 @@ def run_analysis(documents: Sequence[Document] = (), stored: Iterable[Resource] 
     given = AnalysisInput(tuple(merged.values()), sources,
                           None if workloads is None else tuple(workloads), traffic)
     return analyze(given, analyzers)
+
+
+def apply_warnings(current: Iterable[Resource], proposed: Iterable[Resource],
+                   workloads: Iterable[Workload], sources: Mapping[ResourceKey, str],
+                   analyzers: Iterable[Analyzer] = ANALYZERS) -> tuple[Message, ...]:
+    """The messages an apply (or a rollback) introduces: those the analyzers report on the
+    ``proposed`` state (the store as the change would leave it) and not on the ``current``
+    one, compared by code, resource, field and message. A message about a resource outside
+    the batch counts too (a new route that hides a stored route's rule), and so does one whose
+    words change (a subset's message names the routes that use it, so a new route to an
+    empty subset is reported). Both states are analyzed with the same live workloads and no
+    telemetry, so the analyzers that need telemetry are skipped.
+
+    They never block an apply, whatever their level: the apply's own validation has already
+    refused what must be refused, so an error here is something the apply leaves doing
+    nothing (a policy aimed at a rule the batch renamed), reported with the analyzer's level.
+    """
+    chosen = tuple(analyzers)
+    live = tuple(workloads)
+    before = analyze(AnalysisInput(tuple(current), {}, live), chosen)
+    after = analyze(AnalysisInput(tuple(proposed), sources, live), chosen)
+    known = {_identity(m) for m in before.messages}
+    return tuple(m for m in after.messages if _identity(m) not in known)
+
+
+def _identity(message: Message) -> tuple[str, str, str, str, str, str]:
+    """What makes two messages the same finding; the source differs between the states."""
+    return (message.code, message.kind, message.namespace, message.name, message.field,
+            message.message)

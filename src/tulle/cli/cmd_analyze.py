@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tulle.cli.messages import render_message
 from tulle.cli.output import Format, OutputOption, emit
 
 DEFAULT_WINDOW = "1m"
@@ -101,16 +102,7 @@ _WHAT = {"files": "the files", "live": "the live mesh",
 def render(view: dict[str, Any]) -> str:
     lines: list[str] = []
     for m in view["messages"]:
-        resource = m["resource"]
-        name = f"{resource['namespace']}/{resource['name']}" if resource["namespace"] \
-            else resource["name"]
-        where = "  ".join(part for part in (f"{resource['kind']} {name}", m["source"],
-                                               m["field"]) if part)
-        lines.append(f"{m['level'].upper():<8}{m['code']}  {where}")
-        lines.append(f"        {m['message']}")
-        lines.append(f"        fix: {m['fix']}")
-        lines.append(f"        docs: {m['docs']}")
-        lines.append("")
+        lines += [*render_message(m), ""]
     counts: dict[str, int] = {}
     for m in view["messages"]:
         counts[m["level"]] = counts.get(m["level"], 0) + 1

@@ -11,9 +11,10 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from tulle.cli.messages import render_warnings
 from tulle.cli.output import Format, OutputOption, emit
 from tulle.client import ApiClient
-from tulle.errors import Problem, UsageError
+from tulle.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -54,9 +55,9 @@ def rollback(
     result = ApiClient.from_state(ctx.obj.paths).post(
         "/v1/rollback", {"revision": revision, "dryRun": dry_run})
     emit(result, output, render_rollback)
-    for warning in result.get("warnings", ()):
-        print("warning: " + Problem.from_dict(warning).render().replace("\n", "\n  "),
-              file=sys.stderr)
+    if result.get("warnings"):
+        what = "rollback (dry run)" if dry_run else "rollback"
+        print(render_warnings(result["warnings"], what), file=sys.stderr)
 
 
 def _resource_query(kind: str, name: str, namespace: str) -> dict[str, str]:

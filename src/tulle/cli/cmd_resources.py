@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+from tulle.cli.messages import render_warnings
 from tulle.cli.output import Format, OutputOption, age, emit, table
 from tulle.client import ApiClient
-from tulle.errors import Problem
 
 NamespaceOption = Annotated[str | None, typer.Option(
     "-n", "--namespace", help="Only this namespace (get: all namespaces if omitted)")]
@@ -44,9 +44,8 @@ def apply(
     emit(result, output, lambda r: "\n".join(
         f"{x['kind'].lower()}/{x['name']}{_in(x['namespace'])} {x['action']}{suffix}"
         for x in r["results"]))
-    for warning in result.get("warnings", ()):
-        print("warning: " + Problem.from_dict(warning).render().replace("\n", "\n  "),
-              file=sys.stderr)
+    if result.get("warnings"):
+        print(render_warnings(result["warnings"], "apply" + suffix), file=sys.stderr)
 
 
 def get(

@@ -75,6 +75,15 @@ spec:
   connectionPool: {maxConnections: 10}
 """
 
+# A subset by a label of the workloads' own (`tulle run --label track=canary`), of any service.
+CANARIES = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: canaries}
+spec: {selector: {track: canary}}
+"""
+CANARY = (("track", "canary"),)
+
 WORKLOAD_CASES: list[tuple[str, str, Sequence[Workload], list[Finding]]] = [
     ("subset without workloads", SUBSET, [BOOKS],
      [("TUL0004", "Service default/books-v2")]),
@@ -82,6 +91,15 @@ WORKLOAD_CASES: list[tuple[str, str, Sequence[Workload], list[Finding]]] = [
                                                              namespace="shop")],
      [("TUL0004", "Service default/books-v2")]),
     ("subset with a workload", SUBSET, [BOOKS, workload("books-2", "books", version="v2")], []),
+    # A workload's "service" label is the service it registered under, whatever it sets.
+    ("subset's service label set by another service", SUBSET,
+     [BOOKS, workload("web-2", "web", version="v2", labels=(("service", "books"),))],
+     [("TUL0004", "Service default/books-v2")]),
+    ("subset by label with a workload", CANARIES, [BOOKS, workload("web-2", "web",
+                                                                   labels=CANARY)], []),
+    ("subset by label without workloads", CANARIES,
+     [BOOKS, workload("web-2", "web", labels=CANARY, namespace="shop")],
+     [("TUL0004", "Service default/canaries")]),
     ("policies without workloads", POLICIES, [BOOKS],
      [("TUL0015", "TrafficPolicy default/idle"), ("TUL0015", "TrafficPolicy default/idle-route")]),
     ("policies with workloads", POLICIES, [BOOKS, workload("authors-1", "authors")], []),

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tulle.cli import cmd_controlplane, cmd_resources
+from tulle.cli.messages import render_warnings
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = 1_800_000_000.0
@@ -42,6 +43,24 @@ STATUS = {"pid": 4242, "startedAt": NOW - 7200, "version": "0.1.0", "stateDir": 
           "apiUrl": "http://127.0.0.1:15700", "xdsAddress": "127.0.0.1:15710",
           "identityAddress": "127.0.0.1:15712", "trustDomain": "tulle.local", "services": 2,
           "workloads": 3, "proxiesConnected": 3, "storeRevision": 7, "nacksTotal": 0}
+# Two messages an apply introduced, as the API sends them (Message.to_dict()).
+WARNINGS = [
+    {"code": "TUL0018", "level": "warning", "title": "A TrafficPolicy setting is ignored",
+     "analyzer": "policy-conflicts",
+     "resource": {"kind": "TrafficPolicy", "namespace": "default", "name": "books-pool-2"},
+     "source": "policies.yaml:9", "field": "spec.connectionPool",
+     "message": "Service default/books already gets connectionPool from TrafficPolicy "
+                "default/books-pool; this policy's connectionPool is ignored",
+     "fix": "set connectionPool for Service default/books in one TrafficPolicy only",
+     "docs": "docs/diagnostics/TUL0018.md"},
+    {"code": "TUL0003", "level": "error", "title": "TrafficPolicy targets an unknown route rule",
+     "analyzer": "references",
+     "resource": {"kind": "TrafficPolicy", "namespace": "default", "name": "search-limit"},
+     "source": "", "field": "spec.targetRefs[0].sectionName",
+     "message": 'HTTPRoute default/books has no rule named "search": the policy applies to '
+                "nothing",
+     "fix": "its named rules: find", "docs": "docs/diagnostics/TUL0003.md"},
+]
 
 CASES: dict[str, tuple[Callable[[Any], str], Any]] = {
     "workloads": (cmd_resources._workloads_table, WORKLOADS),
@@ -49,6 +68,7 @@ CASES: dict[str, tuple[Callable[[Any], str], Any]] = {
     "proxies": (cmd_resources._proxies_table, PROXIES),
     "resources": (cmd_resources._resources_table, RESOURCES),
     "status": (cmd_controlplane._status_table, STATUS),
+    "apply_warnings": (lambda messages: render_warnings(messages, "apply"), WARNINGS),
 }
 
 

@@ -1,5 +1,6 @@
 """Resources that select no workload: subsets whose selector matches nothing, and policies
-aimed at services that have no instance. Both need the registry's workloads (live only)."""
+aimed at services that have no instance. Both need the registry's workloads: they run on the
+live mesh and at apply time, not on files alone."""
 
 from __future__ import annotations
 
@@ -23,28 +24,45 @@ def _selectors(resources: Sequence[Resource]) -> dict[ServiceRef, Labels]:
             for r in resources if r.info is SERVICE and r.spec.selector}
 
 
-def members(ref: ServiceRef, selectors: dict[ServiceRef, Labels],
-            workloads: Sequence[Workload]) -> list[Workload]:
-    """The workloads of a service: its selector's matches for a subset, else those that
-    registered under it (as the mesh snapshot counts them)."""
-    selector = selectors.get(ref)
-    if selector is None:
-        return [w for w in workloads if w.service_ref == ref]
-    return [w for w in workloads if w.namespace == ref.namespace and w.matches(selector)]
+class Members:
+    """The workloads of each service, as the mesh snapshot counts them: a subset's are its
+    selector's matches in its namespace, any other service's those that registered under
+    it. Indexed once, because apply runs these analyzers over the whole store twice."""
+
+    def __init__(self, resources: Sequence[Resource], workloads: Sequence[Workload]) -> None:
+        self.selectors = _selectors(resources)
+        self._registered: dict[ServiceRef, list[Workload]] = {}
+        self._namespaces: dict[str, list[Workload]] = {}
+        for workload in workloads:
+            self._registered.setdefault(workload.service_ref, []).append(workload)
+            self._namespaces.setdefault(workload.namespace, []).append(workload)
+
+    def of(self, ref: ServiceRef) -> list[Workload]:
+        selector = self.selectors.get(ref)
+        if selector is None:
+            return self._registered.get(ref, [])
+        # A workload's "service" label is always the service it registered under, so a
+        # selector that names one can only match that service's workloads.
+        service = dict(selector).get("service")
+        candidates = self.in_namespace(ref.namespace) if service is None else \
+            self._registered.get(ServiceRef(ref.namespace, service), [])
+        return [w for w in candidates if w.matches(selector)]
+
+    def in_namespace(self, namespace: str) -> list[Workload]:
+        return self._namespaces.get(namespace, [])
 
 
 def empty_subsets(ctx: AnalysisContext) -> None:
     resources = ctx.resources(*KINDS)
-    workloads = ctx.workloads() or ()
+    members = Members(resources, ctx.workloads() or ())
     users: dict[ServiceRef, list[str]] = {}
     for route in (r for r in resources if r.info is HTTP_ROUTE):
         for _, ref in route_backends(route) + route_mirrors(route):
             users.setdefault(ref, []).append(str(route.key))
-    for ref, selector in _selectors(resources).items():
-        if members(ref, _selectors(resources), workloads):
+    for ref, selector in members.selectors.items():
+        if members.of(ref):
             continue
-        here = sorted(f"{w.name} ({_labels(w)})" for w in workloads
-                      if w.namespace == ref.namespace)
+        here = sorted(f"{w.name} ({_labels(w)})" for w in members.in_namespace(ref.namespace))
         used_by = sorted(set(users.get(ref, ())))
         ctx.report(SUBSET_SELECTS_NOTHING, ResourceKey(SERVICE.kind, ref.namespace, ref.name),
                    "spec.selector", selector=_labels_text(selector), namespace=ref.namespace,
@@ -55,7 +73,7 @@ def empty_subsets(ctx: AnalysisContext) -> None:
 def idle_policies(ctx: AnalysisContext) -> None:
     resources = ctx.resources(*KINDS)
     workloads = ctx.workloads() or ()
-    selectors = _selectors(resources)
+    members = Members(resources, workloads)
     declared = {ServiceRef(r.meta.namespace, r.meta.name) for r in resources
                 if r.info is SERVICE}
     known = declared | {w.service_ref for w in workloads}
@@ -68,7 +86,7 @@ def idle_policies(ctx: AnalysisContext) -> None:
             if target.kind == "Service":
                 ref = ServiceRef(namespace, target.name)
                 # An unknown service is TUL0001's to report.
-                if ref in known and not members(ref, selectors, workloads):
+                if ref in known and not members.of(ref):
                     ctx.report(POLICY_SELECTS_NOTHING, policy.key, f"spec.targetRefs[{t}]",
                                target=f"Service {ref.namespace}/{ref.name}", services=running)
                 continue
@@ -76,7 +94,7 @@ def idle_policies(ctx: AnalysisContext) -> None:
             if route is None:
                 continue  # TUL0002
             parents = route_parents(route)
-            if not any(members(p, selectors, workloads) for p in parents):
+            if not any(members.of(p) for p in parents):
                 ctx.report(POLICY_SELECTS_NOTHING, policy.key, f"spec.targetRefs[{t}]",
                            target=f"HTTPRoute {namespace}/{target.name} (attached to "
                                   f"{', '.join(p.host for p in parents)})",

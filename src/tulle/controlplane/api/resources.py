@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,7 +49,7 @@ def routes(resources: ResourceService, history: HistoryService, analysis: Analys
         results, warnings = resources.apply(documents_from_body(body),
                                             dry_run=bool(body.get("dryRun", False)))
         return json_response({"results": [_result_view(r) for r in results],
-                              "warnings": [dataclasses.asdict(w) for w in warnings]})
+                              "warnings": [w.to_dict() for w in warnings]})
 
     async def list_kind(request: web.Request) -> web.StreamResponse:
         stored = resources.list(request.match_info["kind"], query_text(request, "namespace"))
@@ -147,7 +146,7 @@ def _rollback_view(result: Rollback) -> dict[str, Any]:
     return {"revision": result.revision, "dryRun": result.dry_run,
             "newRevision": result.new_revision, "storeRevision": result.store_revision,
             "changes": plan_view(result.plan),
-            "warnings": [dataclasses.asdict(w) for w in result.warnings]}
+            "warnings": [w.to_dict() for w in result.warnings]}
 
 
 def plan_view(plan: RestorePlan) -> list[dict[str, Any]]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tulle.analysis.engine import Message
 from tulle.controlplane.services.resources import ResourceService
-from tulle.errors import ConfigError, NotFoundError, Problem
+from tulle.errors import ConfigError, NotFoundError
 from tulle.model.meta import ResourceKey
 from tulle.store.base import Change, Store
 from tulle.store.timeline import RestorePlan, plan_restore, state_at
@@ -25,7 +26,7 @@ class Rollback:
     new_revision: int | None  # None: nothing changed (or a dry run)
     store_revision: int
     plan: RestorePlan
-    warnings: tuple[Problem, ...]
+    warnings: tuple[Message, ...]
 
 
 class HistoryService:
@@ -40,7 +41,7 @@ class HistoryService:
         plan = restore_plan(self._store, revision)
         manifests = [m for _, m in plan.create] + [then for _, _, then in plan.update]
         deletes = [key for key, _ in plan.delete]
-        warnings: tuple[Problem, ...] = ()
+        warnings: tuple[Message, ...] = ()
         new_revision = None
         if not plan.empty:
             try:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from tulle.errors import ConfigError, NotFoundError, Problem, UsageError
-from tulle.model.advisories import advisories
+from tulle.analysis.engine import Message
+from tulle.analysis.run import apply_warnings
+from tulle.errors import ConfigError, NotFoundError, UsageError
 from tulle.model.kinds import KINDS, KindInfo, closest, find_kind
 from tulle.model.meta import ResourceKey
 from tulle.model.parse import Document, parse_documents, resource_from_manifest
@@ -43,7 +44,7 @@ class ResourceService:
         return list(self._resources.values())
 
     def apply(self, documents: Iterable[Document], *, dry_run: bool = False
-              ) -> tuple[list[ApplyResult], list[Problem]]:
+              ) -> tuple[list[ApplyResult], list[Message]]:
         """Validate and store a batch; returns the results and the warnings."""
         documents = list(documents)
         batch = parse_documents(documents)
@@ -54,7 +55,8 @@ class ResourceService:
         problems = reference_problems(batch, known, sources, proposed)
         if problems:
             raise ConfigError(problems)
-        warnings = advisories(batch, proposed, workloads, sources)
+        warnings = list(apply_warnings(self._resources.values(), proposed.values(), workloads,
+                                       sources))
         self._precheck(list(proposed.values()))
         if dry_run:
             return [ApplyResult(r.key, _dry_action(self._stored.get(r.key), r), 0)
@@ -66,7 +68,7 @@ class ResourceService:
         return results, warnings
 
     def replace(self, manifests: Sequence[Mapping[str, Any]], deletes: Sequence[ResourceKey],
-                *, source: str, dry_run: bool = False) -> tuple[list[ApplyResult], list[Problem]]:
+                *, source: str, dry_run: bool = False) -> tuple[list[ApplyResult], list[Message]]:
         """Store ``manifests`` and delete ``deletes`` as one validated transaction (rollback).
         With deletes, every remaining resource's references are checked again too."""
         documents = [Document(source=source, body=manifest) for manifest in manifests]
@@ -80,7 +82,8 @@ class ResourceService:
         problems = reference_problems(checked, known, sources, proposed)
         if problems:
             raise ConfigError(problems)
-        warnings = advisories(batch, proposed, workloads, sources)
+        warnings = list(apply_warnings(self._resources.values(), proposed.values(), workloads,
+                                       sources))
         self._precheck(list(proposed.values()))
         if dry_run:
             return [], warnings
