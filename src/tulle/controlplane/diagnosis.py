@@ -95,9 +95,9 @@ async def gather(cp: ControlPlane, window_s: float) -> Evidence:
         window=cp.telemetry.windows.window(window_s),
         nodes=MappingProxyType(dict(cp.telemetry.nodes)),
         proxies=MappingProxyType(proxies),
-        xds=MappingProxyType({s["node"]: s for s in cp.hub.statuses()}),
-        nacks=tuple(n.to_dict() for n in cp.hub.nacks.entries()),
-        identity=MappingProxyType(cp.identity.status()),
+        xds=MappingProxyType({p.node: p for p in cp.hub.sync_views(now, mesh.workloads)}),
+        nacks=tuple(cp.hub.nacks.entries()),
+        identity=cp.identity.status(),
         history=tuple(cp.store.history(None, limit=HISTORY_LIMIT)),
         now=now,
         timeline=tuple(TimeSlot(now - ago, length, MappingProxyType(dict(sample)))

@@ -8,12 +8,13 @@ families are declared here as data, and a unit test checks the dashboards agains
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tulle import __version__
 from tulle.model.kinds import KINDS
 from tulle.model.workload import WorkloadState
 from tulle.telemetry.prometheus import Family, render
+from tulle.xds.sync import SyncState
 from tulle.xds.types import PUSH_ORDER, short_name
 
 if TYPE_CHECKING:
@@ -37,8 +38,9 @@ CONTROLPLANE_FAMILIES: Mapping[str, tuple[str, str, tuple[str, ...]]] = {
     "tulle_controlplane_workloads": (
         "gauge", "Registered workloads, by namespace and state.", ("namespace", "state")),
     "tulle_controlplane_proxies": (
-        "gauge", "Connected proxies, by xDS state: NACKED if any type is NACKed, else PENDING "
-                 "if any type awaits an answer, else SYNCED.", ("state",)),
+        "gauge", "Proxies by xDS sync state, the worst of their types' in the order "
+                 "DISCONNECTED, NACKED, STALE, PENDING, SYNCED, NOT_SENT; DISCONNECTED: a "
+                 "registered workload whose proxy has no xDS stream.", ("state",)),
     "tulle_controlplane_xds_pushes_total": (
         "counter", "xDS responses sent to proxies, by type: one push of one type to one "
                    "proxy.", ("type",)),
@@ -55,21 +57,10 @@ CONTROLPLANE_FAMILIES: Mapping[str, tuple[str, str, tuple[str, ...]]] = {
         "gauge", "Telemetry series kept in the control plane's 15-minute windows.", ()),
 }
 
-# Every state a proxy can be in, always exported (zeros included) so that series exist.
-PROXY_STATES: tuple[str, ...] = ("SYNCED", "PENDING", "NACKED")
-
 
 def _families() -> dict[str, Family]:
     return {name: Family(name, kind, text)
             for name, (kind, text, _) in CONTROLPLANE_FAMILIES.items()}
-
-
-def proxy_state(status: Mapping[str, Any]) -> str:
-    """One state for a proxy from its per-type states (``XdsHub.statuses()``)."""
-    states = {t["state"] for t in status.get("types", {}).values()}
-    if "NACKED" in states:
-        return "NACKED"
-    return "PENDING" if "PENDING" in states else "SYNCED"
 
 
 def _counts(values: Iterable[str], keys: Iterable[str]) -> dict[str, int]:
@@ -99,7 +90,9 @@ def controlplane_families(cp: ControlPlane) -> list[Family]:
             f["tulle_controlplane_workloads"].add(
                 (("namespace", namespace), ("state", state)), count)
 
-    proxies = _counts((proxy_state(s) for s in cp.hub.statuses()), PROXY_STATES)
+    # Every state, zeros included, so that each series exists before it is first non-zero.
+    views = cp.hub.sync_views(registered=(w.node_id for w in workloads))
+    proxies = _counts((v.state.value for v in views), (s.value for s in SyncState))
     for state, count in proxies.items():
         f["tulle_controlplane_proxies"].add((("state", state),), count)
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tulle.cli import cmd_controlplane, cmd_resources
+from tulle.xds.sync import ProxySync
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = 1_800_000_000.0
@@ -46,7 +47,7 @@ STATUS = {"pid": 4242, "startedAt": NOW - 7200, "version": "0.1.0", "stateDir": 
 CASES: dict[str, tuple[Callable[[Any], str], Any]] = {
     "workloads": (cmd_resources._workloads_table, WORKLOADS),
     "services": (cmd_resources._services_table, SERVICES),
-    "proxies": (cmd_resources._proxies_table, PROXIES),
+    "proxies": (cmd_resources._proxies_table, [ProxySync.from_json(p) for p in PROXIES]),
     "resources": (cmd_resources._resources_table, RESOURCES),
     "status": (cmd_controlplane._status_table, STATUS),
 }
