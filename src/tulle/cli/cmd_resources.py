@@ -134,7 +134,7 @@ def _services_table(items: list[dict[str, Any]]) -> str:
 def _proxies_table(syncs: list[ProxySync]) -> str:
     rows = []
     for p in syncs:
-        states = " ".join(f"{t.type}:{t.state.label}" for t in p.types)
+        states = " ".join(f"{t.type}:{t.state.value}" for t in p.types)  # NOT_SENT: one word
         rows.append((p.node, p.protocol, age(p.connected_at), states))
     return table(("PROXY", "XDS", "CONNECTED", "STATE"), rows)
 

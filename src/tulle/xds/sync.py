@@ -192,7 +192,7 @@ class ProxySync:
     protocol: str = ""  # "sotw" or "delta"
     connected_at: float | None = None
     peer: str = ""
-    types: tuple[TypeSync, ...] = ()  # the types sent at least once, by short name
+    types: tuple[TypeSync, ...] = ()  # the types the tracker has a record of, by short name
 
     @property
     def connected(self) -> bool:
