@@ -43,6 +43,7 @@ from benchmarks.synthmesh import (
 from tulle.model.meta import ServiceRef
 from tulle.settings import StatePaths
 from tulle.xds import names, types
+from tulle.xds.sync import ProxySync
 from tulle.xds.types import short_name
 
 TARGET_P99_MS = 1000.0  # at 1,000 proxies and 1,000 services
@@ -161,13 +162,14 @@ class Bench:
         # Cross-check with the control plane's tracker: when it saw each proxy's ACK (once
         # it has read them all: the API may answer before the last ACKs are read).
         await self.settle(proxies)
-        statuses = await self.call("get", "/v1/proxies")
-        seen = [s["types"][short_name(type_url)]["ackedAt"] for s in statuses]
-        if len(seen) != proxies or any(t is None or t < wall for t in seen):
+        statuses = map(ProxySync.from_json, await self.call("get", "/v1/proxies"))
+        seen = [s.of(short_name(type_url)).acked_at for s in statuses]
+        after = [t for t in seen if t is not None and t >= wall]
+        if len(after) != proxies:
             raise RuntimeError(f"{kind}: the tracker does not show every proxy's ACK after "
                                f"the change at {wall}: {sorted(map(str, seen))[:5]}, "
                                f"clients: {sorted(acks.values())[:5]}")
-        results.tracker_ms.setdefault(kind, []).append((max(seen) - wall) * 1000)
+        results.tracker_ms.setdefault(kind, []).append((max(after) - wall) * 1000)
 
     async def endpoint_changes(self, results: Results, proxies: int) -> None:
         services = self.plan.services
@@ -221,12 +223,12 @@ class Bench:
         recorded as ACKed by it."""
         assert self.fleet is not None
         held = await self.fleet.state(nodes)
-        for status in await self.call("get", "/v1/proxies"):
-            mine = held[status["node"]]
-            for short, acked in status["types"].items():
-                if mine.get(short, {}).get("acked") != acked["ackedVersion"]:
-                    raise RuntimeError(f"{status['node']} {short}: the client holds "
-                                       f"{mine.get(short)}, the tracker says {acked}")
+        for status in map(ProxySync.from_json, await self.call("get", "/v1/proxies")):
+            mine = held[status.node]
+            for acked in status.types:
+                if mine.get(acked.type, {}).get("acked") != acked.acked_version:
+                    raise RuntimeError(f"{status.node} {acked.type}: the client holds "
+                                       f"{mine.get(acked.type)}, the tracker says {acked}")
 
     async def wait_disconnected(self) -> None:
         deadline = time.monotonic() + 60

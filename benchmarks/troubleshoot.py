@@ -33,6 +33,7 @@ from benchmarks.harness import BenchMesh, Figure, bench_mesh, free_port, median,
 from benchmarks.synthmesh import WorkloadSpec, close_all, register_all
 from benchmarks.telemetry import _report
 from tulle.settings import StatePaths
+from tulle.xds.sync import ProxySync, SyncState
 
 TARGET_SMALL_S = 5.0
 TARGET_LARGE_S = 30.0
@@ -221,9 +222,9 @@ async def _large_async(mesh: BenchMesh, services: int, proxies: int, repeats: in
 
 def _wait_ready_one(mesh: BenchMesh, node: str) -> None:
     api = mesh.api
-    poll(lambda: any(p["node"] == node and all(t["state"] == "SYNCED"
-                                                for t in p["types"].values())
-                     for p in api.get("/v1/proxies")), timeout=60, interval=0.2)
+    poll(lambda: any(p.node == node and p.state is SyncState.SYNCED
+                     for p in map(ProxySync.from_json, api.get("/v1/proxies"))),
+         timeout=60, interval=0.2)
 
 
 def _large(quick: bool) -> tuple[list[Figure], str]:

@@ -15,6 +15,7 @@ from typing import Any
 from tulle.client import ApiClient
 from tulle.errors import ApiError, AuthError, ControlPlaneUnavailable
 from tulle.settings import StatePaths
+from tulle.xds.sync import ProxySync
 
 REQUEST_TIMEOUT_S = 4.0
 
@@ -84,8 +85,8 @@ class CheckApi:
     def workloads(self) -> list[dict[str, Any]]:
         return list(self.get("/v1/workloads"))
 
-    def proxies(self) -> list[dict[str, Any]]:
-        return list(self.get("/v1/proxies"))
+    def proxies(self) -> list[ProxySync]:
+        return [ProxySync.from_json(p) for p in self.get("/v1/proxies")]
 
     def services(self) -> list[dict[str, Any]]:
         return list(self.get("/v1/services"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from tulle.checks import certificates as certs
@@ -13,7 +14,7 @@ from tulle.checks import traffic
 from tulle.checks.client import CheckApi
 from tulle.checks.runner import Outcome
 from tulle.errors import TulleError
-from tulle.xds.tracker import stale_after
+from tulle.xds.sync import ProxySync, SyncState
 
 REPORT_INTERVAL_S = 5.0
 MAX_REPORT_AGE_S = 3 * REPORT_INTERVAL_S
@@ -44,31 +45,27 @@ def connected(api: CheckApi) -> Outcome:
 
 
 def synced(api: CheckApi) -> Outcome:
-    now = time.time()
+    return evaluate_sync(api.proxies(), time.time())
+
+
+def evaluate_sync(proxies: Iterable[ProxySync], now: float) -> Outcome:
+    """Every type of every proxy SYNCED. A PENDING push is retried until the check's deadline;
+    NACKED and STALE do not go away by waiting: they settle the check at once."""
     problems: list[str] = []
     nodes: list[str] = []
     in_flight = False
-    for status in api.proxies():
-        for kind, state in sorted(status.get("types", {}).items()):
-            if state.get("state") == "NACKED":
-                message = (state.get("nack") or {}).get("message", "")
-                problems.append(f"{status['node']}: {kind} NACKED: "
-                                f"{message.strip().splitlines()[-1] if message else ''}")
-                nodes.append(status["node"])
-            elif state.get("state") == "PENDING":
-                age = now - (state.get("sentAt") or now)
-                if age > stale_after(status):
-                    problems.append(f"{status['node']}: {kind} STALE for {age:.0f}s")
-                    nodes.append(status["node"])
-                else:  # a push in flight: retried until the deadline
-                    in_flight = True
-                    problems.append(f"{status['node']}: {kind} not ACKed yet ({age:.1f}s)")
-                    nodes.append(status["node"])
+    for proxy in proxies:
+        for kind in proxy.types:
+            if kind.state in (SyncState.SYNCED, SyncState.NOT_SENT):
+                continue
+            problems.append(f"{proxy.node}: {kind.type} {kind.state.label} "
+                            f"({kind.describe(now)})")
+            nodes.append(proxy.node)
+            in_flight = in_flight or kind.state is SyncState.PENDING
     if problems:
-        # NACKs and STALE pushes do not go away by waiting: report them at once.
         return Outcome.failed(_lines(problems) + "\n(`tulle proxy-status` shows each type)",
                               settled=not in_flight, proxies=sorted(set(nodes)))
-    return Outcome.ok("every type of every proxy is SYNCED")
+    return Outcome.ok(f"every type of every proxy is {SyncState.SYNCED.label}")
 
 
 def certificates(api: CheckApi) -> Outcome:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tulle.cli import proxies
 from tulle.cli.output import Format, emit
 from tulle.client import ApiClient
 from tulle.errors import TulleError
@@ -38,7 +39,7 @@ def bug_report(
     client = ApiClient.from_state(paths, timeout=15.0)
     todo = collectors.standard(client, paths)
     try:
-        nodes = sorted(p["node"] for p in client.get("/v1/proxies"))
+        nodes = sorted(p.node for p in proxies.sync_states(client))
     except TulleError:
         nodes = []  # recorded by the proxies/status.json collector
     for node in nodes:

@@ -35,8 +35,9 @@ def up(
         help="Seconds a workload's join token stays valid [default: 300]", hidden=True)
     ] = None,
     stale_after: Annotated[float | None, typer.Option(
-        help="Seconds a push may stay un-ACKed before a proxy counts as STALE (proxy-status, "
-             "check and diagnose report it) [default: 10]", min=0.5)] = None,
+        help="Seconds a push may stay un-ACKed (PENDING) before it counts as STALE "
+             "(proxy-status, check, diagnose and /metrics report it) [default: 10]",
+        min=0.5)] = None,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Start the control plane (in the background unless --foreground)."""

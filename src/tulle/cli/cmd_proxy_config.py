@@ -41,7 +41,7 @@ def proxy_config(
 ) -> None:
     """Listeners, routes, clusters, endpoints, secrets or bootstrap of a proxy's live Envoy."""
     client = ApiClient.from_state(ctx.obj.paths)
-    node = proxies.resolve(proxy, namespace, (p["node"] for p in client.get("/v1/proxies")))
+    node = proxies.resolve(proxy, namespace, (p.node for p in proxies.sync_states(client)))
     dump = fetch_dump(client, node)
     if diff:
         differences = fetch_diff(client, node, dump)

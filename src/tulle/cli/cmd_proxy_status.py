@@ -1,9 +1,10 @@
 """`tulle proxy-status [PROXY]`: is every sidecar running the config the control plane sent?
 
-Per proxy and per xDS type: SYNCED, STALE (sent, not ACKed yet), NACKED (with Envoy's
-message) or NOT SENT. Exits 1 when a shown proxy is NACKED, or STALE for longer than the
-control plane's threshold (`tulle up --stale-after`, 10 s by default), so scripts can wait on
-it.
+Per proxy and per xDS type, in the words of ``tulle.xds.sync``: SYNCED, PENDING (sent, waiting
+for the ACK), STALE (sent, not ACKed for longer than the control plane's threshold, `tulle up
+--stale-after`, 10 s by default), NACKED (with Envoy's message) or NOT SENT. The control plane
+classifies; this command shows. Exits 1 when a shown proxy is NACKED or STALE, so scripts can
+wait on it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,7 @@ import typer
 from tulle.cli import proxies
 from tulle.cli.output import Format, OutputOption, duration, emit, table
 from tulle.client import ApiClient
-from tulle.xds.tracker import DEFAULT_STALE_AFTER_S, stale_after
-
-TYPES = ("CDS", "EDS", "LDS", "RDS", "SDS")
-# The tracker's states, in the words of this command.
-_STATES = {"SYNCED": "SYNCED", "PENDING": "STALE", "NACKED": "NACKED", "NOT_SENT": "NOT SENT"}
+from tulle.xds.sync import TYPES, ProxySync, SyncState, TypeSync
 
 
 def register(app: typer.Typer) -> None:
@@ -34,68 +31,62 @@ def proxy_status(
     output: OutputOption = Format.TABLE,
 ) -> None:
     """xDS sync state of each proxy, per type. Exit code 1 if one is NACKED or STALE."""
-    statuses: list[dict[str, Any]] = ApiClient.from_state(ctx.obj.paths).get("/v1/proxies")
+    syncs = proxies.sync_states(ApiClient.from_state(ctx.obj.paths))
     now = time.time()
     if proxy is None:
-        views = [proxy_view(s, now) for s in statuses]
+        views = [proxy_view(s, now) for s in syncs]
         emit(views, output, render_summary)
     else:
-        node = proxies.resolve(proxy, namespace, (s["node"] for s in statuses))
-        views = [proxy_view(s, now) for s in statuses if s["node"] == node]
+        node = proxies.resolve(proxy, namespace, (s.node for s in syncs))
+        views = [proxy_view(s, now) for s in syncs if s.node == node]
         emit(views[0], output, render_detail)
     if any(not v["healthy"] for v in views):
         raise typer.Exit(1)
 
 
-# -- the view: pure, from the API's status data ------------------------------------------------
+# -- the view: pure, from the typed sync state -------------------------------------------------
 
-def type_view(status: dict[str, Any] | None, now: float,
-              stale_after_s: float = DEFAULT_STALE_AFTER_S) -> dict[str, Any]:
-    status = status or {}
-    state = _STATES.get(str(status.get("state", "NOT_SENT")), "NOT SENT")
-    sent_at = status.get("sentAt")
-    nack = status.get("nack")
+def _seconds(now: float, at: float | None) -> float | None:
+    return None if at is None else round(now - at, 1)
+
+
+def type_view(sync: TypeSync, now: float, stale_after_s: float) -> dict[str, Any]:
+    waiting = sync.waiting_s(now)
+    waited = None if waiting is None else round(waiting, 1)
     return {
-        "state": state,
-        "staleSeconds": round(now - sent_at, 1) if state == "STALE" and sent_at else None,
-        "sentVersion": status.get("sentVersion") or "",
-        "ackedVersion": status.get("ackedVersion") or "",
-        "lastPushAt": sent_at,
-        "lastPushSeconds": round(now - sent_at, 1) if sent_at else None,
-        "nackMessage": nack.get("message", "") if state == "NACKED" and nack else None,
+        "state": sync.state.label,
+        "waitingSeconds": waited,  # PENDING or STALE: since the push
+        "staleSeconds": waited if sync.state is SyncState.STALE else None,
+        "sentVersion": sync.sent_version,
+        "ackedVersion": sync.acked_version,
+        "lastPushAt": sync.sent_at,
+        "lastPushSeconds": _seconds(now, sync.sent_at),
+        "nackMessage": (sync.nack.message if sync.state is SyncState.NACKED and sync.nack
+                        else None),
         "staleAfterSeconds": stale_after_s,
     }
 
 
-def proxy_view(status: dict[str, Any], now: float) -> dict[str, Any]:
-    threshold = stale_after(status)
-    types = {t: type_view(status.get("types", {}).get(t), now, threshold) for t in TYPES}
-    pushes = [v["lastPushAt"] for v in types.values() if v["lastPushAt"]]
-    connected_at = status.get("connectedAt")
+def proxy_view(sync: ProxySync, now: float) -> dict[str, Any]:
     return {
-        "node": status["node"],
-        "protocol": status.get("protocol", ""),
-        "connectedAt": connected_at,
-        "connectedSeconds": round(now - connected_at, 1) if connected_at else None,
-        "lastPushAt": max(pushes) if pushes else None,
-        "lastPushSeconds": round(now - max(pushes), 1) if pushes else None,
-        "types": types,
-        "healthy": not any(_failing(v) for v in types.values()),
+        "node": sync.node,
+        "state": sync.state.label,
+        "protocol": sync.protocol,
+        "connectedAt": sync.connected_at,
+        "connectedSeconds": _seconds(now, sync.connected_at),
+        "lastPushAt": sync.last_push_at,
+        "lastPushSeconds": _seconds(now, sync.last_push_at),
+        "types": {t: type_view(sync.of(t), now, sync.stale_after_s) for t in TYPES},
+        "healthy": not sync.state.failing,
     }
-
-
-def _failing(view: dict[str, Any]) -> bool:
-    if view["state"] == "NACKED":
-        return True
-    return bool(view["state"] == "STALE"
-                and (view["staleSeconds"] or 0) > float(view["staleAfterSeconds"]))
 
 
 # -- rendering ---------------------------------------------------------------------------------
 
 def _cell(view: dict[str, Any]) -> str:
-    if view["state"] == "STALE" and view["staleSeconds"] is not None:
-        return f"STALE ({duration(view['staleSeconds'])})"
+    """The state, and how long a push has waited for its ACK: ``PENDING (4s)``."""
+    if view["waitingSeconds"] is not None:
+        return f"{view['state']} ({duration(view['waitingSeconds'])})"
     return str(view["state"])
 
 
@@ -121,5 +112,6 @@ def render_detail(view: dict[str, Any]) -> str:
     for name in TYPES:
         message = view["types"][name]["nackMessage"]
         if message is not None:
-            lines += ["", f"{name} NACKED by Envoy:", *("  " + m for m in message.splitlines())]
+            lines += ["", f"{name} {SyncState.NACKED.label} by Envoy:",
+                      *("  " + m for m in message.splitlines())]
     return "\n".join(lines)

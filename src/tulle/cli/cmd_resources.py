@@ -7,9 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
+from tulle.cli import proxies
 from tulle.cli.messages import render_warnings
 from tulle.cli.output import Format, OutputOption, age, emit, table
 from tulle.client import ApiClient
+from tulle.xds.sync import ProxySync
 
 NamespaceOption = Annotated[str | None, typer.Option(
     "-n", "--namespace", help="Only this namespace (get: all namespaces if omitted)")]
@@ -66,8 +68,8 @@ def get(
         items = _only(client.get("/v1/services", {"namespace": namespace}), name, "service")
         emit(items, output, _services_table)
     elif wanted in _PROXIES:
-        items = [p for p in client.get("/v1/proxies") if name is None or p["node"] == name]
-        emit(items, output, _proxies_table)
+        syncs = [p for p in proxies.sync_states(client) if name is None or p.node == name]
+        emit([p.to_json() for p in syncs], output, lambda _: _proxies_table(syncs))
     elif name is not None:
         stored = client.get(f"/v1/resources/{kind}/{namespace or 'default'}/{name}")
         emit(stored["manifest"] if output is not Format.TABLE else [stored], output,
@@ -128,11 +130,11 @@ def _services_table(items: list[dict[str, Any]]) -> str:
     return table(("NAMESPACE", "NAME", "PROTOCOL", "DEFINED-BY", "READY", "ROUTES"), rows)
 
 
-def _proxies_table(items: list[dict[str, Any]]) -> str:
+def _proxies_table(syncs: list[ProxySync]) -> str:
     rows = []
-    for p in items:
-        states = " ".join(f"{t}:{s['state']}" for t, s in p["types"].items())
-        rows.append((p["node"], p["protocol"], age(p["connectedAt"]), states))
+    for p in syncs:
+        states = " ".join(f"{t.type}:{t.state.value}" for t in p.types)  # NOT_SENT: one word
+        rows.append((p.node, p.protocol, age(p.connected_at), states))
     return table(("PROXY", "XDS", "CONNECTED", "STATE"), rows)
 
 

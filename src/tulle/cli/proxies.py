@@ -1,10 +1,18 @@
-"""Naming a proxy on the command line: `NAME.NAMESPACE`, or `NAME` with `-n`."""
+"""The connected proxies for the CLI: their sync states, and naming one on the command line
+(`NAME.NAMESPACE`, or `NAME` with `-n`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tulle.client import ApiClient
 from tulle.errors import NotFoundError
+from tulle.xds.sync import ProxySync
+
+
+def sync_states(client: ApiClient) -> list[ProxySync]:
+    """Every connected proxy's sync state, as the control plane classified it, by node."""
+    return [ProxySync.from_json(p) for p in client.get("/v1/proxies")]
 
 
 def node_id(proxy: str, namespace: str) -> str:

@@ -52,7 +52,7 @@ from tulle.store.sqlite import SqliteStore
 from tulle.tap.hub import TapHub
 from tulle.xds.bootstrap import sidecar_bootstrap
 from tulle.xds.server import XdsHub, build_server
-from tulle.xds.tracker import DEFAULT_STALE_AFTER_S
+from tulle.xds.sync import DEFAULT_STALE_AFTER_S
 
 log = logging.getLogger("tulle.controlplane")
 
@@ -120,7 +120,7 @@ class ControlPlane:
             telemetry=self.telemetry,
             taps=TapService(self.taps, self.config.settled, self.config.push_soon,
                             self._changed, self.hub.wait_synced),
-            diagnosis=DiagnosisService(self._mesh, self.telemetry, self.hub.statuses,
+            diagnosis=DiagnosisService(self._mesh, self.telemetry, self.hub.sync_views,
                                        self.hub.nacks.entries, self.identity.status,
                                        lambda limit: self.store.history(None, limit=limit),
                                        agents),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from tulle import __version__
 from tulle.identity.ca import CertificateAuthority
@@ -20,6 +19,7 @@ from tulle.model.workload import Workload, WorkloadState
 from tulle.telemetry.prometheus import Family, render
 from tulle.telemetry.windows import TelemetryWindows
 from tulle.xds.server import XdsHub
+from tulle.xds.sync import SyncState
 from tulle.xds.types import PUSH_ORDER, short_name
 
 # name -> (type, help, label names). Counters end in _total.
@@ -40,8 +40,9 @@ CONTROLPLANE_FAMILIES: Mapping[str, tuple[str, str, tuple[str, ...]]] = {
     "tulle_controlplane_workloads": (
         "gauge", "Registered workloads, by namespace and state.", ("namespace", "state")),
     "tulle_controlplane_proxies": (
-        "gauge", "Connected proxies, by xDS state: NACKED if any type is NACKed, else PENDING "
-                 "if any type awaits an answer, else SYNCED.", ("state",)),
+        "gauge", "Proxies by xDS sync state, the worst of their types' in the order "
+                 "DISCONNECTED, NACKED, STALE, PENDING, SYNCED, NOT_SENT; DISCONNECTED: a "
+                 "registered workload whose proxy has no xDS stream.", ("state",)),
     "tulle_controlplane_xds_pushes_total": (
         "counter", "xDS responses sent to proxies, by type: one push of one type to one "
                    "proxy.", ("type",)),
@@ -57,9 +58,6 @@ CONTROLPLANE_FAMILIES: Mapping[str, tuple[str, str, tuple[str, ...]]] = {
     "tulle_controlplane_telemetry_series": (
         "gauge", "Telemetry series kept in the control plane's 15-minute windows.", ()),
 }
-
-# Every state a proxy can be in, always exported (zeros included) so that series exist.
-PROXY_STATES: tuple[str, ...] = ("SYNCED", "PENDING", "NACKED")
 
 
 @dataclass(frozen=True)
@@ -82,14 +80,6 @@ def _families() -> dict[str, Family]:
             for name, (kind, text, _) in CONTROLPLANE_FAMILIES.items()}
 
 
-def proxy_state(status: Mapping[str, Any]) -> str:
-    """One state for a proxy from its per-type states (``XdsHub.statuses()``)."""
-    states = {t["state"] for t in status.get("types", {}).values()}
-    if "NACKED" in states:
-        return "NACKED"
-    return "PENDING" if "PENDING" in states else "SYNCED"
-
-
 def _counts(values: Iterable[str], keys: Iterable[str]) -> dict[str, int]:
     counts = dict.fromkeys(keys, 0)
     for value in values:
@@ -97,20 +87,20 @@ def _counts(values: Iterable[str], keys: Iterable[str]) -> dict[str, int]:
     return counts
 
 
-def controlplane_families(cp: MetricSources) -> list[Family]:
+def controlplane_families(sources: MetricSources) -> list[Family]:
     f = _families()
-    mesh = cp.mesh()
+    mesh = sources.mesh()
     f["tulle_controlplane_build_info"].add((("version", __version__),), 1)
-    f["tulle_controlplane_start_time_seconds"].add((), round(cp.started_at, 3))
+    f["tulle_controlplane_start_time_seconds"].add((), round(sources.started_at, 3))
     f["tulle_controlplane_mesh_version"].add((), mesh.version)
-    f["tulle_controlplane_store_revision"].add((), cp.store_revision())
+    f["tulle_controlplane_store_revision"].add((), sources.store_revision())
     f["tulle_controlplane_services"].add((), len(mesh.services))
 
-    kinds = _counts((r.kind for r in cp.resources()), (k.kind for k in KINDS))
+    kinds = _counts((r.kind for r in sources.resources()), (k.kind for k in KINDS))
     for kind, count in sorted(kinds.items()):
         f["tulle_controlplane_resources"].add((("kind", kind),), count)
 
-    workloads = cp.workloads()
+    workloads = sources.workloads()
     for namespace in sorted({w.namespace for w in workloads}):
         states = _counts((w.state.value for w in workloads if w.namespace == namespace),
                          (s.value for s in WorkloadState))
@@ -118,29 +108,31 @@ def controlplane_families(cp: MetricSources) -> list[Family]:
             f["tulle_controlplane_workloads"].add(
                 (("namespace", namespace), ("state", state)), count)
 
-    proxies = _counts((proxy_state(s) for s in cp.hub.statuses()), PROXY_STATES)
+    # Every state, zeros included, so that each series exists before it is first non-zero.
+    views = sources.hub.sync_views(registered=(w.node_id for w in workloads))
+    proxies = _counts((v.state.value for v in views), (s.value for s in SyncState))
     for state, count in proxies.items():
         f["tulle_controlplane_proxies"].add((("state", state),), count)
 
-    for family, counter in (("tulle_controlplane_xds_pushes_total", cp.hub.responses.by_type),
-                            ("tulle_controlplane_xds_nacks_total", cp.hub.nacks.by_type)):
+    for family, counter in (("tulle_controlplane_xds_pushes_total", sources.hub.responses.by_type),
+                            ("tulle_controlplane_xds_nacks_total", sources.hub.nacks.by_type)):
         for type_url in PUSH_ORDER:
             f[family].add((("type", short_name(type_url)),), counter.get(type_url, 0))
 
-    f["tulle_controlplane_certificates_issued_total"].add((), cp.certificates_issued())
-    for anchor in cp.ca.anchors:
+    f["tulle_controlplane_certificates_issued_total"].add((), sources.certificates_issued())
+    for anchor in sources.ca.anchors:
         f["tulle_controlplane_ca_expiry_timestamp_seconds"].add(
             (("role", "root"), ("id", anchor.id)), round(anchor.not_after))
-    issuer = cp.ca.issuer
+    issuer = sources.ca.issuer
     f["tulle_controlplane_ca_expiry_timestamp_seconds"].add(
         (("role", "issuer"), ("id", issuer.id)), round(issuer.not_after))
 
-    windows = cp.windows
+    windows = sources.windows
     f["tulle_controlplane_telemetry_reports_total"].add((), windows.reports)
     f["tulle_controlplane_telemetry_series"].add((), windows.series_count())
     return list(f.values())
 
 
-def controlplane_metrics(cp: MetricSources) -> str:
+def controlplane_metrics(sources: MetricSources) -> str:
     """The Prometheus text (format 0.0.4) of the control plane, as of now."""
-    return render(controlplane_families(cp))
+    return render(controlplane_families(sources))

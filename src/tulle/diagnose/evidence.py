@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from tulle.identity.status import IdentityStatus
 from tulle.model.mesh import EMPTY_MESH, MeshSnapshot
 from tulle.model.meta import ServiceRef
 from tulle.model.workload import Workload
@@ -21,6 +22,7 @@ from tulle.store.base import Change
 from tulle.telemetry.query import NodeInfo
 from tulle.telemetry.schema import INBOUND, INBOUND_PLAINTEXT, OUTBOUND, PROXY, ROUTE, SeriesKey
 from tulle.telemetry.windows import Window, add_into
+from tulle.xds.sync import Nack, ProxySync
 
 Values = Mapping[str, int]
 _EMPTY: Values = MappingProxyType({})
@@ -84,10 +86,11 @@ class Evidence:
     # Every sidecar that reported in the window, also ones that left since.
     nodes: Mapping[str, NodeInfo] = field(default_factory=lambda: MappingProxyType({}))
     proxies: Mapping[str, ProxyEvidence] = field(default_factory=lambda: MappingProxyType({}))
-    xds: Mapping[str, Mapping[str, Any]] = field(
-        default_factory=lambda: MappingProxyType({}))  # `proxy-status` data, by node
-    nacks: tuple[Mapping[str, Any], ...] = ()
-    identity: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # The sync state of every connected proxy and of every registered workload (DISCONNECTED
+    # when its proxy has no stream), by node, classified by the control plane.
+    xds: Mapping[str, ProxySync] = field(default_factory=lambda: MappingProxyType({}))
+    nacks: tuple[Nack, ...] = ()  # oldest first
+    identity: IdentityStatus = field(default_factory=IdentityStatus)
     history: tuple[Change, ...] = ()  # newest first
     now: float = 0.0  # wall clock (time.time()) when gathered
     # The telemetry slots of the last minutes, oldest first: when errors started.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -21,7 +22,8 @@ from tulle.xds.als import AccessLogReceiver, access_log_handler
 from tulle.xds.compiler import ProxyConfig
 from tulle.xds.proxy import ProxyInfo
 from tulle.xds.stream import DeltaStream, SotwStream, XdsStream
-from tulle.xds.tracker import DEFAULT_STALE_AFTER_S, Nack, NackLog, ResponseLog
+from tulle.xds.sync import DEFAULT_STALE_AFTER_S, Nack, ProxySync, view_of, with_disconnected
+from tulle.xds.tracker import NackLog, ResponseLog
 from tulle.xds.types import short_name
 
 log = logging.getLogger("tulle.xds")
@@ -64,8 +66,8 @@ class XdsHub:
     def __init__(self, directory: ProxyDirectory, source: ConfigSource,
                  stale_after_s: float = DEFAULT_STALE_AFTER_S) -> None:
         self._directory = directory
-        # How long a push may stay un-ACKed before the proxy counts as STALE; every status
-        # carries it, so the CLI, `check` and `diagnose` judge by the same threshold.
+        # How long a push may stay un-ACKed before it counts as STALE. States are classified
+        # here (sync_views), so the CLI, `check`, `diagnose` and /metrics judge by it.
         self.stale_after_s = stale_after_s
         self._source = source
         self._connections: dict[str, _Connection] = {}
@@ -99,20 +101,20 @@ class XdsHub:
         """Whether ``node_id``'s proxy has an ADS stream now."""
         return node_id in self._connections
 
-    def statuses(self) -> list[dict[str, Any]]:
-        return [self._status(c) for _, c in sorted(self._connections.items())]
+    def sync_views(self, now: float | None = None, registered: Iterable[str] = ()
+                   ) -> tuple[ProxySync, ...]:
+        """Every connected proxy's sync state, classified at ``now`` by this hub's threshold,
+        by node; with ``registered`` (node ids), also each of those without a stream, as
+        DISCONNECTED."""
+        at = time.time() if now is None else now
+        connected = [view_of(c.stream.status, at, self.stale_after_s)
+                     for c in self._connections.values()]
+        return with_disconnected(connected, registered, self.stale_after_s)
 
     def proxy_of(self, node_id: str) -> ProxyInfo | None:
         """The facts of a connected proxy (what its config is compiled from), if connected."""
         connection = self._connections.get(node_id)
         return connection.proxy if connection else None
-
-    def status_of(self, node_id: str) -> dict[str, Any] | None:
-        connection = self._connections.get(node_id)
-        return self._status(connection) if connection else None
-
-    def _status(self, connection: _Connection) -> dict[str, Any]:
-        return {**connection.stream.status.to_dict(), "staleAfterSeconds": self.stale_after_s}
 
     async def wait_synced(self, mesh_version: int, timeout: float,
                           nodes: Iterable[str] | None = None) -> bool:

@@ -21,7 +21,8 @@ from typing import Any
 
 from tulle.xds import types
 from tulle.xds.compiler import ProxyConfig
-from tulle.xds.tracker import Nack, ProxyStatus
+from tulle.xds.sync import Nack
+from tulle.xds.tracker import ProxyStatus
 from tulle.xds.wire import (
     EncodedResource,
     delta_body,

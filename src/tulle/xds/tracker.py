@@ -1,41 +1,19 @@
-"""ACK/NACK tracking, per proxy and per xDS type: what `tulle proxy-status` reads."""
+"""ACK/NACK tracking, per proxy and per xDS type: the facts `tulle proxy-status` shows."""
 
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from tulle.xds.types import short_name
-
-# A push may stay un-ACKed this long before its proxy counts as STALE (`tulle up --stale-after`).
-DEFAULT_STALE_AFTER_S = 10.0
-
-
-def stale_after(status: Mapping[str, Any]) -> float:
-    """The STALE threshold a proxy status (from ``XdsHub.statuses``) was judged by."""
-    return float(status.get("staleAfterSeconds") or DEFAULT_STALE_AFTER_S)
-
-
-@dataclass(frozen=True)
-class Nack:
-    node_id: str
-    type_url: str
-    nonce: str
-    rejected_version: str  # the version we sent and the proxy refused
-    kept_version: str  # the version the proxy still runs
-    message: str  # Envoy's full error text: a dump of the resource, then the reason
-    at: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"node": self.node_id, "type": short_name(self.type_url), "nonce": self.nonce,
-                "rejectedVersion": self.rejected_version, "keptVersion": self.kept_version,
-                "message": self.message, "at": self.at}
+# The state of these facts (SYNCED, PENDING, ...) is classified in one place: tulle.xds.sync.
+from tulle.xds.sync import Nack
 
 
 @dataclass
 class TypeStatus:
+    """What was sent of one type to one proxy, and what the proxy answered (mutable: the
+    stream updates it; readers get a ``sync.TypeSync``)."""
+
     sent_version: str = ""
     sent_nonce: str = ""
     sent_at: float | None = None
@@ -50,26 +28,6 @@ class TypeStatus:
     def pending(self) -> bool:
         return bool(self.sent_nonce) and self.answered_nonce != self.sent_nonce
 
-    def to_dict(self) -> dict[str, Any]:
-        if self.last_nack is not None and self.last_nack.nonce == self.sent_nonce:
-            state = "NACKED"
-        elif self.pending:
-            state = "PENDING"
-        elif self.sent_nonce:
-            state = "SYNCED"
-        else:
-            state = "NOT_SENT"
-        return {
-            "state": state,
-            "sentVersion": self.sent_version,
-            "sentAt": self.sent_at,
-            "sentMeshVersion": self.sent_mesh_version,
-            "ackedVersion": self.acked_version,
-            "ackedAt": self.acked_at,
-            "ackedMeshVersion": self.acked_mesh_version,
-            "nack": self.last_nack.to_dict() if self.last_nack else None,
-        }
-
 
 @dataclass
 class ProxyStatus:
@@ -77,19 +35,10 @@ class ProxyStatus:
     protocol: str
     connected_at: float
     peer: str = ""
-    types: dict[str, TypeStatus] = field(default_factory=dict)
+    types: dict[str, TypeStatus] = field(default_factory=dict)  # by type URL
 
     def of(self, type_url: str) -> TypeStatus:
         return self.types.setdefault(type_url, TypeStatus())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "node": self.node_id,
-            "protocol": self.protocol,
-            "connectedAt": self.connected_at,
-            "peer": self.peer,
-            "types": {short_name(t): s.to_dict() for t, s in sorted(self.types.items())},
-        }
 
 
 class NackLog:

@@ -11,6 +11,7 @@ import pytest
 
 from tulle.cli import cmd_controlplane, cmd_resources
 from tulle.cli.messages import render_warnings
+from tulle.xds.sync import ProxySync
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = 1_800_000_000.0
@@ -65,7 +66,7 @@ WARNINGS = [
 CASES: dict[str, tuple[Callable[[Any], str], Any]] = {
     "workloads": (cmd_resources._workloads_table, WORKLOADS),
     "services": (cmd_resources._services_table, SERVICES),
-    "proxies": (cmd_resources._proxies_table, PROXIES),
+    "proxies": (cmd_resources._proxies_table, [ProxySync.from_json(p) for p in PROXIES]),
     "resources": (cmd_resources._resources_table, RESOURCES),
     "status": (cmd_controlplane._status_table, STATUS),
     "apply_warnings": (lambda messages: render_warnings(messages, "apply"), WARNINGS),

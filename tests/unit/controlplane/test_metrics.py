@@ -20,7 +20,6 @@ from tulle.controlplane.metrics import (
     CONTROLPLANE_FAMILIES,
     controlplane_families,
     controlplane_metrics,
-    proxy_state,
 )
 from tulle.model.workload import WorkloadState
 from tulle.registry.registry import Credentials
@@ -30,6 +29,7 @@ from tulle.settings import (
     load_or_create_metrics_token,
     read_metrics_token,
 )
+from tulle.xds.sync import ProxySync, SyncState, TypeSync, with_disconnected
 from tulle.xds.types import CLUSTER
 
 T = TypeVar("T")
@@ -84,7 +84,11 @@ def test_exported_families_are_the_declared_ones_with_their_labels(tmp_path: Pat
     assert value(samples, "tulle_controlplane_xds_pushes_total", type="CDS") == 7
     assert value(samples, "tulle_controlplane_xds_pushes_total", type="RDS") == 0
     assert value(samples, "tulle_controlplane_certificates_issued_total") == 3
-    assert value(samples, "tulle_controlplane_proxies") == 0
+    # Three registered workloads, no xDS stream: all DISCONNECTED; every other state is 0.
+    assert value(samples, "tulle_controlplane_proxies", state="DISCONNECTED") == 3
+    assert {dict(labels)["state"]: v for (name, labels), v in samples.items()
+            if name == "tulle_controlplane_proxies"} == {
+        **{s.value: 0 for s in SyncState}, "DISCONNECTED": 3}
     roles = {dict(labels)["role"] for name, labels in samples
              if name == "tulle_controlplane_ca_expiry_timestamp_seconds"}
     assert roles == {"root", "issuer"}
@@ -101,15 +105,29 @@ def test_names_follow_prometheus_conventions(name: str) -> None:
     assert all(re.fullmatch(r"[a-z_]+", label) and label != "le" for label in labels)
 
 
-@pytest.mark.parametrize(("states", "expected"), [
-    ({}, "SYNCED"),
-    ({"CDS": "SYNCED", "EDS": "NOT_SENT"}, "SYNCED"),
-    ({"CDS": "SYNCED", "RDS": "PENDING"}, "PENDING"),
-    ({"CDS": "PENDING", "LDS": "NACKED"}, "NACKED"),
-])
-def test_one_state_per_proxy(states: dict[str, str], expected: str) -> None:
-    status = {"types": {t: {"state": s} for t, s in states.items()}}
-    assert proxy_state(status) == expected
+def test_each_proxy_counts_once_in_its_rolled_up_state(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def connected(node: str, *states: SyncState) -> ProxySync:
+        return ProxySync(node, 10.0, "delta", 1.0, types=tuple(
+            TypeSync(kind, state) for kind, state in zip(("CDS", "LDS"), states, strict=False)))
+
+    streams = [connected("web-1.default", SyncState.SYNCED, SyncState.NACKED),
+               connected("web-2.default", SyncState.SYNCED, SyncState.STALE),
+               connected("web-3.default", SyncState.PENDING),
+               connected("books-1.default", SyncState.SYNCED)]  # books-2: no stream
+
+    async def body(cp: ControlPlane) -> str:
+        for name in ("web-1", "web-2", "web-3", "books-1", "books-2"):
+            cp.registry.register(workload(name, name.partition("-")[0]), CREDS)
+        monkeypatch.setattr(cp.hub, "sync_views", lambda now=None, registered=(): (
+            with_disconnected(streams, registered, 10.0)))
+        return controlplane_metrics(cp.metric_sources())
+
+    samples = parse(in_loop(tmp_path, body))
+    states = {dict(labels)["state"]: v for (name, labels), v in samples.items()
+              if name == "tulle_controlplane_proxies"}
+    assert states == {"SYNCED": 1, "PENDING": 1, "STALE": 1, "NACKED": 1, "NOT_SENT": 0,
+                      "DISCONNECTED": 1}
 
 
 def test_only_metrics_accepts_the_metrics_token(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from tulle.controlplane.services.proxies import ProxyService
 from tulle.controlplane.services.telemetry import TelemetryService
 from tulle.diagnose.model import Scope
 from tulle.errors import NotFoundError, UsageError
+from tulle.identity.status import IdentityStatus
 from tulle.model.mesh import MeshIdentity, MeshSnapshot, build_mesh
 from tulle.xds.compiler import ProxyConfig
 from tulle.xds.proxy import ProxyInfo
@@ -88,7 +89,8 @@ def test_diagnosis_reads_every_sidecar_and_records_the_ones_that_fail(tmp_path: 
 
     diagnosis = DiagnosisService(
         current, TelemetryService(reg.get, reg.workloads, current, ""),
-        statuses=lambda: [], nacks=lambda: [], identity_status=lambda: {},
+        sync_views=lambda now, registered: (), nacks=lambda: [],
+        identity_status=IdentityStatus,
         history=lambda limit: [], agents=agents)
     result: dict[str, Any] = asyncio.run(diagnosis.run(Scope(), 60.0))
     gathered = result["gathered"]

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tulle.controlplane.services.resources import ResourceService
 
 from tests.unit.model.traffic import Manifest, to_route, traffic_policy
 from tests.unit.model.workloads import workload
 from tests.unit.xds.meshes import http_route, service
 from tulle.analysis.codes import Level
+from tulle.controlplane.services.resources import ResourceService
 from tulle.model.meta import ResourceKey
 from tulle.model.parse import Document
 from tulle.store.sqlite import SqliteStore

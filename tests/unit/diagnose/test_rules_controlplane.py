@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -15,9 +16,21 @@ from tulle.diagnose.rules import controlplane
 from tulle.diagnose.rules.controlplane import diff_summary
 from tulle.model.mesh import build_mesh
 from tulle.model.meta import ResourceKey
+from tulle.model.workload import WorkloadState
 from tulle.store.base import Change
 from tulle.telemetry.schema import SeriesKey
 from tulle.telemetry.windows import Window
+from tulle.xds.sync import (
+    DEFAULT_STALE_AFTER_S,
+    Nack,
+    ProxySync,
+    SyncState,
+    view_of,
+    with_disconnected,
+)
+from tulle.xds.tracker import ProxyStatus, TypeStatus
+from tulle.xds.types import PUSH_ORDER, short_name
+from tulle.xds.types import ROUTE as ROUTE_TYPE
 
 NOW = 1_000_000.0
 PROXY, BOOKS = SeriesKey("proxy"), SeriesKey("out", "books.default")
@@ -29,19 +42,41 @@ ROUTE_V2 = {"kind": "HTTPRoute", "spec": {"parentRefs": [{"name": "books"}], "ru
     {"backendRefs": [{"name": "books"}], "filters": [{"type": "RequestHeaderModifier"}]}]}}
 
 
-def types(**states: Mapping[str, Any]) -> dict[str, Any]:
-    synced = {"state": "SYNCED", "sentAt": NOW - 60, "ackedAt": NOW - 60,
-              "sentMeshVersion": 4, "ackedMeshVersion": 4}
-    return {"types": {t: dict(states.get(t, synced)) for t in ("CDS", "EDS", "LDS", "RDS",
-                                                               "SDS")}}
+def synced() -> TypeStatus:
+    return TypeStatus(sent_version="a1", sent_nonce="1", sent_at=NOW - 60, sent_mesh_version=4,
+                      answered_nonce="1", acked_version="a1", acked_at=NOW - 60,
+                      acked_mesh_version=4)
 
 
-def only(node: str, status: dict[str, Any]) -> dict[str, Any]:
+def unanswered(age: float) -> TypeStatus:
+    """Version b2 (mesh version 5) sent ``age`` seconds ago; a1 (4) ACKed before."""
+    return TypeStatus(sent_version="b2", sent_nonce="2", sent_at=NOW - age, sent_mesh_version=5,
+                      answered_nonce="1", acked_version="a1", acked_at=NOW - 60,
+                      acked_mesh_version=4)
+
+
+def refused() -> TypeStatus:
+    nack = Nack("web-1.default", ROUTE_TYPE, "2", "b2", "a1",
+                "route: {...}\n':-prefixed or host headers may not be modified", NOW - 29)
+    return replace(unanswered(29), answered_nonce="2", last_nack=nack)
+
+
+def proxy(node: str, stale_after: float = DEFAULT_STALE_AFTER_S,
+          **pushes: TypeStatus) -> ProxySync:
+    """``node`` as the control plane classifies it: every type synced but ``pushes``."""
+    status = ProxyStatus(node, "delta", NOW - 3600)
+    for url in PUSH_ORDER:
+        status.types[url] = pushes.get(short_name(url)) or synced()
+    return view_of(status, NOW, stale_after)
+
+
+def only(node: str, sync: ProxySync) -> dict[str, ProxySync]:
     """Every node synced, except ``node``."""
-    return {**{n: types() for n in NODES}, node: status}
+    return {**{n: proxy(n) for n in NODES}, node: sync}
 
 
-def evidence(xds: Mapping[str, Any] | None = None, gauges: Mapping[str, Any] | None = None,
+def evidence(xds: Mapping[str, ProxySync] | None = None,
+             gauges: Mapping[str, Any] | None = None,
              history: tuple[Change, ...] = (), timeline: tuple[TimeSlot, ...] = ()
              ) -> Evidence:
     mesh = build_mesh(5, [], [workload("books-1", "books"), workload("web-1", "web"),
@@ -49,17 +84,16 @@ def evidence(xds: Mapping[str, Any] | None = None, gauges: Mapping[str, Any] | N
     window = Window(60.0, 60.0, MappingProxyType({}),
                     MappingProxyType({(n, PROXY): g for n, g in (gauges or {}).items()}),
                     MappingProxyType({}))
+    connected = xds if xds is not None else {n: proxy(n) for n in NODES}
+    # As the control plane gathers it: registered workloads without a stream are DISCONNECTED.
+    views = with_disconnected(connected.values(), mesh.workloads, DEFAULT_STALE_AFTER_S)
     return Evidence(mesh=mesh, window=window, now=NOW, history=history, timeline=timeline,
-                    xds=MappingProxyType(dict(xds if xds is not None
-                                              else {n: types() for n in NODES})))
+                    xds=MappingProxyType({v.node: v for v in views}))
 
 
 CHANGE = Change(7, NOW - 30, ROUTE, "configured", ROUTE_V1, ROUTE_V2)
-NACKED = {"state": "NACKED", "sentAt": NOW - 29, "ackedAt": NOW - 60,
-          "nack": {"at": NOW - 29, "rejectedVersion": "b2", "keptVersion": "a1",
-                   "message": "route: {...}\n':-prefixed or host headers may not be modified"}}
-STALE = {"state": "PENDING", "sentAt": NOW - 25, "ackedAt": NOW - 60, "sentMeshVersion": 5,
-         "ackedMeshVersion": 4}
+NACKED = refused()
+STALE = unanswered(25)
 
 
 def slot(start: float, requests: int, errors: int) -> TimeSlot:
@@ -73,11 +107,11 @@ MEM = {"books-1.default": {"mem": 20 << 20, "stats": 900},
        "web-2.default": {"mem": 150 << 20, "stats": 9000}}
 
 CASES: list[tuple[str, Evidence, str, str]] = [
-    ("nack", evidence({**{n: types() for n in NODES}, "web-1.default": types(RDS=NACKED)},
+    ("nack", evidence(only("web-1.default", proxy("web-1.default", RDS=NACKED)),
                       history=(CHANGE,)), "TUL1060", "proxy/web-1.default"),
-    ("stale", evidence({**{n: types() for n in NODES}, "web-1.default": types(RDS=STALE)},
+    ("stale", evidence(only("web-1.default", proxy("web-1.default", RDS=STALE)),
                        history=(CHANGE,)), "TUL1061", "proxy/web-1.default"),
-    ("disconnected", evidence({n: types() for n in NODES if n != "web-2.default"}),
+    ("disconnected", evidence({n: proxy(n) for n in NODES if n != "web-2.default"}),
      "TUL1062", "proxy/web-2.default"),
     ("memory", evidence(gauges=MEM), "TUL1063", "proxy/web-2.default"),
     ("change then errors", evidence(history=(CHANGE,), timeline=ERRORS_AFTER),
@@ -101,7 +135,8 @@ def test_a_healthy_mesh_has_no_finding() -> None:
 
 
 def test_nack_quotes_envoy_and_names_the_change() -> None:
-    given = evidence(only("web-1.default", types(RDS=NACKED)), history=(CHANGE,))
+    given = evidence(only("web-1.default", proxy("web-1.default", RDS=NACKED)),
+                     history=(CHANGE,))
     (found,) = diagnose(given, rules=controlplane.RULES).findings
     assert any("may not be modified" in line for line in found.evidence)
     assert "httproute/books.default" in found.related
@@ -110,21 +145,32 @@ def test_nack_quotes_envoy_and_names_the_change() -> None:
 
 
 def test_a_push_younger_than_the_limit_is_not_stale() -> None:
-    young = {**STALE, "sentAt": NOW - 3}
-    assert diagnose(evidence(only("web-1.default", types(RDS=young))),
+    young = proxy("web-1.default", RDS=unanswered(3))
+    assert young.state is SyncState.PENDING
+    assert diagnose(evidence(only("web-1.default", young)),
                     rules=controlplane.RULES).findings == ()
 
 
 def test_the_control_planes_stale_threshold_is_honoured() -> None:
-    young = {**STALE, "sentAt": NOW - 3}
-    status = {**types(RDS=young), "staleAfterSeconds": 2.0}
-    (found,) = diagnose(evidence(only("web-1.default", status)),
+    strict = proxy("web-1.default", stale_after=2.0, RDS=unanswered(3))
+    (found,) = diagnose(evidence(only("web-1.default", strict)),
                         rules=controlplane.RULES).findings
     assert found.subject == "proxy/web-1.default"
+    assert any("threshold is 2s" in line for line in found.evidence)
+
+
+def test_a_registered_workload_that_is_not_ready_is_not_reported_disconnected() -> None:
+    given = evidence({n: proxy(n) for n in NODES if n != "web-2.default"})
+    assert given.xds["web-2.default"].state is SyncState.DISCONNECTED
+    not_ready = replace(given, mesh=build_mesh(5, [], [
+        workload("books-1", "books"), workload("web-1", "web"),
+        workload("web-2", "web", state=WorkloadState.STARTING)]))
+    assert diagnose(not_ready, rules=controlplane.RULES).findings == ()
 
 
 def test_stale_says_what_it_misses() -> None:
-    given = evidence(only("web-1.default", types(RDS=STALE)), history=(CHANGE,))
+    given = evidence(only("web-1.default", proxy("web-1.default", RDS=STALE)),
+                     history=(CHANGE,))
     (found,) = diagnose(given, rules=controlplane.RULES).findings
     assert any("revision 7" in line for line in found.evidence)
     assert any("mesh version 4" in line and "sent 5" in line for line in found.evidence)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
 
 import pytest
 
@@ -13,6 +12,7 @@ from tests.unit.model.workloads import workload
 from tulle.diagnose.engine import diagnose
 from tulle.diagnose.evidence import Evidence
 from tulle.diagnose.rules import identity
+from tulle.identity.status import CertificateStatus, IdentityStatus
 from tulle.model.mesh import MeshIdentity, build_mesh
 from tulle.model.parse import resource_from_manifest
 from tulle.telemetry.envoy_stats import EnvoyStats, extract
@@ -26,13 +26,13 @@ BOOKS_ID = "spiffe://tulle.local/ns/default/sa/books"
 
 
 def cert(node: str, spiffe_id: str, *, expires_in: float = 3600.0, chains: bool = True,
-         missed: bool = False) -> dict[str, Any]:
-    return {"node": node, "spiffeId": spiffe_id, "serial": "ab12", "notAfter": NOW + expires_in,
-            "issuerId": "issuer-1", "chainsToBundle": chains, "missedRenewal": missed}
+         missed: bool = False) -> CertificateStatus:
+    return CertificateStatus(node, spiffe_id, "ab12", NOW + expires_in, "issuer-1",
+                             chains_to_bundle=chains, missed_renewal=missed)
 
 
 def evidence(counters: Mapping[tuple[str, SeriesKey], Mapping[str, int]] | None = None,
-             certs: tuple[dict[str, Any], ...] = (), strict: bool = True) -> Evidence:
+             certs: tuple[CertificateStatus, ...] = (), strict: bool = True) -> Evidence:
     resources = [] if strict else [resource_from_manifest({
         "apiVersion": "tulle.io/v1alpha1", "kind": "Service", "metadata": {"name": "books"},
         "spec": {"mtls": {"mode": "PERMISSIVE"}}})]
@@ -41,8 +41,7 @@ def evidence(counters: Mapping[tuple[str, SeriesKey], Mapping[str, int]] | None 
     window = Window(60.0, 60.0, MappingProxyType(dict(counters or {})), MappingProxyType({}),
                     MappingProxyType({}))
     return Evidence(mesh=mesh, window=window, now=NOW,
-                    identity=MappingProxyType({"trustDomain": "tulle.local",
-                                               "workloads": list(certs)}))
+                    identity=IdentityStatus("tulle.local", NOW, certificates=certs))
 
 
 HEALTHY = evidence({("web-1.default", BOOKS): {"rq2": 50, "tls_ok": 3},

@@ -5,6 +5,7 @@ can assert on what the proxy ends up holding.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from google.rpc import status_pb2  # type: ignore[import-untyped]
 from tulle.xds import types
 from tulle.xds.compiler import ProxyConfig
 from tulle.xds.stream import DeltaStream, SotwStream, XdsStream
-from tulle.xds.tracker import Nack
+from tulle.xds.sync import Nack, TypeSync, view_of
 from tulle.xds.wire import EncodedResource, encode
 
 CDS, EDS, LDS, RDS, SDS = (types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE,
@@ -141,8 +142,13 @@ class Peer:
     def offer(self, proxy_config: ProxyConfig) -> list[Reply]:
         return self._run(self.stream.offer(proxy_config))
 
+    def sync(self, type_url: str) -> TypeSync:
+        """The classified state of one type. These tests are about the protocol, not the STALE
+        threshold (test_sync.py): an un-ACKed push stays PENDING."""
+        return view_of(self.stream.status, 0.0, math.inf).of(types.short_name(type_url))
+
     def state(self, type_url: str) -> str:
-        return str(self.stream.status.to_dict()["types"][types.short_name(type_url)]["state"])
+        return self.sync(type_url).state.value
 
     def ack(self, reply: Reply) -> list[Reply]:
         self.answered.add(reply.nonce)

@@ -17,7 +17,7 @@ from tests.unit.xds.envoy_side import (
 )
 from tests.unit.xds.sample_configs import LISTENER, ROUTES, sample
 from tulle.xds.compiler import ProxyConfig
-from tulle.xds.tracker import Nack
+from tulle.xds.sync import Nack, SyncState
 
 NACK_TEXT = ("Error adding/updating cluster(s) a: name: \"a\"\nconnect_timeout {\n}\n ...: "
              "Proto constraint validation failed (ClusterValidationError.ConnectTimeout)")
@@ -84,11 +84,11 @@ def test_ack_marks_the_type_synced(peer: Peer) -> None:
     peer.offer(sample(mesh_version=4))
     [reply] = peer.subscribe(CDS)
     peer.ack(reply)
-    status = peer.stream.status.to_dict()["types"]["CDS"]
-    assert status["state"] == "SYNCED"
-    assert status["sentVersion"] == status["ackedVersion"] == reply.version
-    assert status["ackedMeshVersion"] == 4
-    assert status["nack"] is None
+    status = peer.sync(CDS)
+    assert status.state is SyncState.SYNCED
+    assert status.sent_version == status.acked_version == reply.version
+    assert status.acked_mesh_version == 4
+    assert status.nack is None
 
 
 def test_nack_is_recorded_and_the_rejected_config_not_resent(peer: Peer) -> None:
@@ -102,10 +102,10 @@ def test_nack_is_recorded_and_the_rejected_config_not_resent(peer: Peer) -> None
 
     assert peer.nacks == [Nack("web-1.default", CDS, rejected.nonce, rejected.version,
                                accepted, NACK_TEXT, peer.nacks[0].at)]
-    status = peer.stream.status.to_dict()["types"]["CDS"]
-    assert status["state"] == "NACKED"
-    assert status["ackedVersion"] == accepted
-    assert status["nack"]["message"] == NACK_TEXT
+    status = peer.sync(CDS)
+    assert status.state is SyncState.NACKED
+    assert status.acked_version == accepted
+    assert status.nack is not None and status.nack.message == NACK_TEXT
     peer.ack_all()  # the endpoints that followed the cluster
     # The same content again, at a later mesh version: the proxy would only refuse it again.
     assert peer.offer(sample(3, timeouts={"a": 0, "b": 1})) == []
@@ -126,11 +126,11 @@ def test_stale_nonce_is_ignored(peer: Peer) -> None:
 
     assert peer.ack(first) == []
     assert peer.nack(first, "too late") == []
-    status = peer.stream.status.to_dict()["types"]["CDS"]
-    assert (status["state"], status["ackedVersion"], peer.nacks) == ("PENDING", "", [])
+    status = peer.sync(CDS)
+    assert (status.state, status.acked_version, peer.nacks) == (SyncState.PENDING, "", [])
 
     peer.ack(second)
-    assert peer.stream.status.to_dict()["types"]["CDS"]["ackedVersion"] == second.version
+    assert peer.sync(CDS).acked_version == second.version
 
 
 def test_push_order_is_clusters_endpoints_listeners_routes(peer: Peer) -> None:

@@ -25,7 +25,7 @@ ROTATE_EXAMPLE = '{"kind": "root" | "issuer", "dryRun": false}'
 
 def routes(identity: IdentityService, rotator: Rotator) -> list[Route]:
     async def status(request: web.Request) -> web.StreamResponse:
-        return json_response(identity.status())
+        return json_response(identity.status().to_json())
 
     async def rotate(request: web.Request) -> web.StreamResponse:
         body = await json_object(request, example=ROTATE_EXAMPLE)

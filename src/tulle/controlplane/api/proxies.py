@@ -32,10 +32,10 @@ LOGGING_EXAMPLE = '{}, {"level": L} or {"levels": {C: L}}'
 
 def routes(proxies: ProxyService, views: MeshViews, hub: XdsHub) -> list[Route]:
     async def statuses(request: web.Request) -> web.StreamResponse:
-        return json_response(hub.statuses())
+        return json_response([p.to_json() for p in hub.sync_views()])
 
     async def nacks(request: web.Request) -> web.StreamResponse:
-        return json_response([n.to_dict() for n in hub.nacks.entries()])
+        return json_response([n.to_json() for n in hub.nacks.entries()])
 
     async def sync(request: web.Request) -> web.StreamResponse:
         version = query_int(request, "version", 0, low=0, high=2**62)  # 0: the current one

@@ -19,9 +19,10 @@ from tulle.controlplane.services.telemetry import TelemetryService
 from tulle.diagnose.engine import diagnose
 from tulle.diagnose.evidence import Evidence, ProxyEvidence, TimeSlot, parse_clusters
 from tulle.diagnose.model import Scope
+from tulle.identity.status import IdentityStatus
 from tulle.model.mesh import MeshSnapshot
 from tulle.store.base import Change
-from tulle.xds.tracker import Nack
+from tulle.xds.sync import Nack, ProxySync
 
 DEFAULT_WINDOW_S = 60.0
 ADMIN_CONCURRENCY = 64
@@ -33,12 +34,12 @@ TIMELINE_S = 600.0  # telemetry slots kept in the evidence: when did errors star
 
 class DiagnosisService:
     def __init__(self, mesh: Callable[[], MeshSnapshot], telemetry: TelemetryService,
-                 statuses: Callable[[], list[dict[str, Any]]], nacks: Callable[[], list[Nack]],
-                 identity_status: Callable[[], dict[str, Any]],
+                 sync_views: Callable[[float, Iterable[str]], tuple[ProxySync, ...]],
+                 nacks: Callable[[], list[Nack]], identity_status: Callable[[], IdentityStatus],
                  history: Callable[[int], list[Change]], agents: Agents) -> None:
         self._mesh = mesh
         self._telemetry = telemetry
-        self._statuses = statuses
+        self._sync_views = sync_views  # by the hub's threshold, with registered workloads
         self._nacks = nacks
         self._identity_status = identity_status
         self._history = history
@@ -74,9 +75,9 @@ class DiagnosisService:
             window=window,
             nodes=MappingProxyType(dict(telemetry.nodes)),
             proxies=MappingProxyType(proxies),
-            xds=MappingProxyType({s["node"]: s for s in self._statuses()}),
-            nacks=tuple(n.to_dict() for n in self._nacks()),
-            identity=MappingProxyType(self._identity_status()),
+            xds=MappingProxyType({p.node: p for p in self._sync_views(now, mesh.workloads)}),
+            nacks=tuple(self._nacks()),
+            identity=self._identity_status(),
             history=tuple(self._history(HISTORY_LIMIT)),
             now=now,
             timeline=tuple(TimeSlot(now - ago, length, MappingProxyType(dict(sample)))

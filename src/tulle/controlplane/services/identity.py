@@ -25,6 +25,13 @@ from tulle.controlplane.services import PushSoon, WaitSynced
 from tulle.errors import IdentityError, NotFoundError, UsageError
 from tulle.identity.ca import CertificateAuthority
 from tulle.identity.spiffe import control_plane_id, spiffe_id
+from tulle.identity.status import (
+    AuthorityStatus,
+    CertificateStatus,
+    IdentityStatus,
+    IssuanceStatus,
+    RotationStatus,
+)
 from tulle.identity.tokens import JoinTokens
 from tulle.model.workload import Workload, WorkloadCertificate
 from tulle.registry.registry import WorkloadRegistry
@@ -36,16 +43,6 @@ SERVER_CERT_LIFETIME_S = 7 * 86400.0
 ACK_TIMEOUT_S = 5.0
 EXPIRY_WARNING_DAYS = 90.0
 
-
-
-@dataclass(frozen=True)
-class Issuance:
-    """One signing, for `tulle certs status` and the renewal benchmark."""
-
-    node_id: str
-    serial: str
-    issued_at: float
-    acked_after_ms: float | None  # from signing to the proxy's ACK; None: not connected
 
 
 @dataclass(frozen=True)
@@ -88,7 +85,7 @@ class IdentityService:
         self._workload_lifetime_s = workload_lifetime_s
         self._ca_dir = ca_dir
         self._identity_port = identity_port
-        self.issuances: deque[Issuance] = deque(maxlen=1000)
+        self.issuances: deque[IssuanceStatus] = deque(maxlen=1000)
         self.issued_total = 0  # workload certificates signed since start (/metrics)
         self.server_context: ssl.SSLContext | None = None
 
@@ -144,7 +141,7 @@ class IdentityService:
             else:
                 log.warning("%s did not ACK its new certificate within %ss", node_id,
                             ACK_TIMEOUT_S)
-        self.issuances.append(Issuance(node_id, issued.serial, now, acked_ms))
+        self.issuances.append(IssuanceStatus(node_id, issued.serial, now, acked_ms))
         log.info("issued %s to %s (serial %s, valid %.0fs)", expected, node_id, issued.serial,
                  ttl)
         return Signed(issued.chain_pem, issued.serial, issued.not_before, issued.not_after,
@@ -206,40 +203,31 @@ class IdentityService:
                                 f"certificate depends on it; run `tulle certs rotate {command}`")
         return warnings
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> IdentityStatus:
         registry = self._registry
         now = time.time()
-        workloads = []
+        certificates = []
         for node_id, certificate in sorted(registry.certificates().items()):
             lifetime = certificate.not_after - certificate.issued_at
-            workloads.append({
-                "node": node_id, "spiffeId": certificate.spiffe_id,
-                "serial": certificate.serial, "notAfter": certificate.not_after,
-                "remainingSeconds": round(certificate.not_after - now, 1),
-                "issuerId": certificate.issuer_id,
-                "chainsToBundle": self.ca.chains_to_bundle(certificate.chain_pem),
+            certificates.append(CertificateStatus(
+                node_id, certificate.spiffe_id, certificate.serial, certificate.not_after,
+                certificate.issuer_id, self.ca.chains_to_bundle(certificate.chain_pem),
                 # Agents renew at about half the lifetime; past 75% one has missed it.
-                "missedRenewal": now > certificate.issued_at + 0.75 * lifetime,
-            })
-        return {
-            "trustDomain": self.ca.trust_domain,
-            "anchors": [_authority_view(a, now) for a in self.ca.anchors],
-            "issuer": _authority_view(self.ca.issuer, now),
-            "rotation": None if self.ca.state.rotation is None else {
-                "kind": self.ca.state.rotation.kind, "stage": self.ca.state.rotation.stage},
-            "workloads": workloads,
-            "recentIssuances": [{"node": i.node_id, "serial": i.serial, "issuedAt": i.issued_at,
-                                 "ackedAfterMs": i.acked_after_ms}
-                                for i in list(self.issuances)[-50:]],
-        }
+                missed_renewal=now > certificate.issued_at + 0.75 * lifetime))
+        rotation = self.ca.state.rotation
+        return IdentityStatus(
+            trust_domain=self.ca.trust_domain, at=now,
+            anchors=tuple(_authority_view(a) for a in self.ca.anchors),
+            issuer=_authority_view(self.ca.issuer),
+            rotation=None if rotation is None else RotationStatus(rotation.kind, rotation.stage),
+            certificates=tuple(certificates),
+            recent_issuances=tuple(list(self.issuances)[-50:]))
 
 
-def _authority_view(authority: Any, now: float) -> dict[str, Any]:
-    return {"id": authority.id, "subject": authority.certificate.subject.rfc4514_string(),
-            "notAfter": authority.not_after,
-            "remainingDays": round((authority.not_after - now) / 86400, 1),
-            "algorithm": _algorithm(authority.certificate.public_key()),
-            "hasKey": authority.key is not None}
+def _authority_view(authority: Any) -> AuthorityStatus:
+    return AuthorityStatus(authority.id, authority.certificate.subject.rfc4514_string(),
+                           authority.not_after, _algorithm(authority.certificate.public_key()),
+                           authority.key is not None)
 
 
 def _algorithm(key: Any) -> str:

@@ -1,8 +1,9 @@
 """Diagnosis rules: the control plane and the config path (TUL1060-TUL1065).
 
-xDS states come from the tracker (what `tulle proxy-status` shows), changes from the store
-history, per-sidecar memory and stats counts from the PROXY telemetry series, and the timing of
-errors from the telemetry slots. (An unreachable control plane is TUL1016, found by the CLI.)
+xDS sync states come classified by the control plane (``tulle.xds.sync``: what `tulle
+proxy-status` shows), changes from the store history, per-sidecar memory and stats counts from
+the PROXY telemetry series, and the timing of errors from the telemetry slots. (An unreachable
+control plane is TUL1016, found by the CLI.)
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ from tulle.model.meta import ServiceRef
 from tulle.store.base import Change
 from tulle.telemetry import outliers
 from tulle.telemetry.schema import OUTBOUND, PROXY, SeriesKey
-from tulle.xds.tracker import stale_after
+from tulle.xds.sync import SyncState
 
 NACK_CHANGE_SLACK_S = 2.0  # a NACK comes within moments of the change that caused it
 ERRORS_MIN_REQUESTS = 10  # after a change, at least this many requests to judge a rate
 ERRORS_MIN_RATE, ERRORS_MIN_RISE = 0.10, 0.10  # >= 10 % errors, 10 points above before
-_TYPES = ("CDS", "EDS", "LDS", "RDS", "SDS")
 
 
 def _when(at: float) -> str:
@@ -89,17 +89,15 @@ def _cause_of(evidence: Evidence, at: float) -> Change | None:
 
 
 def config_rejected(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
-    for node, status in sorted(evidence.xds.items()):
-        for name, state in sorted(status.get("types", {}).items()):
-            nack = state.get("nack")
-            if state.get("state") != "NACKED" or not nack:
+    for node, sync in sorted(evidence.xds.items()):
+        for kind in sync.types:
+            nack = kind.nack
+            if kind.state is not SyncState.NACKED or nack is None:
                 continue
-            at = float(nack.get("at", evidence.now))
-            change = _cause_of(evidence, at)
-            message = str(nack.get("message", "")).strip()
-            lines = [f"{node} rejected {name} version {nack.get('rejectedVersion', '?')} at "
-                     f"{_when(at)} and keeps running version {nack.get('keptVersion') or '-'}",
-                     f"Envoy: {message}"]
+            change = _cause_of(evidence, nack.at)
+            lines = [f"{node} rejected {kind.type} version {nack.rejected_version or '?'} at "
+                     f"{_when(nack.at)} and keeps running version {nack.kept_version or '-'}",
+                     f"Envoy: {nack.message.strip()}"]
             related: tuple[str, ...] = ()
             fix = (f"correct the resource Envoy names above and apply it again; "
                    f"`tulle proxy-status {node}` shows the state")
@@ -114,36 +112,32 @@ def config_rejected(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             ref = evidence.service_of(node)
             yield Finding(
                 "TUL1060", Severity.CRITICAL, 90.0, proxy_subject(node),
-                f"The sidecar {node} rejected its {name} configuration: it keeps its last "
+                f"The sidecar {node} rejected its {kind.type} configuration: it keeps its last "
                 "accepted config and gets no further changes of that type until this is fixed.",
                 tuple(lines), fix,
                 related=(*related, *((service_subject(ref),) if ref else ())))
 
 
 def config_stale(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
-    for node, status in sorted(evidence.xds.items()):
-        types = status.get("types", {})
-        stale = {name: t for name, t in types.items() if t.get("state") == "PENDING"
-                 and t.get("sentAt")
-                 and evidence.now - float(t["sentAt"]) > stale_after(status)}
+    for node, sync in sorted(evidence.xds.items()):
+        stale = [t for t in sync.types if t.state is SyncState.STALE]
         if not stale:
             continue
-        oldest = min(float(t["sentAt"]) for t in stale.values())
-        acked = [float(t["ackedAt"]) for t in types.values() if t.get("ackedAt")]
+        oldest = min(t.sent_at or evidence.now for t in stale)
+        acked = [t.acked_at for t in sync.types if t.acked_at]
         last_ack = max(acked) if acked else None
         missed = [c for c in evidence.history if last_ack is None or c.at > last_ack]
-        lines = [f"{', '.join(sorted(stale))} sent {_ago(evidence.now - oldest)} ago "
-                 f"(at {_when(oldest)}) and not acknowledged",
+        lines = [f"{', '.join(t.type for t in stale)} {SyncState.STALE.label}: sent "
+                 f"{_ago(evidence.now - oldest)} ago (at {_when(oldest)}) and not "
+                 f"acknowledged (the threshold is {sync.stale_after_s:g}s)",
                  "last acknowledgement: " + (f"{_ago(evidence.now - last_ack)} ago"
                                              if last_ack else "never")]
-        mesh_versions = {t.get("sentMeshVersion", 0) for t in stale.values()}
-        acked_versions = {t.get("ackedMeshVersion", 0) for t in stale.values()}
-        lines.append(f"it runs mesh version {min(acked_versions)}; the control plane sent "
-                     f"{max(mesh_versions)}")
-        synced = sorted(n for n, s in evidence.xds.items() if n != node and all(
-            t.get("state") == "SYNCED" for t in s.get("types", {}).values()))
+        lines.append(f"it runs mesh version {min(t.acked_mesh_version for t in stale)}; the "
+                     f"control plane sent {max(t.sent_mesh_version for t in stale)}")
+        synced = sorted(n for n, s in evidence.xds.items()
+                        if n != node and s.state is SyncState.SYNCED)
         if synced:
-            lines.append(f"{len(synced)} other sidecar(s) are SYNCED: "
+            lines.append(f"{len(synced)} other sidecar(s) are {SyncState.SYNCED.label}: "
                          + ", ".join(synced[:5]))
         if missed:
             lines.append("it misses: " + "; ".join(
@@ -161,8 +155,10 @@ def config_stale(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
 
 
 def proxy_disconnected(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
-    for node, workload in sorted(evidence.workloads.items()):
-        if node in evidence.xds or not workload.serves_traffic:
+    for node, sync in sorted(evidence.xds.items()):
+        workload = evidence.workloads.get(node)
+        if sync.state is not SyncState.DISCONNECTED or workload is None \
+                or not workload.serves_traffic:
             continue
         age = evidence.window.last_report_age.get(node)
         lines = [f"{node} is registered and ready but has no xDS stream to the control plane",

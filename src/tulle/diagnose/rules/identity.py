@@ -12,8 +12,7 @@ certificate is not the identity the caller expects).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 
 from tulle.diagnose.evidence import Evidence, Values
 from tulle.diagnose.model import Finding, Scope, Severity, proxy_subject, service_subject
@@ -22,10 +21,6 @@ from tulle.model.meta import ServiceRef
 
 # Caller-side counters of failed handshakes with a service.
 _CALLER_TLS = ("tls_err", "verify_fail", "san_fail")
-
-
-def _certificates(evidence: Evidence) -> list[Mapping[str, Any]]:
-    return [w for w in evidence.identity.get("workloads", ()) if isinstance(w, Mapping)]
 
 
 def _when(at: float) -> str:
@@ -65,15 +60,14 @@ def _caller_lines(callers: list[tuple[str, Values]], service: str) -> list[str]:
 
 
 def certificate_expired(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
-    for cert in _certificates(evidence):
-        node = str(cert.get("node", ""))
-        not_after = float(cert.get("notAfter", 0) or 0)
-        if not node or node not in evidence.workloads or not_after > evidence.now:
+    for cert in evidence.identity.certificates:
+        node, not_after = cert.node, cert.not_after
+        if node not in evidence.workloads or not_after > evidence.now:
             continue
         ref = evidence.service_of(node)
         callers = _callers_failing(evidence, ref)
         service = ref.host if ref else "its service"
-        lines = [f"certificate {cert.get('spiffeId', '?')} (serial {cert.get('serial', '?')}) "
+        lines = [f"certificate {cert.spiffe_id} (serial {cert.serial}) "
                  f"expired {_ago(evidence.now - not_after)} ago, at {_when(not_after)}",
                  "its agent did not renew it: agents renew at about half the lifetime"]
         lines += _caller_lines(callers, service)
@@ -90,17 +84,17 @@ def certificate_expired(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
 
 
 def certificate_untrusted(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
-    trust_domain = evidence.identity.get("trustDomain", "?")
-    for cert in _certificates(evidence):
-        node = str(cert.get("node", ""))
-        if not node or node not in evidence.workloads or cert.get("chainsToBundle", True):
+    trust_domain = evidence.identity.trust_domain or "?"
+    for cert in evidence.identity.certificates:
+        node = cert.node
+        if node not in evidence.workloads or cert.chains_to_bundle:
             continue
-        if float(cert.get("notAfter", 0) or 0) <= evidence.now:
+        if cert.not_after <= evidence.now:
             continue  # expired: TUL1050 says so
         ref = evidence.service_of(node)
         callers = _callers_failing(evidence, ref)
-        lines = [f"certificate {cert.get('spiffeId', '?')} was issued by "
-                 f"{cert.get('issuerId', '?')}, which is not in the trust bundle of "
+        lines = [f"certificate {cert.spiffe_id} was issued by "
+                 f"{cert.issuer_id}, which is not in the trust bundle of "
                  f"{trust_domain}"]
         lines += _caller_lines(callers, ref.host if ref else "its service")
         yield Finding(
@@ -116,10 +110,9 @@ def certificate_untrusted(evidence: Evidence, scope: Scope) -> Iterator[Finding]
 
 
 def renewal_missed(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
-    for cert in _certificates(evidence):
-        node = str(cert.get("node", ""))
-        not_after = float(cert.get("notAfter", 0) or 0)
-        if not node or node not in evidence.workloads or not cert.get("missedRenewal"):
+    for cert in evidence.identity.certificates:
+        node, not_after = cert.node, cert.not_after
+        if node not in evidence.workloads or not cert.missed_renewal:
             continue
         if not_after <= evidence.now:
             continue  # already expired: TUL1050
@@ -128,7 +121,7 @@ def renewal_missed(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             "TUL1052", Severity.WARNING, 60.0, proxy_subject(node),
             f"The agent of {node} missed its certificate renewal; the certificate expires in "
             f"{_ago(not_after - evidence.now)}, and then its traffic fails.",
-            (f"certificate {cert.get('spiffeId', '?')} expires at {_when(not_after)}",
+            (f"certificate {cert.spiffe_id} expires at {_when(not_after)}",
              "agents renew at about half the lifetime; this one is past three quarters"),
             f"check that the agent of {node} runs and reaches the control plane "
             f"(`tulle certs status`, workloads/{node}/agent.log); restart the workload if "
@@ -137,7 +130,7 @@ def renewal_missed(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
 
 
 def caller_certificate_rejected(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
-    trust_domain = evidence.identity.get("trustDomain", "the mesh")
+    trust_domain = evidence.identity.trust_domain or "the mesh"
     for node in sorted(evidence.nodes.keys() | evidence.workloads.keys()):
         inbound = evidence.inbound(node)
         refused = inbound.get("verify_fail", 0)
@@ -166,7 +159,7 @@ def caller_certificate_rejected(evidence: Evidence, scope: Scope) -> Iterator[Fi
 
 
 def peer_identity_mismatch(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
-    issued = {str(c.get("node")): str(c.get("spiffeId", "")) for c in _certificates(evidence)}
+    issued = {c.node: c.spiffe_id for c in evidence.identity.certificates}
     by_service: dict[ServiceRef, list[tuple[str, Values]]] = {}
     for node, ref, values in evidence.edges():
         if values.get("san_fail", 0):
