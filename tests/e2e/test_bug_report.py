@@ -147,4 +147,4 @@ def test_a_failing_collector_is_recorded_not_fatal(mesh: Mesh, tmp_path: Path) -
     assert "No such file" in failed["controlplane/controlplane.log"]
     assert "controlplane/controlplane.log" not in names
     assert {"resources.json", "workloads.json", "proxies/web-1.default/config_dump.json",
-            "proxies/books-1.default/envoy.log"} <= names
+            "proxies/books-1.default/envoy.log"} <= names, failed

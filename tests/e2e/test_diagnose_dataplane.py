@@ -80,8 +80,17 @@ def test_a_healthy_mesh_with_traffic_has_no_findings(mesh: Mesh) -> None:
     assert table.startswith("No problems found")
 
 
+def reported(mesh: Mesh, name: str) -> bool:
+    """Whether the sidecar ``name`` has sent the control plane a telemetry report yet."""
+    rows = mesh.api.get("/v1/telemetry/workloads")["workloads"]
+    return any(r["name"] == name and r["proxy"]["lastReportSeconds"] is not None
+               for r in rows)
+
+
 def test_instances_gone_while_called(mesh: Mesh) -> None:
     port = books_and_web(mesh)
+    # diagnose names a departed instance from its telemetry: it must have reported once.
+    wait_for("books-1's first telemetry report", lambda: reported(mesh, "books-1"))
     mesh.workloads[0].stop()
     mesh.wait_endpoints("web-1", "books", set())
     assert {request(port, "/").status for _ in range(5)} == {503}

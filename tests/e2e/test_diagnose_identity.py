@@ -147,7 +147,8 @@ def test_expired_certificate_of_a_called_instance(mesh: Mesh) -> None:
         wait_for("books-1's certificate to expire", expired, timeout=15, interval=0.5)
         for _ in range(5):
             assert mesh.call(web, "http://books/")["status"] == 503
-        finding, data = first_finding(mesh, "TUL1050")
+        # The callers' refusals reach diagnose with web-1's next telemetry report.
+        finding, data = first_finding(mesh, "TUL1050", related="proxy/web-1.default")
         assert finding["subject"] == "proxy/books-1.default"
         assert "service/books.default" in finding["related"]
         assert "proxy/web-1.default" in finding["related"], finding
