@@ -8,6 +8,7 @@ stream sends only what changed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import os
@@ -169,17 +170,27 @@ class ControlPlane:
         restored = self.registry.restore()
         self.rebuild_now()
         host = self.endpoint.host
-        self._xds = build_server(self.hub, f"{host}:{self.endpoint.xds_port}",
-                                 access_logs=TapReceiver(self))
+        # A port of 0 lets the kernel choose: self.endpoint takes each port as it is bound,
+        # since sessions hand it to agents (xDS, identity) and status reports it.
+        self._xds, xds_port = build_server(self.hub, f"{host}:{self.endpoint.xds_port}",
+                                           access_logs=TapReceiver(self))
+        self.endpoint = dataclasses.replace(self.endpoint, xds_port=xds_port)
         await self._xds.start()
-        self._api = web.AppRunner(make_api(self), handler_cancellation=True, access_log=None,
-                                  shutdown_timeout=2.0)
-        await self._api.setup()
-        await web.TCPSite(self._api, host, self.endpoint.api_port).start()
         self._identity_api = web.AppRunner(make_identity_api(self), access_log=None)
         await self._identity_api.setup()
         await web.TCPSite(self._identity_api, host, self.endpoint.identity_port,
                           ssl_context=self.identity.refresh_server_identity()).start()
+        self.endpoint = dataclasses.replace(
+            self.endpoint, identity_port=int(self._identity_api.addresses[0][1]))
+        # The API last, and the record right after it with no await between: nobody can be
+        # answered (nor find the API) before the record holds every port actually bound.
+        self._api = web.AppRunner(make_api(self), handler_cancellation=True, access_log=None,
+                                  shutdown_timeout=2.0)
+        await self._api.setup()
+        await web.TCPSite(self._api, host, self.endpoint.api_port).start()
+        self.endpoint = dataclasses.replace(self.endpoint,
+                                            api_port=int(self._api.addresses[0][1]))
+        self.endpoint.save(self.paths)
         self._tasks.append(asyncio.create_task(self._expire_orphans()))
         self._tasks.append(asyncio.create_task(self.identity.keep_server_identity()))
         for warning in self.identity.expiry_warnings():
