@@ -9,7 +9,8 @@ import urllib.request
 
 import pytest
 
-from tests.support.mesh import Mesh, free_port
+from tests.support.mesh import Mesh
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.envoy
 
@@ -90,8 +91,7 @@ def test_foreground_control_plane_stops_on_sigterm(tmp_path) -> None:  # type: i
     idle = Mesh(tmp_path)
     process = subprocess.Popen(
         [*TULLE, "--state-dir", str(idle.state_dir), "up", "--foreground",
-         "--api-port", str(idle.api_port), "--xds-port", str(idle.xds_port),
-         "--identity-port", str(idle.identity_port)],
+         *idle.port_flags()],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env=idle.env())
     try:

@@ -21,7 +21,8 @@ import pytest
 from benchmarks.fleet import FleetWorker
 from benchmarks.synthmesh import SyntheticWorkload, WorkloadSpec, register
 
-from tests.support.mesh import Mesh, free_port
+from tests.support.mesh import Mesh
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.envoy
 
