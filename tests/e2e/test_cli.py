@@ -75,6 +75,25 @@ def test_run_refuses_bad_flags(mesh: Mesh) -> None:
         assert text in result.stderr, result.stderr
 
 
+def test_port_0_is_chosen_by_the_kernel_reported_recorded_and_reused(mesh: Mesh) -> None:
+    mesh.cli("down")
+    started = json.loads(mesh.cli("up", "--api-port", "0", "--xds-port", "0",
+                                  "--identity-port", "0", "-o", "json").stdout)
+    chosen = mesh.endpoint  # the record the CLI, agents and `ApiClient.from_state` read
+    ports = {chosen.api_port, chosen.xds_port, chosen.identity_port}
+    assert 0 not in ports and len(ports) == 3, chosen
+    assert started["apiUrl"] == f"http://127.0.0.1:{chosen.api_port}"
+    assert started["xdsAddress"] == f"127.0.0.1:{chosen.xds_port}"
+    assert started["identityAddress"] == f"127.0.0.1:{chosen.identity_port}"
+    books = mesh.run("books", name="books-1")  # an agent and its Envoy find both ports
+    # A restart without port flags binds the same ports again: the sidecars find it.
+    mesh.cli("down")
+    restarted = json.loads(mesh.cli("up", "-o", "json").stdout)
+    assert mesh.endpoint == chosen
+    assert restarted["apiUrl"] == started["apiUrl"]
+    mesh.wait_ready(books)  # its agent and Envoy reconnected
+
+
 def test_status_without_control_plane_fails_clearly(tmp_path) -> None:  # type: ignore[no-untyped-def]
     idle = Mesh(tmp_path)
     result = idle.cli("status", check=False)
