@@ -78,6 +78,6 @@ class Load:
                 else:
                     self.result.failures.append(failure)
             pause = due - time.monotonic()
-            if pause > 0:
+            if pause > 0:  # pacing to the constant rate, not a readiness wait
                 time.sleep(pause)
         connection.close()
