@@ -64,9 +64,6 @@ def poll(check: Callable[[], Any], timeout: float, interval: float = 0.002) -> A
 @dataclass
 class BenchMesh:
     root: Path
-    api_port: int = field(default_factory=free_port)
-    xds_port: int = field(default_factory=free_port)
-    identity_port: int = field(default_factory=free_port)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -81,8 +78,11 @@ class BenchMesh:
         return result.stdout
 
     def up(self) -> None:
-        self.cli("up", "--api-port", str(self.api_port), "--xds-port", str(self.xds_port),
-                 "--identity-port", str(self.identity_port))
+        """At first start, ports the kernel chooses (bound, never released: nothing else can
+        take them); a restart reuses them, as the control plane recorded them."""
+        first = not StatePaths(self.state).endpoint_file.exists()
+        self.cli("up", *(["--api-port", "0", "--xds-port", "0", "--identity-port", "0"]
+                         if first else []))
 
     @property
     def api(self) -> ApiClient:

@@ -14,7 +14,6 @@ from tests.support.http import request
 from tests.support.mesh import Mesh, wait_for
 from tests.support.scenarios import books_and_web
 from tests.support.tap import FILE_LOGGER, SECRETS, Tap, identity, loggers
-from tulle.agent.envoy import DRAIN_TIME_S
 
 pytestmark = pytest.mark.envoy
 
@@ -78,8 +77,9 @@ def test_access_log_follows_the_service_switch_with_the_fields_of_tap(mesh: Mesh
     mesh.cli("apply", "-f", "-", stdin=BOOKS.format(enabled="false"))
     mesh.sync()
     wait_for("books-1's file logger to go", lambda: loggers(mesh, "books-1") == [])
-    time.sleep(DRAIN_TIME_S + 0.5)  # connections from before the change close
+    mesh.wait_quiescent("books-1")  # connections from before the change closed
     count = len(lines(books_log))
     assert {request(port, f"/off/{i}").status for i in range(5)} == {200}
-    time.sleep(1.5)  # longer than the sidecars' file flush interval (1 s)
+    # Not a readiness wait: nothing may be written in longer than the file flush interval (1 s).
+    time.sleep(1.5)
     assert len(lines(books_log)) == count

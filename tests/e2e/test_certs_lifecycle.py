@@ -122,7 +122,10 @@ def test_status_fails_when_a_workload_misses_its_renewal(mesh: Mesh) -> None:
         wait_for("a missed renewal to be reported", missed, timeout=15, interval=0.5)
         report = json.loads(mesh.cli("certs", "status", "-o", "json", check=False).stdout)
         assert any("books-1.default missed its renewal" in p for p in report["problems"])
-        time.sleep(2)  # long enough for its certificate to expire, as on a host that slept
+        # Until its certificate expires, as on a host that slept.
+        wait_for("books-1's certificate to expire", lambda: [
+            w for w in mesh.api.get("/v1/identity/status")["workloads"]
+            if w["node"] == "books-1.default" and w["remainingSeconds"] < 0], timeout=15)
     finally:
         os.kill(agent, signal.SIGCONT)
     wait_for("the agent to renew again",

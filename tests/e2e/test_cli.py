@@ -9,7 +9,8 @@ import urllib.request
 
 import pytest
 
-from tests.support.mesh import Mesh, free_port
+from tests.support.mesh import Mesh
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.envoy
 
@@ -74,6 +75,25 @@ def test_run_refuses_bad_flags(mesh: Mesh) -> None:
         assert text in result.stderr, result.stderr
 
 
+def test_port_0_is_chosen_by_the_kernel_reported_recorded_and_reused(mesh: Mesh) -> None:
+    mesh.cli("down")
+    started = json.loads(mesh.cli("up", "--api-port", "0", "--xds-port", "0",
+                                  "--identity-port", "0", "-o", "json").stdout)
+    chosen = mesh.endpoint  # the record the CLI, agents and `ApiClient.from_state` read
+    ports = {chosen.api_port, chosen.xds_port, chosen.identity_port}
+    assert 0 not in ports and len(ports) == 3, chosen
+    assert started["apiUrl"] == f"http://127.0.0.1:{chosen.api_port}"
+    assert started["xdsAddress"] == f"127.0.0.1:{chosen.xds_port}"
+    assert started["identityAddress"] == f"127.0.0.1:{chosen.identity_port}"
+    books = mesh.run("books", name="books-1")  # an agent and its Envoy find both ports
+    # A restart without port flags binds the same ports again: the sidecars find it.
+    mesh.cli("down")
+    restarted = json.loads(mesh.cli("up", "-o", "json").stdout)
+    assert mesh.endpoint == chosen
+    assert restarted["apiUrl"] == started["apiUrl"]
+    mesh.wait_ready(books)  # its agent and Envoy reconnected
+
+
 def test_status_without_control_plane_fails_clearly(tmp_path) -> None:  # type: ignore[no-untyped-def]
     idle = Mesh(tmp_path)
     result = idle.cli("status", check=False)
@@ -90,8 +110,7 @@ def test_foreground_control_plane_stops_on_sigterm(tmp_path) -> None:  # type: i
     idle = Mesh(tmp_path)
     process = subprocess.Popen(
         [*TULLE, "--state-dir", str(idle.state_dir), "up", "--foreground",
-         "--api-port", str(idle.api_port), "--xds-port", str(idle.xds_port),
-         "--identity-port", str(idle.identity_port)],
+         *idle.port_flags()],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env=idle.env())
     try:

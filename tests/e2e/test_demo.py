@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.support.mesh import TULLE, Mesh, free_port, wait_for
+from tests.support.mesh import TULLE, Mesh, wait_for
 from tulle.settings import ControlPlaneEndpoint, StatePaths
 
 pytestmark = pytest.mark.envoy
@@ -23,9 +22,9 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
     mesh = Mesh(tmp_path)
     paths = StatePaths(mesh.state_dir)
     paths.ensure()
-    # Free ports instead of the defaults, so parallel tests do not collide.
-    ControlPlaneEndpoint(api_port=free_port(), xds_port=free_port(),
-                         identity_port=free_port()).save(paths)
+    # Not the default ports, so parallel tests do not collide: 0, for the kernel to choose
+    # (`tulle demo` starts the control plane with the last run's ports, these).
+    ControlPlaneEndpoint(api_port=0, xds_port=0, identity_port=0).save(paths)
     out = tmp_path / "demo.out"
     with out.open("w") as sink:
         demo = subprocess.Popen([*TULLE, "--state-dir", str(mesh.state_dir), "demo"],
@@ -74,8 +73,12 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
     assert code == 0, out.read_text()
     assert "demo stopped" in out.read_text()
     # Everything it started is gone: agents, Envoys, applications and the control plane.
-    time.sleep(0.2)
-    alive = [p for p in pids + children if psutil.pid_exists(p)
-             and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-    assert alive == []
+    def alive() -> list[int]:
+        return [p for p in pids + children if psutil.pid_exists(p)
+                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+    try:
+        wait_for("everything the demo started to exit", lambda: not alive(), timeout=10)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {alive()}") from None
     assert mesh.cli("status", check=False).returncode != 0

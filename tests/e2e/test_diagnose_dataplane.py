@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tests.support.http import control, request
-from tests.support.mesh import ECHO_APP, TULLE, Mesh, free_port, wait_for
+from tests.support.mesh import ECHO_APP, TULLE, Mesh, wait_for
+from tests.support.ports import free_port
 from tests.support.scenarios import books_and_web
 
 pytestmark = pytest.mark.envoy

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.mesh import Mesh, processes_alive, wait_for
 from tests.support.traffic import Traffic
+from tulle.controlplane.daemon import lock_held
 
 pytestmark = pytest.mark.envoy
 
@@ -51,9 +52,14 @@ def test_control_plane_restart_loses_nothing_and_traffic_flows(mesh: Mesh) -> No
 
     traffic = Traffic(mesh, client)
     traffic.start()
-    time.sleep(0.3)
+    wait_for("traffic to flow", lambda: traffic.ok > 0)
     os.kill(mesh.status()["pid"], signal.SIGKILL)
-    time.sleep(1.0)  # traffic keeps flowing on the sidecars' last config
+    # The kernel releases its lock on the state directory as the process dies.
+    wait_for("the control plane to die", lambda: not lock_held(mesh.paths))
+    # Traffic keeps flowing on the sidecars' last config.
+    ok_at_death = traffic.ok
+    wait_for("requests to succeed with the control plane down",
+             lambda: traffic.ok >= ok_at_death + 20)
     ok_while_down = traffic.ok
     mesh.up()
 
@@ -64,7 +70,8 @@ def test_control_plane_restart_loses_nothing_and_traffic_flows(mesh: Mesh) -> No
         return names == {"books-1.default", "web-1.default"} and synced
 
     wait_for("both proxies to reconnect and sync", converged, timeout=15)
-    time.sleep(0.3)
+    ok_synced = traffic.ok
+    wait_for("requests to succeed after the restart", lambda: traffic.ok >= ok_synced + 20)
     traffic.stop()
     assert traffic.failures == [], "traffic must not fail while the control plane restarts"
     assert traffic.ok > ok_while_down > 0

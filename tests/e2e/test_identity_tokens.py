@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.mesh import Mesh, free_port
+from tests.support.mesh import Mesh
 from tests.support.pki import bundle
+from tests.support.ports import free_port
 from tulle.agent import http as agent_http
 from tulle.agent.keygen import make_key_and_csr
 from tulle.settings import read_token
@@ -53,7 +54,7 @@ class FakeAgent:
 
     def close(self) -> None:
         self.stream.close()
-        self.loop.run_until_complete(asyncio.sleep(0.05))  # let the socket actually close
+        self.loop.run_until_complete(self.stream._writer.wait_closed())
         self.loop.close()
 
     def sign(self, spiffe_id: str, token: str | None, tmp: Path,
@@ -122,6 +123,7 @@ def test_a_join_token_buys_one_certificate_for_one_identity(short_token_mesh: Me
 
     late = FakeAgent(mesh, "web-3", "web")
     try:
+        # Not a readiness wait: the token's time to live passing is what expires it.
         time.sleep(TOKEN_TTL_S + 0.5)
         status, body = late.sign(late.identity["spiffeId"], late.identity["joinToken"],
                                  tmp_path)

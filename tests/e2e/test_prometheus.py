@@ -22,7 +22,8 @@ import yaml
 
 from tests.support.dashboards import DASHBOARDS, expressions, load, substitute
 from tests.support.http import request
-from tests.support.mesh import Mesh, free_port, wait_for
+from tests.support.mesh import Mesh, wait_for
+from tests.support.ports import free_port
 from tests.support.promtext import (
     INSTALL_HINT,
     Samples,

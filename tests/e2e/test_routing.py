@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.mesh import Mesh, free_port, wait_for
+from tests.support.mesh import Mesh, wait_for
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.envoy
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import psutil
 import pytest
 
-from tests.support.mesh import Mesh, Workload
+from tests.support.mesh import Mesh, Workload, wait_for
 from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.envoy
@@ -47,7 +46,8 @@ def test_scale_out_and_back_in(mesh: Mesh) -> None:
     for workload in extra:
         assert workload.stop() == 0  # Ctrl-C: drained, then the app exits cleanly
     mesh.wait_endpoints("web-1", "books", {"books-1"})
-    time.sleep(0.3)
+    ok = traffic.ok
+    wait_for("requests to succeed after the scale-in", lambda: traffic.ok >= ok + 20)
     traffic.stop()
     assert traffic.ok > 0
     assert traffic.failures == [], "removing instances must not fail requests"

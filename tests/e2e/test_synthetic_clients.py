@@ -21,7 +21,8 @@ import pytest
 from benchmarks.fleet import FleetWorker
 from benchmarks.synthmesh import SyntheticWorkload, WorkloadSpec, register
 
-from tests.support.mesh import Mesh, free_port
+from tests.support.mesh import Mesh
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.envoy
 
@@ -115,7 +116,7 @@ async def settled(mesh: Mesh, fleet: FleetWorker, nodes: list[str]) -> None:
         held = fleet.state(nodes)
         if all({t: s["acked"] for t, s in held[n].items()} == acked[n] for n in nodes):
             return
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the poll interval of this wait on a condition
     raise AssertionError(f"synthetic clients and tracker disagree: {held} vs {acked}")
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 
 import pytest
 
 from tests.support.http import control, counter, request
-from tests.support.mesh import Mesh, free_port
+from tests.support.mesh import Mesh, wait_for
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.envoy
 
@@ -126,9 +126,7 @@ def test_mirror_gets_copies_and_its_failures_never_reach_the_caller(mesh: Mesh) 
     control(shadow.app_port, reset=1)
     replies = [request(port, f"/copy/{i}") for i in range(20)]
     assert {r.workload for r in replies} == {"books-1"}
-    deadline = time.monotonic() + 5
-    while counter(shadow.app_port) < 20 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for("the copies to reach the mirror", lambda: counter(shadow.app_port) >= 20)
     assert counter(shadow.app_port) == 20  # every request was copied
     # The mirror now fails, slowly: callers see neither.
     control(shadow.app_port, fail=500, every=1, delay=1500)

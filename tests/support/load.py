@@ -17,7 +17,15 @@ class LoadResult:
 
     @property
     def rate(self) -> float:
+        """Requests per second: for a report only (the machine is shared; never assert it)."""
         return self.sent / self.seconds if self.seconds else 0.0
+
+    def report(self, what: str) -> str:
+        """One line for the test's output (``pytest -s``): the figures, not a verdict."""
+        line = (f"measured: {what}: {self.sent} requests, {len(self.failures)} failed, "
+                f"in {self.seconds:.1f}s ({self.rate:.0f} req/s)")
+        print(line)
+        return line
 
 
 class Load:
@@ -70,6 +78,6 @@ class Load:
                 else:
                     self.result.failures.append(failure)
             pause = due - time.monotonic()
-            if pause > 0:
+            if pause > 0:  # pacing to the constant rate, not a readiness wait
                 time.sleep(pause)
         connection.close()

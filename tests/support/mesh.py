@@ -1,13 +1,13 @@
-"""A real mesh for one test: a control plane in its own state directory on free ports, and
-workloads started with `tulle run`, each with a real Envoy. Nothing is mocked."""
+"""A real mesh for one test: a control plane in its own state directory on ports the kernel
+chooses, and workloads started with `tulle run`, each with a real Envoy. Nothing is mocked."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,19 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tests.support.ports import free_port
+from tulle.agent.envoy import DRAIN_TIME_S
 from tulle.client import ApiClient
-from tulle.settings import StatePaths
+from tulle.settings import ControlPlaneEndpoint, StatePaths
 
 T = TypeVar("T")
 
 ECHO_APP = Path(__file__).resolve().parent.parent / "apps" / "echo.py"
 TULLE = [sys.executable, "-m", "tulle.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float = 15.0,
@@ -74,9 +70,6 @@ class Workload:
 @dataclass
 class Mesh:
     root: Path
-    api_port: int = field(default_factory=free_port)
-    xds_port: int = field(default_factory=free_port)
-    identity_port: int = field(default_factory=free_port)
     workloads: list[Workload] = field(default_factory=list)
 
     @property
@@ -105,11 +98,30 @@ class Mesh:
         return env
 
     def up(self, *extra: str) -> dict[str, Any]:
-        result = self.cli("up", "--api-port", str(self.api_port), "--xds-port",
-                          str(self.xds_port), "--identity-port", str(self.identity_port),
-                          *extra, "-o", "json")
+        result = self.cli("up", *self.port_flags(), *extra, "-o", "json")
         status: dict[str, Any] = json.loads(result.stdout)
         return status
+
+    def port_flags(self) -> list[str]:
+        """`tulle up`'s port flags. At first start, 0: the kernel chooses (bound, never
+        released, so no other test can take them) and the control plane records them. Later,
+        none: a restart reuses the recorded ports, so the proxies find it again."""
+        if self.paths.endpoint_file.exists():
+            return []
+        return ["--api-port", "0", "--xds-port", "0", "--identity-port", "0"]
+
+    @property
+    def endpoint(self) -> ControlPlaneEndpoint:
+        """Where the control plane listens, as it recorded once bound."""
+        return ControlPlaneEndpoint.load(self.paths)
+
+    @property
+    def api_port(self) -> int:
+        return self.endpoint.api_port
+
+    @property
+    def identity_port(self) -> int:
+        return self.endpoint.identity_port
 
     @property
     def api(self) -> ApiClient:
@@ -176,6 +188,25 @@ class Mesh:
     def stats(self, name: str, namespace: str = "default") -> dict[str, int]:
         data = self.admin(name, "stats", namespace, format="json")
         return {s["name"]: s["value"] for s in data["stats"] if "value" in s}
+
+    def quiescent(self, name: str) -> bool:
+        """Whether every later request to ``name``'s sidecar meets its latest listener config:
+        no listener warming (new connections would still get the old one) or draining, and
+        no HTTP connection open. A connection accepted before a listener change keeps the old
+        config until it drains (Envoy closes it when the drain time ends), so this holds only
+        while no traffic flows: a client's pooled connection would stay open."""
+        dump = json.loads(self.admin(name, "config_dump", resource="dynamic_listeners"))
+        if any("warming_state" in listener or "draining_state" in listener
+               for listener in dump.get("configs", [])):
+            return False
+        return all(value == 0 for stat, value in self.stats(name).items()
+                   if stat.startswith("http.") and stat.endswith(".downstream_cx_active"))
+
+    def wait_quiescent(self, *names: str, timeout: float = DRAIN_TIME_S + 15.0) -> None:
+        """Wait for :meth:`quiescent` on each sidecar."""
+        for name in names:
+            wait_for(f"{name}'s connections from before the last listener change to close",
+                     functools.partial(self.quiescent, name), timeout)
 
     def endpoints(self, name: str, service: str, namespace: str = "default") -> set[str]:
         """The hostnames (workload names) in a sidecar's cluster for ``service``."""

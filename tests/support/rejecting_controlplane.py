@@ -112,8 +112,7 @@ class RejectingMesh(Mesh):
         self.paths.ensure()
         command = [sys.executable, "-m", "tests.support.rejecting_controlplane",
                    "--reject-node", self.reject_node, "--state-dir", str(self.state_dir),
-                   "--detached", "--api-port", str(self.api_port), "--xds-port",
-                   str(self.xds_port), "--identity-port", str(self.identity_port), *extra]
+                   "--detached", *self.port_flags(), *extra]
         fd = os.open(self.paths.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "ab") as log:
             process = subprocess.Popen(command, cwd=REPO, env=self.env(), stdout=log,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.support.mesh import Mesh, free_port
+from tests.support.mesh import Mesh
+from tests.support.ports import free_port
 
 # An HTTPRoute for books with a named rule (/search) and a catch-all rule (index 1).
 SEARCH_ROUTE = """\

@@ -29,7 +29,7 @@ class Traffic(threading.Thread):
                     self.ok += 1
                 else:
                     self.failures.append(result)
-            time.sleep(0.01)
+            time.sleep(0.01)  # pacing between requests, not a readiness wait
 
     def stop(self) -> None:
         self._halt.set()

@@ -22,13 +22,15 @@ def up(
     foreground: Annotated[bool, typer.Option(
         "--foreground", help="Run in this process, logging to stderr (for supervisors and "
                              "containers)")] = False,
-    api_port: Annotated[int | None, typer.Option(help="HTTP API port [default: 15700, or the "
-                                                      "last one used]")] = None,
-    xds_port: Annotated[int | None, typer.Option(help="xDS (gRPC) port [default: 15710, or "
-                                                      "the last one used]")] = None,
+    api_port: Annotated[int | None, typer.Option(help="HTTP API port, 0 for any free one "
+                                                      "[default: 15700, or the last one "
+                                                      "used]")] = None,
+    xds_port: Annotated[int | None, typer.Option(help="xDS (gRPC) port, 0 for any free one "
+                                                      "[default: 15710, or the last one "
+                                                      "used]")] = None,
     identity_port: Annotated[int | None, typer.Option(
-        help="Port where agents get certificates, over TLS [default: 15712, or the last one "
-             "used]")] = None,
+        help="Port where agents get certificates, over TLS, 0 for any free one [default: "
+             "15712, or the last one used]")] = None,
     trust_domain: Annotated[str | None, typer.Option(
         help="SPIFFE trust domain, fixed at first start [default: tulle.local]")] = None,
     join_token_ttl: Annotated[float | None, typer.Option(

@@ -6,6 +6,7 @@ applications. Nothing here is business logic: that lives in the services and in 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -91,7 +92,7 @@ class ControlPlane:
             push_soon=self.config.push_soon, wait_synced=self.hub.wait_synced,
             proxy_connected=self.hub.is_connected,
             workload_lifetime_s=lambda: self._mesh().settings.workload_lifetime_s,
-            ca_dir=paths.ca_dir, identity_port=endpoint.identity_port)
+            ca_dir=paths.ca_dir, identity_port=lambda: self.endpoint.identity_port)
         self.channels = AgentChannels()
         self.rotator = Rotator(
             self.ca, self.registry, push=self.config.push, wait_synced=self.hub.wait_synced,
@@ -100,7 +101,7 @@ class ControlPlane:
         self.sessions = SessionService(
             self.registry, self.channels, enrol=self.identity.enrol,
             bootstrap=lambda workload, xds_token: sidecar_bootstrap(
-                workload, endpoint.host, endpoint.xds_port, xds_token),
+                workload, self.endpoint.host, self.endpoint.xds_port, xds_token),
             push=self.config.push, wait_synced=self.hub.wait_synced,
             connected=self.hub.connected)
         agents = AgentClient(self.registry.get, self.registry.credentials)
@@ -177,18 +178,29 @@ class ControlPlane:
         restored = self.registry.restore()
         self.config.push()
         host = self.endpoint.host
-        self._xds = build_server(self.hub, f"{host}:{self.endpoint.xds_port}",
-                                 access_logs=TapReceiver(self.taps, self.registry.credentials))
+        # A port of 0 lets the kernel choose: self.endpoint takes each port as it is bound,
+        # since sessions hand it to agents (xDS, identity) and status reports it.
+        self._xds, xds_port = build_server(
+            self.hub, f"{host}:{self.endpoint.xds_port}",
+            access_logs=TapReceiver(self.taps, self.registry.credentials))
+        self.endpoint = dataclasses.replace(self.endpoint, xds_port=xds_port)
         await self._xds.start()
+        self._identity_api = web.AppRunner(make_identity_api(self.identity), access_log=None)
+        await self._identity_api.setup()
+        await web.TCPSite(self._identity_api, host, self.endpoint.identity_port,
+                          ssl_context=self.identity.refresh_server_identity()).start()
+        self.endpoint = dataclasses.replace(
+            self.endpoint, identity_port=int(self._identity_api.addresses[0][1]))
+        # The API last, and the record right after it with no await between: nobody can be
+        # answered (nor find the API) before the record holds every port actually bound.
         self._api = web.AppRunner(
             make_api(self.services, self.token, read_metrics_token(self.paths)),
             handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
         await self._api.setup()
         await web.TCPSite(self._api, host, self.endpoint.api_port).start()
-        self._identity_api = web.AppRunner(make_identity_api(self.identity), access_log=None)
-        await self._identity_api.setup()
-        await web.TCPSite(self._identity_api, host, self.endpoint.identity_port,
-                          ssl_context=self.identity.refresh_server_identity()).start()
+        self.endpoint = dataclasses.replace(self.endpoint,
+                                            api_port=int(self._api.addresses[0][1]))
+        self.endpoint.save(self.paths)
         self._tasks.append(asyncio.create_task(self._expire_orphans()))
         self._tasks.append(asyncio.create_task(self.identity.keep_server_identity()))
         for warning in self.identity.expiry_warnings():

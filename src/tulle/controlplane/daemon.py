@@ -63,7 +63,10 @@ class StartOptions:
 
 
 def resolve_endpoint(paths: StatePaths, options: StartOptions) -> ControlPlaneEndpoint:
-    """Values given now win; otherwise the last run's, so that proxies find us again."""
+    """Values given now win; otherwise the last run's, so that proxies find us again.
+
+    A port of 0 lets the kernel choose. The record holds the ports a control plane actually
+    bound (it saves it once bound), so a restart without flags reuses the chosen ones."""
     try:
         previous: ControlPlaneEndpoint | None = ControlPlaneEndpoint.load(paths)
     except TulleError:
@@ -73,12 +76,16 @@ def resolve_endpoint(paths: StatePaths, options: StartOptions) -> ControlPlaneEn
     if (why := trust_domain_problem(trust_domain)) is not None:
         raise UsageError(f"--trust-domain: {why}")
     return ControlPlaneEndpoint(
-        api_port=options.api_port or (previous.api_port if previous else DEFAULT_API_PORT),
-        xds_port=options.xds_port or (previous.xds_port if previous else DEFAULT_XDS_PORT),
-        identity_port=options.identity_port or (
-            previous.identity_port if previous else DEFAULT_IDENTITY_PORT),
+        api_port=_port(options.api_port, previous.api_port if previous else DEFAULT_API_PORT),
+        xds_port=_port(options.xds_port, previous.xds_port if previous else DEFAULT_XDS_PORT),
+        identity_port=_port(options.identity_port, previous.identity_port if previous
+                            else DEFAULT_IDENTITY_PORT),
         trust_domain=trust_domain,
     )
+
+
+def _port(given: int | None, otherwise: int) -> int:
+    return otherwise if given is None else given  # 0 is a choice: "any free port"
 
 
 def run_foreground(paths: StatePaths, options: StartOptions = StartOptions(), *,
@@ -90,6 +97,8 @@ def run_foreground(paths: StatePaths, options: StartOptions = StartOptions(), *,
         token = load_or_create_token(paths)
         load_or_create_metrics_token(paths)
         _configure_logging(paths, log_to_stderr)
+        # Saved now (the trust domain is fixed at first start, even if binding fails), and
+        # again by the control plane once bound, with the ports the kernel chose for 0s.
         endpoint.save(paths)
         return asyncio.run(_serve(paths, endpoint, token, options))
     finally:

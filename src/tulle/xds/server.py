@@ -211,8 +211,10 @@ def _bearer(metadata: Any) -> str:
 
 
 def build_server(hub: XdsHub, address: str,
-                 access_logs: AccessLogReceiver | None = None) -> grpc.aio.Server:
-    """``access_logs``: where tap entries go (the access log service on the same port)."""
+                 access_logs: AccessLogReceiver | None = None
+                 ) -> tuple[grpc.aio.Server, int]:
+    """The server, bound (not yet started), and the port it bound: ``address`` may end in
+    ``:0``. ``access_logs``: where tap entries go (the access log service on the same port)."""
     # grpc.aio recognises streaming handlers only when they are async generator functions.
     async def sotw(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
                    ) -> AsyncIterator[bytes]:
@@ -261,4 +263,4 @@ def build_server(hub: XdsHub, address: str,
         raise OSError(f"cannot listen on {address}: {exc}") from exc
     if bound == 0:
         raise OSError(f"cannot listen on {address}")
-    return server
+    return server, bound

@@ -32,7 +32,7 @@ def service(tmp_path: Path, proxies: FakeProxies | None = None,
                            wait_synced=proxies.wait_synced,
                            proxy_connected=proxies.is_connected,
                            workload_lifetime_s=lambda: 3600.0, ca_dir=tmp_path / "ca",
-                           identity_port=15712), reg
+                           identity_port=lambda: 15712), reg
 
 
 def request(spiffe_id: str = BOOKS_ID, node: str = BOOKS) -> SigningRequest:

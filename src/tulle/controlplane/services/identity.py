@@ -75,7 +75,7 @@ class IdentityService:
                  registry: WorkloadRegistry, *, push_soon: PushSoon,
                  wait_synced: WaitSynced, proxy_connected: Callable[[str], bool],
                  workload_lifetime_s: Callable[[], float], ca_dir: Path,
-                 identity_port: int) -> None:
+                 identity_port: Callable[[], int]) -> None:
         self.ca = ca
         self.tokens = tokens
         self._registry = registry
@@ -84,7 +84,7 @@ class IdentityService:
         self._proxy_connected = proxy_connected
         self._workload_lifetime_s = workload_lifetime_s
         self._ca_dir = ca_dir
-        self._identity_port = identity_port
+        self._identity_port = identity_port  # the port bound (it may be chosen at start)
         self.issuances: deque[IssuanceStatus] = deque(maxlen=1000)
         self.issued_total = 0  # workload certificates signed since start (/metrics)
         self.server_context: ssl.SSLContext | None = None
@@ -101,7 +101,7 @@ class IdentityService:
             "spiffeId": identity,
             "trustDomain": self.ca.trust_domain,
             "trustBundle": self.ca.bundle_pem(),
-            "identityPort": self._identity_port,
+            "identityPort": self._identity_port(),
             "joinToken": self.tokens.issue(workload.node_id, identity),
         }
 
