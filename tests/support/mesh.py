@@ -103,12 +103,15 @@ class Mesh:
         return status
 
     def port_flags(self) -> list[str]:
-        """`tulle up`'s port flags. At first start, 0: the kernel chooses (bound, never
-        released, so no other test can take them) and the control plane records them. Later,
-        none: a restart reuses the recorded ports, so the proxies find it again."""
+        """`tulle up`'s port flags. At first start, ports from this process's pool (see
+        tests.support.ports): nothing else can take them, not even while a test restarts the
+        control plane, which a kernel-chosen port (0) would risk between stop and start.
+        Later, none: a restart reuses the recorded ports, so the proxies find it again.
+        (`tulle up` on port 0 has tests of its own.)"""
         if self.paths.endpoint_file.exists():
             return []
-        return ["--api-port", "0", "--xds-port", "0", "--identity-port", "0"]
+        return ["--api-port", str(free_port()), "--xds-port", str(free_port()),
+                "--identity-port", str(free_port())]
 
     @property
     def endpoint(self) -> ControlPlaneEndpoint:
