@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.mesh import Mesh, processes_alive, wait_for
 from tests.support.traffic import Traffic
-from tulle.controlplane.daemon import lock_held
+from tulle.local import state_lock_held
 
 pytestmark = pytest.mark.envoy
 
@@ -55,7 +55,7 @@ def test_control_plane_restart_loses_nothing_and_traffic_flows(mesh: Mesh) -> No
     wait_for("traffic to flow", lambda: traffic.ok > 0)
     os.kill(mesh.status()["pid"], signal.SIGKILL)
     # The kernel releases its lock on the state directory as the process dies.
-    wait_for("the control plane to die", lambda: not lock_held(mesh.paths))
+    wait_for("the control plane to die", lambda: not state_lock_held(mesh.paths))
     # Traffic keeps flowing on the sidecars' last config.
     ok_at_death = traffic.ok
     wait_for("requests to succeed with the control plane down",
