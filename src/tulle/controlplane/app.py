@@ -92,7 +92,8 @@ class ControlPlane:
             push_soon=self.config.push_soon, wait_synced=self.hub.wait_synced,
             proxy_connected=self.hub.is_connected,
             workload_lifetime_s=lambda: self._mesh().settings.workload_lifetime_s,
-            ca_dir=paths.ca_dir, identity_port=lambda: self.endpoint.identity_port)
+            ca_dir=paths.ca_dir, identity_port=lambda: self.endpoint.identity_port,
+            key_dir=lambda workload: paths.identity_dir(workload.namespace, workload.name))
         self.channels = AgentChannels()
         self.rotator = Rotator(
             self.ca, self.registry, push=self.config.push, wait_synced=self.hub.wait_synced,
