@@ -167,12 +167,22 @@ def test_no_credential_is_refused(tmp_path: Path) -> None:
 
 def test_unknown_nodes_and_missing_fields(tmp_path: Path) -> None:
     identity, reg = service(tmp_path)
+    first = enrolled(identity, reg)
     with pytest.raises(NotFoundError):
         asyncio.run(identity.sign(request(node="ghost-1.default"),
-                                  Caller(peer_certificate=b"x")))
-    with pytest.raises(UsageError, match="required"):
-        asyncio.run(identity.sign(SigningRequest(BOOKS, "", 1), Caller(peer_certificate=b"x")))
-    assert reg.certificate(BOOKS) is None
+                                  Caller(peer_certificate=der(first))))
+    for incomplete in (SigningRequest("", "csr", 1), SigningRequest(BOOKS, "", 1)):
+        with pytest.raises(UsageError, match="required"):
+            asyncio.run(identity.sign(incomplete, Caller(peer_certificate=der(first))))
+    held = reg.certificate(BOOKS)
+    assert held is not None and held.serial == first.serial
+
+
+def test_who_asks_is_checked_before_what_is_asked(tmp_path: Path) -> None:
+    identity, _ = service(tmp_path)
+    with pytest.raises(IdentityError, match="join token or the workload's current"):
+        asyncio.run(identity.sign(signing_request({"node": BOOKS, "keyPath": "/etc/hostname"}),
+                                  Caller()))
 
 
 @pytest.mark.parametrize("refused", [

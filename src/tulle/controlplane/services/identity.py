@@ -132,29 +132,33 @@ class IdentityService:
         # rest: redeem it before anything else is looked at.
         binding = self.tokens.redeem(caller.join_token) if caller.join_token else None
         node_id = request.node_id
-        if request.names_key_path:
-            raise UsageError("keyPath is not accepted: a workload's keys are in its identity "
-                             "directory, which the control plane knows",
-                             hint="send keyGeneration, the number N of key-N.pem in the "
-                                  "workload's identity directory")
-        if not (node_id and request.csr_pem):
-            raise UsageError("node and csr are required",
+        if not node_id:
+            raise UsageError("node is required",
                              hint='send {"node", "csr", "keyGeneration"} as a JSON object')
-        if not 1 <= request.key_generation <= MAX_KEY_GENERATION:
-            raise UsageError(f"keyGeneration must be a whole number from 1 to "
-                             f"{MAX_KEY_GENERATION}, not {request.key_generation}",
-                             hint="the number N of key-N.pem in the workload's identity "
-                                  "directory")
         workload = self._registry.get(node_id)
         if workload is None:
             raise NotFoundError(f"no workload {node_id} is registered")
         expected = self.spiffe_id_of(workload)
+        # Who asks is checked before what they ask for.
         if binding is not None:
             if binding.node_id != node_id or binding.spiffe_id != expected:
                 raise IdentityError(f"this join token was issued for {binding.spiffe_id}, "
                                     f"not for {expected}")
         else:
             self._authorise_renewal(caller, node_id, expected)
+        if request.names_key_path:
+            raise UsageError("keyPath is not accepted: a workload's keys are in its identity "
+                             "directory, which the control plane knows",
+                             hint="send keyGeneration, the number N of key-N.pem in the "
+                                  "workload's identity directory")
+        if not request.csr_pem:
+            raise UsageError("csr is required",
+                             hint='send {"node", "csr", "keyGeneration"} as a JSON object')
+        if not 1 <= request.key_generation <= MAX_KEY_GENERATION:
+            raise UsageError(f"keyGeneration must be a whole number from 1 to "
+                             f"{MAX_KEY_GENERATION}, not {request.key_generation}",
+                             hint="the number N of key-N.pem in the workload's identity "
+                                  "directory")
         key_path = workload_key_file(self._key_dir(workload), request.key_generation)
         ttl = self._workload_lifetime_s()
         issued = self.ca.sign(request.csr_pem.encode(), expected, ttl)
