@@ -22,6 +22,7 @@ from tests.support.mesh import Mesh
 from tulle.xds import types
 
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
+ACCESS_LOGS = "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs"
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,26 @@ def open_stream(mesh: Mesh, token: str, node: str, *, delta: bool = False,
     return asyncio.run(_stream(mesh.endpoint.xds_port, token, node, delta, give_up_s))
 
 
-def silent_streams(mesh: Mesh, count: int, give_up_s: float) -> list[Outcome]:
-    """Open ``count`` ADS streams at once that never send anything; how each ended."""
+async def _silent_access_log_stream(port: int, give_up_s: float) -> Outcome:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call: Any = channel.stream_unary(
+            ACCESS_LOGS, request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=lambda b: b)(timeout=give_up_s)
+        code = await call.code()
+        return Outcome(code, await call.details() or "", (), loop.time() - started)
+
+
+def silent_streams(mesh: Mesh, count: int, give_up_s: float, *, access_logs: int = 0
+                   ) -> list[Outcome]:
+    """Open ``count`` ADS streams and ``access_logs`` access-log streams at once, all on the
+    xDS port, that never send anything; how each ended."""
+    port = mesh.endpoint.xds_port
+
     async def all_of() -> list[Outcome]:
-        return list(await asyncio.gather(*(
-            _stream(mesh.endpoint.xds_port, "", None, False, give_up_s)
-            for _ in range(count))))
+        return list(await asyncio.gather(
+            *(_stream(port, "", None, False, give_up_s) for _ in range(count)),
+            *(_silent_access_log_stream(port, give_up_s) for _ in range(access_logs))))
 
     return asyncio.run(all_of())
