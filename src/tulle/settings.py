@@ -76,6 +76,11 @@ class StatePaths:
     def workload_dir(self, namespace: str, name: str) -> Path:
         return self.workloads_dir / f"{name}.{namespace}"
 
+    def identity_dir(self, namespace: str, name: str) -> Path:
+        """A workload's keys and certificates. Its agent writes them; the control plane
+        points its Envoy at the key in here, never at a path a request names."""
+        return self.workload_dir(namespace, name) / "identity"
+
     def ensure(self) -> None:
         """Create the directory, private to the user: it holds the API token and keys."""
         try:
@@ -124,6 +129,12 @@ class ControlPlaneEndpoint:
                 f"{paths.endpoint_file} is corrupt: {exc}",
                 hint="delete it and run `tulle up` again; resources are kept in store.db",
             ) from exc
+
+
+def workload_key_file(identity_dir: Path, generation: int) -> Path:
+    """Key number ``generation`` in a workload's identity directory: the first is 1, and
+    each renewal makes the next (the agent and the control plane both name it so)."""
+    return identity_dir / f"key-{generation}.pem"
 
 
 def write_private(path: Path, text: str) -> None:

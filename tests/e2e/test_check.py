@@ -21,8 +21,8 @@ pytestmark = pytest.mark.envoy
 CONTROL_PLANE_IDS = {"cp-running", "cp-reachable", "cp-authenticated", "cp-version",
                      "store-integrity", "store-readable", "identity-anchors", "identity-issuer",
                      "identity-algorithms", "identity-issuer-signed", "identity-expiry"}
-PROXY_IDS = {"proxies-connected", "proxies-synced", "proxies-certificates", "proxies-versions",
-             "proxies-agent-versions",
+PROXY_IDS = {"proxies-connected", "proxies-synced", "proxies-streams", "proxies-certificates",
+             "proxies-versions", "proxies-agent-versions",
              "telemetry-reports", "traffic-endpoints", "traffic-edges",
              "traffic-proxy-resources"}
 

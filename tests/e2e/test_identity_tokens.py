@@ -70,7 +70,8 @@ class FakeAgent:
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        body = json.dumps({"node": f"{self.name}.default", "csr": csr, "keyPath": str(key)})
+        # No Envoy of a fake agent reads the key: its number only names the file.
+        body = json.dumps({"node": f"{self.name}.default", "csr": csr, "keyGeneration": 1})
         try:
             connection.request("POST", "/v1/identity/certificates", body, headers)
             response = connection.getresponse()

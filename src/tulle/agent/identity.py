@@ -29,6 +29,7 @@ from typing import Any
 from tulle.agent import http
 from tulle.errors import IdentityError, TulleError, error_from_dict
 from tulle.identity.spiffe import control_plane_id
+from tulle.settings import workload_key_file
 
 log = logging.getLogger("tulle.agent")
 
@@ -72,7 +73,7 @@ class IdentityKeeper:
 
     @property
     def key_file(self) -> Path:
-        return self.directory / f"key-{self.generation}.pem"
+        return workload_key_file(self.directory, self.generation)
 
     @property
     def cert_file(self) -> Path:
@@ -141,13 +142,14 @@ class IdentityKeeper:
         if client_cert is not None:
             tls.load_cert_chain(*client_cert)
         generation = self.generation + 1
-        key_file = self.directory / f"key-{generation}.pem"
+        key_file = workload_key_file(self.directory, generation)
         if csr is None:
             csr = await _make_csr(key_file, self.enrolment.spiffe_id)
         try:
             response = await http.request_json(
                 self.enrolment.host, self.enrolment.port, "POST", "/v1/identity/certificates",
-                {"node": self.node_id, "csr": csr, "keyPath": str(key_file)},
+                # Only the key's number: the control plane knows where our keys live.
+                {"node": self.node_id, "csr": csr, "keyGeneration": generation},
                 headers=headers, tls=tls, peer_uri=self.enrolment.control_plane_id,
                 timeout=15.0)
         except BaseException:
@@ -192,7 +194,7 @@ def prepare_first_key(directory: Path, spiffe_id: str) -> PreparedKey:
     """Start making the first key (key-1.pem) and its CSR in the background."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     return PreparedKey(spiffe_id, asyncio.create_task(
-        _make_csr(directory / "key-1.pem", spiffe_id)))
+        _make_csr(workload_key_file(directory, 1), spiffe_id)))
 
 
 async def _make_csr(key_file: Path, spiffe_id: str) -> str:

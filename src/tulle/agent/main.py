@@ -103,14 +103,15 @@ class Agent:
         envoy: EnvoyProcess | None = None
         # The key takes a process start to make: begin now, alongside registration.
         account = config.service_account or config.service
+        identity_dir = self.paths.identity_dir(config.namespace, config.name)
         prepared = prepare_first_key(
-            self.workdir / "identity",
+            identity_dir,
             spiffe_id(endpoint.trust_domain, config.namespace, account))
         try:
             first = await session.open()
             # The certificate first: the proxy's listeners and clusters wait for it.
             enrolment = first["identity"]
-            self._identity = IdentityKeeper(session.node_id, self.workdir / "identity",
+            self._identity = IdentityKeeper(session.node_id, identity_dir,
                                             Enrolment(
                 spiffe_id=enrolment["spiffeId"], trust_domain=enrolment["trustDomain"],
                 trust_bundle=enrolment["trustBundle"], host=endpoint.host,

@@ -47,6 +47,7 @@ def standard(client: ApiClient, paths: StatePaths) -> list[Collector]:
         Collector("services.json", get("/v1/services")),
         Collector("proxies/status.json", get("/v1/proxies")),
         Collector("xds/nacks.json", get("/v1/xds/nacks")),
+        Collector("xds/stream-events.json", get("/v1/xds/stream-events")),
         Collector("identity/status.json", get("/v1/identity/status")),
     ]
     collectors += [Collector(f"telemetry/{view}.json", get(f"/v1/telemetry/{view}"))

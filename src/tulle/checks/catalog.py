@@ -62,6 +62,10 @@ PROXY_CHECKS: tuple[Check[CheckApi], ...] = (
     Check("proxies-synced", "proxies", "every proxy ACKed its config (not NACKED or STALE)",
           "`tulle proxy-status PROXY` shows Envoy's message for a NACK",
           dp.synced, retry_deadline=15.0, needs=API),
+    Check("proxies-streams", "proxies",
+          "no other client presented a proxy's xDS credential",
+          "restart the workload to replace its credential, after finding who read its "
+          "bootstrap: `tulle diagnose` (TUL1066)", dp.streams, needs=API),
     Check("proxies-certificates", "proxies",
           "every proxy's certificate is valid and chains to the trust bundle",
           "the agent renews on its own; see its agent.log, or restart the workload",

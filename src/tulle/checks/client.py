@@ -15,6 +15,7 @@ from typing import Any
 from tulle.client import ApiClient
 from tulle.errors import ApiError, AuthError, ControlPlaneUnavailable
 from tulle.settings import StatePaths
+from tulle.xds.admission import StreamEvent
 from tulle.xds.sync import ProxySync
 
 REQUEST_TIMEOUT_S = 4.0
@@ -87,6 +88,9 @@ class CheckApi:
 
     def proxies(self) -> list[ProxySync]:
         return [ProxySync.from_json(p) for p in self.get("/v1/proxies")]
+
+    def stream_events(self) -> list[StreamEvent]:
+        return [StreamEvent.from_json(e) for e in self.get("/v1/xds/stream-events")]
 
     def services(self) -> list[dict[str, Any]]:
         return list(self.get("/v1/services"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tulle.checks import certificates as certs
@@ -14,6 +14,7 @@ from tulle.checks import traffic
 from tulle.checks.client import CheckApi
 from tulle.checks.runner import Outcome
 from tulle.errors import TulleError
+from tulle.xds.admission import StreamEvent, exposed_credentials
 from tulle.xds.sync import ProxySync, SyncState
 
 REPORT_INTERVAL_S = 5.0
@@ -66,6 +67,31 @@ def evaluate_sync(proxies: Iterable[ProxySync], now: float) -> Outcome:
         return Outcome.failed(_lines(problems) + "\n(`tulle proxy-status` shows each type)",
                               settled=not in_flight, proxies=sorted(set(nodes)))
     return Outcome.ok(f"every type of every proxy is {SyncState.SYNCED.label}")
+
+
+def streams(api: CheckApi) -> Outcome:
+    registered_at = {_node(w): float(w.get("registeredAt") or 0.0) for w in api.workloads()}
+    return evaluate_streams(api.stream_events(), registered_at)
+
+
+def evaluate_streams(events: Iterable[StreamEvent], registered_at: Mapping[str, float]
+                     ) -> Outcome:
+    """No refused second stream whose credential is still the workload's (a security event:
+    it does not go away by waiting, so it settles the check at once)."""
+    exposed = exposed_credentials(events, registered_at)
+    if exposed:
+        return Outcome.failed(_lines([
+            f"{node}: {len(refused)} second xDS stream(s) with its credential refused, the "
+            f"latest from {refused[-1].peer} at {_clock(refused[-1].at)}; the live stream is "
+            f"from {refused[-1].holder_peer or '?'}. Someone else has its credential "
+            f"(`tulle diagnose` TUL1066)" for node, refused in exposed.items()]),
+            settled=True, proxies=sorted(exposed))
+    return Outcome.ok(f"no second xDS stream presented any of {len(registered_at)} proxies' "
+                      "credentials")
+
+
+def _clock(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%H:%M:%SZ")
 
 
 def certificates(api: CheckApi) -> Outcome:

@@ -92,7 +92,8 @@ class ControlPlane:
             push_soon=self.config.push_soon, wait_synced=self.hub.wait_synced,
             proxy_connected=self.hub.is_connected,
             workload_lifetime_s=lambda: self._mesh().settings.workload_lifetime_s,
-            ca_dir=paths.ca_dir, identity_port=lambda: self.endpoint.identity_port)
+            ca_dir=paths.ca_dir, identity_port=lambda: self.endpoint.identity_port,
+            key_dir=lambda workload: paths.identity_dir(workload.namespace, workload.name))
         self.channels = AgentChannels()
         self.rotator = Rotator(
             self.ca, self.registry, push=self.config.push, wait_synced=self.hub.wait_synced,
@@ -122,7 +123,8 @@ class ControlPlane:
             taps=TapService(self.taps, self.config.settled, self.config.push_soon,
                             self._changed, self.hub.wait_synced),
             diagnosis=DiagnosisService(self._mesh, self.telemetry, self.hub.sync_views,
-                                       self.hub.nacks.entries, self.identity.status,
+                                       self.hub.nacks.entries, self.hub.stream_events.entries,
+                                       self.identity.status,
                                        lambda limit: self.store.history(None, limit=limit),
                                        agents),
             health=HealthService(self.store, paths.database, self.ca),

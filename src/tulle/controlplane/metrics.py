@@ -18,6 +18,7 @@ from tulle.model.resource import Resource
 from tulle.model.workload import Workload, WorkloadState
 from tulle.telemetry.prometheus import Family, render
 from tulle.telemetry.windows import TelemetryWindows
+from tulle.xds.admission import StreamEventKind
 from tulle.xds.server import XdsHub
 from tulle.xds.sync import SyncState
 from tulle.xds.types import PUSH_ORDER, short_name
@@ -48,6 +49,10 @@ CONTROLPLANE_FAMILIES: Mapping[str, tuple[str, str, tuple[str, ...]]] = {
                    "proxy.", ("type",)),
     "tulle_controlplane_xds_nacks_total": (
         "counter", "xDS responses proxies rejected (NACKs), by type.", ("type",)),
+    "tulle_controlplane_xds_streams_refused_total": (
+        "counter", "ADS streams the control plane refused, by reason: duplicate (the node "
+                   "already had a live stream: someone else presented its xDS credential), "
+                   "silent (no first request in time), unauthenticated.", ("reason",)),
     "tulle_controlplane_certificates_issued_total": (
         "counter", "Workload certificates signed by the mesh CA.", ()),
     "tulle_controlplane_ca_expiry_timestamp_seconds": (
@@ -118,6 +123,12 @@ def controlplane_families(sources: MetricSources) -> list[Family]:
                             ("tulle_controlplane_xds_nacks_total", sources.hub.nacks.by_type)):
         for type_url in PUSH_ORDER:
             f[family].add((("type", short_name(type_url)),), counter.get(type_url, 0))
+
+    refused = sources.hub.stream_events.totals
+    for event_kind in StreamEventKind:
+        if event_kind.refused:
+            f["tulle_controlplane_xds_streams_refused_total"].add(
+                (("reason", event_kind.value),), refused.get(event_kind, 0))
 
     f["tulle_controlplane_certificates_issued_total"].add((), sources.certificates_issued())
     for anchor in sources.ca.anchors:

@@ -84,6 +84,8 @@ CODES: tuple[FindingCode, ...] = (
                 "a sidecar carries far more stats than its peers"),
     FindingCode("TUL1065", "change-preceded-errors", Severity.ERROR,
                 "errors started right after a configuration change"),
+    FindingCode("TUL1066", "xds-credential-presented-twice", Severity.CRITICAL,
+                "someone else presented a sidecar's xDS credential"),
 )
 
 _BY_CODE = {c.code: c for c in CODES}

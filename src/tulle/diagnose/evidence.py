@@ -4,7 +4,8 @@ Gathering (in the control plane, ``tulle.controlplane.services.diagnosis``) is t
 rules are pure functions of this value, so unit tests build one by hand. It holds the mesh snapshot
 (services, endpoints, routes, resolved policies, registered workloads), the telemetry window
 (every sidecar's counters over ``--window``), each sidecar's view of its upstream endpoints
-(Envoy ``/clusters``), xDS sync states and NACKs, the identity status, and recent changes.
+(Envoy ``/clusters``), xDS sync states and NACKs, the ADS streams the control plane refused,
+the identity status, and recent changes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tulle.store.base import Change
 from tulle.telemetry.query import NodeInfo
 from tulle.telemetry.schema import INBOUND, INBOUND_PLAINTEXT, OUTBOUND, PROXY, ROUTE, SeriesKey
 from tulle.telemetry.windows import Window, add_into
+from tulle.xds.admission import StreamEvent
 from tulle.xds.sync import Nack, ProxySync
 
 Values = Mapping[str, int]
@@ -90,6 +92,7 @@ class Evidence:
     # when its proxy has no stream), by node, classified by the control plane.
     xds: Mapping[str, ProxySync] = field(default_factory=lambda: MappingProxyType({}))
     nacks: tuple[Nack, ...] = ()  # oldest first
+    stream_events: tuple[StreamEvent, ...] = ()  # ADS streams refused or closed, oldest first
     identity: IdentityStatus = field(default_factory=IdentityStatus)
     history: tuple[Change, ...] = ()  # newest first
     now: float = 0.0  # wall clock (time.time()) when gathered

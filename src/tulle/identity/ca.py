@@ -110,6 +110,15 @@ def fingerprint_id(certificate: x509.Certificate) -> str:
     return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()[:16]
 
 
+def leaf_der(chain_pem: str) -> bytes:
+    """The first certificate of a PEM chain (the leaf), DER-encoded: as a TLS peer sends it."""
+    try:
+        leaf = x509.load_pem_x509_certificates(chain_pem.encode())[0]
+    except (ValueError, IndexError) as exc:
+        raise IdentityError("a stored certificate chain cannot be parsed") from exc
+    return leaf.public_bytes(serialization.Encoding.DER)
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

@@ -47,6 +47,9 @@ class WorkloadRegistry:
         self._workloads: dict[str, Workload] = {}
         self._credentials: dict[str, Credentials] = {}
         self._certificates: dict[str, WorkloadCertificate] = {}
+        # The one each current certificate replaced: it still vouches for a renewal, for an
+        # agent that did not get the answer that carried the current one.
+        self._previous: dict[str, WorkloadCertificate] = {}
         self._sessions: dict[str, int] = {}  # node id -> live session id
         self._orphans: dict[str, float] = {}  # restored, agent not back yet -> deadline
         self._session_ids = itertools.count(1)
@@ -63,6 +66,9 @@ class WorkloadRegistry:
             if record.get("certificate"):
                 self._certificates[workload.node_id] = WorkloadCertificate.from_dict(
                     record["certificate"])
+            if record.get("previousCertificate"):
+                self._previous[workload.node_id] = WorkloadCertificate.from_dict(
+                    record["previousCertificate"])
             self._orphans[workload.node_id] = deadline
         return len(self._workloads)
 
@@ -82,6 +88,7 @@ class WorkloadRegistry:
                                            registered_at=previous.registered_at)
         else:
             self._certificates.pop(node_id, None)
+            self._previous.pop(node_id, None)
         self._workloads[node_id] = workload
         self._credentials[node_id] = credentials
         self._orphans.pop(node_id, None)
@@ -112,6 +119,9 @@ class WorkloadRegistry:
 
     def set_certificate(self, node_id: str, certificate: WorkloadCertificate) -> None:
         self._get(node_id)
+        current = self._certificates.get(node_id)
+        if current is not None:
+            self._previous[node_id] = current
         self._certificates[node_id] = certificate
         self._persist(self._workloads[node_id])
         self._on_change()
@@ -121,6 +131,7 @@ class WorkloadRegistry:
             return
         self._credentials.pop(node_id, None)
         self._certificates.pop(node_id, None)
+        self._previous.pop(node_id, None)
         self._orphans.pop(node_id, None)
         self._sessions.pop(node_id, None)
         self._store.delete_workload(node_id)
@@ -154,6 +165,13 @@ class WorkloadRegistry:
     def certificates(self) -> dict[str, WorkloadCertificate]:
         return dict(self._certificates)
 
+    def renewal_certificates(self, node_id: str) -> tuple[WorkloadCertificate, ...]:
+        """The certificates that may vouch for ``node_id``'s next renewal: its current one and
+        the one before it. Only these: another instance's, even of the same identity, never.
+        """
+        return tuple(c for c in (self._certificates.get(node_id), self._previous.get(node_id))
+                     if c is not None)
+
     def is_connected(self, node_id: str) -> bool:
         return node_id in self._sessions
 
@@ -178,8 +196,10 @@ class WorkloadRegistry:
     def _persist(self, workload: Workload) -> None:
         credentials = self._credentials[workload.node_id]
         certificate = self._certificates.get(workload.node_id)
+        previous = self._previous.get(workload.node_id)
         self._store.save_workload(workload.node_id, {
             "workload": workload.to_dict(),
             "credentials": dataclasses.asdict(credentials),
             "certificate": certificate.to_dict() if certificate else None,
+            "previousCertificate": previous.to_dict() if previous else None,
         })

@@ -9,6 +9,7 @@ credential itself, and the token opens nothing but this stream.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -18,6 +19,8 @@ from typing import Any, Protocol
 import grpc
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2
+
+from tulle.xds.admission import FIRST_REQUEST_TIMEOUT_S
 
 log = logging.getLogger("tulle.xds.als")
 
@@ -45,7 +48,16 @@ def access_log_handler(receiver: AccessLogReceiver,
 
     async def stream(requests: AsyncIterator[als_pb2.StreamAccessLogsMessage],
                      context: grpc.aio.ServicerContext) -> als_pb2.StreamAccessLogsResponse:
-        first = await anext(requests, None)
+        try:
+            # Envoy opens this stream to flush entries, and sends them (with its identifier)
+            # at once: a stream silent this long is not an Envoy.
+            async with asyncio.timeout(FIRST_REQUEST_TIMEOUT_S):
+                first = await anext(requests, None)
+        except TimeoutError:
+            log.warning("closed an access-log stream from %s: no first message within %gs",
+                        context.peer(), FIRST_REQUEST_TIMEOUT_S)
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"no first message within {FIRST_REQUEST_TIMEOUT_S:g}s")
         if first is None:
             return als_pb2.StreamAccessLogsResponse()
         node_id = first.identifier.node.id

@@ -1,13 +1,15 @@
 """The ADS gRPC server: SotW and Delta on one port, and the hub of connected proxies.
 
 The server only wires pieces together: authentication and proxy facts come from a
-``ProxyDirectory``, configs from a ``ConfigSource``, and the protocol logic from the stream
-state machines in ``stream.py``.
+``ProxyDirectory``, configs from a ``ConfigSource``, the protocol logic from the stream
+state machines in ``stream.py``, and the rules of which streams are admitted (one per proxy,
+a first request in time) and the record of refused ones from ``admission.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -18,6 +20,13 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from tulle.security import bearer
+from tulle.xds.admission import (
+    FIRST_REQUEST_TIMEOUT_S,
+    HANDOVER_GRACE_S,
+    StreamEvent,
+    StreamEventKind,
+    StreamEventLog,
+)
 from tulle.xds.als import AccessLogReceiver, access_log_handler
 from tulle.xds.compiler import ProxyConfig
 from tulle.xds.proxy import ProxyInfo
@@ -29,6 +38,7 @@ from tulle.xds.types import short_name
 log = logging.getLogger("tulle.xds")
 
 _SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+_MAX_NODE_SHOWN = 256  # a refused stream's node id is the caller's: keep records bounded
 
 
 class ProxyDirectory(Protocol):
@@ -45,6 +55,8 @@ class ConfigSource(Protocol):
 class _Connection:
     proxy: ProxyInfo
     stream: XdsStream
+    credential: str  # what it presented: still the node's, or did the workload re-register?
+    ended: Callable[[], bool]  # gRPC says the stream is over (its handler may not know yet)
     inbox: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     latest: ProxyConfig | None = None
     signalled: bool = False
@@ -64,8 +76,12 @@ class XdsHub:
     """The proxies connected now: pushes configs to them and knows how far each is synced."""
 
     def __init__(self, directory: ProxyDirectory, source: ConfigSource,
-                 stale_after_s: float = DEFAULT_STALE_AFTER_S) -> None:
+                 stale_after_s: float = DEFAULT_STALE_AFTER_S, *,
+                 first_request_timeout_s: float = FIRST_REQUEST_TIMEOUT_S,
+                 handover_grace_s: float = HANDOVER_GRACE_S) -> None:
         self._directory = directory
+        self.first_request_timeout_s = first_request_timeout_s
+        self.handover_grace_s = handover_grace_s
         # How long a push may stay un-ACKed before it counts as STALE. States are classified
         # here (sync_views), so the CLI, `check`, `diagnose` and /metrics judge by it.
         self.stale_after_s = stale_after_s
@@ -74,6 +90,7 @@ class XdsHub:
         self._progress = asyncio.Condition()
         self.nacks = NackLog()
         self.responses = ResponseLog()
+        self.stream_events = StreamEventLog()
 
     # -- for the control plane ---------------------------------------------------------------
 
@@ -136,25 +153,15 @@ class XdsHub:
 
     async def serve(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext,
                     make_stream: Callable[..., XdsStream]) -> AsyncIterator[bytes]:
-        first = await anext(requests, None)
-        if first is None:
+        opened = await self._open(requests, context)
+        if opened is None:
             return
-        node_id = first.node.id
-        token = _bearer(context.invocation_metadata())
-        proxy = self._directory.authenticate(node_id, token) if node_id else None
-        if proxy is None:
-            log.warning("refused xDS stream from %s: unknown node %r or bad credential",
-                        context.peer(), node_id)
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                f"node {node_id!r} is not a registered workload or its "
-                                "credential is wrong")
-            return
-        stream = make_stream(node_id, self._record_nack, peer=context.peer(),
+        first, proxy, token = opened
+        node_id, peer = proxy.node_id, context.peer()
+        stream = make_stream(node_id, self._record_nack, peer=peer,
                              on_sent=self.responses.record)
-        connection = _Connection(proxy, stream)
-        previous = self._connections.get(node_id)
-        if previous is not None:
-            previous.close()  # the proxy reconnected; the old stream is dead or dying
+        connection = _Connection(proxy, stream, token, context.done)
+        # No await since _admit: nothing can have claimed the node meanwhile.
         self._connections[node_id] = connection
         log.info("%s connected (%s)", node_id, stream.protocol)
         reader = asyncio.create_task(_read(requests, connection.inbox))
@@ -182,6 +189,90 @@ class XdsHub:
                 del self._connections[node_id]
             log.info("%s disconnected", node_id)
             await self._notify()
+
+    async def _open(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+                    ) -> tuple[Any, ProxyInfo, str] | None:
+        """The first request, the proxy it authenticates as, and its credential, once the
+        stream may be that proxy's; None if the stream ended first. Else aborts the stream."""
+        peer = context.peer()
+        try:
+            async with asyncio.timeout(self.first_request_timeout_s):
+                first = await anext(requests, None)
+        except TimeoutError:
+            why = f"no first request within {self.first_request_timeout_s:g}s"
+            self._record(StreamEventKind.SILENT, "", peer, why)
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"{why}: an ADS client sends its DiscoveryRequest first")
+            return None
+        if first is None:
+            return None
+        node_id = first.node.id
+        token = _bearer(context.invocation_metadata())
+        proxy = self._directory.authenticate(node_id, token) if node_id else None
+        if proxy is None:
+            self._record(StreamEventKind.UNAUTHENTICATED, node_id, peer,
+                         "unknown node or wrong credential")
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                f"node {node_id!r} is not a registered workload or its "
+                                "credential is wrong")
+            return None
+        if not await self._admit(node_id, peer):
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"node {node_id!r} already has a live xDS stream, and a proxy has only one: "
+                "this stream is refused (an Envoy that restarted is accepted once its old "
+                "stream has ended)")
+            return None
+        return first, proxy, token
+
+    async def _admit(self, node_id: str, peer: str) -> bool:
+        """Whether a new, authenticated stream may become ``node_id``'s: yes if the node has
+        none, or its stream is over, or that stream's credential is no longer the node's (the
+        workload registered again: that stream is closed). Otherwise the holder is live: wait
+        a moment for it to end (an Envoy restart), then refuse and record it."""
+        holder = self._connections.get(node_id)
+        if holder is None:
+            return True
+        if holder.ended():
+            holder.close()
+            del self._connections[node_id]
+            return True
+        if self._directory.authenticate(node_id, holder.credential) is None:
+            holder.close()
+            del self._connections[node_id]
+            self._record(StreamEventKind.SUPERSEDED, node_id, holder.stream.status.peer,
+                         f"closed for a stream from {peer}: the workload registered again "
+                         "with a new credential")
+            return True
+
+        def free() -> bool:
+            return node_id not in self._connections
+
+        async with self._progress:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait_for(free), self.handover_grace_s)
+        holder = self._connections.get(node_id)
+        if holder is None:
+            return True
+        status = holder.stream.status
+        self._record(StreamEventKind.DUPLICATE, node_id, peer,
+                     "the node already has a live stream: another client presented its xDS "
+                     "credential", holder_peer=status.peer, holder_since=status.connected_at)
+        return False
+
+    def _record(self, kind: StreamEventKind, node_id: str, peer: str, reason: str, *,
+                holder_peer: str = "", holder_since: float | None = None) -> None:
+        node = node_id[:_MAX_NODE_SHOWN]
+        self.stream_events.record(StreamEvent(kind, node, peer, time.time(), reason,
+                                              holder_peer, holder_since))
+        if kind is StreamEventKind.DUPLICATE:
+            log.warning("refused a second xDS stream for %s from %s: its stream from %s is "
+                        "live. Someone else holds its xDS credential (or its Envoy restarted "
+                        "and the old stream lingers)", node, peer, holder_peer)
+        elif kind is StreamEventKind.SUPERSEDED:
+            log.info("closed %s's xDS stream from %s: %s", node, peer, reason)
+        else:
+            log.warning("refused an xDS stream from %s (node %r): %s", peer, node, reason)
 
     async def _notify(self) -> None:
         async with self._progress:

@@ -105,7 +105,7 @@ def test_the_identity_port_bounds_and_checks_its_body(tmp_path: Path) -> None:
         try:
             async with TestClient(TestServer(make_identity_api(cp.identity))) as client:
                 statuses = []
-                for data in (b"x" * (65 * 1024), b"[]", b'{"node": "x.default"}'):
+                for data in (b"x" * (65 * 1024), b"[]", b'{"csr": "x"}'):
                     response = await client.post("/v1/identity/certificates", data=data)
                     statuses.append(response.status)
                 return statuses

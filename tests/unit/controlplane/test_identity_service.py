@@ -1,6 +1,7 @@
-"""Signing workload certificates: who may ask (a join token for the node, or the workload's own
-current certificate), what is signed (only the registered identity), and the wait for the
-proxy's ACK."""
+"""Signing workload certificates: who may ask (a join token for the node, spent by any request
+that presents it; or the certificate the registry holds for that very node), what is signed
+(only the registered identity), where the proxy is told the key is (the workload's identity
+directory, never a caller's path), and the wait for the proxy's ACK."""
 
 from __future__ import annotations
 
@@ -14,29 +15,49 @@ from cryptography.hazmat.primitives import serialization
 from tests.support.fakes import FakeProxies, FakePush
 from tests.unit.controlplane.support import registry
 from tests.unit.identity.certs import BOOKS_ID, csr, open_ca, uri
-from tulle.controlplane.services.identity import Caller, IdentityService, SigningRequest
+from tests.unit.model.workloads import workload
+from tulle.controlplane.api.identity import signing_request
+from tulle.controlplane.services.identity import Caller, IdentityService, Signed, SigningRequest
 from tulle.errors import IdentityError, NotFoundError, UsageError
 from tulle.identity.tokens import JoinTokens
-from tulle.registry.registry import WorkloadRegistry
+from tulle.model.workload import WorkloadState
+from tulle.registry.registry import Credentials, WorkloadRegistry
 
 BOOKS = "books-1.default"
+BOOKS_2 = "books-2.default"  # a sibling: same service account, same SPIFFE ID
 WEB_ID = BOOKS_ID.replace("/sa/books", "/sa/web")
+KEYS = Path("/state/workloads")
 
 
 def service(tmp_path: Path, proxies: FakeProxies | None = None,
             push: FakePush | None = None) -> tuple[IdentityService, WorkloadRegistry]:
-    reg = registry(tmp_path, "books-1", "web-1")
+    reg = registry(tmp_path, "books-1", "books-2", "web-1")
     proxies = proxies or FakeProxies()
     push = push or FakePush()
     return IdentityService(open_ca(tmp_path), JoinTokens(), reg, push_soon=push.soon,
                            wait_synced=proxies.wait_synced,
                            proxy_connected=proxies.is_connected,
                            workload_lifetime_s=lambda: 3600.0, ca_dir=tmp_path / "ca",
-                           identity_port=lambda: 15712), reg
+                           identity_port=lambda: 15712,
+                           key_dir=lambda w: KEYS / w.node_id / "identity"), reg
 
 
-def request(spiffe_id: str = BOOKS_ID, node: str = BOOKS) -> SigningRequest:
-    return SigningRequest(node, csr([uri(spiffe_id)]).decode(), "/keys/books-1.key")
+def request(spiffe_id: str = BOOKS_ID, node: str = BOOKS, generation: int = 1
+            ) -> SigningRequest:
+    return SigningRequest(node, csr([uri(spiffe_id)]).decode(), generation)
+
+
+def der(signed: Signed) -> bytes:
+    """The leaf as the TLS layer hands it over."""
+    return x509.load_pem_x509_certificates(signed.chain_pem.encode())[0].public_bytes(
+        serialization.Encoding.DER)
+
+
+def enrolled(identity: IdentityService, reg: WorkloadRegistry, node: str = BOOKS,
+             spiffe_id: str = BOOKS_ID) -> Signed:
+    """``node``'s first certificate, paid for with its join token."""
+    token = identity.enrol(reg.get(node))["joinToken"]  # type: ignore[arg-type]
+    return asyncio.run(identity.sign(request(spiffe_id, node), Caller(join_token=token)))
 
 
 def test_a_join_token_for_the_node_gets_its_identity_signed(tmp_path: Path) -> None:
@@ -51,7 +72,7 @@ def test_a_join_token_for_the_node_gets_its_identity_signed(tmp_path: Path) -> N
     assert signed.acked and proxies.waits == [(5, 5.0, (BOOKS,))]
     held = reg.certificate(BOOKS)
     assert held is not None and held.serial == signed.serial
-    assert held.key_path == "/keys/books-1.key"
+    assert held.key_path == "/state/workloads/books-1.default/identity/key-1.pem"
     assert identity.issued_total == 1
 
 
@@ -67,16 +88,74 @@ def test_a_token_is_used_up_and_bound_to_its_node(tmp_path: Path) -> None:
 
 def test_the_current_certificate_vouches_only_for_its_own_identity(tmp_path: Path) -> None:
     identity, reg = service(tmp_path)
-    web_token = identity.enrol(reg.get("web-1.default"))["joinToken"]  # type: ignore[arg-type]
-    web = asyncio.run(identity.sign(request(WEB_ID, "web-1.default"),
-                                    Caller(join_token=web_token)))
-    web_der = x509.load_pem_x509_certificates(web.chain_pem.encode())[0].public_bytes(
-        serialization.Encoding.DER)
-    renewed = asyncio.run(identity.sign(request(WEB_ID, "web-1.default"),
-                                        Caller(peer_certificate=web_der)))
+    web = enrolled(identity, reg, "web-1.default", WEB_ID)
+    renewed = asyncio.run(identity.sign(request(WEB_ID, "web-1.default", 2),
+                                        Caller(peer_certificate=der(web))))
     assert renewed.serial != web.serial
     with pytest.raises(IdentityError, match=r"client certificate is .*sa/web"):
-        asyncio.run(identity.sign(request(), Caller(peer_certificate=web_der)))
+        asyncio.run(identity.sign(request(), Caller(peer_certificate=der(renewed))))
+
+
+def test_a_siblings_certificate_cannot_renew_another_instance(tmp_path: Path) -> None:
+    identity, reg = service(tmp_path)
+    books_1 = enrolled(identity, reg, BOOKS)
+    books_2 = enrolled(identity, reg, BOOKS_2)
+    # Same service account, same SPIFFE ID: still only books-1's own certificate renews it.
+    with pytest.raises(IdentityError, match=r"not books-2\.default's"):
+        asyncio.run(identity.sign(request(node=BOOKS_2, generation=7),
+                                  Caller(peer_certificate=der(books_1))))
+    held = reg.certificate(BOOKS_2)
+    assert held is not None and held.serial == books_2.serial
+    assert held.key_path.endswith("/books-2.default/identity/key-1.pem")
+
+
+def test_the_certificate_before_the_current_one_still_renews(tmp_path: Path) -> None:
+    """An agent that never got the answer carrying its new certificate tries again with the
+    one it holds: that one still vouches, but not the one before it."""
+    identity, reg = service(tmp_path)
+    first = enrolled(identity, reg)
+    second = asyncio.run(identity.sign(request(generation=2),
+                                       Caller(peer_certificate=der(first))))
+    third = asyncio.run(identity.sign(request(generation=2),
+                                      Caller(peer_certificate=der(first))))
+    assert len({first.serial, second.serial, third.serial}) == 3
+    with pytest.raises(IdentityError, match=r"not books-1\.default's"):
+        asyncio.run(identity.sign(request(generation=3), Caller(peer_certificate=der(first))))
+    assert asyncio.run(identity.sign(request(generation=3),
+                                     Caller(peer_certificate=der(second)))).serial
+
+
+def test_a_certificate_of_an_earlier_registration_does_not_renew(tmp_path: Path) -> None:
+    identity, reg = service(tmp_path)
+    old = enrolled(identity, reg)
+    # The agent restarted: a new session with new credentials, and no certificate yet.
+    reg.session_ended(BOOKS, 1)
+    reg.register(workload("books-1", "books", state=WorkloadState.READY),
+                 Credentials(xds_token="y" * 20, agent_token="b" * 20))
+    with pytest.raises(IdentityError, match=r"not books-1\.default's"):
+        asyncio.run(identity.sign(request(generation=2), Caller(peer_certificate=der(old))))
+
+
+def test_the_key_path_is_the_control_planes_never_the_callers(tmp_path: Path) -> None:
+    identity, reg = service(tmp_path)
+    first = enrolled(identity, reg)
+    named = signing_request({"node": BOOKS, "csr": request().csr_pem, "keyGeneration": 2,
+                             "keyPath": "/etc/hostname"})
+    with pytest.raises(UsageError, match="keyPath is not accepted"):
+        asyncio.run(identity.sign(named, Caller(peer_certificate=der(first))))
+    for generation in (0, -1, 2**31, "../../etc/hostname", "2", 2.5, True, None):
+        body = {"node": BOOKS, "csr": request().csr_pem, "keyGeneration": generation}
+        with pytest.raises(UsageError, match="keyGeneration"):
+            asyncio.run(identity.sign(signing_request(body),
+                                      Caller(peer_certificate=der(first))))
+    held = reg.certificate(BOOKS)
+    assert held is not None and held.serial == first.serial
+    renewed = asyncio.run(identity.sign(signing_request(
+        {"node": BOOKS, "csr": request().csr_pem, "keyGeneration": 12}),
+        Caller(peer_certificate=der(first))))
+    held = reg.certificate(BOOKS)
+    assert held is not None and held.serial == renewed.serial
+    assert held.key_path == "/state/workloads/books-1.default/identity/key-12.pem"
 
 
 def test_no_credential_is_refused(tmp_path: Path) -> None:
@@ -87,11 +166,40 @@ def test_no_credential_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_nodes_and_missing_fields(tmp_path: Path) -> None:
-    identity, _ = service(tmp_path)
+    identity, reg = service(tmp_path)
+    first = enrolled(identity, reg)
     with pytest.raises(NotFoundError):
-        asyncio.run(identity.sign(request(node="ghost-1.default"), Caller(join_token="t")))
-    with pytest.raises(UsageError, match="required"):
-        asyncio.run(identity.sign(SigningRequest(BOOKS, "", "/k"), Caller(join_token="t")))
+        asyncio.run(identity.sign(request(node="ghost-1.default"),
+                                  Caller(peer_certificate=der(first))))
+    for incomplete in (SigningRequest("", "csr", 1), SigningRequest(BOOKS, "", 1)):
+        with pytest.raises(UsageError, match="required"):
+            asyncio.run(identity.sign(incomplete, Caller(peer_certificate=der(first))))
+    held = reg.certificate(BOOKS)
+    assert held is not None and held.serial == first.serial
+
+
+def test_who_asks_is_checked_before_what_is_asked(tmp_path: Path) -> None:
+    identity, _ = service(tmp_path)
+    with pytest.raises(IdentityError, match="join token or the workload's current"):
+        asyncio.run(identity.sign(signing_request({"node": BOOKS, "keyPath": "/etc/hostname"}),
+                                  Caller()))
+
+
+@pytest.mark.parametrize("refused", [
+    request(node="ghost-1.default"),  # a node nobody registered
+    SigningRequest(BOOKS, "", 1),  # no CSR
+    SigningRequest(BOOKS, "csr", 0),  # no key generation
+    signing_request({"node": BOOKS, "csr": "csr", "keyPath": "/etc/hostname"}),
+], ids=["unknown node", "no csr", "no generation", "key path"])
+def test_a_refused_request_spends_its_join_token(tmp_path: Path,
+                                                 refused: SigningRequest) -> None:
+    identity, reg = service(tmp_path)
+    token = identity.enrol(reg.get(BOOKS))["joinToken"]  # type: ignore[arg-type]
+    with pytest.raises((NotFoundError, UsageError)):
+        asyncio.run(identity.sign(refused, Caller(join_token=token)))
+    with pytest.raises(IdentityError, match="unknown or was already used"):
+        asyncio.run(identity.sign(request(), Caller(join_token=token)))
+    assert reg.certificate(BOOKS) is None
 
 
 def test_a_proxy_that_is_not_connected_is_not_waited_for(tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def test_diagnosis_reads_every_sidecar_and_records_the_ones_that_fail(tmp_path: 
 
     diagnosis = DiagnosisService(
         current, TelemetryService(reg.get, reg.workloads, current, ""),
-        sync_views=lambda now, registered: (), nacks=lambda: [],
+        sync_views=lambda now, registered: (), nacks=lambda: [], stream_events=lambda: [],
         identity_status=IdentityStatus,
         history=lambda limit: [], agents=agents)
     result: dict[str, Any] = asyncio.run(diagnosis.run(Scope(), 60.0))

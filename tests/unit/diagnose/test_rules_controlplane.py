@@ -1,4 +1,4 @@
-"""Control-plane rules (TUL1060-TUL1065) on hand-built evidence."""
+"""Control-plane rules (TUL1060-TUL1066) on hand-built evidence."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from tests.unit.model.workloads import workload
 from tulle.diagnose.engine import diagnose
 from tulle.diagnose.evidence import Evidence, TimeSlot
+from tulle.diagnose.model import Severity
 from tulle.diagnose.rules import controlplane
 from tulle.diagnose.rules.controlplane import diff_summary
 from tulle.model.mesh import build_mesh
@@ -20,6 +21,7 @@ from tulle.model.workload import WorkloadState
 from tulle.store.base import Change
 from tulle.telemetry.schema import SeriesKey
 from tulle.telemetry.windows import Window
+from tulle.xds.admission import StreamEvent, StreamEventKind
 from tulle.xds.sync import (
     DEFAULT_STALE_AFTER_S,
     Nack,
@@ -77,8 +79,8 @@ def only(node: str, sync: ProxySync) -> dict[str, ProxySync]:
 
 def evidence(xds: Mapping[str, ProxySync] | None = None,
              gauges: Mapping[str, Any] | None = None,
-             history: tuple[Change, ...] = (), timeline: tuple[TimeSlot, ...] = ()
-             ) -> Evidence:
+             history: tuple[Change, ...] = (), timeline: tuple[TimeSlot, ...] = (),
+             stream_events: tuple[StreamEvent, ...] = ()) -> Evidence:
     mesh = build_mesh(5, [], [workload("books-1", "books"), workload("web-1", "web"),
                               workload("web-2", "web")])
     window = Window(60.0, 60.0, MappingProxyType({}),
@@ -88,7 +90,8 @@ def evidence(xds: Mapping[str, ProxySync] | None = None,
     # As the control plane gathers it: registered workloads without a stream are DISCONNECTED.
     views = with_disconnected(connected.values(), mesh.workloads, DEFAULT_STALE_AFTER_S)
     return Evidence(mesh=mesh, window=window, now=NOW, history=history, timeline=timeline,
-                    xds=MappingProxyType({v.node: v for v in views}))
+                    xds=MappingProxyType({v.node: v for v in views}),
+                    stream_events=stream_events)
 
 
 CHANGE = Change(7, NOW - 30, ROUTE, "configured", ROUTE_V1, ROUTE_V2)
@@ -101,6 +104,15 @@ def slot(start: float, requests: int, errors: int) -> TimeSlot:
         "rq2": requests - errors, "rq5": errors}}))
 
 
+
+
+def stream_event(kind: StreamEventKind, node: str = "books-1.default", at: float = NOW - 20
+                 ) -> StreamEvent:
+    return StreamEvent(kind, node, "ipv4:127.0.0.1:41000", at, "why", "ipv4:127.0.0.1:39000",
+                       NOW - 3600)
+
+
+STOLEN = (stream_event(StreamEventKind.DUPLICATE),)
 ERRORS_AFTER = tuple(slot(NOW - 60 + 5 * i, 20, 0 if i < 6 else 10) for i in range(12))
 MEM = {"books-1.default": {"mem": 20 << 20, "stats": 900},
        "web-1.default": {"mem": 22 << 20, "stats": 950},
@@ -116,6 +128,12 @@ CASES: list[tuple[str, Evidence, str, str]] = [
     ("memory", evidence(gauges=MEM), "TUL1063", "proxy/web-2.default"),
     ("change then errors", evidence(history=(CHANGE,), timeline=ERRORS_AFTER),
      "TUL1065", "httproute/books.default"),
+    ("credential presented twice", evidence(stream_events=STOLEN), "TUL1066",
+     "proxy/books-1.default"),
+    # A copied credential outranks the config troubles of another proxy.
+    ("credential presented twice, and a NACK",
+     evidence(only("web-1.default", proxy("web-1.default", RDS=NACKED)),
+              stream_events=STOLEN), "TUL1066", "proxy/books-1.default"),
 ]
 
 
@@ -215,3 +233,31 @@ def test_a_change_to_another_service_is_not_blamed() -> None:
 ])
 def test_diff_summary(before: Any, after: Any, summary: str) -> None:
     assert diff_summary(Change(1, 0.0, ROUTE, "configured", before, after)) == summary
+
+
+def test_a_refused_second_stream_names_both_peers_and_the_fix() -> None:
+    (found,) = diagnose(evidence(stream_events=STOLEN), rules=controlplane.RULES).findings
+    assert found.severity is Severity.CRITICAL
+    assert any("ipv4:127.0.0.1:41000" in line and "ipv4:127.0.0.1:39000" in line
+               for line in found.evidence)
+    assert "service/books.default" in found.related
+    assert "restart the workload" in found.fix and "bootstrap.json" in found.fix
+
+
+@pytest.mark.parametrize("events", [
+    # Streams that expose no credential: silence, a wrong credential, an old registration's.
+    tuple(stream_event(k) for k in StreamEventKind if k is not StreamEventKind.DUPLICATE),
+    # A workload no longer registered.
+    (stream_event(StreamEventKind.DUPLICATE, node="gone-1.default"),),
+], ids=["other kinds", "unregistered"])
+def test_only_a_live_credentials_duplicate_is_a_finding(events: tuple[StreamEvent, ...]
+                                                         ) -> None:
+    assert diagnose(evidence(stream_events=events), rules=controlplane.RULES).findings == ()
+
+
+def test_a_new_registration_clears_the_finding() -> None:
+    given = evidence(stream_events=STOLEN)
+    again = replace(given, mesh=build_mesh(5, [], [
+        replace(workload("books-1", "books"), registered_at=NOW - 10),
+        workload("web-1", "web"), workload("web-2", "web")]))
+    assert diagnose(again, rules=controlplane.RULES).findings == ()

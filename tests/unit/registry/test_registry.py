@@ -8,7 +8,7 @@ import pytest
 
 from tests.unit.model.workloads import workload
 from tulle.errors import ConflictError, NotFoundError
-from tulle.model.workload import WorkloadState
+from tulle.model.workload import WorkloadCertificate, WorkloadState
 from tulle.registry.registry import Credentials, WorkloadRegistry
 from tulle.store.sqlite import SqliteStore
 
@@ -107,3 +107,33 @@ def test_a_new_agent_with_other_credentials_starts_over(tmp_path: Path) -> None:
     registry.register(workload("books-1", "books", state=WorkloadState.STARTING), other)
     assert registry.get("books-1.default").state is WorkloadState.STARTING  # type: ignore[union-attr]
     assert registry.authenticate("books-1.default", "x" * 20) is None
+
+
+def certificate(serial: str) -> WorkloadCertificate:
+    return WorkloadCertificate("spiffe://x/ns/default/sa/books", serial, 0.0, 1e12, "i",
+                               f"chain-{serial}", f"/w/key-{serial}.pem", 0.0)
+
+
+def serials(registry: WorkloadRegistry, node: str) -> list[str]:
+    return [c.serial for c in registry.renewal_certificates(node)]
+
+
+def test_the_current_and_the_previous_certificate_vouch_across_a_restart(tmp_path: Path
+                                                                         ) -> None:
+    first, _ = make(tmp_path)
+    first.register(workload("books-1", "books"), CREDS)
+    first.register(workload("books-2", "books"), CREDS)
+    assert serials(first, "books-1.default") == []
+    for serial in ("1", "2", "3"):
+        first.set_certificate("books-1.default", certificate(serial))
+    assert serials(first, "books-1.default") == ["3", "2"]
+    assert serials(first, "books-2.default") == [], "a sibling's certificates are its own"
+    registry, _ = make(tmp_path)
+    registry.restore()
+    registry.register(workload("books-1", "books"), CREDS)  # the same agent, back
+    assert serials(registry, "books-1.default") == ["3", "2"]
+    # A new agent (other credentials) starts over: nothing of the old one vouches.
+    registry.session_ended("books-1.default", 1)
+    registry.register(workload("books-1", "books"),
+                      Credentials(xds_token="y" * 20, agent_token="b" * 20))
+    assert serials(registry, "books-1.default") == []

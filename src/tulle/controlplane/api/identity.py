@@ -4,9 +4,10 @@ signing of workload certificates (the agents' TLS identity port).
     GET  /v1/identity/status
     POST /v1/identity/rotate         {"kind": "root" | "issuer", "dryRun": false}
     POST /v1/identity/import         {"root", "issuer", "issuerKey": PEM, "dryRun": false}
-    POST /v1/identity/certificates   (identity port) {"node", "csr", "keyPath"}, authorised by a
-                                     join token (Authorization: Bearer) or the TLS client
-                                     certificate
+    POST /v1/identity/certificates   (identity port) {"node", "csr", "keyGeneration": N},
+                                     authorised by a join token (Authorization: Bearer) or the
+                                     TLS client certificate. The key's location is the control
+                                     plane's to derive: a request naming "keyPath" is refused
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from aiohttp import web
 from tulle.controlplane.api.routing import Route, json_object, json_response
 from tulle.controlplane.services.identity import Caller, IdentityService, SigningRequest
 from tulle.controlplane.services.rotation import Rotator, load_import
+from tulle.errors import UsageError
 from tulle.security import bearer
 
 ROTATE_EXAMPLE = '{"kind": "root" | "issuer", "dryRun": false}'
+SIGN_EXAMPLE = '{"node": "books-1.default", "csr": PEM, "keyGeneration": 1}'
 
 
 def routes(identity: IdentityService, rotator: Rotator) -> list[Route]:
@@ -56,15 +59,29 @@ def routes(identity: IdentityService, rotator: Rotator) -> list[Route]:
 
 def signing_routes(identity: IdentityService) -> list[Route]:
     async def sign(request: web.Request) -> web.StreamResponse:
-        body = await json_object(request, example='{"node", "csr", "keyPath"}')
+        try:
+            body = await json_object(request, example=SIGN_EXAMPLE)
+        except UsageError:
+            # Still to the service: it spends a join token before it refuses the request.
+            body = {}
         signed = await identity.sign(
-            SigningRequest(*(str(body.get(k, "")) for k in ("node", "csr", "keyPath"))),
+            signing_request(body),
             Caller(bearer(request.headers.get("Authorization")), _peer_certificate(request)))
         return json_response({"certificate": signed.chain_pem, "serial": signed.serial,
                               "notBefore": signed.not_before, "notAfter": signed.not_after,
                               "trustBundle": signed.trust_bundle, "acked": signed.acked})
 
     return [Route("POST", "/v1/identity/certificates", sign)]
+
+
+def signing_request(body: dict[str, Any]) -> SigningRequest:
+    """The typed request; what is missing or mistyped is left empty (0) for the service to
+    refuse, after it has spent any join token the request presented."""
+    generation = body.get("keyGeneration")
+    return SigningRequest(
+        str(body.get("node") or ""), str(body.get("csr") or ""),
+        generation if isinstance(generation, int) and not isinstance(generation, bool) else 0,
+        names_key_path="keyPath" in body)
 
 
 def _peer_certificate(request: web.Request) -> bytes | None:

@@ -3,6 +3,7 @@ their live admin pages, log levels and logs (through their agents).
 
     GET  /v1/proxies
     GET  /v1/xds/nacks
+    GET  /v1/xds/stream-events                       ADS streams refused or closed, oldest first
     GET  /v1/xds/sync[?version=&timeout=]            push pending changes, wait for the ACKs
     GET  /v1/proxies/{node}/intended
     GET  /v1/proxies/{node}/admin/{page}             read-only pages only (see ADMIN_PAGES)
@@ -37,6 +38,9 @@ def routes(proxies: ProxyService, views: MeshViews, hub: XdsHub) -> list[Route]:
     async def nacks(request: web.Request) -> web.StreamResponse:
         return json_response([n.to_json() for n in hub.nacks.entries()])
 
+    async def stream_events(request: web.Request) -> web.StreamResponse:
+        return json_response([e.to_json() for e in hub.stream_events.entries()])
+
     async def sync(request: web.Request) -> web.StreamResponse:
         version = query_int(request, "version", 0, low=0, high=2**62)  # 0: the current one
         result = await views.sync(version or None, query_seconds(request, "timeout", 10.0))
@@ -68,6 +72,7 @@ def routes(proxies: ProxyService, views: MeshViews, hub: XdsHub) -> list[Route]:
     return [
         Route("GET", "/v1/proxies", statuses),
         Route("GET", "/v1/xds/nacks", nacks),
+        Route("GET", "/v1/xds/stream-events", stream_events),
         Route("GET", "/v1/xds/sync", sync),
         Route("GET", "/v1/proxies/{node}/intended", intended),
         Route("GET", "/v1/proxies/{node}/admin/{page:.+}", admin),

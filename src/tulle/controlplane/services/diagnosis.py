@@ -22,6 +22,7 @@ from tulle.diagnose.model import Scope
 from tulle.identity.status import IdentityStatus
 from tulle.model.mesh import MeshSnapshot
 from tulle.store.base import Change
+from tulle.xds.admission import StreamEvent
 from tulle.xds.sync import Nack, ProxySync
 
 DEFAULT_WINDOW_S = 60.0
@@ -35,7 +36,9 @@ TIMELINE_S = 600.0  # telemetry slots kept in the evidence: when did errors star
 class DiagnosisService:
     def __init__(self, mesh: Callable[[], MeshSnapshot], telemetry: TelemetryService,
                  sync_views: Callable[[float, Iterable[str]], tuple[ProxySync, ...]],
-                 nacks: Callable[[], list[Nack]], identity_status: Callable[[], IdentityStatus],
+                 nacks: Callable[[], list[Nack]],
+                 stream_events: Callable[[], list[StreamEvent]],
+                 identity_status: Callable[[], IdentityStatus],
                  history: Callable[[int], list[Change]], agents: Agents) -> None:
         self._mesh = mesh
         self._telemetry = telemetry
@@ -44,6 +47,7 @@ class DiagnosisService:
         self._identity_status = identity_status
         self._history = history
         self._agents = agents
+        self._stream_events = stream_events
 
     async def run(self, scope: Scope, window_s: float) -> dict[str, Any]:
         started = time.monotonic()
@@ -77,6 +81,7 @@ class DiagnosisService:
             proxies=MappingProxyType(proxies),
             xds=MappingProxyType({p.node: p for p in self._sync_views(now, mesh.workloads)}),
             nacks=tuple(self._nacks()),
+            stream_events=tuple(self._stream_events()),
             identity=self._identity_status(),
             history=tuple(self._history(HISTORY_LIMIT)),
             now=now,

@@ -1,9 +1,15 @@
 """Workload identity in the control plane: join tokens, CSR signing, and the agents' TLS port.
 
 Agents reach the identity port over TLS; they verify it against the trust bundle. A first
-certificate is authorised by the single-use join token the agent got at registration; every
-later one by the certificate the agent already holds (its TLS client certificate). Either way
-the CA signs only the SPIFFE ID the workload is registered for.
+certificate is authorised by the single-use join token the agent got at registration (spent
+by any request that presents it, refused ones included); every later one by the certificate
+the registry holds for that very node (or the one before it), as the TLS client certificate:
+a sibling instance's certificate, though it carries the same SPIFFE ID, vouches only for the
+sibling. Either way the CA signs only the SPIFFE ID the workload is registered for.
+
+The request names only which of the workload's keys the CSR is for (its generation). Where
+that key lives is the control plane's to say: in the workload's identity directory
+(``StatePaths.identity_dir``), so a caller can never point a proxy at a file of its choosing.
 
 A signed certificate goes to the workload's proxy over SDS at once (no debounce). The answer to
 the agent waits until the proxy has ACKed it, so the agent may then delete its previous key.
@@ -23,7 +29,7 @@ from typing import Any
 
 from tulle.controlplane.services import PushSoon, WaitSynced
 from tulle.errors import IdentityError, NotFoundError, UsageError
-from tulle.identity.ca import CertificateAuthority
+from tulle.identity.ca import CertificateAuthority, leaf_der
 from tulle.identity.spiffe import control_plane_id, spiffe_id
 from tulle.identity.status import (
     AuthorityStatus,
@@ -35,21 +41,24 @@ from tulle.identity.status import (
 from tulle.identity.tokens import JoinTokens
 from tulle.model.workload import Workload, WorkloadCertificate
 from tulle.registry.registry import WorkloadRegistry
-from tulle.settings import write_private
+from tulle.settings import workload_key_file, write_private
 
 log = logging.getLogger("tulle.identity")
 
 SERVER_CERT_LIFETIME_S = 7 * 86400.0
 ACK_TIMEOUT_S = 5.0
 EXPIRY_WARNING_DAYS = 90.0
-
+MAX_KEY_GENERATION = 2**31 - 1
 
 
 @dataclass(frozen=True)
 class SigningRequest:
     node_id: str
     csr_pem: str
-    key_path: str  # where the agent keeps the key; its proxy's SDS secret points there
+    # Which key the CSR is for: key-N.pem in the workload's identity directory. The proxy's
+    # SDS secret points there; the request cannot name any other file.
+    key_generation: int
+    names_key_path: bool = False  # the caller tried to say where the key is: refused
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,9 @@ class IdentityService:
                  registry: WorkloadRegistry, *, push_soon: PushSoon,
                  wait_synced: WaitSynced, proxy_connected: Callable[[str], bool],
                  workload_lifetime_s: Callable[[], float], ca_dir: Path,
-                 identity_port: Callable[[], int]) -> None:
+                 identity_port: Callable[[], int],
+                 key_dir: Callable[[Workload], Path]) -> None:
+        """``key_dir``: a workload's identity directory, where its agent writes its keys."""
         self.ca = ca
         self.tokens = tokens
         self._registry = registry
@@ -85,6 +96,7 @@ class IdentityService:
         self._workload_lifetime_s = workload_lifetime_s
         self._ca_dir = ca_dir
         self._identity_port = identity_port  # the port bound (it may be chosen at start)
+        self._key_dir = key_dir
         self.issuances: deque[IssuanceStatus] = deque(maxlen=1000)
         self.issued_total = 0  # workload certificates signed since start (/metrics)
         self.server_context: ssl.SSLContext | None = None
@@ -116,14 +128,38 @@ class IdentityService:
         return self.tokens.issue(node_id, self.spiffe_id_of(workload))
 
     async def sign(self, request: SigningRequest, caller: Caller) -> Signed:
+        # A join token is spent by any request that presents it, whatever is wrong with the
+        # rest: redeem it before anything else is looked at.
+        binding = self.tokens.redeem(caller.join_token) if caller.join_token else None
         node_id = request.node_id
-        if not (node_id and request.csr_pem and request.key_path):
-            raise UsageError("node, csr and keyPath are required")
+        if not node_id:
+            raise UsageError("node is required",
+                             hint='send {"node", "csr", "keyGeneration"} as a JSON object')
         workload = self._registry.get(node_id)
         if workload is None:
             raise NotFoundError(f"no workload {node_id} is registered")
         expected = self.spiffe_id_of(workload)
-        self._authorise(caller, node_id, expected)
+        # Who asks is checked before what they ask for.
+        if binding is not None:
+            if binding.node_id != node_id or binding.spiffe_id != expected:
+                raise IdentityError(f"this join token was issued for {binding.spiffe_id}, "
+                                    f"not for {expected}")
+        else:
+            self._authorise_renewal(caller, node_id, expected)
+        if request.names_key_path:
+            raise UsageError("keyPath is not accepted: a workload's keys are in its identity "
+                             "directory, which the control plane knows",
+                             hint="send keyGeneration, the number N of key-N.pem in the "
+                                  "workload's identity directory")
+        if not request.csr_pem:
+            raise UsageError("csr is required",
+                             hint='send {"node", "csr", "keyGeneration"} as a JSON object')
+        if not 1 <= request.key_generation <= MAX_KEY_GENERATION:
+            raise UsageError(f"keyGeneration must be a whole number from 1 to "
+                             f"{MAX_KEY_GENERATION}, not {request.key_generation}",
+                             hint="the number N of key-N.pem in the workload's identity "
+                                  "directory")
+        key_path = workload_key_file(self._key_dir(workload), request.key_generation)
         ttl = self._workload_lifetime_s()
         issued = self.ca.sign(request.csr_pem.encode(), expected, ttl)
         self.issued_total += 1
@@ -131,7 +167,7 @@ class IdentityService:
         certificate = WorkloadCertificate(
             spiffe_id=expected, serial=issued.serial, not_before=issued.not_before,
             not_after=issued.not_after, issuer_id=issued.issuer_id, chain_pem=issued.chain_pem,
-            key_path=request.key_path, issued_at=now)
+            key_path=str(key_path), issued_at=now)
         self._registry.set_certificate(node_id, certificate)
         version = await self._push_soon()
         acked_ms: float | None = None
@@ -147,19 +183,23 @@ class IdentityService:
         return Signed(issued.chain_pem, issued.serial, issued.not_before, issued.not_after,
                       self.ca.bundle_pem(), acked_ms is not None)
 
-    def _authorise(self, caller: Caller, node_id: str, expected: str) -> None:
-        if caller.join_token:
-            binding = self.tokens.redeem(caller.join_token)
-            if binding.node_id != node_id or binding.spiffe_id != expected:
-                raise IdentityError(f"this join token was issued for {binding.spiffe_id}, "
-                                    f"not for {expected}")
-            return
-        if not caller.peer_certificate:
+    def _authorise_renewal(self, caller: Caller, node_id: str, expected: str) -> None:
+        """The TLS client certificate must be one the registry holds for ``node_id``: the
+        same SPIFFE ID is not enough, since instances of a service share it."""
+        presented = caller.peer_certificate
+        if not presented:
             raise IdentityError("present a join token or the workload's current certificate",
                                 hint="the agent gets a join token when it registers")
-        presented = self.ca.verify_leaf(caller.peer_certificate)
-        if presented != expected:
-            raise IdentityError(f"the client certificate is {presented}, not {expected}")
+        identity = self.ca.verify_leaf(presented)
+        if identity != expected:
+            raise IdentityError(f"the client certificate is {identity}, not {expected}")
+        if not any(leaf_der(held.chain_pem) == presented
+                   for held in self._registry.renewal_certificates(node_id)):
+            raise IdentityError(
+                f"the client certificate is not {node_id}'s: a certificate renews only the "
+                "instance it was issued to",
+                hint="an agent whose certificate was replaced enrols again with a join token "
+                     "(it does so on its own)")
 
     # -- the agents' TLS port ------------------------------------------------------------
 

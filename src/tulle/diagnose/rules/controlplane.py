@@ -1,7 +1,8 @@
-"""Diagnosis rules: the control plane and the config path (TUL1060-TUL1065).
+"""Diagnosis rules: the control plane and the config path (TUL1060-TUL1066).
 
 xDS sync states come classified by the control plane (``tulle.xds.sync``: what `tulle
-proxy-status` shows), changes from the store history, per-sidecar memory and stats counts from
+proxy-status` shows), the ADS streams it refused from its record (``tulle.xds.admission``),
+changes from the store history, per-sidecar memory and stats counts from
 the PROXY telemetry series, and the timing of errors from the telemetry slots. (An unreachable
 control plane is TUL1016, found by the CLI.)
 """
@@ -26,6 +27,7 @@ from tulle.model.meta import ServiceRef
 from tulle.store.base import Change
 from tulle.telemetry import outliers
 from tulle.telemetry.schema import OUTBOUND, PROXY, SeriesKey
+from tulle.xds.admission import exposed_credentials
 from tulle.xds.sync import SyncState
 
 NACK_CHANGE_SLACK_S = 2.0  # a NACK comes within moments of the change that caused it
@@ -175,6 +177,31 @@ def proxy_disconnected(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             related=(service_subject(workload.service_ref),))
 
 
+def xds_credential_presented_twice(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    registered_at = {n: w.registered_at for n, w in evidence.workloads.items()}
+    for node, refused in exposed_credentials(evidence.stream_events, registered_at).items():
+        lines = [f"{len(refused)} second ADS stream(s) for {node} refused while its stream "
+                 "was live; Envoy keeps only one"]
+        for event in refused[-5:]:
+            since = f" since {_when(event.holder_since)}" if event.holder_since else ""
+            lines.append(f"at {_when(event.at)}: a stream from {event.peer} presented "
+                         f"{node}'s credential; the live stream is from "
+                         f"{event.holder_peer or '?'}{since}")
+        ref = evidence.service_of(node)
+        yield Finding(
+            "TUL1066", Severity.CRITICAL, 95.0, proxy_subject(node),
+            f"Another client presented the xDS credential of the sidecar {node}: its "
+            "bootstrap has been copied. The control plane refused the second stream, but "
+            "whoever holds the credential can ask for this sidecar's configuration and "
+            "certificate whenever its own stream is down.",
+            tuple(lines),
+            f"find the process behind each peer address above (`ss -tnp` shows who owns "
+            f"the port) and how it read workloads/{node}/bootstrap.json in the state "
+            "directory; then restart the workload: its new registration gets a new "
+            "credential, the copied one stops working and this finding clears",
+            related=(service_subject(ref),) if ref else ())
+
+
 # -- resources -------------------------------------------------------------------------------
 
 def _proxy_gauge(evidence: Evidence, field: str) -> dict[str, int]:
@@ -296,4 +323,5 @@ def change_preceded_errors(evidence: Evidence, scope: Scope) -> Iterator[Finding
 
 
 RULES: tuple[Rule, ...] = (config_rejected, config_stale, proxy_disconnected,
-                           proxy_memory_outlier, stats_explosion, change_preceded_errors)
+                           xds_credential_presented_twice, proxy_memory_outlier,
+                           stats_explosion, change_preceded_errors)
