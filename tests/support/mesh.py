@@ -140,8 +140,10 @@ class Mesh:
 
     def run(self, service: str, *, name: str, app: bool = True, port: int | None = None,
             command: list[str] | None = None, extra: tuple[str, ...] = (),
-            namespace: str = "default", wait: bool = True) -> Workload:
-        """Start a workload. By default its application is the echo app on a free port."""
+            namespace: str = "default", wait: bool = True, cwd: Path | None = None
+            ) -> Workload:
+        """Start a workload. By default its application is the echo app on a free port.
+        ``cwd``: where `tulle run` runs (relative paths in ``extra`` are relative to it)."""
         if app and command is None:
             port = port or free_port()
             command = [sys.executable, str(ECHO_APP), str(port)]
@@ -152,7 +154,8 @@ class Mesh:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [*TULLE, "--state-dir", str(self.state_dir), *args, "--", *(command or [])],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=self.env())
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=self.env(),
+                cwd=cwd)
         workload = Workload(name, service, process, log, port, namespace)
         self.workloads.append(workload)
         if wait:
