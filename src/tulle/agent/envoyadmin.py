@@ -3,9 +3,10 @@
 The admin interface can drain, stop and reconfigure Envoy, and it shows Envoy's whole config
 (with the xDS credential). No one but the agent may reach it: it listens on a Unix socket, not a
 TCP port any local user could connect to, mode 0600, in the workload's directory, which is
-0700. The directory's mode is what holds: Envoy binds the socket before it chmods it, and its
-mode between the two is the umask's. The control plane reads admin pages only through the
-agent's admin proxy (``adminproxy``), which needs the agent's token.
+0700. The directory's mode is what holds: Envoy binds the socket before it chmods it, and
+between the two its mode is the umask's (the agent gives Envoy 077, but a directory does not
+depend on that). The control plane reads admin pages only through the agent's admin proxy
+(``adminproxy``), which needs the agent's token.
 
 A Unix socket's path must fit in ``sun_path`` (107 bytes and a NUL), and a workload's directory
 need not: the state directory can be deep (a test's temporary directory) and names are up to 63
