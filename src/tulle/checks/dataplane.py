@@ -194,6 +194,17 @@ def edges(api: CheckApi) -> Outcome:
                       f"{TRAFFIC_WINDOW_S:.0f}s")
 
 
+def sidecars_serving(api: CheckApi) -> Outcome:
+    rows = api.telemetry_workloads(TRAFFIC_WINDOW_S)
+    registered = [_node(w) for w in api.workloads()]
+    broken = traffic.sidecars_not_serving(rows, registered)
+    if broken:
+        return Outcome.failed(_lines([f"{b['proxy']}: {b['what']} ({b['code']}; see "
+                                      "`tulle diagnose`)" for b in broken]), proxies=broken)
+    return Outcome.ok(f"{len(registered)} sidecars LIVE, every listener serving, no restarts "
+                      f"in the last {TRAFFIC_WINDOW_S:.0f}s")
+
+
 def proxy_resources(api: CheckApi) -> Outcome:
     rows = api.telemetry_workloads(TRAFFIC_WINDOW_S)
     outliers = traffic.resource_outliers(rows)

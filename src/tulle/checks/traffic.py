@@ -220,6 +220,35 @@ def resource_outliers(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
     return out
 
 
+def sidecars_not_serving(rows: Iterable[Mapping[str, Any]],
+                         registered: Iterable[str]) -> list[dict[str, Any]]:
+    """Registered workloads whose Envoy stopped listeners, left LIVE or was restarted by its
+    agent (the signals `tulle diagnose` reads for TUL1017 and TUL1018).
+
+    ``rows``: /v1/telemetry/workloads rows (``proxy.listenersStopped``, ``serverState``,
+    ``restarts``); ``registered``: node ids."""
+    wanted = set(registered)
+    out = []
+    for row in rows:
+        node = f"{row['name']}.{row['namespace']}"
+        proxy = row.get("proxy") or {}
+        if node not in wanted:
+            continue
+        stopped = int(proxy.get("listenersStopped") or 0)
+        state = proxy.get("serverState")
+        restarts = int(proxy.get("restarts") or 0)
+        if stopped:
+            out.append({"proxy": node, "what": f"{stopped} listener(s) stopped",
+                        "code": "TUL1017"})
+        if state not in (None, 0):
+            out.append({"proxy": node, "what": f"Envoy server state {state}, not LIVE",
+                        "code": "TUL1017"})
+        if restarts:
+            out.append({"proxy": node, "what": f"Envoy restarted {restarts} time(s)",
+                        "code": "TUL1018"})
+    return out
+
+
 def silent_proxies(rows: Iterable[Mapping[str, Any]], connected: Iterable[str],
                    max_age_s: float) -> list[dict[str, Any]]:
     """Connected proxies that have not reported within ``max_age_s`` (or never)."""

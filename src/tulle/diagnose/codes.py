@@ -55,6 +55,10 @@ CODES: tuple[FindingCode, ...] = (
                 "a sidecar's agent did not answer, so its evidence is missing"),
     FindingCode("TUL1016", "controlplane-unreachable", Severity.CRITICAL,
                 "the control plane is not running or does not answer"),
+    FindingCode("TUL1017", "sidecar-not-serving", Severity.CRITICAL,
+                "a registered workload's Envoy stopped its listeners or left LIVE"),
+    FindingCode("TUL1018", "sidecar-restarting", Severity.ERROR,
+                "a sidecar's Envoy keeps exiting and the agent restarts it"),
     # -- identity and control plane: TUL1050-TUL1099 (appended by their rules' authors) -----
     FindingCode("TUL1050", "certificate-expired", Severity.CRITICAL,
                 "a sidecar's certificate has expired"),

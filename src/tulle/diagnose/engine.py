@@ -34,9 +34,10 @@ def all_rules() -> tuple[Rule, ...]:
         limits,
         resilience,
         routing,
+        sidecars,
     )
 
-    areas = (endpoints, resilience, limits, routing, identity, controlplane)
+    areas = (endpoints, resilience, limits, routing, sidecars, identity, controlplane)
     return tuple(rule for area in areas for rule in area.RULES)
 
 

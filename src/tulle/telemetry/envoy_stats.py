@@ -19,9 +19,11 @@ from tulle.telemetry.schema import (
     LATENCY_BOUNDS_MS,
     LATENCY_FIELDS,
     LATENCY_SUM,
+    LISTENERS_STOPPED,
     OUTBOUND,
     PROXY,
     ROUTE,
+    SERVER_STATE,
     SeriesKey,
     parse_route_stat_prefix,
 )
@@ -123,7 +125,8 @@ _CODE = re.compile(r"^(?:downstream_|upstream_)rq_(?P<code>[1-5][0-9][0-9]|[1-5]
 _LATENCY = {"downstream_rq_time", "upstream_rq_time"}
 
 _PROXY_FIELDS = {"server.memory_allocated": "mem", "server.uptime": "uptime",
-                 "control_plane.connected_state": "xds"}
+                 "control_plane.connected_state": "xds", "server.state": SERVER_STATE,
+                 "listener_manager.listener_stopped": LISTENERS_STOPPED}
 
 
 def _key(kind: str, match: re.Match[str]) -> SeriesKey | None:

@@ -16,10 +16,13 @@ from tulle.telemetry.schema import (
     INBOUND_PLAINTEXT,
     LATENCY_BOUNDS_MS,
     LATENCY_FIELDS,
+    LISTENERS_STOPPED,
     OUTBOUND,
     PROXY,
     REQUEST_FIELDS,
+    RESTARTS,
     ROUTE,
+    SERVER_STATE,
     SeriesKey,
 )
 from tulle.telemetry.windows import Values, Window, add_into
@@ -97,7 +100,11 @@ def workload_rows(window: Window, nodes: Mapping[str, NodeInfo]) -> list[dict[st
             **golden(inbound, window.span),
             "connections": _gauge(window, [node], [INBOUND, INBOUND_PLAINTEXT], "cx"),
             "proxy": {"memoryBytes": proxy.get("mem"), "stats": proxy.get("stats"),
-                      "lastReportSeconds": _age(window, node)},
+                      "lastReportSeconds": _age(window, node),
+                      "serverState": proxy.get(SERVER_STATE),
+                      "listenersStopped": proxy.get(LISTENERS_STOPPED, 0),
+                      "restarts": window.counters.get((node, SeriesKey(PROXY)), {}).get(
+                          RESTARTS, 0)},
         })
     return rows
 

@@ -28,9 +28,17 @@ OUTBOUND = "out"            # this workload's calls to one service, as the calle
 ROUTE = "route"             # this workload's calls matched by one HTTPRoute rule
 PROXY = "proxy"             # the sidecar itself
 
+# The sidecar's own health (PROXY series): Envoy's server state (0 LIVE, 1 DRAINING, 2
+# PRE_INITIALIZING, 3 INITIALIZING), how many listeners its admin stopped since it started
+# (`/drain_listeners`; tulle never calls it), and how often the agent restarted it.
+SERVER_STATE = "state"
+SERVER_LIVE = 0
+LISTENERS_STOPPED = "lstopped"
+RESTARTS = "restarts"
+
 # Gauges are sent as their latest value; everything else is a counter sent as a delta.
 GAUGES = frozenset({"cx", "healthy", "members", "ejected", "mem", "stats", "uptime",
-                    "xds"})
+                    "xds", SERVER_STATE, LISTENERS_STOPPED})
 
 # Route rules name their Envoy stats "rt|NAMESPACE|ROUTE|INDEX|RULE" (no dots: Envoy splits
 # stat names on them). RULE is the rule's name with dots replaced, or "" when unnamed.
@@ -110,7 +118,8 @@ STATS_INCLUSION: tuple[str, ...] = (
     r"|days_until_first_cert_expiring)$",
     r"^control_plane\.connected_state$",
     r"^cluster_manager\.(cds\.update_(success|rejected)|active_clusters|warming_clusters)$",
-    r"^listener_manager\.(lds\.update_(success|rejected)|total_listeners_active)$",
+    r"^listener_manager\.(lds\.update_(success|rejected)|total_listeners_active"
+    r"|listener_stopped)$",
     # Route configs are "outbound|NAMESPACE" or "upstream|NAME.NAMESPACE".
     r"^(http\.[a-z_0-9]+\.rds\.[^.]+(\.[^.|]+)?|sds\.[^.]+)\.update_(success|rejected)$",
     r"^tracing\.opentelemetry\.[a-z_.]+$",

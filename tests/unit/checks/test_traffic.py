@@ -200,3 +200,27 @@ def test_agent_versions(found: dict[str, str], status: str, words: str) -> None:
 
     outcome = evaluate_agent_versions(found, "0.1.0")
     assert outcome.status.value == status and words in outcome.message
+
+
+def _row(name: str, **proxy: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": "default", "proxy": {"memoryBytes": 1, **proxy}}
+
+
+@pytest.mark.parametrize(("proxy", "codes"), [
+    ({"serverState": 0, "listenersStopped": 0, "restarts": 0}, []),
+    ({}, []),  # an agent that does not report these yet: no alarm
+    ({"serverState": 0, "listenersStopped": 1, "restarts": 0}, ["TUL1017"]),
+    ({"serverState": 1, "listenersStopped": 0, "restarts": 0}, ["TUL1017"]),
+    ({"serverState": 0, "listenersStopped": 0, "restarts": 2}, ["TUL1018"]),
+    ({"serverState": 1, "listenersStopped": 2, "restarts": 1},
+     ["TUL1017", "TUL1017", "TUL1018"]),
+])
+def test_sidecars_not_serving(proxy: dict[str, Any], codes: list[str]) -> None:
+    found = traffic.sidecars_not_serving([_row("books-1", **proxy)], ["books-1.default"])
+    assert [f["code"] for f in found] == codes
+    assert all(f["proxy"] == "books-1.default" for f in found)
+
+
+def test_a_departed_sidecar_is_not_judged() -> None:
+    rows = [_row("gone-1", listenersStopped=1, restarts=3)]
+    assert traffic.sidecars_not_serving(rows, ["books-1.default"]) == []

@@ -107,12 +107,14 @@ def test_workload_rows() -> None:
         "codes": {"2xx": 28, "4xx": 10, "5xx": 2},
         "latencyMs": {"p50": 1.0, "p95": 1.9, "p99": 1.98},
         "bytesInPerSecond": 100.0, "bytesOutPerSecond": 200.0, "connections": 3,
-        "proxy": {"memoryBytes": 1024, "stats": 40, "lastReportSeconds": 2.4}}
+        "proxy": {"memoryBytes": 1024, "stats": 40, "lastReportSeconds": 2.4,
+                  "serverState": None, "listenersStopped": 0, "restarts": 0}}
     assert rows[1] == {
         "namespace": "default", "name": "books-2", "service": "books", "identity": "",
         "requests": 0, "rps": 0.0, "successRate": None, "codes": {}, "latencyMs": NO_LATENCY,
         "bytesInPerSecond": 0.0, "bytesOutPerSecond": 0.0, "connections": 0,
-        "proxy": {"memoryBytes": None, "stats": None, "lastReportSeconds": None}}
+        "proxy": {"memoryBytes": None, "stats": None, "lastReportSeconds": None,
+                  "serverState": None, "listenersStopped": 0, "restarts": 0}}
 
 
 def test_service_rows() -> None:
