@@ -64,6 +64,11 @@ def _tls_context(identity: Pem, bundle: Path) -> dict[str, Any]:
             "validation_context": {"trusted_ca": {"filename": str(bundle)}}}
 
 
+def _admin(name: str) -> dict[str, Any]:
+    """As tulle's agent does: admin on a Unix socket, bound relative to Envoy's directory."""
+    return {"address": {"pipe": {"path": f"{name}-admin.sock", "mode": 0o600}}}
+
+
 def bootstraps(directory: Path, app_port: int) -> tuple[int, dict[str, Any], dict[str, Any]]:
     """The client-side listener's port, and both Envoys' static bootstraps."""
     bundle, server_pem, client_pem = own_pki(directory)
@@ -76,7 +81,7 @@ def bootstraps(directory: Path, app_port: int) -> tuple[int, dict[str, Any], dic
     to_server["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
         "@type": f"{_TYPES}.transport_sockets.tls.v3.UpstreamTlsContext",
         "common_tls_context": upstream_tls}}
-    client = {"admin": {"address": _address(free_port())},
+    client = {"admin": _admin("client"),
               "static_resources": {"listeners": [_http_listener("client", listen, "server")],
                                    "clusters": [to_server]}}
     inbound = _http_listener("server", mtls, "app")
@@ -85,7 +90,7 @@ def bootstraps(directory: Path, app_port: int) -> tuple[int, dict[str, Any], dic
             "@type": f"{_TYPES}.transport_sockets.tls.v3.DownstreamTlsContext",
             "require_client_certificate": True,
             "common_tls_context": _tls_context(server_pem, bundle)}}
-    server = {"admin": {"address": _address(free_port())},
+    server = {"admin": _admin("server"),
               "static_resources": {"listeners": [inbound],
                                    "clusters": [_cluster("app", app_port)]}}
     return listen, client, server
@@ -101,7 +106,7 @@ def _start(directory: Path, name: str, bootstrap: dict[str, Any],
                                     "--log-level", "warning",
                                     "--log-path", str(directory / f"{name}.log")], cpus),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, cwd=directory)
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ TARGET_S = 1.0
 
 
 def _bare_envoy_once(tmp: Path) -> float:
-    listener, admin = free_port(), free_port()
+    listener = free_port()
     bundle, server, client = own_pki(tmp)
     tls = {
         "name": "envoy.transport_sockets.tls",
@@ -50,7 +50,8 @@ def _bare_envoy_once(tmp: Path) -> float:
         },
     }
     bootstrap = {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        # As tulle's agent does: admin on a Unix socket, bound relative to Envoy's directory.
+        "admin": {"address": {"pipe": {"path": f"admin-{listener}.sock", "mode": 0o600}}},
         "static_resources": {"listeners": [{
             "name": "inbound",
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": listener}},
@@ -76,7 +77,7 @@ def _bare_envoy_once(tmp: Path) -> float:
     started = time.monotonic()
     process = subprocess.Popen([str(find_envoy()), "-c", str(config), "--disable-hot-restart",
                                 "--concurrency", "1", "--log-level", "warning"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
     try:
         poll(lambda: answers(listener, client), timeout=30)
         return time.monotonic() - started

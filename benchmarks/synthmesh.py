@@ -24,7 +24,7 @@ from tulle.settings import ControlPlaneEndpoint, StatePaths, read_token
 
 # Ports are only numbers in a registration: nothing binds them (no Envoy, no application).
 _PORT_BASES = {"appPort": 20000, "inboundPort": 25000, "outboundPort": 30000,
-               "adminPort": 35000, "agentPort": 40000}
+               "agentPort": 40000}
 _MAX_WORKLOADS = 5000
 
 

@@ -48,7 +48,7 @@ async def _sessions(paths: StatePaths, count: int) -> list[ControlPlaneSession]:
         session = ControlPlaneSession(endpoint.host, endpoint.api_port, token, {
             "name": f"bench-{i}", "namespace": "default", "service": f"svc-{i % 50}",
             "version": "", "labels": {}, "address": "127.0.0.1", "appPort": 20000 + i,
-            "inboundPort": 30000 + i, "outboundPort": 40000 + i, "adminPort": 50000 + i,
+            "inboundPort": 30000 + i, "outboundPort": 40000 + i,
             "agentPort": 60000 + i, "upstreams": [], "xdsProtocol": "delta", "pid": 1,
             "xdsToken": f"bench-xds-token-{i:08}", "agentToken": f"bench-agent-token-{i:08}",
             "serviceAccount": ""})

@@ -23,7 +23,7 @@ CONTROL_PLANE_IDS = {"cp-running", "cp-reachable", "cp-authenticated", "cp-versi
                      "identity-algorithms", "identity-issuer-signed", "identity-expiry"}
 PROXY_IDS = {"proxies-connected", "proxies-synced", "proxies-streams", "proxies-certificates",
              "proxies-versions", "proxies-agent-versions",
-             "telemetry-reports", "traffic-endpoints", "traffic-edges",
+             "telemetry-reports", "traffic-endpoints", "traffic-edges", "traffic-sidecars",
              "traffic-proxy-resources"}
 
 

@@ -6,11 +6,14 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.support.mesh import Mesh
 from tests.support.ports import free_port
+from tulle.agent.locate import find_envoy
 
 pytestmark = pytest.mark.envoy
 
@@ -51,6 +54,20 @@ def test_agent_admin_proxy_refuses_without_its_token(mesh: Mesh) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/admin/config_dump", timeout=5)
     assert refused.value.code == 401
+    assert "LIVE" in mesh.admin("books-1", "ready")
+
+
+def test_a_users_own_envoy_given_relative_to_where_they_run(mesh: Mesh,
+                                                            tmp_path: Path) -> None:
+    # Envoy runs in the workload's directory (where it binds its admin socket): a relative
+    # --envoy-binary must still mean the user's own.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "envoy").symlink_to(find_envoy())
+    workload = mesh.run("books", name="books-1", extra=("--envoy-binary", "mine/envoy"),
+                        cwd=tmp_path)
+    [envoy] = [p for p in psutil.Process(workload.process.pid).children(recursive=True)
+               if p.name() == "envoy"]
+    assert envoy.cmdline()[0] == str(tmp_path / "mine" / "envoy")
     assert "LIVE" in mesh.admin("books-1", "ready")
 
 

@@ -43,7 +43,7 @@ class FakeAgent:
         self.loop = asyncio.new_event_loop()
         registration = {
             "name": name, "namespace": "default", "service": service, "outboundPort": free_port(),
-            "adminPort": free_port(), "agentPort": free_port(), "pid": 1,
+            "agentPort": free_port(), "pid": 1,
             "xdsToken": "x" * 32, "agentToken": "a" * 32}
         self.stream = self.loop.run_until_complete(agent_http.open_stream(
             "127.0.0.1", mesh.api_port, "POST", "/v1/agent/sessions", registration,

@@ -9,6 +9,8 @@ import pytest
 
 from tests.support.mesh import Mesh
 from tests.support.scenarios import books_and_web
+from tests.support.tap import Tap
+from tulle.agent.envoyadmin import SUN_PATH_MAX
 
 pytestmark = pytest.mark.envoy
 
@@ -44,6 +46,13 @@ def test_diff_of_a_synced_proxy_is_empty(mesh: Mesh) -> None:
         result = mesh.cli("proxy-config", "all", proxy, "--diff", check=False)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "No differences" in result.stdout
+    # A tap's logger carries a token: redacted on both sides, so they still agree.
+    tap = Tap.start(mesh, "books")
+    try:
+        result = mesh.cli("proxy-config", "all", "books-1", "--diff", check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+    finally:
+        tap.stop()
 
 
 def test_unknown_proxy_names_the_known_ones(mesh: Mesh) -> None:
@@ -51,3 +60,13 @@ def test_unknown_proxy_names_the_known_ones(mesh: Mesh) -> None:
     result = mesh.cli("proxy-config", "clusters", "nosuch", check=False)
     assert result.returncode != 0
     assert "nosuch.default" in result.stderr and "web-1.default" in result.stderr
+
+
+def test_a_sidecar_whose_socket_path_is_too_long_for_a_unix_socket_works(mesh: Mesh) -> None:
+    name = "deep-" + "d" * 58  # a DNS label at its longest
+    mesh.run("books", name=name)
+    socket = mesh.paths.workload_dir("default", name) / "admin.sock"
+    assert socket.is_socket() and len(str(socket)) > SUN_PATH_MAX
+    bootstrap = json.loads(mesh.cli("proxy-config", "bootstrap", name, "-o", "json").stdout)
+    assert bootstrap["bootstrap"]["node"] == f"{name}.default"
+    assert mesh.cli("proxy", "log-level", name, "upstream=debug").returncode == 0

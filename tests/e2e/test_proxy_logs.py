@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import queue
 import subprocess
@@ -20,13 +19,7 @@ pytestmark = pytest.mark.envoy
 
 def envoy_levels(mesh: Mesh, name: str) -> dict[str, str]:
     """Straight from Envoy's admin /logging page (POST-only in Envoy 1.40), not via tulle."""
-    port = mesh.workload(name)["adminPort"]
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request("POST", "/logging")
-        text = connection.getresponse().read().decode()
-    finally:
-        connection.close()
+    _, text = mesh.envoy_admin(name, "POST", "/logging")
     levels = {}
     for line in text.splitlines()[1:]:
         name_, _, level = line.strip().partition(": ")

@@ -3,6 +3,7 @@ chooses, and workloads started with `tulle run`, each with a real Envoy. Nothing
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 
 from tests.support.ports import free_port
 from tulle.agent.envoy import DRAIN_TIME_S
+from tulle.agent.envoyadmin import EnvoyAdmin
 from tulle.client import ApiClient
 from tulle.settings import ControlPlaneEndpoint, StatePaths
 
@@ -138,8 +140,10 @@ class Mesh:
 
     def run(self, service: str, *, name: str, app: bool = True, port: int | None = None,
             command: list[str] | None = None, extra: tuple[str, ...] = (),
-            namespace: str = "default", wait: bool = True) -> Workload:
-        """Start a workload. By default its application is the echo app on a free port."""
+            namespace: str = "default", wait: bool = True, cwd: Path | None = None
+            ) -> Workload:
+        """Start a workload. By default its application is the echo app on a free port.
+        ``cwd``: where `tulle run` runs (relative paths in ``extra`` are relative to it)."""
         if app and command is None:
             port = port or free_port()
             command = [sys.executable, str(ECHO_APP), str(port)]
@@ -150,7 +154,8 @@ class Mesh:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [*TULLE, "--state-dir", str(self.state_dir), *args, "--", *(command or [])],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=self.env())
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=self.env(),
+                cwd=cwd)
         workload = Workload(name, service, process, log, port, namespace)
         self.workloads.append(workload)
         if wait:
@@ -187,6 +192,14 @@ class Mesh:
                                     query=query or None)
         assert status == 200, f"admin {page} of {name}: HTTP {status}: {body[:300]!r}"
         return json.loads(body) if query.get("format") == "json" else body.decode()
+
+    def envoy_admin(self, name: str, method: str, target: str, namespace: str = "default"
+                    ) -> tuple[int, str]:
+        """Straight from a sidecar's Envoy admin socket, not via tulle: as its agent reads it
+        (the test runs as the user who owns the workload's directory)."""
+        admin = EnvoyAdmin(self.paths.workload_dir(namespace, name))
+        response = asyncio.run(admin.request(method, target, timeout=5))
+        return response.status, response.body.decode()
 
     def stats(self, name: str, namespace: str = "default") -> dict[str, int]:
         data = self.admin(name, "stats", namespace, format="json")

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from tulle.bugreport.redact import REDACTED, Redactor
+from tulle.bugreport.redact import Redactor
+from tulle.security import REDACTED
 
 R = Redactor.of(["api-token-0123456789", "metrics-token-987654", None, "short"],
                 ["X-Api-Key"])
@@ -43,17 +44,20 @@ def test_structured_fields_at_any_depth() -> None:
             {"key": "authorization", "value": "Bearer xds-secret-token"},
             {"key": "x-other", "value": "kept"}]}}],
         "agentToken": "t1", "joinToken": "t2", "headers": {"Cookie": "c", "accept": "*/*"},
-        "request_headers_to_add": [{"header": {"key": "X-API-KEY", "value": "k"}}]}
+        "request_headers_to_add": [{"header": {"key": "X-API-KEY", "value": "k"}},
+                                   {"header": {"key": "x-other", "value": "kept"}}]}
     out = R.value(dump)
     tls = out["configs"][0]["dynamic_active_secrets"][0]["secret"]["tls_certificate"]
     assert tls["private_key"] == REDACTED
     assert tls["certificate_chain"] == {"inline_bytes": "Y2VydA=="}
     metadata = out["configs"][1]["bootstrap"]["initial_metadata"]
+    # Call metadata is how a gRPC service authenticates: every value of it is a credential.
     assert metadata == [{"key": "authorization", "value": REDACTED},
-                        {"key": "x-other", "value": "kept"}]
+                        {"key": "x-other", "value": REDACTED}]
     assert out["agentToken"] == REDACTED and out["joinToken"] == REDACTED
     assert out["headers"] == {"Cookie": REDACTED, "accept": "*/*"}
     assert out["request_headers_to_add"][0]["header"]["value"] == REDACTED
+    assert out["request_headers_to_add"][1]["header"]["value"] == "kept"
     assert "xds-secret-token" not in repr(out)
 
 

@@ -1,10 +1,13 @@
 """The agent's API: read-only Envoy admin pages, for the control plane (and through it the CLI).
 
-Envoy's admin port can change Envoy's state (drain, quit, log levels), so it stays on loopback
-and only the agent talks to it. The agent forwards a fixed list of read-only pages to callers
-that present the token the agent chose at registration. Two more routes, for the same callers:
-``POST /logging`` changes log levels (the agent builds Envoy's query from checked input; no
-other admin POST is possible) and ``GET /logs`` reads Envoy's own log.
+Envoy's admin interface can change Envoy's state (drain, quit, log levels), so only the agent
+talks to it, over a socket no one else can open (``envoyadmin``). The agent forwards a fixed
+list of read-only pages to callers that present the token the agent chose at registration,
+with the secrets in Envoy's config redacted (the xDS credential, a tap's access-log token: see
+``tulle.security.redact``), so that no reader downstream (the API, `proxy-config`, `check`, bug
+reports) ever receives them. Two more routes, for the same callers: ``POST /logging`` changes
+log levels (the agent builds Envoy's query from checked input; no other admin POST is possible)
+and ``GET /logs`` reads Envoy's own log.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tulle.agent import http
+from tulle.agent.envoyadmin import AdminInterface
 from tulle.agent.envoylog import EnvoyLog
 from tulle.agent.loglevels import LogLevelError, change_query, parse_loggers
-from tulle.security import bearer, tokens_match
+from tulle.security import bearer, redact, tokens_match
 
 READABLE_PAGES = frozenset({"config_dump", "stats", "stats/prometheus", "clusters", "listeners",
                             "server_info", "ready", "memory", "certs", "runtime"})
+# The pages that show Envoy's config, and so its secrets: Envoy itself redacts only the fields
+# its protos mark sensitive (private keys), not a gRPC service's credentials.
+CONFIG_PAGES = frozenset({"config_dump"})
 
 
 def _text(status: int, text: str) -> http.Response:
@@ -40,12 +47,12 @@ class AdminProxy:
     """Also serves ``/metrics`` (Prometheus) to holders of the mesh's metrics token, a
     read-only credential that cannot read admin pages."""
 
-    def __init__(self, token: str, admin_port: int,
+    def __init__(self, token: str, admin: AdminInterface,
                  metrics: Callable[[], Awaitable[str]] | None = None,
                  metrics_token: str | None = None, envoy_log: EnvoyLog | None = None) -> None:
         self._token = token
         self._envoy_log = envoy_log
-        self._admin_port = admin_port
+        self._admin = admin
         self._metrics = metrics
         self._metrics_token = metrics_token
         self._server: asyncio.Server | None = None
@@ -73,12 +80,18 @@ class AdminProxy:
             return _text(404, "no such page\n")
         target = f"/{page}" + (f"?{request.query}" if request.query else "")
         try:
-            upstream = await http.request("127.0.0.1", self._admin_port, "GET", target,
-                                          timeout=10.0)
+            upstream = await self._admin.request("GET", target, timeout=10.0)
         except (OSError, http.HttpError, TimeoutError) as exc:
             return _text(502, f"Envoy's admin interface did not answer: {exc}\n")
         content_type = upstream.headers.get("content-type", "text/plain")
-        return http.Response(upstream.status, {"Content-Type": content_type}, upstream.body)
+        body = upstream.body
+        if page in CONFIG_PAGES and upstream.status == 200:
+            try:
+                body = json.dumps(redact(json.loads(body)), indent=2).encode()
+            except ValueError:  # never pass on what could not be redacted
+                return _text(502, f"Envoy's {page} is not JSON; not shown, as it may hold "
+                                  "secrets\n")
+        return http.Response(upstream.status, {"Content-Type": content_type}, body)
 
     async def _logging(self, body: bytes) -> http.Response:
         """Show, or change then show, Envoy's log levels."""
@@ -102,7 +115,7 @@ class AdminProxy:
 
     async def _envoy_logging(self, query: str) -> http.Response:
         target = "/logging" + (f"?{query}" if query else "")
-        return await http.request("127.0.0.1", self._admin_port, "POST", target, timeout=10.0)
+        return await self._admin.request("POST", target, timeout=10.0)
 
     def _logs(self, query: str) -> http.Response:
         if self._envoy_log is None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tulle.agent import http
+from tulle.agent.envoyadmin import EnvoyAdmin
 from tulle.errors import EnvoyError
 from tulle.local import tail
 from tulle.settings import SIDECAR_DRAIN_TIME_S
@@ -33,12 +34,16 @@ def die_with_parent(signum: int) -> Callable[[], None]:
 
 
 class EnvoyProcess:
-    def __init__(self, binary: Path, bootstrap: Path, log_path: Path, admin_port: int, *,
+    """Envoy runs in its admin interface's directory (the workload's), where it binds its
+    admin socket by a relative name: every other path it is given is absolute."""
+
+    def __init__(self, binary: Path, bootstrap: Path, log_path: Path, admin: EnvoyAdmin, *,
                  concurrency: int = 1, log_level: str = "warning") -> None:
-        self.binary = binary
-        self.bootstrap = bootstrap
-        self.log_path = log_path
-        self.admin_port = admin_port
+        # A user's --envoy-binary may be relative to where they ran `tulle run`.
+        self.binary = binary.absolute()
+        self.bootstrap = bootstrap.absolute()
+        self.log_path = log_path.absolute()
+        self.admin = admin
         self.concurrency = concurrency
         self.log_level = log_level
         self.process: asyncio.subprocess.Process | None = None
@@ -62,7 +67,11 @@ class EnvoyProcess:
         self.process = await asyncio.create_subprocess_exec(
             *self.command(), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            preexec_fn=die_with_parent(signal.SIGKILL), start_new_session=True)
+            preexec_fn=die_with_parent(signal.SIGKILL), start_new_session=True,
+            cwd=self.admin.directory,
+            # What Envoy creates is its owner's alone: the admin socket from its bind (before
+            # Envoy's chmod), its log, the access log.
+            umask=0o077)
 
     async def wait_ready(self, timeout: float) -> None:
         """Until Envoy is LIVE: its first config is ACKed and its listeners are bound."""
@@ -72,8 +81,7 @@ class EnvoyProcess:
                 raise EnvoyError(f"Envoy exited during start-up:\n{self.log_tail()}",
                                  hint=f"see {self.log_path}")
             with contextlib.suppress(OSError, http.HttpError, TimeoutError):
-                response = await http.request("127.0.0.1", self.admin_port, "GET", "/ready",
-                                              timeout=1.0)
+                response = await self.admin.request("GET", "/ready", timeout=1.0)
                 if response.status == 200:
                     self.ready = True
                     return

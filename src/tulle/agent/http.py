@@ -42,9 +42,10 @@ class Request:
     body: bytes = b""
 
 
-def _encode_request(method: str, host: str, port: int, path: str,
+def _encode_request(method: str, host: str, port: int | None, path: str,
                     headers: Mapping[str, str] | None, body: bytes | None) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
+    authority = host if port is None else f"{host}:{port}"
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {authority}", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     payload = body or b""
     if body is not None or method in ("POST", "PUT"):
@@ -109,6 +110,25 @@ async def request(host: str, port: int, method: str, path: str, *,
                 if ("URI", peer_uri) not in names:
                     raise HttpError(f"the server is not {peer_uri}")
             writer.write(_encode_request(method, host, port, path, headers, body))
+            await writer.drain()
+            status_line, response_headers = await _read_head(reader)
+            status = int(status_line.split(" ", 2)[1])
+            return Response(status, response_headers, await _read_body(reader, response_headers))
+        finally:
+            writer.close()
+
+    return await asyncio.wait_for(exchange(), timeout)
+
+
+async def request_unix(socket_path: str, method: str, path: str, *,
+                       headers: Mapping[str, str] | None = None, body: bytes | None = None,
+                       timeout: float = 10.0) -> Response:
+    """:func:`request` over a Unix socket: how the agent reaches Envoy's admin interface."""
+    async def exchange() -> Response:
+        reader, writer = await asyncio.open_unix_connection(socket_path,
+                                                            limit=MAX_HEADER_BYTES)
+        try:
+            writer.write(_encode_request(method, "localhost", None, path, headers, body))
             await writer.drain()
             status_line, response_headers = await _read_head(reader)
             status = int(status_line.split(" ", 2)[1])

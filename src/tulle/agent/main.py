@@ -24,6 +24,7 @@ from tulle import __version__
 from tulle.agent.adminproxy import AdminProxy
 from tulle.agent.config import AgentConfig
 from tulle.agent.envoy import EnvoyProcess, die_with_parent
+from tulle.agent.envoyadmin import EnvoyAdmin
 from tulle.agent.envoylog import EnvoyLog
 from tulle.agent.identity import Enrolment, IdentityKeeper, prepare_first_key
 from tulle.agent.session import ControlPlaneSession
@@ -75,12 +76,13 @@ class Agent:
         config = self.config
         endpoint = ControlPlaneEndpoint.load(self.paths)
         api_token = read_token(self.paths)
-        self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_directory(self.workdir)
+        admin = EnvoyAdmin(self.workdir)
         for _, local_port in config.upstreams:
             if not port_is_free(local_port):
                 raise UsageError(f"local port {local_port} for --upstream is already in use",
                                  hint="choose another port: --upstream SERVICE:PORT")
-        outbound, admin, agent_port, inbound = free_ports(4)
+        outbound, agent_port, inbound = free_ports(3)
         agent_token = new_token()
         telemetry = Telemetry(admin, (("namespace", config.namespace),
                                       ("workload", config.name), ("service", config.service)),
@@ -94,7 +96,7 @@ class Agent:
             "name": config.name, "namespace": config.namespace, "service": config.service,
             "version": config.version, "labels": config.labels, "address": LOOPBACK,
             "appPort": config.app_port, "inboundPort": inbound if config.app_port else None,
-            "outboundPort": outbound, "adminPort": admin, "agentPort": agent_port,
+            "outboundPort": outbound, "agentPort": agent_port,
             "upstreams": [{"service": s, "localPort": p} for s, p in config.upstreams],
             "xdsProtocol": config.xds_protocol, "pid": os.getpid(),
             "xdsToken": new_token(), "agentToken": agent_token,
@@ -119,15 +121,17 @@ class Agent:
                 reenrol=session.join_token)
             await self._identity.obtain(prepared)
             bootstrap = self.workdir / "bootstrap.json"
-            write_private(bootstrap, json.dumps(first["bootstrap"], indent=1))
+            # The admin interface is ours to place: the control plane need not know where.
+            write_private(bootstrap, json.dumps({**first["bootstrap"], "admin": admin.bootstrap()},
+                                                indent=1))
             envoy = EnvoyProcess(Path(config.envoy_binary), bootstrap,
                                  envoy_log.path, admin,
                                  concurrency=config.concurrency,
                                  log_level=config.envoy_log_level)
             await envoy.start()
             await envoy.wait_ready(config.ready_timeout_s)
-            log.info("sidecar of %s ready: outbound %d, inbound %s, admin %d", session.node_id,
-                     outbound, inbound if config.app_port else "-", admin)
+            log.info("sidecar of %s ready: outbound %d, inbound %s, admin %s", session.node_id,
+                     outbound, inbound if config.app_port else "-", admin.path)
             self._starting = None
             if config.command:
                 self._app = await self._start_app(outbound)
@@ -277,10 +281,17 @@ async def _accepts(port: int) -> bool:
     return True
 
 
+def private_directory(path: Path) -> None:
+    """Create ``path`` 0700, or make it 0700 if it exists: it holds the bootstrap, the keys
+    and Envoy's admin socket, whose own mode is not set yet when Envoy binds it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
 def configure_logging(workdir: Path) -> None:
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_directory(workdir)
     file_handler = logging.FileHandler(workdir / "agent.log")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root.addHandler(file_handler)

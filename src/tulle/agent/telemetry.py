@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tulle.agent import http
+from tulle.agent.envoyadmin import AdminInterface
 from tulle.telemetry.envoy_stats import Series, delta, extract, parse
 from tulle.telemetry.prometheus import Labels, render, sidecar_families
 
@@ -38,10 +39,10 @@ def interval_from_env() -> float | None:
 
 
 class Telemetry:
-    def __init__(self, admin_port: int, proxy_labels: Labels,
+    def __init__(self, admin: AdminInterface, proxy_labels: Labels,
                  send: Callable[[dict[str, Any]], Awaitable[bool]],
                  interval_s: float | None = DEFAULT_INTERVAL_S) -> None:
-        self._admin_port = admin_port
+        self._admin = admin
         self._labels = proxy_labels
         self._send = send
         self.interval_s = interval_s
@@ -79,8 +80,7 @@ class Telemetry:
         return render(sidecar_families(await self.read(), self._labels))
 
     async def _get(self, target: str) -> bytes:
-        response = await http.request("127.0.0.1", self._admin_port, "GET", target,
-                                      timeout=5.0)
+        response = await self._admin.request("GET", target, timeout=5.0)
         if response.status != 200:
             raise http.HttpError(f"Envoy's admin answered {response.status} to {target}")
         return response.body

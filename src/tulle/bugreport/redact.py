@@ -1,11 +1,13 @@
 """Redaction for bug reports (pure): nothing secret may leave in the archive.
 
-Two passes. Structured data (JSON) first: ``private_key`` fields at any depth, fields whose
-name mentions a token, and the values of secret headers, whether as a mapping key
-(``{"authorization": ...}``) or as a key/value pair (``{"key": "authorization", "value": ...}``,
-as in Envoy's config). Then every file's text: PEM private-key blocks, bearer credentials,
-secret header values in log formats (``Authorization: x``, Envoy's ``'authorization', 'x'``),
-and the literal values of known secrets (the API and metrics tokens).
+Two passes. Structured data (JSON) first, by structure (``tulle.security.redact``, the same
+rules as the agent applies to config dumps): ``private_key`` fields at any depth, fields whose
+name mentions a token, every value of gRPC ``initial_metadata``, and the values of secret
+headers, whether as a mapping key (``{"authorization": ...}``) or as a key/value pair
+(``{"key": "authorization", "value": ...}``, as in Envoy's config). Then every file's text: PEM
+private-key blocks, bearer credentials, secret header values in log formats
+(``Authorization: x``, Envoy's ``'authorization', 'x'``), and the literal values of known
+secrets (the API and metrics tokens).
 """
 
 from __future__ import annotations
@@ -15,16 +17,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tulle.model.access_log import ALWAYS_REDACTED, REDACTED
+from tulle.model.access_log import ALWAYS_REDACTED
+from tulle.security import REDACTED, SECRET_HEADERS, redact
 
 # A bug report also holds debug logs, where a proxy's own credentials may show.
-ALWAYS_SECRET_HEADERS = (*ALWAYS_REDACTED, "proxy-authorization")
+ALWAYS_SECRET_HEADERS = tuple(sorted({*ALWAYS_REDACTED, *SECRET_HEADERS}))
 _PEM_KEY = re.compile(r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----",
                       re.DOTALL)
 _BEARER = re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9._~+/=-]+")
-# Field names whose whole value is secret: private_key, privateKey, token, agentToken,
-# xds_token, password... (not "secret": Envoy wraps certificates in one).
-_SECRET_FIELD = re.compile(r"(?i)(private_?key|token|password)$")
 
 
 @dataclass(frozen=True)
@@ -40,23 +40,9 @@ class Redactor:
         return cls(tuple(values), tuple(names))
 
     def value(self, data: Any) -> Any:
-        """JSON-like ``data`` with secret fields and header values replaced."""
-        if isinstance(data, dict):
-            out: dict[str, Any] = {}
-            name = data.get("key", data.get("name"))
-            pair = isinstance(name, str) and name.lower() in self.headers
-            for key, item in data.items():
-                if _SECRET_FIELD.search(str(key)) or str(key).lower() in self.headers \
-                        or (pair and key in ("value", "values")):
-                    out[key] = REDACTED
-                else:
-                    out[key] = self.value(item)
-            return out
-        if isinstance(data, list):
-            return [self.value(item) for item in data]
-        if isinstance(data, str):
-            return self.text(data)
-        return data
+        """JSON-like ``data`` with secret fields and header values replaced, and every string
+        left through :meth:`text`."""
+        return redact(data, self.headers, self.text)
 
     def text(self, text: str) -> str:
         """Free text (a log): everything, secret header values included."""

@@ -79,7 +79,8 @@ def _address(address: dict[str, Any]) -> str:
     socket = address.get("socket_address", {})
     if socket:
         return f"{socket.get('address', '')}:{socket.get('port_value', 0)}"
-    return str(address.get("pipe", {}).get("path", "-"))
+    pipe = address.get("pipe", {})
+    return f"unix:{pipe['path']}" if "path" in pipe else "-"
 
 
 def _type_name(config: dict[str, Any]) -> str:

@@ -18,7 +18,6 @@ from tulle.model.spec_config import SPEC_CONFIG
 FieldIssue = tuple[str, str, str]
 
 ALWAYS_REDACTED = ("authorization", "cookie", "set-cookie")
-REDACTED = "[redacted]"  # what a redacted value shows, in tap, access logs and bug reports
 MAX_REDACTED_HEADERS = 32
 # A subset of HTTP token characters: the names also go into Envoy expressions, where quotes,
 # "%" and parentheses would have a meaning.

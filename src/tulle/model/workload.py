@@ -38,7 +38,6 @@ class Workload:
     app_port: int | None
     inbound_port: int | None
     outbound_port: int
-    admin_port: int
     agent_port: int
     upstreams: tuple[UpstreamBind, ...]
     xds_protocol: XdsProtocol
@@ -86,7 +85,6 @@ class Workload:
             "appPort": self.app_port,
             "inboundPort": self.inbound_port,
             "outboundPort": self.outbound_port,
-            "adminPort": self.admin_port,
             "agentPort": self.agent_port,
             "upstreams": [{"service": u.service.host, "localPort": u.local_port}
                           for u in self.upstreams],
@@ -100,7 +98,8 @@ class Workload:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Workload:
-        """Rebuild a workload that this control plane stored itself."""
+        """Rebuild a workload that this control plane stored itself. Fields it no longer
+        keeps (``adminPort``: Envoy's admin is a socket only its agent knows) are ignored."""
         upstreams = []
         for bind in data.get("upstreams", ()):
             name, _, namespace = str(bind["service"]).partition(".")
@@ -115,7 +114,6 @@ class Workload:
             app_port=data.get("appPort"),
             inbound_port=data.get("inboundPort"),
             outbound_port=data["outboundPort"],
-            admin_port=data["adminPort"],
             agent_port=data["agentPort"],
             upstreams=tuple(upstreams),
             xds_protocol=data.get("xdsProtocol", "delta"),

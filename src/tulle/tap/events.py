@@ -15,10 +15,10 @@ from envoy.data.accesslog.v3 import accesslog_pb2
 from tulle.model.access_log import (
     LITERAL_FIELDS,
     LOG_FIELD_KINDS,
-    REDACTED,
     FieldKind,
     captured_headers,
 )
+from tulle.security import REDACTED
 
 Event = dict[str, Any]
 EVENT_FIELDS: tuple[str, ...] = (*LITERAL_FIELDS, *LOG_FIELD_KINDS)

@@ -1,7 +1,8 @@
 """The bootstrap a sidecar's Envoy starts from: who it is, and where its control plane is.
 
 Everything else arrives over ADS. The control plane builds it at registration, so the agent
-needs no protobuf code and stays small.
+needs no protobuf code and stays small. The agent adds the one section it owns: ``admin``, a
+Unix socket in the workload's directory that only the agent can open (``tulle.agent.envoyadmin``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from typing import Any
 from tulle.model.workload import Workload
 from tulle.telemetry.schema import STATS_INCLUSION
 from tulle.xds import names
-
-LOOPBACK = "127.0.0.1"
 
 
 def sidecar_bootstrap(workload: Workload, xds_host: str, xds_port: int,
@@ -28,9 +27,6 @@ def sidecar_bootstrap(workload: Workload, xds_host: str, xds_port: int,
                 "tulle.io/service": workload.service,
             },
         },
-        # Admin is loopback only: it can change Envoy's state. The agent proxies read-only
-        # parts of it to the control plane.
-        "admin": {"address": _address(LOOPBACK, workload.admin_port)},
         "dynamic_resources": {
             "ads_config": {
                 "api_type": api_type,

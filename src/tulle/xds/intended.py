@@ -1,7 +1,8 @@
 """A proxy's compiled config as JSON: what the control plane intends it to have.
 
 Resources are kept only in their encoded form, so they are decoded back here, on demand, for
-`tulle proxy-config --diff`.
+`tulle proxy-config --diff`. Secrets (a tap logger's access-log token) are redacted by the same
+rules as the agent applies to Envoy's config_dump, so both sides of the diff still compare.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
 
+from tulle.security import redact
 from tulle.xds.compiler import ProxyConfig
 from tulle.xds.types import PUSH_ORDER, short_name
 from tulle.xds.wire import EncodedResource, sotw_body
@@ -31,7 +33,7 @@ def intended_json(config: ProxyConfig) -> dict[str, Any]:
     return {
         "meshVersion": config.mesh_version,
         "versions": {short_name(t): v for t, v in config.versions.items()},
-        "resources": {short_name(t): {name: resource_json(r)
+        "resources": {short_name(t): {name: redact(resource_json(r))
                                       for name, r in sorted(config.of_type(t).items())}
                       for t in PUSH_ORDER},
     }

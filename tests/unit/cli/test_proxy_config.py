@@ -40,7 +40,7 @@ SECRET: dict[str, Any] = {"name": "tulle-identity", "tls_certificate": {
 DUMP: dict[str, Any] = {"configs": [
     {"@type": _P + "BootstrapConfigDump", "bootstrap": {
         "node": {"id": "web-1.default", "cluster": "web.default"},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}},
+        "admin": {"address": {"pipe": {"path": "admin.sock", "mode": 384}}},
         "dynamic_resources": {"ads_config": {"grpc_services": [
             {"envoy_grpc": {"cluster_name": "tulle-xds"}}]}}}},
     {"@type": _P + "ClustersConfigDump", "dynamic_active_clusters": [{"cluster": CLUSTER}]},
@@ -66,7 +66,7 @@ def test_every_section_has_its_names() -> None:
     assert "prefix=/search" in text
     assert "127.0.0.1:7002   UNHEALTHY" in text
     assert data["bootstrap"] == {"node": "web-1.default", "cluster": "web.default",
-                                 "admin": "127.0.0.1:9901", "xdsCluster": "tulle-xds"}
+                                 "admin": "unix:admin.sock", "xdsCluster": "tulle-xds"}
     assert data["secrets"][0]["type"] == "tls_certificate"
 
 

@@ -14,7 +14,7 @@ def workload(name: str, service: str, *, namespace: str = "default",
     return Workload(
         name=name, namespace=namespace, service=service, version=version, labels=labels,
         address="127.0.0.1", app_port=8080, inbound_port=inbound_port, outbound_port=15001,
-        admin_port=15000, agent_port=15020,
+        agent_port=15020,
         upstreams=tuple(UpstreamBind(ServiceRef(ns, svc), 9000 + i)
                         for i, (ns, svc) in enumerate(upstreams)),
         xds_protocol="delta", state=state, registered_at=0.0, pid=1)

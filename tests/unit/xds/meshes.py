@@ -30,7 +30,7 @@ def workload(name: str, *, service: str | None = None, namespace: str = "default
         name=name, namespace=namespace, service=service or name.rsplit("-", 1)[0],
         version="v1", labels=(), address=address, app_port=app_port,
         inbound_port=15006 if app_port is not None else None, outbound_port=15001,
-        admin_port=15000, agent_port=15020, upstreams=tuple(binds), xds_protocol="delta",
+        agent_port=15020, upstreams=tuple(binds), xds_protocol="delta",
         state=state, registered_at=0.0, pid=0)
 
 

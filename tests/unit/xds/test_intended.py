@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 from envoy.config.cluster.v3 import cluster_pb2
 
+from tests.unit.xds.test_access_logs import compiled
+from tulle.model.taps import ProxyTaps
+from tulle.security import REDACTED
 from tulle.xds import types
 from tulle.xds.compiler import ProxyConfig
 from tulle.xds.intended import intended_json
+from tulle.xds.proxy import ProxyLogging
 from tulle.xds.wire import encode
 
 
@@ -21,3 +27,10 @@ def test_resources_come_back_as_envoys_json() -> None:
         "name": "outbound|books.default", "type": "EDS"}}
     assert data["resources"]["LDS"] == {}
     assert data["versions"]["CDS"] == config.versions[types.CLUSTER]
+
+
+def test_a_tap_loggers_access_log_token_is_redacted_as_in_envoys_dump() -> None:
+    config = compiled(ProxyLogging(ProxyTaps(inbound=True), "the-access-log-token", ""))
+    text = json.dumps(intended_json(config))
+    assert "the-access-log-token" not in text
+    assert json.dumps({"key": "authorization", "value": REDACTED}) in text

@@ -121,7 +121,6 @@ class Registration:
     name: str
     service: str
     outbound_port: Port
-    admin_port: Port
     agent_port: Port
     xds_token: Token
     agent_token: Token
@@ -174,7 +173,7 @@ def parse_registration(body: bytes) -> tuple[Workload, Credentials]:
         name=reg.name, namespace=reg.namespace, service=reg.service, version=reg.version,
         labels=tuple(sorted(reg.labels.items())), address=reg.address, app_port=reg.app_port,
         inbound_port=reg.inbound_port if reg.app_port is not None else None,
-        outbound_port=reg.outbound_port, admin_port=reg.admin_port, agent_port=reg.agent_port,
+        outbound_port=reg.outbound_port, agent_port=reg.agent_port,
         upstreams=tuple(upstreams), xds_protocol=reg.xds_protocol,
         state=WorkloadState.STARTING, registered_at=time.time(), pid=reg.pid,
         service_account=reg.service_account, agent_version=reg.agent_version[:64])

@@ -28,7 +28,6 @@ from envoy.type.tracing.v3 import custom_tag_pb2
 from google.protobuf import struct_pb2
 
 from tulle.model.access_log import (
-    REDACTED,
     REQUEST_HEADERS,
     RESPONSE_HEADERS,
     Direction,
@@ -36,6 +35,7 @@ from tulle.model.access_log import (
 )
 from tulle.model.meta import ServiceRef
 from tulle.model.taps import ProxyTaps
+from tulle.security import REDACTED
 from tulle.xds import names
 from tulle.xds.generators.common import pack, seconds
 from tulle.xds.proxy import ProxyLogging
