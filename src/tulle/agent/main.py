@@ -61,6 +61,7 @@ class Agent:
         self._starting: asyncio.Task[Any] | None = None
         self._identity: IdentityKeeper | None = None
         self._session: ControlPlaneSession | None = None
+        self.envoy_restarts = 0  # Envoys that exited and were restarted (telemetry reports it)
 
     async def run(self) -> int:
         self._starting = asyncio.current_task()
@@ -86,7 +87,8 @@ class Agent:
         agent_token = new_token()
         telemetry = Telemetry(admin, (("namespace", config.namespace),
                                       ("workload", config.name), ("service", config.service)),
-                              self._report_telemetry, interval_from_env())
+                              self._report_telemetry, interval_from_env(),
+                              restarts=lambda: self.envoy_restarts)
         envoy_log = EnvoyLog(self.workdir / "envoy.log")
         admin_proxy = AdminProxy(agent_token, admin, metrics=telemetry.metrics,
                                  metrics_token=read_metrics_token(self.paths),
@@ -226,6 +228,7 @@ class Agent:
             assert envoy.process is not None
             code = await envoy.process.wait()
             envoy.ready = False
+            self.envoy_restarts += 1
             log.error("Envoy exited unexpectedly (code %s); restarting:\n%s", code,
                       envoy.log_tail())
             if session.state == "ready":

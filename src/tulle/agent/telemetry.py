@@ -19,6 +19,7 @@ from tulle.agent import http
 from tulle.agent.envoyadmin import AdminInterface
 from tulle.telemetry.envoy_stats import Series, delta, extract, parse
 from tulle.telemetry.prometheus import Labels, render, sidecar_families
+from tulle.telemetry.schema import PROXY, RESTARTS, SeriesKey
 
 log = logging.getLogger("tulle.agent")
 
@@ -41,8 +42,12 @@ def interval_from_env() -> float | None:
 class Telemetry:
     def __init__(self, admin: AdminInterface, proxy_labels: Labels,
                  send: Callable[[dict[str, Any]], Awaitable[bool]],
-                 interval_s: float | None = DEFAULT_INTERVAL_S) -> None:
+                 interval_s: float | None = DEFAULT_INTERVAL_S,
+                 restarts: Callable[[], int] = lambda: 0) -> None:
+        """``restarts``: how many times the agent has restarted Envoy, reported with the
+        sidecar's own series (diagnose's TUL1018)."""
         self._admin = admin
+        self._restarts = restarts
         self._labels = proxy_labels
         self._send = send
         self.interval_s = interval_s
@@ -54,7 +59,9 @@ class Telemetry:
             await self._get("/stats?filter=%5E%24")  # "^$": matches nothing, merges
             await asyncio.sleep(MERGE_WAIT_S)
             body = await self._get("/stats?format=json&histogram_buckets=detailed")
-        return extract(parse(json.loads(body)))
+        series = extract(parse(json.loads(body)))
+        series.setdefault(SeriesKey(PROXY), {})[RESTARTS] = self._restarts()
+        return series
 
     async def run(self) -> None:
         """Report forever. A failed report is retried with the next one (deltas pile up)."""
