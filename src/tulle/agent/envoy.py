@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -13,7 +14,7 @@ from pathlib import Path
 from tulle.agent import http
 from tulle.errors import EnvoyError
 from tulle.local import tail
-from tulle.settings import SIDECAR_DRAIN_TIME_S
+from tulle.settings import SIDECAR_DRAIN_TIME_S, create_private
 
 _PR_SET_PDEATHSIG = 1
 # With the immediate drain strategy each connection accepted with a listener's old config
@@ -30,6 +31,16 @@ def die_with_parent(signum: int) -> Callable[[], None]:
         prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
 
     return set_parent_death_signal
+
+
+def _private_child(then: Callable[[], None]) -> Callable[[], None]:
+    """Envoy's files (its log, access logs) are the workload's user's alone, whatever the
+    umask tulle was started with."""
+    def setup() -> None:
+        os.umask(0o077)
+        then()
+
+    return setup
 
 
 class EnvoyProcess:
@@ -59,10 +70,11 @@ class EnvoyProcess:
     async def start(self) -> None:
         self.ready = False
         self.starts += 1
+        create_private(self.log_path)
         self.process = await asyncio.create_subprocess_exec(
             *self.command(), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            preexec_fn=die_with_parent(signal.SIGKILL), start_new_session=True)
+            preexec_fn=_private_child(die_with_parent(signal.SIGKILL)), start_new_session=True)
 
     async def wait_ready(self, timeout: float) -> None:
         """Until Envoy is LIVE: its first config is ACKed and its listeners are bound."""

@@ -36,6 +36,8 @@ from tulle.settings import (
     LOOPBACK,
     ControlPlaneEndpoint,
     StatePaths,
+    create_private,
+    ensure_private_dir,
     read_metrics_token,
     read_token,
     write_private,
@@ -75,7 +77,7 @@ class Agent:
         config = self.config
         endpoint = ControlPlaneEndpoint.load(self.paths)
         api_token = read_token(self.paths)
-        self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ensure_private_dir(self.workdir)
         for _, local_port in config.upstreams:
             if not port_is_free(local_port):
                 raise UsageError(f"local port {local_port} for --upstream is already in use",
@@ -279,7 +281,8 @@ async def _accepts(port: int) -> bool:
 def configure_logging(workdir: Path) -> None:
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_private_dir(workdir)
+    create_private(workdir / "agent.log")  # the handler keeps an existing file's mode
     file_handler = logging.FileHandler(workdir / "agent.log")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root.addHandler(file_handler)

@@ -18,6 +18,7 @@ from tulle.settings import ControlPlaneEndpoint, StatePaths
 
 T = TypeVar("T")
 AUTH = {"Authorization": "Bearer api-token"}
+JSON = {"Content-Type": "application/json"}
 
 
 def in_loop(tmp_path: Path, body: Callable[[ControlPlane, TestClient], Awaitable[T]]) -> T:
@@ -55,7 +56,7 @@ def test_authentication_comes_before_the_body(tmp_path: Path) -> None:
         statuses = []
         for headers in ({}, {"Authorization": "Bearer wrong"}, AUTH):
             response = await client.post("/v1/resources/apply", data=oversized,
-                                         headers=headers)
+                                         headers={**headers, **JSON})
             statuses.append(response.status)
         return statuses
 
@@ -71,7 +72,7 @@ def test_bad_bodies_get_a_4xx_that_says_what_to_send(tmp_path: Path) -> None:
                            ("/v1/rollback", b'{"revision": "two"}'),
                            ("/v1/identity/rotate", b""),
                            ("/v1/agent/workloads/x.default/state", b'{"state": "sleepy"}')):
-            response = await client.post(path, data=data, headers=AUTH)
+            response = await client.post(path, data=data, headers={**AUTH, **JSON})
             error = (await response.json())["error"]
             out.append((response.status, error["message"], error.get("hint") or ""))
         return out
@@ -106,7 +107,8 @@ def test_the_identity_port_bounds_and_checks_its_body(tmp_path: Path) -> None:
             async with TestClient(TestServer(make_identity_api(cp.identity))) as client:
                 statuses = []
                 for data in (b"x" * (65 * 1024), b"[]", b'{"node": "x.default"}'):
-                    response = await client.post("/v1/identity/certificates", data=data)
+                    response = await client.post("/v1/identity/certificates", data=data,
+                                                 headers=JSON)
                     statuses.append(response.status)
                 return statuses
         finally:
