@@ -235,6 +235,10 @@ async def serve(host: str, port: int, handler: Handler, *, admit: Admit | None =
                 await _answer(reader, writer, response, limits, linger=not body_read)
             else:
                 writer.close()
+        except asyncio.CancelledError:
+            # The server is going away. Python 3.11 logs a cancelled connection task as an
+            # "unhandled exception" with a traceback: end it quietly instead.
+            writer.close()
         finally:
             active -= 1
 

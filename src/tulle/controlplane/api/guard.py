@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-LINGER_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class ServerLimits:
     body_timeout_s: float = 10.0
     max_untrusted: int = 256
     idle_timeout_s: float = 15.0  # a trusted keep-alive connection between requests
+    # An unread body after an early answer (401, 413) is drained for this long, so the
+    # caller gets the answer rather than a reset: bounded time, nothing kept.
+    linger_s: float = 2.0
 
 
 LIMITS = web.AppKey("limits", ServerLimits)
@@ -68,13 +72,33 @@ def runner_options(limits: ServerLimits) -> dict[str, Any]:
         # when a connection opens and after each response); the default is an hour.
         "keepalive_timeout": limits.idle_timeout_s,
         "max_headers": 64,
-        # An unread body after an early answer (401, 413) is drained for this long, so the
-        # caller gets the answer rather than a reset: bounded time, nothing kept.
-        "lingering_time": 2.0,
+        "lingering_time": limits.linger_s,
         # Our clients never compress requests: a compressed body would only be a way to
         # make the control plane inflate more than max_body.
         "auto_decompress": False,
+        "logger": _quiet_about_bad_requests(),
     }
+
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp logs every request it cannot parse with a traceback, at ERROR: a stranger's
+    garbage would fill the log. It is the caller's mistake, answered with a 400: debug only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.msg, record.args = "refused a malformed request: %s", (error.message,)
+            record.exc_info = record.exc_text = None
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def _quiet_about_bad_requests() -> logging.Logger:
+    logger = logging.getLogger("tulle.api.http")
+    if not any(isinstance(f, _MalformedRequests) for f in logger.filters):
+        logger.addFilter(_MalformedRequests())
+    return logger
 
 
 class GuardedSite(web.BaseSite):
@@ -161,16 +185,17 @@ class _GuardedProtocol(asyncio.Protocol):
         if not self._inner_open or self._refused or self._closing():
             return
         if not self._head_complete:
-            self._head_bytes += len(data)
-            if b"\r\n\r\n" in self._tail + data:
-                self._head_complete = True
-                self._cancel_timer()
-            elif self._head_bytes > self._limits.head_bytes:
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else end + 4 - len(self._tail)
+            if self._head_bytes > self._limits.head_bytes:
                 self._refuse(431, f"the request head is larger than {self._limits.head_bytes} "
                              "bytes", "send fewer or shorter headers")
                 return
-            else:
-                self._tail = (self._tail + data)[-3:]
+            if end >= 0:
+                self._head_complete = True
+                self._cancel_timer()
+            self._tail = seen[-3:]
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -228,7 +253,7 @@ class _GuardedProtocol(asyncio.Protocol):
         # Closing with unread bytes would reset the connection, and the client could lose the
         # answer: end our side, drop what still comes for a moment (still counted), then close.
         transport.write_eof()
-        asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+        asyncio.get_running_loop().call_later(self._limits.linger_s, transport.close)
 
 
 def _guarded(request: web.Request) -> _GuardedProtocol | None:

@@ -109,6 +109,9 @@ async def read_body(request: web.Request) -> bytes:
                        f"{limits.body_timeout_s:g}s", "send the whole body at once") from exc
     except web.HTTPRequestEntityTooLarge as exc:
         raise _too_large(limits.max_body, None) from exc
+    except web.RequestPayloadError as exc:  # a broken chunked encoding, a short body
+        raise UsageError(f"the request body is malformed: {exc}",
+                         hint="send Content-Length and exactly that many bytes") from exc
 
 
 async def json_bytes(request: web.Request) -> bytes:
