@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -31,16 +30,6 @@ def die_with_parent(signum: int) -> Callable[[], None]:
         prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
 
     return set_parent_death_signal
-
-
-def _private_child(then: Callable[[], None]) -> Callable[[], None]:
-    """Envoy's files (its log, access logs) are the workload's user's alone, whatever the
-    umask tulle was started with."""
-    def setup() -> None:
-        os.umask(0o077)
-        then()
-
-    return setup
 
 
 class EnvoyProcess:
@@ -70,11 +59,14 @@ class EnvoyProcess:
     async def start(self) -> None:
         self.ready = False
         self.starts += 1
-        create_private(self.log_path)
+        create_private(self.log_path)  # Envoy appends to an existing file, keeping its mode
         self.process = await asyncio.create_subprocess_exec(
             *self.command(), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            preexec_fn=_private_child(die_with_parent(signal.SIGKILL)), start_new_session=True)
+            preexec_fn=die_with_parent(signal.SIGKILL), start_new_session=True,
+            # What Envoy creates (its log, access logs) is its owner's alone, whatever the
+            # umask tulle was started with.
+            umask=0o077)
 
     async def wait_ready(self, timeout: float) -> None:
         """Until Envoy is LIVE: its first config is ACKed and its listeners are bound."""

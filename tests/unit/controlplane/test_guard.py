@@ -8,12 +8,15 @@ import asyncio
 import gzip
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
 
+from tests.support.pki import foreign_identity
 from tulle.controlplane.api.guard import ServerLimits, mark_trusted, start_app
 from tulle.controlplane.api.routing import Route, bearer_auth, build_app, json_body
 
@@ -32,11 +35,12 @@ async def _ok(request: web.Request) -> web.StreamResponse:
     return web.json_response({"ok": True})
 
 
-def with_site(body: Callable[[int, Any], Awaitable[T]], limits: ServerLimits = LIMITS) -> T:
+def with_site(body: Callable[[int, Any], Awaitable[T]], limits: ServerLimits = LIMITS,
+              tls: ssl.SSLContext | None = None) -> T:
     async def main() -> T:
         app = build_app([Route("POST", "/echo", _echo), Route("GET", "/ok", _ok)],
                         [bearer_auth("api-token"), mark_trusted], limits=limits)
-        runner = await start_app(app, "127.0.0.1", 0)
+        runner = await start_app(app, "127.0.0.1", 0, ssl_context=tls)
         try:
             (site,) = runner.sites
             return await body(int(runner.addresses[0][1]), site)
@@ -175,3 +179,49 @@ def test_strangers_connections_are_counted_and_an_authenticated_one_is_not() -> 
         return seen
 
     assert with_site(body) == [2, 503, b"200", b"200", 1, 401, 0]
+
+
+def server_tls(directory: Path) -> ssl.SSLContext:
+    identity = foreign_identity("spiffe://test.local/server")
+    (directory / "chain.pem").write_text(identity.chain_pem)
+    (directory / "key.pem").write_text(identity.key_pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "chain.pem", directory / "key.pem")
+    return context
+
+
+def client_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def test_tls_connections_count_from_before_their_handshake(tmp_path: Path) -> None:
+    async def body(port: int, site: Any) -> list[Any]:
+        # Silent connections hold a handshake's buffers: they count, the third is closed.
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        seen: list[Any] = [site.untrusted]
+        reader, _ = await asyncio.open_connection("127.0.0.1", port)
+        seen.append(await asyncio.wait_for(reader.read(), 1))
+        # The deadline ends the handshakes, and they stop counting.
+        seen += [await asyncio.wait_for(r.read(), 2) for r, _ in silent]
+        await asyncio.sleep(0.05)
+        seen.append(site.untrusted)
+        # A client that speaks TLS is served, and bounded like any other.
+        answers = []
+        for raw in (b"GET /ok HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Connection: close\r\n\r\n",
+                    b"GET /ok HTTP/1.1\r\nX-Pad: " + b"a" * 2000 + b"\r\n\r\n"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_tls())
+            writer.write(raw)
+            answers.append(await asyncio.wait_for(reader.read(), 2))
+            writer.close()
+        seen += [status(answers[0]), answers[0].endswith(b'{"ok": true}'), status(answers[1])]
+        await asyncio.sleep(0.05)
+        seen.append(site.untrusted)
+        for _, writer in silent:
+            writer.close()
+        return seen
+
+    assert with_site(body, tls=server_tls(tmp_path)) == [2, b"", b"", b"", 0, 200, True, 431, 0]

@@ -35,10 +35,11 @@ from tulle.xds.server import XdsHub
 API_MAX_BODY = 16 * 1024 * 1024  # an apply of many documents
 IDENTITY_MAX_BODY = 64 * 1024  # one CSR
 # What strangers may hold (see guard.py). The API's callers authenticate with their first
-# request and stop counting; every identity-port connection counts, and carries one request.
+# request and stop counting. Every identity-port connection counts and carries one request;
+# each costs about 400 KB of TLS buffers, and an agent's lasts milliseconds.
 API_LIMITS = ServerLimits(max_body=API_MAX_BODY)
 IDENTITY_LIMITS = ServerLimits(max_body=IDENTITY_MAX_BODY, head_bytes=8 * 1024,
-                               max_untrusted=128)
+                               max_untrusted=64)
 
 
 @dataclass(frozen=True)
