@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import TypeVar
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from tulle.controlplane.api import routing
 from tulle.controlplane.api.server import API_MAX_BODY, make_api, make_identity_api
 from tulle.controlplane.app import ControlPlane
 from tulle.settings import ControlPlaneEndpoint, StatePaths
@@ -48,6 +50,17 @@ def test_every_route_is_a_coroutine_and_registering_them_warns_nothing(tmp_path:
                 seen.add(key)
 
     in_loop(tmp_path, body)
+
+
+def test_handlers_read_bodies_only_through_read_body() -> None:
+    """read_body bounds a body in size and time: a handler reading one itself would not be."""
+    api = Path(routing.__file__).parent
+    readers = re.compile(r"request\.(read|text|json|post|content|multipart)\b")
+    offenders = [f"{path.name}:{number}" for path in sorted(api.glob("*.py"))
+                 for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if readers.search(line) and not (path.name == "routing.py"
+                                                   and "return await request.read()" in line)]
+    assert offenders == []
 
 
 def test_authentication_comes_before_the_body(tmp_path: Path) -> None:

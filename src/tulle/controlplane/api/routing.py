@@ -134,10 +134,10 @@ async def json_body(request: web.Request, *, required: bool = True, example: str
             raise UsageError("the request needs a JSON body",
                              hint=f"send {example}" if example else None)
         return {}
-    return parse_json(raw, example)
+    return _parse_json(raw, example)
 
 
-def parse_json(raw: bytes, example: str = "") -> Any:
+def _parse_json(raw: bytes, example: str = "") -> Any:
     """JSON from a caller: anything that is not JSON is a UsageError (a 400)."""
     try:
         return json.loads(raw)
@@ -156,8 +156,8 @@ def _refusal(kind: type[web.HTTPException], message: str, hint: str) -> web.HTTP
 
 def _too_large(limit: int, size: int | None) -> web.HTTPException:
     body = {"error": {"type": "usage", "message": f"the request body is larger than the "
-                      f"{_size(limit)} this port accepts", "hint": "send less at once (apply "
-                      "fewer files per command)"}}
+                      f"{_size(limit)} this port accepts", "hint": "send a smaller body (with "
+                      "`tulle apply`: fewer files at once)"}}
     return web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size or limit + 1,
                                          text=json.dumps(body), content_type="application/json")
 
