@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from tulle.errors import StateError
-from tulle.settings import LOOPBACK, StatePaths
+from tulle.settings import LOOPBACK, StatePaths, open_private
 
 
 def free_ports(count: int) -> list[int]:
@@ -50,7 +50,7 @@ def tail(path: Path, lines: int = 10) -> str:
 
 def acquire_state_lock(paths: StatePaths) -> IO[str]:
     """Hold the lock (until the returned file is closed) and write our pid into it."""
-    handle = paths.lock_file.open("a+")
+    handle = _open_lock(paths)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
@@ -70,13 +70,17 @@ def state_lock_held(paths: StatePaths) -> bool:
     """Whether a control plane holds the state directory's lock now."""
     if not paths.lock_file.exists():
         return False
-    with paths.lock_file.open("a+") as handle:
+    with _open_lock(paths) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
         return False
+
+
+def _open_lock(paths: StatePaths) -> IO[str]:
+    return os.fdopen(open_private(paths.lock_file, os.O_RDWR | os.O_APPEND), "a+")
 
 
 def state_lock_pid(paths: StatePaths) -> int | None:

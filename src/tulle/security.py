@@ -27,8 +27,11 @@ def new_token() -> str:
 
 
 def tokens_match(expected: str, presented: str) -> bool:
-    """Constant-time comparison; an empty expected token never matches."""
-    return bool(expected) and hmac.compare_digest(expected.encode(), presented.encode())
+    """Constant-time comparison; an empty expected token never matches. Never raises: a
+    header that was not UTF-8 reaches us with lone surrogates (aiohttp decodes with
+    ``surrogateescape``), and is only a wrong token."""
+    return bool(expected) and hmac.compare_digest(expected.encode("utf-8", "surrogatepass"),
+                                                  presented.encode("utf-8", "surrogatepass"))
 
 
 def bearer(header: str | None) -> str:

@@ -6,9 +6,11 @@ command line and environment and pass it down explicitly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -82,15 +84,10 @@ class StatePaths:
         return self.workload_dir(namespace, name) / "identity"
 
     def ensure(self) -> None:
-        """Create the directory, private to the user: it holds the API token and keys."""
-        try:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.workloads_dir.mkdir(mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise StateError(
-                f"cannot create state directory {self.root}: {exc.strerror}",
-                hint="choose a writable directory with --state-dir or TULLE_HOME",
-            ) from exc
+        """Create the directory, private to the user (0700): it holds the API token and keys.
+        An existing one is tightened to 0700 (see :func:`ensure_private_dir`)."""
+        ensure_private_dir(self.root)
+        ensure_private_dir(self.workloads_dir)
 
 
 @dataclass(frozen=True)
@@ -137,12 +134,58 @@ def workload_key_file(identity_dir: Path, generation: int) -> Path:
     return identity_dir / f"key-{generation}.pem"
 
 
+# -- private files and directories: whatever the umask (a umask of 000 would otherwise make
+# files 0666), tulle's state is its user's alone.
+
+def ensure_private_dir(path: Path) -> None:
+    """``path`` exists, belongs to us and is 0700. Missing parents are made 0700 too; an
+    existing directory with a looser mode is tightened (it is tulle's own: nothing else is
+    meant to read it), one that belongs to another user is refused (it could swap our files)."""
+    try:
+        for directory in [*reversed(path.parents), path]:
+            if not directory.is_dir():
+                with contextlib.suppress(FileExistsError):
+                    directory.mkdir(mode=0o700)
+        info = path.stat()
+        if not stat.S_ISDIR(info.st_mode):
+            raise StateError(f"{path} is not a directory",
+                             hint="choose another --state-dir (or TULLE_HOME)")
+        if info.st_uid != os.geteuid():
+            raise StateError(f"{path} belongs to another user (uid {info.st_uid})",
+                             hint="tulle's state must be its user's own: choose another "
+                                  "--state-dir (or TULLE_HOME), or chown the directory")
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            path.chmod(0o700)
+    except OSError as exc:
+        raise StateError(f"cannot create or use the directory {path}: {exc.strerror}",
+                         hint="choose a writable directory with --state-dir or TULLE_HOME"
+                         ) from exc
+
+
+def open_private(path: Path, flags: int = os.O_WRONLY | os.O_APPEND) -> int:
+    """A file descriptor on ``path``, created 0600 or tightened to 0600 if it exists."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def create_private(path: Path) -> None:
+    """Make sure ``path`` exists and is 0600, for a file another component (a log handler,
+    Envoy) opens later: opening an existing file keeps its mode."""
+    os.close(open_private(path))
+
+
 def write_private(path: Path, text: str) -> None:
     """Atomically write ``text`` to ``path``, readable by the owner only (mode 0600)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # the umask may have taken bits away
             handle.write(text)
         tmp.replace(path)
     except BaseException:

@@ -43,6 +43,13 @@ def _error(status: int, message: str, hint: str) -> http.Response:
     return _json(status, {"error": {"message": message, "hint": hint}})
 
 
+def _json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else {}
+    except RecursionError as exc:  # not a ValueError: "[" * 16384 is a small body
+        raise ValueError("the JSON is nested too deeply") from exc
+
+
 class AdminProxy:
     """Also serves ``/metrics`` (Prometheus) to holders of the mesh's metrics token, a
     read-only credential that cannot read admin pages."""
@@ -58,18 +65,34 @@ class AdminProxy:
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> None:
-        self._server = await http.serve(host, port, self.handle)
+        self._server = await http.serve(host, port, self.handle, admit=self.admit)
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
 
-    async def handle(self, request: http.Request) -> http.Response:
-        presented = bearer(request.headers.get("authorization"))
-        if request.path == "/metrics" and self._metrics is not None:
-            return await self._serve_metrics(presented)
+    def admit(self, head: http.Request) -> http.Response | None:
+        """Who may send a body, decided on the request's head before any body byte is read:
+        the agent token opens everything, the metrics token only ``/metrics``."""
+        presented = bearer(head.headers.get("authorization"))
+        if head.path == "/metrics" and self._metrics is not None:
+            allowed = [t for t in (self._token, self._metrics_token) if t]
+            if not any(tokens_match(t, presented) for t in allowed):
+                return _text(401, "missing or wrong metrics token\n")
+            return None
         if not tokens_match(self._token, presented):
             return _text(401, "missing or wrong agent token\n")
+        content_type = head.headers.get("content-type", "application/json")
+        if head.method == "POST" and content_type.partition(";")[0].strip() \
+                != "application/json":
+            return _error(415, f"the body must be JSON, not {content_type[:60]}",
+                          "send Content-Type: application/json")
+        return None
+
+    async def handle(self, request: http.Request) -> http.Response:
+        """A request :meth:`admit` let through."""
+        if request.path == "/metrics" and self._metrics is not None:
+            return await self._serve_metrics()
         if request.path == "/logging" and request.method == "POST":
             return await self._logging(request.body)
         if request.path == "/logs" and request.method == "GET":
@@ -96,7 +119,7 @@ class AdminProxy:
     async def _logging(self, body: bytes) -> http.Response:
         """Show, or change then show, Envoy's log levels."""
         try:
-            wanted = json.loads(body) if body else {}
+            wanted = _json_body(body)
             known = parse_loggers((await self._envoy_logging("")).body.decode())
             query = change_query(wanted, known)
             if query is None:
@@ -129,10 +152,7 @@ class AdminProxy:
         chunk = self._envoy_log.since(since) if since else self._envoy_log.tail(lines)
         return _json(200, {"lines": list(chunk.lines), "cursor": chunk.cursor})
 
-    async def _serve_metrics(self, presented: str | None) -> http.Response:
-        allowed = [t for t in (self._token, self._metrics_token) if t]
-        if presented is None or not any(tokens_match(t, presented) for t in allowed):
-            return _text(401, "missing or wrong metrics token\n")
+    async def _serve_metrics(self) -> http.Response:
         assert self._metrics is not None
         try:
             text = await self._metrics()

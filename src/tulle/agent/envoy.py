@@ -14,7 +14,7 @@ from tulle.agent import http
 from tulle.agent.envoyadmin import EnvoyAdmin
 from tulle.errors import EnvoyError
 from tulle.local import tail
-from tulle.settings import SIDECAR_DRAIN_TIME_S
+from tulle.settings import SIDECAR_DRAIN_TIME_S, create_private
 
 _PR_SET_PDEATHSIG = 1
 # With the immediate drain strategy each connection accepted with a listener's old config
@@ -64,13 +64,15 @@ class EnvoyProcess:
     async def start(self) -> None:
         self.ready = False
         self.starts += 1
+        create_private(self.log_path)  # Envoy appends to an existing file, keeping its mode
         self.process = await asyncio.create_subprocess_exec(
             *self.command(), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             preexec_fn=die_with_parent(signal.SIGKILL), start_new_session=True,
             cwd=self.admin.directory,
-            # What Envoy creates is its owner's alone: the admin socket from its bind (before
-            # Envoy's chmod), its log, the access log.
+            # What Envoy creates is its owner's alone, whatever the umask tulle was started
+            # with: the admin socket from its bind (before Envoy's chmod), its log, the access
+            # log.
             umask=0o077)
 
     async def wait_ready(self, timeout: float) -> None:

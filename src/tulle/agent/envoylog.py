@@ -47,8 +47,10 @@ class EnvoyLog:
         try:
             if self.path.stat().st_size <= self.max_bytes:
                 return False
-            shutil.copyfile(self.path, self.rotated)
-            self.rotated.chmod(0o600)
+            fd = os.open(self.rotated, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with self.path.open("rb") as source, os.fdopen(fd, "wb") as copy:
+                os.fchmod(fd, 0o600)  # private from the first byte, whatever the umask
+                shutil.copyfileobj(source, copy)
             os.truncate(self.path, 0)
         except OSError:
             return False

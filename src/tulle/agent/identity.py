@@ -29,7 +29,7 @@ from typing import Any
 from tulle.agent import http
 from tulle.errors import IdentityError, TulleError, error_from_dict
 from tulle.identity.spiffe import control_plane_id
-from tulle.settings import workload_key_file
+from tulle.settings import ensure_private_dir, workload_key_file, write_private
 
 log = logging.getLogger("tulle.agent")
 
@@ -82,7 +82,7 @@ class IdentityKeeper:
     async def obtain(self, prepared: PreparedKey | None = None) -> None:
         """The first certificate, with the join token. ``prepared``: the first key, made while
         the agent was registering (it saves a process start from the critical path)."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ensure_private_dir(self.directory)
         csr = None
         if prepared is not None and prepared.spiffe_id == self.enrolment.spiffe_id:
             csr = await prepared.csr
@@ -159,7 +159,7 @@ class IdentityKeeper:
             key_file.unlink(missing_ok=True)
             raise _error(response.status, response.body)
         answer: dict[str, Any] = response.json()
-        (self.directory / f"cert-{generation}.pem").write_text(answer["certificate"])
+        write_private(self.directory / f"cert-{generation}.pem", answer["certificate"])
         previous = self.generation
         self.generation = generation
         self.serial = answer["serial"]
@@ -192,7 +192,7 @@ class PreparedKey:
 
 def prepare_first_key(directory: Path, spiffe_id: str) -> PreparedKey:
     """Start making the first key (key-1.pem) and its CSR in the background."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_private_dir(directory)
     return PreparedKey(spiffe_id, asyncio.create_task(
         _make_csr(workload_key_file(directory, 1), spiffe_id)))
 

@@ -24,6 +24,7 @@ def make_key_and_csr(key_path: Path, spiffe_id: str) -> bytes:
     tmp = key_path.with_name(f".{key_path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
+        os.fchmod(fd, 0o600)  # also when a stale tmp file was there
         handle.write(pem)
     tmp.replace(key_path)
     csr = (x509.CertificateSigningRequestBuilder()

@@ -37,6 +37,8 @@ from tulle.settings import (
     LOOPBACK,
     ControlPlaneEndpoint,
     StatePaths,
+    create_private,
+    ensure_private_dir,
     read_metrics_token,
     read_token,
     write_private,
@@ -77,7 +79,7 @@ class Agent:
         config = self.config
         endpoint = ControlPlaneEndpoint.load(self.paths)
         api_token = read_token(self.paths)
-        private_directory(self.workdir)
+        ensure_private_dir(self.workdir)
         admin = EnvoyAdmin(self.workdir)
         for _, local_port in config.upstreams:
             if not port_is_free(local_port):
@@ -284,17 +286,11 @@ async def _accepts(port: int) -> bool:
     return True
 
 
-def private_directory(path: Path) -> None:
-    """Create ``path`` 0700, or make it 0700 if it exists: it holds the bootstrap, the keys
-    and Envoy's admin socket, whose own mode is not set yet when Envoy binds it."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.chmod(0o700)
-
-
 def configure_logging(workdir: Path) -> None:
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    private_directory(workdir)
+    ensure_private_dir(workdir)
+    create_private(workdir / "agent.log")  # the handler keeps an existing file's mode
     file_handler = logging.FileHandler(workdir / "agent.log")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root.addHandler(file_handler)

@@ -1,6 +1,15 @@
 """Reading resource files for `tulle apply -f`: files, directories and standard input.
 
 Each document is tagged with where it starts (``books.yaml:12``) so errors point at the line.
+
+Input is bounded before anything is built from it, so a hostile file fails fast, in little
+memory, with an error naming it: at most ``MAX_FILE_BYTES`` per file (and ``MAX_TOTAL_BYTES``
+in all, what the API accepts in one apply); and each document's node graph is measured before it
+is constructed. Aliases (``*name``) share nodes, so nine nested lists of ten aliases (the
+"billion laughs") compose into a few dozen nodes but expand to a billion when sent as JSON:
+a document whose aliases would add more than ``MAX_ALIAS_EXPANSION`` (about bytes) once
+expanded, that refers to itself, or that nests deeper than ``MAX_DEPTH`` is refused. Small
+anchors and merge keys (``<<: *defaults``) stay as they were.
 """
 
 from __future__ import annotations
@@ -16,6 +25,12 @@ from tulle.errors import ConfigError, Problem, UsageError
 
 SUFFIXES = (".yaml", ".yml", ".json")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_TOTAL_BYTES = 16 * 1024 * 1024  # the API's limit for one request
+MAX_ALIAS_EXPANSION = 1024 * 1024  # what aliases may add to one document, about in bytes
+MAX_DEPTH = 100  # resources nest about 10 deep
+_TOO_DEEP = f"the document nests more than {MAX_DEPTH} levels deep"
+_TOO_DEEP_HINT = "resources nest a few levels deep: check the indentation and brackets"
 
 
 class _ResourceLoader(yaml.SafeLoader):
@@ -52,8 +67,14 @@ class _ResourceLoader(yaml.SafeLoader):
 def load_documents(targets: list[str]) -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = []
     problems: list[Problem] = []
+    total = 0
     for target in targets:
         for name, text in _read(target):
+            total += len(text)
+            if total > MAX_TOTAL_BYTES:
+                raise UsageError(f"{name}: the files to apply add up to more than "
+                                 f"{_mib(MAX_TOTAL_BYTES)}, more than one apply may send",
+                                 hint="apply them in several commands")
             try:
                 documents.extend(_parse(name, text))
             except ConfigError as exc:
@@ -68,7 +89,10 @@ def load_documents(targets: list[str]) -> list[dict[str, Any]]:
 
 def _read(target: str) -> list[tuple[str, str]]:
     if target == "-":
-        return [("<stdin>", sys.stdin.read())]
+        stdin = getattr(sys.stdin, "buffer", None)
+        raw = stdin.read(MAX_FILE_BYTES + 1) if stdin is not None \
+            else sys.stdin.read(MAX_FILE_BYTES + 1)
+        return [("<stdin>", _decode("<stdin>", raw))]
     path = Path(target)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()
@@ -81,9 +105,78 @@ def _read(target: str) -> list[tuple[str, str]]:
 
 def _text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")  # YAML is UTF-8, whatever the locale
-    except (OSError, UnicodeDecodeError) as exc:
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)  # never more, whatever the file's size
+    except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc}") from exc
+    return _decode(str(path), raw)
+
+
+def _decode(name: str, raw: bytes | str) -> str:
+    if len(raw) > MAX_FILE_BYTES:
+        raise UsageError(f"{name}: larger than {_mib(MAX_FILE_BYTES)}, the most tulle reads "
+                         "from one file", hint="split it into several files")
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")  # YAML is UTF-8, whatever the locale
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{name}: cannot read: {exc}") from exc
+
+
+def _mib(count: int) -> str:
+    return f"{count >> 20} MiB"
+
+
+class _TooLarge(Exception):
+    def __init__(self, node: yaml.Node, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.node = node
+        self.message = message
+        self.hint = hint
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return []
+
+
+def _check_expansion(document: yaml.Node) -> None:
+    """Refuse a document too large once its aliases are expanded, before building any of it.
+
+    One pass over the distinct nodes (iterative: a deep document must not exhaust the stack).
+    ``size`` is each node's weight once expanded: 1 per node, plus a scalar's length."""
+    size: dict[int, int] = {}
+    on_path: set[int] = set()  # the nodes being expanded: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, int, bool]] = [(document, 1, False)]
+    while stack:
+        node, depth, finished = stack.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            weight = 1 + (len(node.value) if isinstance(node, yaml.ScalarNode) else 0)
+            size[key] = weight + sum(size[id(child)] for child in _children(node))
+            # What aliases add is at least this (see the module's docstring): stop early.
+            if size[key] - len(size) > MAX_ALIAS_EXPANSION:
+                raise _TooLarge(node, "aliases (*name) expand this document by more than "
+                                f"{_mib(MAX_ALIAS_EXPANSION)} (a YAML alias bomb?)",
+                                "write the repeated parts out, or use fewer and smaller "
+                                "anchors (&name)")
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise _TooLarge(node, "an alias (*name) refers to a node that contains it",
+                            "resources cannot refer to themselves: remove the alias")
+        if depth > MAX_DEPTH:
+            raise _TooLarge(node, _TOO_DEEP, _TOO_DEEP_HINT)
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in _children(node)
+                     if id(child) not in size)
 
 
 def _parse(name: str, text: str) -> list[dict[str, Any]]:
@@ -95,10 +188,18 @@ def _parse(name: str, text: str) -> list[dict[str, Any]]:
             if node is None:
                 continue
             line = node.start_mark.line + 1
+            _check_expansion(node)
             body = loader.construct_document(node)
             if body is None:
                 continue
             out.append({"source": f"{name}:{line}", "manifest": body})
+    except _TooLarge as exc:
+        mark = exc.node.start_mark
+        raise ConfigError([Problem(source=f"{name}:{mark.line + 1}:{mark.column + 1}",
+                                   message=exc.message, hint=exc.hint)]) from exc
+    except RecursionError as exc:  # composing nests a frame per level: deep collections
+        raise ConfigError([Problem(source=name, message=_TOO_DEEP,
+                                   hint=_TOO_DEEP_HINT)]) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name

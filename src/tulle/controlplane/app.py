@@ -17,6 +17,7 @@ from aiohttp import web
 
 from tulle import __version__
 from tulle.controlplane.agents import AgentClient
+from tulle.controlplane.api.guard import start_app
 from tulle.controlplane.api.server import Services, make_api, make_identity_api
 from tulle.controlplane.configpath import (
     DEFAULT_DEBOUNCE_S,
@@ -187,19 +188,16 @@ class ControlPlane:
             access_logs=TapReceiver(self.taps, self.registry.credentials))
         self.endpoint = dataclasses.replace(self.endpoint, xds_port=xds_port)
         await self._xds.start()
-        self._identity_api = web.AppRunner(make_identity_api(self.identity), access_log=None)
-        await self._identity_api.setup()
-        await web.TCPSite(self._identity_api, host, self.endpoint.identity_port,
-                          ssl_context=self.identity.refresh_server_identity()).start()
+        self._identity_api = await start_app(
+            make_identity_api(self.identity), host, self.endpoint.identity_port,
+            ssl_context=self.identity.refresh_server_identity())
         self.endpoint = dataclasses.replace(
             self.endpoint, identity_port=int(self._identity_api.addresses[0][1]))
         # The API last, and the record right after it with no await between: nobody can be
         # answered (nor find the API) before the record holds every port actually bound.
-        self._api = web.AppRunner(
-            make_api(self.services, self.token, read_metrics_token(self.paths)),
-            handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
-        await self._api.setup()
-        await web.TCPSite(self._api, host, self.endpoint.api_port).start()
+        self._api = await start_app(
+            make_api(self.services, self.token, read_metrics_token(self.paths)), host,
+            self.endpoint.api_port, handler_cancellation=True, shutdown_timeout=2.0)
         self.endpoint = dataclasses.replace(self.endpoint,
                                             api_port=int(self._api.addresses[0][1]))
         self.endpoint.save(self.paths)

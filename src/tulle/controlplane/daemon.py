@@ -30,8 +30,10 @@ from tulle.settings import (
     DEFAULT_XDS_PORT,
     ControlPlaneEndpoint,
     StatePaths,
+    create_private,
     load_or_create_metrics_token,
     load_or_create_token,
+    open_private,
 )
 
 log = logging.getLogger("tulle.controlplane")
@@ -90,6 +92,9 @@ def _port(given: int | None, otherwise: int) -> int:
 
 def run_foreground(paths: StatePaths, options: StartOptions = StartOptions(), *,
                    log_to_stderr: bool = True) -> int:
+    # Everything this process creates is its user's alone, whatever umask it was started
+    # with (the store's journals, rotated logs, CA files): it runs no one else's code.
+    os.umask(0o077)
     paths.ensure()
     lock = acquire_state_lock(paths)
     try:
@@ -194,8 +199,7 @@ def stop(paths: StatePaths, timeout: float = 15.0) -> bool:
 # -- logging ---------------------------------------------------------------------------------
 
 def _open_log(paths: StatePaths) -> IO[bytes]:
-    fd = os.open(paths.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    return os.fdopen(fd, "ab")
+    return os.fdopen(open_private(paths.log_file), "ab")
 
 
 def _configure_logging(paths: StatePaths, to_stderr: bool) -> None:
@@ -205,11 +209,10 @@ def _configure_logging(paths: StatePaths, to_stderr: bool) -> None:
     # Detached, stderr already is the log file (it also catches crashes): write there once.
     handler: logging.Handler = logging.StreamHandler()
     if to_stderr:
+        create_private(paths.log_file)  # the handler keeps an existing file's mode
         file_handler = logging.handlers.RotatingFileHandler(paths.log_file, maxBytes=10 << 20,
                                                             backupCount=3)
         file_handler.setFormatter(formatter)
         root.addHandler(file_handler)
     handler.setFormatter(formatter)
     root.addHandler(handler)
-    with contextlib.suppress(OSError):
-        paths.log_file.chmod(0o600)

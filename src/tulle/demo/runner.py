@@ -15,7 +15,7 @@ from typing import IO
 from tulle.client import ApiClient
 from tulle.errors import ConflictError, StateError, TulleError
 from tulle.local import free_ports, tail
-from tulle.settings import StatePaths
+from tulle.settings import StatePaths, ensure_private_dir, open_private
 
 READY_TIMEOUT_S = 60.0
 
@@ -82,7 +82,7 @@ class Demo:
                                      "`tulle get workloads`")
         self.client.post("/v1/resources/apply", {"documents": [
             {"source": "tulle demo", "manifest": m} for m in SERVICES]})
-        self.logs.mkdir(mode=0o700, exist_ok=True)
+        ensure_private_dir(self.logs)
         # Servers first; the traffic generator once there is something to call.
         for spec in (w for w in WORKLOADS if w.serves):
             self.running.append(self._spawn(spec))
@@ -154,4 +154,4 @@ class Demo:
 
 
 def _open(path: Path) -> IO[bytes]:
-    return path.open("ab")
+    return os.fdopen(open_private(path), "ab")

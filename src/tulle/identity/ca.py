@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tulle.errors import IdentityError, StateError
-from tulle.settings import write_private
+from tulle.settings import ensure_private_dir, write_private
 
 ROOT_LIFETIME = dt.timedelta(days=3650)
 ISSUER_LIFETIME = dt.timedelta(days=365)
@@ -168,6 +168,7 @@ class CertificateAuthority:
     def open(cls, directory: Path, trust_domain: str) -> CertificateAuthority:
         """Load the CA, or create a root (10 years) and an issuer (1 year) on first start."""
         state_file = directory / "state.json"
+        ensure_private_dir(directory)
         if state_file.exists():
             try:
                 state = CaState.from_json(state_file.read_text())
@@ -183,7 +184,6 @@ class CertificateAuthority:
             for ident in {*state.anchors, state.issuer, *ca._rotation_ids()}:
                 ca._authorities[ident] = ca._load(ident)
             return ca
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         ca = cls(directory, CaState(trust_domain, (), ""), {})
         root = ca.new_root()
         issuer = ca.new_issuer(root)
@@ -397,7 +397,7 @@ class CertificateAuthority:
         return replace(self.state, rotation=rotation)
 
     def _save(self, authority: Authority) -> Authority:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ensure_private_dir(self.directory)
         write_private(self.directory / f"{authority.id}.crt", authority.pem)
         if authority.key is not None:
             write_private(self.directory / f"{authority.id}.key", authority.key.private_bytes(

@@ -58,4 +58,5 @@ class JoinTokens:
 
 
 def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    # A header that was not UTF-8 arrives with lone surrogates: an unknown token, not a crash.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()

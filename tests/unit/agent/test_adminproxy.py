@@ -37,7 +37,9 @@ class FakeAdmin:
 def get(proxy: AdminProxy, path: str, query: str = "", token: str = TOKEN,
         method: str = "GET") -> http.Response:
     request = http.Request(method, path, query, {"authorization": f"Bearer {token}"})
-    return asyncio.run(proxy.handle(request))
+    # As the agent's server does: the head is admitted (or refused) before anything else.
+    refused = proxy.admit(request)
+    return refused if refused is not None else asyncio.run(proxy.handle(request))
 
 
 def json_page(data: Any) -> http.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tulle.agent.envoylog import EnvoyLog
@@ -33,6 +34,20 @@ def test_trim_bounds_the_file_and_keeps_one_copy(tmp_path: Path) -> None:
     assert oct(log.rotated.stat().st_mode & 0o777) == "0o600"
     write(log.path, "new")
     assert log.tail(2).lines == ("line 4-019", "new"), "the tail reaches into the copy"
+
+
+def test_the_copy_is_private_from_its_first_byte_whatever_the_umask(tmp_path: Path) -> None:
+    log = EnvoyLog(tmp_path / "envoy.log", max_bytes=10)
+    log.rotated.write_text("an older copy, left open\n")
+    log.rotated.chmod(0o666)
+    write(log.path, "a line longer than ten bytes")
+    previous = os.umask(0)
+    try:
+        assert log.trim()
+    finally:
+        os.umask(previous)
+    assert oct(log.rotated.stat().st_mode & 0o777) == "0o600"
+    assert log.rotated.read_text() == "a line longer than ten bytes\n"
 
 
 def test_following_neither_repeats_nor_skips(tmp_path: Path) -> None:

@@ -147,3 +147,87 @@ def test_unreadable_file_is_a_usage_error(tmp_path: Path) -> None:
     path.write_bytes(b"name: caf\xe9\n")
     with pytest.raises(UsageError, match="cannot read"):
         load_documents([str(path)])
+
+
+# -- bounded input: a hostile file fails fast, in little memory, naming the file and the fix
+
+def _laughs(levels: int, width: int = 9) -> str:
+    """The "billion laughs": each level lists ``width`` aliases of the level below."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, levels + 1):
+        lines.append(f"l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * width)}]")
+    return "\n".join(lines) + "\n"
+
+
+# (case, file text, (line, column) of the problem, message part, hint part)
+REFUSED: list[tuple[str, str, tuple[int, int], str, str]] = [
+    ("alias bomb", _laughs(9), (6, 5), "aliases (*name) expand this document by more than 1 MiB",
+     "write the repeated parts out"),
+    ("a large scalar repeated by aliases", "big: &big " + "x" * 300_000 + "\nuse: ["
+     + ", ".join(["*big"] * 5) + "]\n", (2, 6), "expand this document by more than", "anchors"),
+    ("an alias inside its own anchor", "a: &a [1, *a]\n", (1, 4),
+     "refers to a node that contains it", "remove the alias"),
+    ("nested too deeply", "a: " + "[" * 150 + "]" * 150 + "\n", (1, 103),
+     "nests more than 100 levels deep", "check the indentation"),
+]
+
+
+@pytest.mark.parametrize(("text", "where", "message", "hint"), [c[1:] for c in REFUSED],
+                         ids=[c[0] for c in REFUSED])
+def test_documents_that_expand_too_far_are_refused_before_being_built(
+        tmp_path: Path, text: str, where: tuple[int, int], message: str, hint: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_documents([str(path)])
+    (problem,) = caught.value.problems
+    assert problem.source == f"{path}:{where[0]}:{where[1]}"
+    assert message in problem.message
+    assert hint in problem.hint
+
+
+def test_nesting_deeper_than_the_parser_can_go_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_documents([str(path)])
+    (problem,) = caught.value.problems
+    assert problem.source == str(path)
+    assert "nests more than 100 levels deep" in problem.message
+
+
+def test_small_anchors_and_aliases_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(_laughs(3) + "defaults: &d {timeout: 1s, retries: 2}\n"
+                    "routes:\n- {<<: *d, name: a}\n- {<<: *d, name: b, retries: 3}\n")
+    (loaded,) = load_documents([str(path)])
+    manifest = loaded["manifest"]
+    assert len(manifest["l3"]) == 9 and manifest["l3"][0][0][0] == ["lol"] * 9
+    assert manifest["routes"] == [{"timeout": "1s", "retries": 2, "name": "a"},
+                                  {"timeout": "1s", "retries": 3, "name": "b"}]
+    assert len(json.dumps(loaded)) > 9 ** 4 * 5  # what the CLI sends: every alias expanded
+
+
+def test_a_file_above_the_size_limit_is_not_read(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tulle.cli.loader.MAX_FILE_BYTES", 1024)
+    path = tmp_path / "big.yaml"
+    path.write_text("a: 1\n" * 300)
+    with pytest.raises(UsageError) as caught:
+        load_documents([str(path)])
+    assert caught.value.message.startswith(f"{path}: larger than")
+    assert caught.value.hint == "split it into several files"
+    monkeypatch.setattr("sys.stdin", io.StringIO("a: 1\n" * 300))
+    with pytest.raises(UsageError, match="<stdin>: larger than"):
+        load_documents(["-"])
+
+
+def test_files_that_add_up_to_more_than_one_apply_may_send_are_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tulle.cli.loader.MAX_TOTAL_BYTES", 1000)
+    for name in ("a.yaml", "b.yaml", "c.yaml"):
+        (tmp_path / name).write_text("a: 1\n" * 80)
+    with pytest.raises(UsageError) as caught:
+        load_documents([str(tmp_path)])
+    assert caught.value.message.startswith(f"{tmp_path / 'c.yaml'}: the files to apply add up")
+    assert caught.value.hint == "apply them in several commands"

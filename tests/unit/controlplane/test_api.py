@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,12 +13,14 @@ from typing import TypeVar
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from tulle.controlplane.api import routing
 from tulle.controlplane.api.server import API_MAX_BODY, make_api, make_identity_api
 from tulle.controlplane.app import ControlPlane
 from tulle.settings import ControlPlaneEndpoint, StatePaths
 
 T = TypeVar("T")
 AUTH = {"Authorization": "Bearer api-token"}
+JSON = {"Content-Type": "application/json"}
 
 
 def in_loop(tmp_path: Path, body: Callable[[ControlPlane, TestClient], Awaitable[T]]) -> T:
@@ -49,13 +52,24 @@ def test_every_route_is_a_coroutine_and_registering_them_warns_nothing(tmp_path:
     in_loop(tmp_path, body)
 
 
+def test_handlers_read_bodies_only_through_read_body() -> None:
+    """read_body bounds a body in size and time: a handler reading one itself would not be."""
+    api = Path(routing.__file__).parent
+    readers = re.compile(r"request\.(read|text|json|post|content|multipart)\b")
+    offenders = [f"{path.name}:{number}" for path in sorted(api.glob("*.py"))
+                 for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if readers.search(line) and not (path.name == "routing.py"
+                                                   and "return await request.read()" in line)]
+    assert offenders == []
+
+
 def test_authentication_comes_before_the_body(tmp_path: Path) -> None:
     async def body(cp: ControlPlane, client: TestClient) -> list[int]:
         oversized = b"x" * (API_MAX_BODY + 1)
         statuses = []
         for headers in ({}, {"Authorization": "Bearer wrong"}, AUTH):
             response = await client.post("/v1/resources/apply", data=oversized,
-                                         headers=headers)
+                                         headers={**headers, **JSON})
             statuses.append(response.status)
         return statuses
 
@@ -71,7 +85,7 @@ def test_bad_bodies_get_a_4xx_that_says_what_to_send(tmp_path: Path) -> None:
                            ("/v1/rollback", b'{"revision": "two"}'),
                            ("/v1/identity/rotate", b""),
                            ("/v1/agent/workloads/x.default/state", b'{"state": "sleepy"}')):
-            response = await client.post(path, data=data, headers=AUTH)
+            response = await client.post(path, data=data, headers={**AUTH, **JSON})
             error = (await response.json())["error"]
             out.append((response.status, error["message"], error.get("hint") or ""))
         return out
@@ -106,7 +120,8 @@ def test_the_identity_port_bounds_and_checks_its_body(tmp_path: Path) -> None:
             async with TestClient(TestServer(make_identity_api(cp.identity))) as client:
                 statuses = []
                 for data in (b"x" * (65 * 1024), b"[]", b'{"csr": "x"}'):
-                    response = await client.post("/v1/identity/certificates", data=data)
+                    response = await client.post("/v1/identity/certificates", data=data,
+                                                 headers=JSON)
                     statuses.append(response.status)
                 return statuses
         finally:

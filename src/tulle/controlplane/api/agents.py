@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from aiohttp import web
 from annotated_types import Ge, Le, Len
 
-from tulle.controlplane.api.routing import Route, json_object, json_response
+from tulle.controlplane.api.routing import Route, json_bytes, json_object, json_response
 from tulle.controlplane.services.identity import IdentityService
 from tulle.controlplane.services.sessions import SessionService
 from tulle.controlplane.services.telemetry import Series, TelemetryService
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 def routes(sessions: SessionService, identity: IdentityService,
            telemetry: TelemetryService) -> list[Route]:
     async def open_session(request: web.Request) -> web.StreamResponse:
-        workload, credentials = parse_registration(await request.read())
+        workload, credentials = parse_registration(await json_bytes(request))
         session = sessions.open(workload, credentials)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         try:
@@ -69,7 +69,7 @@ def routes(sessions: SessionService, identity: IdentityService,
 
     async def report(request: web.Request) -> web.StreamResponse:
         node = request.match_info["node"]
-        telemetry.receive(node, parse_report(node, await request.read()))
+        telemetry.receive(node, parse_report(node, await json_bytes(request)))
         return json_response({"ok": True})
 
     return [
@@ -88,8 +88,9 @@ def parse_report(node_id: str, body: bytes) -> Series:
     try:
         data = json.loads(body)
         return [(SeriesKey.from_wire(item), _values(item["v"])) for item in data["series"]]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(f"malformed telemetry report from {node_id}: {exc}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise UsageError(f"malformed telemetry report from {node_id}: "
+                         f"{type(exc).__name__}: {exc}"[:300]) from exc
 
 
 def _values(raw: Any) -> dict[str, int]:

@@ -2,11 +2,16 @@
 helpers every handler uses to read a request (bounded JSON bodies, query parameters).
 
 Errors are JSON: ``{"error": {"type", "message", "hint"}}``, with a 4xx status for anything the
-caller can fix. Authentication runs before any handler, so no body is read unauthenticated.
+caller can fix: malformed or too deeply nested JSON, a body that is too large, too slow, of
+another content type or compressed, a token that is wrong or not even UTF-8. Authentication
+runs before any handler, so no body is read unauthenticated; handlers read bodies only through
+:func:`read_body` (bounded in size and time). What a connection may cost before that is
+:mod:`tulle.controlplane.api.guard`'s business.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -16,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from tulle.controlplane.api.guard import LIMITS, ServerLimits, close_untrusted
 from tulle.errors import AuthError, TulleError, UsageError
 from tulle.security import bearer, tokens_match
 
@@ -36,8 +42,10 @@ class Route:
 
 
 def build_app(routes: Iterable[Route], middlewares: Iterable[Middleware], *,
-              max_body: int) -> web.Application:
-    app = web.Application(middlewares=[_errors, *middlewares], client_max_size=max_body)
+              limits: ServerLimits) -> web.Application:
+    app = web.Application(middlewares=[close_untrusted, _errors, *middlewares],
+                          client_max_size=limits.max_body)
+    app[LIMITS] = limits
     for route in routes:
         app.router.add_route(route.method, route.path, route.handler, name=route.name)
     return app
@@ -82,20 +90,80 @@ def bearer_auth(token: str, extra: Mapping[str, str] | None = None) -> Middlewar
 
 # -- reading requests ------------------------------------------------------------------------
 
+async def read_body(request: web.Request) -> bytes:
+    """The request's body: at most the app's ``max_body`` bytes, arriving within its
+    ``body_timeout_s``, uncompressed."""
+    limits = request.app[LIMITS]
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise _refusal(web.HTTPUnsupportedMediaType, f"compressed bodies ({encoding}) are not "
+                       "accepted", "send the body uncompressed")
+    length = request.content_length
+    if length is not None and length > limits.max_body:
+        raise _too_large(limits.max_body, length)  # before reading a byte of it
+    try:
+        async with asyncio.timeout(limits.body_timeout_s):
+            return await request.read()
+    except TimeoutError as exc:
+        raise _refusal(web.HTTPRequestTimeout, f"the request body did not arrive within "
+                       f"{limits.body_timeout_s:g}s", "send the whole body at once") from exc
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise _too_large(limits.max_body, None) from exc
+    except web.RequestPayloadError as exc:  # a broken chunked encoding, a short body
+        raise UsageError(f"the request body is malformed: {exc}",
+                         hint="send Content-Length and exactly that many bytes") from exc
+
+
+async def json_bytes(request: web.Request) -> bytes:
+    """The raw body of a request that must be JSON (see :func:`read_body`). Without a
+    Content-Type it is taken for JSON; with another one it is refused."""
+    content_type = request.headers.get("Content-Type")
+    if content_type is not None and request.content_type != "application/json" \
+            and not request.content_type.endswith("+json"):
+        raise _refusal(web.HTTPUnsupportedMediaType, f"the body must be JSON, not "
+                       f"{content_type[:60]}", "send Content-Type: application/json")
+    return await read_body(request)
+
+
 async def json_body(request: web.Request, *, required: bool = True, example: str = "") -> Any:
-    """The request's JSON body (bounded by the app's ``max_body``); ``{}`` when there is none
-    and it is not required."""
-    raw = await request.read()
+    """The request's JSON body (see :func:`json_bytes`); ``{}`` when there is none and it is
+    not required."""
+    raw = await json_bytes(request)
     if not raw:
         if required:
             raise UsageError("the request needs a JSON body",
                              hint=f"send {example}" if example else None)
         return {}
+    return _parse_json(raw, example)
+
+
+def _parse_json(raw: bytes, example: str = "") -> Any:
+    """JSON from a caller: anything that is not JSON is a UsageError (a 400)."""
     try:
         return json.loads(raw)
     except ValueError as exc:
         raise UsageError(f"the request body is not valid JSON: {exc}",
                          hint=f"send {example}" if example else None) from exc
+    except RecursionError as exc:  # not a ValueError; 64 KiB of "[" is enough
+        raise UsageError("the request body's JSON is nested too deeply",
+                         hint=f"send {example}" if example else None) from exc
+
+
+def _refusal(kind: type[web.HTTPException], message: str, hint: str) -> web.HTTPException:
+    return kind(text=json.dumps({"error": {"type": "usage", "message": message, "hint": hint}}),
+                content_type="application/json")
+
+
+def _too_large(limit: int, size: int | None) -> web.HTTPException:
+    body = {"error": {"type": "usage", "message": f"the request body is larger than the "
+                      f"{_size(limit)} this port accepts", "hint": "send a smaller body (with "
+                      "`tulle apply`: fewer files at once)"}}
+    return web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size or limit + 1,
+                                         text=json.dumps(body), content_type="application/json")
+
+
+def _size(count: int) -> str:
+    return f"{count >> 20} MiB" if count >= 1 << 20 else f"{count >> 10} KiB"
 
 
 async def json_object(request: web.Request, *, required: bool = True,

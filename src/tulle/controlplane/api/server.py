@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from tulle.controlplane.api import agents, identity, observe, proxies, resources
+from tulle.controlplane.api.guard import ServerLimits, mark_trusted
 from tulle.controlplane.api.routing import bearer_auth, build_app
 from tulle.controlplane.services.analysis import AnalysisService
 from tulle.controlplane.services.diagnosis import DiagnosisService
@@ -33,6 +34,12 @@ from tulle.xds.server import XdsHub
 
 API_MAX_BODY = 16 * 1024 * 1024  # an apply of many documents
 IDENTITY_MAX_BODY = 64 * 1024  # one CSR
+# What strangers may hold (see guard.py). The API's callers authenticate with their first
+# request and stop counting. Every identity-port connection counts and carries one request;
+# each costs about 400 KB of TLS buffers, and an agent's lasts milliseconds.
+API_LIMITS = ServerLimits(max_body=API_MAX_BODY)
+IDENTITY_LIMITS = ServerLimits(max_body=IDENTITY_MAX_BODY, head_bytes=8 * 1024,
+                               max_untrusted=64)
 
 
 @dataclass(frozen=True)
@@ -71,9 +78,8 @@ def make_api(s: Services, token: str, metrics_token: str | None) -> web.Applicat
         *observe.health_routes(s.health, s.telemetry),
     ]
     extra = {observe.METRICS_ROUTE: metrics_token} if metrics_token else {}
-    return build_app(routes, [bearer_auth(token, extra)], max_body=API_MAX_BODY)
+    return build_app(routes, [bearer_auth(token, extra), mark_trusted], limits=API_LIMITS)
 
 
 def make_identity_api(identity_service: IdentityService) -> web.Application:
-    return build_app(identity.signing_routes(identity_service), [],
-                     max_body=IDENTITY_MAX_BODY)
+    return build_app(identity.signing_routes(identity_service), [], limits=IDENTITY_LIMITS)
