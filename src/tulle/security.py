@@ -46,7 +46,8 @@ def redact(data: Any, headers: Collection[str] = SECRET_HEADERS,
     """A copy of JSON-like ``data`` with every secret value replaced by :data:`REDACTED`,
     found by where it sits, whatever it looks like:
 
-    - a field whose name says it is secret (``private_key``, ``...token``, ``password``);
+    - a field whose name says it is secret (``private_key``, ``...token``, ``password``); of
+      an Envoy data source there, only a ``filename`` stays;
     - every value of a gRPC service's ``initial_metadata`` (the xDS credential, the tap's
       access-log token), whatever the metadata's name;
     - the value of a secret header (``headers``, lower case), as a mapping key
@@ -61,8 +62,9 @@ def redact(data: Any, headers: Collection[str] = SECRET_HEADERS,
         out: dict[str, Any] = {}
         for key, item in data.items():
             field = str(key)
-            if _SECRET_FIELD.search(field) or field.lower() in headers \
-                    or (pair and field in _HEADER_VALUE_FIELDS):
+            if _SECRET_FIELD.search(field):
+                out[key] = _secret_value(item)
+            elif field.lower() in headers or (pair and field in _HEADER_VALUE_FIELDS):
                 out[key] = REDACTED
             elif field in _METADATA_FIELDS and isinstance(item, list):
                 out[key] = [_metadata_entry(entry) for entry in item]
@@ -74,6 +76,16 @@ def redact(data: Any, headers: Collection[str] = SECRET_HEADERS,
     if isinstance(data, str) and text is not None:
         return text(data)
     return data
+
+
+def _secret_value(item: Any) -> Any:
+    """A secret field's value. Envoy's data sources say where a secret is as well as hold it
+    (``{"filename": PATH}`` or ``{"inline_bytes": ...}``): where it is stays (a path is what an
+    operator debugging a NACK needs), what it holds goes."""
+    if isinstance(item, dict):
+        return {k: v if k == "filename" and isinstance(v, str) else REDACTED
+                for k, v in item.items()}
+    return REDACTED
 
 
 def _metadata_entry(entry: Any) -> Any:

@@ -86,10 +86,11 @@ def test_retry_budget_stops_retries_against_a_failing_upstream(mesh: Mesh) -> No
 def test_request_timeout_answers_504(mesh: Mesh) -> None:
     port, _ = start(mesh)
     apply(mesh, ROUTE.format(extra="    timeouts: {request: 500ms}"))
-    reply = request(port, "/?delay=3000")
+    reply = request(port, "/?delay=5000")
     print(f"measured: 500ms route timeout answered {reply.status} after {reply.seconds:.3f}s")
     assert reply.status == 504
-    assert 0.45 <= reply.seconds <= 2.0, reply.seconds
+    # Not before the timeout, and not after the application's own answer (5 s).
+    assert 0.45 <= reply.seconds < 4.5, reply.seconds
     assert request(port, "/?delay=100").status == 200
 
 
@@ -106,15 +107,16 @@ spec:
 def test_circuit_breaker_rejects_excess_requests_at_once(mesh: Mesh) -> None:
     port, _ = start(mesh)
     apply(mesh, POOL)
-    replies = parallel(port, 10, "/?delay=1000")
+    replies = parallel(port, 10, "/?delay=3000")
     overflow = [r for r in replies if r.status == 503]
     served = [r for r in replies if r.status == 200]
     print(f"measured: pool of 1, 10 concurrent: {len(served)} served, {len(overflow)} UO, "
           f"slowest rejection {max((r.seconds for r in overflow), default=0):.3f}s")
     assert len(overflow) + len(served) == 10
     assert len(served) >= 1 and len(overflow) >= 5, [r.status for r in replies]
-    # Rejected at once, and marked as circuit breaking (Envoy flag UO).
-    assert all(r.seconds < 0.8 for r in overflow), [r.seconds for r in overflow]
+    # Rejected at once (well before a served request's 3 s), and marked as circuit breaking
+    # (Envoy flag UO).
+    assert all(r.seconds < 2.0 for r in overflow), [r.seconds for r in overflow]
     assert all(r.headers.get("x-envoy-overloaded") == "true" for r in overflow)
     stats = mesh.stats("web-1")
     assert stats["cluster.outbound|books|default.upstream_rq_pending_overflow"] >= 5

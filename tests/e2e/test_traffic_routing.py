@@ -128,11 +128,12 @@ def test_mirror_gets_copies_and_its_failures_never_reach_the_caller(mesh: Mesh) 
     assert {r.workload for r in replies} == {"books-1"}
     wait_for("the copies to reach the mirror", lambda: counter(shadow.app_port) >= 20)
     assert counter(shadow.app_port) == 20  # every request was copied
-    # The mirror now fails, slowly: callers see neither.
-    control(shadow.app_port, fail=500, every=1, delay=1500)
+    # The mirror now fails, slowly: callers see neither. A caller that waited for the mirror
+    # would take its 5 s; half of that leaves room for a loaded machine.
+    control(shadow.app_port, fail=500, every=1, delay=5000)
     replies = [request(port, "/after") for _ in range(5)]
     assert all(r.status == 200 and r.workload == "books-1" for r in replies)
-    assert max(r.seconds for r in replies) < 1.0
+    assert max(r.seconds for r in replies) < 2.5, [r.seconds for r in replies]
 
 
 POLICY = """\

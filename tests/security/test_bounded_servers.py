@@ -285,10 +285,11 @@ def test_bad_input_gets_a_4xx_and_no_traceback(exposed_mesh: Mesh, ports: Ports)
         ("api: not HTTP", ports.api, False, b"GET / HTTP/1.1\r\nno colon\r\n\r\n", 400),
         ("identity: token not UTF-8", ports.identity, True,
          post("/v1/identity/certificates", csr, b"\xff\xfe\x80"), 403),
+        # Who asks is judged before what is asked: a stranger's unreadable body is a 403.
         ("identity: malformed JSON", ports.identity, True,
-         post("/v1/identity/certificates", b"{nope", b"x"), 400),
+         post("/v1/identity/certificates", b"{nope", b"x"), 403),
         ("identity: deep JSON", ports.identity, True,
-         post("/v1/identity/certificates", b"[" * 30_000 + b"]" * 30_000, b"x"), 400),
+         post("/v1/identity/certificates", b"[" * 30_000 + b"]" * 30_000, b"x"), 403),
         ("identity: a form", ports.identity, True, post(
             "/v1/identity/certificates", b"a=b", b"x", content_type=b"multipart/form-data"), 415),
         ("agent: token not UTF-8", ports.agent, False, get("/admin/stats", b"\xff\xfe\x80"), 401),

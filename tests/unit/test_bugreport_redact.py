@@ -48,7 +48,7 @@ def test_structured_fields_at_any_depth() -> None:
                                    {"header": {"key": "x-other", "value": "kept"}}]}
     out = R.value(dump)
     tls = out["configs"][0]["dynamic_active_secrets"][0]["secret"]["tls_certificate"]
-    assert tls["private_key"] == REDACTED
+    assert tls["private_key"] == {"inline_bytes": REDACTED}
     assert tls["certificate_chain"] == {"inline_bytes": "Y2VydA=="}
     metadata = out["configs"][1]["bootstrap"]["initial_metadata"]
     # Call metadata is how a gRPC service authenticates: every value of it is a credential.

@@ -38,7 +38,11 @@ TAP_LOGGER = {"name": "envoy.access_loggers.http_grpc", "typed_config": {
      {"initialMetadata": [{"key": "authorization", "value": REDACTED}]}),
     ({"initial_metadata": ["odd"]}, {"initial_metadata": [REDACTED]}),
     # Fields whose name says they are secret, at any depth and in any case style.
-    ({"a": [{"private_key": {"filename": "/k"}}]}, {"a": [{"private_key": REDACTED}]}),
+    # Of an Envoy data source in such a field, where it is stays and what it holds goes.
+    ({"a": [{"private_key": {"filename": "/k"}}]}, {"a": [{"private_key": {"filename": "/k"}}]}),
+    ({"private_key": {"inline_bytes": "S0VZ"}}, {"private_key": {"inline_bytes": REDACTED}}),
+    ({"private_key": {"filename": "/k", "inline_string": "KEY"}},
+     {"private_key": {"filename": "/k", "inline_string": REDACTED}}),
     ({"privateKey": "x", "xdsToken": "y", "agent_token": "z", "password": "p"},
      {"privateKey": REDACTED, "xdsToken": REDACTED, "agent_token": REDACTED,
       "password": REDACTED}),

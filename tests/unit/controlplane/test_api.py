@@ -127,4 +127,5 @@ def test_the_identity_port_bounds_and_checks_its_body(tmp_path: Path) -> None:
         finally:
             cp.store.close()
 
-    assert asyncio.run(main()) == [413, 400, 400]
+    # Too large is refused before anything; then who asks comes before what is asked.
+    assert asyncio.run(main()) == [413, 403, 403]

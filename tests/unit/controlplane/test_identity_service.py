@@ -216,3 +216,16 @@ def test_a_new_join_token_needs_a_live_session(tmp_path: Path) -> None:
     reg.session_ended(BOOKS, 1)
     with pytest.raises(NotFoundError):
         identity.join_token_for(BOOKS)
+
+
+def test_an_unreadable_request_still_spends_its_token_and_refuses_strangers(tmp_path: Path
+                                                                           ) -> None:
+    identity, reg = service(tmp_path)
+    token = identity.enrol(reg.get(BOOKS))["joinToken"]  # type: ignore[arg-type]
+    identity.check_caller(Caller(join_token=token))  # the body was unreadable: 400 follows
+    with pytest.raises(IdentityError, match="unknown or was already used"):
+        identity.check_caller(Caller(join_token=token))
+    with pytest.raises(IdentityError, match="join token or the workload's current"):
+        identity.check_caller(Caller())
+    with pytest.raises(IdentityError, match="cannot be parsed"):
+        identity.check_caller(Caller(peer_certificate=b"not a certificate"))

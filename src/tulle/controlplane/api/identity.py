@@ -59,14 +59,15 @@ def routes(identity: IdentityService, rotator: Rotator) -> list[Route]:
 
 def signing_routes(identity: IdentityService) -> list[Route]:
     async def sign(request: web.Request) -> web.StreamResponse:
+        caller = Caller(bearer(request.headers.get("Authorization")), _peer_certificate(request))
         try:
             body = await json_object(request, example=SIGN_EXAMPLE)
         except UsageError:
-            # Still to the service: it spends a join token before it refuses the request.
-            body = {}
-        signed = await identity.sign(
-            signing_request(body),
-            Caller(bearer(request.headers.get("Authorization")), _peer_certificate(request)))
+            # Who asks before what is asked: a stranger gets 403, a presented join token is
+            # spent, and only then is the unreadable body refused (400).
+            identity.check_caller(caller)
+            raise
+        signed = await identity.sign(signing_request(body), caller)
         return json_response({"certificate": signed.chain_pem, "serial": signed.serial,
                               "notBefore": signed.not_before, "notAfter": signed.not_after,
                               "trustBundle": signed.trust_bundle, "acked": signed.acked})

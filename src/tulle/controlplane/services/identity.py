@@ -131,6 +131,9 @@ class IdentityService:
         # A join token is spent by any request that presents it, whatever is wrong with the
         # rest: redeem it before anything else is looked at.
         binding = self.tokens.redeem(caller.join_token) if caller.join_token else None
+        if binding is None and not caller.peer_certificate:
+            raise IdentityError("present a join token or the workload's current certificate",
+                                hint="the agent gets a join token when it registers")
         node_id = request.node_id
         if not node_id:
             raise UsageError("node is required",
@@ -182,6 +185,18 @@ class IdentityService:
                  ttl)
         return Signed(issued.chain_pem, issued.serial, issued.not_before, issued.not_after,
                       self.ca.bundle_pem(), acked_ms is not None)
+
+    def check_caller(self, caller: Caller) -> None:
+        """For a request whose body cannot be read: who asks is still judged first. A
+        presented join token is spent (and must have been valid); without one, the client
+        certificate must be one the CA issued and still vouches for."""
+        if caller.join_token:
+            self.tokens.redeem(caller.join_token)
+        elif not caller.peer_certificate:
+            raise IdentityError("present a join token or the workload's current certificate",
+                                hint="the agent gets a join token when it registers")
+        else:
+            self.ca.verify_leaf(caller.peer_certificate)
 
     def _authorise_renewal(self, caller: Caller, node_id: str, expected: str) -> None:
         """The TLS client certificate must be one the registry holds for ``node_id``: the
