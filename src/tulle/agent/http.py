@@ -116,15 +116,22 @@ async def request(host: str, port: int, method: str, path: str, *,
                 names = (writer.get_extra_info("peercert") or {}).get("subjectAltName", ())
                 if ("URI", peer_uri) not in names:
                     raise HttpError(f"the server is not {peer_uri}")
-            writer.write(_encode_request(method, host, port, path, headers, body))
-            await writer.drain()
-            status_line, response_headers = await _read_head(reader)
-            status = int(status_line.split(" ", 2)[1])
-            return Response(status, response_headers, await _read_body(reader, response_headers))
+            return await _round_trip(reader, writer,
+                                     _encode_request(method, host, port, path, headers, body))
         finally:
             writer.close()
 
     return await asyncio.wait_for(exchange(), timeout)
+
+
+async def _round_trip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      request: bytes) -> Response:
+    """Send one request and read its response."""
+    writer.write(request)
+    await writer.drain()
+    status_line, response_headers = await _read_head(reader)
+    status = int(status_line.split(" ", 2)[1])
+    return Response(status, response_headers, await _read_body(reader, response_headers))
 
 
 async def request_unix(socket_path: str, method: str, path: str, *,
@@ -135,11 +142,8 @@ async def request_unix(socket_path: str, method: str, path: str, *,
         reader, writer = await asyncio.open_unix_connection(socket_path,
                                                             limit=MAX_HEADER_BYTES)
         try:
-            writer.write(_encode_request(method, "localhost", None, path, headers, body))
-            await writer.drain()
-            status_line, response_headers = await _read_head(reader)
-            status = int(status_line.split(" ", 2)[1])
-            return Response(status, response_headers, await _read_body(reader, response_headers))
+            return await _round_trip(reader, writer, _encode_request(
+                method, "localhost", None, path, headers, body))
         finally:
             writer.close()
 

@@ -50,14 +50,7 @@ class ResourceService:
         batch = parse_documents(documents)
         sources = _sources(batch, documents)
         proposed = {**self._resources, **{r.key: r for r in batch}}
-        workloads = list(self._workloads())
-        known = known_services(proposed.values(), (w.service_ref for w in workloads))
-        problems = reference_problems(batch, known, sources, proposed)
-        if problems:
-            raise ConfigError(problems)
-        warnings = list(apply_warnings(self._resources.values(), proposed.values(), workloads,
-                                       sources))
-        self._precheck(list(proposed.values()))
+        warnings = self._validate(proposed, batch, sources)
         if dry_run:
             return [ApplyResult(r.key, _dry_action(self._stored.get(r.key), r), 0)
                     for r in batch], warnings
@@ -75,16 +68,8 @@ class ResourceService:
         batch = parse_documents(documents)
         proposed = {k: r for k, r in self._resources.items() if k not in set(deletes)}
         proposed.update({r.key: r for r in batch})
-        workloads = list(self._workloads())
-        known = known_services(proposed.values(), (w.service_ref for w in workloads))
         checked = list(proposed.values()) if deletes else list(batch)
-        sources = dict.fromkeys(proposed, source)
-        problems = reference_problems(checked, known, sources, proposed)
-        if problems:
-            raise ConfigError(problems)
-        warnings = list(apply_warnings(self._resources.values(), proposed.values(), workloads,
-                                       sources))
-        self._precheck(list(proposed.values()))
+        warnings = self._validate(proposed, checked, dict.fromkeys(proposed, source))
         if dry_run:
             return [], warnings
         results = self._store.replace([(r.key, r.manifest) for r in batch], deletes)
@@ -94,6 +79,21 @@ class ResourceService:
         self._reload(r.key for r in batch)
         self._on_change()
         return results, warnings
+
+    def _validate(self, proposed: Mapping[ResourceKey, Resource], checked: Iterable[Resource],
+                  sources: Mapping[ResourceKey, str]) -> list[Message]:
+        """Check the references of ``checked`` against the store as ``proposed`` would leave
+        it, translate it for Envoy (the precheck), and return the analyzers' warnings the
+        change introduces. Raises on the first error; changes nothing."""
+        workloads = list(self._workloads())
+        known = known_services(proposed.values(), (w.service_ref for w in workloads))
+        problems = reference_problems(list(checked), known, sources, proposed)
+        if problems:
+            raise ConfigError(problems)
+        warnings = list(apply_warnings(self._resources.values(), proposed.values(), workloads,
+                                       sources))
+        self._precheck(list(proposed.values()))
+        return warnings
 
     def delete(self, kind: str, namespace: str, name: str) -> ApplyResult:
         info = resolve_kind(kind)
