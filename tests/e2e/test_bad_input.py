@@ -22,9 +22,9 @@ CASES = [
     ("malformed yaml", "apiVersion: tulle.io/v1alpha1\nkind: Service\nmetadata:\n  name: [x\n",
      ["bad.yaml:5", "malformed YAML", "starts at line 4"]),
     ("unknown kind", "apiVersion: tulle.io/v1alpha1\nkind: Servce\nmetadata: {name: x}\n",
-     ["bad.yaml:1", 'unknown kind "Servce"', 'did you mean "Service"']),
+     ["bad.yaml:2:1", 'unknown kind "Servce"', 'did you mean "Service"']),
     ("mistyped field", GOOD_SERVICE.replace("protocol: http", "protocl: http"),
-     ["bad.yaml:1", "Service default/authors", "spec.protocl", 'did you mean "protocol"']),
+     ["bad.yaml:4:8", "Service default/authors", "spec.protocl", 'did you mean "protocol"']),
     ("wrong type", GOOD_SERVICE.replace("protocol: http", "protocol: 7"),
      ["Service default/authors", "spec.protocol", "must be one of"]),
     ("missing field", """\
@@ -34,7 +34,8 @@ metadata: {name: r1}
 spec:
   rules:
   - backendRefs: [{name: books}]
-""", ["HTTPRoute default/r1", "spec.parentRefs", "required field is missing"]),
+""", ["bad.yaml:4:1", "HTTPRoute default/r1", "spec.parentRefs",
+      "required field is missing"]),
     ("missing name", "apiVersion: tulle.io/v1alpha1\nkind: Service\nmetadata: {}\n",
      ["metadata.name", "required field is missing"]),
     ("negative weight", """\
@@ -45,7 +46,8 @@ spec:
   parentRefs: [{name: books}]
   rules:
   - backendRefs: [{name: books, weight: -1}]
-""", ["HTTPRoute default/r1", "spec.rules[0].backendRefs[0].weight", "at least 0"]),
+""", ["bad.yaml:7:33", "HTTPRoute default/r1", "spec.rules[0].backendRefs[0].weight",
+      "at least 0"]),
     ("unknown service", """\
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -75,6 +77,16 @@ spec:
   targetRefs: [{kind: Service, name: books}]
   faultInjection: {abort: {httpStatus: 503, percent: 150}}
 """, ["TrafficPolicy default/chaos", "spec.faultInjection.abort.percent", "at most 100"]),
+    ("a string for an integer", """\
+apiVersion: tulle.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: pool}
+spec:
+  targetRefs: [{kind: Service, name: books}]
+  connectionPool:
+    maxConnections: "ten"
+""", ["bad.yaml:7:5", "spec.connectionPool.maxConnections", "expected an integer",
+      "write a number"]),
     ("zero-size pool", """\
 apiVersion: tulle.io/v1alpha1
 kind: TrafficPolicy
@@ -104,10 +116,10 @@ spec:
   rateLimit: {requests: 10}
 """, ["spec.targetRefs[0].name", 'unknown HTTPRoute "nosuch"']),
     ("duplicate names", GOOD_SERVICE + "---\n" + GOOD_SERVICE,
-     ["bad.yaml:6", "duplicate name", "Service default/authors"]),
+     ["bad.yaml:8:12", "duplicate name", "Service default/authors"]),
     ("one good, one bad: nothing applied", GOOD_SERVICE + "---\n" +
      GOOD_SERVICE.replace("authors", "Bad_Name"),
-     ["bad.yaml:6", "metadata.name", "is not a valid name"]),
+     ["bad.yaml:8:12", "metadata.name", "is not a valid name"]),
 ]
 
 

@@ -16,6 +16,8 @@ describe = typer.Typer(help="What is in force for a resource, and where it comes
 
 def register(app: typer.Typer) -> None:
     app.add_typer(describe, name="describe")
+    for alias in ("svc", "services"):  # the short names `tulle get` accepts
+        describe.command(alias, hidden=True)(service)
 
 
 @describe.command()

@@ -38,10 +38,17 @@ def apply(
 ) -> None:
     """Create or update resources. All or nothing: any error means nothing is applied."""
     from tulle.cli.loader import load_documents
+    from tulle.cli.positions import Positions, locate
+    from tulle.errors import ConfigError
 
-    documents = load_documents(files)
+    positions: dict[str, Positions] = {}
+    documents = load_documents(files, positions)
     client = ApiClient.from_state(ctx.obj.paths)
-    result = client.post("/v1/resources/apply", {"documents": documents, "dryRun": dry_run})
+    try:
+        result = client.post("/v1/resources/apply", {"documents": documents,
+                                                     "dryRun": dry_run})
+    except ConfigError as exc:  # point at the offending field's line, not the document's
+        raise ConfigError(locate(exc.problems, positions), message=exc.message) from None
     suffix = " (dry run)" if dry_run else ""
     emit(result, output, lambda r: "\n".join(
         f"{x['kind'].lower()}/{x['name']}{_in(x['namespace'])} {x['action']}{suffix}"

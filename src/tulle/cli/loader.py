@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from tulle.cli.positions import Positions, field_positions
 from tulle.errors import ConfigError, Problem, UsageError
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -64,7 +65,11 @@ class _ResourceLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_documents(targets: list[str]) -> list[dict[str, Any]]:
+def load_documents(targets: list[str], positions: dict[str, Positions] | None = None
+                   ) -> list[dict[str, Any]]:
+    """Every resource in ``targets``, each as ``{"source": "file:line", "manifest": ...}``.
+    A ``List`` (what `tulle get -o yaml` prints for several resources) gives its items.
+    ``positions``, when given, receives each document's field positions by its source."""
     documents: list[dict[str, Any]] = []
     problems: list[Problem] = []
     total = 0
@@ -76,7 +81,7 @@ def load_documents(targets: list[str]) -> list[dict[str, Any]]:
                                  f"{_mib(MAX_TOTAL_BYTES)}, more than one apply may send",
                                  hint="apply them in several commands")
             try:
-                documents.extend(_parse(name, text))
+                documents.extend(_parse(name, text, positions))
             except ConfigError as exc:
                 problems.extend(exc.problems)
     if problems:
@@ -179,20 +184,44 @@ def _check_expansion(document: yaml.Node) -> None:
                      if id(child) not in size)
 
 
-def _parse(name: str, text: str) -> list[dict[str, Any]]:
+def _is_list(body: Any) -> bool:
+    return (isinstance(body, dict) and body.get("kind") == "List"
+            and body.get("apiVersion", "v1") == "v1" and isinstance(body.get("items"), list))
+
+
+def _items_node(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if getattr(key, "value", None) == "items" and isinstance(value, yaml.SequenceNode):
+                return list(value.value)
+    return []
+
+
+def _parse(name: str, text: str, positions: dict[str, Positions] | None = None
+           ) -> list[dict[str, Any]]:
     loader = _ResourceLoader(text)
-    out = []
+    out: list[dict[str, Any]] = []
+
+    def add(node: yaml.Node, body: Any) -> None:
+        source = f"{name}:{node.start_mark.line + 1}"
+        out.append({"source": source, "manifest": body})
+        if positions is not None:
+            positions[source] = field_positions(node)
+
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 continue
-            line = node.start_mark.line + 1
             _check_expansion(node)
             body = loader.construct_document(node)
             if body is None:
                 continue
-            out.append({"source": f"{name}:{line}", "manifest": body})
+            if _is_list(body):
+                for item_node, item in zip(_items_node(node), body["items"], strict=False):
+                    add(item_node, item)
+            else:
+                add(node, body)
     except _TooLarge as exc:
         mark = exc.node.start_mark
         raise ConfigError([Problem(source=f"{name}:{mark.line + 1}:{mark.column + 1}",

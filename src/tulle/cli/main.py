@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -36,8 +37,17 @@ StateDirOption = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"tulle {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(ctx: typer.Context, state_dir: StateDirOption = None) -> None:
+def _root(ctx: typer.Context, state_dir: StateDirOption = None,
+          _version: Annotated[bool, typer.Option(
+              "--version", is_eager=True, callback=_print_version,
+              help="Print tulle's version and exit")] = False) -> None:
     ctx.obj = Context(StatePaths.resolve(state_dir))
 
 
@@ -63,13 +73,63 @@ def _register() -> None:
         importlib.import_module(f"tulle.cli.{name}").register(app)
 
 
+# Options of the whole CLI, which kubectl users also write after the subcommand.
+_GLOBAL_OPTIONS = ("--state-dir",)
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """``get services --state-dir X`` -> ``--state-dir X get services``: global options may
+    come anywhere before a ``--`` (after it, they belong to the workload's own command)."""
+    front: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            rest += argv[index:]
+            break
+        name = arg.partition("=")[0]
+        if name in _GLOBAL_OPTIONS:
+            if "=" in arg:
+                front.append(arg)
+            else:
+                front += argv[index:index + 2]
+                index += 1
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
+def _plain_help(command: Any) -> None:
+    """Help without type placeholders: ``--window WINDOW``, not ``--window <str>``; flags
+    show no value; choices stay ``[table|json]``."""
+    for param in command.params:
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            continue
+        if getattr(param, "param_type_name", "") == "argument":
+            # The argument's name says what it is; Typer would add "<str>" after it.
+            param.display_type_rich = lambda ctx: None
+        if param.metavar is None:
+            # Typer's own parameters describe their type; click's carry it as ``type``.
+            described = getattr(param, "type_descriptor", None) or getattr(param, "type", None)
+            choices = getattr(described, "choices", None)
+            param.metavar = ("[" + "|".join(map(str, choices)) + "]" if choices
+                             else (param.name or "value").upper())
+    for child in getattr(command, "commands", {}).values():
+        _plain_help(child)
+
+
 def main() -> None:
     # Ctrl-C must work even when a shell started us with SIGINT ignored (background jobs of
     # non-interactive shells inherit the ignore): tap, top and demo stop on it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _register()
+    command = typer.main.get_command(app)
+    _plain_help(command)
     try:
-        app()
+        command.main(args=hoist_global_options(sys.argv[1:]), prog_name="tulle",
+                     standalone_mode=True)
     except TulleError as error:
         print(error.render(), file=sys.stderr)
         sys.exit(error.exit_code)

@@ -285,6 +285,7 @@ def _describe(spec_type: type[Any], error: Mapping[str, Any]) -> tuple[str, str,
         expected = _EXPECTED.get(kind.removesuffix("_type").removesuffix("_parsing"), "")
         message = (f"expected {expected}, got {type_name(value)} {json.dumps(value)}"
                    if expected else str(error["msg"]))
+        hint = _number_hint(kind, value)
     else:
         message = str(error["msg"])
     return _path(loc), message, hint
@@ -300,6 +301,18 @@ _EXPECTED = {
     "dict": "a mapping",
     "float": "a number",
 }
+
+
+def _number_hint(kind: str, value: Any) -> str:
+    """A number written as a string (``port: "80"``, ``weight: ten``): say how to write it."""
+    if not kind.startswith(("int_", "float_")) or not isinstance(value, str):
+        return ""
+    text = value.strip()
+    try:
+        float(text)
+    except ValueError:
+        return "write a number, e.g. 80, without quotes"
+    return f"write it without quotes: {text}"
 
 
 def _unit(kind: str) -> str:

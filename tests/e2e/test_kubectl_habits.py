@@ -1,0 +1,92 @@
+"""Habits a kubectl user brings: `get -o yaml|json` of several resources applies again, global
+options after the subcommand, `describe svc`, and errors at the offending field's line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.mesh import TULLE, Mesh
+
+pytestmark = pytest.mark.envoy
+
+RESOURCES = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: books}
+spec: {protocol: http}
+---
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: books-v2}
+spec:
+  selector: {version: v2}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: books}
+spec:
+  parentRefs: [{name: books}]
+  rules:
+  - name: canary
+    backendRefs: [{name: books, weight: 90}, {name: books-v2, weight: 10}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: books-admin}
+spec:
+  parentRefs: [{name: books}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /admin}}]
+    backendRefs: [{name: books}]
+"""
+
+
+def test_get_of_several_resources_applies_again(mesh: Mesh, tmp_path: Path) -> None:
+    mesh.cli("apply", "-f", "-", stdin=RESOURCES)
+    revision = mesh.status()["storeRevision"]
+    for output in ("yaml", "json"):
+        listed = mesh.cli("get", "httproutes", "-o", output).stdout
+        assert "kind: List" in listed or '"kind": "List"' in listed
+        saved = tmp_path / f"routes.{output}"
+        saved.write_text(listed)
+        applied = mesh.cli("apply", "-f", str(saved)).stdout
+        assert applied.splitlines() == ["httproute/books (default) unchanged",
+                                        "httproute/books-admin (default) unchanged"], applied
+    assert mesh.status()["storeRevision"] == revision
+
+    # Edited and applied back, the List changes what was edited and nothing else.
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(mesh.cli("get", "httproutes", "-o", "yaml").stdout
+                      .replace("weight: 10", "weight: 20").replace("weight: 90", "weight: 80"))
+    applied = mesh.cli("apply", "-f", str(edited)).stdout
+    assert "httproute/books (default) configured" in applied, applied
+    assert "httproute/books-admin (default) unchanged" in applied, applied
+
+
+def test_global_options_after_the_subcommand(mesh: Mesh) -> None:
+    mesh.cli("apply", "-f", "-", stdin=RESOURCES)
+    after = subprocess.run([*TULLE, "get", "httproutes", "--state-dir", str(mesh.state_dir),
+                            "-o", "json"], capture_output=True, text=True, env=mesh.env(),
+                           timeout=60, check=False)
+    assert after.returncode == 0, after.stderr
+    names = [item["metadata"]["name"] for item in json.loads(after.stdout)["items"]]
+    assert names == ["books", "books-admin"]
+    described = mesh.cli("describe", "svc", "books", "-o", "json")
+    assert json.loads(described.stdout)["name"] == "books"
+
+
+def test_errors_name_the_line_of_the_field(mesh: Mesh, tmp_path: Path) -> None:
+    mesh.cli("apply", "-f", "-", stdin=RESOURCES)
+    bad = tmp_path / "route.yaml"
+    bad.write_text(RESOURCES.split("---\n")[3].replace("name: books}]\n  rules",
+                                                       "name: books}]\n  rules", 1)
+                   .replace("value: /admin", "value: admin"))
+    result = mesh.cli("apply", "-f", str(bad), check=False)
+    assert result.returncode != 0
+    # The value is on line 7, column 34 of the file; the document starts on line 1.
+    assert f"{bad}:7:" in result.stderr, result.stderr
+    assert "spec.rules[0].matches[0].path" in result.stderr, result.stderr
