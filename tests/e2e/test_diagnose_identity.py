@@ -172,7 +172,7 @@ def test_a_nacked_route_table_names_envoys_reason_and_the_change(
     assert "httproute/books.default" in finding["related"]
     assert any("may not be modified" in line for line in finding["evidence"]), finding
     assert any(f"revision {revision}" in line for line in finding["evidence"])
-    assert f"tulle rollback {revision - 1}" in finding["fix"]
+    assert f"tulle rollback --revert {revision} --dry-run" in finding["fix"]
     assert_fixable(finding, data["exitCode"])
     assert "proxies-synced" in unhealthy_checks(mesh)
 
@@ -243,6 +243,6 @@ def test_a_change_followed_by_errors(mesh: Mesh) -> None:
     evidence = "\n".join(finding["evidence"])
     assert f"revision {revision}" in evidence and "created" in evidence
     assert "before it: 0%" in evidence, evidence
-    assert f"tulle rollback {revision - 1}" in finding["fix"]
+    assert f"tulle rollback --revert {revision} --dry-run" in finding["fix"]
     assert_fixable(finding, data["exitCode"])
     assert "traffic-edges" in unhealthy_checks(mesh)

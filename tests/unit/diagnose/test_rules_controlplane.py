@@ -158,7 +158,7 @@ def test_nack_quotes_envoy_and_names_the_change() -> None:
     (found,) = diagnose(given, rules=controlplane.RULES).findings
     assert any("may not be modified" in line for line in found.evidence)
     assert "httproute/books.default" in found.related
-    assert "tulle rollback 6" in found.fix
+    assert "tulle rollback --revert 7 --dry-run" in found.fix
     assert any("revision 7" in line and "filters" in line for line in found.evidence)
 
 
@@ -215,7 +215,7 @@ def test_change_finding_shows_rates_before_and_after() -> None:
                         rules=controlplane.RULES).findings
     assert "service/books.default" in found.related
     assert any("before it: 0%" in line and "since: 50%" in line for line in found.evidence)
-    assert "tulle rollback 6" in found.fix
+    assert "tulle rollback --revert 7 --dry-run" in found.fix
 
 
 def test_a_change_to_another_service_is_not_blamed() -> None:
@@ -261,3 +261,23 @@ def test_a_new_registration_clears_the_finding() -> None:
         replace(workload("books-1", "books"), registered_at=NOW - 10),
         workload("web-1", "web"), workload("web-2", "web")]))
     assert diagnose(again, rules=controlplane.RULES).findings == ()
+
+
+def test_a_change_before_the_service_had_traffic_is_not_blamed() -> None:
+    """The service appeared after the change: "before it: 0 % of 0 requests" blames nothing."""
+    newborn = tuple(slot(NOW - 60 + 5 * i, 0 if i < 6 else 20, 0 if i < 6 else 20)
+                    for i in range(12))
+    assert diagnose(evidence(history=(CHANGE,), timeline=newborn),
+                    rules=controlplane.RULES).findings == ()
+
+
+def test_a_mesh_change_needs_healthy_traffic_of_that_service_before_it() -> None:
+    mesh_change = Change(7, NOW - 30, ResourceKey("Mesh", "", "default"), "configured",
+                         {"spec": {}}, {"spec": {"mtls": {"mode": "STRICT"}}})
+    newborn = tuple(slot(NOW - 60 + 5 * i, 0 if i < 6 else 20, 0 if i < 6 else 20)
+                    for i in range(12))
+    assert diagnose(evidence(history=(mesh_change,), timeline=newborn),
+                    rules=controlplane.RULES).findings == ()
+    (found,) = diagnose(evidence(history=(mesh_change,), timeline=ERRORS_AFTER),
+                        rules=controlplane.RULES).findings
+    assert found.fix.startswith("`tulle rollback --revert 7 --dry-run`")

@@ -212,3 +212,35 @@ def test_parse_clusters_reads_outbound_hosts_and_flags() -> None:
     assert parse_clusters(document) == {"books.default": (
         HostHealth("127.0.0.1:15006", "books-1", True),
         HostHealth("127.0.0.1:15007", "books-2", False, ("failed_outlier_check",)))}
+
+
+def test_callers_failing_on_a_starting_instance_need_no_grace() -> None:
+    young = workload("books-1", "books", state=WorkloadState.STARTING)
+    young = Workload(**{**young.__dict__, "registered_at": NOW - 2})
+    result = diagnose(evidence({(WEB, OUT): failing(no_healthy=10)}, workloads=(web(), young)),
+                      rules=RULES)
+    assert [(f.code, f.subject) for f in result.findings][:1] == [
+        ("TUL1002", "proxy/books-1.default")]
+
+
+def test_retries_exhausted_while_most_calls_succeed_is_a_warning_below_amplification(
+        ) -> None:
+    given = evidence({(WEB, OUT): {"rq2": 970, "rq5": 30, "c503": 30, "retry": 1200,
+                                   "retry_exhausted": 30}},
+                     manifests=(route({"retry": {"attempts": 2, "codes": [503]}}),))
+    found = {f.code: f for f in diagnose(given, rules=RULES).findings}
+    assert found["TUL1007"].severity.label == "warning"
+    assert not found["TUL1008"].symptom
+    codes = [f.code for f in diagnose(given, rules=RULES).findings]
+    assert codes.index("TUL1008") < codes.index("TUL1007")
+
+
+@pytest.mark.parametrize(("ok", "failed", "severity"), [
+    (100, 0, "warning"), (97, 3, "warning"), (80, 20, "error"), (10, 90, "critical")])
+def test_every_instance_ejected_is_as_severe_as_what_callers_saw(
+        ok: int, failed: int, severity: str) -> None:
+    given = evidence(
+        {(WEB, OUT): {"rq2": ok, "rq5": failed, "eject": 3}}, manifests=(OUTLIERS,),
+        views={WEB: (HostHealth("127.0.0.1:1", "books-1", False, ("failed_outlier_check",)),)})
+    found = [f for f in diagnose(given, rules=RULES).findings if f.code == "TUL1001"]
+    assert [f.severity.label for f in found] == ([severity] if failed else [])

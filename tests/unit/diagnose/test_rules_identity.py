@@ -127,3 +127,12 @@ def test_mismatch_names_the_instance_with_the_wrong_identity() -> None:
 ])
 def test_inbound_handshake_failures_are_extracted_by_reason(stat: str, field: str) -> None:
     assert extract(EnvoyStats({stat: 3}))[IN][field] == 3
+
+
+@pytest.mark.parametrize(("refused", "severity"), [(1, "warning"), (9, "warning"),
+                                                   (10, "error"), (40, "error")])
+def test_plaintext_to_strict_severity_grows_with_the_refused(refused: int,
+                                                             severity: str) -> None:
+    given = evidence({("books-1.default", IN): {"tls_err": refused}})
+    (found,) = diagnose(given, rules=identity.RULES).findings
+    assert (found.code, found.severity.label) == ("TUL1055", severity)

@@ -33,6 +33,9 @@ from tulle.xds.sync import SyncState
 NACK_CHANGE_SLACK_S = 2.0  # a NACK comes within moments of the change that caused it
 ERRORS_MIN_REQUESTS = 10  # after a change, at least this many requests to judge a rate
 ERRORS_MIN_RATE, ERRORS_MIN_RISE = 0.10, 0.10  # >= 10 % errors, 10 points above before
+# A change is blamed only for traffic it touched that was healthy before it: at least this
+# many requests before the change, failing less than this share.
+HEALTHY_MIN_REQUESTS, HEALTHY_MAX_RATE = 5, 0.05
 
 
 def _when(at: float) -> str:
@@ -49,9 +52,14 @@ def _change_name(change: Change) -> str:
     return f"{key.kind} {key.namespace}/{key.name}" if key.namespace else f"{key.kind} {key.name}"
 
 
+def rollback_command(change: Change) -> str:
+    """The command that undoes exactly ``change`` (its inverse), shown as its dry run."""
+    return f"tulle rollback --revert {change.revision} --dry-run"
+
+
 def _rollback(change: Change) -> str:
-    return (f"`tulle rollback {change.revision - 1}` undoes revision {change.revision} "
-            f"(`tulle history` shows it in full)")
+    return (f"`{rollback_command(change)}` shows how to undo revision {change.revision} alone "
+            "(then run it without --dry-run); `tulle history` shows it in full")
 
 
 def diff_summary(change: Change) -> str:
@@ -303,10 +311,16 @@ def change_preceded_errors(evidence: Evidence, scope: Scope) -> Iterator[Finding
         after = [s for s in evidence.timeline if s.start >= change.at]
         services = _affected(change)
         rates_before, rates_after = _rates(before, services), _rates(after, services)
+        # The traffic the change touched: a route's or policy's services together (a route
+        # moves calls from one backend to another), any other change's one service at a time.
+        touched = (sum(n for n, _ in rates_before.values()),
+                   sum(e for _, e in rates_before.values()))
         for ref, now in sorted(rates_after.items()):
-            then = rates_before.get(ref, (0, 0))
+            then = touched if services is not None else rates_before.get(ref, (0, 0))
             if ref in reported or now[0] < ERRORS_MIN_REQUESTS:
                 continue
+            if then[0] < HEALTHY_MIN_REQUESTS or _rate(then) >= HEALTHY_MAX_RATE:
+                continue  # no healthy traffic before it (or none at all): not its doing
             if _rate(now) < ERRORS_MIN_RATE or _rate(now) - _rate(then) < ERRORS_MIN_RISE:
                 continue
             reported.add(ref)
@@ -316,8 +330,8 @@ def change_preceded_errors(evidence: Evidence, scope: Scope) -> Iterator[Finding
                 f"({change.action} {_change_name(change)}).",
                 (f"revision {change.revision} at {_when(change.at)}: {change.action} "
                  f"{_change_name(change)}, {diff_summary(change)}",
-                 f"5xx to {ref.host} before it: {_rate(then):.0%} of {then[0]} requests; "
-                 f"since: {_rate(now):.0%} of {now[0]} requests"),
+                 f"5xx on the traffic it touched before it: {_rate(then):.0%} of {then[0]} "
+                 f"requests; to {ref.host} since: {_rate(now):.0%} of {now[0]} requests"),
                 f"{_rollback(change)}; or fix {_change_name(change)} and apply it again",
                 related=(service_subject(ref),))
 

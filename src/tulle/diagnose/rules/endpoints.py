@@ -15,8 +15,12 @@ from tulle.diagnose.rank import impact
 from tulle.model.meta import ServiceRef
 from tulle.model.workload import WorkloadState
 
-# A workload may take this long to start before "starting" is a finding, not a phase.
+# A workload may take this long to start before "starting" is a finding, not a phase. The
+# grace holds only while nobody calls it: callers failing on it are a finding at once.
 STARTUP_GRACE_S = 10.0
+# With every instance ejected, Envoy's panic mode still sends traffic to them: how bad it is
+# comes from what callers saw (share of their requests that failed).
+CRITICAL_SHARE, ERROR_SHARE = 0.5, 0.05
 
 
 def _failures_by_caller(evidence: Evidence, ref: ServiceRef) -> list[tuple[str, int, int]]:
@@ -95,7 +99,15 @@ def no_healthy_endpoints(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             evidence_lines.append(f"{ref.host} has no registered instance")
             fix = (f"start one: `tulle run --service {ref.name} --namespace {ref.namespace} "
                    "--port PORT -- COMMAND`, or stop calling it")
-        yield Finding("TUL1001", Severity.CRITICAL, impact(failed, total, base=60),
+        severity = Severity.CRITICAL
+        if ejected_all:
+            share = failed / total if total else 0.0
+            severity = (Severity.CRITICAL if share >= CRITICAL_SHARE else Severity.ERROR
+                        if share >= ERROR_SHARE else Severity.WARNING)
+            evidence_lines.append(
+                f"callers saw {share:.0%} of their requests fail: with every endpoint ejected, "
+                "Envoy's panic mode still sends requests to the ejected instances")
+        yield Finding("TUL1001", severity, impact(failed, total, base=60),
                       service_subject(ref), cause, tuple(evidence_lines), fix,
                       related=tuple(sorted(set(related))), sources=sources,
                       symptom=bool(instances) and not ejected_all)
@@ -107,11 +119,11 @@ def instance_not_ready(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         if workload.state not in (WorkloadState.STARTING, WorkloadState.NOT_READY):
             continue
         since = evidence.now - workload.registered_at
-        if workload.state is WorkloadState.STARTING and since < STARTUP_GRACE_S:
-            continue
         ref = workload.service_ref
         callers = _failures_by_caller(evidence, ref)
         failed = sum(c[2] for c in callers)
+        if workload.state is WorkloadState.STARTING and since < STARTUP_GRACE_S and not failed:
+            continue  # starting, and nobody fails on it yet: a phase, not a finding
         port = workload.app_port
         if workload.state is WorkloadState.STARTING:
             cause = (f"The application of {node} has not accepted a connection on port {port} "

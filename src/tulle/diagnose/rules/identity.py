@@ -21,6 +21,9 @@ from tulle.model.meta import ServiceRef
 
 # Caller-side counters of failed handshakes with a service.
 _CALLER_TLS = ("tls_err", "verify_fail", "san_fail")
+# Plaintext connections refused by a STRICT service: a stray probe is a warning; this many in
+# the window is a client that keeps trying, an error.
+PLAINTEXT_ERROR_MIN = 10
 
 
 def _when(at: float) -> str:
@@ -202,11 +205,13 @@ def plaintext_to_strict(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         other = 0 if _callers_failing(evidence, ref) else inbound.get("tls_err", 0)
         if not (no_cert or other):
             continue
+        refused = no_cert + other
         lines = [f"{node}'s inbound listener (STRICT mTLS) in the window: "
                  f"{other} connections that were not a TLS handshake (plaintext), "
                  f"{no_cert} TLS handshakes without a client certificate"]
         yield Finding(
-            "TUL1055", Severity.ERROR, 65.0, service_subject(ref),
+            "TUL1055", Severity.ERROR if refused >= PLAINTEXT_ERROR_MIN else Severity.WARNING,
+            65.0 if refused >= PLAINTEXT_ERROR_MIN else 30.0, service_subject(ref),
             f"Clients without a mesh certificate call {ref.host} directly on its sidecar's "
             "inbound port; the service is STRICT, so they are refused.",
             tuple(lines),

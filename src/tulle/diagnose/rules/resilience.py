@@ -21,6 +21,9 @@ from tulle.diagnose.rank import impact
 from tulle.model.meta import ServiceRef
 from tulle.telemetry.query import quantile
 
+# Retries exhausted is an error when at least this share of the callers' requests failed.
+EXHAUSTED_ERROR_SHARE = 0.05
+
 
 @dataclass
 class _Edges:
@@ -181,13 +184,19 @@ def retries(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         budget = _policy_source(evidence, ref, "retry_budget")
         if budget:
             policy_lines.append(f"retry budget from {budget}")
+        failed_share = edges.total("rq5") / total if total else 0.0
+        # Severity from what callers saw: a few requests out of retries while 97 % succeed is
+        # a warning, and then the retries' load (TUL1008) is the story, not a symptom of it.
+        severe = failed_share >= EXHAUSTED_ERROR_SHARE
         if exhausted:
             lines = [f"{node} -> {ref.host}: {v.get('retry_exhausted', 0)} requests gave up "
                      f"after the retry limit (URX), {v.get('retry', 0)} retries, "
                      f"{v.get('rq5', 0)} of {requests(v)} requests 5xx"
                      for node, v in sorted(edges.callers.items()) if v.get("retry_exhausted")]
+            lines.append(f"callers saw {failed_share:.1%} of {total} requests fail")
             yield Finding(
-                "TUL1007", Severity.ERROR, impact(exhausted, total, base=62),
+                "TUL1007", Severity.ERROR if severe else Severity.WARNING,
+                impact(exhausted, total, base=62 if severe else 30),
                 routes[0] if len(routes) == 1 else service_subject(ref),
                 f"Requests to {ref.host} fail even after every retry (URX): it fails "
                 "persistently, and retrying does not help.",
@@ -208,7 +217,7 @@ def retries(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
                 "fix the failing service; lower retry.attempts on the HTTPRoute rule or set a "
                 f"stricter spec.retryBudget in a TrafficPolicy for {ref.name}",
                 related=(*edges.related, *routes), sources=edges.sources,
-                symptom=bool(exhausted))
+                symptom=bool(exhausted) and severe)
 
 
 def timeouts(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
