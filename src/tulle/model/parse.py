@@ -304,15 +304,19 @@ _EXPECTED = {
 
 
 def _number_hint(kind: str, value: Any) -> str:
-    """A number written as a string (``port: "80"``, ``weight: ten``): say how to write it."""
+    """A number written as a string (``port: "80"``, ``weight: 1e6``): say how to write it."""
     if not kind.startswith(("int_", "float_")) or not isinstance(value, str):
         return ""
     text = value.strip()
     try:
-        float(text)
+        number = float(text)
     except ValueError:
         return "write a number, e.g. 80, without quotes"
-    return f"write it without quotes: {text}"
+    if kind.startswith("float_") or text.lstrip("+-").isdigit():
+        return f"write it without quotes: {text}"
+    if number.is_integer():  # YAML reads 1e6 as a string
+        return f"write it as a whole number: {int(number)}"
+    return "write a whole number"
 
 
 def _unit(kind: str) -> str:

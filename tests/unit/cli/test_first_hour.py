@@ -114,6 +114,8 @@ def test_global_options_may_follow_the_subcommand(argv: list[str],
 @pytest.mark.parametrize(("kind", "value", "hint"), [
     ("int_parsing", "80", "write it without quotes: 80"),
     ("int_parsing", "eighty", "write a number, e.g. 80, without quotes"),
+    ("int_parsing", "1e6", "write it as a whole number: 1000000"),
+    ("float_parsing", "0.5", "write it without quotes: 0.5"),
     ("int_type", 8.5, ""),
     ("string_type", "x", ""),
 ])

@@ -30,7 +30,8 @@ FIELDS_OF_BACKEND = "known fields here: name, kind, group, namespace, port, weig
 CASES: list[tuple[str, str, list[Expected]]] = [
     # Strict types: YAML's "80" is a string and 1.5 is not a whole number.
     ("weight as a string", backends({"name": "a", "weight": "80"}),
-     [(f"{W0}.weight", 'expected an integer, got string "80"', "")]),
+     [(f"{W0}.weight", 'expected an integer, got string "80"',
+       "write it without quotes: 80")]),
     ("weight fractional", backends({"name": "a", "weight": 1.5}),
      [(f"{W0}.weight", "expected an integer, got number 1.5", "")]),
     ("weight whole float", backends({"name": "a", "weight": 2.0}),
@@ -41,9 +42,10 @@ CASES: list[tuple[str, str, list[Expected]]] = [
 spec:
   parentRefs: [{name: books}]
   rules: [{backendRefs: [{name: a, weight: 1e6}]}]
-""", [(f"{W0}.weight", 'expected an integer, got string "1e6"', "")]),
+""", [(f"{W0}.weight", 'expected an integer, got string "1e6"',
+       "write it as a whole number: 1000000")]),
     ("port as a string", backends({"name": "a", "port": "8080"}),
-     [(f"{W0}.port", 'got string "8080"', "")]),
+     [(f"{W0}.port", 'got string "8080"', "without quotes: 8080")]),
     ("name a number", backends({"name": 5}),
      [(f"{W0}.name", "expected a string, got number 5", "")]),
     ("backendRefs a mapping", route_yaml({"parentRefs": PARENT,
@@ -135,7 +137,7 @@ spec:
         "rules": [{"backendRefs": [{"name": "a", "weight": "1"}, {"name": "b", "port": -1}]},
                   {"backendRefs": [{"name": "c"}], "matches": [{"path": {"type": "Regex"}}]}]}),
      [("spec.parentRefs[0].kind", "must be one of 'Service'", ""),
-      ("spec.rules[0].backendRefs[0].weight", "expected an integer", ""),
+      ("spec.rules[0].backendRefs[0].weight", "expected an integer", "without quotes: 1"),
       ("spec.rules[0].backendRefs[1].port", "must be at least 1, got -1", ""),
       ("spec.rules[1].matches[0].path.type", "must be one of", "")]),
     # Service.

@@ -64,7 +64,7 @@ INVALID: list[tuple[str, str, list[Expected]]] = [
     ("misspelt percent", tracing(samplingPercentage=5),
      [("spec.tracing.samplingPercentage", "unknown field", 'did you mean "samplingPercent"?')]),
     ("percent as a string", tracing(samplingPercent="5"),
-     [(PERCENT, 'expected a number, got string "5"', "")]),
+     [(PERCENT, 'expected a number, got string "5"', "without quotes: 5")]),
     ("percent true", tracing(samplingPercent=True), [(PERCENT, "expected a number", "")]),
     ("address a number", tracing(4317), [(ADDRESS, "expected a string, got number 4317", "")]),
     ("percent above 100", tracing(samplingPercent=100.5),
