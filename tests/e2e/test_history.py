@@ -145,3 +145,73 @@ def test_bad_rollbacks_change_nothing(mesh: Mesh) -> None:
     assert after["meshVersion"] == before_status["meshVersion"]
     assert acked(mesh) == before_acked
     assert mesh.cli("get", "httproutes", "books", check=False).returncode != 0
+
+
+OTHER = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: other}
+spec: {protocol: http}
+"""
+
+
+def test_revert_undoes_one_revision_and_nothing_after_it(mesh: Mesh) -> None:
+    port = books_and_web(mesh)
+    mesh.cli("apply", "-f", "-", stdin=V1)
+    good = mesh.status()["storeRevision"]
+    mesh.cli("apply", "-f", "-", stdin=V2)
+    bad = good + 1
+    mesh.cli("apply", "-f", "-", stdin=OTHER)
+    later = bad + 1
+    mesh.sync()
+    assert status_of(port) == 503, "v2 must break traffic"
+
+    dry = mesh.cli("rollback", "--revert", str(bad), "--dry-run").stdout
+    assert dry.startswith(f"Reverting revision {bad} would change (dry run"), dry
+    assert "httproute/books (default) configured" in dry
+    assert "service/void (default) deleted" in dry
+    assert "-    - name: void" in dry and "+    - name: books" in dry, "the dry run shows the diff"
+    assert "other" not in dry, "a later, unrelated change is not touched"
+    assert mesh.status()["storeRevision"] == later, "a dry run changes nothing"
+
+    result = json.loads(mesh.cli("rollback", "--revert", str(bad), "-o", "json").stdout)
+    assert result["mode"] == "revert" and result["revision"] == bad
+    assert result["newRevision"] == later + 1
+    assert {(c["kind"], c["name"], c["action"]) for c in result["changes"]} == {
+        ("HTTPRoute", "books", "configured"), ("Service", "void", "deleted")}
+    mesh.sync()
+    wait_for("traffic to flow again", lambda: status_of(port) == 200)
+    assert mesh.cli("get", "services", "other").returncode == 0, \
+        "the change made after the reverted revision stays"
+    assert mesh.cli("get", "services", "void", check=False).returncode != 0
+
+    # The revert is a revision too, and reverting it brings the bad change back.
+    mesh.cli("rollback", "--revert", str(later + 1))
+    mesh.sync()
+    wait_for("traffic to break again", lambda: status_of(port) == 503)
+
+
+def test_revert_refuses_when_a_later_revision_changed_the_same_resource(mesh: Mesh) -> None:
+    books_and_web(mesh)
+    mesh.cli("apply", "-f", "-", stdin=V1)
+    created = mesh.status()["storeRevision"]
+    mesh.cli("apply", "-f", "-", stdin=V2)
+    mesh.sync()
+    before_status, before_acked = mesh.status(), acked(mesh)
+
+    result = mesh.cli("rollback", "--revert", str(created), check=False)
+    assert result.returncode != 0
+    for text in (f"cannot revert revision {created}",
+                 f"HTTPRoute default/books by revision {created + 1}", "nothing was changed",
+                 f"tulle rollback --revert {created + 1} --dry-run"):
+        assert text in result.stderr, f"{text!r} not in:\n{result.stderr}"
+    assert mesh.cli("rollback", "--revert", str(created), "--dry-run",
+                    check=False).returncode != 0, "a dry run of a conflict fails the same way"
+    usage = mesh.cli("rollback", check=False)
+    assert usage.returncode == 2 and "--revert REVISION" in usage.stderr
+    missing = mesh.cli("rollback", "--revert", "99", check=False)
+    assert missing.returncode != 0 and "revision 99 does not exist" in missing.stderr
+
+    assert mesh.status()["storeRevision"] == before_status["storeRevision"]
+    assert mesh.status()["meshVersion"] == before_status["meshVersion"]
+    assert acked(mesh) == before_acked

@@ -1,4 +1,5 @@
-"""`tulle history` and `tulle rollback`: applied changes and restoring an earlier state."""
+"""`tulle history` and `tulle rollback`: applied changes, restoring an earlier state, and
+reverting one change."""
 
 from __future__ import annotations
 
@@ -45,19 +46,30 @@ def history(
 
 def rollback(
     ctx: typer.Context,
-    revision: Annotated[int, typer.Argument(help="Restore the state right after this "
-                                            "revision (see `tulle history`)")],
+    revision: Annotated[int | None, typer.Argument(
+        help="Restore the state right after this revision (see `tulle history`)")] = None,
+    revert: Annotated[int | None, typer.Option(
+        "--revert", metavar="REVISION",
+        help="Undo only the change made at REVISION (its inverse), nothing else")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; "
                                           "change nothing")] = False,
     output: OutputOption = Format.TABLE,
 ) -> None:
-    """Restore every resource as it was right after REVISION, as one new revision."""
+    """Restore every resource as it was right after REVISION, as one new revision; or, with
+    --revert REVISION, undo exactly the change made at REVISION."""
+    if (revision is None) == (revert is None):
+        raise UsageError("give either REVISION (restore the state right after it) or "
+                         "--revert REVISION (undo only that change)",
+                         hint="e.g. `tulle rollback --revert 7 --dry-run`; list the "
+                              "revisions with `tulle history`")
+    path, number = ("/v1/revert", revert) if revert is not None else ("/v1/rollback", revision)
     result = ApiClient.from_state(ctx.obj.paths).post(
-        "/v1/rollback", {"revision": revision, "dryRun": dry_run})
+        path, {"revision": number, "dryRun": dry_run})
     emit(result, output, render_rollback)
     if result.get("warnings"):
-        what = "rollback (dry run)" if dry_run else "rollback"
-        print(render_warnings(result["warnings"], what), file=sys.stderr)
+        what = "revert" if revert is not None else "rollback"
+        print(render_warnings(result["warnings"], what + (" (dry run)" if dry_run else "")),
+              file=sys.stderr)
 
 
 def _resource_query(kind: str, name: str, namespace: str) -> dict[str, str]:
@@ -112,12 +124,18 @@ def render_history(changes: list[dict[str, Any]]) -> str:
 def render_rollback(result: dict[str, Any]) -> str:
     revision = result["revision"]
     changes = result["changes"]
+    revert = result.get("mode") == "revert"
     if not changes:
+        if revert:
+            return f"The changes of revision {revision} are already undone; nothing to change."
         return f"The resources are already as they were after revision {revision}; " \
                "nothing to change."
     if result["dryRun"]:
-        lines = [f"Rolling back to revision {revision} would change (dry run, nothing "
-                 "changed):"]
+        what = f"Reverting revision {revision}" if revert \
+            else f"Rolling back to revision {revision}"
+        lines = [f"{what} would change (dry run, nothing changed):"]
+    elif revert:
+        lines = [f"Reverted revision {revision} as new revision {result['newRevision']}:"]
     else:
         lines = [f"Rolled back to revision {revision} as new revision "
                  f"{result['newRevision']}:"]

@@ -51,3 +51,39 @@ def plan_restore(revision: int, current: Manifests, target: Manifests) -> Restor
                    if k in current and dict(current[k]) != dict(target[k]))
     delete = tuple((k, current[k]) for k in sorted(current) if k not in target)
     return RestorePlan(revision, create, update, delete)
+
+
+def later_changes(revision: int, changes_since: Iterable[Change]
+                  ) -> dict[ResourceKey, tuple[int, ...]]:
+    """For each resource ``revision`` changed, the later revisions that changed it again
+    (``changes_since``: the changes made at ``revision`` and after it)."""
+    changes = list(changes_since)
+    touched = {c.key for c in changes if c.revision == revision}
+    later: dict[ResourceKey, set[int]] = {}
+    for change in changes:
+        if change.revision > revision and change.key in touched:
+            later.setdefault(change.key, set()).add(change.revision)
+    return {key: tuple(sorted(revisions)) for key, revisions in sorted(later.items())}
+
+
+def plan_revert(revision: int, current: Manifests, changes_since: Iterable[Change]
+                ) -> RestorePlan:
+    """The inverse of the changes made at ``revision``, and nothing else: a create becomes a
+    delete, an update restores the spec from before it, a delete re-creates the resource.
+
+    The caller checks :func:`later_changes` first: once a later revision changed the same
+    resource, its inverse would silently undo that later change too."""
+    create: list[tuple[ResourceKey, Mapping[str, Any]]] = []
+    update: list[tuple[ResourceKey, Mapping[str, Any], Mapping[str, Any]]] = []
+    delete: list[tuple[ResourceKey, Mapping[str, Any]]] = []
+    for change in sorted((c for c in changes_since if c.revision == revision),
+                         key=lambda c: c.key):
+        now = current.get(change.key)
+        if change.before is None:
+            if now is not None:
+                delete.append((change.key, now))
+        elif now is None:
+            create.append((change.key, change.before))
+        elif dict(now) != dict(change.before):
+            update.append((change.key, now, change.before))
+    return RestorePlan(revision, tuple(create), tuple(update), tuple(delete))

@@ -50,3 +50,18 @@ def test_rollback_text_names_the_new_revision_and_each_change() -> None:
     assert "dry run" in dry and "    +  - w: 1" in dry
     assert "nothing to change" in render_rollback({"revision": 1, "dryRun": False,
                                                     "newRevision": None, "changes": []})
+
+
+def test_revert_text_says_revert_and_which_revision() -> None:
+    change = {"kind": "HTTPRoute", "namespace": "default", "name": "books",
+              "action": "configured", "before": V2, "after": V1}
+    done = render_rollback({"mode": "revert", "revision": 2, "dryRun": False,
+                            "newRevision": 4, "changes": [change]})
+    assert done.splitlines() == ["Reverted revision 2 as new revision 4:",
+                                 "  httproute/books (default) configured"]
+    dry = render_rollback({"mode": "revert", "revision": 2, "dryRun": True,
+                           "newRevision": None, "changes": [change]})
+    assert dry.startswith("Reverting revision 2 would change (dry run")
+    assert "    +  - w: 1" in dry
+    assert "already undone" in render_rollback({"mode": "revert", "revision": 2,
+                                                "dryRun": False, "changes": []})

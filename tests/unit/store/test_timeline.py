@@ -8,7 +8,7 @@ import pytest
 
 from tulle.model.meta import ResourceKey
 from tulle.store.base import Change
-from tulle.store.timeline import plan_restore, state_at
+from tulle.store.timeline import later_changes, plan_restore, plan_revert, state_at
 
 A = ResourceKey("Service", "default", "a")
 B = ResourceKey("Service", "default", "b")
@@ -62,3 +62,40 @@ def test_plan_restore_creates_updates_and_deletes() -> None:
 
 def test_plan_restore_of_the_current_state_is_empty() -> None:
     assert plan_restore(5, CURRENT, dict(CURRENT)).empty
+
+
+def since(revision: int) -> list[Change]:
+    return [c for c in HISTORY if c.revision >= revision]
+
+
+@pytest.mark.parametrize(("revision", "later"), [
+    (5, {}),
+    (4, {}),
+    (3, {R: (5,)}),  # B created at 3 is untouched since; R was updated again at 5
+    (2, {R: (3, 5)}),
+    (1, {A: (4,)}),
+])
+def test_later_changes_name_each_resource_and_revision(
+        revision: int, later: dict[ResourceKey, tuple[int, ...]]) -> None:
+    assert later_changes(revision, since(revision)) == later
+
+
+def test_revert_of_an_update_restores_the_spec_from_before_it() -> None:
+    plan = plan_revert(5, CURRENT, since(5))
+    assert plan.update == ((R, m(R, 3), m(R, 2)),)
+    assert not plan.create and not plan.delete
+
+
+def test_revert_of_a_delete_recreates_and_of_a_create_deletes() -> None:
+    assert plan_revert(4, CURRENT, since(4)).create == ((A, m(A, 1)),)
+    # Revision 3 created B and updated R; R's later change is the caller's conflict to
+    # refuse, the inverse itself only ever touches what revision 3 changed.
+    plan = plan_revert(3, CURRENT, since(3))
+    assert plan.delete == ((B, m(B, 1)),)
+    assert [key for key, _, _ in plan.update] == [R]
+    assert all(key in {B, R} for key, *_ in (*plan.create, *plan.update, *plan.delete))
+
+
+def test_revert_of_a_change_already_undone_is_empty() -> None:
+    undone = {**CURRENT, R: m(R, 2)}
+    assert plan_revert(5, undone, since(5)).empty

@@ -1,11 +1,9 @@
-"""Routes for resources, their history, analysis, and the mesh as it is now.
+"""Routes for resources, analysis, and the mesh as it is now (the history: history.py).
 
     POST   /v1/resources/apply                        {"documents": [...], "dryRun": false}
     GET    /v1/resources/{kind}[?namespace=]
     GET    /v1/resources/{kind}/{namespace}/{name}
     DELETE /v1/resources/{kind}/{namespace}/{name}
-    GET    /v1/history[?kind=&namespace=&name=&limit=]
-    POST   /v1/rollback                               {"revision": N, "dryRun": false}
     POST   /v1/analyze                                {"documents": [...], "windowSeconds": 60}
     GET    /v1/services[?namespace=]
     GET    /v1/services/{namespace}/{name}/describe
@@ -24,26 +22,21 @@ from tulle.controlplane.api.routing import (
     json_object,
     json_response,
     parse_seconds,
-    query_int,
     query_text,
 )
 from tulle.controlplane.services.analysis import DEFAULT_WINDOW_S, AnalysisService
 from tulle.controlplane.services.describe import describe_service
-from tulle.controlplane.services.history import HistoryService, Rollback
 from tulle.controlplane.services.mesh import MeshViews
 from tulle.controlplane.services.resources import ResourceService
-from tulle.errors import ConfigError, Problem, UsageError
-from tulle.model.meta import ResourceKey, ServiceRef
+from tulle.errors import ConfigError, Problem
+from tulle.model.meta import ServiceRef
 from tulle.model.parse import Document
 from tulle.store.base import ApplyResult, StoredResource
-from tulle.store.timeline import RestorePlan
 
-MAX_HISTORY = 100_000
 DOCUMENTS_EXAMPLE = '{"documents": [{"source": ..., "manifest": ...}]}'
 
 
-def routes(resources: ResourceService, history: HistoryService, analysis: AnalysisService,
-           views: MeshViews) -> list[Route]:
+def routes(resources: ResourceService, analysis: AnalysisService, views: MeshViews) -> list[Route]:
     async def apply(request: web.Request) -> web.StreamResponse:
         body = await json_object(request, example=DOCUMENTS_EXAMPLE)
         results, warnings = resources.apply(documents_from_body(body),
@@ -63,21 +56,6 @@ def routes(resources: ResourceService, history: HistoryService, analysis: Analys
         m = request.match_info
         return json_response(_result_view(resources.delete(m["kind"], m["namespace"],
                                                            m["name"])))
-
-    async def changes(request: web.Request) -> web.StreamResponse:
-        q = request.query
-        key = ResourceKey(q["kind"], q.get("namespace", "default"), q.get("name", "")) \
-            if "kind" in q else None
-        limit = query_int(request, "limit", 100, low=1, high=MAX_HISTORY)
-        return json_response([{"revision": c.revision, "at": c.at, "kind": c.key.kind,
-                               "namespace": c.key.namespace, "name": c.key.name,
-                               "action": c.action, "before": c.before, "after": c.after}
-                              for c in history.changes(key, limit)])
-
-    async def rollback(request: web.Request) -> web.StreamResponse:
-        body = await json_object(request, example='{"revision": N, "dryRun": false}')
-        result = history.rollback(_revision(body), dry_run=bool(body.get("dryRun", False)))
-        return json_response(_rollback_view(result))
 
     async def analyze(request: web.Request) -> web.StreamResponse:
         body = await json_object(request, required=False, example=DOCUMENTS_EXAMPLE)
@@ -102,8 +80,6 @@ def routes(resources: ResourceService, history: HistoryService, analysis: Analys
         Route("GET", "/v1/resources/{kind}", list_kind),
         Route("GET", "/v1/resources/{kind}/{namespace}/{name}", get_one),
         Route("DELETE", "/v1/resources/{kind}/{namespace}/{name}", delete_one),
-        Route("GET", "/v1/history", changes),
-        Route("POST", "/v1/rollback", rollback),
         Route("POST", "/v1/analyze", analyze),
         Route("GET", "/v1/services", services),
         Route("GET", "/v1/services/{namespace}/{name}/describe", describe),
@@ -124,14 +100,6 @@ def documents_from_body(body: Mapping[str, Any]) -> list[Document]:
     return documents
 
 
-def _revision(body: Mapping[str, Any]) -> int:
-    value = body.get("revision")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"revision must be a whole number, not {value!r}",
-                         hint="pick one from `tulle history`")
-    return value
-
-
 def _result_view(result: ApplyResult) -> dict[str, Any]:
     return {"kind": result.key.kind, "namespace": result.key.namespace,
             "name": result.key.name, "action": result.action, "revision": result.revision}
@@ -140,20 +108,3 @@ def _result_view(result: ApplyResult) -> dict[str, Any]:
 def _stored_view(stored: StoredResource) -> dict[str, Any]:
     return {"manifest": stored.manifest, "revision": stored.revision,
             "createdAt": stored.created_at, "updatedAt": stored.updated_at}
-
-
-def _rollback_view(result: Rollback) -> dict[str, Any]:
-    return {"revision": result.revision, "dryRun": result.dry_run,
-            "newRevision": result.new_revision, "storeRevision": result.store_revision,
-            "changes": plan_view(result.plan),
-            "warnings": [w.to_dict() for w in result.warnings]}
-
-
-def plan_view(plan: RestorePlan) -> list[dict[str, Any]]:
-    def entry(key: ResourceKey, action: str, before: Any, after: Any) -> dict[str, Any]:
-        return {"kind": key.kind, "namespace": key.namespace, "name": key.name,
-                "action": action, "before": before, "after": after}
-
-    return ([entry(k, "created", None, m) for k, m in plan.create]
-            + [entry(k, "configured", now, then) for k, now, then in plan.update]
-            + [entry(k, "deleted", m, None) for k, m in plan.delete])

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tulle.controlplane.api import agents, identity, observe, proxies, resources
+from tulle.controlplane.api import agents, history, identity, observe, proxies, resources
 from tulle.controlplane.api.guard import ServerLimits, mark_trusted
 from tulle.controlplane.api.routing import bearer_auth, build_app
 from tulle.controlplane.services.analysis import AnalysisService
@@ -68,7 +68,8 @@ class Services:
 def make_api(s: Services, token: str, metrics_token: str | None) -> web.Application:
     routes = [
         *observe.process_routes(s.status, s.metrics, s.shutdown),
-        *resources.routes(s.resources, s.history, s.analysis, s.views),
+        *resources.routes(s.resources, s.analysis, s.views),
+        *history.routes(s.history),
         *proxies.routes(s.proxies, s.views, s.hub),
         *agents.routes(s.sessions, s.identity, s.telemetry),
         *identity.routes(s.identity, s.rotator),

@@ -1,32 +1,44 @@
-"""The store's history, and rollback to an earlier revision.
+"""The store's history, rollback to an earlier revision, and the revert of one revision.
 
-The state right after the chosen revision is computed from the history (see
-:mod:`tulle.store.timeline`) and applied through the normal validated path as one new
-transaction, so a rollback is itself a revision that can be rolled back. If the restored state
-does not validate against the mesh as it is now (a route to a service that is gone), nothing
-changes.
+A rollback restores the state right after the chosen revision, computed from the history (see
+:mod:`tulle.store.timeline`): every change made since is undone. A revert undoes the changes
+of one revision only (its inverse), and refuses when a later revision changed the same
+resource, since undoing it would then silently undo that later change too. Either is applied
+through the normal validated path as one new transaction, so it is itself a revision that can
+be undone. If the result does not validate against the mesh as it is now (a route to a service
+that is gone), nothing changes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from tulle.analysis.engine import Message
 from tulle.controlplane.services.resources import ResourceService
-from tulle.errors import ConfigError, NotFoundError
+from tulle.errors import ConfigError, ConflictError, NotFoundError
 from tulle.model.meta import ResourceKey
 from tulle.store.base import Change, Store
-from tulle.store.timeline import RestorePlan, plan_restore, state_at
+from tulle.store.timeline import (
+    RestorePlan,
+    later_changes,
+    plan_restore,
+    plan_revert,
+    state_at,
+)
+
+Mode = Literal["restore", "revert"]
 
 
 @dataclass(frozen=True)
 class Rollback:
-    revision: int  # the state restored is the one right after this revision
+    revision: int  # restore: the state right after this revision; revert: the one undone
     dry_run: bool
     new_revision: int | None  # None: nothing changed (or a dry run)
     store_revision: int
     plan: RestorePlan
     warnings: tuple[Message, ...]
+    mode: Mode = "restore"
 
 
 class HistoryService:
@@ -38,7 +50,15 @@ class HistoryService:
         return self._store.history(key, limit=limit)
 
     def rollback(self, revision: int, *, dry_run: bool) -> Rollback:
-        plan = restore_plan(self._store, revision)
+        """Restore every resource as it was right after ``revision``."""
+        return self._carry_out(restore_plan(self._store, revision), "restore", dry_run)
+
+    def revert(self, revision: int, *, dry_run: bool) -> Rollback:
+        """Undo the changes made at ``revision``, and nothing else."""
+        return self._carry_out(revert_plan(self._store, revision), "revert", dry_run)
+
+    def _carry_out(self, plan: RestorePlan, mode: Mode, dry_run: bool) -> Rollback:
+        revision = plan.revision
         manifests = [m for _, m in plan.create] + [then for _, _, then in plan.update]
         deletes = [key for key, _ in plan.delete]
         warnings: tuple[Message, ...] = ()
@@ -49,25 +69,21 @@ class HistoryService:
                     manifests, deletes, source=f"revision {revision}", dry_run=dry_run)
             except ConfigError as exc:
                 count = len(exc.problems)
+                what = "restore" if mode == "restore" else "revert"
                 raise ConfigError(exc.problems, message=(
-                    f"cannot restore revision {revision}: {count} problem"
-                    f"{'s' if count != 1 else ''} with the restored state; nothing was changed"
-                )) from exc
+                    f"cannot {what} revision {revision}: {count} problem"
+                    f"{'s' if count != 1 else ''} with the resulting state; nothing was "
+                    "changed")) from exc
             warnings = tuple(found)
             changed = [r.revision for r in results if r.action != "unchanged"]
             new_revision = max(changed) if changed else None
         return Rollback(revision, dry_run, new_revision, self._store.revision(), plan,
-                        warnings)
+                        warnings, mode)
 
 
 def restore_plan(store: Store, revision: int) -> RestorePlan:
     """What restoring the state right after ``revision`` changes, or a clear error."""
-    latest = store.revision()
-    if revision < 1 or revision > latest:
-        raise NotFoundError(f"revision {revision} does not exist",
-                            hint=f"revisions run from 1 to {latest}; list them with "
-                                 "`tulle history`" if latest else
-                                 "nothing has been applied yet")
+    _check_exists(store, revision)
     oldest = store.oldest_revision()
     if revision < oldest - 1:
         raise NotFoundError(f"revision {revision} is older than the kept history "
@@ -77,3 +93,40 @@ def restore_plan(store: Store, revision: int) -> RestorePlan:
     current = {s.key: s.manifest for s in store.resources()}
     target = state_at(current, store.changes_after(revision))
     return plan_restore(revision, current, target)
+
+
+def revert_plan(store: Store, revision: int) -> RestorePlan:
+    """The inverse of the changes made at ``revision``, or a clear error: the revision does
+    not exist, its changes are no longer kept, or a later revision changed the same
+    resource since (a conflict, naming the resource and that revision)."""
+    _check_exists(store, revision)
+    oldest = store.oldest_revision()
+    if revision < oldest:
+        raise NotFoundError(f"revision {revision} is older than the kept history "
+                            f"(the oldest kept revision is {oldest})",
+                            hint=f"revert revision {oldest} or later; list them with "
+                                 "`tulle history`")
+    since = store.changes_after(revision - 1)
+    conflicts = later_changes(revision, since)
+    if conflicts:
+        described = "; ".join(
+            f"{key} by revision{'s' if len(revs) > 1 else ''} "
+            + ", ".join(str(r) for r in revs) for key, revs in conflicts.items())
+        newest = max(r for revs in conflicts.values() for r in revs)
+        raise ConflictError(
+            f"cannot revert revision {revision}: a later revision changed the same "
+            f"resource since ({described}); nothing was changed",
+            hint=f"see them with `tulle history`; revert the later change first "
+                 f"(`tulle rollback --revert {newest} --dry-run`), or restore a whole "
+                 f"earlier state with `tulle rollback {revision - 1} --dry-run`")
+    current = {s.key: s.manifest for s in store.resources()}
+    return plan_revert(revision, current, since)
+
+
+def _check_exists(store: Store, revision: int) -> None:
+    latest = store.revision()
+    if revision < 1 or revision > latest:
+        raise NotFoundError(f"revision {revision} does not exist",
+                            hint=f"revisions run from 1 to {latest}; list them with "
+                                 "`tulle history`" if latest else
+                                 "nothing has been applied yet")
