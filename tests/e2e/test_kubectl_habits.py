@@ -90,3 +90,38 @@ def test_errors_name_the_line_of_the_field(mesh: Mesh, tmp_path: Path) -> None:
     # The value is on line 7, column 34 of the file; the document starts on line 1.
     assert f"{bad}:7:" in result.stderr, result.stderr
     assert "spec.rules[0].matches[0].path" in result.stderr, result.stderr
+
+
+MIRROR = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: books-shadow}
+spec: {protocol: http}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: books-mirror}
+spec:
+  parentRefs: [{name: books}]
+  rules:
+  - backendRefs: [{name: books}]
+    filters:
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: books-shadow}}
+"""
+
+
+def test_a_delete_that_breaks_references_is_refused_unless_forced(mesh: Mesh) -> None:
+    mesh.cli("apply", "-f", "-", stdin=RESOURCES.split("---\n", maxsplit=1)[0] + "---\n" + MIRROR)
+    revision = mesh.status()["storeRevision"]
+    refused = mesh.cli("delete", "service", "books-shadow", check=False)
+    assert refused.returncode != 0
+    assert "HTTPRoute default/books-mirror" in refused.stderr, refused.stderr
+    assert "requestMirror.backendRef.name" in refused.stderr
+    assert "--force" in refused.stderr
+    assert mesh.status()["storeRevision"] == revision  # nothing deleted
+
+    mesh.cli("delete", "service", "books-shadow", "--force")
+    analysis = json.loads(mesh.cli("analyze", "-o", "json", check=False).stdout)
+    assert any(m["code"] == "TUL0001" and "books-mirror" in json.dumps(m)
+               for m in analysis["messages"]), analysis

@@ -95,11 +95,14 @@ def delete(
     kind: Annotated[str, typer.Argument(help="Resource kind, e.g. service or httproute")],
     name: Annotated[str, typer.Argument(help="Resource name")],
     namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
+    force: Annotated[bool, typer.Option(
+        "--force", help="Delete even if other resources still refer to it")] = False,
     output: OutputOption = Format.TABLE,
 ) -> None:
-    """Delete a resource."""
+    """Delete a resource. Refused while other resources refer to it, unless --force."""
     client = ApiClient.from_state(ctx.obj.paths)
-    result = client.delete(f"/v1/resources/{kind}/{namespace}/{name}")
+    result = client.delete(f"/v1/resources/{kind}/{namespace}/{name}"
+                           + ("?force=true" if force else ""))
     emit(result, output, lambda r: f"{r['kind'].lower()}/{r['name']} ({r['namespace']}) "
                                    "deleted")
 

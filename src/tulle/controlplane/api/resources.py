@@ -54,8 +54,9 @@ def routes(resources: ResourceService, analysis: AnalysisService, views: MeshVie
 
     async def delete_one(request: web.Request) -> web.StreamResponse:
         m = request.match_info
+        force = request.query.get("force", "") in ("1", "true")
         return json_response(_result_view(resources.delete(m["kind"], m["namespace"],
-                                                           m["name"])))
+                                                           m["name"], force=force)))
 
     async def analyze(request: web.Request) -> web.StreamResponse:
         body = await json_object(request, required=False, example=DOCUMENTS_EXAMPLE)

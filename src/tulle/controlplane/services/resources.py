@@ -8,11 +8,12 @@ write them all. A rejected apply leaves the store, and so every proxy, untouched
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from tulle.analysis.engine import Message
 from tulle.analysis.run import apply_warnings
-from tulle.errors import ConfigError, NotFoundError, UsageError
+from tulle.errors import ConfigError, NotFoundError, Problem, UsageError
 from tulle.model.kinds import KINDS, KindInfo, closest, find_kind
 from tulle.model.meta import ResourceKey
 from tulle.model.parse import Document, parse_documents, resource_from_manifest
@@ -95,13 +96,41 @@ class ResourceService:
         self._precheck(list(proposed.values()))
         return warnings
 
-    def delete(self, kind: str, namespace: str, name: str) -> ApplyResult:
+    def delete(self, kind: str, namespace: str, name: str, *, force: bool = False
+               ) -> ApplyResult:
+        """Delete one resource. A delete that would leave other resources referring to
+        something gone is refused, naming them, unless ``force``."""
         info = resolve_kind(kind)
-        result = self._store.delete(_key(info, namespace, name))
+        key = _key(info, namespace, name)
+        if not force and key in self._resources:
+            broken = self._broken_by_delete(key)
+            if broken:
+                raise ConfigError(broken, message=(
+                    f"{key} is still referred to ({len(broken)} reference"
+                    f"{'s' if len(broken) != 1 else ''}); nothing was deleted"))
+        result = self._store.delete(key)
         self._resources.pop(result.key, None)
         self._stored.pop(result.key, None)
         self._on_change()
         return result
+
+    def _broken_by_delete(self, key: ResourceKey) -> list[Problem]:
+        """The references that deleting ``key`` would break: problems the remaining
+        resources would have that they do not have now."""
+        workloads = [w.service_ref for w in self._workloads()]
+        sources = dict.fromkeys(self._resources, "")
+
+        def problems(resources: Mapping[ResourceKey, Resource]) -> list[Problem]:
+            known = known_services(resources.values(), workloads)
+            return reference_problems(list(resources.values()), known, sources, resources)
+
+        # By place, not wording: a "did you mean" in a message may change with what is left.
+        before = {(p.resource, p.field) for p in problems(self._resources)}
+        after = problems({k: r for k, r in self._resources.items() if k != key})
+        hint = ("change or delete what refers to it first, or delete with --force (then "
+                "`tulle analyze` reports the references left dangling)")
+        return [replace(p, hint=hint) for p in sorted(after, key=lambda p: (p.resource, p.field))
+                if (p.resource, p.field) not in before]
 
     def get(self, kind: str, namespace: str, name: str) -> StoredResource:
         info = resolve_kind(kind)
