@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -124,3 +125,13 @@ def test_graceful_down_and_up_keeps_workloads(mesh: Mesh) -> None:
         if w["agentConnected"] and w["proxyConnected"]} == {"books-1", "web-1"}, timeout=20)
     mesh.sync()
     assert mesh.call(client, "http://books/")["status"] == 200
+    # The reconnected sidecars held every resource already; still, each type is confirmed
+    # (sent and ACKed), and proxy-status, get proxies and check tell the same.
+    views = json.loads(mesh.cli("proxy-status", "-o", "json").stdout)
+    assert {v["node"]: {t: s["state"] for t, s in v["types"].items()} for v in views} == {
+        node: dict.fromkeys(("CDS", "EDS", "LDS", "RDS", "SDS"), "SYNCED")
+        for node in ("books-1.default", "web-1.default")}, views
+    listed = mesh.cli("get", "proxies").stdout
+    assert listed.count("SDS:SYNCED") == 2 and "NOT" not in listed, listed
+    check = json.loads(mesh.cli("check", "--proxy", "-o", "json", check=False).stdout)
+    assert check["ok"], check

@@ -245,7 +245,10 @@ class DeltaStream(XdsStream):
                 self._known[type_url].pop(name, None)
         if self.config is None or not (first or subscribe):
             return []
-        return self._push(type_url, only=None if first else subscribe, include_removed=first)
+        # A first subscription is always answered, even when the proxy already holds it all
+        # (a reconnect): its ACK is what shows the type as SYNCED rather than NOT SENT.
+        return self._push(type_url, only=None if first else subscribe, include_removed=first,
+                          answer_empty=first)
 
     def offer(self, config: ProxyConfig) -> list[bytes]:
         self.config = config
@@ -258,7 +261,7 @@ class DeltaStream(XdsStream):
         return out
 
     def _push(self, type_url: str, *, only: Iterable[str] | None = None,
-              include_removed: bool) -> list[bytes]:
+              include_removed: bool, answer_empty: bool = False) -> list[bytes]:
         assert self.config is not None
         known = self._known.setdefault(type_url, {})
         wanted = self._wanted(type_url)
@@ -271,8 +274,8 @@ class DeltaStream(XdsStream):
             removed = [n for n in known if n not in wanted
                        and (subscribed is None or n in subscribed)]
         # A wildcard subscription gets an answer even when empty: Envoy's start-up waits for it.
-        never_answered = (self._subs.get(type_url) is None
-                          and not self.status.of(type_url).sent_nonce)
+        never_answered = answer_empty or (self._subs.get(type_url) is None
+                                          and not self.status.of(type_url).sent_nonce)
         if not updates and not removed and not never_answered:
             return []
         if type_url == types.CLUSTER:
