@@ -125,3 +125,19 @@ def test_a_delete_that_breaks_references_is_refused_unless_forced(mesh: Mesh) ->
     analysis = json.loads(mesh.cli("analyze", "-o", "json", check=False).stdout)
     assert any(m["code"] == "TUL0001" and "books-mirror" in json.dumps(m)
                for m in analysis["messages"]), analysis
+
+
+def test_subsets_and_clients_show_readiness_sensibly(mesh: Mesh) -> None:
+    mesh.cli("apply", "-f", "-", stdin=RESOURCES.split("---\n", maxsplit=2)[1])  # books-v2
+    mesh.run("books", name="books-1", extra=("--version", "v1"))
+    mesh.run("books", name="books-2", extra=("--version", "v2"))
+    mesh.run("web", name="web-1", app=False, command=["sleep", "60"])
+    mesh.sync()
+    rows = {s["name"]: s for s in json.loads(mesh.cli("get", "services", "-o", "json").stdout)}
+    assert (rows["books-v2"]["workloads"], [e["workload"] for e in rows["books-v2"]["endpoints"]]
+            ) == (["books-2"], ["books-2"])
+    assert sorted(rows["books"]["workloads"]) == ["books-1", "books-2"]
+    assert (rows["web"]["workloads"], rows["web"]["clients"]) == ([], ["web-1"])
+    table = {line.split()[1]: line for line in mesh.cli("get", "services").stdout.splitlines()}
+    assert " 1/1 " in table["books-v2"] and " 2/2 " in table["books"], table
+    assert "- (1 client)" in table["web"], table

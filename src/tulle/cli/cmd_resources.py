@@ -134,10 +134,16 @@ def _workloads_table(items: list[dict[str, Any]]) -> str:
 
 def _services_table(items: list[dict[str, Any]]) -> str:
     rows = [(s["namespace"], s["name"], s["protocol"],
-             "Service" if s["declared"] else "workloads",
-             f"{len(s['endpoints'])}/{len(s['workloads'])}", ",".join(s["routes"]))
+             "Service" if s["declared"] else "workloads", _ready(s), ",".join(s["routes"]))
             for s in items]
     return table(("NAMESPACE", "NAME", "PROTOCOL", "DEFINED-BY", "READY", "ROUTES"), rows)
+
+
+def _ready(service: dict[str, Any]) -> str:
+    """Ready endpoints of serving instances; a service of pure clients serves nothing."""
+    if not service["workloads"] and service.get("clients"):
+        return f"- ({len(service['clients'])} client{'s' if len(service['clients']) != 1 else ''})"
+    return f"{len(service['endpoints'])}/{len(service['workloads'])}"
 
 
 def _proxies_table(syncs: list[ProxySync]) -> str:

@@ -30,6 +30,8 @@ SERVICES = [
      "routes": ["default/split", "default/paths"]},
     {"namespace": "default", "name": "kv", "protocol": "tcp", "declared": False,
      "workloads": [], "endpoints": [], "routes": []},
+    {"namespace": "default", "name": "client", "protocol": "http", "declared": False,
+     "workloads": [], "clients": ["client-x1", "client-x2"], "endpoints": [], "routes": []},
 ]
 PROXIES = [
     {"node": "books-1.default", "protocol": "delta", "connectedAt": NOW - 90,

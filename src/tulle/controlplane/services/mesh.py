@@ -43,13 +43,19 @@ class MeshViews:
         for ref, service in mesh.services.items():
             if namespace is not None and ref.namespace != namespace:
                 continue
-            members = [w for w in mesh.workloads.values() if w.service_ref == ref]
+            # Its instances: the workloads registered under it, or those its selector picks
+            # (a subset). A pure client (no --port) is a caller, never an endpoint.
+            members = [w for w in mesh.workloads.values()
+                       if w.service_ref == ref or (service.selector
+                                                   and w.namespace == ref.namespace
+                                                   and w.matches(service.selector))]
             out.append({
                 "name": ref.name,
                 "namespace": ref.namespace,
                 "protocol": service.protocol,
                 "declared": service.declared,
-                "workloads": [w.name for w in members],
+                "workloads": [w.name for w in members if w.app_port is not None],
+                "clients": [w.name for w in members if w.app_port is None],
                 "endpoints": [{"workload": e.workload, "address": e.address, "port": e.port}
                               for e in mesh.endpoints_of(ref)],
                 "routes": [f"{r.key.namespace}/{r.key.name}" for r in mesh.routes.get(ref, ())],
