@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.http import request
 from tests.support.mesh import Mesh, wait_for
-from tests.support.scenarios import SEARCH_ROUTE, books_and_web
+from tests.support.scenarios import SEARCH_ROUTE, books_and_web, never_listening
 
 pytestmark = pytest.mark.envoy
 
@@ -135,3 +135,43 @@ def test_stats_per_proxy_stay_bounded_in_a_large_mesh(mesh: Mesh) -> None:
     wait_for("web-1's proxy report", lambda: telemetry(
         mesh, "workloads", name="web-1")["workloads"][0]["proxy"]["stats"], timeout=10)
     assert workloads
+
+
+def test_failures_before_any_instance_count_against_the_service_called(mesh: Mesh) -> None:
+    # bad-1's application listens on another port than registered: it never becomes ready,
+    # so web-1's sidecar answers every call 503 "no healthy upstream" and bad-1's inbound
+    # side sees nothing. The views count those failures against bad, as web-1 saw them.
+    upstream, _ = never_listening(mesh)
+    statuses = send(upstream, ["/"] * 20)
+    assert statuses == [503] * 20
+
+    def bad_row() -> dict[str, Any] | None:
+        rows = telemetry(mesh, "services", name="bad")["services"]
+        return rows[0] if rows and rows[0]["requests"] >= 20 else None
+    row = wait_for("bad's 20 failed requests in stat", bad_row, timeout=20)
+    assert row["seenBy"] == "callers"
+    assert row["successRate"] == 0.0 and row["codes"] == {"5xx": 20}
+    assert row["errors"]["5xx"] == 20 and row["errors"]["no_healthy"] == 20, row["errors"]
+    text = mesh.cli("stat", "services", "bad", "--window", "5m").stdout
+    assert "bad*" in text and "0.00%" in text and "as the callers saw it" in text, text
+    wide = mesh.cli("stat", "services", "bad", "-o", "wide", "--window", "5m").stdout
+    assert "5xx=20, no_healthy=20" in wide, wide
+
+    edges = [e for e in telemetry(mesh, "edges")["edges"]
+             if e["destination"]["service"] == "bad"]
+    assert [(e["source"]["workload"], e["requests"], e["successRate"]) for e in edges] == [
+        ("web-1", 20, 0.0)]
+    text = mesh.cli("edges", "-o", "wide", "--window", "5m").stdout
+    line = next(line for line in text.splitlines() if "bad.default" in line)
+    assert "0.00%" in line and "5xx=20, no_healthy=20" in line, text
+
+    routes = telemetry(mesh, "routes", name="bad")["routes"]
+    assert [(r["requests"], r["successRate"], r["errors"].get("no_healthy")) for r in routes
+            ] == [(20, 0.0, 20)]
+
+    # `tulle check` blames the same edge, for the same reason.
+    check = mesh.cli("check", "--proxy", "--wait", "0", "-o", "json", check=False)
+    failing = [e for c in json.loads(check.stdout)["checks"]
+               for e in (c.get("details") or {}).get("edges", [])]
+    assert any(e["service"] == "bad" and e["failures"] == 20 and
+               "no healthy endpoint" in e["kinds"] for e in failing), check.stdout

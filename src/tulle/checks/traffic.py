@@ -1,6 +1,10 @@
 """Pure evaluators for the data plane, from telemetry rows: which services, edges and proxies
 look unhealthy, and what kind of failure it is.
 
+Failures count against the service called, as its callers saw them (as `tulle stat`,
+`edges` and `diagnose` count them): a caller's 503 "no healthy upstream" or connect failure
+fails the edge to that service even though no instance saw the request.
+
 Edge rows come from ``GET /v1/health/edges``: per caller proxy and destination service, the
 raw counters of the window (``rq1``..``rq5`` per status class, ``c503`` per code, ``cfail``
 ...), and the gauges last reported (``healthy``, ``members``). Inbound rows carry each
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tulle.telemetry import outliers
+from tulle.telemetry.query import requests_of
 
 MIN_REQUESTS = 5  # below this an edge's failure rate means little
 MAX_FAILURE_RATE = 0.05
@@ -69,10 +74,6 @@ class EdgeFailure:
                 "namespace": self.destination.partition(".")[2],
                 "requests": self.requests, "failures": self.failures,
                 "failureRate": round(self.rate, 4), "kinds": list(self.kinds)}
-
-
-def requests_of(values: Mapping[str, int]) -> int:
-    return sum(values.get(f"rq{i}", 0) for i in range(1, 6))
 
 
 def failures_of(values: Mapping[str, int]) -> int:

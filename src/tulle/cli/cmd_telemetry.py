@@ -116,15 +116,27 @@ def _golden(row: dict[str, Any]) -> list[str]:
 GOLDEN = ("SUCCESS", "RPS", "P50", "P95", "P99")
 
 
+def _errors(row: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in row.get("errors", {}).items()) or "-"
+
+
+BY_CALLERS = ("* as the callers saw it: requests that failed before reaching an instance "
+              "(no healthy instance, connect failures) count against the service called")
+
+
 def _stat_table(kind: str) -> Any:
     def render(data: dict[str, Any], wide: bool) -> str:
         rows = []
         headers: tuple[str, ...]
+        notes = []
         if kind == "services":
             headers = ("NAMESPACE", "SERVICE", "INSTANCES", *GOLDEN, "CONNECTIONS")
             for row in data["services"]:
-                rows.append([row["namespace"], row["name"], row["instances"], *_golden(row),
+                marked = row["name"] + ("*" if row.get("seenBy") == "callers" else "")
+                rows.append([row["namespace"], marked, row["instances"], *_golden(row),
                              row["connections"]])
+            if any(row.get("seenBy") == "callers" for row in data["services"]):
+                notes.append(BY_CALLERS)
         else:
             headers = ("NAMESPACE", "WORKLOAD", "SERVICE", *GOLDEN, "CONNECTIONS")
             for row in data["workloads"]:
@@ -135,7 +147,12 @@ def _stat_table(kind: str) -> Any:
             headers = (*headers, "REQUESTS", "BYTES IN/S", "BYTES OUT/S")
             for cells, row in zip(rows, data[key], strict=True):
                 cells += [row["requests"], row["bytesInPerSecond"], row["bytesOutPerSecond"]]
-        return f"(last {data['windowSeconds']:g}s)\n" + table(headers, rows)
+            if kind == "services":
+                headers = (*headers, "CALLERS' ERRORS")
+                for cells, row in zip(rows, data[key], strict=True):
+                    cells.append(_errors(row))
+        return "\n".join([f"(last {data['windowSeconds']:g}s)", table(headers, rows),
+                          *notes])
     return render
 
 
@@ -143,9 +160,10 @@ def _routes_table(data: dict[str, Any], wide: bool) -> str:
     headers: tuple[str, ...] = ("ROUTE", "RULE", *GOLDEN)
     rows = [[r["route"], r["rule"], *_golden(r)] for r in data["routes"]]
     if wide:
-        headers = (*headers, "REQUESTS", "RETRIES", "TIMEOUTS", "MATCHES")
+        headers = (*headers, "REQUESTS", "RETRIES", "TIMEOUTS", "ERRORS", "MATCHES")
         for cells, row in zip(rows, data["routes"], strict=True):
-            cells += [row["requests"], row["retries"], row["timeouts"], row["matches"]]
+            cells += [row["requests"], row["retries"], row["timeouts"], _errors(row),
+                      row["matches"]]
     return (f"{data['service']}.{data['namespace']} (last {data['windowSeconds']:g}s)\n"
             + table(headers, rows))
 
@@ -161,7 +179,7 @@ def _edges_table(data: dict[str, Any], wide: bool) -> str:
         cells = [source, destination, "yes" if edge["mtls"] else "no", *_golden(edge)]
         if wide:
             cells += [src.get("identity") or "-", ", ".join(dst.get("identities") or []) or "-",
-                      ", ".join(f"{k}={v}" for k, v in edge["errors"].items()) or "-"]
+                      _errors(edge)]
         rows.append(cells)
     if wide:
         headers = (*headers, "SOURCE IDENTITY", "DESTINATION IDENTITIES", "ERRORS")

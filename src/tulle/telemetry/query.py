@@ -1,6 +1,14 @@
 """Golden metrics from a window: per workload, service, route rule and edge.
 
 Success rate counts 5xx as failures (4xx are the caller's problem, not the service's).
+
+Failures count against the service called, as its callers saw them: a caller that got 503
+"no healthy upstream" or a connect failure never reached an instance, so the instances'
+inbound side saw nothing. A service's figures are therefore its callers' view of it (their
+outbound series, summed) whenever that view holds more requests (or as many, with more
+failures) than its instances' inbound view; else the inbound view, which also counts callers
+outside the mesh. One or the other, never their sum: a request that reached an instance is in
+both.
 Latency percentiles are interpolated within tulle's fixed buckets, so they are estimates
 whose error is at most the width of the bucket they fall in.
 """
@@ -73,6 +81,43 @@ def golden(values: Mapping[str, int], seconds: float) -> dict[str, Any]:
     }
 
 
+# Error counters of a caller's calls to a service (OUTBOUND fields), in the order `edges`
+# shows them: how requests failed before, or instead of, an application's answer.
+EDGE_ERRORS: tuple[str, ...] = (
+    "no_healthy", "cfail", "ctimeout", "overflow", "cx_overflow", "timeout", "try_timeout",
+    "reset", "retry", "retry_exhausted", "retry_overflow", "eject", "tls_err", "san_fail",
+    "verify_fail")
+
+
+def requests_of(values: Mapping[str, int]) -> int:
+    return sum(values.get(name, 0) for name in REQUEST_FIELDS)
+
+
+def seen_by(inbound: Mapping[str, int], callers: Mapping[str, int]) -> str:
+    """Whose view of a service counts: "callers" when theirs holds more requests, or as many
+    with more failures (requests that never reached an instance, or failed on the way);
+    else "instances"."""
+    view = (requests_of(callers), callers.get("rq5", 0))
+    return "callers" if view > (requests_of(inbound), inbound.get("rq5", 0)) else "instances"
+
+
+def errors_of(values: Mapping[str, int]) -> dict[str, int]:
+    """The failures of a caller's view, for an ERRORS column: the 5xx answers, then the
+    mesh's error counters that explain them."""
+    errors = {"5xx": values["rq5"]} if values.get("rq5") else {}
+    errors.update({k: values[k] for k in EDGE_ERRORS if values.get(k)})
+    return errors
+
+
+def callers_of(window: Window, destination: str) -> Values:
+    """Every caller's calls to ``destination`` ("name.namespace"), summed."""
+    total: Values = {}
+    for (_, key), values in window.counters.items():
+        if key.kind == OUTBOUND and key.destination == destination:
+            add_into(total, values)
+    return total
+
+
 def _sum(window: Window, nodes: Iterable[str], kinds: Iterable[str]) -> Values:
     wanted_nodes = set(nodes)
     wanted_kinds = set(kinds)
@@ -111,14 +156,18 @@ def workload_rows(window: Window, nodes: Mapping[str, NodeInfo]) -> list[dict[st
 
 def service_rows(window: Window, nodes: Mapping[str, NodeInfo],
                  services: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
-    """``services``: (namespace, name) of every service to show, traffic or not."""
+    """``services``: (namespace, name) of every service to show, traffic or not. Each row's
+    figures are the view that saw more (see the module's docstring); ``seenBy`` says which."""
     rows = []
     for namespace, name in sorted(services):
         members = [node for node, info in nodes.items()
                    if info.namespace == namespace and info.service == name]
         inbound = _sum(window, members, [INBOUND, INBOUND_PLAINTEXT])
+        callers = callers_of(window, f"{name}.{namespace}")
+        view = seen_by(inbound, callers)
         rows.append({"namespace": namespace, "name": name, "instances": len(members),
-                     **golden(inbound, window.span),
+                     **golden(callers if view == "callers" else inbound, window.span),
+                     "seenBy": view, "errors": errors_of(callers),
                      "connections": _gauge(window, members, [INBOUND, INBOUND_PLAINTEXT],
                                            "cx")})
     return rows
@@ -132,22 +181,19 @@ def route_rows(window: Window, destination: str,
     rules = list(rules)
     rows = []
     if not rules:
-        total: Values = {}
-        for (_, key), values in window.counters.items():
-            if key.kind == OUTBOUND and key.destination == destination:
-                add_into(total, values)
+        edge = callers_of(window, destination)
         return [{"route": "(default)", "rule": "", "matches": "every request",
-                 **golden(total, window.span), "retries": total.get("retry", 0),
-                 "timeouts": total.get("timeout", 0)}]
+                 **golden(edge, window.span), "retries": edge.get("retry", 0),
+                 "timeouts": edge.get("timeout", 0), "errors": errors_of(edge)}]
     for route, rule, matches in rules:
-        total = {}
+        total: Values = {}
         for (_, key), values in window.counters.items():
             if key.kind == ROUTE and key.destination == destination and \
                     key.route == route and key.rule == rule:
                 add_into(total, values)
         rows.append({"route": route, "rule": rule, "matches": matches,
                      **golden(total, window.span), "retries": total.get("retry", 0),
-                     "timeouts": total.get("timeout", 0)})
+                     "timeouts": total.get("timeout", 0), "errors": errors_of(total)})
     return rows
 
 
@@ -176,9 +222,7 @@ def edge_rows(window: Window, nodes: Mapping[str, NodeInfo],
         if not stats["requests"] and not values.get("cxt"):
             continue
         rows.append({"source": source, "destination": destination, "mtls": secured, **stats,
-                     "errors": {k: values[k] for k in ("overflow", "cfail", "timeout",
-                                                       "retry", "eject", "tls_err")
-                                if values.get(k)}})
+                     "errors": errors_of(values)})
     return rows
 
 

@@ -10,9 +10,11 @@ import pytest
 from tulle.telemetry.query import (
     NodeInfo,
     edge_rows,
+    errors_of,
     golden,
     quantile,
     route_rows,
+    seen_by,
     service_rows,
     workload_rows,
 )
@@ -120,11 +122,34 @@ def test_workload_rows() -> None:
 def test_service_rows() -> None:
     rows = service_rows(WINDOW, NODES, [("shop", "cart"), ("default", "books"),
                                         ("default", "ghost")])
+    # cart's instance saw 5 requests; its caller books-1 got 100 failures calling it (they
+    # never reached the instance): the callers' view counts, and says so.
     assert [(r["namespace"], r["name"], r["instances"], r["requests"], r["successRate"],
-             r["connections"]) for r in rows] == [
-        ("default", "books", 2, 40, 0.95, 3),
-        ("default", "ghost", 0, 0, None, 0),
-        ("shop", "cart", 1, 5, 1.0, 0)]
+             r["connections"], r["seenBy"], r["errors"]) for r in rows] == [
+        ("default", "books", 2, 40, 0.95, 3, "instances", {}),
+        ("default", "ghost", 0, 0, None, 0, "instances", {}),
+        ("shop", "cart", 1, 100, 0.0, 0, "callers", {"5xx": 100})]
+
+
+@pytest.mark.parametrize(("inbound", "callers", "expected"), [
+    ({}, {}, "instances"),
+    ({"rq2": 10}, {}, "instances"),  # callers outside the mesh only
+    ({}, {"rq5": 20, "no_healthy": 20}, "callers"),  # no instance ever answered
+    ({"rq2": 10}, {"rq2": 10}, "instances"),  # the same requests seen from both ends
+    ({"rq2": 10}, {"rq2": 8, "rq5": 2}, "callers"),  # as many, two timed out at the caller
+    ({"rq2": 10}, {"rq2": 10, "rq5": 5}, "callers"),  # five never reached an instance
+    ({"rq2": 30}, {"rq2": 10, "rq5": 5}, "instances"),  # most callers are outside the mesh
+], ids=["nothing", "inbound only", "callers only", "equal", "same count, more failures",
+        "more requests", "fewer requests"])
+def test_whose_view_counts(inbound: dict[str, int], callers: dict[str, int],
+                           expected: str) -> None:
+    assert seen_by(inbound, callers) == expected
+
+
+def test_errors_start_with_the_failures_then_their_causes() -> None:
+    assert errors_of({"rq2": 5}) == {}
+    assert list(errors_of({"rq5": 3, "retry": 1, "no_healthy": 3, "cfail": 2}).items()) == [
+        ("5xx", 3), ("no_healthy", 3), ("cfail", 2), ("retry", 1)]
 
 
 ROUTE_COUNTERS = {
@@ -186,7 +211,7 @@ def test_edge_rows(mtls: bool) -> None:
     assert [(r["source"], r["destination"], r["mtls"], r["requests"], r["errors"])
             for r in rows] == [
         (OUTSIDE, TO_BOOKS_1, False, 4, {}),
-        (BOOKS_1, TO_CART, mtls, 10, {"overflow": 1, "timeout": 3}),
+        (BOOKS_1, TO_CART, mtls, 10, {"5xx": 2, "overflow": 1, "timeout": 3}),
         (BOOKS_2, TO_CART, mtls, 1, {}),
         (CART_1, TO_BOOKS, mtls, 0, {}),
         (GHOST, TO_BOOKS, mtls, 1, {}),
