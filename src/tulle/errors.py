@@ -138,6 +138,12 @@ class ApiError(TulleError):
     kind = "api"
 
 
+class NotReadyError(TulleError):
+    """A wait ran out: what was waited for did not happen in time (`tulle wait`)."""
+
+    kind = "not_ready"
+
+
 _BY_KIND: dict[str, type[TulleError]] = {
     cls.kind: cls
     for cls in (
@@ -150,6 +156,7 @@ _BY_KIND: dict[str, type[TulleError]] = {
         IdentityError,
         EnvoyError,
         ApiError,
+        NotReadyError,
     )
 }
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.mesh import TULLE, Mesh
+from tests.support.mesh import ECHO_APP, TULLE, Mesh, wait_for
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.envoy
 
@@ -141,3 +143,26 @@ def test_subsets_and_clients_show_readiness_sensibly(mesh: Mesh) -> None:
     table = {line.split()[1]: line for line in mesh.cli("get", "services").stdout.splitlines()}
     assert " 1/1 " in table["books-v2"] and " 2/2 " in table["books"], table
     assert "- (1 client)" in table["web"], table
+
+
+def test_wait_returns_once_the_service_is_ready_and_says_why_not(mesh: Mesh) -> None:
+    missing = mesh.cli("wait", "service", "nobody", "--timeout", "1s", check=False)
+    assert missing.returncode == 1, missing
+    assert "no workload is registered" in missing.stderr, missing.stderr
+
+    # Registered, but its application listens on another port than --port.
+    port = free_port()
+    mesh.run("bad", name="bad-1", port=port,
+             command=[sys.executable, str(ECHO_APP), str(free_port())], wait=False)
+    wait_for("bad-1 registered", lambda: any(
+        w["name"] == "bad-1" for w in mesh.api.get("/v1/workloads")))
+    stuck = mesh.cli("wait", "svc", "bad", "--timeout", "2s", check=False)
+    assert stuck.returncode == 1
+    assert f"does not accept connections on port {port}" in stuck.stderr, stuck.stderr
+
+    # Started in the background, as the Quick start does: wait blocks until it serves.
+    mesh.run("books", name="books-1", wait=False)
+    ready = mesh.cli("wait", "service", "books", "--timeout", "30s", "-o", "json")
+    assert json.loads(ready.stdout)["endpoints"] == ["books-1"]
+    client = mesh.run("web", name="web-1")
+    assert mesh.call(client, "http://books/")["status"] == 200
