@@ -89,3 +89,26 @@ def state_lock_pid(paths: StatePaths) -> int | None:
         return int(paths.lock_file.read_text().strip() or 0) or None
     except (OSError, ValueError):
         return None
+
+
+# -- processes: alive, stopped or gone. `diagnose` tells a frozen process (SIGSTOP, or stuck)
+# from a dead one by its state letter in /proc (Linux; elsewhere every process reads as gone).
+
+STOPPED_STATES = frozenset({"T", "t"})  # stopped by a signal, or by a tracer
+DEAD_STATES = frozenset({"", "Z", "X"})  # no such process, a zombie, dead
+
+
+def process_state(pid: int) -> tuple[str, str]:
+    """(state letter from ``/proc/PID/stat``, command line) of ``pid``; ("", "") when there is
+    no such process. The letter: R running, S sleeping, D in I/O, T stopped, Z zombie."""
+    if pid <= 0:
+        return "", ""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "", ""
+    # "PID (COMM) STATE ...": COMM may hold spaces and parentheses, so split at the last ")".
+    fields = stat[stat.rfind(")") + 1:].split()
+    command = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    return (fields[0] if fields else ""), command

@@ -7,6 +7,7 @@ what the service asked of them, and answer as scripted.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,11 +81,14 @@ class FakeAgents:
         return dict(self.calls[node_id][path])
 
     async def read_all(self, nodes: Iterable[str], path: str, params: Mapping[str, str], *,
-                       concurrency: int, timeout_s: float, deadline_s: float
-                       ) -> dict[str, PageRead]:
+                       concurrency: int, timeout_s: float, deadline_s: float,
+                       method: str = "GET") -> dict[str, PageRead]:
+        """A POST is answered from ``calls`` (JSON), a GET from ``pages``."""
         out = {}
         for node in sorted(nodes):
-            body = self.pages.get(node, {}).get(path)
+            answer = self.calls.get(node, {}).get(path) if method == "POST" else None
+            body = json.dumps(answer).encode() if answer is not None \
+                else self.pages.get(node, {}).get(path)
             out[node] = PageRead(node, body) if body is not None \
                 else PageRead(node, error="agent did not answer: ConnectionRefusedError")
         return out

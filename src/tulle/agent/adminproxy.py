@@ -7,7 +7,8 @@ with the secrets in Envoy's config redacted (the xDS credential, a tap's access-
 ``tulle.security.redact``), so that no reader downstream (the API, `proxy-config`, `check`, bug
 reports) ever receives them. Two more routes, for the same callers: ``POST /logging`` changes
 log levels (the agent builds Envoy's query from checked input; no other admin POST is possible)
-and ``GET /logs`` reads Envoy's own log.
+and ``GET /logs`` reads Envoy's own log. ``POST /report`` sends a telemetry report now and
+answers with the state of the workload's processes (`tulle diagnose` asks before it judges).
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ class AdminProxy:
 
     def __init__(self, token: str, admin: AdminInterface,
                  metrics: Callable[[], Awaitable[str]] | None = None,
-                 metrics_token: str | None = None, envoy_log: EnvoyLog | None = None) -> None:
+                 metrics_token: str | None = None, envoy_log: EnvoyLog | None = None,
+                 report: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
         self._token = token
+        self._report = report
         self._envoy_log = envoy_log
         self._admin = admin
         self._metrics = metrics
@@ -97,6 +100,8 @@ class AdminProxy:
             return await self._logging(request.body)
         if request.path == "/logs" and request.method == "GET":
             return self._logs(request.query)
+        if request.path == "/report" and request.method == "POST" and self._report is not None:
+            return _json(200, await self._report())
         page = request.path.removeprefix("/admin/")
         if request.method != "GET" or not request.path.startswith("/admin/") \
                 or page not in READABLE_PAGES:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tulle import __version__
+from tulle.agent import http
 from tulle.agent.adminproxy import AdminProxy
 from tulle.agent.config import AgentConfig
 from tulle.agent.envoy import EnvoyProcess, die_with_parent
@@ -31,7 +32,7 @@ from tulle.agent.session import ControlPlaneSession
 from tulle.agent.telemetry import Telemetry, interval_from_env
 from tulle.errors import EnvoyError, UsageError
 from tulle.identity.spiffe import spiffe_id
-from tulle.local import free_ports, port_is_free
+from tulle.local import free_ports, port_is_free, process_state
 from tulle.security import new_token
 from tulle.settings import (
     LOOPBACK,
@@ -47,6 +48,11 @@ from tulle.settings import (
 log = logging.getLogger("tulle.agent")
 
 PROBE_FAST_S = 0.05  # until the application first accepts connections
+# A report on demand (`tulle diagnose` asks) must answer before the control plane's deadline
+# for it; the last report, when the workload stops, must not hold the stop up for long.
+REPORT_NOW_S = 1.2
+ENVOY_PROBE_S = 0.5
+FINAL_REPORT_S = 2.0
 PROBE_SLOW_S = 1.0
 ENVOY_RESTART_MAX_S = 5.0
 
@@ -63,6 +69,8 @@ class Agent:
         self._starting: asyncio.Task[Any] | None = None
         self._identity: IdentityKeeper | None = None
         self._session: ControlPlaneSession | None = None
+        self._telemetry: Telemetry | None = None
+        self._envoy: EnvoyProcess | None = None
         self.envoy_restarts = 0  # Envoys that exited and were restarted (telemetry reports it)
 
     async def run(self) -> int:
@@ -92,9 +100,10 @@ class Agent:
                               self._report_telemetry, interval_from_env(),
                               restarts=lambda: self.envoy_restarts)
         envoy_log = EnvoyLog(self.workdir / "envoy.log")
+        self._telemetry = telemetry
         admin_proxy = AdminProxy(agent_token, admin, metrics=telemetry.metrics,
                                  metrics_token=read_metrics_token(self.paths),
-                                 envoy_log=envoy_log)
+                                 envoy_log=envoy_log, report=self.report_now)
         await admin_proxy.start(LOOPBACK, agent_port)
         session = ControlPlaneSession(endpoint.host, endpoint.api_port, api_token, {
             "name": config.name, "namespace": config.namespace, "service": config.service,
@@ -132,6 +141,7 @@ class Agent:
                                  envoy_log.path, admin,
                                  concurrency=config.concurrency,
                                  log_level=config.envoy_log_level)
+            self._envoy = envoy
             await envoy.start()
             await envoy.wait_ready(config.ready_timeout_s)
             log.info("sidecar of %s ready: outbound %d, inbound %s, admin %s", session.node_id,
@@ -159,6 +169,45 @@ class Agent:
 
     async def _report_telemetry(self, payload: dict[str, Any]) -> bool:
         return self._session is not None and await self._session.send_telemetry(payload)
+
+    async def report_now(self) -> dict[str, Any]:
+        """Report telemetry now, and say how the processes of this workload are: what
+        `tulle diagnose` asks every agent before it judges (fresh evidence, and frozen
+        processes told from dead ones). Answers within ``REPORT_NOW_S`` and a bit."""
+        envoy = self._envoy
+        envoy_pid = envoy.process.pid if envoy is not None and envoy.process is not None \
+            else None
+        answers, (reported, error) = await asyncio.gather(
+            self._envoy_answers(), self._report_within(REPORT_NOW_S))
+        app = self._app
+        return {
+            "reported": reported, "error": error,
+            "agent": _process(os.getpid()),
+            "envoy": {**_process(envoy_pid), "answers": answers} if envoy_pid else None,
+            "app": _process(app.pid) if app is not None else None,
+        }
+
+    async def _report_within(self, seconds: float) -> tuple[bool, str | None]:
+        telemetry = self._telemetry
+        if telemetry is None or self._session is None:
+            return False, "the sidecar is still starting"
+        try:
+            sent = await asyncio.wait_for(telemetry.report(), seconds)
+        except TimeoutError:
+            return False, f"Envoy's stats did not arrive within {seconds:g}s"
+        except (OSError, http.HttpError, ValueError) as exc:
+            return False, f"cannot read Envoy's stats: {exc}"
+        return sent, None if sent else "the control plane did not take the report"
+
+    async def _envoy_answers(self) -> bool:
+        envoy = self._envoy
+        if envoy is None:
+            return False
+        try:
+            response = await envoy.admin.request("GET", "/ready", timeout=ENVOY_PROBE_S)
+        except (OSError, http.HttpError, TimeoutError):
+            return False
+        return response.status in (200, 503)  # 503: answering, only not (yet) LIVE
 
     def _on_control_message(self, message: dict[str, Any]) -> None:
         """From the control plane, over the session: a new trust bundle, or "renew now"."""
@@ -261,6 +310,13 @@ class Agent:
                 with contextlib.suppress(ProcessLookupError):
                     app.kill()
                 await app.wait()
+        if self._session is not None:
+            # The last report, before the session ends (the control plane takes reports only
+            # from registered workloads) and before Envoy goes with its counters: a one-shot
+            # client's calls would otherwise never be counted.
+            reported, error = await self._report_within(FINAL_REPORT_S)
+            if not reported:
+                log.warning("the last telemetry report did not arrive: %s", error)
         await session.close()
         if envoy is not None:
             await envoy.stop()
@@ -275,6 +331,12 @@ class Agent:
         if self._stop_signal is not None:
             return 128 + self._stop_signal
         return 0
+
+
+def _process(pid: int | None) -> dict[str, Any]:
+    """A process as diagnose reads it: pid, state letter (T: stopped), command line."""
+    state, command = process_state(pid or 0)
+    return {"pid": pid, "state": state, "command": command[:200]}
 
 
 async def _accepts(port: int) -> bool:

@@ -53,6 +53,9 @@ class Telemetry:
         self.interval_s = interval_s
         self._reported: Series = {}
         self._lock = asyncio.Lock()
+        # One report at a time: a report on demand and the periodic one must not both send
+        # the same delta (the control plane would count it twice).
+        self._report_lock = asyncio.Lock()
 
     async def read(self) -> Series:
         async with self._lock:  # one merge-and-read at a time
@@ -70,18 +73,29 @@ class Telemetry:
         while True:
             await asyncio.sleep(self.interval_s)
             try:
-                now = await self.read()
+                await self.report()
             except (OSError, TimeoutError, http.HttpError, ValueError) as exc:
                 log.debug("cannot read Envoy's stats: %s", exc)
-                continue
+
+    async def report(self) -> bool:
+        """Read Envoy's stats now and send what changed since the last report that arrived:
+        every interval, on demand (`tulle diagnose` wants fresh evidence), and a last time
+        when the workload stops. True when the control plane has everything up to now.
+        Raises when Envoy's stats cannot be read; the caller bounds the time it may take."""
+        if self.interval_s is None:
+            return False
+        async with self._report_lock:
+            now = await self.read()
             changes = delta(self._reported, now)
             if not changes:
-                continue
+                return True
             payload = {"interval": self.interval_s,
                        "series": [{**key.to_wire(), "v": values}
                                   for key, values in sorted(changes.items())]}
-            if await self._send(payload):
-                self._reported = now
+            if not await self._send(payload):
+                return False
+            self._reported = now
+            return True
 
     async def metrics(self) -> str:
         return render(sidecar_families(await self.read(), self._labels))

@@ -9,6 +9,7 @@ import typer
 
 from tulle.cli.output import Format, OutputOption, age, emit, table
 from tulle.errors import ControlPlaneUnavailable
+from tulle.settings import StatePaths
 
 
 def register(app: typer.Typer) -> None:
@@ -67,6 +68,7 @@ def down(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:
     """Stop the control plane. Sidecars keep serving their last config until it is back."""
     from tulle.controlplane import daemon
 
+    _resume_if_stopped(ctx.obj.paths)
     stopped = daemon.stop(ctx.obj.paths)
     emit({"stopped": stopped}, output, lambda r: "control plane stopped" if r["stopped"]
          else "the control plane was not running")
@@ -76,12 +78,44 @@ def status(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:
     """Show whether the control plane runs, where, and what it serves."""
     from tulle.controlplane import daemon
 
-    current = daemon.running_status(ctx.obj.paths)
+    paths = ctx.obj.paths
+    current = daemon.running_status(paths)
     if current is None:
-        raise ControlPlaneUnavailable(
-            f"the control plane is not running (state directory {ctx.obj.paths.root})",
+        raise _not_answering(paths) or ControlPlaneUnavailable(
+            f"the control plane is not running (state directory {paths.root})",
             hint="start it with `tulle up`")
     emit(current, output, _status_table)
+
+
+def _resume_if_stopped(paths: StatePaths) -> None:
+    """A stopped process (SIGSTOP) neither answers its API nor handles SIGTERM: resume it so
+    that it can be stopped cleanly, instead of waiting out the stop's timeout."""
+    import os
+    import signal
+
+    from tulle.local import STOPPED_STATES, process_state, state_lock_held, state_lock_pid
+
+    pid = state_lock_pid(paths)
+    if pid is not None and state_lock_held(paths) and process_state(pid)[0] in STOPPED_STATES:
+        os.kill(pid, signal.SIGCONT)
+
+
+def _not_answering(paths: StatePaths) -> ControlPlaneUnavailable | None:
+    """The error for a control plane whose process is alive (it holds the state directory's
+    lock) but whose API does not answer; None when none is alive."""
+    from tulle.local import STOPPED_STATES, process_state, state_lock_held, state_lock_pid
+
+    pid = state_lock_pid(paths)
+    if pid is None or not state_lock_held(paths):
+        return None
+    state, _ = process_state(pid)
+    if state in STOPPED_STATES:
+        return ControlPlaneUnavailable(
+            f"the control plane (pid {pid}) is running but not answering: its process is "
+            f"stopped (state {state})", hint=f"resume it: `kill -CONT {pid}`")
+    return ControlPlaneUnavailable(
+        f"the control plane (pid {pid}) is running but not answering (state {state or '?'})",
+        hint=f"read {paths.log_file}; if it stays stuck: `tulle down && tulle up`")
 
 
 def _status_table(s: dict[str, Any]) -> str:

@@ -2,8 +2,9 @@
 listens, how to authenticate to it, and how its answers and failures read.
 
 Readers: the proxy views (admin pages, log levels, logs), `check` (through those views) and the
-diagnosis (every sidecar's ``/clusters`` at once). The agent proxies a fixed list of read-only
-Envoy admin pages and one narrow log-level route; it checks its own token on each request.
+diagnosis (every sidecar's ``/clusters`` at once, and a telemetry report from each, now). The
+agent proxies a fixed list of read-only Envoy admin pages, one narrow log-level route and the
+report on demand; it checks its own token on each request.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ class Agents(Protocol):
                    params: Mapping[str, str] | None = None) -> dict[str, Any]: ...
 
     async def read_all(self, nodes: Iterable[str], path: str, params: Mapping[str, str], *,
-                       concurrency: int, timeout_s: float, deadline_s: float
-                       ) -> dict[str, PageRead]: ...
+                       concurrency: int, timeout_s: float, deadline_s: float,
+                       method: str = "GET") -> dict[str, PageRead]: ...
 
 
 class AgentClient:
@@ -114,10 +115,11 @@ class AgentClient:
         return _json_answer(node_id, path, status, raw)
 
     async def read_all(self, nodes: Iterable[str], path: str, params: Mapping[str, str], *,
-                       concurrency: int, timeout_s: float, deadline_s: float
-                       ) -> dict[str, PageRead]:
-        """``GET path`` on every named agent at once: at most ``concurrency`` in flight,
-        ``timeout_s`` each and ``deadline_s`` for all. Never raises: a failure is a result."""
+                       concurrency: int, timeout_s: float, deadline_s: float,
+                       method: str = "GET") -> dict[str, PageRead]:
+        """``GET path`` (or ``POST`` with an empty JSON body) on every named agent at once:
+        at most ``concurrency`` in flight, ``timeout_s`` each and ``deadline_s`` for all.
+        Never raises: a failure is a result."""
         limit = asyncio.Semaphore(concurrency)
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s),
@@ -125,7 +127,7 @@ class AgentClient:
 
             async def read(node: str) -> PageRead:
                 async with limit:
-                    return await self._read_one(client, node, path, params)
+                    return await self._read_one(client, node, method, path, params)
 
             tasks = {node: asyncio.create_task(read(node)) for node in sorted(nodes)}
             done, pending = await asyncio.wait(tasks.values(), timeout=deadline_s) \
@@ -141,20 +143,23 @@ class AgentClient:
                                                  f"({deadline_s:g}s for every proxy)")
         return out
 
-    async def _read_one(self, client: aiohttp.ClientSession, node: str, path: str,
-                        params: Mapping[str, str]) -> PageRead:
+    async def _read_one(self, client: aiohttp.ClientSession, node: str, method: str,
+                        path: str, params: Mapping[str, str]) -> PageRead:
         agent = self.target(node)
         if agent is None:
             return PageRead(node, error="not registered")
         try:
-            async with client.get(agent.url(path), params=params,
-                                  headers=agent.headers) as answer:
+            async with client.request(method, agent.url(path), params=params,
+                                      headers=agent.headers,
+                                      json={} if method == "POST" else None) as answer:
                 body = await answer.read()
                 if answer.status != 200:
                     return PageRead(node, error=f"agent answered HTTP {answer.status}: "
                                     f"{body[:200].decode(errors='replace').strip()}")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return PageRead(node, error=f"agent did not answer: {type(exc).__name__} {exc}")
+            what = "no answer in time" if isinstance(exc, TimeoutError) \
+                else f"{type(exc).__name__} {exc}"
+            return PageRead(node, error=f"agent did not answer: {what}")
         return PageRead(node, body)
 
 

@@ -52,13 +52,21 @@ CODES: tuple[FindingCode, ...] = (
                 "calls on an edge fail with 5xx"),
     # TUL1014 was never released; it stays unused.
     FindingCode("TUL1015", "proxy-unreachable", Severity.WARNING,
-                "a sidecar's agent did not answer, so its evidence is missing"),
+                "a sidecar's agent cannot be reached and its process is gone"),
     FindingCode("TUL1016", "controlplane-unreachable", Severity.CRITICAL,
-                "the control plane is not running or does not answer"),
+                "the control plane is not running"),
     FindingCode("TUL1017", "sidecar-not-serving", Severity.CRITICAL,
                 "a registered workload's Envoy stopped its listeners or left LIVE"),
     FindingCode("TUL1018", "sidecar-restarting", Severity.ERROR,
                 "a sidecar's Envoy keeps exiting and the agent restarts it"),
+    FindingCode("TUL1036", "app-frozen", Severity.CRITICAL,
+                "an instance's application is alive but stopped (frozen)"),
+    FindingCode("TUL1037", "envoy-frozen", Severity.CRITICAL,
+                "a sidecar's Envoy is alive but does not answer (frozen)"),
+    FindingCode("TUL1038", "agent-frozen", Severity.ERROR,
+                "a sidecar's agent is alive but does not answer (frozen)"),
+    FindingCode("TUL1039", "evidence-missing", Severity.WARNING,
+                "fresh evidence could not be read from some sidecars"),
     # -- identity and control plane: TUL1050-TUL1099 (appended by their rules' authors) -----
     FindingCode("TUL1050", "certificate-expired", Severity.CRITICAL,
                 "a sidecar's certificate has expired"),
@@ -86,6 +94,8 @@ CODES: tuple[FindingCode, ...] = (
                 "errors started right after a configuration change"),
     FindingCode("TUL1066", "xds-credential-presented-twice", Severity.CRITICAL,
                 "someone else presented a sidecar's xDS credential"),
+    FindingCode("TUL1090", "controlplane-not-answering", Severity.CRITICAL,
+                "the control plane's process is alive but does not answer (frozen)"),
 )
 
 _BY_CODE = {c.code: c for c in CODES}

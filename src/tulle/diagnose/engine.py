@@ -32,12 +32,14 @@ def all_rules() -> tuple[Rule, ...]:
         endpoints,
         identity,
         limits,
+        processes,
         resilience,
         routing,
         sidecars,
     )
 
-    areas = (endpoints, resilience, limits, routing, sidecars, identity, controlplane)
+    areas = (endpoints, resilience, limits, routing, sidecars, identity, controlplane,
+             processes)
     return tuple(rule for area in areas for rule in area.RULES)
 
 

@@ -5,7 +5,9 @@ rules are pure functions of this value, so unit tests build one by hand. It hold
 (services, endpoints, routes, resolved policies, registered workloads), the telemetry window
 (every sidecar's counters over ``--window``), each sidecar's view of its upstream endpoints
 (Envoy ``/clusters``), xDS sync states and NACKs, the ADS streams the control plane refused,
-the identity status, and recent changes.
+the identity status, and recent changes. Before reading the window, the control plane asks
+every agent for a report now (``reports``): which evidence is fresh, which is missing and how
+old, and the state of each workload's processes (a frozen application, Envoy or agent).
 """
 
 from __future__ import annotations
@@ -70,6 +72,62 @@ def parse_clusters(document: Mapping[str, Any]) -> dict[str, tuple[HostHealth, .
     return out
 
 
+STOPPED_STATES = frozenset({"T", "t"})  # /proc/PID/stat: stopped by a signal or a tracer
+_STATE_NAMES = {"R": "running", "S": "sleeping", "D": "in uninterruptible I/O",
+                "T": "stopped", "t": "stopped by a tracer", "Z": "a zombie", "X": "dead",
+                "I": "idle", "": "gone"}
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One process of a workload (its agent, Envoy or application), as /proc showed it."""
+
+    pid: int
+    state: str  # the state letter of /proc/PID/stat; "" when there is no such process
+    command: str = ""
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("", "Z", "X")
+
+    @property
+    def stopped(self) -> bool:
+        return self.state in STOPPED_STATES
+
+    def describe(self) -> str:
+        """"pid 4242 (python3 app.py), state T (stopped)"."""
+        command = f" ({self.command[:80]})" if self.command else ""
+        return f"pid {self.pid}{command}, state {self.state or '-'} " \
+               f"({_STATE_NAMES.get(self.state, 'unknown')})"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ProcessInfo | None:
+        if not isinstance(data, Mapping) or not data.get("pid"):
+            return None
+        return cls(int(data["pid"]), str(data.get("state") or ""),
+                   str(data.get("command") or ""))
+
+
+@dataclass(frozen=True)
+class AgentReport:
+    """What one registered sidecar's agent said when diagnose asked it to report now.
+
+    ``fresh``: its telemetry up to now reached the control plane. ``answered``: the agent
+    answered at all (``error`` says why not, or why the report is not fresh). When it did not,
+    ``agent`` is its process as the control plane sees it on this host (alive, stopped, gone).
+    """
+
+    node: str
+    answered: bool
+    fresh: bool
+    error: str | None = None
+    agent: ProcessInfo | None = None
+    envoy: ProcessInfo | None = None
+    envoy_answers: bool | None = None  # its Envoy's admin interface answered the agent
+    app: ProcessInfo | None = None
+    last_report_age: float | None = None  # seconds since its last report reached us
+
+
 @dataclass(frozen=True)
 class TimeSlot:
     """One telemetry slot: the counters every sidecar reported during [start, start+seconds).
@@ -98,6 +156,8 @@ class Evidence:
     now: float = 0.0  # wall clock (time.time()) when gathered
     # The telemetry slots of the last minutes, oldest first: when errors started.
     timeline: tuple[TimeSlot, ...] = ()
+    # Every registered sidecar asked to report now, by node: fresh, missing, frozen.
+    reports: Mapping[str, AgentReport] = field(default_factory=lambda: MappingProxyType({}))
 
     # -- workloads and services ------------------------------------------------------------
 

@@ -1,13 +1,18 @@
 """The control-plane side of `tulle diagnose`: gather the evidence, run the rules.
 
 The evidence is read from the current snapshot and state: a diagnosis never forces a rebuild.
-Each sidecar's Envoy ``/clusters`` is read through its agent, all at once with a bound on
-concurrency and a deadline per read and per run: a proxy that does not answer in time is
-reported (TUL1015) instead of delaying the whole diagnosis.
+First every registered sidecar's agent is asked, all at once, to report its telemetry now
+(``POST /report``), so that findings do not wait for the next interval; at the same time each
+sidecar's Envoy ``/clusters`` is read through its agent. Both fan-outs bound concurrency and
+have a short deadline per agent and for the whole: an agent that does not answer in time
+costs the run at most that deadline, and the evidence says so (which proxies, how old their
+last report is). For an agent that does not answer, its process is looked up on this host
+(universal mode runs every workload here): alive but not answering, or gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -17,9 +22,17 @@ from typing import Any
 from tulle.controlplane.agents import Agents, PageRead
 from tulle.controlplane.services.telemetry import TelemetryService
 from tulle.diagnose.engine import diagnose
-from tulle.diagnose.evidence import Evidence, ProxyEvidence, TimeSlot, parse_clusters
+from tulle.diagnose.evidence import (
+    AgentReport,
+    Evidence,
+    ProcessInfo,
+    ProxyEvidence,
+    TimeSlot,
+    parse_clusters,
+)
 from tulle.diagnose.model import Scope
 from tulle.identity.status import IdentityStatus
+from tulle.local import process_state
 from tulle.model.mesh import MeshSnapshot
 from tulle.store.base import Change
 from tulle.xds.admission import StreamEvent
@@ -27,8 +40,11 @@ from tulle.xds.sync import Nack, ProxySync
 
 DEFAULT_WINDOW_S = 60.0
 ADMIN_CONCURRENCY = 64
-ADMIN_TIMEOUT_S = 3.0  # one proxy's /clusters
-GATHER_DEADLINE_S = 20.0  # every proxy's, together
+# Per agent and for every agent together, the two fan-outs running side by side: a diagnosis
+# waits at most GATHER_DEADLINE_S for its sidecars, whatever is frozen.
+ADMIN_TIMEOUT_S = 2.0  # one proxy's /clusters
+REPORT_TIMEOUT_S = 2.0  # one agent's report now (the agent gives Envoy's stats 1.2 s)
+GATHER_DEADLINE_S = 2.5
 HISTORY_LIMIT = 50
 TIMELINE_S = 600.0  # telemetry slots kept in the evidence: when did errors start?
 
@@ -39,7 +55,10 @@ class DiagnosisService:
                  nacks: Callable[[], list[Nack]],
                  stream_events: Callable[[], list[StreamEvent]],
                  identity_status: Callable[[], IdentityStatus],
-                 history: Callable[[int], list[Change]], agents: Agents) -> None:
+                 history: Callable[[int], list[Change]], agents: Agents,
+                 process: Callable[[int], tuple[str, str]] = process_state) -> None:
+        """``process``: a pid's (state letter, command line) on this host."""
+        self._process = process
         self._mesh = mesh
         self._telemetry = telemetry
         self._sync_views = sync_views  # by the hub's threshold, with registered workloads
@@ -64,6 +83,7 @@ class DiagnosisService:
                 "workloads": len(evidence.mesh.workloads),
                 "proxiesRead": sum(1 for p in evidence.proxies.values() if p.error is None),
                 "proxiesFailed": sorted(n for n, p in evidence.proxies.items() if p.error),
+                **freshness(evidence),
                 "seconds": round(time.monotonic() - started, 3),
             },
         }
@@ -71,8 +91,13 @@ class DiagnosisService:
     async def gather(self, window_s: float) -> Evidence:
         mesh = self._mesh()
         telemetry = self._telemetry
-        window = telemetry.window(window_s)
-        proxies = await self.read_proxies(mesh.workloads.keys())
+        telemetry.window(window_s)  # a wrong window fails before any agent is asked
+        nodes = sorted(mesh.workloads)
+        answers, proxies = await asyncio.gather(self.ask_reports(nodes),
+                                                self.read_proxies(nodes))
+        window = telemetry.window(window_s)  # with the reports just made
+        reports = {node: self._report(answers[node], mesh.workloads[node].pid,
+                                      window.last_report_age.get(node)) for node in nodes}
         now = time.time()
         return Evidence(
             mesh=mesh,
@@ -87,7 +112,45 @@ class DiagnosisService:
             now=now,
             timeline=tuple(TimeSlot(now - ago, length, MappingProxyType(dict(sample)))
                            for ago, length, sample in telemetry.windows.slots(TIMELINE_S)),
+            reports=MappingProxyType(reports),
         )
+
+    async def ask_reports(self, nodes: Iterable[str]) -> dict[str, PageRead]:
+        """Every named agent, at once: report your telemetry now, and how are your
+        processes?"""
+        return await self._agents.read_all(
+            nodes, "/report", {}, method="POST", concurrency=ADMIN_CONCURRENCY,
+            timeout_s=REPORT_TIMEOUT_S, deadline_s=GATHER_DEADLINE_S)
+
+    def _report(self, read: PageRead, agent_pid: int, age: float | None) -> AgentReport:
+        answer: Any = None
+        if read.body is not None:
+            try:
+                answer = json.loads(read.body)
+            except ValueError:
+                answer = None
+        if not isinstance(answer, dict):
+            return AgentReport(read.node_id, answered=False, fresh=False,
+                               error=read.error or "the agent's answer is not JSON",
+                               agent=self._agent_process(agent_pid), last_report_age=age)
+        envoy = answer.get("envoy")
+        return AgentReport(
+            read.node_id, answered=True, fresh=bool(answer.get("reported")),
+            error=None if answer.get("reported") else str(answer.get("error") or "no report"),
+            agent=ProcessInfo.from_dict(answer.get("agent")),
+            envoy=ProcessInfo.from_dict(envoy),
+            envoy_answers=bool(envoy.get("answers")) if isinstance(envoy, dict) else None,
+            app=ProcessInfo.from_dict(answer.get("app")), last_report_age=age)
+
+    def _agent_process(self, pid: int) -> ProcessInfo | None:
+        """The registered agent's process on this host; gone when the pid now belongs to
+        something else than tulle (pids are reused)."""
+        if pid <= 0:
+            return None
+        state, command = self._process(pid)
+        if state and "tulle" not in command:
+            return ProcessInfo(pid, "")
+        return ProcessInfo(pid, state, command)
 
     async def read_proxies(self, nodes: Iterable[str]) -> dict[str, ProxyEvidence]:
         """Every named sidecar's endpoints, read in parallel through its agent."""
@@ -95,6 +158,26 @@ class DiagnosisService:
             nodes, "/admin/clusters", {"format": "json"}, concurrency=ADMIN_CONCURRENCY,
             timeout_s=ADMIN_TIMEOUT_S, deadline_s=GATHER_DEADLINE_S)
         return {node: _evidence(read) for node, read in reads.items()}
+
+
+def freshness(evidence: Evidence) -> dict[str, Any]:
+    """What the evidence is based on, for the report: which proxies were asked for a report
+    now, which answered with one, which did not (and how old their last report is), the
+    window, and the newest and oldest report."""
+    reports = evidence.reports
+    ages = [r.last_report_age for r in reports.values() if r.last_report_age is not None]
+    return {
+        "proxiesAsked": sorted(reports),
+        "proxiesFresh": sorted(n for n, r in reports.items() if r.fresh),
+        "proxiesMissing": [
+            {"proxy": n, "reason": r.error or "no report",
+             "lastReportSeconds": None if r.last_report_age is None
+             else round(r.last_report_age, 1)}
+            for n, r in sorted(reports.items()) if not r.fresh],
+        "windowSeconds": evidence.window.seconds,
+        "newestReportSeconds": round(min(ages), 1) if ages else None,
+        "oldestReportSeconds": round(max(ages), 1) if ages else None,
+    }
 
 
 def _evidence(read: PageRead) -> ProxyEvidence:
