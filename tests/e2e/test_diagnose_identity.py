@@ -184,7 +184,17 @@ def test_a_proxy_that_stopped_acking(mesh: Mesh) -> None:
     os.kill(envoy.pid, signal.SIGSTOP)
     try:
         mesh.cli("apply", "-f", "-", stdin=SEARCH_ROUTE)
-        finding, data = first_finding(mesh, "TUL1061", timeout=45)
+        # The cause ranks first: the frozen Envoy (TUL1037), which is why it stopped ACKing.
+        frozen, data = first_finding(mesh, "TUL1037", timeout=45)
+        assert frozen["subject"] == "proxy/web-1.default"
+
+        def stale_too() -> dict[str, Any] | None:
+            latest = report(mesh)
+            codes = [f["code"] for f in latest["findings"]]
+            return latest if codes[:1] == ["TUL1037"] and "TUL1061" in codes else None
+
+        data = wait_for("TUL1061 under it", stale_too, timeout=45, interval=1.0)
+        finding = next(f for f in data["findings"] if f["code"] == "TUL1061")
         assert finding["subject"] == "proxy/web-1.default"
         assert "httproute/books.default" in finding["related"]
         assert any("not acknowledged" in line for line in finding["evidence"])
