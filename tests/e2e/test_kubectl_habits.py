@@ -4,6 +4,7 @@ options after the subcommand, `describe svc`, and errors at the offending field'
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,36 @@ def test_wait_returns_once_the_service_is_ready_and_says_why_not(mesh: Mesh) -> 
     assert json.loads(ready.stdout)["endpoints"] == ["books-1"]
     client = mesh.run("web", name="web-1")
     assert mesh.call(client, "http://books/")["status"] == 200
+
+
+def test_watch_prints_again_when_the_answer_changes(mesh: Mesh, tmp_path: Path) -> None:
+    mesh.run("books", name="books-1")
+    out = tmp_path / "watch.out"
+    with out.open("w") as sink:
+        watcher = subprocess.Popen([*TULLE, "--state-dir", str(mesh.state_dir), "get",
+                                    "workloads", "--watch"], stdout=sink,
+                                   stderr=subprocess.STDOUT, env=mesh.env())
+    try:
+        wait_for("the first table", lambda: "books-1" in out.read_text())
+        assert "books-2" not in out.read_text()
+        mesh.run("books", name="books-2")
+        wait_for("a second table with books-2", lambda: "books-2" in out.read_text())
+        tables = out.read_text().split("\n\n")
+        assert len(tables) >= 2 and "books-1" in tables[-1] and "books-2" in tables[-1]
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(timeout=10) == 0
+
+    status = subprocess.Popen([*TULLE, "--state-dir", str(mesh.state_dir), "proxy-status",
+                               "-w", "-o", "json"], stdout=subprocess.PIPE, env=mesh.env(),
+                              text=True)
+    assert status.stdout is not None
+    try:
+        lines: list[str] = []
+        while not lines or lines[-1] != "]\n":  # one JSON document per answer
+            lines.append(status.stdout.readline())
+        first = json.loads("".join(lines))
+        assert {v["node"] for v in first} == {"books-1.default", "books-2.default"}
+    finally:
+        status.send_signal(signal.SIGINT)
+        assert status.wait(timeout=10) == 0

@@ -9,13 +9,14 @@ wait on it.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Annotated, Any
 
 import typer
 
 from tulle.cli import proxies
-from tulle.cli.output import Format, OutputOption, duration, emit, table
+from tulle.cli.output import Format, OutputOption, WatchOption, duration, render, table, watch
 from tulle.client import ApiClient
 from tulle.xds.sync import TYPES, ProxySync, SyncState, TypeSync
 
@@ -29,17 +30,26 @@ def proxy_status(
     proxy: Annotated[str | None, typer.Argument(help="NAME.NAMESPACE, or NAME with -n")] = None,
     namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
     output: OutputOption = Format.TABLE,
+    watch_: WatchOption = False,
 ) -> None:
     """xDS sync state of each proxy, per type. Exit code 1 if one is NACKED or STALE."""
-    syncs = proxies.sync_states(ApiClient.from_state(ctx.obj.paths))
-    now = time.time()
-    if proxy is None:
-        views = [proxy_view(s, now) for s in syncs]
-        emit(views, output, render_summary)
-    else:
+    client = ApiClient.from_state(ctx.obj.paths)
+
+    def show() -> tuple[str, list[dict[str, Any]]]:
+        syncs = proxies.sync_states(client)
+        now = time.time()
+        if proxy is None:
+            views = [proxy_view(s, now) for s in syncs]
+            return render(views, output, render_summary), views
         node = proxies.resolve(proxy, namespace, (s.node for s in syncs))
         views = [proxy_view(s, now) for s in syncs if s.node == node]
-        emit(views[0], output, render_detail)
+        return render(views[0], output, render_detail), views
+
+    if watch_:
+        watch(lambda: show()[0])
+        return
+    text, views = show()
+    sys.stdout.write(text)
     if any(not v["healthy"] for v in views):
         raise typer.Exit(1)
 

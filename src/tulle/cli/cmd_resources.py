@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from tulle.cli import proxies
 from tulle.cli.messages import render_warnings
-from tulle.cli.output import Format, OutputOption, age, emit, table
+from tulle.cli.output import (
+    Format,
+    OutputOption,
+    WatchOption,
+    age,
+    emit,
+    render,
+    table,
+    watch,
+)
 from tulle.client import ApiClient
 from tulle.xds.sync import ProxySync
 
@@ -64,30 +74,42 @@ def get(
     name: Annotated[str | None, typer.Argument(help="Only this one")] = None,
     namespace: NamespaceOption = None,
     output: OutputOption = Format.TABLE,
+    watch_: WatchOption = False,
 ) -> None:
     """List resources, services, workloads or proxies."""
     client = ApiClient.from_state(ctx.obj.paths)
+
+    def show() -> str:
+        return render(*_get_view(client, kind, name, namespace, output))
+
+    if watch_:
+        watch(show)
+    else:
+        sys.stdout.write(show())
+
+
+def _get_view(client: ApiClient, kind: str, name: str | None, namespace: str | None,
+              output: Format) -> tuple[Any, Format, Callable[[Any], str]]:
+    """What `get` prints: the data, its format and its table."""
     wanted = kind.lower()
     if wanted in _WORKLOADS:
         items = _only(client.get("/v1/workloads", {"namespace": namespace}), name, "workload")
-        emit(items, output, _workloads_table)
-    elif wanted in _SERVICES:
+        return items, output, _workloads_table
+    if wanted in _SERVICES:
         items = _only(client.get("/v1/services", {"namespace": namespace}), name, "service")
-        emit(items, output, _services_table)
-    elif wanted in _PROXIES:
+        return items, output, _services_table
+    if wanted in _PROXIES:
         syncs = [p for p in proxies.sync_states(client) if name is None or p.node == name]
-        emit([p.to_json() for p in syncs], output, lambda _: _proxies_table(syncs))
-    elif name is not None:
+        return [p.to_json() for p in syncs], output, lambda _: _proxies_table(syncs)
+    if name is not None:
         stored = client.get(f"/v1/resources/{kind}/{namespace or 'default'}/{name}")
-        emit(stored["manifest"] if output is not Format.TABLE else [stored], output,
-             _resources_table)
-    else:
-        stored_list = client.get(f"/v1/resources/{kind}", {"namespace": namespace})
-        if output is Format.TABLE:
-            emit(stored_list, output, _resources_table)
-        else:
-            emit({"apiVersion": "v1", "kind": "List",
-                  "items": [s["manifest"] for s in stored_list]}, output, _resources_table)
+        return (stored["manifest"] if output is not Format.TABLE else [stored], output,
+                _resources_table)
+    stored_list = client.get(f"/v1/resources/{kind}", {"namespace": namespace})
+    if output is Format.TABLE:
+        return stored_list, output, _resources_table
+    return ({"apiVersion": "v1", "kind": "List", "items": [s["manifest"] for s in stored_list]},
+            output, _resources_table)
 
 
 def delete(

@@ -31,15 +31,40 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def emit(data: Any, fmt: Format, as_table: Callable[[Any], str]) -> None:
+WatchOption = Annotated[bool, typer.Option(
+    "-w", "--watch", help="Keep watching: print again whenever the answer changes (Ctrl-C stops)")]
+WATCH_INTERVAL_S = 2.0
+
+
+def render(data: Any, fmt: Format, as_table: Callable[[Any], str]) -> str:
     if fmt is Format.JSON:
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    elif fmt is Format.YAML:
-        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
-    else:
-        text = as_table(data)
-        if text:
-            sys.stdout.write(text + "\n")
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+    if fmt is Format.YAML:
+        return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    text = as_table(data)
+    return text + "\n" if text else ""
+
+
+def emit(data: Any, fmt: Format, as_table: Callable[[Any], str]) -> None:
+    sys.stdout.write(render(data, fmt, as_table))
+
+
+def watch(show: Callable[[], str], interval_s: float = WATCH_INTERVAL_S) -> None:
+    """Print ``show()`` now and again each time it changes, until Ctrl-C. A table is
+    separated from the previous one by a blank line; JSON and YAML print one document each."""
+    last: str | None = None
+    try:
+        while True:
+            text = show()
+            if text != last:
+                if last is not None and not text.startswith(("{", "[", "---")):
+                    sys.stdout.write("\n")
+                sys.stdout.write(text)
+                sys.stdout.flush()
+                last = text
+            time.sleep(interval_s)
+    except KeyboardInterrupt:
+        return
 
 
 def age(since: float | None) -> str:
