@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.http import request
 from tests.support.mesh import Mesh, wait_for
-from tests.support.scenarios import books_and_web
+from tests.support.scenarios import books_and_web, never_listening
 from tests.support.tap import (
     SECRETS,
     TAP_LOGGER,
@@ -185,3 +185,22 @@ def test_tap_of_an_unknown_target_or_with_a_bad_filter_says_what_to_fix(mesh: Me
     assert bad.returncode == 2
     assert "is not a status or class" in bad.stderr and "hint:" in bad.stderr
     assert mesh.api.get("/v1/tap/status")["sessions"] == []
+
+
+def test_a_call_that_never_got_a_connection_is_labelled_by_what_happened(mesh: Mesh) -> None:
+    # bad-1 never becomes ready: web-1's sidecar answers every call 503 "no healthy
+    # upstream". No TLS was spoken, and no plaintext either: the tap says what happened.
+    upstream, _ = never_listening(mesh)
+    tap = Tap.start(mesh, "bad", output="table")
+    try:
+        def tapped() -> list[str] | None:
+            assert request(upstream, "/nothing").status == 503
+            return [line for line in tap.lines if "/nothing" in line] or None
+        wait_for("a tapped 503", tapped)
+    finally:
+        tap.stop()
+    line = next(line for line in tap.lines if "/nothing" in line)
+    assert "  out  " in line and "(bad.default)" in line and "  503  " in line, line
+    assert "UH (no healthy upstream)" in line, line
+    assert line.endswith("no connection: no healthy upstream"), line
+    assert "plaintext" not in line, line

@@ -49,19 +49,22 @@ class Arrival:
 
 @dataclass
 class Tap:
-    """A running `tulle tap ... -o json`."""
+    """A running `tulle tap ... -o json` (or `-o table`: then only ``lines`` fill)."""
 
     process: subprocess.Popen[str]
+    table: bool = False
     arrivals: list[Arrival] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, mesh: Mesh, *args: str, attach_timeout: float = 20.0) -> Tap:
+    def start(cls, mesh: Mesh, *args: str, attach_timeout: float = 20.0,
+              output: str = "json") -> Tap:
         process = subprocess.Popen(
-            [*TULLE, "--state-dir", str(mesh.state_dir), "tap", *args, "-o", "json"],
+            [*TULLE, "--state-dir", str(mesh.state_dir), "tap", *args, "-o", output],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, env=mesh.env())
-        tap = cls(process)
+        tap = cls(process, table=output == "table")
         threading.Thread(target=tap._read_stdout, daemon=True).start()
         threading.Thread(target=tap._read_stderr, daemon=True).start()
         # The CLI says "tapping ..." once every tapped sidecar has ACKed its logger.
@@ -80,7 +83,9 @@ class Tap:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             if line.strip():
-                self.arrivals.append(Arrival(json.loads(line), time.time()))
+                self.lines.append(line.rstrip("\n"))
+                if not self.table:
+                    self.arrivals.append(Arrival(json.loads(line), time.time()))
 
     def _read_stderr(self) -> None:
         assert self.process.stderr is not None

@@ -10,6 +10,7 @@ import typer
 from tulle.cli.output import Format, OutputOption
 from tulle.client import ApiClient
 from tulle.errors import UsageError
+from tulle.model import response_flags
 
 COLUMNS = ("TIME", "SIDE", "SOURCE -> DESTINATION", "METHOD", "AUTHORITY", "PATH", "STATUS",
            "LATENCY", "BYTES IN/OUT", "FLAGS", "TLS")
@@ -91,7 +92,7 @@ def format_event(e: dict[str, Any]) -> str:
         e.get("authority") or "-", e.get("path") or "-", e.get("status") or "-",
         f"{e['latencyMs']}ms" if e.get("latencyMs") is not None else "-",
         f"{_int(e.get('bytesReceived'))}/{_int(e.get('bytesSent'))}",
-        e.get("flags") or "-", _tls(e)))
+        _flags(e), _tls(e)))
 
 
 def _source(e: dict[str, Any]) -> str:
@@ -106,11 +107,26 @@ def _destination(e: dict[str, Any]) -> str:
     return f"({cluster.removeprefix('outbound|')})" if cluster.startswith("outbound|") else "-"
 
 
+def _flags(e: dict[str, Any]) -> str:
+    """The response flags with what they mean: "UF,URX (upstream connection failure, ...)"."""
+    flags = response_flags.parse(e.get("flags"))
+    if not flags:
+        return "-"
+    return f"{','.join(flags)} ({', '.join(response_flags.meaning(f) for f in flags)})"
+
+
 def _tls(e: dict[str, Any]) -> str:
     version = e.get("tlsVersion")
     if e.get("mtls"):
         return f"mTLS {version or ''}".strip()
-    return str(version) if version else "plaintext"
+    if version:
+        return str(version)
+    # A request the sidecar answered itself, or whose connection never came up, had no TLS
+    # and no plaintext either: say what happened instead.
+    failed = response_flags.no_connection(e.get("flags"))
+    if failed is not None:
+        return f"no connection: {response_flags.meaning(failed)}"
+    return "plaintext"
 
 
 def _int(value: Any) -> str:

@@ -23,7 +23,22 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("rejected before any connection: the service meant",
      {"destination": None, "status": 503, "flags": "UO", "mtls": None, "tlsVersion": None},
      f"14:13:55.761Z  out  {WEB} -> (books.default)  GET  books  /list?page=2  503  3ms  "
-     "0/448  UO  plaintext"),
+     "0/448  UO (upstream overflow (circuit breaker))  no connection: upstream overflow "
+     "(circuit breaker)"),
+    ("no healthy upstream: not plaintext",
+     {"destination": None, "status": 503, "flags": "UH", "mtls": None, "tlsVersion": None},
+     f"14:13:55.761Z  out  {WEB} -> (books.default)  GET  books  /list?page=2  503  3ms  "
+     "0/448  UH (no healthy upstream)  no connection: no healthy upstream"),
+    ("a connect failure, then retries used up",
+     {"destination": None, "status": 503, "flags": "UF,URX", "mtls": None,
+      "tlsVersion": None},
+     f"14:13:55.761Z  out  {WEB} -> (books.default)  GET  books  /list?page=2  503  3ms  "
+     "0/448  UF,URX (upstream connection failure, upstream retry limit exceeded)  "
+     "no connection: upstream connection failure"),
+    ("a timeout over a plaintext connection stays plaintext",
+     {"status": 504, "flags": "UT", "mtls": False, "tlsVersion": None},
+     f"14:13:55.761Z  out  {WEB} -> {BOOKS}  GET  books  /list?page=2  504  3ms  "
+     "0/448  UT (upstream request timeout)  plaintext"),
     ("plaintext caller on the called side",
      {"direction": "inbound", "source": None, "mtls": False, "tlsVersion": None,
       "upstreamCluster": "inbound|8080"},
