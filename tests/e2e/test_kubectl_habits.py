@@ -200,3 +200,29 @@ def test_watch_prints_again_when_the_answer_changes(mesh: Mesh, tmp_path: Path) 
     finally:
         status.send_signal(signal.SIGINT)
         assert status.wait(timeout=10) == 0
+
+
+def _complete(mesh: Mesh, shell: str, words: str) -> list[str]:
+    env = mesh.env() | {"_TULLE_COMPLETE": f"complete_{shell}", "COMP_WORDS": words,
+                        "COMP_CWORD": str(len(words.split(" ")) - 1),
+                        "_TYPER_COMPLETE_ARGS": words,
+                        "_TYPER_COMPLETE_FISH_ACTION": "get-args"}
+    result = subprocess.run(TULLE, env=env, capture_output=True, text=True, timeout=30,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_shell_completion_of_commands_kinds_and_names(mesh: Mesh, shell: str) -> None:
+    script = subprocess.run([*TULLE, "completion", shell], capture_output=True,
+                            text=True, env=mesh.env(), timeout=30, check=False)
+    assert script.returncode == 0 and f"complete_{shell}" in script.stdout, script
+    mesh.cli("apply", "-f", "-", stdin=RESOURCES)
+    state = f"--state-dir {mesh.state_dir}"
+    assert any("describe" in word for word in _complete(mesh, shell, "tulle descr"))
+    assert any("httproutes" in word for word in _complete(mesh, shell, "tulle get http"))
+    names = _complete(mesh, shell, f"tulle {state} get httproutes books")
+    assert any("books-admin" in word for word in names), names
+    services = _complete(mesh, shell, f"tulle {state} describe service books-")
+    assert any("books-v2" in word for word in services), services

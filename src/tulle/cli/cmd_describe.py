@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tulle.cli import complete
 from tulle.cli.output import Format, OutputOption, emit, table
 from tulle.client import ApiClient
 
@@ -23,7 +24,8 @@ def register(app: typer.Typer) -> None:
 @describe.command()
 def service(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Service name")],
+    name: Annotated[str, typer.Argument(help="Service name",
+                                        autocompletion=complete.services)],
     namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
     output: OutputOption = Format.TABLE,
 ) -> None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tulle.cli import proxies
+from tulle.cli import complete, proxies
 from tulle.cli.output import Format, OutputOption, WatchOption, duration, render, table, watch
 from tulle.client import ApiClient
 from tulle.xds.sync import TYPES, ProxySync, SyncState, TypeSync
@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
 
 def proxy_status(
     ctx: typer.Context,
-    proxy: Annotated[str | None, typer.Argument(help="NAME.NAMESPACE, or NAME with -n")] = None,
+    proxy: Annotated[str | None, typer.Argument(
+        help="NAME.NAMESPACE, or NAME with -n", autocompletion=complete.proxies)] = None,
     namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
     output: OutputOption = Format.TABLE,
     watch_: WatchOption = False,

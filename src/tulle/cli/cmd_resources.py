@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tulle.cli import proxies
+from tulle.cli import complete, proxies
 from tulle.cli.messages import render_warnings
 from tulle.cli.output import (
     Format,
@@ -70,8 +70,9 @@ def apply(
 def get(
     ctx: typer.Context,
     kind: Annotated[str, typer.Argument(
-        help="services, workloads, httproutes or proxies")],
-    name: Annotated[str | None, typer.Argument(help="Only this one")] = None,
+        help="services, workloads, httproutes or proxies", autocompletion=complete.kinds)],
+    name: Annotated[str | None, typer.Argument(
+        help="Only this one", autocompletion=complete.names)] = None,
     namespace: NamespaceOption = None,
     output: OutputOption = Format.TABLE,
     watch_: WatchOption = False,
@@ -114,8 +115,10 @@ def _get_view(client: ApiClient, kind: str, name: str | None, namespace: str | N
 
 def delete(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="Resource kind, e.g. service or httproute")],
-    name: Annotated[str, typer.Argument(help="Resource name")],
+    kind: Annotated[str, typer.Argument(help="Resource kind, e.g. service or httproute",
+                                        autocompletion=complete.kinds)],
+    name: Annotated[str, typer.Argument(help="Resource name",
+                                        autocompletion=complete.names)],
     namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
     force: Annotated[bool, typer.Option(
         "--force", help="Delete even if other resources still refer to it")] = False,

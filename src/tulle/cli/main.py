@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -55,6 +56,20 @@ def _root(ctx: typer.Context, state_dir: StateDirOption = None,
 def version(output: OutputOption = Format.TABLE) -> None:
     """Print tulle's version."""
     emit({"version": __version__}, output, lambda v: f"tulle {v['version']}")
+
+
+@app.command()
+def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish")]) -> None:
+    """Print the shell completion script: `source <(tulle completion bash)`, or for fish
+    `tulle completion fish | source`. Completes commands, options, kinds and the names of
+    resources, services, workloads and proxies."""
+    from tulle.cli.complete import SHELLS, script
+    from tulle.errors import UsageError
+
+    if shell not in SHELLS:
+        raise UsageError(f"no completion for shell {shell!r}",
+                         hint=f"choose one of {', '.join(SHELLS)}")
+    print(script(shell))
 
 
 # One module per area; each has register(app). Imported only when the CLI runs.
@@ -125,6 +140,10 @@ def main() -> None:
     # non-interactive shells inherit the ignore): tap, top and demo stop on it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _register()
+    if "_TULLE_COMPLETE" in os.environ:  # a Tab press: register Typer's shell classes
+        from typer.completion import completion_init
+
+        completion_init()
     command = typer.main.get_command(app)
     _plain_help(command)
     try:
