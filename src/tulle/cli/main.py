@@ -141,7 +141,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _register()
     if "_TULLE_COMPLETE" in os.environ:  # a Tab press: register Typer's shell classes
-        from typer.completion import completion_init
+        from typer._completion_classes import completion_init
 
         completion_init()
     command = typer.main.get_command(app)
