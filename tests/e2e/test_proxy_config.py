@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from tests.support.mesh import Mesh
-from tests.support.scenarios import books_and_web
+from tests.support.http import request
+from tests.support.mesh import Mesh, wait_for
+from tests.support.scenarios import books_and_web, never_listening
 from tests.support.tap import Tap
 from tulle.agent.envoyadmin import SUN_PATH_MAX
 
@@ -70,3 +71,29 @@ def test_a_sidecar_whose_socket_path_is_too_long_for_a_unix_socket_works(mesh: M
     bootstrap = json.loads(mesh.cli("proxy-config", "bootstrap", name, "-o", "json").stdout)
     assert bootstrap["bootstrap"]["node"] == f"{name}.default"
     assert mesh.cli("proxy", "log-level", name, "upstream=debug").returncode == 0
+
+
+def test_an_inbound_endpoint_with_nothing_listening_is_not_healthy(mesh: Mesh) -> None:
+    # Envoy's static inbound endpoint has no health check: Envoy calls it HEALTHY whatever
+    # listens. proxy-config shows the application's readiness instead, as diagnose does.
+    upstream, registered = never_listening(mesh)
+    endpoints = json.loads(mesh.cli("proxy-config", "endpoints", "bad-1", "-o", "json").stdout)
+    [inbound] = [e for e in endpoints["endpoints"] if e["cluster"] == f"inbound|{registered}"]
+    assert inbound["health"] == "NOT READY" and inbound["envoyHealth"] == "HEALTHY"
+    assert f"app not listening on {registered}" in inbound["detail"]
+    text = mesh.cli("proxy-config", "endpoints", "bad-1").stdout
+    assert f"NOT READY: app not listening on {registered}" in text, text
+    clusters = json.loads(mesh.cli("proxy-config", "clusters", "bad-1", "-o", "json").stdout)
+    [cluster] = [c for c in clusters["clusters"] if c["name"] == f"inbound|{registered}"]
+    assert (cluster["healthy"], cluster["endpoints"]) == (0, 1)
+    # diagnose tells the same story about the same instance, once callers fail on it.
+    assert {request(upstream, "/").status for _ in range(5)} == {503}
+
+    def not_ready_finding() -> bool:
+        report = json.loads(mesh.cli("diagnose", "bad", "-o", "json", check=False).stdout)
+        return any(f["code"] == "TUL1002" and f["subject"] == "proxy/bad-1.default"
+                   for f in report["findings"])
+    wait_for("diagnose to name bad-1 (TUL1002)", not_ready_finding, timeout=30)
+    # A ready instance's inbound endpoint keeps Envoy's word.
+    books_ready = json.loads(mesh.cli("proxy-config", "endpoints", "web-1", "-o", "json").stdout)
+    assert all(e["health"] == e["envoyHealth"] for e in books_ready["endpoints"])

@@ -43,19 +43,31 @@ def proxy_config(
     client = ApiClient.from_state(ctx.obj.paths)
     node = proxies.resolve(proxy, namespace, (p.node for p in proxies.sync_states(client)))
     dump = fetch_dump(client, node)
+    app = fetch_app(client, node)
     if diff:
         differences = fetch_diff(client, node, dump)
         emit([d.to_dict() for d in differences], output, render_diff)
         if differences:
             raise typer.Exit(1)
         return
-    emit(sections_of(dump, section), output, lambda data: render(data, section))
+    emit(sections_of(dump, section, app), output, lambda data: render(data, section))
 
 
 def fetch_dump(client: ApiClient, node: str) -> dict[str, Any]:
     dump: dict[str, Any] = client.get(f"/v1/proxies/{node}/admin/config_dump",
                                       {"include_eds": ""})
     return dump
+
+
+def fetch_app(client: ApiClient, node: str) -> config_dump.AppReadiness | None:
+    """The proxy's application as the registry knows it, or None (no application port, or
+    the workload is gone)."""
+    name, _, namespace = node.partition(".")
+    workloads: list[dict[str, Any]] = client.get("/v1/workloads", {"namespace": namespace})
+    for workload in workloads:
+        if workload.get("name") == name and workload.get("appPort"):
+            return config_dump.AppReadiness(int(workload["appPort"]), str(workload["state"]))
+    return None
 
 
 def fetch_diff(client: ApiClient, node: str, dump: dict[str, Any]) -> list[Difference]:
@@ -66,17 +78,25 @@ def fetch_diff(client: ApiClient, node: str, dump: dict[str, Any]) -> list[Diffe
 _EXTRACT: dict[Section, Callable[[dict[str, Any]], Any]] = {
     Section.LISTENERS: config_dump.listener_rows,
     Section.ROUTES: config_dump.route_rows,
-    Section.CLUSTERS: config_dump.cluster_rows,
-    Section.ENDPOINTS: config_dump.endpoint_rows,
     Section.SECRETS: config_dump.secret_rows,
     Section.BOOTSTRAP: config_dump.bootstrap_view,
 }
+# Sections that also read the application's readiness.
+_WITH_APP: dict[Section, Callable[[dict[str, Any], config_dump.AppReadiness | None], Any]] = {
+    Section.CLUSTERS: config_dump.cluster_rows,
+    Section.ENDPOINTS: config_dump.endpoint_rows,
+}
+_ORDER = (Section.LISTENERS, Section.ROUTES, Section.CLUSTERS, Section.ENDPOINTS,
+          Section.SECRETS, Section.BOOTSTRAP)
 
 
-def sections_of(dump: dict[str, Any], section: Section) -> dict[str, Any]:
-    """{section name: its rows}, for one section or all of them."""
-    wanted = [s for s in _EXTRACT if section in (Section.ALL, s)]
-    return {s.value: _EXTRACT[s](dump) for s in wanted}
+def sections_of(dump: dict[str, Any], section: Section,
+                app: config_dump.AppReadiness | None = None) -> dict[str, Any]:
+    """{section name: its rows}, for one section or all of them. ``app``: the proxy's
+    application as the registry knows it (the inbound endpoint's truth)."""
+    wanted = [s for s in _ORDER if section in (Section.ALL, s)]
+    return {s.value: _WITH_APP[s](dump, app) if s in _WITH_APP else _EXTRACT[s](dump)
+            for s in wanted}
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -105,7 +125,9 @@ def _clusters(rows: list[dict[str, Any]]) -> str:
 
 def _endpoints(rows: list[dict[str, Any]]) -> str:
     return table(["CLUSTER", "ADDRESS", "HEALTH"],
-                 [[r["cluster"], r["address"], r["health"]] for r in rows])
+                 [[r["cluster"], r["address"],
+                   f"{r['health']}: {r['detail']}" if r.get("detail") else r["health"]]
+                  for r in rows])
 
 
 def _secrets(rows: list[dict[str, Any]]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 _DUMP_TYPES = {
@@ -161,7 +162,35 @@ def route_rows(dump: dict[str, Any]) -> list[dict[str, Any]]:
 _HEALTHY = {"UNKNOWN", "HEALTHY"}
 
 
-def endpoint_rows(dump: dict[str, Any]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class AppReadiness:
+    """What the control plane's registry knows of the proxy's own application: its port and
+    the workload's state, from its agent's probe of that port. Envoy's static inbound
+    endpoint has no health check, so Envoy calls it healthy whether anything listens or not;
+    the agent's probe is the truth (the same that `tulle diagnose` reads for TUL1002)."""
+
+    port: int
+    state: str  # a WorkloadState value: starting, ready, not-ready, draining
+
+
+def _app_health(app: AppReadiness) -> tuple[str, str] | None:
+    """(health, detail) of the inbound endpoint when the application is not ready."""
+    if app.state == "not-ready":
+        return "NOT READY", (f"app not listening on {app.port} (it stopped accepting "
+                             "connections; see `tulle diagnose`, TUL1002)")
+    if app.state == "starting":
+        return "NOT READY", (f"app not listening on {app.port} (yet: the workload is "
+                             "starting; see `tulle diagnose`, TUL1002)")
+    if app.state == "draining":
+        return "DRAINING", "the workload is shutting down"
+    return None
+
+
+def endpoint_rows(dump: dict[str, Any], app: AppReadiness | None = None
+                  ) -> list[dict[str, Any]]:
+    """Every endpoint with Envoy's health; with ``app``, the inbound endpoint's health is the
+    application's readiness when it is not ready (Envoy's own word is kept in
+    ``envoyHealth``)."""
     assignments = list(_all(section(dump, "endpoints"), "static_endpoint_configs",
                             "dynamic_endpoint_configs", "endpoint_config"))
     # Non-EDS clusters carry their endpoints inline; without include_eds only there.
@@ -171,19 +200,26 @@ def endpoint_rows(dump: dict[str, Any]) -> list[dict[str, Any]]:
         if "load_assignment" in cluster and cluster.get("name") not in listed:
             assignments.append({"cluster_name": cluster.get("name", ""),
                                 **cluster["load_assignment"]})
+    inbound = f"inbound|{app.port}" if app is not None else None
+    app_health = _app_health(app) if app is not None else None
     rows = []
     for assignment in assignments:
         for locality in assignment.get("endpoints", []):
             for lb in locality.get("lb_endpoints", []):
                 address = lb.get("endpoint", {}).get("address", {})
+                envoy_health = lb.get("health_status", "UNKNOWN")
+                health, detail = envoy_health, ""
+                if app_health is not None and assignment.get("cluster_name") == inbound:
+                    health, detail = app_health
                 rows.append({"cluster": assignment.get("cluster_name", ""),
-                             "address": _address(address),
-                             "health": lb.get("health_status", "UNKNOWN")})
+                             "address": _address(address), "health": health,
+                             "envoyHealth": envoy_health, "detail": detail})
     return rows
 
 
-def cluster_rows(dump: dict[str, Any]) -> list[dict[str, Any]]:
-    endpoints = endpoint_rows(dump)
+def cluster_rows(dump: dict[str, Any], app: AppReadiness | None = None
+                 ) -> list[dict[str, Any]]:
+    endpoints = endpoint_rows(dump, app)
     rows = []
     for cluster in _all(section(dump, "clusters"), "static_clusters", "dynamic_active_clusters",
                         "cluster"):

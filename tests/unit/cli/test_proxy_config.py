@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from tulle.cli import config_dump
 from tulle.cli.cmd_proxy_config import Section, render, render_diff, sections_of
 from tulle.cli.config_diff import compare
@@ -108,3 +110,36 @@ def test_diff_reports_missing_extra_and_different() -> None:
 
 def test_integral_floats_compare_equal() -> None:
     assert compare({"RDS": {"r": {"w": 1.0}}}, {"RDS": {"r": {"w": 1}}}) == []
+
+
+INBOUND_CLUSTER: dict[str, Any] = {"name": "inbound|7100", "type": "STATIC", "load_assignment": {
+    "cluster_name": "inbound|7100", "endpoints": [{"lb_endpoints": [{"endpoint": {
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 7100}}},
+        "health_status": "HEALTHY"}]}]}}
+WITH_INBOUND: dict[str, Any] = {"configs": [
+    {"@type": _P + "ClustersConfigDump", "static_clusters": [{"cluster": INBOUND_CLUSTER}]}]}
+
+
+@pytest.mark.parametrize(("state", "health", "detail"), [
+    ("ready", "HEALTHY", ""),
+    ("not-ready", "NOT READY", "app not listening on 7100 (it stopped accepting"),
+    ("starting", "NOT READY", "app not listening on 7100 (yet: the workload is starting"),
+    ("draining", "DRAINING", "the workload is shutting down"),
+])
+def test_the_inbound_endpoint_shows_the_applications_readiness(
+        state: str, health: str, detail: str) -> None:
+    app = config_dump.AppReadiness(7100, state)
+    data = sections_of(WITH_INBOUND, Section.ALL, app)
+    [row] = data["endpoints"]
+    assert (row["cluster"], row["health"], row["envoyHealth"]) == (
+        "inbound|7100", health, "HEALTHY")
+    assert row["detail"].startswith(detail)
+    assert data["clusters"][0]["healthy"] == (1 if state == "ready" else 0)
+    line = render(data, Section.ENDPOINTS).splitlines()[1]
+    assert line.split(None, 2)[2] == (f"{health}: {row['detail']}" if detail else health)
+
+
+def test_another_ports_endpoint_keeps_envoys_word() -> None:
+    [row] = sections_of(WITH_INBOUND, Section.ENDPOINTS,
+                        config_dump.AppReadiness(7200, "not-ready"))["endpoints"]
+    assert (row["health"], row["detail"]) == ("HEALTHY", "")
