@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
+import sys
+import time
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +52,7 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
         assert body["servedBy"]["books"] in {"books-1", "books-2"}
         # The traffic generator keeps calling web, and its calls succeed.
         traffic_log = mesh.state_dir / "demo" / "traffic-1.log"
-        wait_for("20 demo requests", lambda: "20 requests sent, 0 failed"
+        wait_for("100 demo requests", lambda: "100 requests sent, 0 failed"
                  in traffic_log.read_text(), timeout=30)
         assert mesh.nacks() == []
         # Right after start, the telemetry commands have something to show: the flaky
@@ -82,3 +88,82 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
     except AssertionError as exc:
         raise AssertionError(f"{exc}: {alive()}") from None
     assert mesh.cli("status", check=False).returncode != 0
+
+
+# The venv's own `tulle` script, as `bash scripts/demo.sh` runs it, and the directory holding
+# the venv (the repository, where a user runs the script from).
+VENV_BIN = Path(sys.executable).parent
+VENV_TULLE = VENV_BIN / "tulle"
+REPOSITORY = VENV_BIN.parent.parent
+
+
+@dataclass
+class RunningDemo:
+    mesh: Mesh
+    process: subprocess.Popen[str]
+    out: Path
+    started: float  # time.monotonic() when the demo was started
+    env: dict[str, str]
+
+    def hints(self) -> list[str]:
+        """The commands under "Try:", as printed."""
+        text = self.out.read_text()
+        steps = text[text.index("Try:"):text.index("Press Ctrl-C")]
+        return [line.strip() for line in steps.splitlines() if line.startswith("      ")]
+
+    def shell(self, command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``command`` pasted into a shell like the user's: in the repository, and without
+        the venv on the PATH."""
+        return subprocess.run(["bash", "-c", command], cwd=REPOSITORY, env=self.env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@contextlib.contextmanager
+def demo_as_a_user_runs_it(tmp_path: Path) -> Iterator[RunningDemo]:
+    """`tulle demo` as `bash scripts/demo.sh` starts it: the venv's tulle script, from the
+    repository, with a PATH that does not hold the venv (so `tulle` alone is not found)."""
+    assert VENV_TULLE.exists(), VENV_TULLE
+    mesh = Mesh(tmp_path)
+    paths = StatePaths(mesh.state_dir)
+    paths.ensure()
+    ControlPlaneEndpoint(api_port=0, xds_port=0, identity_port=0).save(paths)
+    env = mesh.env()
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if p and Path(p).resolve() != VENV_BIN.resolve())
+    out = tmp_path / "demo.out"
+    started = time.monotonic()
+    with out.open("w") as sink:
+        process = subprocess.Popen(
+            [str(VENV_TULLE), "--state-dir", str(mesh.state_dir), "demo"], cwd=REPOSITORY,
+            stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, env=env,
+            text=True)
+    try:
+        wait_for("the demo to start", lambda: "Press Ctrl-C" in out.read_text(), timeout=90)
+        yield RunningDemo(mesh, process, out, started, env)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_the_demos_hints_work_as_printed(tmp_path: Path) -> None:
+    with demo_as_a_user_runs_it(tmp_path) as demo:
+        assert demo.shell("command -v tulle").returncode != 0, "tulle must not be on the PATH"
+        hints = demo.hints()
+        prefix = f".venv/bin/tulle --state-dir {demo.mesh.state_dir} "
+        tulle_hints = [h for h in hints if not h.startswith("curl ")]
+        assert len(tulle_hints) == 10, hints
+        assert all(h.startswith(prefix) for h in tulle_hints), hints
+        assert f"{prefix}diagnose" in hints
+        for hint in hints:
+            result = demo.shell(hint)
+            expected = (0, 1) if " diagnose" in hint else (0,)  # diagnose: 1 = findings
+            assert result.returncode in expected, f"{hint}:\n{result.stdout}{result.stderr}"
+            assert "command not found" not in result.stderr, hint
+            if " run --service me " in hint:
+                assert '"books"' in result.stdout, result.stdout
+    assert demo.process.returncode == 0, demo.out.read_text()
+

@@ -19,6 +19,7 @@ def demo(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:
     from tulle.cli.output import emit
     from tulle.client import ApiClient
     from tulle.controlplane import daemon
+    from tulle.demo.hints import current_cli, next_steps
     from tulle.demo.runner import WORKLOADS, Demo
 
     paths = ctx.obj.paths
@@ -36,7 +37,8 @@ def demo(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:
         runner.start()
         summary = {"stateDir": str(paths.root), "webPort": runner.web_port(),
                    "workloads": [w.name for w in WORKLOADS]}
-        emit(summary, output, lambda s: _next_steps(s, str(paths.root)))
+        emit(summary, output,
+             lambda s: next_steps(current_cli(), s["webPort"], str(paths.root)))
         sys.stdout.flush()
         problem = runner.watch()
     finally:
@@ -49,29 +51,3 @@ def demo(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:
         raise typer.Exit(1)
     print("demo stopped", file=sys.stderr)
 
-
-def _next_steps(summary: dict[str, object], state_dir: str) -> str:
-    flag = "" if state_dir.endswith("/.tulle") else f" --state-dir {state_dir}"
-    return f"""
-The tulle demo bookstore is running: 5 workloads, each behind its own Envoy sidecar.
-
-  web-1 (front end) -> books-1 (v1), books-2 (v2) and authors-1; traffic-1 calls web every 0.5s.
-
-Try:
-  Open the bookstore (the web app's own port):
-      curl http://127.0.0.1:{summary['webPort']}/
-  Call it through the mesh, by service name, from a one-shot workload:
-      tulle{flag} run --service me -- curl -s http://web/api
-  See what the mesh knows:
-      tulle{flag} get services
-      tulle{flag} get workloads
-      tulle{flag} get proxies
-  Watch it (books v2 is a canary with a bug; its route retries the 503s):
-      tulle{flag} stat services           # success rate, RPS, latency
-      tulle{flag} stat workloads          # books-2 fails about 20 %
-      tulle{flag} routes books            # per-rule metrics of the canary route
-      tulle{flag} edges -o wide           # who calls whom, with identities
-      tulle{flag} describe service books  # the canary route and its sources
-  Logs: {state_dir}/demo/ (applications) and {state_dir}/workloads/ (agents and Envoy)
-
-Press Ctrl-C to stop the demo."""

@@ -130,7 +130,12 @@ def serve(role: str, port: int) -> None:
         server.serve_forever()
 
 
-def traffic(interval_s: float = 0.5) -> None:
+# Ten requests a second: enough for the canary's bug to show in `tulle diagnose` within
+# seconds (its findings want a dozen answers of books-2 in the window), little for the host.
+TRAFFIC_INTERVAL_S = 0.1
+
+
+def traffic(interval_s: float = TRAFFIC_INTERVAL_S) -> None:
     sent = failed = 0
     with contextlib.suppress(KeyboardInterrupt):
         while True:
@@ -140,9 +145,9 @@ def traffic(interval_s: float = 0.5) -> None:
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 failed += 1
                 print(f"request {sent} failed: {exc}", flush=True)
-            if sent % 20 == 0:
+            if sent % 100 == 0:
                 print(f"{sent} requests sent, {failed} failed", flush=True)
-            if sent % 7 == 0:
+            if sent % 35 == 0:
                 # A lookup of an author who does not exist: a 404 to see in `tulle tap`.
                 with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
                     fetch("http://authors/authors/9")

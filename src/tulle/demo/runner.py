@@ -18,6 +18,9 @@ from tulle.local import free_ports, tail
 from tulle.settings import StatePaths, ensure_private_dir, open_private
 
 READY_TIMEOUT_S = 60.0
+# The demo's sidecars report every second (5 s by default), so that `tulle diagnose` has the
+# canary's failures to judge within seconds of the start. TULLE_TELEMETRY_INTERVAL overrides.
+TELEMETRY_INTERVAL_S = "1"
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,8 @@ class Demo:
             command.append(str(port))
         log = self.logs / f"{spec.name}.log"
         with _open(log) as out:
-            env = {**os.environ, "TULLE_DEMO_FLAKY": "1" if spec.flaky else "0"}
+            env = {"TULLE_TELEMETRY_INTERVAL": TELEMETRY_INTERVAL_S, **os.environ,
+                   "TULLE_DEMO_FLAKY": "1" if spec.flaky else "0"}
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, env=env,
                                        stderr=subprocess.STDOUT, start_new_session=True)
         return Running(spec, process, port, log)
