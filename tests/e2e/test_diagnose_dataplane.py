@@ -230,9 +230,11 @@ def test_timeouts(mesh: Mesh) -> None:
     # Five: `tulle check` judges an edge from five requests on.
     assert {request(port, "/?delay=1000").status for _ in range(5)} == {504}
     finding = first_finding(mesh, "TUL1009")
-    assert finding["subject"] == "service/books.default"
-    assert "httproute/books.default" in finding["related"]
+    # The culprit is the rule whose timeout fires; the service is its context.
+    assert finding["subject"] == "httproute/books.default#0"
+    assert "service/books.default" in finding["related"]
     assert "timeouts.request" in finding["fix"] and "300ms" in finding["fix"]
+    assert "mesh answered them 504" in finding["cause"]
     check_flags(mesh, "books")
 
 

@@ -42,6 +42,20 @@ def proxy_subject(node_id: str) -> str:
     return f"proxy/{node_id}"
 
 
+def rule_subject(route: ResourceKey, index: int, name: str | None) -> str:
+    """One rule of an HTTPRoute: ``httproute/books.default#canary``, by the rule's name, or its
+    0-based index when unnamed (as telemetry's route series name it)."""
+    from tulle.telemetry.schema import rule_key
+
+    return f"{subject(route.kind, route.name, route.namespace)}#{rule_key(index, name)}"
+
+
+def base_subject(text: str) -> str:
+    """A subject without its part: ``httproute/books.default#canary`` ->
+    ``httproute/books.default``."""
+    return text.partition("#")[0]
+
+
 @dataclass(frozen=True)
 class Finding:
     """One thing wrong, with the proof and the fix.
@@ -116,32 +130,37 @@ class Scope:
     def whole_mesh(self) -> bool:
         return not (self.namespace or self.service or self.source or self.destination)
 
-    def _names(self, value: str | None, services_of: Mapping[str, str]) -> set[str]:
+    def _names(self, value: str | None, context: Mapping[str, Iterable[str]]) -> set[str]:
         """The subjects ``value`` may mean: a service, or a proxy and its service."""
         if value is None:
             return set()
         name, namespace = _node_parts(value, self.namespace or "default")
         proxy = subject("proxy", name, namespace)
         names = {subject("service", name, namespace), proxy}
-        return names | ({services_of[proxy]} if proxy in services_of else set())
+        return names | set(context.get(proxy, ()))
 
-    def covers(self, finding: Finding, services_of: Mapping[str, str]) -> bool:
-        """Whether ``finding`` belongs in this scope. ``services_of`` maps a proxy subject to
-        its service subject, so that ``--to books`` also covers ``proxy/books-1.default``."""
+    def covers(self, finding: Finding, context: Mapping[str, Iterable[str]]) -> bool:
+        """Whether ``finding`` belongs in this scope. ``context`` maps a subject to the
+        services it belongs to: a proxy to its service (so that ``--to books`` also covers
+        ``proxy/books-1.default``), a version subset to the services whose routes send it
+        traffic, a route (or one of its rules) to its parents and backends, a policy to its
+        targets. `diagnose books` so covers ``service/books-v2.default``."""
         def widen(names: Iterable[str]) -> set[str]:
-            return set(names) | {services_of[n] for n in names if n in services_of}
+            names = {base_subject(n) for n in names} | set(names)
+            return names | {s for n in names for s in context.get(n, ())}
 
         everything = widen(finding.resources)
         if not any("." in r for r in everything):
             return True  # mesh-wide (the control plane, the CA): every scope shows it
-        if self.namespace and not any(r.endswith(f".{self.namespace}") for r in everything):
+        if self.namespace and not any(base_subject(r).endswith(f".{self.namespace}")
+                                      for r in everything):
             return False
-        if self.service and not everything & self._names(self.service, services_of):
+        if self.service and not everything & self._names(self.service, context):
             return False
-        if self.source and not widen(finding.sources) & self._names(self.source, services_of):
+        if self.source and not widen(finding.sources) & self._names(self.source, context):
             return False
         targets = widen(finding.resources - set(finding.sources))
-        return not (self.destination and not targets & self._names(self.destination, services_of))
+        return not (self.destination and not targets & self._names(self.destination, context))
 
     def to_dict(self) -> dict[str, Any]:
         return {"namespace": self.namespace, "service": self.service, "from": self.source,

@@ -4,6 +4,8 @@ A symptom (``Finding.symptom``) is explained by every cause that shares a resour
 "the app on books-1 refuses connections" (proxy/books-1.default, service/books.default)
 explains "5xx on web -> books" (service/books.default). An explained symptom is listed after
 all causes, with ``explained_by`` naming them; an unexplained one keeps its own place.
+Several causes naming one subject (a version that fails and is worse than its sibling) are
+one culprit: the worst leads, the others follow with ``explained_by`` naming it.
 """
 
 from __future__ import annotations
@@ -13,14 +15,25 @@ from collections.abc import Iterable
 from tulle.diagnose.model import Finding
 
 
+def _order(finding: Finding) -> tuple[int, float, str]:
+    return (-int(finding.severity), -finding.score, finding.code)
+
+
 def rank(findings: Iterable[Finding]) -> list[Finding]:
     findings = list(findings)
     causes = [f for f in findings if not f.symptom]
+    # One culprit, one top finding: of the causes naming the same subject, the worst leads
+    # and the others follow it, explained by it.
+    leads: dict[str, Finding] = {}
+    for cause in sorted(causes, key=_order):
+        leads.setdefault(cause.subject, cause)
     ranked: list[tuple[tuple[int, int, float, str, str], Finding]] = []
     for found in findings:
         explained: tuple[str, ...] = ()
         if found.symptom:
             explained = tuple(sorted({c.code for c in causes if c.resources & found.resources}))
+        elif leads[found.subject] is not found:
+            explained = (leads[found.subject].code,)
         finding = found.explained(explained) if explained else found
         key = (1 if explained else 0, -int(finding.severity), -finding.score, finding.code,
                finding.subject)

@@ -88,6 +88,10 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) fo
     # Whole-sidecar counters `tulle diagnose` reads: requests that matched no route (NR, any
     # listener) and requests a route rule's rate limit refused in this caller (RL).
     (r"^http\.[a-z_0-9]+\.(?P<stat>no_route)$", PROXY),
+    # Requests a TrafficPolicy's fault injection aborted or delayed in this caller (FI, DI):
+    # an aborted request never reaches a cluster, so no OUTBOUND series counts it.
+    (r"^http\.(?:outbound|upstream_[0-9]+)\.fault\.(?P<stat>aborts_injected"
+     r"|delays_injected)$", PROXY),
     (r"^route_ratelimit\.http_local_rate_limit\.(?P<stat>rate_limited)$", PROXY),
 ))
 
@@ -118,7 +122,8 @@ _FIELDS: dict[str, dict[str, str]] = {
                "ssl.connection_error": "tls_err", "ssl.fail_verify_san": "san_fail",
                "ssl.fail_verify_error": "verify_fail"},
     ROUTE: {"upstream_rq_retry": "retry", "upstream_rq_timeout": "timeout"},
-    PROXY: {"no_route": "noroute", "rate_limited": "route_limited"},
+    PROXY: {"no_route": "noroute", "rate_limited": "route_limited",
+            "aborts_injected": "fault_aborts", "delays_injected": "fault_delays"},
 }
 _FIELDS[INBOUND_PLAINTEXT] = _FIELDS[INBOUND]
 _CODE = re.compile(r"^(?:downstream_|upstream_)rq_(?P<code>[1-5][0-9][0-9]|[1-5]xx)$")

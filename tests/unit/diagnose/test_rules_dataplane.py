@@ -13,7 +13,7 @@ from tests.unit.model.workloads import workload
 from tulle.diagnose.engine import diagnose
 from tulle.diagnose.evidence import Evidence, HostHealth, ProxyEvidence, parse_clusters
 from tulle.diagnose.model import Scope
-from tulle.diagnose.rules import endpoints, limits, resilience, routing
+from tulle.diagnose.rules import endpoints, errors, limits, resilience, routing
 from tulle.model.mesh import build_mesh
 from tulle.model.parse import resource_from_manifest
 from tulle.model.workload import Workload, WorkloadState
@@ -24,7 +24,7 @@ from tulle.telemetry.windows import Window
 NOW = 1_000_000.0
 # This area's rules only: the identity and control-plane rules read evidence (xDS states,
 # certificates) that these tables leave out.
-RULES = (*endpoints.RULES, *resilience.RULES, *limits.RULES, *routing.RULES)
+RULES = (*endpoints.RULES, *resilience.RULES, *errors.RULES, *limits.RULES, *routing.RULES)
 WEB, B1, B2 = "web-1.default", "books-1.default", "books-2.default"
 IN, OUT, PROXY = SeriesKey("in"), SeriesKey("out", "books.default"), SeriesKey("proxy")
 Counters = Mapping[tuple[str, SeriesKey], Mapping[str, int]]
@@ -118,7 +118,7 @@ CASES: list[tuple[str, Evidence, str, str]] = [
     ("timeouts", evidence(
         {(WEB, OUT): {"rq5": 3, "c504": 3, "timeout": 3}, (B1, IN): {"rq2": 3, "lat20": 3}},
         manifests=(route({"timeouts": {"request": "300ms"}}),)),
-     "TUL1009", "service/books.default"),
+     "TUL1009", "httproute/books.default#0"),  # the rule whose timeout fires
     ("service rate limit", evidence(
         {(WEB, OUT): {"rq2": 3, "rq4": 9, "c429": 9}, (B1, IN): {"rq2": 3, "limited": 9}},
         manifests=(LIMIT,)), "TUL1010", "trafficpolicy/books-limit.default"),

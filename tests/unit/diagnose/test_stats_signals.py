@@ -18,6 +18,8 @@ BOOKS = SeriesKey("out", "books.default")
     ("http.outbound.no_route", PROXY, "noroute"),
     ("http.upstream_9000.no_route", PROXY, "noroute"),
     ("route_ratelimit.http_local_rate_limit.rate_limited", PROXY, "route_limited"),
+    ("http.outbound.fault.aborts_injected", PROXY, "fault_aborts"),
+    ("http.upstream_9000.fault.delays_injected", PROXY, "fault_delays"),
     ("cluster.outbound|books|default.upstream_cx_none_healthy", BOOKS, "no_healthy"),
     ("cluster.outbound|books|default.upstream_rq_pending_overflow", BOOKS, "overflow"),
     ("cluster.outbound|books|default.upstream_rq_retry_limit_exceeded", BOOKS,

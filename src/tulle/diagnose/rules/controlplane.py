@@ -38,7 +38,7 @@ ERRORS_MIN_RATE, ERRORS_MIN_RISE = 0.10, 0.10  # >= 10 % errors, 10 points above
 HEALTHY_MIN_REQUESTS, HEALTHY_MAX_RATE = 5, 0.05
 
 
-def _when(at: float) -> str:
+def when(at: float) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%H:%M:%SZ")
 
 
@@ -47,7 +47,7 @@ def _ago(seconds: float) -> str:
     return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
 
 
-def _change_name(change: Change) -> str:
+def change_name(change: Change) -> str:
     key = change.key
     return f"{key.kind} {key.namespace}/{key.name}" if key.namespace else f"{key.kind} {key.name}"
 
@@ -57,7 +57,7 @@ def rollback_command(change: Change) -> str:
     return f"tulle rollback --revert {change.revision} --dry-run"
 
 
-def _rollback(change: Change) -> str:
+def rollback_fix(change: Change) -> str:
     return (f"`{rollback_command(change)}` shows how to undo revision {change.revision} alone "
             "(then run it without --dry-run); `tulle history` shows it in full")
 
@@ -68,25 +68,25 @@ def diff_summary(change: Change) -> str:
         return "created"
     if change.after is None:
         return "deleted"
-    paths = sorted(_changed_paths(change.before.get("spec"), change.after.get("spec"), "spec"))
+    paths = sorted(changed_paths(change.before.get("spec"), change.after.get("spec"), "spec"))
     if not paths:
         return "metadata only"
     shown = ", ".join(paths[:5])
     return f"changed {shown}" + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
 
 
-def _changed_paths(before: Any, after: Any, path: str) -> set[str]:
+def changed_paths(before: Any, after: Any, path: str) -> set[str]:
     if before == after:
         return set()
     if isinstance(before, Mapping) and isinstance(after, Mapping):
         out: set[str] = set()
         for key in before.keys() | after.keys():
-            out |= _changed_paths(before.get(key), after.get(key), f"{path}.{key}")
+            out |= changed_paths(before.get(key), after.get(key), f"{path}.{key}")
         return out
     if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
         out = set()
         for index, (a, b) in enumerate(zip(before, after, strict=True)):
-            out |= _changed_paths(a, b, f"{path}[{index}]")
+            out |= changed_paths(a, b, f"{path}[{index}]")
         return out
     return {path}
 
@@ -106,17 +106,17 @@ def config_rejected(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
                 continue
             change = _cause_of(evidence, nack.at)
             lines = [f"{node} rejected {kind.type} version {nack.rejected_version or '?'} at "
-                     f"{_when(nack.at)} and keeps running version {nack.kept_version or '-'}",
+                     f"{when(nack.at)} and keeps running version {nack.kept_version or '-'}",
                      f"Envoy: {nack.message.strip()}"]
             related: tuple[str, ...] = ()
             fix = (f"correct the resource Envoy names above and apply it again; "
                    f"`tulle proxy-status {node}` shows the state")
             if change is not None:
                 lines.append(f"the change just before: revision {change.revision} at "
-                             f"{_when(change.at)}, {change.action} {_change_name(change)} "
+                             f"{when(change.at)}, {change.action} {change_name(change)} "
                              f"({diff_summary(change)})")
                 related = (resource_subject(change.key),)
-                fix = (f"{_rollback(change)}; or correct {_change_name(change)} and apply it "
+                fix = (f"{rollback_fix(change)}; or correct {change_name(change)} and apply it "
                        "again. Please report it too (`tulle bug-report`): tulle validated a "
                        "config Envoy refused")
             ref = evidence.service_of(node)
@@ -138,7 +138,7 @@ def config_stale(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         last_ack = max(acked) if acked else None
         missed = [c for c in evidence.history if last_ack is None or c.at > last_ack]
         lines = [f"{', '.join(t.type for t in stale)} {SyncState.STALE.label}: sent "
-                 f"{_ago(evidence.now - oldest)} ago (at {_when(oldest)}) and not "
+                 f"{_ago(evidence.now - oldest)} ago (at {when(oldest)}) and not "
                  f"acknowledged (the threshold is {sync.stale_after_s:g}s)",
                  "last acknowledgement: " + (f"{_ago(evidence.now - last_ack)} ago"
                                              if last_ack else "never")]
@@ -151,7 +151,7 @@ def config_stale(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
                          + ", ".join(synced[:5]))
         if missed:
             lines.append("it misses: " + "; ".join(
-                f"revision {c.revision} {c.action} {_change_name(c)}" for c in missed[:5]))
+                f"revision {c.revision} {c.action} {change_name(c)}" for c in missed[:5]))
         yield Finding(
             "TUL1061", Severity.ERROR, 80.0, proxy_subject(node),
             f"The sidecar {node} has stopped acknowledging configuration for "
@@ -191,8 +191,8 @@ def xds_credential_presented_twice(evidence: Evidence, scope: Scope) -> Iterator
         lines = [f"{len(refused)} second ADS stream(s) for {node} refused while its stream "
                  "was live; Envoy keeps only one"]
         for event in refused[-5:]:
-            since = f" since {_when(event.holder_since)}" if event.holder_since else ""
-            lines.append(f"at {_when(event.at)}: a stream from {event.peer} presented "
+            since = f" since {when(event.holder_since)}" if event.holder_since else ""
+            lines.append(f"at {when(event.at)}: a stream from {event.peer} presented "
                          f"{node}'s credential; the live stream is from "
                          f"{event.holder_peer or '?'}{since}")
         ref = evidence.service_of(node)
@@ -260,7 +260,7 @@ def stats_explosion(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
 
 # -- changes and errors ------------------------------------------------------------------------
 
-def _affected(change: Change) -> set[ServiceRef] | None:
+def affected_services(change: Change) -> set[ServiceRef] | None:
     """Services a change can affect; None when it can affect any (the Mesh)."""
     namespace = change.key.namespace or "default"
     kind = change.key.kind
@@ -309,7 +309,7 @@ def change_preceded_errors(evidence: Evidence, scope: Scope) -> Iterator[Finding
             break
         before = [s for s in evidence.timeline if s.start + s.seconds <= change.at]
         after = [s for s in evidence.timeline if s.start >= change.at]
-        services = _affected(change)
+        services = affected_services(change)
         rates_before, rates_after = _rates(before, services), _rates(after, services)
         # The traffic the change touched: a route's or policy's services together (a route
         # moves calls from one backend to another), any other change's one service at a time.
@@ -327,12 +327,12 @@ def change_preceded_errors(evidence: Evidence, scope: Scope) -> Iterator[Finding
             yield Finding(
                 "TUL1065", Severity.ERROR, 85.0, resource_subject(change.key),
                 f"Calls to {ref.host} started failing right after revision {change.revision} "
-                f"({change.action} {_change_name(change)}).",
-                (f"revision {change.revision} at {_when(change.at)}: {change.action} "
-                 f"{_change_name(change)}, {diff_summary(change)}",
+                f"({change.action} {change_name(change)}).",
+                (f"revision {change.revision} at {when(change.at)}: {change.action} "
+                 f"{change_name(change)}, {diff_summary(change)}",
                  f"5xx on the traffic it touched before it: {_rate(then):.0%} of {then[0]} "
                  f"requests; to {ref.host} since: {_rate(now):.0%} of {now[0]} requests"),
-                f"{_rollback(change)}; or fix {_change_name(change)} and apply it again",
+                f"{rollback_fix(change)}; or fix {change_name(change)} and apply it again",
                 related=(service_subject(ref),))
 
 

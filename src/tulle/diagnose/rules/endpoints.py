@@ -7,11 +7,12 @@ service's sidecars) and on the instance's side (sidecar to its own application).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
-from tulle.diagnose.evidence import Evidence, requests
+from tulle.diagnose.evidence import Evidence, HostHealth, requests
 from tulle.diagnose.model import Finding, Scope, Severity, proxy_subject, service_subject
 from tulle.diagnose.rank import impact
+from tulle.diagnose.rules._traffic import feeding
 from tulle.model.meta import ServiceRef
 from tulle.model.workload import WorkloadState
 
@@ -59,20 +60,14 @@ def no_healthy_endpoints(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         if uh:
             evidence_lines.append(f"{uh} requests found no healthy upstream (Envoy flag UH)")
         departed = evidence.departed_of(ref)
+        feeds = feeding(evidence, ref)
+        routed = not instances and not departed and bool(feeds)
         sources = tuple(proxy_subject(node) for node, _, _ in callers)
         related = [proxy_subject(node) for node in departed]
+        severity = Severity.CRITICAL
         if ejected_all:
-            cause = (f"Every instance of {ref.host} is ejected by outlier detection, so callers "
-                     "have no healthy endpoint (UH).")
-            for node, hosts in views.items():
-                flagged = ", ".join(f"{h.hostname or h.address} ({'/'.join(h.flags)})"
-                                    for h in hosts or ())
-                evidence_lines.append(f"{node}'s Envoy: endpoints of {ref.host}: {flagged}")
-            source = evidence.mesh.services[ref].policy.source_of("outlier_detection") \
-                if ref in evidence.mesh.services else None
-            fix = (f"fix the failing instances of {ref.host} (`tulle tap {ref.name} --status "
-                   "5xx`)" + (f"; lower spec.outlierDetection.maxEjectionPercent in {source}"
-                              if source else ""))
+            cause, fix, severity = _all_ejected(evidence, ref, views, (failed, total),
+                                                evidence_lines)
         elif instances:
             states = ", ".join(f"{w.name} is {w.state.value}" for w in instances)
             cause = (f"{ref.host} has no ready instance ({states}), so callers have no "
@@ -93,24 +88,47 @@ def no_healthy_endpoints(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             fix = (f"start {ref.name} again: `tulle run --service {ref.name} --namespace "
                    f"{ref.namespace} --port PORT -- COMMAND` (an instance stops when its "
                    "application exits: check why it did)")
+        elif routed:
+            cause = (f"No instance of {ref.host} has ever run, but a route sends callers to it, "
+                     "and they get 503 no healthy upstream (UH).")
+            evidence_lines += [b.describe() for b in feeds]
+            related += [b.subject for b in feeds]
+            fix = (f"start an instance of {ref.host}, or take it out of "
+                   f"{feeds[0].subject} (see TUL1027)")
         else:
             cause = (f"No instance of {ref.host} has ever run, but callers call it and get "
                      "503 no healthy upstream (UH).")
             evidence_lines.append(f"{ref.host} has no registered instance")
             fix = (f"start one: `tulle run --service {ref.name} --namespace {ref.namespace} "
                    "--port PORT -- COMMAND`, or stop calling it")
-        severity = Severity.CRITICAL
-        if ejected_all:
-            share = failed / total if total else 0.0
-            severity = (Severity.CRITICAL if share >= CRITICAL_SHARE else Severity.ERROR
-                        if share >= ERROR_SHARE else Severity.WARNING)
-            evidence_lines.append(
-                f"callers saw {share:.0%} of their requests fail: with every endpoint ejected, "
-                "Envoy's panic mode still sends requests to the ejected instances")
         yield Finding("TUL1001", severity, impact(failed, total, base=60),
                       service_subject(ref), cause, tuple(evidence_lines), fix,
                       related=tuple(sorted(set(related))), sources=sources,
-                      symptom=bool(instances) and not ejected_all)
+                      symptom=(bool(instances) and not ejected_all) or routed)
+
+
+def _all_ejected(evidence: Evidence, ref: ServiceRef,
+                 views: Mapping[str, tuple[HostHealth, ...] | None], seen: tuple[int, int],
+                 lines: list[str]) -> tuple[str, str, Severity]:
+    """Cause, fix and severity when every instance of ``ref`` is ejected; adds to ``lines``."""
+    cause = (f"Every instance of {ref.host} is ejected by outlier detection, so callers "
+             "have no healthy endpoint (UH).")
+    for node, hosts in views.items():
+        flagged = ", ".join(f"{h.hostname or h.address} ({'/'.join(h.flags)})"
+                            for h in hosts or ())
+        lines.append(f"{node}'s Envoy: endpoints of {ref.host}: {flagged}")
+    source = evidence.mesh.services[ref].policy.source_of("outlier_detection") \
+        if ref in evidence.mesh.services else None
+    fix = (f"fix the failing instances of {ref.host} (`tulle tap {ref.name} --status "
+           "5xx`)" + (f"; lower spec.outlierDetection.maxEjectionPercent in {source}"
+                      if source else ""))
+    failed, total = seen
+    share = failed / total if total else 0.0
+    lines.append(f"callers saw {share:.0%} of their requests fail: with every endpoint "
+                 "ejected, Envoy's panic mode still sends requests to the ejected instances")
+    severity = (Severity.CRITICAL if share >= CRITICAL_SHARE else Severity.ERROR
+                if share >= ERROR_SHARE else Severity.WARNING)
+    return cause, fix, severity
 
 
 def instance_not_ready(evidence: Evidence, scope: Scope) -> Iterator[Finding]:

@@ -1,5 +1,5 @@
-"""Diagnosis rules: resilience settings at work: circuit breakers (UO), outlier ejection,
-retries (URX, amplification) and timeouts (UT); and 5xx on an edge, the symptom they explain.
+"""Diagnosis rules: resilience settings at work: circuit breakers (UO), outlier ejection and
+retries (URX, amplification). Timeouts and 5xx on an edge are in ``errors``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ EXHAUSTED_ERROR_SHARE = 0.05
 
 
 @dataclass
-class _Edges:
+class Edges:
     """One service's callers in the window, summed: what most rules here start from."""
 
     ref: ServiceRef
@@ -48,10 +48,10 @@ class _Edges:
         return tuple(proxy_subject(n) for n in sorted(self.callers))
 
 
-def _by_service(evidence: Evidence) -> list[_Edges]:
-    edges: dict[ServiceRef, _Edges] = {}
+def by_service(evidence: Evidence) -> list[Edges]:
+    edges: dict[ServiceRef, Edges] = {}
     for node, ref, values in evidence.edges():
-        edges.setdefault(ref, _Edges(ref)).callers[node] = values
+        edges.setdefault(ref, Edges(ref)).callers[node] = values
     return [edges[ref] for ref in sorted(edges)]
 
 
@@ -60,7 +60,7 @@ def _policy_source(evidence: Evidence, ref: ServiceRef, setting: str) -> str | N
     return service.policy.source_of(setting) if service else None
 
 
-def _instance_errors(evidence: Evidence, ref: ServiceRef) -> list[str]:
+def instance_errors(evidence: Evidence, ref: ServiceRef) -> list[str]:
     """What the service's instances answered themselves (their inbound side)."""
     lines = []
     for workload in evidence.instances_of(ref):
@@ -75,7 +75,7 @@ def _instance_errors(evidence: Evidence, ref: ServiceRef) -> list[str]:
 
 def circuit_breaker(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     """TUL1005: a connection-pool limit rejects requests (UO)."""
-    for edges in _by_service(evidence):
+    for edges in by_service(evidence):
         rejected = edges.total("overflow") + edges.total("cx_overflow")
         if not rejected:
             continue
@@ -106,7 +106,7 @@ def circuit_breaker(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
                          "(1024) are full")
             fix = (f"add instances of {edges.ref.name} or make it faster; the callers send "
                    "more concurrent requests than it finishes")
-        lines += _instance_errors(evidence, edges.ref)
+        lines += instance_errors(evidence, edges.ref)
         yield Finding(
             "TUL1005", Severity.ERROR, impact(rejected, edges.requests, base=65), subject,
             f"The circuit breaker for {edges.ref.host} is open: callers' sidecars reject "
@@ -116,7 +116,7 @@ def circuit_breaker(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
 
 def outlier_ejection(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     """TUL1006: instances ejected by outlier detection, named by the callers' Envoy."""
-    for edges in _by_service(evidence):
+    for edges in by_service(evidence):
         ref = edges.ref
         ejections = edges.total("eject")
         flagged: dict[str, list[str]] = {}  # instance -> callers that eject it now
@@ -172,7 +172,7 @@ def _retry_rules(evidence: Evidence, ref: ServiceRef) -> list[tuple[str, str]]:
 
 def retries(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     """TUL1007 (retries used up, URX) and TUL1008 (retries multiply the load)."""
-    for edges in _by_service(evidence):
+    for edges in by_service(evidence):
         ref = edges.ref
         exhausted = edges.total("retry_exhausted")
         sent = edges.total("retry")
@@ -200,7 +200,7 @@ def retries(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
                 routes[0] if len(routes) == 1 else service_subject(ref),
                 f"Requests to {ref.host} fail even after every retry (URX): it fails "
                 "persistently, and retrying does not help.",
-                (*lines, *policy_lines, *_instance_errors(evidence, ref)),
+                (*lines, *policy_lines, *instance_errors(evidence, ref)),
                 f"fix why {ref.host} fails (retries only hide transient errors); lower "
                 f"retry.attempts in {routes[0] if routes else 'the HTTPRoute rule'} so failures "
                 "surface sooner and cost less",
@@ -220,77 +220,4 @@ def retries(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
                 symptom=bool(exhausted) and severe)
 
 
-def timeouts(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
-    """TUL1009: requests time out waiting for a service (UT, 504)."""
-    for edges in _by_service(evidence):
-        ref = edges.ref
-        timed_out = edges.total("timeout")
-        if not timed_out:
-            continue
-        lines = [f"{node} -> {ref.host}: {v.get('timeout', 0)} of {requests(v)} requests "
-                 f"timed out (UT, 504)"
-                 for node, v in sorted(edges.callers.items()) if v.get("timeout")]
-        configured = []
-        for attached in evidence.mesh.routes.get(ref, ()):
-            for index, rule in enumerate(attached.spec.rules):
-                if rule.timeouts is not None and (rule.timeouts.request
-                                                  or rule.timeouts.backend_request):
-                    limit = rule.timeouts.request or rule.timeouts.backend_request
-                    field_name = "request" if rule.timeouts.request else "backendRequest"
-                    configured.append((resource_subject(attached.key), index,
-                                       f"spec.rules[{index}].timeouts.{field_name}", limit))
-        for subject, index, path, limit in configured:
-            lines.append(f"{subject} rule {index}: {path.rsplit('.', 1)[1]} timeout {limit}")
-        if not configured:
-            lines.append("no HTTPRoute sets a timeout: Envoy's default of 15s applies")
-        lines += _instance_errors(evidence, ref)
-        if configured:
-            subject, _, path, limit = configured[0]
-            fix = (f"make {ref.host} answer faster, or raise {path} in {subject} (now {limit}) "
-                   "if that latency is expected")
-        else:
-            fix = f"make {ref.host} answer within 15s, or set a longer timeout on an HTTPRoute"
-        yield Finding(
-            "TUL1009", Severity.ERROR, impact(timed_out, edges.requests, base=60),
-            service_subject(ref),
-            f"Requests to {ref.host} time out (UT): it answers slower than the route allows.",
-            tuple(lines), fix, related=(*edges.related, *(c[0] for c in configured)),
-            sources=edges.sources)
-
-
-_FLAGS = (("no_healthy", "UH"), ("cfail", "UF"), ("overflow", "UO"), ("cx_overflow", "UO"),
-          ("timeout", "UT"), ("retry_exhausted", "URX"))
-
-
-def edge_errors(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
-    """TUL1013: 5xx on calls to a service (a symptom; causes above explain it)."""
-    for edges in _by_service(evidence):
-        failed = edges.total("rq5")
-        total = edges.requests
-        if not failed or (failed < 3 and failed / total < 0.05):
-            continue  # one odd 5xx in a busy window is not a finding
-        lines = []
-        for node, v in sorted(edges.callers.items()):
-            if not v.get("rq5"):
-                continue
-            codes = ", ".join(f"{k[1:]}: {n}" for k, n in sorted(v.items())
-                              if k.startswith("c5") and n)
-            flags: dict[str, int] = {}
-            for name, flag in _FLAGS:
-                if v.get(name):
-                    flags[flag] = flags.get(flag, 0) + v[name]
-            flag_text = ", ".join(f"{f} {n}" for f, n in flags.items())
-            lines.append(f"{node} -> {edges.ref.host}: {v['rq5']} of {requests(v)} requests "
-                         f"5xx ({codes or 'no code detail'})"
-                         + (f"; flags: {flag_text}" if flag_text else ""))
-        lines += _instance_errors(evidence, edges.ref)
-        yield Finding(
-            "TUL1013", Severity.ERROR, impact(failed, total, base=30),
-            service_subject(edges.ref),
-            f"{failed} of {total} calls to {edges.ref.host} failed with 5xx.", tuple(lines),
-            f"see the causes listed above; without one, look at {edges.ref.name}'s own errors: "
-            f"`tulle tap {edges.ref.name} --status 5xx`",
-            related=edges.related, sources=edges.sources, symptom=True)
-
-
-RULES = (circuit_breaker, outlier_ejection, retries, timeouts, edge_errors)
+RULES = (circuit_breaker, outlier_ejection, retries)

@@ -1,0 +1,209 @@
+"""Diagnosis rules: latency. A service slower than its own recent past (TUL1021), one
+instance much slower than its peers (TUL1022), a route rule's p99 approaching its timeout
+(TUL1023), and requests that hang until the timeout: accepted, never answered (TUL1024).
+
+"Now" is the last 30 s of the telemetry timeline (``_traffic.recent``): a fault 20 s old
+must not be diluted by the healthy minute before it. Latency comes from Envoy's histograms
+folded into tulle's buckets, so figures are estimates within a bucket's width.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterator
+
+from tulle.diagnose.evidence import Evidence, requests
+from tulle.diagnose.model import (
+    Finding,
+    Scope,
+    Severity,
+    proxy_subject,
+    rule_subject,
+    service_subject,
+)
+from tulle.diagnose.rank import impact
+from tulle.diagnose.rules import Rule
+from tulle.diagnose.rules._traffic import (
+    callers,
+    callers_view,
+    feeding,
+    members,
+    ms,
+    p,
+    recent,
+    route_timeout,
+    services_served,
+    share,
+    slots_callers,
+    slots_inbound,
+    split_timeline,
+    total,
+)
+from tulle.model.meta import ServiceRef
+from tulle.telemetry.schema import ROUTE, rule_key
+
+# TUL1021: p99 now against p99 before, from callers' side.
+PAST_MIN_REQUESTS, NOW_MIN_REQUESTS = 50, 20
+REGRESSION_RATIO, REGRESSION_MARGIN_MS = 2.0, 100.0
+REGRESSION_ERROR_RATIO, REGRESSION_ERROR_MARGIN_MS = 5.0, 1000.0
+# TUL1022: an instance's p50 against its peers' median (same service and version).
+SLOW_MIN_ANSWERS = 20
+SLOW_RATIO, SLOW_MARGIN_MS = 2.0, 100.0
+SLOW_RATIO_ONE_PEER = 3.0  # with a single peer, be surer
+SLOW_ERROR_MARGIN_MS = 500.0
+# TUL1023: a rule's p99 at this share of its timeout, with few timeouts yet.
+NEAR_TIMEOUT_SHARE, NEAR_MIN_REQUESTS, NEAR_MAX_TIMEOUT_SHARE = 0.8, 20, 0.01
+# TUL1024: callers' requests ending in a timeout.
+HANG_SHARE = 0.5  # of a service's calls (none of its instances to blame)
+HANG_PAST_ANSWERS = 10  # an instance answered this many before, and none now
+
+
+def latency_regression(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    """TUL1021: a called service's p99 rose against its own recent past."""
+    older, now = split_timeline(evidence)
+    if not older or not now:
+        return
+    for ref in sorted({dst for _, dst, _ in evidence.edges()}):
+        before, after = slots_callers(older, ref), slots_callers(now, ref)
+        if requests(before) < PAST_MIN_REQUESTS or requests(after) < NOW_MIN_REQUESTS:
+            continue
+        then, current = p(before, 0.99), p(after, 0.99)
+        if then is None or current is None or current < REGRESSION_RATIO * then \
+                or current - then < REGRESSION_MARGIN_MS:
+            continue
+        severe = (current >= REGRESSION_ERROR_RATIO * then
+                  and current - then >= REGRESSION_ERROR_MARGIN_MS)
+        feeds = feeding(evidence, ref)
+        yield Finding(
+            "TUL1021", Severity.ERROR if severe else Severity.WARNING,
+            min(80.0, 35.0 + current / max(then, 1.0)), service_subject(ref),
+            f"Calls to {ref.host} got slower: p99 {ms(current)} in the last "
+            f"{evidence.now - min(s.start for s in now):.0f}s against {ms(then)} before.",
+            (f"callers' p99 to {ref.host}: {ms(then)} over {requests(before)} requests before, "
+             f"{ms(current)} over {requests(after)} requests now",
+             f"p50: {ms(p(before, 0.5))} before, {ms(p(after, 0.5))} now",
+             *(b.describe() for b in feeds)),
+            f"find what changed for {ref.host}: a slow instance or dependency (see the other "
+            f"findings), a deployment (`tulle history`); `tulle top` shows it live",
+            related=tuple(b.subject for b in feeds),
+            sources=tuple(proxy_subject(n) for n in callers(evidence, [ref])), symptom=True)
+
+
+def slow_instance(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    """TUL1022: one instance answers much slower than its peers."""
+    now = recent(evidence)
+    groups: dict[tuple[ServiceRef, str], list[str]] = {}
+    for node, workload in evidence.workloads.items():
+        groups.setdefault((workload.service_ref, workload.version), []).append(node)
+    for nodes in (group for _, group in sorted(groups.items())):
+        measured = {}
+        for node in nodes:
+            values = now.inbound(node)
+            if requests(values) >= SLOW_MIN_ANSWERS and (p50 := p(values, 0.5)) is not None:
+                measured[node] = (p50, p(values, 0.99), requests(values))
+        for node, (p50, p99, answered) in sorted(measured.items()):
+            peers = [v[0] for n, v in measured.items() if n != node]
+            if not peers:
+                continue
+            median = statistics.median(peers)
+            ratio = SLOW_RATIO if len(peers) >= 2 else SLOW_RATIO_ONE_PEER
+            if p50 < ratio * median or p50 - median < SLOW_MARGIN_MS:
+                continue
+            served = services_served(evidence, node)
+            lines = [f"{node}: p50 {ms(p50)}, p99 {ms(p99)} over {answered} requests"]
+            lines += [f"{n}: p50 {ms(v[0])}, p99 {ms(v[1])} over {v[2]} requests"
+                      for n, v in sorted(measured.items()) if n != node]
+            lines.append(f"{node} is {p50 - median:,.0f} ms slower than the median of its "
+                         f"{len(peers)} peer(s) ({ms(median)})")
+            yield Finding(
+                "TUL1022",
+                Severity.ERROR if p50 - median >= SLOW_ERROR_MARGIN_MS else Severity.WARNING,
+                min(85.0, 50.0 + (p50 - median) / 50.0), proxy_subject(node),
+                f"{node} answers {p50 - median:,.0f} ms slower than its peers "
+                f"(p50 {ms(p50)} against {ms(median)}): its application, or its host, is slow.",
+                tuple(lines),
+                f"see what slows {node} (`tulle tap {node.split('.')[0]}` shows its requests' "
+                "durations; its host's CPU and its dependencies); restart it, or stop it so "
+                "that its peers take its traffic",
+                related=tuple(service_subject(r) for r in served),
+                sources=tuple(proxy_subject(n) for n in callers(evidence, served)))
+
+
+def near_timeout(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    """TUL1023: a route rule's p99 approaches its timeout."""
+    for parent, attached_routes in sorted(evidence.mesh.routes.items()):
+        for attached in attached_routes:
+            route = f"{attached.key.namespace}/{attached.key.name}"
+            for index, rule in enumerate(attached.spec.rules):
+                limit = route_timeout(rule)
+                if limit is None:
+                    continue
+                seconds, field_name = limit
+                key = rule_key(index, rule.name)
+                values = total(v for (_, k), v in evidence.window.counters.items()
+                               if k.kind == ROUTE and k.route == route and k.rule == key)
+                answered = requests(values)
+                p99 = p(values, 0.99)
+                if answered < NEAR_MIN_REQUESTS or p99 is None:
+                    continue
+                if p99 < NEAR_TIMEOUT_SHARE * seconds * 1000 or \
+                        share(values.get("timeout", 0), answered) > NEAR_MAX_TIMEOUT_SHARE:
+                    continue
+                subject = rule_subject(attached.key, index, rule.name)
+                yield Finding(
+                    "TUL1023", Severity.WARNING, 50.0, subject,
+                    f"Requests of {subject} take up to {ms(p99)} (p99), "
+                    f"{share(p99, seconds * 1000):.0%} of the rule's {field_name} timeout of "
+                    f"{seconds:g}s: a little slower and they fail with 504.",
+                    (f"{subject}: p50 {ms(p(values, 0.5))}, p99 {ms(p99)} over {answered} "
+                     f"requests, {values.get('timeout', 0)} timed out",
+                     f"timeout: spec.rules[{index}].timeouts.{field_name} = {seconds:g}s"),
+                    f"make {parent.host} answer faster, or raise "
+                    f"spec.rules[{index}].timeouts.{field_name} in {subject.split('#')[0]} if "
+                    "that latency is expected",
+                    related=(service_subject(parent),))
+
+
+def requests_hang(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    """TUL1024: requests hang until the timeout: an instance accepts them, never answers."""
+    older, now_slots = split_timeline(evidence)
+    now = recent(evidence)
+    for ref in sorted({dst for _, dst, _ in now.edges()}):
+        seen = callers_view(now, [ref])
+        timed_out = seen.get("timeout", 0)
+        if not timed_out:
+            continue
+        silent = []
+        for node in members(evidence, ref):
+            workload = evidence.workloads.get(node)
+            if workload is None or not workload.serves_traffic:
+                continue
+            before = requests(slots_inbound(older, node)) if now_slots else 0
+            if before >= HANG_PAST_ANSWERS and not requests(now.inbound(node)):
+                silent.append(node)
+        everyone = bool(silent) and len(silent) == len(members(evidence, ref))
+        if not silent and share(timed_out, requests(seen) or timed_out) < HANG_SHARE:
+            continue  # some slow requests: TUL1009 says so
+        lines = [f"callers of {ref.host}: {timed_out} of {requests(seen)} requests timed out "
+                 "(UT, 504) recently"]
+        lines += [f"{node} answered {requests(slots_inbound(older, node))} requests before and "
+                  "none recently, while it stays ready and in the endpoints" for node in silent]
+        who = ", ".join(silent) if silent else f"the instances of {ref.host}"
+        one_culprit = bool(silent) and (len(silent) == 1 or not everyone)
+        subjects = [proxy_subject(n) for n in silent] if one_culprit else [
+            service_subject(ref)]
+        for subject in subjects:
+            yield Finding(
+                "TUL1024", Severity.ERROR, impact(timed_out, requests(seen), base=70), subject,
+                f"Requests to {who} hang until the timeout: the connection is accepted but no "
+                "answer comes (an application stopped, deadlocked or stuck). The mesh answered "
+                "them 504 when the route's timeout expired.",
+                tuple(lines),
+                f"see whether the application of {who} is stopped or stuck (`tulle tap`, its "
+                "process state, `kill -CONT` if it was stopped) and restart it; outlier "
+                "detection with consecutiveGatewayErrors would take it out of rotation",
+                related=(service_subject(ref),) if subject != service_subject(ref) else (),
+                sources=tuple(proxy_subject(n) for n in callers(now, [ref])))
+
+
+RULES: tuple[Rule, ...] = (latency_regression, slow_instance, near_timeout, requests_hang)
