@@ -244,3 +244,48 @@ def test_every_instance_ejected_is_as_severe_as_what_callers_saw(
         views={WEB: (HostHealth("127.0.0.1:1", "books-1", False, ("failed_outlier_check",)),)})
     found = [f for f in diagnose(given, rules=RULES).findings if f.code == "TUL1001"]
     assert [f.severity.label for f in found] == ([severity] if failed else [])
+
+
+THREE = (web(), workload("books-1", "books"), workload("books-2", "books"),
+         workload("books-3", "books"))
+B3 = "books-3.default"
+
+
+def test_one_instance_failing_is_the_subject_not_the_service() -> None:
+    given = evidence({(WEB, OUT): {"rq2": 270, "rq5": 30, "c500": 30},
+                      (B1, IN): {"rq2": 100}, (B2, IN): {"rq2": 100},
+                      (B3, IN): {"rq2": 70, "rq5": 30}}, workloads=THREE)
+    first = diagnose(given, rules=RULES).findings[0]
+    assert (first.code, first.subject) == ("TUL1013", "proxy/books-3.default")
+    assert "service/books.default" in first.related and not first.symptom
+    assert "30%" in first.cause and "application produced" in first.cause
+
+
+def test_an_eager_outlier_policy_is_the_culprit_of_ejecting_a_healthy_instance() -> None:
+    given = evidence(
+        {(WEB, OUT): {"rq2": 200, "rq5": 1, "eject": 4}, (B2, IN): {"rq2": 99, "rq5": 1}},
+        workloads=(web(), workload("books-1", "books"), workload("books-2", "books")),
+        manifests=(OUTLIERS,),
+        views={WEB: (HostHealth("127.0.0.1:1", "books-1", True),
+                     HostHealth("127.0.0.1:2", "books-2", False, ("failed_outlier_check",)))})
+    found = next(f for f in diagnose(given, rules=RULES).findings if f.code == "TUL1006")
+    assert found.subject == "trafficpolicy/books-outliers.default"
+    assert "proxy/books-2.default" in found.related
+
+
+@pytest.mark.parametrize(("values", "code", "severity"), [
+    ({"rq2": 990, "rq5": 2, "cfail": 3}, "TUL1004", "warning"),
+    ({"rq2": 90, "rq5": 10, "cfail": 10}, "TUL1004", "error"),
+], ids=["connect failures callers hardly notice", "connect failures that fail calls"])
+def test_severity_follows_what_callers_saw(values: dict[str, int], code: str,
+                                          severity: str) -> None:
+    found = next(f for f in diagnose(evidence({(WEB, OUT): values}), rules=RULES).findings
+                 if f.code == code)
+    assert found.severity.label == severity
+
+
+@pytest.mark.parametrize(("missed", "severity"), [(3, "warning"), (60, "error")])
+def test_no_route_severity_follows_the_share_of_requests(missed: int, severity: str) -> None:
+    given = evidence({(WEB, OUT): {"rq2": 500}, (WEB, PROXY): {"noroute": missed}})
+    (found,) = diagnose(given, rules=RULES).findings
+    assert (found.code, found.severity.label) == ("TUL1012", severity)

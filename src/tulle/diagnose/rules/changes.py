@@ -122,6 +122,15 @@ def client_errors_after_change(evidence: Evidence, scope: Scope) -> Iterator[Fin
         now, callers_now = _count(after, services)
         callers = callers_then | callers_now
         then.no_route, now.no_route = _no_route(before, callers), _no_route(after, callers)
+        # The slot the change fell in holds both sides of it: when it looks like before (few
+        # 4xx), it counts as before.
+        straddle = [s for s in evidence.timeline if s.start < change.at < s.start + s.seconds]
+        during, _ = _count(straddle, services)
+        during.no_route = _no_route(straddle, callers)
+        if during.total and during.rate < MIN_RATE:
+            then = _Counts(then.requests + during.requests,
+                           then.client_errors + during.client_errors,
+                           then.not_found + during.not_found, then.no_route + during.no_route)
         if now.total < MIN_AFTER or then.total < MIN_BEFORE:
             continue
         if now.rate < MIN_RATE or now.rate - then.rate < MIN_RISE:

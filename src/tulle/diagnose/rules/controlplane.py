@@ -311,6 +311,14 @@ def change_preceded_errors(evidence: Evidence, scope: Scope) -> Iterator[Finding
         after = [s for s in evidence.timeline if s.start >= change.at]
         services = affected_services(change)
         rates_before, rates_after = _rates(before, services), _rates(after, services)
+        # The slot the change fell in holds traffic from both sides of it: its healthy
+        # services' calls (the old backend's, typically) count as before.
+        for ref, pair in _rates([s for s in evidence.timeline
+                                 if s.start < change.at < s.start + s.seconds],
+                                services).items():
+            if _rate(pair) < HEALTHY_MAX_RATE:
+                known = rates_before.get(ref, (0, 0))
+                rates_before[ref] = (known[0] + pair[0], known[1] + pair[1])
         # The traffic the change touched: a route's or policy's services together (a route
         # moves calls from one backend to another), any other change's one service at a time.
         touched = (sum(n for n, _ in rates_before.values()),

@@ -22,6 +22,7 @@ STARTUP_GRACE_S = 10.0
 # With every instance ejected, Envoy's panic mode still sends traffic to them: how bad it is
 # comes from what callers saw (share of their requests that failed).
 CRITICAL_SHARE, ERROR_SHARE = 0.5, 0.05
+CONNECT_ERROR_SHARE = 0.05  # connect failures are an error when this share of calls fail
 
 
 def _failures_by_caller(evidence: Evidence, ref: ServiceRef) -> list[tuple[str, int, int]]:
@@ -101,6 +102,8 @@ def no_healthy_endpoints(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             evidence_lines.append(f"{ref.host} has no registered instance")
             fix = (f"start one: `tulle run --service {ref.name} --namespace {ref.namespace} "
                    "--port PORT -- COMMAND`, or stop calling it")
+        cause += (" The mesh answered these requests itself (503, UH); the application never "
+                  "saw them.")
         yield Finding("TUL1001", severity, impact(failed, total, base=60),
                       service_subject(ref), cause, tuple(evidence_lines), fix,
                       related=tuple(sorted(set(related))), sources=sources,
@@ -149,6 +152,9 @@ def instance_not_ready(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         else:
             cause = (f"The application of {node} stopped accepting connections on port {port}, "
                      "so it gets no traffic.")
+        if failed:
+            cause += (f" Its callers got {failed} answers 503 from the mesh (no healthy "
+                      "upstream); the application never saw them.")
         lines = [f"{node}: state {workload.state.value}, application port {port} "
                  f"(tulle run --port {port}), registered {since:.0f}s ago"]
         lines += [line.format(service=ref.host) for line in _caller_lines(callers)]
@@ -180,7 +186,8 @@ def app_connect_failures(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             "TUL1003", Severity.CRITICAL, impact(failures, failures, base=70),
             proxy_subject(node),
             f"The application behind {node} refuses connections"
-            + (f" on port {port}" if port else "") + ", so its sidecar answers 503 (UF).",
+            + (f" on port {port}" if port else "") + ", so its sidecar answers 503 (UF): the "
+            "mesh produced these answers, the application never accepted the connection.",
             tuple(lines),
             "restart the application, or run the workload with the port it listens on "
             "(`tulle run --port ACTUAL_PORT`)",
@@ -207,9 +214,17 @@ def upstream_connect_failures(evidence: Evidence, scope: Scope) -> Iterator[Find
         totals[ref] = totals.get(ref, 0) + failures
     for ref, lines in sorted(by_service.items()):
         instances = ", ".join(f"{w.name} ({w.state.value})" for w in evidence.instances_of(ref))
+        seen = [v for _, dst, v in evidence.edges() if dst == ref]
+        answered = sum(requests(v) for v in seen)
+        failed = sum(v.get("rq5", 0) for v in seen)
+        # A few connect failures while instances come and go (a rolling restart) that
+        # callers hardly notice are a warning; failing calls make it an error.
+        severe = not answered or failed / answered >= CONNECT_ERROR_SHARE
         yield Finding(
-            "TUL1004", Severity.ERROR, min(90.0, 40.0 + totals[ref]), service_subject(ref),
-            f"Callers cannot connect to the sidecars of {ref.host} (UF).",
+            "TUL1004", Severity.ERROR if severe else Severity.WARNING,
+            min(90.0, 40.0 + totals[ref]) if severe else 30.0, service_subject(ref),
+            f"Callers cannot connect to the sidecars of {ref.host} (UF): the mesh answers "
+            "those requests 503 itself.",
             (*lines, f"instances: {instances or 'none'}"),
             "check the instances run (`tulle get workloads`), their certificates "
             "(`tulle certs status`) and sync (`tulle proxy-status`)",

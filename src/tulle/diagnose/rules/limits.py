@@ -54,7 +54,8 @@ def service_rate_limited(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         yield Finding(
             "TUL1010", Severity.WARNING, impact(refused, answered, base=50), subject,
             f"The rate limit of {ref.host} refuses requests with 429: callers send more than "
-            "it allows.", tuple(lines), fix,
+            "it allows. The mesh answered them itself (RL, in the instances' sidecars).",
+            tuple(lines), fix,
             related=(service_subject(ref), *(proxy_subject(n) for n, _, _ in instances)),
             sources=tuple(proxy_subject(n) for n, _, _ in callers))
 
@@ -86,7 +87,8 @@ def route_rate_limited(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             subject = source_subject(source) if source else proxy_subject(node)
             yield Finding(
                 "TUL1011", Severity.WARNING, min(90.0, 45.0 + refused), subject,
-                f"A route rate limit in {node}'s sidecar refused {refused} requests with 429.",
+                f"A route rate limit in {node}'s sidecar refused {refused} requests with 429: "
+                "the mesh answered them itself (RL).",
                 (f"{node}: {refused} requests refused by a route rule's rate limit (RL)",
                  *lines),
                 f"raise spec.rateLimit.requests in {subject}, or make {node} send less"

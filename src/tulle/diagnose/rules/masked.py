@@ -35,8 +35,8 @@ from tulle.diagnose.rules._traffic import (
 )
 from tulle.model.meta import ServiceRef
 
-MIN_ANSWERS = 20  # an instance's answers in the window before its error rate means anything
-MIN_ERRORS = 5
+MIN_ANSWERS = 10  # an instance's answers in the window before its error rate means anything
+MIN_ERRORS = 3
 MIN_RATE = 0.02  # the instance fails at least 2 % of attempts...
 HIDDEN_RATIO = 0.5  # ...and callers see less than half of that rate
 ERROR_RATE = 0.10  # from 10 % hidden failures: an error

@@ -23,6 +23,9 @@ from tulle.telemetry.query import quantile
 
 # Retries exhausted is an error when at least this share of the callers' requests failed.
 EXHAUSTED_ERROR_SHARE = 0.05
+# An ejected instance that answered this many requests, failing fewer than this share of
+# them, is ejected by thresholds that are too eager: the policy is the culprit.
+EAGER_MIN_ANSWERS, EAGER_MAX_RATE = 20, 0.05
 
 
 @dataclass
@@ -110,7 +113,8 @@ def circuit_breaker(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         yield Finding(
             "TUL1005", Severity.ERROR, impact(rejected, edges.requests, base=65), subject,
             f"The circuit breaker for {edges.ref.host} is open: callers' sidecars reject "
-            f"requests at once (UO) because its connection pool is full.", tuple(lines), fix,
+            f"requests at once (UO) because its connection pool is full. The mesh produced "
+            "these 503 answers; the application never saw the requests.", tuple(lines), fix,
             related=edges.related, sources=edges.sources)
 
 
@@ -145,16 +149,37 @@ def outlier_ejection(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             subject = proxy_subject(f"{instance}.{ref.namespace}") if instance \
                 else service_subject(ref)
             who = instance or f"an instance of {ref.host}"
+            if instance and source and requests(values) >= EAGER_MIN_ANSWERS and \
+                    values.get("rq5", 0) / requests(values) < EAGER_MAX_RATE:
+                # It hardly fails: the policy's thresholds are the culprit.
+                yield _eager_ejection(ref, instance, values, source, lines, edges)
+                continue
             yield Finding(
                 "TUL1006", Severity.ERROR, impact(values.get("rq5", 0), requests(values), 60),
                 subject,
                 f"{who} fails requests, so outlier detection ejects it from callers' load "
-                "balancing.", tuple(lines),
+                "balancing. The application produced the 5xx; the mesh ejects it for them.",
+                tuple(lines),
                 f"fix or restart {who} (`tulle tap {instance or ref.name} --status 5xx`)"
                 + (f"; relax spec.outlierDetection in {source_subject(source)} if it is too "
                    "eager" if source else ""),
                 related=(*edges.related, *((source_subject(source),) if source else ())),
                 sources=edges.sources)
+
+
+def _eager_ejection(ref: ServiceRef, instance: str, values: Mapping[str, int], source: str,
+                    lines: list[str], edges: Edges) -> Finding:
+    policy = source_subject(source)
+    rate = values.get("rq5", 0) / max(requests(values), 1)
+    return Finding(
+        "TUL1006", Severity.ERROR, 60.0, policy,
+        f"The outlier detection of {policy} ejects {instance} though it fails only {rate:.1%} "
+        f"of its requests: its thresholds are too eager, and {ref.host} loses capacity.",
+        tuple(lines),
+        f"relax spec.outlierDetection in {policy} (a higher consecutive5xx, a shorter "
+        "baseEjectionTime)",
+        related=(*edges.related, proxy_subject(f"{instance}.{ref.namespace}")),
+        sources=edges.sources)
 
 
 def _retry_rules(evidence: Evidence, ref: ServiceRef) -> list[tuple[str, str]]:
@@ -199,7 +224,8 @@ def retries(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
                 impact(exhausted, total, base=62 if severe else 30),
                 routes[0] if len(routes) == 1 else service_subject(ref),
                 f"Requests to {ref.host} fail even after every retry (URX): it fails "
-                "persistently, and retrying does not help.",
+                "persistently, and retrying does not help. The application produced these "
+                "errors; the mesh's retries could not hide them.",
                 (*lines, *policy_lines, *instance_errors(evidence, ref)),
                 f"fix why {ref.host} fails (retries only hide transient errors); lower "
                 f"retry.attempts in {routes[0] if routes else 'the HTTPRoute rule'} so failures "

@@ -27,9 +27,9 @@ from tulle.diagnose.rules._traffic import (
 )
 from tulle.model.meta import ServiceRef
 
-MIN_ANSWERS = 20  # per version, in the window
+MIN_ANSWERS = 10  # per version, in the window
 SUCCESS_GAP = 0.05  # worse by 5 points of success (and MIN_ERRORS more failures)...
-MIN_ERRORS = 5
+MIN_ERRORS = 3
 SUCCESS_GAP_ERROR = 0.10  # ...an error from 10 points
 LATENCY_RATIO, LATENCY_MARGIN_MS = 2.0, 100.0  # p50 or p99: twice the others', 100 ms more
 LATENCY_RATIO_ERROR = 5.0
