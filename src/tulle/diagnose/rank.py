@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tulle.diagnose.model import Finding
+from tulle.diagnose.model import Finding, base_subject
 
 
 def _order(finding: Finding) -> tuple[int, float, str]:
@@ -26,14 +26,14 @@ def rank(findings: Iterable[Finding]) -> list[Finding]:
     # and the others follow it, explained by it.
     leads: dict[str, Finding] = {}
     for cause in sorted(causes, key=_order):
-        leads.setdefault(cause.subject, cause)
+        leads.setdefault(base_subject(cause.subject), cause)  # a route and its rules: one
     ranked: list[tuple[tuple[int, int, float, str, str], Finding]] = []
     for found in findings:
         explained: tuple[str, ...] = ()
         if found.symptom:
             explained = tuple(sorted({c.code for c in causes if c.resources & found.resources}))
-        elif leads[found.subject] is not found:
-            explained = (leads[found.subject].code,)
+        elif (lead := leads[base_subject(found.subject)]) is not found:
+            explained = (lead.code,)
         finding = found.explained(explained) if explained else found
         key = (1 if explained else 0, -int(finding.severity), -finding.score, finding.code,
                finding.subject)

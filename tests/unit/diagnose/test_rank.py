@@ -54,3 +54,16 @@ def test_finding_round_trips_through_json() -> None:
     original = rank([SYMPTOM, CAUSE])[1]
     assert Finding.from_dict(original.to_dict()) == original
     assert original.to_dict()["docs"] == "docs/diagnostics/TUL1013.md"
+
+
+def test_one_culprit_gives_one_top_finding() -> None:
+    """Two causes naming one subject (or a route and one of its rules): the worst leads, the
+    other follows every other cause, explained by it."""
+    masked = finding("TUL1019", Severity.ERROR, 70, "service/books-v2.default")
+    worse = finding("TUL1020", Severity.ERROR, 63, "service/books-v2.default")
+    change = finding("TUL1026", Severity.ERROR, 99, "httproute/books.default#canary")
+    no_route = finding("TUL1012", Severity.ERROR, 95, "httproute/books.default")
+    ranked = rank([worse, no_route, UNRELATED, masked, change])
+    assert [(f.code, f.explained_by) for f in ranked] == [
+        ("TUL1026", ()), ("TUL1019", ()), ("TUL1010", ()), ("TUL1012", ("TUL1026",)),
+        ("TUL1020", ("TUL1019",))]
