@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.http import request
 from tests.support.mesh import Mesh, wait_for
+from tests.support.ports import free_port
 from tests.support.scenarios import SEARCH_ROUTE, books_and_web, never_listening
 
 pytestmark = pytest.mark.envoy
@@ -175,3 +176,49 @@ def test_failures_before_any_instance_count_against_the_service_called(mesh: Mes
                for e in (c.get("details") or {}).get("edges", [])]
     assert any(e["service"] == "bad" and e["failures"] == 20 and
                "no healthy endpoint" in e["kinds"] for e in failing), check.stdout
+
+
+TO_NOTHING = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: books-v1}
+spec: {selector: {service: books, version: v1}}
+---
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: books-v2}
+spec: {selector: {service: books, version: v2}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: books}
+spec:
+  parentRefs: [{name: books}]
+  rules:
+  - name: canary
+    backendRefs: [{name: books-v1, weight: 50}, {name: books-v2, weight: 50}]
+"""
+
+
+def test_calls_a_route_sends_to_an_empty_version_count_against_the_service(
+        mesh: Mesh) -> None:
+    # books v2 has no instance: the canary's share gets 503 "no healthy upstream" in web-1's
+    # sidecar. books-1 saw only the other share; stat books counts both, as web-1 saw them.
+    mesh.run("books", name="books-1", extra=("--version", "v1"))
+    port = free_port()
+    mesh.run("web", name="web-1", extra=("--upstream", f"books:{port}"))
+    mesh.cli("apply", "-f", "-", stdin=TO_NOTHING)
+    mesh.sync()
+    statuses = send(port, ["/"] * 40)
+    failed = statuses.count(503)
+    assert 0 < failed < 40 and statuses.count(200) == 40 - failed, statuses
+
+    def complete() -> dict[str, Any] | None:
+        rows = telemetry(mesh, "services", name="books")["services"]
+        return rows[0] if rows and rows[0]["requests"] == 40 else None
+    row = wait_for("40 requests in books' stats", complete, timeout=20)
+    assert row["seenBy"] == "callers"
+    assert row["codes"] == {"2xx": 40 - failed, "5xx": failed}
+    assert row["errors"]["no_healthy"] == failed, row["errors"]
+    workloads = telemetry(mesh, "workloads", name="books-1")["workloads"]
+    assert workloads[0]["requests"] == 40 - failed, "the instance saw only its share"

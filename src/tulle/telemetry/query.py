@@ -155,15 +155,21 @@ def workload_rows(window: Window, nodes: Mapping[str, NodeInfo]) -> list[dict[st
 
 
 def service_rows(window: Window, nodes: Mapping[str, NodeInfo],
-                 services: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+                 services: Iterable[tuple[str, str]],
+                 subsets: Mapping[tuple[str, str], Iterable[str]] | None = None
+                 ) -> list[dict[str, Any]]:
     """``services``: (namespace, name) of every service to show, traffic or not. Each row's
-    figures are the view that saw more (see the module's docstring); ``seenBy`` says which."""
+    figures are the view that saw more (see the module's docstring); ``seenBy`` says which.
+    ``subsets``: (namespace, name) -> the "name.namespace" of its subsets (versions), whose
+    callers call the service too (a canary route sends them there)."""
     rows = []
     for namespace, name in sorted(services):
         members = [node for node, info in nodes.items()
                    if info.namespace == namespace and info.service == name]
         inbound = _sum(window, members, [INBOUND, INBOUND_PLAINTEXT])
         callers = callers_of(window, f"{name}.{namespace}")
+        for subset in (subsets or {}).get((namespace, name), ()):
+            add_into(callers, callers_of(window, subset))
         view = seen_by(inbound, callers)
         rows.append({"namespace": namespace, "name": name, "instances": len(members),
                      **golden(callers if view == "callers" else inbound, window.span),

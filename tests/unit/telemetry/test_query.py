@@ -131,6 +131,22 @@ def test_service_rows() -> None:
         ("shop", "cart", 1, 100, 0.0, 0, "callers", {"5xx": 100})]
 
 
+def test_a_services_callers_include_the_callers_of_its_subsets() -> None:
+    # A canary route sends books' callers to books-v2, whose instance is not ready: their
+    # 503s are books' failures too.
+    counters = {("books-1.default", IN): {"rq2": 8},
+                ("cart-1.shop", BOOKS): {"rq2": 8},
+                ("cart-1.shop", SeriesKey("out", "books-v2.default")): {"rq5": 2,
+                                                                        "no_healthy": 2}}
+    window = Window(10.0, 10.0, counters, {}, {})
+    subsets = {("default", "books"): ["books-v2.default"]}
+    [row] = service_rows(window, NODES, [("default", "books")], subsets)
+    assert (row["requests"], row["successRate"], row["seenBy"], row["errors"]) == (
+        10, 0.8, "callers", {"5xx": 2, "no_healthy": 2})
+    [alone] = service_rows(window, NODES, [("default", "books")])
+    assert (alone["requests"], alone["seenBy"]) == (8, "instances")
+
+
 @pytest.mark.parametrize(("inbound", "callers", "expected"), [
     ({}, {}, "instances"),
     ({"rq2": 10}, {}, "instances"),  # callers outside the mesh only

@@ -87,7 +87,7 @@ class TelemetryService:
                                 f"{query.namespace or 'default'}",
                                 hint="list them with `tulle get services`")
         return {"windowSeconds": window.seconds,
-                "services": service_rows(window, self.nodes, wanted)}
+                "services": service_rows(window, self.nodes, wanted, self._subsets())}
 
     def route_rows(self, query: TelemetryQuery) -> dict[str, Any]:
         window = self.window(query.window_s)
@@ -115,6 +115,22 @@ class TelemetryService:
             rows = [r for r in rows if query.namespace in (r["source"].get("namespace"),
                                                            r["destination"].get("namespace"))]
         return {"windowSeconds": window.seconds, "edges": rows}
+
+    def _subsets(self) -> dict[tuple[str, str], list[str]]:
+        """(namespace, service) -> the hosts of its subsets: Services with a selector that
+        names it ("service": NAME), or whose selected instances are its instances."""
+        workloads = list(self._workloads())
+        out: dict[tuple[str, str], list[str]] = {}
+        for ref, service in sorted(self._mesh().services.items()):
+            if not service.selector:
+                continue
+            named = dict(service.selector).get("service")
+            parents = {named} if named else {
+                w.service for w in workloads
+                if w.namespace == ref.namespace and w.matches(service.selector)}
+            for parent in sorted(parents):
+                out.setdefault((ref.namespace, parent), []).append(ref.host)
+        return out
 
     def _live_nodes(self) -> dict[str, NodeInfo]:
         """Registered workloads (reporting or not yet), plus ones that left recently."""
