@@ -1,6 +1,7 @@
 """Ranking: causes above the symptoms they explain, then by severity and score.
 
-A symptom (``Finding.symptom``) is explained by every cause that shares a resource with it:
+A symptom (``Finding.symptom``) is explained by every cause that shares a called resource
+with it (not merely a caller), or whose subject it names:
 "the app on books-1 refuses connections" (proxy/books-1.default, service/books.default)
 explains "5xx on web -> books" (service/books.default). An explained symptom is listed after
 all causes, with ``explained_by`` naming them; an unexplained one keeps its own place.
@@ -19,6 +20,17 @@ def _order(finding: Finding) -> tuple[int, float, str]:
     return (-int(finding.severity), -finding.score, finding.code)
 
 
+def _targets(finding: Finding) -> frozenset[str]:
+    return finding.resources - frozenset(finding.sources)
+
+
+def _explains(cause: Finding, symptom: Finding) -> bool:
+    """A cause explains a symptom about the same called resources, or when the cause is one
+    of the symptom's resources itself (a caller's own sidecar); merely sharing a caller is
+    not enough (a caller's memory does not explain its callee's 5xx)."""
+    return bool(_targets(cause) & _targets(symptom)) or cause.subject in symptom.resources
+
+
 def rank(findings: Iterable[Finding]) -> list[Finding]:
     findings = list(findings)
     causes = [f for f in findings if not f.symptom]
@@ -31,7 +43,7 @@ def rank(findings: Iterable[Finding]) -> list[Finding]:
     for found in findings:
         explained: tuple[str, ...] = ()
         if found.symptom:
-            explained = tuple(sorted({c.code for c in causes if c.resources & found.resources}))
+            explained = tuple(sorted({c.code for c in causes if _explains(c, found)}))
         elif (lead := leads[base_subject(found.subject)]) is not found:
             explained = (lead.code,)
         finding = found.explained(explained) if explained else found

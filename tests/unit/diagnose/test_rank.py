@@ -67,3 +67,15 @@ def test_one_culprit_gives_one_top_finding() -> None:
     assert [(f.code, f.explained_by) for f in ranked] == [
         ("TUL1026", ()), ("TUL1019", ()), ("TUL1010", ()), ("TUL1012", ("TUL1026",)),
         ("TUL1020", ("TUL1019",))]
+
+
+def test_sharing_only_a_caller_does_not_explain_a_symptom() -> None:
+    edge = Finding("TUL1013", Severity.ERROR, 40, "service/books.default", "cause.", ("f",),
+                   "fix", ("service/books.default",), sources=("proxy/web-1.default",),
+                   symptom=True)
+    memory = finding("TUL1063", Severity.WARNING, 50, "proxy/cart-1.default")
+    callers_memory = Finding("TUL1063", Severity.WARNING, 50, "proxy/web-1.default", "cause.",
+                             ("f",), "fix")
+    assert rank([edge, memory])[0].explained_by == ()
+    # The caller's own sidecar named as the culprit does explain it.
+    assert rank([edge, callers_memory])[1].explained_by == ("TUL1063",)

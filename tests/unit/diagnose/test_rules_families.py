@@ -265,3 +265,12 @@ def test_diagnosing_a_service_covers_the_versions_its_routes_send_to(
         scope: Scope, covered: bool) -> None:
     codes = {f.code for f in diagnose(evidence(CANARY_BUG), scope).findings}
     assert ("TUL1019" in codes) is covered, codes
+
+
+def test_a_short_timeout_is_slower_than_allowed_not_a_hang() -> None:
+    manifests = (subset("v1"), subset("v2"), canary_route(timeout="300ms"))
+    result = diagnose(evidence(HANG_NOW, manifests=manifests,
+                               timeline=steady(HANG_BEFORE, recent=HANG_NOW)))
+    codes = [f.code for f in result.findings]
+    assert "TUL1024" not in codes and codes[0] == "TUL1009", codes
+    assert result.findings[0].subject == "httproute/books.default#canary"

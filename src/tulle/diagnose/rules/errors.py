@@ -91,7 +91,7 @@ def timeouts(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             "slow.",
             tuple(lines), fix,
             related=(*edges.related, *(c[0] for c in configured[1:])),
-            sources=edges.sources)
+            sources=edges.sources, symptom=True)  # of a slow or stuck instance, if found
 
 
 def _flag_line(node: str, ref: ServiceRef, values: dict[str, int]) -> str:

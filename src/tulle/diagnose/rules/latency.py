@@ -24,6 +24,7 @@ from tulle.diagnose.model import (
 from tulle.diagnose.rank import impact
 from tulle.diagnose.rules import Rule
 from tulle.diagnose.rules._traffic import (
+    backends,
     callers,
     callers_view,
     feeding,
@@ -55,7 +56,10 @@ SLOW_ERROR_MARGIN_MS = 500.0
 NEAR_TIMEOUT_SHARE, NEAR_MIN_REQUESTS, NEAR_MAX_TIMEOUT_SHARE = 0.8, 20, 0.01
 # TUL1024: callers' requests ending in a timeout.
 HANG_SHARE = 0.5  # of a service's calls (none of its instances to blame)
-HANG_PAST_ANSWERS = 10  # an instance answered this many before, and none now
+HANG_PAST_ANSWERS = 10  # an instance answered this many before...
+HANG_SILENT_S = 10.0  # ...and none in the last 10 s
+HANG_MIN_TIMEOUT_S = 5.0  # below, a timeout says "slower than allowed" (TUL1009), not "hung"
+DEFAULT_TIMEOUT_S = 15.0  # Envoy's route timeout when no rule sets one
 
 
 def latency_regression(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
@@ -164,30 +168,40 @@ def near_timeout(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
                     related=(service_subject(parent),))
 
 
+def _timeout_s(evidence: Evidence, ref: ServiceRef) -> float:
+    """The shortest request timeout on calls to ``ref``: its routes' rules and those that
+    send it traffic; Envoy's default without one."""
+    limits = [limit[0] for b in [*backends(evidence, ref), *feeding(evidence, ref)]
+              if (limit := route_timeout(b.rule)) is not None]
+    return min(limits, default=DEFAULT_TIMEOUT_S)
+
+
 def requests_hang(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     """TUL1024: requests hang until the timeout: an instance accepts them, never answers."""
-    older, now_slots = split_timeline(evidence)
+    answering, quiet = split_timeline(evidence, HANG_SILENT_S)
     now = recent(evidence)
     for ref in sorted({dst for _, dst, _ in now.edges()}):
         seen = callers_view(now, [ref])
         timed_out = seen.get("timeout", 0)
-        if not timed_out:
-            continue
+        limit = _timeout_s(evidence, ref)
+        if not timed_out or limit < HANG_MIN_TIMEOUT_S:
+            continue  # none, or a short timeout: slower than allowed is TUL1009
         silent = []
         for node in members(evidence, ref):
             workload = evidence.workloads.get(node)
-            if workload is None or not workload.serves_traffic:
+            if workload is None or not workload.serves_traffic or not quiet:
                 continue
-            before = requests(slots_inbound(older, node)) if now_slots else 0
-            if before >= HANG_PAST_ANSWERS and not requests(now.inbound(node)):
+            if requests(slots_inbound(answering, node)) >= HANG_PAST_ANSWERS and \
+                    not requests(slots_inbound(quiet, node)):
                 silent.append(node)
         everyone = bool(silent) and len(silent) == len(members(evidence, ref))
         if not silent and share(timed_out, requests(seen) or timed_out) < HANG_SHARE:
             continue  # some slow requests: TUL1009 says so
         lines = [f"callers of {ref.host}: {timed_out} of {requests(seen)} requests timed out "
-                 "(UT, 504) recently"]
-        lines += [f"{node} answered {requests(slots_inbound(older, node))} requests before and "
-                  "none recently, while it stays ready and in the endpoints" for node in silent]
+                 f"(UT, 504) recently, after the {limit:g}s timeout"]
+        lines += [f"{node} answered {requests(slots_inbound(answering, node))} requests before "
+                  f"and none in the last {HANG_SILENT_S:g}s, while it stays ready and in the "
+                  "endpoints" for node in silent]
         who = ", ".join(silent) if silent else f"the instances of {ref.host}"
         one_culprit = bool(silent) and (len(silent) == 1 or not everyone)
         subjects = [proxy_subject(n) for n in silent] if one_culprit else [
