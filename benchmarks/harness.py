@@ -146,14 +146,16 @@ class Figure:
     unit: str
     baseline: float | None = None  # the same quantity for the baseline, same run
     target: float | None = None  # the target, same unit
+    at_least: bool = False  # the target is a floor (a share found), not a ceiling (a time)
 
     def line(self) -> str:
         text = f"  {self.name:<48} {self.value:10.2f} {self.unit}"
         if self.baseline:
             text += f"   x{self.value / self.baseline:5.2f} of baseline ({self.baseline:.2f})"
         if self.target is not None:
-            verdict = "meets" if self.value <= self.target else "MISSES"
-            text += f"   {verdict} target <= {self.target:g}"
+            met = self.value >= self.target if self.at_least else self.value <= self.target
+            text += (f"   {'meets' if met else 'MISSES'} target "
+                     f"{'>=' if self.at_least else '<='} {self.target:g}")
         return text
 
 
