@@ -167,3 +167,25 @@ def test_the_demos_hints_work_as_printed(tmp_path: Path) -> None:
                 assert '"books"' in result.stdout, result.stdout
     assert demo.process.returncode == 0, demo.out.read_text()
 
+
+def test_diagnose_names_the_demos_canary_bug(tmp_path: Path) -> None:
+    """The demo's first exercise: books-2 (books v2) fails every fifth request, and the
+    route's retries hide it from callers; `tulle diagnose` names it, soon after the start."""
+    with demo_as_a_user_runs_it(tmp_path) as demo:
+        def canary_named() -> dict[str, Any] | None:
+            result = demo.mesh.cli("diagnose", "-o", "json", check=False)
+            report = json.loads(result.stdout)
+            # The top finding: what the user reads first is the canary.
+            top = report["findings"][:1]
+            return next((f for f in top if f["code"] in ("TUL1019", "TUL1020")
+                         and f["subject"] in ("service/books-v2.default",
+                                              "proxy/books-2.default")), None)
+        finding = wait_for("diagnose to name the canary", canary_named, timeout=90)
+        named_after = time.monotonic() - demo.started
+        print(f"measured: diagnose named the demo's canary bug {named_after:.1f}s after the "
+              f"demo started ({finding['code']} {finding['subject']})")
+        # As the README's first exercise has it, from the repository.
+        result = demo.shell(f".venv/bin/tulle --state-dir {demo.mesh.state_dir} diagnose")
+        assert result.returncode == 1, result.stdout + result.stderr
+        first = result.stdout.split("\n\n")[1]
+        assert "books-v2" in first or "books-2" in first, result.stdout
