@@ -117,6 +117,9 @@ def test_graceful_down_and_up_keeps_workloads(mesh: Mesh) -> None:
     mesh.wait_endpoints("web-1", "books", {"books-1"})
     down = mesh.cli("down", "-o", "json")  # agents are connected: it must not wait on them
     assert '"stopped": true' in down.stdout
+    # The workloads it leaves running are listed.
+    assert sorted(w["name"] for w in json.loads(down.stdout)["workloadsLeft"]) == [
+        "books-1", "web-1"]
     # Sidecars keep serving their last config while the control plane is away.
     assert mesh.call(client, "http://books/")["status"] == 200
     mesh.up()

@@ -226,3 +226,16 @@ def test_shell_completion_of_commands_kinds_and_names(mesh: Mesh, shell: str) ->
     assert any("books-admin" in word for word in names), names
     services = _complete(mesh, shell, f"tulle {state} describe service books-")
     assert any("books-v2" in word for word in services), services
+
+
+def test_a_port_another_workload_holds_is_named_not_a_traceback(mesh: Mesh) -> None:
+    books = mesh.run("books", name="books-1")
+    assert books.app_port is not None
+    again = mesh.cli("run", "--service", "books", "--port", str(books.app_port), "--",
+                     sys.executable, str(ECHO_APP), str(books.app_port), check=False,
+                     timeout=30)
+    assert again.returncode == 2, again
+    assert f"--port {books.app_port} is taken by another workload's application" in \
+        again.stderr, again.stderr
+    assert "echo.py" in again.stderr and "Traceback" not in again.stderr
+    assert [w["name"] for w in mesh.api.get("/v1/workloads")] == ["books-1"]

@@ -64,14 +64,81 @@ def up(
         print(f"warning: {warning}", file=sys.stderr)
 
 
-def down(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:
-    """Stop the control plane. Sidecars keep serving their last config until it is back."""
+def down(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option(
+        "--all", help="Stop the workloads started with `tulle run` too")] = False,
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """Stop the control plane. Workloads keep serving their last config until it is back, and
+    are listed; with --all they are stopped first."""
     from tulle.controlplane import daemon
 
-    _resume_if_stopped(ctx.obj.paths)
-    stopped = daemon.stop(ctx.obj.paths)
-    emit({"stopped": stopped}, output, lambda r: "control plane stopped" if r["stopped"]
-         else "the control plane was not running")
+    paths = ctx.obj.paths
+    _resume_if_stopped(paths)
+    workloads = _running_workloads(paths)
+    stopped_workloads = _stop_workloads(workloads) if all_ else []
+    stopped = daemon.stop(paths)
+    left = [w for w in workloads if w["name"] not in stopped_workloads]
+    emit({"stopped": stopped, "workloadsStopped": stopped_workloads,
+          "workloadsLeft": left}, output, _down_text)
+
+
+def _running_workloads(paths: StatePaths) -> list[dict[str, Any]]:
+    """The workloads registered with the control plane whose agent process still runs."""
+    from tulle.client import ApiClient
+    from tulle.errors import TulleError
+
+    try:
+        items = ApiClient.from_state(paths, timeout=2.0).get("/v1/workloads")
+    except (TulleError, OSError):
+        return []  # not running or not answering: nothing to list
+    return [{"name": w["name"], "namespace": w["namespace"], "pid": w["pid"]}
+            for w in items if w.get("pid") and _is_agent(int(w["pid"]))]
+
+
+def _is_agent(pid: int) -> bool:
+    """``pid`` is alive and runs tulle (a pid file or registration may outlive its process,
+    and the number be reused)."""
+    from pathlib import Path
+
+    try:
+        return b"tulle" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _stop_workloads(workloads: list[dict[str, Any]], timeout_s: float = 15.0) -> list[str]:
+    """SIGTERM each workload's agent (it stops its application and sidecar, and sends its
+    last report), then wait for them to exit. Returns the names that stopped."""
+    import os
+    import signal
+    import time
+
+    for workload in workloads:
+        try:
+            os.kill(int(workload["pid"]), signal.SIGTERM)
+        except OSError:
+            continue
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_is_agent(int(w["pid"])) for w in workloads):
+        time.sleep(0.1)
+    return [w["name"] for w in workloads if not _is_agent(int(w["pid"]))]
+
+
+def _down_text(result: dict[str, Any]) -> str:
+    lines = ["control plane stopped" if result["stopped"]
+             else "the control plane was not running"]
+    if result["workloadsStopped"]:
+        lines.append(f"stopped {len(result['workloadsStopped'])} workload(s): "
+                     + ", ".join(result["workloadsStopped"]))
+    left = result["workloadsLeft"]
+    if left:
+        lines.append(f"{len(left)} workload(s) keep running and serving their last config "
+                     "(they reconnect at the next `tulle up`):")
+        lines += [f"  {w['name']}.{w['namespace']} (pid {w['pid']})" for w in left]
+        lines.append("stop them with `tulle down --all`, or Ctrl-C where they run")
+    return "\n".join(lines)
 
 
 def status(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:

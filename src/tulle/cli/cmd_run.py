@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
@@ -61,6 +62,8 @@ def run(
         _check_name("--service-account", service_account)
     if xds_protocol not in ("delta", "sotw"):
         raise UsageError(f"--xds-protocol must be delta or sotw, not {xds_protocol!r}")
+    if port is not None and command:
+        _check_port_free(port, service)
     labels = dict(_parse_label(item) for item in label or ())
     upstreams = tuple(_parse_upstream(item) for item in upstream or ())
     config = AgentConfig(
@@ -74,6 +77,44 @@ def run(
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-m", "tulle.agent", config.to_json()])
+
+
+def _port_holder(port: int) -> tuple[str, bool] | None:
+    """Who listens on ``port`` on loopback: a description, and whether it is the application
+    of another tulle workload. None when nobody does."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error, OSError):
+        for conn in psutil.net_connections(kind="tcp"):
+            address = conn.laddr
+            if conn.status != psutil.CONN_LISTEN or not address or address.port != port:
+                continue
+            if address.ip not in ("127.0.0.1", "0.0.0.0", "::", "::1"):
+                continue
+            if conn.pid is None:
+                return "another user's process", False
+            process = psutil.Process(conn.pid)
+            what = f"pid {conn.pid} ({' '.join(process.cmdline())[:120]})"
+            parent = process.parent()
+            agent = parent is not None and "tulle.agent" in " ".join(parent.cmdline())
+            return what, agent
+    return None
+
+
+def _check_port_free(port: int, service: str) -> None:
+    """The application will listen on ``port``: if another tulle workload's application holds
+    it already (a leftover from an earlier run), say so before starting anything; if another
+    process does, warn (tulle may front an application that runs already)."""
+    holder = _port_holder(port)
+    if holder is None:
+        return
+    what, workload = holder
+    if workload:
+        raise UsageError(f"--port {port} is taken by another workload's application: {what}",
+                         hint="stop that workload (Ctrl-C where it runs, or `tulle down "
+                         "--all`), or give this one another --port")
+    print(f"warning: port {port} is in use already by {what}; {service}'s command may fail "
+          "to listen on it", file=sys.stderr)
 
 
 def _check_name(flag: str, value: str) -> None:
