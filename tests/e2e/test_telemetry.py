@@ -226,3 +226,7 @@ def test_calls_a_route_sends_to_an_empty_version_count_against_the_service(
         timeout=20)
     assert telemetry(mesh, "services", name="books")["services"][0]["requests"] == 40, \
         "never the sum of both views"
+    # The canary rule, as web-1 saw it, tells the same story.
+    [canary] = telemetry(mesh, "routes", name="books")["routes"]
+    assert (canary["rule"], canary["requests"], canary["errors"].get("5xx")) == (
+        "canary", 40, failed), canary
