@@ -215,3 +215,25 @@ def test_revert_refuses_when_a_later_revision_changed_the_same_resource(mesh: Me
     assert mesh.status()["storeRevision"] == before_status["storeRevision"]
     assert mesh.status()["meshVersion"] == before_status["meshVersion"]
     assert acked(mesh) == before_acked
+
+
+def test_a_revert_that_would_break_a_later_resource_changes_nothing(mesh: Mesh) -> None:
+    books_and_web(mesh)
+    mesh.cli("apply", "-f", "-", stdin=OTHER)
+    created = mesh.status()["storeRevision"]
+    # A later revision adds a route to "other": a different resource, so no conflict, but
+    # deleting "other" (the inverse of its creation) would leave that route dangling.
+    mesh.cli("apply", "-f", "-", stdin=V1.replace("[{name: books}]\n", "[{name: other}]\n")
+             .replace("parentRefs: [{name: other}]", "parentRefs: [{name: books}]"))
+    mesh.sync()
+    before = mesh.status()
+
+    result = mesh.cli("rollback", "--revert", str(created), check=False)
+    assert result.returncode != 0
+    for text in (f"cannot revert revision {created}", "nothing was changed",
+                 'unknown service "other"', "HTTPRoute default/books"):
+        assert text in result.stderr, f"{text!r} not in:\n{result.stderr}"
+    after = mesh.status()
+    assert (after["storeRevision"], after["meshVersion"]) == (
+        before["storeRevision"], before["meshVersion"])
+    assert mesh.cli("get", "services", "other").returncode == 0
