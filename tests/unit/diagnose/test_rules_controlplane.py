@@ -281,3 +281,20 @@ def test_a_mesh_change_needs_healthy_traffic_of_that_service_before_it() -> None
     (found,) = diagnose(evidence(history=(mesh_change,), timeline=ERRORS_AFTER),
                         rules=controlplane.RULES).findings
     assert found.fix.startswith("`tulle rollback --revert 7 --dry-run`")
+
+
+def _straddling(registered_at: float) -> Evidence:
+    """The change falls in the slot where web-1's healthy traffic began; errors follow."""
+    web = replace(workload("web-1", "web"), registered_at=registered_at)
+    mesh = build_mesh(5, [], [workload("books-1", "books"), web])
+    change = Change(7, NOW - 33, ROUTE, "configured", ROUTE_V1, ROUTE_V2)
+    timeline = (slot(NOW - 35, 20, 0), *(slot(NOW - 30 + 5 * i, 20, 10) for i in range(6)))
+    return replace(evidence(history=(change,), timeline=timeline), mesh=mesh)
+
+
+def test_healthy_calls_in_the_changes_slot_count_only_from_callers_that_ran_before_it(
+        ) -> None:
+    assert [f.code for f in diagnose(_straddling(0.0), rules=controlplane.RULES).findings] \
+        == ["TUL1065"]
+    # A caller that started after the change had no traffic before it.
+    assert diagnose(_straddling(NOW - 32), rules=controlplane.RULES).findings == ()

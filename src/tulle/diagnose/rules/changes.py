@@ -64,12 +64,15 @@ class _Counts:
         return share(self.errors, self.total)
 
 
-def _count(slots: list[TimeSlot], services: set[ServiceRef]) -> tuple[_Counts, set[str]]:
+def _count(slots: list[TimeSlot], services: set[ServiceRef], only: set[str] | None = None
+           ) -> tuple[_Counts, set[str]]:
     counts = _Counts()
     callers: set[str] = set()
     for slot in slots:
         for (node, key), values in slot.counters.items():
             if key.kind != OUTBOUND or not key.destination:
+                continue
+            if only is not None and node not in only:
                 continue
             name, _, namespace = key.destination.partition(".")
             if ServiceRef(namespace, name) not in services:
@@ -123,10 +126,11 @@ def client_errors_after_change(evidence: Evidence, scope: Scope) -> Iterator[Fin
         callers = callers_then | callers_now
         then.no_route, now.no_route = _no_route(before, callers), _no_route(after, callers)
         # The slot the change fell in holds both sides of it: when it looks like before (few
-        # 4xx), it counts as before.
+        # 4xx), the calls of callers that ran before the change count as before.
         straddle = [s for s in evidence.timeline if s.start < change.at < s.start + s.seconds]
-        during, _ = _count(straddle, services)
-        during.no_route = _no_route(straddle, callers)
+        older = {n for n, w in evidence.workloads.items() if w.registered_at < change.at}
+        during, _ = _count(straddle, services, older)
+        during.no_route = _no_route(straddle, callers & older)
         if during.total and during.rate < MIN_RATE:
             then = _Counts(then.requests + during.requests,
                            then.client_errors + during.client_errors,

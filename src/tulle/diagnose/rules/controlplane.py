@@ -278,13 +278,16 @@ def affected_services(change: Change) -> set[ServiceRef] | None:
     return refs if kind in ("HTTPRoute", "TrafficPolicy") else None
 
 
-def _rates(slots: list[TimeSlot], services: set[ServiceRef] | None
-           ) -> dict[ServiceRef, tuple[int, int]]:
-    """(requests, 5xx) per called service, from the callers' side, over ``slots``."""
+def _rates(slots: list[TimeSlot], services: set[ServiceRef] | None,
+           callers: set[str] | None = None) -> dict[ServiceRef, tuple[int, int]]:
+    """(requests, 5xx) per called service, from the callers' side (``callers`` only, when
+    given), over ``slots``."""
     out: dict[ServiceRef, tuple[int, int]] = {}
     for slot in slots:
-        for (_, key), values in slot.counters.items():
+        for (node, key), values in slot.counters.items():
             if key.kind != OUTBOUND or not key.destination:
+                continue
+            if callers is not None and node not in callers:
                 continue
             name, _, namespace = key.destination.partition(".")
             ref = ServiceRef(namespace, name)
@@ -311,11 +314,13 @@ def change_preceded_errors(evidence: Evidence, scope: Scope) -> Iterator[Finding
         after = [s for s in evidence.timeline if s.start >= change.at]
         services = affected_services(change)
         rates_before, rates_after = _rates(before, services), _rates(after, services)
-        # The slot the change fell in holds traffic from both sides of it: its healthy
-        # services' calls (the old backend's, typically) count as before.
+        # The slot the change fell in holds traffic from both sides of it: the healthy calls
+        # (the old backend's, typically) of callers that ran before the change count as
+        # before; a caller that started after it had no traffic before it.
+        older = {node for node, w in evidence.workloads.items() if w.registered_at < change.at}
         for ref, pair in _rates([s for s in evidence.timeline
                                  if s.start < change.at < s.start + s.seconds],
-                                services).items():
+                                services, older).items():
             if _rate(pair) < HEALTHY_MAX_RATE:
                 known = rates_before.get(ref, (0, 0))
                 rates_before[ref] = (known[0] + pair[0], known[1] + pair[1])

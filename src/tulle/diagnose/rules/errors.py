@@ -108,7 +108,8 @@ def _flag_line(node: str, ref: ServiceRef, values: dict[str, int]) -> str:
 
 def _culprit(evidence: Evidence, ref: ServiceRef) -> str | None:
     """The one instance answering most of the service's 5xx, far more often than its peers."""
-    answers = {node: evidence.inbound(node) for node in members(evidence, ref)}
+    answers = {node: evidence.inbound(node) for node in members(evidence, ref)
+               if node in evidence.workloads}  # a departed instance is not one to fix
     answers = {n: v for n, v in answers.items() if requests(v)}
     errors = sum(v.get("rq5", 0) for v in answers.values())
     if len(answers) < 2 or not errors:

@@ -59,6 +59,9 @@ class _Masked:
 def _masked(evidence: Evidence) -> list[_Masked]:
     found = []
     for node in sorted({node for node, _ in evidence.window.counters}):
+        workload = evidence.workloads.get(node)
+        if workload is None or not workload.serves_traffic:
+            continue  # gone or going (a restart's last 503s): nothing left to fix
         values = evidence.inbound(node)
         answered, failed = requests(values), values.get("rq5", 0)
         if answered < MIN_ANSWERS or failed < MIN_ERRORS or share(failed, answered) < MIN_RATE:
