@@ -30,6 +30,15 @@ class CertificateSettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    __pydantic_config__: ClassVar = SPEC_CONFIG
+
+    # Applications may send HTTP/1.0 (ApacheBench, old health checkers, `curl -0`); Envoy
+    # answers those 426 unless told to accept them.
+    accept_http10: bool = True
+
+
+@dataclass(frozen=True)
 class MeshSpec:
     __pydantic_config__: ClassVar = SPEC_CONFIG
 
@@ -39,6 +48,8 @@ class MeshSpec:
     access_log: MeshAccessLog = MeshAccessLog()
     # Sidecars create spans and export them to an OTLP/gRPC collector. None: tracing is off.
     tracing: TracingSettings | None = None
+    # How sidecars speak HTTP with the applications.
+    http: HttpSettings = HttpSettings()
 
     @property
     def workload_lifetime_s(self) -> float:

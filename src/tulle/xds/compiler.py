@@ -123,8 +123,10 @@ class ConfigCompiler:
                           certificate.spiffe_id if certificate else "",
                           mesh.settings.access_log.redacted(),
                           own_service.access_log if own_service else False, logging)
+        http10 = mesh.settings.http.accept_http10
         own_listeners = [memo.get(types.LISTENER, listeners.outbound_listener,
-                                  proxy.outbound_port, proxy.namespace, tracer, logs.outbound())]
+                                  proxy.outbound_port, proxy.namespace, tracer, logs.outbound(),
+                                  http10)]
         own_routes: list[EncodedResource] = []
         if proxy.app_port is not None:
             own_clusters.append(memo.get(types.CLUSTER, clusters.inbound_cluster, proxy.app_port))
@@ -142,7 +144,7 @@ class ConfigCompiler:
             service = mesh.services.get(bind.service) or MeshService(bind.service, "http", False)
             own_listeners.append(memo.get(types.LISTENER, listeners.upstream_listener,
                                           bind.local_port, bind.service, service.protocol,
-                                          tracer, logs.upstream(bind.service)))
+                                          tracer, logs.upstream(bind.service), http10))
             if service.protocol == "http":
                 own_routes.append(memo.get(types.ROUTE, routes.upstream_route_config, service,
                                            mesh.routes.get(bind.service, ())))

@@ -32,9 +32,10 @@ LOOPBACK = "127.0.0.1"
 
 def outbound_listener(port: int, client_namespace: str,
                       tracing: ProxyTracing | None = None,
-                      access_log: HttpLogging | None = None) -> listener_pb2.Listener:
+                      access_log: HttpLogging | None = None,
+                      accept_http10: bool = True) -> listener_pb2.Listener:
     manager = _http_manager("outbound", rds_name=names.outbound_route_config(client_namespace),
-                            tracing=tracing, access_log=access_log)
+                            tracing=tracing, access_log=access_log, accept_http10=accept_http10)
     return _listener(names.OUTBOUND_LISTENER, LOOPBACK, port, _hcm_filter(manager),
                      base_pb2.TrafficDirection.OUTBOUND)
 
@@ -80,14 +81,16 @@ def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
 
 def upstream_listener(local_port: int, service: ServiceRef, protocol: Protocol,
                       tracing: ProxyTracing | None = None,
-                      access_log: HttpLogging | None = None) -> listener_pb2.Listener:
+                      access_log: HttpLogging | None = None,
+                      accept_http10: bool = True) -> listener_pb2.Listener:
     stat_prefix = f"upstream_{local_port}"
     if protocol == "tcp":
         network_filter = _tcp_proxy(stat_prefix, names.outbound_cluster(service))
     else:
         network_filter = _hcm_filter(
             _http_manager(stat_prefix, rds_name=names.upstream_route_config(service),
-                          tracing=tracing, access_log=access_log))
+                          tracing=tracing, access_log=access_log,
+                          accept_http10=accept_http10))
     return _listener(names.upstream_listener(local_port), LOOPBACK, local_port, network_filter,
                      base_pb2.TrafficDirection.OUTBOUND)
 
@@ -105,16 +108,22 @@ def _listener(name: str, host: str, port: int, network_filter: listener_componen
 def _http_manager(stat_prefix: str, rds_name: str | None = None,
                   rate_limit: RateLimit | None = None,
                   tracing: ProxyTracing | None = None,
-                  access_log: HttpLogging | None = None) -> hcm.HttpConnectionManager:
+                  access_log: HttpLogging | None = None,
+                  accept_http10: bool = False) -> hcm.HttpConnectionManager:
+    """``accept_http10``: on the listeners applications send to (the Mesh's
+    ``spec.http.acceptHttp10``); sidecars speak HTTP/1.1 or newer to each other."""
     manager = hcm.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm.HttpConnectionManager.AUTO,
         # Clients that use HTTP_PROXY send absolute URLs (GET http://books/ HTTP/1.1).
         http_protocol_options=protocol_pb2.Http1ProtocolOptions(
-            allow_absolute_url=wrappers_pb2.BoolValue(value=True)),
+            allow_absolute_url=wrappers_pb2.BoolValue(value=True),
+            accept_http_10=accept_http10),
         # http://books:7002/ and http://books/ both match the virtual host "books".
         strip_any_host_port=True,
         http_filters=http_filters(rate_limit),
+        # WebSocket handshakes pass on every hop; without this Envoy refuses them with 403.
+        upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
     )
     if rds_name is not None:
         manager.rds.CopyFrom(hcm.Rds(config_source=ads_source(), route_config_name=rds_name))

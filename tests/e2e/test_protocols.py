@@ -1,0 +1,50 @@
+"""Protocols applications speak through the mesh: WebSocket upgrades, and HTTP/1.0 requests
+(accepted unless the Mesh's spec.http.acceptHttp10 turns them off)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.mesh import Mesh
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.envoy
+
+APPS = Path(__file__).resolve().parents[1] / "apps"
+
+
+def test_a_websocket_echo_works_through_the_mesh(mesh: Mesh) -> None:
+    port = free_port()
+    mesh.run("chat", name="chat-1", port=port,
+             command=[sys.executable, str(APPS / "ws_echo.py"), str(port)])
+    mesh.sync()
+    result = mesh.cli("run", "--service", "client", "--", sys.executable,
+                      str(APPS / "ws_client.py"), "http://chat/ws", "3", timeout=60)
+    line = [x for x in result.stdout.splitlines() if x.startswith("{")][-1]
+    assert json.loads(line)["answers"] == ["echo: m0", "echo: m1", "echo: m2"]
+
+
+def _status_http10(mesh: Mesh) -> str:
+    result = mesh.cli("run", "--service", "client", "--", "curl", "-0", "-s", "-o",
+                      "/dev/null", "-w", "%{http_code}", "http://books/", check=False,
+                      timeout=60)
+    return result.stdout.strip()[-3:]
+
+
+def test_http10_is_accepted_unless_turned_off(mesh: Mesh) -> None:
+    mesh.run("books", name="books-1")
+    mesh.sync()
+    assert _status_http10(mesh) == "200"
+    mesh.cli("apply", "-f", "-", stdin="""\
+apiVersion: tulle.io/v1alpha1
+kind: Mesh
+metadata: {name: default}
+spec:
+  http: {acceptHttp10: false}
+""")
+    mesh.sync()
+    assert _status_http10(mesh) == "426"  # Envoy's own answer when it is off
