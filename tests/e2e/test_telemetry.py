@@ -160,11 +160,12 @@ def test_failures_before_any_instance_count_against_the_service_called(mesh: Mes
 
     edges = [e for e in telemetry(mesh, "edges")["edges"]
              if e["destination"]["service"] == "bad"]
-    assert [(e["source"]["workload"], e["requests"], e["successRate"]) for e in edges] == [
-        ("web-1", 20, 0.0)]
+    assert [(e["source"]["workload"], e["requests"], e["successRate"], e["connected"])
+            for e in edges] == [("web-1", 20, 0.0, False)]
     text = mesh.cli("edges", "-o", "wide", "--window", "5m").stdout
     line = next(line for line in text.splitlines() if "bad.default" in line)
     assert "0.00%" in line and "5xx=20, no_healthy=20" in line, text
+    assert line.split()[2] == "-", "no mTLS is claimed for a hop that never happened"
 
     routes = telemetry(mesh, "routes", name="bad")["routes"]
     assert [(r["requests"], r["successRate"], r["errors"].get("no_healthy")) for r in routes

@@ -176,7 +176,10 @@ def _edges_table(data: dict[str, Any], wide: bool) -> str:
         source = "(outside the mesh)" if src.get("outsideMesh") else \
             f"{src['workload']}.{src['namespace']}"
         destination = f"{dst['service']}.{dst['namespace']}"
-        cells = [source, destination, "yes" if edge["mtls"] else "no", *_golden(edge)]
+        secured = "yes" if edge["mtls"] else "no"
+        if not edge.get("connected", True):
+            secured = "-"  # every call failed before a connection: no hop to judge
+        cells = [source, destination, secured, *_golden(edge)]
         if wide:
             cells += [src.get("identity") or "-", ", ".join(dst.get("identities") or []) or "-",
                       _errors(edge)]

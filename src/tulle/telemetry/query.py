@@ -109,6 +109,14 @@ def errors_of(values: Mapping[str, int]) -> dict[str, int]:
     return errors
 
 
+def connected(values: Mapping[str, int]) -> bool:
+    """Whether a caller's calls to a service reached it at all in the window: False when
+    every request failed (5xx) with no connection opened, as with no healthy endpoint, so
+    that no mTLS (or plaintext) is claimed for a hop that never happened."""
+    requests = requests_of(values)
+    return bool(values.get("cxt")) or not requests or values.get("rq5", 0) < requests
+
+
 def callers_of(window: Window, destination: str) -> Values:
     """Every caller's calls to ``destination`` ("name.namespace"), summed."""
     total: Values = {}
@@ -227,8 +235,8 @@ def edge_rows(window: Window, nodes: Mapping[str, NodeInfo],
         stats = golden(values, window.span)
         if not stats["requests"] and not values.get("cxt"):
             continue
-        rows.append({"source": source, "destination": destination, "mtls": secured, **stats,
-                     "errors": errors_of(values)})
+        rows.append({"source": source, "destination": destination, "mtls": secured,
+                     "connected": connected(values), **stats, "errors": errors_of(values)})
     return rows
 
 

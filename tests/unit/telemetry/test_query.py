@@ -9,6 +9,7 @@ import pytest
 
 from tulle.telemetry.query import (
     NodeInfo,
+    connected,
     edge_rows,
     errors_of,
     golden,
@@ -233,6 +234,19 @@ def test_edge_rows(mtls: bool) -> None:
         (GHOST, TO_BOOKS, mtls, 1, {}),
     ]
     assert (rows[1]["successRate"], rows[1]["rps"]) == (0.8, 1.0)
+    assert all(r["connected"] for r in rows)
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ({}, True),
+    ({"cxt": 2}, True),
+    ({"rq2": 3}, True),  # over a connection opened before the window
+    ({"rq2": 3, "rq5": 1}, True),
+    ({"rq5": 4, "no_healthy": 4}, False),  # no endpoint: nothing was ever connected
+    ({"rq5": 4, "cfail": 4, "cxt": 4}, True),  # connections attempted (UF): a hop existed
+])
+def test_connected(values: dict[str, int], expected: bool) -> None:
+    assert connected(values) is expected
 
 
 def test_edge_to_a_service_without_identities() -> None:
