@@ -184,10 +184,15 @@ def slots_inbound(slots: Iterable[TimeSlot], node: str) -> dict[str, int]:
                                                                      INBOUND_PLAINTEXT))
 
 
-def slots_callers(slots: Iterable[TimeSlot], ref: ServiceRef) -> dict[str, int]:
-    key = SeriesKey(OUTBOUND, ref.host)
-    return total(values for slot in slots for (_, k), values in slot.counters.items()
-                 if k == key)
+def slots_callers(slots: Iterable[TimeSlot]) -> dict[ServiceRef, dict[str, int]]:
+    """Every caller's counters per called service over ``slots``, summed (one pass)."""
+    out: dict[ServiceRef, dict[str, int]] = {}
+    for slot in slots:
+        for (_, key), values in slot.counters.items():
+            if key.kind == OUTBOUND and key.destination:
+                name, _, namespace = key.destination.partition(".")
+                add_into(out.setdefault(ServiceRef(namespace, name), {}), values)
+    return out
 
 
 # -- who answered ----------------------------------------------------------------------------

@@ -67,8 +67,9 @@ def latency_regression(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     older, now = split_timeline(evidence)
     if not older or not now:
         return
+    past, present = slots_callers(older), slots_callers(now)
     for ref in sorted({dst for _, dst, _ in evidence.edges()}):
-        before, after = slots_callers(older, ref), slots_callers(now, ref)
+        before, after = past.get(ref, {}), present.get(ref, {})
         if requests(before) < PAST_MIN_REQUESTS or requests(after) < NOW_MIN_REQUESTS:
             continue
         then, current = p(before, 0.99), p(after, 0.99)
