@@ -182,6 +182,8 @@ class Agent:
         app = self._app
         return {
             "reported": reported, "error": error,
+            "telemetry": "off" if self._telemetry is not None
+            and self._telemetry.interval_s is None else "on",
             "agent": _process(os.getpid()),
             "envoy": {**_process(envoy_pid), "answers": answers} if envoy_pid else None,
             "app": _process(app.pid) if app is not None else None,

@@ -83,7 +83,7 @@ class Telemetry:
         when the workload stops. True when the control plane has everything up to now.
         Raises when Envoy's stats cannot be read; the caller bounds the time it may take."""
         if self.interval_s is None:
-            return False
+            return False  # telemetry is off (benchmarks): nothing is ever reported
         async with self._report_lock:
             now = await self.read()
             changes = delta(self._reported, now)

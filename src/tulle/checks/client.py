@@ -19,6 +19,9 @@ from tulle.xds.admission import StreamEvent
 from tulle.xds.sync import ProxySync
 
 REQUEST_TIMEOUT_S = 4.0
+# One proxy's admin page, through the control plane and its agent: a frozen proxy costs a
+# check this long, not the control plane's own page timeout (10 s).
+ADMIN_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -112,4 +115,5 @@ class CheckApi:
 
     def admin(self, node: str, page: str, query: Mapping[str, Any] | None = None) -> Any:
         """A read-only Envoy admin page of one proxy (JSON), through the control plane."""
-        return self.get(f"/v1/proxies/{node}/admin/{page}", query)
+        return self.client.get(f"/v1/proxies/{node}/admin/{page}", query,
+                               timeout=min(self.timeout, ADMIN_TIMEOUT_S))

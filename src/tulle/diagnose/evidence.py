@@ -126,6 +126,7 @@ class AgentReport:
     envoy_answers: bool | None = None  # its Envoy's admin interface answered the agent
     app: ProcessInfo | None = None
     last_report_age: float | None = None  # seconds since its last report reached us
+    telemetry_off: bool = False  # TULLE_TELEMETRY_INTERVAL=off: it never reports
 
 
 @dataclass(frozen=True)

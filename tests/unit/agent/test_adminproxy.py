@@ -81,3 +81,20 @@ def test_only_the_token_holder_reads_and_only_read_only_pages() -> None:
                          ("/admin/quitquitquit", "GET"), ("/admin/logging", "GET")):
         assert get(proxy, path, method=method).status == 404
     assert admin.asked == []
+
+
+def test_a_report_on_demand_needs_the_agent_token() -> None:
+    """`tulle diagnose` asks for a report now: only the control plane (the agent token) may,
+    and the answer is what the agent says about its processes."""
+    asked: list[int] = []
+
+    async def report() -> dict[str, Any]:
+        asked.append(1)
+        return {"reported": True, "app": {"pid": 7, "state": "T", "command": "app"}}
+
+    proxy = AdminProxy(TOKEN, FakeAdmin({}), report=report)
+    answer = get(proxy, "/report", method="POST")
+    assert answer.status == 200 and json.loads(answer.body)["app"]["state"] == "T"
+    assert get(proxy, "/report", method="POST", token="wrong").status == 401
+    assert get(proxy, "/report").status == 404  # a GET changes nothing: not a route
+    assert asked == [1]

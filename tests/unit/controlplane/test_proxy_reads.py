@@ -101,3 +101,55 @@ def test_diagnosis_reads_every_sidecar_and_records_the_ones_that_fail(tmp_path: 
     assert "unreadable /clusters" in (evidence.proxies["auth-1.default"].error or "")
     assert "did not answer" in (evidence.proxies["web-1.default"].error or "")
 
+
+
+def test_diagnosis_asks_every_agent_to_report_now_and_says_what_is_missing(
+        tmp_path: Path) -> None:
+    """An agent that answers gives a fresh report and its processes; one that does not is
+    looked up on the host: alive (frozen), or gone when its pid now runs something else."""
+    reg = registry(tmp_path)
+    snapshot = build_mesh(5, (), [workload("books-1", "books"), workload("web-1", "web"),
+                                  workload("auth-1", "auth")],
+                          MeshIdentity("", "", MappingProxyType({})))
+    answer = {"reported": True, "error": None, "telemetry": "on",
+              "agent": {"pid": 10, "state": "S", "command": "tulle run"},
+              "envoy": {"pid": 11, "state": "S", "command": "envoy", "answers": True},
+              "app": {"pid": 12, "state": "T", "command": "python3 app.py"}}
+    agents = FakeAgents(calls={BOOKS: {"/report": answer}})
+    looked_up: list[int] = []
+
+    def process(pid: int) -> tuple[str, str]:
+        looked_up.append(pid)
+        return ("T", "python -m tulle.cli run") if pid == 1 else ("S", "bash")
+
+    diagnosis = DiagnosisService(
+        lambda: snapshot, TelemetryService(reg.get, reg.workloads, lambda: snapshot, ""),
+        sync_views=lambda now, registered: (), nacks=lambda: [], stream_events=lambda: [],
+        identity_status=IdentityStatus, history=lambda limit: [], agents=agents,
+        process=process)
+    evidence = asyncio.run(diagnosis.gather(60.0))
+    books = evidence.reports[BOOKS]
+    assert books.answered and books.fresh and books.app is not None and books.app.stopped
+    assert books.envoy_answers is True
+    web = evidence.reports["web-1.default"]
+    assert not web.answered and not web.fresh and web.agent is not None
+    assert web.agent.stopped  # pid 1 (the test workloads' pid) runs tulle, stopped
+    assert looked_up == [1, 1]  # only the agents that did not answer
+    result: dict[str, Any] = asyncio.run(diagnosis.run(Scope(), 60.0))
+    gathered = result["gathered"]
+    assert gathered["proxiesAsked"] == ["auth-1.default", BOOKS, "web-1.default"]
+    assert gathered["proxiesFresh"] == [BOOKS]
+    assert [m["proxy"] for m in gathered["proxiesMissing"]] == ["auth-1.default",
+                                                                "web-1.default"]
+    assert gathered["windowSeconds"] == 60.0
+    assert {f["code"] for f in result["findings"]} == {"TUL1036", "TUL1038"}
+
+
+def test_a_reused_pid_is_not_the_agent() -> None:
+    diagnosis = DiagnosisService(
+        lambda: build_mesh(1, (), []), None,  # type: ignore[arg-type]
+        sync_views=lambda now, registered: (), nacks=lambda: [], stream_events=lambda: [],
+        identity_status=IdentityStatus, history=lambda limit: [], agents=FakeAgents(),
+        process=lambda pid: ("S", "/usr/bin/sleep 60"))
+    agent = diagnosis._agent_process(4242)
+    assert agent is not None and not agent.alive

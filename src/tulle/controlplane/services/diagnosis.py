@@ -140,7 +140,8 @@ class DiagnosisService:
             agent=ProcessInfo.from_dict(answer.get("agent")),
             envoy=ProcessInfo.from_dict(envoy),
             envoy_answers=bool(envoy.get("answers")) if isinstance(envoy, dict) else None,
-            app=ProcessInfo.from_dict(answer.get("app")), last_report_age=age)
+            app=ProcessInfo.from_dict(answer.get("app")), last_report_age=age,
+            telemetry_off=answer.get("telemetry") == "off")
 
     def _agent_process(self, pid: int) -> ProcessInfo | None:
         """The registered agent's process on this host; gone when the pid now belongs to

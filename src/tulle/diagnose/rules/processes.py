@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 from tulle.diagnose.evidence import AgentReport, Evidence, ProcessInfo
 from tulle.diagnose.model import Finding, Scope, Severity, proxy_subject, service_subject
+from tulle.model.workload import WorkloadState
 from tulle.telemetry.schema import OUTBOUND, SeriesKey
 
 
@@ -143,8 +144,11 @@ def evidence_missing(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     fresh = [r.last_report_age for r in evidence.reports.values()
              if r.fresh and r.last_report_age is not None]
     for node, report in sorted(evidence.reports.items()):
-        if report.fresh or not report.answered:
+        if report.fresh or not report.answered or report.telemetry_off:
             continue  # not answering at all is TUL1038 or TUL1015
+        workload = evidence.workloads.get(node)
+        if workload is not None and workload.state is WorkloadState.STARTING:
+            continue  # its sidecar may still be starting: nothing to report yet
         envoy = report.envoy
         if envoy is not None and envoy.alive and (envoy.stopped
                                                   or report.envoy_answers is False):
