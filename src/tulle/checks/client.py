@@ -45,6 +45,9 @@ class CheckApi:
         self.paths = paths
         self.timeout = timeout
         self._client: ApiClient | None = None
+        # Proxies whose admin page did not come in time, this run: the next check that reads
+        # them fails at once with the same reason, instead of waiting again.
+        self._unanswered: dict[str, ControlPlaneUnavailable] = {}
 
     @property
     def client(self) -> ApiClient:
@@ -115,5 +118,15 @@ class CheckApi:
 
     def admin(self, node: str, page: str, query: Mapping[str, Any] | None = None) -> Any:
         """A read-only Envoy admin page of one proxy (JSON), through the control plane."""
-        return self.client.get(f"/v1/proxies/{node}/admin/{page}", query,
-                               timeout=min(self.timeout, ADMIN_TIMEOUT_S))
+        if node in self._unanswered:
+            raise self._unanswered[node]
+        try:
+            return self.client.get(f"/v1/proxies/{node}/admin/{page}", query,
+                                   timeout=min(self.timeout, ADMIN_TIMEOUT_S))
+        except ControlPlaneUnavailable as exc:
+            if not isinstance(exc.__cause__, TimeoutError):
+                raise  # the control plane itself is away
+            self._unanswered[node] = ControlPlaneUnavailable(
+                f"{node} did not answer within {ADMIN_TIMEOUT_S:g}s",
+                hint=f"see `tulle diagnose` for why (a frozen Envoy or agent); {exc.hint}")
+            raise self._unanswered[node] from exc

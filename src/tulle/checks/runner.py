@@ -7,7 +7,10 @@ and how long one attempt may take (``timeout``). ``needs`` names the checks it d
 dependency that failed or was skipped skips it, with the reason.
 
 Nothing hangs: each attempt runs in a daemon thread and is abandoned at its timeout, so a
-check that never returns is reported as failed and the process can still exit.
+check that never returns is reported as failed and the process can still exit. And `tulle
+check` answers within 10 s whatever is frozen: unless `--wait` says otherwise, the checks
+that retry share one budget (``RETRY_BUDGET_S`` from the start of the run), so a push that
+a frozen proxy never ACKs does not hold the run for its check's whole retry deadline.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tulle.errors import TulleError
 C = TypeVar("C")
 DOCS_ROOT = "docs/checks"
 RETRY_INTERVAL_S = 0.5
+RETRY_BUDGET_S = 6.0
 
 
 class Status(StrEnum):
@@ -98,11 +102,14 @@ Observer = Callable[[Result], None]
 
 
 def run_checks(checks: Sequence[Check[C]], context: C,
-               observer: Observer | None = None, max_wait: float | None = None
-               ) -> list[Result]:
+               observer: Observer | None = None, max_wait: float | None = None,
+               clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], None] = time.sleep) -> list[Result]:
     """Run ``checks`` in order; each result goes to ``observer`` as soon as it is known.
-    ``max_wait`` caps every check's retry deadline (`tulle check --wait`)."""
+    ``max_wait`` caps every check's retry deadline (`tulle check --wait`); without it, no
+    check retries past ``RETRY_BUDGET_S`` after the run began."""
     results: dict[str, Result] = {}
+    budget_end = clock() + RETRY_BUDGET_S
     for check in checks:
         blocker = next((results[n] for n in check.needs
                         if n in results and results[n].status in (Status.FAILED,
@@ -114,9 +121,10 @@ def run_checks(checks: Sequence[Check[C]], context: C,
                             f"skipped: {root.check.id} failed ({root.check.description})",
                             {"blockedBy": root.check.id})
         else:
-            capped = check if max_wait is None or check.retry_deadline <= max_wait \
-                else dataclasses.replace(check, retry_deadline=max_wait)
-            result = run_one(capped, context)
+            cap = max_wait if max_wait is not None else max(0.0, budget_end - clock())
+            capped = check if check.retry_deadline <= cap \
+                else dataclasses.replace(check, retry_deadline=cap)
+            result = run_one(capped, context, clock=clock, sleep=sleep)
         results[check.id] = result
         if observer is not None:
             observer(result)

@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from tulle.checks.render import CROSS, TableWriter, as_json, result_lines, summary
-from tulle.checks.runner import Check, Outcome, Result, Status, exit_code, run_checks, run_one
+from tulle.checks.runner import (
+    RETRY_BUDGET_S,
+    Check,
+    Outcome,
+    Result,
+    Status,
+    exit_code,
+    run_checks,
+    run_one,
+)
 from tulle.errors import ControlPlaneUnavailable
 
 NEVER = threading.Event()  # never set: a check waiting on it never returns
@@ -242,3 +251,22 @@ def test_json_shape_is_stable() -> None:
         "status": "failed", "message": "stale", "hint": "fix proxies-synced",
         "docs": "docs/checks/proxies.md#proxies-synced",
         "details": {"proxies": ["web-1.default"]}}]}
+
+
+def test_retrying_checks_share_one_budget_without_wait() -> None:
+    """`tulle check` answers within 10 s whatever is frozen: a push a frozen proxy never ACKs
+    does not hold the run for its check's whole retry deadline; `--wait` may ask for more."""
+    now = [0.0]
+
+    def never_settles(_: Any) -> Outcome:
+        now[0] += 1.0  # each attempt takes a second
+        return Outcome.failed("still pending")
+
+    checks = [check("first", never_settles, retry_deadline=15.0),
+              check("second", never_settles, retry_deadline=15.0)]
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    results = run_checks(checks, None, clock=lambda: now[0], sleep=sleep)
+    assert [r.status for r in results] == [Status.FAILED, Status.FAILED]
+    assert now[0] <= RETRY_BUDGET_S + 2  # not 2 x 15 s
