@@ -67,15 +67,17 @@ class Telemetry:
         return series
 
     async def run(self) -> None:
-        """Report forever. A failed report is retried with the next one (deltas pile up)."""
+        """Report at once (the sidecar just became ready: the control plane and `tulle check`
+        know it reports), then every interval. A failed report is retried with the next one
+        (deltas pile up)."""
         if self.interval_s is None:
             return
         while True:
-            await asyncio.sleep(self.interval_s)
             try:
                 await self.report()
             except (OSError, TimeoutError, http.HttpError, ValueError) as exc:
                 log.debug("cannot read Envoy's stats: %s", exc)
+            await asyncio.sleep(self.interval_s)
 
     async def report(self) -> bool:
         """Read Envoy's stats now and send what changed since the last report that arrived:

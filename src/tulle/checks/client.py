@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tulle.client import ApiClient
-from tulle.errors import ApiError, AuthError, ControlPlaneUnavailable
+from tulle.errors import ApiError, AuthError, ControlPlaneUnavailable, TulleError
 from tulle.settings import StatePaths
 from tulle.xds.admission import StreamEvent
 from tulle.xds.sync import ProxySync
@@ -21,7 +21,8 @@ from tulle.xds.sync import ProxySync
 REQUEST_TIMEOUT_S = 4.0
 # One proxy's admin page, through the control plane and its agent: a frozen proxy costs a
 # check this long, not the control plane's own page timeout (10 s).
-ADMIN_TIMEOUT_S = 2.0
+ADMIN_TIMEOUT_S = 1.5
+REFRESH_TIMEOUT_S = 4.0  # the control plane gives its agents 2.5 s
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class CheckApi:
         # Proxies whose admin page did not come in time, this run: the next check that reads
         # them fails at once with the same reason, instead of waiting again.
         self._unanswered: dict[str, ControlPlaneUnavailable] = {}
+        self._refreshed = False
 
     @property
     def client(self) -> ApiClient:
@@ -77,6 +79,23 @@ class CheckApi:
         except ValueError:
             body = None
         return Probe(status, body)
+
+    def refresh(self) -> None:
+        """Once per run, before the first read of a proxy or of telemetry: every agent reports
+        now, so the checks judge the traffic up to now, not up to the last 5 s report; and a
+        proxy whose agent or Envoy did not answer is known before any read waits for it."""
+        if self._refreshed:
+            return
+        self._refreshed = True
+        try:
+            answer = self.client.post("/v1/telemetry/refresh", {}, timeout=REFRESH_TIMEOUT_S)
+        except TulleError:
+            return  # an older control plane, or a slow one: read what there is
+        for missing in answer.get("missing", ()):
+            if not missing.get("answering", True):
+                self._unanswered[str(missing["proxy"])] = ControlPlaneUnavailable(
+                    f"{missing['proxy']} did not answer: {missing.get('reason')}",
+                    hint="see `tulle diagnose` for why (a frozen Envoy or agent)")
 
     def get(self, path: str, query: Mapping[str, Any] | None = None) -> Any:
         return self.client.get(path, query, timeout=self.timeout)
@@ -111,13 +130,16 @@ class CheckApi:
         return dict(self.get("/v1/health/versions"))
 
     def edges(self, window_s: float) -> dict[str, Any]:
+        self.refresh()
         return dict(self.get("/v1/health/edges", {"window": window_s}))
 
     def telemetry_workloads(self, window_s: float) -> list[dict[str, Any]]:
+        self.refresh()
         return list(self.get("/v1/telemetry/workloads", {"window": window_s})["workloads"])
 
     def admin(self, node: str, page: str, query: Mapping[str, Any] | None = None) -> Any:
         """A read-only Envoy admin page of one proxy (JSON), through the control plane."""
+        self.refresh()
         if node in self._unanswered:
             raise self._unanswered[node]
         try:

@@ -5,6 +5,7 @@ control plane's own status and Prometheus metrics.
     GET  /v1/tap?target=&namespace=&path=&method=&status=&max=   a live NDJSON stream
     GET  /v1/tap/status
     GET  /v1/diagnose[?service=&from=&to=&namespace=&window=]
+    POST /v1/telemetry/refresh   every agent reports now (`tulle check` before it reads)
     GET  /v1/health/{store,identity,versions,edges}[?window=]
     GET  /v1/status
     POST /v1/shutdown
@@ -109,7 +110,11 @@ def diagnosis_routes(diagnosis: DiagnosisService) -> list[Route]:
         window = query_seconds(request, "window", DEFAULT_WINDOW_S)
         return json_response(await diagnosis.run(scope, window))
 
-    return [Route("GET", "/v1/diagnose", run)]
+    async def refresh(request: web.Request) -> web.StreamResponse:
+        return json_response(await diagnosis.refresh())
+
+    return [Route("GET", "/v1/diagnose", run),
+            Route("POST", "/v1/telemetry/refresh", refresh)]
 
 
 def health_routes(health: HealthService, telemetry: TelemetryService) -> list[Route]:

@@ -115,6 +115,20 @@ class DiagnosisService:
             reports=MappingProxyType(reports),
         )
 
+    async def refresh(self) -> dict[str, Any]:
+        """Every registered agent reports now: what `tulle check` asks before it reads the
+        telemetry, so that it judges the traffic up to now. Says which proxies could not
+        (and whether their agent or their Envoy did not answer)."""
+        mesh = self._mesh()
+        nodes = sorted(mesh.workloads)
+        answers = await self.ask_reports(nodes)
+        ages = self._telemetry.windows.window(self._telemetry.windows.slot_s).last_report_age
+        reports = [self._report(answers[n], mesh.workloads[n].pid, ages.get(n)) for n in nodes]
+        return {"asked": nodes, "fresh": [r.node for r in reports if r.fresh],
+                "missing": [{"proxy": r.node, "reason": r.error or "no report",
+                             "answering": r.answered and r.envoy_answers is not False}
+                            for r in reports if not r.fresh]}
+
     async def ask_reports(self, nodes: Iterable[str]) -> dict[str, PageRead]:
         """Every named agent, at once: report your telemetry now, and how are your
         processes?"""
