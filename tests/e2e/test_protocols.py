@@ -48,3 +48,31 @@ spec:
 """)
     mesh.sync()
     assert _status_http10(mesh) == "426"  # Envoy's own answer when it is off
+
+
+GRPC_SERVICE = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: greeter}
+spec: {protocol: grpc}
+"""
+
+
+def test_grpc_calls_over_one_channel_are_balanced_per_call(mesh: Mesh) -> None:
+    mesh.cli("apply", "-f", "-", stdin=GRPC_SERVICE)
+    for name in ("greeter-1", "greeter-2"):
+        port = free_port()
+        mesh.run("greeter", name=name, port=port,
+                 command=[sys.executable, str(APPS / "grpc_greeter.py"), str(port), name])
+    mesh.sync()
+    local = free_port()
+    result = mesh.cli("run", "--service", "client", "--upstream", f"greeter:{local}", "--",
+                      sys.executable, str(APPS / "grpc_caller.py"), f"127.0.0.1:{local}",
+                      "100", timeout=120)
+    line = [x for x in result.stdout.splitlines() if x.startswith("{")][-1]
+    calls = json.loads(line)
+    assert calls["failures"] == {}, calls
+    # One HTTP/2 connection from the client, yet each call is balanced on its own (round
+    # robin: 50/50; anything from 30/70 shows per-call balancing, one connection would be 100/0).
+    assert set(calls["answered"]) == {"greeter-1", "greeter-2"}, calls
+    assert min(calls["answered"].values()) >= 30, calls

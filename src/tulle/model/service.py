@@ -13,8 +13,20 @@ from typing import ClassVar, Literal
 from tulle.model.access_log import ServiceAccessLog
 from tulle.model.spec_config import SPEC_CONFIG
 
-Protocol = Literal["http", "tcp"]
+# http: HTTP/1.1 (and WebSocket); http2: HTTP/2 without TLS to the application (h2c); grpc:
+# HTTP/2 carrying gRPC; tcp: bytes. Kubernetes' appProtocol names where they exist.
+Protocol = Literal["http", "http2", "grpc", "tcp"]
 MtlsMode = Literal["STRICT", "PERMISSIVE"]
+
+
+def is_http(protocol: Protocol) -> bool:
+    """Sidecars parse requests: routes, retries and per-request metrics apply."""
+    return protocol != "tcp"
+
+
+def is_http2(protocol: Protocol) -> bool:
+    """The application speaks HTTP/2 (h2c): so does every hop of the request."""
+    return protocol in ("http2", "grpc")
 
 
 @dataclass(frozen=True)
@@ -30,8 +42,9 @@ class MtlsSettings:
 class ServiceSpec:
     __pydantic_config__: ClassVar = SPEC_CONFIG
 
-    # http: sidecars parse requests (routing, retries, per-request metrics).
-    # tcp: sidecars forward bytes; clients reach it through `tulle run --upstream`.
+    # http, http2, grpc: sidecars parse requests (routing, retries, per-request metrics);
+    # http2 and grpc speak HTTP/2 on every hop, so one client connection is balanced per
+    # request. tcp: sidecars forward bytes; clients reach it through `tulle run --upstream`.
     protocol: Protocol = "http"
     # Overrides the Mesh's mTLS mode for this service's inbound traffic.
     mtls: MtlsSettings | None = None

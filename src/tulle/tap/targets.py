@@ -20,6 +20,7 @@ from tulle.errors import NotFoundError, UsageError
 from tulle.model.kinds import closest
 from tulle.model.mesh import MeshSnapshot
 from tulle.model.meta import ServiceRef, dns_label_problem
+from tulle.model.service import is_http
 from tulle.model.taps import NO_TAPS, ProxyTaps
 from tulle.model.workload import Workload
 from tulle.tap.events import Event
@@ -73,7 +74,7 @@ def resolve_target(mesh: MeshSnapshot, text: str, namespace: str) -> TapTarget:
                          hint=f"say which: `tulle tap service/{name}` or "
                               f"`tulle tap workload/{name}`")
     if service is not None and kind in (None, "service"):
-        if service.protocol != "http":
+        if not is_http(service.protocol):
             raise UsageError(f"service {namespace}/{name} is a TCP service: tap shows HTTP "
                              "requests only",
                              hint="tap an HTTP service, or the workloads that call it")

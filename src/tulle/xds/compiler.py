@@ -18,6 +18,7 @@ from typing import Any
 
 from tulle.model.mesh import MeshService, MeshSnapshot
 from tulle.model.meta import ServiceRef
+from tulle.model.service import is_http
 from tulle.xds import names, types
 from tulle.xds.generators import clusters, endpoints, listeners, routes, secrets, tracing
 from tulle.xds.generators.access_logs import proxy_logs
@@ -129,7 +130,9 @@ class ConfigCompiler:
                                   http10)]
         own_routes: list[EncodedResource] = []
         if proxy.app_port is not None:
-            own_clusters.append(memo.get(types.CLUSTER, clusters.inbound_cluster, proxy.app_port))
+            own_protocol = own_service.protocol if own_service else "http"
+            own_clusters.append(memo.get(types.CLUSTER, clusters.inbound_cluster, proxy.app_port,
+                                         own_protocol))
             if proxy.inbound_port is not None:
                 service = mesh.services.get(ServiceRef(proxy.namespace, proxy.service))
                 protocol = service.protocol if service else "http"
@@ -145,7 +148,7 @@ class ConfigCompiler:
             own_listeners.append(memo.get(types.LISTENER, listeners.upstream_listener,
                                           bind.local_port, bind.service, service.protocol,
                                           tracer, logs.upstream(bind.service), http10))
-            if service.protocol == "http":
+            if is_http(service.protocol):
                 own_routes.append(memo.get(types.ROUTE, routes.upstream_route_config, service,
                                            mesh.routes.get(bind.service, ())))
         return ProxyConfig.build(mesh.version, {

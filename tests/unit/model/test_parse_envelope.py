@@ -94,12 +94,12 @@ metadata:
     ("metadata and spec problems reported together", SERVICE + """\
 metadata: {name: Books, labels: {v: 1}}
 extra: true
-spec: {protocol: grpc, portt: 80}
+spec: {protocol: smtp, portt: 80}
 """, "Service default/Books",
      [("metadata.name", INVALID_NAME, ""),
       ("metadata.labels.v", "the value must be a string", ""),
       ("extra", 'unknown field "extra"', "known fields here: apiVersion"),
-      ("spec.protocol", "must be one of 'http' or 'tcp', got \"grpc\"", ""),
+      ("spec.protocol", "must be one of 'http', 'http2', 'grpc' or 'tcp', got \"smtp\"", ""),
       ("spec.portt", 'unknown field "portt"', "known fields here: protocol")]),
     ("spec checked when metadata is missing", SERVICE + "spec: {protocl: tcp}\n",
      "Service (unnamed)",

@@ -143,10 +143,10 @@ spec:
     # Service.
     ("service protocol enum is case sensitive",
      "apiVersion: tulle.io/v1alpha1\nkind: Service\nmetadata: {name: a}\nspec: {protocol: HTTP}\n",
-     [("spec.protocol", "must be one of 'http' or 'tcp', got \"HTTP\"", "")]),
+     [("spec.protocol", "must be one of 'http', 'http2', 'grpc' or 'tcp', got \"HTTP\"", "")]),
     ("service protocol a number",
      "apiVersion: tulle.io/v1alpha1\nkind: Service\nmetadata: {name: a}\nspec: {protocol: 7}\n",
-     [("spec.protocol", "must be one of 'http' or 'tcp', got 7", "")]),
+     [("spec.protocol", "must be one of 'http', 'http2', 'grpc' or 'tcp', got 7", "")]),
     # Values JSON cannot carry are named, not a crash.
     ("YAML binary and set", ROUTE_HEAD + """\
 spec:

@@ -151,3 +151,34 @@ def test_policy_from_a_manifest_reaches_the_cluster() -> None:
     assert built.circuit_breakers.thresholds[0].max_requests.value == 9
     assert built.outlier_detection.consecutive_5xx.value == 5
     assert built.outlier_detection.enforcing_consecutive_gateway_failure.value == 100
+
+
+@pytest.mark.parametrize(("protocol", "lifetime", "upstream"), [
+    ("http", None, None),  # Envoy's default: HTTP/1.1, nothing to say
+    ("http", 60.0, "http_protocol_options"),
+    ("http2", None, "http2_protocol_options"),
+    ("grpc", None, "http2_protocol_options"),
+    ("grpc", 60.0, "http2_protocol_options"),
+    ("tcp", 60.0, None),
+])
+def test_the_protocol_between_sidecars(protocol: Protocol, lifetime: float | None,
+                                       upstream: str | None) -> None:
+    built = cluster(protocol=protocol, lifetime=lifetime)
+    if upstream is None:
+        assert HTTP_OPTIONS not in built.typed_extension_protocol_options
+        return
+    options = http_options(built)
+    assert options.explicit_http_config.WhichOneof("protocol_config") == upstream
+    if lifetime:
+        assert options.common_http_protocol_options.max_connection_duration.seconds == lifetime
+
+
+@pytest.mark.parametrize(("protocol", "h2c"), [("http", False), ("http2", True),
+                                                ("grpc", True), ("tcp", False)])
+def test_the_protocol_to_the_application(protocol: Protocol, h2c: bool) -> None:
+    from tulle.xds.generators.clusters import inbound_cluster
+
+    built = inbound_cluster(8080, protocol)
+    assert (HTTP_OPTIONS in built.typed_extension_protocol_options) is h2c
+    if h2c:
+        assert http_options(built).explicit_http_config.HasField("http2_protocol_options")

@@ -13,6 +13,7 @@ from tulle.model.durations import parse_duration
 from tulle.model.mesh import MeshService
 from tulle.model.policies import ServicePolicy
 from tulle.model.policy import OutlierDetection
+from tulle.model.service import Protocol, is_http, is_http2
 from tulle.xds import names
 from tulle.xds.generators.common import ads_source, pack, seconds, socket_address, tls_socket
 from tulle.xds.generators.secrets import upstream_tls
@@ -56,18 +57,31 @@ def outbound_cluster(service: MeshService, trust_domain: str,
     if policy.outlier_detection is not None:
         cluster.outlier_detection.CopyFrom(_outlier(policy.outlier_detection))
     idle = parse_duration(timeouts.idle) if timeouts and timeouts.idle else None
-    if service.protocol == "http" and (connection_lifetime_s or idle):
+    if is_http2(service.protocol) or (is_http(service.protocol)
+                                      and (connection_lifetime_s or idle)):
         common = protocol_pb2.HttpProtocolOptions()
         if connection_lifetime_s:
             common.max_connection_duration.CopyFrom(seconds(connection_lifetime_s))
         if idle:
             common.idle_timeout.CopyFrom(seconds(idle))
-        options = http_protocol_options_pb2.HttpProtocolOptions(
-            explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
-                http_protocol_options=protocol_pb2.Http1ProtocolOptions()),
-            common_http_protocol_options=common)
-        cluster.typed_extension_protocol_options[_HTTP_OPTIONS].CopyFrom(pack(options))
+        cluster.typed_extension_protocol_options[_HTTP_OPTIONS].CopyFrom(
+            pack(_http_options(is_http2(service.protocol), common)))
     return cluster
+
+
+def _http_options(http2: bool, common: protocol_pb2.HttpProtocolOptions | None = None
+                  ) -> http_protocol_options_pb2.HttpProtocolOptions:
+    """HTTP/1.1 or HTTP/2 to the upstream. Over HTTP/2 each request is balanced on its own:
+    one client connection spreads over every instance."""
+    explicit = http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig()
+    if http2:
+        explicit.http2_protocol_options.CopyFrom(protocol_pb2.Http2ProtocolOptions())
+    else:
+        explicit.http_protocol_options.CopyFrom(protocol_pb2.Http1ProtocolOptions())
+    options = http_protocol_options_pb2.HttpProtocolOptions(explicit_http_config=explicit)
+    if common is not None:
+        options.common_http_protocol_options.CopyFrom(common)
+    return options
 
 
 _LB = {"RoundRobin": cluster_pb2.Cluster.ROUND_ROBIN,
@@ -110,13 +124,14 @@ def _outlier(detection: OutlierDetection) -> outlier_detection_pb2.OutlierDetect
     return out
 
 
-def inbound_cluster(app_port: int) -> cluster_pb2.Cluster:
-    """The application behind this sidecar, always on loopback."""
+def inbound_cluster(app_port: int, protocol: Protocol = "http") -> cluster_pb2.Cluster:
+    """The application behind this sidecar, always on loopback: HTTP/2 without TLS (h2c)
+    for http2 and grpc services."""
     name = names.inbound_cluster(app_port)
     endpoint = endpoint_components_pb2.LbEndpoint(
         endpoint=endpoint_components_pb2.Endpoint(address=socket_address(LOCAL_APP_HOST,
                                                                          app_port)))
-    return cluster_pb2.Cluster(
+    cluster = cluster_pb2.Cluster(
         name=name,
         type=cluster_pb2.Cluster.STATIC,
         connect_timeout=seconds(CONNECT_TIMEOUT_S),
@@ -125,3 +140,7 @@ def inbound_cluster(app_port: int) -> cluster_pb2.Cluster:
             endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=[endpoint])],
         ),
     )
+    if is_http2(protocol):
+        cluster.typed_extension_protocol_options[_HTTP_OPTIONS].CopyFrom(
+            pack(_http_options(http2=True)))
+    return cluster
