@@ -289,3 +289,12 @@ def test_no_route_severity_follows_the_share_of_requests(missed: int, severity: 
     given = evidence({(WEB, OUT): {"rq2": 500}, (WEB, PROXY): {"noroute": missed}})
     (found,) = diagnose(given, rules=RULES).findings
     assert (found.code, found.severity.label) == ("TUL1012", severity)
+
+
+def test_an_instance_whose_application_crashed_and_left_is_the_services_finding() -> None:
+    """Its sidecar's last report shows connect failures to the dead application; the
+    instance is gone, so the finding is the service's: no instance left (TUL1001)."""
+    given = evidence({(WEB, OUT): failing(no_healthy=5), (B1, IN): {"rq5": 5, "app_cfail": 5}},
+                     workloads=(web(),), departed=(B1,))
+    assert [(f.code, f.subject) for f in diagnose(given, rules=RULES).findings][:1] == [
+        ("TUL1001", "service/books.default")]

@@ -172,8 +172,8 @@ def app_connect_failures(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     """TUL1003: a sidecar cannot connect to its own application."""
     for node in sorted({node for node, _ in evidence.window.counters}):
         failures = evidence.inbound(node).get("app_cfail", 0)
-        if not failures:
-            continue
+        if not failures or node not in evidence.workloads:
+            continue  # none, or the instance has left (TUL1001 names it if it is missed)
         ref = evidence.service_of(node)
         workload = evidence.workloads.get(node)
         port = workload.app_port if workload else None
