@@ -76,3 +76,42 @@ def test_grpc_calls_over_one_channel_are_balanced_per_call(mesh: Mesh) -> None:
     # robin: 50/50; anything from 30/70 shows per-call balancing, one connection would be 100/0).
     assert set(calls["answered"]) == {"greeter-1", "greeter-2"}, calls
     assert min(calls["answered"].values()) >= 30, calls
+
+
+def test_grpc_by_name_through_http_proxy(mesh: Mesh) -> None:
+    # grpcio honours http_proxy: it sends CONNECT greeter:50051, then speaks HTTP/2.
+    mesh.cli("apply", "-f", "-", stdin=GRPC_SERVICE)
+    port = free_port()
+    mesh.run("greeter", name="greeter-1", port=port,
+             command=[sys.executable, str(APPS / "grpc_greeter.py"), str(port), "greeter-1"])
+    mesh.sync()
+    result = mesh.cli("run", "--service", "client", "--", sys.executable,
+                      str(APPS / "grpc_caller.py"), "greeter:50051", "10", timeout=120)
+    line = [x for x in result.stdout.splitlines() if x.startswith("{")][-1]
+    assert json.loads(line) == {"answered": {"greeter-1": 10}, "failures": {}}
+
+
+def test_tcp_by_name_through_connect_and_no_egress(mesh: Mesh) -> None:
+    mesh.cli("apply", "-f", "-", stdin="""\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: lines}
+spec: {protocol: tcp}
+""")
+    port = free_port()
+    mesh.run("lines", name="lines-1", port=port,
+             command=[sys.executable, str(APPS / "tcp_echo.py"), str(port)])
+    mesh.sync()
+    reached = mesh.cli("run", "--service", "client", "--", sys.executable,
+                       str(APPS / "connect_line.py"), "lines:7", "hello", timeout=60)
+    assert reached.stdout.splitlines()[-2:] == ["HTTP/1.1 200 OK", "lines-1:hello"], \
+        reached.stdout
+    # The hop between the sidecars was mutual TLS: lines-1's inbound saw a handshake.
+    stats = mesh.admin("lines-1", "stats?filter=ssl.handshake")
+    assert any(int(v) > 0 for k, v in (x.split(": ") for x in stats.splitlines()
+                                       if "listener" in x and ": " in x)), stats
+
+    outside = mesh.cli("run", "--service", "client", "--", sys.executable,
+                       str(APPS / "connect_line.py"), "example.com:443", "x", timeout=60)
+    assert outside.stdout.splitlines()[0] == "HTTP/1.1 403 Forbidden", outside.stdout
+    assert "outside the mesh" in outside.stdout

@@ -147,18 +147,34 @@ def outbound_hosts(client_namespace: str, *manifests: Manifest) -> dict[str, Any
 def test_a_tcp_service_answers_http_with_400_and_how_to_reach_it() -> None:
     hosts = outbound_hosts("default", service("db", "tcp"),
                            http_route("r", "db", [rule("db", prefix="/")]))
-    [route] = hosts["db.default"].routes
+    connect, route = hosts["db.default"].routes
     assert target(route) == "400"
     assert "--upstream db.default:" in route.direct_response.body.inline_string
+    assert "CONNECT db.default:PORT" in route.direct_response.body.inline_string
+    assert connect.match.HasField("connect_matcher")  # bytes reach it through CONNECT
+
+
+def test_connect_to_a_service_tunnels_to_its_cluster() -> None:
+    hosts = outbound_hosts("default", service("books"), service("greeter", "grpc"))
+    for host in ("books.default", "greeter.default"):
+        first = hosts[host].routes[0]  # before any route that matches HTTP requests
+        assert first.match.HasField("connect_matcher")
+        assert first.route.cluster == f"outbound|{host}"
+        [upgrade] = first.route.upgrade_configs
+        assert (upgrade.upgrade_type, upgrade.HasField("connect_config")) == ("CONNECT", True)
+        assert first.route.timeout.ToSeconds() == 0
 
 
 def test_an_unknown_host_gets_404_with_a_hint() -> None:
     hosts = outbound_hosts("default", service("books"))
     *_, last = hosts.values()
     assert list(last.domains) == ["*"]
-    [route] = last.routes
+    connect, route = last.routes
     assert target(route) == "404"
     assert "tulle get services" in route.direct_response.body.inline_string
+    # CONNECT to anything else is egress, denied with a reason until the mesh has egress.
+    assert connect.match.HasField("connect_matcher") and target(connect) == "403"
+    assert "outside the mesh" in connect.direct_response.body.inline_string
 
 
 @pytest.mark.parametrize(("client_namespace", "domains"), [

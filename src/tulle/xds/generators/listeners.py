@@ -123,7 +123,9 @@ def _http_manager(stat_prefix: str, rds_name: str | None = None,
         strip_any_host_port=True,
         http_filters=http_filters(rate_limit),
         # WebSocket handshakes pass on every hop; without this Envoy refuses them with 403.
-        upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
+        # CONNECT is routed only where a route says so (the outbound table's services).
+        upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type=kind)
+                         for kind in ("websocket", "CONNECT")],
     )
     if rds_name is not None:
         manager.rds.CopyFrom(hcm.Rds(config_source=ads_source(), route_config_name=rds_name))

@@ -35,6 +35,10 @@ _UNKNOWN_HOST_BODY = (
     "tulle: no service in the mesh matches this request's host.\n"
     "List services with `tulle get services`; use NAME or NAME.NAMESPACE as the host.\n"
 )
+_CONNECT_OUTSIDE_BODY = (
+    "tulle: CONNECT to a host outside the mesh is denied: the mesh has no egress yet.\n"
+    "CONNECT NAME:PORT reaches a mesh service (`tulle get services`).\n"
+)
 
 
 def outbound_route_config(client_namespace: str,
@@ -45,10 +49,14 @@ def outbound_route_config(client_namespace: str,
         if service.ref.namespace == client_namespace:
             domains.insert(0, service.ref.name)
         virtual_hosts.append(rc.VirtualHost(
-            name=service.ref.host, domains=domains, routes=service_routes(service, attached)))
+            name=service.ref.host, domains=domains,
+            routes=[_connect(service), *service_routes(service, attached)]))
+    unknown = _direct(403, _CONNECT_OUTSIDE_BODY)
+    unknown.name = "connect-outside"
+    unknown.match.CopyFrom(rc.RouteMatch(connect_matcher=rc.RouteMatch.ConnectMatcher()))
     virtual_hosts.append(rc.VirtualHost(
         name="unknown-host", domains=["*"],
-        routes=[_direct(404, _UNKNOWN_HOST_BODY)]))
+        routes=[unknown, _direct(404, _UNKNOWN_HOST_BODY)]))
     return route_pb2.RouteConfiguration(
         name=names.outbound_route_config(client_namespace),
         virtual_hosts=virtual_hosts,
@@ -89,6 +97,7 @@ def inbound_route_config(app_port: int) -> route_pb2.RouteConfiguration:
 def service_routes(service: MeshService, attached: tuple[AttachedRoute, ...]) -> list[rc.Route]:
     if service.protocol == "tcp":
         return [_direct(400, f"tulle: {service.ref.host} speaks tcp, not http; reach it with "
+                             f"CONNECT {service.ref.host}:PORT through the proxy, or "
                              f"`tulle run --upstream {service.ref.host}:LOCAL_PORT`.\n")]
     policy = service.policy
     balancer = policy.load_balancer
@@ -113,6 +122,22 @@ def service_routes(service: MeshService, attached: tuple[AttachedRoute, ...]) ->
     # Gateway API precedence; ties keep their order (route name, then rule, then match).
     entries.sort(key=lambda entry: (entry[0], entry[1]))
     return [route for _, _, route in entries]
+
+
+def _connect(service: MeshService) -> rc.Route:
+    """``CONNECT books:PORT`` (what gRPC, HTTPS and many SDKs send to an HTTP proxy): the
+    sidecar answers 200 and carries the tunnel's bytes to an instance's sidecar inside mTLS,
+    which parses them as its service's protocol (HTTP/1.1, HTTP/2, or bytes for tcp). A tunnel
+    is one connection: its requests all go to the instance it reached."""
+    return rc.Route(
+        name=f"{service.ref.host}/connect",
+        match=rc.RouteMatch(connect_matcher=rc.RouteMatch.ConnectMatcher()),
+        route=rc.RouteAction(
+            cluster=names.outbound_cluster(service.ref),
+            timeout=seconds(0),  # a tunnel lasts as long as its client keeps it
+            upgrade_configs=[rc.RouteAction.UpgradeConfig(
+                upgrade_type="CONNECT",
+                connect_config=rc.RouteAction.UpgradeConfig.ConnectConfig())]))
 
 
 def _direct(status: int, body: str) -> rc.Route:
