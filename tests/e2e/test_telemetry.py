@@ -67,8 +67,11 @@ def test_known_traffic_gives_the_right_figures(mesh: Mesh) -> None:
     assert 100 <= latency["p50"] <= latency["p95"] <= latency["p99"], latency
     assert latency["p50"] < 1000, latency
 
+    # The service's row may come from web-1's view (its report can arrive first): the
+    # instance's own report follows.
+    wait_for("books-1's 300 requests", lambda: [w["requests"] for w in telemetry(
+        mesh, "workloads", name="books-1")["workloads"]] == [300], timeout=20)
     workloads = telemetry(mesh, "workloads", name="books-1")["workloads"]
-    assert [w["requests"] for w in workloads] == [300]
     assert workloads[0]["identity"].endswith("/ns/default/sa/books")
 
     # The caller's side arrives in web-1's own reports.
