@@ -37,6 +37,9 @@ for _ in range(count):
     except urllib.error.HTTPError as error:
         codes.append(error.code)
 print("codes", codes, flush=True)
+if len(sys.argv) > 3:  # then stay, as a long-running client does, until stopped
+    import time
+    time.sleep(120)
 """
 
 
@@ -121,8 +124,28 @@ def test_a_one_shot_clients_calls_are_counted_after_it_exits(mesh: Mesh, tmp_pat
     wait_for("client-1 to leave", lambda: all(
         w["name"] != "client-1" for w in mesh.api.get("/v1/workloads")))
     assert edge_requests(mesh, "client-1", "bad") == 20
-    report, _ = diagnose(mesh)
+    # `tulle stat` counts the failures against the service called, as its caller saw them.
+    (row,) = json.loads(mesh.cli("stat", "services", "bad", "-o", "json").stdout)["services"]
+    assert (row["requests"], row["codes"]) == (20, {"5xx": 20}), row
+    report, _ = diagnose(mesh, "bad")
     assert "client-1.default" not in report["gathered"]["proxiesAsked"]  # departed
+    # The departed caller's failures are evidence: the finding names it as the caller.
+    assert first(report)["sources"] == ["proxy/client-1.default"], report["findings"]
+
+
+@pytest.mark.usefixtures("slow_telemetry")
+def test_a_stopped_clients_calls_are_counted(mesh: Mesh, tmp_path: Path) -> None:
+    """SIGTERM to `tulle run` (a supervisor stopping it): the agent reports before it goes."""
+    books_and_web(mesh)
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT)
+    client = mesh.run("client", name="client-1", app=False, wait=False,
+                      command=[sys.executable, str(script), "http://books/", "15", "stay"])
+    wait_for("the client's 15 calls", lambda: "codes [" in client.output(), timeout=30)
+    assert "codes [" + ", ".join(["200"] * 15) + "]" in client.output(), client.output()
+    assert edge_requests(mesh, "client-1", "books") == 0  # no periodic report yet
+    client.stop(signal.SIGTERM)
+    assert edge_requests(mesh, "client-1", "books") == 15
 
 
 @pytest.mark.usefixtures("slow_telemetry")
@@ -164,6 +187,10 @@ def test_a_frozen_agent_is_named_and_the_others_still_read(mesh: Mesh,
     assert [m["proxy"] for m in gathered["proxiesMissing"]] == ["books-1.default"]
     table = mesh.cli("diagnose", check=False, timeout=DEADLINE_S + 20).stdout
     assert "1/2 sidecars read fresh" in table and "books-1.default: agent did not" in table
+    started = time.monotonic()
+    result = mesh.cli("check", "--proxy", "-o", "json", check=False, timeout=DEADLINE_S + 30)
+    assert time.monotonic() - started < DEADLINE_S
+    assert result.returncode == 1, result.stdout
 
 
 @pytest.mark.usefixtures("fast_telemetry")

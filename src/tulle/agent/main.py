@@ -193,6 +193,8 @@ class Agent:
         telemetry = self._telemetry
         if telemetry is None or self._session is None:
             return False, "the sidecar is still starting"
+        if telemetry.interval_s is None:
+            return False, "telemetry is off on this sidecar (TULLE_TELEMETRY_INTERVAL)"
         try:
             sent = await asyncio.wait_for(telemetry.report(), seconds)
         except TimeoutError:
@@ -312,7 +314,8 @@ class Agent:
                 with contextlib.suppress(ProcessLookupError):
                     app.kill()
                 await app.wait()
-        if self._session is not None:
+        telemetry_on = self._telemetry is not None and self._telemetry.interval_s is not None
+        if self._session is not None and telemetry_on:
             # The last report, before the session ends (the control plane takes reports only
             # from registered workloads) and before Envoy goes with its counters: a one-shot
             # client's calls would otherwise never be counted.
