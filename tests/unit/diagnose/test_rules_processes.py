@@ -123,3 +123,15 @@ def test_process_info_reads_alive_stopped_and_gone() -> None:
     assert ProcessInfo.from_dict({"pid": 3, "state": "R", "command": "x"}) == \
         ProcessInfo(3, "R", "x")
     assert ProcessInfo.from_dict(None) is None and ProcessInfo.from_dict({"pid": None}) is None
+
+
+@pytest.mark.parametrize(("age", "code"), [(3.0, "TUL1039"), (40.0, "TUL1038"),
+                                           (None, "TUL1038")])
+def test_a_slow_agent_that_reported_recently_is_not_called_frozen(age: float | None,
+                                                                   code: str) -> None:
+    """Alive, not stopped, no answer in time: stuck only if it has not reported for a while;
+    a busy host's agent that reported seconds ago is missing evidence, not a fault."""
+    report = AgentReport(BOOKS, answered=False, fresh=False,
+                         error="agent did not answer: no answer in time", agent=AGENT,
+                         last_report_age=age)
+    assert [f.code for f in findings(evidence(report))] == [code]

@@ -8,7 +8,9 @@ looked up by the control plane on this host. So a frozen process is told from a 
 
 - the application stopped: TUL1036 (callers time out; a dead application is TUL1002/TUL1003);
 - Envoy alive but not answering: TUL1037 (a dead Envoy is restarted by the agent: TUL1018);
-- the agent alive but not answering: TUL1038; its process gone: TUL1015;
+- the agent alive but not answering: TUL1038 when it is stopped or has not reported for
+  ``STUCK_AFTER_S``; an agent that reported moments ago is only slow (a busy host): TUL1039;
+- its process gone: TUL1015;
 - an agent that answered without a fresh report, for no reason above: TUL1039.
 """
 
@@ -20,6 +22,17 @@ from tulle.diagnose.evidence import AgentReport, Evidence, ProcessInfo
 from tulle.diagnose.model import Finding, Scope, Severity, proxy_subject, service_subject
 from tulle.model.workload import WorkloadState
 from tulle.telemetry.schema import OUTBOUND, SeriesKey
+
+STUCK_AFTER_S = 12.0  # more than two report intervals (5 s) without a report
+
+
+def _slow_agent(report: AgentReport) -> bool:
+    """An agent that did not answer in time, alive and not stopped, that reported recently:
+    more likely slow than stuck."""
+    agent = report.agent
+    return (not report.answered and agent is not None and agent.alive and not agent.stopped
+            and report.last_report_age is not None
+            and report.last_report_age < STUCK_AFTER_S)
 
 
 def _age(report: AgentReport) -> str:
@@ -117,6 +130,8 @@ def agent_frozen(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         agent = report.agent
         lines = [f"the agent of {node} did not answer: {report.error or 'no answer'}",
                  _age(report)]
+        if _slow_agent(report):
+            continue  # TUL1039
         if agent is not None and agent.alive:
             yield Finding(
                 "TUL1038", Severity.ERROR, 60.0, proxy_subject(node),
@@ -144,7 +159,8 @@ def evidence_missing(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     fresh = [r.last_report_age for r in evidence.reports.values()
              if r.fresh and r.last_report_age is not None]
     for node, report in sorted(evidence.reports.items()):
-        if report.fresh or not report.answered or report.telemetry_off:
+        if report.fresh or report.telemetry_off or not (report.answered
+                                                         or _slow_agent(report)):
             continue  # not answering at all is TUL1038 or TUL1015
         workload = evidence.workloads.get(node)
         if workload is not None and workload.state is WorkloadState.STARTING:
