@@ -51,7 +51,7 @@ PROBE_FAST_S = 0.05  # until the application first accepts connections
 # A report on demand (`tulle diagnose` asks) must answer before the control plane's deadline
 # for it; the last report, when the workload stops, must not hold the stop up for long.
 REPORT_NOW_S = 1.2
-ENVOY_PROBE_S = 0.5
+ENVOY_PROBE_S = 1.0
 FINAL_REPORT_S = 2.0
 PROBE_SLOW_S = 1.0
 ENVOY_RESTART_MAX_S = 5.0

@@ -104,7 +104,8 @@ def test_a_frozen_application_names_its_callers_timeouts() -> None:
     fresh(BOOKS, app=None),  # a workload with no application
     fresh(BOOKS, app=ProcessInfo(102, "Z", "python3 app.py")),  # dead: TUL1002/TUL1003
     fresh(BOOKS, fresh=False, error="Envoy's stats did not arrive", telemetry_off=True),
-], ids=["healthy", "no app", "dead app", "telemetry off"])
+    fresh(BOOKS, envoy_answers=False),  # its stats came: a slow probe, not a frozen Envoy
+], ids=["healthy", "no app", "dead app", "telemetry off", "slow Envoy probe"])
 def test_no_finding_without_a_frozen_process_or_missing_evidence(report: AgentReport
                                                                   ) -> None:
     assert findings(evidence(report)) == []

@@ -103,8 +103,8 @@ def envoy_frozen(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         envoy = report.envoy
         if envoy is None or not report.answered or not envoy.alive:
             continue
-        if not envoy.stopped and report.envoy_answers is not False:
-            continue
+        if not envoy.stopped and (report.envoy_answers is not False or report.fresh):
+            continue  # it answered its agent, or its stats came: busy, not frozen
         workload = evidence.workloads.get(node)
         callers, lines = _callers(evidence, node)
         serving = workload is not None and workload.serves_traffic
@@ -168,7 +168,7 @@ def evidence_missing(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         envoy = report.envoy
         if envoy is not None and envoy.alive and (envoy.stopped
                                                   or report.envoy_answers is False):
-            continue  # TUL1037 explains it
+            continue  # TUL1037 explains it (it is not fresh)
         lines = [f"{node} could not report now: {report.error or 'no report'}", _age(report)]
         if fresh:
             lines.append(f"{len(fresh)} other sidecar(s) reported fresh evidence, "
