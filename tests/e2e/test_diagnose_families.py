@@ -1,18 +1,23 @@
 """`tulle diagnose` with real Envoy on the newer families: a canary whose failures the route's
 retries hide (TUL1019, covered by `diagnose books`), a fault injection left on (TUL1025, from
-the callers' fault counters), and a rule sending a share to a version with no instance
-(TUL1027). Steady traffic from a long-running client; the culprit ranks first."""
+the callers' fault counters), a rule sending a share to a version with no instance (TUL1027),
+one slow instance of three (TUL1022), 404s after a rewrite (TUL1026) and an instance that
+accepts requests and never answers (TUL1024). Steady traffic from a long-running client; the
+culprit ranks first."""
 
 from __future__ import annotations
 
 import json
+import sys
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.mesh import Mesh, Workload, wait_for
+from tests.support.ports import free_port
 from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.envoy
@@ -147,3 +152,79 @@ def test_a_share_routed_to_a_version_without_instances(
     assert finding["subject"] == "httproute/books.default#canary"
     assert "50% of its traffic" in finding["cause"]
     assert "service/books-v3.default" in finding["related"]
+
+
+BACKEND = Path(__file__).resolve().parent.parent / "apps" / "backend.py"
+BOOKS_ROUTE = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: books}
+spec:
+  parentRefs: [{name: books}]
+  rules:
+  - backendRefs: [{name: books}]
+"""
+REWRITE = BOOKS_ROUTE + """\
+    filters:
+    - type: URLRewrite
+      urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}
+"""
+
+
+def _backend(mesh: Mesh, name: str, *flags: str) -> Workload:
+    port = free_port()
+    return mesh.run("books", name=name, port=port,
+                    command=[sys.executable, str(BACKEND), str(port), *flags])
+
+
+def _calls(mesh: Mesh, url: str) -> Traffic:
+    web = mesh.run("web", name="web-1")
+    traffic = Traffic(mesh, web, url)
+    traffic.start()
+    wait_for("steady traffic", lambda: traffic.ok >= 20)
+    return traffic
+
+
+def test_one_slow_instance_of_three(mesh: Mesh) -> None:
+    for i in (1, 2, 3):
+        _backend(mesh, f"books-{i}")
+    traffic = _calls(mesh, "http://books/")
+    try:
+        _control(mesh.workloads[2], "delay=800")
+        finding = first_finding(mesh, "TUL1022", timeout=45)
+    finally:
+        traffic.stop()
+    assert finding["subject"] == "proxy/books-3.default"
+    assert "ms slower than its peers" in finding["cause"]
+    assert "service/books.default" in finding["related"]
+
+
+def test_404s_after_a_rewrite_name_the_change(mesh: Mesh) -> None:
+    _backend(mesh, "books-1", "--prefix", "/api")
+    mesh.cli("apply", "-f", "-", stdin=BOOKS_ROUTE)
+    mesh.sync()
+    traffic = _calls(mesh, "http://books/api/books")
+    try:
+        wait_for("healthy calls reported before the change", lambda: traffic.ok >= 200)
+        mesh.cli("apply", "-f", "-", stdin=REWRITE)
+        revision = mesh.status()["storeRevision"]
+        finding = first_finding(mesh, "TUL1026")
+    finally:
+        traffic.stop()
+    assert finding["subject"] in ("httproute/books.default#0", "httproute/books.default")
+    assert f"revision {revision}" in finding["cause"]
+    assert "application answered" in finding["cause"]
+    assert f"tulle rollback --revert {revision} --dry-run" in finding["fix"]
+
+
+def test_an_instance_that_accepts_and_never_answers(mesh: Mesh) -> None:
+    for i in (1, 2):
+        _backend(mesh, f"books-{i}")
+    traffic = _calls(mesh, "http://books/")
+    try:
+        _control(mesh.workloads[1], "hang=1")
+        finding = first_finding(mesh, "TUL1024", timeout=60)
+    finally:
+        traffic.stop()
+    assert finding["subject"] == "proxy/books-2.default"
+    assert "hang until the timeout" in finding["cause"]

@@ -267,10 +267,21 @@ def test_diagnosing_a_service_covers_the_versions_its_routes_send_to(
     assert ("TUL1019" in codes) is covered, codes
 
 
-def test_a_short_timeout_is_slower_than_allowed_not_a_hang() -> None:
-    manifests = (subset("v1"), subset("v2"), canary_route(timeout="300ms"))
-    result = diagnose(evidence(HANG_NOW, manifests=manifests,
-                               timeline=steady(HANG_BEFORE, recent=HANG_NOW)))
+def test_a_short_timeout_on_a_lone_instance_is_slower_than_allowed_not_a_hang() -> None:
+    manifests = (subset("v1"), canary_route(v2_weight=0, timeout="300ms"))
+    alone = (instances()[0], instances()[1])
+    before = {(WEB, V1): ok(60), (B1, IN): ok(60)}
+    now = {(WEB, V1): {"rq5": 20, "c504": 20, "timeout": 20}}
+    result = diagnose(evidence(now, manifests=manifests, workloads=alone,
+                               timeline=steady(before, recent=now)))
     codes = [f.code for f in result.findings]
     assert "TUL1024" not in codes and codes[0] == "TUL1009", codes
     assert result.findings[0].subject == "httproute/books.default#canary"
+
+
+def test_an_instance_silent_while_its_peers_answer_hangs_whatever_the_timeout() -> None:
+    manifests = (subset("v1"), subset("v2"), canary_route(timeout="300ms"))
+    result = diagnose(evidence(HANG_NOW, manifests=manifests,
+                               timeline=steady(HANG_BEFORE, recent=HANG_NOW)))
+    assert [(f.code, f.subject) for f in result.findings][:1] == [
+        ("TUL1024", "proxy/books-3.default")]

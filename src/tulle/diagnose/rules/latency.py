@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterator
 
-from tulle.diagnose.evidence import Evidence, requests
+from tulle.diagnose.evidence import Evidence, TimeSlot, requests
 from tulle.diagnose.model import (
     Finding,
     Scope,
@@ -177,6 +177,26 @@ def _timeout_s(evidence: Evidence, ref: ServiceRef) -> float:
     return min(limits, default=DEFAULT_TIMEOUT_S)
 
 
+def _silent(evidence: Evidence, ref: ServiceRef, answering: list[TimeSlot],
+            quiet: list[TimeSlot]) -> tuple[list[str], int]:
+    """The ready instances of ``ref`` that answered before and nothing in the quiet slots,
+    and how many requests their peers answered meanwhile. An instance ejected by outlier
+    detection gets no traffic: not silent."""
+    silent, peers = [], 0
+    ejected = {h.hostname for node in callers(evidence, [ref])
+               for h in evidence.upstream_hosts(node, ref) or () if not h.healthy}
+    for node in members(evidence, ref):
+        workload = evidence.workloads.get(node)
+        if workload is None or not workload.serves_traffic or not quiet:
+            continue
+        now = requests(slots_inbound(quiet, node))
+        if requests(slots_inbound(answering, node)) >= HANG_PAST_ANSWERS and not now \
+                and workload.name not in ejected:
+            silent.append(node)
+        peers += now
+    return silent, peers
+
+
 def requests_hang(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     """TUL1024: requests hang until the timeout: an instance accepts them, never answers."""
     answering, quiet = split_timeline(evidence, HANG_SILENT_S)
@@ -185,25 +205,22 @@ def requests_hang(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         seen = callers_view(now, [ref])
         timed_out = seen.get("timeout", 0)
         limit = _timeout_s(evidence, ref)
-        if not timed_out or limit < HANG_MIN_TIMEOUT_S:
-            continue  # none, or a short timeout: slower than allowed is TUL1009
-        silent = []
-        for node in members(evidence, ref):
-            workload = evidence.workloads.get(node)
-            if workload is None or not workload.serves_traffic or not quiet:
-                continue
-            if requests(slots_inbound(answering, node)) >= HANG_PAST_ANSWERS and \
-                    not requests(slots_inbound(quiet, node)):
-                silent.append(node)
-        everyone = bool(silent) and len(silent) == len(members(evidence, ref))
-        if not silent and share(timed_out, requests(seen) or timed_out) < HANG_SHARE:
-            continue  # some slow requests: TUL1009 says so
+        long_waits = bool(timed_out) and limit >= HANG_MIN_TIMEOUT_S
+        silent, peers = _silent(evidence, ref, answering, quiet)
+        # Evidence that calls kept coming: peers answered meanwhile, or callers waited for a
+        # long timeout (a short one says "slower than allowed": TUL1009).
+        if silent and not (peers or long_waits):
+            silent = []
+        if not silent and not (long_waits and share(timed_out, requests(seen) or timed_out)
+                               >= HANG_SHARE):
+            continue
         lines = [f"callers of {ref.host}: {timed_out} of {requests(seen)} requests timed out "
-                 f"(UT, 504) recently, after the {limit:g}s timeout"]
+                 f"(UT, 504) recently; the timeout on these calls is {limit:g}s"]
         lines += [f"{node} answered {requests(slots_inbound(answering, node))} requests before "
                   f"and none in the last {HANG_SILENT_S:g}s, while it stays ready and in the "
-                  "endpoints" for node in silent]
+                  f"endpoints (its peers answered {peers} meanwhile)" for node in silent]
         who = ", ".join(silent) if silent else f"the instances of {ref.host}"
+        everyone = bool(silent) and len(silent) == len(members(evidence, ref))
         one_culprit = bool(silent) and (len(silent) == 1 or not everyone)
         subjects = [proxy_subject(n) for n in silent] if one_culprit else [
             service_subject(ref)]
@@ -211,8 +228,8 @@ def requests_hang(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             yield Finding(
                 "TUL1024", Severity.ERROR, impact(timed_out, requests(seen), base=70), subject,
                 f"Requests to {who} hang until the timeout: the connection is accepted but no "
-                "answer comes (an application stopped, deadlocked or stuck). The mesh answered "
-                "them 504 when the route's timeout expired.",
+                "answer comes (an application stopped, deadlocked or stuck). Callers wait "
+                "until their timeout; the mesh answers 504 when the route's expires.",
                 tuple(lines),
                 f"see whether the application of {who} is stopped or stuck (`tulle tap`, its "
                 "process state, `kill -CONT` if it was stopped) and restart it; outlier "
