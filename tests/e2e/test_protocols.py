@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,3 +116,95 @@ spec: {protocol: tcp}
                        str(APPS / "connect_line.py"), "example.com:443", "x", timeout=60)
     assert outside.stdout.splitlines()[0] == "HTTP/1.1 403 Forbidden", outside.stdout
     assert "outside the mesh" in outside.stdout
+
+
+def _greeter(mesh: Mesh, name: str, *extra: str, env: tuple[str, ...] = ()) -> None:
+    port = free_port()
+    mesh.run("greeter", name=name, port=port, extra=extra, command=[
+        "env", *env, sys.executable, str(APPS / "grpc_greeter.py"), str(port), name])
+
+
+def _grpc_call(mesh: Mesh, *args: str) -> dict[str, Any]:
+    """Through --upstream, where the sidecar sees each call (routes, retries, timeouts); a
+    CONNECT tunnel (by name through HTTP_PROXY) carries them unseen."""
+    local = free_port()
+    result = mesh.cli("run", "--service", "client", "--upstream", f"greeter:{local}", "--",
+                      sys.executable, str(APPS / "grpc_caller.py"), f"127.0.0.1:{local}",
+                      *args, timeout=120)
+    line = [x for x in result.stdout.splitlines() if x.startswith("{")][-1]
+    data: dict[str, Any] = json.loads(line)
+    return data
+
+
+GRPC_ROUTE = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: greeter}
+spec:
+  parentRefs: [{name: greeter}]
+  rules:
+"""
+
+
+def test_a_route_matching_one_grpc_method_sends_it_to_v2(mesh: Mesh) -> None:
+    subsets = "".join(f"""---
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {{name: greeter-{v}}}
+spec: {{protocol: grpc, selector: {{service: greeter, version: {v}}}}}
+""" for v in ("v1", "v2"))
+    mesh.cli("apply", "-f", "-", stdin=GRPC_SERVICE + subsets)
+    _greeter(mesh, "greeter-1", "--version", "v1")
+    _greeter(mesh, "greeter-2", "--version", "v2")
+    # A gRPC method is the path /package.Service/Method: an Exact path match selects it.
+    mesh.cli("apply", "-f", "-", stdin=GRPC_ROUTE + """\
+  - matches: [{path: {type: Exact, value: /tulle.test.Greeter/Count}}]
+    backendRefs: [{name: greeter-v2}]
+  - backendRefs: [{name: greeter-v1}]
+""")
+    mesh.sync()
+    assert _grpc_call(mesh, "10") == {"answered": {"greeter-1": 10}, "failures": {}}
+    assert _grpc_call(mesh, "stream", "3", "0.3") == {"received": 3, "status": "OK",
+                                                      "from": ["greeter-2"]}
+
+
+def test_retries_on_unavailable_hide_a_flaky_instance(mesh: Mesh) -> None:
+    mesh.cli("apply", "-f", "-", stdin=GRPC_SERVICE)
+    _greeter(mesh, "greeter-1")
+    _greeter(mesh, "greeter-2", env=("FAIL_EVERY=2",))
+    mesh.sync()
+    without = _grpc_call(mesh, "60")
+    assert sum(without["failures"].values()) > 0, without  # the flaky instance shows
+    mesh.cli("apply", "-f", "-", stdin=GRPC_ROUTE + """\
+  - backendRefs: [{name: greeter}]
+    retry: {attempts: 3, grpcCodes: [unavailable]}
+""")
+    mesh.sync()
+    hidden = _grpc_call(mesh, "60")
+    assert hidden["failures"] == {} and sum(hidden["answered"].values()) == 60, hidden
+
+
+def test_a_stream_outlives_the_timeout_meant_for_unary_calls(mesh: Mesh) -> None:
+    mesh.cli("apply", "-f", "-", stdin=GRPC_SERVICE)
+    _greeter(mesh, "greeter-1")
+    # Unary calls get 1 s; the streaming method its own rule, with no request timeout.
+    mesh.cli("apply", "-f", "-", stdin=GRPC_ROUTE + """\
+  - name: streams
+    matches: [{path: {type: PathPrefix, value: /tulle.test.Greeter/Count}}]
+    backendRefs: [{name: greeter}]
+    timeouts: {request: 0s}
+  - name: unary
+    backendRefs: [{name: greeter}]
+    timeouts: {request: 1s}
+""")
+    mesh.sync()
+    assert _grpc_call(mesh, "stream", "6", "3") == {"received": 6, "status": "OK",
+                                                    "from": ["greeter-1"]}
+    # The same stream under the unary rule's 1 s is cut by it: the rule is what decides.
+    mesh.cli("apply", "-f", "-", stdin=GRPC_ROUTE + """\
+  - backendRefs: [{name: greeter}]
+    timeouts: {request: 1s}
+""")
+    mesh.sync()
+    cut = _grpc_call(mesh, "stream", "6", "3")
+    assert cut["received"] < 6 and cut["status"] != "OK", cut

@@ -186,12 +186,19 @@ class RouteTimeouts:
     backend_request: Duration | None = None
 
 
+GrpcRetryCode = Literal["cancelled", "deadline-exceeded", "internal", "resource-exhausted",
+                        "unavailable"]
+
+
 @dataclass(frozen=True)
 class RouteRetry:
     __pydantic_config__: ClassVar = SPEC_CONFIG
 
     attempts: Annotated[int, Ge(0), Le(10)] = 1
     codes: Annotated[tuple[Annotated[int, Ge(400), Le(599)], ...], Len(0, 16)] = ()
+    # gRPC statuses to retry on (a tulle extension; gRPC answers HTTP 200 with the status in
+    # its trailers): cancelled, deadline-exceeded, internal, resource-exhausted, unavailable.
+    grpc_codes: Annotated[tuple[GrpcRetryCode, ...], Len(0, 5)] = ()
     backoff: Duration | None = None
 
 

@@ -125,8 +125,13 @@ def _retries(rule: RouteRule) -> rc.RetryPolicy:
     retry = rule.retry
     if retry is None:
         return safe_retries()
-    on = f"{SAFE_RETRY_ON},{'retriable-status-codes' if retry.codes else '5xx'}"
-    policy = safe_retries(retry.attempts, on)
+    conditions = [SAFE_RETRY_ON]
+    if retry.codes:
+        conditions.append("retriable-status-codes")
+    conditions.extend(retry.grpc_codes)  # Envoy's retry_on names them as gRPC does
+    if not retry.codes and not retry.grpc_codes:
+        conditions.append("5xx")
+    policy = safe_retries(retry.attempts, ",".join(conditions))
     policy.retriable_status_codes.extend(retry.codes)
     if retry.backoff is not None:
         base = parse_duration(retry.backoff) or 0.025
