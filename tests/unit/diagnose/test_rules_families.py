@@ -285,3 +285,11 @@ def test_an_instance_silent_while_its_peers_answer_hangs_whatever_the_timeout() 
                                timeline=steady(HANG_BEFORE, recent=HANG_NOW)))
     assert [(f.code, f.subject) for f in result.findings][:1] == [
         ("TUL1024", "proxy/books-3.default")]
+
+
+def test_one_rule_slower_than_its_past_while_the_services_are_not() -> None:
+    before = {(WEB, V1): ok(100), (WEB, V2): ok(25), (WEB, CANARY): ok(60)}
+    now = {(WEB, V1): ok(100), (WEB, V2): ok(25), (WEB, CANARY): ok(30, "lat17")}
+    result = diagnose(evidence(now, timeline=steady(before, recent=now)))
+    found = [(f.code, f.subject, f.symptom) for f in result.findings if f.code == "TUL1021"]
+    assert found == [("TUL1021", "httproute/books.default#canary", True)]

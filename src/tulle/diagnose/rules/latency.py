@@ -42,6 +42,7 @@ from tulle.diagnose.rules._traffic import (
 )
 from tulle.model.meta import ServiceRef
 from tulle.telemetry.schema import ROUTE, rule_key
+from tulle.telemetry.windows import add_into
 
 # TUL1021: p99 now against p99 before, from callers' side.
 PAST_MIN_REQUESTS, NOW_MIN_REQUESTS = 50, 20
@@ -62,28 +63,51 @@ HANG_MIN_TIMEOUT_S = 5.0  # below, a timeout says "slower than allowed" (TUL1009
 DEFAULT_TIMEOUT_S = 15.0  # Envoy's route timeout when no rule sets one
 
 
+def _regressed(before: dict[str, int], after: dict[str, int]
+               ) -> tuple[float, float, bool] | None:
+    """(p99 before, p99 now, severe) when p99 rose enough against its past; else None."""
+    if requests(before) < PAST_MIN_REQUESTS or requests(after) < NOW_MIN_REQUESTS:
+        return None
+    then, current = p(before, 0.99), p(after, 0.99)
+    if then is None or current is None or current < REGRESSION_RATIO * then \
+            or current - then < REGRESSION_MARGIN_MS:
+        return None
+    return then, current, (current >= REGRESSION_ERROR_RATIO * then
+                           and current - then >= REGRESSION_ERROR_MARGIN_MS)
+
+
+def _rule_series(slots: list[TimeSlot]) -> dict[tuple[str, str, str], dict[str, int]]:
+    """Callers' ROUTE series summed per (route "ns/name", rule key, virtual host)."""
+    out: dict[tuple[str, str, str], dict[str, int]] = {}
+    for slot in slots:
+        for (_, key), values in slot.counters.items():
+            if key.kind == ROUTE:
+                add_into(out.setdefault((key.route, key.rule, key.destination), {}), values)
+    return out
+
+
 def latency_regression(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
-    """TUL1021: a called service's p99 rose against its own recent past."""
+    """TUL1021: a called service's p99 (or one route rule's, when the services' did not
+    move) rose against its own recent past."""
     older, now = split_timeline(evidence)
     if not older or not now:
         return
+    since = f"{evidence.now - min(s.start for s in now):.0f}s"
     past, present = slots_callers(older), slots_callers(now)
+    regressed: set[str] = set()
     for ref in sorted({dst for _, dst, _ in evidence.edges()}):
         before, after = past.get(ref, {}), present.get(ref, {})
-        if requests(before) < PAST_MIN_REQUESTS or requests(after) < NOW_MIN_REQUESTS:
+        found = _regressed(before, after)
+        if found is None:
             continue
-        then, current = p(before, 0.99), p(after, 0.99)
-        if then is None or current is None or current < REGRESSION_RATIO * then \
-                or current - then < REGRESSION_MARGIN_MS:
-            continue
-        severe = (current >= REGRESSION_ERROR_RATIO * then
-                  and current - then >= REGRESSION_ERROR_MARGIN_MS)
+        then, current, severe = found
+        regressed.add(ref.host)
         feeds = feeding(evidence, ref)
         yield Finding(
             "TUL1021", Severity.ERROR if severe else Severity.WARNING,
             min(80.0, 35.0 + current / max(then, 1.0)), service_subject(ref),
-            f"Calls to {ref.host} got slower: p99 {ms(current)} in the last "
-            f"{evidence.now - min(s.start for s in now):.0f}s against {ms(then)} before.",
+            f"Calls to {ref.host} got slower: p99 {ms(current)} in the last {since} against "
+            f"{ms(then)} before.",
             (f"callers' p99 to {ref.host}: {ms(then)} over {requests(before)} requests before, "
              f"{ms(current)} over {requests(after)} requests now",
              f"p50: {ms(p(before, 0.5))} before, {ms(p(after, 0.5))} now",
@@ -92,6 +116,37 @@ def latency_regression(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             f"findings), a deployment (`tulle history`); `tulle top` shows it live",
             related=tuple(b.subject for b in feeds),
             sources=tuple(proxy_subject(n) for n in callers(evidence, [ref])), symptom=True)
+    yield from _rule_regressions(evidence, older, now, regressed, since)
+
+
+def _rule_regressions(evidence: Evidence, older: list[TimeSlot], now: list[TimeSlot],
+                      regressed: set[str], since: str) -> Iterator[Finding]:
+    past, present = _rule_series(older), _rule_series(now)
+    rules = {(f"{a.key.namespace}/{a.key.name}", rule_key(i, r.name)): (a, i, r, parent)
+             for parent, attached in evidence.mesh.routes.items() for a in attached
+             for i, r in enumerate(a.spec.rules)}
+    for (route, rule, host), after in sorted(present.items()):
+        found = _regressed(past.get((route, rule, host), {}), after)
+        known = rules.get((route, rule))
+        if found is None or known is None:
+            continue
+        attached, index, spec, parent = known
+        targets = {parent.host, *(f"{b.name}.{b.namespace or attached.key.namespace}"
+                                  for b in spec.backend_refs)}
+        if targets & regressed:
+            continue  # the service's own finding says it
+        then, current, severe = found
+        subject = rule_subject(attached.key, index, spec.name)
+        yield Finding(
+            "TUL1021", Severity.ERROR if severe else Severity.WARNING,
+            min(80.0, 35.0 + current / max(then, 1.0)), subject,
+            f"Requests of {subject} got slower: p99 {ms(current)} in the last {since} against "
+            f"{ms(then)} before, while the rest of {parent.host}'s calls did not.",
+            (f"{subject} (matches {spec.describe_matches()}): p99 {ms(then)} before, "
+             f"{ms(current)} now, over {requests(after)} requests",),
+            f"find what slows the requests {subject} matches (`tulle tap {parent.name}` shows "
+            "their durations)",
+            related=(service_subject(parent),), symptom=True)
 
 
 def slow_instance(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
