@@ -83,6 +83,7 @@ def test_bad_bodies_get_a_4xx_that_says_what_to_send(tmp_path: Path) -> None:
         for path, data in (("/v1/resources/apply", b"{not json"),
                            ("/v1/resources/apply", b"[1, 2]"),
                            ("/v1/rollback", b'{"revision": "two"}'),
+                           ("/v1/revert", b'{"revision": true}'),
                            ("/v1/identity/rotate", b""),
                            ("/v1/agent/workloads/x.default/state", b'{"state": "sleepy"}')):
             response = await client.post(path, data=data, headers={**AUTH, **JSON})
@@ -91,12 +92,13 @@ def test_bad_bodies_get_a_4xx_that_says_what_to_send(tmp_path: Path) -> None:
         return out
 
     answers = in_loop(tmp_path, body)
-    assert [status for status, _, _ in answers] == [400, 400, 400, 400, 400]
+    assert [status for status, _, _ in answers] == [400, 400, 400, 400, 400, 400]
     assert "not valid JSON" in answers[0][1] and "documents" in answers[0][2]
     assert "JSON object" in answers[1][1]
     assert "whole number" in answers[2][1]
-    assert "needs a JSON body" in answers[3][1]
-    assert "unknown workload state" in answers[4][1]
+    assert "whole number" in answers[3][1] and "tulle history" in answers[3][2]
+    assert "needs a JSON body" in answers[4][1]
+    assert "unknown workload state" in answers[5][1]
 
 
 def test_bad_queries_get_a_400(tmp_path: Path) -> None:
