@@ -160,6 +160,11 @@ def test_failures_before_any_instance_count_against_the_service_called(mesh: Mes
     assert "bad*" in text and "0.00%" in text and "as the callers saw it" in text, text
     wide = mesh.cli("stat", "services", "bad", "-o", "wide", "--window", "5m").stdout
     assert "5xx=20, no_healthy=20" in wide, wide
+    # Its instance saw nothing, and says why: it never became ready.
+    [instance] = telemetry(mesh, "workloads", name="bad-1")["workloads"]
+    assert (instance["requests"], instance["state"]) == (0, "starting"), instance
+    text = mesh.cli("stat", "workloads", "bad-1", "--window", "5m").stdout
+    assert text.splitlines()[-1].split()[-1] == "starting", text
 
     edges = [e for e in telemetry(mesh, "edges")["edges"]
              if e["destination"]["service"] == "bad"]

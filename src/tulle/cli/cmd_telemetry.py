@@ -138,10 +138,10 @@ def _stat_table(kind: str) -> Any:
             if any(row.get("seenBy") == "callers" for row in data["services"]):
                 notes.append(BY_CALLERS)
         else:
-            headers = ("NAMESPACE", "WORKLOAD", "SERVICE", *GOLDEN, "CONNECTIONS")
+            headers = ("NAMESPACE", "WORKLOAD", "SERVICE", *GOLDEN, "CONNECTIONS", "STATE")
             for row in data["workloads"]:
                 rows.append([row["namespace"], row["name"], row["service"], *_golden(row),
-                             row["connections"]])
+                             row["connections"], row.get("state", "-")])
         if wide:
             key = "services" if kind == "services" else "workloads"
             headers = (*headers, "REQUESTS", "BYTES IN/S", "BYTES OUT/S")

@@ -57,4 +57,4 @@ def test_queries_that_name_nothing(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="name a service"):
         telemetry.route_rows(TelemetryQuery())
     rows = telemetry.workload_rows(TelemetryQuery())["workloads"]
-    assert [r["name"] for r in rows] == ["books-1"]
+    assert [(r["name"], r["state"]) for r in rows] == [("books-1", "ready")]

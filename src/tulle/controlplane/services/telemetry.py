@@ -74,7 +74,14 @@ class TelemetryService:
         window = self.window(query.window_s)
         nodes = {n: i for n, i in self._live_nodes().items()
                  if _wanted(i.namespace, i.name, query.namespace, query.name)}
-        return {"windowSeconds": window.seconds, "workloads": workload_rows(window, nodes)}
+        rows = workload_rows(window, nodes)
+        # The registry's word on each instance, so that an instance with nothing listening
+        # reads "starting" or "not-ready" beside its empty figures, as in `get workloads`
+        # and `diagnose` (TUL1002); "gone" for one that left within the window.
+        states = {w.node_id: w.state.value for w in self._workloads()}
+        for row in rows:
+            row["state"] = states.get(f"{row['name']}.{row['namespace']}", "gone")
+        return {"windowSeconds": window.seconds, "workloads": rows}
 
     def service_rows(self, query: TelemetryQuery) -> dict[str, Any]:
         window = self.window(query.window_s)
