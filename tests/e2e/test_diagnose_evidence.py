@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,6 +252,48 @@ def test_a_frozen_application_is_named(mesh: Mesh, stopped: list[int]) -> None:
     os.kill(app.pid, signal.SIGCONT)
     report, _ = diagnose(mesh)
     assert all(f["code"] != "TUL1036" for f in report["findings"]), report["findings"]
+
+
+@pytest.mark.usefixtures("fast_telemetry")
+def test_a_frozen_application_under_load_ranks_first(mesh: Mesh, stopped: list[int]) -> None:
+    """Steady calls to books (two instances), one application frozen: its callers' requests
+    wait and time out; the frozen process is the cause, above what its callers see."""
+    mesh.run("books", name="books-1")
+    mesh.run("books", name="books-2")
+    port = free_port()
+    mesh.run("web", name="web-1", extra=("--upstream", f"books:{port}"))
+    mesh.wait_endpoints("web-1", "books", {"books-1", "books-2"})
+    calling = threading.Event()
+    calling.set()
+    timed_out: list[int] = []
+
+    def calls() -> None:
+        while calling.is_set():
+            try:
+                request(port, "/", timeout=2.0)
+            except TimeoutError:
+                timed_out.append(1)
+            except OSError:
+                pass
+
+    callers = [threading.Thread(target=calls, daemon=True) for _ in range(4)]
+    for caller in callers:
+        caller.start()
+    try:
+        app = child(mesh, "books-1", str(ECHO_APP))
+        stop(stopped, app.pid)
+        # The fault goes on for a while, as in life, before anyone looks: callers wait.
+        wait_for("callers to time out on books-1", lambda: len(timed_out) >= 4, timeout=30)
+        for args in ((), ("books",)):
+            report, elapsed = diagnose(mesh, *args)
+            assert elapsed < DEADLINE_S
+            finding = first(report)
+            assert (finding["code"], finding["subject"]) == ("TUL1036", "proxy/books-1.default"), \
+                [(f["code"], f["subject"], f["severity"]) for f in report["findings"]]
+    finally:
+        calling.clear()
+        for caller in callers:
+            caller.join(5)
 
 
 # -- the control plane ----------------------------------------------------------------------------

@@ -70,7 +70,9 @@ def diagnose(evidence: Evidence, scope: Scope = WHOLE_MESH,
         except Exception as exc:  # one broken rule must not hide every other finding
             log.exception("diagnosis rule %s failed", rule.__name__)
             errors.append(f"{rule.__module__}.{rule.__name__}: {type(exc).__name__}: {exc}")
-    unique = {(f.code, f.subject): f for f in found}  # one finding per code and subject
+    from tulle.diagnose.rules.processes import as_consequences  # a frozen process's symptoms
+
+    unique = {(f.code, f.subject): f for f in as_consequences(found)}  # one per code, subject
     context = scope_context(evidence) if not scope.whole_mesh else {}
     scoped = [f for f in unique.values() if scope.covers(f, context)]
     return Diagnosis(tuple(rank(scoped)), tuple(errors))

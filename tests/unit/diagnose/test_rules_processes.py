@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 import pytest
 
 from tests.unit.model.workloads import workload
 from tulle.diagnose.engine import diagnose
 from tulle.diagnose.evidence import AgentReport, Evidence, ProcessInfo
-from tulle.diagnose.model import Finding
+from tulle.diagnose.model import Finding, Severity
 from tulle.diagnose.rules import processes
 from tulle.model.mesh import build_mesh
 from tulle.model.workload import WorkloadState
@@ -136,3 +137,22 @@ def test_a_slow_agent_that_reported_recently_is_not_called_frozen(age: float | N
                          error="agent did not answer: no answer in time", agent=AGENT,
                          last_report_age=age)
     assert [f.code for f in findings(evidence(report))] == [code]
+
+
+def test_what_a_frozen_process_causes_on_its_proxy_ranks_under_it() -> None:
+    """A stopped application fills its backlog: its sidecar's connects fail (TUL1003) and it
+    looks not ready (TUL1002). One cause, one top finding: those are listed under it."""
+    def other(code: str, subject: str, score: float = 100.0) -> Finding:
+        return Finding(code, Severity.CRITICAL, score, subject, "x", ("y",), "z",
+                       related=(f"service/{subject[6:].partition('-')[0]}.default",))
+
+    def symptoms_rule(e: Evidence, scope: Any) -> list[Finding]:
+        return [other("TUL1003", f"proxy/{BOOKS}"), other("TUL1002", f"proxy/{BOOKS}"),
+                other("TUL1003", f"proxy/{WEB}", 50.0)]
+
+    found = diagnose(evidence(fresh(BOOKS, app=stopped(APP))),
+                     rules=(*processes.RULES, symptoms_rule)).findings
+    assert found[0].code == "TUL1036"
+    explained = {(f.code, f.subject) for f in found if f.explained_by == ("TUL1036",)}
+    assert explained == {("TUL1003", f"proxy/{BOOKS}"), ("TUL1002", f"proxy/{BOOKS}")}
+    assert not next(f for f in found if f.subject == f"proxy/{WEB}").symptom

@@ -16,7 +16,8 @@ looked up by the control plane on this host. So a frozen process is told from a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 from tulle.diagnose.evidence import AgentReport, Evidence, ProcessInfo
 from tulle.diagnose.model import Finding, Scope, Severity, proxy_subject, service_subject
@@ -184,3 +185,22 @@ def evidence_missing(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
 
 
 RULES = (app_frozen, envoy_frozen, agent_frozen, evidence_missing)
+
+# What a frozen process causes on its own proxy, seen by other rules: a stopped application
+# fills its listen backlog, so its sidecar's connects to it fail (TUL1003) and the agent's
+# probe calls it not ready (TUL1002); a stopped Envoy ACKs nothing (TUL1061). These stay in
+# the report, as consequences listed under the frozen process (one cause, one top finding).
+CONSEQUENCES = {
+    "TUL1036": frozenset({"TUL1002", "TUL1003", "TUL1009", "TUL1013", "TUL1024"}),
+    "TUL1037": frozenset({"TUL1002", "TUL1003", "TUL1017", "TUL1061", "TUL1062"}),
+    "TUL1038": frozenset({"TUL1052", "TUL1062"}),
+}
+
+
+def as_consequences(found: Iterable[Finding]) -> list[Finding]:
+    """Mark as symptoms the findings a frozen process explains on the same subject, so that
+    ranking lists them after it, explained by it."""
+    found = list(found)
+    explained = {(f.subject, code) for f in found for code in CONSEQUENCES.get(f.code, ())}
+    return [replace(f, symptom=True) if (f.subject, f.code) in explained else f
+            for f in found]
