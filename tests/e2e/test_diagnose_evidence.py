@@ -255,9 +255,13 @@ def test_a_frozen_application_is_named(mesh: Mesh, stopped: list[int]) -> None:
 
 
 @pytest.mark.usefixtures("fast_telemetry")
-def test_a_frozen_application_under_load_ranks_first(mesh: Mesh, stopped: list[int]) -> None:
-    """Steady calls to books (two instances), one application frozen: its callers' requests
-    wait and time out; the frozen process is the cause, above what its callers see."""
+@pytest.mark.parametrize(("process", "code"), [(str(ECHO_APP), "TUL1036"), ("envoy", "TUL1037")],
+                         ids=["application", "envoy"])
+def test_a_frozen_process_under_load_ranks_first(mesh: Mesh, stopped: list[int], process: str,
+                                                 code: str) -> None:
+    """Steady calls to books (two instances), one instance's application or Envoy frozen: its
+    callers' requests wait and time out; the frozen process is the cause, above what its
+    callers see."""
     mesh.run("books", name="books-1")
     mesh.run("books", name="books-2")
     port = free_port()
@@ -280,15 +284,14 @@ def test_a_frozen_application_under_load_ranks_first(mesh: Mesh, stopped: list[i
     for caller in callers:
         caller.start()
     try:
-        app = child(mesh, "books-1", str(ECHO_APP))
-        stop(stopped, app.pid)
+        stop(stopped, child(mesh, "books-1", process).pid)
         # The fault goes on for a while, as in life, before anyone looks: callers wait.
         wait_for("callers to time out on books-1", lambda: len(timed_out) >= 4, timeout=30)
         for args in ((), ("books",)):
             report, elapsed = diagnose(mesh, *args)
             assert elapsed < DEADLINE_S
             finding = first(report)
-            assert (finding["code"], finding["subject"]) == ("TUL1036", "proxy/books-1.default"), \
+            assert (finding["code"], finding["subject"]) == (code, "proxy/books-1.default"), \
                 [(f["code"], f["subject"], f["severity"]) for f in report["findings"]]
     finally:
         calling.clear()
