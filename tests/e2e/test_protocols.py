@@ -208,3 +208,13 @@ def test_a_stream_outlives_the_timeout_meant_for_unary_calls(mesh: Mesh) -> None
     mesh.sync()
     cut = _grpc_call(mesh, "stream", "6", "3")
     assert cut["received"] < 6 and cut["status"] != "OK", cut
+
+
+def test_an_undeclared_protocol_follows_the_callers_http_version(mesh: Mesh) -> None:
+    # No Service resource: a gRPC client's h2c reaches the h2c-only server as HTTP/2.
+    _greeter(mesh, "greeter-1")
+    mesh.sync()
+    assert _grpc_call(mesh, "5") == {"answered": {"greeter-1": 5}, "failures": {}}
+    described = json.loads(mesh.cli("describe", "service", "greeter", "-o", "json").stdout)
+    assert (described["protocol"], described["protocolSource"]) == ("http", "detected")
+    assert "detected" in mesh.cli("describe", "service", "greeter").stdout

@@ -36,7 +36,10 @@ def service(
 
 def _text(d: dict[str, Any]) -> str:
     origin = d["declaredBy"] or "derived from its workloads"
-    lines = [f"Service {d['name']}.{d['namespace']} ({d['protocol']}, mTLS {d['mtlsMode']}; "
+    protocol = d["protocol"]
+    if d.get("protocolSource") == "detected":
+        protocol += " detected: each hop speaks the caller's HTTP version (1.1 or h2c)"
+    lines = [f"Service {d['name']}.{d['namespace']} ({protocol}, mTLS {d['mtlsMode']}; "
              f"{origin})"]
     if d["selector"]:
         lines.append("Selector: " + ", ".join(f"{k}={v}" for k, v in d["selector"].items()))

@@ -42,6 +42,9 @@ class MeshService:
     policy: ServicePolicy = NO_POLICY
     selector: Labels = ()  # a subset: instances are the namespace's workloads that match
     access_log: bool = False  # its instances write access.log (Service spec.accessLog)
+    # No protocol declared: HTTP, and every hop speaks the HTTP version its caller spoke
+    # (HTTP/1.1, or HTTP/2 with prior knowledge, h2c): what Envoy can tell safely.
+    detected: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,13 +156,13 @@ def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[
             return registered.get(ref, [])
         return [w for w in all_workloads if w.namespace == ref.namespace and w.matches(selector)]
 
-    def service(ref: ServiceRef, protocol: Protocol = "http", declared: bool = False,
+    def service(ref: ServiceRef, protocol: Protocol | None = None, declared: bool = False,
                 mode: MtlsMode | None = None, access_log: bool = False) -> MeshService:
         accounts = {spiffe_id(identity.trust_domain, w.namespace, w.account)
                     for w in members(ref)} if identity.trust_domain else set()
-        return MeshService(ref, protocol, declared, mode or settings.mtls.mode,
+        return MeshService(ref, protocol or "http", declared, mode or settings.mtls.mode,
                            tuple(sorted(accounts)), resolved.services.get(ref, NO_POLICY),
-                           selectors.get(ref, ()), access_log)
+                           selectors.get(ref, ()), access_log, detected=protocol is None)
 
     services: dict[ServiceRef, MeshService] = {}
     for resource in ordered:

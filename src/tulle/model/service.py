@@ -45,7 +45,8 @@ class ServiceSpec:
     # http, http2, grpc: sidecars parse requests (routing, retries, per-request metrics);
     # http2 and grpc speak HTTP/2 on every hop, so one client connection is balanced per
     # request. tcp: sidecars forward bytes; clients reach it through `tulle run --upstream`.
-    protocol: Protocol = "http"
+    # Not given: HTTP, in the version each caller speaks (detected, see MeshService).
+    protocol: Protocol | None = None
     # Overrides the Mesh's mTLS mode for this service's inbound traffic.
     mtls: MtlsSettings | None = None
     # Makes this a subset: its instances are the workloads whose labels match, for example

@@ -131,8 +131,9 @@ class ConfigCompiler:
         own_routes: list[EncodedResource] = []
         if proxy.app_port is not None:
             own_protocol = own_service.protocol if own_service else "http"
+            own_detected = own_service.detected if own_service else True
             own_clusters.append(memo.get(types.CLUSTER, clusters.inbound_cluster, proxy.app_port,
-                                         own_protocol))
+                                         own_protocol, own_detected))
             if proxy.inbound_port is not None:
                 service = mesh.services.get(ServiceRef(proxy.namespace, proxy.service))
                 protocol = service.protocol if service else "http"

@@ -47,20 +47,21 @@ def test_services_declared_derived_and_referenced() -> None:
     ])
     assert mesh.version == 7
     assert dict(mesh.services) == {
-        ServiceRef("default", "books"): MeshService(BOOKS, "http", declared=False),
+        ServiceRef("default", "books"): MeshService(BOOKS, "http", declared=False, detected=True),
         ServiceRef("default", "books-v1"): MeshService(ServiceRef("default", "books-v1"),
-                                                       "http", declared=False),
+                                                       "http", declared=False, detected=True),
         DB: MeshService(DB, "tcp", declared=True),
         ServiceRef("front", "web"): MeshService(ServiceRef("front", "web"), "http",
-                                                declared=False),
+                                                declared=False, detected=True),
         ServiceRef("lib", "books-v2"): MeshService(ServiceRef("lib", "books-v2"), "http",
-                                                   declared=False),
+                                                   declared=False, detected=True),
         ServiceRef("shop", "books"): MeshService(ServiceRef("shop", "books"), "http",
-                                                 declared=False),
+                                                 declared=False, detected=True),
         ServiceRef("shop", "cache"): MeshService(ServiceRef("shop", "cache"), "http",
-                                                 declared=False),
+                                                 declared=False, detected=True),
+        # Declared without a protocol: HTTP in the version each caller speaks.
         ServiceRef("shop", "quiet"): MeshService(ServiceRef("shop", "quiet"), "http",
-                                                 declared=True),
+                                                 declared=True, detected=True),
     }
     assert list(mesh.services) == sorted(mesh.services), "services are listed in a stable order"
 
@@ -123,7 +124,7 @@ def test_service_without_endpoints_has_none() -> None:
 def test_snapshot_cannot_be_changed() -> None:
     mesh = build_mesh(1, parse(RESOURCES), [workload("books-1", "books")])
     with pytest.raises(TypeError):
-        mesh.services[DB] = MeshService(DB, "http", declared=False)  # type: ignore[index]
+        mesh.services[DB] = MeshService(DB, "http", declared=False, detected=True)  # type: ignore[index]
     with pytest.raises(TypeError):
         mesh.routes[DB] = ()  # type: ignore[index]
     with pytest.raises(AttributeError):

@@ -22,12 +22,12 @@ from tulle.model.service import ServiceSpec
 
 # (case, YAML, expected typed spec). Every field is spelled out: defaults are part of the contract.
 SPECS: list[tuple[str, str, Any]] = [
-    ("service without spec defaults to http",
+    ("service without spec: protocol detected",
      "apiVersion: tulle.io/v1alpha1\nkind: Service\nmetadata: {name: books}\n",
-     ServiceSpec(protocol="http")),
+     ServiceSpec(protocol=None)),
     ("service with null spec",
      "apiVersion: tulle.io/v1alpha1\nkind: Service\nmetadata: {name: books}\nspec: null\n",
-     ServiceSpec(protocol="http")),
+     ServiceSpec(protocol=None)),
     ("service tcp",
      "apiVersion: tulle.io/v1alpha1\nkind: Service\nmetadata: {name: db}\nspec: {protocol: tcp}\n",
      ServiceSpec(protocol="tcp")),

@@ -173,12 +173,27 @@ def test_the_protocol_between_sidecars(protocol: Protocol, lifetime: float | Non
         assert options.common_http_protocol_options.max_connection_duration.seconds == lifetime
 
 
-@pytest.mark.parametrize(("protocol", "h2c"), [("http", False), ("http2", True),
-                                                ("grpc", True), ("tcp", False)])
-def test_the_protocol_to_the_application(protocol: Protocol, h2c: bool) -> None:
+@pytest.mark.parametrize(("protocol", "detected", "config"), [
+    ("http", False, None),  # declared http: Envoy's default, HTTP/1.1
+    ("http", True, "use_downstream_protocol_config"),  # undeclared: the caller's version
+    ("http2", False, "explicit_http_config"),
+    ("grpc", False, "explicit_http_config"),
+    ("tcp", True, None),
+])
+def test_the_protocol_to_the_application(protocol: Protocol, detected: bool,
+                                         config: str | None) -> None:
     from tulle.xds.generators.clusters import inbound_cluster
 
-    built = inbound_cluster(8080, protocol)
-    assert (HTTP_OPTIONS in built.typed_extension_protocol_options) is h2c
-    if h2c:
-        assert http_options(built).explicit_http_config.HasField("http2_protocol_options")
+    built = inbound_cluster(8080, protocol, detected)
+    assert (HTTP_OPTIONS in built.typed_extension_protocol_options) is (config is not None)
+    if config is not None:
+        options = http_options(built)
+        assert options.WhichOneof("upstream_protocol_options") == config
+        if config == "explicit_http_config":
+            assert options.explicit_http_config.HasField("http2_protocol_options")
+
+
+def test_an_undeclared_protocol_follows_the_callers_http_version() -> None:
+    built = outbound_cluster(MeshService(BOOKS, "http", False, detected=True), "")
+    follow = http_options(built).use_downstream_protocol_config
+    assert follow.HasField("http_protocol_options") and follow.HasField("http2_protocol_options")

@@ -59,6 +59,8 @@ def max_connection_duration(cluster: cluster_pb2.Cluster) -> float | None:
         return None
     options = http_protocol_options_pb2.HttpProtocolOptions()
     cluster.typed_extension_protocol_options[HTTP_OPTIONS].Unpack(options)
+    if not options.common_http_protocol_options.HasField("max_connection_duration"):
+        return None  # protocol options only (HTTP/2, or the caller's version)
     duration = options.common_http_protocol_options.max_connection_duration
     return float(duration.seconds + duration.nanos / 1e9)
 

@@ -28,6 +28,8 @@ def describe_service(mesh: MeshSnapshot, ref: ServiceRef) -> dict[str, Any]:
         "name": ref.name,
         "namespace": ref.namespace,
         "protocol": service.protocol,
+        # Why this protocol: declared on the Service, or detected per request.
+        "protocolSource": "detected" if service.detected else "declared",
         "mtlsMode": service.mtls_mode,
         "declaredBy": str(resource.key) if resource else None,
         "selector": dict(service.selector),

@@ -57,28 +57,34 @@ def outbound_cluster(service: MeshService, trust_domain: str,
     if policy.outlier_detection is not None:
         cluster.outlier_detection.CopyFrom(_outlier(policy.outlier_detection))
     idle = parse_duration(timeouts.idle) if timeouts and timeouts.idle else None
-    if is_http2(service.protocol) or (is_http(service.protocol)
-                                      and (connection_lifetime_s or idle)):
+    if service.detected or is_http2(service.protocol) or (
+            is_http(service.protocol) and (connection_lifetime_s or idle)):
         common = protocol_pb2.HttpProtocolOptions()
         if connection_lifetime_s:
             common.max_connection_duration.CopyFrom(seconds(connection_lifetime_s))
         if idle:
             common.idle_timeout.CopyFrom(seconds(idle))
         cluster.typed_extension_protocol_options[_HTTP_OPTIONS].CopyFrom(
-            pack(_http_options(is_http2(service.protocol), common)))
+            pack(_http_options(is_http2(service.protocol), common, service.detected)))
     return cluster
 
 
-def _http_options(http2: bool, common: protocol_pb2.HttpProtocolOptions | None = None
-                  ) -> http_protocol_options_pb2.HttpProtocolOptions:
-    """HTTP/1.1 or HTTP/2 to the upstream. Over HTTP/2 each request is balanced on its own:
-    one client connection spreads over every instance."""
-    explicit = http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig()
-    if http2:
-        explicit.http2_protocol_options.CopyFrom(protocol_pb2.Http2ProtocolOptions())
+def _http_options(http2: bool, common: protocol_pb2.HttpProtocolOptions | None = None,
+                  detected: bool = False) -> http_protocol_options_pb2.HttpProtocolOptions:
+    """HTTP/1.1 or HTTP/2 to the upstream, or (``detected``) whichever the request came in
+    with. Over HTTP/2 each request is balanced on its own: one client connection spreads
+    over every instance."""
+    options = http_protocol_options_pb2.HttpProtocolOptions()
+    if detected:
+        follow = options.use_downstream_protocol_config
+        follow.http_protocol_options.CopyFrom(protocol_pb2.Http1ProtocolOptions())
+        follow.http2_protocol_options.CopyFrom(protocol_pb2.Http2ProtocolOptions())
+    elif http2:
+        options.explicit_http_config.http2_protocol_options.CopyFrom(
+            protocol_pb2.Http2ProtocolOptions())
     else:
-        explicit.http_protocol_options.CopyFrom(protocol_pb2.Http1ProtocolOptions())
-    options = http_protocol_options_pb2.HttpProtocolOptions(explicit_http_config=explicit)
+        options.explicit_http_config.http_protocol_options.CopyFrom(
+            protocol_pb2.Http1ProtocolOptions())
     if common is not None:
         options.common_http_protocol_options.CopyFrom(common)
     return options
@@ -124,9 +130,11 @@ def _outlier(detection: OutlierDetection) -> outlier_detection_pb2.OutlierDetect
     return out
 
 
-def inbound_cluster(app_port: int, protocol: Protocol = "http") -> cluster_pb2.Cluster:
+def inbound_cluster(app_port: int, protocol: Protocol = "http", detected: bool = True
+                    ) -> cluster_pb2.Cluster:
     """The application behind this sidecar, always on loopback: HTTP/2 without TLS (h2c)
-    for http2 and grpc services."""
+    for http2 and grpc services; for a service without a declared protocol, the HTTP
+    version of each request (HTTP/1.1, or h2c when the caller spoke h2c)."""
     name = names.inbound_cluster(app_port)
     endpoint = endpoint_components_pb2.LbEndpoint(
         endpoint=endpoint_components_pb2.Endpoint(address=socket_address(LOCAL_APP_HOST,
@@ -140,7 +148,7 @@ def inbound_cluster(app_port: int, protocol: Protocol = "http") -> cluster_pb2.C
             endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=[endpoint])],
         ),
     )
-    if is_http2(protocol):
+    if is_http2(protocol) or (detected and is_http(protocol)):
         cluster.typed_extension_protocol_options[_HTTP_OPTIONS].CopyFrom(
-            pack(_http_options(http2=True)))
+            pack(_http_options(is_http2(protocol), detected=detected and not is_http2(protocol))))
     return cluster
