@@ -141,7 +141,8 @@ def test_foreground_control_plane_stops_on_sigterm(tmp_path) -> None:  # type: i
     assert process.returncode == 0, output
     assert "control plane stopped" in output  # it logs to stderr in the foreground
     assert "control plane stopped" in (idle.state_dir / "controlplane.log").read_text()
-    assert json.loads(idle.cli("down", "-o", "json").stdout) == {"stopped": False}
+    assert json.loads(idle.cli("down", "-o", "json").stdout) == {
+        "stopped": False, "workloadsStopped": [], "workloadsLeft": []}
 
 
 def test_instance_names_are_unique_per_namespace(mesh: Mesh) -> None:

@@ -239,3 +239,16 @@ def test_a_port_another_workload_holds_is_named_not_a_traceback(mesh: Mesh) -> N
         again.stderr, again.stderr
     assert "echo.py" in again.stderr and "Traceback" not in again.stderr
     assert [w["name"] for w in mesh.api.get("/v1/workloads")] == ["books-1"]
+
+
+def test_a_one_shot_run_leaves_no_directory_unless_it_failed(mesh: Mesh) -> None:
+    workloads = mesh.state_dir / "workloads"
+    mesh.cli("run", "--service", "client", "--", "true")
+    assert not list(workloads.glob("client-*"))
+    failed = mesh.cli("run", "--service", "client", "--", "false", check=False)
+    assert failed.returncode == 1
+    kept = list(workloads.glob("client-*"))
+    assert len(kept) == 1 and (kept[0] / "envoy.log").exists(), kept
+    assert str(kept[0]) in failed.stderr, failed.stderr  # it says where the logs are
+    mesh.cli("run", "--service", "client", "--name", "named-1", "--", "true")
+    assert (workloads / "named-1.default").is_dir()  # a name given: the user may look there

@@ -24,6 +24,9 @@ class AgentConfig:
     ready_timeout_s: float = 30.0
     stop_timeout_s: float = 10.0
     service_account: str = ""
+    # The instance name was generated (no --name): nothing can refer to its directory once
+    # it is gone, so a clean exit removes it (a failed one keeps its logs to read).
+    ephemeral: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

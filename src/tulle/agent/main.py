@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -77,11 +78,17 @@ class Agent:
         self._starting = asyncio.current_task()
         self._install_signal_handlers()
         try:
-            return await self._run()
+            code = await self._run()
         except asyncio.CancelledError:
             if self._stop_signal is None:
                 raise
             return 128 + self._stop_signal
+        if self.config.ephemeral and code == 0:
+            # A one-shot run leaves nothing behind; a failed one keeps its logs and says where.
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        elif self.config.ephemeral:
+            log.warning("exit code %d: logs kept in %s", code, self.workdir)
+        return code
 
     async def _run(self) -> int:
         config = self.config

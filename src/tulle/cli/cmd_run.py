@@ -71,7 +71,7 @@ def run(
         envoy_binary=str(find_envoy(envoy_binary)), command=tuple(command), app_port=port,
         version=version, labels=labels, upstreams=upstreams, xds_protocol=xds_protocol,
         concurrency=proxy_concurrency, envoy_log_level=envoy_log_level,
-        service_account=service_account or "",
+        service_account=service_account or "", ephemeral=name is None,
     )
     # Become the agent: it should not carry the CLI's libraries in memory for its lifetime.
     sys.stdout.flush()
