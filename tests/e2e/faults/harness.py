@@ -217,6 +217,8 @@ class Watch:
 
     def summary(self) -> str:
         command = " ".join(("tulle diagnose", *self.args))
+        if self.runs:
+            command += f" ({len(self.runs)} runs, slowest {max(self.runs):.2f}s)"
         if self.want is None:
             return f"{command}: false alarms {self.alarms or 'none'}"
         when = f"named first after {self.first_s:.1f}s" if self.named else "NOT named first"
