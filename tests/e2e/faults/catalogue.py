@@ -396,6 +396,9 @@ FAULTS: tuple[Scenario, ...] = (
     Scenario("near-timeout", "latency", with_route("timeouts: {request: 1s}", instances=2),
              control_all(("books-1", "books-2"), delay=800), "books",
              expect("TUL1023", RULE0), baseline=80),
+    Scenario("requests-hang", "latency",
+             with_route("timeouts: {request: 2s}", instances=2),
+             control("books-2", hang=1), "books", expect("TUL1024", proxy("books-2"))),
     # -- the mesh's own doing -----------------------------------------------------------------
     Scenario("fault-abort-left-on", "fault injection", two_books,
              apply(policy("books-chaos", CHAOS_ABORT)), "books",
@@ -419,6 +422,10 @@ FAULTS: tuple[Scenario, ...] = (
              v1_only, _to_missing_version, "books",
              expect("TUL1027", RULE0)),
     # -- frozen processes ---------------------------------------------------------------------
+    Scenario("app-frozen-one-of-two", "frozen app", two_books, freeze_app("books-2"),
+             "books", expect("TUL1036", proxy("books-2"))),
+    Scenario("app-frozen-only-instance", "frozen app", one_books, freeze_app("books-1"),
+             "books", expect("TUL1036", proxy("books-1"))),
     Scenario("envoy-frozen", "frozen Envoy", two_books, freeze_envoy("books-2"), "books",
              expect("TUL1037", proxy("books-2"))),
     Scenario("caller-envoy-frozen", "frozen Envoy", two_books, freeze_envoy("client-1"),
