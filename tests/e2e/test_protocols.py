@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.mesh import Mesh
+from tests.e2e.test_prometheus import agent_url, metrics_token, scrape
+from tests.support.mesh import Mesh, wait_for
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.envoy
@@ -218,3 +219,29 @@ def test_an_undeclared_protocol_follows_the_callers_http_version(mesh: Mesh) -> 
     described = json.loads(mesh.cli("describe", "service", "greeter", "-o", "json").stdout)
     assert (described["protocol"], described["protocolSource"]) == ("http", "detected")
     assert "detected" in mesh.cli("describe", "service", "greeter").stdout
+
+
+def test_a_grpc_failure_inside_http_200_counts_as_a_failure(mesh: Mesh,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    monkeypatch.setenv("TULLE_TELEMETRY_INTERVAL", "0.5")
+    mesh.cli("apply", "-f", "-", stdin=GRPC_SERVICE)
+    _greeter(mesh, "greeter-1", env=("FAIL_EVERY=2",))
+    mesh.sync()
+    calls = _grpc_call(mesh, "20")  # every second call: UNAVAILABLE, in an HTTP 200
+    assert sum(calls["failures"].values()) == 10, calls
+
+    def row() -> dict[str, Any] | None:
+        rows = mesh.api.get("/v1/telemetry/services", {"name": "greeter"})["services"]
+        return rows[0] if rows and rows[0]["requests"] >= 20 else None
+
+    wait_for("greeter's calls in telemetry", row)
+    stat = json.loads(mesh.cli("stat", "services", "greeter", "-o", "json").stdout)
+    [line] = [r for r in stat["services"] if r["name"] == "greeter"]
+    assert line["successRate"] == 0.5, line
+    # The instance's own Prometheus metrics say the same: 10 of its 20 answers were 5xx.
+    metrics = scrape(agent_url(mesh, "greeter-1"), metrics_token(mesh))
+    inbound_5xx = [line for line in metrics.splitlines()
+                   if line.startswith("tulle_requests_total{") and 'code_class="5xx"' in line
+                   and 'direction="inbound"' in line]
+    assert [line.rsplit(" ", 1)[1] for line in inbound_5xx] == ["10"], metrics[:3000]

@@ -14,6 +14,8 @@ from typing import Any
 
 from tulle.telemetry.schema import (
     GAUGES,
+    GRPC_CALLS,
+    GRPC_FAILED,
     INBOUND,
     INBOUND_PLAINTEXT,
     LATENCY_BOUNDS_MS,
@@ -81,7 +83,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) fo
     (r"^http\.inbound_plaintext\.(?P<stat>downstream_.+)$", INBOUND_PLAINTEXT),
     (r"^cluster\.outbound\|(?P<name>[^|.]+)\|(?P<ns>[^|.]+)\.(?P<stat>.+)$", OUTBOUND),
     (r"^vhost\.(?P<vhost>.+)\.route\.(?P<route>rt\|[^.]+)\.(?P<stat>.+)$", ROUTE),
-    (r"^cluster\.inbound\|[0-9]+\.(?P<stat>upstream_cx_connect_fail)$", INBOUND),
+    (r"^cluster\.inbound\|[0-9]+\.(?P<stat>upstream_cx_connect_fail|grpc\.[a-z]+)$", INBOUND),
     (r"^inbound_ratelimit\.http_local_rate_limit\.(?P<stat>rate_limited)$", INBOUND),
     (r"^listener\..+\.ssl\.(?P<stat>connection_error|handshake|fail_verify_error"
      r"|fail_verify_no_cert|fail_verify_san)$", INBOUND),
@@ -100,6 +102,7 @@ _FIELDS: dict[str, dict[str, str]] = {
     INBOUND: {"downstream_cx_rx_bytes_total": "rx", "downstream_cx_tx_bytes_total": "tx",
               "downstream_cx_active": "cx", "downstream_cx_total": "cxt",
               "upstream_cx_connect_fail": "app_cfail",
+              "grpc.failure": GRPC_FAILED, "grpc.total": GRPC_CALLS,
               "rate_limited": "limited", "connection_error": "tls_err",
               "handshake": "tls_ok",
               # Callers refused at the handshake (`tulle diagnose` tells them apart): a
@@ -120,7 +123,8 @@ _FIELDS: dict[str, dict[str, str]] = {
                "outlier_detection.ejections_active": "ejected",
                "membership_healthy": "healthy", "membership_total": "members",
                "ssl.connection_error": "tls_err", "ssl.fail_verify_san": "san_fail",
-               "ssl.fail_verify_error": "verify_fail"},
+               "ssl.fail_verify_error": "verify_fail",
+               "grpc.failure": GRPC_FAILED, "grpc.total": GRPC_CALLS},
     ROUTE: {"upstream_rq_retry": "retry", "upstream_rq_timeout": "timeout"},
     PROXY: {"no_route": "noroute", "rate_limited": "route_limited",
             "aborts_injected": "fault_aborts", "delays_injected": "fault_delays"},
@@ -181,7 +185,27 @@ def extract(stats: EnvoyStats) -> Series:
                 series.setdefault(key, {}).update(_bucketize(bins))
             break
     series.setdefault(SeriesKey(PROXY), {})["stats"] = stats.count
+    for values in series.values():
+        _grpc_failures_are_failures(values)
     return series
+
+
+def _grpc_failures_are_failures(values: Values) -> None:
+    """A gRPC call fails by its grpc-status, which arrives with HTTP 200: count those calls
+    as 5xx, so that every view (stat, edges, Prometheus, diagnose) counts them as failures.
+
+    Envoy's own answers to gRPC calls (no healthy upstream, timeouts) count in both the 5xx
+    and the gRPC failures, so only the failures beyond the 5xx were hidden in 2xx. Done only
+    when every request of the series was gRPC: with HTTP traffic beside it, the share of
+    5xx that were gRPC is unknown, and the gRPC failures stay a field of their own."""
+    failed = values.get(GRPC_FAILED, 0)
+    if not failed or values.get(GRPC_CALLS, 0) < sum(values.get(f"rq{c}", 0)
+                                                     for c in "12345"):
+        return
+    hidden = min(max(0, failed - values.get("rq5", 0)), values.get("rq2", 0))
+    if hidden:
+        values["rq2"] -= hidden
+        values["rq5"] = values.get("rq5", 0) + hidden
 
 
 def delta(before: Series, now: Series) -> Series:

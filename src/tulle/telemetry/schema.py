@@ -36,6 +36,11 @@ SERVER_LIVE = 0
 LISTENERS_STOPPED = "lstopped"
 RESTARTS = "restarts"
 
+# gRPC calls, and those that failed by their grpc-status (counted as 5xx too when a series
+# carries only gRPC: see envoy_stats).
+GRPC_CALLS = "grpc"
+GRPC_FAILED = "grpc_fail"
+
 # Gauges are sent as their latest value; everything else is a counter sent as a delta.
 GAUGES = frozenset({"cx", "healthy", "members", "ejected", "mem", "stats", "uptime",
                     "xds", SERVER_STATE, LISTENERS_STOPPED})
@@ -101,7 +106,8 @@ _CLUSTER_STATS = (
     r"|destroy_remote_with_active_rq|overflow|none_healthy)"
     r"|membership_(healthy|total)"
     r"|outlier_detection\.ejections_(active|enforced_total)"
-    r"|ssl\.(handshake|connection_error|fail_verify_[a-z_]+|no_certificate)")
+    r"|ssl\.(handshake|connection_error|fail_verify_[a-z_]+|no_certificate)"
+    r"|grpc\.(success|failure|total)")
 STATS_INCLUSION: tuple[str, ...] = (
     rf"^cluster\.(outbound|inbound)\|[^.]+\.({_CLUSTER_STATS})$",
     r"^http\.(inbound|inbound_plaintext|outbound|upstream_[0-9]+)\.downstream_(rq_[1-5]xx"

@@ -90,9 +90,23 @@ def test_parse(document: dict[str, Any], values: dict[str, int],
     ({"server.memory_allocated": 1000, "server.uptime": 30,
       "control_plane.connected_state": 1},
      {PROXY: {"mem": 1000, "uptime": 30, "xds": 1}}),
+    # 10 gRPC calls, 4 failed: 1 answered by Envoy (a translated 503, counted in both), 3 in
+    # HTTP 200 with a failing grpc-status: those 3 move from 2xx to 5xx.
+    ({f"{BOOKS_STAT}.upstream_rq_2xx": 9, f"{BOOKS_STAT}.upstream_rq_5xx": 1,
+      f"{BOOKS_STAT}.grpc.total": 10, f"{BOOKS_STAT}.grpc.failure": 4,
+      f"{BOOKS_STAT}.grpc.success": 6},
+     {BOOKS: {"rq2": 6, "rq5": 4, "grpc": 10, "grpc_fail": 4}}),
+    ({"http.inbound.downstream_rq_2xx": 5, "cluster.inbound|8080.grpc.total": 5,
+      "cluster.inbound|8080.grpc.failure": 2},
+     {IN: {"rq2": 3, "rq5": 2, "grpc": 5, "grpc_fail": 2}}),
+    # HTTP beside gRPC in one series: which 5xx were gRPC is unknown; nothing moves.
+    ({f"{BOOKS_STAT}.upstream_rq_2xx": 9, f"{BOOKS_STAT}.upstream_rq_5xx": 1,
+      f"{BOOKS_STAT}.grpc.total": 4, f"{BOOKS_STAT}.grpc.failure": 2},
+     {BOOKS: {"rq2": 9, "rq5": 1, "grpc": 4, "grpc_fail": 2}}),
 ], ids=["inbound", "plaintext inbound", "inbound from cluster, limiter, listeners",
         "outbound per destination and code", "outbound resets summed", "outbound gauges",
-        "route per rule", "ignored stats make no series", "proxy"])
+        "route per rule", "ignored stats make no series", "proxy", "grpc failures are 5xx",
+        "grpc failures inbound", "grpc beside http"])
 def test_extract_values(values: dict[str, int], expected: Series) -> None:
     # The proxy series always counts the stats Envoy keeps.
     proxy = {**expected.get(PROXY, {}), "stats": len(values)}

@@ -16,6 +16,7 @@ from tulle.model.httproute import HeaderMatch
 from tulle.model.policy import FaultAbort, FaultDelay, FaultInjection, FaultMatch, RateLimit
 from tulle.xds.generators.http_filters import (
     FAULT,
+    GRPC_STATS,
     RATE_LIMIT,
     ROUTER,
     fault_config,
@@ -33,9 +34,9 @@ def limiter(chain: list[hcm.HttpFilter]) -> local_rate_limit_pb2.LocalRateLimit:
     return config
 
 
-def test_chain_is_fault_rate_limit_router() -> None:
+def test_chain_is_fault_rate_limit_grpc_stats_router() -> None:
     chain = http_filters()
-    assert [f.name for f in chain] == [FAULT, RATE_LIMIT, ROUTER]
+    assert [f.name for f in chain] == [FAULT, RATE_LIMIT, GRPC_STATS, ROUTER]
     # Off by default: no bucket until a route or the service switches it on.
     config = limiter(chain)
     assert config.stat_prefix == "http_local_rate_limiter"

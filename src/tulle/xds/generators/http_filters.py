@@ -1,6 +1,7 @@
 """HTTP filters of the connection managers, and their per-route configuration.
 
-Every HTTP connection manager carries the same chain: fault injection, local rate limit, router.
+Every HTTP connection manager carries the same chain: fault injection, local rate limit, gRPC
+statistics, router.
 The first two do nothing by default; a route switches them on with a per-route config. That
 keeps listeners identical whatever the policies, so a policy change is a route change only.
 """
@@ -13,6 +14,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.extensions.filters.common.fault.v3 import fault_pb2 as common_fault_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as grpc_stats_pb2
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -29,6 +31,7 @@ from tulle.xds.generators.matchers import header_matcher
 FAULT = "envoy.filters.http.fault"
 RATE_LIMIT = "envoy.filters.http.local_ratelimit"
 ROUTER = "envoy.filters.http.router"
+GRPC_STATS = "envoy.filters.http.grpc_stats"
 
 
 def http_filters(service_rate_limit: RateLimit | None = None) -> list[hcm.HttpFilter]:
@@ -39,6 +42,10 @@ def http_filters(service_rate_limit: RateLimit | None = None) -> list[hcm.HttpFi
     return [
         hcm.HttpFilter(name=FAULT, typed_config=pack(fault_pb2.HTTPFault())),
         hcm.HttpFilter(name=RATE_LIMIT, typed_config=pack(limiter)),
+        # gRPC calls succeed or fail by their grpc-status, which HTTP 200 hides: counted per
+        # called cluster (cluster.X.grpc.success|failure), not per method (bounded stats).
+        hcm.HttpFilter(name=GRPC_STATS, typed_config=pack(grpc_stats_pb2.FilterConfig(
+            stats_for_all_methods=wrappers_pb2.BoolValue(value=False)))),
         hcm.HttpFilter(name=ROUTER, typed_config=pack(router_pb2.Router())),
     ]
 
