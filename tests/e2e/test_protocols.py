@@ -152,7 +152,7 @@ def test_a_route_matching_one_grpc_method_sends_it_to_v2(mesh: Mesh) -> None:
 apiVersion: tulle.io/v1alpha1
 kind: Service
 metadata: {{name: greeter-{v}}}
-spec: {{protocol: grpc, selector: {{service: greeter, version: {v}}}}}
+spec: {{selector: {{service: greeter, version: {v}}}}}  # grpc, as greeter
 """ for v in ("v1", "v2"))
     mesh.cli("apply", "-f", "-", stdin=GRPC_SERVICE + subsets)
     _greeter(mesh, "greeter-1", "--version", "v1")

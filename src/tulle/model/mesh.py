@@ -164,13 +164,24 @@ def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[
                            tuple(sorted(accounts)), resolved.services.get(ref, NO_POLICY),
                            selectors.get(ref, ()), access_log, detected=protocol is None)
 
+    declared_protocols = {ServiceRef(r.meta.namespace, r.meta.name): r.spec.protocol
+                          for r in ordered if r.info is SERVICE}
+
+    def protocol_of(ref: ServiceRef, spec: ServiceSpec) -> Protocol | None:
+        """Declared, or for a subset that declares none, that of the service it selects
+        (greeter-v2 of a grpc greeter speaks grpc too)."""
+        if spec.protocol is not None or not spec.selector or "service" not in spec.selector:
+            return spec.protocol
+        return declared_protocols.get(ServiceRef(ref.namespace, spec.selector["service"]))
+
     services: dict[ServiceRef, MeshService] = {}
     for resource in ordered:
         if resource.info is SERVICE:
             spec = cast(ServiceSpec, resource.spec)
             ref = ServiceRef(resource.meta.namespace, resource.meta.name)
-            services[ref] = service(ref, spec.protocol, True, spec.mtls.mode if spec.mtls
-                                    else None, bool(spec.access_log and spec.access_log.enabled))
+            services[ref] = service(ref, protocol_of(ref, spec), True,
+                                    spec.mtls.mode if spec.mtls else None,
+                                    bool(spec.access_log and spec.access_log.enabled))
     for workload in all_workloads:
         # A client may start before the service it names with --upstream: give it a cluster
         # without endpoints (503 "no healthy upstream") rather than no cluster at all.

@@ -129,3 +129,32 @@ def test_snapshot_cannot_be_changed() -> None:
         mesh.routes[DB] = ()  # type: ignore[index]
     with pytest.raises(AttributeError):
         mesh.version = 2  # type: ignore[misc]
+
+
+def test_a_subset_without_a_protocol_speaks_that_of_the_service_it_selects() -> None:
+    resources = parse("""\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: greeter}
+spec: {protocol: grpc}
+---
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: greeter-v2}
+spec: {selector: {service: greeter, version: v2}}
+---
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: greeter-h1}
+spec: {protocol: http, selector: {service: greeter, version: v1}}
+---
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: books-v2}
+spec: {selector: {service: books, version: v2}}
+""")
+    services = build_mesh(1, resources, []).services
+    protocols = {ref.name: (s.protocol, s.detected) for ref, s in services.items()}
+    assert protocols == {"greeter": ("grpc", False), "greeter-v2": ("grpc", False),
+                         "greeter-h1": ("http", False),  # declared: it wins
+                         "books-v2": ("http", True)}  # books declares none: detected
