@@ -252,3 +252,26 @@ def test_a_one_shot_run_leaves_no_directory_unless_it_failed(mesh: Mesh) -> None
     assert str(kept[0]) in failed.stderr, failed.stderr  # it says where the logs are
     mesh.cli("run", "--service", "client", "--name", "named-1", "--", "true")
     assert (workloads / "named-1.default").is_dir()  # a name given: the user may look there
+
+
+def test_routes_and_describe_list_rules_in_match_order_by_one_name(mesh: Mesh) -> None:
+    mesh.run("books", name="books-1")
+    mesh.cli("apply", "-f", "-", stdin="""\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: books}
+spec:
+  parentRefs: [{name: books}]
+  rules:
+  - backendRefs: [{name: books}]
+  - name: search
+    matches: [{path: {type: Exact, value: /search}}]
+    backendRefs: [{name: books}]
+""")
+    routes = json.loads(mesh.cli("routes", "books", "-o", "json").stdout)["routes"]
+    described = json.loads(mesh.cli("describe", "service", "books", "-o", "json").stdout)
+    assert [r["rule"] for r in routes] == ["search", "0"]  # Exact before PathPrefix /
+    assert [r["rule"] for r in described["routes"]] == ["search", "0"]
+    # -w is --watch everywhere; the window is --window, and says what it accepts.
+    help_text = mesh.cli("stat", "--help").stdout
+    assert "-w, --watch" in help_text and "1s to 15m" in help_text, help_text

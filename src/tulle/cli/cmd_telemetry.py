@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
-from tulle.cli.output import table
+from tulle.cli.output import WatchOption, table, watch
 from tulle.client import ApiClient
 from tulle.errors import UsageError
 from tulle.model.durations import parse_duration
@@ -23,8 +24,8 @@ class View(StrEnum):
 
 
 ViewOption = Annotated[View, typer.Option("-o", "--output", help="table, wide or json")]
-WindowOption = Annotated[str, typer.Option("--window", "-w",
-                                           help="How far back: 10s to 15m, e.g. 30s, 5m")]
+WindowOption = Annotated[str, typer.Option("--window",
+                                           help="How far back: 1s to 15m, e.g. 30s, 5m")]
 NamespaceOption = Annotated[str | None, typer.Option("-n", "--namespace",
                                                      help="Only this namespace")]
 
@@ -49,11 +50,19 @@ def _get(ctx: typer.Context, path: str, **query: str | float | None) -> dict[str
     return data
 
 
-def _show(data: dict[str, Any], view: View, render: Any) -> None:
+def _text(data: dict[str, Any], view: View, render: Any) -> str:
     if view is View.JSON:
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return json.dumps(data, indent=2) + "\n"
+    return str(render(data, view is View.WIDE)) + "\n"
+
+
+def _show(fetch: Callable[[], dict[str, Any]], view: View, render: Any,
+          keep_watching: bool) -> None:
+    """Print once, or (``--watch``) again whenever the figures change."""
+    if keep_watching:
+        watch(lambda: _text(fetch(), view, render))
     else:
-        sys.stdout.write(render(data, view is View.WIDE) + "\n")
+        sys.stdout.write(_text(fetch(), view, render))
 
 
 def stat(
@@ -63,6 +72,7 @@ def stat(
     namespace: NamespaceOption = None,
     window: WindowOption = "1m",
     output: ViewOption = View.TABLE,
+    watch_: WatchOption = False,
 ) -> None:
     """Golden metrics: request rate, success rate, latency percentiles, traffic."""
     kinds = {"services": "services", "service": "services", "svc": "services",
@@ -70,9 +80,9 @@ def stat(
     if kind not in kinds:
         raise UsageError(f"cannot show stats for {kind!r}", hint="tulle stat services|workloads")
     kind = kinds[kind]
-    data = _get(ctx, f"/v1/telemetry/{kind}", window=_seconds(window), namespace=namespace,
-                name=name)
-    _show(data, output, _stat_table(kind))
+    seconds = _seconds(window)
+    _show(lambda: _get(ctx, f"/v1/telemetry/{kind}", window=seconds, namespace=namespace,
+                       name=name), output, _stat_table(kind), watch_)
 
 
 def routes(
@@ -81,11 +91,12 @@ def routes(
     namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
     window: WindowOption = "1m",
     output: ViewOption = View.TABLE,
+    watch_: WatchOption = False,
 ) -> None:
     """Per-route metrics for every rule of the service's HTTPRoutes, as its callers saw them."""
-    data = _get(ctx, "/v1/telemetry/routes", window=_seconds(window), namespace=namespace,
-                name=service)
-    _show(data, output, _routes_table)
+    seconds = _seconds(window)
+    _show(lambda: _get(ctx, "/v1/telemetry/routes", window=seconds, namespace=namespace,
+                       name=service), output, _routes_table, watch_)
 
 
 def edges(
@@ -93,10 +104,12 @@ def edges(
     namespace: NamespaceOption = None,
     window: WindowOption = "1m",
     output: ViewOption = View.TABLE,
+    watch_: WatchOption = False,
 ) -> None:
     """Who talks to whom: identities, mTLS, rate and success rate of every edge."""
-    data = _get(ctx, "/v1/telemetry/edges", window=_seconds(window), namespace=namespace)
-    _show(data, output, _edges_table)
+    seconds = _seconds(window)
+    _show(lambda: _get(ctx, "/v1/telemetry/edges", window=seconds, namespace=namespace),
+          output, _edges_table, watch_)
 
 
 def _percent(value: float | None) -> str:

@@ -12,6 +12,7 @@ from tulle.model.meta import ServiceRef
 from tulle.model.paths import match_precedence
 from tulle.model.policies import ServicePolicy
 from tulle.model.spec_config import to_camel
+from tulle.telemetry.schema import rule_key
 
 
 def describe_service(mesh: MeshSnapshot, ref: ServiceRef) -> dict[str, Any]:
@@ -67,7 +68,8 @@ def _routes(mesh: MeshSnapshot, service: MeshService) -> list[dict[str, Any]]:
             for match in rule.matches:
                 rows.append((match_precedence(match), len(rows), {
                     "from": f"HTTPRoute {route.key.namespace}/{route.key.name}",
-                    "rule": rule.name or f"rule{r}",
+                    # As `tulle routes` and diagnose name it: its name, or its index.
+                    "rule": rule_key(r, rule.name),
                     "match": _match_text(match),
                     "backends": [{"service": b.name, "weight": b.weight}
                                  for b in rule.backend_refs],

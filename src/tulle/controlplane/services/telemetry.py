@@ -13,6 +13,7 @@ from tulle.errors import NotFoundError, UsageError
 from tulle.identity.spiffe import spiffe_id
 from tulle.model.mesh import MeshSnapshot
 from tulle.model.meta import ServiceRef
+from tulle.model.paths import match_precedence
 from tulle.model.workload import Workload
 from tulle.telemetry.query import NodeInfo, edge_rows, route_rows, service_rows, workload_rows
 from tulle.telemetry.schema import SeriesKey, rule_key
@@ -105,11 +106,16 @@ class TelemetryService:
         if ref not in mesh.services:
             raise NotFoundError(f"no service {ref.name} in namespace {ref.namespace}",
                                 hint="list them with `tulle get services`")
-        rules = []
+        ordered: list[tuple[tuple[int, ...], int, tuple[str, str, str]]] = []
         for attached in mesh.routes.get(ref, ()):
             route = f"{attached.key.namespace}/{attached.key.name}"
             for index, rule in enumerate(attached.spec.rules):
-                rules.append((route, rule_key(index, rule.name), rule.describe_matches()))
+                # In match order, as `describe service` lists them: a rule's place is that
+                # of its most specific match (Gateway API precedence; ties keep their order).
+                first = min(match_precedence(m) for m in rule.matches)
+                ordered.append((first, len(ordered),
+                                (route, rule_key(index, rule.name), rule.describe_matches())))
+        rules = [entry for _, _, entry in sorted(ordered, key=lambda e: (e[0], e[1]))]
         return {"windowSeconds": window.seconds, "service": ref.name,
                 "namespace": ref.namespace, "routes": route_rows(window, ref.host, rules)}
 
