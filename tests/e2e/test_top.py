@@ -48,6 +48,12 @@ def test_top_shows_the_busiest_paths_with_their_failures(mesh: Mesh) -> None:
         stop.set()
         top.terminate()
         top.wait(10)
+    frames = [json.loads(line) for line in out.read_text().splitlines()]
+    # Frames before the sidecars log say so, not an empty table; the first figures after
+    # attaching cover a whole refresh (a rate over a fraction of a second would be noise).
+    first_filled = next(i for i, f in enumerate(frames) if not f.get("attaching"))
+    assert all(f.get("attaching") and not f["paths"] for f in frames[:first_filled])
+    assert all(f["seconds"] >= 0.5 for f in frames[first_filled:]), frames[:first_filled + 2]
     paths = {p["path"]: p for p in snapshot["paths"]}
     # Busiest first: /books is sent three times as often as the others.
     assert snapshot["paths"][0]["path"] == "/books"

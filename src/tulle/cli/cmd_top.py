@@ -108,6 +108,7 @@ def top(
     reader = threading.Thread(target=_pump, args=(stream, events), daemon=True)
     reader.start()
     state = Top()
+    attached = False
     shown = 0
     try:
         deadline = time.monotonic() + every
@@ -124,9 +125,16 @@ def top(
                 target = event["attached"]["target"]
                 print(f"tapping {target['kind']} {target['namespace']}/{target['name']}; "
                       f"Ctrl-C to stop", file=sys.stderr, flush=True)
-                state = Top()  # count from the moment every sidecar logs
+                # Count from the moment every sidecar logs, and show the first figures after
+                # a whole refresh: a rate over a fraction of a second is noise.
+                state = Top()
+                attached = True
+                deadline = time.monotonic() + every
             if time.monotonic() >= deadline:
-                _draw(service, namespace, state.snapshot(), output)
+                if attached:
+                    _draw(service, namespace, state.snapshot(), output)
+                else:
+                    _attaching(service, namespace, output)
                 shown += 1
                 deadline = time.monotonic() + every
     except KeyboardInterrupt:
@@ -142,6 +150,15 @@ def _pump(stream: Iterator[dict[str, Any]], events: queue.Queue[dict[str, Any] |
         print(f"the tap stream ended: {exc}", file=sys.stderr)
     finally:
         events.put(None)
+
+
+def _attaching(service: str, namespace: str, output: Format) -> None:
+    """A frame before the sidecars log: say so, rather than an empty table."""
+    if output is Format.JSON:
+        print(json.dumps({"attaching": True, "seconds": 0, "paths": []}), flush=True)
+    else:
+        print(f"{service}.{namespace}: attaching... (the sidecars start logging requests "
+              "within one push)", flush=True)
 
 
 def _draw(service: str, namespace: str, snapshot: dict[str, Any], output: Format) -> None:
