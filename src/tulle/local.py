@@ -37,12 +37,16 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def tail(path: Path, lines: int = 10) -> str:
-    """The last ``lines`` lines of a log file, for error messages ("" if unreadable)."""
+def tail(path: Path, lines: int = 10, since: int = 0) -> str:
+    """The last ``lines`` lines of a log file, for error messages ("" if unreadable).
+    ``since``: a byte offset; what an earlier run wrote before it is not shown."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with path.open("rb") as file:
+            file.seek(since)
+            text = file.read().decode(errors="replace")
     except OSError:
         return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 # -- the state directory's lock: one control plane per state directory, released by the

@@ -19,18 +19,15 @@ import psutil
 import pytest
 
 from tests.support.mesh import TULLE, Mesh, wait_for
-from tulle.settings import ControlPlaneEndpoint, StatePaths
+from tulle.settings import DEFAULT_API_PORT, ControlPlaneEndpoint, StatePaths
 
 pytestmark = pytest.mark.envoy
 
 
 def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
     mesh = Mesh(tmp_path)
-    paths = StatePaths(mesh.state_dir)
-    paths.ensure()
-    # Not the default ports, so parallel tests do not collide: 0, for the kernel to choose
-    # (`tulle demo` starts the control plane with the last run's ports, these).
-    ControlPlaneEndpoint(api_port=0, xds_port=0, identity_port=0).save(paths)
+    # No ports saved: the demo starts its control plane on ports the kernel chooses (below),
+    # so another mesh on tulle's default ports, or a parallel test, cannot stop it.
     out = tmp_path / "demo.out"
     with out.open("w") as sink:
         demo = subprocess.Popen([*TULLE, "--state-dir", str(mesh.state_dir), "demo"],
@@ -38,6 +35,9 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
                                 env=mesh.env())
     try:
         wait_for("the demo to start", lambda: "Press Ctrl-C" in out.read_text(), timeout=90)
+        endpoint = ControlPlaneEndpoint.load(StatePaths(mesh.state_dir))
+        assert DEFAULT_API_PORT not in (endpoint.api_port, endpoint.xds_port,
+                                        endpoint.identity_port), endpoint
         workloads = {w["name"]: w for w in mesh.api.get("/v1/workloads")}
         assert set(workloads) == {"authors-1", "books-1", "books-2", "web-1", "traffic-1"}
         assert all(w["state"] == "ready" for w in workloads.values()), workloads

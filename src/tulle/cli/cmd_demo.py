@@ -26,7 +26,10 @@ def demo(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:
     started_here = daemon.running_status(paths) is None
     if started_here:
         print("starting the control plane...", file=sys.stderr)
-        daemon.start_background(paths)
+        # Ports the kernel chooses: another mesh on this host (tulle's default ports) must
+        # not stop the demo. They are recorded, so every tulle command finds them.
+        daemon.start_background(paths, daemon.StartOptions(api_port=0, xds_port=0,
+                                                           identity_port=0))
     runner = Demo(paths, ApiClient.from_state(paths))
     # Ctrl-C must work even when started from a shell that ignores SIGINT in background jobs
     # (the child inherits the ignore); SIGTERM (a supervisor, `kill`) stops it just as cleanly.

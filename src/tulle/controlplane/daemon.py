@@ -145,6 +145,10 @@ def start_background(paths: StatePaths, options: StartOptions = StartOptions()
     paths.ensure()
     command = [sys.executable, "-m", "tulle.controlplane", "--state-dir", str(paths.root),
                "--detached", *options.to_args()]
+    try:
+        start_of_run = paths.log_file.stat().st_size  # earlier runs' lines are not this one's
+    except OSError:
+        start_of_run = 0
     with _open_log(paths) as log_file:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
                                    stderr=subprocess.STDOUT, start_new_session=True)
@@ -153,7 +157,7 @@ def start_background(paths: StatePaths, options: StartOptions = StartOptions()
         code = process.poll()
         if code is not None:
             raise StateError(f"the control plane exited during start-up (code {code}):\n"
-                             + tail(paths.log_file, 15),
+                             + tail(paths.log_file, 15, since=start_of_run),
                              hint=f"see {paths.log_file}")
         with contextlib.suppress(TulleError):
             status: dict[str, Any] = ApiClient.from_state(paths, timeout=1.0).get("/v1/status")
