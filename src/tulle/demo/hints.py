@@ -45,6 +45,16 @@ def current_cli() -> str:
     return cli_command(sys.argv, str(Path.cwd()), sys.executable)
 
 
+def _on_path(tulle: str) -> str:
+    """How to type plain `tulle` when the hints name a path."""
+    command = shlex.split(tulle)[0]
+    if command == "tulle":
+        return ""
+    activate = Path(command).parent / "activate"
+    return (f"  To type plain `tulle` instead: source {shlex.quote(str(activate))}\n"
+            if activate.exists() else "")
+
+
 def next_steps(tulle: str, web_port: object, state_dir: str) -> str:
     """The text printed once the demo runs. ``tulle``: the command prefix (cli_command)."""
     if not state_dir.endswith("/.tulle"):
@@ -74,5 +84,5 @@ Try:
       {tulle} edges -o wide           # who calls whom, with identities
       {tulle} describe service books  # the canary route and its sources
   Logs: {state_dir}/demo/ (applications) and {state_dir}/workloads/ (agents and Envoy)
-
+{_on_path(tulle)}
 Press Ctrl-C to stop the demo."""
