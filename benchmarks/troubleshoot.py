@@ -251,31 +251,42 @@ def _large(quick: bool) -> tuple[list[Figure], str]:
 
 # -- the fault catalogue ---------------------------------------------------------------------
 
-def _play(scenario: Any) -> Any:
+def _play(name: str) -> Any:
+    """One scenario, by name, in a process of its own, as a pytest worker plays it."""
+    from tests.e2e.faults.catalogue import CATALOGUE
     from tests.e2e.faults.harness import play, scratch
 
+    scenario = next(s for s in CATALOGUE if s.name == name)
     with scratch() as root:
         try:
-            return play(scenario, root)
+            outcome = play(scenario, root)
         except Exception as exc:  # a scenario that could not be set up counts as missed
             print(f"  {scenario.name}: could not run: {exc}", file=sys.stderr)
             return None
+    # The scenario's functions do not cross processes: only what was observed does.
+    return outcome.mesh, outcome.service
 
 
 def _catalogue() -> tuple[list[Figure], str]:
-    from concurrent.futures import ThreadPoolExecutor
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     from tests.e2e.faults.catalogue import CATALOGUE
+    from tests.e2e.faults.harness import Outcome
 
-    with ThreadPoolExecutor(CATALOGUE_WORKERS) as pool:
-        outcomes = list(pool.map(_play, CATALOGUE))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(CATALOGUE_WORKERS, mp_context=context,
+                             max_tasks_per_child=1) as pool:
+        watched = list(pool.map(_play, [s.name for s in CATALOGUE]))
+    outcomes = [None if w is None else Outcome(s, *w)
+                for s, w in zip(CATALOGUE, watched, strict=True)]
     faults = [(s, o) for s, o in zip(CATALOGUE, outcomes, strict=True) if not s.healthy]
     healthy = [(s, o) for s, o in zip(CATALOGUE, outcomes, strict=True) if s.healthy]
     first = [o for _, o in faults if o is not None and o.mesh.named and o.service.named]
     second = [o for _, o in faults if o is not None and o.mesh.second_s is not None
               and o.service.second_s is not None]
     alarms = [s.name for s, o in healthy if o is None or not o.ok]
-    named = [t for o in first for t in (o.mesh.first_s, o.service.first_s)]
+    named = [t for o in first for t in (o.mesh.first_s, o.service.first_s) if t is not None]
     runs = [t for o in outcomes if o is not None for w in (o.mesh, o.service) for t in w.runs]
     share = 100.0 / max(1, len(faults))
     figures = [

@@ -411,10 +411,10 @@ FAULTS: tuple[Scenario, ...] = (
              expect("TUL1025", "trafficpolicy/books-route-chaos.default")),
     # -- 404s after a route change ------------------------------------------------------------
     Scenario("rewrite-404", "client errors after a change", _prefixed_books,
-             apply(route(REWRITE)), "books", expect("TUL1026", ROUTE, RULE0)),
+             apply(route(REWRITE)), "books", expect("TUL1026", ROUTE, RULE0), baseline=100),
     Scenario("moved-backend-404", "client errors after a change", _legacy_backend,
              apply(route(backends="[{name: books-legacy}]")), "books",
-             expect("TUL1026", ROUTE, RULE0)),
+             expect("TUL1026", ROUTE, RULE0), baseline=100),
     # -- routing to nothing -------------------------------------------------------------------
     Scenario("canary-scaled-to-zero", "routing to nothing", _two_versions,
              stop_workload("books-2"), "books", expect("TUL1027", RULE0)),
