@@ -144,7 +144,9 @@ def test_a_stopped_clients_calls_are_counted(mesh: Mesh, tmp_path: Path) -> None
                       command=[sys.executable, str(script), "http://books/", "15", "stay"])
     wait_for("the client's 15 calls", lambda: "codes [" in client.output(), timeout=30)
     assert "codes [" + ", ".join(["200"] * 15) + "]" in client.output(), client.output()
-    assert edge_requests(mesh, "client-1", "books") == 0  # no periodic report yet
+    # Not all of them reported yet (the report at ready may race the first calls): the rest
+    # can only arrive with the last report.
+    assert edge_requests(mesh, "client-1", "books") < 15
     client.stop(signal.SIGTERM)
     assert edge_requests(mesh, "client-1", "books") == 15
 
