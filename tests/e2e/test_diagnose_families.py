@@ -18,21 +18,12 @@ import pytest
 
 from tests.support.mesh import Mesh, Workload, wait_for
 from tests.support.ports import free_port
+from tests.support.scenarios import BOOKS_VERSIONS
 from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.envoy
 
-VERSIONS = """\
-apiVersion: tulle.io/v1alpha1
-kind: Service
-metadata: {name: books-v1}
-spec: {selector: {service: books, version: v1}}
----
-apiVersion: tulle.io/v1alpha1
-kind: Service
-metadata: {name: books-v2}
-spec: {selector: {service: books, version: v2}}
-"""
+VERSIONS = BOOKS_VERSIONS
 CANARY = """\
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute

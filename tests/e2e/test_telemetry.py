@@ -12,7 +12,7 @@ import pytest
 from tests.support.http import request
 from tests.support.mesh import Mesh, wait_for
 from tests.support.ports import free_port
-from tests.support.scenarios import SEARCH_ROUTE, books_and_web, never_listening
+from tests.support.scenarios import BOOKS_VERSIONS, SEARCH_ROUTE, books_and_web, never_listening
 
 pytestmark = pytest.mark.envoy
 
@@ -187,17 +187,7 @@ def test_failures_before_any_instance_count_against_the_service_called(mesh: Mes
                "no healthy endpoint" in e["kinds"] for e in failing), check.stdout
 
 
-TO_NOTHING = """\
-apiVersion: tulle.io/v1alpha1
-kind: Service
-metadata: {name: books-v1}
-spec: {selector: {service: books, version: v1}}
----
-apiVersion: tulle.io/v1alpha1
-kind: Service
-metadata: {name: books-v2}
-spec: {selector: {service: books, version: v2}}
----
+TO_NOTHING = BOOKS_VERSIONS + """---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: books}

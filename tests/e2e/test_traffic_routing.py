@@ -10,20 +10,11 @@ import pytest
 from tests.support.http import control, counter, request
 from tests.support.mesh import Mesh, wait_for
 from tests.support.ports import free_port
+from tests.support.scenarios import BOOKS_VERSIONS
 
 pytestmark = pytest.mark.envoy
 
-SUBSETS = """\
-apiVersion: tulle.io/v1alpha1
-kind: Service
-metadata: {name: books-v1}
-spec: {selector: {service: books, version: v1}}
----
-apiVersion: tulle.io/v1alpha1
-kind: Service
-metadata: {name: books-v2}
-spec: {selector: {service: books, version: v2}}
-"""
+SUBSETS = BOOKS_VERSIONS
 
 MATCHES = """\
 apiVersion: gateway.networking.k8s.io/v1

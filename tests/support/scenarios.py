@@ -8,6 +8,19 @@ from tests.support.mesh import ECHO_APP, Mesh, wait_for
 from tests.support.ports import free_port
 
 # An HTTPRoute for books with a named rule (/search) and a catch-all rule (index 1).
+# books' two versions as subsets: the workloads started with --version v1 and v2.
+BOOKS_VERSIONS = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: books-v1}
+spec: {selector: {service: books, version: v1}}
+---
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: books-v2}
+spec: {selector: {service: books, version: v2}}
+"""
+
 SEARCH_ROUTE = """\
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute

@@ -245,6 +245,12 @@ class Evidence:
             return None
         return proxy.clusters.get(ref.host, ())
 
+    def around(self, at: float) -> tuple[list[TimeSlot], list[TimeSlot]]:
+        """The telemetry slots wholly before ``at`` and those from it on; the slot ``at``
+        falls in is in neither (it holds traffic from both sides)."""
+        return ([s for s in self.timeline if s.start + s.seconds <= at],
+                [s for s in self.timeline if s.start >= at])
+
     # -- history ---------------------------------------------------------------------------
 
     def last_change(self, kind: str, namespace: str, name: str) -> Change | None:

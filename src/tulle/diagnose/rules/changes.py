@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from tulle.diagnose.evidence import Evidence, TimeSlot
+from tulle.diagnose.evidence import Evidence, TimeSlot, requests
 from tulle.diagnose.model import (
     Finding,
     Scope,
@@ -78,7 +78,7 @@ def _count(slots: list[TimeSlot], services: set[ServiceRef], only: set[str] | No
             if ServiceRef(namespace, name) not in services:
                 continue
             callers.add(node)
-            counts.requests += sum(values.get(f"rq{i}", 0) for i in range(1, 6))
+            counts.requests += requests(values)
             counts.client_errors += values.get("rq4", 0)
             counts.not_found += values.get("c404", 0)
     return counts, callers
@@ -119,8 +119,7 @@ def client_errors_after_change(evidence: Evidence, scope: Scope) -> Iterator[Fin
         services = affected_services(change)
         if not services or services & blamed:
             continue
-        before = [s for s in evidence.timeline if s.start + s.seconds <= change.at]
-        after = [s for s in evidence.timeline if s.start >= change.at]
+        before, after = evidence.around(change.at)
         then, callers_then = _count(before, services)
         now, callers_now = _count(after, services)
         callers = callers_then | callers_now

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tulle.diagnose.evidence import Evidence, TimeSlot
+from tulle.diagnose.evidence import Evidence, TimeSlot, requests
 from tulle.diagnose.model import (
     Finding,
     Scope,
@@ -293,9 +293,8 @@ def _rates(slots: list[TimeSlot], services: set[ServiceRef] | None,
             ref = ServiceRef(namespace, name)
             if services is not None and ref not in services:
                 continue
-            total = sum(values.get(f"rq{i}", 0) for i in range(1, 6))
-            requests, errors = out.get(ref, (0, 0))
-            out[ref] = (requests + total, errors + values.get("rq5", 0))
+            sent, errors = out.get(ref, (0, 0))
+            out[ref] = (sent + requests(values), errors + values.get("rq5", 0))
     return out
 
 
@@ -310,8 +309,7 @@ def change_preceded_errors(evidence: Evidence, scope: Scope) -> Iterator[Finding
     for change in evidence.history:  # newest first: the latest change before the errors wins
         if change.at < evidence.timeline[0].start:
             break
-        before = [s for s in evidence.timeline if s.start + s.seconds <= change.at]
-        after = [s for s in evidence.timeline if s.start >= change.at]
+        before, after = evidence.around(change.at)
         services = affected_services(change)
         rates_before, rates_after = _rates(before, services), _rates(after, services)
         # The slot the change fell in holds traffic from both sides of it: the healthy calls

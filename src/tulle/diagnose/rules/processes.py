@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
-from tulle.diagnose.evidence import AgentReport, Evidence, ProcessInfo
+from tulle.diagnose.evidence import AgentReport, Evidence, ProcessInfo, requests
 from tulle.diagnose.model import Finding, Scope, Severity, proxy_subject, service_subject
 from tulle.model.workload import WorkloadState
 from tulle.telemetry.schema import OUTBOUND, SeriesKey
@@ -56,7 +56,7 @@ def _callers(evidence: Evidence, node: str) -> tuple[list[str], list[str]]:
     lines = []
     for caller in callers:
         values = evidence.counters(caller, SeriesKey(OUTBOUND, ref.host))
-        total = sum(values.get(f"rq{i}", 0) for i in range(1, 6))
+        total = requests(values)
         timeouts, errors = values.get("timeout", 0), values.get("rq5", 0)
         if timeouts or errors:
             lines.append(f"caller {caller}: {timeouts} timeout(s), {errors} 5xx of {total} "
