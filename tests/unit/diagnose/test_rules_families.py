@@ -239,6 +239,28 @@ def test_client_errors_without_traffic_before_blame_no_change() -> None:
     assert "TUL1026" not in {f.code for f in diagnose(given).findings}
 
 
+def _only_around(straddle: Counters, after: Counters) -> tuple[TimeSlot, ...]:
+    """No calls until the slot the change (at NOW - 23) falls in; ``after`` from then on."""
+    return tuple(TimeSlot(NOW - 60 + 5 * i, 5.0, MappingProxyType(dict(
+        {} if i < 7 else straddle if i == 7 else after))) for i in range(12))
+
+
+@pytest.mark.parametrize(("straddle", "blamed"), [
+    ({(WEB, V1): {**ok(60), "rq4": 20, "c404": 20}}, True),  # 25 % then 65 %: >= 49 before
+    ({(WEB, V1): {"rq2": 35, "rq4": 65, "c404": 65}}, False),  # as bad as since: no before
+])
+def test_the_slot_a_change_fell_in_stands_for_thin_telemetry_before_it(
+        straddle: Counters, blamed: bool) -> None:
+    change = Change(9, NOW - 23, ROUTE_KEY, "configured", REWRITE.before, REWRITE.after)
+    given = evidence(AFTER_REWRITE, history=(change,),
+                     timeline=_only_around(straddle, AFTER_REWRITE))
+    found = [f for f in diagnose(given).findings if f.code == "TUL1026"]
+    assert bool(found) is blamed
+    if blamed:
+        assert any("the change fell in" in line and "at most" in line
+                   for line in found[0].evidence)
+
+
 def test_routing_to_nothing_gives_the_share_and_explains_no_healthy_upstream() -> None:
     given = evidence(NOTHING, manifests=(subset("v1"), subset("v3"),
                                          canary_route(backend="books-v3")))

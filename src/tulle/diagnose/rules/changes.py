@@ -89,6 +89,20 @@ def _no_route(slots: list[TimeSlot], callers: set[str]) -> int:
                for slot in slots for node in callers)
 
 
+def _answered_before(during: _Counts, rate_after: float) -> float:
+    """The fewest calls of the slot a change fell in that were answered before it.
+
+    With ``rate_after`` the 4xx share since the change, a slot of T calls and E 4xx holds at
+    least T - E / rate_after calls from before the change (all of them answered without a 4xx
+    at the least). And the share before the change was at most the slot's own share E / T,
+    since the calls after it fail more. So when the telemetry before the change is too thin,
+    that slot stands in for it: its share bounds the rise from below.
+    """
+    if not during.total or rate_after <= during.rate:
+        return 0.0
+    return during.total - during.errors / rate_after
+
+
 def _changed_rule(change: Change) -> str:
     """The change's subject: the route's one changed rule when only one changed, else the
     resource."""
@@ -130,10 +144,13 @@ def client_errors_after_change(evidence: Evidence, scope: Scope) -> Iterator[Fin
         older = {n for n, w in evidence.workloads.items() if w.registered_at < change.at}
         during, _ = _count(straddle, services, older)
         during.no_route = _no_route(straddle, callers & older)
+        mixed = False
         if during.total and during.rate < MIN_RATE:
             then = _Counts(then.requests + during.requests,
                            then.client_errors + during.client_errors,
                            then.not_found + during.not_found, then.no_route + during.no_route)
+        elif then.total < MIN_BEFORE and _answered_before(during, now.rate) >= MIN_BEFORE:
+            then, mixed = during, True
         if now.total < MIN_AFTER or then.total < MIN_BEFORE:
             continue
         if now.rate < MIN_RATE or now.rate - then.rate < MIN_RISE:
@@ -144,8 +161,11 @@ def client_errors_after_change(evidence: Evidence, scope: Scope) -> Iterator[Fin
         subject = _changed_rule(change)
         lines = [f"revision {change.revision} at {when(change.at)}: {change.action} "
                  f"{change_name(change)}, {diff_summary(change)}",
-                 f"4xx on calls to {hosts} before it: {then.rate:.0%} of {then.total} "
-                 f"requests; since: {now.rate:.0%} of {now.total} requests",
+                 (f"4xx on calls to {hosts} in the {straddle[0].seconds:.0f} s the change fell "
+                  f"in (calls from before and after it): {then.rate:.0%} of {then.total} "
+                  f"requests, so at most that before it" if mixed else
+                  f"4xx on calls to {hosts} before it: {then.rate:.0%} of {then.total} "
+                  f"requests") + f"; since: {now.rate:.0%} of {now.total} requests",
                  f"since the change: {now.no_route} answered 404 by the caller's sidecar (no "
                  f"route matched, NR), {now.client_errors} 4xx by the application "
                  f"({now.not_found} of them 404)"]
