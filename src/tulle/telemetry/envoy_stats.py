@@ -90,6 +90,9 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) fo
     # Whole-sidecar counters `tulle diagnose` reads: requests that matched no route (NR, any
     # listener) and requests a route rule's rate limit refused in this caller (RL).
     (r"^http\.[a-z_0-9]+\.(?P<stat>no_route)$", PROXY),
+    # Requests the outbound listener answered itself (404 for a host that names no mesh
+    # service, 403 for CONNECT outside the mesh, 400 for HTTP to a tcp service).
+    (r"^http\.outbound\.(?P<stat>rq_direct_response)$", PROXY),
     # Requests a TrafficPolicy's fault injection aborted or delayed in this caller (FI, DI):
     # an aborted request never reaches a cluster, so no OUTBOUND series counts it.
     (r"^http\.(?:outbound|upstream_[0-9]+)\.fault\.(?P<stat>aborts_injected"
@@ -126,7 +129,8 @@ _FIELDS: dict[str, dict[str, str]] = {
                "ssl.fail_verify_error": "verify_fail",
                "grpc.failure": GRPC_FAILED, "grpc.total": GRPC_CALLS},
     ROUTE: {"upstream_rq_retry": "retry", "upstream_rq_timeout": "timeout"},
-    PROXY: {"no_route": "noroute", "rate_limited": "route_limited",
+    PROXY: {"no_route": "noroute", "rq_direct_response": "nohost",
+            "rate_limited": "route_limited",
             "aborts_injected": "fault_aborts", "delays_injected": "fault_delays"},
 }
 _FIELDS[INBOUND_PLAINTEXT] = _FIELDS[INBOUND]

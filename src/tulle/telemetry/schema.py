@@ -113,6 +113,7 @@ STATS_INCLUSION: tuple[str, ...] = (
     r"^http\.(inbound|inbound_plaintext|outbound|upstream_[0-9]+)\.downstream_(rq_[1-5]xx"
     r"|rq_time|cx_active|cx_total|cx_rx_bytes_total|cx_tx_bytes_total)$",
     r"^http\.[a-z_0-9]+\.(fault\.(aborts_injected|delays_injected)|no_route)$",
+    r"^http\.outbound\.rq_direct_response$",
     r"^vhost\..+\.route\.rt\|[^.]+\.upstream_rq_([1-5]xx|[1-5][0-9][0-9]|time|retry"
     r"|timeout)$",
     r"^[a-z_]+_ratelimit(er)?\.http_local_rate_limit\.rate_limited$",

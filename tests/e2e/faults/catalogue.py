@@ -334,6 +334,10 @@ FAULTS: tuple[Scenario, ...] = (
              "books", expect("TUL1001", BOOKS)),
     Scenario("app-crashed", "no healthy endpoints", one_books, kill_app("books-1"),
              "books", expect("TUL1001", BOOKS)),
+    # No Service resource: with its only instance gone, books leaves the mesh and callers'
+    # sidecars answer 404 (unknown host) instead of 503.
+    Scenario("undeclared-service-gone", "no healthy endpoints", _undeclared_books,
+             stop_workload("books-1"), "books", expect("TUL1001", BOOKS)),
     Scenario("port-mistake", "app not listening", one_books, start_bad(port_mistake=True),
              "bad", expect("TUL1002", proxy("bad-1"))),
     Scenario("app-never-listens", "app not listening", one_books,

@@ -81,6 +81,9 @@ CASES: list[tuple[str, Evidence, str, str]] = [
     ("instances gone", evidence(
         {(WEB, OUT): failing(no_healthy=10), (B1, IN): {"rq2": 5}},
         workloads=(web(),), departed=(B1,)), "TUL1001", "service/books.default"),
+    ("undeclared, its last instance gone: callers get 404 unknown host", evidence(
+        {(WEB, OUT): {"rq2": 200}, (B1, IN): {"rq2": 200}, (WEB, PROXY): {"nohost": 40}},
+        workloads=(workload("web-1", "web"),), departed=(B1,)), "TUL1001", "service/books.default"),
     ("never ran", evidence({(WEB, OUT): failing(no_healthy=10)}, workloads=(web(),)),
      "TUL1001", "service/books.default"),
     ("all ejected", evidence(
@@ -298,3 +301,9 @@ def test_an_instance_whose_application_crashed_and_left_is_the_services_finding(
                      workloads=(web(),), departed=(B1,))
     assert [(f.code, f.subject) for f in diagnose(given, rules=RULES).findings][:1] == [
         ("TUL1001", "service/books.default")]
+
+
+def test_an_undeclared_service_stopped_that_nobody_calls_any_more_is_no_finding() -> None:
+    given = evidence({(WEB, OUT): {"rq2": 200}, (B1, IN): {"rq2": 200}},
+                     workloads=(workload("web-1", "web"),), departed=(B1,))
+    assert not diagnose(given, rules=RULES).findings

@@ -231,5 +231,38 @@ def upstream_connect_failures(evidence: Evidence, scope: Scope) -> Iterator[Find
             sources=tuple(sorted(related[ref])))
 
 
-RULES = (no_healthy_endpoints, instance_not_ready, app_connect_failures,
+def service_left_mesh(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    """TUL1001: a service with no Service resource lost its last instance, so it left the
+    mesh: its callers' sidecars no longer know its name and answer 404 themselves."""
+    for ref in sorted({dst for _, dst, _ in evidence.edges()}):
+        departed = evidence.departed_of(ref)
+        if (not departed or ref in evidence.mesh.services or evidence.instances_of(ref)
+                or feeding(evidence, ref)):
+            continue
+        callers = [(node, evidence.proxy_counters(node).get("nohost", 0))
+                   for node in evidence.callers_of(ref)]
+        callers = [(node, n) for node, n in callers if n]
+        if not callers:
+            continue  # nobody calls it any more: a service that was stopped on purpose
+        refused = sum(n for _, n in callers)
+        gone = ", ".join(departed)
+        yield Finding(
+            "TUL1001", Severity.CRITICAL, min(95.0, 60.0 + refused), service_subject(ref),
+            f"Every instance of {ref.host} has stopped ({gone}), and no Service resource "
+            f"declares it, so {ref.host} left the mesh: its callers' sidecars no longer know "
+            "the name and answer 404 (no service matches the host) themselves. The "
+            "application never saw these requests.",
+            (*(f"{node}: {n} requests answered by its own sidecar (404 unknown host, or 403 "
+               "CONNECT outside the mesh) in the window" for node, n in callers),
+             *(f"{node} served {ref.host} in the window and is no longer registered"
+               for node in departed)),
+            f"start {ref.name} again: `tulle run --service {ref.name} --namespace "
+            f"{ref.namespace} --port PORT -- COMMAND`; declare it (`kind: Service`, name "
+            f"{ref.name}) so that callers get 503 no healthy upstream, not 404, while it is "
+            "down",
+            related=tuple(proxy_subject(node) for node in departed),
+            sources=tuple(proxy_subject(node) for node, _ in callers))
+
+
+RULES = (no_healthy_endpoints, service_left_mesh, instance_not_ready, app_connect_failures,
          upstream_connect_failures)
