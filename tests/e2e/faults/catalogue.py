@@ -336,6 +336,9 @@ FAULTS: tuple[Scenario, ...] = (
              "books", expect("TUL1001", BOOKS)),
     # No Service resource: with its only instance gone, books leaves the mesh and callers'
     # sidecars answer 404 (unknown host) instead of 503.
+    # A new client calls a path books' route does not match: its sidecar answers 404 (NR).
+    Scenario("no-route", "no route", _search_only, new_client_path("/browse"), "books",
+             expect("TUL1012", ROUTE)),
     Scenario("undeclared-service-gone", "no healthy endpoints", _undeclared_books,
              stop_workload("books-1"), "books", expect("TUL1001", BOOKS)),
     Scenario("port-mistake", "app not listening", one_books, start_bad(port_mistake=True),

@@ -130,6 +130,24 @@ CASES: list[tuple[str, Evidence, str, str]] = [
         manifests=(route({"matches": [{"path": {"type": "PathPrefix",
                                                 "value": "/search"}}]}),)),
      "TUL1012", "httproute/books.default"),
+    ("no route, from a new caller that never reached books", evidence(
+        {(WEB, PROXY): {"noroute": 5}},
+        workloads=(workload("web-1", "web"), workload("books-1", "books")),
+        manifests=(route({"matches": [{"path": {"type": "PathPrefix",
+                                                "value": "/search"}}]}),)),
+     "TUL1012", "httproute/books.default"),
+    ("no route, and two services it may have been", evidence(
+        {(WEB, PROXY): {"noroute": 5}},
+        workloads=(workload("web-1", "web"), workload("books-1", "books"),
+                   workload("authors-1", "authors")),
+        manifests=(route({"matches": [{"path": {"type": "PathPrefix", "value": "/search"}}]}),
+                   {**route({"matches": [{"path": {"type": "Exact", "value": "/a"}}],
+                             "backendRefs": [{"name": "authors"}]}),
+                    "metadata": {"name": "authors"},
+                    "spec": {"parentRefs": [{"name": "authors"}], "rules": [{
+                        "matches": [{"path": {"type": "Exact", "value": "/a"}}],
+                        "backendRefs": [{"name": "authors"}]}]}})),
+     "TUL1012", "proxy/web-1.default"),
     ("no route to an unknown host", evidence({(WEB, PROXY): {"noroute": 5}}),
      "TUL1012", "proxy/web-1.default"),
     ("5xx from the application itself", evidence(

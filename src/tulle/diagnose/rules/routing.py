@@ -17,6 +17,7 @@ from tulle.diagnose.model import (
 from tulle.diagnose.rank import impact
 from tulle.diagnose.rules._traffic import Backend, backends, callers, callers_view, share
 from tulle.model.httproute import RouteMatch
+from tulle.model.meta import ServiceRef
 from tulle.model.workload import WorkloadState
 
 # No-route 404s are an error from this share of the caller's requests; a few are a warning.
@@ -30,6 +31,13 @@ def _catch_all(match: RouteMatch) -> bool:
             and not match.query_params and match.method is None)
 
 
+def _partial(evidence: Evidence, ref: ServiceRef) -> bool:
+    """Whether ``ref`` has routes and none of their rules matches every request."""
+    routes = evidence.mesh.routes.get(ref, ())
+    return bool(routes) and not any(_catch_all(m) for a in routes for r in a.spec.rules
+                                    for m in r.matches)
+
+
 def no_route(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     """TUL1012: requests in a caller's sidecar matched no route rule (404 NR)."""
     for node in sorted({node for node, _ in evidence.window.counters}):
@@ -39,13 +47,17 @@ def no_route(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         sent = missed + sum(requests(v) for caller, _, v in evidence.edges() if caller == node)
         severity = (Severity.ERROR if share(missed, sent) >= NO_ROUTE_ERROR_SHARE
                     else Severity.WARNING)
-        called = evidence.called_by(node)
+        # Every host that names no mesh service gets the outbound listener's own 404 (not NR),
+        # so NR means the host was a service whose routes leave some paths unmatched: one the
+        # caller called, else (a caller whose every request missed) any such service.
+        called = {ref for ref in evidence.called_by(node) if _partial(evidence, ref)}
+        if not called:
+            called = {ref for ref in evidence.mesh.routes if _partial(evidence, ref)}
+            if len(called) > 1:
+                called = set()  # which one it was, Envoy's counters cannot tell
         found = False
         for ref in sorted(called):
             routes = evidence.mesh.routes.get(ref, ())
-            if not routes or any(_catch_all(m) for a in routes for r in a.spec.rules
-                                 for m in r.matches):
-                continue
             found = True
             subjects = [resource_subject(a.key) for a in routes]
             covered = [f"{resource_subject(a.key)} rule {rule.name or i}: {rule.describe_matches()}"
@@ -62,13 +74,16 @@ def no_route(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
                 "matches",
                 related=(service_subject(ref), *subjects[1:]), sources=(proxy_subject(node),))
         if not found:
+            partial = sorted(r.host for r in evidence.mesh.routes if _partial(evidence, r))
             yield Finding(
                 "TUL1012", severity, min(90.0, 45.0 + missed), proxy_subject(node),
                 f"Requests from {node} name a host or path no route matches, so its sidecar "
                 "answers 404 (NR): the mesh produced these answers.",
                 (f"{node}: {missed} requests matched no route (404, NR) in the window",
-                 "services it calls: " + (", ".join(sorted(r.host for r in called))
-                                          or "none")),
+                 "services it calls: " + (", ".join(sorted(
+                     r.host for r in evidence.called_by(node))) or "none"),
+                 "services whose routes leave some paths unmatched: "
+                 + (", ".join(partial) or "none")),
                 f"call services by their mesh name (NAME or NAME.NAMESPACE) from {node}; "
                 "`tulle get services` lists them",
                 sources=(proxy_subject(node),))
