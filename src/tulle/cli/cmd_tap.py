@@ -10,7 +10,7 @@ import typer
 from tulle.cli.output import Format, OutputOption
 from tulle.client import ApiClient
 from tulle.errors import UsageError
-from tulle.model import response_flags
+from tulle.model import grpc_status, response_flags
 
 COLUMNS = ("TIME", "SIDE", "SOURCE -> DESTINATION", "METHOD", "AUTHORITY", "PATH", "STATUS",
            "LATENCY", "BYTES IN/OUT", "FLAGS", "TLS")
@@ -89,10 +89,20 @@ def format_event(e: dict[str, Any]) -> str:
     return "  ".join(str(part) for part in (
         time, "in" if e.get("direction") == "inbound" else "out",
         f"{_source(e)} -> {_destination(e)}", e.get("method") or "-",
-        e.get("authority") or "-", e.get("path") or "-", e.get("status") or "-",
+        e.get("authority") or "-", e.get("path") or "-", _status(e),
         f"{e['latencyMs']}ms" if e.get("latencyMs") is not None else "-",
         f"{_int(e.get('bytesReceived'))}/{_int(e.get('bytesSent'))}",
         _flags(e), _tls(e)))
+
+
+def _status(e: dict[str, Any]) -> str:
+    """The HTTP status, and a gRPC call's own outcome beside it: a gRPC failure arrives in
+    an HTTP 200 ("200 gRPC UNAVAILABLE (14) 'greeter-2 is flaky'")."""
+    http = str(e.get("status") or "-")
+    if grpc_status.name_of(e.get("grpcStatus")) is None:
+        return http
+    text = f"{http} gRPC {grpc_status.describe(e.get('grpcStatus'))}"
+    return f"{text} {e['grpcMessage']!r}" if e.get("grpcMessage") else text
 
 
 def _source(e: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ import typer
 from tulle.cli.output import Format, OutputOption, table
 from tulle.client import ApiClient
 from tulle.errors import UsageError
+from tulle.model import grpc_status
 from tulle.model.durations import parse_duration
 
 ROWS = 20
@@ -69,7 +70,9 @@ class Top:
         stats.count += 1
         status = event.get("status")
         stats.last_status = status if isinstance(status, int) else None
-        if not isinstance(status, int) or status >= 500:
+        # A gRPC call fails by its grpc-status, inside an HTTP 200.
+        if (not isinstance(status, int) or status >= 500
+                or grpc_status.failed(event.get("grpcStatus"))):
             stats.failures += 1
         if isinstance(event.get("latencyMs"), int | float):
             stats.latencies.append(float(event["latencyMs"]))

@@ -35,6 +35,7 @@ LOG_FIELD_KINDS: dict[str, FieldKind] = {
     "bytesReceived": "int", "bytesSent": "int", "flags": "str", "mtls": "bool",
     "tlsVersion": "str", "upstreamCluster": "str", "upstreamHost": "str", "route": "str",
     "details": "str", "sourceAddress": "str", "requestId": "str",
+    "grpcStatus": "str", "grpcMessage": "str",
 }
 # Set by the generator, not by Envoy: which sidecar logged, and on which side of the call.
 LITERAL_FIELDS = ("workload", "direction")

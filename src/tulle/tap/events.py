@@ -12,6 +12,7 @@ from typing import Any
 
 from envoy.data.accesslog.v3 import accesslog_pb2
 
+from tulle.model import grpc_status
 from tulle.model.access_log import (
     LITERAL_FIELDS,
     LOG_FIELD_KINDS,
@@ -40,6 +41,8 @@ def decode(node_id: str, entry: accesslog_pb2.HTTPAccessLogEntry,
         elif key in LITERAL_FIELDS:
             event[key] = value or None
     event["workload"] = node_id
+    # Readable as the application wrote it (an access-log file keeps it percent-encoded).
+    event["grpcMessage"] = grpc_status.message(event["grpcMessage"])
     hidden = frozenset(redacted)
     for group, values in headers.items():
         event[group] = redact(values, hidden)

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from tulle.errors import UsageError
+from tulle.model import grpc_status
 from tulle.tap.events import Event
 
 MAX_EVENTS = 1_000_000
@@ -25,6 +26,10 @@ class StatusRange:
     def __contains__(self, status: int) -> bool:
         return self.low <= status <= self.high
 
+    def failures(self) -> bool:
+        """The whole 5xx class: where a failed gRPC call (in an HTTP 200) counts, as in stat."""
+        return self.low <= 500 and self.high >= 599
+
 
 @dataclass(frozen=True)
 class TapFilter:
@@ -39,7 +44,9 @@ class TapFilter:
             return False
         if self.statuses:
             status = event.get("status")
-            if not isinstance(status, int) or not any(status in s for s in self.statuses):
+            grpc_failed = grpc_status.failed(event.get("grpcStatus"))
+            if not any((isinstance(status, int) and status in s)
+                       or (grpc_failed and s.failures()) for s in self.statuses):
                 return False
         if self.path is not None:
             path = str(event.get("path") or "").split("?", 1)[0]

@@ -44,6 +44,14 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
       "upstreamCluster": "inbound|8080"},
      f"14:13:55.761Z  in  127.0.0.1:40000 -> {BOOKS}  GET  books  /list?page=2  200  3ms  "
      "0/448  -  plaintext"),
+    ("a gRPC failure inside HTTP 200: its status and message beside the 200",
+     {"path": "/g.Greeter/Hello", "grpcStatus": "UNAVAILABLE",
+      "grpcMessage": "greeter-2 is flaky"},
+     f"14:13:55.761Z  out  {WEB} -> {BOOKS}  GET  books  /g.Greeter/Hello  200 gRPC "
+     "UNAVAILABLE (14) 'greeter-2 is flaky'  3ms  0/448  -  mTLS TLSv1.2"),
+    ("a gRPC success", {"grpcStatus": "OK"},
+     f"14:13:55.761Z  out  {WEB} -> {BOOKS}  GET  books  /list?page=2  200 gRPC OK (0)  3ms  "
+     "0/448  -  mTLS TLSv1.2"),
     ("nothing known", dict.fromkeys(BASE),
      "-  out  - -> -  -  -  -  -  -  -/-  -  plaintext"),
 ]

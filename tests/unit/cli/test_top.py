@@ -47,3 +47,11 @@ def test_sources_are_kept_apart() -> None:
     top.add(event("inbound", "/a", 200, source="spiffe://td/ns/default/sa/web"))
     top.add(event("inbound", "/a", 200, source="spiffe://td/ns/default/sa/cron"))
     assert len(top.snapshot()["paths"]) == 2
+
+
+def test_a_grpc_failure_inside_http_200_is_a_failure() -> None:
+    top = Top()
+    for grpc in ("OK", "UNAVAILABLE", "OK", "INTERNAL"):
+        top.add(event("inbound", "/g.Greeter/Hello", 200) | {"grpcStatus": grpc})
+    [row] = top.snapshot()["paths"]
+    assert (row["count"], row["successRate"], row["lastStatus"]) == (4, 0.5, 200)

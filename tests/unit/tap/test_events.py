@@ -54,3 +54,12 @@ def test_typed() -> None:
     assert typed("-", "int") is None and typed("x", "int") is None
     assert typed("false", "bool") is False and typed("NULL", "bool") is None
     assert typed("-", "str") == "-" and typed("", "str") is None
+
+
+def test_a_grpc_message_reads_as_the_application_wrote_it() -> None:
+    event = decode("web-1.default", entry(
+        grpcStatus="UNAVAILABLE", grpcMessage="greeter-2%20is%20flaky%3A%20100%25"), REDACTED)
+    assert (event["grpcStatus"], event["grpcMessage"]) == ("UNAVAILABLE",
+                                                           "greeter-2 is flaky: 100%")
+    plain = decode("web-1.default", entry(status="200"), REDACTED)
+    assert (plain["grpcStatus"], plain["grpcMessage"]) == (None, None)

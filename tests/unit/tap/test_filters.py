@@ -10,8 +10,9 @@ from tulle.errors import UsageError
 from tulle.tap.filters import TapFilter, parse_filter
 
 
-def event(path: str = "/", method: str = "GET", status: int | None = 200) -> dict[str, Any]:
-    return {"path": path, "method": method, "status": status}
+def event(path: str = "/", method: str = "GET", status: int | None = 200,
+          grpc: str | None = None) -> dict[str, Any]:
+    return {"path": path, "method": method, "status": status, "grpcStatus": grpc}
 
 
 # (case, parse_filter arguments, events that pass, events that do not)
@@ -25,6 +26,13 @@ CASES: list[tuple[str, dict[str, str], list[dict[str, Any]], list[dict[str, Any]
     ("method, any case", {"method": "post"}, [event(method="POST")], [event(method="GET")]),
     ("status class", {"status": "5xx"}, [event(status=500), event(status=599)],
      [event(status=499), event(status=200), event(status=None)]),
+    ("5xx: gRPC failures inside HTTP 200 too, as stat counts them", {"status": "5xx"},
+     [event(grpc="UNAVAILABLE"), event(grpc="INTERNAL"), event(status=503, grpc="UNAVAILABLE")],
+     [event(grpc="OK"), event(status=None, grpc=None)]),
+    ("a code is the HTTP code only", {"status": "503"}, [event(status=503)],
+     [event(grpc="UNAVAILABLE")]),
+    ("2xx still has a gRPC failure's HTTP 200", {"status": "2xx"}, [event(grpc="UNAVAILABLE")],
+     [event(status=503, grpc="UNAVAILABLE")]),
     ("status code", {"status": "503"}, [event(status=503)], [event(status=500)]),
     ("status list", {"status": "4xx, 503"}, [event(status=404), event(status=503)],
      [event(status=500), event(status=200)]),

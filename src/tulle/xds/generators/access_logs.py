@@ -44,6 +44,7 @@ TAP_LOG_NAME = "tulle-tap"
 # Envoy batches entries per worker thread; a tap shows a request within this (plus a hop).
 TAP_FLUSH_S = 0.1
 _OWN_IDENTITY = "{identity}"  # replaced by the proxy's own SPIFFE ID
+_ABSENT = "{absent}"  # replaced by a CEL expression's "no value" (see _flat_fields)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,13 @@ FIELDS: tuple[LogField, ...] = (
     _both("details", "%RESPONSE_CODE_DETAILS%"),
     _both("sourceAddress", "%DOWNSTREAM_REMOTE_ADDRESS%"),
     _both("requestId", "%REQ(X-REQUEST-ID)%"),
+    # A gRPC call's outcome, hidden in an HTTP 200: grpc-status by name, and grpc-message
+    # (percent-encoded on the wire). Both arrive as trailers, or as headers when the answer
+    # is trailers-only (an error before any message): look in both.
+    _both("grpcStatus", "%GRPC_STATUS(SNAKE_STRING)%"),
+    _both("grpcMessage", "%CEL('grpc-message' in response.trailers ? "
+                         "response.trailers['grpc-message'] : 'grpc-message' in "
+                         "response.headers ? response.headers['grpc-message'] : {absent})%"),
 )
 
 
@@ -222,7 +230,7 @@ def _flat_fields(logging: HttpLogging, typed: bool) -> Iterator[tuple[str, str]]
     for field in FIELDS:
         operator = field.inbound if logging.direction == "inbound" else field.outbound
         yield field.name, operator.replace(_OWN_IDENTITY, _literal(logging.identity)).replace(
-            "%CEL(", cel)
+            "%CEL(", cel).replace(_ABSENT, absent)
     for group, source, cel_map in ((REQUEST_HEADERS, "REQ", "request.headers"),
                                    (RESPONSE_HEADERS, "RESP", "response.headers")):
         for header in captured_headers(logging.redacted)[group]:
