@@ -35,6 +35,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
     parser.add_argument("--only", choices=sorted(SUITE), action="append")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--proxies", type=int, metavar="N",
+                        help="synthetic: N proxies alone, with the N = 100 baseline")
     args = parser.parse_args()
     print(f"tulle {__version__} benchmarks ({'quick' if args.quick else 'full'}) on "
           f"{platform.machine()}, {platform.python_implementation()} "
@@ -42,7 +44,10 @@ def main() -> int:
     results = []
     for name in args.only or SUITE:
         run, title = SUITE[name]
-        figures, notes = run(args.quick)
+        if name == "synthetic" and args.proxies is not None:
+            figures, notes = synthetic.run(args.quick, args.proxies)
+        else:
+            figures, notes = run(args.quick)
         results.append(report(title, figures, notes))
     if args.json:
         dump(results, args.json)

@@ -62,8 +62,12 @@ class Plan:
     repeats: int
 
     @classmethod
-    def of(cls, quick: bool) -> Plan:
-        return cls(50, (20,), 5) if quick else cls(1000, (100, 1000, 2000), 15)
+    def of(cls, quick: bool, proxies: int | None = None) -> Plan:
+        """``proxies``: that one size alone, with the N = 100 baseline (the same mesh)."""
+        if quick:
+            return cls(50, (20,), 5)
+        sizes = (100, 1000, 2000) if proxies is None else tuple(sorted({100, proxies}))
+        return cls(1000, sizes, 15)
 
 
 def _service(i: int) -> str:
@@ -309,6 +313,6 @@ def _figures(plan: Plan, by_size: dict[int, Results], rss_registered: float,
     return figures
 
 
-def run(quick: bool) -> tuple[list[Figure], str]:
-    return asyncio.run(measure(Plan.of(quick), quick))
+def run(quick: bool, proxies: int | None = None) -> tuple[list[Figure], str]:
+    return asyncio.run(measure(Plan.of(quick, proxies), quick))
 

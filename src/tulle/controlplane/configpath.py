@@ -19,7 +19,7 @@ from tulle.errors import ApiError
 from tulle.model.mesh import EMPTY_MESH, MeshIdentity, MeshSnapshot, build_mesh
 from tulle.model.resource import Resource
 from tulle.model.workload import Workload
-from tulle.xds.compiler import ConfigCompiler, ProxyConfig
+from tulle.xds.compiler import ConfigCompiler, ProxyConfig, proxy_shape
 from tulle.xds.proxy import ProxyInfo, ProxyLogging
 
 log = logging.getLogger("tulle.controlplane")
@@ -136,10 +136,11 @@ class Precheck:
     """Translate a proposed set of resources before it is stored, so that a bug in tulle's
     translation rejects the apply instead of breaking pushes.
 
-    It compiles for one proxy per service that has workloads (every kind of per-proxy config:
-    its inbound side) and for a client per namespace the resources touch (every shared part,
-    even where no proxy runs yet). A compiler of its own keeps the live one's cache intact;
-    its cache makes this incremental."""
+    It compiles for one registered proxy per shape (``proxy_shape``: its service's protocol,
+    mTLS mode, rate limit, access log, its upstream bindings; not one per service, which cost
+    1,000 compiles at 1,000 services) and for a client per namespace the resources touch (every
+    shared part, even where no proxy runs yet). A compiler of its own keeps the live one's
+    cache intact; its cache makes this incremental."""
 
     def __init__(self, workloads: Callable[[], Iterable[Workload]],
                  identity: Callable[[], MeshIdentity], logging: ProxyLogging) -> None:
@@ -152,7 +153,11 @@ class Precheck:
     def __call__(self, resources: Sequence[Resource]) -> None:
         workloads = list(self._workloads())
         mesh = build_mesh(next(self._versions), resources, workloads, self._identity())
-        proxies = list({w.service_ref: ProxyInfo.of(w) for w in workloads}.values())
+        by_shape: dict[tuple[object, ...], ProxyInfo] = {}
+        for workload in workloads:
+            proxy = ProxyInfo.of(workload)
+            by_shape.setdefault(proxy_shape(mesh, proxy), proxy)
+        proxies = list(by_shape.values())
         for namespace in sorted({r.meta.namespace or "default" for r in resources}):
             proxies.append(ProxyInfo(f"precheck.{namespace}", namespace, "precheck",
                                      "127.0.0.1", None, None, 1, ()))

@@ -105,6 +105,16 @@ class SqliteStore:
         return [StoredResource(ResourceKey(k, ns, n), json.loads(m), rev, created, updated)
                 for k, ns, n, m, rev, created, updated in rows]
 
+    def resource(self, key: ResourceKey) -> StoredResource | None:
+        row = self._db.execute(
+            "SELECT manifest, revision, created_at, updated_at FROM resources "
+            "WHERE kind=? AND namespace=? AND name=?",
+            (key.kind, key.namespace, key.name)).fetchone()
+        if row is None:
+            return None
+        manifest, revision, created, updated = row
+        return StoredResource(key, json.loads(manifest), revision, created, updated)
+
     def apply(self, manifests: Sequence[tuple[ResourceKey, Mapping[str, Any]]]
               ) -> list[ApplyResult]:
         return self.replace(manifests, ())

@@ -87,6 +87,18 @@ class _Shared:
     secrets: tuple[EncodedResource, ...]
 
 
+def proxy_shape(mesh: MeshSnapshot, proxy: ProxyInfo) -> tuple[object, ...]:
+    """What ``compile`` reads to build a proxy's own resources, but for its names, address and
+    ports: proxies of one shape run the same generators on inputs that differ only there.
+    The apply precheck translates one proxy per shape. Keep it in step with ``compile``."""
+    service = mesh.services.get(ServiceRef(proxy.namespace, proxy.service))
+    own = None if service is None else (service.protocol, service.detected, service.mtls_mode,
+                                        service.policy.rate_limit, service.access_log)
+    return (proxy.namespace, own, proxy.app_port is None, proxy.inbound_port is None,
+            proxy.node_id in mesh.identity.certificates,
+            tuple(bind.service for bind in proxy.upstreams))
+
+
 def connection_lifetime(workload_lifetime_s: float) -> float:
     """Pooled connections last at most half a certificate's lifetime (and at most an hour)."""
     return min(3600.0, workload_lifetime_s / 2)

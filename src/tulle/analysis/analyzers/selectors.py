@@ -4,7 +4,7 @@ live mesh and at apply time, not on files alone."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import cast
 
 from tulle.analysis.codes import POLICY_SELECTS_NOTHING, SUBSET_SELECTS_NOTHING
@@ -78,7 +78,6 @@ def idle_policies(ctx: AnalysisContext) -> None:
                 if r.info is SERVICE}
     known = declared | {w.service_ref for w in workloads}
     routes = {r.key: r for r in resources if r.info is HTTP_ROUTE}
-    running = ", ".join(sorted({w.service_ref.host for w in workloads})) or "none"
     for policy in (r for r in resources if r.info is TRAFFIC_POLICY):
         spec = cast(TrafficPolicySpec, policy.spec)
         for t, target in enumerate(spec.target_refs):
@@ -88,7 +87,8 @@ def idle_policies(ctx: AnalysisContext) -> None:
                 # An unknown service is TUL0001's to report.
                 if ref in known and not members.of(ref):
                     ctx.report(POLICY_SELECTS_NOTHING, policy.key, f"spec.targetRefs[{t}]",
-                               target=f"Service {ref.namespace}/{ref.name}", services=running)
+                               target=f"Service {ref.namespace}/{ref.name}",
+                               services=_running(workloads))
                 continue
             route = routes.get(ResourceKey(HTTP_ROUTE.kind, namespace, target.name))
             if route is None:
@@ -98,7 +98,13 @@ def idle_policies(ctx: AnalysisContext) -> None:
                 ctx.report(POLICY_SELECTS_NOTHING, policy.key, f"spec.targetRefs[{t}]",
                            target=f"HTTPRoute {namespace}/{target.name} (attached to "
                                   f"{', '.join(p.host for p in parents)})",
-                           services=running)
+                           services=_running(workloads))
+
+
+def _running(workloads: Iterable[Workload]) -> str:
+    """The services that run: built only for a message (every apply runs this analyzer twice
+    over the whole store, and most meshes have no idle policy)."""
+    return ", ".join(sorted({w.service_ref.host for w in workloads})) or "none"
 
 
 def _labels(workload: Workload) -> str:
