@@ -391,6 +391,9 @@ FAULTS: tuple[Scenario, ...] = (
     Scenario("canary-slow", "versions compared", v1_only,
              deploy_canary(("--delay-ms", "400")), "books",
              expect("TUL1020", "service/books-v2.default")),
+    Scenario("canary-errors", "versions compared", v1_only,
+             deploy_canary(("--fail-pct", "20", "--fail-code", "500")), "books",
+             expect("TUL1020", "service/books-v2.default")),
     # -- latency ------------------------------------------------------------------------------
     Scenario("latency-regression", "latency", two_books,
              control_all(("books-1", "books-2"), delay=300), "books",

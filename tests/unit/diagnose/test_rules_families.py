@@ -315,3 +315,20 @@ def test_one_rule_slower_than_its_past_while_the_services_are_not() -> None:
     result = diagnose(evidence(now, timeline=steady(before, recent=now)))
     found = [(f.code, f.subject, f.symptom) for f in result.findings if f.code == "TUL1021"]
     assert found == [("TUL1021", "httproute/books.default#canary", True)]
+
+
+def test_a_canary_deployed_by_a_route_change_blames_the_version_not_the_change() -> None:
+    """v2 entered as a 20 % canary with a route change and fails a share of its calls, while
+    v1 answers well: the version is the culprit (TUL1020); the change (TUL1065) follows it."""
+    v1_only = {**canary_route(), "spec": {**canary_route()["spec"], "rules": [
+        {"backendRefs": [{"name": "books-v1"}]}]}}
+    change = Change(9, NOW - 30, ROUTE_KEY, "configured", v1_only, canary_route())
+    before = {(WEB, V1): ok(100)}
+    after = {(WEB, V1): ok(80), (WEB, V2): {**ok(16), "rq5": 4, "c500": 4},
+             (B1, IN): ok(40), (B3, IN): ok(40), (B2, IN): {**ok(16), "rq5": 4}}
+    given = evidence(after, history=(change,), timeline=steady(before, recent=after))
+    ranked = [(f.code, f.subject, f.explained_by) for f in diagnose(given).findings]
+    assert ranked[0][:2] == ("TUL1020", "service/books-v2.default"), ranked
+    [change_finding] = [f for f in diagnose(given).findings if f.code == "TUL1065"]
+    assert "had none before" in change_finding.cause
+    assert change_finding.explained_by == ("TUL1020",) or "TUL1020" in change_finding.explained_by

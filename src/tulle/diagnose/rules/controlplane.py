@@ -335,16 +335,26 @@ def change_preceded_errors(evidence: Evidence, scope: Scope) -> Iterator[Finding
             if _rate(now) < ERRORS_MIN_RATE or _rate(now) - _rate(then) < ERRORS_MIN_RISE:
                 continue
             reported.add(ref)
+            # A backend the change began to send traffic to fails while the change's other
+            # backends answer well: the new backend (a version) is the culprit, the change
+            # is how its failures reached callers (TUL1020 and the instance findings lead).
+            healthy = sorted(r.host for r, p in rates_after.items() if r != ref
+                             and p[0] >= ERRORS_MIN_REQUESTS and _rate(p) < HEALTHY_MAX_RATE)
+            new_backend = services is not None and not rates_before.get(ref, (0, 0))[0] \
+                and bool(healthy)
             yield Finding(
                 "TUL1065", Severity.ERROR, 85.0, resource_subject(change.key),
                 f"Calls to {ref.host} started failing right after revision {change.revision} "
-                f"({change.action} {change_name(change)}).",
+                f"({change.action} {change_name(change)})."
+                + (f" The change began sending traffic to {ref.host}, which had none before, "
+                   f"and that backend fails while {', '.join(healthy)} answers well."
+                   if new_backend else ""),
                 (f"revision {change.revision} at {when(change.at)}: {change.action} "
                  f"{change_name(change)}, {diff_summary(change)}",
                  f"5xx on the traffic it touched before it: {_rate(then):.0%} of {then[0]} "
                  f"requests; to {ref.host} since: {_rate(now):.0%} of {now[0]} requests"),
                 f"{rollback_fix(change)}; or fix {change_name(change)} and apply it again",
-                related=(service_subject(ref),))
+                related=(service_subject(ref),), symptom=new_backend)
 
 
 RULES: tuple[Rule, ...] = (config_rejected, config_stale, proxy_disconnected,
