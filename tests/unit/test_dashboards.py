@@ -23,6 +23,8 @@ from tulle.telemetry.schema import (
     PROXY,
     REQUEST_FIELDS,
     ROUTE,
+    UPGRADE_DURATION_FIELDS,
+    UPGRADE_DURATION_SUM,
     SeriesKey,
 )
 
@@ -34,7 +36,8 @@ GRAFANA_VARIABLES = frozenset({"__rate_interval", "__interval", "__range"})
 SIDECAR_FIELDS = (*REQUEST_FIELDS, *LATENCY_FIELDS, LATENCY_SUM, "rx", "tx", "cx", "cxt",
                   "retry", "retry_overflow", "timeout", "overflow", "cfail", "app_cfail",
                   "eject", "healthy", "members", "limited", "tls_err", "mem", "stats",
-                  "uptime", "xds")
+                  "uptime", "xds", "upg", "upg_cx", "upg_rx", "upg_tx",
+                  *UPGRADE_DURATION_FIELDS, UPGRADE_DURATION_SUM)
 
 
 @cache

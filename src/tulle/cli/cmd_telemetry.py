@@ -164,9 +164,48 @@ def _stat_table(kind: str) -> Any:
                 headers = (*headers, "CALLERS' ERRORS")
                 for cells, row in zip(rows, data[key], strict=True):
                     cells.append(_errors(row))
-        return "\n".join([f"(last {data['windowSeconds']:g}s)", table(headers, rows),
-                          *notes])
+        sections = [f"(last {data['windowSeconds']:g}s)", table(headers, rows), *notes]
+        if kind == "services":
+            sections += _connections_section(data["services"])
+        return "\n".join(sections)
     return render
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count}B"
+    value = count / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}GiB"
+
+
+def _seconds_text(value: float | None) -> str:
+    return "-" if value is None else (f"{value:.1f}s" if value < 60 else f"{value / 60:.1f}m")
+
+
+def _connections_section(services: list[dict[str, Any]]) -> list[str]:
+    """Connection figures, for what requests do not describe: tcp services (connections
+    accepted from callers) and upgraded connections (WebSocket) of HTTP services."""
+    rows = []
+    for row in services:
+        l4, upgraded = row.get("l4"), row.get("upgrades")
+        if row.get("protocol") == "tcp" and l4 is not None:
+            rows.append([row["namespace"], row["name"], "tcp", l4["opened"],
+                         row["connections"], _size(l4["bytesIn"]), _size(l4["bytesOut"]),
+                         "-", l4["connectFailures"]])
+        if upgraded and (upgraded["opened"] or upgraded["active"]):
+            rows.append([row["namespace"], row["name"], "upgraded (WebSocket)",
+                         upgraded["opened"], upgraded["active"], _size(upgraded["bytesIn"]),
+                         _size(upgraded["bytesOut"]),
+                         _seconds_text(upgraded["durationSeconds"]["mean"]), "-"])
+    if not rows:
+        return []
+    headers = ("NAMESPACE", "SERVICE", "CONNECTIONS", "OPENED", "ACTIVE", "BYTES IN",
+               "BYTES OUT", "MEAN DURATION", "CONNECT FAILURES")
+    return ["", table(headers, rows)]
 
 
 def _routes_table(data: dict[str, Any], wide: bool) -> str:

@@ -26,6 +26,13 @@ from tulle.telemetry.schema import (
     PROXY,
     ROUTE,
     SERVER_STATE,
+    UPGRADE_BOUNDS_S,
+    UPGRADE_DURATION_FIELDS,
+    UPGRADE_DURATION_SUM,
+    UPGRADE_RX,
+    UPGRADE_TX,
+    UPGRADES,
+    UPGRADES_ACTIVE,
     SeriesKey,
     parse_route_stat_prefix,
 )
@@ -63,19 +70,31 @@ def parse(document: Mapping[str, Any]) -> EnvoyStats:
     return EnvoyStats(values, histograms)
 
 
-def _bucketize(bins: Iterable[tuple[float, float, int]]) -> Values:
+def _bucketize(bins: Iterable[tuple[float, float, int]],
+               bounds_ms: tuple[float, ...] = LATENCY_BOUNDS_MS,
+               fields: tuple[str, ...] = LATENCY_FIELDS, sum_field: str = LATENCY_SUM) -> Values:
     out: Values = {}
     total_ms = 0.0
     for lower, width, count in bins:
         middle = lower + width / 2
         total_ms += middle * count
-        index = next((i for i, bound in enumerate(LATENCY_BOUNDS_MS) if middle <= bound),
-                     len(LATENCY_BOUNDS_MS))
-        out[LATENCY_FIELDS[index]] = out.get(LATENCY_FIELDS[index], 0) + count
+        index = next((i for i, bound in enumerate(bounds_ms) if middle <= bound),
+                     len(bounds_ms))
+        out[fields[index]] = out.get(fields[index], 0) + count
     if out:
-        out[LATENCY_SUM] = round(total_ms)
+        out[sum_field] = round(total_ms)
     return out
 
+
+_UPGRADE_BOUNDS_MS = tuple(bound * 1000 for bound in UPGRADE_BOUNDS_S)
+
+
+# The upgraded connections' own inbound cluster (see xds names.inbound_upgrade_cluster): its
+# stats land in the INBOUND series under fields of their own.
+_UPGRADE = "in_upgrade"
+# Connections open from the sidecar to its application: the active connections of a tcp
+# service's instance, whose inbound side has no HTTP connection manager to count them.
+_APP_CX = "app_cx"
 
 # (pattern, series kind, field) for counters and gauges; groups name the series.
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) for p, kind in (
@@ -83,7 +102,12 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) fo
     (r"^http\.inbound_plaintext\.(?P<stat>downstream_.+)$", INBOUND_PLAINTEXT),
     (r"^cluster\.outbound\|(?P<name>[^|.]+)\|(?P<ns>[^|.]+)\.(?P<stat>.+)$", OUTBOUND),
     (r"^vhost\.(?P<vhost>.+)\.route\.(?P<route>rt\|[^.]+)\.(?P<stat>.+)$", ROUTE),
-    (r"^cluster\.inbound\|[0-9]+\.(?P<stat>upstream_cx_connect_fail|grpc\.[a-z]+)$", INBOUND),
+    (r"^cluster\.inbound\|[0-9]+\.(?P<stat>upstream_cx_connect_fail|upstream_cx_active"
+     r"|grpc\.[a-z]+)$", INBOUND),
+    (r"^cluster\.inbound\|[0-9]+\|upgrade\.(?P<stat>upstream_cx_[a-z_]+)$", _UPGRADE),
+    # A tcp service's inbound side (a TCP proxy): connections and bytes from its callers.
+    (r"^tcp\.inbound\.(?P<stat>downstream_cx_[a-z_]+)$", INBOUND),
+    (r"^tcp\.inbound_plaintext\.(?P<stat>downstream_cx_[a-z_]+)$", INBOUND_PLAINTEXT),
     (r"^inbound_ratelimit\.http_local_rate_limit\.(?P<stat>rate_limited)$", INBOUND),
     (r"^listener\..+\.ssl\.(?P<stat>connection_error|handshake|fail_verify_error"
      r"|fail_verify_no_cert|fail_verify_san)$", INBOUND),
@@ -104,7 +128,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) fo
 _FIELDS: dict[str, dict[str, str]] = {
     INBOUND: {"downstream_cx_rx_bytes_total": "rx", "downstream_cx_tx_bytes_total": "tx",
               "downstream_cx_active": "cx", "downstream_cx_total": "cxt",
-              "upstream_cx_connect_fail": "app_cfail",
+              "upstream_cx_connect_fail": "app_cfail", "upstream_cx_active": _APP_CX,
               "grpc.failure": GRPC_FAILED, "grpc.total": GRPC_CALLS,
               "rate_limited": "limited", "connection_error": "tls_err",
               "handshake": "tls_ok",
@@ -129,6 +153,9 @@ _FIELDS: dict[str, dict[str, str]] = {
                "ssl.fail_verify_error": "verify_fail",
                "grpc.failure": GRPC_FAILED, "grpc.total": GRPC_CALLS},
     ROUTE: {"upstream_rq_retry": "retry", "upstream_rq_timeout": "timeout"},
+    # Upstream of the sidecar is the application: what it was sent, callers sent.
+    _UPGRADE: {"upstream_cx_total": UPGRADES, "upstream_cx_active": UPGRADES_ACTIVE,
+               "upstream_cx_tx_bytes_total": UPGRADE_RX, "upstream_cx_rx_bytes_total": UPGRADE_TX},
     PROXY: {"no_route": "noroute", "rq_direct_response": "nohost",
             "rate_limited": "route_limited",
             "aborts_injected": "fault_aborts", "delays_injected": "fault_delays"},
@@ -144,6 +171,8 @@ _PROXY_FIELDS = {"server.memory_allocated": "mem", "server.uptime": "uptime",
 
 def _key(kind: str, match: re.Match[str]) -> SeriesKey | None:
     groups = match.groupdict()
+    if kind == _UPGRADE:
+        return SeriesKey(INBOUND)
     if kind == OUTBOUND:
         return SeriesKey(OUTBOUND, f"{groups['name']}.{groups['ns']}")
     if kind == ROUTE:
@@ -187,10 +216,17 @@ def extract(stats: EnvoyStats) -> Series:
             key = _key(kind, match)
             if key is not None and match.group("stat") in _LATENCY:
                 series.setdefault(key, {}).update(_bucketize(bins))
+            elif key is not None and kind == _UPGRADE and \
+                    match.group("stat") == "upstream_cx_length_ms":
+                series.setdefault(key, {}).update(_bucketize(
+                    bins, _UPGRADE_BOUNDS_MS, UPGRADE_DURATION_FIELDS, UPGRADE_DURATION_SUM))
             break
     series.setdefault(SeriesKey(PROXY), {})["stats"] = stats.count
     for values in series.values():
         _grpc_failures_are_failures(values)
+        app_connections = values.pop(_APP_CX, None)
+        if app_connections is not None and "cx" not in values:
+            values["cx"] = app_connections  # no HTTP connection manager counted them
     return series
 
 

@@ -21,6 +21,13 @@ from tulle.telemetry.schema import (
     PROXY,
     REQUEST_FIELDS,
     ROUTE,
+    UPGRADE_BOUNDS_S,
+    UPGRADE_DURATION_FIELDS,
+    UPGRADE_DURATION_SUM,
+    UPGRADE_RX,
+    UPGRADE_TX,
+    UPGRADES,
+    UPGRADES_ACTIVE,
     SeriesKey,
 )
 
@@ -86,6 +93,16 @@ class _Families:
         "tulle_endpoints": ("gauge", "Known instances of the destination service."),
         "tulle_rate_limited_total": ("counter", "Requests refused by a rate limit (429)."),
         "tulle_tls_errors_total": ("counter", "Failed TLS handshakes."),
+        "tulle_upgraded_connections_total": (
+            "counter", "Upgraded connections (WebSocket) opened to the application."),
+        "tulle_upgraded_connections_active": (
+            "gauge", "Upgraded connections (WebSocket) open to the application."),
+        "tulle_upgraded_connection_duration_seconds": (
+            "histogram", "How long upgraded connections (WebSocket) lasted, once closed."),
+        "tulle_upgraded_bytes_received_total": (
+            "counter", "Bytes callers sent on upgraded connections (WebSocket)."),
+        "tulle_upgraded_bytes_sent_total": (
+            "counter", "Bytes sent to callers on upgraded connections (WebSocket)."),
         "tulle_route_requests_total": (
             "counter", "HTTP requests matched by an HTTPRoute rule, by response code class."),
         "tulle_route_request_duration_seconds": (
@@ -116,20 +133,28 @@ _SIMPLE: Mapping[str, str] = {
     "cfail": "tulle_connect_failures_total", "app_cfail": "tulle_connect_failures_total",
     "eject": "tulle_outlier_ejections_total", "healthy": "tulle_endpoints_healthy",
     "members": "tulle_endpoints", "limited": "tulle_rate_limited_total",
-    "tls_err": "tulle_tls_errors_total",
+    "tls_err": "tulle_tls_errors_total", UPGRADES: "tulle_upgraded_connections_total",
+    UPGRADES_ACTIVE: "tulle_upgraded_connections_active",
+    UPGRADE_RX: "tulle_upgraded_bytes_received_total",
+    UPGRADE_TX: "tulle_upgraded_bytes_sent_total",
 }
 _PROXY: Mapping[str, str] = {"mem": "tulle_proxy_memory_bytes", "stats": "tulle_proxy_stats",
                              "uptime": "tulle_proxy_uptime_seconds",
                              "xds": "tulle_proxy_xds_connected"}
 
 
-def _histogram(family: Family, labels: Labels, values: Mapping[str, int]) -> None:
+_LATENCY_BOUNDS_S = tuple(bound / 1000 for bound in LATENCY_BOUNDS_MS)
+
+
+def _histogram(family: Family, labels: Labels, values: Mapping[str, int],
+               bounds_s: tuple[float, ...] = _LATENCY_BOUNDS_S,
+               fields: tuple[str, ...] = LATENCY_FIELDS, sum_ms: str = LATENCY_SUM) -> None:
     cumulative = 0
-    for bound, name in zip((*LATENCY_BOUNDS_MS, None), LATENCY_FIELDS, strict=True):
+    for bound, name in zip((*bounds_s, None), fields, strict=True):
         cumulative += values.get(name, 0)
-        le = "+Inf" if bound is None else _number(bound / 1000)
+        le = "+Inf" if bound is None else _number(bound)
         family.add((*labels, ("le", le)), cumulative, "_bucket")
-    family.add(labels, values.get(LATENCY_SUM, 0) / 1000, "_sum")
+    family.add(labels, values.get(sum_ms, 0) / 1000, "_sum")
     family.add(labels, cumulative, "_count")
 
 
@@ -172,4 +197,7 @@ def sidecar_families(series: Mapping[SeriesKey, Mapping[str, int]],
         for field_name, family_name in _SIMPLE.items():
             if field_name in values:
                 families[family_name].add(labels, values[field_name])
+        if any(name in values for name in UPGRADE_DURATION_FIELDS):
+            _histogram(families["tulle_upgraded_connection_duration_seconds"], labels, values,
+                       UPGRADE_BOUNDS_S, UPGRADE_DURATION_FIELDS, UPGRADE_DURATION_SUM)
     return list(families.families.values())

@@ -31,6 +31,13 @@ from tulle.telemetry.schema import (
     RESTARTS,
     ROUTE,
     SERVER_STATE,
+    UPGRADE_BOUNDS_S,
+    UPGRADE_DURATION_FIELDS,
+    UPGRADE_DURATION_SUM,
+    UPGRADE_RX,
+    UPGRADE_TX,
+    UPGRADES,
+    UPGRADES_ACTIVE,
     SeriesKey,
 )
 from tulle.telemetry.windows import Values, Window, add_into
@@ -48,22 +55,25 @@ class NodeInfo:
     identity: str  # SPIFFE ID, or "" without a CA
 
 
-def quantile(values: Mapping[str, int], q: float) -> float | None:
-    counts = [values.get(name, 0) for name in LATENCY_FIELDS]
+def quantile(values: Mapping[str, int], q: float,
+             bounds: tuple[float, ...] = LATENCY_BOUNDS_MS,
+             fields: tuple[str, ...] = LATENCY_FIELDS) -> float | None:
+    """The ``q`` quantile of a histogram over ``bounds`` (latencies in ms by default)."""
+    counts = [values.get(name, 0) for name in fields]
     total = sum(counts)
     if not total:
         return None
     target = q * total
     seen = 0
     lower = 0.0
-    for count, upper in zip(counts, (*LATENCY_BOUNDS_MS, None), strict=True):
+    for count, upper in zip(counts, (*bounds, None), strict=True):
         if upper is None:
-            return LATENCY_BOUNDS_MS[-1]  # slower than the last bound: report the bound
+            return bounds[-1]  # slower than the last bound: report the bound
         if count and seen + count >= target:
             return round(lower + (upper - lower) * (target - seen) / count, 3)
         seen += count
         lower = upper
-    return LATENCY_BOUNDS_MS[-1]
+    return bounds[-1]
 
 
 def golden(values: Mapping[str, int], seconds: float) -> dict[str, Any]:
@@ -79,6 +89,31 @@ def golden(values: Mapping[str, int], seconds: float) -> dict[str, Any]:
         "bytesInPerSecond": round(values.get("rx", 0) / seconds, 1),
         "bytesOutPerSecond": round(values.get("tx", 0) / seconds, 1),
     }
+
+
+def upgrades(inbound: Mapping[str, int], active: int) -> dict[str, Any]:
+    """Upgraded connections (WebSocket) the instances carried in the window: opened, open now
+    (``active``, a gauge), bytes each way, and the durations of those that closed (seconds,
+    estimated within fixed buckets)."""
+    closed = sum(inbound.get(name, 0) for name in UPGRADE_DURATION_FIELDS)
+    mean = round(inbound.get(UPGRADE_DURATION_SUM, 0) / 1000 / closed, 3) if closed else None
+    return {"opened": inbound.get(UPGRADES, 0), "active": active, "closed": closed,
+            "bytesIn": inbound.get(UPGRADE_RX, 0), "bytesOut": inbound.get(UPGRADE_TX, 0),
+            "durationSeconds": {
+                "mean": mean,
+                **{name: quantile(inbound, q, UPGRADE_BOUNDS_S, UPGRADE_DURATION_FIELDS)
+                   for name, q in QUANTILES}}}
+
+
+def connections(inbound: Mapping[str, int], callers: Mapping[str, int]) -> dict[str, Any]:
+    """Connection-level figures of the window, what a tcp service has instead of requests:
+    connections the instances accepted from callers and the bytes each way (received,
+    sent), and every failed attempt on the path: callers to an instance's sidecar, a
+    sidecar to its application."""
+    return {"opened": inbound.get("cxt", 0), "bytesIn": inbound.get("rx", 0),
+            "bytesOut": inbound.get("tx", 0),
+            "connectFailures": callers.get("cfail", 0) + callers.get("ctimeout", 0)
+            + inbound.get("app_cfail", 0)}
 
 
 # Error counters of a caller's calls to a service (OUTBOUND fields), in the order `edges`
@@ -152,6 +187,8 @@ def workload_rows(window: Window, nodes: Mapping[str, NodeInfo]) -> list[dict[st
             "identity": info.identity,
             **golden(inbound, window.span),
             "connections": _gauge(window, [node], [INBOUND, INBOUND_PLAINTEXT], "cx"),
+            "upgrades": upgrades(inbound, _gauge(window, [node], [INBOUND],
+                                                 UPGRADES_ACTIVE)),
             "proxy": {"memoryBytes": proxy.get("mem"), "stats": proxy.get("stats"),
                       "lastReportSeconds": _age(window, node),
                       "serverState": proxy.get(SERVER_STATE),
@@ -183,7 +220,10 @@ def service_rows(window: Window, nodes: Mapping[str, NodeInfo],
                      **golden(callers if view == "callers" else inbound, window.span),
                      "seenBy": view, "errors": errors_of(callers),
                      "connections": _gauge(window, members, [INBOUND, INBOUND_PLAINTEXT],
-                                           "cx")})
+                                           "cx"),
+                     "l4": connections(inbound, callers),
+                     "upgrades": upgrades(inbound, _gauge(window, members, [INBOUND],
+                                                          UPGRADES_ACTIVE))})
     return rows
 
 

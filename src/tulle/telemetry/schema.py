@@ -41,9 +41,21 @@ RESTARTS = "restarts"
 GRPC_CALLS = "grpc"
 GRPC_FAILED = "grpc_fail"
 
+# Upgraded connections (WebSocket) an instance's sidecar carried to its application (INBOUND
+# series): how many opened, how many are open, the bytes each way (received from callers,
+# sent to them) and, for those that closed, their durations over fixed buckets (seconds).
+UPGRADES = "upg"
+UPGRADES_ACTIVE = "upg_cx"
+UPGRADE_RX = "upg_rx"
+UPGRADE_TX = "upg_tx"
+UPGRADE_BOUNDS_S: tuple[float, ...] = (0.1, 1, 10, 60, 600, 3600)
+UPGRADE_DURATION_FIELDS: tuple[str, ...] = tuple(
+    f"upgd{i}" for i in range(len(UPGRADE_BOUNDS_S) + 1))
+UPGRADE_DURATION_SUM = "upgdsum"  # milliseconds
+
 # Gauges are sent as their latest value; everything else is a counter sent as a delta.
 GAUGES = frozenset({"cx", "healthy", "members", "ejected", "mem", "stats", "uptime",
-                    "xds", SERVER_STATE, LISTENERS_STOPPED})
+                    "xds", SERVER_STATE, LISTENERS_STOPPED, UPGRADES_ACTIVE})
 
 # Route rules name their Envoy stats "rt|NAMESPACE|ROUTE|INDEX|RULE" (no dots: Envoy splits
 # stat names on them). RULE is the rule's name with dots replaced, or "" when unnamed.
@@ -110,6 +122,8 @@ _CLUSTER_STATS = (
     r"|grpc\.(success|failure|total)")
 STATS_INCLUSION: tuple[str, ...] = (
     rf"^cluster\.(outbound|inbound)\|[^.]+\.({_CLUSTER_STATS})$",
+    # The durations of upgraded connections (a histogram): the cluster carries nothing else.
+    r"^cluster\.inbound\|[0-9]+\|upgrade\.upstream_cx_length_ms$",
     r"^http\.(inbound|inbound_plaintext|outbound|upstream_[0-9]+)\.downstream_(rq_[1-5]xx"
     r"|rq_time|cx_active|cx_total|cx_rx_bytes_total|cx_tx_bytes_total)$",
     r"^http\.[a-z_0-9]+\.(fault\.(aborts_injected|delays_injected)|no_route)$",

@@ -156,6 +156,10 @@ class ConfigCompiler:
                                               proxy.address, proxy.inbound_port, proxy.app_port,
                                               protocol, mode, rate_limit, tracer,
                                               logs.inbound()))
+                if is_http(protocol):
+                    own_clusters.append(memo.get(types.CLUSTER, clusters.inbound_cluster,
+                                                 proxy.app_port, own_protocol, own_detected,
+                                                 True))
         for bind in proxy.upstreams:
             service = mesh.services.get(bind.service) or MeshService(bind.service, "http", False)
             own_listeners.append(memo.get(types.LISTENER, listeners.upstream_listener,

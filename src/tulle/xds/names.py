@@ -24,6 +24,12 @@ def inbound_cluster(app_port: int) -> str:
     return f"inbound|{app_port}"
 
 
+def inbound_upgrade_cluster(app_port: int) -> str:
+    """The local application again, for upgraded connections (WebSocket) only: a cluster of
+    their own gives their count, bytes and durations (`tulle stat`)."""
+    return f"inbound|{app_port}|upgrade"
+
+
 def outbound_route_config(client_namespace: str) -> str:
     return f"outbound|{client_namespace}"
 

@@ -103,10 +103,27 @@ def test_parse(document: dict[str, Any], values: dict[str, int],
     ({f"{BOOKS_STAT}.upstream_rq_2xx": 9, f"{BOOKS_STAT}.upstream_rq_5xx": 1,
       f"{BOOKS_STAT}.grpc.total": 4, f"{BOOKS_STAT}.grpc.failure": 2},
      {BOOKS: {"rq2": 9, "rq5": 1, "grpc": 4, "grpc_fail": 2}}),
+    # Upgraded connections (their own inbound cluster): upstream of the sidecar is the
+    # application, so the bytes it was sent are the bytes callers sent (rx).
+    ({"http.inbound.downstream_cx_active": 1, "cluster.inbound|8080.upstream_cx_active": 3,
+      "cluster.inbound|8080|upgrade.upstream_cx_total": 2,
+      "cluster.inbound|8080|upgrade.upstream_cx_active": 1,
+      "cluster.inbound|8080|upgrade.upstream_cx_tx_bytes_total": 10,
+      "cluster.inbound|8080|upgrade.upstream_cx_rx_bytes_total": 30,
+      "cluster.inbound|8080|upgrade.upstream_cx_connect_fail": 1},
+     {IN: {"cx": 1, "upg": 2, "upg_cx": 1, "upg_rx": 10, "upg_tx": 30}}),
+    # A tcp service's inbound side: a TCP proxy, no HTTP manager; its open connections are
+    # those to the application.
+    ({"tcp.inbound.downstream_cx_total": 4, "tcp.inbound.downstream_cx_rx_bytes_total": 12,
+      "tcp.inbound.downstream_cx_tx_bytes_total": 40, "tcp.inbound.downstream_cx_no_route": 1,
+      "tcp.inbound_plaintext.downstream_cx_total": 1,
+      "cluster.inbound|8080.upstream_cx_active": 2,
+      "cluster.inbound|8080.upstream_cx_connect_fail": 1},
+     {IN: {"cxt": 4, "rx": 12, "tx": 40, "cx": 2, "app_cfail": 1}, PLAIN: {"cxt": 1}}),
 ], ids=["inbound", "plaintext inbound", "inbound from cluster, limiter, listeners",
         "outbound per destination and code", "outbound resets summed", "outbound gauges",
         "route per rule", "ignored stats make no series", "proxy", "grpc failures are 5xx",
-        "grpc failures inbound", "grpc beside http"])
+        "grpc failures inbound", "grpc beside http", "upgraded connections", "tcp inbound"])
 def test_extract_values(values: dict[str, int], expected: Series) -> None:
     # The proxy series always counts the stats Envoy keeps.
     proxy = {**expected.get(PROXY, {}), "stats": len(values)}
@@ -128,6 +145,17 @@ def test_extract_values(values: dict[str, int], expected: Series) -> None:
 def test_extract_latency(bins: list[tuple[float, float, int]], expected: dict[str, int]) -> None:
     stats = EnvoyStats({}, {"http.inbound.downstream_rq_time": tuple(bins)})
     assert extract(stats) == {IN: expected, PROXY: {"stats": 1}}
+
+
+@pytest.mark.parametrize(("bins", "expected"), [
+    ([(40, 1, 1)], {"upgd0": 1, "upgdsum": 40}),
+    ([(2500, 100, 1), (7000000, 100000, 2)], {"upgd2": 1, "upgd6": 2, "upgdsum": 14102550}),
+], ids=["under 100 ms", "seconds and hours"])
+def test_extract_upgrade_durations(bins: list[tuple[float, float, int]],
+                                   expected: dict[str, int]) -> None:
+    stats = EnvoyStats({}, {"cluster.inbound|8080|upgrade.upstream_cx_length_ms": tuple(bins),
+                            "cluster.inbound|8080.upstream_cx_length_ms": ((1, 1, 1),)})
+    assert extract(stats) == {IN: expected, PROXY: {"stats": 2}}
 
 
 @pytest.mark.parametrize(("name", "key"), [

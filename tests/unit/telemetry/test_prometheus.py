@@ -93,6 +93,18 @@ def test_histogram(key: SeriesKey, name: str) -> None:
                     (f"{name}_sum", None, 1.5), (f"{name}_count", None, 4)]
 
 
+def test_upgraded_connection_durations() -> None:
+    # Bounds in seconds: 0.1, 1, 10, 60, 600, 3600, then +Inf.
+    values = {"upgd0": 1, "upgd2": 2, "upgd6": 1, "upgdsum": 7_205_000, "upg": 5}
+    family = families_of({IN: values})["tulle_upgraded_connection_duration_seconds"]
+    assert family.kind == "histogram"
+    rows = [(n, dict(labels).get("le"), v) for n, labels, v in family.samples]
+    name = family.name
+    assert rows == [*((f"{name}_bucket", le, c) for le, c in zip(
+        ("0.1", "1", "10", "60", "600", "3600", "+Inf"), (1, 1, 3, 3, 3, 3, 4), strict=True)),
+        (f"{name}_sum", None, 7205.0), (f"{name}_count", None, 4)]
+
+
 def test_no_histogram_without_latency() -> None:
     assert list(families_of({BOOKS: {"rq2": 1}})) == ["tulle_requests_total"]
 
@@ -117,6 +129,10 @@ IN_LABELS: Labels = (("direction", "inbound"), *WHO, ("tls", "mtls"))
     (BOOKS, "healthy", "tulle_endpoints_healthy", "gauge"),
     (BOOKS, "members", "tulle_endpoints", "gauge"),
     (IN, "limited", "tulle_rate_limited_total", "counter"),
+    (IN, "upg", "tulle_upgraded_connections_total", "counter"),
+    (IN, "upg_cx", "tulle_upgraded_connections_active", "gauge"),
+    (IN, "upg_rx", "tulle_upgraded_bytes_received_total", "counter"),
+    (IN, "upg_tx", "tulle_upgraded_bytes_sent_total", "counter"),
 ])
 def test_field_families(key: SeriesKey, field: str, name: str, kind: str) -> None:
     family = families_of({key: {field: 42}})[name]

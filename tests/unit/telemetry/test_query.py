@@ -37,6 +37,8 @@ NODES = {
     "books-2.default": NodeInfo("books-2", "default", "books", ""),
 }
 NO_LATENCY = {"p50": None, "p95": None, "p99": None}
+NO_UPGRADES = {"opened": 0, "active": 0, "closed": 0, "bytesIn": 0, "bytesOut": 0,
+               "durationSeconds": {"mean": None, **NO_LATENCY}}
 
 
 @pytest.mark.parametrize(("values", "q", "expected"), [
@@ -110,12 +112,14 @@ def test_workload_rows() -> None:
         "codes": {"2xx": 28, "4xx": 10, "5xx": 2},
         "latencyMs": {"p50": 1.0, "p95": 1.9, "p99": 1.98},
         "bytesInPerSecond": 100.0, "bytesOutPerSecond": 200.0, "connections": 3,
+        "upgrades": NO_UPGRADES,
         "proxy": {"memoryBytes": 1024, "stats": 40, "lastReportSeconds": 2.4,
                   "serverState": None, "listenersStopped": 0, "restarts": 0}}
     assert rows[1] == {
         "namespace": "default", "name": "books-2", "service": "books", "identity": "",
         "requests": 0, "rps": 0.0, "successRate": None, "codes": {}, "latencyMs": NO_LATENCY,
         "bytesInPerSecond": 0.0, "bytesOutPerSecond": 0.0, "connections": 0,
+        "upgrades": NO_UPGRADES,
         "proxy": {"memoryBytes": None, "stats": None, "lastReportSeconds": None,
                   "serverState": None, "listenersStopped": 0, "restarts": 0}}
 
@@ -130,6 +134,32 @@ def test_service_rows() -> None:
         ("default", "books", 2, 40, 0.95, 3, "instances", {}),
         ("default", "ghost", 0, 0, None, 0, "instances", {}),
         ("shop", "cart", 1, 100, 0.0, 0, "callers", {"5xx": 100})]
+
+
+def test_upgraded_connections_of_a_service() -> None:
+    # Two instances: 3 WebSocket sessions opened, 2 closed (one of 0.5 s, one of 20 s), one
+    # still open; their bytes each way.
+    counters = {("books-1.default", IN): {"rq1": 2, "upg": 2, "upg_rx": 100, "upg_tx": 300,
+                                          "upgd1": 1, "upgd3": 1, "upgdsum": 20500},
+                ("books-2.default", IN): {"rq1": 1, "upg": 1, "upg_rx": 5, "upg_tx": 7}}
+    gauges = {("books-2.default", IN): {"upg_cx": 1}}
+    window = Window(10.0, 10.0, counters, gauges, {})
+    [row] = service_rows(window, NODES, [("default", "books")])
+    assert row["upgrades"] == {
+        "opened": 3, "active": 1, "closed": 2, "bytesIn": 105, "bytesOut": 307,
+        "durationSeconds": {"mean": 10.25, "p50": 1.0, "p95": 55.0, "p99": 59.0}}
+
+
+def test_connection_figures_of_a_tcp_service() -> None:
+    # cart is a tcp service: its instance counts connections and bytes, no requests; one
+    # caller failed to reach its sidecar twice, and the sidecar its application once.
+    counters = {("cart-1.shop", IN): {"cxt": 4, "rx": 12, "tx": 40, "app_cfail": 1},
+                ("books-1.default", CART): {"cxt": 6, "cfail": 2, "rx": 40, "tx": 12}}
+    gauges = {("cart-1.shop", IN): {"cx": 1}}
+    window = Window(10.0, 10.0, counters, gauges, {})
+    [row] = service_rows(window, NODES, [("shop", "cart")])
+    assert (row["connections"], row["l4"]) == (
+        1, {"opened": 4, "bytesIn": 12, "bytesOut": 40, "connectFailures": 3})
 
 
 def test_a_services_callers_include_the_callers_of_its_subsets() -> None:

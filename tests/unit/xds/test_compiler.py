@@ -46,7 +46,9 @@ class Case:
 CASES = [
     Case("no services", CLIENT, node_in_mesh=False),
     Case("one service", workload("books-1"), [workload("books-2", address="10.0.0.2")],
-         clusters={BOOKS, "inbound|8080"}, listeners={"outbound", "inbound"}),
+         # inbound|8080|upgrade: the same application, for WebSocket upgrades only.
+         clusters={BOOKS, "inbound|8080", "inbound|8080|upgrade"},
+         listeners={"outbound", "inbound"}),
     Case("client-only proxy", CLIENT, [workload("books-1")], clusters={BOOKS, WEB}),
     Case("instances not ready", CLIENT, [workload("books-1", state=WorkloadState.STARTING)],
          clusters={BOOKS, WEB}),
@@ -111,7 +113,8 @@ BROKEN = [
      [listeners.upstream_listener(9000, ServiceRef("default", "db"), "tcp")],
      "tcp_proxy names missing cluster outbound|db.default"),
     ("inline route to a missing cluster",
-     [listeners.inbound_listener("10.0.0.1", 15006, 8080, "http", None)],
+     [listeners.inbound_listener("10.0.0.1", 15006, 8080, "http", None),
+      clusters.inbound_cluster(8080, upgrades=True)],
      "inline routes names missing cluster inbound|8080"),
     ("cluster with a missing identity secret",
      [clusters.outbound_cluster(MeshService(ServiceRef("default", "db"), "tcp", True), "td"),

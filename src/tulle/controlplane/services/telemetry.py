@@ -94,8 +94,12 @@ class TelemetryService:
             raise NotFoundError(f"no service {query.name} in namespace "
                                 f"{query.namespace or 'default'}",
                                 hint="list them with `tulle get services`")
-        return {"windowSeconds": window.seconds,
-                "services": service_rows(window, self.nodes, wanted, self._subsets())}
+        rows = service_rows(window, self.nodes, wanted, self._subsets())
+        mesh = self._mesh()
+        for row in rows:  # what the figures mean: requests, or connections only (tcp)
+            service = mesh.services.get(ServiceRef(row["namespace"], row["name"]))
+            row["protocol"] = service.protocol if service else "http"
+        return {"windowSeconds": window.seconds, "services": rows}
 
     def route_rows(self, query: TelemetryQuery) -> dict[str, Any]:
         window = self.window(query.window_s)

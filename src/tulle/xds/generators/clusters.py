@@ -130,12 +130,16 @@ def _outlier(detection: OutlierDetection) -> outlier_detection_pb2.OutlierDetect
     return out
 
 
-def inbound_cluster(app_port: int, protocol: Protocol = "http", detected: bool = True
-                    ) -> cluster_pb2.Cluster:
+def inbound_cluster(app_port: int, protocol: Protocol = "http", detected: bool = True,
+                    upgrades: bool = False) -> cluster_pb2.Cluster:
     """The application behind this sidecar, always on loopback: HTTP/2 without TLS (h2c)
     for http2 and grpc services; for a service without a declared protocol, the HTTP
-    version of each request (HTTP/1.1, or h2c when the caller spoke h2c)."""
-    name = names.inbound_cluster(app_port)
+    version of each request (HTTP/1.1, or h2c when the caller spoke h2c).
+
+    ``upgrades``: the same application under the name upgraded connections (WebSocket) are
+    routed to, so that Envoy counts their connections, bytes and durations apart."""
+    name = names.inbound_upgrade_cluster(app_port) if upgrades else \
+        names.inbound_cluster(app_port)
     endpoint = endpoint_components_pb2.LbEndpoint(
         endpoint=endpoint_components_pb2.Endpoint(address=socket_address(LOCAL_APP_HOST,
                                                                          app_port)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
+from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import wrappers_pb2
 
 from tulle.model.mesh import AttachedRoute, MeshService
@@ -78,9 +79,17 @@ def upstream_route_config(service: MeshService,
 
 
 def inbound_route_config(app_port: int) -> route_pb2.RouteConfiguration:
+    """Every request to the local application; WebSocket upgrades through a cluster of their
+    own (its connection stats are the upgraded connections' figures)."""
+    upgrade = rc.Route(
+        name="inbound/upgrade",
+        match=rc.RouteMatch(prefix="/", headers=[_header_equals(
+            "upgrade", "websocket")]),
+        route=rc.RouteAction(cluster=names.inbound_upgrade_cluster(app_port),
+                             timeout=seconds(0)))  # a session lasts as long as it is used
     return route_pb2.RouteConfiguration(
         name=names.INBOUND_LISTENER,
-        virtual_hosts=[rc.VirtualHost(name="inbound", domains=["*"], routes=[rc.Route(
+        virtual_hosts=[rc.VirtualHost(name="inbound", domains=["*"], routes=[upgrade, rc.Route(
             name="inbound",
             match=rc.RouteMatch(prefix="/"),
             route=rc.RouteAction(
@@ -138,6 +147,12 @@ def _connect(service: MeshService) -> rc.Route:
             upgrade_configs=[rc.RouteAction.UpgradeConfig(
                 upgrade_type="CONNECT",
                 connect_config=rc.RouteAction.UpgradeConfig.ConnectConfig())]))
+
+
+def _header_equals(name: str, value: str) -> rc.HeaderMatcher:
+    """``name`` equal to ``value``, ignoring case (Upgrade: WebSocket is valid too)."""
+    return rc.HeaderMatcher(name=name, string_match=string_pb2.StringMatcher(
+        exact=value, ignore_case=True))
 
 
 def _direct(status: int, body: str) -> rc.Route:

@@ -1,0 +1,104 @@
+"""Connection-level figures through real Envoy: upgraded connections (WebSocket) and tcp
+services reached by name through CONNECT, in `tulle stat` and the sidecars' Prometheus
+metrics; and what `tulle diagnose` says when a tcp service's application cannot be reached."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_prometheus import agent_url, metrics_token, scrape
+from tests.support import promtext
+from tests.support.mesh import Mesh, wait_for
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.envoy
+
+APPS = Path(__file__).resolve().parents[1] / "apps"
+
+
+@pytest.fixture(autouse=True)
+def fast_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TULLE_TELEMETRY_INTERVAL", "0.5")
+
+
+def _stat_row(mesh: Mesh, name: str) -> dict[str, Any]:
+    stat = json.loads(mesh.cli("stat", "services", name, "-o", "json").stdout)
+    [row] = [r for r in stat["services"] if r["name"] == name]
+    return dict(row)
+
+
+def test_one_websocket_session_is_one_upgraded_connection(mesh: Mesh) -> None:
+    port = free_port()
+    mesh.run("chat", name="chat-1", port=port,
+             command=[sys.executable, str(APPS / "ws_echo.py"), str(port)])
+    mesh.sync()
+    result = mesh.cli("run", "--service", "client", "--", sys.executable,
+                      str(APPS / "ws_client.py"), "http://chat/ws", "3", timeout=60)
+    line = [x for x in result.stdout.splitlines() if x.startswith("{")][-1]
+    assert json.loads(line)["answers"] == ["echo: m0", "echo: m1", "echo: m2"]
+
+    # The session has closed: once its duration is reported, every figure is in.
+    row = wait_for("chat's closed upgraded connection in telemetry",
+                   lambda: (r := _stat_row(mesh, "chat"))["upgrades"]["closed"] and r)
+    upgrades = row["upgrades"]
+    assert (upgrades["opened"], upgrades["active"], upgrades["closed"]) == (1, 0, 1), upgrades
+    assert upgrades["bytesIn"] > 0 and upgrades["bytesOut"] > 0, upgrades
+    assert upgrades["durationSeconds"]["mean"] is not None, upgrades
+    table = mesh.cli("stat", "services", "chat").stdout
+    [upgraded] = [x for x in table.splitlines() if "upgraded (WebSocket)" in x]
+    assert upgraded.split()[:5] == ["default", "chat", "upgraded", "(WebSocket)", "1"], table
+
+    text = scrape(agent_url(mesh, "chat-1"), metrics_token(mesh))
+    promtext.check_metrics(text, "chat-1's metrics")
+    samples = promtext.parse(text)
+    inbound = {"direction": "inbound", "workload": "chat-1"}
+    assert promtext.value(samples, "tulle_upgraded_connections_total", **inbound) == 1
+    assert promtext.value(samples, "tulle_upgraded_connections_active", **inbound) == 0
+    assert promtext.value(samples, "tulle_upgraded_bytes_received_total", **inbound) > 0
+    assert promtext.value(samples, "tulle_upgraded_bytes_sent_total", **inbound) > 0
+    assert promtext.value(samples, "tulle_upgraded_connection_duration_seconds_count",
+                          **inbound) == 1
+
+
+TCP_SERVICE = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: lines}
+spec: {protocol: tcp}
+"""
+
+
+def _connect_line(mesh: Mesh, line: str) -> list[str]:
+    result = mesh.cli("run", "--service", "client", "--", sys.executable,
+                      str(APPS / "connect_line.py"), "lines:7", line, timeout=60)
+    return result.stdout.splitlines()
+
+
+def test_a_tcp_service_shows_connections_and_bytes(mesh: Mesh) -> None:
+    mesh.cli("apply", "-f", "-", stdin=TCP_SERVICE)
+    port = free_port()
+    mesh.run("lines", name="lines-1", port=port,
+             command=[sys.executable, str(APPS / "tcp_echo.py"), str(port)])
+    mesh.sync()
+    for word in ("one", "two"):
+        assert _connect_line(mesh, word)[-2:] == ["HTTP/1.1 200 OK", f"lines-1:{word}"]
+
+    row = wait_for("lines' two connections in telemetry",
+                   lambda: (r := _stat_row(mesh, "lines"))["l4"]["opened"] >= 2 and r)
+    assert row["protocol"] == "tcp"
+    # "one\n" and "two\n" in; "lines-1:one\n" and "lines-1:two\n" out.
+    assert row["l4"] == {"opened": 2, "bytesIn": 8, "bytesOut": 24, "connectFailures": 0}, row
+    table = mesh.cli("stat", "services", "lines").stdout
+    [tcp] = [x for x in table.splitlines() if x.split()[:3] == ["default", "lines", "tcp"]]
+    assert tcp.split()[3:7] == ["2", "0", "8B", "24B"], table
+
+    samples = promtext.parse(scrape(agent_url(mesh, "lines-1"), metrics_token(mesh)))
+    inbound = {"direction": "inbound", "workload": "lines-1"}
+    assert promtext.value(samples, "tulle_connections_total", **inbound) == 2
+    assert promtext.value(samples, "tulle_bytes_received_total", **inbound) == 8
+    assert promtext.value(samples, "tulle_bytes_sent_total", **inbound) == 24
