@@ -1,0 +1,92 @@
+"""gRPC through the mesh with code no one here wrote: trailers and statuses as the server set
+them, server reflection (grpcio-reflection) by name and through --upstream, the standard
+health check (grpcio-health-checking) deciding readiness, and deadlines (grpc-timeout)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.mesh import Mesh
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.envoy
+
+APPS = Path(__file__).resolve().parents[1] / "apps"
+
+GRPC_SERVICE = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: greeter}
+spec: {protocol: grpc}
+"""
+
+
+def _greeter(mesh: Mesh, name: str, *flags: str, wait: bool = True) -> None:
+    port = free_port()
+    mesh.run("greeter", name=name, port=port, wait=wait, command=[
+        sys.executable, str(APPS / "grpc_greeter.py"), str(port), name, *flags])
+
+
+def _last_json(stdout: str) -> dict[str, Any]:
+    line = [x for x in stdout.splitlines() if x.startswith("{")][-1]
+    data: dict[str, Any] = json.loads(line)
+    return data
+
+
+def _upstream_call(mesh: Mesh, *args: str) -> dict[str, Any]:
+    """Through --upstream: the client's sidecar sees each call (routes, timeouts)."""
+    local = free_port()
+    result = mesh.cli("run", "--service", "client", "--upstream", f"greeter:{local}", "--",
+                      sys.executable, str(APPS / "grpc_caller.py"), f"127.0.0.1:{local}",
+                      *args, timeout=120)
+    return _last_json(result.stdout)
+
+
+def _by_name_call(mesh: Mesh, *args: str) -> dict[str, Any]:
+    """By name through HTTP_PROXY: grpcio sends CONNECT greeter:50051, then HTTP/2."""
+    result = mesh.cli("run", "--service", "client", "--", sys.executable,
+                      str(APPS / "grpc_caller.py"), "greeter:50051", *args, timeout=120)
+    return _last_json(result.stdout)
+
+
+def _server_set(call: dict[str, Any]) -> dict[str, Any]:
+    """The call with only the trailing metadata the server set. A failed call without
+    messages is "trailers-only" (one HEADERS frame), so grpcio adds the response headers
+    Envoy writes (date, x-envoy-upstream-service-time) to its trailing metadata."""
+    return {**call, "trailing": {k: v for k, v in call["trailing"].items()
+                                 if k in ("served-by", "blob-bin")}}
+
+
+def test_trailers_status_and_details_arrive_as_the_server_set_them(mesh: Mesh) -> None:
+    mesh.cli("apply", "-f", "-", stdin=GRPC_SERVICE)
+    _greeter(mesh, "greeter-1")
+    mesh.sync()
+    trailing = {"served-by": "greeter-1", "blob-bin": "00ff01"}  # a binary trailer too
+    failed = _upstream_call(mesh, "trailers", "FAILED_PRECONDITION", "the shelf is empty")
+    assert _server_set(failed) == {"status": "FAILED_PRECONDITION", "answer": None,
+                                   "details": "the shelf is empty", "trailing": trailing}, failed
+    # Trailers after a message, on a call that succeeds: exactly the server's.
+    ok = _upstream_call(mesh, "trailers", "OK", "-")
+    assert ok == {"status": "OK", "details": "", "answer": "greeter-1",
+                  "trailing": trailing}, ok
+    # Through a CONNECT tunnel by name, the same.
+    tunnelled = _by_name_call(mesh, "trailers", "RESOURCE_EXHAUSTED", "quota")
+    assert _server_set(tunnelled) == {"status": "RESOURCE_EXHAUSTED", "details": "quota",
+                                      "answer": None, "trailing": trailing}, tunnelled
+
+
+def test_server_reflection_lists_services_by_name_and_through_upstream(mesh: Mesh) -> None:
+    mesh.cli("apply", "-f", "-", stdin=GRPC_SERVICE)
+    _greeter(mesh, "greeter-1", "--reflection", "--health", "/nonexistent/health")
+    mesh.sync()
+    expected = {"services": ["grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+                             "tulle.test.Greeter"],
+                "healthFile": "grpc_health/v1/health.proto"}
+    # Reflection is a bidirectional stream: both ways carry it.
+    assert _by_name_call(mesh, "reflect") == expected
+    assert _upstream_call(mesh, "reflect") == expected
