@@ -1,7 +1,8 @@
 """A gRPC client over ONE channel to TARGET; prints one JSON line.
 
-    python3 grpc_caller.py TARGET COUNT            COUNT unary Hello calls: how many each
-                                                   instance answered, and the failures
+    python3 grpc_caller.py TARGET COUNT [EVERY]    COUNT unary Hello calls: how many each
+                                                   instance answered, and the failures;
+                                                   EVERY seconds apart (steady traffic)
     python3 grpc_caller.py TARGET stream N SECONDS one Count stream: the messages received,
                                                    who sent them, and how it ended
     python3 grpc_caller.py TARGET trailers CODE DETAILS
@@ -25,7 +26,7 @@ from collections import Counter
 import grpc
 
 
-def unary(channel: grpc.Channel, count: int) -> dict[str, object]:
+def unary(channel: grpc.Channel, count: int, every: float = 0.0) -> dict[str, object]:
     answered: Counter[str] = Counter()
     failures: Counter[str] = Counter()
     hello = channel.unary_unary("/tulle.test.Greeter/Hello")
@@ -34,6 +35,8 @@ def unary(channel: grpc.Channel, count: int) -> dict[str, object]:
             answered[hello(b"", timeout=10).decode()] += 1
         except grpc.RpcError as error:
             failures[f"{error.code().name}: {error.details()}"] += 1
+        if every:
+            time.sleep(every)
     return {"answered": answered, "failures": failures}
 
 
@@ -97,7 +100,7 @@ def main(target: str, args: list[str]) -> None:
         elif args[0] == "reflect":
             result = reflect(channel)
         else:
-            result = unary(channel, int(args[0]))
+            result = unary(channel, int(args[0]), float(args[1]) if len(args) > 1 else 0.0)
     print(json.dumps(result))
 
 

@@ -3,10 +3,14 @@ an HTTP 200), and diagnose speaks of gRPC status codes for gRPC services."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
-from tests.e2e.test_protocols import GRPC_SERVICE, _greeter, _grpc_call
+from tests.e2e.test_diagnose_families import first_finding
+from tests.e2e.test_protocols import APPS, GRPC_SERVICE, _greeter, _grpc_call
 from tests.support.mesh import Mesh, wait_for
+from tests.support.ports import free_port
 from tests.support.tap import Tap
 
 pytestmark = pytest.mark.envoy
@@ -38,3 +42,40 @@ def test_tap_shows_a_grpc_failure_inside_http_200(mesh: Mesh) -> None:
     header, *rows = failures.lines
     assert header.startswith("TIME") and len(rows) == 10, failures.lines
     assert all("200 gRPC UNAVAILABLE (14) 'greeter-1 is flaky'" in row for row in rows), rows
+
+
+RETRY_ON_UNAVAILABLE = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: greeter}
+spec:
+  parentRefs: [{name: greeter}]
+  rules:
+  - name: retries
+    backendRefs: [{name: greeter}]
+    retry: {attempts: 3, grpcCodes: [unavailable]}
+"""
+
+
+def test_diagnose_names_the_instance_whose_grpc_failures_retries_hide(
+        mesh: Mesh, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TULLE_TELEMETRY_INTERVAL", "0.5")
+    mesh.cli("apply", "-f", "-", stdin=GRPC_SERVICE + "---\n" + RETRY_ON_UNAVAILABLE)
+    _greeter(mesh, "greeter-1")
+    _greeter(mesh, "greeter-2", env=("FAIL_EVERY=2",))
+    mesh.sync()
+    local = free_port()
+    # Steady calls (about 30 a second) from a long-running client, over one channel.
+    mesh.run("client", name="client-1", extra=("--upstream", f"greeter:{local}"), command=[
+        sys.executable, str(APPS / "grpc_caller.py"), f"127.0.0.1:{local}", "100000", "0.03"])
+    finding = first_finding(mesh, "TUL1019")
+    assert finding["subject"] == "proxy/greeter-2.default", finding
+    assert "httproute/greeter.default#retries" in finding["related"], finding
+    # In gRPC terms: the status the instance answered, with its share of its calls.
+    cause = finding["cause"]
+    assert "of its gRPC calls with gRPC status UNAVAILABLE (14)" in cause, finding
+    # The hidden failure rate: every second call it answers fails (50 %).
+    rate = float(cause.split(" fails ")[1].split("%")[0])
+    assert 30 <= rate <= 70, cause
+    [line] = [x for x in finding["evidence"] if x.startswith("greeter-2.default failed")]
+    assert "gRPC calls" in line and "UNAVAILABLE (14): " in line, finding["evidence"]

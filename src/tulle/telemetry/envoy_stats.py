@@ -15,6 +15,7 @@ from typing import Any
 from tulle.telemetry.schema import (
     GAUGES,
     GRPC_CALLS,
+    GRPC_CODE_PREFIX,
     GRPC_FAILED,
     INBOUND,
     INBOUND_PLAINTEXT,
@@ -103,7 +104,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) fo
     (r"^cluster\.outbound\|(?P<name>[^|.]+)\|(?P<ns>[^|.]+)\.(?P<stat>.+)$", OUTBOUND),
     (r"^vhost\.(?P<vhost>.+)\.route\.(?P<route>rt\|[^.]+)\.(?P<stat>.+)$", ROUTE),
     (r"^cluster\.inbound\|[0-9]+\.(?P<stat>upstream_cx_connect_fail|upstream_cx_active"
-     r"|grpc\.[a-z]+)$", INBOUND),
+     r"|grpc\.[a-z0-9]+)$", INBOUND),
     (r"^cluster\.inbound\|[0-9]+\|upgrade\.(?P<stat>upstream_cx_[a-z_]+)$", _UPGRADE),
     # A tcp service's inbound side (a TCP proxy): connections and bytes from its callers.
     (r"^tcp\.inbound\.(?P<stat>downstream_cx_[a-z_]+)$", INBOUND),
@@ -162,6 +163,8 @@ _FIELDS: dict[str, dict[str, str]] = {
 }
 _FIELDS[INBOUND_PLAINTEXT] = _FIELDS[INBOUND]
 _CODE = re.compile(r"^(?:downstream_|upstream_)rq_(?P<code>[1-5][0-9][0-9]|[1-5]xx)$")
+# The grpc_stats filter's count of calls per grpc-status, per called cluster.
+_GRPC_CODE = re.compile(r"^grpc\.(?P<code>[0-9]{1,2})$")
 _LATENCY = {"downstream_rq_time", "upstream_rq_time"}
 
 _PROXY_FIELDS = {"server.memory_allocated": "mem", "server.uptime": "uptime",
@@ -188,6 +191,9 @@ def _field(kind: str, stat: str) -> str | None:
     if code is not None:
         value = code.group("code")
         return f"rq{value[0]}" if value.endswith("xx") else f"c{value}"
+    grpc_code = _GRPC_CODE.match(stat)
+    if grpc_code is not None and kind in (INBOUND, INBOUND_PLAINTEXT, OUTBOUND):
+        return f"{GRPC_CODE_PREFIX}{grpc_code.group('code')}"
     return _FIELDS.get(kind, {}).get(stat)
 
 

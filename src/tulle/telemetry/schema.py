@@ -40,6 +40,8 @@ RESTARTS = "restarts"
 # carries only gRPC: see envoy_stats).
 GRPC_CALLS = "grpc"
 GRPC_FAILED = "grpc_fail"
+# ...and the failed calls by grpc-status, "g14" for UNAVAILABLE: at most 16 fields a series.
+GRPC_CODE_PREFIX = "g"
 
 # Upgraded connections (WebSocket) an instance's sidecar carried to its application (INBOUND
 # series): how many opened, how many are open, the bytes each way (received from callers,
@@ -119,7 +121,7 @@ _CLUSTER_STATS = (
     r"|membership_(healthy|total)"
     r"|outlier_detection\.ejections_(active|enforced_total)"
     r"|ssl\.(handshake|connection_error|fail_verify_[a-z_]+|no_certificate)"
-    r"|grpc\.(success|failure|total)")
+    r"|grpc\.(success|failure|total|[1-9]|1[0-6])")
 STATS_INCLUSION: tuple[str, ...] = (
     rf"^cluster\.(outbound|inbound)\|[^.]+\.({_CLUSTER_STATS})$",
     # The durations of upgraded connections (a histogram): the cluster carries nothing else.

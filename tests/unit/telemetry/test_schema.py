@@ -104,6 +104,8 @@ def kept(name: str) -> tuple[bool, bool]:
     "server.memory_allocated",
     "control_plane.connected_state",
     "http.outbound.rds.outbound|default.update_success",
+    f"{BOOKS}.grpc.14",  # failed gRPC calls by status: 1 to 16
+    "cluster.inbound|8080.grpc.16",
 ])
 def test_stat_kept(name: str) -> None:
     assert kept(name) == (True, True)
@@ -118,6 +120,9 @@ def test_stat_kept(name: str) -> None:
     "vhost.books.default.vcluster.other.upstream_rq_2xx",
     "runtime.load_success",
     "prefix.server.memory_allocated",
+    f"{BOOKS}.grpc.0",  # successes: grpc.success says how many
+    f"{BOOKS}.grpc.17",
+    f"{BOOKS}.grpc.tulle.test.Greeter.Hello.14",  # per method: unbounded
 ])
 def test_stat_dropped(name: str) -> None:
     assert kept(name) == (False, False)

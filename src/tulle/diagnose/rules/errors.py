@@ -21,6 +21,7 @@ from tulle.diagnose.model import (
 )
 from tulle.diagnose.rank import impact
 from tulle.diagnose.rules import Rule
+from tulle.diagnose.rules._grpc import all_grpc, speaks_grpc, status_counts, status_text
 from tulle.diagnose.rules._traffic import (
     answered_by,
     backends,
@@ -31,6 +32,7 @@ from tulle.diagnose.rules._traffic import (
     services_served,
     share,
 )
+from tulle.diagnose.rules._traffic import total as sum_values
 from tulle.diagnose.rules.resilience import Edges, by_service, instance_errors
 from tulle.model.meta import ServiceRef
 
@@ -95,15 +97,24 @@ def timeouts(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
 
 
 def _flag_line(node: str, ref: ServiceRef, values: dict[str, int]) -> str:
+    if all_grpc(values):
+        # gRPC calls: their failures are grpc-statuses (Envoy's own answers too: it says
+        # UNAVAILABLE for a 503 it made), counted with the flags of the calls it answered.
+        return (f"{node} -> {ref.host}: {values['rq5']} of {requests(values)} gRPC calls "
+                f"failed ({status_counts(values) or 'no status detail'})" + _flags_of(values))
     codes = ", ".join(f"{k[1:]}: {n}" for k, n in sorted(values.items())
                       if k.startswith("c5") and n)
+    return (f"{node} -> {ref.host}: {values['rq5']} of {requests(values)} requests 5xx "
+            f"({codes or 'no code detail'})" + _flags_of(values))
+
+
+def _flags_of(values: dict[str, int]) -> str:
     flags: dict[str, int] = {}
     for name, flag in _FLAGS:
         if values.get(name):
             flags[flag] = flags.get(flag, 0) + values[name]
     flag_text = ", ".join(f"{f} {n}" for f, n in flags.items())
-    return (f"{node} -> {ref.host}: {values['rq5']} of {requests(values)} requests 5xx "
-            f"({codes or 'no code detail'})" + (f"; flags: {flag_text}" if flag_text else ""))
+    return f"; flags: {flag_text}" if flag_text else ""
 
 
 def _culprit(evidence: Evidence, ref: ServiceRef) -> str | None:
@@ -145,14 +156,21 @@ def _edge_finding(evidence: Evidence, edges: Edges, failed: int, total: int) -> 
     culprit = _culprit(evidence, ref)
     severity = Severity.ERROR if share(failed, total) >= EDGE_ERROR_SHARE else Severity.WARNING
     who = answered_by(seen, app_errors)
+    caller_view = sum_values(edges.callers.values())
+    grpc = speaks_grpc(evidence, [ref], caller_view)
+    # gRPC: "with gRPC status UNAVAILABLE (14)", as the calls failed; else "with 5xx".
+    failed_with = f"with {status_text(caller_view)}" if grpc else "with 5xx"
     if culprit is not None:
         values = evidence.inbound(culprit)
         served = services_served(evidence, culprit)
+        answers = (f"{share(values.get('rq5', 0), requests(values)):.0%} of its gRPC calls "
+                   f"with {status_text(values)}" if grpc else
+                   f"{share(values.get('rq5', 0), requests(values)):.0%} of its requests "
+                   "with 5xx")
         return Finding(
             "TUL1013", severity, impact(failed, total, base=55), proxy_subject(culprit),
-            f"{culprit} answers {share(values.get('rq5', 0), requests(values)):.0%} of its "
-            f"requests with 5xx while its peers do not, so {failed} of {total} calls to "
-            f"{ref.host} failed. {who}",
+            f"{culprit} answers {answers} while its peers do not, so {failed} of {total} "
+            f"calls to {ref.host} failed. {who}",
             tuple(lines),
             f"fix or restart {culprit} (`tulle tap {culprit.split('.')[0]} --status 5xx` "
             "shows its failing requests); stopping it moves its traffic to its peers",
@@ -160,7 +178,7 @@ def _edge_finding(evidence: Evidence, edges: Edges, failed: int, total: int) -> 
             sources=edges.sources)
     return Finding(
         "TUL1013", severity, impact(failed, total, base=30), service_subject(ref),
-        f"{failed} of {total} calls to {ref.host} failed with 5xx. {who}", tuple(lines),
+        f"{failed} of {total} calls to {ref.host} failed {failed_with}. {who}", tuple(lines),
         f"see the causes listed above; without one, look at {ref.name}'s own errors: "
         f"`tulle tap {ref.name} --status 5xx`",
         related=edges.related, sources=edges.sources, symptom=True)

@@ -22,6 +22,7 @@ from tulle.diagnose.model import (
 )
 from tulle.diagnose.rank import impact
 from tulle.diagnose.rules import Rule
+from tulle.diagnose.rules._grpc import speaks_grpc, status_counts, status_text
 from tulle.diagnose.rules._traffic import (
     callers,
     callers_view,
@@ -32,6 +33,7 @@ from tulle.diagnose.rules._traffic import (
     services_served,
     share,
     subsets,
+    total,
 )
 from tulle.model.meta import ServiceRef
 
@@ -50,6 +52,7 @@ class _Masked:
     failed: int
     p50: float | None
     served: tuple[ServiceRef, ...]
+    values: dict[str, int]
 
     @property
     def rate(self) -> float:
@@ -72,7 +75,7 @@ def _masked(evidence: Evidence) -> list[_Masked]:
             continue  # nobody retries: callers see the failures (TUL1013)
         if share(seen.get("rq5", 0), requests(seen)) >= HIDDEN_RATIO * share(failed, answered):
             continue
-        found.append(_Masked(node, answered, failed, p(values, 0.5), tuple(served)))
+        found.append(_Masked(node, answered, failed, p(values, 0.5), tuple(served), values))
     return found
 
 
@@ -106,12 +109,15 @@ def _finding(evidence: Evidence, version: ServiceRef | None, items: list[_Masked
     p50 = max((i.p50 for i in items if i.p50 is not None), default=None)
     cost = (p50 or 0.0) + BACKOFF_MS
     who = (f"version {version.host}" if version is not None else items[0].node)
-    lines = [f"{i.node} answered {i.failed} of {i.answered} requests with 5xx "
-             f"({i.rate:.1%}), p50 {ms(i.p50)}" for i in items]
+    # A gRPC service: its calls failed by grpc-status (in HTTP 200), not with 5xx.
+    answers = total(i.values for i in items)
+    grpc = speaks_grpc(evidence, served, answers)
+    calls_word = "calls" if grpc else "requests"
+    lines = [_answered_line(i, grpc) for i in items]
     lines += [
-        f"callers of {', '.join(r.host for r in served)} saw {seen_failed} of {calls} requests "
-        f"fail ({share(seen_failed, calls):.1%}): retries hid the rest",
-        f"retries: {retries} for {calls} requests ({share(retries, calls):.0%} retry rate)",
+        f"callers of {', '.join(r.host for r in served)} saw {seen_failed} of {calls} "
+        f"{calls_word} fail ({share(seen_failed, calls):.1%}): retries hid the rest",
+        f"retries: {retries} for {calls} {calls_word} ({share(retries, calls):.0%} retry rate)",
         f"latency cost: each retry adds another attempt (p50 {ms(p50)}) plus Envoy's back-off "
         f"(25 ms base): about {cost:,.0f} ms on {share(retries, calls):.0%} of calls",
     ]
@@ -122,15 +128,26 @@ def _finding(evidence: Evidence, version: ServiceRef | None, items: list[_Masked
     related += [proxy_subject(i.node) for i in items if proxy_subject(i.node) != subject]
     return Finding(
         "TUL1019", severity, impact(failed, answered, base=62), subject,
-        f"{who} fails {rate:.0%} of its requests, but callers' retries hide it: they see "
-        f"{share(seen_failed, calls):.1%} failures. The application produced these errors; "
-        "the mesh's retries masked them, at the cost of extra load and latency.",
+        (f"{who} fails {rate:.0%} of its gRPC calls with "
+         f"{status_text(answers)}, but callers' retries hide it: "
+         if grpc else f"{who} fails {rate:.0%} of its requests, but callers' retries hide it: ")
+        + f"they see {share(seen_failed, calls):.1%} failures. The application produced these "
+        "errors; the mesh's retries masked them, at the cost of extra load and latency.",
         tuple(lines),
         f"fix or roll back {who} (`tulle tap {items[0].node.split('.')[0]} --status 5xx` shows "
         "its failing requests)" + (f"; meanwhile lower the weight that sends it traffic in "
                                    f"{rules[0]}" if rules and version is not None else ""),
         related=(*related, *rules),
         sources=tuple(proxy_subject(n) for n in callers(evidence, served)))
+
+
+def _answered_line(item: _Masked, grpc: bool) -> str:
+    if not grpc:
+        return (f"{item.node} answered {item.failed} of {item.answered} requests with 5xx "
+                f"({item.rate:.1%}), p50 {ms(item.p50)}")
+    codes = status_counts(item.values)
+    return (f"{item.node} failed {item.failed} of {item.answered} gRPC calls ({item.rate:.1%})"
+            + (f": {codes}" if codes else "") + f", p50 {ms(item.p50)}")
 
 
 RULES: tuple[Rule, ...] = (masked_failures,)

@@ -18,6 +18,7 @@ from tulle.diagnose.model import (
     source_subject,
 )
 from tulle.diagnose.rank import impact
+from tulle.diagnose.rules._grpc import all_grpc, status_counts
 from tulle.model.meta import ServiceRef
 from tulle.telemetry.query import quantile
 
@@ -71,8 +72,14 @@ def instance_errors(evidence: Evidence, ref: ServiceRef) -> list[str]:
         total = requests(values)
         if total:
             p99 = quantile(values, 0.99)
-            lines.append(f"{workload.name} answered {values.get('rq5', 0)} of {total} "
-                         f"requests with 5xx" + (f", p99 {p99:g} ms" if p99 else ""))
+            latency = f", p99 {p99:g} ms" if p99 else ""
+            if all_grpc(values):  # failed calls by their grpc-status (in HTTP 200)
+                codes = status_counts(values)
+                lines.append(f"{workload.name} failed {values.get('rq5', 0)} of {total} gRPC "
+                             f"calls" + (f" ({codes})" if codes else "") + latency)
+            else:
+                lines.append(f"{workload.name} answered {values.get('rq5', 0)} of {total} "
+                             "requests with 5xx" + latency)
     return lines
 
 
