@@ -21,6 +21,8 @@ need promtool prometheus
 # and pins processes to CPUs with taskset.
 need gcc build-essential
 need taskset util-linux
+# The etcd store's tests run a real etcd (Debian's etcd-server).
+need etcd etcd-server
 
 echo "== lint"
 "$VENV/bin/ruff" check src tests benchmarks

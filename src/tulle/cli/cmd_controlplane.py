@@ -41,6 +41,16 @@ def up(
         help="Seconds a push may stay un-ACKed (PENDING) before it counts as STALE "
              "(proxy-status, check, diagnose and /metrics report it) [default: 10]",
         min=0.5)] = None,
+    store: Annotated[str | None, typer.Option(
+        help="Where resources are kept: sqlite (store.db in the state directory), or an etcd "
+             "cluster, etcd://HOST:PORT[,HOST:PORT...] (loopback only) or etcds://... (TLS) "
+             "[default: sqlite, or the last one used]")] = None,
+    etcd_ca: Annotated[str | None, typer.Option(
+        help="etcds://: the CA file that signed etcd's server certificates")] = None,
+    etcd_cert: Annotated[str | None, typer.Option(
+        help="etcds://: this control plane's client certificate for etcd")] = None,
+    etcd_key: Annotated[str | None, typer.Option(
+        help="etcds://: the private key of --etcd-cert")] = None,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Start the control plane (in the background unless --foreground)."""
@@ -55,7 +65,10 @@ def up(
     options = daemon.StartOptions(api_port=api_port, xds_port=xds_port,
                                   identity_port=identity_port, trust_domain=trust_domain,
                                   join_token_ttl_s=join_token_ttl,
-                                  stale_after_s=stale_after)
+                                  stale_after_s=stale_after, store=store, etcd_ca=etcd_ca,
+                                  etcd_cert=etcd_cert, etcd_key=etcd_key)
+    # A bad --store is refused here, before anything starts (exit 2, nothing changed).
+    daemon.resolve_store(paths, options)
     if foreground:
         raise typer.Exit(daemon.run_foreground(paths, options))
     started = daemon.start_background(paths, options)

@@ -18,6 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trust-domain")
     parser.add_argument("--join-token-ttl", type=float)
     parser.add_argument("--stale-after", type=float)
+    parser.add_argument("--store")
+    parser.add_argument("--etcd-ca")
+    parser.add_argument("--etcd-cert")
+    parser.add_argument("--etcd-key")
     parser.add_argument("--detached", action="store_true",
                         help="stderr is already the log file: do not log there twice")
     args = parser.parse_args(argv)
@@ -26,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     options = StartOptions(api_port=args.api_port, xds_port=args.xds_port,
                            identity_port=args.identity_port, trust_domain=args.trust_domain,
                            join_token_ttl_s=args.join_token_ttl,
-                           stale_after_s=args.stale_after)
+                           stale_after_s=args.stale_after, store=args.store,
+                           etcd_ca=args.etcd_ca, etcd_cert=args.etcd_cert,
+                           etcd_key=args.etcd_key)
     try:
         return run_foreground(StatePaths.resolve(args.state_dir), options,
                               log_to_stderr=not args.detached)

@@ -50,6 +50,7 @@ from tulle.identity.tokens import JoinTokens
 from tulle.model.mesh import MeshIdentity, MeshSnapshot
 from tulle.registry.registry import DEFAULT_GRACE_S, WorkloadRegistry
 from tulle.settings import ControlPlaneEndpoint, StatePaths, read_metrics_token
+from tulle.store.base import Store
 from tulle.store.sqlite import SqliteStore
 from tulle.tap.hub import TapHub
 from tulle.xds.bootstrap import sidecar_bootstrap
@@ -63,12 +64,13 @@ class ControlPlane:
     def __init__(self, paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str, *,
                  debounce_s: float = DEFAULT_DEBOUNCE_S, grace_s: float = DEFAULT_GRACE_S,
                  join_token_ttl_s: float = DEFAULT_JOIN_TOKEN_TTL_S,
-                 stale_after_s: float = DEFAULT_STALE_AFTER_S) -> None:
+                 stale_after_s: float = DEFAULT_STALE_AFTER_S,
+                 store: Store | None = None) -> None:
         self.paths = paths
         self.endpoint = endpoint
         self.token = token
         self.started_at = time.time()
-        self.store = SqliteStore(paths.database)
+        self.store: Store = store if store is not None else SqliteStore(paths.database)
         self.ca = CertificateAuthority.open(paths.ca_dir, endpoint.trust_domain)
         # A removed workload's proxy loses its stream too: it keeps its last config, but gets
         # nothing more until it registers again.

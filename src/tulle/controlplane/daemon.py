@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from tulle.client import ApiClient
+from tulle.controlplane import storage
 from tulle.errors import ControlPlaneUnavailable, StateError, TulleError, UsageError
 from tulle.identity.spiffe import trust_domain_problem
 from tulle.local import acquire_state_lock, state_lock_held, state_lock_pid, tail
@@ -51,6 +52,10 @@ class StartOptions:
     trust_domain: str | None = None
     join_token_ttl_s: float | None = None
     stale_after_s: float | None = None
+    store: str | None = None  # a store URL (sqlite, etcd://..., etcds://...)
+    etcd_ca: str | None = None
+    etcd_cert: str | None = None
+    etcd_key: str | None = None
 
     def to_args(self) -> list[str]:
         args = []
@@ -58,7 +63,9 @@ class StartOptions:
                             ("--identity-port", self.identity_port),
                             ("--trust-domain", self.trust_domain),
                             ("--join-token-ttl", self.join_token_ttl_s),
-                            ("--stale-after", self.stale_after_s)):
+                            ("--stale-after", self.stale_after_s),
+                            ("--store", self.store), ("--etcd-ca", self.etcd_ca),
+                            ("--etcd-cert", self.etcd_cert), ("--etcd-key", self.etcd_key)):
             if value is not None:
                 args += [flag, str(value)]
         return args
@@ -86,6 +93,13 @@ def resolve_endpoint(paths: StatePaths, options: StartOptions) -> ControlPlaneEn
     )
 
 
+def resolve_store(paths: StatePaths, options: StartOptions) -> storage.StoreSpec:
+    """The store this start would open (checked, not contacted): --store now, else the last
+    run's, else SQLite."""
+    return storage.resolve(paths, options.store, ca=options.etcd_ca, cert=options.etcd_cert,
+                           key=options.etcd_key)
+
+
 def _port(given: int | None, otherwise: int) -> int:
     return otherwise if given is None else given  # 0 is a choice: "any free port"
 
@@ -99,19 +113,20 @@ def run_foreground(paths: StatePaths, options: StartOptions = StartOptions(), *,
     lock = acquire_state_lock(paths)
     try:
         endpoint = resolve_endpoint(paths, options)
+        store = resolve_store(paths, options)
         token = load_or_create_token(paths)
         load_or_create_metrics_token(paths)
         _configure_logging(paths, log_to_stderr)
         # Saved now (the trust domain is fixed at first start, even if binding fails), and
         # again by the control plane once bound, with the ports the kernel chose for 0s.
         endpoint.save(paths)
-        return asyncio.run(_serve(paths, endpoint, token, options))
+        return asyncio.run(_serve(paths, endpoint, token, options, store))
     finally:
         lock.close()
 
 
 async def _serve(paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str,
-                 options: StartOptions) -> int:
+                 options: StartOptions, spec: storage.StoreSpec) -> int:
     from tulle.controlplane.app import ControlPlane
 
     extra: dict[str, Any] = {}
@@ -119,7 +134,10 @@ async def _serve(paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str,
         extra["join_token_ttl_s"] = options.join_token_ttl_s
     if options.stale_after_s is not None:
         extra["stale_after_s"] = options.stale_after_s
-    cp = ControlPlane(paths, endpoint, token, **extra)
+    store = storage.open_store(paths, spec)
+    storage.save(paths, spec)  # opened: the next `tulle up` without --store opens it again
+    log.info("store: %s", spec.describe)
+    cp = ControlPlane(paths, endpoint, token, store=store, **extra)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, cp.request_stop)

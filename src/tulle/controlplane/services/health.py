@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from tulle import __version__
+from tulle.errors import TulleError
 from tulle.identity.ca import CertificateAuthority
 from tulle.store.base import Store
+from tulle.store.etcd import EtcdStore
 from tulle.telemetry.schema import INBOUND, INBOUND_PLAINTEXT, OUTBOUND, PROXY
 from tulle.telemetry.windows import Window
 
@@ -28,6 +30,8 @@ class HealthService:
         self._ca = ca
 
     async def store_health(self) -> dict[str, Any]:
+        if isinstance(self._store, EtcdStore):
+            return await self._etcd_health(self._store)
         path = self._database
         try:
             report = await asyncio.wait_for(asyncio.to_thread(inspect_store, path),
@@ -44,6 +48,26 @@ class HealthService:
         except (sqlite3.Error, OSError) as exc:
             report["errors"].append(f"the control plane's own connection fails: {exc}")
             report["liveRevision"] = None
+        return report
+
+    @staticmethod
+    async def _etcd_health(store: EtcdStore) -> dict[str, Any]:
+        """etcd keeps its own integrity (raft, hashes): what tulle checks is that it answers
+        and that the revision and the history read."""
+        report: dict[str, Any] = {"backend": "etcd", "opens": False, "integrity": None,
+                                  "revision": None, "historyEntries": None, "errors": []}
+
+        def read() -> None:
+            report["revision"] = report["liveRevision"] = store.revision()
+            report["historyEntries"] = store.history_entries()
+            report.update(opens=True, integrity=["ok"])
+
+        try:
+            await asyncio.wait_for(asyncio.to_thread(read), STORE_CHECK_TIMEOUT_S)
+        except TimeoutError:
+            report["errors"].append(f"etcd did not answer within {STORE_CHECK_TIMEOUT_S}s")
+        except TulleError as exc:
+            report["errors"].append(exc.message)
         return report
 
     def identity_certificates(self) -> dict[str, Any]:

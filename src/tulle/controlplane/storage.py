@@ -1,0 +1,102 @@
+"""Which store a control plane keeps its resources in: SQLite in the state directory (the
+default, for one host), or etcd (``--store etcd://...``), which replicas on several hosts can
+share.
+
+The choice is remembered in the state directory (``store.json``), like the ports: `tulle up`
+without ``--store`` opens the store the last run used, so a restart never quietly falls back
+to an empty SQLite file while the mesh's config sits in etcd.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tulle.errors import StateError, UsageError
+from tulle.settings import StatePaths, write_private
+from tulle.store.base import Store
+from tulle.store.etcd import EtcdStore
+from tulle.store.etcdclient import EtcdClient, parse_endpoints
+from tulle.store.sqlite import SqliteStore
+
+SQLITE = "sqlite"
+DEFAULT_PREFIX = "/tulle/"
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    url: str = SQLITE
+    ca: str | None = None  # etcds://: the CA that signed etcd's server certificates
+    cert: str | None = None  # etcds://: this replica's client certificate and key
+    key: str | None = None
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def describe(self) -> str:
+        return "sqlite (store.db in the state directory)" if self.url == SQLITE else self.url
+
+
+def _file(path: Path) -> Path:
+    return path / "store.json"
+
+
+def resolve(paths: StatePaths, url: str | None, *, ca: str | None = None,
+            cert: str | None = None, key: str | None = None) -> StoreSpec:
+    """The store to open: the one given now, else the last run's, else SQLite. Checks the
+    URL and the TLS files (UsageError) without contacting anything."""
+    if url is None:
+        spec = load(paths)
+        if any((ca, cert, key)) and spec.url == SQLITE:
+            raise UsageError("--etcd-ca/--etcd-cert/--etcd-key need an etcd store",
+                             hint="add --store etcds://HOST:PORT[,HOST:PORT...]")
+        return spec
+    if url == SQLITE:
+        return StoreSpec()
+    _, tls = parse_endpoints(url)
+    if tls and ca is None:
+        raise UsageError(f"--store {url}: etcds:// needs --etcd-ca",
+                         hint="pass the CA file that signed etcd's server certificates; add "
+                              "--etcd-cert and --etcd-key when etcd asks clients for one")
+    if (cert is None) != (key is None):
+        raise UsageError("--etcd-cert and --etcd-key go together",
+                         hint="pass both: the client certificate and its private key")
+    for flag, given in (("--etcd-ca", ca), ("--etcd-cert", cert), ("--etcd-key", key)):
+        if given is not None and not Path(given).is_file():
+            raise UsageError(f"{flag} {given}: no such file", hint="give the file's path")
+    ca, cert, key = (str(Path(p).absolute()) if p else None for p in (ca, cert, key))
+    return StoreSpec(url, ca=ca, cert=cert, key=key)
+
+
+def load(paths: StatePaths) -> StoreSpec:
+    try:
+        raw = json.loads(_file(paths.root).read_text())
+    except FileNotFoundError:
+        return StoreSpec()
+    except (OSError, ValueError) as exc:
+        raise StateError(f"cannot read {_file(paths.root)}: {exc}",
+                         hint="fix or delete it, and pass --store to `tulle up`") from exc
+    return StoreSpec(**{k: v for k, v in raw.items() if k in StoreSpec.__dataclass_fields__})
+
+
+def save(paths: StatePaths, spec: StoreSpec) -> None:
+    write_private(_file(paths.root), json.dumps(asdict(spec), indent=2) + "\n")
+
+
+def open_store(paths: StatePaths, spec: StoreSpec) -> Store:
+    if spec.url == SQLITE:
+        return SqliteStore(paths.database)
+    endpoints, tls = parse_endpoints(spec.url)
+    context = None
+    if tls:
+        try:
+            context = ssl.create_default_context(cafile=spec.ca)
+            if spec.cert and spec.key:
+                context.load_cert_chain(spec.cert, spec.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise StateError(f"cannot load the etcd TLS files: {exc}",
+                             hint="check --etcd-ca, --etcd-cert and --etcd-key") from exc
+    store = EtcdStore(EtcdClient(endpoints, context=context), prefix=spec.prefix)
+    store.revision()  # fails now, with the endpoints named, if no etcd member answers
+    return store

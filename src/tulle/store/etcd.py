@@ -1,0 +1,199 @@
+"""The store, on etcd: what control-plane replicas on several hosts share.
+
+The same contract as the SQLite store (tulle.store.base.Store): a batch is applied whole or
+not at all, revisions number every change, and the history keeps each change's before and
+after. etcd is the engine; tulle never writes consensus of its own.
+
+Keys, under a prefix (``/tulle/`` unless told otherwise)::
+
+    meta/revision                                     {"revision": N}, the last tulle revision
+    resources/KIND/NAMESPACE/NAME                     manifest, revision, created/updated at
+    history/REVISION/INDEX                            one change (the log, in order)
+    history-key/KIND/NAMESPACE/NAME/REVISION/INDEX    the same change, found by resource
+    workloads/NODE_ID                                 a registered workload's record
+
+A write reads what it changes, then commits in one etcd transaction that holds only if
+``meta/revision`` and every key it read are unchanged. Two replicas writing at once: one
+commits, the other reads again and retries, so revisions stay dense and ordered.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tulle.errors import NotFoundError, StateError
+from tulle.model.meta import ResourceKey
+from tulle.store.base import Action, ApplyResult, Change, StoredResource
+from tulle.store.etcdclient import Delete, EtcdClient, KeyValue, Put
+
+MAX_ATTEMPTS = 20  # optimistic retries against concurrent writers before giving up
+_WIDTH = 20  # revisions are zero-padded so that key order is revision order
+
+
+def _dump(manifest: Mapping[str, Any]) -> str:
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+
+
+class EtcdStore:
+    def __init__(self, client: EtcdClient, prefix: str = "/tulle/") -> None:
+        self._etcd = client
+        self._prefix = prefix if prefix.endswith("/") else prefix + "/"
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def _key(self, *parts: str) -> bytes:
+        return (self._prefix + "/".join(parts)).encode()
+
+    def _resource_key(self, key: ResourceKey) -> bytes:
+        return self._key("resources", key.kind, key.namespace, key.name)
+
+    def _history_keys(self, revision: int, index: int, key: ResourceKey) -> tuple[bytes, bytes]:
+        number, position = f"{revision:0{_WIDTH}d}", f"{index:04d}"
+        return (self._key("history", number, position),
+                self._key("history-key", key.kind, key.namespace, key.name, number, position))
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def _revision(self) -> tuple[int, int]:
+        """(the last tulle revision, the etcd modification revision of its key)."""
+        found = self._etcd.get(self._key("meta", "revision"))
+        if found is None:
+            return 0, 0
+        return int(json.loads(found.value)["revision"]), found.mod_revision
+
+    def revision(self) -> int:
+        return self._revision()[0]
+
+    def resources(self) -> list[StoredResource]:
+        found = [self._stored(kv) for kv in self._etcd.prefix(self._key("resources") + b"/")]
+        return sorted(found, key=lambda r: (r.key.kind, r.key.namespace, r.key.name))
+
+    def resource(self, key: ResourceKey) -> StoredResource | None:
+        found = self._etcd.get(self._resource_key(key))
+        return self._stored(found) if found is not None else None
+
+    def _stored(self, kv: KeyValue) -> StoredResource:
+        kind, namespace, name = kv.key.decode()[len(self._prefix):].split("/")[1:4]
+        record = json.loads(kv.value)
+        return StoredResource(ResourceKey(kind, namespace, name), json.loads(record["manifest"]),
+                              int(record["revision"]), float(record["created_at"]),
+                              float(record["updated_at"]))
+
+    @staticmethod
+    def _change(kv: KeyValue) -> Change:
+        record = json.loads(kv.value)
+        before, after = record["before"], record["after"]
+        return Change(int(record["revision"]), float(record["at"]),
+                      ResourceKey(record["kind"], record["namespace"], record["name"]),
+                      record["action"], json.loads(before) if before else None,
+                      json.loads(after) if after else None)
+
+    def history(self, key: ResourceKey | None = None, limit: int = 100) -> list[Change]:
+        prefix = (self._key("history") if key is None else
+                  self._key("history-key", key.kind, key.namespace, key.name)) + b"/"
+        return [self._change(kv) for kv in self._etcd.prefix(prefix, limit=limit,
+                                                             descending=True)]
+
+    def changes_after(self, revision: int) -> list[Change]:
+        start = self._key("history", f"{revision + 1:0{_WIDTH}d}")
+        end = self._key("history") + b"0"  # "/" + 1: just after every history key
+        return [self._change(kv) for kv in self._etcd.range(start, end)]
+
+    def history_entries(self) -> int:
+        return self._etcd.count(self._key("history") + b"/")
+
+    def oldest_revision(self) -> int:
+        first = self._etcd.prefix(self._key("history") + b"/", limit=1)
+        return self._change(first[0]).revision if first else 0
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def apply(self, manifests: Sequence[tuple[ResourceKey, Mapping[str, Any]]]
+              ) -> list[ApplyResult]:
+        return self.replace(manifests, ())
+
+    def delete(self, key: ResourceKey) -> ApplyResult:
+        return self._write((), (key,), hint=f"list what exists with `tulle get "
+                                            f"{key.kind.lower()} --namespace {key.namespace}`")[0]
+
+    def replace(self, manifests: Sequence[tuple[ResourceKey, Mapping[str, Any]]],
+                deletes: Sequence[ResourceKey]) -> list[ApplyResult]:
+        return self._write(manifests, deletes, hint="nothing was changed")
+
+    def _write(self, manifests: Sequence[tuple[ResourceKey, Mapping[str, Any]]],
+               deletes: Sequence[ResourceKey], *, hint: str) -> list[ApplyResult]:
+        for _ in range(MAX_ATTEMPTS):
+            attempt = self._attempt(manifests, deletes, hint)
+            if attempt is not None:
+                return attempt
+        raise StateError(f"the store kept changing under this write ({MAX_ATTEMPTS} attempts)",
+                         hint="another control-plane replica is writing heavily; retry")
+
+    def _attempt(self, manifests: Sequence[tuple[ResourceKey, Mapping[str, Any]]],
+                 deletes: Sequence[ResourceKey], hint: str) -> list[ApplyResult] | None:
+        """One optimistic try: the results, or None when another writer got in first."""
+        current, meta_mod = self._revision()
+        revision, now = current + 1, time.time()
+        read: dict[bytes, KeyValue | None] = {}
+        unchanged: list[tuple[bytes, int]] = [(self._key("meta", "revision"), meta_mod)]
+        writes: list[Put | Delete] = []
+        results: list[ApplyResult] = []
+        changes: list[tuple[ResourceKey, Action, str | None, str | None]] = []
+
+        def stored(key: ResourceKey) -> KeyValue | None:
+            etcd_key = self._resource_key(key)
+            if etcd_key not in read:
+                read[etcd_key] = self._etcd.get(etcd_key)
+                found = read[etcd_key]
+                unchanged.append((etcd_key, found.mod_revision if found else 0))
+            return read[etcd_key]
+
+        for key in deletes:
+            found = stored(key)
+            if found is None:
+                raise NotFoundError(f"{key} not found", hint=hint)
+            writes.append(Delete(self._resource_key(key)))
+            changes.append((key, "deleted", json.loads(found.value)["manifest"], None))
+            results.append(ApplyResult(key, "deleted", revision))
+        for key, manifest in manifests:
+            found = stored(key)
+            record = json.loads(found.value) if found is not None else None
+            after = _dump(manifest)
+            if record is not None and record["manifest"] == after:
+                results.append(ApplyResult(key, "unchanged", int(record["revision"])))
+                continue
+            action: Action = "configured" if record is not None else "created"
+            writes.append(Put(self._resource_key(key), json.dumps({
+                "manifest": after, "revision": revision, "updated_at": now,
+                "created_at": record["created_at"] if record is not None else now}).encode()))
+            changes.append((key, action, record["manifest"] if record else None, after))
+            results.append(ApplyResult(key, action, revision))
+        if not changes:
+            return results
+        for index, (key, action, before, after_text) in enumerate(changes):
+            entry = json.dumps({"revision": revision, "at": now, "kind": key.kind,
+                                "namespace": key.namespace, "name": key.name,
+                                "action": action, "before": before,
+                                "after": after_text}).encode()
+            writes += [Put(k, entry) for k in self._history_keys(revision, index, key)]
+        writes.append(Put(self._key("meta", "revision"),
+                          json.dumps({"revision": revision}).encode()))
+        return results if self._etcd.transaction(unchanged, writes) else None
+
+    # -- workloads -------------------------------------------------------------------------
+
+    def workloads(self) -> list[Mapping[str, Any]]:
+        return [json.loads(kv.value) for kv in self._etcd.prefix(self._key("workloads") + b"/")]
+
+    def save_workload(self, node_id: str, record: Mapping[str, Any]) -> None:
+        self._etcd.transaction((), [Put(self._key("workloads", node_id),
+                                        json.dumps(record).encode())])
+
+    def delete_workload(self, node_id: str) -> None:
+        self._etcd.transaction((), [Delete(self._key("workloads", node_id))])
+
+    def close(self) -> None:
+        """Nothing to release: every call is one HTTP request."""

@@ -1,0 +1,159 @@
+"""A small etcd v3 client over etcd's JSON gateway (``/v3/kv/*``), with no dependency beyond
+the standard library.
+
+Only what the store needs: ranges, and transactions that compare modification revisions
+(optimistic concurrency between control-plane replicas). Keys and values are bytes; the
+gateway carries them base64-encoded. Each call tries the endpoints in turn, starting with the
+last one that answered, so one etcd member down costs one connect failure, not every call.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from tulle.errors import StateError, UsageError
+
+DEFAULT_TIMEOUT_S = 5.0
+MAX_RESPONSE = 64 << 20  # an answer larger than this is refused, not read
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    key: bytes
+    value: bytes
+    mod_revision: int
+
+
+@dataclass(frozen=True)
+class Put:
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Delete:
+    key: bytes
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The first key after every key that starts with ``prefix`` (etcd's range_end)."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def parse_endpoints(url: str) -> tuple[tuple[str, ...], bool]:
+    """``etcd://h1:2379,h2:2379`` (plain HTTP, loopback only) or ``etcds://...`` (TLS): the
+    base URLs, and whether TLS is on."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("etcd", "etcds"):
+        raise UsageError(f"--store {url}: unknown store scheme {parts.scheme!r}",
+                         hint="use sqlite (the default), etcd://HOST:PORT[,HOST:PORT...] "
+                              "or etcds://... for etcd over TLS")
+    hosts = [h.strip() for h in parts.netloc.split(",") if h.strip()]
+    if not hosts:
+        raise UsageError(f"--store {url}: no etcd endpoint",
+                         hint="name at least one: etcd://127.0.0.1:2379")
+    tls = parts.scheme == "etcds"
+    for host in hosts:
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if not tls and name not in LOOPBACK:
+            raise UsageError(
+                f"--store {url}: {host} is not a loopback address, and etcd:// is plain HTTP",
+                hint="the store holds workloads' credentials: reach etcd over TLS with "
+                     "etcds:// and --etcd-ca/--etcd-cert/--etcd-key")
+    scheme = "https" if tls else "http"
+    return tuple(f"{scheme}://{host}" for host in hosts), tls
+
+
+class EtcdClient:
+    def __init__(self, endpoints: Sequence[str], *, context: ssl.SSLContext | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self._endpoints = list(endpoints)
+        self._context = context
+        self._timeout_s = timeout_s
+        self._preferred = 0
+
+    def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        data = json.dumps(body).encode()
+        errors: list[str] = []
+        count = len(self._endpoints)
+        for step in range(count):
+            index = (self._preferred + step) % count
+            url = self._endpoints[index] + path
+            request = urllib.request.Request(url, data=data, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=self._timeout_s,
+                                            context=self._context) as response:
+                    raw = response.read(MAX_RESPONSE + 1)
+            except urllib.error.HTTPError as exc:
+                detail = exc.read(4096).decode(errors="replace")
+                raise StateError(f"etcd at {self._endpoints[index]} refused {path}: "
+                                 f"{exc.code} {detail.strip()}",
+                                 hint="check etcd's version (3.4 or later) and its "
+                                      "permissions for this client") from exc
+            except (OSError, ssl.SSLError) as exc:
+                errors.append(f"{self._endpoints[index]}: {exc}")
+                continue
+            if len(raw) > MAX_RESPONSE:
+                raise StateError(f"etcd answered {path} with more than {MAX_RESPONSE} bytes",
+                                 hint="the store's prefix holds too much; check what else "
+                                      "writes under it")
+            self._preferred = index
+            answer: dict[str, Any] = json.loads(raw)
+            return answer
+        raise StateError("no etcd endpoint answered: " + "; ".join(errors),
+                         hint="check etcd runs and is reachable (`etcdctl endpoint health "
+                              "--endpoints ...`)")
+
+    def get(self, key: bytes) -> KeyValue | None:
+        found = self.range(key, None)
+        return found[0] if found else None
+
+    def range(self, key: bytes, end: bytes | None, *, limit: int = 0,
+              descending: bool = False) -> list[KeyValue]:
+        body: dict[str, Any] = {"key": _b64(key)}
+        if end is not None:
+            body["range_end"] = _b64(end)
+        if limit:
+            body["limit"] = limit
+        if descending:
+            body.update(sort_order="DESCEND", sort_target="KEY")
+        answer = self._call("/v3/kv/range", body)
+        return [KeyValue(base64.b64decode(kv["key"]), base64.b64decode(kv.get("value", "")),
+                         int(kv.get("mod_revision", 0))) for kv in answer.get("kvs", ())]
+
+    def count(self, prefix: bytes) -> int:
+        """How many keys start with ``prefix`` (counted by etcd; no value is sent)."""
+        answer = self._call("/v3/kv/range", {"key": _b64(prefix),
+                                             "range_end": _b64(prefix_end(prefix)),
+                                             "count_only": True})
+        return int(answer.get("count", 0))
+
+    def prefix(self, prefix: bytes, *, limit: int = 0, descending: bool = False
+               ) -> list[KeyValue]:
+        return self.range(prefix, prefix_end(prefix), limit=limit, descending=descending)
+
+    def transaction(self, unchanged: Sequence[tuple[bytes, int]],
+                    writes: Sequence[Put | Delete]) -> bool:
+        """Apply ``writes`` at once if every key in ``unchanged`` still has its modification
+        revision (0: the key does not exist); False, with nothing written, otherwise."""
+        compare = [{"key": _b64(key), "target": "MOD", "result": "EQUAL",
+                    "mod_revision": str(revision)} for key, revision in unchanged]
+        success = [{"request_put": {"key": _b64(w.key), "value": _b64(w.value)}}
+                   if isinstance(w, Put) else {"request_delete_range": {"key": _b64(w.key)}}
+                   for w in writes]
+        answer = self._call("/v3/kv/txn", {"compare": compare, "success": success})
+        return bool(answer.get("succeeded", False))
