@@ -32,19 +32,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import tempfile
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from benchmarks import paths
+from benchmarks import dataplane_grpc, paths
 from benchmarks.harness import Figure, bench_mesh
-from benchmarks.openloop import CONNECTIONS, LoadResult, NativeTools, build, generate, merge
+from benchmarks.openloop import CONNECTIONS, LoadResult, NativeTools, build, generate
 from benchmarks.paths import LABELS, PathUnderTest, Sidecar
+from benchmarks.slices import Cores, Memory, Results, Settings, Slice, take_slice
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 TARGET_ADDED_P99_MS = 0.25
@@ -56,92 +54,10 @@ TARGET_RATE = 1000
 MB = 1e6
 
 
-@dataclass(frozen=True)
-class Settings:
-    rates: tuple[int, ...]
-    rounds: int
-    slice_s: float  # per path, rate and round
-    warmup_s: float
-
-
-QUICK = Settings(rates=(200,), rounds=1, slice_s=2.5, warmup_s=0.5)
-FULL = Settings(rates=(200, 1000), rounds=3, slice_s=10.0, warmup_s=2.0)
-
-
-@dataclass(frozen=True)
-class Cores:
-    load: set[int]  # load generator, control plane
-    data: set[int]  # server, proxies, agents
-
-    @classmethod
-    def of_this_process(cls) -> Cores:
-        cpus = sorted(os.sched_getaffinity(0))
-        return cls({cpus[0]}, {cpus[-1]})
-
-
-@dataclass(frozen=True)
-class Slice:
-    load: LoadResult
-    seconds: float
-    proxy_cpu_s: float
-    agent_cpu_s: float
-    others_cpu_s: float  # every process on the machine but this benchmark's own
-
-
-@dataclass(frozen=True)
-class Memory:
-    rss_mb: float
-    pss_mb: float
-    uss_mb: float
-    agent_pss_mb: float  # the agent's part of pss_mb (0 without an agent)
-
-
-@dataclass
-class Results:
-    slices: dict[tuple[str, int], list[Slice]] = field(default_factory=dict)
-    memory: dict[tuple[str, str], Memory] = field(default_factory=dict)  # (path, side)
-
-    def load(self, name: str, rate: int) -> LoadResult:
-        return merge([s.load for s in self.slices[name, rate]])
-
-    def cpu_share(self, name: str, rate: int, what: Callable[[Slice], float]) -> float:
-        """Average vCPU over the slices."""
-        slices = self.slices[name, rate]
-        return sum(what(s) for s in slices) / sum(s.seconds for s in slices)
-
-    def vcpu_per_1k(self, name: str, rate: int, what: Callable[[Slice], float]) -> float:
-        """Average vCPU over the slices, per 1,000 requests per second."""
-        slices = self.slices[name, rate]
-        rps = sum(s.load.ok for s in slices) / sum(s.seconds for s in slices)
-        return self.cpu_share(name, rate, what) * 1000 / rps
-
-
-def _cpu_s(processes: tuple[psutil.Process, ...]) -> float:
-    return sum(t.user + t.system for t in (p.cpu_times() for p in processes))
-
-
-def _busy_s() -> float:
-    t = psutil.cpu_times()
-    return t.user + t.nice + t.system + t.irq + t.softirq
-
-
-def _children_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the load generators we waited for
-    return usage.ru_utime + usage.ru_stime
-
-
-def _slice(path: PathUnderTest, control_plane: psutil.Process, tools: NativeTools,
-           cores: Cores, rate: int, seconds: float) -> Slice:
-    ours = (*path.proxies, *path.agents, path.app, control_plane)
-    proxies, agents, all_ours = _cpu_s(path.proxies), _cpu_s(path.agents), _cpu_s(ours)
-    busy, children = _busy_s(), _children_s()
-    started = time.monotonic()
-    load = generate(tools, path.port, rate, seconds, cores.load)
-    elapsed = time.monotonic() - started
-    # Approximate: it also holds this Python process and kernel work charged to no process.
-    others = (_busy_s() - busy) - (_cpu_s(ours) - all_ours) - (_children_s() - children)
-    return Slice(load, elapsed, _cpu_s(path.proxies) - proxies, _cpu_s(path.agents) - agents,
-                 max(0.0, others))
+# gRPC adds about 22 s to the quick run (3 paths x 2 kinds), within CI's budget for it.
+QUICK = Settings(rates=(200,), rounds=1, slice_s=2.5, warmup_s=0.5, grpc_rates=(200,))
+FULL = Settings(rates=(200, 1000), rounds=3, slice_s=10.0, warmup_s=2.0,
+                grpc_rates=(200, 1000))
 
 
 def _memory(sidecar: Sidecar) -> Memory:
@@ -153,9 +69,11 @@ def _memory(sidecar: Sidecar) -> Memory:
                   agent_pss_mb=(agent.pss if agent else 0) / MB)
 
 
-def measure(settings: Settings) -> Results:
+def measure(settings: Settings) -> tuple[Results, dict[str, Results]]:
+    """The HTTP/1.1 paths' results, and the gRPC paths' per kind (unary, stream)."""
     cores = Cores.of_this_process()
     results = Results()
+    grpc_results: dict[str, Results] = {}
     own = os.sched_getaffinity(0)
     os.sched_setaffinity(0, cores.load)  # the control plane, started below, inherits it
     try:
@@ -179,16 +97,22 @@ def measure(settings: Settings) -> Results:
                         if turn == settings.rounds - 1:
                             for side, sidecar in path.sidecars.items():
                                 results.memory[name, side] = _memory(sidecar)
+            if settings.grpc_rates:
+                grpc_results = dataplane_grpc.measure(mesh, control_plane, cores, settings,
+                                                      Path(tmp))
     finally:
         os.sched_setaffinity(0, own)
-    return results
+    return results, grpc_results
 
 
 def _round(path: PathUnderTest, name: str, control_plane: psutil.Process, tools: NativeTools,
            cores: Cores, settings: Settings, results: Results) -> None:
+    def load(rate: float, seconds: float) -> LoadResult:
+        return generate(tools, path.port, rate, seconds, cores.load)
+
     for rate in settings.rates:
-        generate(tools, path.port, rate, settings.warmup_s, cores.load)
-        taken = _slice(path, control_plane, tools, cores, rate, settings.slice_s)
+        load(rate, settings.warmup_s)
+        taken = take_slice(path, control_plane, load, rate, settings.slice_s)
         if (problem := taken.load.problem()) is not None:
             raise RuntimeError(f"{LABELS[name]} at {rate} rps: {problem}")
         results.slices.setdefault((name, rate), []).append(taken)
@@ -266,11 +190,12 @@ def _memory_figures(results: Results) -> Iterator[Figure]:
 
 def run(quick: bool) -> tuple[list[Figure], str]:
     settings = QUICK if quick else FULL
-    results = measure(settings)
+    results, grpc_results = measure(settings)
     figures = []
     for rate in settings.rates:
         figures += [*_latency_figures(results, rate), *_cpu_figures(results, rate)]
     figures += _memory_figures(results)
+    figures += dataplane_grpc.figures(grpc_results, settings.grpc_rates)
     cores = Cores.of_this_process()
     return figures, (
         f"open loop, {CONNECTIONS} keep-alive connections, 1 KB responses, latency from each "
@@ -278,5 +203,6 @@ def run(quick: bool) -> tuple[list[Figure], str]:
         f"{settings.slice_s:g} s, each after {settings.warmup_s:g} s of warm-up, paths taking "
         f"turns; load generator and control plane on CPU {min(cores.load)}, server, proxies "
         f"and agents on CPU {min(cores.data)}; baselines: the direct path (latency) and the "
-        "hand-written Envoy pair (CPU, memory)")
+        "hand-written Envoy pair (CPU, memory)"
+        + (f"; gRPC: {dataplane_grpc.NOTES}" if settings.grpc_rates else ""))
 

@@ -84,7 +84,13 @@ def generate(tools: NativeTools, port: int, rate: float, seconds: float,
         capture_output=True, text=True, check=False, timeout=seconds + 60)
     if result.returncode != 0:
         raise RuntimeError(f"openloop failed: {result.stderr.strip()}")
-    head, *lines = result.stdout.splitlines()
+    return parse(rate, result.stdout)
+
+
+def parse(rate: float, output: str) -> LoadResult:
+    """A generator's output: "sent N ok N errors N unfinished N elapsed S", then one
+    "latency_ns send_lag_ns" line per answer (``benchmarks.grpcload`` prints the same)."""
+    head, *lines = output.splitlines()
     words = head.split()
     summary = dict(zip(words[::2], words[1::2], strict=True))
     pairs = [line.split() for line in lines]
