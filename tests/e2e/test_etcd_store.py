@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.etcd import etcd_server
-from tests.support.mesh import Mesh
+from tests.support.mesh import Mesh, wait_for
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.envoy
@@ -87,3 +87,51 @@ def test_bad_store_values_change_nothing(tmp_path: Path) -> None:
         assert not (mesh.state_dir / "store.json").exists(), "a store never opened is not kept"
     finally:
         mesh.close()
+
+
+FAULT = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: books}
+---
+apiVersion: tulle.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: books-teapot}
+spec:
+  targetRefs: [{kind: Service, name: books}]
+  faultInjection: {abort: {httpStatus: 418, percent: 100}}
+"""
+
+
+def test_a_change_applied_on_one_replica_reaches_the_proxies_of_another(
+        tmp_path: Path, etcd: str) -> None:
+    """Two control planes on one etcd: workloads run on B; a policy applied on A and then
+    deleted on A reaches B's proxies each time (B watches etcd), and B's own workloads are
+    B's alone (A neither lists nor expires them)."""
+    store = "etcd://" + etcd.removeprefix("http://")
+    a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
+    try:
+        a.up("--store", store)
+        b.up("--store", store)
+        b.run("books", name="books-1")
+        web = b.run("web", name="web-1")
+        b.sync()
+        assert b.call(web, "http://books/")["status"] == 200
+
+        a.cli("apply", "-f", "-", stdin=FAULT)
+        wait_for("A's policy to reach web-1 through B",
+                 lambda: b.call(web, "http://books/")["status"] == 418, 20)
+        listed = json.loads(b.cli("get", "trafficpolicies", "-o", "json").stdout)
+        assert [p["metadata"]["name"] for p in listed["items"]] == ["books-teapot"], listed
+        # (A knows books only as declared: workloads registered with B are B's; A neither
+        # lists nor validates against them yet.)
+
+        a.cli("delete", "trafficpolicy", "books-teapot")
+        wait_for("the delete on A to reach web-1 through B",
+                 lambda: b.call(web, "http://books/")["status"] == 200, 20)
+        assert json.loads(a.cli("get", "workloads", "-o", "json").stdout) == []
+        assert {w["name"] for w in json.loads(
+            b.cli("get", "workloads", "-o", "json").stdout)} == {"books-1", "web-1"}
+    finally:
+        b.close()
+        a.close()

@@ -27,6 +27,7 @@ from tulle.controlplane.configpath import (
     ProxyConfigs,
 )
 from tulle.controlplane.metrics import MetricSources, controlplane_metrics
+from tulle.controlplane.replication import StoreWatcher
 from tulle.controlplane.services.analysis import AnalysisService
 from tulle.controlplane.services.diagnosis import DiagnosisService
 from tulle.controlplane.services.health import HealthService
@@ -51,6 +52,7 @@ from tulle.model.mesh import MeshIdentity, MeshSnapshot
 from tulle.registry.registry import DEFAULT_GRACE_S, WorkloadRegistry
 from tulle.settings import ControlPlaneEndpoint, StatePaths, read_metrics_token
 from tulle.store.base import Store
+from tulle.store.etcd import EtcdStore
 from tulle.store.sqlite import SqliteStore
 from tulle.tap.hub import TapHub
 from tulle.xds.bootstrap import sidecar_bootstrap
@@ -71,6 +73,7 @@ class ControlPlane:
         self.token = token
         self.started_at = time.time()
         self.store: Store = store if store is not None else SqliteStore(paths.database)
+        self.watcher: StoreWatcher | None = None  # replicas on a shared store: their changes
         self.ca = CertificateAuthority.open(paths.ca_dir, endpoint.trust_domain)
         # A removed workload's proxy loses its stream too: it keeps its last config, but gets
         # nothing more until it registers again.
@@ -179,6 +182,10 @@ class ControlPlane:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # On a shared store, the watch starts from the revision read before the load: a
+        # write another replica makes in between is seen twice, never missed.
+        watch_from = (await asyncio.to_thread(self.store.etcd_revision)
+                      if isinstance(self.store, EtcdStore) else None)
         resources = self.resources.load()
         restored = self.registry.restore()
         self.config.push()
@@ -203,6 +210,11 @@ class ControlPlane:
         self.endpoint = dataclasses.replace(self.endpoint,
                                             api_port=int(self._api.addresses[0][1]))
         self.endpoint.save(self.paths)
+        if watch_from is not None and isinstance(self.store, EtcdStore):
+            self.watcher = StoreWatcher(self.store, asyncio.get_running_loop(),
+                                        absorb=self.resources.absorb,
+                                        reload=self.resources.load, changed=self._changed)
+            self.watcher.start(watch_from)
         self._tasks.append(asyncio.create_task(self._expire_orphans()))
         self._tasks.append(asyncio.create_task(self.identity.keep_server_identity()))
         for warning in self.identity.expiry_warnings():
@@ -221,6 +233,8 @@ class ControlPlane:
     async def stop(self) -> None:
         # Sessions end because *we* stop, not because agents died: keep their registrations.
         self.config.close()
+        if self.watcher is not None:
+            self.watcher.stop()
         self.sessions.stop()
         for task in self._tasks:
             task.cancel()

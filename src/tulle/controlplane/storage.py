@@ -9,7 +9,9 @@ to an empty SQLite file while the mesh's config sits in etcd.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import secrets
 import ssl
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +34,9 @@ class StoreSpec:
     cert: str | None = None  # etcds://: this replica's client certificate and key
     key: str | None = None
     prefix: str = DEFAULT_PREFIX
+    # This control plane's name among the replicas that share an etcd store: its workload
+    # registrations are kept under it. Made at the first start, then kept in store.json.
+    replica: str = ""
 
     @property
     def describe(self) -> str:
@@ -46,14 +51,16 @@ def resolve(paths: StatePaths, url: str | None, *, ca: str | None = None,
             cert: str | None = None, key: str | None = None) -> StoreSpec:
     """The store to open: the one given now, else the last run's, else SQLite. Checks the
     URL and the TLS files (UsageError) without contacting anything."""
+    previous = load(paths)
+    replica = previous.replica or secrets.token_hex(4)
     if url is None:
-        spec = load(paths)
+        spec = dataclasses.replace(previous, replica=replica)
         if any((ca, cert, key)) and spec.url == SQLITE:
             raise UsageError("--etcd-ca/--etcd-cert/--etcd-key need an etcd store",
                              hint="add --store etcds://HOST:PORT[,HOST:PORT...]")
         return spec
     if url == SQLITE:
-        return StoreSpec()
+        return StoreSpec(replica=replica)
     _, tls = parse_endpoints(url)
     if tls and ca is None:
         raise UsageError(f"--store {url}: etcds:// needs --etcd-ca",
@@ -66,7 +73,7 @@ def resolve(paths: StatePaths, url: str | None, *, ca: str | None = None,
         if given is not None and not Path(given).is_file():
             raise UsageError(f"{flag} {given}: no such file", hint="give the file's path")
     ca, cert, key = (str(Path(p).absolute()) if p else None for p in (ca, cert, key))
-    return StoreSpec(url, ca=ca, cert=cert, key=key)
+    return StoreSpec(url, ca=ca, cert=cert, key=key, replica=replica)
 
 
 def load(paths: StatePaths) -> StoreSpec:
@@ -97,6 +104,7 @@ def open_store(paths: StatePaths, spec: StoreSpec) -> Store:
         except (OSError, ssl.SSLError) as exc:
             raise StateError(f"cannot load the etcd TLS files: {exc}",
                              hint="check --etcd-ca, --etcd-cert and --etcd-key") from exc
-    store = EtcdStore(EtcdClient(endpoints, context=context), prefix=spec.prefix)
+    store = EtcdStore(EtcdClient(endpoints, context=context), prefix=spec.prefix,
+                      replica=spec.replica or "r")
     store.revision()  # fails now, with the endpoints named, if no etcd member answers
     return store

@@ -10,7 +10,7 @@ Keys, under a prefix (``/tulle/`` unless told otherwise)::
     resources/KIND/NAMESPACE/NAME                     manifest, revision, created/updated at
     history/REVISION/INDEX                            one change (the log, in order)
     history-key/KIND/NAMESPACE/NAME/REVISION/INDEX    the same change, found by resource
-    workloads/NODE_ID                                 a registered workload's record
+    workloads/REPLICA/NODE_ID                         a workload registered with REPLICA
 
 A write reads what it changes, then commits in one etcd transaction that holds only if
 ``meta/revision`` and every key it read are unchanged. Two replicas writing at once: one
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from tulle.errors import NotFoundError, StateError
@@ -38,9 +38,12 @@ def _dump(manifest: Mapping[str, Any]) -> str:
 
 
 class EtcdStore:
-    def __init__(self, client: EtcdClient, prefix: str = "/tulle/") -> None:
+    def __init__(self, client: EtcdClient, prefix: str = "/tulle/", replica: str = "r") -> None:
         self._etcd = client
         self._prefix = prefix if prefix.endswith("/") else prefix + "/"
+        # Registrations belong to the replica whose sessions hold them: each replica keeps
+        # (and expires) its own, and never another's.
+        self._replica = replica
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -75,10 +78,13 @@ class EtcdStore:
         found = self._etcd.get(self._resource_key(key))
         return self._stored(found) if found is not None else None
 
+    def _resource_of(self, etcd_key: bytes) -> ResourceKey:
+        kind, namespace, name = etcd_key.decode()[len(self._prefix):].split("/")[1:4]
+        return ResourceKey(kind, namespace, name)
+
     def _stored(self, kv: KeyValue) -> StoredResource:
-        kind, namespace, name = kv.key.decode()[len(self._prefix):].split("/")[1:4]
         record = json.loads(kv.value)
-        return StoredResource(ResourceKey(kind, namespace, name), json.loads(record["manifest"]),
+        return StoredResource(self._resource_of(kv.key), json.loads(record["manifest"]),
                               int(record["revision"]), float(record["created_at"]),
                               float(record["updated_at"]))
 
@@ -101,6 +107,22 @@ class EtcdStore:
         start = self._key("history", f"{revision + 1:0{_WIDTH}d}")
         end = self._key("history") + b"0"  # "/" + 1: just after every history key
         return [self._change(kv) for kv in self._etcd.range(start, end)]
+
+    def etcd_revision(self) -> int:
+        """etcd's own revision now: where a watch that misses nothing after a read starts."""
+        return self._etcd.header_revision()
+
+    def resource_changes(self, after: int, *, idle_s: float = 30.0
+                         ) -> Iterator[tuple[int, list[tuple[ResourceKey,
+                                                             StoredResource | None]]]]:
+        """Resources written after etcd revision ``after`` (by any replica), as (etcd
+        revision, [(key, the stored resource, or None when deleted)]), until the watch
+        stream ends; WatchCompacted when ``after`` is too old."""
+        for revision, events in self._etcd.watch(self._key("resources") + b"/", after + 1,
+                                                 idle_s=idle_s):
+            yield revision, [(self._resource_of(e.kv.key), None) if e.deleted
+                             else (self._resource_of(e.kv.key), self._stored(e.kv))
+                             for e in events]
 
     def history_entries(self) -> int:
         return self._etcd.count(self._key("history") + b"/")
@@ -186,14 +208,15 @@ class EtcdStore:
     # -- workloads -------------------------------------------------------------------------
 
     def workloads(self) -> list[Mapping[str, Any]]:
-        return [json.loads(kv.value) for kv in self._etcd.prefix(self._key("workloads") + b"/")]
+        return [json.loads(kv.value) for kv in self._etcd.prefix(
+            self._key("workloads", self._replica) + b"/")]
 
     def save_workload(self, node_id: str, record: Mapping[str, Any]) -> None:
-        self._etcd.transaction((), [Put(self._key("workloads", node_id),
+        self._etcd.transaction((), [Put(self._key("workloads", self._replica, node_id),
                                         json.dumps(record).encode())])
 
     def delete_workload(self, node_id: str) -> None:
-        self._etcd.transaction((), [Delete(self._key("workloads", node_id))])
+        self._etcd.transaction((), [Delete(self._key("workloads", self._replica, node_id))])
 
     def close(self) -> None:
         """Nothing to release: every call is one HTTP request."""

@@ -14,7 +14,7 @@ import json
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +31,16 @@ class KeyValue:
     key: bytes
     value: bytes
     mod_revision: int
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    deleted: bool
+    kv: KeyValue
+
+
+class WatchCompacted(Exception):
+    """The revision a watch asked to start from is compacted away: read everything again."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,44 @@ class EtcdClient:
         raise StateError("no etcd endpoint answered: " + "; ".join(errors),
                          hint="check etcd runs and is reachable (`etcdctl endpoint health "
                               "--endpoints ...`)")
+
+    def header_revision(self) -> int:
+        """etcd's current revision (a range that returns no key)."""
+        answer = self._call("/v3/kv/range", {"key": _b64(b"\0"), "count_only": True})
+        return int(answer["header"]["revision"])
+
+    def watch(self, prefix: bytes, start_revision: int, *, idle_s: float = 30.0
+              ) -> Iterator[tuple[int, list[WatchEvent]]]:
+        """The changes under ``prefix`` from ``start_revision`` on, as (revision, events),
+        until the stream ends (an error, or ``idle_s`` without a byte: the caller watches
+        again from the last revision it saw). Raises WatchCompacted when etcd no longer
+        has that revision."""
+        body = json.dumps({"create_request": {
+            "key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
+            "start_revision": str(start_revision), "progress_notify": True}}).encode()
+        url = self._endpoints[self._preferred] + "/v3/watch"
+        request = urllib.request.Request(url, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=idle_s,
+                                        context=self._context) as response:
+                for line in response:
+                    if len(line) > MAX_RESPONSE:
+                        raise StateError("an etcd watch answer was too large")
+                    result = json.loads(line).get("result", {})
+                    if result.get("compact_revision") or result.get("canceled"):
+                        raise WatchCompacted(str(result.get("cancel_reason", "")))
+                    events = [WatchEvent(
+                        e.get("type") == "DELETE",
+                        KeyValue(base64.b64decode(e["kv"]["key"]),
+                                 base64.b64decode(e["kv"].get("value", "")),
+                                 int(e["kv"].get("mod_revision", 0))))
+                        for e in result.get("events", ())]
+                    revision = int(result.get("header", {}).get("revision", 0))
+                    yield revision, events
+        except (OSError, ssl.SSLError, ValueError):
+            self._preferred = (self._preferred + 1) % len(self._endpoints)
+            return
 
     def get(self, key: bytes) -> KeyValue | None:
         found = self.range(key, None)

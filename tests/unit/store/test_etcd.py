@@ -121,3 +121,28 @@ def test_bad_store_urls_are_usage_errors(url: str, says: str) -> None:
     with pytest.raises(UsageError, match=says) as caught:
         parse_endpoints(url)
     assert caught.value.hint
+
+
+def test_each_replica_keeps_its_own_workloads_and_sees_every_resource(etcd_url: str) -> None:
+    a = EtcdStore(EtcdClient([etcd_url]), prefix="/replicas/", replica="a")
+    b = EtcdStore(EtcdClient([etcd_url]), prefix="/replicas/", replica="b")
+    a.save_workload("web-1.default", {"name": "web-1"})
+    b.save_workload("web-1.default", {"name": "web-1", "on": "b"})
+    b.delete_workload("web-1.default")
+    assert (a.workloads(), b.workloads()) == ([{"name": "web-1"}], [])
+    a.apply([(A, manifest(A))])
+    assert [s.key for s in b.resources()] == [A]
+
+
+def test_a_watch_sees_the_writes_of_another_replica(etcd_url: str) -> None:
+    a = EtcdStore(EtcdClient([etcd_url]), prefix="/watched/", replica="a")
+    b = EtcdStore(EtcdClient([etcd_url]), prefix="/watched/", replica="b")
+    start = b.etcd_revision()
+    a.apply([(A, manifest(A)), (B, manifest(B))])
+    a.delete(B)
+    seen: list[tuple[str, bool]] = []
+    for _, changes in b.resource_changes(start, idle_s=2):
+        seen += [(key.name, stored is not None) for key, stored in changes]
+        if len(seen) >= 3:
+            break
+    assert seen == [("a", True), ("b", True), ("b", False)]

@@ -7,13 +7,14 @@ write them all. A rejected apply leaves the store, and so every proxy, untouched
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from tulle.analysis.engine import Message
 from tulle.analysis.run import apply_warnings
-from tulle.errors import ConfigError, NotFoundError, Problem, UsageError
+from tulle.errors import ConfigError, NotFoundError, Problem, TulleError, UsageError
 from tulle.model.kinds import KINDS, KindInfo, closest, find_kind
 from tulle.model.meta import ResourceKey
 from tulle.model.parse import Document, parse_documents, resource_from_manifest
@@ -21,6 +22,8 @@ from tulle.model.references import known_services, reference_problems
 from tulle.model.resource import Resource
 from tulle.model.workload import Workload
 from tulle.store.base import ApplyResult, Store, StoredResource
+
+log = logging.getLogger("tulle.controlplane")
 
 
 class ResourceService:
@@ -35,11 +38,34 @@ class ResourceService:
         self._stored: dict[ResourceKey, StoredResource] = {}
 
     def load(self) -> int:
-        """Read every stored resource; called once at start."""
+        """Read every stored resource: at start, and when a shared store's watch lost track."""
+        self._stored.clear()
+        self._resources.clear()
         for stored in self._store.resources():
             self._stored[stored.key] = stored
             self._resources[stored.key] = resource_from_manifest(stored.manifest)
         return len(self._resources)
+
+    def absorb(self, changes: Iterable[tuple[ResourceKey, StoredResource | None]]) -> bool:
+        """Fold in writes another replica made to a shared store (None: deleted); whether
+        anything differed from this view (this replica's own writes come back the same)."""
+        differed = False
+        for key, stored in changes:
+            known = self._stored.get(key)
+            if stored is None:
+                differed |= known is not None
+                self._stored.pop(key, None)
+                self._resources.pop(key, None)
+            elif known is None or known.revision != stored.revision:
+                try:
+                    resource = resource_from_manifest(stored.manifest)
+                except TulleError as exc:  # validated where it was applied; never expected
+                    log.error("a replica stored %s, which this one cannot read: %s", key,
+                              exc.message)
+                    continue
+                self._stored[key], self._resources[key] = stored, resource
+                differed = True
+        return differed
 
     def resources(self) -> list[Resource]:
         return list(self._resources.values())
