@@ -5,13 +5,16 @@ The work is shared as widely as the inputs allow:
   it, so an unchanged service costs nothing when another one changes, and a cache key can never
   miss an input (the key *is* the input);
 - the part every proxy of a namespace shares (clusters, endpoints, the outbound route table) is
-  built once per snapshot and namespace.
+  built once per snapshot and namespace, diffed once against the namespace's previous one, and
+  held by reference by every proxy's config: a stream whose proxy has the previous one applies
+  only that diff (stream.py), so a push costs each proxy work in proportion to the change.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any
@@ -23,34 +26,116 @@ from tulle.xds import names, types
 from tulle.xds.generators import clusters, endpoints, listeners, routes, secrets, tracing
 from tulle.xds.generators.access_logs import proxy_logs
 from tulle.xds.proxy import NO_LOGGING, ProxyInfo, ProxyLogging
-from tulle.xds.wire import EncodedResource, encode, set_version, versions_of
+from tulle.xds.wire import EncodedResource, encode, sum_of, version_of_sum
 
 ByName = Mapping[str, EncodedResource]
+_NOTHING: ByName = MappingProxyType({})
+_NO_NAMES: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
+class SharedConfig:
+    """What every proxy of a namespace gets at one snapshot (clusters, endpoints, the outbound
+    route table, the trust bundle), built once, and its difference from the namespace's
+    previous shared part, computed once. Proxies hold it by reference."""
+
+    serial: int  # unique per compiler: what a later shared part's ``base`` names
+    resources: Mapping[str, ByName]  # by type
+    sums: Mapping[str, int]  # by type: the running sum of set_version (wire.sum_of)
+    base: int | None = None  # the serial of the shared part the diff below is from
+    changed: Mapping[str, frozenset[str]] = field(default_factory=dict)  # added or new version
+    removed: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, serial: int, by_type: Mapping[str, Iterable[EncodedResource]],
+           previous: SharedConfig | None = None) -> SharedConfig:
+        resources = {t: MappingProxyType({r.name: r for r in items})
+                     for t, items in by_type.items()}
+        sums = {t: sum_of(items.values()) for t, items in resources.items()}
+        if previous is None:
+            return cls(serial, MappingProxyType(resources), MappingProxyType(sums))
+        changed, removed = {}, {}
+        for type_url in resources.keys() | previous.resources.keys():
+            old = previous.resources.get(type_url, _NOTHING)
+            new = resources.get(type_url, _NOTHING)
+            changed[type_url] = frozenset(name for name, r in new.items()
+                                          if (o := old.get(name)) is None
+                                          or (o is not r and o.version != r.version))
+            removed[type_url] = frozenset(name for name in old if name not in new)
+        return cls(serial, MappingProxyType(resources), MappingProxyType(sums),
+                   previous.serial, MappingProxyType(changed), MappingProxyType(removed))
+
+    def changed_names(self, type_url: str) -> frozenset[str]:
+        """What differs from the ``base`` shared part, of one type: added, changed, removed."""
+        return self.changed.get(type_url, _NO_NAMES) | self.removed.get(type_url, _NO_NAMES)
+
+
+NO_SHARED = SharedConfig(0, MappingProxyType({}), MappingProxyType({}))
+
+
+@dataclass(frozen=True, eq=False)
 class ProxyConfig:
-    """Everything one proxy should have, per xDS type, at one mesh version."""
+    """Everything one proxy should have, per xDS type, at one mesh version: the shared part of
+    its namespace, by reference, and its own few resources (listeners, its inbound cluster,
+    its certificate, its upstream routes). The two never hold the same name."""
 
     mesh_version: int
-    resources: Mapping[str, ByName]
+    shared: SharedConfig
+    own: Mapping[str, ByName]
 
     @cached_property
     def versions(self) -> Mapping[str, str]:
-        """The version of each type's whole set. On demand: pushes never read it, and it
-        costs a sort and a hash of every resource, per proxy, on every rebuild."""
-        return MappingProxyType({t: set_version(versions_of(items.values()))
-                                 for t, items in self.resources.items()})
+        """The version of each type's whole set: the same definition as the streams' (the
+        sum of its members' hashes), composed from the shared part's sum, computed once."""
+        return MappingProxyType({
+            t: version_of_sum(self.shared.sums.get(t, 0)
+                              + sum_of(self.own.get(t, _NOTHING).values()))
+            for t in self.type_urls})
+
+    @property
+    def type_urls(self) -> list[str]:
+        return [t for t in types.PUSH_ORDER if t in self.own or t in self.shared.resources]
+
+    @property
+    def resources(self) -> Mapping[str, ByName]:
+        return MappingProxyType({t: self.of_type(t) for t in self.type_urls})
 
     def of_type(self, type_url: str) -> ByName:
-        return self.resources.get(type_url, MappingProxyType({}))
+        """Every resource of one type. Merged on first use when both parts hold some (the
+        push path looks names up one by one instead: ``get``)."""
+        shared = self.shared.resources.get(type_url, _NOTHING)
+        own = self.own.get(type_url, _NOTHING)
+        if not own:
+            return shared
+        if not shared:
+            return own
+        merged = self._merged.get(type_url)
+        if merged is None:
+            merged = self._merged[type_url] = MappingProxyType({**shared, **own})
+        return merged
+
+    def get(self, type_url: str, name: str) -> EncodedResource | None:
+        found = self.own.get(type_url, _NOTHING).get(name)
+        if found is None:
+            found = self.shared.resources.get(type_url, _NOTHING).get(name)
+        return found
+
+    def holds(self, type_url: str) -> bool:
+        """Whether the config has any resource of this type."""
+        return bool(self.own.get(type_url) or self.shared.resources.get(type_url))
+
+    @cached_property
+    def _merged(self) -> dict[str, ByName]:
+        return {}
+
+    def own_names(self, type_url: str) -> Iterable[str]:
+        return self.own.get(type_url, _NOTHING).keys()
 
     @classmethod
-    def build(cls, mesh_version: int,
-              by_type: Mapping[str, Iterable[EncodedResource]]) -> ProxyConfig:
-        resources = {t: MappingProxyType({r.name: r for r in items})
-                     for t, items in by_type.items()}
-        return cls(mesh_version, MappingProxyType(resources))
+    def build(cls, mesh_version: int, by_type: Mapping[str, Iterable[EncodedResource]],
+              shared: SharedConfig = NO_SHARED) -> ProxyConfig:
+        own = {t: MappingProxyType({r.name: r for r in items}) for t, items in by_type.items()}
+        return cls(mesh_version, shared, MappingProxyType(own))
 
 
 class ResourceMemo:
@@ -79,14 +164,6 @@ class ResourceMemo:
         return found
 
 
-@dataclass(frozen=True)
-class _Shared:
-    clusters: tuple[EncodedResource, ...]
-    endpoints: tuple[EncodedResource, ...]
-    routes: tuple[EncodedResource, ...]
-    secrets: tuple[EncodedResource, ...]
-
-
 def proxy_shape(mesh: MeshSnapshot, proxy: ProxyInfo) -> tuple[object, ...]:
     """What ``compile`` reads to build a proxy's own resources, but for its names, address and
     ports: proxies of one shape run the same generators on inputs that differ only there.
@@ -108,7 +185,9 @@ class ConfigCompiler:
     def __init__(self) -> None:
         self.memo = ResourceMemo()
         self._mesh_version = -1
-        self._shared: dict[str, _Shared] = {}
+        self._shared: dict[str, SharedConfig] = {}  # by namespace, at ``_mesh_version``
+        self._last_shared: dict[str, SharedConfig] = {}  # by namespace, the newest built
+        self._serials = itertools.count(1)
 
     def compile(self, mesh: MeshSnapshot, proxy: ProxyInfo,
                 logging: ProxyLogging = NO_LOGGING) -> ProxyConfig:
@@ -169,14 +248,14 @@ class ConfigCompiler:
                 own_routes.append(memo.get(types.ROUTE, routes.upstream_route_config, service,
                                            mesh.routes.get(bind.service, ())))
         return ProxyConfig.build(mesh.version, {
-            types.SECRET: (*shared.secrets, *own_secrets),
-            types.CLUSTER: (*shared.clusters, *own_clusters),
-            types.ENDPOINT: shared.endpoints,
+            types.SECRET: own_secrets,
+            types.CLUSTER: own_clusters,
+            types.ENDPOINT: (),
             types.LISTENER: own_listeners,
-            types.ROUTE: (*shared.routes, *own_routes),
-        })
+            types.ROUTE: own_routes,
+        }, shared)
 
-    def _build_shared(self, mesh: MeshSnapshot, namespace: str) -> _Shared:
+    def _build_shared(self, mesh: MeshSnapshot, namespace: str) -> SharedConfig:
         memo = self.memo
         cluster_list = []
         assignment_list = []
@@ -196,4 +275,11 @@ class ConfigCompiler:
         route_table = memo.get(types.ROUTE, routes.outbound_route_config, namespace, table)
         bundle = (memo.get(types.SECRET, secrets.bundle_secret, trust_domain,
                            mesh.identity.bundle_pem),) if trust_domain else ()
-        return _Shared(tuple(cluster_list), tuple(assignment_list), (route_table,), bundle)
+        shared = SharedConfig.of(next(self._serials), {
+            types.SECRET: bundle,
+            types.CLUSTER: cluster_list,
+            types.ENDPOINT: assignment_list,
+            types.ROUTE: (route_table,),
+        }, self._last_shared.get(namespace))
+        self._last_shared[namespace] = shared
+        return shared

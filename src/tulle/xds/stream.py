@@ -11,6 +11,14 @@ Rules both variants follow:
   EDS cluster warming until a new assignment arrives (or for 15 s);
 - NACKs are detected by ``error_detail``, never by comparing versions, and are not retried: the
   proxy keeps its last good config and the NACK is recorded for `tulle proxy-status`.
+
+Work in proportion to the change: when a stream is *in step* (it has pushed everything of its
+last config, and no subscription changed since) and the new config's shared part was diffed
+against the one that config held, ``offer`` looks only at the names of that diff and at the
+proxy's own few resources; every other name is unchanged, so the full comparison would skip it
+too. Otherwise (a new stream, a skipped snapshot, a subscription change) it compares
+everything. Set versions are running sums kept per type (wire.set_version), so no push sorts
+and hashes every name.
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ from tulle.xds.tracker import ProxyStatus
 from tulle.xds.wire import (
     EncodedResource,
     delta_body,
+    member_hash,
     set_version,
     sotw_body,
-    versions_of,
+    sum_of,
+    version_of_sum,
     with_nonce,
 )
 
@@ -50,6 +60,9 @@ class XdsStream:
         self.config: ProxyConfig | None = None
         self._subs: dict[str, frozenset[str] | None] = {}  # None: wildcard
         self._nonces = 0
+        # Everything of ``config`` was pushed and no subscription changed since: the next
+        # offer may apply the shared part's diff only.
+        self._in_step = False
 
     # -- public contract -------------------------------------------------------------------
 
@@ -66,7 +79,7 @@ class XdsStream:
         if config is None or config.mesh_version < mesh_version:
             return False
         for type_url in types.PUSH_ORDER:
-            if config.of_type(type_url) and type_url not in self._subs:
+            if config.holds(type_url) and type_url not in self._subs:
                 return False
             if self.status.of(type_url).pending:
                 return False
@@ -116,6 +129,32 @@ class XdsStream:
             return dict(available)
         return {name: available[name] for name in subscribed if name in available}
 
+    def _wanted_one(self, type_url: str, name: str) -> EncodedResource | None:
+        """``_wanted(type_url).get(name)``, without building the whole set."""
+        assert self.config is not None
+        subscribed = self._subs.get(type_url)
+        if subscribed is not None and name not in subscribed:
+            return None
+        return self.config.get(type_url, name)
+
+    def _changes(self, config: ProxyConfig) -> dict[str, set[str]] | None:
+        """Per type, the only names that can differ between what the stream pushed of its
+        last config and what ``config`` wants; None when every name must be compared."""
+        last = self.config
+        if not self._in_step or last is None:
+            return None
+        shared = config.shared
+        if shared is last.shared:
+            changes: dict[str, set[str]] = {t: set() for t in types.PUSH_ORDER}
+        elif shared.base is not None and shared.base == last.shared.serial:
+            changes = {t: set(shared.changed_names(t)) for t in types.PUSH_ORDER}
+        else:
+            return None  # a skipped snapshot: the diff is not from what the proxy has
+        for type_url, names in changes.items():
+            names.update(last.own_names(type_url))
+            names.update(config.own_names(type_url))
+        return changes
+
 
 def _same_versions(a: Mapping[str, EncodedResource], b: Mapping[str, EncodedResource]) -> bool:
     """Whether two sets hold the same resources at the same versions (what comparing their
@@ -135,6 +174,7 @@ class SotwStream(XdsStream):
     def __init__(self, node_id: str, on_nack: NackSink, **kwargs: Any) -> None:
         super().__init__(node_id, on_nack, **kwargs)
         self._has: dict[str, dict[str, EncodedResource]] = {}  # what we sent, per type
+        self._has_sum: dict[str, int] = {}  # per type: set_version's running sum of ``_has``
 
     def handle_request(self, request: Any) -> list[bytes]:
         type_url = request.type_url
@@ -149,6 +189,8 @@ class SotwStream(XdsStream):
         first = type_url not in self._subs
         previous = self._subs.get(type_url)
         self._subs[type_url] = subscription
+        if first or subscription != previous:
+            self._in_step = False
         if self.config is None:
             return []
         if first:
@@ -158,53 +200,111 @@ class SotwStream(XdsStream):
             # too: later versions must cover only what it subscribes to, as Envoy's do.
             has = self._has.get(type_url, {})
             for name in previous - subscription:
-                has.pop(name, None)
+                gone = has.pop(name, None)
+                if gone is not None:
+                    self._has_sum[type_url] -= gone.member_hash
             added = subscription - previous
             if added:
-                wanted = self._wanted(type_url)
-                return self._respond(type_url, {n: wanted[n] for n in added if n in wanted})
+                found = ((n, self._wanted_one(type_url, n)) for n in added)
+                return self._respond(type_url, {n: r for n, r in found if r is not None})
         return []
 
     def offer(self, config: ProxyConfig) -> list[bytes]:
+        changes = self._changes(config)
         self.config = config
         out: list[bytes] = []
-        old_clusters = self._has.get(types.CLUSTER, {})
-        new_clusters = config.of_type(types.CLUSTER)
-        changed_clusters = {n for n, r in new_clusters.items()
-                            if n in old_clusters and old_clusters[n].version != r.version}
-        removed = {n: r for n, r in old_clusters.items() if n not in new_clusters}
+        changed_clusters, removed = self._cluster_changes(
+            None if changes is None else changes[types.CLUSTER])
         for type_url in types.PUSH_ORDER:
             if type_url not in self._subs:
                 continue
-            wanted = self._wanted(type_url)
-            has = self._has.get(type_url, {})
+            names = None if changes is None else changes[type_url]
             if type_url in types.WILDCARD_TYPES:
-                if type_url == types.CLUSTER and removed:
-                    wanted = {**removed, **wanted}  # keep removed clusters until the end
+                # Removed clusters stay until the end (make-before-break).
+                keep = removed if type_url == types.CLUSTER else {}
                 unanswered = not self.status.of(type_url).sent_nonce
-                if unanswered or not _same_versions(wanted, has):
-                    out += self._respond(type_url, wanted)
+                if unanswered or self._differs(type_url, keep, names):
+                    out += self._respond(type_url, {**keep, **self._wanted(type_url)})
             else:
-                delta = {n: r for n, r in wanted.items()
-                         if n not in has or has[n].version != r.version
-                         or (type_url == types.ENDPOINT and n in changed_clusters)}
+                if names is not None and type_url == types.ENDPOINT:
+                    names = names | changed_clusters
+                delta = self._delta(type_url, names, changed_clusters)
                 if delta:
                     out += self._respond(type_url, delta)
         if removed and types.CLUSTER in self._subs:
             out += self._respond(types.CLUSTER, self._wanted(types.CLUSTER))
+        self._in_step = True
         return out
+
+    def _cluster_changes(self, names: Iterable[str] | None
+                         ) -> tuple[set[str], dict[str, EncodedResource]]:
+        """The clusters sent before that change version, and those that leave."""
+        assert self.config is not None
+        old_clusters = self._has.get(types.CLUSTER, {})
+        if names is None:
+            names = old_clusters.keys() | self.config.of_type(types.CLUSTER).keys()
+        changed: set[str] = set()
+        removed: dict[str, EncodedResource] = {}
+        for name in names:
+            old = old_clusters.get(name)
+            if old is None:
+                continue
+            new = self.config.get(types.CLUSTER, name)
+            if new is None:
+                removed[name] = old
+            elif new.version != old.version:
+                changed.add(name)
+        return changed, removed
+
+    def _differs(self, type_url: str, keep: Mapping[str, EncodedResource],
+                 names: Iterable[str] | None) -> bool:
+        """Whether a wildcard type's complete set differs from what the proxy was sent."""
+        has = self._has.get(type_url, {})
+        if names is None:
+            return not _same_versions({**keep, **self._wanted(type_url)}, has)
+        return any(_version(self._wanted_one(type_url, name) or keep.get(name))
+                   != _version(has.get(name)) for name in names)
+
+    def _delta(self, type_url: str, names: Iterable[str] | None,
+               changed_clusters: set[str]) -> dict[str, EncodedResource]:
+        """What a by-name type must send: new or changed, and the endpoints of changed
+        clusters."""
+        has = self._has.get(type_url, {})
+        forced = changed_clusters if type_url == types.ENDPOINT else set()
+        if names is None:
+            wanted: Iterable[tuple[str, EncodedResource | None]] = \
+                self._wanted(type_url).items()
+        else:
+            wanted = ((name, self._wanted_one(type_url, name)) for name in names)
+        return {name: r for name, r in wanted
+                if r is not None and (name not in has or has[name].version != r.version
+                                      or name in forced)}
 
     def _respond(self, type_url: str, resources: Mapping[str, EncodedResource]) -> list[bytes]:
         has = self._has.setdefault(type_url, {})
         if type_url in types.WILDCARD_TYPES:
             has.clear()
-        has.update(resources)
+            has.update(resources)
+            self._has_sum[type_url] = sum_of(resources.values())
+        else:
+            total = self._has_sum.get(type_url, 0)
+            for name, resource in resources.items():
+                old = has.get(name)
+                if old is not None:
+                    total -= old.member_hash
+                total += resource.member_hash
+                has[name] = resource
+            self._has_sum[type_url] = total
         if not resources and type_url not in types.WILDCARD_TYPES:
             return []
         # version_info covers the whole subscribed set, not just the part in this response.
-        version = set_version(versions_of(has.values()))
+        version = version_of_sum(self._has_sum[type_url])
         body = sotw_body(type_url, version, resources.values())
         return [self._sent(type_url, body, version)]
+
+
+def _version(resource: EncodedResource | None) -> str | None:
+    return None if resource is None else resource.version
 
 
 class DeltaStream(XdsStream):
@@ -215,6 +315,7 @@ class DeltaStream(XdsStream):
     def __init__(self, node_id: str, on_nack: NackSink, **kwargs: Any) -> None:
         super().__init__(node_id, on_nack, **kwargs)
         self._known: dict[str, dict[str, str]] = {}  # the proxy's versions, per type
+        self._known_sum: dict[str, int] = {}  # per type: set_version's running sum of it
         # What the proxy held when it subscribed (a reconnect), per type: the version it keeps
         # running if it NACKs before ACKing anything on this stream.
         self._held_at_start: dict[str, str] = {}
@@ -231,18 +332,24 @@ class DeltaStream(XdsStream):
         first = type_url not in self._subs
         subscribe = set(request.resource_names_subscribe)
         unsubscribe = set(request.resource_names_unsubscribe)
+        if first or subscribe or unsubscribe:
+            self._in_step = False
         if first:
-            self._known[type_url] = dict(request.initial_resource_versions)
+            known = self._known[type_url] = dict(request.initial_resource_versions)
+            self._known_sum[type_url] = sum(member_hash(n, v) for n, v in known.items())
             if request.initial_resource_versions:
-                self._held_at_start[type_url] = set_version(self._known[type_url].items())
+                self._held_at_start[type_url] = set_version(known.items())
             wildcard = type_url in types.WILDCARD_TYPES and (not subscribe or "*" in subscribe)
             self._subs[type_url] = None if wildcard else frozenset(subscribe)
         else:
             current = self._subs[type_url]
             if current is not None:
                 self._subs[type_url] = (current | subscribe) - unsubscribe
+            known = self._known[type_url]
             for name in unsubscribe:
-                self._known[type_url].pop(name, None)
+                version = known.pop(name, None)
+                if version is not None:
+                    self._known_sum[type_url] -= member_hash(name, version)
         if self.config is None or not (first or subscribe):
             return []
         # A first subscription is always answered, even when the proxy already holds it all
@@ -251,44 +358,64 @@ class DeltaStream(XdsStream):
                           answer_empty=first)
 
     def offer(self, config: ProxyConfig) -> list[bytes]:
+        changes = self._changes(config)
         self.config = config
         out: list[bytes] = []
         for type_url in types.PUSH_ORDER:
             if type_url in self._subs:
-                out += self._push(type_url, include_removed=type_url != types.CLUSTER)
+                out += self._push(type_url, include_removed=type_url != types.CLUSTER,
+                                  changes=None if changes is None else changes[type_url])
         if types.CLUSTER in self._subs:
-            out += self._push(types.CLUSTER, include_removed=True)
+            out += self._push(types.CLUSTER, include_removed=True,
+                              changes=None if changes is None else changes[types.CLUSTER])
+        self._in_step = True
         return out
 
     def _push(self, type_url: str, *, only: Iterable[str] | None = None,
-              include_removed: bool, answer_empty: bool = False) -> list[bytes]:
+              include_removed: bool, answer_empty: bool = False,
+              changes: set[str] | None = None) -> list[bytes]:
+        """``only``: just these names (a subscription); ``changes``: the only names that can
+        differ from what the proxy was sent (an offer in step); neither: compare all."""
         assert self.config is not None
         known = self._known.setdefault(type_url, {})
-        wanted = self._wanted(type_url)
-        candidates = wanted if only is None else {n: wanted[n] for n in only if n in wanted}
         forced = self._endpoints_owed if type_url == types.ENDPOINT else set()
-        updates = [r for n, r in candidates.items() if known.get(n) != r.version or n in forced]
+        subscribed = self._subs.get(type_url)
         removed: list[str] = []
-        if include_removed:
-            subscribed = self._subs.get(type_url)
-            removed = [n for n in known if n not in wanted
-                       and (subscribed is None or n in subscribed)]
+        if only is None and changes is None:
+            wanted = self._wanted(type_url)
+            candidates = wanted
+            if include_removed:
+                removed = [n for n in known if n not in wanted
+                           and (subscribed is None or n in subscribed)]
+        else:
+            names = only if only is not None else (changes or set()) | forced
+            found = ((n, self._wanted_one(type_url, n)) for n in names)
+            candidates = {n: r for n, r in found if r is not None}
+            if include_removed and changes is not None:
+                removed = [n for n in changes if n in known and n not in candidates
+                           and (subscribed is None or n in subscribed)]
+        updates = [r for n, r in candidates.items() if known.get(n) != r.version or n in forced]
         # A wildcard subscription gets an answer even when empty: Envoy's start-up waits for it.
-        never_answered = answer_empty or (self._subs.get(type_url) is None
+        never_answered = answer_empty or (subscribed is None
                                           and not self.status.of(type_url).sent_nonce)
         if not updates and not removed and not never_answered:
             return []
         if type_url == types.CLUSTER:
-            assignments = self.config.of_type(types.ENDPOINT)
-            self._endpoints_owed.update(r.name for r in updates
-                                        if r.name in known and r.name in assignments)
+            self._endpoints_owed.update(
+                r.name for r in updates
+                if r.name in known and self.config.get(types.ENDPOINT, r.name) is not None)
         elif type_url == types.ENDPOINT:
             self._endpoints_owed.difference_update(r.name for r in updates)
+        total = self._known_sum.get(type_url, 0)
         for resource in updates:
+            old = known.get(resource.name)
+            if old is not None:
+                total -= member_hash(resource.name, old)
+            total += resource.member_hash
             known[resource.name] = resource.version
         for name in removed:
-            del known[name]
-        version = set_version(known.items())
+            total -= member_hash(name, known.pop(name))
+        self._known_sum[type_url] = total
+        version = version_of_sum(total)
         body = delta_body(type_url, version, updates, sorted(removed))
         return [self._sent(type_url, body, version)]
-

@@ -46,6 +46,7 @@ class EncodedResource:
     version: str
     sotw_entry: bytes  # DiscoveryResponse.resources[] entry: field 2 holding the Any
     delta_entry: bytes  # DeltaDiscoveryResponse.resources[] entry: field 2 holding a Resource
+    member_hash: int  # its part in the version of a set that holds it (``set_version``)
 
 
 def encode(type_url: str, name: str, message: Any) -> EncodedResource:
@@ -54,20 +55,40 @@ def encode(type_url: str, name: str, message: Any) -> EncodedResource:
     version = content_version(value)
     # envoy.service.discovery.v3.Resource: version = 1, resource = 2, name = 3
     resource = field(1, version.encode()) + field(2, any_bytes) + field(3, name.encode())
-    return EncodedResource(type_url, name, version, field(2, any_bytes), field(2, resource))
+    return EncodedResource(type_url, name, version, field(2, any_bytes), field(2, resource),
+                           member_hash(name, version))
+
+
+_SET_BITS = 128
+_SET_MASK = (1 << _SET_BITS) - 1
+
+
+def member_hash(name: str, version: str) -> int:
+    """One (name, version) pair's part in the version of a set."""
+    digest = hashlib.blake2b(f"{name}\0{version}".encode(), digest_size=_SET_BITS // 8)
+    return int.from_bytes(digest.digest(), "little")
+
+
+def version_of_sum(total: int) -> str:
+    """The version of a set whose members' hashes add up to ``total``."""
+    return f"{total & _SET_MASK:032x}"
 
 
 def set_version(versions: Iterable[tuple[str, str]]) -> str:
     """A version for a set of (name, version) pairs: it changes when any member changes, or
-    the membership does."""
-    # One update over the joined text: the same digest as one update per part, several
-    # times faster (this runs per proxy and per type on every push).
-    text = "".join(f"{name}\0{version}\n" for name, version in sorted(versions))
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    the membership does. It is the sum of the members' hashes (mod 2**128), so it composes:
+    a push adds and subtracts the hashes of what changed (``SetSum``) instead of sorting and
+    hashing every name of the set, per proxy."""
+    return version_of_sum(sum(member_hash(name, version) for name, version in versions))
 
 
 def versions_of(resources: Iterable[EncodedResource]) -> list[tuple[str, str]]:
     return [(r.name, r.version) for r in resources]
+
+
+def sum_of(resources: Iterable[EncodedResource]) -> int:
+    """The running sum ``set_version`` reads, of encoded resources (their hashes are cached)."""
+    return sum(r.member_hash for r in resources)
 
 
 def sotw_body(type_url: str, version: str, resources: Iterable[EncodedResource]) -> bytes:
