@@ -51,6 +51,10 @@ def up(
         help="etcds://: this control plane's client certificate for etcd")] = None,
     etcd_key: Annotated[str | None, typer.Option(
         help="etcds://: the private key of --etcd-cert")] = None,
+    ca_encryption_key: Annotated[str | None, typer.Option(
+        help="Shared store: a file holding the key (32 bytes, base64: `openssl rand -base64 "
+             "32`) that seals the CA's keys in the store; or set TULLE_CA_ENCRYPTION_KEY. "
+             "Every replica needs the same one")] = None,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Start the control plane (in the background unless --foreground)."""
@@ -66,7 +70,8 @@ def up(
                                   identity_port=identity_port, trust_domain=trust_domain,
                                   join_token_ttl_s=join_token_ttl,
                                   stale_after_s=stale_after, store=store, etcd_ca=etcd_ca,
-                                  etcd_cert=etcd_cert, etcd_key=etcd_key)
+                                  etcd_cert=etcd_cert, etcd_key=etcd_key,
+                                  ca_encryption_key=ca_encryption_key)
     # A bad --store is refused here, before anything starts (exit 2, nothing changed).
     daemon.resolve_store(paths, options)
     if foreground:

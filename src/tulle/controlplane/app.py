@@ -46,6 +46,7 @@ from tulle.controlplane.services.tap import (
 )
 from tulle.controlplane.services.telemetry import TelemetryService
 from tulle.identity.ca import CertificateAuthority
+from tulle.identity.cafiles import CaFiles
 from tulle.identity.tokens import DEFAULT_TTL_S as DEFAULT_JOIN_TOKEN_TTL_S
 from tulle.identity.tokens import JoinTokens
 from tulle.model.mesh import MeshIdentity, MeshSnapshot
@@ -67,14 +68,15 @@ class ControlPlane:
                  debounce_s: float = DEFAULT_DEBOUNCE_S, grace_s: float = DEFAULT_GRACE_S,
                  join_token_ttl_s: float = DEFAULT_JOIN_TOKEN_TTL_S,
                  stale_after_s: float = DEFAULT_STALE_AFTER_S,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, ca_files: CaFiles | None = None) -> None:
         self.paths = paths
         self.endpoint = endpoint
         self.token = token
         self.started_at = time.time()
         self.store: Store = store if store is not None else SqliteStore(paths.database)
         self.watcher: StoreWatcher | None = None  # replicas on a shared store: their changes
-        self.ca = CertificateAuthority.open(paths.ca_dir, endpoint.trust_domain)
+        # The CA in the state directory's ca/, or sealed in a store replicas share.
+        self.ca = CertificateAuthority.open(ca_files or paths.ca_dir, endpoint.trust_domain)
         # A removed workload's proxy loses its stream too: it keeps its last config, but gets
         # nothing more until it registers again.
         self.registry = WorkloadRegistry(self.store, self._changed, grace_s=grace_s,
@@ -104,7 +106,8 @@ class ControlPlane:
         self.rotator = Rotator(
             self.ca, self.registry, push=self.config.push, wait_synced=self.hub.wait_synced,
             connected=self.hub.connected, broadcast=self.channels.broadcast,
-            refresh_server_identity=self.identity.refresh_server_identity)
+            refresh_server_identity=self.identity.refresh_server_identity,
+            shared=ca_files is not None)
         self.sessions = SessionService(
             self.registry, self.channels, enrol=self.identity.enrol,
             bootstrap=lambda workload, xds_token: sidecar_bootstrap(

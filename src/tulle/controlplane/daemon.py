@@ -56,6 +56,7 @@ class StartOptions:
     etcd_ca: str | None = None
     etcd_cert: str | None = None
     etcd_key: str | None = None
+    ca_encryption_key: str | None = None
 
     def to_args(self) -> list[str]:
         args = []
@@ -65,7 +66,8 @@ class StartOptions:
                             ("--join-token-ttl", self.join_token_ttl_s),
                             ("--stale-after", self.stale_after_s),
                             ("--store", self.store), ("--etcd-ca", self.etcd_ca),
-                            ("--etcd-cert", self.etcd_cert), ("--etcd-key", self.etcd_key)):
+                            ("--etcd-cert", self.etcd_cert), ("--etcd-key", self.etcd_key),
+                            ("--ca-encryption-key", self.ca_encryption_key)):
             if value is not None:
                 args += [flag, str(value)]
         return args
@@ -97,7 +99,7 @@ def resolve_store(paths: StatePaths, options: StartOptions) -> storage.StoreSpec
     """The store this start would open (checked, not contacted): --store now, else the last
     run's, else SQLite."""
     return storage.resolve(paths, options.store, ca=options.etcd_ca, cert=options.etcd_cert,
-                           key=options.etcd_key)
+                           key=options.etcd_key, ca_key_file=options.ca_encryption_key)
 
 
 def _port(given: int | None, otherwise: int) -> int:
@@ -137,7 +139,8 @@ async def _serve(paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str,
     store = storage.open_store(paths, spec)
     storage.save(paths, spec)  # opened: the next `tulle up` without --store opens it again
     log.info("store: %s", spec.describe)
-    cp = ControlPlane(paths, endpoint, token, store=store, **extra)
+    cp = ControlPlane(paths, endpoint, token, store=store,
+                      ca_files=storage.ca_files(spec, store), **extra)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, cp.request_stop)

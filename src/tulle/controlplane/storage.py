@@ -16,7 +16,9 @@ import ssl
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tulle.controlplane.cavault import SealedFiles, encryption_key
 from tulle.errors import StateError, UsageError
+from tulle.identity.cafiles import CaFiles
 from tulle.settings import StatePaths, write_private
 from tulle.store.base import Store
 from tulle.store.etcd import EtcdStore
@@ -37,6 +39,7 @@ class StoreSpec:
     # This control plane's name among the replicas that share an etcd store: its workload
     # registrations are kept under it. Made at the first start, then kept in store.json.
     replica: str = ""
+    ca_key_file: str | None = None  # etcd: the key that seals the CA's files (cavault)
 
     @property
     def describe(self) -> str:
@@ -48,9 +51,24 @@ def _file(path: Path) -> Path:
 
 
 def resolve(paths: StatePaths, url: str | None, *, ca: str | None = None,
-            cert: str | None = None, key: str | None = None) -> StoreSpec:
+            cert: str | None = None, key: str | None = None,
+            ca_key_file: str | None = None) -> StoreSpec:
     """The store to open: the one given now, else the last run's, else SQLite. Checks the
-    URL and the TLS files (UsageError) without contacting anything."""
+    URL, the TLS files and the CA's encryption key (UsageError) without contacting anything."""
+    spec = _resolve(paths, url, ca=ca, cert=cert, key=key)
+    if spec.url == SQLITE:
+        if ca_key_file is not None:
+            raise UsageError("--ca-encryption-key is for a shared store",
+                             hint="with SQLite the CA stays in the state directory's ca/")
+        return spec
+    if ca_key_file is not None:
+        spec = dataclasses.replace(spec, ca_key_file=str(Path(ca_key_file).absolute()))
+    encryption_key(spec.ca_key_file)  # present and well formed, or a UsageError now
+    return spec
+
+
+def _resolve(paths: StatePaths, url: str | None, *, ca: str | None, cert: str | None,
+             key: str | None) -> StoreSpec:
     previous = load(paths)
     replica = previous.replica or secrets.token_hex(4)
     if url is None:
@@ -73,7 +91,8 @@ def resolve(paths: StatePaths, url: str | None, *, ca: str | None = None,
         if given is not None and not Path(given).is_file():
             raise UsageError(f"{flag} {given}: no such file", hint="give the file's path")
     ca, cert, key = (str(Path(p).absolute()) if p else None for p in (ca, cert, key))
-    return StoreSpec(url, ca=ca, cert=cert, key=key, replica=replica)
+    return StoreSpec(url, ca=ca, cert=cert, key=key, replica=replica,
+                     ca_key_file=previous.ca_key_file if previous.url == url else None)
 
 
 def load(paths: StatePaths) -> StoreSpec:
@@ -89,6 +108,13 @@ def load(paths: StatePaths) -> StoreSpec:
 
 def save(paths: StatePaths, spec: StoreSpec) -> None:
     write_private(_file(paths.root), json.dumps(asdict(spec), indent=2) + "\n")
+
+
+def ca_files(spec: StoreSpec, store: Store) -> CaFiles | None:
+    """Where the CA keeps its files: the shared store (sealed), or None for ca/."""
+    if not isinstance(store, EtcdStore):
+        return None
+    return SealedFiles(store, encryption_key(spec.ca_key_file))
 
 
 def open_store(paths: StatePaths, spec: StoreSpec) -> Store:

@@ -5,7 +5,8 @@ Layout of STATE_DIR/ca (0700):
     <id>.crt        one CA certificate (root or issuer); <id> is a fingerprint prefix
     <id>.key        its private key, 0600; absent for imported roots kept offline
 
-Keys are written with umask 077 and never logged.
+Keys are written with umask 077 and never logged. The same files may live in a store that
+control-plane replicas share instead (tulle.identity.cafiles; keys encrypted there).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tulle.errors import IdentityError, StateError
-from tulle.settings import ensure_private_dir, write_private
+from tulle.identity.cafiles import CaFiles, DirectoryFiles
+from tulle.settings import ensure_private_dir
 
 ROOT_LIFETIME = dt.timedelta(days=3650)
 ISSUER_LIFETIME = dt.timedelta(days=365)
@@ -156,38 +158,43 @@ def _ca_certificate(subject: x509.Name, key: ec.EllipticCurvePrivateKey,
 
 
 class CertificateAuthority:
-    def __init__(self, directory: Path, state: CaState,
+    def __init__(self, files: CaFiles, state: CaState,
                  authorities: dict[str, Authority]) -> None:
-        self.directory = directory
+        self.files = files
         self.state = state
         self._authorities = authorities
 
     # -- opening -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, directory: Path, trust_domain: str) -> CertificateAuthority:
+    def open(cls, where: Path | CaFiles, trust_domain: str) -> CertificateAuthority:
         """Load the CA, or create a root (10 years) and an issuer (1 year) on first start."""
-        state_file = directory / "state.json"
-        ensure_private_dir(directory)
-        if state_file.exists():
-            try:
-                state = CaState.from_json(state_file.read_text())
-            except (ValueError, KeyError, TypeError) as exc:
-                raise StateError(f"{state_file} is corrupt: {exc}",
-                                 hint="restore the ca/ directory from a backup") from exc
-            if state.trust_domain != trust_domain:
-                raise StateError(
-                    f"this mesh's trust domain is {state.trust_domain}, not {trust_domain}",
-                    hint="changing the trust domain re-issues every identity and is not "
-                         "supported; omit --trust-domain")
-            ca = cls(directory, state, {})
-            for ident in {*state.anchors, state.issuer, *ca._rotation_ids()}:
-                ca._authorities[ident] = ca._load(ident)
-            return ca
-        ca = cls(directory, CaState(trust_domain, (), ""), {})
-        root = ca.new_root()
-        issuer = ca.new_issuer(root)
-        ca.commit(CaState(trust_domain, (root.id,), issuer.id))
+        if isinstance(where, Path):
+            ensure_private_dir(where)  # an existing ca/ with a looser mode is tightened
+        files = DirectoryFiles(where) if isinstance(where, Path) else where
+        if files.read("state.json") is None:
+            ca = cls(files, CaState(trust_domain, (), ""), {})
+            root = ca.new_root()
+            issuer = ca.new_issuer(root)
+            state = CaState(trust_domain, (root.id,), issuer.id)
+            if files.create("state.json", state.to_json().encode()):
+                ca.state = state
+                return ca
+            # Another replica made the CA first: open that one.
+        raw = files.read("state.json") or b""
+        try:
+            state = CaState.from_json(raw.decode())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(f"{files.where}: state.json is corrupt: {exc}",
+                             hint="restore the CA from a backup") from exc
+        if state.trust_domain != trust_domain:
+            raise StateError(
+                f"this mesh's trust domain is {state.trust_domain}, not {trust_domain}",
+                hint="changing the trust domain re-issues every identity and is not "
+                     "supported; omit --trust-domain")
+        ca = cls(files, state, {})
+        for ident in {*state.anchors, state.issuer, *ca._rotation_ids()}:
+            ca._authorities[ident] = ca._load(ident)
         return ca
 
     def _rotation_ids(self) -> Iterable[str]:
@@ -199,19 +206,21 @@ class CertificateAuthority:
 
     def _load(self, ident: str) -> Authority:
         try:
-            certificate = x509.load_pem_x509_certificate((self.directory / f"{ident}.crt")
-                                                         .read_bytes())
+            pem = self.files.read(f"{ident}.crt")
+            if pem is None:
+                raise ValueError("missing")
+            certificate = x509.load_pem_x509_certificate(pem)
         except (OSError, ValueError) as exc:
-            raise StateError(f"cannot read CA certificate {ident}: {exc}",
-                             hint="restore the ca/ directory from a backup") from exc
-        key_file = self.directory / f"{ident}.key"
+            raise StateError(f"cannot read CA certificate {ident} in {self.files.where}: "
+                             f"{exc}", hint="restore the CA from a backup") from exc
+        key_pem = self.files.read(f"{ident}.key")
         key = None
-        if key_file.exists():
+        if key_pem is not None:
             try:
-                loaded = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+                loaded = serialization.load_pem_private_key(key_pem, password=None)
             except (OSError, ValueError, TypeError) as exc:  # TypeError: the key is encrypted
                 raise StateError(f"cannot read the key of CA certificate {ident}: {exc}",
-                                 hint="restore the ca/ directory from a backup") from exc
+                                 hint="restore the CA from a backup") from exc
             if not isinstance(loaded, ec.EllipticCurvePrivateKey):
                 raise StateError(f"the key of CA certificate {ident} is not an EC key")
             key = loaded
@@ -390,19 +399,18 @@ class CertificateAuthority:
 
     def commit(self, state: CaState) -> None:
         """Make ``state`` current, on disk first so that a crash resumes from it."""
-        write_private(self.directory / "state.json", state.to_json())
+        self.files.write("state.json", state.to_json().encode())
         self.state = state
 
     def with_rotation(self, rotation: Rotation | None) -> CaState:
         return replace(self.state, rotation=rotation)
 
     def _save(self, authority: Authority) -> Authority:
-        ensure_private_dir(self.directory)
-        write_private(self.directory / f"{authority.id}.crt", authority.pem)
+        self.files.write(f"{authority.id}.crt", authority.pem.encode())
         if authority.key is not None:
-            write_private(self.directory / f"{authority.id}.key", authority.key.private_bytes(
+            self.files.write(f"{authority.id}.key", authority.key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption()).decode())
+                serialization.NoEncryption()))
         self._authorities[authority.id] = authority
         return authority
 

@@ -11,6 +11,7 @@ Keys, under a prefix (``/tulle/`` unless told otherwise)::
     history/REVISION/INDEX                            one change (the log, in order)
     history-key/KIND/NAMESPACE/NAME/REVISION/INDEX    the same change, found by resource
     workloads/REPLICA/NODE_ID                         a workload registered with REPLICA
+    ca/NAME                                           the CA's files, encrypted (cavault)
 
 A write reads what it changes, then commits in one etcd transaction that holds only if
 ``meta/revision`` and every key it read are unchanged. Two replicas writing at once: one
@@ -204,6 +205,20 @@ class EtcdStore:
         writes.append(Put(self._key("meta", "revision"),
                           json.dumps({"revision": revision}).encode()))
         return results if self._etcd.transaction(unchanged, writes) else None
+
+    # -- opaque files (the CA's, encrypted by their owner) -----------------------------------
+
+    def read_file(self, area: str, name: str) -> bytes | None:
+        found = self._etcd.get(self._key(area, name))
+        return found.value if found is not None else None
+
+    def write_file(self, area: str, name: str, data: bytes) -> None:
+        self._etcd.transaction((), [Put(self._key(area, name), data)])
+
+    def create_file(self, area: str, name: str, data: bytes) -> bool:
+        """Write only if absent; whether it was written."""
+        key = self._key(area, name)
+        return self._etcd.transaction(((key, 0),), [Put(key, data)])
 
     # -- workloads -------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from tulle.identity.status import (
 from tulle.identity.tokens import JoinTokens
 from tulle.model.workload import Workload, WorkloadCertificate
 from tulle.registry.registry import WorkloadRegistry
-from tulle.settings import workload_key_file, write_private
+from tulle.settings import ensure_private_dir, workload_key_file, write_private
 
 log = logging.getLogger("tulle.identity")
 
@@ -223,6 +223,7 @@ class IdentityService:
         issued, key_pem = self.ca.server_identity(control_plane_id(self.ca.trust_domain),
                                                   SERVER_CERT_LIFETIME_S)
         directory = self._ca_dir
+        ensure_private_dir(directory)  # with the CA in a shared store, only these live here
         write_private(directory / "controlplane.crt", issued.chain_pem)
         write_private(directory / "controlplane.key", key_pem)
         context = self.server_context

@@ -49,7 +49,8 @@ class Rotator:
                  connected: Callable[[], list[str]],
                  broadcast: Callable[[dict[str, Any]], None],
                  refresh_server_identity: Callable[[], object],
-                 stage_timeout_s: float = STAGE_TIMEOUT_S) -> None:
+                 stage_timeout_s: float = STAGE_TIMEOUT_S, shared: bool = False) -> None:
+        self._shared = shared  # the CA lives in a store other replicas share
         self._ca = ca
         self._registry = registry
         self._push = push
@@ -62,9 +63,20 @@ class Rotator:
 
     # -- entry points --------------------------------------------------------------------
 
+    def _check_alone(self) -> None:
+        """A rotation's stages change the CA every replica signs with and the bundle every
+        proxy trusts; replicas do not yet follow another's rotation, so it is refused."""
+        if self._shared:
+            raise ConflictError(
+                "rotating the CA is not supported yet with the CA in a shared store: the "
+                "other replicas would keep signing with the old issuer",
+                hint="not possible on a shared store yet (docs/commands.md, tulle up): "
+                     "the issuer stays valid for a year from the store's first start")
+
     def plan(self, kind: str) -> list[str]:
         """What `tulle certs rotate KIND` would do, for --dry-run."""
         self._check_kind(kind)
+        self._check_alone()
         rotation = self._ca.state.rotation
         if rotation is not None and rotation.kind != kind:
             raise ConflictError(f"a {rotation.kind} rotation is in progress (stage "
@@ -90,6 +102,7 @@ class Rotator:
                      new_issuer: Authority | None = None) -> dict[str, Any]:
         """Run (or resume) a rotation; concurrent callers share the same run."""
         self._check_kind(kind)
+        self._check_alone()
         if self._task is None or self._task.done():
             rotation = self._ca.state.rotation
             if rotation is not None and rotation.kind != kind:
