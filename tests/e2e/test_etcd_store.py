@@ -189,3 +189,29 @@ def test_a_replica_with_another_sealing_key_refuses_to_start(tmp_path: Path, etc
     finally:
         b.close()
         a.close()
+
+
+def test_workloads_registered_with_two_replicas_call_each_other(
+        tmp_path: Path, etcd: str, sealing_key: str) -> None:
+    """books-1 registers with A, web-1 with B: B's proxy gets books' endpoint from etcd, and
+    the call is mutual TLS under the one shared CA. When books-1 stops, A deletes its
+    registration and B's proxy drops the endpoint."""
+    store = "etcd://" + etcd.removeprefix("http://")
+    a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
+    try:
+        a.up("--store", store, "--ca-encryption-key", sealing_key)
+        b.up("--store", store, "--ca-encryption-key", sealing_key)
+        books = a.run("books", name="books-1")
+        web = b.run("web", name="web-1")
+        wait_for("books-1's endpoint in web-1's sidecar (registered with the other replica)",
+                 lambda: b.endpoints("web-1", "books"), 20)
+        assert b.call(web, "http://books/")["status"] == 200
+        stats = a.admin("books-1", "stats?filter=ssl.handshake")
+        assert any(int(v) > 0 for k, v in (x.split(": ") for x in stats.splitlines()
+                                           if "listener" in x and ": " in x)), stats
+        books.stop()
+        wait_for("books-1's endpoint gone from web-1's sidecar",
+                 lambda: not b.endpoints("web-1", "books"), 20)
+    finally:
+        b.close()
+        a.close()

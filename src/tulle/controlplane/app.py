@@ -27,7 +27,12 @@ from tulle.controlplane.configpath import (
     ProxyConfigs,
 )
 from tulle.controlplane.metrics import MetricSources, controlplane_metrics
-from tulle.controlplane.replication import StoreWatcher
+from tulle.controlplane.replication import (
+    LEASE_TTL_S,
+    RemoteWorkloads,
+    Watch,
+    keep_lease,
+)
 from tulle.controlplane.services.analysis import AnalysisService
 from tulle.controlplane.services.diagnosis import DiagnosisService
 from tulle.controlplane.services.health import HealthService
@@ -50,6 +55,7 @@ from tulle.identity.cafiles import CaFiles
 from tulle.identity.tokens import DEFAULT_TTL_S as DEFAULT_JOIN_TOKEN_TTL_S
 from tulle.identity.tokens import JoinTokens
 from tulle.model.mesh import MeshIdentity, MeshSnapshot
+from tulle.model.workload import Workload
 from tulle.registry.registry import DEFAULT_GRACE_S, WorkloadRegistry
 from tulle.settings import ControlPlaneEndpoint, StatePaths, read_metrics_token
 from tulle.store.base import Store
@@ -74,7 +80,11 @@ class ControlPlane:
         self.token = token
         self.started_at = time.time()
         self.store: Store = store if store is not None else SqliteStore(paths.database)
-        self.watcher: StoreWatcher | None = None  # replicas on a shared store: their changes
+        # Replicas on a shared store: the workloads registered with the others, and the
+        # watches that bring their changes.
+        self.remote = (RemoteWorkloads(self.store, self._changed)
+                       if isinstance(self.store, EtcdStore) else None)
+        self._watches: list[Watch[Any]] = []
         # The CA in the state directory's ca/, or sealed in a store replicas share.
         self.ca = CertificateAuthority.open(ca_files or paths.ca_dir, endpoint.trust_domain)
         # A removed workload's proxy loses its stream too: it keeps its last config, but gets
@@ -82,12 +92,12 @@ class ControlPlane:
         self.registry = WorkloadRegistry(self.store, self._changed, grace_s=grace_s,
                                          on_removed=self._on_removed)
         self.resources = ResourceService(
-            self.store, self.registry.workloads, self._changed,
+            self.store, self._all_workloads, self._changed,
             precheck=Precheck(self.registry.workloads, self._identity, PRECHECK_LOGGING))
         # Tap sessions: ephemeral, never stored. Each snapshot gets its plan of loggers.
         self.taps = TapHub(self._mesh)
         self.config = ConfigPath(
-            MeshInputs(self.resources.resources, self.registry.workloads, self._identity),
+            MeshInputs(self.resources.resources, self._all_workloads, self._identity),
             self._publish, debounce_s=debounce_s)
         self.configs = ProxyConfigs(self._mesh, ProxyLoggingSource(
             self.taps, self.registry.credentials, paths.workloads_dir))
@@ -159,6 +169,15 @@ class ControlPlane:
     def _changed(self) -> None:
         self.config.changed()
 
+    def _all_workloads(self) -> list[Workload]:
+        """This replica's workloads, and on a shared store those of the other replicas (a
+        workload that moved here counts as this replica's)."""
+        local = self.registry.workloads()
+        if self.remote is None:
+            return local
+        mine = {w.node_id for w in local}
+        return local + [w for w in self.remote.workloads() if w.node_id not in mine]
+
     def _push_pending(self) -> None:
         if self.config.pending:
             self.config.push()
@@ -191,6 +210,12 @@ class ControlPlane:
                       if isinstance(self.store, EtcdStore) else None)
         resources = self.resources.load()
         restored = self.registry.restore()
+        if isinstance(self.store, EtcdStore) and self.remote is not None:
+            # Registrations restored from a previous run are written again under this run's
+            # lease (the last run's lapses on its own).
+            await asyncio.to_thread(self.store.hold_lease, LEASE_TTL_S)
+            self.registry.persist_all()
+            self.remote.load()
         self.config.push()
         host = self.endpoint.host
         # A port of 0 lets the kernel choose: self.endpoint takes each port as it is bound,
@@ -213,11 +238,9 @@ class ControlPlane:
         self.endpoint = dataclasses.replace(self.endpoint,
                                             api_port=int(self._api.addresses[0][1]))
         self.endpoint.save(self.paths)
-        if watch_from is not None and isinstance(self.store, EtcdStore):
-            self.watcher = StoreWatcher(self.store, asyncio.get_running_loop(),
-                                        absorb=self.resources.absorb,
-                                        reload=self.resources.load, changed=self._changed)
-            self.watcher.start(watch_from)
+        if watch_from is not None and isinstance(self.store, EtcdStore) \
+                and self.remote is not None:
+            self._start_watches(self.store, self.remote, watch_from)
         self._tasks.append(asyncio.create_task(self._expire_orphans()))
         self._tasks.append(asyncio.create_task(self.identity.keep_server_identity()))
         for warning in self.identity.expiry_warnings():
@@ -226,6 +249,25 @@ class ControlPlane:
         log.info("tulle %s control plane (pid %d) ready: API %s, xDS %s:%d; %d resources, "
                  "%d workloads restored", __version__, os.getpid(), self.endpoint.api_url, host,
                  self.endpoint.xds_port, resources, restored)
+
+    def _start_watches(self, store: EtcdStore, remote: RemoteWorkloads, after: int) -> None:
+        loop = asyncio.get_running_loop()
+
+        def absorb(changes: list[Any]) -> None:
+            if self.resources.absorb(changes):
+                self._changed()
+
+        def reload() -> None:
+            self.resources.load()
+            self._changed()
+
+        self._watches = [
+            Watch("resources", store, loop, store.resource_changes, absorb, reload),
+            Watch("workloads", store, loop, store.workload_changes, remote.apply,
+                  remote.resync)]
+        for watch in self._watches:
+            watch.start(after)
+        self._tasks.append(asyncio.create_task(keep_lease(store, self.registry.persist_all)))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -236,8 +278,8 @@ class ControlPlane:
     async def stop(self) -> None:
         # Sessions end because *we* stop, not because agents died: keep their registrations.
         self.config.close()
-        if self.watcher is not None:
-            self.watcher.stop()
+        for watch in self._watches:
+            watch.stop()
         self.sessions.stop()
         for task in self._tasks:
             task.cancel()

@@ -1,14 +1,18 @@
-"""Changes other replicas make reach this one: a watch on the shared store's resources.
+"""What replicas on one shared store see of each other: the resources any of them applies, and
+the workloads registered with the others.
 
-Control-plane replicas on one etcd store each serve their own proxies from their own view of
-the resources. A change applied on any replica is written to etcd; every replica watches the
-resources' keys (etcd pushes each change; nothing polls), folds the change into its view and
-pushes to its proxies. A replica's own writes come back on the watch too and change nothing.
+Control-plane replicas on one etcd store each serve their own proxies. A change applied on any
+replica is written to etcd; every replica watches the resources' keys (etcd pushes each change;
+nothing polls), folds the change into its view and pushes to its proxies. A replica's own
+writes come back on the watch too and change nothing. Likewise each replica watches the others'
+registrations, so that its proxies get endpoints for workloads registered anywhere. Those
+registrations live as long as their replica's etcd lease: a replica that dies takes them with
+it within the lease's TTL, and every other replica drops their endpoints.
 
-The watch runs in a thread (the store's client is blocking) and hands each batch to the event
+Each watch runs in a thread (the store's client is blocking) and hands each batch to the event
 loop. When the stream ends (etcd restarts, a member dies, nothing happened for a while) it
 watches again from the last revision it saw; when etcd has compacted that revision away, it
-reads every resource again.
+reads everything again.
 """
 
 from __future__ import annotations
@@ -16,40 +20,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 from tulle.errors import TulleError
-from tulle.model.meta import ResourceKey
-from tulle.store.base import StoredResource
+from tulle.model.workload import Workload
 from tulle.store.etcd import EtcdStore
 from tulle.store.etcdclient import WatchCompacted
 
 log = logging.getLogger("tulle.controlplane")
 
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 2.0
+LEASE_TTL_S = 10  # a dead replica's registrations go within this
+LEASE_RENEW_S = 3.0
 
-Changes = list[tuple[ResourceKey, StoredResource | None]]
+T = TypeVar("T")
 
 
-class StoreWatcher:
-    def __init__(self, store: EtcdStore, loop: asyncio.AbstractEventLoop, *,
-                 absorb: Callable[[Changes], bool], reload: Callable[[], object],
-                 changed: Callable[[], None]) -> None:
+class Watch(Generic[T]):
+    """Follows ``source`` (batches of changes after an etcd revision) in a thread; each
+    non-empty batch goes to ``apply`` on the event loop; ``resync`` after a compaction."""
+
+    def __init__(self, name: str, store: EtcdStore, loop: asyncio.AbstractEventLoop,
+                 source: Callable[[int], Iterator[tuple[int, list[T]]]],
+                 apply: Callable[[list[T]], None], resync: Callable[[], None]) -> None:
+        self._name = name
         self._store = store
         self._loop = loop
-        self._absorb = absorb
-        self._reload = reload
-        self._changed = changed
+        self._source = source
+        self._apply = apply
+        self._resync = resync
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.batches = 0  # batches that changed this replica's view
 
     def start(self, after: int) -> None:
-        """Watch for writes after etcd revision ``after`` (read before the resources were
+        """Watch for writes after etcd revision ``after`` (read before the current state was
         loaded, so that nothing written in between is missed)."""
-        self._thread = threading.Thread(target=self._run, args=(after,), daemon=True,
-                                        name="tulle-store-watch")
-        self._thread.start()
+        threading.Thread(target=self._run, args=(after,), daemon=True,
+                         name=f"tulle-watch-{self._name}").start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -58,7 +65,7 @@ class StoreWatcher:
         delay = RETRY_MIN_S
         while not self._stop.is_set():
             try:
-                for revision, changes in self._store.resource_changes(after):
+                for revision, changes in self._source(after):
                     if self._stop.is_set():
                         return
                     after = max(after, revision)
@@ -66,24 +73,73 @@ class StoreWatcher:
                         self._loop.call_soon_threadsafe(self._apply, changes)
                     delay = RETRY_MIN_S
             except WatchCompacted:
-                log.warning("the store's watch fell behind etcd's compaction: reading every "
-                            "resource again")
+                log.warning("the watch of %s fell behind etcd's compaction: reading it all "
+                            "again", self._name)
                 try:
                     after = self._store.etcd_revision()
                 except TulleError as exc:
                     log.warning("cannot read etcd's revision: %s", exc.message)
                     continue
-                self._loop.call_soon_threadsafe(self._full_reload)
+                self._loop.call_soon_threadsafe(self._resync)
             except TulleError as exc:
-                log.warning("the store's watch failed: %s", exc.message)
+                log.warning("the watch of %s failed: %s", self._name, exc.message)
             self._stop.wait(delay)
             delay = min(RETRY_MAX_S, delay * 2)
 
-    def _apply(self, changes: Changes) -> None:
-        if self._absorb(changes):
-            self.batches += 1
+
+class RemoteWorkloads:
+    """The workloads registered with other replicas, as this replica knows them now."""
+
+    def __init__(self, store: EtcdStore, changed: Callable[[], None]) -> None:
+        self._store = store
+        self._changed = changed
+        self._workloads: dict[tuple[str, str], Workload] = {}  # (replica, node) -> workload
+
+    def load(self) -> int:
+        self._workloads = {}
+        for replica, record in self._store.other_workloads():
+            workload = _workload(record)
+            if workload is not None:
+                self._workloads[(replica, workload.node_id)] = workload
+        return len(self._workloads)
+
+    def workloads(self) -> list[Workload]:
+        return sorted(self._workloads.values(), key=lambda w: w.node_id)
+
+    def apply(self, changes: list[tuple[str, str, Mapping[str, Any] | None]]) -> None:
+        differed = False
+        for replica, node, record in changes:
+            workload = _workload(record) if record is not None else None
+            before = self._workloads.pop((replica, node), None)
+            if workload is not None:
+                self._workloads[(replica, node)] = workload
+            differed |= before != workload
+        if differed:
             self._changed()
 
-    def _full_reload(self) -> None:
-        self._reload()
+    def resync(self) -> None:
+        self.load()
         self._changed()
+
+
+def _workload(record: Mapping[str, Any]) -> Workload | None:
+    try:
+        return Workload.from_dict(record["workload"])
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("a replica stored a registration this one cannot read: %s", exc)
+        return None
+
+
+async def keep_lease(store: EtcdStore, persist_all: Callable[[], None]) -> None:
+    """Renew this replica's lease; when it lapsed (etcd unreachable for longer than its
+    TTL), take a new one and write every registration again."""
+    while True:
+        await asyncio.sleep(LEASE_RENEW_S)
+        try:
+            if not await asyncio.to_thread(store.keep_lease):
+                log.warning("this replica's lease on etcd lapsed: registering its workloads "
+                            "again under a new one")
+                await asyncio.to_thread(store.hold_lease, LEASE_TTL_S)
+                persist_all()
+        except TulleError as exc:
+            log.warning("cannot renew this replica's lease on etcd: %s", exc.message)

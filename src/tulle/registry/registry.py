@@ -193,6 +193,11 @@ class WorkloadRegistry:
                                 hint="list workloads with `tulle get workloads`")
         return workload
 
+    def persist_all(self) -> None:
+        """Write every registration to the store again (a shared store's lease lapsed)."""
+        for workload in list(self._workloads.values()):
+            self._persist(workload)
+
     def _persist(self, workload: Workload) -> None:
         credentials = self._credentials[workload.node_id]
         certificate = self._certificates.get(workload.node_id)

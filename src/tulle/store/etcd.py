@@ -43,8 +43,14 @@ class EtcdStore:
         self._etcd = client
         self._prefix = prefix if prefix.endswith("/") else prefix + "/"
         # Registrations belong to the replica whose sessions hold them: each replica keeps
-        # (and expires) its own, and never another's.
+        # (and expires) its own, and never another's. They live as long as the replica's
+        # lease (when one is held): a replica that dies takes its registrations with it.
         self._replica = replica
+        self._lease = 0
+
+    @property
+    def replica(self) -> str:
+        return self._replica
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -222,13 +228,50 @@ class EtcdStore:
 
     # -- workloads -------------------------------------------------------------------------
 
+    def hold_lease(self, ttl_s: int) -> None:
+        """From now on, this replica's registrations live as long as a lease it keeps alive
+        (keep_lease); a new one replaces any held before."""
+        self._lease = self._etcd.grant(ttl_s)
+
+    def keep_lease(self) -> bool:
+        """Renew the lease; False when it had expired (re-hold it and save again)."""
+        return self._etcd.keep_alive(self._lease) if self._lease else True
+
+    def other_workloads(self) -> list[tuple[str, Mapping[str, Any]]]:
+        """(replica, record) for the registrations of every other replica."""
+        out = []
+        for kv in self._etcd.prefix(self._key("workloads") + b"/"):
+            replica = self._workload_of(kv.key)[0]
+            if replica != self._replica:
+                out.append((replica, json.loads(kv.value)))
+        return out
+
+    def _workload_of(self, etcd_key: bytes) -> tuple[str, str]:
+        replica, node = etcd_key.decode()[len(self._prefix):].split("/")[1:3]
+        return replica, node
+
+    def workload_changes(self, after: int, *, idle_s: float = 30.0
+                         ) -> Iterator[tuple[int, list[tuple[str, str,
+                                                             Mapping[str, Any] | None]]]]:
+        """Registrations written after etcd revision ``after`` by other replicas, as (etcd
+        revision, [(replica, node id, record, or None when gone)])."""
+        for revision, events in self._etcd.watch(self._key("workloads") + b"/", after + 1,
+                                                 idle_s=idle_s):
+            changes = []
+            for event in events:
+                replica, node = self._workload_of(event.kv.key)
+                if replica != self._replica:
+                    changes.append((replica, node,
+                                    None if event.deleted else json.loads(event.kv.value)))
+            yield revision, changes
+
     def workloads(self) -> list[Mapping[str, Any]]:
         return [json.loads(kv.value) for kv in self._etcd.prefix(
             self._key("workloads", self._replica) + b"/")]
 
     def save_workload(self, node_id: str, record: Mapping[str, Any]) -> None:
         self._etcd.transaction((), [Put(self._key("workloads", self._replica, node_id),
-                                        json.dumps(record).encode())])
+                                        json.dumps(record).encode(), self._lease)])
 
     def delete_workload(self, node_id: str) -> None:
         self._etcd.transaction((), [Delete(self._key("workloads", self._replica, node_id))])

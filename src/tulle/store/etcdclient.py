@@ -49,6 +49,9 @@ class Put:
     value: bytes
 
 
+    lease: int = 0  # the key goes when the lease expires (0: no lease)
+
+
 @dataclass(frozen=True)
 class Delete:
     key: bytes
@@ -166,6 +169,15 @@ class EtcdClient:
             self._preferred = (self._preferred + 1) % len(self._endpoints)
             return
 
+    def grant(self, ttl_s: int) -> int:
+        """A new lease: keys put with it are deleted when it is not kept alive for ttl_s."""
+        return int(self._call("/v3/lease/grant", {"TTL": ttl_s})["ID"])
+
+    def keep_alive(self, lease: int) -> bool:
+        """Renew ``lease``; False when it has already expired (its keys are gone)."""
+        answer = self._call("/v3/lease/keepalive", {"ID": str(lease)})
+        return int(answer.get("result", {}).get("TTL", 0)) > 0
+
     def get(self, key: bytes) -> KeyValue | None:
         found = self.range(key, None)
         return found[0] if found else None
@@ -200,7 +212,8 @@ class EtcdClient:
         revision (0: the key does not exist); False, with nothing written, otherwise."""
         compare = [{"key": _b64(key), "target": "MOD", "result": "EQUAL",
                     "mod_revision": str(revision)} for key, revision in unchanged]
-        success = [{"request_put": {"key": _b64(w.key), "value": _b64(w.value)}}
+        success = [{"request_put": {"key": _b64(w.key), "value": _b64(w.value),
+                                    **({"lease": str(w.lease)} if w.lease else {})}}
                    if isinstance(w, Put) else {"request_delete_range": {"key": _b64(w.key)}}
                    for w in writes]
         answer = self._call("/v3/kv/txn", {"compare": compare, "success": success})
