@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from tulle.model.kinds import KindInfo
@@ -22,8 +23,9 @@ class Resource:
     def kind(self) -> str:
         return self.info.kind
 
-    @property
+    @cached_property
     def key(self) -> ResourceKey:
+        # Cached: sorting and indexing read it several times per resource, per rebuild.
         return ResourceKey(self.info.kind, self.meta.namespace, self.meta.name)
 
     def __str__(self) -> str:

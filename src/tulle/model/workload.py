@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal
 
 from tulle.model.meta import Labels, ServiceRef
@@ -57,8 +58,9 @@ class Workload:
         """The Envoy node id of the workload's sidecar."""
         return f"{self.name}.{self.namespace}"
 
-    @property
+    @cached_property
     def service_ref(self) -> ServiceRef:
+        # Cached: the analyzers and the mesh build read it for every workload, per apply.
         return ServiceRef(self.namespace, self.service)
 
     def matches(self, selector: Labels) -> bool:
