@@ -242,7 +242,10 @@ class SotwStream(XdsStream):
         assert self.config is not None
         old_clusters = self._has.get(types.CLUSTER, {})
         if names is None:
-            names = old_clusters.keys() | self.config.of_type(types.CLUSTER).keys()
+            new_clusters = self.config.of_type(types.CLUSTER)
+            return ({n for n, r in new_clusters.items()
+                     if n in old_clusters and old_clusters[n].version != r.version},
+                    {n: r for n, r in old_clusters.items() if n not in new_clusters})
         changed: set[str] = set()
         removed: dict[str, EncodedResource] = {}
         for name in names:
