@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
+import signal
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ import pytest
 from tests.support.etcd import etcd_server
 from tests.support.mesh import Mesh, wait_for
 from tests.support.ports import free_port
+from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.envoy
 
@@ -212,6 +216,48 @@ def test_workloads_registered_with_two_replicas_call_each_other(
         books.stop()
         wait_for("books-1's endpoint gone from web-1's sidecar",
                  lambda: not b.endpoints("web-1", "books"), 20)
+    finally:
+        b.close()
+        a.close()
+
+
+def test_when_a_replica_dies_its_agents_and_proxies_move_to_another(
+        tmp_path: Path, etcd: str, sealing_key: str) -> None:
+    """kill -9 the replica books-1 and web-1 registered with: calls between them go on
+    without a failure (the sidecars keep their config), the agents register with the other
+    replica, and the sidecars' ADS streams follow: a change applied there reaches them."""
+    store = "etcd://" + etcd.removeprefix("http://")
+    a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
+    try:
+        b.up("--store", store, "--ca-encryption-key", sealing_key)
+        a.up("--store", store, "--ca-encryption-key", sealing_key)
+        a.run("books", name="books-1")
+        web = a.run("web", name="web-1")
+        a.sync()
+        traffic = Traffic(a, web, "http://books/")
+        traffic.start()
+        try:
+            wait_for("steady traffic", lambda: traffic.ok >= 20)
+            os.kill(a.status()["pid"], signal.SIGKILL)
+            killed = time.monotonic()
+
+            def moved() -> set[str] | None:
+                names = {w["name"] for w in json.loads(
+                    b.cli("get", "workloads", "-o", "json").stdout)}
+                return names if names == {"books-1", "web-1"} else None
+
+            wait_for("both agents registered with the other replica", moved, 30)
+            print(f"measured: agents moved {time.monotonic() - killed:.1f}s after the kill")
+            ok_before = traffic.ok
+            wait_for("calls go on", lambda: traffic.ok >= ok_before + 20)
+        finally:
+            traffic.stop()
+        assert traffic.failures == [], traffic.failures[:5]
+        b.cli("apply", "-f", "-", stdin=FAULT)
+        wait_for("B's policy to reach web-1, whose ADS stream moved to B",
+                 lambda: b.call(web, "http://books/")["status"] == 418, 30)
+        print(f"measured: B's change reached web-1 {time.monotonic() - killed:.1f}s after "
+              "the kill")
     finally:
         b.close()
         a.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -88,6 +89,10 @@ class IdentityKeeper:
             csr = await prepared.csr
         await self._request(headers={"Authorization": f"Bearer {self.enrolment.join_token}"},
                             client_cert=None, csr=csr)
+
+    def move_to(self, host: str, port: int) -> None:
+        """Renew with another control-plane replica from now on (ours is gone)."""
+        self.enrolment = dataclasses.replace(self.enrolment, host=host, port=port)
 
     def renew_soon(self, bundle: str | None = None) -> None:
         """The control plane asked: take a new trust bundle and/or renew now."""

@@ -121,7 +121,7 @@ class Agent:
             "xdsProtocol": config.xds_protocol, "pid": os.getpid(),
             "xdsToken": new_token(), "agentToken": agent_token,
             "serviceAccount": config.service_account, "agentVersion": __version__,
-        }, on_message=self._on_control_message)
+        }, on_message=self._on_control_message, on_moved=self._on_moved)
         envoy: EnvoyProcess | None = None
         # The key takes a process start to make: begin now, alongside registration.
         account = config.service_account or config.service
@@ -219,6 +219,12 @@ class Agent:
         except (OSError, http.HttpError, TimeoutError):
             return False
         return response.status in (200, 503)  # 503: answering, only not (yet) LIVE
+
+    def _on_moved(self, replica: dict[str, Any]) -> None:
+        """Our control-plane replica is gone and the session moved to another: renewals and
+        reports follow it (Envoy's ADS stream moves on its own, by its cluster's health)."""
+        if self._identity is not None:
+            self._identity.move_to(str(replica["host"]), int(replica["identityPort"]))
 
     def _on_control_message(self, message: dict[str, Any]) -> None:
         """From the control plane, over the session: a new trust bundle, or "renew now"."""

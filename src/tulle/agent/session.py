@@ -26,10 +26,15 @@ RECONNECT_MAX_S = 1.0
 class ControlPlaneSession:
     def __init__(self, host: str, port: int, api_token: str,
                  registration: Mapping[str, Any],
-                 on_message: Callable[[dict[str, Any]], None] = lambda message: None) -> None:
+                 on_message: Callable[[dict[str, Any]], None] = lambda message: None,
+                 on_moved: Callable[[dict[str, Any]], None] = lambda replica: None) -> None:
         self._on_message = on_message
+        self._on_moved = on_moved
         self._host = host
         self._port = port
+        # The replicas to fail over to, in the order the sidecar's bootstrap lists their xDS
+        # (the first registration's), so that the agent and its Envoy prefer the same one.
+        self._replicas: list[dict[str, Any]] = []
         self._headers = {"Authorization": f"Bearer {api_token}"}
         self._registration = dict(registration)
         self.node_id = f"{registration['name']}.{registration['namespace']}"
@@ -42,6 +47,7 @@ class ControlPlaneSession:
     async def open(self) -> dict[str, Any]:
         """Register; returns the first session line (workload record and bootstrap)."""
         first = await self._connect()
+        self._replicas = [dict(r) for r in first.get("controlPlanes", ())]
         self._keeper = asyncio.create_task(self._keep())
         return first
 
@@ -130,16 +136,34 @@ class ControlPlaneSession:
             log.warning("lost the control plane session; reconnecting")
             while not self._closing:
                 await asyncio.sleep(delay)
-                try:
-                    await self._connect()
-                    self.reconnects += 1
-                    await self._send_state(self.state)
-                    log.warning("control plane session restored")
+                if await self._reconnect():
                     delay = RECONNECT_MIN_S
                     break
-                except (TulleError, OSError, http.HttpError, TimeoutError) as exc:
-                    log.debug("reconnect failed: %s", exc)
-                    delay = min(delay * 2, RECONNECT_MAX_S)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _reconnect(self) -> bool:
+        """One round: each replica once, in the bootstrap's order (just the one we know,
+        without replicas); whether the session is back."""
+        replicas = self._replicas or [{"host": self._host, "apiPort": self._port}]
+        for replica in replicas:
+            before = (self._host, self._port)
+            self._host, self._port = str(replica["host"]), int(replica["apiPort"])
+            try:
+                await self._connect()
+                self.reconnects += 1
+                await self._send_state(self.state)
+            except (TulleError, OSError, http.HttpError, TimeoutError) as exc:
+                log.debug("reconnect to %s:%d failed: %s", self._host, self._port, exc)
+                self._host, self._port = before
+                continue
+            if (self._host, self._port) != before:
+                log.warning("control plane session moved to the replica at %s:%d",
+                            self._host, self._port)
+                self._on_moved(replica)
+            else:
+                log.warning("control plane session restored")
+            return True
+        return False
 
     async def _send_state(self, state: str) -> dict[str, Any]:
         try:

@@ -6,10 +6,12 @@ applications. Nothing here is business logic: that lives in the services and in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import time
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -50,6 +52,7 @@ from tulle.controlplane.services.tap import (
     TapService,
 )
 from tulle.controlplane.services.telemetry import TelemetryService
+from tulle.errors import TulleError
 from tulle.identity.ca import CertificateAuthority
 from tulle.identity.cafiles import CaFiles
 from tulle.identity.tokens import DEFAULT_TTL_S as DEFAULT_JOIN_TOKEN_TTL_S
@@ -85,6 +88,7 @@ class ControlPlane:
         self.remote = (RemoteWorkloads(self.store, self._changed)
                        if isinstance(self.store, EtcdStore) else None)
         self._watches: list[Watch[Any]] = []
+        self._replicas: dict[str, Mapping[str, Any]] = {}  # replica id -> where it listens
         # The CA in the state directory's ca/, or sealed in a store replicas share.
         self.ca = CertificateAuthority.open(ca_files or paths.ca_dir, endpoint.trust_domain)
         # A removed workload's proxy loses its stream too: it keeps its last config, but gets
@@ -121,9 +125,11 @@ class ControlPlane:
         self.sessions = SessionService(
             self.registry, self.channels, enrol=self.identity.enrol,
             bootstrap=lambda workload, xds_token: sidecar_bootstrap(
-                workload, self.endpoint.host, self.endpoint.xds_port, xds_token),
+                workload, self.endpoint.host, self.endpoint.xds_port, xds_token,
+                other_xds=tuple((str(r["host"]), int(r["xdsPort"]))
+                                for r in self._other_replicas())),
             push=self.config.push, wait_synced=self.hub.wait_synced,
-            connected=self.hub.connected)
+            connected=self.hub.connected, control_planes=self._control_planes)
         agents = AgentClient(self.registry.get, self.registry.credentials)
         self.services = Services(
             resources=self.resources,
@@ -168,6 +174,26 @@ class ControlPlane:
 
     def _changed(self) -> None:
         self.config.changed()
+
+    def _endpoint_record(self) -> dict[str, Any]:
+        return {"host": self.endpoint.host, "apiPort": self.endpoint.api_port,
+                "xdsPort": self.endpoint.xds_port, "identityPort": self.endpoint.identity_port}
+
+    def _other_replicas(self) -> list[Mapping[str, Any]]:
+        mine = self.store.replica if isinstance(self.store, EtcdStore) else ""
+        return [r for ident, r in sorted(self._replicas.items()) if ident != mine]
+
+    def _control_planes(self) -> list[dict[str, Any]]:
+        """Where an agent may register, this replica first; empty when there is no other."""
+        others = self._other_replicas()
+        return [self._endpoint_record(), *map(dict, others)] if others else []
+
+    async def _refresh_replicas(self, store: EtcdStore) -> None:
+        try:
+            await asyncio.to_thread(store.announce, self._endpoint_record())
+            self._replicas = await asyncio.to_thread(store.replicas)
+        except TulleError as exc:
+            log.warning("cannot read the other replicas from etcd: %s", exc.message)
 
     def _all_workloads(self) -> list[Workload]:
         """This replica's workloads, and on a shared store those of the other replicas (a
@@ -240,6 +266,7 @@ class ControlPlane:
         self.endpoint.save(self.paths)
         if watch_from is not None and isinstance(self.store, EtcdStore) \
                 and self.remote is not None:
+            await self._refresh_replicas(self.store)
             self._start_watches(self.store, self.remote, watch_from)
         self._tasks.append(asyncio.create_task(self._expire_orphans()))
         self._tasks.append(asyncio.create_task(self.identity.keep_server_identity()))
@@ -267,7 +294,8 @@ class ControlPlane:
                   remote.resync)]
         for watch in self._watches:
             watch.start(after)
-        self._tasks.append(asyncio.create_task(keep_lease(store, self.registry.persist_all)))
+        self._tasks.append(asyncio.create_task(keep_lease(
+            store, self.registry.persist_all, lambda: self._refresh_replicas(store))))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -280,6 +308,9 @@ class ControlPlane:
         self.config.close()
         for watch in self._watches:
             watch.stop()
+        if isinstance(self.store, EtcdStore):
+            with contextlib.suppress(TulleError):
+                await asyncio.to_thread(self.store.withdraw)
         self.sessions.stop()
         for task in self._tasks:
             task.cancel()

@@ -137,10 +137,14 @@ async def _serve(paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str,
     if options.stale_after_s is not None:
         extra["stale_after_s"] = options.stale_after_s
     store = storage.open_store(paths, spec)
+    ca_files = storage.ca_files(spec, store)
+    if ca_files is not None:  # replicas share the tokens as they share the CA
+        token = storage.share_secret(ca_files, "api-token", token, paths.token_file)
+        storage.share_secret(ca_files, "metrics-token", load_or_create_metrics_token(paths),
+                             paths.metrics_token_file)
     storage.save(paths, spec)  # opened: the next `tulle up` without --store opens it again
     log.info("store: %s", spec.describe)
-    cp = ControlPlane(paths, endpoint, token, store=store,
-                      ca_files=storage.ca_files(spec, store), **extra)
+    cp = ControlPlane(paths, endpoint, token, store=store, ca_files=ca_files, **extra)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, cp.request_stop)

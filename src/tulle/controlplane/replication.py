@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from tulle.errors import TulleError
@@ -130,9 +130,11 @@ def _workload(record: Mapping[str, Any]) -> Workload | None:
         return None
 
 
-async def keep_lease(store: EtcdStore, persist_all: Callable[[], None]) -> None:
+async def keep_lease(store: EtcdStore, persist_all: Callable[[], None],
+                     refresh: Callable[[], Awaitable[None]]) -> None:
     """Renew this replica's lease; when it lapsed (etcd unreachable for longer than its
-    TTL), take a new one and write every registration again."""
+    TTL), take a new one and write every registration again. ``refresh`` then announces
+    this replica and reads where the others are."""
     while True:
         await asyncio.sleep(LEASE_RENEW_S)
         try:
@@ -143,3 +145,4 @@ async def keep_lease(store: EtcdStore, persist_all: Callable[[], None]) -> None:
                 persist_all()
         except TulleError as exc:
             log.warning("cannot renew this replica's lease on etcd: %s", exc.message)
+        await refresh()

@@ -117,6 +117,21 @@ def ca_files(spec: StoreSpec, store: Store) -> CaFiles | None:
     return SealedFiles(store, encryption_key(spec.ca_key_file))
 
 
+def share_secret(files: CaFiles, name: str, local: str, path: Path) -> str:
+    """One secret for every replica (the API token, the metrics token): the first replica's
+    goes into the shared store, sealed; the others take it, in their state directory too,
+    so that the CLI and the agents of any host present the one every replica accepts."""
+    if files.create(name, local.encode()):
+        return local
+    shared = (files.read(name) or b"").decode()
+    if not shared:
+        raise StateError(f"the shared store's {name} is empty",
+                         hint="restore the store from a backup")
+    if shared != local:
+        write_private(path, shared + "\n")
+    return shared
+
+
 def open_store(paths: StatePaths, spec: StoreSpec) -> Store:
     if spec.url == SQLITE:
         return SqliteStore(paths.database)

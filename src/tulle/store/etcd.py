@@ -12,6 +12,7 @@ Keys, under a prefix (``/tulle/`` unless told otherwise)::
     history-key/KIND/NAMESPACE/NAME/REVISION/INDEX    the same change, found by resource
     workloads/REPLICA/NODE_ID                         a workload registered with REPLICA
     ca/NAME                                           the CA's files, encrypted (cavault)
+    replicas/REPLICA                                  where a live replica listens
 
 A write reads what it changes, then commits in one etcd transaction that holds only if
 ``meta/revision`` and every key it read are unchanged. Two replicas writing at once: one
@@ -236,6 +237,20 @@ class EtcdStore:
     def keep_lease(self) -> bool:
         """Renew the lease; False when it had expired (re-hold it and save again)."""
         return self._etcd.keep_alive(self._lease) if self._lease else True
+
+    def announce(self, endpoint: Mapping[str, Any]) -> None:
+        """Say where this replica listens, for as long as its lease lives."""
+        self._etcd.transaction((), [Put(self._key("replicas", self._replica),
+                                        json.dumps(dict(endpoint)).encode(), self._lease)])
+
+    def withdraw(self) -> None:
+        """This replica stops: no agent should come to it any more."""
+        self._etcd.transaction((), [Delete(self._key("replicas", self._replica))])
+
+    def replicas(self) -> dict[str, Mapping[str, Any]]:
+        """Where every live replica listens (its own announcement included)."""
+        return {kv.key.decode().rsplit("/", 1)[1]: json.loads(kv.value)
+                for kv in self._etcd.prefix(self._key("replicas") + b"/")}
 
     def other_workloads(self) -> list[tuple[str, Mapping[str, Any]]]:
         """(replica, record) for the registrations of every other replica."""

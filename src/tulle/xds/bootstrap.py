@@ -15,8 +15,18 @@ from tulle.xds import names
 
 
 def sidecar_bootstrap(workload: Workload, xds_host: str, xds_port: int,
-                      xds_token: str) -> dict[str, Any]:
+                      xds_token: str, *, other_xds: tuple[tuple[str, int], ...] = ()
+                      ) -> dict[str, Any]:
+    """``other_xds``: the other control-plane replicas, where the ADS stream goes when this
+    one (first) is gone."""
     api_type = "DELTA_GRPC" if workload.xds_protocol == "delta" else "GRPC"
+    failover: dict[str, Any] = {} if not other_xds else {
+        # With other replicas to fall back on, a replica that stops accepting connections is
+        # marked down within about 2 s, and the ADS stream moves to the next priority.
+        # (no_traffic_interval too: Envoy's default, 60 s, applies to this cluster.)
+        "health_checks": [{"timeout": "1s", "interval": "1s", "no_traffic_interval": "1s",
+                           "unhealthy_threshold": 2, "healthy_threshold": 1,
+                           "tcp_health_check": {}}]}
     return {
         "node": {
             "id": workload.node_id,
@@ -52,6 +62,7 @@ def sidecar_bootstrap(workload: Workload, xds_host: str, xds_port: int,
                 "name": names.XDS_CLUSTER,
                 "type": "STATIC",
                 "connect_timeout": "1s",
+                **failover,
                 "typed_extension_protocol_options": {
                     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                         "@type": "type.googleapis.com/"
@@ -63,9 +74,12 @@ def sidecar_bootstrap(workload: Workload, xds_host: str, xds_port: int,
                 },
                 "load_assignment": {
                     "cluster_name": names.XDS_CLUSTER,
-                    "endpoints": [{"lb_endpoints": [
-                        {"endpoint": {"address": _address(xds_host, xds_port)}},
-                    ]}],
+                    # This replica first (priority 0); the others only while it is down.
+                    "endpoints": [
+                        {"priority": priority, "lb_endpoints": [
+                            {"endpoint": {"address": _address(host, port)}}]}
+                        for priority, (host, port) in enumerate(
+                            ((xds_host, xds_port), *other_xds))],
                 },
             }],
         },

@@ -91,7 +91,9 @@ class SessionService:
     def __init__(self, registry: WorkloadRegistry, channels: AgentChannels, *,
                  enrol: Callable[[Workload], Message],
                  bootstrap: Callable[[Workload, str], Message], push: Push,
-                 wait_synced: WaitSynced, connected: Callable[[], list[str]]) -> None:
+                 wait_synced: WaitSynced, connected: Callable[[], list[str]],
+                 control_planes: Callable[[], list[Message]] = list) -> None:
+        self._control_planes = control_planes
         self._registry = registry
         self._channels = channels
         self._enrol = enrol
@@ -110,6 +112,8 @@ class SessionService:
             "workload": registered.to_dict(),
             "bootstrap": self._bootstrap(registered, credentials.xds_token),
             "identity": self._enrol(registered),
+            # Every replica the agent may fail over to, this one first (empty: no others).
+            "controlPlanes": self._control_planes(),
         }
         queue = self._channels.open(workload.node_id)
         return AgentSession(self, registered, session_id, greeting, queue)
