@@ -261,3 +261,43 @@ def test_when_a_replica_dies_its_agents_and_proxies_move_to_another(
     finally:
         b.close()
         a.close()
+
+
+def test_every_replica_shows_the_whole_meshs_telemetry(tmp_path: Path, etcd: str,
+                                                        sealing_key: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """web-1 reports to B, books-1 to A: stat on either replica counts both sides of the
+    calls; with A frozen, B's figures say that A's reports are missing."""
+    monkeypatch.setenv("TULLE_TELEMETRY_INTERVAL", "0.5")
+    store = "etcd://" + etcd.removeprefix("http://")
+    a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
+    try:
+        a.up("--store", store, "--ca-encryption-key", sealing_key)
+        b.up("--store", store, "--ca-encryption-key", sealing_key)
+        a.run("books", name="books-1")
+        web = b.run("web", name="web-1")
+        wait_for("books-1's endpoint on B", lambda: b.endpoints("web-1", "books"), 20)
+        for _ in range(10):
+            assert b.call(web, "http://books/")["status"] == 200
+
+        def both_sides(mesh: Mesh) -> dict[str, int] | None:
+            rows = json.loads(mesh.cli("stat", "workloads", "-o", "json").stdout)["workloads"]
+            seen = {r["name"]: r["requests"] for r in rows}
+            return seen if seen.get("books-1", 0) >= 10 and "web-1" in seen else None
+
+        wait_for("A to count books-1's answers and know web-1", lambda: both_sides(a), 20)
+        wait_for("B to count books-1's answers (reported to A)", lambda: both_sides(b), 20)
+        pid = a.status()["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            frozen = b.cli("stat", "services", "-o", "json", timeout=60)
+            missing = json.loads(frozen.stdout).get("replicasMissing", [])
+            assert len(missing) == 1, frozen.stdout
+            table = b.cli("stat", "services", timeout=60).stdout
+            assert "did not answer" in table and "missing from these figures" in table
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    finally:
+        b.close()
+        a.close()
+

@@ -53,7 +53,10 @@ def _get(ctx: typer.Context, path: str, **query: str | float | None) -> dict[str
 def _text(data: dict[str, Any], view: View, render: Any) -> str:
     if view is View.JSON:
         return json.dumps(data, indent=2) + "\n"
-    return str(render(data, view is View.WIDE)) + "\n"
+    missing = "".join(f"warning: replica {m['replica']} did not answer ({m['why']}): the "
+                      "reports of the agents connected to it are missing from these figures\n"
+                      for m in data.get("replicasMissing", ()))
+    return missing + str(render(data, view is View.WIDE)) + "\n"
 
 
 def _show(fetch: Callable[[], dict[str, Any]], view: View, render: Any,

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from tulle import __version__
+from tulle.controlplane import peers
 from tulle.controlplane.agents import AgentClient
 from tulle.controlplane.api.guard import start_app
 from tulle.controlplane.api.server import Services, make_api, make_identity_api
@@ -29,6 +30,7 @@ from tulle.controlplane.configpath import (
     ProxyConfigs,
 )
 from tulle.controlplane.metrics import MetricSources, controlplane_metrics
+from tulle.controlplane.peers import PeerAnswers
 from tulle.controlplane.replication import (
     LEASE_TTL_S,
     RemoteWorkloads,
@@ -107,8 +109,10 @@ class ControlPlane:
             self.taps, self.registry.credentials, paths.workloads_dir))
         self.hub = XdsHub(directory=self.registry, source=self.configs,
                           stale_after_s=stale_after_s)
-        self.telemetry = TelemetryService(self.registry.get, self.registry.workloads,
+        self.telemetry = TelemetryService(self.registry.get, self._all_workloads,
                                           self._mesh, self.ca.trust_domain)
+        if isinstance(self.store, EtcdStore):
+            self.telemetry.peers = self._ask_peers
         self.identity = IdentityService(
             self.ca, JoinTokens(join_token_ttl_s), self.registry,
             push_soon=self.config.push_soon, wait_synced=self.hub.wait_synced,
@@ -187,6 +191,11 @@ class ControlPlane:
         """Where an agent may register, this replica first; empty when there is no other."""
         others = self._other_replicas()
         return [self._endpoint_record(), *map(dict, others)] if others else []
+
+    async def _ask_peers(self, seconds: float, timeline_s: float) -> PeerAnswers:
+        mine = self.store.replica if isinstance(self.store, EtcdStore) else ""
+        others = {r: where for r, where in self._replicas.items() if r != mine}
+        return await peers.fetch(others, self.token, seconds, timeline_s)
 
     async def _refresh_replicas(self, store: EtcdStore) -> None:
         try:

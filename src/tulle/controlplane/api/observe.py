@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from tulle.controlplane.api.routing import Route, json_response, query_seconds, query_text
+from tulle.controlplane.peers import PeerAnswers
 from tulle.controlplane.services.diagnosis import DEFAULT_WINDOW_S, DiagnosisService
 from tulle.controlplane.services.health import HealthService, edge_counters
 from tulle.controlplane.services.tap import TapService
@@ -46,16 +47,25 @@ def telemetry_routes(telemetry: TelemetryService) -> list[Route]:
         return TelemetryQuery(query_seconds(request, "window", TELEMETRY_WINDOW_S),
                               query_text(request, "namespace"), query_text(request, "name"))
 
-    def answer(rows: Callable[[TelemetryQuery], dict[str, Any]]) -> Any:
+    def answer(rows: Callable[[TelemetryQuery, PeerAnswers], dict[str, Any]]) -> Any:
         async def handler(request: web.Request) -> web.StreamResponse:
-            return json_response(rows(query(request)))
+            asked = query(request)
+            telemetry.window(asked.window_s)  # a wrong window fails before any peer is asked
+            return json_response(rows(asked, await telemetry.ask_peers(asked.window_s)))
         return handler
+
+    async def raw(request: web.Request) -> web.StreamResponse:
+        """This replica's own reports, for the other replicas (see controlplane.peers)."""
+        return json_response(telemetry.raw(
+            query_seconds(request, "window", TELEMETRY_WINDOW_S),
+            query_seconds(request, "timeline", 0.0)))
 
     return [
         Route("GET", "/v1/telemetry/workloads", answer(telemetry.workload_rows)),
         Route("GET", "/v1/telemetry/services", answer(telemetry.service_rows)),
         Route("GET", "/v1/telemetry/routes", answer(telemetry.route_rows)),
         Route("GET", "/v1/telemetry/edges", answer(telemetry.edge_rows)),
+        Route("GET", "/v1/telemetry/raw", raw),
     ]
 
 

@@ -95,14 +95,16 @@ class DiagnosisService:
         nodes = sorted(mesh.workloads)
         answers, proxies = await asyncio.gather(self.ask_reports(nodes),
                                                 self.read_proxies(nodes))
-        window = telemetry.window(window_s)  # with the reports just made
+        # The other replicas' agents report to them: what they hold joins ours.
+        peers = await telemetry.ask_peers(window_s, TIMELINE_S)
+        window = telemetry.window(window_s, peers)  # with the reports just made
         reports = {node: self._report(answers[node], mesh.workloads[node].pid,
                                       window.last_report_age.get(node)) for node in nodes}
         now = time.time()
         return Evidence(
             mesh=mesh,
             window=window,
-            nodes=MappingProxyType(dict(telemetry.nodes)),
+            nodes=MappingProxyType(telemetry.all_nodes(peers)),
             proxies=MappingProxyType(proxies),
             xds=MappingProxyType({p.node: p for p in self._sync_views(now, mesh.workloads)}),
             nacks=tuple(self._nacks()),
@@ -111,7 +113,7 @@ class DiagnosisService:
             history=tuple(self._history(HISTORY_LIMIT)),
             now=now,
             timeline=tuple(TimeSlot(now - ago, length, MappingProxyType(dict(sample)))
-                           for ago, length, sample in telemetry.windows.slots(TIMELINE_S)),
+                           for ago, length, sample in telemetry.timeline(TIMELINE_S, peers)),
             reports=MappingProxyType(reports),
         )
 

@@ -5,10 +5,11 @@ Agents post per-interval deltas; `tulle stat`, `routes` and `edges` read windows
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from tulle.controlplane.peers import PeerAnswers, encode, merge, merge_slots
 from tulle.errors import NotFoundError, UsageError
 from tulle.identity.spiffe import spiffe_id
 from tulle.model.mesh import MeshSnapshot
@@ -17,7 +18,7 @@ from tulle.model.paths import match_precedence
 from tulle.model.workload import Workload
 from tulle.telemetry.query import NodeInfo, edge_rows, route_rows, service_rows, workload_rows
 from tulle.telemetry.schema import SeriesKey, rule_key
-from tulle.telemetry.windows import TelemetryWindows, Window
+from tulle.telemetry.windows import Sample, TelemetryWindows, Window
 
 DEFAULT_WINDOW_S = 60.0
 MAX_SERIES_PER_REPORT = 10_000
@@ -47,6 +48,8 @@ class TelemetryService:
         # Every sidecar that reported within the horizon, also after it left: its traffic
         # still belongs to its service.
         self.nodes: dict[str, NodeInfo] = {}
+        # Replicas on a shared store: asks the others for what their agents reported.
+        self.peers: Callable[[float, float], Awaitable[PeerAnswers]] | None = None
 
     def receive(self, node_id: str, series: Series) -> None:
         workload = self._workload(node_id)
@@ -62,18 +65,46 @@ class TelemetryService:
     def forget(self, node_id: str) -> None:
         self.windows.forget(node_id)
 
-    def window(self, seconds: float) -> Window:
+    def window(self, seconds: float, peers: PeerAnswers | None = None) -> Window:
+        """The last ``seconds`` of reports: this replica's, plus ``peers``' (the other
+        replicas' answers, when asked)."""
         horizon = self.windows.horizon_s
         if not 0 < seconds <= horizon:
             raise UsageError(f"the window must be between 1s and {horizon:g}s, "
                              f"got {seconds:g}s", hint="tulle keeps the last 15 minutes")
-        return self.windows.window(seconds)
+        local = self.windows.window(seconds)
+        return merge(local, peers.answered.values()) if peers else local
+
+    async def ask_peers(self, seconds: float, timeline_s: float = 0.0) -> PeerAnswers:
+        """What the other replicas received (nothing to ask without replicas)."""
+        return await self.peers(seconds, timeline_s) if self.peers else PeerAnswers()
+
+    def all_nodes(self, peers: PeerAnswers | None = None) -> dict[str, NodeInfo]:
+        nodes = dict(self.nodes)
+        for peer in (peers.answered.values() if peers else ()):
+            for node, info in peer.nodes.items():
+                nodes.setdefault(node, info)
+        return nodes
+
+    def timeline(self, seconds: float, peers: PeerAnswers | None = None
+                 ) -> list[tuple[float, float, Sample]]:
+        local = self.windows.slots(seconds)
+        if not peers or not peers.answered:
+            return local
+        return merge_slots(local, peers.answered.values(), self.windows.slot_s)
+
+    def raw(self, seconds: float, timeline_s: float = 0.0) -> dict[str, Any]:
+        """This replica's own reports, for another replica to add to its answers."""
+        return encode(self.window(seconds), self.nodes,
+                      self.windows.slots(timeline_s) if timeline_s else ())
 
     # -- queries -------------------------------------------------------------------------------
 
-    def workload_rows(self, query: TelemetryQuery) -> dict[str, Any]:
-        window = self.window(query.window_s)
-        nodes = {n: i for n, i in self._live_nodes().items()
+    def workload_rows(self, query: TelemetryQuery, peers: PeerAnswers | None = None
+                      ) -> dict[str, Any]:
+        window = self.window(query.window_s, peers)
+        nodes_seen = self.all_nodes(peers)
+        nodes = {n: i for n, i in self._live_nodes(nodes_seen).items()
                  if _wanted(i.namespace, i.name, query.namespace, query.name)}
         rows = workload_rows(window, nodes)
         # The registry's word on each instance, so that an instance with nothing listening
@@ -82,27 +113,30 @@ class TelemetryService:
         states = {w.node_id: w.state.value for w in self._workloads()}
         for row in rows:
             row["state"] = states.get(f"{row['name']}.{row['namespace']}", "gone")
-        return {"windowSeconds": window.seconds, "workloads": rows}
+        return {"windowSeconds": window.seconds, "workloads": rows, **_missing(peers)}
 
-    def service_rows(self, query: TelemetryQuery) -> dict[str, Any]:
-        window = self.window(query.window_s)
+    def service_rows(self, query: TelemetryQuery, peers: PeerAnswers | None = None
+                     ) -> dict[str, Any]:
+        window = self.window(query.window_s, peers)
+        nodes_seen = self.all_nodes(peers)
         services = {(ref.namespace, ref.name) for ref, service in self._mesh().services.items()
                     if not service.selector}
-        services |= {(i.namespace, i.service) for i in self.nodes.values()}
+        services |= {(i.namespace, i.service) for i in nodes_seen.values()}
         wanted = {s for s in services if _wanted(s[0], s[1], query.namespace, query.name)}
         if query.name is not None and not wanted:
             raise NotFoundError(f"no service {query.name} in namespace "
                                 f"{query.namespace or 'default'}",
                                 hint="list them with `tulle get services`")
-        rows = service_rows(window, self.nodes, wanted, self._subsets())
+        rows = service_rows(window, nodes_seen, wanted, self._subsets())
         mesh = self._mesh()
         for row in rows:  # what the figures mean: requests, or connections only (tcp)
             service = mesh.services.get(ServiceRef(row["namespace"], row["name"]))
             row["protocol"] = service.protocol if service else "http"
-        return {"windowSeconds": window.seconds, "services": rows}
+        return {"windowSeconds": window.seconds, "services": rows, **_missing(peers)}
 
-    def route_rows(self, query: TelemetryQuery) -> dict[str, Any]:
-        window = self.window(query.window_s)
+    def route_rows(self, query: TelemetryQuery, peers: PeerAnswers | None = None
+                   ) -> dict[str, Any]:
+        window = self.window(query.window_s, peers)
         if query.name is None:
             raise UsageError("name a service", hint="tulle routes SERVICE")
         mesh = self._mesh()
@@ -121,17 +155,20 @@ class TelemetryService:
                                 (route, rule_key(index, rule.name), rule.describe_matches())))
         rules = [entry for _, _, entry in sorted(ordered, key=lambda e: (e[0], e[1]))]
         return {"windowSeconds": window.seconds, "service": ref.name,
-                "namespace": ref.namespace, "routes": route_rows(window, ref.host, rules)}
+                "namespace": ref.namespace, "routes": route_rows(window, ref.host, rules),
+                **_missing(peers)}
 
-    def edge_rows(self, query: TelemetryQuery) -> dict[str, Any]:
-        window = self.window(query.window_s)
+    def edge_rows(self, query: TelemetryQuery, peers: PeerAnswers | None = None
+                  ) -> dict[str, Any]:
+        window = self.window(query.window_s, peers)
+        nodes_seen = self.all_nodes(peers)
         mesh = self._mesh()
         identities = {ref.host: service.identities for ref, service in mesh.services.items()}
-        rows = edge_rows(window, self.nodes, identities, bool(mesh.identity.trust_domain))
+        rows = edge_rows(window, nodes_seen, identities, bool(mesh.identity.trust_domain))
         if query.namespace is not None:
             rows = [r for r in rows if query.namespace in (r["source"].get("namespace"),
                                                            r["destination"].get("namespace"))]
-        return {"windowSeconds": window.seconds, "edges": rows}
+        return {"windowSeconds": window.seconds, "edges": rows, **_missing(peers)}
 
     def _subsets(self) -> dict[tuple[str, str], list[str]]:
         """(namespace, service) -> the hosts of its subsets: Services with a selector that
@@ -149,9 +186,9 @@ class TelemetryService:
                 out.setdefault((ref.namespace, parent), []).append(ref.host)
         return out
 
-    def _live_nodes(self) -> dict[str, NodeInfo]:
+    def _live_nodes(self, seen: dict[str, NodeInfo]) -> dict[str, NodeInfo]:
         """Registered workloads (reporting or not yet), plus ones that left recently."""
-        out = dict(self.nodes)
+        out = dict(seen)
         for workload in self._workloads():
             out.setdefault(workload.node_id, self._node_info(workload))
         return out
@@ -160,6 +197,14 @@ class TelemetryService:
         identity = spiffe_id(self._trust_domain, workload.namespace, workload.account) \
             if self._trust_domain else ""
         return NodeInfo(workload.name, workload.namespace, workload.service, identity)
+
+
+def _missing(peers: PeerAnswers | None) -> dict[str, Any]:
+    """Replicas that did not answer: their agents' reports are not in the figures."""
+    if not peers or not peers.missing:
+        return {}
+    return {"replicasMissing": [{"replica": r, "why": why}
+                                for r, why in sorted(peers.missing.items())]}
 
 
 def _wanted(namespace: str, name: str, want_namespace: str | None,
