@@ -19,7 +19,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
-from tulle.model.mesh import MeshService, MeshSnapshot
+from tulle.model.mesh import AttachedRoute, MeshService, MeshSnapshot
 from tulle.model.meta import ServiceRef
 from tulle.model.service import is_http
 from tulle.xds import names, types
@@ -188,6 +188,10 @@ class ConfigCompiler:
         self._shared: dict[str, SharedConfig] = {}  # by namespace, at ``_mesh_version``
         self._last_shared: dict[str, SharedConfig] = {}  # by namespace, the newest built
         self._serials = itertools.count(1)
+        # Per namespace, the virtual hosts of the last outbound route table built, by their
+        # inputs: a route change regenerates one service's host, not 1,000.
+        self._virtual_hosts: dict[str, dict[tuple[MeshService, tuple[AttachedRoute, ...]],
+                                            Any]] = {}
 
     def compile(self, mesh: MeshSnapshot, proxy: ProxyInfo,
                 logging: ProxyLogging = NO_LOGGING) -> ProxyConfig:
@@ -255,6 +259,20 @@ class ConfigCompiler:
             types.ROUTE: own_routes,
         }, shared)
 
+    def _route_table(self, namespace: str, table: routes.ServiceRoutes) -> Any:
+        """``routes.outbound_route_config(namespace, table)``, reusing the virtual hosts whose
+        inputs are the same as in the last table built for ``namespace``. Its memo key is
+        (namespace, table): the virtual hosts depend on nothing else."""
+        last = self._virtual_hosts.get(namespace, {})
+        hosts = {}
+        for service, attached in table:
+            host = last.get((service, attached))
+            if host is None:
+                host = routes.outbound_virtual_host(namespace, service, attached)
+            hosts[service, attached] = host
+        self._virtual_hosts[namespace] = hosts
+        return routes.outbound_route_table(namespace, hosts.values())
+
     def _build_shared(self, mesh: MeshSnapshot, namespace: str) -> SharedConfig:
         memo = self.memo
         cluster_list = []
@@ -272,7 +290,7 @@ class ConfigCompiler:
                                          mesh.settings.tracing.otlp.address))
         # TCP services get a virtual host too: it answers with how to reach them instead.
         table = tuple((service, mesh.routes.get(ref, ())) for ref, service in mesh.services.items())
-        route_table = memo.get(types.ROUTE, routes.outbound_route_config, namespace, table)
+        route_table = memo.get(types.ROUTE, self._route_table, namespace, table)
         bundle = (memo.get(types.SECRET, secrets.bundle_secret, trust_domain,
                            mesh.identity.bundle_pem),) if trust_domain else ()
         shared = SharedConfig.of(next(self._serials), {

@@ -7,6 +7,8 @@ HTTPRoutes attached to a service replace its default catch-all route.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
@@ -28,6 +30,7 @@ from tulle.xds.generators.route_actions import (
 )
 
 __all__ = ["SAFE_RETRIES", "SAFE_RETRY_ON", "inbound_route_config", "outbound_route_config",
+           "outbound_route_table", "outbound_virtual_host",
            "service_routes", "upstream_route_config"]
 
 ServiceRoutes = tuple[tuple[MeshService, tuple[AttachedRoute, ...]], ...]
@@ -44,23 +47,33 @@ _CONNECT_OUTSIDE_BODY = (
 
 def outbound_route_config(client_namespace: str,
                           services: ServiceRoutes) -> route_pb2.RouteConfiguration:
-    virtual_hosts = []
-    for service, attached in services:
-        domains = [service.ref.host]
-        if service.ref.namespace == client_namespace:
-            domains.insert(0, service.ref.name)
-        virtual_hosts.append(rc.VirtualHost(
-            name=service.ref.host, domains=domains,
-            routes=[_connect(service), *service_routes(service, attached)]))
+    return outbound_route_table(client_namespace, [
+        outbound_virtual_host(client_namespace, service, attached)
+        for service, attached in services])
+
+
+def outbound_virtual_host(client_namespace: str, service: MeshService,
+                          attached: tuple[AttachedRoute, ...]) -> rc.VirtualHost:
+    """One service's virtual host in a client's outbound route table."""
+    domains = [service.ref.host]
+    if service.ref.namespace == client_namespace:
+        domains.insert(0, service.ref.name)
+    return rc.VirtualHost(name=service.ref.host, domains=domains,
+                          routes=[_connect(service), *service_routes(service, attached)])
+
+
+def outbound_route_table(client_namespace: str, virtual_hosts: Iterable[rc.VirtualHost]
+                         ) -> route_pb2.RouteConfiguration:
+    """The outbound route table of ``client_namespace``'s clients, from its services' virtual
+    hosts (``outbound_virtual_host``, in the order given) and the unknown-host one."""
     unknown = _direct(403, _CONNECT_OUTSIDE_BODY)
     unknown.name = "connect-outside"
     unknown.match.CopyFrom(rc.RouteMatch(connect_matcher=rc.RouteMatch.ConnectMatcher()))
-    virtual_hosts.append(rc.VirtualHost(
-        name="unknown-host", domains=["*"],
-        routes=[unknown, _direct(404, _UNKNOWN_HOST_BODY)]))
     return route_pb2.RouteConfiguration(
         name=names.outbound_route_config(client_namespace),
-        virtual_hosts=virtual_hosts,
+        virtual_hosts=[*virtual_hosts, rc.VirtualHost(
+            name="unknown-host", domains=["*"],
+            routes=[unknown, _direct(404, _UNKNOWN_HOST_BODY)])],
         # Routes may name clusters of services that have just gone; requests then fail with a
         # clear 503 instead of the whole table being rejected.
         validate_clusters=wrappers_pb2.BoolValue(value=False),
