@@ -160,15 +160,16 @@ def test_a_change_applied_on_one_replica_reaches_the_proxies_of_another(
                  lambda: b.call(web, "http://books/")["status"] == 418, 20)
         listed = json.loads(b.cli("get", "trafficpolicies", "-o", "json").stdout)
         assert [p["metadata"]["name"] for p in listed["items"]] == ["books-teapot"], listed
-        # (A knows books only as declared: workloads registered with B are B's; A neither
-        # lists nor validates against them yet.)
 
         a.cli("delete", "trafficpolicy", "books-teapot")
         wait_for("the delete on A to reach web-1 through B",
                  lambda: b.call(web, "http://books/")["status"] == 200, 20)
-        assert json.loads(a.cli("get", "workloads", "-o", "json").stdout) == []
-        assert {w["name"] for w in json.loads(
-            b.cli("get", "workloads", "-o", "json").stdout)} == {"books-1", "web-1"}
+        # Both replicas list both workloads; A says they are registered with B.
+        on_a = json.loads(a.cli("get", "workloads", "-o", "json").stdout)
+        on_b = json.loads(b.cli("get", "workloads", "-o", "json").stdout)
+        assert {w["name"] for w in on_a} == {w["name"] for w in on_b} == {"books-1", "web-1"}
+        assert all(w["replica"] for w in on_a) and not any(w["replica"] for w in on_b)
+        assert "replica " in a.cli("get", "workloads").stdout
     finally:
         b.close()
         a.close()

@@ -151,10 +151,16 @@ def _only(items: list[dict[str, Any]], name: str | None, what: str) -> list[dict
 def _workloads_table(items: list[dict[str, Any]]) -> str:
     rows = [(w["namespace"], w["name"], w["service"], w["version"], w["state"],
              f"{w['address']}:{w['inboundPort']}" if w["inboundPort"] else "",
-             w["appPort"], "yes" if w["proxyConnected"] else "no", age(w["registeredAt"]))
+             w["appPort"], _proxy_state(w), age(w["registeredAt"]))
             for w in items]
     return table(("NAMESPACE", "NAME", "SERVICE", "VERSION", "STATE", "INBOUND", "APP-PORT",
                   "PROXY", "AGE"), rows)
+
+
+def _proxy_state(workload: dict[str, Any]) -> str:
+    if workload.get("replica"):
+        return f"replica {workload['replica']}"
+    return "yes" if workload["proxyConnected"] else "no"
 
 
 def _services_table(items: list[dict[str, Any]]) -> str:

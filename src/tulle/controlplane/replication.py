@@ -104,7 +104,15 @@ class RemoteWorkloads:
         return len(self._workloads)
 
     def workloads(self) -> list[Workload]:
-        return sorted(self._workloads.values(), key=lambda w: w.node_id)
+        """One per node (a workload that moved may briefly be registered with two)."""
+        return sorted({w.node_id: w for w in self._workloads.values()}.values(),
+                      key=lambda w: w.node_id)
+
+    def by_replica(self) -> list[tuple[str, Workload]]:
+        seen: dict[str, tuple[str, Workload]] = {}
+        for (replica, node), workload in sorted(self._workloads.items()):
+            seen.setdefault(node, (replica, workload))
+        return sorted(seen.values(), key=lambda e: e[1].node_id)
 
     def apply(self, changes: list[tuple[str, str, Mapping[str, Any] | None]]) -> None:
         differed = False

@@ -10,6 +10,7 @@ from typing import Any
 from tulle.controlplane.services import WaitSynced
 from tulle.model.mesh import MeshSnapshot
 from tulle.model.meta import ServiceRef
+from tulle.model.workload import Workload
 from tulle.registry.registry import WorkloadRegistry
 
 MAX_SYNC_WAIT_S = 60.0
@@ -27,7 +28,11 @@ class MeshViews:
 
     def __init__(self, mesh: Callable[[], MeshSnapshot], registry: WorkloadRegistry,
                  connected: Callable[[], list[str]], push_pending: Callable[[], None],
-                 wait_synced: WaitSynced) -> None:
+                 wait_synced: WaitSynced,
+                 remote: Callable[[], list[tuple[str, Workload]]] = list) -> None:
+        """``remote``: (replica, workload) registered with the other replicas of a shared
+        store."""
+        self._remote = remote
         self._mesh = mesh
         self._registry = registry
         self._connected = connected
@@ -64,16 +69,23 @@ class MeshViews:
 
     def workloads(self, namespace: str | None, service: str | None) -> list[dict[str, Any]]:
         connected = set(self._connected())
+        local = self._registry.workloads()
+        mine = {w.node_id for w in local}
+        everyone = [(None, w) for w in local] + [
+            (replica, w) for replica, w in self._remote() if w.node_id not in mine]
         out = []
-        for workload in self._registry.workloads():
+        for replica, workload in sorted(everyone, key=lambda e: e[1].node_id):
             if namespace is not None and workload.namespace != namespace:
                 continue
             if service is not None and workload.service_ref != ServiceRef(workload.namespace,
                                                                             service):
                 continue
             view = workload.to_dict()
-            view["agentConnected"] = self._registry.is_connected(workload.node_id)
-            view["proxyConnected"] = workload.node_id in connected
+            # Registered with another replica: its session and stream are that one's.
+            view["replica"] = replica
+            view["agentConnected"] = (self._registry.is_connected(workload.node_id)
+                                      if replica is None else None)
+            view["proxyConnected"] = workload.node_id in connected if replica is None else None
             out.append(view)
         return out
 
