@@ -19,7 +19,8 @@ from tulle.checks.render import CROSS
 pytestmark = pytest.mark.envoy
 
 CONTROL_PLANE_IDS = {"cp-running", "cp-reachable", "cp-authenticated", "cp-version",
-                     "store-integrity", "store-readable", "identity-anchors", "identity-issuer",
+                     "store-integrity", "store-readable", "replicas-answering",
+                     "replicas-clock", "etcd-quorum", "identity-anchors", "identity-issuer",
                      "identity-algorithms", "identity-issuer-signed", "identity-expiry"}
 PROXY_IDS = {"proxies-connected", "proxies-synced", "proxies-streams", "proxies-certificates",
              "proxies-versions", "proxies-agent-versions",

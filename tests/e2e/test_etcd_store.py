@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -302,3 +303,34 @@ def test_every_replica_shows_the_whole_meshs_telemetry(tmp_path: Path, etcd: str
         b.close()
         a.close()
 
+
+
+def test_check_names_a_replica_that_does_not_answer_and_etcd_quorum(
+        tmp_path: Path, etcd: str, sealing_key: str) -> None:
+    store = "etcd://" + etcd.removeprefix("http://")
+    a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
+    try:
+        a.up("--store", store, "--ca-encryption-key", sealing_key)
+        b.up("--store", store, "--ca-encryption-key", sealing_key)
+
+        def checks() -> dict[str, Any]:
+            result = b.cli("check", "-o", "json", check=False, timeout=60)
+            return {c["id"]: c for c in json.loads(result.stdout)["checks"]}
+
+        healthy = checks()
+        assert healthy["replicas-answering"]["status"] == "ok", healthy["replicas-answering"]
+        assert "2 replicas answer" in healthy["replicas-answering"]["message"]
+        assert healthy["etcd-quorum"]["status"] == "ok"
+        assert healthy["replicas-clock"]["status"] == "ok"
+        pid = a.status()["pid"]
+        os.kill(pid, signal.SIGSTOP)  # frozen: still announced, never answers
+        try:
+            frozen = checks()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert frozen["replicas-answering"]["status"] == "failed"
+        assert "does not answer" in frozen["replicas-answering"]["message"]
+        assert "1 of 2 answer" in frozen["replicas-answering"]["message"]
+    finally:
+        b.close()
+        a.close()

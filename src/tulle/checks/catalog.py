@@ -14,6 +14,7 @@ from tulle.checks.runner import Check
 GROUP_TITLES = {
     "control-plane": "control plane",
     "store": "store",
+    "replicas": "replicas and etcd",
     "identity": "CA and identity",
     "proxies": "proxies",
     "telemetry": "telemetry",
@@ -40,6 +41,17 @@ CONTROL_PLANE_CHECKS: tuple[Check[CheckApi], ...] = (
     Check("store-readable", "store", "the store's revision and history are readable",
           "check the permissions and free space of the state directory", cp.store_readable,
           timeout=10.0, needs=API),
+    Check("replicas-answering", "replicas", "every replica of the shared store answers",
+          "start the replica that does not answer, or check the network between the hosts; "
+          "its agents fail over on their own", cp.replicas_answering, timeout=10.0,
+          needs=API),
+    Check("replicas-clock", "replicas", "the replicas' clocks agree within 1 s",
+          "run NTP (chrony, systemd-timesyncd) on every host", cp.replicas_clock,
+          fatal=False, timeout=10.0, needs=API),
+    Check("etcd-quorum", "replicas", "etcd is healthy, with quorum",
+          "restart the etcd members that are down (`etcdctl endpoint health --cluster`); "
+          "without quorum no change can be applied", cp.etcd_quorum, timeout=10.0,
+          needs=API),
     Check("identity-anchors", "identity", "the trust anchors are valid now",
           "rotate the root: `tulle certs rotate root`", cp.anchors_valid, needs=API),
     Check("identity-issuer", "identity", "the issuer is valid now",

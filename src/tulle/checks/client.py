@@ -129,6 +129,9 @@ class CheckApi:
     def versions(self) -> dict[str, Any]:
         return dict(self.get("/v1/health/versions"))
 
+    def replicas(self) -> dict[str, Any]:
+        return dict(self.get("/v1/health/replicas"))
+
     def edges(self, window_s: float) -> dict[str, Any]:
         self.refresh()
         return dict(self.get("/v1/health/edges", {"window": window_s}))

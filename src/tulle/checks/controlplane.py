@@ -76,6 +76,60 @@ def store_readable(api: CheckApi) -> Outcome:
                       f"entries", **report)
 
 
+# -- replicas and etcd -------------------------------------------------------------------------
+
+CLOCK_OFFSET_MAX_S = 1.0
+
+
+def replicas_answering(api: CheckApi) -> Outcome:
+    report = api.replicas()
+    if report.get("store") != "etcd":
+        return Outcome.ok("one control plane (SQLite store): no replicas", **report)
+    rows = report.get("replicas", [])
+    silent = [r for r in rows if not r.get("answered")]
+    if silent:
+        return Outcome.failed("; ".join(f"replica {r['replica']} at {r['host']}:{r['apiPort']} "
+                                        f"does not answer ({r.get('why')})" for r in silent)
+                              + f" ({len(rows) - len(silent)} of {len(rows)} answer)",
+                              **report)
+    return Outcome.ok(f"{len(rows)} replica{'s' if len(rows) != 1 else ''} answer: "
+                      + ", ".join(f"{r['replica']} ({r['host']}:{r['apiPort']})"
+                                  for r in rows), **report)
+
+
+def replicas_clock(api: CheckApi) -> Outcome:
+    report = api.replicas()
+    if report.get("store") != "etcd":
+        return Outcome.ok("one control plane: no clocks to compare", **report)
+    off = [r for r in report.get("replicas", []) if r.get("clockOffsetSeconds") is not None
+           and abs(r["clockOffsetSeconds"]) > CLOCK_OFFSET_MAX_S]
+    if off:
+        return Outcome.warning("; ".join(
+            f"replica {r['replica']}'s clock is {r['clockOffsetSeconds']:+.1f}s from this "
+            "one's" for r in off), **report)
+    return Outcome.ok(f"every replica's clock is within {CLOCK_OFFSET_MAX_S:g}s of this one's",
+                      **report)
+
+
+def etcd_quorum(api: CheckApi) -> Outcome:
+    report = api.replicas()
+    if report.get("store") != "etcd":
+        return Outcome.ok("the store is SQLite: no etcd", **report)
+    etcd = report.get("etcd", {})
+    endpoints = etcd.get("endpoints", [])
+    healthy = [e for e in endpoints if e.get("healthy")]
+    members = len(etcd.get("members", [])) or len(endpoints)
+    down = "; ".join(f"{e['endpoint']}: {e.get('why', 'unhealthy')}"
+                     for e in endpoints if not e.get("healthy"))
+    if len(healthy) <= members // 2:
+        return Outcome.failed(f"etcd has no quorum: {len(healthy)} of {members} members "
+                              f"healthy ({down})", **report)
+    if down:
+        return Outcome.warning(f"etcd keeps quorum with {len(healthy)} of {members} members "
+                               f"healthy; down: {down}", **report)
+    return Outcome.ok(f"etcd: {len(healthy)} of {members} members healthy", **report)
+
+
 # -- identity ----------------------------------------------------------------------------------
 
 def _authorities(api: CheckApi) -> tuple[list[x509.Certificate], x509.Certificate]:

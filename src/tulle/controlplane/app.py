@@ -31,6 +31,7 @@ from tulle.controlplane.configpath import (
 )
 from tulle.controlplane.metrics import MetricSources, controlplane_metrics
 from tulle.controlplane.peers import PeerAnswers
+from tulle.controlplane.replicahealth import replica_health
 from tulle.controlplane.replication import (
     LEASE_TTL_S,
     RemoteWorkloads,
@@ -157,7 +158,8 @@ class ControlPlane:
                                        self.identity.status,
                                        lambda limit: self.store.history(None, limit=limit),
                                        agents),
-            health=HealthService(self.store, paths.database, self.ca),
+            health=HealthService(self.store, paths.database, self.ca,
+                                 replicas=self._replica_health),
             status=self.status,
             metrics=lambda: controlplane_metrics(self.metric_sources()),
             shutdown=self.request_stop,
@@ -197,6 +199,12 @@ class ControlPlane:
         mine = self.store.replica if isinstance(self.store, EtcdStore) else ""
         others = {r: where for r, where in self._replicas.items() if r != mine}
         return await peers.fetch(others, self.token, seconds, timeline_s)
+
+    async def _replica_health(self) -> dict[str, Any]:
+        if not isinstance(self.store, EtcdStore):
+            return {"store": "sqlite"}
+        await self._refresh_replicas(self.store)
+        return await replica_health(self.store, self._replicas, self.token)
 
     async def _refresh_replicas(self, store: EtcdStore) -> None:
         try:
@@ -348,6 +356,7 @@ class ControlPlane:
             "pid": os.getpid(),
             "startedAt": self.started_at,
             "uptimeSeconds": round(time.time() - self.started_at, 1),
+            "now": time.time(),  # other replicas measure clock offsets by it
             "stateDir": str(self.paths.root),
             "apiUrl": self.endpoint.api_url,
             "xdsAddress": f"{self.endpoint.host}:{self.endpoint.xds_port}",

@@ -22,6 +22,7 @@ commits, the other reads again and retries, so revisions stay dense and ordered.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -52,6 +53,14 @@ class EtcdStore:
     @property
     def replica(self) -> str:
         return self._replica
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return self._etcd.endpoints
+
+    @property
+    def tls_context(self) -> ssl.SSLContext | None:
+        return self._etcd.tls_context
 
     # -- keys ------------------------------------------------------------------------------
 

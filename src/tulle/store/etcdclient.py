@@ -131,6 +131,14 @@ class EtcdClient:
                          hint="check etcd runs and is reachable (`etcdctl endpoint health "
                               "--endpoints ...`)")
 
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return tuple(self._endpoints)
+
+    @property
+    def tls_context(self) -> ssl.SSLContext | None:
+        return self._context
+
     def header_revision(self) -> int:
         """etcd's current revision (a range that returns no key)."""
         answer = self._call("/v3/kv/range", {"key": _b64(b"\0"), "count_only": True})

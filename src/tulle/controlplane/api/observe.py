@@ -137,6 +137,9 @@ def health_routes(health: HealthService, telemetry: TelemetryService) -> list[Ro
     async def versions(request: web.Request) -> web.StreamResponse:
         return json_response(health.versions())
 
+    async def replicas(request: web.Request) -> web.StreamResponse:
+        return json_response(await health.replicas())
+
     async def edges(request: web.Request) -> web.StreamResponse:
         window = telemetry.window(query_seconds(request, "window", TELEMETRY_WINDOW_S))
         return json_response(edge_counters(window))
@@ -145,6 +148,7 @@ def health_routes(health: HealthService, telemetry: TelemetryService) -> list[Ro
         Route("GET", "/v1/health/store", store),
         Route("GET", "/v1/health/identity", identity),
         Route("GET", "/v1/health/versions", versions),
+        Route("GET", "/v1/health/replicas", replicas),
         Route("GET", "/v1/health/edges", edges),
     ]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Awaitable, Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ INTEGRITY_MAX_ERRORS = 10
 
 
 class HealthService:
-    def __init__(self, store: Store, database: Path, ca: CertificateAuthority) -> None:
+    def __init__(self, store: Store, database: Path, ca: CertificateAuthority, *,
+                 replicas: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
+        self._replicas = replicas
         self._store = store
         self._database = database
         self._ca = ca
@@ -69,6 +72,10 @@ class HealthService:
         except TulleError as exc:
             report["errors"].append(exc.message)
         return report
+
+    async def replicas(self) -> dict[str, Any]:
+        """The replicas of a shared store and its etcd (SQLite: one control plane)."""
+        return await self._replicas() if self._replicas else {"store": "sqlite"}
 
     def identity_certificates(self) -> dict[str, Any]:
         ca = self._ca

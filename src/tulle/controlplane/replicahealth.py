@@ -1,0 +1,88 @@
+"""What `tulle check` asks about the replicas of a shared store: does every replica that
+announced itself answer, how far apart are their clocks (certificates and telemetry windows
+depend on them), and is etcd healthy, with quorum.
+
+Each replica is asked its status with the shared API token (2 s each, at once); the clock
+offset is the replica's time against the midpoint of the request here. Each etcd endpoint is
+asked for its health and its status (its leader and term)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from tulle.store.etcd import EtcdStore
+
+ASK_TIMEOUT_S = 2.0
+
+
+async def replica_health(store: EtcdStore, replicas: Mapping[str, Mapping[str, Any]],
+                         token: str) -> dict[str, Any]:
+    """The replicas and etcd as this replica sees them."""
+    answers, etcd = await asyncio.gather(_ask_replicas(store.replica, replicas, token),
+                                         asyncio.to_thread(_etcd_health, store))
+    return {"store": "etcd", "self": store.replica, "replicas": answers, "etcd": etcd}
+
+
+async def _ask_replicas(mine: str, replicas: Mapping[str, Mapping[str, Any]], token: str
+                        ) -> list[dict[str, Any]]:
+    timeout = aiohttp.ClientTimeout(total=ASK_TIMEOUT_S)
+
+    async def one(client: aiohttp.ClientSession, replica: str,
+                  where: Mapping[str, Any]) -> dict[str, Any]:
+        row: dict[str, Any] = {"replica": replica, "host": where.get("host"),
+                               "apiPort": where.get("apiPort"), "self": replica == mine}
+        if replica == mine:
+            return {**row, "answered": True, "clockOffsetSeconds": 0.0}
+        url = f"http://{where['host']}:{where['apiPort']}/v1/status"
+        sent = time.time()
+        try:
+            async with client.get(url, headers={"Authorization": f"Bearer {token}"}) as answer:
+                body = await answer.json() if answer.status == 200 else None
+                if body is None:
+                    return {**row, "answered": False, "why": f"HTTP {answer.status}"}
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return {**row, "answered": False, "why": type(exc).__name__ + (
+                f": {exc}" if str(exc) else "")}
+        midpoint = (sent + time.time()) / 2
+        offset = float(body["now"]) - midpoint if "now" in body else None
+        return {**row, "answered": True, "clockOffsetSeconds": offset}
+
+    async with aiohttp.ClientSession(timeout=timeout) as client:
+        return list(await asyncio.gather(*(one(client, r, w)
+                                           for r, w in sorted(replicas.items()))))
+
+
+def _etcd_health(store: EtcdStore) -> dict[str, Any]:
+    members: list[Any] = []
+    endpoints: list[dict[str, Any]] = []
+    for base in store.endpoints:
+        entry: dict[str, Any] = {"endpoint": base}
+        try:
+            entry["healthy"] = b'"true"' in _post(store, base, "/health", None)
+            status = json.loads(_post(store, base, "/v3/maintenance/status", {}))
+            entry["leader"] = status.get("leader")
+            entry["member"] = status.get("header", {}).get("member_id")
+            if not members:
+                listed = json.loads(_post(store, base, "/v3/cluster/member/list", {}))
+                members = [m.get("name") or m.get("ID") for m in listed.get("members", ())]
+        except (OSError, ValueError) as exc:
+            entry.update(healthy=False, why=str(exc))
+        endpoints.append(entry)
+    return {"members": members, "endpoints": endpoints}
+
+
+def _post(store: EtcdStore, base: str, path: str, body: dict[str, Any] | None) -> bytes:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data,
+                                     method="GET" if body is None else "POST")
+    with urllib.request.urlopen(request, timeout=ASK_TIMEOUT_S,
+                                context=store.tls_context) as answer:
+        return bytes(answer.read(1 << 20))
+
