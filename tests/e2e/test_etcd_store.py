@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.etcd import etcd_server
+from tests.support.etcd import etcd_cluster, etcd_server
 from tests.support.mesh import Mesh, wait_for
 from tests.support.ports import free_port
 from tests.support.traffic import Traffic
@@ -334,3 +334,48 @@ def test_check_names_a_replica_that_does_not_answer_and_etcd_quorum(
     finally:
         b.close()
         a.close()
+
+
+POLICY = """\
+apiVersion: tulle.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: books-timeouts}
+spec:
+  targetRefs: [{kind: Service, name: books}]
+  timeouts: {connect: 2s}
+"""
+
+
+def test_etcd_members_lost_one_then_quorum(tmp_path: Path, sealing_key: str) -> None:
+    """A three-member etcd: one member down changes nothing a user sees but a warning; with
+    quorum lost, proxies keep serving, an apply fails with a clear error, and once quorum is
+    back nothing of it was written."""
+    with etcd_cluster(3) as members:
+        store = "etcd://" + ",".join(m.url.removeprefix("http://") for m in members)
+        mesh = Mesh(tmp_path / "cp")
+        try:
+            mesh.up("--store", store, "--ca-encryption-key", sealing_key)
+            mesh.run("books", name="books-1")
+            web = mesh.run("web", name="web-1")
+            mesh.sync()
+            members[0].kill()
+            mesh.cli("apply", "-f", "-", stdin=FAULT)  # on the two members left
+            wait_for("the policy through two members",
+                     lambda: mesh.call(web, "http://books/")["status"] == 418, 20)
+            checks = {c["id"]: c for c in json.loads(
+                mesh.cli("check", "-o", "json", check=False, timeout=60).stdout)["checks"]}
+            assert checks["etcd-quorum"]["status"] == "warning", checks["etcd-quorum"]
+            revision = mesh.status()["storeRevision"]
+
+            members[1].kill()  # quorum lost
+            refused = mesh.cli("apply", "-f", "-", stdin=POLICY, check=False, timeout=90)
+            assert refused.returncode != 0
+            assert "etcd" in refused.stderr and "hint:" in refused.stderr, refused.stderr
+            assert mesh.call(web, "http://books/")["status"] == 418  # serving its last config
+
+            members[1].restart()
+            assert mesh.status()["storeRevision"] == revision
+            absent = mesh.cli("get", "trafficpolicies", "books-timeouts", check=False)
+            assert absent.returncode != 0 and "not found" in absent.stderr
+        finally:
+            mesh.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 from tulle.errors import StateError, UsageError
 
 DEFAULT_TIMEOUT_S = 5.0
+RETRY_MIN_S, RETRY_MAX_S = 0.1, 1.0  # between rounds over the endpoints
 MAX_RESPONSE = 64 << 20  # an answer larger than this is refused, not read
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -99,37 +101,53 @@ class EtcdClient:
         self._preferred = 0
 
     def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One request, to the endpoints in turn, again and again for a while when none
+        answers or etcd is between leaders (503: a member lost, an election under way)."""
         data = json.dumps(body).encode()
         errors: list[str] = []
-        count = len(self._endpoints)
-        for step in range(count):
-            index = (self._preferred + step) % count
-            url = self._endpoints[index] + path
-            request = urllib.request.Request(url, data=data, method="POST",
-                                             headers={"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=self._timeout_s,
-                                            context=self._context) as response:
-                    raw = response.read(MAX_RESPONSE + 1)
-            except urllib.error.HTTPError as exc:
-                detail = exc.read(4096).decode(errors="replace")
-                raise StateError(f"etcd at {self._endpoints[index]} refused {path}: "
-                                 f"{exc.code} {detail.strip()}",
-                                 hint="check etcd's version (3.4 or later) and its "
-                                      "permissions for this client") from exc
-            except (OSError, ssl.SSLError) as exc:
-                errors.append(f"{self._endpoints[index]}: {exc}")
-                continue
-            if len(raw) > MAX_RESPONSE:
-                raise StateError(f"etcd answered {path} with more than {MAX_RESPONSE} bytes",
-                                 hint="the store's prefix holds too much; check what else "
-                                      "writes under it")
-            self._preferred = index
-            answer: dict[str, Any] = json.loads(raw)
-            return answer
-        raise StateError("no etcd endpoint answered: " + "; ".join(errors),
-                         hint="check etcd runs and is reachable (`etcdctl endpoint health "
-                              "--endpoints ...`)")
+        deadline = time.monotonic() + 2 * self._timeout_s
+        pause = RETRY_MIN_S
+        while True:
+            for step in range(len(self._endpoints)):
+                index = (self._preferred + step) % len(self._endpoints)
+                answer = self._try(index, path, data, errors)
+                if answer is not None:
+                    self._preferred = index
+                    return answer
+            if time.monotonic() + pause > deadline:
+                break
+            time.sleep(pause)
+            pause = min(RETRY_MAX_S, pause * 2)
+        raise StateError("no etcd endpoint answered: " + "; ".join(errors[-len(self._endpoints):]),
+                         hint="check etcd runs, is reachable and has quorum (`etcdctl endpoint "
+                              "health --endpoints ...`); nothing was changed")
+
+    def _try(self, index: int, path: str, data: bytes, errors: list[str]
+             ) -> dict[str, Any] | None:
+        base = self._endpoints[index]
+        request = urllib.request.Request(base + path, data=data, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout_s,
+                                        context=self._context) as response:
+                raw = response.read(MAX_RESPONSE + 1)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read(4096).decode(errors="replace").strip()
+            if exc.code in (502, 503, 504):  # between leaders, or no quorum: another try
+                errors.append(f"{base}: {exc.code} {detail}")
+                return None
+            raise StateError(f"etcd at {base} refused {path}: {exc.code} {detail}",
+                             hint="check etcd's version (3.4 or later) and its "
+                                  "permissions for this client") from exc
+        except (OSError, ssl.SSLError) as exc:
+            errors.append(f"{base}: {exc}")
+            return None
+        if len(raw) > MAX_RESPONSE:
+            raise StateError(f"etcd answered {path} with more than {MAX_RESPONSE} bytes",
+                             hint="the store's prefix holds too much; check what else "
+                                  "writes under it")
+        answer: dict[str, Any] = json.loads(raw)
+        return answer
 
     @property
     def endpoints(self) -> tuple[str, ...]:
