@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import logging.handlers
 import os
@@ -106,11 +107,25 @@ def _port(given: int | None, otherwise: int) -> int:
     return otherwise if given is None else given  # 0 is a choice: "any free port"
 
 
+# The control plane holds millions of long-lived objects (sessions, certificates, snapshots,
+# proxies' configs) and builds short-lived ones on every rebuild. With CPython's default
+# thresholds (700, 10, 10) a snapshot lives long enough to be promoted, and full collections
+# followed: with 1,000 services and 1,500 workloads registering, one every 0.4 s, 15-130 ms
+# each (28 in 25 s, 2.1 s in all), stalling pushes and API calls. Collecting the young
+# generation less often lets snapshots die young: 1 full collection (65 ms) in the same run.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_gc() -> None:
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_foreground(paths: StatePaths, options: StartOptions = StartOptions(), *,
                    log_to_stderr: bool = True) -> int:
     # Everything this process creates is its user's alone, whatever umask it was started
     # with (the store's journals, rotated logs, CA files): it runs no one else's code.
     os.umask(0o077)
+    tune_gc()
     paths.ensure()
     lock = acquire_state_lock(paths)
     try:
