@@ -11,6 +11,7 @@ from benchmarks import (
     ca,
     convergence,
     dataplane,
+    multihost,
     startup,
     synthetic,
     telemetry,
@@ -27,6 +28,7 @@ SUITE = {
     "telemetry": (telemetry.run, "Telemetry: collection cost in the control plane"),
     "troubleshoot": (troubleshoot.run, "Troubleshooting: tulle check --proxy and tulle diagnose"),
     "dataplane": (dataplane.run, "Data-plane tax: latency, CPU and memory of a sidecar pair"),
+    "multihost": (multihost.run, "Replicas on etcd: a change across replicas, and failover"),
 }
 
 
