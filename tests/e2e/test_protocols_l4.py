@@ -5,6 +5,7 @@ metrics; and what `tulle diagnose` says when a tcp service's application cannot 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from tests.e2e.test_prometheus import agent_url, metrics_token, scrape
 from tests.support import promtext
-from tests.support.mesh import Mesh, wait_for
+from tests.support.mesh import TULLE, Mesh, wait_for
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.envoy
@@ -102,3 +103,68 @@ def test_a_tcp_service_shows_connections_and_bytes(mesh: Mesh) -> None:
     assert promtext.value(samples, "tulle_connections_total", **inbound) == 2
     assert promtext.value(samples, "tulle_bytes_received_total", **inbound) == 8
     assert promtext.value(samples, "tulle_bytes_sent_total", **inbound) == 24
+
+
+MISMATCHED = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: legacy}
+spec: {protocol: http}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: lines}
+spec:
+  parentRefs: [{name: lines}]
+  rules:
+  - backendRefs: [{name: lines}]
+    timeouts: {request: 1s}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: legacy}
+spec:
+  parentRefs: [{name: legacy}]
+  rules:
+  - backendRefs: [{name: legacy}]
+    retry: {attempts: 2, grpcCodes: [unavailable]}
+"""
+
+SUBSET = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: greeter}
+spec: {protocol: grpc}
+---
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: greeter-v2}
+spec: {protocol: http, selector: {service: greeter, version: v2}}
+"""
+
+
+def test_analyze_reports_mismatched_protocol_declarations(mesh: Mesh, tmp_path: Path) -> None:
+    mesh.cli("apply", "-f", "-", stdin=TCP_SERVICE)
+    # apply warns about what the change introduces, and stores it anyway (warnings only).
+    applied = mesh.cli("apply", "-f", "-", stdin=MISMATCHED)
+    assert "TUL0020" in applied.stdout + applied.stderr, applied
+    assert "TUL0021" in applied.stdout + applied.stderr, applied
+
+    result = mesh.cli("analyze", "-o", "json", check=False)
+    view = json.loads(result.stdout)
+    found = {(m["code"], m["resource"]["name"], m["field"]) for m in view["messages"]}
+    assert {("TUL0020", "lines", "spec.parentRefs[0]"),
+            ("TUL0021", "legacy", "spec.rules[0].retry.grpcCodes")} <= found, found
+    [on_tcp] = [m for m in view["messages"] if m["code"] == "TUL0020"]
+    assert "lines.default is a tcp service" in on_tcp["message"]
+    assert on_tcp["docs"] == "docs/diagnostics/TUL0020.md"
+
+    # Files alone: a subset declaring http under a grpc service, with no control plane.
+    subset = tmp_path / "subset.yaml"
+    subset.write_text(SUBSET)
+    alone = subprocess.run([*TULLE, "--state-dir", str(tmp_path / "nowhere"), "analyze", "-f",
+                            str(subset)], capture_output=True, text=True, timeout=60,
+                           env=mesh.env(), check=False)
+    assert alone.returncode == 0, alone  # a warning: the default threshold is error
+    assert "TUL0019" in alone.stdout and f"{subset}:6" in alone.stdout, alone.stdout
+    assert "which declares grpc" in alone.stdout, alone.stdout

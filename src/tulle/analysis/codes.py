@@ -129,13 +129,44 @@ POLICY_SETTING_IGNORED = Code(
     "TUL0018", Level.WARNING, "A TrafficPolicy setting is ignored",
     "{target} already gets {setting} from {kept}; this policy's {setting} is ignored",
     "set {setting} for {target} in one TrafficPolicy only")
+SUBSET_PROTOCOL_MISMATCH = Code(
+    "TUL0019", Level.WARNING, "A subset declares another protocol than its service",
+    "subset {subset} declares protocol {declared}, but its instances are workloads of "
+    "{service}, which {speaks}: {consequence}",
+    "remove spec.protocol from {subset} (a subset speaks its service's protocol), or make "
+    "it {protocol}")
+ROUTE_ON_TCP_SERVICE = Code(
+    "TUL0020", Level.WARNING, "An HTTPRoute is attached to a tcp service",
+    "{service} is a tcp service: its sidecars forward bytes without reading requests, so this "
+    "route's {ignored} never apply to it",
+    "detach the route (spec.parentRefs), or declare {service} http, http2 or grpc if it "
+    "speaks one of them")
+GRPC_RETRY_ON_NON_GRPC = Code(
+    "TUL0021", Level.WARNING, "gRPC retry codes on a service that does not speak gRPC",
+    "retry.grpcCodes [{codes}] never trigger for {services}: declared {protocols}, its "
+    "answers carry no grpc-status",
+    "retry on HTTP statuses with retry.codes instead, or declare the service's protocol "
+    "grpc if it is a gRPC server")
+MIXED_PROTOCOL_BACKEND = Code(
+    "TUL0022", Level.WARNING, "A route sends requests to a service of another protocol",
+    "requests to {parent} ({parent_protocol}) are routed to {backend}, declared "
+    "{backend_protocol}: {consequence}",
+    "route {parent}'s requests to services of the same protocol, or fix the protocol of "
+    "{backend} or {parent}")
+PORTS_DIFFER = Code(
+    "TUL0023", Level.INFO, "One service is given different ports",
+    "{service} is referenced with ports {ports} ({where}): tulle routes a service as a "
+    "whole (each instance has one application port, `tulle run --port`), so these ports do "
+    "not separate its traffic",
+    "drop the ports, or run what each port serves as a service of its own")
 
 CODES: tuple[Code, ...] = (
     UNKNOWN_SERVICE, UNKNOWN_ROUTE, UNKNOWN_RULE, SUBSET_SELECTS_NOTHING, ZERO_WEIGHT_BACKEND,
     DUPLICATE_BACKEND, WEIGHTS_NOT_PERCENT, RULE_NEVER_MATCHES, MATCH_NEVER_MATCHES,
     CONFLICTING_ROUTES, RETRIES_EXCEED_TIMEOUT, RETRY_AMPLIFICATION, PLAINTEXT_CALLERS_REFUSED,
     TLS_FAILURES_ON_STRICT, POLICY_SELECTS_NOTHING, RATE_LIMIT_BELOW_TRAFFIC,
-    CIRCUIT_BREAKER_BELOW_CONCURRENCY, POLICY_SETTING_IGNORED,
+    CIRCUIT_BREAKER_BELOW_CONCURRENCY, POLICY_SETTING_IGNORED, SUBSET_PROTOCOL_MISMATCH,
+    ROUTE_ON_TCP_SERVICE, GRPC_RETRY_ON_NON_GRPC, MIXED_PROTOCOL_BACKEND, PORTS_DIFFER,
 )
 
 

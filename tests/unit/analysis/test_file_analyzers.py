@@ -38,6 +38,16 @@ CASES: list[tuple[str, list[Finding]]] = [
     ("retries", [("TUL0011", ROUTE + "books"), ("TUL0011", ROUTE + "books")]),
     ("retries_ok", []),
     ("policy_conflicts", [("TUL0018", POLICY + "b-limit")]),
+    ("protocols", [
+        ("TUL0019", "Service default/greeter-v2"),  # http subset of a grpc service
+        ("TUL0019", "Service default/books-raw"),  # tcp subset of an HTTP service
+        ("TUL0020", ROUTE + "lines"),
+        ("TUL0021", ROUTE + "legacy"),
+        ("TUL0022", ROUTE + "greeter"),  # grpc requests to an http service
+        ("TUL0022", ROUTE + "books"),  # HTTP requests to a tcp service
+        ("TUL0023", ROUTE + "books"),  # books on 8080 and 9090
+    ]),
+    ("protocols_ok", []),
 ]
 
 
@@ -89,6 +99,23 @@ def test_messages_name_file_line_field_and_fix() -> None:
      "4 attempts of up to 1s each need 4s, but the whole request may take 2s: only 2"),
     ("retries", "TUL0011", "spec.rules[1].retry.attempts", "Envoy's default"),
     ("policy_conflicts", "TUL0018", "spec.rateLimit", "from TrafficPolicy default/a-limit"),
+    ("protocols", "TUL0019", "spec.protocol",
+     "subset greeter-v2.default declares protocol http, but its instances are workloads of "
+     "greeter.default, which declares grpc: calls to the subset cross the mesh as http"),
+    ("protocols", "TUL0019", "spec.protocol", "which declares no protocol (HTTP, in the "
+                                              "version each caller speaks): callers"),
+    ("protocols", "TUL0020", "spec.parentRefs[0]",
+     "route's matches, backendRefs, retries and timeouts never apply"),
+    ("protocols", "TUL0021", "spec.rules[0].retry.grpcCodes",
+     "[unavailable] never trigger for legacy.default: declared http"),
+    ("protocols", "TUL0022", "spec.rules[0].backendRefs[0].name",
+     "requests to greeter.default (grpc) are routed to legacy.default, declared http"),
+    ("protocols", "TUL0022", "spec.rules[0].backendRefs[0].name",
+     "routed to lines.default, declared tcp: the requests reach lines.default's application"),
+    ("protocols", "TUL0023", "spec.parentRefs[0].port",
+     "books.default is referenced with ports 8080, 9090 (8080 in HTTPRoute default/books "
+     "spec.parentRefs[0].port; 9090 in HTTPRoute default/books-admin "
+     "spec.rules[0].backendRefs[0].port)"),
 ])
 def test_message_text(name: str, code: str, field: str, says: str) -> None:
     found = [m for m in messages(name) if (m.code, m.field) == (code, field)]
