@@ -5,6 +5,9 @@ metrics; and what `tulle diagnose` says when a tcp service's application cannot 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +17,7 @@ import pytest
 
 from tests.e2e.test_prometheus import agent_url, metrics_token, scrape
 from tests.support import promtext
-from tests.support.mesh import TULLE, Mesh, wait_for
+from tests.support.mesh import TULLE, Mesh, Workload, wait_for
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.envoy
@@ -168,3 +171,87 @@ def test_analyze_reports_mismatched_protocol_declarations(mesh: Mesh, tmp_path: 
     assert alone.returncode == 0, alone  # a warning: the default threshold is error
     assert "TUL0019" in alone.stdout and f"{subset}:6" in alone.stdout, alone.stdout
     assert "which declares grpc" in alone.stdout, alone.stdout
+
+
+def _first_finding(mesh: Mesh, code: str) -> dict[str, Any]:
+    """Wait until diagnose reports ``code``; it must rank first in that same report."""
+    reports: list[dict[str, Any]] = []
+
+    def found() -> bool:
+        result = mesh.cli("diagnose", "-o", "json", check=False)
+        assert result.returncode in (0, 1), result.stderr
+        reports.append(json.loads(result.stdout))
+        return any(f["code"] == code for f in reports[-1]["findings"])
+
+    wait_for(f"diagnose to report {code}", found, 30, interval=0.5)
+    findings = reports[-1]["findings"]
+    assert findings[0]["code"] == code, json.dumps(findings, indent=1)
+    return dict(findings[0])
+
+
+def _refused(port: int) -> bool:
+    """A connection through a `--upstream` TCP proxy that finds no instance: accepted by the
+    sidecar, then closed (or reset) before any byte comes back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        try:
+            conn.sendall(b"x\n")
+            return conn.recv(100) == b""
+        except ConnectionResetError:
+            return True
+
+
+def test_a_tcp_application_listening_on_another_port_is_named(mesh: Mesh) -> None:
+    mesh.cli("apply", "-f", "-", stdin=TCP_SERVICE)
+    registered, actual = free_port(), free_port()
+    log = mesh.root / "lines-1.out"
+    with log.open("wb") as out:  # registered on one port, listening on another
+        process = subprocess.Popen(
+            [*TULLE, "--state-dir", str(mesh.state_dir), "run", "--service", "lines",
+             "--name", "lines-1", "--port", str(registered), "--",
+             sys.executable, str(APPS / "tcp_echo.py"), str(actual)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=mesh.env())
+    mesh.workloads.append(Workload("lines-1", "lines", process, log, actual))
+    upstream = free_port()
+    mesh.run("client", name="client-1", extra=("--upstream", f"lines:{upstream}"))
+    wait_for("lines-1 to register", lambda: mesh.workload("lines-1")["state"] == "starting")
+    assert all(_refused(upstream) for _ in range(3))
+    assert _connect_line(mesh, "x")[:2] == ["HTTP/1.1 503 Service Unavailable",
+                                            "no healthy upstream"]
+
+    finding = _first_finding(mesh, "TUL1002")
+    assert finding["subject"] == "proxy/lines-1.default"
+    assert f"port {registered}" in finding["cause"]
+    assert "(a tcp service) found no instance to reach" in finding["cause"], finding
+    assert any(line.startswith("client-1.default -> lines.default: 3 connections, 3 failed")
+               for line in finding["evidence"]), finding["evidence"]
+    assert "--port ACTUAL_PORT" in finding["fix"]
+    # edges shows the refused connections too, though no request was ever made.
+    edges = json.loads(mesh.cli("edges", "-o", "json").stdout)["edges"]
+    [edge] = [e for e in edges if e["source"]["workload"] == "client-1"]
+    assert (edge["destination"]["service"], edge["requests"], edge["errors"]) == (
+        "lines", 0, {"no_healthy": 3}), edge
+
+
+def test_a_killed_tcp_application_is_named(mesh: Mesh) -> None:
+    mesh.cli("apply", "-f", "-", stdin=TCP_SERVICE)
+    port = free_port()
+    lines = mesh.run("lines", name="lines-1", port=port,
+                     command=[sys.executable, str(APPS / "tcp_echo.py"), str(port)])
+    upstream = free_port()
+    mesh.run("client", name="client-1", extra=("--upstream", f"lines:{upstream}"))
+    mesh.sync()
+    with socket.create_connection(("127.0.0.1", upstream), timeout=5) as conn:
+        conn.sendall(b"hi\n")
+        assert conn.makefile("rb").readline() == b"lines-1:hi\n"
+    [app] = subprocess.run(["pgrep", "-P", str(lines.process.pid), "-f", "tcp_echo.py"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    os.kill(int(app), signal.SIGKILL)  # the instance leaves with its application
+    wait_for("lines-1 to stop", lambda: lines.process.poll() is not None)
+    wait_for("client-1's connections to be refused", lambda: _refused(upstream))
+    assert all(_refused(upstream) for _ in range(3))
+
+    finding = _first_finding(mesh, "TUL1001")
+    assert finding["subject"] == "service/lines.default"
+    assert "the mesh refused these connections itself" in finding["cause"], finding
+    assert any("lines-1.default served lines.default in the window and is no longer "
+               "registered" in line for line in finding["evidence"]), finding["evidence"]

@@ -273,7 +273,9 @@ def edge_rows(window: Window, nodes: Mapping[str, NodeInfo],
                            node, "identities": [info.identity] if info else []}
             secured = False
         stats = golden(values, window.span)
-        if not stats["requests"] and not values.get("cxt"):
+        # Connections refused before any was made (a tcp service's callers through a TCP
+        # proxy, with no healthy instance) are an edge too: its errors say why.
+        if not stats["requests"] and not values.get("cxt") and not values.get("no_healthy"):
             continue
         rows.append({"source": source, "destination": destination, "mtls": secured,
                      "connected": connected(values), **stats, "errors": errors_of(values)})

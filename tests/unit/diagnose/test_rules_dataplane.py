@@ -325,3 +325,48 @@ def test_an_undeclared_service_stopped_that_nobody_calls_any_more_is_no_finding(
     given = evidence({(WEB, OUT): {"rq2": 200}, (B1, IN): {"rq2": 200}},
                      workloads=(workload("web-1", "web"),), departed=(B1,))
     assert not diagnose(given, rules=RULES).findings
+
+
+TCP_BOOKS: dict[str, Any] = {"apiVersion": "tulle.io/v1alpha1", "kind": "Service",
+                             "metadata": {"name": "books"}, "spec": {"protocol": "tcp"}}
+
+
+@pytest.mark.parametrize(("counters", "connections", "failed"), [
+    ({"no_healthy": 5}, 5, 5),  # through --upstream: a TCP proxy, no request at all
+    ({"rq5": 1, "c503": 1, "no_healthy": 1}, 1, 1),  # a CONNECT answered 503: counted once
+    ({"rq5": 1, "no_healthy": 6, "cxt": 0}, 6, 6),  # both ways
+    # Four tunnels: one failed to connect (Envoy counts the attempt in cxt, answers 503).
+    ({"rq2": 3, "rq5": 1, "cxt": 4, "cfail": 1}, 4, 1),
+], ids=["upstream", "connect", "both", "connect failure"])
+def test_a_tcp_services_callers_count_connections(counters: dict[str, int], connections: int,
+                                                  failed: int) -> None:
+    starting = workload("books-1", "books", state=WorkloadState.STARTING)
+    given = evidence({(WEB, OUT): counters}, manifests=(TCP_BOOKS,),
+                     workloads=(web(), starting))
+    assert endpoints._failures_by_caller(given, starting.service_ref) == [
+        (WEB, connections, failed)]
+
+
+def test_a_tcp_service_whose_application_listens_elsewhere_speaks_of_connections() -> None:
+    starting = workload("books-1", "books", state=WorkloadState.STARTING)
+    given = evidence({(WEB, OUT): {"no_healthy": 5}}, manifests=(TCP_BOOKS,),
+                     workloads=(web(), starting))
+    result = diagnose(given, rules=RULES)
+    top = result.findings[0]
+    assert (top.code, top.subject) == ("TUL1002", "proxy/books-1.default")
+    assert "5 connections of its callers to books.default (a tcp service) found no " \
+           "instance to reach" in top.cause
+    assert f"{WEB} -> books.default: 5 connections, 5 failed before reaching an instance" \
+        in top.evidence[1]
+    uh = next(f for f in result.findings if f.code == "TUL1001")
+    assert "the mesh refused these connections itself" in uh.cause
+    assert "5 connections found no healthy upstream" in " ".join(uh.evidence)
+
+
+def test_a_tcp_services_application_refusing_connections_is_tul1003_in_l4_terms() -> None:
+    given = evidence({(WEB, OUT): {"rq2": 4, "cxt": 4}, (B1, IN): {"cxt": 4, "app_cfail": 4}},
+                     manifests=(TCP_BOOKS,))
+    top = diagnose(given, rules=RULES).findings[0]
+    assert (top.code, top.subject) == ("TUL1003", "proxy/books-1.default")
+    assert "its sidecar closes each connection a caller opens to it (UF" in top.cause
+    assert "503" not in top.cause

@@ -25,18 +25,46 @@ CRITICAL_SHARE, ERROR_SHARE = 0.5, 0.05
 CONNECT_ERROR_SHARE = 0.05  # connect failures are an error when this share of calls fail
 
 
+def _is_tcp(evidence: Evidence, ref: ServiceRef | None) -> bool:
+    service = evidence.mesh.services.get(ref) if ref is not None else None
+    return service is not None and service.protocol == "tcp"
+
+
 def _failures_by_caller(evidence: Evidence, ref: ServiceRef) -> list[tuple[str, int, int]]:
-    """(caller, requests, 5xx) for every caller of ``ref`` with traffic in the window."""
+    """(caller, requests, 5xx) for every caller of ``ref`` with traffic in the window.
+
+    For a tcp service, (caller, connections, failed connections): a caller reaches it through
+    CONNECT (a request, answered 503 when no instance is healthy) or through `--upstream` (a
+    TCP proxy: no request at all, the connection is closed at once), so its connections are
+    counted from both, and a connection failed when it found no healthy instance or could
+    not connect (a refused CONNECT counts in both its 503 and its UH: the larger is taken)."""
+    tcp = _is_tcp(evidence, ref)
     out = []
     for node, dst, values in evidence.edges():
-        if dst == ref and requests(values):
-            out.append((node, requests(values), values.get("rq5", 0)))
+        if dst != ref:
+            continue
+        total, failed = requests(values), values.get("rq5", 0)
+        if tcp:
+            failed = max(failed, values.get("no_healthy", 0) + values.get("cfail", 0)
+                         + values.get("ctimeout", 0))
+            total = max(total, values.get("cxt", 0) + values.get("no_healthy", 0), failed)
+        if total:
+            out.append((node, total, failed))
     return out
 
 
-def _caller_lines(callers: list[tuple[str, int, int]]) -> list[str]:
+def _caller_lines(callers: list[tuple[str, int, int]], tcp: bool = False) -> list[str]:
+    if tcp:
+        return [f"{node} -> {{service}}: {total} connections, {failed} failed before reaching "
+                "an instance (no healthy instance, or connect failure)"
+                for node, total, failed in callers]
     return [f"{node} -> {{service}}: {failed} of {total} requests failed with 5xx"
             for node, total, failed in callers]
+
+
+# What the mesh does to a tcp service's callers when no instance is healthy (UH).
+_TCP_REFUSED = ("a CONNECT is answered 503, a connection through `tulle run --upstream` is "
+                "closed at once")
 
 
 def no_healthy_endpoints(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
@@ -57,9 +85,11 @@ def no_healthy_endpoints(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             continue  # endpoints exist: other rules explain the failures
         failed = sum(c[2] for c in callers)
         total = sum(c[1] for c in callers)
-        evidence_lines = [line.format(service=ref.host) for line in _caller_lines(callers)]
+        tcp = _is_tcp(evidence, ref)
+        evidence_lines = [line.format(service=ref.host) for line in _caller_lines(callers, tcp)]
         if uh:
-            evidence_lines.append(f"{uh} requests found no healthy upstream (Envoy flag UH)")
+            evidence_lines.append(f"{uh} {'connections' if tcp else 'requests'} found no "
+                                  "healthy upstream (Envoy flag UH)")
         departed = evidence.departed_of(ref)
         feeds = feeding(evidence, ref)
         routed = not instances and not departed and bool(feeds)
@@ -102,7 +132,9 @@ def no_healthy_endpoints(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             evidence_lines.append(f"{ref.host} has no registered instance")
             fix = (f"start one: `tulle run --service {ref.name} --namespace {ref.namespace} "
                    "--port PORT -- COMMAND`, or stop calling it")
-        cause += (" The mesh answered these requests itself (503, UH); the application never "
+        cause += (f" {ref.host} is a tcp service: the mesh refused these connections itself "
+                  f"(UH: {_TCP_REFUSED}); the application never saw them." if tcp else
+                  " The mesh answered these requests itself (503, UH); the application never "
                   "saw them.")
         yield Finding("TUL1001", severity, impact(failed, total, base=60),
                       service_subject(ref), cause, tuple(evidence_lines), fix,
@@ -152,12 +184,17 @@ def instance_not_ready(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         else:
             cause = (f"The application of {node} stopped accepting connections on port {port}, "
                      "so it gets no traffic.")
-        if failed:
+        tcp = _is_tcp(evidence, ref)
+        if failed and tcp:
+            cause += (f" {failed} connections of its callers to {ref.host} (a tcp service) "
+                      f"found no instance to reach ({_TCP_REFUSED}); the application never "
+                      "saw them.")
+        elif failed:
             cause += (f" Its callers got {failed} answers 503 from the mesh (no healthy "
                       "upstream); the application never saw them.")
         lines = [f"{node}: state {workload.state.value}, application port {port} "
                  f"(tulle run --port {port}), registered {since:.0f}s ago"]
-        lines += [line.format(service=ref.host) for line in _caller_lines(callers)]
+        lines += [line.format(service=ref.host) for line in _caller_lines(callers, tcp)]
         yield Finding(
             "TUL1002", Severity.CRITICAL if failed else Severity.ERROR,
             impact(failed, sum(c[1] for c in callers), base=55), proxy_subject(node), cause,
@@ -178,16 +215,21 @@ def app_connect_failures(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         workload = evidence.workloads.get(node)
         port = workload.app_port if workload else None
         callers = _failures_by_caller(evidence, ref) if ref else []
+        tcp = _is_tcp(evidence, ref)
         lines = [f"{node}'s sidecar failed {failures} times to connect to its application"
                  + (f" on port {port}" if port else "")]
         if ref is not None:
-            lines += [line.format(service=ref.host) for line in _caller_lines(callers)]
+            lines += [line.format(service=ref.host) for line in _caller_lines(callers, tcp)]
+        answer = ("its sidecar closes each connection a caller opens to it (UF; a caller "
+                  "through CONNECT got 200, then the tunnel closed with no byte): the mesh "
+                  "closed these connections" if tcp else
+                  "its sidecar answers 503 (UF): the mesh produced these answers")
         yield Finding(
             "TUL1003", Severity.CRITICAL, impact(failures, failures, base=70),
             proxy_subject(node),
             f"The application behind {node} refuses connections"
-            + (f" on port {port}" if port else "") + ", so its sidecar answers 503 (UF): the "
-            "mesh produced these answers, the application never accepted the connection.",
+            + (f" on port {port}" if port else "") + f", so {answer}, the application never "
+            "accepted the connection.",
             tuple(lines),
             "restart the application, or run the workload with the port it listens on "
             "(`tulle run --port ACTUAL_PORT`)",
