@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support.etcd import etcd_cluster, etcd_server
-from tests.support.mesh import Mesh, wait_for
+from tests.support.mesh import TULLE, Mesh, wait_for
 from tests.support.ports import free_port
 from tests.support.traffic import Traffic
 
@@ -368,9 +369,23 @@ def test_etcd_members_lost_one_then_quorum(tmp_path: Path, sealing_key: str) -> 
             revision = mesh.status()["storeRevision"]
 
             members[1].kill()  # quorum lost
-            refused = mesh.cli("apply", "-f", "-", stdin=POLICY, check=False, timeout=90)
-            assert refused.returncode != 0
-            assert "etcd" in refused.stderr and "hint:" in refused.stderr, refused.stderr
+            # While the apply waits on etcd, the control plane goes on answering.
+            applying = subprocess.Popen(
+                [*TULLE, "--state-dir", str(mesh.state_dir), "apply", "-f", "-"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, env=mesh.env())
+            assert applying.stdin is not None
+            applying.stdin.write(POLICY)
+            applying.stdin.close()
+            wait_for("the apply to reach the control plane",
+                     lambda: "books-timeouts" not in mesh.cli("get", "trafficpolicies").stdout
+                     and applying.poll() is None)
+            assert mesh.status()["workloads"] == 2 and applying.poll() is None
+            applying.wait(90)
+            assert applying.stderr is not None
+            stderr = applying.stderr.read()
+            assert applying.returncode != 0
+            assert "etcd" in stderr and "hint:" in stderr, stderr
             assert mesh.call(web, "http://books/")["status"] == 418  # serving its last config
 
             members[1].restart()

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -36,6 +36,7 @@ from tulle.controlplane.replication import (
     LEASE_TTL_S,
     RemoteWorkloads,
     Watch,
+    WriteBehind,
     keep_lease,
 )
 from tulle.controlplane.services.analysis import AnalysisService
@@ -75,6 +76,10 @@ from tulle.xds.sync import DEFAULT_STALE_AFTER_S
 log = logging.getLogger("tulle.controlplane")
 
 
+def _write_now(write: Callable[[], None]) -> None:
+    write()
+
+
 class ControlPlane:
     def __init__(self, paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str, *,
                  debounce_s: float = DEFAULT_DEBOUNCE_S, grace_s: float = DEFAULT_GRACE_S,
@@ -92,15 +97,19 @@ class ControlPlane:
                        if isinstance(self.store, EtcdStore) else None)
         self._watches: list[Watch[Any]] = []
         self._replicas: dict[str, Mapping[str, Any]] = {}  # replica id -> where it listens
+        self._revision_seen = 0  # etcd: the store's revision as last read
         # The CA in the state directory's ca/, or sealed in a store replicas share.
         self.ca = CertificateAuthority.open(ca_files or paths.ca_dir, endpoint.trust_domain)
         # A removed workload's proxy loses its stream too: it keeps its last config, but gets
         # nothing more until it registers again.
-        self.registry = WorkloadRegistry(self.store, self._changed, grace_s=grace_s,
-                                         on_removed=self._on_removed)
+        self._writes = WriteBehind() if isinstance(self.store, EtcdStore) else None
+        self.registry = WorkloadRegistry(
+            self.store, self._changed, grace_s=grace_s, on_removed=self._on_removed,
+            write=self._writes if self._writes is not None else _write_now)
         self.resources = ResourceService(
             self.store, self._all_workloads, self._changed,
-            precheck=Precheck(self.registry.workloads, self._identity, PRECHECK_LOGGING))
+            precheck=Precheck(self.registry.workloads, self._identity, PRECHECK_LOGGING),
+            remote_io=isinstance(self.store, EtcdStore))
         # Tap sessions: ephemeral, never stored. Each snapshot gets its plan of loggers.
         self.taps = TapHub(self._mesh)
         self.config = ConfigPath(
@@ -207,11 +216,23 @@ class ControlPlane:
         return await replica_health(self.store, self._replicas, self.token)
 
     async def _refresh_replicas(self, store: EtcdStore) -> None:
+        await self._read_revision(store)
         try:
             await asyncio.to_thread(store.announce, self._endpoint_record())
             self._replicas = await asyncio.to_thread(store.replicas)
         except TulleError as exc:
             log.warning("cannot read the other replicas from etcd: %s", exc.message)
+
+    def _store_revision(self) -> int:
+        """The store's revision: read now from SQLite; on etcd, as last read (at most a few
+        seconds old), so that status and /metrics answer while etcd does not."""
+        if isinstance(self.store, EtcdStore):
+            return self._revision_seen
+        return self.store.revision()
+
+    async def _read_revision(self, store: EtcdStore) -> None:
+        with contextlib.suppress(TulleError):
+            self._revision_seen = await asyncio.to_thread(store.revision)
 
     def _all_workloads(self) -> list[Workload]:
         """This replica's workloads, and on a shared store those of the other replicas (a
@@ -240,7 +261,7 @@ class ControlPlane:
 
     def metric_sources(self) -> MetricSources:
         return MetricSources(
-            started_at=self.started_at, mesh=self._mesh, store_revision=self.store.revision,
+            started_at=self.started_at, mesh=self._mesh, store_revision=self._store_revision,
             resources=self.resources.resources, workloads=self.registry.workloads,
             hub=self.hub, certificates_issued=lambda: self.identity.issued_total, ca=self.ca,
             windows=self.telemetry.windows)
@@ -301,6 +322,7 @@ class ControlPlane:
         def absorb(changes: list[Any]) -> None:
             if self.resources.absorb(changes):
                 self._changed()
+            self._tasks.append(asyncio.ensure_future(self._read_revision(store)))
 
         def reload() -> None:
             self.resources.load()
@@ -326,6 +348,8 @@ class ControlPlane:
         self.config.close()
         for watch in self._watches:
             watch.stop()
+        if self._writes is not None:
+            self._writes.close()
         if isinstance(self.store, EtcdStore):
             with contextlib.suppress(TulleError):
                 await asyncio.to_thread(self.store.withdraw)
@@ -360,7 +384,7 @@ class ControlPlane:
             "stateDir": str(self.paths.root),
             "apiUrl": self.endpoint.api_url,
             "xdsAddress": f"{self.endpoint.host}:{self.endpoint.xds_port}",
-            "storeRevision": self.store.revision(),
+            "storeRevision": self._store_revision(),
             "meshVersion": mesh.version,
             "services": len(mesh.services),
             "workloads": len(self.registry.workloads()),

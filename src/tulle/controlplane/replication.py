@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
@@ -136,6 +137,32 @@ def _workload(record: Mapping[str, Any]) -> Workload | None:
     except (KeyError, TypeError, ValueError) as exc:
         log.error("a replica stored a registration this one cannot read: %s", exc)
         return None
+
+
+class WriteBehind:
+    """Store writes off the event loop, in the order given, by one thread: registrations
+    saved and deleted while etcd answers slowly or not at all must not stall xDS. A write
+    that fails is logged; the next save of the same registration, or the lease's renewal
+    after a lapse, writes it again."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="tulle-store-writes")
+        self._thread.start()
+
+    def __call__(self, write: Callable[[], None]) -> None:
+        self._queue.put(write)
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (write := self._queue.get()) is not None:
+            try:
+                write()
+            except TulleError as exc:
+                log.warning("a registration could not be written to etcd: %s", exc.message)
 
 
 async def keep_lease(store: EtcdStore, persist_all: Callable[[], None],

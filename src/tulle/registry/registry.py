@@ -37,8 +37,11 @@ class Credentials:
 class WorkloadRegistry:
     def __init__(self, store: Store, on_change: Callable[[], None], *,
                  on_removed: Callable[[str], None] = lambda node_id: None,
-                 grace_s: float = DEFAULT_GRACE_S, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
+                 grace_s: float = DEFAULT_GRACE_S, clock: Callable[[], float] = time.monotonic,
+                 write: Callable[[Callable[[], None]], None] = lambda do: do()) -> None:
+        """``write``: runs a store write (a registration saved or deleted); by default at once.
+        With a remote store it queues them for a thread, in order, off the event loop."""
+        self._write = write
         self._store = store
         self._on_change = on_change
         self._on_removed = on_removed
@@ -134,7 +137,7 @@ class WorkloadRegistry:
         self._previous.pop(node_id, None)
         self._orphans.pop(node_id, None)
         self._sessions.pop(node_id, None)
-        self._store.delete_workload(node_id)
+        self._write(lambda: self._store.delete_workload(node_id))
         log.info("removed %s: %s", node_id, reason)
         self._on_removed(node_id)
         self._on_change()
@@ -202,9 +205,10 @@ class WorkloadRegistry:
         credentials = self._credentials[workload.node_id]
         certificate = self._certificates.get(workload.node_id)
         previous = self._previous.get(workload.node_id)
-        self._store.save_workload(workload.node_id, {
+        record = {
             "workload": workload.to_dict(),
             "credentials": dataclasses.asdict(credentials),
             "certificate": certificate.to_dict() if certificate else None,
             "previousCertificate": previous.to_dict() if previous else None,
-        })
+        }
+        self._write(lambda: self._store.save_workload(workload.node_id, record))

@@ -39,8 +39,8 @@ DOCUMENTS_EXAMPLE = '{"documents": [{"source": ..., "manifest": ...}]}'
 def routes(resources: ResourceService, analysis: AnalysisService, views: MeshViews) -> list[Route]:
     async def apply(request: web.Request) -> web.StreamResponse:
         body = await json_object(request, example=DOCUMENTS_EXAMPLE)
-        results, warnings = resources.apply(documents_from_body(body),
-                                            dry_run=bool(body.get("dryRun", False)))
+        results, warnings = await resources.apply_async(
+            documents_from_body(body), dry_run=bool(body.get("dryRun", False)))
         return json_response({"results": [_result_view(r) for r in results],
                               "warnings": [w.to_dict() for w in warnings]})
 
@@ -55,8 +55,8 @@ def routes(resources: ResourceService, analysis: AnalysisService, views: MeshVie
     async def delete_one(request: web.Request) -> web.StreamResponse:
         m = request.match_info
         force = request.query.get("force", "") in ("1", "true")
-        return json_response(_result_view(resources.delete(m["kind"], m["namespace"],
-                                                           m["name"], force=force)))
+        return json_response(_result_view(await resources.delete_async(
+            m["kind"], m["namespace"], m["name"], force=force)))
 
     async def analyze(request: web.Request) -> web.StreamResponse:
         body = await json_object(request, required=False, example=DOCUMENTS_EXAMPLE)

@@ -7,6 +7,7 @@ write them all. A rejected apply leaves the store, and so every proxy, untouched
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -29,13 +30,17 @@ log = logging.getLogger("tulle.controlplane")
 class ResourceService:
     def __init__(self, store: Store, workloads: Callable[[], Iterable[Workload]],
                  on_change: Callable[[], None],
-                 precheck: Callable[[list[Resource]], None] = lambda resources: None) -> None:
+                 precheck: Callable[[list[Resource]], None] = lambda resources: None,
+                 remote_io: bool = False) -> None:
         self._precheck = precheck
         self._store = store
         self._workloads = workloads
         self._on_change = on_change
         self._resources: dict[ResourceKey, Resource] = {}
         self._stored: dict[ResourceKey, StoredResource] = {}
+        # A remote store (etcd) is written from a thread, one batch at a time.
+        self._remote_io = remote_io
+        self._writing = asyncio.Lock()
 
     def load(self) -> int:
         """Read every stored resource: at start, and when a shared store's watch lost track."""
@@ -73,19 +78,43 @@ class ResourceService:
     def apply(self, documents: Iterable[Document], *, dry_run: bool = False
               ) -> tuple[list[ApplyResult], list[Message]]:
         """Validate and store a batch; returns the results and the warnings."""
-        documents = list(documents)
-        batch = parse_documents(documents)
-        sources = _sources(batch, documents)
-        proposed = {**self._resources, **{r.key: r for r in batch}}
-        warnings = self._validate(proposed, batch, sources)
+        batch, warnings = self._prepare(list(documents))
         if dry_run:
-            return [ApplyResult(r.key, _dry_action(self._stored.get(r.key), r), 0)
-                    for r in batch], warnings
+            return self._dry(batch), warnings
         results = self._store.apply([(r.key, r.manifest) for r in batch])
         if any(result.action != "unchanged" for result in results):
             self._reload(r.key for r in batch)
             self._on_change()
         return results, warnings
+
+    async def apply_async(self, documents: Iterable[Document], *, dry_run: bool = False
+                          ) -> tuple[list[ApplyResult], list[Message]]:
+        """:meth:`apply`, with the store's writes and reads in a thread when the store is
+        remote (etcd): the event loop goes on serving proxies and agents while etcd answers
+        slowly or not at all. One batch at a time, so each validates against the last."""
+        if not self._remote_io:
+            return self.apply(documents, dry_run=dry_run)
+        async with self._writing:
+            batch, warnings = self._prepare(list(documents))
+            if dry_run:
+                return self._dry(batch), warnings
+            results = await asyncio.to_thread(
+                self._store.apply, [(r.key, r.manifest) for r in batch])
+            if any(result.action != "unchanged" for result in results):
+                keys = [r.key for r in batch]
+                stored = await asyncio.to_thread(lambda: [self._store.resource(k) for k in keys])
+                self._take(stored)
+                self._on_change()
+            return results, warnings
+
+    def _prepare(self, documents: list[Document]) -> tuple[tuple[Resource, ...], list[Message]]:
+        batch = parse_documents(documents)
+        sources = _sources(batch, documents)
+        proposed = {**self._resources, **{r.key: r for r in batch}}
+        return batch, self._validate(proposed, batch, sources)
+
+    def _dry(self, batch: Iterable[Resource]) -> list[ApplyResult]:
+        return [ApplyResult(r.key, _dry_action(self._stored.get(r.key), r), 0) for r in batch]
 
     def replace(self, manifests: Sequence[Mapping[str, Any]], deletes: Sequence[ResourceKey],
                 *, source: str, dry_run: bool = False) -> tuple[list[ApplyResult], list[Message]]:
@@ -126,6 +155,19 @@ class ResourceService:
                ) -> ApplyResult:
         """Delete one resource. A delete that would leave other resources referring to
         something gone is refused, naming them, unless ``force``."""
+        key = self._deletable(kind, namespace, name, force)
+        return self._deleted(self._store.delete(key))
+
+    async def delete_async(self, kind: str, namespace: str, name: str, *, force: bool = False
+                           ) -> ApplyResult:
+        """:meth:`delete`, with the store's write in a thread when the store is remote."""
+        if not self._remote_io:
+            return self.delete(kind, namespace, name, force=force)
+        async with self._writing:
+            key = self._deletable(kind, namespace, name, force)
+            return self._deleted(await asyncio.to_thread(self._store.delete, key))
+
+    def _deletable(self, kind: str, namespace: str, name: str, force: bool) -> ResourceKey:
         info = resolve_kind(kind)
         key = _key(info, namespace, name)
         if not force and key in self._resources:
@@ -134,7 +176,9 @@ class ResourceService:
                 raise ConfigError(broken, message=(
                     f"{key} is still referred to ({len(broken)} reference"
                     f"{'s' if len(broken) != 1 else ''}); nothing was deleted"))
-        result = self._store.delete(key)
+        return key
+
+    def _deleted(self, result: ApplyResult) -> ApplyResult:
         self._resources.pop(result.key, None)
         self._stored.pop(result.key, None)
         self._on_change()
@@ -176,11 +220,13 @@ class ResourceService:
     def _reload(self, keys: Iterable[ResourceKey]) -> None:
         """Read back what a batch stored (only its keys: reading the whole store cost tens
         of ms per apply at 1,000 services)."""
-        for key in keys:
-            stored = self._store.resource(key)
-            assert stored is not None, key  # just stored, in this same process
-            self._stored[key] = stored
-            self._resources[key] = resource_from_manifest(stored.manifest)
+        self._take([self._store.resource(key) for key in keys])
+
+    def _take(self, stored: Iterable[StoredResource | None]) -> None:
+        for found in stored:
+            assert found is not None  # just stored by this replica
+            self._stored[found.key] = found
+            self._resources[found.key] = resource_from_manifest(found.manifest)
 
 
 def _key(info: KindInfo, namespace: str, name: str) -> ResourceKey:
