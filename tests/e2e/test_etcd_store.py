@@ -298,6 +298,10 @@ def test_every_replica_shows_the_whole_meshs_telemetry(tmp_path: Path, etcd: str
             assert len(missing) == 1, frozen.stdout
             table = b.cli("stat", "services", timeout=60).stdout
             assert "did not answer" in table and "missing from these figures" in table
+            report = json.loads(b.cli("diagnose", "-o", "json", check=False,
+                                      timeout=60).stdout)
+            assert report["gathered"]["replicasMissing"], report["gathered"]
+            assert any(f["code"] == "TUL1091" for f in report["findings"]), report["findings"]
         finally:
             os.kill(pid, signal.SIGCONT)
     finally:

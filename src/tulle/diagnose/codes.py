@@ -114,6 +114,9 @@ CODES: tuple[FindingCode, ...] = (
                 "someone else presented a sidecar's xDS credential"),
     FindingCode("TUL1090", "controlplane-not-answering", Severity.CRITICAL,
                 "the control plane's process is alive but does not answer (frozen)"),
+    FindingCode("TUL1091", "replica-not-answering", Severity.WARNING,
+                "another control-plane replica did not answer: its agents' reports are "
+                "missing"),
 )
 
 _BY_CODE = {c.code: c for c in CODES}

@@ -159,6 +159,9 @@ class Evidence:
     timeline: tuple[TimeSlot, ...] = ()
     # Every registered sidecar asked to report now, by node: fresh, missing, frozen.
     reports: Mapping[str, AgentReport] = field(default_factory=lambda: MappingProxyType({}))
+    # Replicas of a shared store that did not answer (id -> where, and why): the telemetry
+    # of their agents is missing.
+    replicas_missing: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     # -- workloads and services ------------------------------------------------------------
 

@@ -84,6 +84,7 @@ class DiagnosisService:
                 "proxiesRead": sum(1 for p in evidence.proxies.values() if p.error is None),
                 "proxiesFailed": sorted(n for n, p in evidence.proxies.items() if p.error),
                 **freshness(evidence),
+                "replicasMissing": dict(evidence.replicas_missing),
                 "seconds": round(time.monotonic() - started, 3),
             },
         }
@@ -115,6 +116,7 @@ class DiagnosisService:
             timeline=tuple(TimeSlot(now - ago, length, MappingProxyType(dict(sample)))
                            for ago, length, sample in telemetry.timeline(TIMELINE_S, peers)),
             reports=MappingProxyType(reports),
+            replicas_missing=MappingProxyType(dict(peers.missing)),
         )
 
     async def refresh(self) -> dict[str, Any]:

@@ -357,6 +357,19 @@ def change_preceded_errors(evidence: Evidence, scope: Scope) -> Iterator[Finding
                 related=(service_subject(ref),), symptom=new_backend)
 
 
-RULES: tuple[Rule, ...] = (config_rejected, config_stale, proxy_disconnected,
+def replica_not_answering(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    """TUL1091: another replica did not say what its agents reported."""
+    for replica, why in sorted(evidence.replicas_missing.items()):
+        yield Finding(
+            "TUL1091", Severity.WARNING, 45.0, f"mesh/replica/{replica}",
+            f"Replica {replica} of the shared store did not answer: the telemetry its agents "
+            "reported is missing from this run, so findings about them may be missing too.",
+            (f"replica {replica}: {why}",),
+            "`tulle check` (replicas-answering) names the replicas that do not answer; start "
+            "or restart it on its host")
+
+
+RULES: tuple[Rule, ...] = (replica_not_answering, config_rejected, config_stale,
+                           proxy_disconnected,
                            xds_credential_presented_twice, proxy_memory_outlier,
                            stats_explosion, change_preceded_errors)
