@@ -398,3 +398,41 @@ def test_etcd_members_lost_one_then_quorum(tmp_path: Path, sealing_key: str) -> 
             assert absent.returncode != 0 and "not found" in absent.stderr
         finally:
             mesh.close()
+
+
+def test_when_a_replica_freezes_its_agents_and_proxies_move_to_another(
+        tmp_path: Path, etcd: str, sealing_key: str) -> None:
+    """SIGSTOP the replica two workloads use: its port still accepts, but it never answers.
+    The agents give it up after three missed heartbeats and register with the other replica;
+    the sidecars' gRPC health check of their xDS cluster fails, and they follow."""
+    store = "etcd://" + etcd.removeprefix("http://")
+    a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
+    pid = 0
+    try:
+        b.up("--store", store, "--ca-encryption-key", sealing_key)
+        a.up("--store", store, "--ca-encryption-key", sealing_key)
+        a.run("books", name="books-1")
+        web = a.run("web", name="web-1")
+        a.sync()
+        pid = a.status()["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        frozen = time.monotonic()
+
+        def moved() -> bool:
+            names = {w["name"] for w in json.loads(b.cli("get", "workloads", "-o", "json").stdout)
+                     if not w["replica"]}
+            return names == {"books-1", "web-1"}
+
+        wait_for("both agents registered with the other replica", moved, 60)
+        print(f"measured: agents moved {time.monotonic() - frozen:.1f}s after the freeze")
+        assert b.call(web, "http://books/")["status"] == 200
+        b.cli("apply", "-f", "-", stdin=FAULT)
+        wait_for("B's policy to reach web-1, whose ADS stream left the frozen replica",
+                 lambda: b.call(web, "http://books/")["status"] == 418, 60)
+        print(f"measured: B's change reached web-1 {time.monotonic() - frozen:.1f}s after "
+              "the freeze")
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+        b.close()
+        a.close()

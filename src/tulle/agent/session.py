@@ -21,6 +21,9 @@ log = logging.getLogger("tulle.agent")
 
 RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 1.0
+# The control plane sends a heartbeat every 5 s: three missed, and the session is given up.
+SILENCE_S = 15.0
+CONNECT_TIMEOUT_S = 5.0  # to open a session (a frozen replica accepts, then never answers)
 
 
 class ControlPlaneSession:
@@ -100,7 +103,8 @@ class ControlPlaneSession:
     async def _connect(self) -> dict[str, Any]:
         try:
             stream = await http.open_stream(self._host, self._port, "POST", "/v1/agent/sessions",
-                                            self._registration, headers=self._headers)
+                                            self._registration, headers=self._headers,
+                                            timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
             raise ControlPlaneUnavailable(
                 f"cannot reach the control plane at {self._host}:{self._port}: {exc}",
@@ -112,7 +116,11 @@ class ControlPlaneSession:
             stream.close()
             raise _error(stream.status, body)
         lines = stream.lines()
-        first_line = await anext(lines, None)
+        try:
+            first_line = await asyncio.wait_for(anext(lines, None), CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            stream.close()
+            raise
         if first_line is None:
             stream.close()
             raise ControlPlaneUnavailable("the control plane closed the session at once")
@@ -124,8 +132,16 @@ class ControlPlaneSession:
     async def _keep(self) -> None:
         delay = RECONNECT_MIN_S
         while not self._closing:
-            with contextlib.suppress(OSError, http.HttpError, asyncio.IncompleteReadError):
-                async for line in self._lines:
+            with contextlib.suppress(OSError, http.HttpError, asyncio.IncompleteReadError,
+                                     StopAsyncIteration):
+                while True:
+                    try:
+                        line = await asyncio.wait_for(anext(self._lines), SILENCE_S)
+                    except TimeoutError:
+                        # Not even a heartbeat: the control plane is frozen (or its host
+                        # cut off) while the connection looks open. Go to another replica.
+                        log.warning("no word from the control plane for %.0fs", SILENCE_S)
+                        break
                     message = json.loads(line)
                     if "heartbeat" not in message:
                         self._on_message(message)

@@ -21,12 +21,13 @@ def sidecar_bootstrap(workload: Workload, xds_host: str, xds_port: int,
     one (first) is gone."""
     api_type = "DELTA_GRPC" if workload.xds_protocol == "delta" else "GRPC"
     failover: dict[str, Any] = {} if not other_xds else {
-        # With other replicas to fall back on, a replica that stops accepting connections is
-        # marked down within about 2 s, and the ADS stream moves to the next priority.
+        # With other replicas to fall back on, a replica that does not answer gRPC's health
+        # check (dead, or frozen: its port still accepts) is marked down within about 2 s,
+        # and the ADS stream moves to the next priority.
         # (no_traffic_interval too: Envoy's default, 60 s, applies to this cluster.)
         "health_checks": [{"timeout": "1s", "interval": "1s", "no_traffic_interval": "1s",
                            "unhealthy_threshold": 2, "healthy_threshold": 1,
-                           "tcp_health_check": {}}]}
+                           "grpc_health_check": {}}]}
     return {
         "node": {
             "id": workload.node_id,

@@ -301,6 +301,19 @@ def _bearer(metadata: Any) -> str:
     return ""
 
 
+def _health_handler() -> grpc.GenericRpcHandler:
+    """grpc.health.v1.Health/Check, SERVING while the event loop runs: the sidecars' health
+    check of their xDS cluster, when there are replicas to fail over to. A frozen control
+    plane still accepts connections (the kernel does) but cannot answer this."""
+    async def check(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return b"\x08\x01"  # HealthCheckResponse{status: SERVING}
+
+    return grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+        "Check": grpc.unary_unary_rpc_method_handler(
+            check, request_deserializer=lambda data: data,
+            response_serializer=lambda data: data)})
+
+
 def build_server(hub: XdsHub, address: str,
                  access_logs: AccessLogReceiver | None = None
                  ) -> tuple[grpc.aio.Server, int]:
@@ -346,6 +359,7 @@ def build_server(hub: XdsHub, address: str,
         ("grpc.server.max_pending_requests_hard_limit", 32768),
     ])
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
+    server.add_generic_rpc_handlers((_health_handler(),))
     if access_logs is not None:
         server.add_generic_rpc_handlers((access_log_handler(access_logs, _bearer),))
     try:

@@ -38,4 +38,4 @@ def test_other_replicas_are_lower_priorities_with_health_checks_to_move_by() -> 
         (1, [{"address": "10.0.0.2", "port_value": 15710}]),
         (2, [{"address": "10.0.0.3", "port_value": 15711}])]
     [check] = xds["health_checks"]
-    assert "tcp_health_check" in check and check["no_traffic_interval"] == "1s"
+    assert "grpc_health_check" in check and check["no_traffic_interval"] == "1s"
