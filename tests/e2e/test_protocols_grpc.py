@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.mesh import Mesh
+from tests.support.mesh import Mesh, wait_for
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.envoy
@@ -90,3 +90,42 @@ def test_server_reflection_lists_services_by_name_and_through_upstream(mesh: Mes
     # Reflection is a bidirectional stream: both ways carry it.
     assert _by_name_call(mesh, "reflect") == expected
     assert _upstream_call(mesh, "reflect") == expected
+
+
+def _state(mesh: Mesh, name: str) -> tuple[str, str]:
+    [w] = [w for w in mesh.api.get("/v1/workloads") if w["name"] == name]
+    return w["state"], w["stateReason"]
+
+
+def test_grpc_health_decides_readiness_and_an_app_without_it_is_ready_on_accept(
+        mesh: Mesh, tmp_path: Path) -> None:
+    mesh.cli("apply", "-f", "-", stdin=GRPC_SERVICE)
+    health = tmp_path / "greeter-2.health"
+    _greeter(mesh, "greeter-1")  # no health service: ready once its port accepts
+    _greeter(mesh, "greeter-2", "--health", str(health))  # SERVING
+    mesh.sync()
+    calls = _upstream_call(mesh, "20")
+    assert set(calls["answered"]) == {"greeter-1", "greeter-2"}, calls
+
+    health.write_text("NOT_SERVING")
+    reason = "the gRPC health check (grpc.health.v1) says NOT_SERVING"
+    wait_for("greeter-2 not ready", lambda: _state(mesh, "greeter-2") == ("not-ready", reason)
+             or None)
+    mesh.sync()
+    assert _upstream_call(mesh, "20") == {"answered": {"greeter-1": 20}, "failures": {}}
+    # Shown with its reason: get, describe, diagnose.
+    table = mesh.cli("get", "workloads").stdout
+    [row] = [line for line in table.splitlines() if line.split()[1] == "greeter-2"]
+    assert "not-ready" in row and reason in row, table
+    described = mesh.cli("describe", "service", "greeter").stdout
+    assert f"greeter-2 (no version, not-ready: {reason})" in described, described
+    report = json.loads(mesh.cli("diagnose", "-o", "json", check=False).stdout)
+    [finding] = [f for f in report["findings"] if f["code"] == "TUL1002"]
+    assert "greeter-2" in finding["cause"] and "NOT_SERVING" in finding["cause"], finding
+
+    health.write_text("SERVING")
+    wait_for("greeter-2 ready again", lambda: _state(mesh, "greeter-2") == ("ready", "")
+             or None)
+    mesh.sync()
+    calls = _upstream_call(mesh, "20")
+    assert set(calls["answered"]) == {"greeter-1", "greeter-2"}, calls

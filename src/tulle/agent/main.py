@@ -29,6 +29,7 @@ from tulle.agent.envoy import EnvoyProcess, die_with_parent
 from tulle.agent.envoyadmin import EnvoyAdmin
 from tulle.agent.envoylog import EnvoyLog
 from tulle.agent.identity import Enrolment, IdentityKeeper, prepare_first_key
+from tulle.agent.readiness import PROBE_KINDS, ProbeKind, Readiness, probe
 from tulle.agent.session import ControlPlaneSession
 from tulle.agent.telemetry import Telemetry, interval_from_env
 from tulle.errors import EnvoyError, UsageError
@@ -73,6 +74,8 @@ class Agent:
         self._telemetry: Telemetry | None = None
         self._envoy: EnvoyProcess | None = None
         self.envoy_restarts = 0  # Envoys that exited and were restarted (telemetry reports it)
+        # How to tell the application is ready; the control plane says (its service's protocol).
+        self.probe_kind: ProbeKind = "connect"
 
     async def run(self) -> int:
         self._starting = asyncio.current_task()
@@ -131,6 +134,7 @@ class Agent:
             spiffe_id(endpoint.trust_domain, config.namespace, account))
         try:
             first = await session.open()
+            self._set_probe(first.get("probe"))
             # The certificate first: the proxy's listeners and clusters wait for it.
             enrolment = first["identity"]
             self._identity = IdentityKeeper(session.node_id, identity_dir,
@@ -227,13 +231,21 @@ class Agent:
             self._identity.move_to(str(replica["host"]), int(replica["identityPort"]))
 
     def _on_control_message(self, message: dict[str, Any]) -> None:
-        """From the control plane, over the session: a new trust bundle, or "renew now"."""
+        """From the control plane, over the session: a new trust bundle, "renew now", or the
+        readiness probe its service's protocol calls for."""
+        if "probe" in message:
+            self._set_probe(message["probe"])
         if self._identity is None:
             return
         if "bundle" in message:
             self._identity.renew_soon(bundle=str(message["bundle"]))
         if message.get("renew"):
             self._identity.renew_soon()
+
+    def _set_probe(self, kind: object) -> None:
+        if kind in PROBE_KINDS and kind != self.probe_kind:
+            log.info("readiness probe: %s", kind)
+            self.probe_kind = kind
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -277,15 +289,23 @@ class Agent:
         self._stop.set()
 
     async def _probe(self, session: ControlPlaneSession, envoy: EnvoyProcess) -> None:
-        """Report ready while Envoy runs and the application accepts connections."""
+        """Report ready while Envoy runs and the application is ready (``readiness``); when it
+        is not, with the reason."""
         port = self.config.app_port
         ever_ready = False
         while True:
-            ok = envoy.ready and (port is None or await _accepts(port))
-            ever_ready = ever_ready or ok
-            wanted = "ready" if ok else ("not-ready" if ever_ready else "starting")
-            if wanted != session.state:
-                await session.report(wanted)
+            if not envoy.ready:
+                found = Readiness(False, "its sidecar's Envoy is not ready")
+            elif port is None:
+                found = Readiness(True)
+            else:
+                found = await probe(self.probe_kind, port)
+            ever_ready = ever_ready or found.ready
+            wanted = "ready" if found.ready else ("not-ready" if ever_ready else "starting")
+            if (wanted, found.reason) != (session.state, session.reason):
+                if found.reason:
+                    log.info("not ready: %s", found.reason)
+                await session.report(wanted, found.reason)
             await asyncio.sleep(PROBE_SLOW_S if ever_ready else PROBE_FAST_S)
 
     async def _supervise(self, envoy: EnvoyProcess, session: ControlPlaneSession) -> None:
@@ -300,7 +320,7 @@ class Agent:
             log.error("Envoy exited unexpectedly (code %s); restarting:\n%s", code,
                       envoy.log_tail())
             if session.state == "ready":
-                await session.report("not-ready")
+                await session.report("not-ready", "its sidecar's Envoy exited; restarting it")
             await asyncio.sleep(delay)
             delay = min(delay * 2, ENVOY_RESTART_MAX_S)
             await envoy.start()
@@ -355,15 +375,6 @@ def _process(pid: int | None) -> dict[str, Any]:
     """A process as diagnose reads it: pid, state letter (T: stopped), command line."""
     state, command = process_state(pid or 0)
     return {"pid": pid, "state": state, "command": command[:200]}
-
-
-async def _accepts(port: int) -> bool:
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(LOOPBACK, port), 1.0)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    return True
 
 
 def configure_logging(workdir: Path) -> None:

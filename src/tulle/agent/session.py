@@ -42,6 +42,7 @@ class ControlPlaneSession:
         self._registration = dict(registration)
         self.node_id = f"{registration['name']}.{registration['namespace']}"
         self.state = "starting"  # what we want the control plane to believe
+        self.reason = ""  # and why, when it is not ready
         self._stream: http.LineStream | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._closing = False
@@ -54,13 +55,14 @@ class ControlPlaneSession:
         self._keeper = asyncio.create_task(self._keep())
         return first
 
-    async def report(self, state: str) -> dict[str, Any] | None:
-        """Tell the control plane our state; retried after reconnects if it is away now."""
-        self.state = state
+    async def report(self, state: str, reason: str = "") -> dict[str, Any] | None:
+        """Tell the control plane our state (and why, when not ready); retried after
+        reconnects if it is away now."""
+        self.state, self.reason = state, reason
         if self._stream is None:
             return None  # never registered
         try:
-            return await self._send_state(state)
+            return await self._send_state(state, reason)
         except (TulleError, OSError, http.HttpError, TimeoutError) as exc:
             log.warning("could not report state %s yet: %s", state, exc)
             return None
@@ -165,9 +167,11 @@ class ControlPlaneSession:
             before = (self._host, self._port)
             self._host, self._port = str(replica["host"]), int(replica["apiPort"])
             try:
-                await self._connect()
+                first = await self._connect()
+                if "probe" in first:  # a new control plane may say otherwise
+                    self._on_message({"probe": first["probe"]})
                 self.reconnects += 1
-                await self._send_state(self.state)
+                await self._send_state(self.state, self.reason)
             except (TulleError, OSError, http.HttpError, TimeoutError) as exc:
                 log.debug("reconnect to %s:%d failed: %s", self._host, self._port, exc)
                 self._host, self._port = before
@@ -181,11 +185,11 @@ class ControlPlaneSession:
             return True
         return False
 
-    async def _send_state(self, state: str) -> dict[str, Any]:
+    async def _send_state(self, state: str, reason: str = "") -> dict[str, Any]:
         try:
             response = await http.request_json(
                 self._host, self._port, "POST", f"/v1/agent/workloads/{self.node_id}/state",
-                {"state": state}, headers=self._headers, timeout=15.0)
+                {"state": state, "reason": reason}, headers=self._headers, timeout=15.0)
         except (OSError, TimeoutError) as exc:
             raise ControlPlaneUnavailable(f"cannot reach the control plane: {exc}") from exc
         if response.status != 200:

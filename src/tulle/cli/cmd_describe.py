@@ -43,8 +43,10 @@ def _text(d: dict[str, Any]) -> str:
              f"{origin})"]
     if d["selector"]:
         lines.append("Selector: " + ", ".join(f"{k}={v}" for k, v in d["selector"].items()))
-    instances = ", ".join(f"{i['name']} ({i['version'] or 'no version'}, {i['state']})"
-                          for i in d["instances"])
+    instances = ", ".join(
+        f"{i['name']} ({i['version'] or 'no version'}, {i['state']}"
+        + (f": {i['stateReason']}" if i.get("stateReason") else "") + ")"
+        for i in d["instances"])
     lines.append(f"Instances: {instances or 'none'}")
     lines.append("Identities: " + (", ".join(d["identities"]) or "-"))
     lines += ["", "Routes, in match order:"]

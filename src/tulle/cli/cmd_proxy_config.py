@@ -66,7 +66,8 @@ def fetch_app(client: ApiClient, node: str) -> config_dump.AppReadiness | None:
     workloads: list[dict[str, Any]] = client.get("/v1/workloads", {"namespace": namespace})
     for workload in workloads:
         if workload.get("name") == name and workload.get("appPort"):
-            return config_dump.AppReadiness(int(workload["appPort"]), str(workload["state"]))
+            return config_dump.AppReadiness(int(workload["appPort"]), str(workload["state"]),
+                                            str(workload.get("stateReason") or ""))
     return None
 
 

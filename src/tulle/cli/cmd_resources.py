@@ -149,12 +149,19 @@ def _only(items: list[dict[str, Any]], name: str | None, what: str) -> list[dict
 
 
 def _workloads_table(items: list[dict[str, Any]]) -> str:
-    rows = [(w["namespace"], w["name"], w["service"], w["version"], w["state"],
-             f"{w['address']}:{w['inboundPort']}" if w["inboundPort"] else "",
-             w["appPort"], _proxy_state(w), age(w["registeredAt"]))
-            for w in items]
-    return table(("NAMESPACE", "NAME", "SERVICE", "VERSION", "STATE", "INBOUND", "APP-PORT",
-                  "PROXY", "AGE"), rows)
+    rows: list[tuple[Any, ...]] = [
+        (w["namespace"], w["name"], w["service"], w["version"], w["state"],
+         f"{w['address']}:{w['inboundPort']}" if w["inboundPort"] else "",
+         w["appPort"], _proxy_state(w), age(w["registeredAt"]))
+        for w in items]
+    headers: tuple[str, ...] = ("NAMESPACE", "NAME", "SERVICE", "VERSION", "STATE", "INBOUND",
+                                "APP-PORT", "PROXY", "AGE")
+    if any(w.get("stateReason") for w in items):
+        # Why an instance is not ready, as its agent's probe found (a gRPC health check
+        # saying NOT_SERVING, a port that does not accept): only when one has a reason.
+        rows = [(*row, w.get("stateReason") or "") for row, w in zip(rows, items, strict=True)]
+        headers = (*headers, "REASON")
+    return table(headers, rows)
 
 
 def _proxy_state(workload: dict[str, Any]) -> str:

@@ -72,6 +72,11 @@ def _why(client: ApiClient, namespace: str, name: str, service: dict[str, Any] |
     if not workloads:
         return "it has no instance that serves traffic"
     return "; ".join(f"{w['name']} is {w['state']}"
-                     + (f" (its application does not accept connections on port "
-                        f"{w['appPort']})" if w["state"] in ("starting", "not-ready") else "")
+                     + (f" ({_not_ready_reason(w)})"
+                        if w["state"] in ("starting", "not-ready") else "")
                      for w in workloads)
+
+
+def _not_ready_reason(workload: dict[str, Any]) -> str:
+    return str(workload.get("stateReason") or
+               f"its application does not accept connections on port {workload['appPort']}")

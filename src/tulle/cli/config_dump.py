@@ -171,10 +171,13 @@ class AppReadiness:
 
     port: int
     state: str  # a WorkloadState value: starting, ready, not-ready, draining
+    reason: str = ""  # why not ready, when the probe said more than "does not accept"
 
 
 def _app_health(app: AppReadiness) -> tuple[str, str] | None:
     """(health, detail) of the inbound endpoint when the application is not ready."""
+    if app.state in ("not-ready", "starting") and "health check" in app.reason:
+        return "NOT READY", f"{app.reason} (see `tulle diagnose`, TUL1002)"
     if app.state == "not-ready":
         return "NOT READY", (f"app not listening on {app.port} (it stopped accepting "
                              "connections; see `tulle diagnose`, TUL1002)")

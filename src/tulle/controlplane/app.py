@@ -143,7 +143,8 @@ class ControlPlane:
                 other_xds=tuple((str(r["host"]), int(r["xdsPort"]))
                                 for r in self._other_replicas())),
             push=self.config.push, wait_synced=self.hub.wait_synced,
-            connected=self.hub.connected, control_planes=self._control_planes)
+            connected=self.hub.connected, control_planes=self._control_planes,
+            mesh=self._mesh)
         agents = AgentClient(self.registry.get, self.registry.credentials)
         self.services = Services(
             resources=self.resources,
@@ -250,6 +251,7 @@ class ControlPlane:
     def _publish(self, mesh: MeshSnapshot) -> None:
         self.taps.replan(mesh)
         self.hub.push_all()
+        self.sessions.published(mesh)
 
     def _identity(self) -> MeshIdentity:
         return MeshIdentity(self.ca.trust_domain, self.ca.bundle_pem(),

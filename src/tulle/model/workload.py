@@ -47,6 +47,9 @@ class Workload:
     pid: int
     service_account: str = ""  # empty: the service's name
     agent_version: str = ""  # tulle's version in its agent; empty: not reported
+    # Why it is not ready, as its agent's probe found ("the gRPC health check (grpc.health.v1)
+    # says NOT_SERVING"); empty when ready or not said.
+    state_reason: str = ""
 
     @property
     def account(self) -> str:
@@ -92,6 +95,7 @@ class Workload:
                           for u in self.upstreams],
             "xdsProtocol": self.xds_protocol,
             "state": self.state.value,
+            "stateReason": self.state_reason,
             "registeredAt": self.registered_at,
             "pid": self.pid,
             "serviceAccount": self.account,
@@ -124,6 +128,7 @@ class Workload:
             pid=int(data.get("pid", 0)),
             service_account=str(data.get("serviceAccount", "")),
             agent_version=str(data.get("agentVersion", "")),
+            state_reason=str(data.get("stateReason", "")),
         )
 
 

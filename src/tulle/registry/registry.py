@@ -110,14 +110,19 @@ class WorkloadRegistry:
         del self._sessions[node_id]
         self.remove(node_id, reason="agent session ended")
 
-    def set_state(self, node_id: str, state: WorkloadState) -> Workload:
+    def set_state(self, node_id: str, state: WorkloadState, reason: str = "") -> Workload:
+        """``reason``: why it is not ready, as its agent's probe found (kept only then)."""
         workload = self._get(node_id)
-        if workload.state is not state:
-            workload = dataclasses.replace(workload, state=state)
+        if state is WorkloadState.READY:
+            reason = ""
+        if (workload.state, workload.state_reason) != (state, reason):
+            moved = workload.state is not state
+            workload = dataclasses.replace(workload, state=state, state_reason=reason)
             self._workloads[node_id] = workload
             self._persist(workload)
-            log.info("%s is %s", node_id, state.value)
-            self._on_change()
+            log.info("%s is %s%s", node_id, state.value, f": {reason}" if reason else "")
+            if moved:  # only the state decides the endpoints
+                self._on_change()
         return workload
 
     def set_certificate(self, node_id: str, certificate: WorkloadCertificate) -> None:

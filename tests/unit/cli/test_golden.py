@@ -24,6 +24,12 @@ WORKLOADS = [
      "state": "starting", "address": "127.0.0.1", "inboundPort": None, "appPort": None,
      "proxyConnected": False, "registeredAt": NOW - 12},
 ]
+# With a reason a probe gave, the table grows a REASON column.
+WORKLOADS_NOT_READY = [*WORKLOADS, {
+    "namespace": "default", "name": "greeter-2", "service": "greeter", "version": "",
+    "state": "not-ready", "stateReason": "the gRPC health check (grpc.health.v1) says "
+    "NOT_SERVING", "address": "127.0.0.1", "inboundPort": 40002, "appPort": 50051,
+    "proxyConnected": True, "registeredAt": NOW - 30}]
 SERVICES = [
     {"namespace": "default", "name": "books", "protocol": "http", "declared": True,
      "workloads": ["books-1", "books-2"], "endpoints": [{"workload": "books-1"}],
@@ -67,6 +73,7 @@ WARNINGS = [
 
 CASES: dict[str, tuple[Callable[[Any], str], Any]] = {
     "workloads": (cmd_resources._workloads_table, WORKLOADS),
+    "workloads_not_ready": (cmd_resources._workloads_table, WORKLOADS_NOT_READY),
     "services": (cmd_resources._services_table, SERVICES),
     "proxies": (cmd_resources._proxies_table, [ProxySync.from_json(p) for p in PROXIES]),
     "resources": (cmd_resources._resources_table, RESOURCES),

@@ -99,3 +99,30 @@ def test_an_unknown_state_is_a_usage_error_naming_the_valid_ones(tmp_path: Path)
     with pytest.raises(UsageError) as caught:
         asyncio.run(sessions.set_state("books-1.default", "sleepy"))
     assert "ready" in (caught.value.hint or "")
+
+
+def test_the_greeting_and_later_snapshots_say_which_readiness_probe_to_run(
+        tmp_path: Path) -> None:
+    from tests.unit.xds.meshes import mesh
+    from tests.unit.xds.meshes import service as service_manifest
+
+    reg = registry(tmp_path)
+    channels = AgentChannels()
+    current = [mesh(1)]  # no Service resource: http, the port accepting is enough
+    sessions = SessionService(reg, channels, enrol=lambda w: {}, bootstrap=lambda w, t: {},
+                              push=FakePush(), wait_synced=FakeProxies().wait_synced,
+                              connected=FakeProxies().connected, mesh=lambda: current[0])
+
+    async def body() -> list[object]:
+        session = sessions.open(workload("greeter-1", "greeter"), CREDS)
+        sessions.published(current[0])  # unchanged: nothing to say
+        current[0] = mesh(2, manifests=[service_manifest("greeter", "grpc")])
+        sessions.published(current[0])
+        sessions.published(current[0])  # said once
+        return [session.greeting["probe"], await session.next_message(),
+                await session.next_message(heartbeat_s=0.01)]
+
+    greeting, told, then = asyncio.run(body())
+    assert greeting == "connect"
+    assert told == {"probe": "grpc"}
+    assert isinstance(then, dict) and "heartbeat" in then

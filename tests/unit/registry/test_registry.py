@@ -137,3 +137,21 @@ def test_the_current_and_the_previous_certificate_vouch_across_a_restart(tmp_pat
     registry.register(workload("books-1", "books"),
                       Credentials(xds_token="y" * 20, agent_token="b" * 20))
     assert serials(registry, "books-1.default") == []
+
+def test_a_not_ready_reason_is_kept_until_ready_and_only_the_state_rebuilds(
+        tmp_path: Path) -> None:
+    registry, recorder = make(tmp_path)
+    registry.register(workload("greeter-1", "greeter"), CREDS)
+    node = "greeter-1.default"
+    registry.set_state(node, WorkloadState.NOT_READY, "the gRPC health check says NOT_SERVING")
+    registry.set_state(node, WorkloadState.NOT_READY, "the application does not accept")
+    got = registry.get(node)
+    assert got is not None and got.state_reason == "the application does not accept"
+    assert got.to_dict()["stateReason"] == "the application does not accept"
+    assert recorder.changes == 2  # registration, then not-ready: a new reason moves nothing
+    reopened, _ = make(tmp_path)
+    reopened.restore()
+    restored = reopened.get(node)
+    assert restored is not None and restored.state_reason == "the application does not accept"
+    ready = registry.set_state(node, WorkloadState.READY, "ignored when ready")
+    assert ready.state_reason == ""

@@ -57,7 +57,8 @@ def routes(sessions: SessionService, identity: IdentityService,
 
     async def set_state(request: web.Request) -> web.StreamResponse:
         body = await json_object(request, example='{"state": "ready"}')
-        change = await sessions.set_state(request.match_info["node"], body.get("state"))
+        change = await sessions.set_state(request.match_info["node"], body.get("state"),
+                                          str(body.get("reason") or "")[:500])
         result: dict[str, Any] = {"state": change.state.value}
         if change.synced is not None:
             result["synced"] = change.synced

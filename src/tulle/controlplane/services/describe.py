@@ -35,7 +35,8 @@ def describe_service(mesh: MeshSnapshot, ref: ServiceRef) -> dict[str, Any]:
         "declaredBy": str(resource.key) if resource else None,
         "selector": dict(service.selector),
         "identities": list(service.identities),
-        "instances": [{"name": w.name, "version": w.version, "state": w.state.value}
+        "instances": [{"name": w.name, "version": w.version, "state": w.state.value,
+                       "stateReason": w.state_reason}
                       for w in instances],
         "endpoints": [e.workload for e in mesh.endpoints_of(ref)],
         "routes": _routes(mesh, service),

@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 
 from tulle.controlplane.services import Push, WaitSynced
 from tulle.errors import UsageError
+from tulle.model.mesh import MeshSnapshot
+from tulle.model.meta import ServiceRef
 from tulle.model.workload import Workload, WorkloadState
 from tulle.registry.registry import Credentials, WorkloadRegistry
 
@@ -24,6 +26,14 @@ HEARTBEAT_S = 5.0
 DRAIN_SYNC_TIMEOUT_S = 5.0
 
 Message = dict[str, Any]
+
+
+def readiness_probe(mesh: MeshSnapshot, ref: ServiceRef) -> str:
+    """How an instance of ``ref`` shows it is ready: "grpc" (the standard grpc.health.v1
+    check, or the port accepting if the application does not implement it) for gRPC
+    services, "connect" (the port accepts) for the rest."""
+    service = mesh.services.get(ref)
+    return "grpc" if service is not None and service.protocol == "grpc" else "connect"
 
 
 class AgentChannels:
@@ -92,8 +102,11 @@ class SessionService:
                  enrol: Callable[[Workload], Message],
                  bootstrap: Callable[[Workload, str], Message], push: Push,
                  wait_synced: WaitSynced, connected: Callable[[], list[str]],
-                 control_planes: Callable[[], list[Message]] = list) -> None:
+                 control_planes: Callable[[], list[Message]] = list,
+                 mesh: Callable[[], MeshSnapshot] | None = None) -> None:
         self._control_planes = control_planes
+        self._mesh = mesh
+        self._probes: dict[str, str] = {}  # node id -> the readiness probe it was told
         self._registry = registry
         self._channels = channels
         self._enrol = enrol
@@ -115,24 +128,42 @@ class SessionService:
             # Every replica the agent may fail over to, this one first (empty: no others).
             "controlPlanes": self._control_planes(),
         }
+        if self._mesh is not None:
+            probe = readiness_probe(self._mesh(), registered.service_ref)
+            greeting["probe"] = self._probes[workload.node_id] = probe
         queue = self._channels.open(workload.node_id)
         return AgentSession(self, registered, session_id, greeting, queue)
+
+    def published(self, mesh: MeshSnapshot) -> None:
+        """A new snapshot: tell each connected agent whose readiness probe it changed (a
+        Service declared or redeclared its protocol)."""
+        for node_id, queue in self._channels.queues.items():
+            workload = self._registry.get(node_id)
+            if workload is None:
+                continue
+            probe = readiness_probe(mesh, workload.service_ref)
+            if self._probes.get(node_id) != probe:
+                self._probes[node_id] = probe
+                queue.put_nowait({"probe": probe})
 
     def session_ended(self, session: AgentSession) -> None:
         node_id = session.workload.node_id
         self._channels.close(node_id, session.queue)
+        if node_id not in self._channels.queues:
+            self._probes.pop(node_id, None)
         # Sessions that end because *we* stop keep their registrations: agents come back.
         if not self._stopping:
             self._registry.session_ended(node_id, session.id)
 
-    async def set_state(self, node_id: str, raw_state: object) -> StateChange:
+    async def set_state(self, node_id: str, raw_state: object, reason: str = ""
+                        ) -> StateChange:
         try:
             state = WorkloadState(str(raw_state))
         except ValueError as exc:
             raise UsageError(f"unknown workload state {raw_state!r}",
                              hint="one of: " + ", ".join(s.value for s in WorkloadState)
                              ) from exc
-        self._registry.set_state(node_id, state)
+        self._registry.set_state(node_id, state, reason)
         if state is not WorkloadState.DRAINING:
             return StateChange(state)
         # Push the removal now and wait until every proxy has it: only then can the agent stop

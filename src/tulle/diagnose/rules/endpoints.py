@@ -167,7 +167,8 @@ def _all_ejected(evidence: Evidence, ref: ServiceRef,
 
 
 def instance_not_ready(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
-    """TUL1002: a registered instance whose application does not accept connections."""
+    """TUL1002: a registered instance whose application does not accept connections, or
+    whose gRPC health check says it is not serving."""
     for node, workload in sorted(evidence.workloads.items()):
         if workload.state not in (WorkloadState.STARTING, WorkloadState.NOT_READY):
             continue
@@ -178,7 +179,12 @@ def instance_not_ready(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         if workload.state is WorkloadState.STARTING and since < STARTUP_GRACE_S and not failed:
             continue  # starting, and nobody fails on it yet: a phase, not a finding
         port = workload.app_port
-        if workload.state is WorkloadState.STARTING:
+        health = "gRPC health check" in workload.state_reason
+        if health:
+            # It accepts connections; its own grpc.health.v1 status says it should get none.
+            cause = (f"The application of {node} accepts connections on port {port}, but "
+                     f"{workload.state_reason}, so it gets no traffic.")
+        elif workload.state is WorkloadState.STARTING:
             cause = (f"The application of {node} has not accepted a connection on port {port} "
                      f"in the {since:.0f}s since it registered, so it gets no traffic.")
         else:
@@ -194,14 +200,19 @@ def instance_not_ready(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
                       "upstream); the application never saw them.")
         lines = [f"{node}: state {workload.state.value}, application port {port} "
                  f"(tulle run --port {port}), registered {since:.0f}s ago"]
+        if workload.state_reason:
+            lines.append(f"{node}'s agent: {workload.state_reason}")
         lines += [line.format(service=ref.host) for line in _caller_lines(callers, tcp)]
+        fix = (f"find why {workload.name}'s application reports itself not serving (it sets "
+               "its own grpc.health.v1 status); meanwhile callers go to its other instances, if any"
+               if health else
+               f"make the application listen on {workload.address}:{port}, or run it with the "
+               f"port it listens on: `tulle run --service {ref.name} --name {workload.name} "
+               "--port ACTUAL_PORT -- COMMAND`")
         yield Finding(
             "TUL1002", Severity.CRITICAL if failed else Severity.ERROR,
             impact(failed, sum(c[1] for c in callers), base=55), proxy_subject(node), cause,
-            tuple(lines),
-            f"make the application listen on {workload.address}:{port}, or run it with the "
-            f"port it listens on: `tulle run --service {ref.name} --name {workload.name} "
-            "--port ACTUAL_PORT -- COMMAND`",
+            tuple(lines), fix,
             related=(service_subject(ref),), sources=tuple(proxy_subject(c[0]) for c in callers))
 
 
