@@ -71,8 +71,9 @@ def test_service_rate_limit_answers_429_with_headers(mesh: Mesh) -> None:
 def test_route_rate_limit_applies_to_its_rule_only(mesh: Mesh) -> None:
     port = start(mesh)
     mesh.cli("apply", "-f", "-", stdin=ROUTE_LIMIT)
-    # Routes come by RDS: once ACKed, every connection (old ones too) takes the new table,
-    # whose buckets start full.
+    # The route table (RDS) carries the bucket, which starts full; the listener gains the
+    # rate-limit filter (LDS) only now that a route uses it. Each request here opens a new
+    # connection, so it meets both once they are ACKed.
     mesh.sync()
     searches = [request(port, "/search?q=x").status for _ in range(8)]
     assert searches[:3] == [200] * 3 and searches.count(429) >= 4, searches
@@ -114,6 +115,11 @@ def test_fault_injection_hits_the_configured_share_of_matching_requests(mesh: Me
     assert {r.status for r in plain} == {200}  # no header, no faults
     # (A loaded CI machine may stall a request now and then; 20 % delays would show.)
     assert sum(r.seconds >= 0.19 for r in plain) <= 5
+    # Removed at run time: the route loses its fault config and the listener its fault
+    # filter. 40 matching requests all answered (30 % aborts would leave 1 in 600,000 so).
+    mesh.cli("delete", "trafficpolicy", "books-chaos")
+    mesh.sync()
+    assert {request(port, "/", headers={"x-chaos": "on"}).status for _ in range(40)} == {200}
 
 
 def test_a_listener_change_lets_requests_in_flight_finish(mesh: Mesh) -> None:

@@ -186,6 +186,8 @@ class ConfigCompiler:
         self.memo = ResourceMemo()
         self._mesh_version = -1
         self._shared: dict[str, SharedConfig] = {}  # by namespace, at ``_mesh_version``
+        # The optional HTTP filters the outbound route tables use, at ``_mesh_version``.
+        self._outbound_filters: frozenset[str] = frozenset()
         self._last_shared: dict[str, SharedConfig] = {}  # by namespace, the newest built
         self._serials = itertools.count(1)
         # Per namespace, the virtual hosts of the last outbound route table built, by their
@@ -201,6 +203,8 @@ class ConfigCompiler:
             self._mesh_version = mesh.version
             self._shared = {}
             self.memo.advance()
+            self._outbound_filters = routes.optional_filters(tuple(
+                (service, mesh.routes.get(ref, ())) for ref, service in mesh.services.items()))
         shared = self._shared.get(proxy.namespace)
         if shared is None:
             shared = self._shared[proxy.namespace] = self._build_shared(mesh, proxy.namespace)
@@ -222,7 +226,7 @@ class ConfigCompiler:
         http10 = mesh.settings.http.accept_http10
         own_listeners = [memo.get(types.LISTENER, listeners.outbound_listener,
                                   proxy.outbound_port, proxy.namespace, tracer, logs.outbound(),
-                                  http10)]
+                                  http10, self._outbound_filters)]
         own_routes: list[EncodedResource] = []
         if proxy.app_port is not None:
             own_protocol = own_service.protocol if own_service else "http"
@@ -245,12 +249,14 @@ class ConfigCompiler:
                                                  True))
         for bind in proxy.upstreams:
             service = mesh.services.get(bind.service) or MeshService(bind.service, "http", False)
+            attached = mesh.routes.get(bind.service, ())
             own_listeners.append(memo.get(types.LISTENER, listeners.upstream_listener,
                                           bind.local_port, bind.service, service.protocol,
-                                          tracer, logs.upstream(bind.service), http10))
+                                          tracer, logs.upstream(bind.service), http10,
+                                          routes.optional_filters(((service, attached),))))
             if is_http(service.protocol):
                 own_routes.append(memo.get(types.ROUTE, routes.upstream_route_config, service,
-                                           mesh.routes.get(bind.service, ())))
+                                           attached))
         return ProxyConfig.build(mesh.version, {
             types.SECRET: own_secrets,
             types.CLUSTER: own_clusters,

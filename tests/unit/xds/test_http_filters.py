@@ -30,15 +30,26 @@ MILLION = percent_pb2.FractionalPercent.MILLION
 
 def limiter(chain: list[hcm.HttpFilter]) -> local_rate_limit_pb2.LocalRateLimit:
     config = local_rate_limit_pb2.LocalRateLimit()
-    assert chain[1].typed_config.Unpack(config)
+    [found] = [f for f in chain if f.name == RATE_LIMIT]
+    assert found.typed_config.Unpack(config)
     return config
 
 
-def test_chain_is_fault_rate_limit_grpc_stats_router() -> None:
-    chain = http_filters()
-    assert [f.name for f in chain] == [FAULT, RATE_LIMIT, GRPC_STATS, ROUTER]
-    # Off by default: no bucket until a route or the service switches it on.
-    config = limiter(chain)
+@pytest.mark.parametrize(("service_limit", "optional", "expected"), [
+    (None, frozenset(), [GRPC_STATS, ROUTER]),
+    (None, frozenset({FAULT}), [FAULT, GRPC_STATS, ROUTER]),
+    (None, frozenset({RATE_LIMIT}), [RATE_LIMIT, GRPC_STATS, ROUTER]),
+    (None, frozenset({RATE_LIMIT, FAULT}), [FAULT, RATE_LIMIT, GRPC_STATS, ROUTER]),
+    (RateLimit(requests=1), frozenset(), [RATE_LIMIT, GRPC_STATS, ROUTER]),
+    (RateLimit(requests=1), frozenset({RATE_LIMIT}), [RATE_LIMIT, GRPC_STATS, ROUTER]),
+], ids=["bare", "fault", "rate limit", "both", "service limit", "service and route limits"])
+def test_chain_holds_what_is_used(service_limit: RateLimit | None, optional: frozenset[str],
+                                  expected: list[str]) -> None:
+    assert [f.name for f in http_filters(service_limit, optional)] == expected
+
+
+def test_a_chain_for_route_rate_limits_is_off_until_a_route_switches_it_on() -> None:
+    config = limiter(http_filters(None, frozenset({RATE_LIMIT})))
     assert config.stat_prefix == "http_local_rate_limiter"
     assert not config.HasField("token_bucket")
 

@@ -1,9 +1,11 @@
 """HTTP filters of the connection managers, and their per-route configuration.
 
-Every HTTP connection manager carries the same chain: fault injection, local rate limit, gRPC
-statistics, router.
-The first two do nothing by default; a route switches them on with a per-route config. That
-keeps listeners identical whatever the policies, so a policy change is a route change only.
+A connection manager's chain is: fault injection and local rate limit where they are used,
+gRPC statistics, router. Envoy applies a route's per-filter config (``per_route``) only when
+the filter is in the chain, so a listener whose routes inject faults or limit rates carries
+those filters (doing nothing by default; the route switches them on), and one whose routes do
+not, does not: a request then crosses two filters fewer. A policy that starts or stops using
+one changes the listener too (``optional_filters`` in routes.py decides which).
 """
 
 from __future__ import annotations
@@ -34,14 +36,22 @@ ROUTER = "envoy.filters.http.router"
 GRPC_STATS = "envoy.filters.http.grpc_stats"
 
 
-def http_filters(service_rate_limit: RateLimit | None = None) -> list[hcm.HttpFilter]:
-    """The chain: fault, local rate limit (on for a whole service when given), router."""
-    limiter = (local_rate_limit(service_rate_limit, "inbound_ratelimit")
-               if service_rate_limit else
-               local_rate_limit_pb2.LocalRateLimit(stat_prefix="http_local_rate_limiter"))
+def http_filters(service_rate_limit: RateLimit | None = None,
+                 optional: frozenset[str] = frozenset()) -> list[hcm.HttpFilter]:
+    """The chain: fault (when ``optional`` holds FAULT), local rate limit (on for a whole
+    service when ``service_rate_limit`` is given; off but present for routes to switch on
+    when ``optional`` holds RATE_LIMIT), gRPC statistics, router."""
+    chain = []
+    if FAULT in optional:
+        chain.append(hcm.HttpFilter(name=FAULT, typed_config=pack(fault_pb2.HTTPFault())))
+    if service_rate_limit is not None:
+        chain.append(hcm.HttpFilter(name=RATE_LIMIT, typed_config=pack(
+            local_rate_limit(service_rate_limit, "inbound_ratelimit"))))
+    elif RATE_LIMIT in optional:
+        chain.append(hcm.HttpFilter(name=RATE_LIMIT, typed_config=pack(
+            local_rate_limit_pb2.LocalRateLimit(stat_prefix="http_local_rate_limiter"))))
     return [
-        hcm.HttpFilter(name=FAULT, typed_config=pack(fault_pb2.HTTPFault())),
-        hcm.HttpFilter(name=RATE_LIMIT, typed_config=pack(limiter)),
+        *chain,
         # gRPC calls succeed or fail by their grpc-status, which HTTP 200 hides: counted per
         # called cluster (cluster.X.grpc.success|failure), not per method (bounded stats).
         hcm.HttpFilter(name=GRPC_STATS, typed_config=pack(grpc_stats_pb2.FilterConfig(

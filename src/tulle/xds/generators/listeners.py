@@ -33,9 +33,13 @@ LOOPBACK = "127.0.0.1"
 def outbound_listener(port: int, client_namespace: str,
                       tracing: ProxyTracing | None = None,
                       access_log: HttpLogging | None = None,
-                      accept_http10: bool = True) -> listener_pb2.Listener:
+                      accept_http10: bool = True,
+                      optional_filters: frozenset[str] = frozenset()) -> listener_pb2.Listener:
+    """``optional_filters``: the HTTP filters the route table's routes configure
+    (routes.optional_filters)."""
     manager = _http_manager("outbound", rds_name=names.outbound_route_config(client_namespace),
-                            tracing=tracing, access_log=access_log, accept_http10=accept_http10)
+                            tracing=tracing, access_log=access_log, accept_http10=accept_http10,
+                            optional_filters=optional_filters)
     return _listener(names.OUTBOUND_LISTENER, LOOPBACK, port, _hcm_filter(manager),
                      base_pb2.TrafficDirection.OUTBOUND)
 
@@ -82,7 +86,8 @@ def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
 def upstream_listener(local_port: int, service: ServiceRef, protocol: Protocol,
                       tracing: ProxyTracing | None = None,
                       access_log: HttpLogging | None = None,
-                      accept_http10: bool = True) -> listener_pb2.Listener:
+                      accept_http10: bool = True,
+                      optional_filters: frozenset[str] = frozenset()) -> listener_pb2.Listener:
     stat_prefix = f"upstream_{local_port}"
     if protocol == "tcp":
         network_filter = _tcp_proxy(stat_prefix, names.outbound_cluster(service))
@@ -90,7 +95,7 @@ def upstream_listener(local_port: int, service: ServiceRef, protocol: Protocol,
         network_filter = _hcm_filter(
             _http_manager(stat_prefix, rds_name=names.upstream_route_config(service),
                           tracing=tracing, access_log=access_log,
-                          accept_http10=accept_http10))
+                          accept_http10=accept_http10, optional_filters=optional_filters))
     return _listener(names.upstream_listener(local_port), LOOPBACK, local_port, network_filter,
                      base_pb2.TrafficDirection.OUTBOUND)
 
@@ -109,7 +114,8 @@ def _http_manager(stat_prefix: str, rds_name: str | None = None,
                   rate_limit: RateLimit | None = None,
                   tracing: ProxyTracing | None = None,
                   access_log: HttpLogging | None = None,
-                  accept_http10: bool = False) -> hcm.HttpConnectionManager:
+                  accept_http10: bool = False,
+                  optional_filters: frozenset[str] = frozenset()) -> hcm.HttpConnectionManager:
     """``accept_http10``: on the listeners applications send to (the Mesh's
     ``spec.http.acceptHttp10``); sidecars speak HTTP/1.1 or newer to each other."""
     manager = hcm.HttpConnectionManager(
@@ -121,7 +127,7 @@ def _http_manager(stat_prefix: str, rds_name: str | None = None,
             accept_http_10=accept_http10),
         # http://books:7002/ and http://books/ both match the virtual host "books".
         strip_any_host_port=True,
-        http_filters=http_filters(rate_limit),
+        http_filters=http_filters(rate_limit, optional_filters),
         # WebSocket handshakes pass on every hop; without this Envoy refuses them with 403.
         # CONNECT is routed only where a route says so (the outbound table's services).
         upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type=kind)

@@ -20,6 +20,7 @@ from tulle.model.paths import match_precedence
 from tulle.telemetry.schema import route_stat_prefix
 from tulle.xds import names
 from tulle.xds.generators.common import seconds
+from tulle.xds.generators.http_filters import FAULT, RATE_LIMIT
 from tulle.xds.generators.matchers import route_match
 from tulle.xds.generators.route_actions import (
     SAFE_RETRIES,
@@ -29,7 +30,8 @@ from tulle.xds.generators.route_actions import (
     safe_retries,
 )
 
-__all__ = ["SAFE_RETRIES", "SAFE_RETRY_ON", "inbound_route_config", "outbound_route_config",
+__all__ = ["SAFE_RETRIES", "SAFE_RETRY_ON", "inbound_route_config", "optional_filters",
+           "outbound_route_config",
            "outbound_route_table", "outbound_virtual_host",
            "service_routes", "upstream_route_config"]
 
@@ -144,6 +146,28 @@ def service_routes(service: MeshService, attached: tuple[AttachedRoute, ...]) ->
     # Gateway API precedence; ties keep their order (route name, then rule, then match).
     entries.sort(key=lambda entry: (entry[0], entry[1]))
     return [route for _, _, route in entries]
+
+
+def optional_filters(services: ServiceRoutes) -> frozenset[str]:
+    """The HTTP filters that routes built by ``service_routes`` for ``services`` configure
+    (typed_per_filter_config): the listeners serving them must carry these filters, or Envoy
+    ignores the routes' configs. Keep it in step with ``service_routes``."""
+    used: set[str] = set()
+    for service, attached in services:
+        if service.protocol == "tcp":
+            continue
+        if service.policy.fault_injection is not None:
+            used.add(FAULT)  # the default route, or every rule that sets no fault of its own
+        for attached_route in attached:
+            for r in range(len(attached_route.spec.rules)):
+                rule_policy = attached_route.rule_policy(r)
+                if rule_policy.fault_injection is not None:
+                    used.add(FAULT)
+                if rule_policy.rate_limit is not None:
+                    used.add(RATE_LIMIT)
+        if len(used) == 2:
+            break
+    return frozenset(used)
 
 
 def _connect(service: MeshService) -> rc.Route:
