@@ -6,19 +6,17 @@ applications. Nothing here is business logic: that lives in the services and in 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
 
 from tulle import __version__
-from tulle.controlplane import peers
 from tulle.controlplane.agents import AgentClient
 from tulle.controlplane.api.guard import start_app
 from tulle.controlplane.api.server import Services, make_api, make_identity_api
@@ -30,15 +28,7 @@ from tulle.controlplane.configpath import (
     ProxyConfigs,
 )
 from tulle.controlplane.metrics import MetricSources, controlplane_metrics
-from tulle.controlplane.peers import PeerAnswers
-from tulle.controlplane.replicahealth import replica_health
-from tulle.controlplane.replication import (
-    LEASE_TTL_S,
-    RemoteWorkloads,
-    Watch,
-    WriteBehind,
-    keep_lease,
-)
+from tulle.controlplane.replicaset import ReplicaSet
 from tulle.controlplane.services.analysis import AnalysisService
 from tulle.controlplane.services.diagnosis import DiagnosisService
 from tulle.controlplane.services.health import HealthService
@@ -56,7 +46,6 @@ from tulle.controlplane.services.tap import (
     TapService,
 )
 from tulle.controlplane.services.telemetry import TelemetryService
-from tulle.errors import TulleError
 from tulle.identity.ca import CertificateAuthority
 from tulle.identity.cafiles import CaFiles
 from tulle.identity.tokens import DEFAULT_TTL_S as DEFAULT_JOIN_TOKEN_TTL_S
@@ -91,25 +80,20 @@ class ControlPlane:
         self.token = token
         self.started_at = time.time()
         self.store: Store = store if store is not None else SqliteStore(paths.database)
-        # Replicas on a shared store: the workloads registered with the others, and the
-        # watches that bring their changes.
-        self.remote = (RemoteWorkloads(self.store, self._changed)
-                       if isinstance(self.store, EtcdStore) else None)
-        self._watches: list[Watch[Any]] = []
-        self._replicas: dict[str, Mapping[str, Any]] = {}  # replica id -> where it listens
-        self._revision_seen = 0  # etcd: the store's revision as last read
+        # On a shared store: the other replicas, their workloads, resources and telemetry.
+        self.replicas = (ReplicaSet(self.store, token, self._endpoint_record, self._changed)
+                         if isinstance(self.store, EtcdStore) else None)
         # The CA in the state directory's ca/, or sealed in a store replicas share.
         self.ca = CertificateAuthority.open(ca_files or paths.ca_dir, endpoint.trust_domain)
         # A removed workload's proxy loses its stream too: it keeps its last config, but gets
         # nothing more until it registers again.
-        self._writes = WriteBehind() if isinstance(self.store, EtcdStore) else None
         self.registry = WorkloadRegistry(
             self.store, self._changed, grace_s=grace_s, on_removed=self._on_removed,
-            write=self._writes if self._writes is not None else _write_now)
+            write=self.replicas.writes if self.replicas else _write_now)
         self.resources = ResourceService(
             self.store, self._all_workloads, self._changed,
             precheck=Precheck(self.registry.workloads, self._identity, PRECHECK_LOGGING),
-            remote_io=isinstance(self.store, EtcdStore))
+            remote_io=self.replicas is not None)
         # Tap sessions: ephemeral, never stored. Each snapshot gets its plan of loggers.
         self.taps = TapHub(self._mesh)
         self.config = ConfigPath(
@@ -121,8 +105,8 @@ class ControlPlane:
                           stale_after_s=stale_after_s)
         self.telemetry = TelemetryService(self.registry.get, self._all_workloads,
                                           self._mesh, self.ca.trust_domain)
-        if isinstance(self.store, EtcdStore):
-            self.telemetry.peers = self._ask_peers
+        if self.replicas is not None:
+            self.telemetry.peers = self.replicas.ask_peers
         self.identity = IdentityService(
             self.ca, JoinTokens(join_token_ttl_s), self.registry,
             push_soon=self.config.push_soon, wait_synced=self.hub.wait_synced,
@@ -140,10 +124,10 @@ class ControlPlane:
             self.registry, self.channels, enrol=self.identity.enrol,
             bootstrap=lambda workload, xds_token: sidecar_bootstrap(
                 workload, self.endpoint.host, self.endpoint.xds_port, xds_token,
-                other_xds=tuple((str(r["host"]), int(r["xdsPort"]))
-                                for r in self._other_replicas())),
+                other_xds=self.replicas.other_xds() if self.replicas else ()),
             push=self.config.push, wait_synced=self.hub.wait_synced,
-            connected=self.hub.connected, control_planes=self._control_planes,
+            connected=self.hub.connected,
+            control_planes=self.replicas.control_planes if self.replicas else list,
             mesh=self._mesh)
         agents = AgentClient(self.registry.get, self.registry.credentials)
         self.services = Services(
@@ -153,7 +137,8 @@ class ControlPlane:
                                      self.telemetry.window, lambda: dict(self.telemetry.nodes)),
             views=MeshViews(self._mesh, self.registry, self.hub.connected, self._push_pending,
                             self.hub.wait_synced,
-                            remote=self.remote.by_replica if self.remote else list),
+                            remote=self.replicas.remote.by_replica if self.replicas
+                            else list),
             proxies=ProxyService(agents, self.hub.proxy_of, self.hub.connected,
                                  self.configs.config_for),
             hub=self.hub,
@@ -169,7 +154,7 @@ class ControlPlane:
                                        lambda limit: self.store.history(None, limit=limit),
                                        agents),
             health=HealthService(self.store, paths.database, self.ca,
-                                 replicas=self._replica_health),
+                                 replicas=self.replicas.health if self.replicas else None),
             status=self.status,
             metrics=lambda: controlplane_metrics(self.metric_sources()),
             shutdown=self.request_stop,
@@ -196,53 +181,16 @@ class ControlPlane:
         return {"host": self.endpoint.host, "apiPort": self.endpoint.api_port,
                 "xdsPort": self.endpoint.xds_port, "identityPort": self.endpoint.identity_port}
 
-    def _other_replicas(self) -> list[Mapping[str, Any]]:
-        mine = self.store.replica if isinstance(self.store, EtcdStore) else ""
-        return [r for ident, r in sorted(self._replicas.items()) if ident != mine]
-
-    def _control_planes(self) -> list[dict[str, Any]]:
-        """Where an agent may register, this replica first; empty when there is no other."""
-        others = self._other_replicas()
-        return [self._endpoint_record(), *map(dict, others)] if others else []
-
-    async def _ask_peers(self, seconds: float, timeline_s: float) -> PeerAnswers:
-        mine = self.store.replica if isinstance(self.store, EtcdStore) else ""
-        others = {r: where for r, where in self._replicas.items() if r != mine}
-        return await peers.fetch(others, self.token, seconds, timeline_s)
-
-    async def _replica_health(self) -> dict[str, Any]:
-        if not isinstance(self.store, EtcdStore):
-            return {"store": "sqlite"}
-        await self._refresh_replicas(self.store)
-        return await replica_health(self.store, self._replicas, self.token)
-
-    async def _refresh_replicas(self, store: EtcdStore) -> None:
-        await self._read_revision(store)
-        try:
-            await asyncio.to_thread(store.announce, self._endpoint_record())
-            self._replicas = await asyncio.to_thread(store.replicas)
-        except TulleError as exc:
-            log.warning("cannot read the other replicas from etcd: %s", exc.message)
-
     def _store_revision(self) -> int:
         """The store's revision: read now from SQLite; on etcd, as last read (at most a few
         seconds old), so that status and /metrics answer while etcd does not."""
-        if isinstance(self.store, EtcdStore):
-            return self._revision_seen
-        return self.store.revision()
-
-    async def _read_revision(self, store: EtcdStore) -> None:
-        with contextlib.suppress(TulleError):
-            self._revision_seen = await asyncio.to_thread(store.revision)
+        return self.replicas.revision() if self.replicas else self.store.revision()
 
     def _all_workloads(self) -> list[Workload]:
         """This replica's workloads, and on a shared store those of the other replicas (a
         workload that moved here counts as this replica's)."""
         local = self.registry.workloads()
-        if self.remote is None:
-            return local
-        mine = {w.node_id for w in local}
-        return local + [w for w in self.remote.workloads() if w.node_id not in mine]
+        return self.replicas.workloads(local) if self.replicas else local
 
     def _push_pending(self) -> None:
         if self.config.pending:
@@ -277,12 +225,8 @@ class ControlPlane:
                       if isinstance(self.store, EtcdStore) else None)
         resources = self.resources.load()
         restored = self.registry.restore()
-        if isinstance(self.store, EtcdStore) and self.remote is not None:
-            # Registrations restored from a previous run are written again under this run's
-            # lease (the last run's lapses on its own).
-            await asyncio.to_thread(self.store.hold_lease, LEASE_TTL_S)
-            self.registry.persist_all()
-            self.remote.load()
+        if self.replicas is not None:
+            await self.replicas.restore(self.registry.persist_all)
         self.config.push()
         host = self.endpoint.host
         # A port of 0 lets the kernel choose: self.endpoint takes each port as it is bound,
@@ -305,10 +249,8 @@ class ControlPlane:
         self.endpoint = dataclasses.replace(self.endpoint,
                                             api_port=int(self._api.addresses[0][1]))
         self.endpoint.save(self.paths)
-        if watch_from is not None and isinstance(self.store, EtcdStore) \
-                and self.remote is not None:
-            await self._refresh_replicas(self.store)
-            self._start_watches(self.store, self.remote, watch_from)
+        if self.replicas is not None and watch_from is not None:
+            await self.replicas.start(watch_from, self.resources, self.registry.persist_all)
         self._tasks.append(asyncio.create_task(self._expire_orphans()))
         self._tasks.append(asyncio.create_task(self.identity.keep_server_identity()))
         for warning in self.identity.expiry_warnings():
@@ -317,27 +259,6 @@ class ControlPlane:
         log.info("tulle %s control plane (pid %d) ready: API %s, xDS %s:%d; %d resources, "
                  "%d workloads restored", __version__, os.getpid(), self.endpoint.api_url, host,
                  self.endpoint.xds_port, resources, restored)
-
-    def _start_watches(self, store: EtcdStore, remote: RemoteWorkloads, after: int) -> None:
-        loop = asyncio.get_running_loop()
-
-        def absorb(changes: list[Any]) -> None:
-            if self.resources.absorb(changes):
-                self._changed()
-            self._tasks.append(asyncio.ensure_future(self._read_revision(store)))
-
-        def reload() -> None:
-            self.resources.load()
-            self._changed()
-
-        self._watches = [
-            Watch("resources", store, loop, store.resource_changes, absorb, reload),
-            Watch("workloads", store, loop, store.workload_changes, remote.apply,
-                  remote.resync)]
-        for watch in self._watches:
-            watch.start(after)
-        self._tasks.append(asyncio.create_task(keep_lease(
-            store, self.registry.persist_all, lambda: self._refresh_replicas(store))))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -348,13 +269,8 @@ class ControlPlane:
     async def stop(self) -> None:
         # Sessions end because *we* stop, not because agents died: keep their registrations.
         self.config.close()
-        for watch in self._watches:
-            watch.stop()
-        if self._writes is not None:
-            self._writes.close()
-        if isinstance(self.store, EtcdStore):
-            with contextlib.suppress(TulleError):
-                await asyncio.to_thread(self.store.withdraw)
+        if self.replicas is not None:
+            await self.replicas.stop()
         self.sessions.stop()
         for task in self._tasks:
             task.cancel()

@@ -1,0 +1,143 @@
+"""This control plane among the other replicas of a shared etcd store: one object that the
+control plane wires in when its store is etcd, and that holds everything replicas need of each
+other (see docs/replicas.md):
+
+- where every replica listens (announced under this replica's lease, refreshed with it), for
+  agents to fail over to and for the sidecars' bootstraps;
+- the workloads registered with the others, from a watch, for endpoints and listings;
+- the resources any replica applies, from a watch, folded into this replica's view;
+- registrations written behind, off the event loop;
+- the others' telemetry, asked for when a question comes, and their health for `check`;
+- the store's revision as last read, for status and /metrics while etcd may not answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from tulle.controlplane import peers
+from tulle.controlplane.peers import PeerAnswers
+from tulle.controlplane.replicahealth import replica_health
+from tulle.controlplane.replication import (
+    LEASE_TTL_S,
+    RemoteWorkloads,
+    Watch,
+    WriteBehind,
+    keep_lease,
+)
+from tulle.controlplane.services.resources import ResourceService
+from tulle.errors import TulleError
+from tulle.model.workload import Workload
+from tulle.store.etcd import EtcdStore
+
+log = logging.getLogger("tulle.controlplane")
+
+
+class ReplicaSet:
+    """``where``: this replica's own address record (host and ports, once bound)."""
+
+    def __init__(self, store: EtcdStore, token: str, where: Callable[[], dict[str, Any]],
+                 changed: Callable[[], None]) -> None:
+        self.store = store
+        self._token = token
+        self._where = where
+        self._changed = changed
+        self.remote = RemoteWorkloads(store, changed)
+        self.writes = WriteBehind()
+        self._replicas: dict[str, Mapping[str, Any]] = {}  # replica id -> where it listens
+        self._revision_seen = 0
+        self._watches: list[Watch[Any]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # -- what the rest of the control plane asks -------------------------------------------
+
+    def workloads(self, local: list[Workload]) -> list[Workload]:
+        """``local`` and the other replicas' (a workload that moved here counts as ours)."""
+        mine = {w.node_id for w in local}
+        return local + [w for w in self.remote.workloads() if w.node_id not in mine]
+
+    def others(self) -> list[Mapping[str, Any]]:
+        return [r for ident, r in sorted(self._replicas.items()) if ident != self.store.replica]
+
+    def other_xds(self) -> tuple[tuple[str, int], ...]:
+        return tuple((str(r["host"]), int(r["xdsPort"])) for r in self.others())
+
+    def control_planes(self) -> list[dict[str, Any]]:
+        """Where an agent may register, this replica first; empty when there is no other."""
+        others = self.others()
+        return [self._where(), *map(dict, others)] if others else []
+
+    def revision(self) -> int:
+        """The store's revision as last read (at most a few seconds old)."""
+        return self._revision_seen
+
+    async def ask_peers(self, seconds: float, timeline_s: float) -> PeerAnswers:
+        others = {r: where for r, where in self._replicas.items() if r != self.store.replica}
+        return await peers.fetch(others, self._token, seconds, timeline_s)
+
+    async def health(self) -> dict[str, Any]:
+        await self.refresh()
+        return await replica_health(self.store, self._replicas, self._token)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def restore(self, persist_all: Callable[[], None]) -> None:
+        """At start, before serving: registrations restored from the last run are written
+        again under this run's lease (the last run's lapses on its own)."""
+        await asyncio.to_thread(self.store.hold_lease, LEASE_TTL_S)
+        persist_all()
+        await asyncio.to_thread(self.remote.load)
+
+    async def start(self, after: int, resources: ResourceService,
+                    persist_all: Callable[[], None]) -> None:
+        """Once this replica listens: announce it, and follow the others from etcd revision
+        ``after`` (read before the resources were loaded)."""
+        await self.refresh()
+        loop = asyncio.get_running_loop()
+
+        def absorb(changes: list[Any]) -> None:
+            if resources.absorb(changes):
+                self._changed()
+            self._spawn(self._read_revision())
+
+        def reload() -> None:
+            resources.load()
+            self._changed()
+
+        self._watches = [
+            Watch("resources", self.store, loop, self.store.resource_changes, absorb, reload),
+            Watch("workloads", self.store, loop, self.store.workload_changes,
+                  self.remote.apply, self.remote.resync)]
+        for watch in self._watches:
+            watch.start(after)
+        self._spawn(keep_lease(self.store, persist_all, self.refresh))
+
+    async def stop(self) -> None:
+        for watch in self._watches:
+            watch.stop()
+        for task in self._tasks:
+            task.cancel()
+        self.writes.close()
+        with contextlib.suppress(TulleError):
+            await asyncio.to_thread(self.store.withdraw)
+
+    async def refresh(self) -> None:
+        """Announce this replica, and read where the others are and the store's revision."""
+        await self._read_revision()
+        try:
+            await asyncio.to_thread(self.store.announce, self._where())
+            self._replicas = await asyncio.to_thread(self.store.replicas)
+        except TulleError as exc:
+            log.warning("cannot read the other replicas from etcd: %s", exc.message)
+
+    async def _read_revision(self) -> None:
+        with contextlib.suppress(TulleError):
+            self._revision_seen = await asyncio.to_thread(self.store.revision)
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks = [t for t in self._tasks if not t.done()] + [task]
