@@ -1,9 +1,14 @@
 """The agent's telemetry: reads its Envoy's stats, reports what changed to the control plane
 every interval, and serves the sidecar's Prometheus metrics.
 
-Reading: Envoy merges histograms only when asked (``stats_flush_on_admin``), and a read shows
-the previous merge; so a read asks twice, a moment apart. The control plane receives deltas
-of tulle series (a few hundred bytes per interval for a busy sidecar), never raw Envoy stats.
+Reading: Envoy merges histograms only when asked (``stats_flush_on_admin``: every read asks),
+and a read shows the previous merge. A periodic report reads once: its histograms are those
+merged when the previous report read, an interval behind its counters, and the next report
+carries the rest (deltas of cumulative figures lose nothing). A report on demand (`tulle
+diagnose`), the last one, and a /metrics scrape want everything up to now: they ask twice, a
+moment apart. What Envoy keeps is already only what tulle reads (the bootstrap's stats
+matcher), so the read needs no filter. The control plane receives deltas of tulle series (a
+few hundred bytes per interval for a busy sidecar), never raw Envoy stats.
 """
 
 from __future__ import annotations
@@ -57,10 +62,13 @@ class Telemetry:
         # the same delta (the control plane would count it twice).
         self._report_lock = asyncio.Lock()
 
-    async def read(self) -> Series:
+    async def read(self, fresh: bool = True) -> Series:
+        """``fresh``: histograms up to now (two requests); otherwise up to the previous read
+        (one request)."""
         async with self._lock:  # one merge-and-read at a time
-            await self._get("/stats?filter=%5E%24")  # "^$": matches nothing, merges
-            await asyncio.sleep(MERGE_WAIT_S)
+            if fresh:
+                await self._get("/stats?filter=%5E%24")  # "^$": matches nothing, merges
+                await asyncio.sleep(MERGE_WAIT_S)
             body = await self._get("/stats?format=json&histogram_buckets=detailed")
         series = extract(parse(json.loads(body)))
         series.setdefault(SeriesKey(PROXY), {})[RESTARTS] = self._restarts()
@@ -74,20 +82,21 @@ class Telemetry:
             return
         while True:
             try:
-                await self.report()
+                await self.report(fresh=False)
             except (OSError, TimeoutError, http.HttpError, ValueError) as exc:
                 log.debug("cannot read Envoy's stats: %s", exc)
             await asyncio.sleep(self.interval_s)
 
-    async def report(self) -> bool:
+    async def report(self, fresh: bool = True) -> bool:
         """Read Envoy's stats now and send what changed since the last report that arrived:
-        every interval, on demand (`tulle diagnose` wants fresh evidence), and a last time
-        when the workload stops. True when the control plane has everything up to now.
-        Raises when Envoy's stats cannot be read; the caller bounds the time it may take."""
+        every interval (``fresh`` False: one read), on demand (`tulle diagnose` wants fresh
+        evidence), and a last time when the workload stops. True when the control plane has
+        everything up to now. Raises when Envoy's stats cannot be read; the caller bounds the
+        time it may take."""
         if self.interval_s is None:
             return False  # telemetry is off (benchmarks): nothing is ever reported
         async with self._report_lock:
-            now = await self.read()
+            now = await self.read(fresh)
             changes = delta(self._reported, now)
             if not changes:
                 return True

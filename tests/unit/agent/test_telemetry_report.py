@@ -7,6 +7,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from tulle.agent import http
 from tulle.agent.telemetry import Telemetry
 
@@ -18,9 +20,11 @@ class Admin:
 
     def __init__(self) -> None:
         self.requests = 0
+        self.targets: list[str] = []  # what the agent asked Envoy's admin
 
     async def request(self, method: str, target: str, *, timeout: float = 10.0
                       ) -> http.Response:
+        self.targets.append(target)
         body = json.dumps({"stats": [{"name": STAT, "value": self.requests}]}).encode()
         return http.Response(200, {}, body)
 
@@ -61,3 +65,20 @@ def test_no_report_when_telemetry_is_off() -> None:
         raise AssertionError("nothing may be sent")
 
     assert asyncio.run(Telemetry(Admin(), (), send, interval_s=None).report()) is False
+
+
+@pytest.mark.parametrize(("fresh", "reads"), [(False, 1), (True, 2)],
+                         ids=["periodic: one read", "on demand: merge, then read"])
+def test_reads_per_report(fresh: bool, reads: int) -> None:
+    admin = Admin()
+
+    async def send(payload: dict[str, Any]) -> bool:
+        return True
+
+    async def scenario() -> None:
+        admin.requests = 3
+        assert await Telemetry(admin, (), send, interval_s=5.0).report(fresh=fresh)
+
+    asyncio.run(scenario())
+    assert len(admin.targets) == reads
+    assert admin.targets[-1].startswith("/stats?format=json")
