@@ -129,3 +129,63 @@ def test_grpc_health_decides_readiness_and_an_app_without_it_is_ready_on_accept(
     mesh.sync()
     calls = _upstream_call(mesh, "20")
     assert set(calls["answered"]) == {"greeter-1", "greeter-2"}, calls
+
+
+def _curl_slow(mesh: Mesh, tmp_path: Path, seconds: str, grpc_timeout: str | None
+               ) -> dict[str, str]:
+    """One Slow call sent by curl, which keeps no deadline of its own: whatever ends it early
+    is the mesh. Returns the response's headers (a trailers-only answer carries its gRPC
+    status there) and curl's time_total."""
+    frame = tmp_path / "slow.frame"
+    body = seconds.encode()
+    frame.write_bytes(b"\x00" + len(body).to_bytes(4, "big") + body)
+    local = free_port()
+    result = mesh.cli(
+        "run", "--service", "client", "--upstream", f"greeter:{local}", "--", "curl", "-s",
+        "--http2-prior-knowledge", "-o", "/dev/null", "-D", "-", "-w", "time_total=%{time_total}",
+        "-H", "content-type: application/grpc", "-H", "te: trailers",
+        *(["-H", f"grpc-timeout: {grpc_timeout}"] if grpc_timeout else []),
+        "--data-binary", f"@{frame}",
+        f"http://127.0.0.1:{local}/tulle.test.Greeter/Slow", timeout=120)
+    out: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        key, sep, value = line.partition(":" if ": " in line else "=")
+        if sep:
+            out[key.strip().lower()] = value.strip()
+    return out
+
+
+def test_the_callers_deadline_is_honoured_and_capped_by_the_route_timeout(
+        mesh: Mesh, tmp_path: Path) -> None:
+    mesh.cli("apply", "-f", "-", stdin=GRPC_SERVICE)
+    _greeter(mesh, "greeter-1")
+    mesh.sync()
+    # A deadline of 1 s on a call the server takes 20 s to answer: the caller's sidecar ends
+    # it and answers DEADLINE_EXCEEDED itself (curl would wait the 20 s).
+    cut = _curl_slow(mesh, tmp_path, "20", "1S")
+    assert cut.get("grpc-status") == "4", cut
+    assert float(cut["time_total"]) < 10, cut
+    # grpcio's own deadline gives the same status through the mesh.
+    assert _upstream_call(mesh, "slow", "20", "1")["status"] == "DEADLINE_EXCEEDED"
+
+    # A deadline longer than the route's request timeout: the route's 1 s caps it.
+    mesh.cli("apply", "-f", "-", stdin="""\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: greeter}
+spec:
+  parentRefs: [{name: greeter}]
+  rules:
+  - backendRefs: [{name: greeter}]
+    timeouts: {request: 1s}
+""")
+    mesh.sync()
+    capped = _upstream_call(mesh, "slow", "20", "30")
+    assert capped["status"] == "DEADLINE_EXCEEDED" and capped["elapsed"] < 10, capped
+    assert capped["details"] == "downstream duration timeout", capped  # Envoy's words
+    # A call without a deadline gets the route's timeout, the same way.
+    no_deadline = _curl_slow(mesh, tmp_path, "20", None)
+    assert no_deadline.get("grpc-status") == "4" and float(no_deadline["time_total"]) < 10, \
+        no_deadline
+    # Within both, the call completes.
+    assert _upstream_call(mesh, "slow", "0.2", "30")["status"] == "OK"

@@ -192,3 +192,30 @@ def test_upstream_route_table_takes_every_host() -> None:
     [host] = table.virtual_hosts
     assert (table.name, list(host.domains)) == ("upstream|books.default", ["*"])
     assert pick(host.routes, "/v2/1") == cluster("v2")
+
+
+@pytest.mark.parametrize(("timeouts", "cap"), [
+    (None, 15.0),  # Envoy's default route timeout
+    ({"request": "1s"}, 1.0),
+    ({"request": "0s"}, 0.0),  # no timeout: the deadline alone, uncapped
+    ("no route", 15.0),
+])
+def test_grpc_routes_honour_the_callers_deadline_capped_by_their_timeout(
+        timeouts: Any, cap: float) -> None:
+    greeter = ServiceRef("default", "greeter")
+    extra = []
+    if timeouts != "no route":
+        extra = [http_route("r", "greeter", [rule("greeter", prefix="/")
+                                             | ({"timeouts": timeouts} if timeouts else {})])]
+    grpc = service_routes(service("greeter", "grpc"), *extra, ref=greeter)
+    assert grpc
+    for route in grpc:
+        limits = route.route.max_stream_duration
+        header_max, duration = limits.grpc_timeout_header_max, limits.max_stream_duration
+        assert limits.HasField("grpc_timeout_header_max")
+        assert header_max.seconds + header_max.nanos / 1e9 == cap
+        # Without a deadline, the route's timeout bounds the call (0: nothing does).
+        assert limits.HasField("max_stream_duration") == bool(cap)
+        assert duration.seconds + duration.nanos / 1e9 == cap
+    http = service_routes(service("greeter", "http2"), *extra, ref=greeter)
+    assert not any(r.route.HasField("max_stream_duration") for r in http)

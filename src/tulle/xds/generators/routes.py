@@ -118,7 +118,35 @@ def inbound_route_config(app_port: int) -> route_pb2.RouteConfiguration:
     )
 
 
+DEFAULT_ROUTE_TIMEOUT_S = 15.0  # Envoy's, for a route that sets none
+
+
 def service_routes(service: MeshService, attached: tuple[AttachedRoute, ...]) -> list[rc.Route]:
+    routes = _service_routes(service, attached)
+    if service.protocol == "grpc":
+        for route in routes:
+            if route.HasField("route"):
+                _honour_grpc_timeout(route.route)
+    return routes
+
+
+def _honour_grpc_timeout(action: rc.RouteAction) -> None:
+    """A gRPC caller's deadline (its ``grpc-timeout`` header) bounds the call at the sidecar:
+    past it, the sidecar ends the stream (upstream too) and answers DEADLINE_EXCEEDED itself.
+
+    Trap (verified on Envoy 1.40): with ``max_stream_duration`` on a route, the route's
+    ``timeout`` no longer applies at all, to calls with or without the header. So the route's
+    request timeout becomes the stream's maximum duration (calls without a deadline), and caps
+    the header (calls with one): the shorter of the two ends a call. A timeout of 0 (none, for
+    streams) leaves both unbounded: the deadline alone decides."""
+    limit = action.timeout if action.HasField("timeout") else seconds(DEFAULT_ROUTE_TIMEOUT_S)
+    action.max_stream_duration.grpc_timeout_header_max.CopyFrom(limit)
+    if limit.seconds or limit.nanos:
+        action.max_stream_duration.max_stream_duration.CopyFrom(limit)
+
+
+def _service_routes(service: MeshService, attached: tuple[AttachedRoute, ...]
+                    ) -> list[rc.Route]:
     if service.protocol == "tcp":
         return [_direct(400, f"tulle: {service.ref.host} speaks tcp, not http; reach it with "
                              f"CONNECT {service.ref.host}:PORT through the proxy, or "
