@@ -5,7 +5,7 @@
 - /tulle.test.Greeter/Count (server streaming): the request is "COUNT SECONDS"; it sends COUNT
   messages spread over SECONDS.
 - /tulle.test.Greeter/Slow (unary): the request is "SECONDS"; it answers after that long, or
-  stops as soon as the call is cancelled (a deadline passed).
+  stops as soon as the call is cancelled (a deadline passed) and prints that it was.
 - /tulle.test.Greeter/Trailers (unary): the request is "CODE DETAILS"; it sets trailing
   metadata (served-by: NAME, and a binary one) and ends with that status and details (OK
   answers the instance's name).
@@ -67,9 +67,12 @@ def main(port: int, name: str, health_file: str | None, reflection: bool) -> Non
             time.sleep(float(seconds) / int(total))
 
     def slow(request: bytes, context: grpc.ServicerContext) -> bytes:
-        deadline = time.monotonic() + float(request.decode())
+        started = time.monotonic()
+        deadline = started + float(request.decode())
         while time.monotonic() < deadline and context.is_active():
             time.sleep(0.02)
+        if not context.is_active():
+            print(f"{name}: Slow cancelled after {time.monotonic() - started:.1f}s", flush=True)
         return name.encode()
 
     def trailers(request: bytes, context: grpc.ServicerContext) -> bytes:

@@ -165,6 +165,10 @@ def test_the_callers_deadline_is_honoured_and_capped_by_the_route_timeout(
     cut = _curl_slow(mesh, tmp_path, "20", "1S")
     assert cut.get("grpc-status") == "4", cut
     assert float(cut["time_total"]) < 10, cut
+    # And the server's handler saw its call cancelled: it stops working for nobody.
+    [greeter] = [w for w in mesh.workloads if w.name == "greeter-1"]
+    wait_for("the server to see the call cancelled",
+             lambda: "greeter-1: Slow cancelled after" in greeter.output() or None)
     # grpcio's own deadline gives the same status through the mesh.
     assert _upstream_call(mesh, "slow", "20", "1")["status"] == "DEADLINE_EXCEEDED"
 
