@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,29 @@ spec:
 def etcd() -> Iterator[str]:
     with etcd_server() as url:
         yield url
+
+
+Replicas = Callable[..., tuple[Mesh, Mesh]]
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, etcd: str, sealing_key: str
+             ) -> Iterator[Callable[..., tuple[Mesh, Mesh]]]:
+    """Starts replicas A and B on the test's etcd (``first``: which starts first; a
+    workload's bootstrap lists the replicas already announced); closes them at the end."""
+    made: list[Mesh] = []
+
+    def start(first: str = "a") -> tuple[Mesh, Mesh]:
+        a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
+        made.extend((b, a))
+        for mesh in (a, b) if first == "a" else (b, a):
+            mesh.up("--store", "etcd://" + etcd.removeprefix("http://"),
+                    "--ca-encryption-key", sealing_key)
+        return a, b
+
+    yield start
+    for mesh in made:
+        mesh.close()
 
 
 @pytest.fixture
@@ -137,44 +160,36 @@ spec:
 """
 
 
-def test_a_change_applied_on_one_replica_reaches_the_proxies_of_another(
-        tmp_path: Path, etcd: str, sealing_key: str) -> None:
+def test_a_change_applied_on_one_replica_reaches_the_proxies_of_another(replicas: Replicas) -> None:
     """Two control planes on one etcd: workloads run on B; a policy applied on A and then
     deleted on A reaches B's proxies each time (B watches etcd), and B's own workloads are
     B's alone (A neither lists nor expires them)."""
-    store = "etcd://" + etcd.removeprefix("http://")
-    a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
-    try:
-        a.up("--store", store, "--ca-encryption-key", sealing_key)
-        b.up("--store", store, "--ca-encryption-key", sealing_key)
-        # One CA for both: the same trust bundle. Rotating it is refused (replicas do not
-        # follow another's rotation yet), and says so.
-        assert _bundle(a) == _bundle(b)
-        refused = a.cli("certs", "rotate", "issuer", check=False, timeout=60)
-        assert refused.returncode != 0 and "shared store" in refused.stderr, refused
-        b.run("books", name="books-1")
-        web = b.run("web", name="web-1")
-        b.sync()
-        assert b.call(web, "http://books/")["status"] == 200
+    a, b = replicas()
+    # One CA for both: the same trust bundle. Rotating it is refused (replicas do not
+    # follow another's rotation yet), and says so.
+    assert _bundle(a) == _bundle(b)
+    refused = a.cli("certs", "rotate", "issuer", check=False, timeout=60)
+    assert refused.returncode != 0 and "shared store" in refused.stderr, refused
+    b.run("books", name="books-1")
+    web = b.run("web", name="web-1")
+    b.sync()
+    assert b.call(web, "http://books/")["status"] == 200
 
-        a.cli("apply", "-f", "-", stdin=FAULT)
-        wait_for("A's policy to reach web-1 through B",
-                 lambda: b.call(web, "http://books/")["status"] == 418, 20)
-        listed = json.loads(b.cli("get", "trafficpolicies", "-o", "json").stdout)
-        assert [p["metadata"]["name"] for p in listed["items"]] == ["books-teapot"], listed
+    a.cli("apply", "-f", "-", stdin=FAULT)
+    wait_for("A's policy to reach web-1 through B",
+             lambda: b.call(web, "http://books/")["status"] == 418, 20)
+    listed = json.loads(b.cli("get", "trafficpolicies", "-o", "json").stdout)
+    assert [p["metadata"]["name"] for p in listed["items"]] == ["books-teapot"], listed
 
-        a.cli("delete", "trafficpolicy", "books-teapot")
-        wait_for("the delete on A to reach web-1 through B",
-                 lambda: b.call(web, "http://books/")["status"] == 200, 20)
-        # Both replicas list both workloads; A says they are registered with B.
-        on_a = json.loads(a.cli("get", "workloads", "-o", "json").stdout)
-        on_b = json.loads(b.cli("get", "workloads", "-o", "json").stdout)
-        assert {w["name"] for w in on_a} == {w["name"] for w in on_b} == {"books-1", "web-1"}
-        assert all(w["replica"] for w in on_a) and not any(w["replica"] for w in on_b)
-        assert "replica " in a.cli("get", "workloads").stdout
-    finally:
-        b.close()
-        a.close()
+    a.cli("delete", "trafficpolicy", "books-teapot")
+    wait_for("the delete on A to reach web-1 through B",
+             lambda: b.call(web, "http://books/")["status"] == 200, 20)
+    # Both replicas list both workloads; A says they are registered with B.
+    on_a = json.loads(a.cli("get", "workloads", "-o", "json").stdout)
+    on_b = json.loads(b.cli("get", "workloads", "-o", "json").stdout)
+    assert {w["name"] for w in on_a} == {w["name"] for w in on_b} == {"books-1", "web-1"}
+    assert all(w["replica"] for w in on_a) and not any(w["replica"] for w in on_b)
+    assert "replica " in a.cli("get", "workloads").stdout
 
 
 def _bundle(mesh: Mesh) -> str:
@@ -198,147 +213,115 @@ def test_a_replica_with_another_sealing_key_refuses_to_start(tmp_path: Path, etc
         a.close()
 
 
-def test_workloads_registered_with_two_replicas_call_each_other(
-        tmp_path: Path, etcd: str, sealing_key: str) -> None:
+def test_workloads_registered_with_two_replicas_call_each_other(replicas: Replicas) -> None:
     """books-1 registers with A, web-1 with B: B's proxy gets books' endpoint from etcd, and
     the call is mutual TLS under the one shared CA. When books-1 stops, A deletes its
     registration and B's proxy drops the endpoint."""
-    store = "etcd://" + etcd.removeprefix("http://")
-    a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
-    try:
-        a.up("--store", store, "--ca-encryption-key", sealing_key)
-        b.up("--store", store, "--ca-encryption-key", sealing_key)
-        books = a.run("books", name="books-1")
-        web = b.run("web", name="web-1")
-        wait_for("books-1's endpoint in web-1's sidecar (registered with the other replica)",
-                 lambda: b.endpoints("web-1", "books"), 20)
-        assert b.call(web, "http://books/")["status"] == 200
-        stats = a.admin("books-1", "stats?filter=ssl.handshake")
-        assert any(int(v) > 0 for k, v in (x.split(": ") for x in stats.splitlines()
-                                           if "listener" in x and ": " in x)), stats
-        books.stop()
-        wait_for("books-1's endpoint gone from web-1's sidecar",
-                 lambda: not b.endpoints("web-1", "books"), 20)
-    finally:
-        b.close()
-        a.close()
+    a, b = replicas()
+    books = a.run("books", name="books-1")
+    web = b.run("web", name="web-1")
+    wait_for("books-1's endpoint in web-1's sidecar (registered with the other replica)",
+             lambda: b.endpoints("web-1", "books"), 20)
+    assert b.call(web, "http://books/")["status"] == 200
+    stats = a.admin("books-1", "stats?filter=ssl.handshake")
+    assert any(int(v) > 0 for k, v in (x.split(": ") for x in stats.splitlines()
+                                       if "listener" in x and ": " in x)), stats
+    books.stop()
+    wait_for("books-1's endpoint gone from web-1's sidecar",
+             lambda: not b.endpoints("web-1", "books"), 20)
 
 
-def test_when_a_replica_dies_its_agents_and_proxies_move_to_another(
-        tmp_path: Path, etcd: str, sealing_key: str) -> None:
+def test_when_a_replica_dies_its_agents_and_proxies_move_to_another(replicas: Replicas) -> None:
     """kill -9 the replica books-1 and web-1 registered with: calls between them go on
     without a failure (the sidecars keep their config), the agents register with the other
     replica, and the sidecars' ADS streams follow: a change applied there reaches them."""
-    store = "etcd://" + etcd.removeprefix("http://")
-    a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
+    a, b = replicas(first="b")
+    a.run("books", name="books-1")
+    web = a.run("web", name="web-1")
+    a.sync()
+    traffic = Traffic(a, web, "http://books/")
+    traffic.start()
     try:
-        b.up("--store", store, "--ca-encryption-key", sealing_key)
-        a.up("--store", store, "--ca-encryption-key", sealing_key)
-        a.run("books", name="books-1")
-        web = a.run("web", name="web-1")
-        a.sync()
-        traffic = Traffic(a, web, "http://books/")
-        traffic.start()
-        try:
-            wait_for("steady traffic", lambda: traffic.ok >= 20)
-            os.kill(a.status()["pid"], signal.SIGKILL)
-            killed = time.monotonic()
+        wait_for("steady traffic", lambda: traffic.ok >= 20)
+        os.kill(a.status()["pid"], signal.SIGKILL)
+        killed = time.monotonic()
 
-            def moved() -> set[str] | None:
-                names = {w["name"] for w in json.loads(
-                    b.cli("get", "workloads", "-o", "json").stdout)}
-                return names if names == {"books-1", "web-1"} else None
+        def moved() -> set[str] | None:
+            names = {w["name"] for w in json.loads(
+                b.cli("get", "workloads", "-o", "json").stdout)}
+            return names if names == {"books-1", "web-1"} else None
 
-            wait_for("both agents registered with the other replica", moved, 30)
-            print(f"measured: agents moved {time.monotonic() - killed:.1f}s after the kill")
-            ok_before = traffic.ok
-            wait_for("calls go on", lambda: traffic.ok >= ok_before + 20)
-        finally:
-            traffic.stop()
-        assert traffic.failures == [], traffic.failures[:5]
-        b.cli("apply", "-f", "-", stdin=FAULT)
-        wait_for("B's policy to reach web-1, whose ADS stream moved to B",
-                 lambda: b.call(web, "http://books/")["status"] == 418, 30)
-        print(f"measured: B's change reached web-1 {time.monotonic() - killed:.1f}s after "
-              "the kill")
+        wait_for("both agents registered with the other replica", moved, 30)
+        print(f"measured: agents moved {time.monotonic() - killed:.1f}s after the kill")
+        ok_before = traffic.ok
+        wait_for("calls go on", lambda: traffic.ok >= ok_before + 20)
     finally:
-        b.close()
-        a.close()
+        traffic.stop()
+    assert traffic.failures == [], traffic.failures[:5]
+    b.cli("apply", "-f", "-", stdin=FAULT)
+    wait_for("B's policy to reach web-1, whose ADS stream moved to B",
+             lambda: b.call(web, "http://books/")["status"] == 418, 30)
+    print(f"measured: B's change reached web-1 {time.monotonic() - killed:.1f}s after "
+          "the kill")
 
 
-def test_every_replica_shows_the_whole_meshs_telemetry(tmp_path: Path, etcd: str,
-                                                        sealing_key: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_replica_shows_the_whole_meshs_telemetry(
+        replicas: Replicas, monkeypatch: pytest.MonkeyPatch) -> None:
     """web-1 reports to B, books-1 to A: stat on either replica counts both sides of the
     calls; with A frozen, B's figures say that A's reports are missing."""
     monkeypatch.setenv("TULLE_TELEMETRY_INTERVAL", "0.5")
-    store = "etcd://" + etcd.removeprefix("http://")
-    a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
+    a, b = replicas()
+    a.run("books", name="books-1")
+    web = b.run("web", name="web-1")
+    wait_for("books-1's endpoint on B", lambda: b.endpoints("web-1", "books"), 20)
+    for _ in range(10):
+        assert b.call(web, "http://books/")["status"] == 200
+
+    def both_sides(mesh: Mesh) -> dict[str, int] | None:
+        rows = json.loads(mesh.cli("stat", "workloads", "-o", "json").stdout)["workloads"]
+        seen = {r["name"]: r["requests"] for r in rows}
+        return seen if seen.get("books-1", 0) >= 10 and "web-1" in seen else None
+
+    wait_for("A to count books-1's answers and know web-1", lambda: both_sides(a), 20)
+    wait_for("B to count books-1's answers (reported to A)", lambda: both_sides(b), 20)
+    pid = a.status()["pid"]
+    os.kill(pid, signal.SIGSTOP)
     try:
-        a.up("--store", store, "--ca-encryption-key", sealing_key)
-        b.up("--store", store, "--ca-encryption-key", sealing_key)
-        a.run("books", name="books-1")
-        web = b.run("web", name="web-1")
-        wait_for("books-1's endpoint on B", lambda: b.endpoints("web-1", "books"), 20)
-        for _ in range(10):
-            assert b.call(web, "http://books/")["status"] == 200
-
-        def both_sides(mesh: Mesh) -> dict[str, int] | None:
-            rows = json.loads(mesh.cli("stat", "workloads", "-o", "json").stdout)["workloads"]
-            seen = {r["name"]: r["requests"] for r in rows}
-            return seen if seen.get("books-1", 0) >= 10 and "web-1" in seen else None
-
-        wait_for("A to count books-1's answers and know web-1", lambda: both_sides(a), 20)
-        wait_for("B to count books-1's answers (reported to A)", lambda: both_sides(b), 20)
-        pid = a.status()["pid"]
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            frozen = b.cli("stat", "services", "-o", "json", timeout=60)
-            missing = json.loads(frozen.stdout).get("replicasMissing", [])
-            assert len(missing) == 1, frozen.stdout
-            table = b.cli("stat", "services", timeout=60).stdout
-            assert "did not answer" in table and "missing from these figures" in table
-            report = json.loads(b.cli("diagnose", "-o", "json", check=False,
-                                      timeout=60).stdout)
-            assert report["gathered"]["replicasMissing"], report["gathered"]
-            assert any(f["code"] == "TUL1091" for f in report["findings"]), report["findings"]
-        finally:
-            os.kill(pid, signal.SIGCONT)
+        frozen = b.cli("stat", "services", "-o", "json", timeout=60)
+        missing = json.loads(frozen.stdout).get("replicasMissing", [])
+        assert len(missing) == 1, frozen.stdout
+        table = b.cli("stat", "services", timeout=60).stdout
+        assert "did not answer" in table and "missing from these figures" in table
+        report = json.loads(b.cli("diagnose", "-o", "json", check=False,
+                                  timeout=60).stdout)
+        assert report["gathered"]["replicasMissing"], report["gathered"]
+        assert any(f["code"] == "TUL1091" for f in report["findings"]), report["findings"]
     finally:
-        b.close()
-        a.close()
+        os.kill(pid, signal.SIGCONT)
 
 
 
-def test_check_names_a_replica_that_does_not_answer_and_etcd_quorum(
-        tmp_path: Path, etcd: str, sealing_key: str) -> None:
-    store = "etcd://" + etcd.removeprefix("http://")
-    a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
+def test_check_names_a_replica_that_does_not_answer_and_etcd_quorum(replicas: Replicas) -> None:
+    a, b = replicas()
+
+    def checks() -> dict[str, Any]:
+        result = b.cli("check", "-o", "json", check=False, timeout=60)
+        return {c["id"]: c for c in json.loads(result.stdout)["checks"]}
+
+    healthy = checks()
+    assert healthy["replicas-answering"]["status"] == "ok", healthy["replicas-answering"]
+    assert "2 replicas answer" in healthy["replicas-answering"]["message"]
+    assert healthy["etcd-quorum"]["status"] == "ok"
+    assert healthy["replicas-clock"]["status"] == "ok"
+    pid = a.status()["pid"]
+    os.kill(pid, signal.SIGSTOP)  # frozen: still announced, never answers
     try:
-        a.up("--store", store, "--ca-encryption-key", sealing_key)
-        b.up("--store", store, "--ca-encryption-key", sealing_key)
-
-        def checks() -> dict[str, Any]:
-            result = b.cli("check", "-o", "json", check=False, timeout=60)
-            return {c["id"]: c for c in json.loads(result.stdout)["checks"]}
-
-        healthy = checks()
-        assert healthy["replicas-answering"]["status"] == "ok", healthy["replicas-answering"]
-        assert "2 replicas answer" in healthy["replicas-answering"]["message"]
-        assert healthy["etcd-quorum"]["status"] == "ok"
-        assert healthy["replicas-clock"]["status"] == "ok"
-        pid = a.status()["pid"]
-        os.kill(pid, signal.SIGSTOP)  # frozen: still announced, never answers
-        try:
-            frozen = checks()
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        assert frozen["replicas-answering"]["status"] == "failed"
-        assert "does not answer" in frozen["replicas-answering"]["message"]
-        assert "1 of 2 answer" in frozen["replicas-answering"]["message"]
+        frozen = checks()
     finally:
-        b.close()
-        a.close()
+        os.kill(pid, signal.SIGCONT)
+    assert frozen["replicas-answering"]["status"] == "failed"
+    assert "does not answer" in frozen["replicas-answering"]["message"]
+    assert "1 of 2 answer" in frozen["replicas-answering"]["message"]
 
 
 POLICY = """\
@@ -400,17 +383,13 @@ def test_etcd_members_lost_one_then_quorum(tmp_path: Path, sealing_key: str) -> 
             mesh.close()
 
 
-def test_when_a_replica_freezes_its_agents_and_proxies_move_to_another(
-        tmp_path: Path, etcd: str, sealing_key: str) -> None:
+def test_when_a_replica_freezes_its_agents_and_proxies_move_to_another(replicas: Replicas) -> None:
     """SIGSTOP the replica two workloads use: its port still accepts, but it never answers.
     The agents give it up after three missed heartbeats and register with the other replica;
     the sidecars' gRPC health check of their xDS cluster fails, and they follow."""
-    store = "etcd://" + etcd.removeprefix("http://")
-    a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
+    a, b = replicas(first="b")
     pid = 0
     try:
-        b.up("--store", store, "--ca-encryption-key", sealing_key)
-        a.up("--store", store, "--ca-encryption-key", sealing_key)
         a.run("books", name="books-1")
         web = a.run("web", name="web-1")
         a.sync()
@@ -434,5 +413,3 @@ def test_when_a_replica_freezes_its_agents_and_proxies_move_to_another(
     finally:
         if pid:
             os.kill(pid, signal.SIGCONT)
-        b.close()
-        a.close()
