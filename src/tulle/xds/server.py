@@ -51,6 +51,16 @@ class ConfigSource(Protocol):
         """The current config of ``proxy``."""
 
 
+@dataclass
+class _SyncWait:
+    """One caller of wait_synced: the proxies that have not ACKed ``version`` yet."""
+
+    version: int
+    wanted: set[str] | None
+    pending: set[str]
+    done: asyncio.Future[None]
+
+
 @dataclass(eq=False)
 class _Connection:
     proxy: ProxyInfo
@@ -87,7 +97,8 @@ class XdsHub:
         self.stale_after_s = stale_after_s
         self._source = source
         self._connections: dict[str, _Connection] = {}
-        self._progress = asyncio.Condition()
+        self._progress = asyncio.Condition()  # a stream ended (a handover waits for it)
+        self._sync_waits: list[_SyncWait] = []
         self.nacks = NackLog()
         self.responses = ResponseLog()
         self.stream_events = StreamEventLog()
@@ -135,19 +146,40 @@ class XdsHub:
 
     async def wait_synced(self, mesh_version: int, timeout: float,
                           nodes: Iterable[str] | None = None) -> bool:
-        """Wait until every (or each named) connected proxy has ACKed ``mesh_version``."""
+        """Wait until every (or each named) connected proxy has ACKed ``mesh_version``.
+
+        The proxies still to ACK are kept in a set; each stream event looks up only its own
+        node in it (not every connection per ACK: that was quadratic in the proxies), and a
+        proxy that connects meanwhile joins it."""
         wanted = None if nodes is None else set(nodes)
-
-        def done() -> bool:
-            return all(c.stream.synced(mesh_version) for n, c in self._connections.items()
-                       if wanted is None or n in wanted)
-
-        async with self._progress:
-            try:
-                await asyncio.wait_for(self._progress.wait_for(done), timeout)
-            except TimeoutError:
-                return False
+        pending = {n for n, c in self._connections.items()
+                   if (wanted is None or n in wanted) and not c.stream.synced(mesh_version)}
+        if not pending:
+            return True
+        wait = _SyncWait(mesh_version, wanted, pending, asyncio.get_running_loop().create_future())
+        self._sync_waits.append(wait)
+        try:
+            await asyncio.wait_for(wait.done, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._sync_waits.remove(wait)
         return True
+
+    def _progressed(self, node_id: str) -> None:
+        """A stream event for ``node_id`` (an ACK, a push, a connect or a disconnect)."""
+        if not self._sync_waits:
+            return
+        connection = self._connections.get(node_id)
+        for wait in self._sync_waits:
+            if wait.wanted is not None and node_id not in wait.wanted:
+                continue
+            if connection is None or connection.stream.synced(wait.version):
+                wait.pending.discard(node_id)
+                if not wait.pending and not wait.done.done():
+                    wait.done.set_result(None)
+            else:
+                wait.pending.add(node_id)
 
     # -- for the gRPC handlers ---------------------------------------------------------------
 
@@ -163,6 +195,7 @@ class XdsHub:
         connection = _Connection(proxy, stream, token, context.done)
         # No await since _admit: nothing can have claimed the node meanwhile.
         self._connections[node_id] = connection
+        self._progressed(node_id)
         log.info("%s connected (%s)", node_id, stream.protocol)
         reader = asyncio.create_task(_read(requests, connection.inbox))
         try:
@@ -182,12 +215,13 @@ class XdsHub:
                     break
                 for message in out:
                     yield message
-                await self._notify()
+                self._progressed(node_id)
         finally:
             reader.cancel()
             if self._connections.get(node_id) is connection:
                 del self._connections[node_id]
             log.info("%s disconnected", node_id)
+            self._progressed(node_id)
             await self._notify()
 
     async def _open(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
