@@ -93,7 +93,8 @@ def test_a_tcp_service_shows_connections_and_bytes(mesh: Mesh) -> None:
         assert _connect_line(mesh, word)[-2:] == ["HTTP/1.1 200 OK", f"lines-1:{word}"]
 
     row = wait_for("lines' two connections in telemetry",
-                   lambda: (r := _stat_row(mesh, "lines"))["l4"]["opened"] >= 2 and r)
+                   lambda: (r := _stat_row(mesh, "lines"))["l4"]["opened"] >= 2
+                   and r["l4"]["bytesOut"] >= 24 and r)
     assert row["protocol"] == "tcp"
     # "one\n" and "two\n" in; "lines-1:one\n" and "lines-1:two\n" out.
     assert row["l4"] == {"opened": 2, "bytesIn": 8, "bytesOut": 24, "connectFailures": 0}, row
