@@ -239,6 +239,16 @@ def test_client_errors_without_traffic_before_blame_no_change() -> None:
     assert "TUL1026" not in {f.code for f in diagnose(given).findings}
 
 
+def test_429s_after_a_change_are_left_to_the_rate_limit_findings() -> None:
+    """A policy that adds a rate limit is a change too, and its 429s rise right after it:
+    TUL1010/TUL1011 explain them, TUL1026 must not claim them (failed once in CI)."""
+    limited = {(WEB, V1): {"rq2": 30, "rq4": 50, "c429": 50},
+               (WEB, V2): {"rq2": 5, "rq4": 15, "c429": 15}}
+    given = evidence(limited, history=(REWRITE,),
+                     timeline=steady(BEFORE_REWRITE, recent=limited))
+    assert "TUL1026" not in {f.code for f in diagnose(given).findings}
+
+
 def _only_around(straddle: Counters, after: Counters) -> tuple[TimeSlot, ...]:
     """No calls until the slot the change (at NOW - 23) falls in; ``after`` from then on."""
     return tuple(TimeSlot(NOW - 60 + 5 * i, 5.0, MappingProxyType(dict(

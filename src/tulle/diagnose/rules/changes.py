@@ -4,7 +4,8 @@ A rewrite that sends requests to a path the application does not serve, a new ma
 leaves some requests unrouted: 4xx (404 above all) rise right after a change, while 5xx stay
 flat (TUL1065 covers 5xx). The change is named with its revision and diff, and blamed only
 when the traffic it touched was answered normally before it. 4xx are counted on the callers'
-side: answers from the application (OUTBOUND ``rq4``) and 404s the caller's own sidecar made
+side: answers from the application (OUTBOUND ``rq4`` less 429s, which rate limits make and
+TUL1010/TUL1011 explain) and 404s the caller's own sidecar made
 because no route matched (PROXY ``noroute``, NR), which never reach a cluster.
 """
 
@@ -79,7 +80,9 @@ def _count(slots: list[TimeSlot], services: set[ServiceRef], only: set[str] | No
                 continue
             callers.add(node)
             counts.requests += requests(values)
-            counts.client_errors += values.get("rq4", 0)
+            # 429s are the mesh's rate limits doing their work (TUL1010/TUL1011 name them),
+            # not requests the application does not serve.
+            counts.client_errors += max(0, values.get("rq4", 0) - values.get("c429", 0))
             counts.not_found += values.get("c404", 0)
     return counts, callers
 
