@@ -3,7 +3,8 @@
 Like Envoy, a client opens one ADS stream (Delta or State of the World) with the node id,
 metadata and bearer token of its bootstrap, subscribes to clusters (wildcard), then to the
 endpoints and secrets its clusters reference, then to listeners (wildcard), then to the route
-tables and secrets its listeners reference. It ACKs every response at once (Delta: by nonce;
+tables and secrets its listeners reference, and to scopes (wildcard) when a listener has scoped
+routes, then to the route tables its scopes name. It ACKs every response at once (Delta: by nonce;
 SotW: version_info and response_nonce, with the names it wants), keeps every resource's name and
 version so that it notices removals, and follows references as they change. It never NACKs:
 it does not validate what it gets, which real sidecars do (tests compare the two).
@@ -25,7 +26,7 @@ import grpc
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_pb2
+from envoy.config.route.v3 import route_pb2, scoped_route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
@@ -46,6 +47,7 @@ _MESSAGES: dict[str, Any] = {
     types.CLUSTER: cluster_pb2.Cluster, types.LISTENER: listener_pb2.Listener,
     types.ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
     types.ROUTE: route_pb2.RouteConfiguration, types.SECRET: secret_pb2.Secret,
+    types.SCOPED_ROUTE: scoped_route_pb2.ScopedRouteConfiguration,
 }
 
 
@@ -81,11 +83,13 @@ class ProxyIdentity:
 
 @dataclass(frozen=True)
 class References:
-    """The resources one cluster or listener makes Envoy subscribe to, by name."""
+    """The resources one cluster, listener or scope makes Envoy subscribe to, by name; and
+    whether a listener's scoped routes make it subscribe to scopes (SRDS, wildcard)."""
 
     endpoints: frozenset[str] = frozenset()
     routes: frozenset[str] = frozenset()
     secrets: frozenset[str] = frozenset()
+    scopes: bool = False
 
 
 NO_REFERENCES = References()
@@ -116,6 +120,7 @@ def cluster_references(cluster: Any) -> References:
 def listener_references(listener: Any) -> References:
     routes: set[str] = set()
     secrets: set[str] = set()
+    scopes = False
     chains = list(listener.filter_chains)
     if listener.HasField("default_filter_chain"):
         chains.append(listener.default_filter_chain)
@@ -125,9 +130,18 @@ def listener_references(listener: Any) -> References:
             secrets |= _tls_secrets(tls.common_tls_context)
         for network_filter in chain.filters:
             manager = hcm.HttpConnectionManager()
-            if network_filter.typed_config.Unpack(manager) and manager.HasField("rds"):
+            if not network_filter.typed_config.Unpack(manager):
+                continue
+            if manager.HasField("rds"):
                 routes.add(manager.rds.route_config_name)
-    return References(routes=frozenset(routes), secrets=frozenset(secrets))
+            scopes |= manager.scoped_routes.HasField("scoped_rds")
+    return References(routes=frozenset(routes), secrets=frozenset(secrets), scopes=scopes)
+
+
+def scope_references(scope: Any) -> References:
+    """A scope (SRDS) makes Envoy subscribe to the route table it names (none: inline)."""
+    name = scope.route_configuration_name
+    return References(routes=frozenset({name} if name else ()))
 
 
 class Known(dict[str, str]):
@@ -163,6 +177,8 @@ class ResourceIndex:
             self._references[(type_url, name, version)] = cluster_references(message)
         elif type_url == types.LISTENER:
             self._references[(type_url, name, version)] = listener_references(message)
+        elif type_url == types.SCOPED_ROUTE:
+            self._references[(type_url, name, version)] = scope_references(message)
 
     def delta_resource(self, type_url: str, resource: Any) -> tuple[str, str]:
         key = (type_url, resource.name, resource.version)
@@ -194,7 +210,8 @@ class ResourceIndex:
             known.derived = References(
                 endpoints=frozenset().union(*(p.endpoints for p in parts)),
                 routes=frozenset().union(*(p.routes for p in parts)),
-                secrets=frozenset().union(*(p.secrets for p in parts)))
+                secrets=frozenset().union(*(p.secrets for p in parts)),
+                scopes=any(p.scopes for p in parts))
         return known.derived
 
     def _intern(self, type_url: str, digest: int, size: int,
@@ -269,6 +286,7 @@ class SyntheticProxy:
     _call: Any = None
     _sent_node: bool = False
     _listeners_requested: bool = False
+    _scopes_requested: bool = False
 
     @property
     def delta(self) -> bool:
@@ -362,8 +380,16 @@ class SyntheticProxy:
     async def _follow_references(self) -> None:
         clusters = self.index.derived(types.CLUSTER, self.known.get(types.CLUSTER, EMPTY))
         listeners = self.index.derived(types.LISTENER, self.known.get(types.LISTENER, EMPTY))
+        scopes = self.index.derived(types.SCOPED_ROUTE,
+                                    self.known.get(types.SCOPED_ROUTE, EMPTY))
+        if listeners.scopes and not self._scopes_requested:
+            # Like Envoy: a listener with scoped routes subscribes to every scope (wildcard)
+            # when it is created; each scope then subscribes to its route table by name.
+            self._scopes_requested = True
+            await self._request(types.SCOPED_ROUTE, frozenset(), frozenset())
         wanted = {types.SECRET: clusters.secrets | listeners.secrets,
-                  types.ENDPOINT: clusters.endpoints, types.ROUTE: listeners.routes}
+                  types.ENDPOINT: clusters.endpoints,
+                  types.ROUTE: listeners.routes | scopes.routes}
         for type_url in types.PUSH_ORDER:
             names = wanted.get(type_url)
             if names is None:
@@ -381,7 +407,8 @@ class SyntheticProxy:
     def missing(self) -> str:
         """What it still waits for (for error messages)."""
         parts = [f"no {types.short_name(t)} yet" for t in types.WILDCARD_TYPES
-                 if t not in self.known]
+                 if t not in self.known
+                 and (t != types.SCOPED_ROUTE or self._scopes_requested)]
         parts.append(f"requests written {self.requests}")
         for type_url, names in self.wanted.items():
             lacking = names - self.known.get(type_url, EMPTY).keys()
@@ -399,5 +426,7 @@ class SyntheticProxy:
             self._has_wanted(types.SECRET)
 
     def _complete(self) -> bool:
+        if self._scopes_requested and types.SCOPED_ROUTE not in self.known:
+            return False
         return types.CLUSTER in self.known and types.LISTENER in self.known and all(
             self._has_wanted(t) for t in (types.ENDPOINT, types.SECRET, types.ROUTE))

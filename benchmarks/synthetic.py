@@ -12,7 +12,7 @@ worker processes (fleet.py) and:
 - see ``repeats`` changes of each kind, each timed from the API call to the last proxy's ACK
   of the response carrying it: (a) an endpoint added (a new workload of a service reports
   ready), (b) that endpoint removed (its session ends), (c) a route changed (an HTTPRoute's
-  weights flip; every proxy's outbound route table changes). Clients stamp their ACKs; the
+  weights flip; every proxy's route table of that one service changes). Clients stamp their ACKs; the
   control plane's own tracker (/v1/proxies) is read as a cross-check;
 - the control plane's CPU during each change and while idle, and its RSS.
 
@@ -52,7 +52,7 @@ TARGET_STORM_S = 10.0  # 1,000 proxies
 TARGET_N = 1000
 IDLE_S = 5.0
 WORKERS = 2
-ROUTE_TABLE = names.outbound_route_config("default")
+ROUTE_TABLE = names.outbound_route_config(ServiceRef("default", "svc-0000"))  # _route's parent
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@ The work is shared as widely as the inputs allow:
 - every encoded resource is memoized on exactly the arguments of the pure generator that built
   it, so an unchanged service costs nothing when another one changes, and a cache key can never
   miss an input (the key *is* the input);
-- the part every proxy of a namespace shares (clusters, endpoints, the outbound route table) is
-  built once per snapshot and namespace, diffed once against the namespace's previous one, and
-  held by reference by every proxy's config: a stream whose proxy has the previous one applies
-  only that diff (stream.py), so a push costs each proxy work in proportion to the change.
+- the part every proxy of a namespace shares (clusters, endpoints, the outbound scopes and
+  route tables) is built once per snapshot and namespace, diffed once against the namespace's
+  previous one, and held by reference by every proxy's config: a stream whose proxy has the
+  previous one applies only that diff (stream.py), so a push costs each proxy work in
+  proportion to the change.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
-from tulle.model.mesh import AttachedRoute, MeshService, MeshSnapshot
+from tulle.model.mesh import MeshService, MeshSnapshot
 from tulle.model.meta import ServiceRef
 from tulle.model.service import is_http
 from tulle.xds import names, types
@@ -36,7 +37,7 @@ _NO_NAMES: frozenset[str] = frozenset()
 @dataclass(frozen=True, eq=False)
 class SharedConfig:
     """What every proxy of a namespace gets at one snapshot (clusters, endpoints, the outbound
-    route table, the trust bundle), built once, and its difference from the namespace's
+    scopes and route tables, the trust bundle), built once, and its difference from the namespace's
     previous shared part, computed once. Proxies hold it by reference."""
 
     serial: int  # unique per compiler: what a later shared part's ``base`` names
@@ -190,10 +191,6 @@ class ConfigCompiler:
         self._outbound_filters: frozenset[str] = frozenset()
         self._last_shared: dict[str, SharedConfig] = {}  # by namespace, the newest built
         self._serials = itertools.count(1)
-        # Per namespace, the virtual hosts of the last outbound route table built, by their
-        # inputs: a route change regenerates one service's host, not 1,000.
-        self._virtual_hosts: dict[str, dict[tuple[MeshService, tuple[AttachedRoute, ...]],
-                                            Any]] = {}
 
     def compile(self, mesh: MeshSnapshot, proxy: ProxyInfo,
                 logging: ProxyLogging = NO_LOGGING) -> ProxyConfig:
@@ -225,7 +222,7 @@ class ConfigCompiler:
                           own_service.access_log if own_service else False, logging)
         http10 = mesh.settings.http.accept_http10
         own_listeners = [memo.get(types.LISTENER, listeners.outbound_listener,
-                                  proxy.outbound_port, proxy.namespace, tracer, logs.outbound(),
+                                  proxy.outbound_port, tracer, logs.outbound(),
                                   http10, self._outbound_filters)]
         own_routes: list[EncodedResource] = []
         if proxy.app_port is not None:
@@ -265,20 +262,6 @@ class ConfigCompiler:
             types.ROUTE: own_routes,
         }, shared)
 
-    def _route_table(self, namespace: str, table: routes.ServiceRoutes) -> Any:
-        """``routes.outbound_route_config(namespace, table)``, reusing the virtual hosts whose
-        inputs are the same as in the last table built for ``namespace``. Its memo key is
-        (namespace, table): the virtual hosts depend on nothing else."""
-        last = self._virtual_hosts.get(namespace, {})
-        hosts = {}
-        for service, attached in table:
-            host = last.get((service, attached))
-            if host is None:
-                host = routes.outbound_virtual_host(namespace, service, attached)
-            hosts[service, attached] = host
-        self._virtual_hosts[namespace] = hosts
-        return routes.outbound_route_table(namespace, hosts.values())
-
     def _build_shared(self, mesh: MeshSnapshot, namespace: str) -> SharedConfig:
         memo = self.memo
         cluster_list = []
@@ -294,16 +277,23 @@ class ConfigCompiler:
         if mesh.settings.tracing is not None:
             cluster_list.append(memo.get(types.CLUSTER, tracing.collector_cluster,
                                          mesh.settings.tracing.otlp.address))
-        # TCP services get a virtual host too: it answers with how to reach them instead.
-        table = tuple((service, mesh.routes.get(ref, ())) for ref, service in mesh.services.items())
-        route_table = memo.get(types.ROUTE, self._route_table, namespace, table)
+        # One route table per service, the same in every namespace (TCP services get one too:
+        # it answers with how to reach them instead); the namespace's scopes pick them by host.
+        route_tables = []
+        scopes = []
+        for ref, service in mesh.services.items():
+            route_tables.append(memo.get(types.ROUTE, routes.outbound_route_config, service,
+                                         mesh.routes.get(ref, ())))
+            for host in routes.outbound_scope_hosts(namespace, ref):
+                scopes.append(memo.get(types.SCOPED_ROUTE, routes.outbound_scope, host, ref))
         bundle = (memo.get(types.SECRET, secrets.bundle_secret, trust_domain,
                            mesh.identity.bundle_pem),) if trust_domain else ()
         shared = SharedConfig.of(next(self._serials), {
             types.SECRET: bundle,
             types.CLUSTER: cluster_list,
             types.ENDPOINT: assignment_list,
-            types.ROUTE: (route_table,),
+            types.SCOPED_ROUTE: scopes,
+            types.ROUTE: route_tables,
         }, self._last_shared.get(namespace))
         self._last_shared[namespace] = shared
         return shared

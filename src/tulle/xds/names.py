@@ -30,8 +30,19 @@ def inbound_upgrade_cluster(app_port: int) -> str:
     return f"inbound|{app_port}|upgrade"
 
 
-def outbound_route_config(client_namespace: str) -> str:
-    return f"outbound|{client_namespace}"
+# The outbound listener's scoped routes: a request's host (port stripped) picks a scope, and
+# the scope names one service's route table.
+OUTBOUND_SCOPES = "outbound"
+
+
+def outbound_route_config(service: ServiceRef) -> str:
+    """One service's outbound route table, the same for every client."""
+    return f"outbound|{service.host}"
+
+
+def outbound_scope(host: str) -> str:
+    """The scope of requests whose host is ``host`` (``books`` or ``books.default``)."""
+    return f"scope|{host}"
 
 
 def upstream_route_config(service: ServiceRef) -> str:

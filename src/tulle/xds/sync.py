@@ -24,7 +24,7 @@ from tulle.xds.types import BY_SHORT_NAME, short_name
 # A push may stay un-ACKed this long before it counts as STALE (`tulle up --stale-after`).
 DEFAULT_STALE_AFTER_S = 10.0
 
-TYPES: tuple[str, ...] = ("CDS", "EDS", "LDS", "RDS", "SDS")  # the types a proxy is shown
+TYPES: tuple[str, ...] = ("CDS", "EDS", "LDS", "SRDS", "RDS", "SDS")  # the types a proxy is shown
 
 
 class SyncState(enum.Enum):

@@ -14,7 +14,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
-from tests.unit.xds.envoy_side import CDS, EDS, LDS, RDS, SDS, message_of
+from tests.unit.xds.envoy_side import CDS, EDS, LDS, RDS, SDS, SRDS, message_of
 from tulle.xds.compiler import ProxyConfig
 
 _HCM = "type.googleapis.com/" + hcm.HttpConnectionManager.DESCRIPTOR.full_name
@@ -91,6 +91,7 @@ def problems(proxy_config: ProxyConfig) -> list[str]:
     assignments = decoded(proxy_config, EDS)
     listeners = decoded(proxy_config, LDS)
     tables = decoded(proxy_config, RDS)
+    scopes = decoded(proxy_config, SRDS)
     found: list[str] = list(secret_problems(clusters, listeners, decoded(proxy_config, SDS)))
 
     eds_names = set()
@@ -104,6 +105,7 @@ def problems(proxy_config: ProxyConfig) -> list[str]:
               for name in assignments if name not in eds_names]
 
     referenced_tables: set[str] = set()
+    scoped_listeners: list[str] = []
     named_clusters: list[tuple[str, str]] = []  # (who, cluster)
     for name, listener in listeners.items():
         for chain in listener.filter_chains:
@@ -112,7 +114,9 @@ def problems(proxy_config: ProxyConfig) -> list[str]:
                 if config.type_url == _HCM:
                     manager = hcm.HttpConnectionManager()
                     config.Unpack(manager)
-                    if manager.HasField("rds"):
+                    if manager.HasField("scoped_routes"):
+                        scoped_listeners.append(name)
+                    elif manager.HasField("rds"):
                         referenced_tables.add(manager.rds.route_config_name)
                         if manager.rds.route_config_name not in tables:
                             found.append(f"listener {name} uses missing route table "
@@ -124,7 +128,16 @@ def problems(proxy_config: ProxyConfig) -> list[str]:
                     proxy = tcp_proxy_pb2.TcpProxy()
                     config.Unpack(proxy)
                     named_clusters.append((f"listener {name} tcp_proxy", proxy.cluster))
-    found += [f"route table {name} is used by no listener"
+    if scopes and not scoped_listeners:
+        found.append(f"scopes {sorted(scopes)} are used by no listener")
+    keys = Counter(tuple(f.string_key for f in scope.key.fragments) for scope in scopes.values())
+    found += [f"{count} scopes share the key {key}" for key, count in keys.items() if count > 1]
+    for name, scope in scopes.items():
+        referenced_tables.add(scope.route_configuration_name)
+        if scope.route_configuration_name not in tables:
+            found.append(f"scope {name} names missing route table "
+                         f"{scope.route_configuration_name}")
+    found += [f"route table {name} is used by no listener or scope"
               for name in tables if name not in referenced_tables]
     for name, table in tables.items():
         named_clusters += [(f"route table {name}", c) for c in route_clusters(table)]

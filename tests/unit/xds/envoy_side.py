@@ -13,7 +13,7 @@ from typing import Any
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_pb2
+from envoy.config.route.v3 import route_pb2, scoped_route_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2  # type: ignore[import-untyped]
@@ -26,12 +26,14 @@ from tulle.xds.wire import EncodedResource, encode
 
 CDS, EDS, LDS, RDS, SDS = (types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE,
                           types.SECRET)
+SRDS = types.SCOPED_ROUTE
 
 MESSAGE_OF: dict[str, Any] = {
     CDS: cluster_pb2.Cluster,
     EDS: endpoint_pb2.ClusterLoadAssignment,
     LDS: listener_pb2.Listener,
     RDS: route_pb2.RouteConfiguration,
+    SRDS: scoped_route_pb2.ScopedRouteConfiguration,
     SDS: secret_pb2.Secret,
 }
 TYPE_OF: dict[Any, str] = {message: type_url for type_url, message in MESSAGE_OF.items()}
@@ -198,7 +200,7 @@ class SotwPeer(Peer):
     def apply(self, reply: Reply) -> None:
         held = self.held.setdefault(reply.type_url, {})
         if reply.type_url in types.WILDCARD_TYPES:
-            held.clear()  # SotW: a listener or cluster response is the complete set
+            held.clear()  # SotW: a listener, cluster or scope response is the complete set
         held.update(reply.resources)
 
     def request(self, type_url: str, *, nonce: str = "", error: str | None = None,

@@ -39,11 +39,11 @@ def listener(port: int) -> listener_pb2.Listener:
     return listener_pb2.Listener(name=LISTENER, address=socket_address("127.0.0.1", port))
 
 
-def route_table(clusters: Sequence[str]) -> route_pb2.RouteConfiguration:
+def route_table(clusters: Sequence[str], name: str = ROUTES) -> route_pb2.RouteConfiguration:
     hosts = [rc.VirtualHost(name=name, domains=[name], routes=[rc.Route(
         match=rc.RouteMatch(prefix="/"), route=rc.RouteAction(cluster=name))])
         for name in clusters]
-    return route_pb2.RouteConfiguration(name=ROUTES, virtual_hosts=hosts)
+    return route_pb2.RouteConfiguration(name=name, virtual_hosts=hosts)
 
 
 def sample(mesh_version: int = 1, *,

@@ -9,7 +9,7 @@ import pytest
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 
 from tests.unit.xds import consistency
-from tests.unit.xds.envoy_side import CDS, EDS, LDS, RDS, config
+from tests.unit.xds.envoy_side import CDS, EDS, LDS, RDS, SRDS, config
 from tests.unit.xds.meshes import (
     Manifest,
     http_route,
@@ -19,12 +19,13 @@ from tests.unit.xds.meshes import (
     service,
     workload,
 )
-from tests.unit.xds.sample_configs import assignment, cluster, route_table
+from tests.unit.xds.sample_configs import assignment, cluster
+from tests.unit.xds.sample_configs import route_table as named_table
 from tulle.model.mesh import MeshService
 from tulle.model.meta import ServiceRef
 from tulle.model.workload import Workload, WorkloadState
 from tulle.xds.compiler import ConfigCompiler, ProxyConfig
-from tulle.xds.generators import clusters, listeners, secrets
+from tulle.xds.generators import clusters, listeners, routes, secrets
 from tulle.xds.proxy import ProxyInfo
 
 BOOKS, WEB = "outbound|books.default", "outbound|web.default"
@@ -40,7 +41,7 @@ class Case:
     node_in_mesh: bool = True
     clusters: set[str] = field(default_factory=set)  # also the EDS names, minus inbound|*
     listeners: set[str] = field(default_factory=lambda: {"outbound"})
-    routes: set[str] = field(default_factory=lambda: {"outbound|default"})
+    upstream_routes: set[str] = field(default_factory=set)  # besides one table per service
 
 
 CASES = [
@@ -56,7 +57,7 @@ CASES = [
          workload("web-1", app_port=None, upstreams={"authors": 9000}), [workload("books-1")],
          clusters={BOOKS, WEB, "outbound|authors.default"},
          listeners={"outbound", "upstream|9000"},
-         routes={"outbound|default", "upstream|authors.default"}),
+         upstream_routes={"upstream|authors.default"}),
     Case("tcp service, client", workload("web-1", app_port=None, upstreams={"db": 9001}),
          [workload("db-1")], [service("db", "tcp")],
          clusters={WEB, "outbound|db.default"}, listeners={"outbound", "upstream|9001"}),
@@ -72,13 +73,23 @@ CASES = [
          clusters={BOOKS, WEB, "outbound|books-v2.default", "outbound|books-canary.default",
                    "outbound|reviews.shop"},
          listeners={"outbound", "upstream|9002"},
-         routes={"outbound|default", "upstream|books.default"}),
+         upstream_routes={"upstream|books.default"}),
     Case("client in another namespace",
          workload("web-1", namespace="shop", app_port=None, upstreams={"books.default": 9003}),
          [workload("books-1")],
          clusters={BOOKS, "outbound|web.shop"}, listeners={"outbound", "upstream|9003"},
-         routes={"outbound|shop", "upstream|books.default"}),
+         upstream_routes={"upstream|books.default"}),
 ]
+
+
+def route_table(clusters: list[str], name: str = BOOKS) -> object:
+    return named_table(clusters, name)
+
+
+def scope(host: str, name: str = "") -> object:
+    found = routes.outbound_scope(host, ServiceRef("default", "books"))
+    found.name = name or found.name
+    return found
 
 
 def compile_case(case: Case, compiler: ConfigCompiler | None = None) -> ProxyConfig:
@@ -95,7 +106,14 @@ def test_compiled_config_is_complete_and_consistent(case: Case) -> None:
     assert set(compiled.of_type(CDS)) == case.clusters
     assert set(compiled.of_type(EDS)) == {c for c in case.clusters if c.startswith("outbound|")}
     assert set(compiled.of_type(LDS)) == case.listeners
-    assert set(compiled.of_type(RDS)) == case.routes
+    services = {c for c in case.clusters if c.startswith("outbound|")}
+    assert set(compiled.of_type(RDS)) == services | case.upstream_routes
+    # A scope per service, and one more per service of the client's own namespace (its
+    # short name).
+    namespace = case.node.namespace
+    hosts = {c.removeprefix("outbound|") for c in services}
+    assert set(compiled.of_type(SRDS)) == {f"scope|{h}" for h in hosts} | {
+        f"scope|{h.split('.')[0]}" for h in hosts if h.endswith(f".{namespace}")}
     assert compiled.mesh_version == 1
 
 
@@ -103,12 +121,18 @@ BROKEN = [
     ("EDS cluster without endpoints", [cluster("a")],
      "EDS cluster a has no ClusterLoadAssignment"),
     ("orphan endpoints", [assignment("a", [1])], "ClusterLoadAssignment a belongs to no"),
-    ("missing route table", [listeners.outbound_listener(15001, "default")],
-     "uses missing route table outbound|default"),
-    ("unused route table", [route_table([])], "route table outbound|default is used by no"),
+    ("missing route table", [listeners.outbound_listener(15001), scope("books")],
+     "scope scope|books names missing route table outbound|books.default"),
+    ("unused route table", [route_table([])], "route table outbound|books.default is used by no"),
     ("route to a missing cluster",
-     [listeners.outbound_listener(15001, "default"), route_table(["gone"])],
+     [listeners.outbound_listener(15001), scope("books"), route_table(["gone"])],
      "names missing cluster gone"),
+    ("scopes without a listener", [scope("books"), route_table([])],
+     "scopes ['scope|books'] are used by no listener"),
+    ("two scopes with one key",
+     [listeners.outbound_listener(15001), scope("books"), route_table([]),
+      scope("books", "scope|again")],
+     "2 scopes share the key ('books',)"),
     ("tcp proxy to a missing cluster",
      [listeners.upstream_listener(9000, ServiceRef("default", "db"), "tcp")],
      "tcp_proxy names missing cluster outbound|db.default"),
@@ -131,7 +155,7 @@ BROKEN = [
                         validation_context=secrets.bundle_secret("td", "PEM").validation_context)],
      "uses secret tulle-identity as a tls_certificate, but it holds no tls_certificate"),
     ("two listeners on one port",
-     [listeners.outbound_listener(9000, "default"), route_table([]),
+     [listeners.outbound_listener(9000),
       listeners.upstream_listener(9000, ServiceRef("default", "db"), "tcp"),
       cluster("outbound|db.default"), assignment("outbound|db.default", [1])],
      "2 listeners bind 127.0.0.1:9000"),
@@ -155,12 +179,12 @@ def test_weighted_routes_name_only_clusters_of_the_config() -> None:
 # -- memoization -------------------------------------------------------------------------------
 
 def names_of(proxy_config: ProxyConfig) -> set[tuple[str, str]]:
-    return {(t, n) for t in (CDS, EDS, LDS, RDS) for n in proxy_config.of_type(t)}
+    return {(t, n) for t in (CDS, EDS, LDS, SRDS, RDS) for n in proxy_config.of_type(t)}
 
 
 def shared_names(first: ProxyConfig, second: ProxyConfig) -> set[tuple[str, str]]:
     """(type, name) of every resource both configs hold as the very same encoded object."""
-    return {(t, n) for t in (CDS, EDS, LDS, RDS) for n, r in first.of_type(t).items()
+    return {(t, n) for t in (CDS, EDS, LDS, SRDS, RDS) for n, r in first.of_type(t).items()
             if second.of_type(t).get(n) is r}
 
 
@@ -180,9 +204,10 @@ def test_proxies_share_encoded_resources() -> None:
     assert shared_names(web, books_1) == names_of(web)
 
     other_namespace = compiler.compile(snapshot, proxy(snapshot, "web-1.shop"))
-    assert compiler.memo.builds == built + 3, "its outbound listener and route table"
-    assert {(CDS, n) for n in web.of_type(CDS)} <= shared_names(web, other_namespace)
-    assert {(EDS, n) for n in web.of_type(EDS)} <= shared_names(web, other_namespace)
+    assert compiler.memo.builds == built + 2, \
+        "its certificate, and the scope of its own service's short name (not the listener)"
+    assert names_of(other_namespace) - shared_names(web, other_namespace) == {
+        (SRDS, "scope|web")}  # web.shop in the shop namespace; web.default in default
 
 
 BASE = [workload("books-1"), workload("authors-1", address="10.0.0.3"), CLIENT]
@@ -192,11 +217,13 @@ CHANGES: list[tuple[str, list[Workload], list[Manifest], set[tuple[str, str]]]] 
      {(EDS, BOOKS)}),
     ("instance not ready", [*BASE[1:], workload("books-1", state=WorkloadState.NOT_READY)], [],
      {(EDS, BOOKS)}),
+    # One service's route table: what a route change sends every proxy.
     ("route attached", BASE, [http_route("r", "books", [rule("books", prefix="/v1")])],
-     {(RDS, "outbound|default")}),
+     {(RDS, BOOKS)}),
     ("service added", [*BASE, workload("shelves-1")], [],
      {(CDS, "outbound|shelves.default"), (EDS, "outbound|shelves.default"),
-      (RDS, "outbound|default")}),
+      (RDS, "outbound|shelves.default"), (SRDS, "scope|shelves"),
+      (SRDS, "scope|shelves.default")}),
 ]
 
 

@@ -135,18 +135,23 @@ def test_a_service_without_routes_sends_everything_to_its_cluster() -> None:
     assert [pick(route_list, p) for p in ("/", "/any/path")] == [cluster("books")] * 2
 
 
-def outbound_hosts(client_namespace: str, *manifests: Manifest) -> dict[str, Any]:
+def outbound_hosts(*manifests: Manifest) -> dict[str, Any]:
+    """Each service's own outbound route table, by host: one virtual host taking every host
+    (the scopes chose the table already)."""
     snapshot = mesh(1, [], manifests)
-    table = tuple((s, snapshot.routes.get(ref, ())) for ref, s in snapshot.services.items())
-    config = routes.outbound_route_config(client_namespace, table)
-    assert config.name == f"outbound|{client_namespace}"
-    assert not config.validate_clusters.value
-    return {host.name: host for host in config.virtual_hosts}
+    hosts = {}
+    for ref, s in snapshot.services.items():
+        config = routes.outbound_route_config(s, snapshot.routes.get(ref, ()))
+        assert config.name == f"outbound|{ref.host}"
+        assert not config.validate_clusters.value
+        [host] = config.virtual_hosts
+        assert list(host.domains) == ["*"]
+        hosts[host.name] = host
+    return hosts
 
 
 def test_a_tcp_service_answers_http_with_400_and_how_to_reach_it() -> None:
-    hosts = outbound_hosts("default", service("db", "tcp"),
-                           http_route("r", "db", [rule("db", prefix="/")]))
+    hosts = outbound_hosts(service("db", "tcp"), http_route("r", "db", [rule("db", prefix="/")]))
     connect, route = hosts["db.default"].routes
     assert target(route) == "400"
     assert "--upstream db.default:" in route.direct_response.body.inline_string
@@ -155,7 +160,7 @@ def test_a_tcp_service_answers_http_with_400_and_how_to_reach_it() -> None:
 
 
 def test_connect_to_a_service_tunnels_to_its_cluster() -> None:
-    hosts = outbound_hosts("default", service("books"), service("greeter", "grpc"))
+    hosts = outbound_hosts(service("books"), service("greeter", "grpc"))
     for host in ("books.default", "greeter.default"):
         first = hosts[host].routes[0]  # before any route that matches HTTP requests
         assert first.match.HasField("connect_matcher")
@@ -166,24 +171,41 @@ def test_connect_to_a_service_tunnels_to_its_cluster() -> None:
 
 
 def test_an_unknown_host_gets_404_with_a_hint() -> None:
-    hosts = outbound_hosts("default", service("books"))
-    *_, last = hosts.values()
-    assert list(last.domains) == ["*"]
-    connect, route = last.routes
-    assert target(route) == "404"
-    assert "tulle get services" in route.direct_response.body.inline_string
+    """No scope matches: Envoy's own 404 (NR), rewritten when no virtual host was chosen."""
+    connect, unknown = routes.unknown_host_replies().mappers
+    assert (unknown.status_code.value, connect.status_code.value) == (404, 403)
+    assert "tulle get services" in unknown.body.inline_string
     # CONNECT to anything else is egress, denied with a reason until the mesh has egress.
-    assert connect.match.HasField("connect_matcher") and target(connect) == "403"
-    assert "outside the mesh" in connect.direct_response.body.inline_string
+    assert "outside the mesh" in connect.body.inline_string
+    for mapper, extra in ((connect, 1), (unknown, 0)):
+        no_route, no_host, *rest = mapper.filter.and_filter.filters
+        assert list(no_route.response_flag_filter.flags) == ["NR"]
+        assert no_host.extension_filter.name.endswith(".cel")
+        assert len(rest) == extra
+    method = connect.filter.and_filter.filters[2]
+    assert method.header_filter.header.string_match.exact == "CONNECT"
 
 
-@pytest.mark.parametrize(("client_namespace", "domains"), [
-    ("default", ["books", "books.default"]),
-    ("shop", ["books.default"]),  # the short name means a service of the client's namespace
+@pytest.mark.parametrize(("client_namespace", "ref", "hosts"), [
+    ("default", BOOKS, ("books", "books.default")),
+    ("shop", BOOKS, ("books.default",)),  # the short name means a service of the client's
+    ("shop", ServiceRef("shop", "books"), ("books", "books.shop")),  # namespace
 ])
-def test_virtual_host_domains(client_namespace: str, domains: list[str]) -> None:
-    hosts = outbound_hosts(client_namespace, service("books"))
-    assert list(hosts["books.default"].domains) == domains
+def test_scopes_per_client_namespace(client_namespace: str, ref: ServiceRef,
+                                     hosts: tuple[str, ...]) -> None:
+    assert routes.outbound_scope_hosts(client_namespace, ref) == hosts
+    for host in hosts:
+        scope = routes.outbound_scope(host, ref)
+        assert scope.name == f"scope|{host}"
+        assert scope.route_configuration_name == f"outbound|{ref.host}"
+        assert [f.string_key for f in scope.key.fragments] == [host]
+
+
+def test_the_scope_key_is_the_host_without_its_port() -> None:
+    [fragment] = routes.scope_key_builder().fragments
+    extractor = fragment.header_value_extractor
+    assert (extractor.name, extractor.element_separator, extractor.index) == (
+        ":authority", ":", 0)
 
 
 def test_upstream_route_table_takes_every_host() -> None:

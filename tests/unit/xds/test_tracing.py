@@ -105,7 +105,7 @@ def managers(listener: Any) -> list[hcm.HttpConnectionManager]:
 
 TRACED = ProxyTracing(BOOKS, 10.0)
 LISTENERS = [
-    ("outbound", lambda t: listeners.outbound_listener(15001, "shop", t), 1),
+    ("outbound", lambda t: listeners.outbound_listener(15001, t), 1),
     ("inbound, STRICT", lambda t: listeners.inbound_listener(
         "10.0.0.1", 15006, 8080, "http", "STRICT", None, t), 1),
     ("inbound, PERMISSIVE: both chains", lambda t: listeners.inbound_listener(

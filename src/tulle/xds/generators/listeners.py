@@ -23,23 +23,33 @@ from tulle.xds import names
 from tulle.xds.generators.access_logs import HttpLogging, http_access_logs
 from tulle.xds.generators.common import ads_source, pack, socket_address, tls_socket
 from tulle.xds.generators.http_filters import http_filters
-from tulle.xds.generators.routes import inbound_route_config
+from tulle.xds.generators.routes import (
+    inbound_route_config,
+    scope_key_builder,
+    unknown_host_replies,
+)
 from tulle.xds.generators.secrets import downstream_tls
 from tulle.xds.generators.tracing import ProxyTracing, http_tracing
 
 LOOPBACK = "127.0.0.1"
 
 
-def outbound_listener(port: int, client_namespace: str,
+def outbound_listener(port: int,
                       tracing: ProxyTracing | None = None,
                       access_log: HttpLogging | None = None,
                       accept_http10: bool = True,
                       optional_filters: frozenset[str] = frozenset()) -> listener_pb2.Listener:
-    """``optional_filters``: the HTTP filters the route table's routes configure
-    (routes.optional_filters)."""
-    manager = _http_manager("outbound", rds_name=names.outbound_route_config(client_namespace),
-                            tracing=tracing, access_log=access_log, accept_http10=accept_http10,
-                            optional_filters=optional_filters)
+    """``optional_filters``: the HTTP filters the route tables' routes configure
+    (routes.optional_filters). The request's host picks a scope (SRDS), and the scope one
+    service's route table: the listener itself names no service, nor the client's namespace
+    (its scopes do)."""
+    manager = _http_manager("outbound", tracing=tracing, access_log=access_log,
+                            accept_http10=accept_http10, optional_filters=optional_filters)
+    manager.scoped_routes.CopyFrom(hcm.ScopedRoutes(
+        name=names.OUTBOUND_SCOPES, scope_key_builder=scope_key_builder(),
+        rds_config_source=ads_source(),
+        scoped_rds=hcm.ScopedRds(scoped_rds_config_source=ads_source())))
+    manager.local_reply_config.CopyFrom(unknown_host_replies())
     return _listener(names.OUTBOUND_LISTENER, LOOPBACK, port, _hcm_filter(manager),
                      base_pb2.TrafficDirection.OUTBOUND)
 
@@ -129,7 +139,7 @@ def _http_manager(stat_prefix: str, rds_name: str | None = None,
         strip_any_host_port=True,
         http_filters=http_filters(rate_limit, optional_filters),
         # WebSocket handshakes pass on every hop; without this Envoy refuses them with 403.
-        # CONNECT is routed only where a route says so (the outbound table's services).
+        # CONNECT is routed only where a route says so (the outbound tables' services).
         upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type=kind)
                          for kind in ("websocket", "CONNECT")],
     )

@@ -1,25 +1,34 @@
 """RDS: how a sidecar picks the service, and the instance set, for each HTTP request.
 
-A client's outbound route table has one virtual host per HTTP service, matched on the request's
-host with the port stripped: ``books`` (same namespace), ``books.default`` (any namespace).
-HTTPRoutes attached to a service replace its default catch-all route.
+Each service has an outbound route table of its own, shared by every client: the outbound
+listener's scoped routes (SRDS) pick it by the request's host with the port stripped: ``books``
+(same namespace), ``books.default`` (any namespace). A change to one service's routes therefore
+sends that service's table alone. HTTPRoutes attached to a service replace its default
+catch-all route. Why scopes rather than VHDS: docs/architecture.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import Any
 
+from envoy.config.accesslog.v3 import accesslog_pb2 as access_log_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
+from envoy.config.route.v3 import scoped_route_pb2 as srds_pb2
+from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
 from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import wrappers_pb2
 
 from tulle.model.mesh import AttachedRoute, MeshService
+from tulle.model.meta import ServiceRef
 from tulle.model.paths import match_precedence
 from tulle.telemetry.schema import route_stat_prefix
 from tulle.xds import names
-from tulle.xds.generators.common import seconds
+from tulle.xds.generators.common import pack, seconds
 from tulle.xds.generators.http_filters import FAULT, RATE_LIMIT
 from tulle.xds.generators.matchers import route_match
 from tulle.xds.generators.route_actions import (
@@ -31,9 +40,9 @@ from tulle.xds.generators.route_actions import (
 )
 
 __all__ = ["SAFE_RETRIES", "SAFE_RETRY_ON", "inbound_route_config", "optional_filters",
-           "outbound_route_config",
-           "outbound_route_table", "outbound_virtual_host",
-           "service_routes", "upstream_route_config"]
+           "outbound_route_config", "outbound_scope", "outbound_scope_hosts",
+           "scope_key_builder", "service_routes", "unknown_host_replies",
+           "upstream_route_config"]
 
 ServiceRoutes = tuple[tuple[MeshService, tuple[AttachedRoute, ...]], ...]
 
@@ -47,39 +56,79 @@ _CONNECT_OUTSIDE_BODY = (
 )
 
 
-def outbound_route_config(client_namespace: str,
-                          services: ServiceRoutes) -> route_pb2.RouteConfiguration:
-    return outbound_route_table(client_namespace, [
-        outbound_virtual_host(client_namespace, service, attached)
-        for service, attached in services])
-
-
-def outbound_virtual_host(client_namespace: str, service: MeshService,
-                          attached: tuple[AttachedRoute, ...]) -> rc.VirtualHost:
-    """One service's virtual host in a client's outbound route table."""
-    domains = [service.ref.host]
-    if service.ref.namespace == client_namespace:
-        domains.insert(0, service.ref.name)
-    return rc.VirtualHost(name=service.ref.host, domains=domains,
-                          routes=[_connect(service), *service_routes(service, attached)])
-
-
-def outbound_route_table(client_namespace: str, virtual_hosts: Iterable[rc.VirtualHost]
-                         ) -> route_pb2.RouteConfiguration:
-    """The outbound route table of ``client_namespace``'s clients, from its services' virtual
-    hosts (``outbound_virtual_host``, in the order given) and the unknown-host one."""
-    unknown = _direct(403, _CONNECT_OUTSIDE_BODY)
-    unknown.name = "connect-outside"
-    unknown.match.CopyFrom(rc.RouteMatch(connect_matcher=rc.RouteMatch.ConnectMatcher()))
+def outbound_route_config(service: MeshService, attached: tuple[AttachedRoute, ...]
+                          ) -> route_pb2.RouteConfiguration:
+    """One service's outbound route table: the same for every client in every namespace (the
+    scopes pick it by host), so a change to the service's routes sends this table alone."""
     return route_pb2.RouteConfiguration(
-        name=names.outbound_route_config(client_namespace),
-        virtual_hosts=[*virtual_hosts, rc.VirtualHost(
-            name="unknown-host", domains=["*"],
-            routes=[unknown, _direct(404, _UNKNOWN_HOST_BODY)])],
+        name=names.outbound_route_config(service.ref),
+        virtual_hosts=[rc.VirtualHost(name=service.ref.host, domains=["*"],
+                                      routes=[_connect(service),
+                                              *service_routes(service, attached)])],
         # Routes may name clusters of services that have just gone; requests then fail with a
-        # clear 503 instead of the whole table being rejected.
+        # clear 503 instead of the table being rejected.
         validate_clusters=wrappers_pb2.BoolValue(value=False),
     )
+
+
+def outbound_scope(host: str, service: ServiceRef) -> srds_pb2.ScopedRouteConfiguration:
+    """Requests whose host is ``host`` (port stripped: the key is the ``:authority`` header up
+    to its first ``:``, see ``scope_key_builder``) use ``service``'s route table."""
+    return srds_pb2.ScopedRouteConfiguration(
+        name=names.outbound_scope(host),
+        route_configuration_name=names.outbound_route_config(service),
+        key=srds_pb2.ScopedRouteConfiguration.Key(fragments=[
+            srds_pb2.ScopedRouteConfiguration.Key.Fragment(string_key=host)]))
+
+
+def outbound_scope_hosts(client_namespace: str, service: ServiceRef) -> tuple[str, ...]:
+    """The hosts by which a client of ``client_namespace`` names ``service``: ``books`` (same
+    namespace only) and ``books.default``."""
+    if service.namespace == client_namespace:
+        return (service.name, service.host)
+    return (service.host,)
+
+
+def scope_key_builder() -> hcm.ScopedRoutes.ScopeKeyBuilder:
+    """The scope key: the request's host, without its port (``books:7002`` -> ``books``).
+    Envoy matches it exactly (case included), unlike virtual host domains."""
+    extractor = hcm.ScopedRoutes.ScopeKeyBuilder.FragmentBuilder.HeaderValueExtractor(
+        name=":authority", element_separator=":", index=0)
+    return hcm.ScopedRoutes.ScopeKeyBuilder(fragments=[
+        hcm.ScopedRoutes.ScopeKeyBuilder.FragmentBuilder(header_value_extractor=extractor)])
+
+
+def unknown_host_replies() -> hcm.LocalReplyConfig:
+    """What the outbound listener answers a host no scope matches: 404 with how to name a
+    service, and 403 for CONNECT (the mesh has no egress).
+
+    Envoy has no catch-all scope: a request whose host matches no scope gets Envoy's own 404
+    (NR, "route_not_found"), like a request that reached a service's table and matched none of
+    its routes. The two differ only in that no virtual host was chosen, which a CEL filter
+    tells (verified on Envoy 1.40); the second keeps its plain 404."""
+    no_route = _access_filter(response_flag_filter=access_log_pb2.ResponseFlagFilter(
+        flags=["NR"]))
+    no_host = _access_filter(extension_filter=access_log_pb2.ExtensionFilter(
+        name="envoy.access_loggers.extension_filters.cel",
+        typed_config=pack(cel_pb2.ExpressionFilter(expression="!has(xds.virtual_host_name)"))))
+    connect = _access_filter(header_filter=access_log_pb2.HeaderFilter(
+        header=rc.HeaderMatcher(name=":method", string_match=string_pb2.StringMatcher(
+            exact="CONNECT"))))
+
+    def mapper(status: int, body: str, *filters: access_log_pb2.AccessLogFilter
+               ) -> hcm.ResponseMapper:
+        return hcm.ResponseMapper(
+            filter=_access_filter(and_filter=access_log_pb2.AndFilter(filters=list(filters))),
+            status_code=wrappers_pb2.UInt32Value(value=status),
+            body=base_pb2.DataSource(inline_string=body))
+
+    return hcm.LocalReplyConfig(mappers=[
+        mapper(403, _CONNECT_OUTSIDE_BODY, no_route, no_host, connect),
+        mapper(404, _UNKNOWN_HOST_BODY, no_route, no_host)])
+
+
+def _access_filter(**kind: Any) -> access_log_pb2.AccessLogFilter:
+    return access_log_pb2.AccessLogFilter(**kind)
 
 
 def upstream_route_config(service: MeshService,
