@@ -12,8 +12,8 @@ worker processes (fleet.py) and:
 - see ``repeats`` changes of each kind, each timed from the API call to the last proxy's ACK
   of the response carrying it: (a) an endpoint added (a new workload of a service reports
   ready), (b) that endpoint removed (its session ends), (c) a route changed (an HTTPRoute's
-  weights flip; every proxy's route table of that one service changes). Clients stamp their ACKs; the
-  control plane's own tracker (/v1/proxies) is read as a cross-check;
+  weights flip; every proxy's route table of that one service changes). Clients stamp their
+  ACKs; the control plane's own tracker (/v1/proxies) is read as a cross-check;
 - the control plane's CPU during each change and while idle, and its RSS.
 
 Baselines, same run: N = 100 (the smallest N) for latencies and the storm; the control plane

@@ -27,12 +27,13 @@ from tests.support.ports import free_port
 pytestmark = pytest.mark.envoy
 
 T = TypeVar("T")
-SAME_CONTENT = ("CDS", "EDS", "LDS", "RDS")  # SDS: each proxy has its own certificate
+SAME_CONTENT = ("CDS", "EDS", "LDS", "SRDS", "RDS")  # SDS: each proxy has its own certificate
 DUMP_SECTIONS = {  # config_dump section -> (xDS type, list of dynamic resources)
     "ClustersConfigDump": ("CDS", "dynamic_active_clusters"),
     "EndpointsConfigDump": ("EDS", "dynamic_endpoint_configs"),
     "ListenersConfigDump": ("LDS", "dynamic_listeners"),
     "RoutesConfigDump": ("RDS", "dynamic_route_configs"),
+    "ScopedRoutesConfigDump": ("SRDS", "dynamic_scoped_route_configs"),
     "SecretsConfigDump": ("SDS", "dynamic_active_secrets"),
 }
 
@@ -73,7 +74,10 @@ def envoy_counts(mesh: Mesh, name: str) -> dict[str, int]:
         kind = section["@type"].rsplit(".", 1)[-1]
         if kind in DUMP_SECTIONS:
             short, key = DUMP_SECTIONS[kind]
-            counts[short] = len(section.get(key, []))
+            entries = section.get(key, [])
+            # Scopes come grouped by the listener's scoped routes (one group here).
+            counts[short] = sum(len(e.get("scoped_route_configs", [])) for e in entries) \
+                if short == "SRDS" else len(entries)
     return counts
 
 
@@ -158,7 +162,7 @@ def test_synthetic_clients_hold_what_real_sidecars_hold(mesh: Mesh, tmp_path: Pa
                 assert after[node]["CDS"]["count"] == before[node]["CDS"]["count"] - 1
                 assert "outbound|ledger.default" in before[node]["CDS"]["names"]
                 assert "outbound|ledger.default" not in after[node]["CDS"]["names"]
-                for short in ("EDS", "RDS"):
+                for short in ("EDS", "SRDS", "RDS"):
                     assert after[node][short]["version"] != before[node][short]["version"]
             assert not fleet.errors(), fleet.errors()
         finally:

@@ -15,7 +15,8 @@ from typing import Any
 _DUMP_TYPES = {
     "bootstrap": "BootstrapConfigDump", "clusters": "ClustersConfigDump",
     "endpoints": "EndpointsConfigDump", "listeners": "ListenersConfigDump",
-    "routes": "RoutesConfigDump", "secrets": "SecretsConfigDump",
+    "routes": "RoutesConfigDump", "scoped_routes": "ScopedRoutesConfigDump",
+    "secrets": "SecretsConfigDump",
 }
 
 
@@ -55,10 +56,21 @@ def dynamic_resources(dump: dict[str, Any]) -> dict[str, dict[str, dict[str, Any
         "CDS": clusters,
         "EDS": {name: e for name, e in endpoints.items() if name not in inline},
         "LDS": listeners,
+        "SRDS": _scopes(section(dump, "scoped_routes")),
         "RDS": _by(section(dump, "routes").get("dynamic_route_configs", []), "route_config",
                    "name"),
         "SDS": _by(section(dump, "secrets").get("dynamic_active_secrets", []), "secret", "name"),
     }
+
+
+def _scopes(scoped: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Scopes (SRDS) by name; config_dump groups them by the listener's scoped routes."""
+    out = {}
+    for group in scoped.get("dynamic_scoped_route_configs", []):
+        for scope in group.get("scoped_route_configs", []):
+            if isinstance(scope, dict):
+                out[str(scope.get("name", ""))] = {k: v for k, v in scope.items() if k != "@type"}
+    return out
 
 
 def _by(entries: list[dict[str, Any]], field: str, key: str) -> dict[str, dict[str, Any]]:
@@ -107,7 +119,9 @@ def listener_rows(dump: dict[str, Any]) -> list[dict[str, Any]]:
                 if kind == "HttpConnectionManager":
                     kinds.append("HCM")
                     hcm = network_filter["typed_config"]
+                    scoped = hcm.get("scoped_routes", {}).get("name")
                     routes.append(hcm.get("rds", {}).get("route_config_name")
+                                  or (f"scoped:{scoped}" if scoped else None)
                                   or ("inline" if "route_config" in hcm else "-"))
                 elif kind == "TcpProxy":
                     kinds.append("TCP")

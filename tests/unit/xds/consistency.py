@@ -86,6 +86,16 @@ def secret_problems(clusters: dict[str, Any], listeners: dict[str, Any],
                 yield f"{who} uses secret {name} as a {holds}, but it holds no {holds}"
 
 
+def scope_problems(scopes: dict[str, Any], tables: dict[str, Any], used: bool) -> list[str]:
+    """Scopes (SRDS) need a listener with scoped routes, distinct keys and their tables."""
+    found = [] if used or not scopes else [f"scopes {sorted(scopes)} are used by no listener"]
+    keys = Counter(tuple(f.string_key for f in scope.key.fragments) for scope in scopes.values())
+    found += [f"{count} scopes share the key {key}" for key, count in keys.items() if count > 1]
+    found += [f"scope {name} names missing route table {scope.route_configuration_name}"
+              for name, scope in scopes.items() if scope.route_configuration_name not in tables]
+    return found
+
+
 def problems(proxy_config: ProxyConfig) -> list[str]:
     clusters = decoded(proxy_config, CDS)
     assignments = decoded(proxy_config, EDS)
@@ -114,9 +124,8 @@ def problems(proxy_config: ProxyConfig) -> list[str]:
                 if config.type_url == _HCM:
                     manager = hcm.HttpConnectionManager()
                     config.Unpack(manager)
-                    if manager.HasField("scoped_routes"):
-                        scoped_listeners.append(name)
-                    elif manager.HasField("rds"):
+                    scoped_listeners += [name] * manager.HasField("scoped_routes")
+                    if manager.HasField("rds"):
                         referenced_tables.add(manager.rds.route_config_name)
                         if manager.rds.route_config_name not in tables:
                             found.append(f"listener {name} uses missing route table "
@@ -128,15 +137,8 @@ def problems(proxy_config: ProxyConfig) -> list[str]:
                     proxy = tcp_proxy_pb2.TcpProxy()
                     config.Unpack(proxy)
                     named_clusters.append((f"listener {name} tcp_proxy", proxy.cluster))
-    if scopes and not scoped_listeners:
-        found.append(f"scopes {sorted(scopes)} are used by no listener")
-    keys = Counter(tuple(f.string_key for f in scope.key.fragments) for scope in scopes.values())
-    found += [f"{count} scopes share the key {key}" for key, count in keys.items() if count > 1]
-    for name, scope in scopes.items():
-        referenced_tables.add(scope.route_configuration_name)
-        if scope.route_configuration_name not in tables:
-            found.append(f"scope {name} names missing route table "
-                         f"{scope.route_configuration_name}")
+    found += scope_problems(scopes, tables, bool(scoped_listeners))
+    referenced_tables |= {scope.route_configuration_name for scope in scopes.values()}
     found += [f"route table {name} is used by no listener or scope"
               for name in tables if name not in referenced_tables]
     for name, table in tables.items():

@@ -292,7 +292,10 @@ def service_left_mesh(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         if (not departed or ref in evidence.mesh.services or evidence.instances_of(ref)
                 or feeding(evidence, ref)):
             continue
-        callers = [(node, evidence.proxy_counters(node).get("nohost", 0))
+        # A host no scope matches gets Envoy's own 404 (NR, counted with route misses) since
+        # outbound routes are scoped per service; 400s to tcp services are direct responses.
+        callers = [(node, sum(evidence.proxy_counters(node).get(k, 0)
+                              for k in ("nohost", "noroute")))
                    for node in evidence.callers_of(ref)]
         callers = [(node, n) for node, n in callers if n]
         if not callers:

@@ -47,9 +47,9 @@ def no_route(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         sent = missed + sum(requests(v) for caller, _, v in evidence.edges() if caller == node)
         severity = (Severity.ERROR if share(missed, sent) >= NO_ROUTE_ERROR_SHARE
                     else Severity.WARNING)
-        # Every host that names no mesh service gets the outbound listener's own 404 (not NR),
-        # so NR means the host was a service whose routes leave some paths unmatched: one the
-        # caller called, else (a caller whose every request missed) any such service.
+        # NR is a host that names no mesh service (no scope matches it) or a service whose
+        # routes leave some paths unmatched: blame one the caller called, else (a caller whose
+        # every request missed) any such service, else the host.
         called = {ref for ref in evidence.called_by(node) if _partial(evidence, ref)}
         if not called:
             called = {ref for ref in evidence.mesh.routes if _partial(evidence, ref)}
