@@ -24,7 +24,9 @@ def test_each_section_shows_the_live_config(mesh: Mesh) -> None:
         return mesh.cli("proxy-config", name, "web-1").stdout
 
     assert "outbound|books.default" in section("clusters")
-    assert "outbound|default" in section("routes")
+    routes = section("routes")  # one table per service, with the hosts its scopes match
+    assert any("outbound|books.default" in line and "books,books.default" in line
+               for line in routes.splitlines()), routes
     listeners = section("listeners")
     assert "HCM" in listeners
     endpoints = json.loads(mesh.cli("proxy-config", "endpoints", "web-1", "-o", "json").stdout)

@@ -158,14 +158,20 @@ def _action(route: dict[str, Any]) -> str:
 
 
 def route_rows(dump: dict[str, Any]) -> list[dict[str, Any]]:
+    # A table a scope picks (SRDS) matches the hosts of its scopes' keys, not its "*".
+    hosts: dict[str, list[str]] = {}
+    for scope in _scopes(section(dump, "scoped_routes")).values():
+        keys = [f.get("string_key", "") for f in scope.get("key", {}).get("fragments", [])]
+        hosts.setdefault(str(scope.get("route_configuration_name", "")), []).extend(keys)
     rows = []
     for config in _all(section(dump, "routes"), "static_route_configs", "dynamic_route_configs",
                        "route_config"):
+        scoped = sorted(hosts.get(config.get("name", ""), []), key=len)
         for host in config.get("virtual_hosts", []):
             for route in host.get("routes", []):
                 rows.append({"routeConfig": config.get("name", ""),
                              "virtualHost": host.get("name", ""),
-                             "domains": host.get("domains", []),
+                             "domains": scoped or host.get("domains", []),
                              "match": _match(route.get("match", {})),
                              "action": _action(route)})
     return rows
