@@ -3,7 +3,7 @@
 Each round applies a change, then asks the control plane to push at once and wait until every
 proxy has ACKed (GET /v1/xds/sync): the time of that call is the figure. Two kinds of change:
 
-- a route change: an HTTPRoute's weights flip, which rewrites every outbound route table (RDS);
+- a route change: an HTTPRoute's weights flip, which rewrites that service's route table (RDS);
 - a cluster change: a Service's protocol flips, which rewrites that service's cluster (CDS,
   then its endpoints). Envoy re-warms the cluster and builds a new TLS context for it, so this
   costs more on the proxy side.

@@ -83,7 +83,7 @@ class ServiceRef:
 
     def hosts_from(self, caller_namespace: str) -> tuple[str, ...]:
         """The hosts a caller in ``caller_namespace`` reaches this service by (as in its
-        outbound route table; ports stripped)."""
+        outbound scopes; ports stripped)."""
         if self.namespace == caller_namespace:
             return (self.name, self.host)
         return (self.host,)

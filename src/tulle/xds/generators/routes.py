@@ -84,9 +84,7 @@ def outbound_scope(host: str, service: ServiceRef) -> srds_pb2.ScopedRouteConfig
 def outbound_scope_hosts(client_namespace: str, service: ServiceRef) -> tuple[str, ...]:
     """The hosts by which a client of ``client_namespace`` names ``service``: ``books`` (same
     namespace only) and ``books.default``."""
-    if service.namespace == client_namespace:
-        return (service.name, service.host)
-    return (service.host,)
+    return service.hosts_from(client_namespace)
 
 
 def scope_key_builder() -> hcm.ScopedRoutes.ScopeKeyBuilder:
