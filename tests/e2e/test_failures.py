@@ -132,7 +132,7 @@ def test_graceful_down_and_up_keeps_workloads(mesh: Mesh) -> None:
     # (sent and ACKed), and proxy-status, get proxies and check tell the same.
     views = json.loads(mesh.cli("proxy-status", "-o", "json").stdout)
     assert {v["node"]: {t: s["state"] for t, s in v["types"].items()} for v in views} == {
-        node: dict.fromkeys(("CDS", "EDS", "LDS", "RDS", "SDS"), "SYNCED")
+        node: dict.fromkeys(("CDS", "EDS", "LDS", "SRDS", "RDS", "SDS"), "SYNCED")
         for node in ("books-1.default", "web-1.default")}, views
     listed = mesh.cli("get", "proxies").stdout
     assert listed.count("SDS:SYNCED") == 2 and "NOT" not in listed, listed

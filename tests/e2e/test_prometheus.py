@@ -151,7 +151,7 @@ def test_metrics_pass_promtool_and_count_known_traffic(mesh: Mesh) -> None:
     assert value(cp, "tulle_controlplane_resources", kind="TrafficPolicy") == 0
     assert value(cp, "tulle_controlplane_services") == status["services"]
     assert value(cp, "tulle_controlplane_xds_nacks_total") == 0
-    for xds_type in ("CDS", "EDS", "LDS", "RDS", "SDS"):
+    for xds_type in ("CDS", "EDS", "LDS", "SRDS", "RDS", "SDS"):
         assert value(cp, "tulle_controlplane_xds_pushes_total", type=xds_type) >= 2
     assert value(cp, "tulle_controlplane_certificates_issued_total") >= 2
     identity = mesh.api.get("/v1/identity/status")

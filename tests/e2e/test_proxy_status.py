@@ -23,7 +23,7 @@ from tests.support.scenarios import SEARCH_ROUTE, books_and_web
 
 pytestmark = pytest.mark.envoy
 
-TYPES = ("CDS", "EDS", "LDS", "RDS", "SDS")
+TYPES = ("CDS", "EDS", "LDS", "SRDS", "RDS", "SDS")
 
 
 def test_every_proxy_is_synced_after_a_change(mesh: Mesh) -> None:

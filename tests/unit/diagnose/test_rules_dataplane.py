@@ -84,6 +84,11 @@ CASES: list[tuple[str, Evidence, str, str]] = [
     ("undeclared, its last instance gone: callers get 404 unknown host", evidence(
         {(WEB, OUT): {"rq2": 200}, (B1, IN): {"rq2": 200}, (WEB, PROXY): {"nohost": 40}},
         workloads=(workload("web-1", "web"),), departed=(B1,)), "TUL1001", "service/books.default"),
+    # Scoped outbound routes: a host no scope matches is Envoy's own 404 (NR), so it counts as
+    # no_route, not as a direct response.
+    ("undeclared, its last instance gone: the 404s count as no route", evidence(
+        {(WEB, OUT): {"rq2": 200}, (B1, IN): {"rq2": 200}, (WEB, PROXY): {"noroute": 40}},
+        workloads=(workload("web-1", "web"),), departed=(B1,)), "TUL1001", "service/books.default"),
     ("never ran", evidence({(WEB, OUT): failing(no_healthy=10)}, workloads=(web(),)),
      "TUL1001", "service/books.default"),
     ("all ejected", evidence(
