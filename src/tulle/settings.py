@@ -7,6 +7,7 @@ command line and environment and pass it down explicitly.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import secrets
@@ -100,10 +101,23 @@ class ControlPlaneEndpoint:
     # Agents get and renew certificates here, over TLS.
     identity_port: int = DEFAULT_IDENTITY_PORT
     trust_domain: str = DEFAULT_TRUST_DOMAIN
+    # `tulle up --listen ADDR`: where the agents' ports (xDS, identity) listen, for agents on
+    # other hosts; empty: ``host``. The API (operators) stays on ``host``, loopback.
+    listen: str = ""
 
     @property
     def api_url(self) -> str:
         return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def agent_host(self) -> str:
+        """Where agents reach the xDS and identity ports."""
+        return self.listen or self.host
+
+    @property
+    def xds_tls(self) -> bool:
+        """Whether xDS is served over TLS: always once it is reachable from other hosts."""
+        return not is_loopback(self.agent_host)
 
     def save(self, paths: StatePaths) -> None:
         write_private(paths.endpoint_file, json.dumps(asdict(self), indent=2) + "\n")
@@ -115,7 +129,8 @@ class ControlPlaneEndpoint:
             return cls(api_port=int(data["api_port"]), xds_port=int(data["xds_port"]),
                        host=str(data.get("host", LOOPBACK)),
                        identity_port=int(data.get("identity_port", DEFAULT_IDENTITY_PORT)),
-                       trust_domain=str(data.get("trust_domain", DEFAULT_TRUST_DOMAIN)))
+                       trust_domain=str(data.get("trust_domain", DEFAULT_TRUST_DOMAIN)),
+                       listen=str(data.get("listen", "")))
         except FileNotFoundError as exc:
             raise ControlPlaneUnavailable(
                 f"no control plane has been started with state directory {paths.root}",
@@ -126,6 +141,13 @@ class ControlPlaneEndpoint:
                 f"{paths.endpoint_file} is corrupt: {exc}",
                 hint="delete it and run `tulle up` again; resources are kept in store.db",
             ) from exc
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def workload_key_file(identity_dir: Path, generation: int) -> Path:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -67,8 +68,12 @@ class AdminProxy:
         self._metrics_token = metrics_token
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> None:
-        self._server = await http.serve(host, port, self.handle, admit=self.admit)
+    async def start(self, host: str, port: int, *, tls: ssl.SSLContext | None = None,
+                    peer_uri: str | None = None) -> None:
+        """``tls``: on another host than the control plane, served over TLS to the control
+        plane alone (its certificate must carry ``peer_uri``)."""
+        self._server = await http.serve(host, port, self.handle, admit=self.admit, tls=tls,
+                                        peer_uri=peer_uri)
 
     async def close(self) -> None:
         if self._server is not None:

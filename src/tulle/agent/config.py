@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+JOIN_TOKEN_ENV = "TULLE_JOIN_TOKEN"
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -27,6 +29,13 @@ class AgentConfig:
     # The instance name was generated (no --name): nothing can refer to its directory once
     # it is gone, so a clean exit removes it (a failed one keeps its logs to read).
     ephemeral: bool = False
+    # A control plane on another host: its identity port (https://HOST:PORT) and the CA's
+    # pinned fingerprint. The join token comes in the environment (JOIN_TOKEN_ENV), never
+    # on a command line other users can read; ``address``: where other hosts reach this one
+    # (default: this host's address on the route to the control plane).
+    control_plane: str = ""
+    ca_fingerprint: str = ""
+    address: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

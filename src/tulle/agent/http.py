@@ -194,10 +194,15 @@ async def _raw(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
 
 async def open_stream(host: str, port: int, method: str, path: str, payload: Any, *,
                       headers: Mapping[str, str] | None = None,
-                      timeout: float = 10.0) -> LineStream:
+                      timeout: float = 10.0, tls: ssl.SSLContext | None = None,
+                      peer_uri: str | None = None) -> LineStream:
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(host, port, limit=MAX_HEADER_BYTES), timeout)
+        asyncio.open_connection(host, port, limit=MAX_HEADER_BYTES, ssl=tls), timeout)
     try:
+        if tls is not None and peer_uri is not None:
+            names = (writer.get_extra_info("peercert") or {}).get("subjectAltName", ())
+            if ("URI", peer_uri) not in names:
+                raise HttpError(f"the server is not {peer_uri}")
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         writer.write(_encode_request(method, host, port, path, all_headers,
                                      json.dumps(payload).encode()))
@@ -241,13 +246,22 @@ class _Refusal(Exception):
 
 
 async def serve(host: str, port: int, handler: Handler, *, admit: Admit | None = None,
-                limits: ServerLimits = ServerLimits()) -> asyncio.Server:
+                limits: ServerLimits = ServerLimits(), tls: ssl.SSLContext | None = None,
+                peer_uri: str | None = None) -> asyncio.Server:
     """Serve one request per connection. Bad input gets a 4xx (never a traceback); a handler
-    that fails gets a 500 and one logged traceback."""
+    that fails gets a 500 and one logged traceback. With ``tls`` (which should require a
+    client certificate), only a client whose certificate carries the URI SAN ``peer_uri``
+    gets a request read."""
     active = 0
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal active
+        if tls is not None and peer_uri is not None:
+            names = (writer.get_extra_info("peercert") or {}).get("subjectAltName", ())
+            if ("URI", peer_uri) not in names:
+                refusal = _Refusal(403, f"only {peer_uri} may call this agent")
+                await _answer(reader, writer, refusal.response, limits, linger=False)
+                return
         if active >= limits.max_connections:
             refusal = _Refusal(503, "too many connections to this agent; try again")
             await _answer(reader, writer, refusal.response, limits, linger=False)
@@ -266,7 +280,9 @@ async def serve(host: str, port: int, handler: Handler, *, admit: Admit | None =
         finally:
             active -= 1
 
-    return await asyncio.start_server(on_connection, host, port, limit=limits.head_bytes)
+    return await asyncio.start_server(
+        on_connection, host, port, limit=limits.head_bytes, ssl=tls,
+        ssl_handshake_timeout=limits.head_timeout_s if tls is not None else None)
 
 
 async def _exchange(reader: asyncio.StreamReader, handler: Handler, admit: Admit | None,

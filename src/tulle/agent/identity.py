@@ -71,6 +71,7 @@ class IdentityKeeper:
         self._not_after = 0.0
         self._renew_at = 0.0
         self._wake = asyncio.Event()
+        self.on_renewed: Callable[[], None] | None = None  # a new certificate is in place
 
     @property
     def key_file(self) -> Path:
@@ -175,6 +176,8 @@ class IdentityKeeper:
         # Once the proxy ACKed the new certificate, only the previous key may still be in use
         # on pooled connections' handshakes in flight: keep it, delete anything older.
         self._delete_older_than(previous if answer.get("acked") else previous - 1)
+        if self.on_renewed is not None:
+            self.on_renewed()
         log.info("certificate %s for %s, valid %.0fs", self.serial, self.enrolment.spiffe_id,
                  remaining)
 

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,19 @@ from typing import Any
 from tulle import __version__
 from tulle.agent import http
 from tulle.agent.adminproxy import AdminProxy
-from tulle.agent.config import AgentConfig
+from tulle.agent.config import JOIN_TOKEN_ENV, AgentConfig
 from tulle.agent.envoy import EnvoyProcess, die_with_parent
 from tulle.agent.envoyadmin import EnvoyAdmin
 from tulle.agent.envoylog import EnvoyLog
 from tulle.agent.identity import Enrolment, IdentityKeeper, prepare_first_key
 from tulle.agent.readiness import PROBE_KINDS, ProbeKind, Readiness, probe
+from tulle.agent.remote import (
+    RemoteChannel,
+    check_fingerprint,
+    fetch_trust,
+    local_address_towards,
+    parse_control_plane,
+)
 from tulle.agent.session import ControlPlaneSession
 from tulle.agent.telemetry import Telemetry, interval_from_env
 from tulle.errors import EnvoyError, UsageError
@@ -95,8 +103,8 @@ class Agent:
 
     async def _run(self) -> int:
         config = self.config
-        endpoint = ControlPlaneEndpoint.load(self.paths)
-        api_token = read_token(self.paths)
+        joined = await self._joined()
+        host, api_port, api_token, identity_host, trust_domain, address = self._locate(joined)
         ensure_private_dir(self.workdir)
         admin = EnvoyAdmin(self.workdir)
         for _, local_port in config.upstreams:
@@ -114,24 +122,25 @@ class Agent:
         admin_proxy = AdminProxy(agent_token, admin, metrics=telemetry.metrics,
                                  metrics_token=read_metrics_token(self.paths),
                                  envoy_log=envoy_log, report=self.report_now)
-        await admin_proxy.start(LOOPBACK, agent_port)
-        session = ControlPlaneSession(endpoint.host, endpoint.api_port, api_token, {
+        if joined is None:
+            await admin_proxy.start(LOOPBACK, agent_port)
+        account = config.service_account or config.service
+        identity_dir = self.paths.identity_dir(config.namespace, config.name)
+        session = ControlPlaneSession(host, api_port, api_token, {
             "name": config.name, "namespace": config.namespace, "service": config.service,
-            "version": config.version, "labels": config.labels, "address": LOOPBACK,
+            "version": config.version, "labels": config.labels, "address": address,
             "appPort": config.app_port, "inboundPort": inbound if config.app_port else None,
             "outboundPort": outbound, "agentPort": agent_port,
             "upstreams": [{"service": s, "localPort": p} for s, p in config.upstreams],
             "xdsProtocol": config.xds_protocol, "pid": os.getpid(),
             "xdsToken": new_token(), "agentToken": agent_token,
             "serviceAccount": config.service_account, "agentVersion": __version__,
-        }, on_message=self._on_control_message, on_moved=self._on_moved)
+            **({"keyDir": str(identity_dir.absolute())} if joined else {}),
+        }, on_message=self._on_control_message, on_moved=self._on_moved, remote=joined)
         envoy: EnvoyProcess | None = None
         # The key takes a process start to make: begin now, alongside registration.
-        account = config.service_account or config.service
-        identity_dir = self.paths.identity_dir(config.namespace, config.name)
         prepared = prepare_first_key(
-            identity_dir,
-            spiffe_id(endpoint.trust_domain, config.namespace, account))
+            identity_dir, spiffe_id(trust_domain, config.namespace, account))
         try:
             first = await session.open()
             self._set_probe(first.get("probe"))
@@ -140,10 +149,12 @@ class Agent:
             self._identity = IdentityKeeper(session.node_id, identity_dir,
                                             Enrolment(
                 spiffe_id=enrolment["spiffeId"], trust_domain=enrolment["trustDomain"],
-                trust_bundle=enrolment["trustBundle"], host=endpoint.host,
+                trust_bundle=enrolment["trustBundle"], host=identity_host,
                 port=int(enrolment["identityPort"]), join_token=enrolment["joinToken"]),
                 reenrol=session.join_token)
             await self._identity.obtain(prepared)
+            if joined is not None:  # the control plane calls us on our host's address
+                await self._serve_remote(admin_proxy, address, agent_port, joined)
             bootstrap = self.workdir / "bootstrap.json"
             # The admin interface is ours to place: the control plane need not know where.
             write_private(bootstrap, json.dumps({**first["bootstrap"], "admin": admin.bootstrap()},
@@ -177,6 +188,56 @@ class Agent:
         return self._exit_code()
 
     # -- pieces ------------------------------------------------------------------------------
+
+    async def _serve_remote(self, admin_proxy: AdminProxy, address: str, port: int,
+                            joined: RemoteChannel) -> None:
+        """The agent's port on this host's address, over TLS with the workload certificate,
+        for the control plane's certificate only (reloaded on each renewal)."""
+        keeper = self._identity
+        assert keeper is not None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.verify_mode = ssl.CERT_REQUIRED
+
+        def load() -> None:
+            context.load_verify_locations(cadata=keeper.bundle)
+            context.load_cert_chain(keeper.cert_file, keeper.key_file)
+
+        load()
+        keeper.on_renewed = load
+        await admin_proxy.start(address, port, tls=context,
+                                peer_uri=joined.trust.control_plane_id)
+
+    def _locate(self, joined: RemoteChannel | None) -> tuple[str, int, str, str, str, str]:
+        """Where the control plane is: host and port to register at, the API token (this
+        host's only), the identity port's host, the trust domain, and our own address."""
+        if joined is None:
+            endpoint = ControlPlaneEndpoint.load(self.paths)
+            # With a control plane that listens for other hosts, this host's workloads are
+            # reached on that address too (their inbound listeners bind it).
+            return (endpoint.host, endpoint.api_port, read_token(self.paths),
+                    endpoint.agent_host, endpoint.trust_domain,
+                    endpoint.agent_host if endpoint.xds_tls else LOOPBACK)
+        return (joined.where.host, joined.where.port, "", joined.where.host,
+                joined.trust.trust_domain,
+                self.config.address or local_address_towards(joined.where))
+
+    async def _joined(self) -> RemoteChannel | None:
+        """With --control-plane: the channel to a control plane on another host, once its CA
+        matched the pinned fingerprint. The join token leaves the environment at once, so
+        the workload's command never inherits it."""
+        config = self.config
+        token = os.environ.pop(JOIN_TOKEN_ENV, "")
+        if not config.control_plane:
+            return None
+        where = parse_control_plane(config.control_plane)
+        trust = await fetch_trust(where, check_fingerprint(config.ca_fingerprint))
+
+        def certificate() -> tuple[Path, Path] | None:
+            keeper = self._identity
+            return (keeper.cert_file, keeper.key_file) if keeper and keeper.generation else None
+
+        return RemoteChannel(where, trust, token, certificate)
 
     async def _report_telemetry(self, payload: dict[str, Any]) -> bool:
         return self._session is not None and await self._session.send_telemetry(payload)
@@ -228,7 +289,8 @@ class Agent:
         """Our control-plane replica is gone and the session moved to another: renewals and
         reports follow it (Envoy's ADS stream moves on its own, by its cluster's health)."""
         if self._identity is not None:
-            self._identity.move_to(str(replica["host"]), int(replica["identityPort"]))
+            self._identity.move_to(str(replica.get("agentHost") or replica["host"]),
+                                   int(replica["identityPort"]))
 
     def _on_control_message(self, message: dict[str, Any]) -> None:
         """From the control plane, over the session: a new trust bundle, "renew now", or the

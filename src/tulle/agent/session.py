@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from tulle.agent import http
-from tulle.errors import ControlPlaneUnavailable, TulleError, error_from_dict
+from tulle.agent.remote import RemoteChannel
+from tulle.errors import ControlPlaneUnavailable, IdentityError, TulleError, error_from_dict
 
 log = logging.getLogger("tulle.agent")
 
@@ -30,8 +32,12 @@ class ControlPlaneSession:
     def __init__(self, host: str, port: int, api_token: str,
                  registration: Mapping[str, Any],
                  on_message: Callable[[dict[str, Any]], None] = lambda message: None,
-                 on_moved: Callable[[dict[str, Any]], None] = lambda replica: None) -> None:
+                 on_moved: Callable[[dict[str, Any]], None] = lambda replica: None,
+                 remote: RemoteChannel | None = None) -> None:
+        """``remote``: a control plane on another host (its identity port, over TLS);
+        ``host``, ``port`` and ``api_token`` are then unused."""
         self._on_message = on_message
+        self._remote = remote
         self._on_moved = on_moved
         self._host = host
         self._port = port
@@ -67,8 +73,20 @@ class ControlPlaneSession:
             log.warning("could not report state %s yet: %s", state, exc)
             return None
 
+    def _channel(self) -> dict[str, Any]:
+        """How to send the next request: TLS and the workload certificate to a control plane
+        on another host, the API token to this host's."""
+        if self._remote is None:
+            return {"headers": self._headers}
+        return {"headers": self._remote.headers(), "tls": self._remote.tls(),
+                "peer_uri": self._remote.trust.control_plane_id}
+
     async def join_token(self) -> str:
         """A new join token for our identity (the registration's credentials vouch for us)."""
+        if self._remote is not None:
+            raise IdentityError("an agent on another host renews with its certificate only",
+                                hint="its certificate expired: make a join token on the "
+                                     "control plane's host and start the workload again")
         try:
             response = await http.request_json(
                 self._host, self._port, "POST", f"/v1/agent/workloads/{self.node_id}/join-token",
@@ -86,8 +104,8 @@ class ControlPlaneSession:
         try:
             response = await http.request_json(
                 self._host, self._port, "POST", f"/v1/agent/workloads/{self.node_id}/telemetry",
-                payload, headers=self._headers, timeout=5.0)
-        except (OSError, TimeoutError, http.HttpError) as exc:
+                payload, timeout=5.0, **self._channel())
+        except (OSError, TimeoutError, http.HttpError, ssl.SSLError) as exc:
             log.debug("telemetry report failed: %s", exc)
             return False
         return response.status == 200
@@ -105,12 +123,14 @@ class ControlPlaneSession:
     async def _connect(self) -> dict[str, Any]:
         try:
             stream = await http.open_stream(self._host, self._port, "POST", "/v1/agent/sessions",
-                                            self._registration, headers=self._headers,
-                                            timeout=CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError) as exc:
+                                            self._registration, timeout=CONNECT_TIMEOUT_S,
+                                            **self._channel())
+        except (OSError, TimeoutError, ssl.SSLError, http.HttpError) as exc:
             raise ControlPlaneUnavailable(
                 f"cannot reach the control plane at {self._host}:{self._port}: {exc}",
                 hint="start it with `tulle up`") from exc
+        if self._remote is not None:
+            self._remote.spent()  # redeemed or refused: a join token works once
         if stream.status != 200:
             body = b""
             with contextlib.suppress(OSError, http.HttpError, asyncio.IncompleteReadError):
@@ -162,7 +182,9 @@ class ControlPlaneSession:
     async def _reconnect(self) -> bool:
         """One round: each replica once, in the bootstrap's order (just the one we know,
         without replicas); whether the session is back."""
-        replicas = self._replicas or [{"host": self._host, "apiPort": self._port}]
+        # An agent on another host knows the one control plane it joined (its identity port).
+        replicas = ((not self._remote and self._replicas)
+                    or [{"host": self._host, "apiPort": self._port}])
         for replica in replicas:
             before = (self._host, self._port)
             self._host, self._port = str(replica["host"]), int(replica["apiPort"])
@@ -189,8 +211,8 @@ class ControlPlaneSession:
         try:
             response = await http.request_json(
                 self._host, self._port, "POST", f"/v1/agent/workloads/{self.node_id}/state",
-                {"state": state, "reason": reason}, headers=self._headers, timeout=15.0)
-        except (OSError, TimeoutError) as exc:
+                {"state": state, "reason": reason}, timeout=15.0, **self._channel())
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
             raise ControlPlaneUnavailable(f"cannot reach the control plane: {exc}") from exc
         if response.status != 200:
             raise _error(response.status, response.body)

@@ -55,6 +55,10 @@ def up(
         help="Shared store: a file holding the key (32 bytes, base64: `openssl rand -base64 "
              "32`) that seals the CA's keys in the store; or set TULLE_CA_ENCRYPTION_KEY. "
              "Every replica needs the same one")] = None,
+    listen: Annotated[str | None, typer.Option(
+        help="An address of this host where agents on other hosts reach the xDS and identity "
+             "ports (xDS then runs over TLS); the API stays on loopback [default: loopback "
+             "only, or the last one used]")] = None,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Start the control plane (in the background unless --foreground)."""
@@ -71,9 +75,12 @@ def up(
                                   join_token_ttl_s=join_token_ttl,
                                   stale_after_s=stale_after, store=store, etcd_ca=etcd_ca,
                                   etcd_cert=etcd_cert, etcd_key=etcd_key,
-                                  ca_encryption_key=ca_encryption_key)
-    # A bad --store is refused here, before anything starts (exit 2, nothing changed).
+                                  ca_encryption_key=ca_encryption_key, listen=listen)
+    # A bad --store or --listen is refused here, before anything starts (exit 2, nothing
+    # changed).
     daemon.resolve_store(paths, options)
+    if listen is not None:
+        daemon.listen_address(listen)
     if foreground:
         raise typer.Exit(daemon.run_foreground(paths, options))
     started = daemon.start_background(paths, options)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -45,12 +47,28 @@ def run(
     proxy_concurrency: Annotated[int, typer.Option(help="Envoy worker threads", min=1,
                                                    max=64)] = 1,
     envoy_log_level: Annotated[str, typer.Option(help="Envoy's log level")] = "warning",
+    control_plane: Annotated[str | None, typer.Option(
+        help="Join a control plane on another host: https://HOST:PORT, as `tulle token "
+             "create` printed there")] = None,
+    join_token: Annotated[str | None, typer.Option(
+        envvar="TULLE_JOIN_TOKEN", show_envvar=True,
+        help="With --control-plane: the join token (prefer the environment variable or "
+             "--join-token-file: a command line is visible to every user of this host)")
+    ] = None,
+    join_token_file: Annotated[Path | None, typer.Option(
+        help="With --control-plane: a file holding the join token")] = None,
+    ca_fingerprint: Annotated[str | None, typer.Option(
+        help="With --control-plane: the CA's fingerprint (sha256:...), as `tulle token "
+             "create` printed it")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="With --control-plane: this host's address that other hosts reach [default: "
+             "the one on the route to the control plane]")] = None,
 ) -> None:
     """Run COMMAND (after --) as a mesh workload; exits with COMMAND's exit code.
 
     Example: tulle run --service client -- curl -sf http://books/
     """
-    from tulle.agent.config import AgentConfig
+    from tulle.agent.config import JOIN_TOKEN_ENV, AgentConfig
     from tulle.agent.locate import find_envoy
 
     command = list(ctx.args)
@@ -64,6 +82,7 @@ def run(
         raise UsageError(f"--xds-protocol must be delta or sotw, not {xds_protocol!r}")
     if port is not None and command:
         _check_port_free(port, service)
+    joining = _joining(control_plane, join_token, join_token_file, ca_fingerprint, address)
     labels = dict(_parse_label(item) for item in label or ())
     upstreams = tuple(_parse_upstream(item) for item in upstream or ())
     config = AgentConfig(
@@ -72,11 +91,55 @@ def run(
         version=version, labels=labels, upstreams=upstreams, xds_protocol=xds_protocol,
         concurrency=proxy_concurrency, envoy_log_level=envoy_log_level,
         service_account=service_account or "", ephemeral=name is None,
+        control_plane=control_plane or "", ca_fingerprint=ca_fingerprint or "",
+        address=address or "",
     )
+    if joining:
+        os.environ[JOIN_TOKEN_ENV] = joining  # not argv: other users can read that
     # Become the agent: it should not carry the CLI's libraries in memory for its lifetime.
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-m", "tulle.agent", config.to_json()])
+
+
+def _joining(control_plane: str | None, join_token: str | None, token_file: Path | None,
+             fingerprint: str | None, address: str | None) -> str:
+    """The join token, when joining a control plane on another host; "" otherwise. Every
+    flag is checked before anything starts."""
+    from tulle.agent.remote import check_fingerprint, parse_control_plane
+
+    if control_plane is None:
+        for flag, value in (("--join-token-file", token_file),
+                            ("--ca-fingerprint", fingerprint), ("--address", address)):
+            if value is not None:
+                raise UsageError(f"{flag} is only for joining a control plane on another host",
+                                 hint="add --control-plane https://HOST:PORT, or drop it")
+        return ""
+    parse_control_plane(control_plane)
+    if fingerprint is None:
+        raise UsageError("--control-plane needs --ca-fingerprint",
+                         hint="copy both from `tulle token create` on the control plane's "
+                              "host")
+    check_fingerprint(fingerprint)
+    if address is not None:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise UsageError(f"--address {address!r} is not an IP address",
+                             hint="give this host's address that other hosts reach") from None
+    if token_file is not None:
+        try:
+            join_token = token_file.read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"--join-token-file {token_file}: {exc.strerror or exc}",
+                             hint="give the file `tulle token create`'s token was saved "
+                                  "in") from exc
+    if not join_token:
+        raise UsageError("--control-plane needs a join token",
+                         hint="make one on the control plane's host with `tulle token create "
+                              "--service NAME`, and pass it in TULLE_JOIN_TOKEN or "
+                              "--join-token-file")
+    return join_token
 
 
 def _port_holder(port: int) -> tuple[str, bool] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ import aiohttp
 from tulle.errors import NotFoundError, TulleError, UsageError
 from tulle.model.workload import Workload
 from tulle.registry.registry import Credentials
+from tulle.settings import LOOPBACK
 
 CALL_TIMEOUT_S = 15.0  # one JSON exchange (log levels, logs)
 PAGE_TIMEOUT_S = 10.0  # one admin page
@@ -27,8 +29,15 @@ PAGE_TIMEOUT_S = 10.0  # one admin page
 
 @dataclass(frozen=True)
 class AgentTarget:
-    base_url: str  # "http://ADDRESS:AGENT_PORT"
+    base_url: str  # "http://ADDRESS:AGENT_PORT", https for an agent on another host
     headers: Mapping[str, str]  # the agent token it chose at registration
+    # An agent on another host: TLS, verified against the trust bundle, with the control
+    # plane's certificate as the client certificate (that agent answers no one else).
+    tls: ssl.SSLContext | None = None
+
+    @property
+    def ssl(self) -> ssl.SSLContext | bool:
+        return self.tls if self.tls is not None else True
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -69,9 +78,12 @@ class AgentClient:
     """``workload`` and ``credentials``: the registry's, by node id (None: not registered)."""
 
     def __init__(self, workload: Callable[[str], Workload | None],
-                 credentials: Callable[[str], Credentials | None]) -> None:
+                 credentials: Callable[[str], Credentials | None],
+                 remote_tls: Callable[[], ssl.SSLContext] | None = None) -> None:
+        """``remote_tls``: the client TLS context for agents on other hosts."""
         self._workload = workload
         self._credentials = credentials
+        self._remote_tls = remote_tls
 
     def target(self, node_id: str) -> AgentTarget | None:
         """The agent of a registered workload, or None when ``node_id`` is not registered."""
@@ -79,8 +91,13 @@ class AgentClient:
         credentials = self._credentials(node_id)
         if workload is None or credentials is None:
             return None
-        return AgentTarget(f"http://{workload.address}:{workload.agent_port}",
-                           {"Authorization": f"Bearer {credentials.agent_token}"})
+        headers = {"Authorization": f"Bearer {credentials.agent_token}"}
+        if workload.remote and self._remote_tls is not None:
+            host = f"[{workload.address}]" if ":" in workload.address else workload.address
+            return AgentTarget(f"https://{host}:{workload.agent_port}", headers,
+                               self._remote_tls())
+        # This host's agents listen on loopback, whatever address their workload has.
+        return AgentTarget(f"http://{LOOPBACK}:{workload.agent_port}", headers)
 
     def _require(self, node_id: str, hint: str) -> AgentTarget:
         agent = self.target(node_id)
@@ -94,7 +111,8 @@ class AgentClient:
         timeout = aiohttp.ClientTimeout(total=PAGE_TIMEOUT_S)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as client, \
-                    client.get(agent.url(path), params=params, headers=agent.headers) as answer:
+                    client.get(agent.url(path), params=params, headers=agent.headers,
+                               ssl=agent.ssl) as answer:
                 return Page(answer.status, await answer.read(), answer.content_type)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _no_answer(node_id, exc) from exc
@@ -107,7 +125,7 @@ class AgentClient:
         try:
             async with aiohttp.ClientSession(timeout=timeout) as client, \
                     client.request(method, agent.url(path), params=params,
-                                   headers=agent.headers, json=body) as answer:
+                                   headers=agent.headers, json=body, ssl=agent.ssl) as answer:
                 status = answer.status
                 raw = await answer.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -150,7 +168,7 @@ class AgentClient:
             return PageRead(node, error="not registered")
         try:
             async with client.request(method, agent.url(path), params=params,
-                                      headers=agent.headers,
+                                      headers=agent.headers, ssl=agent.ssl,
                                       json={} if method == "POST" else None) as answer:
                 body = await answer.read()
                 if answer.status != 200:

@@ -11,12 +11,14 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
 
 from tulle import __version__
+from tulle.controlplane import storage
 from tulle.controlplane.agents import AgentClient
 from tulle.controlplane.api.guard import start_app
 from tulle.controlplane.api.server import Services, make_api, make_identity_api
@@ -34,6 +36,7 @@ from tulle.controlplane.services.diagnosis import DiagnosisService
 from tulle.controlplane.services.health import HealthService
 from tulle.controlplane.services.history import HistoryService
 from tulle.controlplane.services.identity import IdentityService
+from tulle.controlplane.services.joins import JoinService
 from tulle.controlplane.services.mesh import MeshViews
 from tulle.controlplane.services.proxies import ProxyService
 from tulle.controlplane.services.resources import ResourceService
@@ -48,6 +51,8 @@ from tulle.controlplane.services.tap import (
 from tulle.controlplane.services.telemetry import TelemetryService
 from tulle.identity.ca import CertificateAuthority
 from tulle.identity.cafiles import CaFiles
+from tulle.identity.hostjoin import JoinGrants
+from tulle.identity.spiffe import control_plane_id
 from tulle.identity.tokens import DEFAULT_TTL_S as DEFAULT_JOIN_TOKEN_TTL_S
 from tulle.identity.tokens import JoinTokens
 from tulle.model.mesh import MeshIdentity, MeshSnapshot
@@ -58,7 +63,7 @@ from tulle.store.base import Store
 from tulle.store.etcd import EtcdStore
 from tulle.store.sqlite import SqliteStore
 from tulle.tap.hub import TapHub
-from tulle.xds.bootstrap import sidecar_bootstrap
+from tulle.xds.bootstrap import XdsTls, sidecar_bootstrap
 from tulle.xds.server import XdsHub, build_server
 from tulle.xds.sync import DEFAULT_STALE_AFTER_S
 
@@ -113,7 +118,11 @@ class ControlPlane:
             proxy_connected=self.hub.is_connected,
             workload_lifetime_s=lambda: self._mesh().settings.workload_lifetime_s,
             ca_dir=paths.ca_dir, identity_port=lambda: self.endpoint.identity_port,
-            key_dir=lambda workload: paths.identity_dir(workload.namespace, workload.name))
+            key_dir=lambda workload: Path(workload.key_dir) if workload.key_dir
+            else paths.identity_dir(workload.namespace, workload.name))
+        self.joins = JoinService(
+            JoinGrants(storage.join_files(paths, self.store)), self.ca,
+            lambda: f"https://{_host_port(self.endpoint.agent_host, self.endpoint.identity_port)}")
         self.channels = AgentChannels()
         self.rotator = Rotator(
             self.ca, self.registry, push=self.config.push, wait_synced=self.hub.wait_synced,
@@ -123,13 +132,16 @@ class ControlPlane:
         self.sessions = SessionService(
             self.registry, self.channels, enrol=self.identity.enrol,
             bootstrap=lambda workload, xds_token: sidecar_bootstrap(
-                workload, self.endpoint.host, self.endpoint.xds_port, xds_token,
-                other_xds=self.replicas.other_xds() if self.replicas else ()),
+                workload, self.endpoint.agent_host, self.endpoint.xds_port, xds_token,
+                other_xds=self.replicas.other_xds() if self.replicas else (),
+                tls=XdsTls(self.ca.bundle_pem(), control_plane_id(self.ca.trust_domain))
+                if self.endpoint.xds_tls else None),
             push=self.config.push, wait_synced=self.hub.wait_synced,
             connected=self.hub.connected,
             control_planes=self.replicas.control_planes if self.replicas else list,
             mesh=self._mesh)
-        agents = AgentClient(self.registry.get, self.registry.credentials)
+        agents = AgentClient(self.registry.get, self.registry.credentials,
+                             remote_tls=self.identity.client_context)
         self.services = Services(
             resources=self.resources,
             history=HistoryService(self.store, self.resources),
@@ -144,6 +156,7 @@ class ControlPlane:
             hub=self.hub,
             sessions=self.sessions,
             identity=self.identity,
+            joins=self.joins,
             rotator=self.rotator,
             telemetry=self.telemetry,
             taps=TapService(self.taps, self.config.settled, self.config.push_soon,
@@ -178,7 +191,8 @@ class ControlPlane:
         self.config.changed()
 
     def _endpoint_record(self) -> dict[str, Any]:
-        return {"host": self.endpoint.host, "apiPort": self.endpoint.api_port,
+        return {"host": self.endpoint.host, "agentHost": self.endpoint.agent_host,
+                "apiPort": self.endpoint.api_port,
                 "xdsPort": self.endpoint.xds_port, "identityPort": self.endpoint.identity_port}
 
     def _store_revision(self) -> int:
@@ -228,17 +242,19 @@ class ControlPlane:
         if self.replicas is not None:
             await self.replicas.restore(self.registry.persist_all)
         self.config.push()
-        host = self.endpoint.host
+        host, agent_host = self.endpoint.host, self.endpoint.agent_host
+        server_tls = self.identity.refresh_server_identity()
         # A port of 0 lets the kernel choose: self.endpoint takes each port as it is bound,
         # since sessions hand it to agents (xDS, identity) and status reports it.
         self._xds, xds_port = build_server(
-            self.hub, f"{host}:{self.endpoint.xds_port}",
-            access_logs=TapReceiver(self.taps, self.registry.credentials))
+            self.hub, _host_port(agent_host, self.endpoint.xds_port),
+            access_logs=TapReceiver(self.taps, self.registry.credentials),
+            tls=self.identity.server_key_pair if self.endpoint.xds_tls else None)
         self.endpoint = dataclasses.replace(self.endpoint, xds_port=xds_port)
         await self._xds.start()
         self._identity_api = await start_app(
-            make_identity_api(self.identity), host, self.endpoint.identity_port,
-            ssl_context=self.identity.refresh_server_identity())
+            make_identity_api(self.services), agent_host, self.endpoint.identity_port,
+            ssl_context=server_tls)
         self.endpoint = dataclasses.replace(
             self.endpoint, identity_port=int(self._identity_api.addresses[0][1]))
         # The API last, and the record right after it with no await between: nobody can be
@@ -301,14 +317,20 @@ class ControlPlane:
             "now": time.time(),  # other replicas measure clock offsets by it
             "stateDir": str(self.paths.root),
             "apiUrl": self.endpoint.api_url,
-            "xdsAddress": f"{self.endpoint.host}:{self.endpoint.xds_port}",
+            "xdsAddress": _host_port(self.endpoint.agent_host, self.endpoint.xds_port),
+            "xdsTls": self.endpoint.xds_tls,
             "storeRevision": self._store_revision(),
             "meshVersion": mesh.version,
             "services": len(mesh.services),
             "workloads": len(self.registry.workloads()),
             "proxiesConnected": len(self.hub.connected()),
             "nacksTotal": self.hub.nacks.total,
-            "identityAddress": f"{self.endpoint.host}:{self.endpoint.identity_port}",
+            "identityAddress": _host_port(self.endpoint.agent_host,
+                                          self.endpoint.identity_port),
             "trustDomain": self.ca.trust_domain,
             "warnings": self.identity.expiry_warnings(),
         }
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import errno
 import gc
+import ipaddress
 import logging
 import logging.handlers
 import os
@@ -58,6 +59,7 @@ class StartOptions:
     etcd_cert: str | None = None
     etcd_key: str | None = None
     ca_encryption_key: str | None = None
+    listen: str | None = None  # the agents' ports' address, for other hosts
 
     def to_args(self) -> list[str]:
         args = []
@@ -68,7 +70,8 @@ class StartOptions:
                             ("--stale-after", self.stale_after_s),
                             ("--store", self.store), ("--etcd-ca", self.etcd_ca),
                             ("--etcd-cert", self.etcd_cert), ("--etcd-key", self.etcd_key),
-                            ("--ca-encryption-key", self.ca_encryption_key)):
+                            ("--ca-encryption-key", self.ca_encryption_key),
+                            ("--listen", self.listen)):
             if value is not None:
                 args += [flag, str(value)]
         return args
@@ -93,7 +96,27 @@ def resolve_endpoint(paths: StatePaths, options: StartOptions) -> ControlPlaneEn
         identity_port=_port(options.identity_port, previous.identity_port if previous
                             else DEFAULT_IDENTITY_PORT),
         trust_domain=trust_domain,
+        listen=listen_address(options.listen) if options.listen is not None
+        else (previous.listen if previous else ""),
     )
+
+
+def listen_address(given: str) -> str:
+    """``--listen``: one IP address of this host that agents on other hosts reach (it is
+    handed to them as is, so a wildcard will not do); "" or loopback: this host only."""
+    if given in ("", "127.0.0.1", "localhost"):
+        return ""
+    try:
+        address = ipaddress.ip_address(given)
+    except ValueError:
+        raise UsageError(f"--listen {given!r} is not an IP address",
+                         hint="give this host's address that the other hosts reach, e.g. "
+                              "--listen 10.0.0.5") from None
+    if address.is_unspecified:
+        raise UsageError(f"--listen {given}: agents are told this address, so it must be "
+                         "one they can reach, not a wildcard",
+                         hint="give this host's address, e.g. --listen 10.0.0.5")
+    return str(address)
 
 
 def resolve_store(paths: StatePaths, options: StartOptions) -> storage.StoreSpec:

@@ -64,7 +64,8 @@ class ReplicaSet:
         return [r for ident, r in sorted(self._replicas.items()) if ident != self.store.replica]
 
     def other_xds(self) -> tuple[tuple[str, int], ...]:
-        return tuple((str(r["host"]), int(r["xdsPort"])) for r in self.others())
+        return tuple((str(r.get("agentHost") or r["host"]), int(r["xdsPort"]))
+                     for r in self.others())
 
     def control_planes(self) -> list[dict[str, Any]]:
         """Where an agent may register, this replica first; empty when there is no other."""

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from tulle.controlplane.cavault import SealedFiles, encryption_key
 from tulle.errors import StateError, UsageError
-from tulle.identity.cafiles import CaFiles
+from tulle.identity.cafiles import CaFiles, DirectoryFiles
+from tulle.identity.hostjoin import ListedFiles
 from tulle.settings import StatePaths, write_private
 from tulle.store.base import Store
 from tulle.store.etcd import EtcdStore
@@ -115,6 +116,38 @@ def ca_files(spec: StoreSpec, store: Store) -> CaFiles | None:
     if not isinstance(store, EtcdStore):
         return None
     return SealedFiles(store, encryption_key(spec.ca_key_file))
+
+
+class StoreFiles:
+    """Plain files in the shared store (``tulle.identity.hostjoin.ListedFiles``): records
+    that hold no secret, such as join tokens' digests."""
+
+    def __init__(self, store: EtcdStore, area: str) -> None:
+        self._store = store
+        self._area = area
+
+    @property
+    def where(self) -> str:
+        return f"the shared store (etcd, {self._area}/)"
+
+    def names(self) -> list[str]:
+        return self._store.file_names(self._area)
+
+    def read(self, name: str) -> bytes | None:
+        return self._store.read_file(self._area, name)
+
+    def write(self, name: str, data: bytes) -> None:
+        self._store.write_file(self._area, name, data)
+
+    def create(self, name: str, data: bytes) -> bool:
+        return self._store.create_file(self._area, name, data)
+
+
+def join_files(paths: StatePaths, store: Store) -> ListedFiles:
+    """Where host join tokens are kept: with the store, so every replica redeems them."""
+    if isinstance(store, EtcdStore):
+        return StoreFiles(store, "joins")
+    return DirectoryFiles(paths.root / "joins")
 
 
 def share_secret(files: CaFiles, name: str, local: str, path: Path) -> str:

@@ -36,6 +36,12 @@ class DirectoryFiles:
     def where(self) -> str:
         return str(self.directory)
 
+    def names(self) -> list[str]:
+        try:
+            return sorted(p.name for p in self.directory.iterdir() if not p.name.startswith("."))
+        except FileNotFoundError:
+            return []
+
     def read(self, name: str) -> bytes | None:
         try:
             return (self.directory / name).read_bytes()

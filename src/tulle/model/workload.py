@@ -50,6 +50,14 @@ class Workload:
     # Why it is not ready, as its agent's probe found ("the gRPC health check (grpc.health.v1)
     # says NOT_SERVING"); empty when ready or not said.
     state_reason: str = ""
+    # A workload on another host (joined with a join token): its identity directory there,
+    # which its agent names; empty for this host's, whose directory the control plane knows.
+    key_dir: str = ""
+
+    @property
+    def remote(self) -> bool:
+        """Whether it joined from another host (its agent's port is not reachable)."""
+        return bool(self.key_dir)
 
     @property
     def account(self) -> str:
@@ -100,6 +108,7 @@ class Workload:
             "pid": self.pid,
             "serviceAccount": self.account,
             "agentVersion": self.agent_version,
+            **({"keyDir": self.key_dir} if self.key_dir else {}),
         }
 
     @classmethod
@@ -129,6 +138,7 @@ class Workload:
             service_account=str(data.get("serviceAccount", "")),
             agent_version=str(data.get("agentVersion", "")),
             state_reason=str(data.get("stateReason", "")),
+            key_dir=str(data.get("keyDir", "")),
         )
 
 

@@ -231,6 +231,10 @@ class EtcdStore:
     def write_file(self, area: str, name: str, data: bytes) -> None:
         self._etcd.transaction((), [Put(self._key(area, name), data)])
 
+    def file_names(self, area: str) -> list[str]:
+        start = self._key(area, "")
+        return [kv.key[len(start):].decode() for kv in self._etcd.prefix(start)]
+
     def create_file(self, area: str, name: str, data: bytes) -> bool:
         """Write only if absent; whether it was written."""
         key = self._key(area, name)

@@ -7,6 +7,7 @@ Unix socket in the workload's directory that only the agent can open (``tulle.ag
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from tulle.model.workload import Workload
@@ -14,11 +15,20 @@ from tulle.telemetry.schema import STATS_INCLUSION
 from tulle.xds import names
 
 
+@dataclass(frozen=True)
+class XdsTls:
+    """xDS over TLS (the control plane listens beyond loopback): the sidecar trusts only the
+    mesh's roots, and only a peer with the control plane's SPIFFE ID."""
+
+    bundle_pem: str
+    control_plane_id: str
+
+
 def sidecar_bootstrap(workload: Workload, xds_host: str, xds_port: int,
-                      xds_token: str, *, other_xds: tuple[tuple[str, int], ...] = ()
-                      ) -> dict[str, Any]:
+                      xds_token: str, *, other_xds: tuple[tuple[str, int], ...] = (),
+                      tls: XdsTls | None = None) -> dict[str, Any]:
     """``other_xds``: the other control-plane replicas, where the ADS stream goes when this
-    one (first) is gone."""
+    one (first) is gone. ``tls``: how to check the control plane when xDS runs over TLS."""
     api_type = "DELTA_GRPC" if workload.xds_protocol == "delta" else "GRPC"
     failover: dict[str, Any] = {} if not other_xds else {
         # With other replicas to fall back on, a replica that does not answer gRPC's health
@@ -64,6 +74,7 @@ def sidecar_bootstrap(workload: Workload, xds_host: str, xds_port: int,
                 "type": "STATIC",
                 "connect_timeout": "1s",
                 **failover,
+                **({} if tls is None else {"transport_socket": _tls_socket(tls)}),
                 "typed_extension_protocol_options": {
                     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                         "@type": "type.googleapis.com/"
@@ -98,6 +109,21 @@ def sidecar_bootstrap(workload: Workload, xds_host: str, xds_port: int,
             "overload.global_downstream_max_connections": 50000,
         }}]},
     }
+
+
+def _tls_socket(tls: XdsTls) -> dict[str, Any]:
+    return {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/"
+                 "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            "alpn_protocols": ["h2"],
+            "validation_context": {
+                "trusted_ca": {"inline_string": tls.bundle_pem},
+                "match_typed_subject_alt_names": [{
+                    "san_type": "URI", "matcher": {"exact": tls.control_plane_id}}],
+            },
+        },
+    }}
 
 
 def _address(host: str, port: int) -> dict[str, Any]:

@@ -348,11 +348,17 @@ def _health_handler() -> grpc.GenericRpcHandler:
             response_serializer=lambda data: data)})
 
 
+ServerKeyPair = tuple[bytes, bytes]  # the private key and the certificate chain, PEM
+
+
 def build_server(hub: XdsHub, address: str,
-                 access_logs: AccessLogReceiver | None = None
+                 access_logs: AccessLogReceiver | None = None,
+                 tls: Callable[[], ServerKeyPair] | None = None
                  ) -> tuple[grpc.aio.Server, int]:
     """The server, bound (not yet started), and the port it bound: ``address`` may end in
-    ``:0``. ``access_logs``: where tap entries go (the access log service on the same port)."""
+    ``:0``. ``access_logs``: where tap entries go (the access log service on the same port).
+    ``tls``: serve over TLS with the control plane's current key and certificate (asked for
+    again before each handshake, so a renewed certificate is used at once)."""
     # grpc.aio recognises streaming handlers only when they are async generator functions.
     async def sotw(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
                    ) -> AsyncIterator[bytes]:
@@ -397,7 +403,20 @@ def build_server(hub: XdsHub, address: str,
     if access_logs is not None:
         server.add_generic_rpc_handlers((access_log_handler(access_logs, _bearer),))
     try:
-        bound = server.add_insecure_port(address)
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            current = [tls()]
+
+            def fetch() -> grpc.ServerCertificateConfiguration | None:
+                latest = tls()
+                if latest == current[0]:
+                    return None
+                current[0] = latest
+                return grpc.ssl_server_certificate_configuration([latest])
+
+            bound = server.add_secure_port(address, grpc.dynamic_ssl_server_credentials(
+                grpc.ssl_server_certificate_configuration([current[0]]), fetch))
     except RuntimeError as exc:
         raise OSError(f"cannot listen on {address}: {exc}") from exc
     if bound == 0:

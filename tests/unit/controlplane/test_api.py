@@ -40,7 +40,7 @@ def test_every_route_is_a_coroutine_and_registering_them_warns_nothing(tmp_path:
     async def body(cp: ControlPlane, client: TestClient) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            apps = [make_api(cp.services, cp.token, None), make_identity_api(cp.identity)]
+            apps = [make_api(cp.services, cp.token, None), make_identity_api(cp.services)]
         for app in apps:
             seen = set()
             for route in app.router.routes():
@@ -119,9 +119,9 @@ def test_the_identity_port_bounds_and_checks_its_body(tmp_path: Path) -> None:
         paths.ensure()
         cp = ControlPlane(paths, ControlPlaneEndpoint(api_port=1, xds_port=2), "api-token")
         try:
-            async with TestClient(TestServer(make_identity_api(cp.identity))) as client:
+            async with TestClient(TestServer(make_identity_api(cp.services))) as client:
                 statuses = []
-                for data in (b"x" * (65 * 1024), b"[]", b'{"csr": "x"}'):
+                for data in (b"x" * (1025 * 1024), b"[]", b'{"csr": "x"}'):
                     response = await client.post("/v1/identity/certificates", data=data,
                                                  headers=JSON)
                     statuses.append(response.status)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from aiohttp import web
@@ -43,17 +45,7 @@ def routes(sessions: SessionService, identity: IdentityService,
            telemetry: TelemetryService) -> list[Route]:
     async def open_session(request: web.Request) -> web.StreamResponse:
         workload, credentials = parse_registration(await json_bytes(request))
-        session = sessions.open(workload, credentials)
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        try:
-            await response.prepare(request)
-            await _send(response, session.greeting)
-            while (message := await session.next_message()) is not None:
-                await _send(response, message)
-        except (asyncio.CancelledError, ConnectionError):
-            session.ended()
-            raise
-        return response
+        return await stream_session(request, sessions, workload, credentials)
 
     async def set_state(request: web.Request) -> web.StreamResponse:
         body = await json_object(request, example='{"state": "ready"}')
@@ -79,6 +71,22 @@ def routes(sessions: SessionService, identity: IdentityService,
         Route("POST", "/v1/agent/workloads/{node}/join-token", join_token),
         Route("POST", "/v1/agent/workloads/{node}/telemetry", report),
     ]
+
+
+async def stream_session(request: web.Request, sessions: SessionService, workload: Workload,
+                         credentials: Credentials) -> web.StreamResponse:
+    """Register ``workload`` and hold its session open (NDJSON) until either side ends it."""
+    session = sessions.open(workload, credentials)
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    try:
+        await response.prepare(request)
+        await _send(response, session.greeting)
+        while (message := await session.next_message()) is not None:
+            await _send(response, message)
+    except (asyncio.CancelledError, ConnectionError):
+        session.ended()
+        raise
+    return response
 
 
 async def _send(response: web.StreamResponse, message: dict[str, Any]) -> None:
@@ -137,6 +145,7 @@ class Registration:
     xds_protocol: Literal["delta", "sotw"] = "delta"
     service_account: str = ""
     agent_version: str = ""  # tulle's version in the agent (`tulle check --proxy` compares)
+    key_dir: str = ""  # an agent on another host: its identity directory there
 
 
 @functools.cache
@@ -147,7 +156,9 @@ def _registration_adapter() -> TypeAdapter[Registration]:
     return TypeAdapter(Registration)
 
 
-def parse_registration(body: bytes) -> tuple[Workload, Credentials]:
+def parse_registration(body: bytes, *, remote: bool = False) -> tuple[Workload, Credentials]:
+    """``remote``: an agent on another host, which names its identity directory (``keyDir``,
+    absolute) and the address its host is reached at; this host's agents name neither."""
     from pydantic import ValidationError
 
     try:
@@ -169,6 +180,7 @@ def parse_registration(body: bytes) -> tuple[Workload, Credentials]:
         if bad:
             problems.append(f"upstream {bind.service}: {bad}")
         upstreams.append(UpstreamBind(ServiceRef(namespace, name), bind.local_port))
+    problems += _placement_problems(reg, remote)
     if problems:
         raise UsageError("invalid registration: " + "; ".join(problems))
     workload = Workload(
@@ -178,5 +190,24 @@ def parse_registration(body: bytes) -> tuple[Workload, Credentials]:
         outbound_port=reg.outbound_port, agent_port=reg.agent_port,
         upstreams=tuple(upstreams), xds_protocol=reg.xds_protocol,
         state=WorkloadState.STARTING, registered_at=time.time(), pid=reg.pid,
-        service_account=reg.service_account, agent_version=reg.agent_version[:64])
+        service_account=reg.service_account, agent_version=reg.agent_version[:64],
+        key_dir=reg.key_dir if remote else "")
     return workload, Credentials(xds_token=reg.xds_token, agent_token=reg.agent_token)
+
+
+def _placement_problems(reg: Registration, remote: bool) -> list[str]:
+    if not remote:
+        return ["keyDir is only for agents on other hosts (they register on the identity "
+                "port)"] if reg.key_dir else []
+    problems = []
+    path = PurePosixPath(reg.key_dir)
+    if not path.is_absolute() or ".." in path.parts or len(reg.key_dir) > 1024:
+        problems.append(f"keyDir {reg.key_dir[:100]!r} must be an absolute path without '..'")
+    try:
+        address = ipaddress.ip_address(reg.address)
+    except ValueError:
+        problems.append(f"address {reg.address[:100]!r} is not an IP address")
+    else:
+        if address.is_unspecified or address.is_multicast:
+            problems.append(f"address {reg.address} is not one other hosts can reach")
+    return problems

@@ -318,6 +318,12 @@ def _guarded(request: web.Request) -> _GuardedProtocol | None:
     return protocol if isinstance(protocol, _GuardedProtocol) else None
 
 
+def trust_connection(request: web.Request) -> None:
+    """The caller authenticated: its connection no longer counts as a stranger's."""
+    if (guarded := _guarded(request)) is not None:
+        guarded.trust()
+
+
 @web.middleware
 async def mark_trusted(request: web.Request, handler: _Handler) -> web.StreamResponse:
     """After authentication: the connection no longer counts as a stranger's."""

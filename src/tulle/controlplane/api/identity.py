@@ -59,7 +59,7 @@ def routes(identity: IdentityService, rotator: Rotator) -> list[Route]:
 
 def signing_routes(identity: IdentityService) -> list[Route]:
     async def sign(request: web.Request) -> web.StreamResponse:
-        caller = Caller(bearer(request.headers.get("Authorization")), _peer_certificate(request))
+        caller = Caller(bearer(request.headers.get("Authorization")), peer_certificate(request))
         try:
             body = await json_object(request, example=SIGN_EXAMPLE)
         except UsageError:
@@ -85,7 +85,7 @@ def signing_request(body: dict[str, Any]) -> SigningRequest:
         names_key_path="keyPath" in body)
 
 
-def _peer_certificate(request: web.Request) -> bytes | None:
+def peer_certificate(request: web.Request) -> bytes | None:
     """The TLS client certificate (DER), if the caller presented one."""
     ssl_object: Any = request.transport.get_extra_info("ssl_object") if request.transport \
         else None

@@ -4,7 +4,8 @@
   ``Authorization: Bearer <token>``, the token generated at first start and stored 0600 in the
   state directory. ``/metrics`` also accepts the read-only metrics token, and nothing else does.
 - The agents' TLS identity port: no API token; each signing is authorised by a join token or by
-  the client certificate (see :mod:`tulle.controlplane.services.identity`).
+  the client certificate (see :mod:`tulle.controlplane.services.identity`). Agents on other
+  hosts also register and report there (:mod:`tulle.controlplane.api.remote`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from typing import Any
 
 from aiohttp import web
 
-from tulle.controlplane.api import agents, history, identity, observe, proxies, resources
+from tulle.controlplane.api import (
+    agents,
+    history,
+    identity,
+    joins,
+    observe,
+    proxies,
+    remote,
+    resources,
+)
 from tulle.controlplane.api.guard import ServerLimits, mark_trusted
 from tulle.controlplane.api.routing import bearer_auth, build_app
 from tulle.controlplane.services.analysis import AnalysisService
@@ -23,6 +33,7 @@ from tulle.controlplane.services.diagnosis import DiagnosisService
 from tulle.controlplane.services.health import HealthService
 from tulle.controlplane.services.history import HistoryService
 from tulle.controlplane.services.identity import IdentityService
+from tulle.controlplane.services.joins import JoinService
 from tulle.controlplane.services.mesh import MeshViews
 from tulle.controlplane.services.proxies import ProxyService
 from tulle.controlplane.services.resources import ResourceService
@@ -33,7 +44,7 @@ from tulle.controlplane.services.telemetry import TelemetryService
 from tulle.xds.server import XdsHub
 
 API_MAX_BODY = 16 * 1024 * 1024  # an apply of many documents
-IDENTITY_MAX_BODY = 64 * 1024  # one CSR
+IDENTITY_MAX_BODY = 1024 * 1024  # one CSR; a remote agent's registration or telemetry
 # What strangers may hold (see guard.py). The API's callers authenticate with their first
 # request and stop counting. Every identity-port connection counts and carries one request;
 # each costs about 400 KB of TLS buffers, and an agent's lasts milliseconds.
@@ -55,6 +66,7 @@ class Services:
     hub: XdsHub
     sessions: SessionService
     identity: IdentityService
+    joins: JoinService
     rotator: Rotator
     telemetry: TelemetryService
     taps: TapService
@@ -73,6 +85,7 @@ def make_api(s: Services, token: str, metrics_token: str | None) -> web.Applicat
         *proxies.routes(s.proxies, s.views, s.hub),
         *agents.routes(s.sessions, s.identity, s.telemetry),
         *identity.routes(s.identity, s.rotator),
+        *joins.routes(s.joins),
         *observe.telemetry_routes(s.telemetry),
         *observe.tap_routes(s.taps),
         *observe.diagnosis_routes(s.diagnosis),
@@ -82,5 +95,8 @@ def make_api(s: Services, token: str, metrics_token: str | None) -> web.Applicat
     return build_app(routes, [bearer_auth(token, extra), mark_trusted], limits=API_LIMITS)
 
 
-def make_identity_api(identity_service: IdentityService) -> web.Application:
-    return build_app(identity.signing_routes(identity_service), [], limits=IDENTITY_LIMITS)
+def make_identity_api(s: Services) -> web.Application:
+    """Signing for every agent; registration and reports for agents on other hosts."""
+    return build_app([*identity.signing_routes(s.identity),
+                      *remote.routes(s.sessions, s.identity, s.joins, s.telemetry)], [],
+                     limits=IDENTITY_LIMITS)

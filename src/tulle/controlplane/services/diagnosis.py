@@ -34,6 +34,7 @@ from tulle.diagnose.model import Scope
 from tulle.identity.status import IdentityStatus
 from tulle.local import process_state
 from tulle.model.mesh import MeshSnapshot
+from tulle.model.workload import Workload
 from tulle.store.base import Change
 from tulle.xds.admission import StreamEvent
 from tulle.xds.sync import Nack, ProxySync
@@ -99,7 +100,7 @@ class DiagnosisService:
         # The other replicas' agents report to them: what they hold joins ours.
         peers = await telemetry.ask_peers(window_s, TIMELINE_S)
         window = telemetry.window(window_s, peers)  # with the reports just made
-        reports = {node: self._report(answers[node], mesh.workloads[node].pid,
+        reports = {node: self._report(answers[node], _local_pid(mesh.workloads[node]),
                                       window.last_report_age.get(node)) for node in nodes}
         now = time.time()
         return Evidence(
@@ -127,7 +128,8 @@ class DiagnosisService:
         nodes = sorted(mesh.workloads)
         answers = await self.ask_reports(nodes)
         ages = self._telemetry.windows.window(self._telemetry.windows.slot_s).last_report_age
-        reports = [self._report(answers[n], mesh.workloads[n].pid, ages.get(n)) for n in nodes]
+        reports = [self._report(answers[n], _local_pid(mesh.workloads[n]), ages.get(n))
+                   for n in nodes]
         return {"asked": nodes, "fresh": [r.node for r in reports if r.fresh],
                 "missing": [{"proxy": r.node, "reason": r.error or "no report",
                              "answering": r.answered and r.envoy_answers is not False}
@@ -207,3 +209,8 @@ def _evidence(read: PageRead) -> ProxyEvidence:
     except (ValueError, AttributeError, TypeError) as exc:
         return ProxyEvidence(read.node_id, error=f"unreadable /clusters: {exc}")
     return ProxyEvidence(read.node_id, MappingProxyType(clusters))
+
+
+def _local_pid(workload: Workload) -> int:
+    """The agent's pid, when it runs on this host (0: on another, where ours means nothing)."""
+    return 0 if workload.remote else workload.pid

@@ -97,6 +97,7 @@ class IdentityService:
         self._ca_dir = ca_dir
         self._identity_port = identity_port  # the port bound (it may be chosen at start)
         self._key_dir = key_dir
+        self._server_pair = (b"", b"")
         self.issuances: deque[IssuanceStatus] = deque(maxlen=1000)
         self.issued_total = 0  # workload certificates signed since start (/metrics)
         self.server_context: ssl.SSLContext | None = None
@@ -198,6 +199,15 @@ class IdentityService:
         else:
             self.ca.verify_leaf(caller.peer_certificate)
 
+    def authorise_node(self, certificate: bytes, node_id: str) -> None:
+        """``certificate`` (DER, the TLS client certificate) is one the CA issued to
+        ``node_id``, and still vouches for it."""
+        workload = self._registry.get(node_id)
+        if workload is None:
+            raise NotFoundError(f"no workload {node_id} is registered")
+        self._authorise_renewal(Caller(peer_certificate=certificate), node_id,
+                                self.spiffe_id_of(workload))
+
     def _authorise_renewal(self, caller: Caller, node_id: str, expected: str) -> None:
         """The TLS client certificate must be one the registry holds for ``node_id``: the
         same SPIFFE ID is not enough, since instances of a service share it."""
@@ -237,7 +247,23 @@ class IdentityService:
         context.load_verify_locations(cadata=self.ca.bundle_pem())
         context.load_cert_chain(directory / "controlplane.crt", directory / "controlplane.key")
         self.server_context = context
+        self._server_pair = (key_pem.encode(), issued.chain_pem.encode())
         return context
+
+    def client_context(self) -> ssl.SSLContext:
+        """For calls to agents on other hosts: they must chain to the bundle; we present the
+        control plane's own certificate (the only client such an agent answers)."""
+        directory = self._ca_dir
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False  # agents have SPIFFE IDs, not host names
+        context.load_verify_locations(cadata=self.ca.bundle_pem())
+        context.load_cert_chain(directory / "controlplane.crt", directory / "controlplane.key")
+        return context
+
+    def server_key_pair(self) -> tuple[bytes, bytes]:
+        """The control plane's current key and chain (PEM), for xDS over TLS. Read from
+        memory: gRPC asks from its own threads, before each handshake."""
+        return self._server_pair
 
     async def keep_server_identity(self) -> None:
         while True:

@@ -1,0 +1,189 @@
+"""Workloads on other hosts: a host is a network namespace joined by a veth pair; its agent
+joins with a join token and the CA's fingerprint, and nothing from the control plane's state
+directory. Traffic goes only to the namespaces' addresses."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import netns
+from tests.support.mesh import ECHO_APP, TULLE, Mesh, wait_for
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.envoy
+
+
+@pytest.fixture
+def other_host() -> Iterator[netns.Host]:
+    if (why := netns.available()) is not None:
+        pytest.skip(why)
+    with netns.host() as made:
+        yield made
+
+
+@pytest.fixture
+def listening(tmp_path: Path, other_host: netns.Host) -> Iterator[Mesh]:
+    """A control plane whose agents' ports listen on the link to ``other_host``."""
+    mesh = Mesh(tmp_path / "a")
+    mesh.up("--listen", other_host.local)
+    try:
+        yield mesh
+    finally:
+        mesh.close()
+
+
+class Joiner:
+    """`tulle run` on another host, with its own state directory there."""
+
+    def __init__(self, mesh: Mesh, host: netns.Host, root: Path) -> None:
+        self.mesh, self.host, self.root = mesh, host, root
+        root.mkdir(parents=True, exist_ok=True)
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def token(self, service: str, *extra: str) -> dict[str, Any]:
+        made: dict[str, Any] = json.loads(self.mesh.cli(
+            "token", "create", "--service", service, *extra, "-o", "json").stdout)
+        return made
+
+    def run(self, name: str, service: str, token: str, fingerprint: str, url: str,
+            port: int | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+        log = self.root / f"{name}.out"
+        args = [*TULLE, "--state-dir", str(self.root / "state"), "run", "--control-plane", url,
+                "--ca-fingerprint", fingerprint, "--service", service, "--name", name]
+        if port is not None:
+            args += ["--port", str(port), "--", sys.executable, str(ECHO_APP), str(port)]
+        else:
+            args += ["--", sys.executable, "-c", "import time; time.sleep(60)"]
+        env = {**self.mesh.env(), "TULLE_JOIN_TOKEN": token}
+        with log.open("wb") as out:
+            process = subprocess.Popen(self.host.command(*args), stdin=subprocess.DEVNULL,
+                                       stdout=out, stderr=subprocess.STDOUT, env=env)
+        self.processes.append(process)
+        return process, log
+
+    def refused(self, service: str, token: str, fingerprint: str, url: str) -> str:
+        """The output of an agent that must not get in (it exits non-zero)."""
+        process, log = self.run(f"{service}-x{len(self.processes)}", service, token,
+                                fingerprint, url)
+        assert process.wait(timeout=30) != 0, log.read_text()
+        return log.read_text()
+
+    def call(self, port: int, url: str) -> dict[str, Any]:
+        """The application on the other host fetches ``url`` through its sidecar."""
+        script = ("import json, sys, urllib.parse, urllib.request; q = urllib.parse.urlencode("
+                  "{'url': sys.argv[2]}); print(urllib.request.urlopen("
+                  "f'http://127.0.0.1:{sys.argv[1]}/call?{q}', timeout=10).read().decode())")
+        out = subprocess.run(self.host.command(sys.executable, "-c", script, str(port), url),
+                             capture_output=True, text=True, timeout=20, check=True)
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_a_workload_on_another_host_joins_and_calls_by_name_over_mtls(
+        listening: Mesh, other_host: netns.Host, tmp_path: Path) -> None:
+    mesh = listening
+    status = mesh.status()
+    assert status["xdsAddress"].startswith(f"{other_host.local}:") and status["xdsTls"]
+    books = mesh.run("books", name="books-1")  # on this host, over the TLS xDS too
+    joiner = Joiner(mesh, other_host, tmp_path / "b")
+    try:
+        made = joiner.token("web")
+        assert made["controlPlane"] == f"https://{other_host.local}:{mesh.identity_port}"
+        port = free_port()
+        joiner.run("web-1", "web", made["token"], made["caFingerprint"],
+                   made["controlPlane"], port)
+        web = wait_for("web-1 ready", lambda: next(
+            (w for w in mesh.api.get("/v1/workloads")
+             if w["name"] == "web-1" and w["state"] == "ready"), None), timeout=40)
+        assert web["address"] == other_host.peer
+
+        # Host B -> host A, by name, through both sidecars: the callee sees B's identity.
+        answer = wait_for("web-1 reaches books", lambda: (
+            r if (r := joiner.call(port, "http://books/from-b"))["status"] == 200 else None),
+            timeout=20)
+        assert answer["body"]["workload"] == "books-1"
+        assert "URI=spiffe://tulle.local/ns/default/sa/web" in answer["body"]["headers"][
+            "x-forwarded-client-cert"]
+        # Host A -> host B, to B's routable address, mTLS.
+        back = wait_for("books-1 reaches web", lambda: (
+            r if (r := mesh.call(books, "http://web/from-a"))["status"] == 200 else None))
+        assert back["body"]["workload"] == "web-1"
+        assert "URI=spiffe://tulle.local/ns/default/sa/books" in back["body"]["headers"][
+            "x-forwarded-client-cert"]
+        # The control plane reads the remote sidecar through its agent (TLS, both ways
+        # authenticated), and this host's through theirs: diagnose sees every proxy fresh.
+        diagnosis = json.loads(mesh.cli("diagnose", "-o", "json").stdout)
+        assert diagnosis["gathered"]["proxiesFailed"] == [], diagnosis["gathered"]
+        assert diagnosis["gathered"]["proxiesRead"] == 2
+        assert not [f for f in diagnosis["findings"] if f["severity"] in ("error", "critical")]
+        clusters = mesh.cli("proxy-config", "clusters", "web-1").stdout
+        assert "books" in clusters
+        listed = {t["id"]: t for t in json.loads(
+            mesh.cli("token", "list", "-o", "json").stdout)["tokens"]}
+        assert listed[made["id"]]["state"] == "used"
+        assert listed[made["id"]]["usedBy"] == "web-1.default"
+
+        # The same token again: refused, and nothing registered.
+        replayed = joiner.refused("web", made["token"], made["caFingerprint"],
+                                  made["controlPlane"])
+        assert "was already used" in replayed
+        # A token for another service.
+        other = joiner.token("reviews")
+        assert "is for service reviews" in joiner.refused(
+            "web", other["token"], other["caFingerprint"], other["controlPlane"])
+        # An expired one.
+        short = joiner.token("web", "--ttl", "1s")
+        time.sleep(1.2)
+        assert "expired" in joiner.refused("web", short["token"], short["caFingerprint"],
+                                           short["controlPlane"])
+        # A control plane that does not hold the pinned CA (a wrong fingerprint): nothing is
+        # sent, and the token is not spent.
+        fresh = joiner.token("web")
+        wrong = "sha256:" + "0" * 64
+        assert "does not hold the CA" in joiner.refused("web", fresh["token"], wrong,
+                                                        fresh["controlPlane"])
+        states = {t["id"]: t["state"] for t in json.loads(
+            mesh.cli("token", "list", "-o", "json").stdout)["tokens"]}
+        assert states[fresh["id"]] == "valid" and states[other["id"]] == "valid"
+        names = {w["name"] for w in mesh.api.get("/v1/workloads")}
+        assert names == {"books-1", "web-1"}
+    finally:
+        joiner.close()
+
+
+def test_the_identity_port_refuses_strangers_before_reading(
+        listening: Mesh, other_host: netns.Host) -> None:
+    mesh = listening
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    url = f"https://{other_host.local}:{mesh.identity_port}"
+    for path, headers in (("/v1/agent/sessions", {}),
+                          ("/v1/agent/sessions", {"Authorization": "Bearer tj1.0123456789ab.x"}),
+                          ("/v1/agent/workloads/web-1.default/state", {}),
+                          ("/v1/agent/workloads/web-1.default/telemetry", {})):
+        request = urllib.request.Request(url + path, method="POST", data=b"{" * 100,
+                                         headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5, context=context)
+        assert refused.value.code == 403, path
