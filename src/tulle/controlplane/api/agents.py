@@ -48,14 +48,7 @@ def routes(sessions: SessionService, identity: IdentityService,
         return await stream_session(request, sessions, workload, credentials)
 
     async def set_state(request: web.Request) -> web.StreamResponse:
-        body = await json_object(request, example='{"state": "ready"}')
-        change = await sessions.set_state(request.match_info["node"], body.get("state"),
-                                          str(body.get("reason") or "")[:500])
-        result: dict[str, Any] = {"state": change.state.value}
-        if change.synced is not None:
-            result["synced"] = change.synced
-            result["meshVersion"] = change.mesh_version
-        return json_response(result)
+        return await state_response(request, sessions, request.match_info["node"])
 
     async def join_token(request: web.Request) -> web.StreamResponse:
         return json_response({"joinToken": identity.join_token_for(request.match_info["node"])})
@@ -71,6 +64,19 @@ def routes(sessions: SessionService, identity: IdentityService,
         Route("POST", "/v1/agent/workloads/{node}/join-token", join_token),
         Route("POST", "/v1/agent/workloads/{node}/telemetry", report),
     ]
+
+
+async def state_response(request: web.Request, sessions: SessionService, node: str
+                         ) -> web.StreamResponse:
+    """Set ``node``'s state from the request's body; the answer says whether proxies synced."""
+    body = await json_object(request, example='{"state": "ready"}')
+    change = await sessions.set_state(node, body.get("state"),
+                                      str(body.get("reason") or "")[:500])
+    result: dict[str, Any] = {"state": change.state.value}
+    if change.synced is not None:
+        result["synced"] = change.synced
+        result["meshVersion"] = change.mesh_version
+    return json_response(result)
 
 
 async def stream_session(request: web.Request, sessions: SessionService, workload: Workload,

@@ -23,10 +23,15 @@ import asyncio
 
 from aiohttp import web
 
-from tulle.controlplane.api.agents import parse_registration, parse_report, stream_session
+from tulle.controlplane.api.agents import (
+    parse_registration,
+    parse_report,
+    state_response,
+    stream_session,
+)
 from tulle.controlplane.api.guard import trust_connection
 from tulle.controlplane.api.identity import peer_certificate
-from tulle.controlplane.api.routing import Route, json_bytes, json_object, json_response
+from tulle.controlplane.api.routing import Route, json_bytes, json_response
 from tulle.controlplane.services.identity import IdentityService
 from tulle.controlplane.services.joins import JoinService
 from tulle.controlplane.services.sessions import SessionService
@@ -73,15 +78,7 @@ def routes(sessions: SessionService, identity: IdentityService, joins: JoinServi
         return await stream_session(request, sessions, workload, credentials)
 
     async def set_state(request: web.Request) -> web.StreamResponse:
-        node = _authorised(request, identity)
-        body = await json_object(request, example='{"state": "ready"}')
-        change = await sessions.set_state(node, body.get("state"),
-                                          str(body.get("reason") or "")[:500])
-        result: dict[str, object] = {"state": change.state.value}
-        if change.synced is not None:
-            result["synced"] = change.synced
-            result["meshVersion"] = change.mesh_version
-        return json_response(result)
+        return await state_response(request, sessions, _authorised(request, identity))
 
     async def report(request: web.Request) -> web.StreamResponse:
         node = _authorised(request, identity)

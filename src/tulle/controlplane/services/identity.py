@@ -98,6 +98,7 @@ class IdentityService:
         self._identity_port = identity_port  # the port bound (it may be chosen at start)
         self._key_dir = key_dir
         self._server_pair = (b"", b"")
+        self._client_context: ssl.SSLContext | None = None
         self.issuances: deque[IssuanceStatus] = deque(maxlen=1000)
         self.issued_total = 0  # workload certificates signed since start (/metrics)
         self.server_context: ssl.SSLContext | None = None
@@ -248,17 +249,22 @@ class IdentityService:
         context.load_cert_chain(directory / "controlplane.crt", directory / "controlplane.key")
         self.server_context = context
         self._server_pair = (key_pem.encode(), issued.chain_pem.encode())
+        self._client_context = None  # a new certificate (and perhaps bundle): made again
         return context
 
     def client_context(self) -> ssl.SSLContext:
         """For calls to agents on other hosts: they must chain to the bundle; we present the
-        control plane's own certificate (the only client such an agent answers)."""
-        directory = self._ca_dir
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False  # agents have SPIFFE IDs, not host names
-        context.load_verify_locations(cadata=self.ca.bundle_pem())
-        context.load_cert_chain(directory / "controlplane.crt", directory / "controlplane.key")
-        return context
+        control plane's own certificate (the only client such an agent answers). Made once
+        per server identity (refresh_server_identity drops it), not once per call."""
+        if self._client_context is None:
+            directory = self._ca_dir
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False  # agents have SPIFFE IDs, not host names
+            context.load_verify_locations(cadata=self.ca.bundle_pem())
+            context.load_cert_chain(directory / "controlplane.crt",
+                                    directory / "controlplane.key")
+            self._client_context = context
+        return self._client_context
 
     def server_key_pair(self) -> tuple[bytes, bytes]:
         """The control plane's current key and chain (PEM), for xDS over TLS. Read from

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tulle.errors import UsageError
 from tulle.identity.ca import CertificateAuthority
-from tulle.identity.hostjoin import DEFAULT_TTL_S, JoinGrant, JoinGrants, JoinRefused, listed
+from tulle.identity.hostjoin import DEFAULT_TTL_S, JoinGrant, JoinGrants, listed
 from tulle.model.meta import dns_label_problem
 
 
@@ -30,7 +30,6 @@ class JoinService:
         self._ca = ca
         self._identity_url = identity_url
         self._clock = clock
-        self.refused: dict[str, int] = {}  # why a presented token was refused: how often
 
     def create(self, service: str, namespace: str, ttl_s: float = DEFAULT_TTL_S
                ) -> dict[str, Any]:
@@ -56,15 +55,7 @@ class JoinService:
 
     def check(self, token: str) -> JoinGrant:
         """Whether ``token`` could join now (not spent)."""
-        try:
-            return self.grants.check(token)
-        except JoinRefused as exc:
-            self.refused[exc.reason] = self.refused.get(exc.reason, 0) + 1
-            raise
+        return self.grants.check(token)
 
     def redeem(self, token: str, service: str, namespace: str, node: str) -> JoinGrant:
-        try:
-            return self.grants.redeem(token, service, namespace, node)
-        except JoinRefused as exc:
-            self.refused[exc.reason] = self.refused.get(exc.reason, 0) + 1
-            raise
+        return self.grants.redeem(token, service, namespace, node)
