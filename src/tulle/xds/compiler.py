@@ -102,18 +102,15 @@ class ProxyConfig:
         return MappingProxyType({t: self.of_type(t) for t in self.type_urls})
 
     def of_type(self, type_url: str) -> ByName:
-        """Every resource of one type. Merged on first use when both parts hold some (the
-        push path looks names up one by one instead: ``get``)."""
+        """Every resource of one type. Merged anew when both parts hold some, and not kept: a
+        config is held per proxy, and the push path looks names up one by one (``get``)."""
         shared = self.shared.resources.get(type_url, _NOTHING)
         own = self.own.get(type_url, _NOTHING)
         if not own:
             return shared
         if not shared:
             return own
-        merged = self._merged.get(type_url)
-        if merged is None:
-            merged = self._merged[type_url] = MappingProxyType({**shared, **own})
-        return merged
+        return MappingProxyType({**shared, **own})
 
     def get(self, type_url: str, name: str) -> EncodedResource | None:
         found = self.own.get(type_url, _NOTHING).get(name)
@@ -124,10 +121,6 @@ class ProxyConfig:
     def holds(self, type_url: str) -> bool:
         """Whether the config has any resource of this type."""
         return bool(self.own.get(type_url) or self.shared.resources.get(type_url))
-
-    @cached_property
-    def _merged(self) -> dict[str, ByName]:
-        return {}
 
     def own_names(self, type_url: str) -> Iterable[str]:
         return self.own.get(type_url, _NOTHING).keys()

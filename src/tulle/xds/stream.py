@@ -25,16 +25,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from tulle.xds import types
 from tulle.xds.compiler import ProxyConfig
+from tulle.xds.held import Held, NamePool, default_pool, stub
 from tulle.xds.sync import Nack
 from tulle.xds.tracker import ProxyStatus
 from tulle.xds.wire import (
     EncodedResource,
     delta_body,
-    member_hash,
     set_version,
     sotw_body,
     sum_of,
@@ -51,8 +52,10 @@ class XdsStream:
     protocol = "base"
 
     def __init__(self, node_id: str, on_nack: NackSink, *, peer: str = "",
-                 clock: Clock = time.time, on_sent: SentSink | None = None) -> None:
+                 clock: Clock = time.time, on_sent: SentSink | None = None,
+                 pool: NamePool | None = None) -> None:
         self.node_id = node_id
+        self._pool = pool or default_pool()
         self._clock = clock
         self._on_nack = on_nack
         self._on_sent = on_sent
@@ -137,6 +140,25 @@ class XdsStream:
             return None
         return self.config.get(type_url, name)
 
+    def _rebase(self, held: Mapping[str, Held], config: ProxyConfig) -> None:
+        """Measure what the proxy holds against ``config``'s shared part: at the cost of the
+        shared part's diff when the last base was the one it is from."""
+        shared = config.shared
+        for type_url, of_type in held.items():
+            if of_type.serial == shared.serial:
+                continue
+            names = (shared.changed_names(type_url)
+                     if of_type.serial >= 0 and shared.base == of_type.serial else None)
+            of_type.rebase(shared.resources.get(type_url, _NOTHING), shared.serial, names)
+
+    def _settle(self, type_url: str, held: Held) -> None:
+        """After a push: a stream that keeps many differences from the shared part (the first
+        push, made before any base) measures them against it once more, so that it keeps only
+        the proxy's own."""
+        if held.loose() and self.config is not None:
+            shared = self.config.shared
+            held.rebase(shared.resources.get(type_url, _NOTHING), shared.serial, None)
+
     def _changes(self, config: ProxyConfig) -> dict[str, set[str]] | None:
         """Per type, the only names that can differ between what the stream pushed of its
         last config and what ``config`` wants; None when every name must be compared."""
@@ -156,10 +178,19 @@ class XdsStream:
         return changes
 
 
+_NOTHING: Mapping[str, EncodedResource] = MappingProxyType({})
+
+
 def _same_versions(a: Mapping[str, EncodedResource], b: Mapping[str, EncodedResource]) -> bool:
     """Whether two sets hold the same resources at the same versions (what comparing their
     set versions tells, without sorting and hashing both)."""
-    return a.keys() == b.keys() and all(b[name].version == r.version for name, r in a.items())
+    if len(a) != len(b):
+        return False
+    for name, r in a.items():
+        held = b.get(name)
+        if held is not r and (held is None or held.version != r.version):
+            return False
+    return True
 
 
 def _error_of(request: Any) -> Any:
@@ -173,7 +204,7 @@ class SotwStream(XdsStream):
 
     def __init__(self, node_id: str, on_nack: NackSink, **kwargs: Any) -> None:
         super().__init__(node_id, on_nack, **kwargs)
-        self._has: dict[str, dict[str, EncodedResource]] = {}  # what we sent, per type
+        self._has: dict[str, Held] = {}  # what we sent, per type
         self._has_sum: dict[str, int] = {}  # per type: set_version's running sum of ``_has``
 
     def handle_request(self, request: Any) -> list[bytes]:
@@ -181,7 +212,7 @@ class SotwStream(XdsStream):
         if request.response_nonce and not self._answered(
                 type_url, request.response_nonce, _error_of(request), request.version_info):
             return []  # stale: superseded by a response the proxy has not seen yet
-        names = frozenset(request.resource_names)
+        names = self._pool.names(request.resource_names)
         if type_url in types.WILDCARD_TYPES and (not names or "*" in names):
             subscription: frozenset[str] | None = None
         else:
@@ -198,9 +229,9 @@ class SotwStream(XdsStream):
         if subscription is not None and previous is not None:
             # Names the proxy no longer asks for (a removed cluster's endpoints) leave the set
             # too: later versions must cover only what it subscribes to, as Envoy's do.
-            has = self._has.get(type_url, {})
+            has = self._held(type_url)
             for name in previous - subscription:
-                gone = has.pop(name, None)
+                gone = has.pop(name)
                 if gone is not None:
                     self._has_sum[type_url] -= gone.member_hash
             added = subscription - previous
@@ -212,6 +243,7 @@ class SotwStream(XdsStream):
     def offer(self, config: ProxyConfig) -> list[bytes]:
         changes = self._changes(config)
         self.config = config
+        self._rebase(self._has, config)
         out: list[bytes] = []
         changed_clusters, removed = self._cluster_changes(
             None if changes is None else changes[types.CLUSTER])
@@ -240,8 +272,9 @@ class SotwStream(XdsStream):
                          ) -> tuple[set[str], dict[str, EncodedResource]]:
         """The clusters sent before that change version, and those that leave."""
         assert self.config is not None
-        old_clusters = self._has.get(types.CLUSTER, {})
+        held = self._held(types.CLUSTER)
         if names is None:
+            old_clusters = held.snapshot()
             new_clusters = self.config.of_type(types.CLUSTER)
             return ({n for n, r in new_clusters.items()
                      if n in old_clusters and old_clusters[n].version != r.version},
@@ -249,7 +282,7 @@ class SotwStream(XdsStream):
         changed: set[str] = set()
         removed: dict[str, EncodedResource] = {}
         for name in names:
-            old = old_clusters.get(name)
+            old = held.get(name)
             if old is None:
                 continue
             new = self.config.get(types.CLUSTER, name)
@@ -262,9 +295,9 @@ class SotwStream(XdsStream):
     def _differs(self, type_url: str, keep: Mapping[str, EncodedResource],
                  names: Iterable[str] | None) -> bool:
         """Whether a wildcard type's complete set differs from what the proxy was sent."""
-        has = self._has.get(type_url, {})
+        has = self._held(type_url)
         if names is None:
-            return not _same_versions({**keep, **self._wanted(type_url)}, has)
+            return not _same_versions({**keep, **self._wanted(type_url)}, has.snapshot())
         return any(_version(self._wanted_one(type_url, name) or keep.get(name))
                    != _version(has.get(name)) for name in names)
 
@@ -272,23 +305,25 @@ class SotwStream(XdsStream):
                changed_clusters: set[str]) -> dict[str, EncodedResource]:
         """What a by-name type must send: new or changed, and the endpoints of changed
         clusters."""
-        has = self._has.get(type_url, {})
+        held = self._held(type_url)
         forced = changed_clusters if type_url == types.ENDPOINT else set()
+        has: Mapping[str, EncodedResource]
         if names is None:
             wanted: Iterable[tuple[str, EncodedResource | None]] = \
                 self._wanted(type_url).items()
+            has = held.snapshot()
         else:
             wanted = ((name, self._wanted_one(type_url, name)) for name in names)
+            has = held
         return {name: r for name, r in wanted
-                if r is not None and (name not in has or has[name].version != r.version
-                                      or name in forced)}
+                if r is not None and (_differ(has.get(name), r) or name in forced)}
 
     def _respond(self, type_url: str, resources: Mapping[str, EncodedResource]) -> list[bytes]:
-        has = self._has.setdefault(type_url, {})
+        has = self._held(type_url)
         if type_url in types.WILDCARD_TYPES:
-            has.clear()
-            has.update(resources)
+            has.replace(resources)
             self._has_sum[type_url] = sum_of(resources.values())
+            self._settle(type_url, has)
         else:
             total = self._has_sum.get(type_url, 0)
             for name, resource in resources.items():
@@ -296,14 +331,25 @@ class SotwStream(XdsStream):
                 if old is not None:
                     total -= old.member_hash
                 total += resource.member_hash
-                has[name] = resource
+                has.put(name, resource)
             self._has_sum[type_url] = total
+        self._settle(type_url, has)
         if not resources and type_url not in types.WILDCARD_TYPES:
             return []
         # version_info covers the whole subscribed set, not just the part in this response.
         version = version_of_sum(self._has_sum[type_url])
         body = sotw_body(type_url, version, resources.values())
         return [self._sent(type_url, body, version)]
+
+    def _held(self, type_url: str) -> Held:
+        held = self._has.get(type_url)
+        if held is None:
+            held = self._has[type_url] = Held()
+        return held
+
+
+def _differ(held: EncodedResource | None, wanted: EncodedResource) -> bool:
+    return held is not wanted and (held is None or held.version != wanted.version)
 
 
 def _version(resource: EncodedResource | None) -> str | None:
@@ -317,7 +363,7 @@ class DeltaStream(XdsStream):
 
     def __init__(self, node_id: str, on_nack: NackSink, **kwargs: Any) -> None:
         super().__init__(node_id, on_nack, **kwargs)
-        self._known: dict[str, dict[str, str]] = {}  # the proxy's versions, per type
+        self._known: dict[str, Held] = {}  # what the proxy holds, per type
         self._known_sum: dict[str, int] = {}  # per type: set_version's running sum of it
         # What the proxy held when it subscribed (a reconnect), per type: the version it keeps
         # running if it NACKs before ACKing anything on this stream.
@@ -338,21 +384,24 @@ class DeltaStream(XdsStream):
         if first or subscribe or unsubscribe:
             self._in_step = False
         if first:
-            known = self._known[type_url] = dict(request.initial_resource_versions)
-            self._known_sum[type_url] = sum(member_hash(n, v) for n, v in known.items())
-            if request.initial_resource_versions:
-                self._held_at_start[type_url] = set_version(known.items())
+            initial = request.initial_resource_versions
+            known = self._known[type_url] = Held()
+            for name, version in initial.items():
+                known.put(name, stub(type_url, name, version))
+            self._known_sum[type_url] = sum(r.member_hash for r in known.values())
+            if initial:
+                self._held_at_start[type_url] = set_version(initial.items())
             wildcard = type_url in types.WILDCARD_TYPES and (not subscribe or "*" in subscribe)
-            self._subs[type_url] = None if wildcard else frozenset(subscribe)
+            self._subs[type_url] = None if wildcard else self._pool.names(subscribe)
         else:
             current = self._subs[type_url]
             if current is not None:
-                self._subs[type_url] = (current | subscribe) - unsubscribe
+                self._subs[type_url] = self._pool.names((current | subscribe) - unsubscribe)
             known = self._known[type_url]
             for name in unsubscribe:
-                version = known.pop(name, None)
-                if version is not None:
-                    self._known_sum[type_url] -= member_hash(name, version)
+                gone = known.pop(name)
+                if gone is not None:
+                    self._known_sum[type_url] -= gone.member_hash
         if self.config is None or not (first or subscribe):
             return []
         # A first subscription is always answered, even when the proxy already holds it all
@@ -363,6 +412,7 @@ class DeltaStream(XdsStream):
     def offer(self, config: ProxyConfig) -> list[bytes]:
         changes = self._changes(config)
         self.config = config
+        self._rebase(self._known, config)
         out: list[bytes] = []
         for type_url in types.PUSH_ORDER:
             if type_url in self._subs:
@@ -380,15 +430,19 @@ class DeltaStream(XdsStream):
         """``only``: just these names (a subscription); ``changes``: the only names that can
         differ from what the proxy was sent (an offer in step); neither: compare all."""
         assert self.config is not None
-        known = self._known.setdefault(type_url, {})
+        known = self._known.get(type_url)
+        if known is None:
+            known = self._known[type_url] = Held()
         forced = self._endpoints_owed if type_url == types.ENDPOINT else set()
         subscribed = self._subs.get(type_url)
         removed: list[str] = []
+        has: Mapping[str, EncodedResource] = known
         if only is None and changes is None:
             wanted = self._wanted(type_url)
             candidates = wanted
+            has = known.snapshot()
             if include_removed:
-                removed = [n for n in known if n not in wanted
+                removed = [n for n in has if n not in wanted
                            and (subscribed is None or n in subscribed)]
         else:
             names = only if only is not None else (changes or set()) | forced
@@ -397,7 +451,9 @@ class DeltaStream(XdsStream):
             if include_removed and changes is not None:
                 removed = [n for n in changes if n in known and n not in candidates
                            and (subscribed is None or n in subscribed)]
-        updates = [r for n, r in candidates.items() if known.get(n) != r.version or n in forced]
+        updates = [r for n, r in candidates.items()
+                   if ((h := has.get(n)) is not r and (h is None or h.version != r.version))
+                   or n in forced]
         # A wildcard subscription gets an answer even when empty: Envoy's start-up waits for it.
         never_answered = answer_empty or (subscribed is None
                                           and not self.status.of(type_url).sent_nonce)
@@ -413,12 +469,15 @@ class DeltaStream(XdsStream):
         for resource in updates:
             old = known.get(resource.name)
             if old is not None:
-                total -= member_hash(resource.name, old)
+                total -= old.member_hash
             total += resource.member_hash
-            known[resource.name] = resource.version
+            known.put(resource.name, resource)
         for name in removed:
-            total -= member_hash(name, known.pop(name))
+            gone = known.pop(name)
+            assert gone is not None
+            total -= gone.member_hash
         self._known_sum[type_url] = total
+        self._settle(type_url, known)
         version = version_of_sum(total)
         body = delta_body(type_url, version, updates, sorted(removed))
         return [self._sent(type_url, body, version)]
