@@ -212,13 +212,14 @@ class SotwStream(XdsStream):
         if request.response_nonce and not self._answered(
                 type_url, request.response_nonce, _error_of(request), request.version_info):
             return []  # stale: superseded by a response the proxy has not seen yet
-        names = self._pool.names(request.resource_names)
+        names = frozenset(request.resource_names)
+        first = type_url not in self._subs
+        previous = self._subs.get(type_url)
         if type_url in types.WILDCARD_TYPES and (not names or "*" in names):
             subscription: frozenset[str] | None = None
         else:
-            subscription = names
-        first = type_url not in self._subs
-        previous = self._subs.get(type_url)
+            # Every SotW ACK repeats the whole subscription: pooled only when it changed.
+            subscription = previous if names == previous else self._pool.names(names)
         self._subs[type_url] = subscription
         if first or subscription != previous:
             self._in_step = False
