@@ -35,12 +35,12 @@ from tulle.xds.sync import Nack
 from tulle.xds.tracker import ProxyStatus
 from tulle.xds.wire import (
     EncodedResource,
-    delta_body,
+    delta_parts,
+    joined_with_nonce,
     set_version,
-    sotw_body,
+    sotw_parts,
     sum_of,
     version_of_sum,
-    with_nonce,
 )
 
 NackSink = Callable[[Nack], None]
@@ -112,7 +112,7 @@ class XdsStream:
             status.acked_mesh_version = status.sent_mesh_version
         return True
 
-    def _sent(self, type_url: str, body: bytes, version: str) -> bytes:
+    def _sent(self, type_url: str, body: list[bytes], version: str) -> bytes:
         nonce = self._next_nonce()
         status = self.status.of(type_url)
         status.sent_nonce = nonce
@@ -121,7 +121,7 @@ class XdsStream:
         status.sent_mesh_version = self.config.mesh_version if self.config else 0
         if self._on_sent is not None:
             self._on_sent(type_url)
-        return with_nonce(body, nonce)
+        return joined_with_nonce(body, nonce)
 
     def _wanted(self, type_url: str) -> dict[str, EncodedResource]:
         """What the proxy should have of ``type_url``, given its subscription."""
@@ -339,7 +339,7 @@ class SotwStream(XdsStream):
             return []
         # version_info covers the whole subscribed set, not just the part in this response.
         version = version_of_sum(self._has_sum[type_url])
-        body = sotw_body(type_url, version, resources.values())
+        body = sotw_parts(type_url, version, resources.values())
         return [self._sent(type_url, body, version)]
 
     def _held(self, type_url: str) -> Held:
@@ -480,5 +480,5 @@ class DeltaStream(XdsStream):
         self._known_sum[type_url] = total
         self._settle(type_url, known)
         version = version_of_sum(total)
-        body = delta_body(type_url, version, updates, sorted(removed))
+        body = delta_parts(type_url, version, updates, sorted(removed))
         return [self._sent(type_url, body, version)]

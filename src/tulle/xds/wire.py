@@ -91,25 +91,38 @@ def sum_of(resources: Iterable[EncodedResource]) -> int:
     return sum(r.member_hash for r in resources)
 
 
-def sotw_body(type_url: str, version: str, resources: Iterable[EncodedResource]) -> bytes:
-    """A DiscoveryResponse without its nonce: version_info = 1, resources = 2, type_url = 4."""
+def sotw_parts(type_url: str, version: str, resources: Iterable[EncodedResource]
+               ) -> list[bytes]:
+    """A DiscoveryResponse without its nonce, in parts: version_info = 1, resources = 2,
+    type_url = 4."""
     parts = [field(1, version.encode())]
     parts.extend(r.sotw_entry for r in resources)
     parts.append(field(4, type_url.encode()))
-    return b"".join(parts)
+    return parts
 
 
-def delta_body(type_url: str, system_version: str, resources: Iterable[EncodedResource],
-               removed: Iterable[str]) -> bytes:
-    """A DeltaDiscoveryResponse without its nonce: system_version_info = 1, resources = 2,
-    type_url = 4, removed_resources = 6."""
+def sotw_body(type_url: str, version: str, resources: Iterable[EncodedResource]) -> bytes:
+    return b"".join(sotw_parts(type_url, version, resources))
+
+
+def delta_parts(type_url: str, system_version: str, resources: Iterable[EncodedResource],
+                removed: Iterable[str]) -> list[bytes]:
+    """A DeltaDiscoveryResponse without its nonce, in parts: system_version_info = 1,
+    resources = 2, type_url = 4, removed_resources = 6."""
     parts = [field(1, system_version.encode())]
     parts.extend(r.delta_entry for r in resources)
     parts.append(field(4, type_url.encode()))
     parts.extend(field(6, name.encode()) for name in removed)
-    return b"".join(parts)
+    return parts
 
 
 def with_nonce(body: bytes, nonce: str) -> bytes:
     """Field 5 is the nonce in both DiscoveryResponse and DeltaDiscoveryResponse."""
     return body + field(5, nonce.encode())
+
+
+def joined_with_nonce(parts: list[bytes], nonce: str) -> bytes:
+    """``with_nonce(b"".join(parts), nonce)`` in one copy of the response, not two (a first
+    config is about a MiB per proxy)."""
+    parts.append(field(5, nonce.encode()))
+    return b"".join(parts)

@@ -5,6 +5,7 @@ missing evidence), and the control plane told "not answering" (TUL1090) from "no
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,11 @@ def test_a_live_control_plane_that_does_not_answer_is_tul1090(tmp_path: Path) ->
 def test_a_pid_file_left_behind_is_not_a_running_control_plane(tmp_path: Path) -> None:
     state = paths(tmp_path)
     other = subprocess.Popen(["sleep", "30"])
+    # Until it has exec'd, the child's command line is not sleep's (empty under load).
+    deadline = time.monotonic() + 10
+    cmdline = Path(f"/proc/{other.pid}/cmdline")
+    while not cmdline.read_bytes().startswith(b"sleep") and time.monotonic() < deadline:
+        time.sleep(0.01)
     try:
         state.lock_file.write_text(f"{other.pid}\n")
         data = unreachable_report(state, ControlPlaneUnavailable("refused"), Scope())

@@ -69,7 +69,8 @@ def test_resource_version_follows_content_only() -> None:
 def test_sotw_body_with_nonce(count: int, nonce: str) -> None:
     messages = [cluster(f"c{i}", timeout_s=i + 1) for i in range(count)]
     encoded = [wire.encode(CDS, m.name, m) for m in messages]
-    data = wire.with_nonce(wire.sotw_body(CDS, "v7", encoded), nonce)
+    data = wire.joined_with_nonce(wire.sotw_parts(CDS, "v7", encoded), nonce)
+    assert data == wire.with_nonce(wire.sotw_body(CDS, "v7", encoded), nonce)
 
     response = discovery_pb2.DiscoveryResponse.FromString(data)
     assert response.version_info == "v7"
@@ -84,7 +85,7 @@ def test_sotw_body_with_nonce(count: int, nonce: str) -> None:
 def test_delta_body_with_nonce(count: int, removed: list[str]) -> None:
     messages = [cluster(f"c{i}", timeout_s=i + 1) for i in range(count)]
     encoded = [wire.encode(CDS, m.name, m) for m in messages]
-    data = wire.with_nonce(wire.delta_body(CDS, "sys-3", encoded, removed), "42")
+    data = wire.joined_with_nonce(wire.delta_parts(CDS, "sys-3", encoded, removed), "42")
 
     response = discovery_pb2.DeltaDiscoveryResponse.FromString(data)
     assert response.system_version_info == "sys-3"
