@@ -46,7 +46,8 @@ def xds_credential(mesh: Mesh, name: str, namespace: str = "default") -> str:
 
 
 async def _stream(port: int, token: str, node: str | None, delta: bool,
-                  give_up_s: float) -> Outcome:
+                  give_up_s: float, *, host: str = "127.0.0.1",
+                  tls: grpc.ChannelCredentials | None = None) -> Outcome:
     loop = asyncio.get_running_loop()
     started = loop.time()
     method, request_type, response_type = (
@@ -54,16 +55,19 @@ async def _stream(port: int, token: str, node: str | None, delta: bool,
          discovery_pb2.DeltaDiscoveryResponse) if delta else
         ("StreamAggregatedResources", discovery_pb2.DiscoveryRequest,
          discovery_pb2.DiscoveryResponse))
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with (grpc.aio.insecure_channel(f"{host}:{port}") if tls is None else
+                # The control plane's certificate names localhost besides its SPIFFE ID.
+                grpc.aio.secure_channel(f"{host}:{port}", tls, options=[
+                    ("grpc.ssl_target_name_override", "localhost")])) as channel:
         call: Any = channel.stream_stream(
             ADS + method, request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=response_type.FromString)(
             metadata=(("authorization", f"Bearer {token}"),), timeout=give_up_s)
         received: list[str] = []
-        if node is not None:
-            await call.write(request_type(node=base_pb2.Node(id=node),
-                                          type_url=types.CLUSTER))
         try:
+            if node is not None:
+                await call.write(request_type(node=base_pb2.Node(id=node),
+                                              type_url=types.CLUSTER))
             async for response in call:
                 received.append(response.type_url)
                 break  # config was served: that is all a probe needs to know
@@ -82,6 +86,16 @@ def open_stream(mesh: Mesh, token: str, node: str, *, delta: bool = False,
     """Open an ADS stream with ``token``, send the first request for ``node``, and see how it
     ends."""
     return asyncio.run(_stream(mesh.endpoint.xds_port, token, node, delta, give_up_s))
+
+
+def open_tls_stream(address: str, token: str, node: str, *, roots: bytes,
+                    key: bytes | None = None, chain: bytes | None = None,
+                    give_up_s: float = 15.0) -> Outcome:
+    """The same over TLS (xDS beyond loopback), presenting ``chain`` and ``key`` if given."""
+    host, port = address.rsplit(":", 1)
+    credentials = grpc.ssl_channel_credentials(roots, key, chain)
+    return asyncio.run(_stream(int(port), token, node, False, give_up_s, host=host,
+                               tls=credentials))
 
 
 async def _silent_access_log_stream(port: int, give_up_s: float) -> Outcome:

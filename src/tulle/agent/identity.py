@@ -29,6 +29,7 @@ from typing import Any
 
 from tulle.agent import http
 from tulle.errors import IdentityError, TulleError, error_from_dict
+from tulle.identity import xdsclient
 from tulle.identity.spiffe import control_plane_id
 from tulle.settings import ensure_private_dir, workload_key_file, write_private
 
@@ -71,7 +72,7 @@ class IdentityKeeper:
         self._not_after = 0.0
         self._renew_at = 0.0
         self._wake = asyncio.Event()
-        self.on_renewed: Callable[[], None] | None = None  # a new certificate is in place
+        self.on_renewed: list[Callable[[], None]] = []  # a new certificate is in place
 
     @property
     def key_file(self) -> Path:
@@ -176,8 +177,8 @@ class IdentityKeeper:
         # Once the proxy ACKed the new certificate, only the previous key may still be in use
         # on pooled connections' handshakes in flight: keep it, delete anything older.
         self._delete_older_than(previous if answer.get("acked") else previous - 1)
-        if self.on_renewed is not None:
-            self.on_renewed()
+        for renewed in self.on_renewed:
+            renewed()
         log.info("certificate %s for %s, valid %.0fs", self.serial, self.enrolment.spiffe_id,
                  remaining)
 
@@ -190,6 +191,20 @@ class IdentityKeeper:
             stem = path.stem.rsplit("-", 1)
             if len(stem) == 2 and stem[1].isdigit() and int(stem[1]) < generation:
                 path.unlink(missing_ok=True)
+
+
+def write_xds_client_secret(workdir: Path, cert_file: Path, key_file: Path) -> None:
+    """The SDS file the sidecar's xDS cluster reads its client certificate from (when xDS runs
+    over TLS): it names the files, and is replaced in one move, which Envoy watches for."""
+    directory = workdir / xdsclient.DIRECTORY
+    ensure_private_dir(directory)
+    secret = {"resources": [{
+        "@type": xdsclient.SECRET_TYPE, "name": xdsclient.SECRET_NAME,
+        "tls_certificate": {"certificate_chain": {"filename": str(cert_file.absolute())},
+                            "private_key": {"filename": str(key_file.absolute())}}}]}
+    staged = directory / ".secret.json.new"
+    write_private(staged, json.dumps(secret))
+    staged.replace(workdir / xdsclient.FILE)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,12 @@ from tulle.agent.config import JOIN_TOKEN_ENV, AgentConfig
 from tulle.agent.envoy import EnvoyProcess, die_with_parent
 from tulle.agent.envoyadmin import EnvoyAdmin
 from tulle.agent.envoylog import EnvoyLog
-from tulle.agent.identity import Enrolment, IdentityKeeper, prepare_first_key
+from tulle.agent.identity import (
+    Enrolment,
+    IdentityKeeper,
+    prepare_first_key,
+    write_xds_client_secret,
+)
 from tulle.agent.readiness import PROBE_KINDS, ProbeKind, Readiness, probe
 from tulle.agent.remote import (
     RemoteChannel,
@@ -153,6 +158,7 @@ class Agent:
                 port=int(enrolment["identityPort"]), join_token=enrolment["joinToken"]),
                 reenrol=session.join_token)
             await self._identity.obtain(prepared)
+            self._keep_xds_client_secret(self._identity)
             if joined is not None:  # the control plane calls us on our host's address
                 await self._serve_remote(admin_proxy, address, agent_port, joined)
             bootstrap = self.workdir / "bootstrap.json"
@@ -189,6 +195,14 @@ class Agent:
 
     # -- pieces ------------------------------------------------------------------------------
 
+    def _keep_xds_client_secret(self, keeper: IdentityKeeper) -> None:
+        """The certificate the sidecar presents to xDS over TLS: the current one, always."""
+        def write() -> None:
+            write_xds_client_secret(self.workdir, keeper.cert_file, keeper.key_file)
+
+        write()
+        keeper.on_renewed.append(write)
+
     async def _serve_remote(self, admin_proxy: AdminProxy, address: str, port: int,
                             joined: RemoteChannel) -> None:
         """The agent's port on this host's address, over TLS with the workload certificate,
@@ -204,7 +218,7 @@ class Agent:
             context.load_cert_chain(keeper.cert_file, keeper.key_file)
 
         load()
-        keeper.on_renewed = load
+        keeper.on_renewed.append(load)
         await admin_proxy.start(address, port, tls=context,
                                 peer_uri=joined.trust.control_plane_id)
 

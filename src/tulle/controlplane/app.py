@@ -106,8 +106,12 @@ class ControlPlane:
             self._publish, debounce_s=debounce_s)
         self.configs = ProxyConfigs(self._mesh, ProxyLoggingSource(
             self.taps, self.registry.credentials, paths.workloads_dir))
+        # Over TLS (agents on other hosts), a stream must also come from the node's own
+        # certificate: its credential alone is not enough.
         self.hub = XdsHub(directory=self.registry, source=self.configs,
-                          stale_after_s=stale_after_s)
+                          stale_after_s=stale_after_s,
+                          peer_check=self._xds_peer
+                          if self.endpoint.xds_tls else None)
         self.telemetry = TelemetryService(self.registry.get, self._all_workloads,
                                           self._mesh, self.ca.trust_domain)
         if self.replicas is not None:
@@ -232,6 +236,9 @@ class ControlPlane:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def _xds_peer(self, node_id: str, certificate_pem: bytes | None) -> str | None:
+        return self.identity.xds_peer(node_id, certificate_pem)
+
     async def start(self) -> None:
         # On a shared store, the watch starts from the revision read before the load: a
         # write another replica makes in between is seen twice, never missed.
@@ -249,7 +256,8 @@ class ControlPlane:
         self._xds, xds_port = build_server(
             self.hub, _host_port(agent_host, self.endpoint.xds_port),
             access_logs=TapReceiver(self.taps, self.registry.credentials),
-            tls=self.identity.server_key_pair if self.endpoint.xds_tls else None)
+            tls=self.identity.server_key_pair if self.endpoint.xds_tls else None,
+            client_roots=lambda: self.ca.bundle_pem().encode())
         self.endpoint = dataclasses.replace(self.endpoint, xds_port=xds_port)
         await self._xds.start()
         self._identity_api = await start_app(

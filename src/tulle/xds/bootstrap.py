@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tulle.identity import xdsclient
 from tulle.model.workload import Workload
 from tulle.telemetry.schema import STATS_INCLUSION
 from tulle.xds import names
@@ -117,6 +118,15 @@ def _tls_socket(tls: XdsTls) -> dict[str, Any]:
                  "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
         "common_tls_context": {
             "alpn_protocols": ["h2"],
+            # The workload's own certificate: the control plane binds the stream to it. The
+            # agent keeps the file current (tulle.identity.xdsclient); Envoy reloads it.
+            "tls_certificate_sds_secret_configs": [{
+                "name": xdsclient.SECRET_NAME,
+                "sds_config": {
+                    "resource_api_version": "V3",
+                    "path_config_source": {
+                        "path": xdsclient.FILE,
+                        "watched_directory": {"path": xdsclient.DIRECTORY}}}}],
             "validation_context": {
                 "trusted_ca": {"inline_string": tls.bundle_pem},
                 "match_typed_subject_alt_names": [{

@@ -46,6 +46,10 @@ class ProxyDirectory(Protocol):
         """The proxy ``node_id`` if ``token`` is its xDS credential, else None."""
 
 
+# (node id, the PEM certificate its TLS client presented or None) -> why it is refused, or None.
+PeerCheck = Callable[[str, bytes | None], str | None]
+
+
 class ConfigSource(Protocol):
     def config_for(self, proxy: ProxyInfo) -> ProxyConfig:
         """The current config of ``proxy``."""
@@ -88,8 +92,12 @@ class XdsHub:
     def __init__(self, directory: ProxyDirectory, source: ConfigSource,
                  stale_after_s: float = DEFAULT_STALE_AFTER_S, *,
                  first_request_timeout_s: float = FIRST_REQUEST_TIMEOUT_S,
-                 handover_grace_s: float = HANDOVER_GRACE_S) -> None:
+                 handover_grace_s: float = HANDOVER_GRACE_S,
+                 peer_check: PeerCheck | None = None) -> None:
+        """``peer_check``: when xDS runs over TLS, the stream must also come from the node's
+        own certificate (its credential alone is not enough)."""
         self._directory = directory
+        self._peer_check = peer_check
         self.first_request_timeout_s = first_request_timeout_s
         self.handover_grace_s = handover_grace_s
         # How long a push may stay un-ACKed before it counts as STALE. States are classified
@@ -250,6 +258,13 @@ class XdsHub:
                                 f"node {node_id!r} is not a registered workload or its "
                                 "credential is wrong")
             return None
+        if self._peer_check is not None:
+            refused = self._peer_check(node_id, _peer_certificate(context))
+            if refused is not None:
+                self._record(StreamEventKind.UNAUTHENTICATED, node_id, peer, refused)
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                    f"node {node_id!r}: {refused}")
+                return None
         if not await self._admit(node_id, peer):
             await context.abort(
                 grpc.StatusCode.ALREADY_EXISTS,
@@ -328,6 +343,12 @@ async def _read(requests: AsyncIterator[Any], inbox: asyncio.Queue[tuple[str, An
         inbox.put_nowait(("eof", None))
 
 
+def _peer_certificate(context: grpc.aio.ServicerContext) -> bytes | None:
+    """The certificate the TLS client presented (PEM), or None."""
+    presented = (context.auth_context() or {}).get("x509_pem_cert") or ()
+    return bytes(presented[0]) if presented else None
+
+
 def _bearer(metadata: Any) -> str:
     for key, value in metadata or ():
         if key == "authorization" and isinstance(value, str):
@@ -353,12 +374,15 @@ ServerKeyPair = tuple[bytes, bytes]  # the private key and the certificate chain
 
 def build_server(hub: XdsHub, address: str,
                  access_logs: AccessLogReceiver | None = None,
-                 tls: Callable[[], ServerKeyPair] | None = None
+                 tls: Callable[[], ServerKeyPair] | None = None,
+                 client_roots: Callable[[], bytes] | None = None
                  ) -> tuple[grpc.aio.Server, int]:
     """The server, bound (not yet started), and the port it bound: ``address`` may end in
     ``:0``. ``access_logs``: where tap entries go (the access log service on the same port).
     ``tls``: serve over TLS with the control plane's current key and certificate (asked for
-    again before each handshake, so a renewed certificate is used at once)."""
+    again before each handshake, so a renewed certificate is used at once). ``client_roots``:
+    with ``tls``, every client must present a certificate chaining to these (the mesh's
+    trust bundle, asked for again before each handshake too)."""
     # grpc.aio recognises streaming handlers only when they are async generator functions.
     async def sotw(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
                    ) -> AsyncIterator[bytes]:
@@ -406,17 +430,21 @@ def build_server(hub: XdsHub, address: str,
         if tls is None:
             bound = server.add_insecure_port(address)
         else:
-            current = [tls()]
+            def roots() -> bytes | None:
+                return client_roots() if client_roots is not None else None
+
+            current = [(tls(), roots())]
 
             def fetch() -> grpc.ServerCertificateConfiguration | None:
-                latest = tls()
+                latest = (tls(), roots())
                 if latest == current[0]:
                     return None
                 current[0] = latest
-                return grpc.ssl_server_certificate_configuration([latest])
+                return grpc.ssl_server_certificate_configuration([latest[0]], latest[1])
 
             bound = server.add_secure_port(address, grpc.dynamic_ssl_server_credentials(
-                grpc.ssl_server_certificate_configuration([current[0]]), fetch))
+                grpc.ssl_server_certificate_configuration([current[0][0]], current[0][1]),
+                fetch, require_client_authentication=client_roots is not None))
     except RuntimeError as exc:
         raise OSError(f"cannot listen on {address}: {exc}") from exc
     if bound == 0:

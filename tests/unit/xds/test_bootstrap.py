@@ -4,10 +4,14 @@ listens (the agent adds Envoy's admin interface, on a Unix socket only it can op
 from __future__ import annotations
 
 import json
+import stat
+from pathlib import Path
 from typing import Any
 
 from tests.unit.xds.meshes import workload
-from tulle.xds.bootstrap import sidecar_bootstrap
+from tulle.agent.identity import write_xds_client_secret
+from tulle.identity import xdsclient
+from tulle.xds.bootstrap import XdsTls, sidecar_bootstrap
 
 
 def addresses(value: Any) -> list[Any]:
@@ -39,3 +43,34 @@ def test_other_replicas_are_lower_priorities_with_health_checks_to_move_by() -> 
         (2, [{"address": "10.0.0.3", "port_value": 15711}])]
     [check] = xds["health_checks"]
     assert "grpc_health_check" in check and check["no_traffic_interval"] == "1s"
+
+
+def test_xds_over_tls_checks_the_control_plane_and_presents_the_workloads_certificate(
+        tmp_path: Path) -> None:
+    tls = XdsTls("BUNDLE PEM", "spiffe://tulle.local/tulle/control-plane")
+    bootstrap = sidecar_bootstrap(workload("web-1"), "10.0.0.1", 15710, "c", tls=tls)
+    [xds] = bootstrap["static_resources"]["clusters"]
+    context = xds["transport_socket"]["typed_config"]["common_tls_context"]
+    assert context["validation_context"]["trusted_ca"] == {"inline_string": "BUNDLE PEM"}
+    assert context["validation_context"]["match_typed_subject_alt_names"][0]["matcher"] == {
+        "exact": tls.control_plane_id}
+    # The client certificate: from the file the agent keeps, relative to Envoy's directory.
+    [client] = context["tls_certificate_sds_secret_configs"]
+    assert client["name"] == xdsclient.SECRET_NAME
+    source = client["sds_config"]["path_config_source"]
+    assert source == {"path": xdsclient.FILE, "watched_directory": {"path": xdsclient.DIRECTORY}}
+    # ... which the agent writes as one SDS secret naming its current files.
+    write_xds_client_secret(tmp_path, tmp_path / "cert-2.pem", tmp_path / "key-2.pem")
+    written = tmp_path / xdsclient.FILE
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    [secret] = json.loads(written.read_text())["resources"]
+    assert secret["name"] == xdsclient.SECRET_NAME and secret["@type"] == xdsclient.SECRET_TYPE
+    assert secret["tls_certificate"] == {
+        "certificate_chain": {"filename": str(tmp_path / "cert-2.pem")},
+        "private_key": {"filename": str(tmp_path / "key-2.pem")}}
+    assert [p.name for p in written.parent.iterdir()] == ["secret.json"]  # staged, moved in
+
+
+def test_plain_xds_on_loopback_presents_no_certificate() -> None:
+    bootstrap = sidecar_bootstrap(workload("web-1"), "127.0.0.1", 15710, "c")
+    assert "transport_socket" not in bootstrap["static_resources"]["clusters"][0]

@@ -27,8 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from tulle.controlplane.services import PushSoon, WaitSynced
-from tulle.errors import IdentityError, NotFoundError, UsageError
+from tulle.errors import IdentityError, NotFoundError, TulleError, UsageError
+from tulle.identity import xdsclient
 from tulle.identity.ca import CertificateAuthority, leaf_der
 from tulle.identity.spiffe import control_plane_id, spiffe_id
 from tulle.identity.status import (
@@ -208,6 +212,19 @@ class IdentityService:
             raise NotFoundError(f"no workload {node_id} is registered")
         self._authorise_renewal(Caller(peer_certificate=certificate), node_id,
                                 self.spiffe_id_of(workload))
+
+    def xds_peer(self, node_id: str, certificate_pem: bytes | None) -> str | None:
+        """Why an xDS stream over TLS may not be ``node_id``'s, or None: it must come from
+        the node's own certificate (its current or previous one), not only its credential."""
+        if certificate_pem is None:
+            return ("no client certificate: a sidecar presents its workload's certificate "
+                    f"({xdsclient.FILE} in the workload's directory)")
+        try:
+            leaf = x509.load_pem_x509_certificate(certificate_pem)
+            self.authorise_node(leaf.public_bytes(serialization.Encoding.DER), node_id)
+        except (TulleError, ValueError) as exc:
+            return getattr(exc, "message", str(exc))
+        return None
 
     def _authorise_renewal(self, caller: Caller, node_id: str, expected: str) -> None:
         """The TLS client certificate must be one the registry holds for ``node_id``: the
