@@ -23,6 +23,8 @@ need gcc build-essential
 need taskset util-linux
 # The etcd store's tests run a real etcd (Debian's etcd-server).
 need etcd etcd-server
+# A host whose clock is off, for `tulle check`'s hosts-clock: libfaketime.
+need faketime faketime
 
 echo "== lint"
 "$VENV/bin/ruff" check src tests benchmarks

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.envoy
 
 CONTROL_PLANE_IDS = {"cp-running", "cp-reachable", "cp-authenticated", "cp-version",
                      "store-integrity", "store-readable", "replicas-answering",
-                     "replicas-clock", "etcd-quorum", "identity-anchors", "identity-issuer",
+                     "replicas-clock", "etcd-quorum", "hosts-reachable", "hosts-clock",
+                     "identity-anchors", "identity-issuer",
                      "identity-algorithms", "identity-issuer-signed", "identity-expiry"}
 PROXY_IDS = {"proxies-connected", "proxies-synced", "proxies-streams", "proxies-certificates",
              "proxies-versions", "proxies-agent-versions",
@@ -52,6 +53,8 @@ def test_a_healthy_mesh_passes_every_check(mesh: Mesh) -> None:
     assert code == 0 and document["ok"] is True
     assert checks["proxies-certificates"]["message"].startswith("2 serving certificates")
     assert checks["traffic-edges"]["message"].startswith("1 edges, none failing")
+    assert checks["hosts-reachable"]["message"] == "1 host(s), all 2 agents answer"
+    assert checks["hosts-clock"]["message"].startswith("1 host(s) within 1s")
 
     table = mesh.cli("check", "--proxy").stdout
     assert "control plane\n-------------\n√ the control plane is running" in table

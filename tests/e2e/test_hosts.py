@@ -5,6 +5,7 @@ directory. Traffic goes only to the namespaces' addresses."""
 from __future__ import annotations
 
 import json
+import shutil
 import ssl
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.support import netns
@@ -56,10 +58,16 @@ class Joiner:
         return made
 
     def run(self, name: str, service: str, token: str, fingerprint: str, url: str,
-            port: int | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+            port: int | None = None, *, clock: str = "") -> tuple[subprocess.Popen[bytes], Path]:
+        """``clock``: the host's clock is off by this much ("+40s"): the agent and its
+        application run under libfaketime. Envoy hangs at start under it, so it is started
+        through --envoy-binary, a wrapper that drops libfaketime: it keeps the real clock."""
         log = self.root / f"{name}.out"
-        args = [*TULLE, "--state-dir", str(self.root / "state"), "run", "--control-plane", url,
+        args = [*(("faketime", "-f", clock) if clock else ()), *TULLE,
+                "--state-dir", str(self.root / "state"), "run", "--control-plane", url,
                 "--ca-fingerprint", fingerprint, "--service", service, "--name", name]
+        if clock:
+            args += ["--envoy-binary", str(self._envoy_on_real_time())]
         if port is not None:
             args += ["--port", str(port), "--", sys.executable, str(ECHO_APP), str(port)]
         else:
@@ -70,6 +78,13 @@ class Joiner:
                                        stdout=out, stderr=subprocess.STDOUT, env=env)
         self.processes.append(process)
         return process, log
+
+    def _envoy_on_real_time(self) -> Path:
+        real = shutil.which("envoy", path=str(Path(sys.executable).parent)) or "envoy"
+        wrapper = self.root / "envoy-real-time"
+        wrapper.write_text(f"#!/bin/sh\nunset LD_PRELOAD FAKETIME\nexec {real} \"$@\"\n")
+        wrapper.chmod(0o755)
+        return wrapper
 
     def refused(self, service: str, token: str, fingerprint: str, url: str) -> str:
         """The output of an agent that must not get in (it exits non-zero)."""
@@ -187,3 +202,50 @@ def test_the_identity_port_refuses_strangers_before_reading(
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=5, context=context)
         assert refused.value.code == 403, path
+
+
+def test_check_names_a_host_whose_clock_is_off_and_an_agent_that_froze(
+        listening: Mesh, other_host: netns.Host, tmp_path: Path) -> None:
+    """A host 40 s ahead (no NTP): its workload joins and serves, and `tulle check` names the
+    host and its offset. Then its agent freezes: check names it as not answering."""
+    if shutil.which("faketime") is None:
+        pytest.fail("faketime is missing: scripts/test.sh installs it (Debian's faketime)")
+    mesh = listening
+    mesh.run("books", name="books-1")
+    joiner = Joiner(mesh, other_host, tmp_path / "b")
+    try:
+        made = joiner.token("web")
+        process, _ = joiner.run("web-1", "web", made["token"], made["caFingerprint"],
+                                made["controlPlane"], free_port(), clock="+40s")
+        wait_for("web-1 ready", lambda: any(
+            w["name"] == "web-1" and w["state"] == "ready" for w in mesh.api.get("/v1/workloads")),
+            timeout=40)
+        result = mesh.cli("check", "-o", "json", check=False)
+        checks = {c["id"]: c for c in json.loads(result.stdout)["checks"]}
+        clock = checks["hosts-clock"]
+        assert clock["status"] == "failed", json.dumps(clock, indent=1)
+        assert f"host {other_host.peer}'s clock is +4" in clock["message"]
+        assert "web-1.default" in clock["message"] and "this host" not in clock["message"]
+        assert checks["hosts-reachable"]["status"] == "ok", checks["hosts-reachable"]
+        assert result.returncode != 0
+
+        agent = psutil.Process(process.pid)
+        # The agent (and the `tulle run` above it), not its Envoy or application.
+        frozen = [p for p in [agent, *agent.children(recursive=True)]
+                  if "tulle" in " ".join(p.cmdline())]
+        assert frozen, [p.cmdline() for p in [agent, *agent.children(recursive=True)]]
+        for p in frozen:
+            p.suspend()
+        try:
+            result = mesh.cli("check", "-o", "json", check=False)
+            checks = {c["id"]: c for c in json.loads(result.stdout)["checks"]}
+            reach = checks["hosts-reachable"]
+            assert reach["status"] == "failed", json.dumps(reach, indent=1)
+            assert f"host {other_host.peer}: the agent of web-1.default does not answer" in \
+                reach["message"]
+            assert "books-1" not in reach["message"]
+        finally:
+            for p in frozen:
+                p.resume()
+    finally:
+        joiner.close()

@@ -9,6 +9,7 @@ reports) ever receives them. Two more routes, for the same callers: ``POST /logg
 log levels (the agent builds Envoy's query from checked input; no other admin POST is possible)
 and ``GET /logs`` reads Envoy's own log. ``POST /report`` sends a telemetry report now and
 answers with the state of the workload's processes (`tulle diagnose` asks before it judges).
+``GET /clock`` tells the host's time (`tulle check` compares the hosts' clocks).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -107,6 +109,8 @@ class AdminProxy:
             return self._logs(request.query)
         if request.path == "/report" and request.method == "POST" and self._report is not None:
             return _json(200, await self._report())
+        if request.path == "/clock" and request.method == "GET":
+            return _json(200, {"time": time.time()})  # `tulle check` compares hosts' clocks
         page = request.path.removeprefix("/admin/")
         if request.method != "GET" or not request.path.startswith("/admin/") \
                 or page not in READABLE_PAGES:

@@ -15,6 +15,7 @@ GROUP_TITLES = {
     "control-plane": "control plane",
     "store": "store",
     "replicas": "replicas and etcd",
+    "hosts": "hosts",
     "identity": "CA and identity",
     "proxies": "proxies",
     "telemetry": "telemetry",
@@ -51,6 +52,12 @@ CONTROL_PLANE_CHECKS: tuple[Check[CheckApi], ...] = (
     Check("etcd-quorum", "replicas", "etcd is healthy, with quorum",
           "restart the etcd members that are down (`etcdctl endpoint health --cluster`); "
           "without quorum no change can be applied", cp.etcd_quorum, timeout=10.0,
+          needs=API),
+    Check("hosts-reachable", "hosts", "the control plane reaches every workload's agent",
+          "start the workload again, or open the network between the hosts (the agent's "
+          "port, from the control plane)", cp.hosts_reachable, timeout=10.0, needs=API),
+    Check("hosts-clock", "hosts", "every host's clock agrees with the control plane's within 1 s",
+          "run NTP (chrony, systemd-timesyncd) on every host", cp.hosts_clock, timeout=10.0,
           needs=API),
     Check("identity-anchors", "identity", "the trust anchors are valid now",
           "rotate the root: `tulle certs rotate root`", cp.anchors_valid, needs=API),

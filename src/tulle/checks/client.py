@@ -132,6 +132,9 @@ class CheckApi:
     def replicas(self) -> dict[str, Any]:
         return dict(self.get("/v1/health/replicas"))
 
+    def hosts(self) -> dict[str, Any]:
+        return dict(self.get("/v1/health/hosts"))
+
     def edges(self, window_s: float) -> dict[str, Any]:
         self.refresh()
         return dict(self.get("/v1/health/edges", {"window": window_s}))

@@ -4,6 +4,7 @@ and returns an Outcome; the table in ``catalog`` says which is which."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from cryptography import x509
 
@@ -109,6 +110,56 @@ def replicas_clock(api: CheckApi) -> Outcome:
             "one's" for r in off), **report)
     return Outcome.ok(f"every replica's clock is within {CLOCK_OFFSET_MAX_S:g}s of this one's",
                       **report)
+
+
+# -- hosts -------------------------------------------------------------------------------------
+
+# Past this, certificates the control plane issues can be not yet valid on that host (they are
+# backdated 30 s), or already expired (they may live only minutes).
+HOST_CLOCK_FAIL_S = 30.0
+
+
+def _host_name(host: dict[str, Any]) -> str:
+    return "this host" if not host.get("remote") else f"host {host['host']}"
+
+
+def hosts_reachable(api: CheckApi) -> Outcome:
+    hosts = api.hosts().get("hosts", [])
+    if not hosts:
+        return Outcome.ok("no workloads registered: no hosts to reach", hosts=hosts)
+    silent = [(h, s) for h in hosts for s in h.get("notAnswering", [])]
+    if silent:
+        return Outcome.failed("; ".join(
+            f"{_host_name(h)}: the agent of {s['node']} does not answer ({s['why']})"
+            for h, s in silent[:5]) + (f"; and {len(silent) - 5} more" if len(silent) > 5
+                                      else ""), hosts=hosts)
+    agents = sum(h.get("answered", 0) for h in hosts)
+    return Outcome.ok(f"{len(hosts)} host(s), all {agents} agents answer", hosts=hosts)
+
+
+def hosts_clock(api: CheckApi) -> Outcome:
+    hosts = api.hosts().get("hosts", [])
+    measured = [h for h in hosts if h.get("clockOffsetSeconds") is not None]
+    if not measured:
+        return Outcome.ok("no agent answered: no clocks to compare" if hosts
+                          else "no workloads registered: no clocks to compare", hosts=hosts)
+
+    def off_by(host: dict[str, Any]) -> float:
+        # Only what the round trip cannot explain.
+        offset = abs(float(host["clockOffsetSeconds"]))
+        return max(offset - float(host.get("uncertaintySeconds") or 0), 0.0)
+
+    far = [h for h in measured if off_by(h) > HOST_CLOCK_FAIL_S]
+    off = [h for h in measured if off_by(h) > CLOCK_OFFSET_MAX_S]
+    if off:
+        text = "; ".join(f"{_host_name(h)}'s clock is {h['clockOffsetSeconds']:+.1f}s from the "
+                         f"control plane's ({', '.join(h['workloads'][:3])})" for h in off)
+        if far:
+            return Outcome.failed(text + ": certificates may be refused there as not yet "
+                                  "valid or expired", hosts=hosts)
+        return Outcome.warning(text, hosts=hosts)
+    return Outcome.ok(f"{len(measured)} host(s) within {CLOCK_OFFSET_MAX_S:g}s of the "
+                      "control plane's clock", hosts=hosts)
 
 
 def etcd_quorum(api: CheckApi) -> Outcome:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -59,6 +60,8 @@ class PageRead:
     node_id: str
     body: bytes | None = None
     error: str | None = None
+    sent_at: float | None = None  # wall clock, just before the request went (with ``body``)
+    answered_at: float | None = None  # ... and once its answer was read
 
 
 class Agents(Protocol):
@@ -166,6 +169,7 @@ class AgentClient:
         agent = self.target(node)
         if agent is None:
             return PageRead(node, error="not registered")
+        sent_at = time.time()
         try:
             async with client.request(method, agent.url(path), params=params,
                                       headers=agent.headers, ssl=agent.ssl,
@@ -178,7 +182,7 @@ class AgentClient:
             what = "no answer in time" if isinstance(exc, TimeoutError) \
                 else f"{type(exc).__name__} {exc}"
             return PageRead(node, error=f"agent did not answer: {what}")
-        return PageRead(node, body)
+        return PageRead(node, body, sent_at=sent_at, answered_at=time.time())
 
 
 def _no_answer(node_id: str, exc: BaseException) -> TulleError:

@@ -35,6 +35,7 @@ from tulle.controlplane.services.analysis import AnalysisService
 from tulle.controlplane.services.diagnosis import DiagnosisService
 from tulle.controlplane.services.health import HealthService
 from tulle.controlplane.services.history import HistoryService
+from tulle.controlplane.services.hosts import HostSurvey
 from tulle.controlplane.services.identity import IdentityService
 from tulle.controlplane.services.joins import JoinService
 from tulle.controlplane.services.mesh import MeshViews
@@ -171,7 +172,8 @@ class ControlPlane:
                                        lambda limit: self.store.history(None, limit=limit),
                                        agents),
             health=HealthService(self.store, paths.database, self.ca,
-                                 replicas=self.replicas.health if self.replicas else None),
+                                 replicas=self.replicas.health if self.replicas else None,
+                                 hosts=HostSurvey(self.registry.workloads, agents).survey),
             status=self.status,
             metrics=lambda: controlplane_metrics(self.metric_sources()),
             shutdown=self.request_stop,

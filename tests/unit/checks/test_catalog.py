@@ -28,7 +28,7 @@ def test_dependencies_come_earlier_in_the_table() -> None:
 
 def test_without_proxy_only_control_plane_groups_run() -> None:
     groups = {c.group for c in catalog.checks(proxy=False)}
-    assert groups == {"control-plane", "store", "replicas", "identity"}
+    assert groups == {"control-plane", "store", "replicas", "hosts", "identity"}
     assert {c.group for c in ALL} == set(catalog.GROUP_TITLES)
 
 

@@ -140,6 +140,9 @@ def health_routes(health: HealthService, telemetry: TelemetryService) -> list[Ro
     async def replicas(request: web.Request) -> web.StreamResponse:
         return json_response(await health.replicas())
 
+    async def hosts(request: web.Request) -> web.StreamResponse:
+        return json_response(await health.hosts())
+
     async def edges(request: web.Request) -> web.StreamResponse:
         window = telemetry.window(query_seconds(request, "window", TELEMETRY_WINDOW_S))
         return json_response(edge_counters(window))
@@ -149,6 +152,7 @@ def health_routes(health: HealthService, telemetry: TelemetryService) -> list[Ro
         Route("GET", "/v1/health/identity", identity),
         Route("GET", "/v1/health/versions", versions),
         Route("GET", "/v1/health/replicas", replicas),
+        Route("GET", "/v1/health/hosts", hosts),
         Route("GET", "/v1/health/edges", edges),
     ]
 

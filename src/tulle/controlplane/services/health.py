@@ -26,8 +26,10 @@ INTEGRITY_MAX_ERRORS = 10
 
 class HealthService:
     def __init__(self, store: Store, database: Path, ca: CertificateAuthority, *,
-                 replicas: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
+                 replicas: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+                 hosts: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
         self._replicas = replicas
+        self._hosts = hosts
         self._store = store
         self._database = database
         self._ca = ca
@@ -76,6 +78,10 @@ class HealthService:
     async def replicas(self) -> dict[str, Any]:
         """The replicas of a shared store and its etcd (SQLite: one control plane)."""
         return await self._replicas() if self._replicas else {"store": "sqlite"}
+
+    async def hosts(self) -> dict[str, Any]:
+        """The hosts of this control plane's workloads: agents answering, clocks' offsets."""
+        return await self._hosts() if self._hosts else {"hosts": []}
 
     def identity_certificates(self) -> dict[str, Any]:
         ca = self._ca
