@@ -206,8 +206,9 @@ def test_the_identity_port_refuses_strangers_before_reading(
 
 def test_check_names_a_host_whose_clock_is_off_and_an_agent_that_froze(
         listening: Mesh, other_host: netns.Host, tmp_path: Path) -> None:
-    """A host 40 s ahead (no NTP): its workload joins and serves, and `tulle check` names the
-    host and its offset. Then its agent freezes: check names it as not answering."""
+    """A host 40 s ahead (no NTP): its workload joins and serves, and `tulle check` and
+    `tulle diagnose` name the host and its offset. Then its agent freezes: check names it as
+    not answering."""
     if shutil.which("faketime") is None:
         pytest.fail("faketime is missing: scripts/test.sh installs it (Debian's faketime)")
     mesh = listening
@@ -228,6 +229,11 @@ def test_check_names_a_host_whose_clock_is_off_and_an_agent_that_froze(
         assert "web-1.default" in clock["message"] and "this host" not in clock["message"]
         assert checks["hosts-reachable"]["status"] == "ok", checks["hosts-reachable"]
         assert result.returncode != 0
+        # diagnose names the host too (it asks every agent to report, and for its clock).
+        diagnosis = json.loads(mesh.cli("diagnose", "-o", "json", check=False).stdout)
+        [off] = [f for f in diagnosis["findings"] if f["code"] == "TUL1092"]
+        assert off["subject"] == f"host/{other_host.peer}" and off["severity"] == "error", off
+        assert any("web-1.default" in line for line in off["evidence"])
 
         agent = psutil.Process(process.pid)
         # The agent (and the `tulle run` above it), not its Envoy or application.

@@ -108,7 +108,8 @@ class AdminProxy:
         if request.path == "/logs" and request.method == "GET":
             return self._logs(request.query)
         if request.path == "/report" and request.method == "POST" and self._report is not None:
-            return _json(200, await self._report())
+            # With its clock: diagnose compares the hosts' clocks with the control plane's.
+            return _json(200, {**await self._report(), "time": time.time()})
         if request.path == "/clock" and request.method == "GET":
             return _json(200, {"time": time.time()})  # `tulle check` compares hosts' clocks
         page = request.path.removeprefix("/admin/")

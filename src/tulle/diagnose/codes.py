@@ -117,6 +117,8 @@ CODES: tuple[FindingCode, ...] = (
     FindingCode("TUL1091", "replica-not-answering", Severity.WARNING,
                 "another control-plane replica did not answer: its agents' reports are "
                 "missing"),
+    FindingCode("TUL1092", "host-clock-off", Severity.WARNING,
+                "a host's clock is off from the control plane's (error past 30 s)"),
 )
 
 _BY_CODE = {c.code: c for c in CODES}

@@ -127,6 +127,10 @@ class AgentReport:
     app: ProcessInfo | None = None
     last_report_age: float | None = None  # seconds since its last report reached us
     telemetry_off: bool = False  # TULLE_TELEMETRY_INTERVAL=off: it never reports
+    # Its host's clock minus the control plane's, give or take half the request's round trip
+    # (None: not told).
+    clock_offset_s: float | None = None
+    clock_uncertainty_s: float = 0.0
 
 
 @dataclass(frozen=True)

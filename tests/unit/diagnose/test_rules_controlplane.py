@@ -11,7 +11,7 @@ import pytest
 
 from tests.unit.model.workloads import workload
 from tulle.diagnose.engine import diagnose
-from tulle.diagnose.evidence import Evidence, TimeSlot
+from tulle.diagnose.evidence import AgentReport, Evidence, TimeSlot
 from tulle.diagnose.model import Severity
 from tulle.diagnose.rules import controlplane
 from tulle.diagnose.rules.controlplane import diff_summary
@@ -298,3 +298,38 @@ def test_healthy_calls_in_the_changes_slot_count_only_from_callers_that_ran_befo
         == ["TUL1065"]
     # A caller that started after the change had no traffic before it.
     assert diagnose(_straddling(NOW - 32), rules=controlplane.RULES).findings == ()
+
+
+def _clocks(offsets: Mapping[str, float | None], remote: frozenset[str] = frozenset()
+            ) -> Evidence:
+    """Reports with these clock offsets; ``remote``: workloads that joined from 10.0.0.9."""
+    base = evidence()
+    workloads = [replace(w, address="10.0.0.9", key_dir="/keys") if w.node_id in remote else w
+                 for w in base.mesh.workloads.values()]
+    mesh = build_mesh(5, [], workloads)
+    reports = {n: AgentReport(n, answered=True, fresh=True, clock_offset_s=o,
+                              clock_uncertainty_s=0.002) for n, o in offsets.items()}
+    return replace(base, mesh=mesh, reports=MappingProxyType(reports))
+
+
+REMOTE_WEB = frozenset({"web-1.default", "web-2.default"})
+
+
+@pytest.mark.parametrize(("offsets", "remote", "expected"), [
+    ({"books-1.default": 0.0, "web-1.default": 0.3, "web-2.default": None}, REMOTE_WEB, []),
+    ({"books-1.default": 0.0, "web-1.default": 4.0, "web-2.default": 4.2}, REMOTE_WEB,
+     [("host/10.0.0.9", Severity.WARNING, "+4.1s")]),
+    ({"books-1.default": 0.0, "web-1.default": -45.0, "web-2.default": -45.5}, REMOTE_WEB,
+     [("host/10.0.0.9", Severity.ERROR, "-45.2s")]),
+    # One agent's odd answer does not move its host: the median does.
+    ({"books-1.default": 0.0, "web-1.default": 0.1, "web-2.default": 0.2}, frozenset(), []),
+])
+def test_a_hosts_clock_is_judged_by_its_agents_median(
+        offsets: Mapping[str, float | None], remote: frozenset[str],
+        expected: list[tuple[str, Severity, str]]) -> None:
+    findings = [f for f in diagnose(_clocks(offsets, remote), rules=controlplane.RULES).findings
+                if f.code == "TUL1092"]
+    assert [(f.subject, f.severity) for f in findings] == [(s, v) for s, v, _ in expected]
+    for finding, (_, _, says) in zip(findings, expected, strict=True):
+        assert says in finding.cause and "NTP" in finding.fix
+        assert any("web-1.default on 10.0.0.9" in line for line in finding.evidence)

@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from tulle.controlplane.agents import Agents, PageRead
+from tulle.controlplane.services.hosts import agent_clock
 from tulle.controlplane.services.telemetry import TelemetryService
 from tulle.diagnose.engine import diagnose
 from tulle.diagnose.evidence import (
@@ -154,6 +155,7 @@ class DiagnosisService:
                                error=read.error or "the agent's answer is not JSON",
                                agent=self._agent_process(agent_pid), last_report_age=age)
         envoy = answer.get("envoy")
+        clock = agent_clock(read)
         return AgentReport(
             read.node_id, answered=True, fresh=bool(answer.get("reported")),
             error=None if answer.get("reported") else str(answer.get("error") or "no report"),
@@ -161,7 +163,8 @@ class DiagnosisService:
             envoy=ProcessInfo.from_dict(envoy),
             envoy_answers=bool(envoy.get("answers")) if isinstance(envoy, dict) else None,
             app=ProcessInfo.from_dict(answer.get("app")), last_report_age=age,
-            telemetry_off=answer.get("telemetry") == "off")
+            telemetry_off=answer.get("telemetry") == "off",
+            clock_offset_s=clock.offset_s, clock_uncertainty_s=clock.uncertainty_s)
 
     def _agent_process(self, pid: int) -> ProcessInfo | None:
         """The registered agent's process on this host; gone when the pid now belongs to

@@ -10,6 +10,7 @@ control plane is TUL1016, found by the CLI.)
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -369,7 +370,44 @@ def replica_not_answering(evidence: Evidence, scope: Scope) -> Iterator[Finding]
             "or restart it on its host")
 
 
-RULES: tuple[Rule, ...] = (replica_not_answering, config_rejected, config_stale,
+CLOCK_WARN_S = 1.0
+CLOCK_ERROR_S = 30.0  # certificates are backdated 30 s: past this, not yet valid there
+
+
+def host_clock_off(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    """TUL1092: a host whose agents' clocks are off from the control plane's."""
+    by_host: dict[str, list[tuple[str, float, float]]] = {}
+    for node, report in evidence.reports.items():
+        workload = evidence.mesh.workloads.get(node)
+        if workload is None or report.clock_offset_s is None:
+            continue
+        host = workload.address if workload.remote else "this host"
+        by_host.setdefault(host, []).append((node, report.clock_offset_s,
+                                             report.clock_uncertainty_s))
+    for host, agents in sorted(by_host.items()):
+        offset = statistics.median(o for _, o, _ in agents)
+        beyond = abs(offset) - max(u for _, _, u in agents)
+        if beyond <= CLOCK_WARN_S:
+            continue
+        severe = beyond > CLOCK_ERROR_S
+        where = "this host (the control plane's)" if host == "this host" else f"host {host}"
+        yield Finding(
+            "TUL1092", Severity.ERROR if severe else Severity.WARNING, 60.0 if severe else 30.0,
+            f"host/{host}",
+            f"The clock of {where} is {offset:+.1f}s from the control plane's. Certificates "
+            "are issued on the control plane's clock and backdated 30 s"
+            + (": on that host they can be refused as not yet valid, or expired, so calls "
+               "from and to its workloads may fail their TLS handshakes."
+               if severe else ", so this is within their margin; telemetry from that host "
+               "lands in the wrong time windows."),
+            tuple(f"{node} on {host}: its agent's clock is {o:+.3f}s from the control "
+                  f"plane's (give or take {u:.3f}s)" for node, o, u in sorted(agents)),
+            "run NTP on every host (chrony or systemd-timesyncd) and check it is synchronised "
+            "(`chronyc tracking`, `timedatectl`); `tulle check` (hosts-clock) re-measures",
+            related=tuple(proxy_subject(node) for node, _, _ in sorted(agents)))
+
+
+RULES: tuple[Rule, ...] = (replica_not_answering, host_clock_off, config_rejected, config_stale,
                            proxy_disconnected,
                            xds_credential_presented_twice, proxy_memory_outlier,
                            stats_explosion, change_preceded_errors)
