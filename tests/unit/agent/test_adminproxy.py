@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from tulle.agent import http
@@ -98,3 +99,18 @@ def test_a_report_on_demand_needs_the_agent_token() -> None:
     assert get(proxy, "/report", method="POST", token="wrong").status == 401
     assert get(proxy, "/report").status == 404  # a GET changes nothing: not a route
     assert asked == [1]
+
+
+def test_the_clock_is_told_to_the_control_plane_only() -> None:
+    """`tulle check` and `tulle diagnose` compare the hosts' clocks: the agent tells its time,
+    with its report and on its own, to the agent token's holder."""
+    async def report() -> dict[str, Any]:
+        return {"reported": True}
+
+    proxy = AdminProxy(TOKEN, FakeAdmin({}), report=report)
+    before = time.time()
+    told = json.loads(get(proxy, "/clock").body)["time"]
+    reported = json.loads(get(proxy, "/report", method="POST").body)["time"]
+    assert before <= told <= reported <= time.time()
+    assert get(proxy, "/clock", token="wrong").status == 401
+    assert get(proxy, "/clock", method="POST").status == 404
