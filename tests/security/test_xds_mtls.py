@@ -16,6 +16,7 @@ import pytest
 from cryptography import x509
 
 from tests.e2e.test_hosts import listening, other_host  # noqa: F401 (fixtures)
+from tests.e2e.test_rotation import SHORT_LIVED
 from tests.e2e.test_xds_handover import envoy_of
 from tests.security.xds_client import open_tls_stream, xds_credential
 from tests.support.mesh import Mesh, wait_for
@@ -74,14 +75,6 @@ def test_a_stream_must_come_from_the_nodes_own_certificate(listening: Mesh) -> N
     views = {p["node"]: p["state"] for p in mesh.api.get("/v1/proxies")}
     assert views[node] == "SYNCED"
 
-
-SHORT_LIVED = """\
-apiVersion: tulle.io/v1alpha1
-kind: Mesh
-metadata: {name: default}
-spec:
-  certificates: {workloadLifetime: 6s}
-"""
 
 
 def test_a_sidecar_reconnects_with_its_renewed_certificate(listening: Mesh) -> None:  # noqa: F811
