@@ -21,7 +21,6 @@ from tests.unit.xds.meshes import service
 from benchmarks.push_replay import _identity, _route, _service, _workloads
 from tulle.controlplane import configpath
 from tulle.controlplane.configpath import Precheck
-from tulle.controlplane.services import resources as resource_service
 from tulle.controlplane.services.resources import ResourceService
 from tulle.controlplane.services.tap import PRECHECK_LOGGING
 from tulle.model.parse import Document
@@ -50,8 +49,7 @@ def main(rounds: int) -> None:
         service_ = ResourceService(store, lambda: workloads, lambda: None, precheck=precheck)
         service_.apply([Document("bench", service(_service(i))) for i in range(SERVICES)]
                        + [Document("bench", _route(10))])
-        resource_service.apply_warnings = timed(  # type: ignore[attr-defined]
-            "warnings", resource_service.apply_warnings)  # type: ignore[attr-defined]
+        service_._warnings = timed("warnings", service_._warnings)  # type: ignore[assignment]
         configpath.build_mesh = timed(  # type: ignore[attr-defined]
             "precheck: build the mesh", configpath.build_mesh)  # type: ignore[attr-defined]
         precheck._compiler.compile = timed(  # type: ignore[method-assign]

@@ -59,6 +59,48 @@ def apply_warnings(current: Iterable[Resource], proposed: Iterable[Resource],
     live = tuple(workloads)
     before = analyze(AnalysisInput(tuple(current), {}, live), chosen)
     after = analyze(AnalysisInput(tuple(proposed), sources, live), chosen)
+    return _introduced(before, after)
+
+
+class WarningsMemo:
+    """``apply_warnings`` that remembers the last state it analyzed. An apply's proposed state
+    is the next apply's current one (the same resources, the batch's read back equal), so
+    while the workloads stay the same an apply analyzes one state, not two."""
+
+    def __init__(self, analyzers: Iterable[Analyzer] = ANALYZERS) -> None:
+        self._analyzers = tuple(analyzers)
+        self._last: tuple[dict[ResourceKey, Resource], tuple[Workload, ...],
+                          AnalysisResult] | None = None
+
+    def __call__(self, current: Iterable[Resource], proposed: Iterable[Resource],
+                 workloads: Iterable[Workload], sources: Mapping[ResourceKey, str]
+                 ) -> tuple[Message, ...]:
+        now, then, live = tuple(current), tuple(proposed), tuple(workloads)
+        before = self._recall(now, live) or analyze(AnalysisInput(now, {}, live),
+                                                     self._analyzers)
+        after = analyze(AnalysisInput(then, sources, live), self._analyzers)
+        self._last = ({r.key: r for r in then}, live, after)
+        return _introduced(before, after)
+
+    def _recall(self, current: tuple[Resource, ...], live: tuple[Workload, ...]
+                ) -> AnalysisResult | None:
+        """The last analysis, if it was of ``current`` with these workloads."""
+        if self._last is None:
+            return None
+        resources, workloads, result = self._last
+        if len(workloads) != len(live) or any(
+                a is not b and a != b for a, b in zip(workloads, live, strict=True)):
+            return None
+        if len(resources) != len(current):
+            return None
+        for resource in current:
+            seen = resources.get(resource.key)
+            if seen is not resource and seen != resource:
+                return None
+        return result
+
+
+def _introduced(before: AnalysisResult, after: AnalysisResult) -> tuple[Message, ...]:
     known = {_identity(m) for m in before.messages}
     return tuple(m for m in after.messages if _identity(m) not in known)
 

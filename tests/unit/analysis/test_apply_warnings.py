@@ -13,10 +13,10 @@ import pytest
 from tests.unit.model.traffic import Manifest, to_route, to_service, traffic_policy
 from tests.unit.model.workloads import workload
 from tests.unit.xds.meshes import http_route, parse, service
-from tulle.analysis.analyzers import TELEMETRY
+from tulle.analysis.analyzers import ANALYZERS, TELEMETRY
 from tulle.analysis.codes import Level
 from tulle.analysis.engine import AnalysisContext, Analyzer, Message
-from tulle.analysis.run import apply_warnings
+from tulle.analysis.run import WarningsMemo, apply_warnings
 from tulle.model.kinds import HTTP_ROUTE
 from tulle.model.workload import Workload
 
@@ -195,3 +195,33 @@ def test_analyzers_that_need_telemetry_do_not_run() -> None:
                                needs=TELEMETRY)
     applied = parse(route("a", match()))
     assert apply_warnings((), applied, (BOOKS_V1,), {}, (needs_telemetry,)) == ()
+
+
+
+def test_the_memo_analyzes_one_state_per_apply_and_says_what_apply_warnings_says() -> None:
+    """Applies in a row: each one's current state is the last one's proposed state (read back
+    equal, not the same objects), so the memo analyzes only the proposed one; with other
+    workloads it analyzes both again. Its messages are apply_warnings'."""
+    runs: list[int] = []
+
+    def count(ctx: AnalysisContext) -> None:
+        runs.append(len(ctx.resources(HTTP_ROUTE)))
+
+    chosen = (*ANALYZERS, Analyzer("count", "x", (HTTP_ROUTE,), (), count))
+    memo = WarningsMemo(chosen)
+    books_v2 = workload("books-2", "books", version="v2")
+    steps = [(route("a", match()), (BOOKS_V1,), 2),  # nothing seen yet: both states
+             (route("a", match("/x")), (BOOKS_V1,), 1),
+             (route("b", match()), (BOOKS_V1,), 1),
+             (route("c", match()), (BOOKS_V1, books_v2), 2)]  # a workload came
+    stored: tuple[Any, ...] = parse(service("books"), subset())
+    for manifest, workloads, analyses in steps:
+        applied = parse(manifest)
+        proposed = {r.key: r for r in stored} | {r.key: r for r in applied}
+        sources = {r.key: BATCH_SOURCE for r in applied}
+        expected = apply_warnings(stored, proposed.values(), workloads, sources, chosen)
+        runs.clear()
+        assert memo(stored, proposed.values(), workloads, sources) == expected
+        assert len(runs) == analyses, (manifest, runs)
+        # As the store reads it back: equal resources, new objects.
+        stored = parse(*(r.manifest for r in proposed.values()))

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from tulle.analysis.engine import Message
-from tulle.analysis.run import apply_warnings
+from tulle.analysis.run import WarningsMemo
 from tulle.errors import ConfigError, NotFoundError, Problem, TulleError, UsageError
 from tulle.model.kinds import KINDS, KindInfo, closest, find_kind
 from tulle.model.meta import ResourceKey
@@ -33,6 +33,7 @@ class ResourceService:
                  precheck: Callable[[list[Resource]], None] = lambda resources: None,
                  remote_io: bool = False) -> None:
         self._precheck = precheck
+        self._warnings = WarningsMemo()
         self._store = store
         self._workloads = workloads
         self._on_change = on_change
@@ -146,7 +147,7 @@ class ResourceService:
         problems = reference_problems(list(checked), known, sources, proposed)
         if problems:
             raise ConfigError(problems)
-        warnings = list(apply_warnings(self._resources.values(), proposed.values(), workloads,
+        warnings = list(self._warnings(self._resources.values(), proposed.values(), workloads,
                                        sources))
         self._precheck(list(proposed.values()))
         return warnings
