@@ -11,6 +11,7 @@ from typing import Any, Literal
 from tulle.model.meta import Labels, ServiceRef
 
 XdsProtocol = Literal["delta", "sotw"]
+THIS_HOST = "this host"  # the host of the workloads whose agent runs beside the control plane
 
 
 class WorkloadState(StrEnum):
@@ -58,6 +59,12 @@ class Workload:
     def remote(self) -> bool:
         """Whether it joined from another host (its agent's port is not reachable)."""
         return bool(self.key_dir)
+
+    @property
+    def host(self) -> str:
+        """The host it runs on, as `check` and `diagnose` group workloads: its address when it
+        joined from another host, else the control plane's own."""
+        return self.address if self.remote else THIS_HOST
 
     @property
     def account(self) -> str:

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tulle.controlplane.agents import Agents, PageRead
-from tulle.model.workload import Workload
+from tulle.model.workload import THIS_HOST, Workload
 
-THIS_HOST = "this host"  # workloads whose agent runs beside the control plane
 CONCURRENCY = 32
 TIMEOUT_S = 2.0
 DEADLINE_S = 4.0
@@ -45,17 +44,13 @@ def agent_clock(read: PageRead) -> AgentClock:
     return AgentClock(read.node_id, their - middle, (read.answered_at - read.sent_at) / 2)
 
 
-def host_of(workload: Workload) -> str:
-    return workload.address if workload.remote else THIS_HOST
-
-
 def hosts_report(workloads: Iterable[Workload], clocks: Mapping[str, AgentClock]
                  ) -> dict[str, Any]:
     """Per host: its workloads, the agents that did not answer, and its clock's offset (the
     median of its agents', with the largest uncertainty among them)."""
     by_host: dict[str, list[Workload]] = {}
     for workload in workloads:
-        by_host.setdefault(host_of(workload), []).append(workload)
+        by_host.setdefault(workload.host, []).append(workload)
     hosts = []
     for host, members in sorted(by_host.items()):
         answered = [c for w in members if (c := clocks.get(w.node_id)) is not None

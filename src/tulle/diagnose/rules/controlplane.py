@@ -25,6 +25,7 @@ from tulle.diagnose.model import (
 )
 from tulle.diagnose.rules import Rule
 from tulle.model.meta import ServiceRef
+from tulle.model.workload import THIS_HOST
 from tulle.store.base import Change
 from tulle.telemetry import outliers
 from tulle.telemetry.schema import OUTBOUND, PROXY, SeriesKey
@@ -381,8 +382,7 @@ def host_clock_off(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         workload = evidence.mesh.workloads.get(node)
         if workload is None or report.clock_offset_s is None:
             continue
-        host = workload.address if workload.remote else "this host"
-        by_host.setdefault(host, []).append((node, report.clock_offset_s,
+        by_host.setdefault(workload.host, []).append((node, report.clock_offset_s,
                                              report.clock_uncertainty_s))
     for host, agents in sorted(by_host.items()):
         offset = statistics.median(o for _, o, _ in agents)
@@ -390,7 +390,7 @@ def host_clock_off(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         if beyond <= CLOCK_WARN_S:
             continue
         severe = beyond > CLOCK_ERROR_S
-        where = "this host (the control plane's)" if host == "this host" else f"host {host}"
+        where = "this host (the control plane's)" if host == THIS_HOST else f"host {host}"
         yield Finding(
             "TUL1092", Severity.ERROR if severe else Severity.WARNING, 60.0 if severe else 30.0,
             f"host/{host}",
