@@ -49,7 +49,7 @@ spec:
 def _reject_routes(config: Any) -> Any:
     """``config`` (a ProxyConfig) with the trigger header renamed in every route table."""
     from tulle.xds import types
-    from tulle.xds.compiler import ProxyConfig
+    from tulle.xds.config import ProxyConfig
     from tulle.xds.wire import encode
 
     routes = config.of_type(types.ROUTE)

@@ -59,6 +59,10 @@ def up(
         help="An address of this host where agents on other hosts reach the xDS and identity "
              "ports (xDS then runs over TLS); the API stays on loopback [default: loopback "
              "only, or the last one used]")] = None,
+    xds_workers: Annotated[int | None, typer.Option(
+        help="Worker processes that serve the proxies' xDS streams, 0 to serve them in the "
+             "control plane's own process [default: one per core, at most 8]",
+        min=0, max=64)] = None,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Start the control plane (in the background unless --foreground)."""
@@ -75,7 +79,8 @@ def up(
                                   join_token_ttl_s=join_token_ttl,
                                   stale_after_s=stale_after, store=store, etcd_ca=etcd_ca,
                                   etcd_cert=etcd_cert, etcd_key=etcd_key,
-                                  ca_encryption_key=ca_encryption_key, listen=listen)
+                                  ca_encryption_key=ca_encryption_key, listen=listen,
+                                  xds_workers=xds_workers)
     # A bad --store or --listen is refused here, before anything starts (exit 2, nothing
     # changed).
     daemon.resolve_store(paths, options)

@@ -65,8 +65,10 @@ from tulle.store.etcd import EtcdStore
 from tulle.store.sqlite import SqliteStore
 from tulle.tap.hub import TapHub
 from tulle.xds.bootstrap import XdsTls, sidecar_bootstrap
+from tulle.xds.hub import ProxyHub
 from tulle.xds.server import XdsHub, build_server
 from tulle.xds.sync import DEFAULT_STALE_AFTER_S
+from tulle.xds.workers.pool import WorkerPool
 
 log = logging.getLogger("tulle.controlplane")
 
@@ -80,7 +82,10 @@ class ControlPlane:
                  debounce_s: float = DEFAULT_DEBOUNCE_S, grace_s: float = DEFAULT_GRACE_S,
                  join_token_ttl_s: float = DEFAULT_JOIN_TOKEN_TTL_S,
                  stale_after_s: float = DEFAULT_STALE_AFTER_S,
-                 store: Store | None = None, ca_files: CaFiles | None = None) -> None:
+                 store: Store | None = None, ca_files: CaFiles | None = None,
+                 xds_workers: int = 0) -> None:
+        """``xds_workers``: how many worker processes serve the ADS streams; 0 serves them on
+        this process's event loop."""
         self.paths = paths
         self.endpoint = endpoint
         self.token = token
@@ -109,10 +114,19 @@ class ControlPlane:
             self.taps, self.registry.credentials, paths.workloads_dir))
         # Over TLS (agents on other hosts), a stream must also come from the node's own
         # certificate: its credential alone is not enough.
-        self.hub = XdsHub(directory=self.registry, source=self.configs,
-                          stale_after_s=stale_after_s,
-                          peer_check=self._xds_peer
-                          if self.endpoint.xds_tls else None)
+        self.hub: ProxyHub
+        self.workers: WorkerPool | None = None
+        peer_check = self._xds_peer if self.endpoint.xds_tls else None
+        if xds_workers > 0:
+            self.hub = self.workers = WorkerPool(
+                self.registry, self.configs, xds_workers, stale_after_s=stale_after_s,
+                peer_check=peer_check,
+                access_logs=TapReceiver(self.taps, self.registry.credentials),
+                tls=self.identity_key_pair if self.endpoint.xds_tls else None,
+                client_roots=lambda: self.ca.bundle_pem().encode())
+        else:
+            self.hub = XdsHub(directory=self.registry, source=self.configs,
+                              stale_after_s=stale_after_s, peer_check=peer_check)
         self.telemetry = TelemetryService(self.registry.get, self._all_workloads,
                                           self._mesh, self.ca.trust_domain)
         if self.replicas is not None:
@@ -238,6 +252,9 @@ class ControlPlane:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def identity_key_pair(self) -> tuple[bytes, bytes]:
+        return self.identity.server_key_pair()
+
     def _xds_peer(self, node_id: str, certificate_pem: bytes | None) -> str | None:
         return self.identity.xds_peer(node_id, certificate_pem)
 
@@ -255,13 +272,18 @@ class ControlPlane:
         server_tls = self.identity.refresh_server_identity()
         # A port of 0 lets the kernel choose: self.endpoint takes each port as it is bound,
         # since sessions hand it to agents (xDS, identity) and status reports it.
-        self._xds, xds_port = build_server(
-            self.hub, _host_port(agent_host, self.endpoint.xds_port),
-            access_logs=TapReceiver(self.taps, self.registry.credentials),
-            tls=self.identity.server_key_pair if self.endpoint.xds_tls else None,
-            client_roots=lambda: self.ca.bundle_pem().encode())
+        xds_address = _host_port(agent_host, self.endpoint.xds_port)
+        if self.workers is not None:
+            xds_port = await self.workers.start(xds_address)
+        else:
+            assert isinstance(self.hub, XdsHub)
+            self._xds, xds_port = build_server(
+                self.hub, xds_address,
+                access_logs=TapReceiver(self.taps, self.registry.credentials),
+                tls=self.identity_key_pair if self.endpoint.xds_tls else None,
+                client_roots=lambda: self.ca.bundle_pem().encode())
+            await self._xds.start()
         self.endpoint = dataclasses.replace(self.endpoint, xds_port=xds_port)
-        await self._xds.start()
         self._identity_api = await start_app(
             make_identity_api(self.services), agent_host, self.endpoint.identity_port,
             ssl_context=server_tls)
@@ -306,6 +328,8 @@ class ControlPlane:
             await self._identity_api.cleanup()
         if self._xds is not None:
             await self._xds.stop(grace=0.5)
+        if self.workers is not None:
+            await self.workers.stop()
         self.store.close()
         log.info("control plane stopped")
 
@@ -328,6 +352,7 @@ class ControlPlane:
             "stateDir": str(self.paths.root),
             "apiUrl": self.endpoint.api_url,
             "xdsAddress": _host_port(self.endpoint.agent_host, self.endpoint.xds_port),
+            "xdsWorkers": self.workers.pids() if self.workers is not None else [],
             "xdsTls": self.endpoint.xds_tls,
             "storeRevision": self._store_revision(),
             "meshVersion": mesh.version,

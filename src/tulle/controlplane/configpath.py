@@ -19,7 +19,8 @@ from tulle.errors import ApiError
 from tulle.model.mesh import EMPTY_MESH, MeshIdentity, MeshSnapshot, build_mesh
 from tulle.model.resource import Resource
 from tulle.model.workload import Workload
-from tulle.xds.compiler import ConfigCompiler, ProxyConfig, proxy_shape
+from tulle.xds.compiler import ConfigCompiler, proxy_shape
+from tulle.xds.config import ProxyConfig
 from tulle.xds.proxy import ProxyInfo, ProxyLogging
 
 log = logging.getLogger("tulle.controlplane")

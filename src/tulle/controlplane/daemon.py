@@ -60,6 +60,7 @@ class StartOptions:
     etcd_key: str | None = None
     ca_encryption_key: str | None = None
     listen: str | None = None  # the agents' ports' address, for other hosts
+    xds_workers: int | None = None  # None: one per core (xds.workers.pool.default_workers)
 
     def to_args(self) -> list[str]:
         args = []
@@ -71,7 +72,7 @@ class StartOptions:
                             ("--store", self.store), ("--etcd-ca", self.etcd_ca),
                             ("--etcd-cert", self.etcd_cert), ("--etcd-key", self.etcd_key),
                             ("--ca-encryption-key", self.ca_encryption_key),
-                            ("--listen", self.listen)):
+                            ("--listen", self.listen), ("--xds-workers", self.xds_workers)):
             if value is not None:
                 args += [flag, str(value)]
         return args
@@ -174,6 +175,12 @@ async def _serve(paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str,
         extra["join_token_ttl_s"] = options.join_token_ttl_s
     if options.stale_after_s is not None:
         extra["stale_after_s"] = options.stale_after_s
+    if options.xds_workers is not None:
+        extra["xds_workers"] = options.xds_workers
+    else:
+        from tulle.xds.workers.pool import default_workers
+
+        extra["xds_workers"] = default_workers()
     store = storage.open_store(paths, spec)
     ca_files = storage.ca_files(spec, store)
     if ca_files is not None:  # replicas share the tokens as they share the CA

@@ -19,7 +19,7 @@ from tulle.model.workload import Workload, WorkloadState
 from tulle.telemetry.prometheus import Family, render
 from tulle.telemetry.windows import TelemetryWindows
 from tulle.xds.admission import StreamEventKind
-from tulle.xds.server import XdsHub
+from tulle.xds.hub import ProxyHub
 from tulle.xds.sync import SyncState
 from tulle.xds.types import PUSH_ORDER, short_name
 
@@ -74,7 +74,7 @@ class MetricSources:
     store_revision: Callable[[], int]
     resources: Callable[[], Iterable[Resource]]
     workloads: Callable[[], list[Workload]]
-    hub: XdsHub  # proxy states, pushes and NACKs
+    hub: ProxyHub  # proxy states, pushes and NACKs
     certificates_issued: Callable[[], int]
     ca: CertificateAuthority
     windows: TelemetryWindows

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -28,8 +29,9 @@ SERVICE = "envoy.service.accesslog.v3.AccessLogService"
 
 
 class AccessLogReceiver(Protocol):
-    def authenticate_access_log(self, node_id: str, token: str) -> bool:
-        """Whether ``token`` is the access-log credential of proxy ``node_id``."""
+    def authenticate_access_log(self, node_id: str, token: str) -> bool | Awaitable[bool]:
+        """Whether ``token`` is the access-log credential of proxy ``node_id`` (a worker
+        process asks its control plane, so it may answer later)."""
 
     def receive(self, node_id: str, entries: Sequence[accesslog_pb2.HTTPAccessLogEntry]
                 ) -> None:
@@ -61,8 +63,11 @@ def access_log_handler(receiver: AccessLogReceiver,
         if first is None:
             return als_pb2.StreamAccessLogsResponse()
         node_id = first.identifier.node.id
-        if not node_id or not receiver.authenticate_access_log(
-                node_id, bearer(context.invocation_metadata())):
+        known = node_id and receiver.authenticate_access_log(
+            node_id, bearer(context.invocation_metadata()))
+        if inspect.isawaitable(known):
+            known = await known
+        if not known:
             log.warning("refused access-log stream from %s: unknown node %r or bad credential",
                         context.peer(), node_id)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,

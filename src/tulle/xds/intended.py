@@ -13,7 +13,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
 
 from tulle.security import redact
-from tulle.xds.compiler import ProxyConfig
+from tulle.xds.config import ProxyConfig
 from tulle.xds.types import PUSH_ORDER, short_name
 from tulle.xds.wire import EncodedResource, sotw_body
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,12 +24,21 @@ from tulle.security import bearer
 from tulle.xds.admission import (
     FIRST_REQUEST_TIMEOUT_S,
     HANDOVER_GRACE_S,
-    StreamEvent,
     StreamEventKind,
     StreamEventLog,
 )
 from tulle.xds.als import AccessLogReceiver, access_log_handler
-from tulle.xds.compiler import ProxyConfig
+from tulle.xds.config import ProxyConfig
+from tulle.xds.hub import (
+    DUPLICATE_REASON,
+    Refusal,
+    SyncWaits,
+    duplicate,
+    not_its_peer,
+    record,
+    superseded_reason,
+    unauthenticated,
+)
 from tulle.xds.proxy import ProxyInfo
 from tulle.xds.stream import DeltaStream, SotwStream, XdsStream
 from tulle.xds.sync import DEFAULT_STALE_AFTER_S, Nack, ProxySync, view_of, with_disconnected
@@ -38,7 +48,6 @@ from tulle.xds.types import short_name
 log = logging.getLogger("tulle.xds")
 
 _SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
-_MAX_NODE_SHOWN = 256  # a refused stream's node id is the caller's: keep records bounded
 
 
 class ProxyDirectory(Protocol):
@@ -55,14 +64,28 @@ class ConfigSource(Protocol):
         """The current config of ``proxy``."""
 
 
-@dataclass
-class _SyncWait:
-    """One caller of wait_synced: the proxies that have not ACKed ``version`` yet."""
+@dataclass(frozen=True)
+class Opening:
+    """An authenticated-to-be stream's first facts: what a ``Gate`` decides on."""
 
-    version: int
-    wanted: set[str] | None
-    pending: set[str]
-    done: asyncio.Future[None]
+    node_id: str
+    token: str  # the bearer credential it presented
+    certificate: bytes | None  # the TLS client's certificate (PEM), when over TLS
+    peer: str
+    key: int  # this stream, among the hub's
+
+
+# Decides elsewhere (the control plane, for a worker process) whether a stream may be its
+# node's: the proxy's facts, or why not.
+Gate = Callable[[Opening], Awaitable[ProxyInfo | Refusal]]
+
+
+class StreamWatcher(Protocol):
+    def progressed(self, node_id: str, key: int, stream: XdsStream) -> None:
+        """The stream sent or was answered something (or just opened)."""
+
+    def closed(self, node_id: str, key: int) -> None:
+        """The stream ended."""
 
 
 @dataclass(eq=False)
@@ -71,6 +94,7 @@ class _Connection:
     stream: XdsStream
     credential: str  # what it presented: still the node's, or did the workload re-register?
     ended: Callable[[], bool]  # gRPC says the stream is over (its handler may not know yet)
+    key: int = 0
     inbox: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     latest: ProxyConfig | None = None
     signalled: bool = False
@@ -93,10 +117,17 @@ class XdsHub:
                  stale_after_s: float = DEFAULT_STALE_AFTER_S, *,
                  first_request_timeout_s: float = FIRST_REQUEST_TIMEOUT_S,
                  handover_grace_s: float = HANDOVER_GRACE_S,
-                 peer_check: PeerCheck | None = None) -> None:
+                 peer_check: PeerCheck | None = None, gate: Gate | None = None,
+                 watcher: StreamWatcher | None = None) -> None:
         """``peer_check``: when xDS runs over TLS, the stream must also come from the node's
-        own certificate (its credential alone is not enough)."""
+        own certificate (its credential alone is not enough). ``gate``: in a worker process,
+        who admits streams instead of the directory, the peer check and this hub's own
+        record of streams (the control plane, which sees every worker's); ``watcher``: told
+        of each stream's progress (a worker reports it)."""
         self._directory = directory
+        self._gate = gate
+        self._watcher = watcher
+        self._keys = itertools.count(1)
         self._peer_check = peer_check
         self.first_request_timeout_s = first_request_timeout_s
         self.handover_grace_s = handover_grace_s
@@ -106,7 +137,7 @@ class XdsHub:
         self._source = source
         self._connections: dict[str, _Connection] = {}
         self._progress = asyncio.Condition()  # a stream ended (a handover waits for it)
-        self._sync_waits: list[_SyncWait] = []
+        self._sync_waits = SyncWaits()
         self.nacks = NackLog()
         self.responses = ResponseLog()
         self.stream_events = StreamEventLog()
@@ -114,7 +145,14 @@ class XdsHub:
     # -- for the control plane ---------------------------------------------------------------
 
     def push_all(self) -> None:
-        for connection in list(self._connections.values()):
+        self.push(list(self._connections.values()))
+
+    def push_to(self, nodes: Iterable[str]) -> None:
+        """Offer the named proxies (those connected) their current config."""
+        self.push([c for n in nodes if (c := self._connections.get(n)) is not None])
+
+    def push(self, connections: list[_Connection]) -> None:
+        for connection in connections:
             try:
                 config = self._source.config_for(connection.proxy)
             except Exception:
@@ -125,10 +163,19 @@ class XdsHub:
                 continue
             connection.offer(config)
 
-    def disconnect(self, node_id: str) -> None:
+    def disconnect(self, node_id: str, key: int | None = None) -> None:
+        """Close ``node_id``'s stream (only if it is stream ``key``, when given)."""
         connection = self._connections.get(node_id)
-        if connection is not None:
+        if connection is not None and (key is None or connection.key == key):
             connection.close()
+
+    def stream_ended(self, node_id: str, key: int) -> bool | None:
+        """Whether stream ``key`` of ``node_id`` is over (gRPC knows before its handler
+        does); None when this hub does not hold it."""
+        connection = self._connections.get(node_id)
+        if connection is None or connection.key != key:
+            return None
+        return connection.ended()
 
     def connected(self) -> list[str]:
         return sorted(self._connections)
@@ -159,35 +206,19 @@ class XdsHub:
         The proxies still to ACK are kept in a set; each stream event looks up only its own
         node in it (not every connection per ACK: that was quadratic in the proxies), and a
         proxy that connects meanwhile joins it."""
-        wanted = None if nodes is None else set(nodes)
-        pending = {n for n, c in self._connections.items()
-                   if (wanted is None or n in wanted) and not c.stream.synced(mesh_version)}
-        if not pending:
-            return True
-        wait = _SyncWait(mesh_version, wanted, pending, asyncio.get_running_loop().create_future())
-        self._sync_waits.append(wait)
-        try:
-            await asyncio.wait_for(wait.done, timeout)
-        except TimeoutError:
-            return False
-        finally:
-            self._sync_waits.remove(wait)
-        return True
+        connections = self._connections
+        return await self._sync_waits.wait(
+            mesh_version, timeout, nodes, list(connections),
+            lambda node, version: connections[node].stream.synced(version))
 
     def _progressed(self, node_id: str) -> None:
         """A stream event for ``node_id`` (an ACK, a push, a connect or a disconnect)."""
-        if not self._sync_waits:
-            return
         connection = self._connections.get(node_id)
-        for wait in self._sync_waits:
-            if wait.wanted is not None and node_id not in wait.wanted:
-                continue
-            if connection is None or connection.stream.synced(wait.version):
-                wait.pending.discard(node_id)
-                if not wait.pending and not wait.done.done():
-                    wait.done.set_result(None)
-            else:
-                wait.pending.add(node_id)
+        if self._watcher is not None and connection is not None:
+            self._watcher.progressed(node_id, connection.key, connection.stream)
+        if self._sync_waits:
+            self._sync_waits.progressed(
+                node_id, None if connection is None else connection.stream.synced)
 
     # -- for the gRPC handlers ---------------------------------------------------------------
 
@@ -196,11 +227,11 @@ class XdsHub:
         opened = await self._open(requests, context)
         if opened is None:
             return
-        first, proxy, token = opened
+        first, proxy, token, key = opened
         node_id, peer = proxy.node_id, context.peer()
         stream = make_stream(node_id, self._record_nack, peer=peer,
                              on_sent=self.responses.record)
-        connection = _Connection(proxy, stream, token, context.done)
+        connection = _Connection(proxy, stream, token, context.done, key)
         # No await since _admit: nothing can have claimed the node meanwhile.
         self._connections[node_id] = connection
         self._progressed(node_id)
@@ -228,14 +259,17 @@ class XdsHub:
             reader.cancel()
             if self._connections.get(node_id) is connection:
                 del self._connections[node_id]
+            if self._watcher is not None:
+                self._watcher.closed(node_id, key)
             log.info("%s disconnected", node_id)
             self._progressed(node_id)
             await self._notify()
 
     async def _open(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
-                    ) -> tuple[Any, ProxyInfo, str] | None:
-        """The first request, the proxy it authenticates as, and its credential, once the
-        stream may be that proxy's; None if the stream ended first. Else aborts the stream."""
+                    ) -> tuple[Any, ProxyInfo, str, int] | None:
+        """The first request, the proxy it authenticates as, its credential and the stream's
+        key, once the stream may be that proxy's; None if the stream ended first. Else aborts
+        the stream."""
         peer = context.peer()
         try:
             async with asyncio.timeout(self.first_request_timeout_s):
@@ -250,29 +284,33 @@ class XdsHub:
             return None
         node_id = first.node.id
         token = _bearer(context.invocation_metadata())
+        key = next(self._keys)
+        if self._gate is not None:
+            admitted = await self._gate(Opening(node_id, token, _peer_certificate(context),
+                                                peer, key))
+            if isinstance(admitted, Refusal):
+                await context.abort(admitted.code, admitted.message)
+                return None
+            return first, admitted, token, key
         proxy = self._directory.authenticate(node_id, token) if node_id else None
         if proxy is None:
             self._record(StreamEventKind.UNAUTHENTICATED, node_id, peer,
                          "unknown node or wrong credential")
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                f"node {node_id!r} is not a registered workload or its "
-                                "credential is wrong")
+            refusal = unauthenticated(node_id)
+            await context.abort(refusal.code, refusal.message)
             return None
         if self._peer_check is not None:
             refused = self._peer_check(node_id, _peer_certificate(context))
             if refused is not None:
                 self._record(StreamEventKind.UNAUTHENTICATED, node_id, peer, refused)
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                    f"node {node_id!r}: {refused}")
+                refusal = not_its_peer(node_id, refused)
+                await context.abort(refusal.code, refusal.message)
                 return None
         if not await self._admit(node_id, peer):
-            await context.abort(
-                grpc.StatusCode.ALREADY_EXISTS,
-                f"node {node_id!r} already has a live xDS stream, and a proxy has only one: "
-                "this stream is refused (an Envoy that restarted is accepted once its old "
-                "stream has ended)")
+            refusal = duplicate(node_id)
+            await context.abort(refusal.code, refusal.message)
             return None
-        return first, proxy, token
+        return first, proxy, token, key
 
     async def _admit(self, node_id: str, peer: str) -> bool:
         """Whether a new, authenticated stream may become ``node_id``'s: yes if the node has
@@ -290,8 +328,7 @@ class XdsHub:
             holder.close()
             del self._connections[node_id]
             self._record(StreamEventKind.SUPERSEDED, node_id, holder.stream.status.peer,
-                         f"closed for a stream from {peer}: the workload registered again "
-                         "with a new credential")
+                         superseded_reason(peer))
             return True
 
         def free() -> bool:
@@ -304,24 +341,14 @@ class XdsHub:
         if holder is None:
             return True
         status = holder.stream.status
-        self._record(StreamEventKind.DUPLICATE, node_id, peer,
-                     "the node already has a live stream: another client presented its xDS "
-                     "credential", holder_peer=status.peer, holder_since=status.connected_at)
+        self._record(StreamEventKind.DUPLICATE, node_id, peer, DUPLICATE_REASON,
+                     holder_peer=status.peer, holder_since=status.connected_at)
         return False
 
     def _record(self, kind: StreamEventKind, node_id: str, peer: str, reason: str, *,
                 holder_peer: str = "", holder_since: float | None = None) -> None:
-        node = node_id[:_MAX_NODE_SHOWN]
-        self.stream_events.record(StreamEvent(kind, node, peer, time.time(), reason,
-                                              holder_peer, holder_since))
-        if kind is StreamEventKind.DUPLICATE:
-            log.warning("refused a second xDS stream for %s from %s: its stream from %s is "
-                        "live. Someone else holds its xDS credential (or its Envoy restarted "
-                        "and the old stream lingers)", node, peer, holder_peer)
-        elif kind is StreamEventKind.SUPERSEDED:
-            log.info("closed %s's xDS stream from %s: %s", node, peer, reason)
-        else:
-            log.warning("refused an xDS stream from %s (node %r): %s", peer, node, reason)
+        record(self.stream_events, kind, node_id, peer, reason, holder_peer=holder_peer,
+               holder_since=holder_since)
 
     async def _notify(self) -> None:
         async with self._progress:
@@ -356,12 +383,14 @@ def _bearer(metadata: Any) -> str:
     return ""
 
 
-def _health_handler() -> grpc.GenericRpcHandler:
+def _health_handler(serving: Callable[[], bool]) -> grpc.GenericRpcHandler:
     """grpc.health.v1.Health/Check, SERVING while the event loop runs: the sidecars' health
     check of their xDS cluster, when there are replicas to fail over to. A frozen control
-    plane still accepts connections (the kernel does) but cannot answer this."""
+    plane still accepts connections (the kernel does) but cannot answer this; a worker
+    process answers NOT_SERVING once its control plane stops talking to it."""
     async def check(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return b"\x08\x01"  # HealthCheckResponse{status: SERVING}
+        # HealthCheckResponse{status: SERVING (1) or NOT_SERVING (2)}
+        return b"\x08\x01" if serving() else b"\x08\x02"
 
     return grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
         "Check": grpc.unary_unary_rpc_method_handler(
@@ -375,14 +404,16 @@ ServerKeyPair = tuple[bytes, bytes]  # the private key and the certificate chain
 def build_server(hub: XdsHub, address: str,
                  access_logs: AccessLogReceiver | None = None,
                  tls: Callable[[], ServerKeyPair] | None = None,
-                 client_roots: Callable[[], bytes] | None = None
+                 client_roots: Callable[[], bytes] | None = None,
+                 serving: Callable[[], bool] = lambda: True,
                  ) -> tuple[grpc.aio.Server, int]:
     """The server, bound (not yet started), and the port it bound: ``address`` may end in
     ``:0``. ``access_logs``: where tap entries go (the access log service on the same port).
     ``tls``: serve over TLS with the control plane's current key and certificate (asked for
     again before each handshake, so a renewed certificate is used at once). ``client_roots``:
     with ``tls``, every client must present a certificate chaining to these (the mesh's
-    trust bundle, asked for again before each handshake too)."""
+    trust bundle, asked for again before each handshake too). ``serving``: what the health
+    check answers."""
     # grpc.aio recognises streaming handlers only when they are async generator functions.
     async def sotw(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
                    ) -> AsyncIterator[bytes]:
@@ -421,9 +452,12 @@ def build_server(hub: XdsHub, address: str,
         # served: measured with grpcio 1.85), so their Envoys waited for config forever.
         ("grpc.server.max_pending_requests", 16384),
         ("grpc.server.max_pending_requests_hard_limit", 32768),
+        # Worker processes listen on one port together, the kernel spreading connections
+        # over them (it lets only sockets of the same user share a port).
+        ("grpc.so_reuseport", 1),
     ])
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
-    server.add_generic_rpc_handlers((_health_handler(),))
+    server.add_generic_rpc_handlers((_health_handler(serving),))
     if access_logs is not None:
         server.add_generic_rpc_handlers((access_log_handler(access_logs, _bearer),))
     try:

@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import Any
 
 from tulle.xds import types
-from tulle.xds.compiler import ProxyConfig
+from tulle.xds.config import ProxyConfig
 from tulle.xds.held import Held, NamePool, default_pool, stub
 from tulle.xds.sync import Nack
 from tulle.xds.tracker import ProxyStatus

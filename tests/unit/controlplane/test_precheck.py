@@ -14,7 +14,8 @@ from tulle.controlplane.configpath import Precheck
 from tulle.errors import ApiError
 from tulle.model.mesh import MeshIdentity, MeshSnapshot
 from tulle.model.workload import Workload
-from tulle.xds.compiler import ConfigCompiler, ProxyConfig, proxy_shape
+from tulle.xds.compiler import ConfigCompiler, proxy_shape
+from tulle.xds.config import ProxyConfig
 from tulle.xds.generators import listeners
 from tulle.xds.proxy import NO_LOGGING, ProxyInfo, ProxyLogging
 

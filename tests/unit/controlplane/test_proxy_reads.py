@@ -21,7 +21,7 @@ from tulle.diagnose.model import Scope
 from tulle.errors import NotFoundError, UsageError
 from tulle.identity.status import IdentityStatus
 from tulle.model.mesh import MeshIdentity, MeshSnapshot, build_mesh
-from tulle.xds.compiler import ProxyConfig
+from tulle.xds.config import ProxyConfig
 from tulle.xds.proxy import ProxyInfo
 
 BOOKS = "books-1.default"

@@ -15,7 +15,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from tests.unit.xds.envoy_side import CDS, EDS, LDS, RDS, SDS, SRDS, message_of
-from tulle.xds.compiler import ProxyConfig
+from tulle.xds.config import ProxyConfig
 
 _HCM = "type.googleapis.com/" + hcm.HttpConnectionManager.DESCRIPTOR.full_name
 _TCP_PROXY = "type.googleapis.com/" + tcp_proxy_pb2.TcpProxy.DESCRIPTOR.full_name

@@ -19,7 +19,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2  # type: ignore[import-untyped]
 
 from tulle.xds import types
-from tulle.xds.compiler import ProxyConfig
+from tulle.xds.config import ProxyConfig
 from tulle.xds.stream import DeltaStream, SotwStream, XdsStream
 from tulle.xds.sync import Nack, TypeSync, view_of
 from tulle.xds.wire import EncodedResource, encode

@@ -14,7 +14,7 @@ from envoy.config.route.v3 import route_pb2
 from google.protobuf import duration_pb2
 
 from tests.unit.xds.envoy_side import config
-from tulle.xds.compiler import ProxyConfig
+from tulle.xds.config import ProxyConfig
 from tulle.xds.generators.common import ads_source, socket_address
 
 LISTENER = "outbound"

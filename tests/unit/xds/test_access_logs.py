@@ -22,7 +22,8 @@ from tulle.model.access_log import LOG_FIELD_KINDS, Direction
 from tulle.model.meta import ServiceRef
 from tulle.model.taps import ProxyTaps
 from tulle.xds import names
-from tulle.xds.compiler import ConfigCompiler, ProxyConfig
+from tulle.xds.compiler import ConfigCompiler
+from tulle.xds.config import ProxyConfig
 from tulle.xds.generators import access_logs
 from tulle.xds.generators.access_logs import HttpLogging, TapSink, http_access_logs
 from tulle.xds.proxy import NO_LOGGING, ProxyLogging

@@ -24,7 +24,8 @@ from tests.unit.xds.sample_configs import route_table as named_table
 from tulle.model.mesh import MeshService
 from tulle.model.meta import ServiceRef
 from tulle.model.workload import Workload, WorkloadState
-from tulle.xds.compiler import ConfigCompiler, ProxyConfig
+from tulle.xds.compiler import ConfigCompiler
+from tulle.xds.config import ProxyConfig
 from tulle.xds.generators import clusters, listeners, routes, secrets
 from tulle.xds.proxy import ProxyInfo
 

@@ -24,7 +24,7 @@ from tulle.xds.admission import (
     StreamEventLog,
     exposed_credentials,
 )
-from tulle.xds.compiler import ProxyConfig
+from tulle.xds.config import ProxyConfig
 from tulle.xds.proxy import ProxyInfo
 from tulle.xds.server import XdsHub
 from tulle.xds.stream import SotwStream

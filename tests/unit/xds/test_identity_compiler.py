@@ -20,7 +20,8 @@ from tests.unit.xds.tls import SDS_NAMES, max_connection_duration, peer_ids, ups
 from tulle.identity.ca import CertificateAuthority
 from tulle.model.workload import Workload
 from tulle.xds import names
-from tulle.xds.compiler import ConfigCompiler, ProxyConfig
+from tulle.xds.compiler import ConfigCompiler
+from tulle.xds.config import ProxyConfig
 
 CLIENT = workload("web-1", app_port=None, upstreams={"books": 9000, "db": 9001,
                                                      "authors": 9002})

@@ -10,7 +10,7 @@ from tests.unit.xds.test_access_logs import compiled
 from tulle.model.taps import ProxyTaps
 from tulle.security import REDACTED
 from tulle.xds import types
-from tulle.xds.compiler import ProxyConfig
+from tulle.xds.config import ProxyConfig
 from tulle.xds.intended import intended_json
 from tulle.xds.proxy import ProxyLogging
 from tulle.xds.wire import encode

@@ -8,7 +8,8 @@ import pytest
 
 from tests.unit.xds.envoy_side import CDS, EDS, LDS, RDS, SRDS
 from tests.unit.xds.meshes import Manifest, http_route, mesh, proxy, rule, service, workload
-from tulle.xds.compiler import ConfigCompiler, SharedConfig
+from tulle.xds.compiler import ConfigCompiler
+from tulle.xds.config import SharedConfig
 
 WORKLOADS = [workload("web-1"), *(workload(f"s{i}-1", address=f"10.0.1.{i}") for i in range(4)),
              workload("web-1", namespace="shop", app_port=None)]

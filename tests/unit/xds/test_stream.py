@@ -16,7 +16,7 @@ from tests.unit.xds.envoy_side import (
     message_of,
 )
 from tests.unit.xds.sample_configs import LISTENER, ROUTES, sample
-from tulle.xds.compiler import ProxyConfig
+from tulle.xds.config import ProxyConfig
 from tulle.xds.sync import Nack, SyncState
 
 NACK_TEXT = ("Error adding/updating cluster(s) a: name: \"a\"\nconnect_timeout {\n}\n ...: "

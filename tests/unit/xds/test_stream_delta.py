@@ -7,7 +7,7 @@ import pytest
 
 from tests.unit.xds.envoy_side import CDS, EDS, LDS, DeltaPeer, Reply
 from tests.unit.xds.sample_configs import LISTENER, sample
-from tulle.xds.compiler import ProxyConfig
+from tulle.xds.config import ProxyConfig
 from tulle.xds.wire import set_version
 
 CURRENT = "<current>"  # stands for the version of the resource in the config offered

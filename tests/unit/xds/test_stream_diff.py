@@ -36,7 +36,7 @@ from tests.unit.xds.envoy_side import (
     SotwPeer,
 )
 from tulle.xds import types
-from tulle.xds.compiler import ProxyConfig, SharedConfig
+from tulle.xds.config import ProxyConfig, SharedConfig
 from tulle.xds.stream import DeltaStream, SotwStream, XdsStream
 from tulle.xds.wire import EncodedResource, encode
 

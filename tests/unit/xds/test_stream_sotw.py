@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.xds.envoy_side import CDS, EDS, LDS, RDS, SotwPeer, config
 from tests.unit.xds.sample_configs import assignment, cluster, route_table, sample
-from tulle.xds.compiler import ProxyConfig
+from tulle.xds.config import ProxyConfig
 from tulle.xds.wire import set_version, versions_of
 
 

@@ -22,7 +22,8 @@ from tests.unit.xds.meshes import Manifest, mesh, proxy, service, workload
 from tulle.model.meta import ServiceRef
 from tulle.model.tracing import OtlpExporter, TracingSettings
 from tulle.xds import names
-from tulle.xds.compiler import ConfigCompiler, ProxyConfig
+from tulle.xds.compiler import ConfigCompiler
+from tulle.xds.config import ProxyConfig
 from tulle.xds.generators import listeners
 from tulle.xds.generators.tracing import (
     ProxyTracing,

@@ -25,13 +25,13 @@ from tulle.controlplane.api.routing import (
 )
 from tulle.controlplane.services.mesh import MeshViews
 from tulle.controlplane.services.proxies import MAX_TAIL, ProxyService
+from tulle.xds.hub import ProxyHub
 from tulle.xds.intended import intended_json
-from tulle.xds.server import XdsHub
 
 LOGGING_EXAMPLE = '{}, {"level": L} or {"levels": {C: L}}'
 
 
-def routes(proxies: ProxyService, views: MeshViews, hub: XdsHub) -> list[Route]:
+def routes(proxies: ProxyService, views: MeshViews, hub: ProxyHub) -> list[Route]:
     async def statuses(request: web.Request) -> web.StreamResponse:
         return json_response([p.to_json() for p in hub.sync_views()])
 

@@ -41,7 +41,7 @@ from tulle.controlplane.services.rotation import Rotator
 from tulle.controlplane.services.sessions import SessionService
 from tulle.controlplane.services.tap import TapService
 from tulle.controlplane.services.telemetry import TelemetryService
-from tulle.xds.server import XdsHub
+from tulle.xds.hub import ProxyHub
 
 API_MAX_BODY = 16 * 1024 * 1024  # an apply of many documents
 IDENTITY_MAX_BODY = 1024 * 1024  # one CSR; a remote agent's registration or telemetry
@@ -63,7 +63,7 @@ class Services:
     analysis: AnalysisService
     views: MeshViews
     proxies: ProxyService
-    hub: XdsHub
+    hub: ProxyHub
     sessions: SessionService
     identity: IdentityService
     joins: JoinService

@@ -9,7 +9,7 @@ from typing import Any
 
 from tulle.controlplane.agents import Agents, Page
 from tulle.errors import NotFoundError, UsageError
-from tulle.xds.compiler import ProxyConfig
+from tulle.xds.config import ProxyConfig
 from tulle.xds.proxy import ProxyInfo
 
 # Read-only Envoy admin pages the agent proxies to us (the agent enforces the same list).
