@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from envoy.data.accesslog.v3 import accesslog_pb2
 
 from tulle.xds.admission import StreamEvent, StreamEventLog
@@ -39,8 +40,15 @@ log = logging.getLogger("tulle.xds.worker")
 
 # The control plane says something at least this often (a heartbeat when idle).
 HEARTBEAT_S = 0.5
-# Silent this long, it is frozen or gone: the health check answers NOT_SERVING.
+# Silent this long, it is frozen or gone: the health check answers NOT_SERVING, and new
+# streams are refused (with other replicas, their proxies go there).
 QUIET_AFTER_S = 2.0
+# Silent this long, the streams close too: a proxy that stays would get nothing more. It is
+# about when Envoy gives up a frozen peer that holds its connection without answering its
+# HTTP/2 pings (every 15 s, 5 s to answer), which is what a single process frozen is.
+FROZEN_AFTER_S = 15.0
+# How long a stream waits for the control plane to admit it.
+ADMIT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -115,9 +123,15 @@ class Worker:
         return config
 
     async def _gate(self, opening: Opening) -> ProxyInfo | Refusal:
+        if not self.serving():
+            return _NOT_ANSWERING
         self._opening[opening.node_id] += 1
         try:
-            answer: ProxyInfo | Refusal = await self.ask("open", opening)
+            async with asyncio.timeout(ADMIT_TIMEOUT_S):
+                answer: ProxyInfo | Refusal = await self.ask("open", opening)
+        except TimeoutError:
+            return _NOT_ANSWERING
+        else:
             return answer
         finally:
             self._opening[opening.node_id] -= 1
@@ -157,6 +171,23 @@ class Worker:
     def serving(self) -> bool:
         return time.monotonic() - self._heard < QUIET_AFTER_S
 
+    async def watch_control_plane(self) -> None:
+        """Close every stream once the control plane has been silent ``FROZEN_AFTER_S``."""
+        dropped = False
+        while True:
+            await asyncio.sleep(1.0)
+            silent = time.monotonic() - self._heard
+            if silent < FROZEN_AFTER_S:
+                dropped = False
+            elif not dropped:
+                dropped = True
+                nodes = self.hub.connected()
+                log.warning("the control plane has not spoken for %.0fs: closing the %d xDS "
+                            "streams of this worker, so that their proxies reconnect (to "
+                            "another replica, if there is one)", silent, len(nodes))
+                for node_id in nodes:
+                    self.hub.disconnect(node_id)
+
     def dirty_soon(self) -> None:
         if not self._flush_due:
             self._flush_due = True
@@ -192,6 +223,10 @@ class Worker:
             await self.channel.drain()
 
 
+_NOT_ANSWERING = Refusal(grpc.StatusCode.UNAVAILABLE,
+                         "the control plane is not answering its xDS worker; retry")
+
+
 def _synced_at(stream: XdsStream) -> int:
     """The mesh version the proxy has everything of (what ``stream.synced`` tells), or -1."""
     config = stream.config
@@ -213,9 +248,11 @@ async def serve(sock: socket.socket) -> None:
         serving=worker.serving)
     await server.start()
     channel.send("ready", port)
+    watching = asyncio.create_task(worker.watch_control_plane())
     try:
         await worker.run()
     finally:
+        watching.cancel()
         await server.stop(0)
 
 
