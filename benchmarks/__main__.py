@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from benchmarks import (
     ca,
     convergence,
     dataplane,
+    harness,
     multihost,
     startup,
     synthetic,
@@ -39,7 +41,12 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--proxies", type=int, metavar="N",
                         help="synthetic: N proxies alone, with the N = 100 baseline")
+    parser.add_argument("--xds-workers", type=int, metavar="N",
+                        help="start the control planes with N xDS worker processes (0: none) "
+                             "instead of the default")
     args = parser.parse_args()
+    if args.xds_workers is not None:
+        os.environ[harness.XDS_WORKERS_ENV] = str(args.xds_workers)
     print(f"tulle {__version__} benchmarks ({'quick' if args.quick else 'full'}) on "
           f"{platform.machine()}, {platform.python_implementation()} "
           f"{platform.python_version()}")

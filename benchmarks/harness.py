@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import statistics
@@ -61,6 +62,10 @@ def poll(check: Callable[[], Any], timeout: float, interval: float = 0.002) -> A
     raise TimeoutError("benchmark step timed out")
 
 
+# `python -m benchmarks --xds-workers N` starts every benchmark's control plane with N.
+XDS_WORKERS_ENV = "TULLE_BENCH_XDS_WORKERS"
+
+
 @dataclass
 class BenchMesh:
     root: Path
@@ -81,8 +86,10 @@ class BenchMesh:
         """At first start, ports the kernel chooses (bound, never released: nothing else can
         take them); a restart reuses them, as the control plane recorded them."""
         first = not StatePaths(self.state).endpoint_file.exists()
+        workers = os.environ.get(XDS_WORKERS_ENV)
         self.cli("up", *(["--api-port", "0", "--xds-port", "0", "--identity-port", "0"]
-                         if first else []))
+                         if first else []),
+                 *(["--xds-workers", workers] if workers else []))
 
     @property
     def api(self) -> ApiClient:

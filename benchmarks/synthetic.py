@@ -144,12 +144,17 @@ class Bench:
             raise RuntimeError(f"{proxies} proxies did not sync: {len(result['proxies'])} "
                                f"connected, synced={result['synced']}")
 
+    def _processes(self) -> list[psutil.Process]:
+        """The control plane and its xDS worker processes."""
+        return [self.cp, *self.cp.children()]
+
     def cpu(self) -> float:
-        times = self.cp.cpu_times()
-        return float(times.user + times.system)
+        """CPU seconds of the control plane and its workers (a worker replaced meanwhile
+        loses its share: none is, in a run that passes)."""
+        return float(sum(sum(p.cpu_times()[:2]) for p in self._processes()))
 
     def rss_mb(self) -> float:
-        return float(self.cp.memory_info().rss) / 2**20
+        return float(sum(p.memory_info().rss for p in self._processes())) / 2**20
 
     async def idle_cpu_pct(self) -> float:
         before = self.cpu()
