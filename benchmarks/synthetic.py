@@ -120,6 +120,7 @@ class Results:
     tracker_ms: dict[str, list[float]] = field(default_factory=dict)
     call_ms: dict[str, list[float]] = field(default_factory=dict)  # until the API answered
     cpu_s: dict[str, list[float]] = field(default_factory=dict)
+    refused: int = 0  # streams refused or closed during the storm (a retry costs a config)
 
 
 class Bench:
@@ -218,6 +219,8 @@ class Bench:
         results.storm_cp_cpu_s = self.cpu() - cpu
         results.storm_clients_cpu_s = sum(sum(w.cpu_times()[:2]) for w in workers) - \
             clients_cpu
+        events = await self.call("get", "/v1/xds/stream-events")
+        results.refused = sum(1 for e in events if e["at"] >= wall)
         await self.settle(proxies)
         if quick:
             await self.check_against_tracker([w.node_id for w in pool[:proxies]])
@@ -301,6 +304,7 @@ def _figures(plan: Plan, by_size: dict[int, Results], rss_registered: float,
         figures.append(Figure(f"N={n}: storm, control-plane CPU", r.storm_cp_cpu_s, "s"))
         figures.append(Figure(f"N={n}: storm, synthetic clients' CPU",
                               r.storm_clients_cpu_s, "s"))
+        figures.append(Figure(f"N={n}: storm, streams refused", r.refused, "streams"))
         for kind, values in r.latency_ms.items():
             ref = base.latency_ms[kind]
             figures.append(Figure(f"N={n}: {kind} -> last ACK, p50", median(values), "ms",

@@ -61,7 +61,7 @@ def up(
              "only, or the last one used]")] = None,
     xds_workers: Annotated[int | None, typer.Option(
         help="Worker processes that serve the proxies' xDS streams, 0 to serve them in the "
-             "control plane's own process [default: one per core, at most 8]",
+             "control plane's own process [default: one per core but one, at least 1, at most 8]",
         min=0, max=64)] = None,
     output: OutputOption = Format.TABLE,
 ) -> None:

@@ -60,7 +60,7 @@ class StartOptions:
     etcd_key: str | None = None
     ca_encryption_key: str | None = None
     listen: str | None = None  # the agents' ports' address, for other hosts
-    xds_workers: int | None = None  # None: one per core (xds.workers.pool.default_workers)
+    xds_workers: int | None = None  # None: xds.workers.pool.default_workers()
 
     def to_args(self) -> list[str]:
         args = []

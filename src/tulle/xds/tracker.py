@@ -41,6 +41,24 @@ class ProxyStatus:
         return self.types.setdefault(type_url, TypeStatus())
 
 
+# A ProxyStatus as plain tuples (protocol, connected_at, peer, ((type URL, *TypeStatus),...)):
+# what a worker process reports, many times per push, pickled far faster than the dataclasses.
+StatusFacts = tuple[str, float, str, tuple[tuple[object, ...], ...]]
+
+
+def facts_of(status: ProxyStatus) -> StatusFacts:
+    return (status.protocol, status.connected_at, status.peer, tuple(
+        (url, t.sent_version, t.sent_nonce, t.sent_at, t.sent_mesh_version, t.answered_nonce,
+         t.acked_version, t.acked_at, t.acked_mesh_version, t.last_nack)
+        for url, t in status.types.items()))
+
+
+def status_of(node_id: str, facts: StatusFacts) -> ProxyStatus:
+    protocol, connected_at, peer, types = facts
+    return ProxyStatus(node_id, protocol, connected_at, peer,
+                       {str(t[0]): TypeStatus(*t[1:]) for t in types})  # type: ignore[arg-type]
+
+
 class NackLog:
     """Every NACK this control plane received, newest last (bounded), and a running total."""
 

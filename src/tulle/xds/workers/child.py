@@ -32,7 +32,7 @@ from tulle.xds.proxy import ProxyInfo
 from tulle.xds.server import Opening, XdsHub, build_server
 from tulle.xds.stream import XdsStream
 from tulle.xds.sync import Nack
-from tulle.xds.tracker import NackLog, ResponseLog
+from tulle.xds.tracker import NackLog, ResponseLog, facts_of
 from tulle.xds.workers.channel import Channel
 from tulle.xds.workers.ship import Table
 
@@ -40,9 +40,9 @@ log = logging.getLogger("tulle.xds.worker")
 
 # The control plane says something at least this often (a heartbeat when idle).
 HEARTBEAT_S = 0.5
-# Silent this long, it is frozen or gone: the health check answers NOT_SERVING, and new
-# streams are refused (with other replicas, their proxies go there).
-QUIET_AFTER_S = 2.0
+# Silent this long, it is frozen or gone: the health check answers NOT_SERVING (with other
+# replicas, new streams go there). A busy worker reads its channel late: not much less.
+QUIET_AFTER_S = 3.0
 # Silent this long, the streams close too: a proxy that stays would get nothing more. It is
 # about when Envoy gives up a frozen peer that holds its connection without answering its
 # HTTP/2 pings (every 15 s, 5 s to answer), which is what a single process frozen is.
@@ -123,8 +123,6 @@ class Worker:
         return config
 
     async def _gate(self, opening: Opening) -> ProxyInfo | Refusal:
-        if not self.serving():
-            return _NOT_ANSWERING
         self._opening[opening.node_id] += 1
         try:
             async with asyncio.timeout(ADMIT_TIMEOUT_S):
@@ -197,7 +195,7 @@ class Worker:
         self._flush_due = False
         if not self._dirty and not self.sent.by_type:
             return
-        statuses = [(node, key, stream.status, _synced_at(stream))
+        statuses = [(node, key, facts_of(stream.status), _synced_at(stream))
                     for node, (key, stream) in self._dirty.items()]
         self._dirty.clear()
         sent = dict(self.sent.by_type)

@@ -52,7 +52,7 @@ from tulle.xds.hub import (
 from tulle.xds.proxy import ProxyInfo
 from tulle.xds.server import ConfigSource, Opening, PeerCheck, ProxyDirectory, ServerKeyPair
 from tulle.xds.sync import DEFAULT_STALE_AFTER_S, Nack, ProxySync, view_of, with_disconnected
-from tulle.xds.tracker import NackLog, ProxyStatus, ResponseLog
+from tulle.xds.tracker import NackLog, ProxyStatus, ResponseLog, StatusFacts, status_of
 from tulle.xds.workers.channel import Channel
 from tulle.xds.workers.child import HEARTBEAT_S, WorkerInit
 from tulle.xds.workers.ship import Ledger, Parcels
@@ -64,9 +64,10 @@ ASK_TIMEOUT_S = 1.0
 
 
 def default_workers() -> int:
-    """One worker per core the control plane may run on, at most 8: the control plane's own
-    loop compiles, the workers serve."""
-    return max(1, min(8, len(os.sched_getaffinity(0))))
+    """One worker per core the control plane may run on but one, which its own loop keeps
+    (it compiles every push and answers the API), and at least one; at most 8. On 2 cores,
+    1 worker measured better than 2 (docs/performance.md)."""
+    return max(1, min(8, len(os.sched_getaffinity(0)) - 1))
 
 
 @dataclass(eq=False)
@@ -89,8 +90,12 @@ class _Claim:
     key: int
     proxy: ProxyInfo
     credential: str
-    status: ProxyStatus
+    facts: StatusFacts  # its stream's status, as the worker last reported it
     synced_at: int = -1  # the mesh version the proxy has all of, or -1
+
+    @property
+    def status(self) -> ProxyStatus:
+        return status_of(self.proxy.node_id, self.facts)
 
 
 class WorkerPool:
@@ -316,14 +321,14 @@ class WorkerPool:
                 worker.ready.set_result(int(args[0]))
         self._lost(worker, "closed its channel")
 
-    def _statuses(self, worker: _Worker, statuses: list[tuple[str, int, ProxyStatus, int]],
+    def _statuses(self, worker: _Worker, statuses: list[tuple[str, int, StatusFacts, int]],
                   sent: dict[str, int]) -> None:
         self.responses.by_type.update(sent)
-        for node_id, key, status, synced_at in statuses:
+        for node_id, key, facts, synced_at in statuses:
             claim = self._claims.get(node_id)
             if claim is None or claim.worker is not worker or claim.key != key:
                 continue  # a stream since replaced
-            claim.status, claim.synced_at = status, synced_at
+            claim.facts, claim.synced_at = facts, synced_at
             if self._sync_waits:
                 self._sync_waits.progressed(node_id, _at_least(synced_at))
 
@@ -410,12 +415,12 @@ class WorkerPool:
         if worker.lost:
             return Refusal(grpc.StatusCode.UNAVAILABLE, "the worker serving this stream stopped")
         self._claims[node_id] = _Claim(worker, opening.key, proxy, opening.token,
-                                       ProxyStatus(node_id, "", time.time(), peer))
+                                       ("", time.time(), peer, ()))
         log.info("%s connected (worker %d)", node_id, worker.index)
         return proxy
 
     def _release(self, holder: _Claim) -> None:
-        node_id = holder.status.node_id
+        node_id = holder.proxy.node_id
         holder.worker.channel.send("close", node_id, holder.key)
         if self._claims.get(node_id) is holder:
             del self._claims[node_id]

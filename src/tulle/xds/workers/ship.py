@@ -161,12 +161,12 @@ class Table:
             self.shared[parcel.serial] = self._rebuilt(parcel)
         changed = []
         for entry in shipment.entries:
+            held = self.configs.get(entry.node_id)
+            if held is not None and held[0] > entry.seq:
+                continue  # (one channel keeps them in order: a safeguard)
             own = (self._own.get(entry.node_id, MappingProxyType({})) if entry.own is None
                    else MappingProxyType({t: _by_name(flats) for t, flats in entry.own.items()}))
             self._own[entry.node_id] = own
-            held = self.configs.get(entry.node_id)
-            if held is not None and held[0] > entry.seq:
-                continue
             self.configs[entry.node_id] = (entry.seq, ProxyConfig(
                 entry.mesh_version, self.shared[entry.serial], own))
             changed.append(entry.node_id)
