@@ -353,6 +353,7 @@ class ControlPlane:
             "apiUrl": self.endpoint.api_url,
             "xdsAddress": _host_port(self.endpoint.agent_host, self.endpoint.xds_port),
             "xdsWorkers": self.workers.pids() if self.workers is not None else [],
+            "xdsWorkerRestarts": self.workers.restarts if self.workers is not None else 0,
             "xdsTls": self.endpoint.xds_tls,
             "storeRevision": self._store_revision(),
             "meshVersion": mesh.version,

@@ -338,7 +338,6 @@ class WorkerPool:
         if claim is not None and claim.worker is worker and claim.key == key:
             del self._claims[node_id]
             self._sync_waits.progressed(node_id, None)
-            log.info("%s disconnected", node_id)
             self._spawn_task(self._notify())
 
     async def _notify(self) -> None:
@@ -416,8 +415,7 @@ class WorkerPool:
             return Refusal(grpc.StatusCode.UNAVAILABLE, "the worker serving this stream stopped")
         self._claims[node_id] = _Claim(worker, opening.key, proxy, opening.token,
                                        ("", time.time(), peer, ()))
-        log.info("%s connected (worker %d)", node_id, worker.index)
-        return proxy
+        return proxy  # (the worker logs the connection)
 
     def _release(self, holder: _Claim) -> None:
         node_id = holder.proxy.node_id
