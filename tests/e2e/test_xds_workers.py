@@ -1,6 +1,7 @@
 """Real Envoys across xDS worker processes: the kernel spreads their streams over the workers,
-a change reaches every one of them, and the proxies of a worker that is killed reconnect (to
-the others or to its replacement) and converge, with `proxy-status` telling it as it is."""
+a change reaches every one of them, and the proxies of a worker that is killed, or frozen,
+reconnect (to the others or to its replacement) and converge, with `proxy-status` telling it
+as it is."""
 
 from __future__ import annotations
 
@@ -55,8 +56,8 @@ def all_synced(mesh: Mesh, proxies: int) -> bool:
 
 
 @pytest.mark.controlplane_args("--xds-workers", str(WORKERS))
-def test_a_change_reaches_every_worker_and_a_killed_workers_proxies_converge(mesh: Mesh
-                                                                           ) -> None:
+def test_a_change_reaches_every_worker_and_a_lost_workers_proxies_converge(mesh: Mesh
+                                                                         ) -> None:
     pids = mesh.status()["xdsWorkers"]
     assert len(pids) == WORKERS
     # The control plane itself serves no stream: every one is a worker's.
@@ -95,5 +96,24 @@ def test_a_change_reaches_every_worker_and_a_killed_workers_proxies_converge(mes
     mesh.sync()
     wait_for("the next change to reach every client", lambda: all_answer(mesh, clients, 503))
     assert streams_by_worker(mesh).total() == proxies
+
+    # A frozen worker (SIGSTOP: its sockets stay open, it answers nothing) is killed and
+    # replaced; its proxies move, and are not refused as someone else's duplicate stream.
+    spread = streams_by_worker(mesh)
+    frozen = spread.most_common(1)[0][0]
+    psutil.Process(frozen).send_signal(signal.SIGSTOP)
+    wait_for("the frozen worker replaced",
+             lambda: frozen not in (p := mesh.status()["xdsWorkers"]) and len(p) == WORKERS,
+             timeout=40)
+    wait_for("every proxy connected and SYNCED after the freeze",
+             lambda: all_synced(mesh, proxies), timeout=30)
+    assert not psutil.pid_exists(frozen) or psutil.Process(frozen).status() == "zombie"
+    mesh.cli("apply", "-f", "-", stdin=TEAPOT % 502)
+    mesh.sync()
+    wait_for("a change after the freeze to reach every client",
+             lambda: all_answer(mesh, clients, 502))
+    events = mesh.api.get("/v1/xds/stream-events")
+    assert [e for e in events if e["kind"] == "duplicate"] == []
+    assert mesh.status()["xdsWorkerRestarts"] == 2
     result = mesh.cli("proxy-status", "-o", "json")
     assert {p["state"] for p in json.loads(result.stdout)} == {"SYNCED"}

@@ -215,6 +215,15 @@ def _not_answering(paths: StatePaths) -> ControlPlaneUnavailable | None:
         hint=f"read {paths.log_file}; if it stays stuck: `tulle down && tulle up`")
 
 
+def _workers(s: dict[str, Any]) -> str:
+    pids = s.get("xdsWorkers") or []
+    if not pids:
+        return "none (the streams are served in the control plane's process)"
+    restarts = s.get("xdsWorkerRestarts") or 0
+    return (f"{len(pids)} (pids {', '.join(map(str, pids))})"
+            + (f", {restarts} replaced since start" if restarts else ""))
+
+
 def _status_table(s: dict[str, Any]) -> str:
     rows = [
         ("State", "running"),
@@ -224,6 +233,7 @@ def _status_table(s: dict[str, Any]) -> str:
         ("State directory", s["stateDir"]),
         ("API", s["apiUrl"]),
         ("xDS", s["xdsAddress"]),
+        ("xDS workers", _workers(s)),
         ("Identity (TLS)", s["identityAddress"]),
         ("Trust domain", s["trustDomain"]),
         ("Services", s["services"]),

@@ -51,7 +51,8 @@ RESOURCES = [
 STATUS = {"pid": 4242, "startedAt": NOW - 7200, "version": "0.1.0", "stateDir": "/home/u/.tulle",
           "apiUrl": "http://127.0.0.1:15700", "xdsAddress": "127.0.0.1:15710",
           "identityAddress": "127.0.0.1:15712", "trustDomain": "tulle.local", "services": 2,
-          "workloads": 3, "proxiesConnected": 3, "storeRevision": 7, "nacksTotal": 0}
+          "workloads": 3, "proxiesConnected": 3, "storeRevision": 7, "nacksTotal": 0,
+          "xdsWorkers": [4243], "xdsWorkerRestarts": 1}
 # Two messages an apply introduced, as the API sends them (Message.to_dict()).
 WARNINGS = [
     {"code": "TUL0018", "level": "warning", "title": "A TrafficPolicy setting is ignored",

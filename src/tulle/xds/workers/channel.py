@@ -29,6 +29,10 @@ class Channel:
         body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         self._writer.write(_HEADER.pack(len(body)) + body)
 
+    def backlog(self) -> int:
+        """Bytes queued and not yet taken by the other end."""
+        return self._writer.transport.get_write_buffer_size()
+
     async def drain(self) -> None:
         await self._writer.drain()
 

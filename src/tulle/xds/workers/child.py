@@ -218,6 +218,8 @@ class Worker:
                 self.channel.send("answer", args[0], self.hub.stream_ended(args[1], args[2]))
             elif kind == "tls":
                 self.tls, self.roots = args
+            elif kind == "beat":
+                self.channel.send("beat")  # the control plane tells a stuck worker by this
             await self.channel.drain()
 
 

@@ -61,6 +61,11 @@ log = logging.getLogger("tulle.xds.workers")
 
 START_TIMEOUT_S = 30.0
 ASK_TIMEOUT_S = 1.0
+# A worker that answers no heartbeat this long is stuck (frozen, or its loop blocked): it is
+# killed and replaced, so that its proxies reconnect instead of waiting on it.
+STUCK_AFTER_S = 10.0
+# Nor may pushes pile up for a worker that does not read them.
+BACKLOG_LIMIT = 512 * 2**20
 
 
 def default_workers() -> int:
@@ -80,6 +85,7 @@ class _Worker:
     asks: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
     next_ask: int = 0
     lost: bool = False
+    heard: float = field(default_factory=time.monotonic)  # its last message
 
 
 @dataclass(eq=False)
@@ -235,16 +241,38 @@ class WorkerPool:
     async def _keep_talking(self) -> None:
         """Heartbeats (a worker's health check tells a frozen control plane by their absence),
         and the TLS material when it changed (a renewed certificate, a rotated root)."""
+        ticked = time.monotonic()
         while True:
             await asyncio.sleep(HEARTBEAT_S)
+            if time.monotonic() - ticked > 3 * HEARTBEAT_S:
+                # This loop was frozen or blocked itself: the workers' answers wait unread,
+                # so their silence says nothing yet.
+                for worker in self._workers.values():
+                    worker.heard = time.monotonic()
+            ticked = time.monotonic()
             tls = self._tls() if self._tls is not None else None
             roots = self._client_roots() if self._client_roots is not None and tls else None
             changed = (tls, roots) != self._tls_sent
             self._tls_sent = (tls, roots)
+            now = time.monotonic()
             for worker in list(self._workers.values()):
+                if worker.lost or worker.ready is None or not worker.ready.done():
+                    continue
+                if now - worker.heard > STUCK_AFTER_S or \
+                        worker.channel.backlog() > BACKLOG_LIMIT:
+                    self._kill(worker, f"answered nothing for {now - worker.heard:.0f}s "
+                                       f"({worker.channel.backlog()} bytes waiting for it)")
+                    continue
                 if changed:
                     worker.channel.send("tls", tls, roots)
                 worker.channel.send("beat")
+
+    def _kill(self, worker: _Worker, why: str) -> None:
+        log.warning("xDS worker %d (pid %d) %s: killing it", worker.index, worker.process.pid,
+                    why)
+        with contextlib.suppress(ProcessLookupError):
+            worker.process.kill()
+        self._lost(worker, f"was stuck: it {why}")
 
     # -- the control plane's questions (ProxyHub) --------------------------------------------
 
@@ -293,6 +321,7 @@ class WorkerPool:
 
     async def _listen(self, worker: _Worker) -> None:
         while (message := await worker.channel.receive()) is not None:
+            worker.heard = time.monotonic()
             kind, *args = message
             if kind == "status":
                 self._statuses(worker, *args)
@@ -353,7 +382,7 @@ class WorkerPool:
             async with asyncio.timeout(ASK_TIMEOUT_S):
                 return await future
         except TimeoutError:
-            return False  # not known to have ended: the stream counts as live
+            return None  # no answer: the worker is stuck, its streams are as good as gone
         finally:
             worker.asks.pop(ask_id, None)
 
@@ -397,7 +426,9 @@ class WorkerPool:
                 record(self.stream_events, StreamEventKind.SUPERSEDED, node_id,
                        holder.status.peer, superseded_reason(peer))
             elif await self._ask(holder.worker, "ended?", node_id, holder.key) is not False:
-                self._release(holder)  # over (or its worker no longer holds it)
+                # Over, or its worker no longer holds it, or does not answer (stuck: it is
+                # killed soon; meanwhile its proxy must not be refused as a duplicate).
+                self._release(holder)
 
             def free() -> bool:
                 return node_id not in self._claims
