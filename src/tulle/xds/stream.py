@@ -37,6 +37,7 @@ from tulle.xds.wire import (
     EncodedResource,
     delta_parts,
     joined_with_nonce,
+    same_versions,
     set_version,
     sotw_parts,
     sum_of,
@@ -181,18 +182,6 @@ class XdsStream:
 _NOTHING: Mapping[str, EncodedResource] = MappingProxyType({})
 
 
-def _same_versions(a: Mapping[str, EncodedResource], b: Mapping[str, EncodedResource]) -> bool:
-    """Whether two sets hold the same resources at the same versions (what comparing their
-    set versions tells, without sorting and hashing both)."""
-    if len(a) != len(b):
-        return False
-    for name, r in a.items():
-        held = b.get(name)
-        if held is not r and (held is None or held.version != r.version):
-            return False
-    return True
-
-
 def _error_of(request: Any) -> Any:
     return request.error_detail if request.HasField("error_detail") else None
 
@@ -298,7 +287,7 @@ class SotwStream(XdsStream):
         """Whether a wildcard type's complete set differs from what the proxy was sent."""
         has = self._held(type_url)
         if names is None:
-            return not _same_versions({**keep, **self._wanted(type_url)}, has.snapshot())
+            return not same_versions({**keep, **self._wanted(type_url)}, has.snapshot())
         return any(_version(self._wanted_one(type_url, name) or keep.get(name))
                    != _version(has.get(name)) for name in names)
 

@@ -9,7 +9,7 @@ order, so appending field 5 (nonce) to a pre-built body gives a valid message.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,18 @@ class EncodedResource:
     sotw_entry: bytes  # DiscoveryResponse.resources[] entry: field 2 holding the Any
     delta_entry: bytes  # DeltaDiscoveryResponse.resources[] entry: field 2 holding a Resource
     member_hash: int  # its part in the version of a set that holds it (``set_version``)
+
+
+def same_versions(a: Mapping[str, EncodedResource], b: Mapping[str, EncodedResource]) -> bool:
+    """Whether two sets hold the same resources at the same versions (what comparing their
+    set versions tells, without sorting and hashing both)."""
+    if len(a) != len(b):
+        return False
+    for name, r in a.items():
+        held = b.get(name)
+        if held is not r and (held is None or held.version != r.version):
+            return False
+    return True
 
 
 def encode(type_url: str, name: str, message: Any) -> EncodedResource:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from tulle.xds.config import ByName, ProxyConfig, SharedConfig
-from tulle.xds.wire import EncodedResource
+from tulle.xds.wire import EncodedResource, same_versions
 
 # An EncodedResource's fields: what pickles smallest and fastest.
 Flat = tuple[str, str, str, bytes, bytes, int]
@@ -131,19 +131,8 @@ class Ledger:
 
 
 def _same_own(a: Mapping[str, ByName], b: Mapping[str, ByName]) -> bool:
-    if a is b:
-        return True
-    if a.keys() != b.keys():
-        return False
-    for type_url, of_a in a.items():
-        of_b = b[type_url]
-        if len(of_a) != len(of_b):
-            return False
-        for name, r in of_a.items():
-            other = of_b.get(name)
-            if other is not r and (other is None or other.version != r.version):
-                return False
-    return True
+    return a is b or (a.keys() == b.keys()
+                      and all(same_versions(of_a, b[t]) for t, of_a in a.items()))
 
 
 class Table:
