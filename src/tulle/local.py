@@ -49,6 +49,14 @@ def tail(path: Path, lines: int = 10, since: int = 0) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def tail_bytes(path: Path, limit: int) -> str:
+    """The last ``limit`` bytes of a file, as text (a log for a bug report)."""
+    with path.open("rb") as file:
+        file.seek(0, 2)
+        file.seek(max(0, file.tell() - limit))
+        return file.read().decode(errors="replace")
+
+
 # -- the state directory's lock: one control plane per state directory, released by the
 # kernel when the process dies, however it dies.
 

@@ -4,6 +4,7 @@ directory. Traffic goes only to the namespaces' addresses."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import ssl
@@ -104,6 +105,10 @@ class Joiner:
         return result
 
     def close(self) -> None:
+        # The whole tree: under faketime, the agent and its Envoy outlived a terminated
+        # `tulle run` and kept running after the test (seen on two suite runs).
+        tree = [child for process in self.processes if process.poll() is None
+                for child in _descendants(process.pid)]
         for process in self.processes:
             if process.poll() is None:
                 process.terminate()
@@ -112,6 +117,17 @@ class Joiner:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+        _gone, alive = psutil.wait_procs(tree, timeout=10)
+        for straggler in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                straggler.kill()
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
 
 
 def test_a_workload_on_another_host_joins_and_calls_by_name_over_mtls(

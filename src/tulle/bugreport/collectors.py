@@ -9,12 +9,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tulle import __version__
 from tulle.client import ApiClient
 from tulle.errors import TulleError
+from tulle.local import tail_bytes
 from tulle.settings import StatePaths
 
 LOG_TAIL_BYTES = 2 * 1024 * 1024
@@ -40,7 +40,8 @@ def standard(client: ApiClient, paths: StatePaths) -> list[Collector]:
     collectors = [
         Collector("version.json", _version),
         Collector("controlplane/status.json", get("/v1/status")),
-        Collector("controlplane/controlplane.log", lambda: _file_tail(paths.log_file)),
+        Collector("controlplane/controlplane.log",
+                  lambda: tail_bytes(paths.log_file, LOG_TAIL_BYTES)),
         Collector("resources.json", lambda: _resources(client)),
         Collector("history.json", get("/v1/history", {"limit": 1000})),
         Collector("workloads.json", get("/v1/workloads")),
@@ -59,6 +60,47 @@ def standard(client: ApiClient, paths: StatePaths) -> list[Collector]:
                                       ("analyze", ("analyze", "--live")),
                                       ("diagnose", ("diagnose",)))]
     return collectors
+
+
+def replicas(client: ApiClient) -> list[Collector]:
+    """On a shared store, what each other replica holds of its own: its status, log, proxies'
+    streams and refusals, identity (asked directly, with the replicas' shared API token); and
+    how this replica sees them all. None on SQLite (one control plane)."""
+    try:
+        health = client.get("/v1/health/replicas")
+    except TulleError:
+        return []  # the standard collectors record a control plane that does not answer
+    if health.get("store") != "etcd":
+        return []
+    collectors = [Collector("replicas/health.json", lambda: health)]
+    for row in health.get("replicas", ()):
+        if row.get("self") or not row.get("host") or not row.get("apiPort"):
+            continue
+        other = ApiClient(str(row["host"]), int(row["apiPort"]), client.token, timeout=15.0)
+        where = f"replicas/{_safe(str(row['replica']))}"
+        collectors += [
+            Collector(f"{where}/status.json", _getter(other, "/v1/status")),
+            Collector(f"{where}/controlplane.log", _log_of(other)),
+            Collector(f"{where}/proxies.json", _getter(other, "/v1/proxies")),
+            Collector(f"{where}/xds-nacks.json", _getter(other, "/v1/xds/nacks")),
+            Collector(f"{where}/xds-stream-events.json",
+                      _getter(other, "/v1/xds/stream-events")),
+            Collector(f"{where}/identity.json", _getter(other, "/v1/identity/status")),
+        ]
+    return collectors
+
+
+def _log_of(client: ApiClient) -> Callable[[], str]:
+    return lambda: str(client.get("/v1/log", {"bytes": LOG_TAIL_BYTES})["text"])
+
+
+def _getter(client: ApiClient, path: str) -> Callable[[], Any]:
+    return lambda: client.get(path)
+
+
+def _safe(name: str) -> str:
+    """A replica's id as one path segment of the archive."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100] or "_"
 
 
 def per_proxy(client: ApiClient, node: str) -> list[Collector]:
@@ -93,14 +135,6 @@ def _route_telemetry(client: ApiClient) -> dict[str, Any]:
     return {f"{s['namespace']}/{s['name']}": client.get(
                 "/v1/telemetry/routes", {"namespace": s["namespace"], "name": s["name"]})
             for s in client.get("/v1/services")}
-
-
-def _file_tail(path: Path) -> str:
-    with path.open("rb") as file:
-        file.seek(0, 2)
-        size = file.tell()
-        file.seek(max(0, size - LOG_TAIL_BYTES))
-        return file.read().decode(errors="replace")
 
 
 def _command(paths: StatePaths, *args: str) -> Callable[[], Any]:

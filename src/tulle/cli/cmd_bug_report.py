@@ -37,7 +37,7 @@ def bug_report(
     paths = ctx.obj.paths
     path = output_file or Path(time.strftime("tulle-bug-report-%Y%m%d-%H%M%S.tar.gz"))
     client = ApiClient.from_state(paths, timeout=15.0)
-    todo = collectors.standard(client, paths)
+    todo = collectors.standard(client, paths) + collectors.replicas(client)
     try:
         nodes = sorted(p.node for p in proxies.sync_states(client))
     except TulleError:

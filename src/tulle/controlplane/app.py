@@ -56,6 +56,7 @@ from tulle.identity.hostjoin import JoinGrants
 from tulle.identity.spiffe import control_plane_id
 from tulle.identity.tokens import DEFAULT_TTL_S as DEFAULT_JOIN_TOKEN_TTL_S
 from tulle.identity.tokens import JoinTokens
+from tulle.local import tail_bytes
 from tulle.model.mesh import MeshIdentity, MeshSnapshot
 from tulle.model.workload import Workload
 from tulle.registry.registry import DEFAULT_GRACE_S, WorkloadRegistry
@@ -191,6 +192,7 @@ class ControlPlane:
             status=self.status,
             metrics=lambda: controlplane_metrics(self.metric_sources()),
             shutdown=self.request_stop,
+            log_tail=lambda limit: tail_bytes(paths.log_file, limit),
         )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

@@ -131,3 +131,19 @@ def test_the_identity_port_bounds_and_checks_its_body(tmp_path: Path) -> None:
 
     # Too large is refused before anything; then who asks comes before what is asked.
     assert asyncio.run(main()) == [413, 403, 403]
+
+
+def test_the_log_tail_is_bounded_and_needs_the_token(tmp_path: Path) -> None:
+    async def body(cp: ControlPlane, client: TestClient) -> None:
+        cp.paths.log_file.write_text("early line\n" + "x" * 100 + "\nlast line\n")
+        refused = await client.get("/v1/log")
+        assert refused.status == 401
+        answer = await client.get("/v1/log", params={"bytes": "10"}, headers=AUTH)
+        assert answer.status == 200 and (await answer.json()) == {"text": "last line\n"}
+        whole = await (await client.get("/v1/log", headers=AUTH)).json()
+        assert whole["text"].startswith("early line")
+        for bad in ("0", "-5", str(64 * 2**20), "ten"):
+            answer = await client.get("/v1/log", params={"bytes": bad}, headers=AUTH)
+            assert answer.status == 400, bad
+
+    in_loop(tmp_path, body)

@@ -27,7 +27,13 @@ from typing import Any
 
 from aiohttp import web
 
-from tulle.controlplane.api.routing import Route, json_response, query_seconds, query_text
+from tulle.controlplane.api.routing import (
+    Route,
+    json_response,
+    query_int,
+    query_seconds,
+    query_text,
+)
 from tulle.controlplane.peers import PeerAnswers
 from tulle.controlplane.services.diagnosis import DEFAULT_WINDOW_S, DiagnosisService
 from tulle.controlplane.services.health import HealthService, edge_counters
@@ -157,10 +163,19 @@ def health_routes(health: HealthService, telemetry: TelemetryService) -> list[Ro
     ]
 
 
+LOG_TAIL_MAX = 2 * 1024 * 1024
+
+
 def process_routes(status: Callable[[], dict[str, Any]], metrics: Callable[[], str],
-                   shutdown: Callable[[], None]) -> list[Route]:
+                   shutdown: Callable[[], None], log_tail: Callable[[int], str]
+                   ) -> list[Route]:
     async def get_status(request: web.Request) -> web.StreamResponse:
         return json_response(status())
+
+    async def get_log(request: web.Request) -> web.StreamResponse:
+        """The end of this control plane's log (a bug report of another replica's host)."""
+        limit = query_int(request, "bytes", LOG_TAIL_MAX, low=1, high=LOG_TAIL_MAX)
+        return json_response({"text": await asyncio.to_thread(log_tail, limit)})
 
     async def stop(request: web.Request) -> web.StreamResponse:
         shutdown()
@@ -172,6 +187,7 @@ def process_routes(status: Callable[[], dict[str, Any]], metrics: Callable[[], s
 
     return [
         Route("GET", "/v1/status", get_status),
+        Route("GET", "/v1/log", get_log),
         Route("POST", "/v1/shutdown", stop),
         Route("GET", "/metrics", prometheus, name=METRICS_ROUTE),
     ]

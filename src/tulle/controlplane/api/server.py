@@ -75,11 +75,12 @@ class Services:
     status: Callable[[], dict[str, Any]]
     metrics: Callable[[], str]
     shutdown: Callable[[], None]
+    log_tail: Callable[[int], str]  # the last N bytes of the control plane's log
 
 
 def make_api(s: Services, token: str, metrics_token: str | None) -> web.Application:
     routes = [
-        *observe.process_routes(s.status, s.metrics, s.shutdown),
+        *observe.process_routes(s.status, s.metrics, s.shutdown, s.log_tail),
         *resources.routes(s.resources, s.analysis, s.views),
         *history.routes(s.history),
         *proxies.routes(s.proxies, s.views, s.hub),
