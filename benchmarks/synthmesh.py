@@ -23,9 +23,9 @@ from tulle.security import new_token
 from tulle.settings import ControlPlaneEndpoint, StatePaths, read_token
 
 # Ports are only numbers in a registration: nothing binds them (no Envoy, no application).
-_PORT_BASES = {"appPort": 20000, "inboundPort": 25000, "outboundPort": 30000,
+_PORT_BASES = {"appPort": 10000, "inboundPort": 20000, "outboundPort": 30000,
                "agentPort": 40000}
-_MAX_WORKLOADS = 5000
+_MAX_WORKLOADS = 10000  # 5,000 proxies, and the endpoints the benchmark adds
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,17 @@ def test_a_workers_status_report_reads_back_as_the_stream_status() -> None:
         "t/eds": TypeStatus("e1", "2", 11.1, 7, "", "", None, 0, None)})
     restored = status_of("n1", pickle.loads(pickle.dumps(facts_of(status))))
     assert restored == status
+
+
+def test_a_shared_part_no_remaining_config_uses_is_dropped() -> None:
+    chain = Chain()
+    ledger, table = Ledger(), Table()
+    old = chain.config(Snapshot({}, {}, False))
+    table.apply(ledger.ship([("n1", old), ("n2", old)], Parcels()))
+    new = chain.config(Snapshot({}, {}, False))
+    table.apply(ledger.ship([("n1", new)], Parcels()))
+    assert set(table.shared) == ledger.shared == {old.shared.serial, new.shared.serial}
+    ledger.forget("n2")  # its stream closed
+    table.forget("n2")
+    table.apply(ledger.ship([("n1", new)], Parcels()))
+    assert set(table.shared) == ledger.shared == {new.shared.serial}

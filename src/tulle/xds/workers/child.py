@@ -47,8 +47,7 @@ QUIET_AFTER_S = 3.0
 # about when Envoy gives up a frozen peer that holds its connection without answering its
 # HTTP/2 pings (every 15 s, 5 s to answer), which is what a single process frozen is.
 FROZEN_AFTER_S = 15.0
-# How long a stream waits for the control plane to admit it.
-ADMIT_TIMEOUT_S = 10.0
+WATCH_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -125,11 +124,15 @@ class Worker:
     async def _gate(self, opening: Opening) -> ProxyInfo | Refusal:
         self._opening[opening.node_id] += 1
         try:
-            async with asyncio.timeout(ADMIT_TIMEOUT_S):
-                answer: ProxyInfo | Refusal = await self.ask("open", opening)
-        except TimeoutError:
-            return _NOT_ANSWERING
-        else:
+            asked = asyncio.ensure_future(self.ask("open", opening))
+            # A busy control plane (thousands of proxies connecting at once) answers late:
+            # wait. Refuse only once it counts as frozen (its streams are closed then too).
+            while not asked.done():
+                await asyncio.wait({asked}, timeout=1.0)
+                if not asked.done() and self.frozen():
+                    asked.cancel()
+                    return _NOT_ANSWERING
+            answer: ProxyInfo | Refusal = asked.result()
             return answer
         finally:
             self._opening[opening.node_id] -= 1
@@ -167,14 +170,28 @@ class Worker:
             self._asks.pop(ask_id, None)
 
     def serving(self) -> bool:
+        """The control plane has spoken lately (what the health check answers)."""
         return time.monotonic() - self._heard < QUIET_AFTER_S
 
+    def frozen(self) -> bool:
+        """The control plane has been silent long enough to count as frozen or gone."""
+        return time.monotonic() - self._heard >= FROZEN_AFTER_S
+
     async def watch_control_plane(self) -> None:
-        """Close every stream once the control plane has been silent ``FROZEN_AFTER_S``."""
+        """Close every stream once the control plane has been silent ``FROZEN_AFTER_S``.
+
+        Silence is counted only while this worker's own loop turns: when it was too busy to
+        read (a storm of first configs), the control plane's messages wait unread in the
+        socket, and that is not the control plane's silence."""
         dropped = False
+        ticked = time.monotonic()
         while True:
-            await asyncio.sleep(1.0)
-            silent = time.monotonic() - self._heard
+            await asyncio.sleep(WATCH_S)
+            now = time.monotonic()
+            if now - ticked > 3 * WATCH_S:
+                self._heard = max(self._heard, now - (ticked - self._heard) - WATCH_S)
+            ticked = now
+            silent = now - self._heard
             if silent < FROZEN_AFTER_S:
                 dropped = False
             elif not dropped:

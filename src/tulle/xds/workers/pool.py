@@ -66,6 +66,9 @@ ASK_TIMEOUT_S = 1.0
 STUCK_AFTER_S = 10.0
 # Nor may pushes pile up for a worker that does not read them.
 BACKLOG_LIMIT = 512 * 2**20
+# Admissions run at most this long per turn of the loop: thousands of proxies connecting at
+# once must not hold up heartbeats, status reports and the API for seconds.
+SLICE_S = 0.02
 
 
 def default_workers() -> int:
@@ -132,6 +135,8 @@ class WorkerPool:
         self._address = ""
         self._reserved: socket.socket | None = None
         self._stopping = False
+        self._slice_start: float | None = None
+        self._slice_reset_due = False
         self.restarts = 0
         self.nacks = NackLog()
         self.responses = ResponseLog()
@@ -389,6 +394,7 @@ class WorkerPool:
     # -- admission ---------------------------------------------------------------------------
 
     async def _open(self, worker: _Worker, ask_id: int, opening: Opening) -> None:
+        await self._turn()
         answer = await self._decide(worker, opening)
         if isinstance(answer, ProxyInfo):
             try:
@@ -403,6 +409,23 @@ class WorkerPool:
                 worker.channel.send("ship", worker.ledger.ship([(opening.node_id, config)],
                                                                Parcels()))
         worker.channel.send("answer", ask_id, answer)
+
+    async def _turn(self) -> None:
+        """Wait until this turn of the loop has admission time left (``SLICE_S``)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            if self._slice_start is None:
+                self._slice_start = now
+            if now - self._slice_start <= SLICE_S:
+                return
+            if not self._slice_reset_due:
+                self._slice_reset_due = True
+                loop.call_soon(self._new_slice)  # runs first in the next turn
+            await asyncio.sleep(0)
+
+    def _new_slice(self) -> None:
+        self._slice_start, self._slice_reset_due = None, False
 
     async def _decide(self, worker: _Worker, opening: Opening) -> ProxyInfo | Refusal:
         """Whether the stream may be its node's: the same rules as ``XdsHub._open`` and

@@ -14,6 +14,7 @@ The control plane keeps a ``Ledger`` per worker (what it holds); the worker keep
 from __future__ import annotations
 
 import pickle
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -99,11 +100,22 @@ class Ledger:
     shared: set[int] = field(default_factory=set)  # serials
     own: dict[str, Mapping[str, ByName]] = field(default_factory=dict)  # by node: last sent
     serial_of: dict[str, int] = field(default_factory=dict)  # by node
+    users: Counter[int] = field(default_factory=Counter)  # serial -> nodes whose config uses it
     seq: int = 0
 
     def forget(self, node_id: str) -> None:
         self.own.pop(node_id, None)
-        self.serial_of.pop(node_id, None)
+        self._use(node_id, None)
+
+    def _use(self, node_id: str, serial: int | None) -> None:
+        old = self.serial_of.pop(node_id, None)
+        if old is not None:
+            self.users[old] -= 1
+            if not self.users[old]:
+                del self.users[old]
+        if serial is not None:
+            self.serial_of[node_id] = serial
+            self.users[serial] += 1
 
     def ship(self, configs: Iterable[tuple[str, ProxyConfig]], parcels: Parcels) -> Shipment:
         """The shipment that brings the worker to ``configs`` (for some of its nodes)."""
@@ -124,8 +136,8 @@ class Ledger:
                 None if same else {t: tuple(flat(r) for r in by_name.values())
                                    for t, by_name in config.own.items()}))
             self.own[node_id] = config.own
-            self.serial_of[node_id] = shared.serial
-        keep = frozenset(self.serial_of.values())
+            self._use(node_id, shared.serial)
+        keep = frozenset(self.users)
         self.shared = set(keep)
         return Shipment(tuple(blobs), tuple(entries), keep)
 
