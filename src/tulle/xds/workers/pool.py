@@ -183,9 +183,12 @@ class WorkerPool:
             theirs.close()
         worker = _Worker(index, process, await Channel.over(ours))
         worker.ready = asyncio.get_running_loop().create_future()
+        # The material as it is now; if it changed since the others got theirs, the next
+        # heartbeat sends it to every worker (this one too, harmlessly).
         tls = self._tls() if self._tls is not None else None
         roots = self._client_roots() if self._client_roots is not None and tls else None
-        self._tls_sent = (tls, roots)
+        if self._tls_sent is None:
+            self._tls_sent = (tls, roots)
         worker.channel.send("init", WorkerInit(index, self._address, tls, roots,
                                                self.first_request_timeout_s))
         self._workers[index] = worker
