@@ -105,6 +105,7 @@ class Worker:
         self._asks: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._opening: Counter[str] = Counter()  # nodes with a stream being admitted
+        self._openings: dict[int, Opening] = {}  # by ask: streams the control plane is asked
         self._dirty: dict[str, tuple[int, XdsStream]] = {}
         self._flush_due = False
         self.hub = XdsHub(_NoDirectory(), self, gate=self._gate, watcher=self,
@@ -123,21 +124,36 @@ class Worker:
 
     async def _gate(self, opening: Opening) -> ProxyInfo | Refusal:
         self._opening[opening.node_id] += 1
+        ask_id = next(self._ids)
+        asked = self._asks[ask_id] = asyncio.get_running_loop().create_future()
+        self._openings[ask_id] = opening
+        self.channel.send("open", ask_id, opening)
         try:
-            asked = asyncio.ensure_future(self.ask("open", opening))
             # A busy control plane (thousands of proxies connecting at once) answers late:
             # wait. Refuse only once it counts as frozen (its streams are closed then too).
             while not asked.done():
                 await asyncio.wait({asked}, timeout=1.0)
                 if not asked.done() and self.frozen():
-                    asked.cancel()
                     return _NOT_ANSWERING
             answer: ProxyInfo | Refusal = asked.result()
-            return answer
         finally:
+            # Gone unanswered (refused here, or the stream ended while it waited): a late
+            # admission is handed back when it comes (``_answered``).
+            self._asks.pop(ask_id, None)
             self._opening[opening.node_id] -= 1
             if not self._opening[opening.node_id]:
                 del self._opening[opening.node_id]
+        self._openings.pop(ask_id, None)
+        return answer
+
+    def _answered(self, ask_id: int, answer: Any) -> None:
+        future = self._asks.pop(ask_id, None)
+        opening = self._openings.pop(ask_id, None)
+        if future is not None and not future.done():
+            future.set_result(answer)
+        elif opening is not None and isinstance(answer, ProxyInfo):
+            # Admitted after its stream gave up: the claim must not outlive the stream.
+            self.channel.send("closed", opening.node_id, opening.key)
 
     def progressed(self, node_id: str, key: int, stream: XdsStream) -> None:
         self._dirty[node_id] = (key, stream)
@@ -226,9 +242,7 @@ class Worker:
             if kind == "ship":
                 self.hub.push_to(self.table.apply(args[0]))
             elif kind == "answer":
-                future = self._asks.get(args[0])
-                if future is not None and not future.done():
-                    future.set_result(args[1])
+                self._answered(args[0], args[1])
             elif kind == "close":
                 self.hub.disconnect(args[0], args[1])
             elif kind == "ended?":
