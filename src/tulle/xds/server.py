@@ -145,13 +145,13 @@ class XdsHub:
     # -- for the control plane ---------------------------------------------------------------
 
     def push_all(self) -> None:
-        self.push(list(self._connections.values()))
+        self._push(list(self._connections.values()))
 
     def push_to(self, nodes: Iterable[str]) -> None:
         """Offer the named proxies (those connected) their current config."""
-        self.push([c for n in nodes if (c := self._connections.get(n)) is not None])
+        self._push([c for n in nodes if (c := self._connections.get(n)) is not None])
 
-    def push(self, connections: list[_Connection]) -> None:
+    def _push(self, connections: list[_Connection]) -> None:
         for connection in connections:
             try:
                 config = self._source.config_for(connection.proxy)

@@ -185,8 +185,7 @@ class WorkerPool:
         worker.ready = asyncio.get_running_loop().create_future()
         # The material as it is now; if it changed since the others got theirs, the next
         # heartbeat sends it to every worker (this one too, harmlessly).
-        tls = self._tls() if self._tls is not None else None
-        roots = self._client_roots() if self._client_roots is not None and tls else None
+        tls, roots = self._tls_material()
         if self._tls_sent is None:
             self._tls_sent = (tls, roots)
         worker.channel.send("init", WorkerInit(index, self._address, tls, roots,
@@ -258,8 +257,7 @@ class WorkerPool:
                 for worker in self._workers.values():
                     worker.heard = time.monotonic()
             ticked = time.monotonic()
-            tls = self._tls() if self._tls is not None else None
-            roots = self._client_roots() if self._client_roots is not None and tls else None
+            tls, roots = self._tls_material()
             changed = (tls, roots) != self._tls_sent
             self._tls_sent = (tls, roots)
             now = time.monotonic()
@@ -274,6 +272,11 @@ class WorkerPool:
                 if changed:
                     worker.channel.send("tls", tls, roots)
                 worker.channel.send("beat")
+
+    def _tls_material(self) -> tuple[ServerKeyPair | None, bytes | None]:
+        """The key and chain workers serve with, and the roots clients must chain to."""
+        tls = self._tls() if self._tls is not None else None
+        return tls, self._client_roots() if self._client_roots is not None and tls else None
 
     def _kill(self, worker: _Worker, why: str) -> None:
         log.warning("xDS worker %d (pid %d) %s: killing it", worker.index, worker.process.pid,
