@@ -342,3 +342,24 @@ def test_a_canary_deployed_by_a_route_change_blames_the_version_not_the_change()
     [change_finding] = [f for f in diagnose(given).findings if f.code == "TUL1065"]
     assert "had none before" in change_finding.cause
     assert change_finding.explained_by == ("TUL1020",) or "TUL1020" in change_finding.explained_by
+
+
+def test_a_canary_blamed_on_its_version_when_its_first_calls_fell_in_the_changes_slot() -> None:
+    """The route change lands mid-slot; that slot holds v1's calls and v2's first few, which
+    all happened to succeed. v2 still had no traffic before the change: the version leads."""
+    v1_only = {**canary_route(), "spec": {**canary_route()["spec"], "rules": [
+        {"backendRefs": [{"name": "books-v1"}]}]}}
+    change = Change(9, NOW - 27.5, ROUTE_KEY, "configured", v1_only, canary_route())
+    before = {(WEB, V1): ok(100)}
+    after = {(WEB, V1): ok(80), (WEB, V2): {**ok(16), "rq5": 4, "c500": 4},
+             (B1, IN): ok(40), (B3, IN): ok(40), (B2, IN): {**ok(16), "rq5": 4}}
+    timeline = list(steady(before, recent=after))
+    straddle = timeline[6]
+    assert straddle.start < change.at < straddle.start + straddle.seconds
+    timeline[6] = TimeSlot(straddle.start, straddle.seconds, MappingProxyType(
+        {(WEB, V1): ok(60), (WEB, V2): ok(3)}))
+    given = evidence(after, history=(change,), timeline=tuple(timeline))
+    found = diagnose(given).findings
+    assert (found[0].code, found[0].subject) == ("TUL1020", "service/books-v2.default"), found
+    [change_finding] = [f for f in found if f.code == "TUL1065"]
+    assert "had none before" in change_finding.cause and change_finding.explained_by

@@ -314,6 +314,7 @@ def change_preceded_errors(evidence: Evidence, scope: Scope) -> Iterator[Finding
         before, after = evidence.around(change.at)
         services = affected_services(change)
         rates_before, rates_after = _rates(before, services), _rates(after, services)
+        had_traffic = {ref for ref, (sent, _) in rates_before.items() if sent}
         # The slot the change fell in holds traffic from both sides of it: the healthy calls
         # (the old backend's, typically) of callers that ran before the change count as
         # before; a caller that started after it had no traffic before it.
@@ -342,8 +343,9 @@ def change_preceded_errors(evidence: Evidence, scope: Scope) -> Iterator[Finding
             # is how its failures reached callers (TUL1020 and the instance findings lead).
             healthy = sorted(r.host for r, p in rates_after.items() if r != ref
                              and p[0] >= ERRORS_MIN_REQUESTS and _rate(p) < HEALTHY_MAX_RATE)
-            new_backend = services is not None and not rates_before.get(ref, (0, 0))[0] \
-                and bool(healthy)
+            # Had none before: in the slots wholly before the change. A backend's first calls
+            # in the slot the change fell in are the change's doing, however well they went.
+            new_backend = services is not None and ref not in had_traffic and bool(healthy)
             yield Finding(
                 "TUL1065", Severity.ERROR, 85.0, resource_subject(change.key),
                 f"Calls to {ref.host} started failing right after revision {change.revision} "
