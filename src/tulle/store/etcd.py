@@ -16,12 +16,14 @@ Keys, under a prefix (``/tulle/`` unless told otherwise)::
 
 A write reads what it changes, then commits in one etcd transaction that holds only if
 ``meta/revision`` and every key it read are unchanged. Two replicas writing at once: one
-commits, the other reads again and retries, so revisions stay dense and ordered.
+commits, the other reads again and retries after a random pause (so that writers who
+collided do not collide again in step), so revisions stay dense and ordered.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,6 +35,7 @@ from tulle.store.base import Action, ApplyResult, Change, StoredResource
 from tulle.store.etcdclient import Delete, EtcdClient, KeyValue, Put
 
 MAX_ATTEMPTS = 20  # optimistic retries against concurrent writers before giving up
+RETRY_PAUSE_S = (0.005, 0.2)  # the first retry's longest pause, and any retry's
 _WIDTH = 20  # revisions are zero-padded so that key order is revision order
 
 
@@ -164,10 +167,12 @@ class EtcdStore:
 
     def _write(self, manifests: Sequence[tuple[ResourceKey, Mapping[str, Any]]],
                deletes: Sequence[ResourceKey], *, hint: str) -> list[ApplyResult]:
-        for _ in range(MAX_ATTEMPTS):
+        for tried in range(MAX_ATTEMPTS):
             attempt = self._attempt(manifests, deletes, hint)
             if attempt is not None:
                 return attempt
+            first, longest = RETRY_PAUSE_S
+            time.sleep(random.uniform(0, min(longest, first * 2 ** tried)))
         raise StateError(f"the store kept changing under this write ({MAX_ATTEMPTS} attempts)",
                          hint="another control-plane replica is writing heavily; retry")
 
