@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,12 @@ TARGET_API_MS = 50.0
 TARGET_RSS_PER_PROXY_MB = 0.5
 TARGET_N = 1000
 IDLE_S = 5.0
+STORM_TIMEOUT_ENV = "TULLE_BENCH_STORM_TIMEOUT_S"  # to look past the default 300 s
+
+
+def storm_timeout_s() -> float:
+    """How long the storm may take before the run fails."""
+    return float(os.environ.get(STORM_TIMEOUT_ENV, "300"))
 WORKERS = 2
 ROUTE_TABLE = names.outbound_route_config(ServiceRef("default", "svc-0000"))  # _route's parent
 
@@ -214,7 +221,12 @@ class Bench:
         workers = [psutil.Process(pid) for pid in self.fleet.pids]
         clients_cpu = sum(sum(w.cpu_times()[:2]) for w in workers)
         cpu, wall = self.cpu(), time.time()
-        completed = await self.fleet.connect([w.proxy for w in pool[:proxies]], timeout=300)
+        progress = asyncio.create_task(self.storm_progress(workers, wall))
+        try:
+            completed = await self.fleet.connect([w.proxy for w in pool[:proxies]],
+                                                 timeout=storm_timeout_s())
+        finally:
+            progress.cancel()
         results.storm_s = max(completed) - wall
         results.storm_cp_cpu_s = self.cpu() - cpu
         results.storm_clients_cpu_s = sum(sum(w.cpu_times()[:2]) for w in workers) - \
@@ -233,6 +245,23 @@ class Bench:
         await self.fleet.disconnect()
         await self.wait_disconnected()
         return results
+
+    async def storm_progress(self, clients: list[psutil.Process], wall: float) -> None:
+        """Every 15 s of a storm, on stderr: the streams the control plane has admitted, and
+        the CPU the control plane (with its workers) and the clients used meanwhile: a storm
+        that makes no progress on an idle machine is stranded, not slow."""
+        def clients_cpu() -> float:
+            return sum(sum(w.cpu_times()[:2]) for w in clients)
+        cpu, theirs, at = self.cpu(), clients_cpu(), time.monotonic()
+        while True:
+            await asyncio.sleep(15)
+            status = await self.call("get", "/v1/status")
+            now_cpu, now_theirs, now = self.cpu(), clients_cpu(), time.monotonic()
+            print(f"  storm {time.time() - wall:4.0f} s: {status['proxiesConnected']} streams "
+                  f"admitted; control plane {100 * (now_cpu - cpu) / (now - at):.0f} % CPU, "
+                  f"clients {100 * (now_theirs - theirs) / (now - at):.0f} %",
+                  file=sys.stderr, flush=True)
+            cpu, theirs, at = now_cpu, now_theirs, now
 
     async def check_against_tracker(self, nodes: list[str]) -> None:
         """Each synthetic proxy holds, per type, exactly the version the control plane
