@@ -195,7 +195,10 @@ class ControlPlaneSession:
                 self.reconnects += 1
                 await self._send_state(self.state, self.reason)
             except (TulleError, OSError, http.HttpError, TimeoutError) as exc:
-                log.debug("reconnect to %s:%d failed: %s", self._host, self._port, exc)
+                if isinstance(exc, IdentityError):  # refused, not unreachable: say why
+                    log.error("the control plane refuses this workload: %s", exc.message)
+                else:
+                    log.debug("reconnect to %s:%d failed: %s", self._host, self._port, exc)
                 self._host, self._port = before
                 continue
             if (self._host, self._port) != before:

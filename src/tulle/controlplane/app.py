@@ -151,6 +151,7 @@ class ControlPlane:
             shared=ca_files is not None)
         self.sessions = SessionService(
             self.registry, self.channels, enrol=self.identity.enrol,
+            admit=self.identity.admit,
             bootstrap=lambda workload, xds_token: sidecar_bootstrap(
                 workload, self.endpoint.agent_host, self.endpoint.xds_port, xds_token,
                 other_xds=self.replicas.other_xds() if self.replicas else (),
@@ -239,7 +240,8 @@ class ControlPlane:
 
     def _identity(self) -> MeshIdentity:
         return MeshIdentity(self.ca.trust_domain, self.ca.bundle_pem(),
-                            MappingProxyType(self.registry.certificates()))
+                            MappingProxyType(self.registry.certificates()),
+                            self.ca.crl_pem(), self.ca.revocation_mark())
 
     def _on_removed(self, node_id: str) -> None:
         self.hub.disconnect(node_id)

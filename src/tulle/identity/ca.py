@@ -1,7 +1,8 @@
 """The built-in certificate authority: trust anchors (roots), the active issuer, and signing.
 
 Layout of STATE_DIR/ca (0700):
-    state.json      trust domain, the anchors in the bundle, the active issuer, any rotation
+    state.json      trust domain, the anchors in the bundle, the active issuer, any rotation,
+                    the revoked workload certificates (tulle.identity.crl)
     <id>.crt        one CA certificate (root or issuer); <id> is a fingerprint prefix
     <id>.key        its private key, 0600; absent for imported roots kept offline
 
@@ -28,6 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tulle.errors import IdentityError, StateError
 from tulle.identity.cafiles import CaFiles, DirectoryFiles
+from tulle.identity.crl import Revocation, SignedLists, live, sign_crl
 from tulle.settings import ensure_private_dir
 
 ROOT_LIFETIME = dt.timedelta(days=3650)
@@ -92,6 +94,7 @@ class CaState:
     anchors: tuple[str, ...]
     issuer: str
     rotation: Rotation | None = None
+    revoked: tuple[Revocation, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -105,7 +108,8 @@ class CaState:
         return cls(trust_domain=data["trust_domain"], anchors=tuple(data["anchors"]),
                    issuer=data["issuer"],
                    rotation=Rotation(**{**rotation, "old_anchors": tuple(
-                       rotation["old_anchors"])}) if rotation else None)
+                       rotation["old_anchors"])}) if rotation else None,
+                   revoked=tuple(Revocation.from_dict(r) for r in data.get("revoked", ())))
 
 
 def fingerprint_id(certificate: x509.Certificate) -> str:
@@ -163,6 +167,7 @@ class CertificateAuthority:
         self.files = files
         self.state = state
         self._authorities = authorities
+        self._lists: SignedLists | None = None
 
     # -- opening -------------------------------------------------------------------------
 
@@ -275,6 +280,10 @@ class CertificateAuthority:
             raise IdentityError("the client certificate has expired or is not valid yet")
         if not self._issued_by_trusted_issuer(leaf):
             raise IdentityError("the client certificate does not chain to the trust bundle")
+        if self.is_revoked(f"{leaf.serial_number:x}"):
+            raise IdentityError(f"the client certificate (serial {leaf.serial_number:x}) was "
+                                "revoked", hint="a revoked workload joins again only with a "
+                                                "new join token (`tulle token create`)")
         try:
             names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         except x509.ExtensionNotFound as exc:
@@ -300,6 +309,54 @@ class CertificateAuthority:
                     continue
                 return True
         return False
+
+    # -- revocation ----------------------------------------------------------------------
+
+    def is_revoked(self, serial: str) -> bool:
+        return any(entry.serial == serial for entry in self.state.revoked)
+
+    def revocation_of(self, node_id: str) -> Revocation | None:
+        """The live revocation of a certificate issued to ``node_id``, if any."""
+        entries = live(self.state.revoked, _utcnow().timestamp())
+        return next((e for e in reversed(entries) if e.node_id == node_id), None)
+
+    def revocation_mark(self) -> str:
+        """A short mark of the live revoked serials ("" when none): it changes with them."""
+        serials = sorted(e.serial for e in live(self.state.revoked, _utcnow().timestamp()))
+        return hashlib.sha256(",".join(serials).encode()).hexdigest()[:16] if serials else ""
+
+    def revoke(self, entries: Iterable[Revocation]) -> tuple[Revocation, ...]:
+        """Add ``entries`` to the revoked certificates (on disk first); the ones not revoked
+        before are returned. Entries for expired certificates are dropped meanwhile."""
+        now = _utcnow().timestamp()
+        known = {(e.issuer_id, e.serial) for e in self.state.revoked}
+        added = tuple(e for e in live(entries, now) if (e.issuer_id, e.serial) not in known)
+        kept = live((*self.state.revoked, *added), now)
+        if added or kept != self.state.revoked:
+            self.commit(replace(self.state, revoked=kept))
+        return added
+
+    def crl_pem(self) -> str:
+        """One CRL per issuer that may have signed a live workload certificate, concatenated:
+        signed again only when the revocations or the issuers change, or half-way to the
+        lists' next update."""
+        now = _utcnow()
+        revoked = live(self.state.revoked, now.timestamp())
+        issuers = tuple(sorted(a.id for a in self._authorities.values()
+                               if not a.is_root and a.key is not None))
+        serials = frozenset((e.issuer_id, e.serial) for e in revoked)
+        lists = self._lists
+        if lists is None or not lists.still_good(issuers, serials, now):
+            pem = "".join(sign_crl(
+                self._authorities[ident].certificate, self._key_of(ident),
+                [e for e in revoked if e.issuer_id == ident], now) for ident in issuers)
+            lists = self._lists = SignedLists(now, issuers, serials, pem)
+        return lists.pem
+
+    def _key_of(self, ident: str) -> ec.EllipticCurvePrivateKey:
+        key = self._authorities[ident].key
+        assert key is not None, "only issuers whose key we hold sign lists"
+        return key
 
     # -- signing -------------------------------------------------------------------------
 

@@ -82,6 +82,8 @@ class MeshIdentity:
     trust_domain: str
     bundle_pem: str
     certificates: Mapping[str, WorkloadCertificate]  # by node id
+    crl_pem: str = ""  # the issuers' revocation lists (tulle.identity.crl)
+    revocations: str = ""  # a mark of the revoked serials: "" when none
 
 
 NO_IDENTITY = MeshIdentity("", "", MappingProxyType({}))

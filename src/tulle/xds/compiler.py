@@ -128,7 +128,8 @@ class ConfigCompiler:
                 own_listeners.append(memo.get(types.LISTENER, listeners.inbound_listener,
                                               proxy.address, proxy.inbound_port, proxy.app_port,
                                               protocol, mode, rate_limit, tracer,
-                                              logs.inbound()))
+                                              logs.inbound(), mesh.identity.trust_domain,
+                                              mesh.identity.revocations))
                 if is_http(protocol):
                     own_clusters.append(memo.get(types.CLUSTER, clusters.inbound_cluster,
                                                  proxy.app_port, own_protocol, own_detected,
@@ -175,8 +176,8 @@ class ConfigCompiler:
                                          mesh.routes.get(ref, ())))
             for host in routes.outbound_scope_hosts(namespace, ref):
                 scopes.append(memo.get(types.SCOPED_ROUTE, routes.outbound_scope, host, ref))
-        bundle = (memo.get(types.SECRET, secrets.bundle_secret, trust_domain,
-                           mesh.identity.bundle_pem),) if trust_domain else ()
+        bundle = (memo.get(types.SECRET, secrets.bundle_secret, mesh.identity.bundle_pem,
+                           mesh.identity.crl_pem),) if trust_domain else ()
         shared = SharedConfig.of(next(self._serials), {
             types.SECRET: bundle,
             types.CLUSTER: cluster_list,

@@ -9,7 +9,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
-from envoy.extensions.transport_sockets.tls.v3 import tls_pb2, tls_spiffe_validator_config_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from tests.unit.xds.consistency import tls_context
 from tests.unit.xds.tls import (
@@ -33,18 +33,22 @@ BOOKS_ID = f"spiffe://{TD}/ns/shop/sa/books"
 ADMIN_ID = f"spiffe://{TD}/ns/shop/sa/books-admin"
 
 
-def test_the_bundle_secret_validates_peers_as_spiffe_ids_of_the_trust_domain() -> None:
-    secret = secrets.bundle_secret(TD, BUNDLE)
+def test_the_bundle_secret_holds_the_roots_and_checks_leaves_against_the_lists() -> None:
+    """Envoy's default validator, not the SPIFFE one: the SPIFFE validator ignores CRLs."""
+    secret = secrets.bundle_secret(BUNDLE, "LISTS PEM")
     assert secret.name == names.BUNDLE_SECRET
     context = secret.validation_context
-    assert not context.HasField("trusted_ca"), "the SPIFFE validator holds the roots"
-    validator_config = context.custom_validator_config
-    assert validator_config.name == "envoy.tls.cert_validator.spiffe"
-    validator = tls_spiffe_validator_config_pb2.SPIFFECertValidatorConfig()
-    assert validator_config.typed_config.Unpack(validator)
-    [domain] = validator.trust_domains
-    assert domain.name == TD
-    assert domain.trust_bundle.inline_string == BUNDLE
+    assert not context.HasField("custom_validator_config")
+    assert context.trusted_ca.inline_string == BUNDLE
+    assert context.crl.inline_string == "LISTS PEM"
+    assert context.only_verify_leaf_cert_crl, "issuers are checked by signature, not lists"
+    # SAN matchers here would merge into each side's own (a caller's exact identities).
+    assert not context.match_typed_subject_alt_names
+
+
+def test_without_lists_the_bundle_secret_checks_no_revocation() -> None:
+    context = secrets.bundle_secret(BUNDLE).validation_context
+    assert not context.HasField("crl") and not context.only_verify_leaf_cert_crl
 
 
 def test_the_identity_secret_sends_the_chain_and_only_the_path_of_the_key() -> None:
@@ -102,7 +106,8 @@ def test_pooled_http_connections_do_not_outlive_their_certificates(
 # -- the inbound listener ------------------------------------------------------------------------
 
 def inbound(protocol: Protocol, mode: MtlsMode | None) -> Any:
-    return listeners.inbound_listener("10.0.0.1", 15006, 8080, protocol, mode)
+    return listeners.inbound_listener("10.0.0.1", 15006, 8080, protocol, mode,
+                                      trust_domain=TD)
 
 
 def downstream(chain: Any) -> tls_pb2.DownstreamTlsContext:
@@ -121,6 +126,26 @@ def test_strict_accepts_only_mtls(protocol: Protocol) -> None:
     assert sds_names(context) == SDS_NAMES
     assert not listener.listener_filters
     assert not chain.HasField("filter_chain_match"), "no plaintext fallback"
+
+
+@pytest.mark.parametrize("mode", ["STRICT", "PERMISSIVE"])
+def test_a_callee_accepts_any_identity_of_the_trust_domain_and_nothing_else(
+        mode: MtlsMode) -> None:
+    context = downstream(inbound("http", mode).filter_chains[0])
+    default = context.common_tls_context.combined_validation_context.default_validation_context
+    [matcher] = default.match_typed_subject_alt_names
+    assert matcher.san_type == matcher.URI
+    assert matcher.matcher.prefix == f"spiffe://{TD}/", "the slash: not example.org.evil"
+
+
+def test_a_revocation_changes_the_mtls_filter_chain_so_envoy_drains_its_connections() -> None:
+    def chains(mark: str) -> Any:
+        return listeners.inbound_listener("10.0.0.1", 15006, 8080, "http", "PERMISSIVE",
+                                          trust_domain=TD, revocations=mark).filter_chains
+    (secure, plain), (revoked, plain_after) = chains(""), chains("0123abcd")
+    assert secure != revoked and plain == plain_after, "only mTLS callers are drained"
+    assert revoked.metadata.filter_metadata["tulle"]["revocations"] == "0123abcd"
+    assert chains("0123abcd") == chains("0123abcd"), "the same mark, the same chain"
 
 
 @pytest.mark.parametrize("protocol", ["http", "tcp"])

@@ -4,6 +4,8 @@ signing of workload certificates (the agents' TLS identity port).
     GET  /v1/identity/status
     POST /v1/identity/rotate         {"kind": "root" | "issuer", "dryRun": false}
     POST /v1/identity/import         {"root", "issuer", "issuerKey": PEM, "dryRun": false}
+    POST /v1/workloads/{node}/revoke  revoke the workload's certificates and end its
+                                     registration; answers once every proxy has the lists
     POST /v1/identity/certificates   (identity port) {"node", "csr", "keyGeneration": N},
                                      authorised by a join token (Authorization: Bearer) or the
                                      TLS client certificate. The key's location is the control
@@ -19,6 +21,7 @@ from aiohttp import web
 from tulle.controlplane.api.routing import Route, json_object, json_response
 from tulle.controlplane.services.identity import Caller, IdentityService, SigningRequest
 from tulle.controlplane.services.rotation import Rotator, load_import
+from tulle.controlplane.services.sessions import SessionService
 from tulle.errors import UsageError
 from tulle.security import bearer
 
@@ -26,7 +29,8 @@ ROTATE_EXAMPLE = '{"kind": "root" | "issuer", "dryRun": false}'
 SIGN_EXAMPLE = '{"node": "books-1.default", "csr": PEM, "keyGeneration": 1}'
 
 
-def routes(identity: IdentityService, rotator: Rotator) -> list[Route]:
+def routes(identity: IdentityService, rotator: Rotator, sessions: SessionService
+           ) -> list[Route]:
     async def status(request: web.Request) -> web.StreamResponse:
         return json_response(identity.status().to_json())
 
@@ -50,7 +54,14 @@ def routes(identity: IdentityService, rotator: Rotator) -> list[Route]:
         return json_response({"kind": kind, **await rotator.rotate(
             kind, new_root=root, new_issuer=issuer)})
 
+    async def revoke(request: web.Request) -> web.StreamResponse:
+        node_id = request.match_info["node"]
+        revoked = await identity.revoke(node_id)
+        sessions.end(node_id)
+        return json_response(revoked.to_json())
+
     return [
+        Route("POST", "/v1/workloads/{node}/revoke", revoke),
         Route("GET", "/v1/identity/status", status),
         Route("POST", "/v1/identity/rotate", rotate),
         Route("POST", "/v1/identity/import", import_pki),

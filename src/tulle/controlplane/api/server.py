@@ -85,7 +85,7 @@ def make_api(s: Services, token: str, metrics_token: str | None) -> web.Applicat
         *history.routes(s.history),
         *proxies.routes(s.proxies, s.views, s.hub),
         *agents.routes(s.sessions, s.identity, s.telemetry),
-        *identity.routes(s.identity, s.rotator),
+        *identity.routes(s.identity, s.rotator, s.sessions),
         *joins.routes(s.joins),
         *observe.telemetry_routes(s.telemetry),
         *observe.tap_routes(s.taps),

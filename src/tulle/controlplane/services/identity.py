@@ -34,6 +34,7 @@ from tulle.controlplane.services import PushSoon, WaitSynced
 from tulle.errors import IdentityError, NotFoundError, TulleError, UsageError
 from tulle.identity import xdsclient
 from tulle.identity.ca import CertificateAuthority, leaf_der
+from tulle.identity.crl import Revocation
 from tulle.identity.spiffe import control_plane_id, spiffe_id
 from tulle.identity.status import (
     AuthorityStatus,
@@ -51,6 +52,7 @@ log = logging.getLogger("tulle.identity")
 
 SERVER_CERT_LIFETIME_S = 7 * 86400.0
 ACK_TIMEOUT_S = 5.0
+REVOKE_SYNC_TIMEOUT_S = 10.0
 EXPIRY_WARNING_DAYS = 90.0
 MAX_KEY_GENERATION = 2**31 - 1
 
@@ -81,6 +83,18 @@ class Signed:
     not_after: float
     trust_bundle: str
     acked: bool  # the workload's proxy ACKed the new certificate
+
+
+@dataclass(frozen=True)
+class Revoked:
+    node_id: str
+    serials: tuple[str, ...]  # the certificates revoked now (none: mTLS is off, or no cert)
+    mesh_version: int  # the push that carries the revocation lists
+    synced: bool  # every connected proxy ACKed it in time
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node_id, "serials": list(self.serials),
+                "meshVersion": self.mesh_version, "synced": self.synced}
 
 
 class IdentityService:
@@ -243,6 +257,41 @@ class IdentityService:
                 "instance it was issued to",
                 hint="an agent whose certificate was replaced enrols again with a join token "
                      "(it does so on its own)")
+
+    # -- revocation ----------------------------------------------------------------------
+
+    def admit(self, workload: Workload) -> None:
+        """A revoked workload does not register again under its name while its revoked
+        certificate would still be valid: its agent would otherwise get a new one at once."""
+        entry = self.ca.revocation_of(workload.node_id)
+        if entry is not None:
+            until = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(entry.not_after))
+            raise IdentityError(
+                f"workload {workload.node_id} was revoked; it cannot register under this "
+                f"name until its revoked certificate expires ({until})",
+                hint="if its host is trusted again, start the workload under another name "
+                     "(--name)")
+
+    async def revoke(self, node_id: str) -> Revoked:
+        """Revoke every certificate that vouches for ``node_id`` (its current and previous
+        ones) and end its registration: its endpoints leave every proxy, its xDS stream
+        closes, and every proxy gets revocation lists that refuse the certificates, in one
+        push. Waits until every connected proxy has ACKed that push (at most
+        ``REVOKE_SYNC_TIMEOUT_S``)."""
+        workload = self._registry.get(node_id)
+        if workload is None:
+            raise NotFoundError(f"no workload {node_id} is registered",
+                                hint="list them with `tulle get workloads`")
+        now = time.time()
+        held = self._registry.renewal_certificates(node_id)
+        added = self.ca.revoke(Revocation(c.serial, c.issuer_id, c.not_after, node_id, now)
+                               for c in held)
+        self._registry.remove(node_id, reason="its certificate was revoked")
+        version = await self._push_soon()
+        synced = await self._wait_synced(version, REVOKE_SYNC_TIMEOUT_S)
+        log.warning("revoked %s: %s", node_id,
+                    ", ".join(f"serial {e.serial}" for e in added) or "it held no certificate")
+        return Revoked(node_id, tuple(e.serial for e in added), version, synced)
 
     # -- the agents' TLS port ------------------------------------------------------------
 

@@ -103,7 +103,10 @@ class SessionService:
                  bootstrap: Callable[[Workload, str], Message], push: Push,
                  wait_synced: WaitSynced, connected: Callable[[], list[str]],
                  control_planes: Callable[[], list[Message]] = list,
-                 mesh: Callable[[], MeshSnapshot] | None = None) -> None:
+                 mesh: Callable[[], MeshSnapshot] | None = None,
+                 admit: Callable[[Workload], None] = lambda workload: None) -> None:
+        """``admit`` raises for a workload that may not register (a revoked one)."""
+        self._admit = admit
         self._control_planes = control_planes
         self._mesh = mesh
         self._probes: dict[str, str] = {}  # node id -> the readiness probe it was told
@@ -117,6 +120,7 @@ class SessionService:
         self._stopping = False
 
     def open(self, workload: Workload, credentials: Credentials) -> AgentSession:
+        self._admit(workload)
         session_id = self._registry.register(workload, credentials)
         registered = self._registry.get(workload.node_id)
         assert registered is not None
@@ -133,6 +137,12 @@ class SessionService:
             greeting["probe"] = self._probes[workload.node_id] = probe
         queue = self._channels.open(workload.node_id)
         return AgentSession(self, registered, session_id, greeting, queue)
+
+    def end(self, node_id: str) -> None:
+        """End a workload's session from our side (it was revoked): its agent is told."""
+        queue = self._channels.queues.get(node_id)
+        if queue is not None:
+            queue.put_nowait(AgentChannels.END)
 
     def published(self, mesh: MeshSnapshot) -> None:
         """A new snapshot: tell each connected agent whose readiness probe it changed (a

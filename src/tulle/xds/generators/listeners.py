@@ -57,9 +57,13 @@ def outbound_listener(port: int,
 def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
                      mtls: MtlsMode | None, rate_limit: RateLimit | None = None,
                      tracing: ProxyTracing | None = None,
-                     access_log: HttpLogging | None = None) -> listener_pb2.Listener:
+                     access_log: HttpLogging | None = None, trust_domain: str = "",
+                     revocations: str = "") -> listener_pb2.Listener:
     """Mesh traffic for the local application. ``mtls`` None: plaintext only (no CA).
-    ``rate_limit``: the service's own limit, enforced by each of its instances."""
+    ``rate_limit``: the service's own limit, enforced by each of its instances.
+    ``revocations``: a mark of the revoked certificates; when it changes, the mTLS filter
+    chain changes with it, so Envoy drains the connections it accepted before: a revoked
+    peer's open connections end too, not only its new handshakes."""
     def network_filter_for(stat_prefix: str) -> listener_components_pb2.Filter:
         if protocol == "tcp":
             return _tcp_proxy(stat_prefix, names.inbound_cluster(app_port))
@@ -79,7 +83,9 @@ def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
     if mtls is None:
         return listener
     secure = listener.filter_chains[0]
-    secure.transport_socket.CopyFrom(tls_socket(downstream_tls()))
+    secure.transport_socket.CopyFrom(tls_socket(downstream_tls(trust_domain)))
+    if revocations:
+        secure.metadata.filter_metadata["tulle"].update({"revocations": revocations})
     if mtls == "PERMISSIVE":
         # Sniff the first bytes: TLS goes to the mTLS chain, anything else to plaintext.
         listener.listener_filters.append(listener_components_pb2.ListenerFilter(

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from envoy.config.core.v3 import base_pb2, extension_pb2
+from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import (
     common_pb2,
     secret_pb2,
     tls_pb2,
-    tls_spiffe_validator_config_pb2,
 )
 from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import wrappers_pb2
 
 from tulle.xds import names
-from tulle.xds.generators.common import ads_source, pack
+from tulle.xds.generators.common import ads_source
 
 
 def identity_secret(chain_pem: str, key_path: str) -> secret_pb2.Secret:
@@ -24,16 +23,19 @@ def identity_secret(chain_pem: str, key_path: str) -> secret_pb2.Secret:
     return secret_pb2.Secret(name=names.IDENTITY_SECRET, tls_certificate=certificate)
 
 
-def bundle_secret(trust_domain: str, bundle_pem: str) -> secret_pb2.Secret:
-    """Peers must chain to the bundle and carry a SPIFFE ID of the trust domain."""
-    validator = tls_spiffe_validator_config_pb2.SPIFFECertValidatorConfig(trust_domains=[
-        tls_spiffe_validator_config_pb2.SPIFFECertValidatorConfig.TrustDomain(
-            name=trust_domain, trust_bundle=base_pb2.DataSource(inline_string=bundle_pem))])
-    return secret_pb2.Secret(
-        name=names.BUNDLE_SECRET,
-        validation_context=common_pb2.CertificateValidationContext(
-            custom_validator_config=extension_pb2.TypedExtensionConfig(
-                name="envoy.tls.cert_validator.spiffe", typed_config=pack(validator))))
+def bundle_secret(bundle_pem: str, crl_pem: str = "") -> secret_pb2.Secret:
+    """Peers must chain to the bundle, and their certificate must not be on the issuer's
+    revocation list (``crl_pem``: one list per issuer of live workload certificates; see
+    tulle.identity.crl). Which SPIFFE IDs are accepted is each side's to say: the callee
+    accepts the trust domain (:func:`downstream_tls`), a caller only the service's own
+    identities (:func:`upstream_tls`). Envoy's SPIFFE validator would check the trust domain
+    here, but it ignores revocation lists."""
+    context = common_pb2.CertificateValidationContext(
+        trusted_ca=base_pb2.DataSource(inline_string=bundle_pem))
+    if crl_pem:
+        context.crl.inline_string = crl_pem
+        context.only_verify_leaf_cert_crl = True
+    return secret_pb2.Secret(name=names.BUNDLE_SECRET, validation_context=context)
 
 
 _combined = tls_pb2.CommonTlsContext.CombinedCertificateValidationContext
@@ -56,12 +58,17 @@ def upstream_tls(sni: str, peer_ids: tuple[str, ...]) -> tls_pb2.UpstreamTlsCont
             validation_context_sds_secret_config=_sds(names.BUNDLE_SECRET))))
 
 
-def downstream_tls() -> tls_pb2.DownstreamTlsContext:
-    """A callee's side: present our identity, require a client certificate from the trust
-    domain."""
+def downstream_tls(trust_domain: str) -> tls_pb2.DownstreamTlsContext:
+    """A callee's side: present our identity, require a client certificate that chains to
+    the bundle and carries a SPIFFE ID of the trust domain."""
+    of_the_domain = common_pb2.SubjectAltNameMatcher(
+        san_type=common_pb2.SubjectAltNameMatcher.URI,
+        matcher=string_pb2.StringMatcher(prefix=f"spiffe://{trust_domain}/"))
     return tls_pb2.DownstreamTlsContext(
         require_client_certificate=wrappers_pb2.BoolValue(value=True),
         common_tls_context=tls_pb2.CommonTlsContext(
             tls_certificate_sds_secret_configs=[_sds(names.IDENTITY_SECRET)],
-            validation_context_sds_secret_config=_sds(names.BUNDLE_SECRET)))
-
+            combined_validation_context=_combined(
+                default_validation_context=common_pb2.CertificateValidationContext(
+                    match_typed_subject_alt_names=[of_the_domain]),
+                validation_context_sds_secret_config=_sds(names.BUNDLE_SECRET))))
