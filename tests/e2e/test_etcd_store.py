@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -19,8 +20,11 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.test_identity import inbound_port
+from tests.e2e.test_revoke import answers, current_identity
 from tests.support.etcd import etcd_cluster, etcd_server
 from tests.support.mesh import TULLE, Mesh, wait_for
+from tests.support.pki import Identity, https_get
 from tests.support.ports import free_port
 from tests.support.traffic import Traffic
 
@@ -229,6 +233,37 @@ def test_workloads_registered_with_two_replicas_call_each_other(replicas: Replic
     books.stop()
     wait_for("books-1's endpoint gone from web-1's sidecar",
              lambda: not b.endpoints("web-1", "books"), 20)
+
+
+def test_a_revocation_on_one_replica_reaches_the_proxies_of_another(replicas: Replicas) -> None:
+    """web-1 registers with A, books-1 with B. Revoking web-1 on B says A holds it; on A it
+    works, and B follows the CA's state in etcd: books-1's sidecar (B's proxy) refuses
+    web-1's certificate and drains its connection, while web-2 goes on."""
+    a, b = replicas()
+    b.run("books", name="books-1")
+    web1, web2 = a.run("web", name="web-1"), a.run("web", name="web-2")
+    wait_for("books-1's endpoint in web-1's sidecar (registered with the other replica)",
+             lambda: a.endpoints("web-1", "books") and a.endpoints("web-2", "books"), 20)
+    assert a.call(web1, "http://books/")["status"] == 200
+    stolen = current_identity(a, "web-1")
+    port = inbound_port(b, "books-1")
+    assert https_get(port, "/before", identity=stolen)[0] == 200
+
+    elsewhere = b.cli("workload", "revoke", "web-1", check=False)
+    assert elsewhere.returncode != 0 and "registered with replica" in elsewhere.stderr
+    a.cli("workload", "revoke", "web-1")
+    wait_for("books-1's sidecar on B to refuse web-1's revoked certificate",
+             lambda: _refuses(port, stolen), 20)
+    wait_for("web-1's calls to books to stop", lambda: not answers(a, web1), 20)
+    assert answers(a, web2)
+
+
+def _refuses(port: int, identity: Identity) -> bool:
+    try:
+        https_get(port, "/after", identity=identity)
+    except (ssl.SSLError, OSError):
+        return True
+    return False
 
 
 def test_when_a_replica_dies_its_agents_and_proxies_move_to_another(replicas: Replicas) -> None:

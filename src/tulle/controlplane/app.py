@@ -50,6 +50,7 @@ from tulle.controlplane.services.tap import (
     TapService,
 )
 from tulle.controlplane.services.telemetry import TelemetryService
+from tulle.errors import TulleError
 from tulle.identity.ca import CertificateAuthority
 from tulle.identity.cafiles import CaFiles
 from tulle.identity.hostjoin import JoinGrants
@@ -139,7 +140,9 @@ class ControlPlane:
             workload_lifetime_s=lambda: self._mesh().settings.workload_lifetime_s,
             ca_dir=paths.ca_dir, identity_port=lambda: self.endpoint.identity_port,
             key_dir=lambda workload: Path(workload.key_dir) if workload.key_dir
-            else paths.identity_dir(workload.namespace, workload.name))
+            else paths.identity_dir(workload.namespace, workload.name),
+            held_elsewhere=lambda node_id: self.replicas.holder_of(node_id)
+            if self.replicas is not None else None)
         self.joins = JoinService(
             JoinGrants(storage.join_files(paths, self.store)), self.ca,
             lambda: f"https://{_host_port(self.endpoint.agent_host, self.endpoint.identity_port)}")
@@ -212,6 +215,22 @@ class ControlPlane:
 
     def _changed(self) -> None:
         self.config.changed()
+
+    def _ca_changed(self) -> None:
+        """The CA's files changed in the shared store: follow another replica's revocation or
+        rotation step (our own writes find nothing new). New roots are trusted on the
+        identity port at once; proxies get the new bundle and lists with the next push."""
+        bundle = self.ca.bundle_pem()
+        try:
+            if not self.ca.reload():
+                return
+        except TulleError as exc:
+            log.warning("cannot follow the CA's state in the shared store: %s", exc.message)
+            return
+        log.info("the CA's state changed on another replica: following it")
+        if self.ca.bundle_pem() != bundle:
+            self.identity.refresh_server_identity()
+        self._changed()
 
     def _endpoint_record(self) -> dict[str, Any]:
         return {"host": self.endpoint.host, "agentHost": self.endpoint.agent_host,
@@ -302,7 +321,8 @@ class ControlPlane:
                                             api_port=int(self._api.addresses[0][1]))
         self.endpoint.save(self.paths)
         if self.replicas is not None and watch_from is not None:
-            await self.replicas.start(watch_from, self.resources, self.registry.persist_all)
+            await self.replicas.start(watch_from, self.resources, self.registry.persist_all,
+                                      self._ca_changed)
         self._tasks.append(asyncio.create_task(self._expire_orphans()))
         self._tasks.append(asyncio.create_task(self.identity.keep_server_identity()))
         for warning in self.identity.expiry_warnings():

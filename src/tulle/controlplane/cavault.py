@@ -25,7 +25,7 @@ from tulle.store.etcd import EtcdStore
 
 ENV_KEY = "TULLE_CA_ENCRYPTION_KEY"
 _MAGIC = b"tulle-ca-v1:"
-_AREA = "ca"
+CA_AREA = "ca"
 
 
 def encryption_key(path: str | None) -> bytes:
@@ -72,7 +72,7 @@ class SealedFiles:
         return _MAGIC + nonce + self._aead.encrypt(nonce, data, name.encode())
 
     def read(self, name: str) -> bytes | None:
-        sealed = self._store.read_file(_AREA, name)
+        sealed = self._store.read_file(CA_AREA, name)
         if sealed is None:
             return None
         if not sealed.startswith(_MAGIC):
@@ -88,7 +88,7 @@ class SealedFiles:
                                   f"{ENV_KEY})") from exc
 
     def write(self, name: str, data: bytes) -> None:
-        self._store.write_file(_AREA, name, self._seal(name, data))
+        self._store.write_file(CA_AREA, name, self._seal(name, data))
 
     def create(self, name: str, data: bytes) -> bool:
-        return self._store.create_file(_AREA, name, self._seal(name, data))
+        return self._store.create_file(CA_AREA, name, self._seal(name, data))

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from tulle.controlplane import peers
+from tulle.controlplane.cavault import CA_AREA
 from tulle.controlplane.peers import PeerAnswers
 from tulle.controlplane.replicahealth import replica_health
 from tulle.controlplane.replication import (
@@ -63,6 +64,15 @@ class ReplicaSet:
     def others(self) -> list[Mapping[str, Any]]:
         return [r for ident, r in sorted(self._replicas.items()) if ident != self.store.replica]
 
+    def holder_of(self, node_id: str) -> str | None:
+        """Which other replica holds ``node_id``'s registration, and where its API is."""
+        for replica, workload in self.remote.by_replica():
+            if workload.node_id == node_id:
+                where = self._replicas.get(replica)
+                return (f"replica {replica} (API {where['host']}:{where['apiPort']})"
+                        if where else f"replica {replica}")
+        return None
+
     def other_xds(self) -> tuple[tuple[str, int], ...]:
         return tuple((str(r.get("agentHost") or r["host"]), int(r["xdsPort"]))
                      for r in self.others())
@@ -94,9 +104,10 @@ class ReplicaSet:
         await asyncio.to_thread(self.remote.load)
 
     async def start(self, after: int, resources: ResourceService,
-                    persist_all: Callable[[], None]) -> None:
+                    persist_all: Callable[[], None], ca_changed: Callable[[], None]) -> None:
         """Once this replica listens: announce it, and follow the others from etcd revision
-        ``after`` (read before the resources were loaded)."""
+        ``after`` (read before the resources were loaded). ``ca_changed``: the CA's files
+        were written (by any replica, this one included)."""
         await self.refresh()
         loop = asyncio.get_running_loop()
 
@@ -112,7 +123,9 @@ class ReplicaSet:
         self._watches = [
             Watch("resources", self.store, loop, self.store.resource_changes, absorb, reload),
             Watch("workloads", self.store, loop, self.store.workload_changes,
-                  self.remote.apply, self.remote.resync)]
+                  self.remote.apply, self.remote.resync),
+            Watch("ca", self.store, loop, lambda at: self.store.file_changes(CA_AREA, at),
+                  lambda names: ca_changed(), ca_changed)]
         for watch in self._watches:
             watch.start(after)
         self._spawn(keep_lease(self.store, persist_all, self.refresh))

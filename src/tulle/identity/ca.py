@@ -202,6 +202,28 @@ class CertificateAuthority:
             ca._authorities[ident] = ca._load(ident)
         return ca
 
+    def reload(self) -> bool:
+        """Read state.json again, for a store that other replicas write (a revocation or a
+        rotation step made elsewhere); load the CA certificates it names that are new here.
+        Whether the state changed."""
+        raw = self.files.read("state.json")
+        try:
+            state = CaState.from_json((raw or b"").decode())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(f"{self.files.where}: state.json is corrupt: {exc}",
+                             hint="restore the CA from a backup") from exc
+        if state == self.state:
+            return False
+        previous, self.state = self.state, state
+        try:
+            for ident in {*state.anchors, state.issuer, *self._rotation_ids()}:
+                if ident not in self._authorities:
+                    self._authorities[ident] = self._load(ident)
+        except StateError:
+            self.state = previous
+            raise
+        return True
+
     def _rotation_ids(self) -> Iterable[str]:
         rotation = self.state.rotation
         if rotation is None:

@@ -240,6 +240,14 @@ class EtcdStore:
         start = self._key(area, "")
         return [kv.key[len(start):].decode() for kv in self._etcd.prefix(start)]
 
+    def file_changes(self, area: str, after: int, *, idle_s: float = 30.0
+                     ) -> Iterator[tuple[int, list[str]]]:
+        """Names of ``area``'s files written or deleted after etcd revision ``after`` (by any
+        replica), as (etcd revision, [name])."""
+        start = self._key(area, "")
+        for revision, events in self._etcd.watch(start, after + 1, idle_s=idle_s):
+            yield revision, [e.kv.key[len(start):].decode() for e in events]
+
     def create_file(self, area: str, name: str, data: bytes) -> bool:
         """Write only if absent; whether it was written."""
         key = self._key(area, name)

@@ -103,8 +103,11 @@ class IdentityService:
                  wait_synced: WaitSynced, proxy_connected: Callable[[str], bool],
                  workload_lifetime_s: Callable[[], float], ca_dir: Path,
                  identity_port: Callable[[], int],
-                 key_dir: Callable[[Workload], Path]) -> None:
-        """``key_dir``: a workload's identity directory, where its agent writes its keys."""
+                 key_dir: Callable[[Workload], Path],
+                 held_elsewhere: Callable[[str], str | None] = lambda node_id: None) -> None:
+        """``key_dir``: a workload's identity directory, where its agent writes its keys;
+        ``held_elsewhere``: which other replica holds a node's registration, if one does."""
+        self._held_elsewhere = held_elsewhere
         self.ca = ca
         self.tokens = tokens
         self._registry = registry
@@ -280,6 +283,11 @@ class IdentityService:
         ``REVOKE_SYNC_TIMEOUT_S``)."""
         workload = self._registry.get(node_id)
         if workload is None:
+            holder = self._held_elsewhere(node_id)
+            if holder is not None:
+                raise NotFoundError(f"{node_id} is registered with {holder}, not this one",
+                                    hint="run `tulle workload revoke` against that replica: "
+                                         "it holds the workload's certificates and session")
             raise NotFoundError(f"no workload {node_id} is registered",
                                 hint="list them with `tulle get workloads`")
         now = time.time()
