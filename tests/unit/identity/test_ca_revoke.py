@@ -134,3 +134,16 @@ def test_openssl_refuses_the_revoked_leaf_and_accepts_its_sibling(
     assert refused.returncode != 0 and "revoked" in refused.stdout + refused.stderr
     accepted = verify(sibling)
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+
+
+def test_another_replicas_revocation_is_followed_by_reloading(
+        ca: CertificateAuthority, tmp_path: Path) -> None:
+    """Two replicas share the CA's files: one revokes, the other reloads and refuses too."""
+    other = CertificateAuthority.open(tmp_path / "ca", TRUST_DOMAIN)
+    issued = issue(ca)
+    ca.revoke([revocation(issued)])
+    assert not other.is_revoked(issued.serial)
+    assert other.reload() is True
+    assert other.is_revoked(issued.serial) and other.crl_pem() != ""
+    assert other.revocation_mark() == ca.revocation_mark()
+    assert other.reload() is False, "nothing new"
