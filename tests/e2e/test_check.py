@@ -22,7 +22,8 @@ CONTROL_PLANE_IDS = {"cp-running", "cp-reachable", "cp-authenticated", "cp-versi
                      "store-integrity", "store-readable", "replicas-answering",
                      "replicas-clock", "etcd-quorum", "hosts-reachable", "hosts-clock",
                      "identity-anchors", "identity-issuer",
-                     "identity-algorithms", "identity-issuer-signed", "identity-expiry"}
+                     "identity-algorithms", "identity-issuer-signed", "identity-expiry",
+                     "identity-join-tokens"}
 PROXY_IDS = {"proxies-connected", "proxies-synced", "proxies-streams", "proxies-certificates",
              "proxies-versions", "proxies-agent-versions",
              "telemetry-reports", "traffic-endpoints", "traffic-edges", "traffic-sidecars",

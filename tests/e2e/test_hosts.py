@@ -198,6 +198,13 @@ def test_a_workload_on_another_host_joins_and_calls_by_name_over_mtls(
         assert states[fresh["id"]] == "valid" and states[other["id"]] == "valid"
         names = {w["name"] for w in mesh.api.get("/v1/workloads")}
         assert names == {"books-1", "web-1"}
+        # `tulle check` names the host that never got in: its token expired unused.
+        result = mesh.cli("check", "-o", "json", check=False)
+        tokens = {c["id"]: c for c in json.loads(result.stdout)["checks"]}[
+            "identity-join-tokens"]
+        assert tokens["status"] == "warning", json.dumps(tokens, indent=1)
+        assert f"join token {short['id']} for web.default expired unused" in tokens["message"]
+        assert made["id"] not in tokens["message"], "a used token is not news"
     finally:
         joiner.close()
 

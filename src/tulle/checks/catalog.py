@@ -72,6 +72,11 @@ CONTROL_PLANE_CHECKS: tuple[Check[CheckApi], ...] = (
     Check("identity-expiry", "identity", "the anchors and issuer have 60 days or more left",
           "rotate before they expire: `tulle certs rotate issuer` (or `root`)", cp.expiry,
           fatal=False, needs=API),
+    Check("identity-join-tokens", "identity",
+          "no join token expired unused in the last day, and none is about to",
+          "make a new token for the host that did not join: `tulle token create --service "
+          "NAME` (`tulle token list` shows them all)", cp.join_tokens, fatal=False,
+          needs=API),
 )
 
 PROXY_CHECKS: tuple[Check[CheckApi], ...] = (

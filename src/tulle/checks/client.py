@@ -135,6 +135,9 @@ class CheckApi:
     def hosts(self) -> dict[str, Any]:
         return dict(self.get("/v1/health/hosts"))
 
+    def join_tokens(self) -> list[dict[str, Any]]:
+        return list(self.get("/v1/join-tokens")["tokens"])
+
     def edges(self, window_s: float) -> dict[str, Any]:
         self.refresh()
         return dict(self.get("/v1/health/edges", {"window": window_s}))

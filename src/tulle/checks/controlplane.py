@@ -4,6 +4,7 @@ and returns an Outcome; the table in ``catalog`` says which is which."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from cryptography import x509
@@ -265,3 +266,41 @@ def evaluate_expiry(authorities: list[x509.Certificate], now: dt.datetime, min_d
     if warnings:
         return Outcome.warning("\n".join(warnings), daysLeft=left)
     return Outcome.ok(f"the first expires in {min(left.values()):.0f} days", daysLeft=left)
+
+
+JOIN_EXPIRED_RECENTLY_S = 86400.0  # an unused token that expired within a day is reported
+JOIN_EXPIRES_SOON_S = 600.0
+
+
+def join_tokens(api: CheckApi) -> Outcome:
+    return evaluate_join_tokens(api.join_tokens(), time.time())
+
+
+def evaluate_join_tokens(tokens: list[dict[str, Any]], now: float) -> Outcome:
+    """Hosts that were meant to join and did not: a token that expired unused within the
+    last day (its host, started late, is refused), and one about to."""
+    lapsed = [t for t in tokens if t["state"] == "expired" and not t.get("usedAt")
+              and now - float(t["expiresAt"]) < JOIN_EXPIRED_RECENTLY_S]
+    closing = [t for t in tokens if t["state"] == "valid"
+               and float(t["expiresAt"]) - now < JOIN_EXPIRES_SOON_S]
+    valid = sum(1 for t in tokens if t["state"] == "valid")
+    lines = [f"join token {t['id']} for {t['service']}.{t['namespace']} expired unused "
+             f"{_ago(now - float(t['expiresAt']))} ago: the host it was made for never "
+             "joined, and is refused if it tries now" for t in lapsed]
+    lines += [f"join token {t['id']} for {t['service']}.{t['namespace']} expires in "
+              f"{_ago(float(t['expiresAt']) - now)}, unused" for t in closing]
+    if lines:
+        return Outcome.warning("\n".join(lines), expiredUnused=[t["id"] for t in lapsed],
+                               expiringSoon=[t["id"] for t in closing])
+    if not tokens:
+        return Outcome.ok("no join tokens (no host was invited)")
+    return Outcome.ok(f"{valid} valid, none expired unused in the last day")
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.0f}h"
