@@ -310,7 +310,11 @@ class SotwStream(XdsStream):
 
     def _respond(self, type_url: str, resources: Mapping[str, EncodedResource]) -> list[bytes]:
         has = self._held(type_url)
-        if type_url in types.WILDCARD_TYPES:
+        if has.empty and self.config is not None:  # a first push: one pass, at C speed
+            shared = self.config.shared
+            has.fill(shared.resources.get(type_url, _NOTHING), shared.serial, resources)
+            self._has_sum[type_url] = sum_of(resources.values())
+        elif type_url in types.WILDCARD_TYPES:
             has.replace(resources)
             self._has_sum[type_url] = sum_of(resources.values())
             self._settle(type_url, has)
@@ -455,6 +459,12 @@ class DeltaStream(XdsStream):
                 if r.name in known and self.config.get(types.ENDPOINT, r.name) is not None)
         elif type_url == types.ENDPOINT:
             self._endpoints_owed.difference_update(r.name for r in updates)
+        if known.empty and not removed:  # a first push: one pass, at C speed
+            shared = self.config.shared
+            known.fill(shared.resources.get(type_url, _NOTHING), shared.serial,
+                       {r.name: r for r in updates})
+            self._known_sum[type_url] = sum_of(updates)
+            return self._sent_delta(type_url, updates, removed)
         total = self._known_sum.get(type_url, 0)
         for resource in updates:
             old = known.get(resource.name)
@@ -468,6 +478,10 @@ class DeltaStream(XdsStream):
             total -= gone.member_hash
         self._known_sum[type_url] = total
         self._settle(type_url, known)
-        version = version_of_sum(total)
+        return self._sent_delta(type_url, updates, removed)
+
+    def _sent_delta(self, type_url: str, updates: list[EncodedResource], removed: list[str]
+                    ) -> list[bytes]:
+        version = version_of_sum(self._known_sum[type_url])
         body = delta_parts(type_url, version, updates, sorted(removed))
         return [self._sent(type_url, body, version)]

@@ -29,6 +29,7 @@ ops = st.one_of(
     st.tuples(st.just("pop"), st.sampled_from(NAMES)),
     st.tuples(st.just("replace"), maps),
     st.tuples(st.just("rebase"), maps, st.booleans()),  # True: with the diff's names only
+    st.tuples(st.just("fill"), maps, maps),  # a new shared map, and exactly what is held
 )
 
 
@@ -47,6 +48,11 @@ def test_held_is_a_dict_whatever_it_is_measured_against(actions: list[tuple[Any,
         elif action[0] == "replace":
             wanted = {n: _resource(n, v) for n, v in action[1].items()}
             held.replace(wanted)
+            model = dict(wanted)
+        elif action[0] == "fill":
+            base = {n: _resource(n, v) for n, v in action[1].items()}
+            wanted = {n: _resource(n, v) for n, v in action[2].items()}
+            held.fill(MappingProxyType(base), serial, wanted)
             model = dict(wanted)
         else:
             new = {n: _resource(n, v) for n, v in action[1].items()}
@@ -72,6 +78,15 @@ def test_a_proxy_holding_the_shared_part_costs_only_its_own_names() -> None:
     assert held.differences == 2 and held.get("b") == shared["b"]
     held.put("b", changed["b"])  # pushed
     assert held.differences == 1
+
+
+def test_a_first_push_measured_at_once_keeps_only_the_proxys_own() -> None:
+    held = Held()
+    assert held.empty
+    shared = {n: _resource(n, 0) for n in NAMES}
+    held.fill(MappingProxyType(shared), 1, {**shared, "own": _resource("own", 0)})
+    assert not held.empty and held.differences == 1 and not held.loose()
+    assert dict(held.items()) == {**shared, "own": _resource("own", 0)}
 
 
 def test_streams_in_step_keep_only_the_proxys_own_resources() -> None:
