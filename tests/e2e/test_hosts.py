@@ -278,3 +278,69 @@ def test_check_names_a_host_whose_clock_is_off_and_an_agent_that_froze(
                 p.resume()
     finally:
         joiner.close()
+
+
+TEAPOT = """\
+apiVersion: tulle.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: books-teapot}
+spec:
+  targetRefs: [{kind: Service, name: books}]
+  faultInjection: {abort: {httpStatus: 418, percent: 100}}
+"""
+
+
+def test_a_host_cut_off_keeps_its_config_and_resyncs_when_it_comes_back(
+        listening: Mesh, other_host: netns.Host, tmp_path: Path) -> None:
+    """The link to web-1's host goes down for longer than the agent's silence limit. `tulle
+    check` names the host as cut off; web-1's sidecar keeps its last config (its Envoy is not
+    restarted); when the link comes back, web-1 registers again by itself, its proxy resyncs
+    and takes a change made meanwhile, and its calls work again: no restart, no new token."""
+    mesh = listening
+    mesh.run("books", name="books-1")
+    joiner = Joiner(mesh, other_host, tmp_path / "b")
+    try:
+        made = joiner.token("web")
+        port = free_port()
+        process, log = joiner.run("web-1", "web", made["token"], made["caFingerprint"],
+                                  made["controlPlane"], port)
+        wait_for("web-1 to call books across the hosts",
+                 lambda: _calls(joiner, port) == 200, timeout=40)
+        envoys = [p.pid for p in _descendants(process.pid) if "envoy" in p.name()]
+        assert envoys, "web-1's Envoy runs on the other host"
+
+        other_host.cut()
+        try:
+            cut_at = time.time()
+            wait_for("check to name the host that is cut off", lambda: _cut_off(
+                mesh, other_host.peer), timeout=30)
+            mesh.cli("apply", "-f", "-", stdin=TEAPOT)  # a change it cannot get now
+            time.sleep(max(0.0, cut_at + 20 - time.time()))  # past the agent's 15 s limit
+        finally:
+            other_host.restore()
+
+        wait_for("web-1's proxy to take the change made while it was cut off",
+                 lambda: _calls(joiner, port) == 418, timeout=60)
+        mesh.cli("delete", "trafficpolicy", "books-teapot")
+        wait_for("and the next one", lambda: _calls(joiner, port) == 200, timeout=30)
+        assert [p.pid for p in _descendants(process.pid) if "envoy" in p.name()] == envoys, \
+            "the sidecar's Envoy was not restarted"
+        assert process.poll() is None, log.read_text()
+        result = mesh.cli("check", "-o", "json", check=False)
+        checks = {c["id"]: c for c in json.loads(result.stdout)["checks"]}
+        assert checks["hosts-reachable"]["status"] == "ok", checks["hosts-reachable"]
+    finally:
+        joiner.close()
+
+
+def _calls(joiner: Joiner, port: int) -> int | None:
+    try:
+        return int(joiner.call(port, "http://books/")["status"])
+    except (subprocess.SubprocessError, ValueError, KeyError):
+        return None
+
+
+def _cut_off(mesh: Mesh, peer: str) -> bool:
+    result = mesh.cli("check", "-o", "json", check=False)
+    reach = {c["id"]: c for c in json.loads(result.stdout)["checks"]}["hosts-reachable"]
+    return reach["status"] == "failed" and f"host {peer}" in reach["message"]
