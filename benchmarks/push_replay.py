@@ -2,9 +2,10 @@
 
 `python -m benchmarks.push_replay [N]` (default 1,000): the synthetic benchmark's mesh (1,000
 Services, 1,500 workloads with certificates), N streams (half Delta, half SotW) subscribed as
-Envoy subscribes (timed: the first configs, as in a storm), then one push each of: nothing changed, an endpoint added, that endpoint
-removed, an HTTPRoute's weights flipped. Prints the control plane's own work per push (compile
-and ``offer``, no gRPC), in total and per proxy. No timing is asserted anywhere.
+Envoy subscribes (timed: the first configs, as in a storm), then one push each of: nothing
+changed, an endpoint added, that endpoint removed, an HTTPRoute's weights flipped. Prints the
+control plane's own work per push (compile and ``offer``, no gRPC), in total and per proxy.
+No timing is asserted anywhere.
 """
 
 from __future__ import annotations

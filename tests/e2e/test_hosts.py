@@ -321,6 +321,12 @@ def test_a_host_cut_off_keeps_its_config_and_resyncs_when_it_comes_back(
 
         wait_for("web-1's proxy to take the change made while it was cut off",
                  lambda: _calls(joiner, port) == 418, timeout=60)
+        agent_log = joiner.root / "state" / "workloads" / "web-1.default" / "agent.log"
+        wait_for("web-1's agent to have its session back", lambda: "session restored" in
+                 agent_log.read_text(), timeout=60)
+        time.sleep(3)  # what the control plane makes of the old session's end, if anything
+        [web] = [w for w in mesh.api.get("/v1/workloads") if w["name"] == "web-1"]
+        assert web["state"] == "ready", web
         mesh.cli("delete", "trafficpolicy", "books-teapot")
         wait_for("and the next one", lambda: _calls(joiner, port) == 200, timeout=30)
         assert [p.pid for p in _descendants(process.pid) if "envoy" in p.name()] == envoys, \
@@ -343,4 +349,5 @@ def _calls(joiner: Joiner, port: int) -> int | None:
 def _cut_off(mesh: Mesh, peer: str) -> bool:
     result = mesh.cli("check", "-o", "json", check=False)
     reach = {c["id"]: c for c in json.loads(result.stdout)["checks"]}["hosts-reachable"]
-    return reach["status"] == "failed" and f"host {peer}" in reach["message"]
+    return reach["status"] == "failed" and f"host {peer}" in reach["message"] and \
+        "silent for" in reach["message"] and "(since " in reach["message"]

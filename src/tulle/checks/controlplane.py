@@ -132,10 +132,19 @@ def hosts_reachable(api: CheckApi) -> Outcome:
     if silent:
         return Outcome.failed("; ".join(
             f"{_host_name(h)}: the agent of {s['node']} does not answer ({s['why']})"
+            + _silent_since(s.get("silentSeconds"))
             for h, s in silent[:5]) + (f"; and {len(silent) - 5} more" if len(silent) > 5
                                       else ""), hosts=hosts)
     agents = sum(h.get("answered", 0) for h in hosts)
     return Outcome.ok(f"{len(hosts)} host(s), all {agents} agents answer", hosts=hosts)
+
+
+def _silent_since(seconds: float | None) -> str:
+    """Since when the control plane heard nothing from an agent (its last report)."""
+    if seconds is None:
+        return ", and it never reported"
+    since = time.strftime("%H:%M:%S", time.localtime(time.time() - seconds))
+    return f", silent for {_ago(seconds)} (since {since})"
 
 
 def hosts_clock(api: CheckApi) -> Outcome:

@@ -104,11 +104,25 @@ class WorkloadRegistry:
         return session
 
     def session_ended(self, node_id: str, session: int) -> None:
-        """The agent's connection closed: it is gone (a newer session may have replaced it)."""
+        """The agent's connection closed: it is gone (a newer session may have replaced it).
+
+        An agent on another host whose session ends without draining was most likely cut
+        off (a partition, its host frozen): its endpoint leaves at once, but its registration,
+        credentials and certificates wait ``grace_s`` for the same agent to come back, as a
+        restored one's do after a control-plane restart. Without them its certificate would
+        vouch for nothing, and the agent, which has no join token left, could never get back
+        in. An agent on this host whose session ends has exited: it is removed at once."""
         if self._sessions.get(node_id) != session:
             return
         del self._sessions[node_id]
-        self.remove(node_id, reason="agent session ended")
+        workload = self._workloads.get(node_id)
+        if workload is None or not workload.remote or workload.state is WorkloadState.DRAINING:
+            self.remove(node_id, reason="agent session ended")
+            return
+        self._orphans[node_id] = self._clock() + self._grace_s
+        self.set_state(node_id, WorkloadState.NOT_READY,
+                       f"its agent's session ended without draining (its host cut off?); "
+                       f"kept {self._grace_s:.0f}s for it to come back")
 
     def set_state(self, node_id: str, state: WorkloadState, reason: str = "") -> Workload:
         """``reason``: why it is not ready, as its agent's probe found (kept only then)."""
@@ -152,8 +166,8 @@ class WorkloadRegistry:
         now = self._clock()
         expired = [n for n, deadline in self._orphans.items() if deadline <= now]
         for node_id in expired:
-            self.remove(node_id, reason="its agent did not reconnect after a control-plane "
-                                        "restart")
+            self.remove(node_id, reason="its agent did not come back in time (after a "
+                                        "control-plane restart, or a lost session)")
         return expired
 
     # -- queries ---------------------------------------------------------------------------

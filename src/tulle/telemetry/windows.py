@@ -76,6 +76,11 @@ class TelemetryWindows:
             del self._gauges[key]
         self._last_report.pop(node_id, None)
 
+    def report_age(self, node_id: str) -> float | None:
+        """Seconds since ``node_id``'s agent last reported; None if it never did."""
+        at = self._last_report.get(node_id)
+        return None if at is None else self._clock() - at
+
     def window(self, seconds: float) -> Window:
         now = self._clock()
         seconds = min(max(seconds, self.slot_s), self.horizon_s)

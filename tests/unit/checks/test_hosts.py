@@ -51,14 +51,16 @@ def test_workloads_are_grouped_by_host_with_the_median_offset() -> None:
               "web-2.default": agent_clock(_read("web-2.default", 141.1)),
               "web-3.default": agent_clock(_read("web-3.default", 160.1)),
               "api-1.default": agent_clock(_read("api-1.default", None))}
-    report = {h["host"]: h for h in hosts_report(workloads, clocks)["hosts"]}
+    silence = {"api-1.default": 42.04}
+    report = {h["host"]: h for h in hosts_report(workloads, clocks, silence.get)["hosts"]}
     assert set(report) == {THIS_HOST, "10.0.0.2", "10.0.0.3"}
     assert report[THIS_HOST]["clockOffsetSeconds"] == 0.0 and not report[THIS_HOST]["remote"]
     assert report["10.0.0.2"]["clockOffsetSeconds"] == 41.0  # the median of three
     assert report["10.0.0.2"]["answered"] == 3 and report["10.0.0.2"]["notAnswering"] == []
     assert report["10.0.0.3"]["clockOffsetSeconds"] is None
     assert report["10.0.0.3"]["notAnswering"] == [
-        {"node": "api-1.default", "why": "agent did not answer: no answer in time"}]
+        {"node": "api-1.default", "why": "agent did not answer: no answer in time",
+         "silentSeconds": 42.0}]
 
 
 class _Api:
@@ -70,12 +72,12 @@ class _Api:
 
 
 def _host(host: str, offset: float | None, uncertainty: float = 0.01, *,
-          silent: tuple[str, ...] = ()) -> dict[str, Any]:
+          silent: tuple[str, ...] = (), silent_s: float | None = None) -> dict[str, Any]:
     return {"host": host, "remote": host != THIS_HOST, "workloads": [f"w.{host}"],
             "answered": 1 if offset is not None else 0, "clockOffsetSeconds": offset,
             "uncertaintySeconds": uncertainty,
-            "notAnswering": [{"node": n, "why": "agent did not answer: no answer in time"}
-                             for n in silent]}
+            "notAnswering": [{"node": n, "why": "agent did not answer: no answer in time",
+                              "silentSeconds": silent_s} for n in silent]}
 
 
 @pytest.mark.parametrize(("hosts", "status", "says"), [
@@ -96,6 +98,9 @@ def test_clock_outcomes(hosts: list[dict[str, Any]], status: str, says: str) -> 
     ([_host(THIS_HOST, 0.0), _host("10.0.0.2", 0.0)], "ok", "2 host(s), all 2 agents answer"),
     ([_host("10.0.0.2", None, silent=("web-1.default",))], "failed",
      "host 10.0.0.2: the agent of web-1.default does not answer (agent did not answer"),
+    ([_host("10.0.0.2", None, silent=("web-1.default",), silent_s=95.0)], "failed",
+     "does not answer (agent did not answer: no answer in time), silent for 95s (since "),
+    ([_host("10.0.0.2", None, silent=("web-1.default",))], "failed", "it never reported"),
 ])
 def test_reachable_outcomes(hosts: list[dict[str, Any]], status: str, says: str) -> None:
     outcome = cp.hosts_reachable(_Api(hosts))  # type: ignore[arg-type]

@@ -44,10 +44,12 @@ def agent_clock(read: PageRead) -> AgentClock:
     return AgentClock(read.node_id, their - middle, (read.answered_at - read.sent_at) / 2)
 
 
-def hosts_report(workloads: Iterable[Workload], clocks: Mapping[str, AgentClock]
+def hosts_report(workloads: Iterable[Workload], clocks: Mapping[str, AgentClock],
+                 silent_for: Callable[[str], float | None] = lambda node_id: None
                  ) -> dict[str, Any]:
-    """Per host: its workloads, the agents that did not answer, and its clock's offset (the
-    median of its agents', with the largest uncertainty among them)."""
+    """Per host: its workloads, the agents that did not answer (with how long nothing was
+    heard from them: ``silent_for``, seconds since the last report), and its clock's offset
+    (the median of its agents', with the largest uncertainty among them)."""
     by_host: dict[str, list[Workload]] = {}
     for workload in workloads:
         by_host.setdefault(workload.host, []).append(workload)
@@ -56,7 +58,8 @@ def hosts_report(workloads: Iterable[Workload], clocks: Mapping[str, AgentClock]
         answered = [c for w in members if (c := clocks.get(w.node_id)) is not None
                     and c.offset_s is not None]
         silent = [{"node": w.node_id, "why": (clocks[w.node_id].error if w.node_id in clocks
-                                              else "not asked")}
+                                              else "not asked"),
+                   "silentSeconds": _rounded(silent_for(w.node_id))}
                   for w in members if w.node_id not in {c.node_id for c in answered}]
         hosts.append({
             "host": host, "remote": host != THIS_HOST,
@@ -71,12 +74,19 @@ def hosts_report(workloads: Iterable[Workload], clocks: Mapping[str, AgentClock]
     return {"hosts": hosts}
 
 
-class HostSurvey:
-    """Asks every registered workload's agent for its clock, at once."""
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
 
-    def __init__(self, workloads: Callable[[], list[Workload]], agents: Agents) -> None:
+
+class HostSurvey:
+    """Asks every registered workload's agent for its clock, at once. ``silent_for``: seconds
+    since a node's agent last reported (None: never)."""
+
+    def __init__(self, workloads: Callable[[], list[Workload]], agents: Agents,
+                 silent_for: Callable[[str], float | None] = lambda node_id: None) -> None:
         self._workloads = workloads
         self._agents = agents
+        self._silent_for = silent_for
 
     async def survey(self) -> dict[str, Any]:
         workloads = self._workloads()
@@ -84,4 +94,4 @@ class HostSurvey:
             [w.node_id for w in workloads], "/clock", {}, concurrency=CONCURRENCY,
             timeout_s=TIMEOUT_S, deadline_s=DEADLINE_S)
         clocks = {node: agent_clock(read) for node, read in reads.items()}
-        return hosts_report(workloads, clocks)
+        return hosts_report(workloads, clocks, self._silent_for)
