@@ -315,6 +315,12 @@ def test_a_host_cut_off_keeps_its_config_and_resyncs_when_it_comes_back(
             wait_for("check to name the host that is cut off", lambda: _cut_off(
                 mesh, other_host.peer), timeout=30)
             mesh.cli("apply", "-f", "-", stdin=TEAPOT)  # a change it cannot get now
+            found = json.loads(mesh.cli("diagnose", "-o", "json", check=False).stdout)
+            [cut] = [f for f in found["findings"] if f["code"] == "TUL1093"]
+            assert cut["subject"] == f"host/{other_host.peer}", cut
+            assert "web-1.default" in " ".join(cut["evidence"]) and "(since " in cut["cause"]
+            assert not [f for f in found["findings"] if f["code"] in ("TUL1015", "TUL1038")
+                        and "web-1" in f["subject"]], "its process is on its host, not here"
             time.sleep(max(0.0, cut_at + 20 - time.time()))  # past the agent's 15 s limit
         finally:
             other_host.restore()

@@ -119,6 +119,8 @@ CODES: tuple[FindingCode, ...] = (
                 "missing"),
     FindingCode("TUL1092", "host-clock-off", Severity.WARNING,
                 "a host's clock is off from the control plane's (error past 30 s)"),
+    FindingCode("TUL1093", "host-cut-off", Severity.ERROR,
+                "no agent of another host answers the control plane: the host is cut off"),
 )
 
 _BY_CODE = {c.code: c for c in CODES}

@@ -333,3 +333,39 @@ def test_a_hosts_clock_is_judged_by_its_agents_median(
     for finding, (_, _, says) in zip(findings, expected, strict=True):
         assert says in finding.cause and "NTP" in finding.fix
         assert any("web-1.default on 10.0.0.9" in line for line in finding.evidence)
+
+
+def _answers(answered: Mapping[str, bool], remote: frozenset[str] = REMOTE_WEB) -> Evidence:
+    """Reports: who answered; the silent ones last reported 42 s ago."""
+    base = evidence()
+    workloads = [replace(w, address="10.0.0.9", key_dir="/keys") if w.node_id in remote else w
+                 for w in base.mesh.workloads.values()]
+    reports = {n: AgentReport(n, answered=a, fresh=a, error=None if a else "connect failed",
+                              last_report_age=None if a else 42.0)
+               for n, a in answered.items()}
+    return replace(base, mesh=build_mesh(5, [], workloads), reports=MappingProxyType(reports))
+
+
+@pytest.mark.parametrize(("answered", "remote", "cut"), [
+    ({"books-1.default": True, "web-1.default": False, "web-2.default": False}, REMOTE_WEB,
+     True),
+    # One agent of the host answers: the host is reachable (the other is the agent's fault).
+    ({"books-1.default": True, "web-1.default": True, "web-2.default": False}, REMOTE_WEB,
+     False),
+    # Agents on the control plane's own host are looked up as processes (TUL1015/TUL1038).
+    ({"books-1.default": True, "web-1.default": False, "web-2.default": False}, frozenset(),
+     False),
+])
+def test_a_host_none_of_whose_agents_answers_is_cut_off(
+        answered: Mapping[str, bool], remote: frozenset[str], cut: bool) -> None:
+    findings = diagnose(_answers(answered, remote)).findings
+    hosts = [f for f in findings if f.code == "TUL1093"]
+    if not cut:
+        assert not hosts
+        return
+    [finding] = hosts
+    assert finding.subject == "host/10.0.0.9" and finding.severity is Severity.ERROR
+    assert "for 42s (since" in finding.cause
+    assert set(finding.related) == {"proxy/web-1.default", "proxy/web-2.default"}
+    # Not also a "process not running here" for each of them: it runs on its host.
+    assert not [f for f in findings if f.code in ("TUL1015", "TUL1038")]

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tulle.diagnose.evidence import Evidence, TimeSlot, requests
+from tulle.diagnose.evidence import AgentReport, Evidence, TimeSlot, requests
 from tulle.diagnose.model import (
     Finding,
     Scope,
@@ -409,7 +409,39 @@ def host_clock_off(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             related=tuple(proxy_subject(node) for node, _, _ in sorted(agents)))
 
 
-RULES: tuple[Rule, ...] = (replica_not_answering, host_clock_off, config_rejected, config_stale,
+def host_cut_off(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    """TUL1093: no agent of another host answers the control plane (its link is down, the
+    host is down, or a firewall drops the agents' port)."""
+    by_host: dict[str, list[tuple[str, AgentReport]]] = {}
+    for node, report in evidence.reports.items():
+        workload = evidence.mesh.workloads.get(node)
+        if workload is None or not workload.remote:
+            continue
+        by_host.setdefault(workload.host, []).append((node, report))
+    for host, members in sorted(by_host.items()):
+        if any(report.answered for _, report in members):
+            continue  # one agent answers: the host is reachable (TUL1038/TUL1039 for others)
+        ages = [r.last_report_age for _, r in members if r.last_report_age is not None]
+        quiet = min(ages) if ages else None
+        since = (f"nothing heard from any of them for {_ago(quiet)} (since "
+                 f"{when(evidence.now - quiet)})" if quiet is not None
+                 else "none of them ever reported")
+        yield Finding(
+            "TUL1093", Severity.ERROR, 70.0, f"host/{host}",
+            f"Host {host} is cut off from the control plane: none of its {len(members)} "
+            f"workloads' agents answers, and {since}. Its sidecars keep serving their last "
+            "config, but changes, certificates and endpoint updates do not reach them, and "
+            "calls across the cut fail.",
+            (*(f"the agent of {node} did not answer: {report.error or 'no answer'}"
+               for node, report in sorted(members, key=lambda m: m[0])), since),
+            "check the host and the network between it and the control plane (the agents' "
+            "ports, from the control plane's address); when the link is back its agents "
+            "register again by themselves. `tulle check` (hosts-reachable) re-asks",
+            related=tuple(sorted(proxy_subject(node) for node, _ in members)))
+
+
+RULES: tuple[Rule, ...] = (replica_not_answering, host_clock_off, host_cut_off,
+                           config_rejected, config_stale,
                            proxy_disconnected,
                            xds_credential_presented_twice, proxy_memory_outlier,
                            stats_explosion, change_preceded_errors)

@@ -126,7 +126,7 @@ def envoy_frozen(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
 def agent_frozen(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     """TUL1038: the agent does not answer, its process is alive. TUL1015: it is gone."""
     for node, report in sorted(evidence.reports.items()):
-        if report.answered:
+        if report.answered or _host_cut_off(evidence, node):
             continue
         agent = report.agent
         lines = [f"the agent of {node} did not answer: {report.error or 'no answer'}",
@@ -153,6 +153,17 @@ def agent_frozen(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             "check the workload (`tulle get workloads`); restart it with `tulle run`, or "
             "wait for the control plane to remove it",
             related=_related(evidence, node))
+
+
+def _host_cut_off(evidence: Evidence, node: str) -> bool:
+    """``node`` runs on another host none of whose agents answered: TUL1093 says so, once
+    for the host (its process cannot be looked up here)."""
+    workload = evidence.mesh.workloads.get(node)
+    if workload is None or not workload.remote:
+        return False
+    return not any(r.answered for n, r in evidence.reports.items()
+                   if (w := evidence.mesh.workloads.get(n)) is not None
+                   and w.host == workload.host)
 
 
 def evidence_missing(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
