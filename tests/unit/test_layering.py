@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "src" / "tulle"
 DOCS = ROOT / "docs" / "development.md"
-TOP_MODULES = {"errors", "settings", "security", "local", "client"}  # tulle/X.py
+TOP_MODULES = {"errors", "settings", "security", "local", "client", "humanize"}  # tulle/X.py
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from tulle import __version__
 from tulle.checks import certificates as certs
 from tulle.checks.client import CheckApi
 from tulle.checks.runner import Outcome
+from tulle.humanize import format_duration
 
 CA_MIN_DAYS = 60.0
 
@@ -144,7 +145,7 @@ def _silent_since(seconds: float | None) -> str:
     if seconds is None:
         return ", and it never reported"
     since = time.strftime("%H:%M:%S", time.localtime(time.time() - seconds))
-    return f", silent for {_ago(seconds)} (since {since})"
+    return f", silent for {format_duration(seconds)} (since {since})"
 
 
 def hosts_clock(api: CheckApi) -> Outcome:
@@ -294,22 +295,13 @@ def evaluate_join_tokens(tokens: list[dict[str, Any]], now: float) -> Outcome:
                and float(t["expiresAt"]) - now < JOIN_EXPIRES_SOON_S]
     valid = sum(1 for t in tokens if t["state"] == "valid")
     lines = [f"join token {t['id']} for {t['service']}.{t['namespace']} expired unused "
-             f"{_ago(now - float(t['expiresAt']))} ago: the host it was made for never "
+             f"{format_duration(now - float(t['expiresAt']))} ago: the host it was made for never "
              "joined, and is refused if it tries now" for t in lapsed]
     lines += [f"join token {t['id']} for {t['service']}.{t['namespace']} expires in "
-              f"{_ago(float(t['expiresAt']) - now)}, unused" for t in closing]
+              f"{format_duration(float(t['expiresAt']) - now)}, unused" for t in closing]
     if lines:
         return Outcome.warning("\n".join(lines), expiredUnused=[t["id"] for t in lapsed],
                                expiringSoon=[t["id"] for t in closing])
     if not tokens:
         return Outcome.ok("no join tokens (no host was invited)")
     return Outcome.ok(f"{valid} valid, none expired unused in the last day")
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.0f}h"

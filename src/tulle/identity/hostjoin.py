@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tulle.errors import IdentityError, UsageError
+from tulle.humanize import format_duration
 from tulle.identity.cafiles import CaFiles
 
 PREFIX = "tj1"
@@ -169,7 +170,7 @@ class JoinGrants:
                                    f"{grant.service}`")
         if grant.expires_at <= now:
             raise JoinRefused("expired", f"the join token {ident} expired "
-                              f"{_ago(now - grant.expires_at)} ago",
+                              f"{format_duration(now - grant.expires_at)} ago",
                               hint="make a new one with `tulle token create --service "
                                    f"{grant.service}` (--ttl sets how long it lasts)")
         return grant
@@ -194,13 +195,6 @@ class JoinGrants:
         return JoinGrant(grant.id, grant.service, grant.namespace, grant.created_at,
                          grant.expires_at, grant.digest, None, now, node)
 
-
-def _ago(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 def listed(grants: Iterable[JoinGrant], now: float) -> list[dict[str, Any]]:

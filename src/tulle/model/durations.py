@@ -16,3 +16,4 @@ def parse_duration(text: str) -> float | None:
     if not _WHOLE.fullmatch(text):
         return None
     return sum(float(value) * _UNITS[unit] for value, unit in _PART.findall(text))
+

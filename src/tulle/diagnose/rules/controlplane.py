@@ -24,6 +24,7 @@ from tulle.diagnose.model import (
     service_subject,
 )
 from tulle.diagnose.rules import Rule
+from tulle.humanize import format_duration
 from tulle.model.meta import ServiceRef
 from tulle.model.workload import THIS_HOST
 from tulle.store.base import Change
@@ -43,10 +44,6 @@ HEALTHY_MIN_REQUESTS, HEALTHY_MAX_RATE = 5, 0.05
 def when(at: float) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%H:%M:%SZ")
 
-
-def _ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
 
 
 def change_name(change: Change) -> str:
@@ -140,9 +137,9 @@ def config_stale(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         last_ack = max(acked) if acked else None
         missed = [c for c in evidence.history if last_ack is None or c.at > last_ack]
         lines = [f"{', '.join(t.type for t in stale)} {SyncState.STALE.label}: sent "
-                 f"{_ago(evidence.now - oldest)} ago (at {when(oldest)}) and not "
+                 f"{format_duration(evidence.now - oldest)} ago (at {when(oldest)}) and not "
                  f"acknowledged (the threshold is {sync.stale_after_s:g}s)",
-                 "last acknowledgement: " + (f"{_ago(evidence.now - last_ack)} ago"
+                 "last acknowledgement: " + (f"{format_duration(evidence.now - last_ack)} ago"
                                              if last_ack else "never")]
         lines.append(f"it runs mesh version {min(t.acked_mesh_version for t in stale)}; the "
                      f"control plane sent {max(t.sent_mesh_version for t in stale)}")
@@ -157,8 +154,8 @@ def config_stale(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         yield Finding(
             "TUL1061", Severity.ERROR, 80.0, proxy_subject(node),
             f"The sidecar {node} has stopped acknowledging configuration for "
-            f"{_ago(evidence.now - oldest)}: it still runs an older config while the rest of "
-            "the mesh moved on.",
+            f"{format_duration(evidence.now - oldest)}: it still runs an older config while "
+            "the rest of the mesh moved on.",
             tuple(lines),
             f"see whether its Envoy is alive and responsive (workloads/{node}/envoy.log in "
             "the state directory, `tulle proxy-status " + node + "`); restarting the "
@@ -176,7 +173,7 @@ def proxy_disconnected(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         lines = [f"{node} is registered and ready but has no xDS stream to the control plane",
                  f"the control plane is at mesh version {evidence.mesh.version}"]
         if age is not None:
-            lines.append(f"its agent last reported telemetry {_ago(age)} ago")
+            lines.append(f"its agent last reported telemetry {format_duration(age)} ago")
         yield Finding(
             "TUL1062", Severity.ERROR, 75.0, proxy_subject(node),
             f"The sidecar {node} is not connected to the control plane: it serves its last "
@@ -423,7 +420,7 @@ def host_cut_off(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             continue  # one agent answers: the host is reachable (TUL1038/TUL1039 for others)
         ages = [r.last_report_age for _, r in members if r.last_report_age is not None]
         quiet = min(ages) if ages else None
-        since = (f"nothing heard from any of them for {_ago(quiet)} (since "
+        since = (f"nothing heard from any of them for {format_duration(quiet)} (since "
                  f"{when(evidence.now - quiet)})" if quiet is not None
                  else "none of them ever reported")
         yield Finding(

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from tulle.diagnose.evidence import Evidence, Values
 from tulle.diagnose.model import Finding, Scope, Severity, proxy_subject, service_subject
 from tulle.diagnose.rules import Rule
+from tulle.humanize import format_duration
 from tulle.model.meta import ServiceRef
 
 # Caller-side counters of failed handshakes with a service.
@@ -29,14 +30,6 @@ PLAINTEXT_ERROR_MIN = 10
 def _when(at: float) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
-
-def _ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 def _tls_failures(values: Values) -> int:
@@ -71,7 +64,7 @@ def certificate_expired(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         callers = _callers_failing(evidence, ref)
         service = ref.host if ref else "its service"
         lines = [f"certificate {cert.spiffe_id} (serial {cert.serial}) "
-                 f"expired {_ago(evidence.now - not_after)} ago, at {_when(not_after)}",
+                 f"expired {format_duration(evidence.now - not_after)} ago, at {_when(not_after)}",
                  "its agent did not renew it: agents renew at about half the lifetime"]
         lines += _caller_lines(callers, service)
         yield Finding(
@@ -123,7 +116,7 @@ def renewal_missed(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         yield Finding(
             "TUL1052", Severity.WARNING, 60.0, proxy_subject(node),
             f"The agent of {node} missed its certificate renewal; the certificate expires in "
-            f"{_ago(not_after - evidence.now)}, and then its traffic fails.",
+            f"{format_duration(not_after - evidence.now)}, and then its traffic fails.",
             (f"certificate {cert.spiffe_id} expires at {_when(not_after)}",
              "agents renew at about half the lifetime; this one is past three quarters"),
             f"check that the agent of {node} runs and reaches the control plane "
