@@ -4,9 +4,13 @@ directory. Traffic goes only to the namespaces' addresses."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import os
+import secrets
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -20,6 +24,7 @@ import psutil
 import pytest
 
 from tests.support import netns
+from tests.support.etcd import etcd_server
 from tests.support.mesh import ECHO_APP, TULLE, Mesh, wait_for
 from tests.support.ports import free_port
 
@@ -357,3 +362,51 @@ def _cut_off(mesh: Mesh, peer: str) -> bool:
     reach = {c["id"]: c for c in json.loads(result.stdout)["checks"]}["hosts-reachable"]
     return reach["status"] == "failed" and f"host {peer}" in reach["message"] and \
         "silent for" in reach["message"] and "(since " in reach["message"]
+
+
+def test_an_agent_on_another_host_fails_over_to_another_replica(
+        other_host: netns.Host, tmp_path: Path) -> None:
+    """Two replicas on one etcd, both listening on the link to the other host. web-1 joins
+    replica A from there, and A is killed (-9). web-1's agent registers with B at B's
+    identity port, by the certificate A issued (it holds no token any more), its sidecar's
+    ADS stream follows to B, and a change applied on B reaches it. B took that certificate
+    because A issued it to web-1; a sibling's would not do (the unit tests show that)."""
+    key = tmp_path / "ca-encryption.key"
+    key.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    with etcd_server() as etcd:
+        a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
+        joiner = Joiner(a, other_host, tmp_path / "host")
+        try:
+            for mesh in (b, a):  # B first: A's greeting then lists B, to fail over to
+                mesh.up("--store", "etcd://" + etcd.removeprefix("http://"),
+                        "--ca-encryption-key", str(key), "--listen", other_host.local)
+            b.run("books", name="books-1")
+            made = joiner.token("web")
+            port = free_port()
+            process, log = joiner.run("web-1", "web", made["token"], made["caFingerprint"],
+                                      made["controlPlane"], port)
+            wait_for("web-1 to call books across the hosts",
+                     lambda: _calls(joiner, port) == 200, timeout=40)
+
+            os.kill(a.status()["pid"], signal.SIGKILL)
+            killed = time.monotonic()
+            agent_log = joiner.root / "state" / "workloads" / "web-1.default" / "agent.log"
+            wait_for("web-1's agent to register with B", lambda: (
+                f"moved to the replica at {other_host.local}:{b.identity_port}"
+                in agent_log.read_text()), timeout=30)
+            print(f"measured: web-1's agent moved {time.monotonic() - killed:.1f}s after "
+                  "the kill")
+            assert _calls(joiner, port) == 200, "its sidecar kept serving meanwhile"
+            b.cli("apply", "-f", "-", stdin=TEAPOT)
+            wait_for("B's change to reach web-1, whose ADS stream moved to B",
+                     lambda: _calls(joiner, port) == 418, timeout=30)
+            print(f"measured: B's change reached web-1 {time.monotonic() - killed:.1f}s "
+                  "after the kill")
+            assert process.poll() is None, log.read_text()
+            assert "refuses this workload" not in agent_log.read_text()
+            status = {p["node"]: p for p in b.api.get("/v1/proxies")}
+            assert "web-1.default" in status, status
+        finally:
+            joiner.close()
+            a.close()
+            b.close()

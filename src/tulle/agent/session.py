@@ -182,16 +182,16 @@ class ControlPlaneSession:
     async def _reconnect(self) -> bool:
         """One round: each replica once, in the bootstrap's order (just the one we know,
         without replicas); whether the session is back."""
-        # An agent on another host knows the one control plane it joined (its identity port).
-        replicas = ((not self._remote and self._replicas)
-                    or [{"host": self._host, "apiPort": self._port}])
-        for replica in replicas:
+        for replica in self._replicas or [{}]:
             before = (self._host, self._port)
-            self._host, self._port = str(replica["host"]), int(replica["apiPort"])
+            if replica:
+                self._host, self._port = self._address_of(replica)
             try:
                 first = await self._connect()
                 if "probe" in first:  # a new control plane may say otherwise
                     self._on_message({"probe": first["probe"]})
+                if first.get("controlPlanes"):  # replicas come and go: theirs is newer
+                    self._replicas = [dict(r) for r in first["controlPlanes"]]
                 self.reconnects += 1
                 await self._send_state(self.state, self.reason)
             except (TulleError, OSError, http.HttpError, TimeoutError) as exc:
@@ -209,6 +209,13 @@ class ControlPlaneSession:
                 log.warning("control plane session restored")
             return True
         return False
+
+    def _address_of(self, replica: Mapping[str, Any]) -> tuple[str, int]:
+        """Where this agent registers with ``replica``: its API port on this host; an agent
+        on another host, its identity port at the address other hosts reach it on."""
+        if self._remote is None:
+            return str(replica["host"]), int(replica["apiPort"])
+        return str(replica.get("agentHost") or replica["host"]), int(replica["identityPort"])
 
     async def _send_state(self, state: str, reason: str = "") -> dict[str, Any]:
         try:

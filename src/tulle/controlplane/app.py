@@ -142,7 +142,9 @@ class ControlPlane:
             key_dir=lambda workload: Path(workload.key_dir) if workload.key_dir
             else paths.identity_dir(workload.namespace, workload.name),
             held_elsewhere=lambda node_id: self.replicas.holder_of(node_id)
-            if self.replicas is not None else None)
+            if self.replicas is not None else None,
+            certificates_elsewhere=self.replicas.remote.certificates_of
+            if self.replicas is not None else lambda node_id: ())
         self.joins = JoinService(
             JoinGrants(storage.join_files(paths, self.store)), self.ca,
             lambda: f"https://{_host_port(self.endpoint.agent_host, self.endpoint.identity_port)}")
@@ -154,7 +156,8 @@ class ControlPlane:
             shared=ca_files is not None)
         self.sessions = SessionService(
             self.registry, self.channels, enrol=self.identity.enrol,
-            admit=self.identity.admit,
+            admit=self.identity.admit, vouch=self.identity.session_certificate,
+            adopt=self.identity.adopt,
             bootstrap=lambda workload, xds_token: sidecar_bootstrap(
                 workload, self.endpoint.agent_host, self.endpoint.xds_port, xds_token,
                 other_xds=self.replicas.other_xds() if self.replicas else (),

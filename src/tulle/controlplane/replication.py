@@ -21,11 +21,12 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from tulle.errors import TulleError
-from tulle.model.workload import Workload
+from tulle.model.workload import Workload, WorkloadCertificate
 from tulle.store.etcd import EtcdStore
 from tulle.store.etcdclient import WatchCompacted
 
@@ -34,6 +35,10 @@ log = logging.getLogger("tulle.controlplane")
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 2.0
 LEASE_TTL_S = 10  # a dead replica's registrations go within this
 LEASE_RENEW_S = 3.0
+# How long the certificates of a registration that left etcd (its replica died, or its agent
+# moved) still vouch for that node's agent here: it fails over within seconds, but its old
+# replica's lease may have lapsed first.
+DEPARTED_KEEP_S = 120.0
 
 T = TypeVar("T")
 
@@ -89,19 +94,24 @@ class Watch(Generic[T]):
 
 
 class RemoteWorkloads:
-    """The workloads registered with other replicas, as this replica knows them now."""
+    """The workloads registered with other replicas, as this replica knows them now, and the
+    certificates the CA issued to each of them: an agent that fails over here presents one,
+    and it vouches for that node alone."""
 
-    def __init__(self, store: EtcdStore, changed: Callable[[], None]) -> None:
+    def __init__(self, store: EtcdStore, changed: Callable[[], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._changed = changed
+        self._clock = clock
         self._workloads: dict[tuple[str, str], Workload] = {}  # (replica, node) -> workload
+        self._certificates: dict[tuple[str, str], tuple[WorkloadCertificate, ...]] = {}
+        # node -> (until when, its certificates), for registrations that left etcd
+        self._departed: dict[str, tuple[float, tuple[WorkloadCertificate, ...]]] = {}
 
     def load(self) -> int:
-        self._workloads = {}
+        self._workloads, self._certificates = {}, {}
         for replica, record in self._store.other_workloads():
-            workload = _workload(record)
-            if workload is not None:
-                self._workloads[(replica, workload.node_id)] = workload
+            self._put(replica, record)
         return len(self._workloads)
 
     def workloads(self) -> list[Workload]:
@@ -115,20 +125,51 @@ class RemoteWorkloads:
             seen.setdefault(node, (replica, workload))
         return sorted(seen.values(), key=lambda e: e[1].node_id)
 
+    def certificates_of(self, node_id: str) -> tuple[WorkloadCertificate, ...]:
+        """Every certificate that another replica holds for ``node_id`` (current and
+        previous), or held until at most ``DEPARTED_KEEP_S`` ago."""
+        now = self._clock()
+        self._departed = {n: d for n, d in self._departed.items() if d[0] > now}
+        held = [c for (_, node), certs in sorted(self._certificates.items()) if node == node_id
+                for c in certs]
+        departed = self._departed.get(node_id)
+        return tuple(held) + (departed[1] if departed else ())
+
     def apply(self, changes: list[tuple[str, str, Mapping[str, Any] | None]]) -> None:
         differed = False
         for replica, node, record in changes:
-            workload = _workload(record) if record is not None else None
             before = self._workloads.pop((replica, node), None)
-            if workload is not None:
-                self._workloads[(replica, node)] = workload
-            differed |= before != workload
+            certificates = self._certificates.pop((replica, node), ())
+            if record is not None:
+                self._put(replica, record)
+            elif certificates:
+                self._departed[node] = (self._clock() + DEPARTED_KEEP_S, certificates)
+            differed |= before != self._workloads.get((replica, node))
         if differed:
             self._changed()
 
     def resync(self) -> None:
         self.load()
         self._changed()
+
+    def _put(self, replica: str, record: Mapping[str, Any]) -> None:
+        workload = _workload(record)
+        if workload is None:
+            return
+        key = (replica, workload.node_id)
+        self._workloads[key] = workload
+        certificates = _certificates(record)
+        if certificates:
+            self._certificates[key] = certificates
+
+
+def _certificates(record: Mapping[str, Any]) -> tuple[WorkloadCertificate, ...]:
+    try:
+        return tuple(WorkloadCertificate.from_dict(record[field])
+                     for field in ("certificate", "previousCertificate") if record.get(field))
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("a replica stored certificates this one cannot read: %s", exc)
+        return ()
 
 
 def _workload(record: Mapping[str, Any]) -> Workload | None:

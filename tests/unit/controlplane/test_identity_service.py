@@ -20,8 +20,9 @@ from tulle.controlplane.api.identity import signing_request
 from tulle.controlplane.services.identity import Caller, IdentityService, Signed, SigningRequest
 from tulle.errors import IdentityError, NotFoundError, UsageError
 from tulle.identity.tokens import JoinTokens
-from tulle.model.workload import WorkloadState
+from tulle.model.workload import WorkloadCertificate, WorkloadState
 from tulle.registry.registry import Credentials, WorkloadRegistry
+from tulle.store.sqlite import SqliteStore
 
 BOOKS = "books-1.default"
 BOOKS_2 = "books-2.default"  # a sibling: same service account, same SPIFFE ID
@@ -229,3 +230,51 @@ def test_an_unreadable_request_still_spends_its_token_and_refuses_strangers(tmp_
         identity.check_caller(Caller())
     with pytest.raises(IdentityError, match="cannot be parsed"):
         identity.check_caller(Caller(peer_certificate=b"not a certificate"))
+
+
+def replica_b(tmp_path: Path, elsewhere: dict[str, tuple[WorkloadCertificate, ...]]
+              ) -> tuple[IdentityService, WorkloadRegistry]:
+    """Another replica on the same CA, which knows what the first holds for each node."""
+    (tmp_path / "b").mkdir()
+    reg = WorkloadRegistry(SqliteStore(tmp_path / "b" / "store.db"), lambda: None)
+    return IdentityService(open_ca(tmp_path), JoinTokens(), reg, push_soon=FakePush().soon,
+                           wait_synced=FakeProxies().wait_synced,
+                           proxy_connected=FakeProxies().is_connected,
+                           workload_lifetime_s=lambda: 3600.0, ca_dir=tmp_path / "ca",
+                           identity_port=lambda: 15712,
+                           key_dir=lambda w: KEYS / w.node_id / "identity",
+                           certificates_elsewhere=lambda node: elsewhere.get(node, ())), reg
+
+
+def test_an_agent_failing_over_brings_the_certificate_another_replica_issued(
+        tmp_path: Path) -> None:
+    a, reg_a = service(tmp_path)
+    signed = enrolled(a, reg_a)
+    b, reg_b = replica_b(tmp_path, {BOOKS: reg_a.renewal_certificates(BOOKS)})
+    held = b.session_certificate(BOOKS, der(signed))
+    assert held.serial == signed.serial
+    reg_b.register(workload("books-1", "books", state=WorkloadState.READY),
+                   Credentials(xds_token="y" * 20, agent_token="b" * 20))
+    with pytest.raises(IdentityError, match=r"not books-1\.default's"):
+        b.authorise_node(der(signed), BOOKS)  # registered here, the certificate not adopted
+    b.adopt(BOOKS, held)
+    b.authorise_node(der(signed), BOOKS)  # its xDS stream is taken now
+    renewed = asyncio.run(b.sign(request(generation=2), Caller(peer_certificate=der(signed))))
+    assert reg_b.certificate(BOOKS) is not None
+    assert reg_b.certificate(BOOKS).serial == renewed.serial  # type: ignore[union-attr]
+
+
+def test_a_failing_over_agent_cannot_take_a_siblings_or_an_unknown_certificate(
+        tmp_path: Path) -> None:
+    a, reg_a = service(tmp_path)
+    books_1 = enrolled(a, reg_a, BOOKS)
+    b, _ = replica_b(tmp_path, {BOOKS: reg_a.renewal_certificates(BOOKS)})
+    # books-2 has the same SPIFFE ID, but books-1's certificate vouches for books-1 only.
+    with pytest.raises(IdentityError, match=r"not books-2\.default's"):
+        b.session_certificate(BOOKS_2, der(books_1))
+    # A certificate the CA issued, but that no replica holds for the node (any more).
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "ca").symlink_to(tmp_path / "ca")
+    b_forgot, _ = replica_b(tmp_path / "x", {})
+    with pytest.raises(IdentityError, match=r"not books-1\.default's"):
+        b_forgot.session_certificate(BOOKS, der(books_1))

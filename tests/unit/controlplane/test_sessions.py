@@ -12,8 +12,8 @@ from tests.support.fakes import FakeProxies, FakePush
 from tests.unit.controlplane.support import CREDS, registry
 from tests.unit.model.workloads import workload
 from tulle.controlplane.services.sessions import AgentChannels, SessionService
-from tulle.errors import UsageError
-from tulle.model.workload import Workload, WorkloadState
+from tulle.errors import IdentityError, UsageError
+from tulle.model.workload import Workload, WorkloadCertificate, WorkloadState
 from tulle.registry.registry import WorkloadRegistry
 
 
@@ -126,3 +126,36 @@ def test_the_greeting_and_later_snapshots_say_which_readiness_probe_to_run(
     assert greeting == "connect"
     assert told == {"probe": "grpc"}
     assert isinstance(then, dict) and "heartbeat" in then
+
+
+def test_a_certificate_that_does_not_vouch_for_the_node_registers_nothing(
+        tmp_path: Path) -> None:
+    """An agent on another host that opens its session again by certificate: the certificate
+    is judged before the workload is registered, and adopted after."""
+    reg = registry(tmp_path)
+    adopted: list[tuple[str, object]] = []
+
+    def vouch(node: str, der: bytes) -> WorkloadCertificate:
+        if der != b"books-1's":
+            raise IdentityError(f"the client certificate is not {node}'s")
+        return HELD
+
+    sessions = SessionService(reg, AgentChannels(), enrol=lambda w: {}, bootstrap=lambda w, t: {},
+                              push=FakePush(), wait_synced=FakeProxies().wait_synced,
+                              connected=FakeProxies().connected, vouch=vouch,
+                              adopt=lambda node, held: adopted.append((node, held)))
+
+    async def body() -> None:
+        with pytest.raises(IdentityError):
+            sessions.open(workload("books-1", "books"), CREDS, b"books-2's")
+        assert reg.get("books-1.default") is None and adopted == []
+        sessions.open(workload("books-1", "books"), CREDS, b"books-1's")
+
+    asyncio.run(body())
+    assert reg.is_connected("books-1.default")
+    assert adopted == [("books-1.default", HELD)]
+
+
+HELD = WorkloadCertificate(spiffe_id="spiffe://mesh.local/ns/default/sa/books", serial="11",
+                           not_before=0.0, not_after=1.0, issuer_id="i", chain_pem="",
+                           key_path="/k", issued_at=0.0)

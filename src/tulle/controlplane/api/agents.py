@@ -80,9 +80,11 @@ async def state_response(request: web.Request, sessions: SessionService, node: s
 
 
 async def stream_session(request: web.Request, sessions: SessionService, workload: Workload,
-                         credentials: Credentials) -> web.StreamResponse:
-    """Register ``workload`` and hold its session open (NDJSON) until either side ends it."""
-    session = sessions.open(workload, credentials)
+                         credentials: Credentials, certificate: bytes | None = None
+                         ) -> web.StreamResponse:
+    """Register ``workload`` and hold its session open (NDJSON) until either side ends it.
+    ``certificate``: what vouches for an agent on another host that comes back."""
+    session = sessions.open(workload, credentials, certificate)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     try:
         await response.prepare(request)

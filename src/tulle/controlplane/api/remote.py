@@ -8,7 +8,8 @@
                                                  ``Authorization: Bearer <join token>``, spent
                                                  for that one workload; later (reconnects)
                                                  with the workload's certificate as the TLS
-                                                 client certificate
+                                                 client certificate, the one issued to that
+                                                 very node (by this replica or another)
     POST /v1/agent/workloads/{node}/state        the client certificate the CA issued to
     POST /v1/agent/workloads/{node}/telemetry    that node, and to no other instance
 
@@ -53,7 +54,8 @@ def routes(sessions: SessionService, identity: IdentityService, joins: JoinServi
     async def open_session(request: web.Request) -> web.StreamResponse:
         token = bearer(request.headers.get("Authorization"))
         certificate = peer_certificate(request)
-        if token.startswith(f"{PREFIX}."):
+        joining = token.startswith(f"{PREFIX}.")
+        if joining:
             await asyncio.to_thread(joins.check, token)  # not spent yet: the body names whom
         elif certificate:
             presented = identity.ca.verify_leaf(certificate)
@@ -63,7 +65,7 @@ def routes(sessions: SessionService, identity: IdentityService, joins: JoinServi
         trust_connection(request)  # a session lasts: it must not count as a stranger's
         workload, credentials = parse_registration(await json_bytes(request), remote=True)
         expected = identity.spiffe_id_of(workload)
-        if token.startswith(f"{PREFIX}."):
+        if joining:
             if workload.account != workload.service:
                 raise IdentityError(
                     f"a join token admits the identity of service {workload.service}, not "
@@ -75,7 +77,8 @@ def routes(sessions: SessionService, identity: IdentityService, joins: JoinServi
             raise IdentityError(f"the client certificate is {presented}, not {expected}",
                                 hint="an agent reconnects with its own workload's "
                                      "certificate; a new workload needs a join token")
-        return await stream_session(request, sessions, workload, credentials)
+        return await stream_session(request, sessions, workload, credentials,
+                                    None if joining else certificate)
 
     async def set_state(request: web.Request) -> web.StreamResponse:
         return await state_response(request, sessions, _authorised(request, identity))

@@ -22,7 +22,7 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,10 +104,15 @@ class IdentityService:
                  workload_lifetime_s: Callable[[], float], ca_dir: Path,
                  identity_port: Callable[[], int],
                  key_dir: Callable[[Workload], Path],
-                 held_elsewhere: Callable[[str], str | None] = lambda node_id: None) -> None:
+                 held_elsewhere: Callable[[str], str | None] = lambda node_id: None,
+                 certificates_elsewhere: Callable[[str], Sequence[WorkloadCertificate]]
+                 = lambda node_id: ()) -> None:
         """``key_dir``: a workload's identity directory, where its agent writes its keys;
-        ``held_elsewhere``: which other replica holds a node's registration, if one does."""
+        ``held_elsewhere``: which other replica holds a node's registration, if one does;
+        ``certificates_elsewhere``: the certificates other replicas hold (or held a moment
+        ago) for a node, for its agent when it fails over here."""
         self._held_elsewhere = held_elsewhere
+        self._certificates_elsewhere = certificates_elsewhere
         self.ca = ca
         self.tokens = tokens
         self._registry = registry
@@ -260,6 +265,34 @@ class IdentityService:
                 "instance it was issued to",
                 hint="an agent whose certificate was replaced enrols again with a join token "
                      "(it does so on its own)")
+
+    # -- failover ------------------------------------------------------------------------
+
+    def session_certificate(self, node_id: str, certificate: bytes) -> WorkloadCertificate:
+        """The record of ``certificate`` (DER, the TLS client certificate of an agent that
+        opens its session again) as the CA issued it to ``node_id``: held here, or by the
+        replica the agent failed over from, whose registration may have left etcd a moment
+        ago. A certificate issued to any other node, a sibling instance of the same SPIFFE ID
+        included, is refused: it vouches only for the node it was issued to."""
+        for held in (*self._registry.renewal_certificates(node_id),
+                     *self._certificates_elsewhere(node_id)):
+            if leaf_der(held.chain_pem) == certificate:
+                return held
+        raise IdentityError(
+            f"the client certificate is not {node_id}'s: no replica issued it to that "
+            "workload, or it did too long ago to vouch for it now",
+            hint="an agent reconnects as the workload it registered as; a new workload, or "
+                 "one away for longer than its registration was kept, needs a join token "
+                 "(`tulle token create`)")
+
+    def adopt(self, node_id: str, certificate: WorkloadCertificate) -> None:
+        """``node_id`` registered here with ``certificate``, which another replica issued:
+        it now vouches for the node's xDS stream and renewal here too."""
+        if certificate in self._registry.renewal_certificates(node_id):
+            return
+        self._registry.set_certificate(node_id, certificate)
+        log.info("%s failed over to this replica with certificate serial %s", node_id,
+                 certificate.serial)
 
     # -- revocation ----------------------------------------------------------------------
 

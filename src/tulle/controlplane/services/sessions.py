@@ -19,7 +19,7 @@ from tulle.controlplane.services import Push, WaitSynced
 from tulle.errors import UsageError
 from tulle.model.mesh import MeshSnapshot
 from tulle.model.meta import ServiceRef
-from tulle.model.workload import Workload, WorkloadState
+from tulle.model.workload import Workload, WorkloadCertificate, WorkloadState
 from tulle.registry.registry import Credentials, WorkloadRegistry
 
 HEARTBEAT_S = 5.0
@@ -104,9 +104,16 @@ class SessionService:
                  wait_synced: WaitSynced, connected: Callable[[], list[str]],
                  control_planes: Callable[[], list[Message]] = list,
                  mesh: Callable[[], MeshSnapshot] | None = None,
-                 admit: Callable[[Workload], None] = lambda workload: None) -> None:
-        """``admit`` raises for a workload that may not register (a revoked one)."""
+                 admit: Callable[[Workload], None] = lambda workload: None,
+                 vouch: Callable[[str, bytes], WorkloadCertificate] | None = None,
+                 adopt: Callable[[str, WorkloadCertificate], None] = lambda n, c: None
+                 ) -> None:
+        """``admit`` raises for a workload that may not register (a revoked one); ``vouch``
+        finds the certificate a reconnecting agent presents among those issued to its node
+        (raises if it is not one), and ``adopt`` makes it vouch for the node here."""
         self._admit = admit
+        self._vouch = vouch
+        self._adopt = adopt
         self._control_planes = control_planes
         self._mesh = mesh
         self._probes: dict[str, str] = {}  # node id -> the readiness probe it was told
@@ -119,9 +126,20 @@ class SessionService:
         self._connected = connected
         self._stopping = False
 
-    def open(self, workload: Workload, credentials: Credentials) -> AgentSession:
+    def open(self, workload: Workload, credentials: Credentials,
+             certificate: bytes | None = None) -> AgentSession:
+        """``certificate``: the TLS client certificate (DER) of an agent on another host that
+        opens its session again, here or on another replica; it must be one issued to this
+        node, and it then vouches for the node here."""
         self._admit(workload)
+        held = None
+        if certificate is not None:
+            if self._vouch is None:
+                raise UsageError("this control plane takes no sessions by certificate")
+            held = self._vouch(workload.node_id, certificate)
         session_id = self._registry.register(workload, credentials)
+        if held is not None:
+            self._adopt(workload.node_id, held)
         registered = self._registry.get(workload.node_id)
         assert registered is not None
         greeting = {
