@@ -36,7 +36,7 @@ from tulle.controlplane.services.diagnosis import DiagnosisService
 from tulle.controlplane.services.health import HealthService
 from tulle.controlplane.services.history import HistoryService
 from tulle.controlplane.services.hosts import HostSurvey
-from tulle.controlplane.services.identity import IdentityService
+from tulle.controlplane.services.identity import IdentityService, keep_revocation_lists
 from tulle.controlplane.services.joins import JoinService
 from tulle.controlplane.services.mesh import MeshViews
 from tulle.controlplane.services.proxies import ProxyService
@@ -329,6 +329,8 @@ class ControlPlane:
                                       self._ca_changed)
         self._tasks.append(asyncio.create_task(self._expire_orphans()))
         self._tasks.append(asyncio.create_task(self.identity.keep_server_identity()))
+        self._tasks.append(asyncio.create_task(keep_revocation_lists(
+            self.ca, lambda: self._mesh().identity.crl_pem, self._changed)))
         for warning in self.identity.expiry_warnings():
             log.warning("%s", warning)
         self.rotator.resume_in_background()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.unit.identity.certs import BOOKS_ID, TRUST_DOMAIN, chain_of, csr, der, uri
+from tulle.controlplane.services.identity import keep_revocation_lists
 from tulle.errors import IdentityError
 from tulle.identity.ca import CertificateAuthority, IssuedCertificate
 from tulle.identity.crl import CRL_LIFETIME, Revocation
@@ -147,3 +149,30 @@ def test_another_replicas_revocation_is_followed_by_reloading(
     assert other.is_revoked(issued.serial) and other.crl_pem() != ""
     assert other.revocation_mark() == ca.revocation_mark()
     assert other.reload() is False, "nothing new"
+
+
+def test_a_quiet_mesh_gets_its_lists_signed_again_before_they_run_out(
+        ca: CertificateAuthority, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing changes for days: the periodic check still pushes new lists half-way to their
+    next update, and pushes nothing while the published ones are good."""
+    published = [ca.crl_pem()]
+    changes: list[str] = []
+
+    def changed() -> None:
+        changes.append("push")
+        published.append(ca.crl_pem())  # what the push then publishes
+
+    async def run_for(seconds: float) -> None:
+        task = asyncio.create_task(keep_revocation_lists(
+            ca, lambda: published[-1], changed, every_s=0.01))
+        await asyncio.sleep(seconds)
+        task.cancel()
+
+    asyncio.run(run_for(0.1))
+    assert changes == []
+    later = dt.datetime.now(dt.UTC) + CRL_LIFETIME / 2 + dt.timedelta(minutes=1)
+    monkeypatch.setattr("tulle.identity.ca._utcnow", lambda: later)
+    asyncio.run(run_for(0.1))
+    assert changes == ["push"]
+    [renewed] = [x509.load_pem_x509_crl(published[-1].encode())]
+    assert renewed.next_update_utc is not None and renewed.next_update_utc > later

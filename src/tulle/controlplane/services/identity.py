@@ -54,6 +54,7 @@ SERVER_CERT_LIFETIME_S = 7 * 86400.0
 ACK_TIMEOUT_S = 5.0
 REVOKE_SYNC_TIMEOUT_S = 10.0
 EXPIRY_WARNING_DAYS = 90.0
+REVOCATION_CHECK_S = 3600.0
 MAX_KEY_GENERATION = 2**31 - 1
 
 
@@ -417,6 +418,26 @@ class IdentityService:
             rotation=None if rotation is None else RotationStatus(rotation.kind, rotation.stage),
             certificates=tuple(certificates),
             recent_issuances=tuple(list(self.issuances)[-50:]))
+
+
+async def keep_revocation_lists(ca: CertificateAuthority, published: Callable[[], str],
+                                changed: Callable[[], None],
+                                every_s: float = REVOCATION_CHECK_S) -> None:
+    """Every proxy checks its peers against the CRLs, which run out a week after they were
+    signed; a list past its next update fails every handshake. A mesh that changes nothing
+    for days would get there, since lists are signed only when a snapshot is built. So, every
+    ``every_s``: when the lists the CA would sign now (again half-way to their next update,
+    or without revocations whose certificates expired) differ from the ``published`` ones,
+    the mesh is ``changed`` and they go out with the next push."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            if ca.crl_pem() != published():
+                log.info("the revocation lists are signed again (half-way to their next "
+                         "update, or entries expired): pushing them")
+                changed()
+        except TulleError as exc:
+            log.warning("cannot sign the revocation lists again: %s", exc.message)
 
 
 def _authority_view(authority: Any) -> AuthorityStatus:
