@@ -58,12 +58,12 @@ def replicas(tmp_path: Path, etcd: str, sealing_key: str
     workload's bootstrap lists the replicas already announced); closes them at the end."""
     made: list[Mesh] = []
 
-    def start(first: str = "a") -> tuple[Mesh, Mesh]:
+    def start(first: str = "a", *extra: str) -> tuple[Mesh, Mesh]:
         a, b = Mesh(tmp_path / "a"), Mesh(tmp_path / "b")
         made.extend((b, a))
         for mesh in (a, b) if first == "a" else (b, a):
             mesh.up("--store", "etcd://" + etcd.removeprefix("http://"),
-                    "--ca-encryption-key", sealing_key)
+                    "--ca-encryption-key", sealing_key, *extra)
         return a, b
 
     yield start
@@ -448,3 +448,67 @@ def test_when_a_replica_freezes_its_agents_and_proxies_move_to_another(replicas:
     finally:
         if pid:
             os.kill(pid, signal.SIGCONT)
+
+
+def test_one_replica_compacts_and_a_frozen_one_gives_the_work_up(replicas: Replicas) -> None:
+    """Compaction is singleton work: exactly one replica holds its election and trims the
+    history to the newest revisions. Freeze that replica (SIGSTOP): its lease lapses, the
+    other takes the work over and goes on trimming. When the frozen one wakes up, it does
+    not think it still runs it."""
+    a, b = replicas("a", "--history-keep", "3", "--compact-every", "1")
+
+    def runner() -> tuple[Mesh, Mesh] | None:
+        running = [m for m in (a, b) if "compaction" in m.status()["runs"]]
+        if len(running) > 1:
+            raise AssertionError("two replicas run the compaction at once")
+        return (running[0], b if running[0] is a else a) if running else None
+
+    leader, other = wait_for("one replica to run the compaction", runner, 15)
+    for n in range(6):
+        other.cli("apply", "-f", "-", stdin=SERVICE.format(name=f"s{n}"))
+
+    def kept() -> list[int]:
+        return sorted({c["revision"] for c in json.loads(
+            b.cli("history", "-o", "json").stdout)})
+
+    wait_for("the history to keep the newest 3 revisions", lambda: kept() == [4, 5, 6], 15)
+    refused = a.cli("rollback", "1", "--dry-run", check=False)
+    assert refused.returncode != 0 and "older than the kept history" in refused.stderr
+    assert f"compaction runs on {_replica_id(leader)}" in _replicas_check(a)["message"]
+
+    pid = leader.status()["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        frozen = time.monotonic()
+        wait_for("the other replica to take the compaction over",
+                 lambda: "compaction" in other.status()["runs"], 30)
+        print(f"measured: compaction taken over {time.monotonic() - frozen:.1f}s after the "
+              "freeze")
+        for n in range(6, 9):
+            other.cli("apply", "-f", "-", stdin=SERVICE.format(name=f"s{n}"))
+        wait_for("the new holder to trim", lambda: kept() == [7, 8, 9], 15)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for("the woken replica to answer", lambda: leader.status() is not None, 15)
+    time.sleep(3)  # its next election check, and its lease renewal, have run
+    assert "compaction" not in leader.status()["runs"]
+    assert "compaction" in other.status()["runs"]
+    log = (leader.paths.root / "controlplane.log").read_text()
+    assert "stops the work now" in log or "held by" in log, log[-3000:]
+
+
+SERVICE = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {{name: {name}}}
+"""
+
+
+def _replicas_check(mesh: Mesh) -> dict[str, Any]:
+    checks = json.loads(mesh.cli("check", "-o", "json", check=False).stdout)["checks"]
+    found: dict[str, Any] = {c["id"]: c for c in checks}["replicas-answering"]
+    return found
+
+
+def _replica_id(mesh: Mesh) -> str:
+    return str(_replicas_check(mesh)["details"]["self"])

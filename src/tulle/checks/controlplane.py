@@ -97,7 +97,15 @@ def replicas_answering(api: CheckApi) -> Outcome:
                               **report)
     return Outcome.ok(f"{len(rows)} replica{'s' if len(rows) != 1 else ''} answer: "
                       + ", ".join(f"{r['replica']} ({r['host']}:{r['apiPort']})"
-                                  for r in rows), **report)
+                                  for r in rows) + _singletons(report), **report)
+
+
+def _singletons(report: dict[str, Any]) -> str:
+    """Which replica runs each singleton job: an operator looks for its log there."""
+    held = report.get("singletons") or {}
+    return "".join(f"; {name} runs on {holder}" if holder else
+                   f"; no replica runs {name} at this moment (one takes it within the "
+                   "lease's 10 s)" for name, holder in sorted(held.items()))
 
 
 def replicas_clock(api: CheckApi) -> Outcome:

@@ -63,6 +63,13 @@ def up(
         help="Worker processes that serve the proxies' xDS streams, 0 to serve them in the "
              "control plane's own process [default: one per core but one, at least 1, at most 8]",
         min=0, max=64)] = None,
+    history_keep: Annotated[int | None, typer.Option(
+        help="How many of the newest revisions keep their changes for `tulle history` and "
+             "`tulle rollback`; older ones are compacted away [default: 10000]",
+        min=1)] = None,
+    compact_every: Annotated[float | None, typer.Option(
+        help="Seconds between compactions of the history and, on etcd, of etcd's own "
+             "record of older values [default: 300]", min=1.0)] = None,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Start the control plane (in the background unless --foreground)."""
@@ -80,7 +87,8 @@ def up(
                                   stale_after_s=stale_after, store=store, etcd_ca=etcd_ca,
                                   etcd_cert=etcd_cert, etcd_key=etcd_key,
                                   ca_encryption_key=ca_encryption_key, listen=listen,
-                                  xds_workers=xds_workers)
+                                  xds_workers=xds_workers, history_keep=history_keep,
+                                  compact_every_s=compact_every)
     # A bad --store or --listen is refused here, before anything starts (exit 2, nothing
     # changed).
     daemon.resolve_store(paths, options)

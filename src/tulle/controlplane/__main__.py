@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ca-encryption-key")
     parser.add_argument("--listen")
     parser.add_argument("--xds-workers", type=int)
+    parser.add_argument("--history-keep", type=int)
+    parser.add_argument("--compact-every", type=float)
     parser.add_argument("--detached", action="store_true",
                         help="stderr is already the log file: do not log there twice")
     args = parser.parse_args(argv)
@@ -36,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                            stale_after_s=args.stale_after, store=args.store,
                            etcd_ca=args.etcd_ca, etcd_cert=args.etcd_cert,
                            etcd_key=args.etcd_key, ca_encryption_key=args.ca_encryption_key,
-                           listen=args.listen, xds_workers=args.xds_workers)
+                           listen=args.listen, xds_workers=args.xds_workers,
+                           history_keep=args.history_keep,
+                           compact_every_s=args.compact_every)
     try:
         return run_foreground(StatePaths.resolve(args.state_dir), options,
                               log_to_stderr=not args.detached)

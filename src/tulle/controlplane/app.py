@@ -50,6 +50,13 @@ from tulle.controlplane.services.tap import (
     TapService,
 )
 from tulle.controlplane.services.telemetry import TelemetryService
+from tulle.controlplane.singletons import (
+    COMPACTION,
+    DEFAULT_COMPACT_EVERY_S,
+    DEFAULT_HISTORY_KEEP,
+    Singleton,
+    compaction_job,
+)
 from tulle.errors import TulleError
 from tulle.identity.ca import CertificateAuthority
 from tulle.identity.cafiles import CaFiles
@@ -85,9 +92,11 @@ class ControlPlane:
                  join_token_ttl_s: float = DEFAULT_JOIN_TOKEN_TTL_S,
                  stale_after_s: float = DEFAULT_STALE_AFTER_S,
                  store: Store | None = None, ca_files: CaFiles | None = None,
-                 xds_workers: int = 0) -> None:
+                 xds_workers: int = 0, history_keep: int = DEFAULT_HISTORY_KEEP,
+                 compact_every_s: float = DEFAULT_COMPACT_EVERY_S) -> None:
         """``xds_workers``: how many worker processes serve the ADS streams; 0 serves them on
-        this process's event loop."""
+        this process's event loop. ``history_keep`` and ``compact_every_s``: the
+        compaction (see singletons.py)."""
         self.paths = paths
         self.endpoint = endpoint
         self.token = token
@@ -96,6 +105,10 @@ class ControlPlane:
         # On a shared store: the other replicas, their workloads, resources and telemetry.
         self.replicas = (ReplicaSet(self.store, token, self._endpoint_record, self._changed)
                          if isinstance(self.store, EtcdStore) else None)
+        # Singleton work: done here with SQLite; on etcd, by the replica elected for it.
+        self.singletons = [Singleton(
+            COMPACTION, compaction_job(self.store, history_keep, compact_every_s),
+            self.store if isinstance(self.store, EtcdStore) else None)]
         # The CA in the state directory's ca/, or sealed in a store replicas share.
         self.ca = CertificateAuthority.open(ca_files or paths.ca_dir, endpoint.trust_domain)
         # A removed workload's proxy loses its stream too: it keeps its last config, but gets
@@ -329,6 +342,8 @@ class ControlPlane:
                                       self._ca_changed)
         self._tasks.append(asyncio.create_task(self._expire_orphans()))
         self._tasks.append(asyncio.create_task(self.identity.keep_server_identity()))
+        for singleton in self.singletons:
+            self._tasks.append(asyncio.create_task(singleton.run()))
         self._tasks.append(asyncio.create_task(keep_revocation_lists(
             self.ca, lambda: self._mesh().identity.crl_pem, self._changed)))
         for warning in self.identity.expiry_warnings():
@@ -394,6 +409,8 @@ class ControlPlane:
             "identityAddress": _host_port(self.endpoint.agent_host,
                                           self.endpoint.identity_port),
             "trustDomain": self.ca.trust_domain,
+            # The singleton work this control plane does now (on etcd: the elections it holds).
+            "runs": [s.name for s in self.singletons if s.holding],
             "warnings": self.identity.expiry_warnings(),
         }
 

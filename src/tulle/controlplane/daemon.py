@@ -61,6 +61,8 @@ class StartOptions:
     ca_encryption_key: str | None = None
     listen: str | None = None  # the agents' ports' address, for other hosts
     xds_workers: int | None = None  # None: xds.workers.pool.default_workers()
+    history_keep: int | None = None  # revisions whose changes the history keeps
+    compact_every_s: float | None = None  # how often the history (and etcd) is compacted
 
     def to_args(self) -> list[str]:
         args = []
@@ -72,7 +74,9 @@ class StartOptions:
                             ("--store", self.store), ("--etcd-ca", self.etcd_ca),
                             ("--etcd-cert", self.etcd_cert), ("--etcd-key", self.etcd_key),
                             ("--ca-encryption-key", self.ca_encryption_key),
-                            ("--listen", self.listen), ("--xds-workers", self.xds_workers)):
+                            ("--listen", self.listen), ("--xds-workers", self.xds_workers),
+                            ("--history-keep", self.history_keep),
+                            ("--compact-every", self.compact_every_s)):
             if value is not None:
                 args += [flag, str(value)]
         return args
@@ -175,6 +179,10 @@ async def _serve(paths: StatePaths, endpoint: ControlPlaneEndpoint, token: str,
         extra["join_token_ttl_s"] = options.join_token_ttl_s
     if options.stale_after_s is not None:
         extra["stale_after_s"] = options.stale_after_s
+    if options.history_keep is not None:
+        extra["history_keep"] = options.history_keep
+    if options.compact_every_s is not None:
+        extra["compact_every_s"] = options.compact_every_s
     if options.xds_workers is not None:
         extra["xds_workers"] = options.xds_workers
     else:

@@ -17,6 +17,8 @@ from typing import Any
 
 import aiohttp
 
+from tulle.controlplane.singletons import COMPACTION
+from tulle.errors import TulleError
 from tulle.store.etcd import EtcdStore
 
 ASK_TIMEOUT_S = 2.0
@@ -27,7 +29,19 @@ async def replica_health(store: EtcdStore, replicas: Mapping[str, Mapping[str, A
     """The replicas and etcd as this replica sees them."""
     answers, etcd = await asyncio.gather(_ask_replicas(store.replica, replicas, token),
                                          asyncio.to_thread(_etcd_health, store))
-    return {"store": "etcd", "self": store.replica, "replicas": answers, "etcd": etcd}
+    return {"store": "etcd", "self": store.replica, "replicas": answers, "etcd": etcd,
+            "singletons": await asyncio.to_thread(_leaders, store)}
+
+
+def _leaders(store: EtcdStore) -> dict[str, str | None]:
+    """Which replica runs each singleton job (None: nobody now, or etcd did not answer)."""
+    leaders: dict[str, str | None] = {}
+    for name in (COMPACTION,):
+        try:
+            leaders[name] = store.leader(name)
+        except TulleError:
+            leaders[name] = None
+    return leaders
 
 
 async def _ask_replicas(mine: str, replicas: Mapping[str, Mapping[str, Any]], token: str

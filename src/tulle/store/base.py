@@ -64,6 +64,10 @@ class Store(Protocol):
     def oldest_revision(self) -> int:
         """The oldest revision whose changes the history still holds (0 when empty)."""
 
+    def trim_history(self, keep: int, fence: tuple[str, int] | None = None) -> int:
+        """Drop the history of every revision but the newest ``keep``; how many entries
+        went. ``fence``: (election, revision): only while this replica holds it."""
+
     def workloads(self) -> list[Mapping[str, Any]]: ...
 
     def save_workload(self, node_id: str, record: Mapping[str, Any]) -> None: ...

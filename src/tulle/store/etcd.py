@@ -13,6 +13,8 @@ Keys, under a prefix (``/tulle/`` unless told otherwise)::
     workloads/REPLICA/NODE_ID                         a workload registered with REPLICA
     ca/NAME                                           the CA's files, encrypted (cavault)
     replicas/REPLICA                                  where a live replica listens
+    elections/NAME                                    the replica that runs singleton work
+                                                      NAME (under its lease)
 
 A write reads what it changes, then commits in one etcd transaction that holds only if
 ``meta/revision`` and every key it read are unchanged. Two replicas writing at once: one
@@ -34,6 +36,7 @@ from tulle.model.meta import ResourceKey
 from tulle.store.base import Action, ApplyResult, Change, StoredResource
 from tulle.store.etcdclient import Delete, EtcdClient, KeyValue, Put
 
+TRIM_BATCH = 60  # history entries per transaction (two deletes each; etcd allows 128 ops)
 MAX_ATTEMPTS = 20  # optimistic retries against concurrent writers before giving up
 RETRY_PAUSE_S = (0.005, 0.2)  # the first retry's longest pause, and any retry's
 _WIDTH = 20  # revisions are zero-padded so that key order is revision order
@@ -52,6 +55,7 @@ class EtcdStore:
         # lease (when one is held): a replica that dies takes its registrations with it.
         self._replica = replica
         self._lease = 0
+        self._lease_until = 0.0  # time.monotonic() when the lease lapses, as last renewed
 
     @property
     def replica(self) -> str:
@@ -258,11 +262,78 @@ class EtcdStore:
     def hold_lease(self, ttl_s: int) -> None:
         """From now on, this replica's registrations live as long as a lease it keeps alive
         (keep_lease); a new one replaces any held before."""
+        asked = time.monotonic()
         self._lease = self._etcd.grant(ttl_s)
+        self._lease_until = asked + ttl_s
 
     def keep_lease(self) -> bool:
         """Renew the lease; False when it had expired (re-hold it and save again)."""
-        return self._etcd.keep_alive(self._lease) if self._lease else True
+        if not self._lease:
+            return True
+        asked = time.monotonic()
+        # No answer (StateError): the lease is good only until its last renewal said.
+        ttl = self._etcd.keep_alive(self._lease)
+        # Counted from when we asked, not when etcd answered: never later than etcd's.
+        self._lease_until = asked + ttl if ttl > 0 else 0.0
+        return ttl > 0
+
+    def lease_left(self) -> float:
+        """How long this replica's lease lives for certain, by its last renewal (0: none
+        held, or lapsed). Singleton work stops before it runs out."""
+        return max(0.0, self._lease_until - time.monotonic()) if self._lease else 0.0
+
+    # -- elections (singleton work) --------------------------------------------------------
+
+    def campaign(self, name: str) -> int:
+        """Hold election ``name`` under this replica's lease if nobody does. The etcd
+        revision of the election's key while this replica holds it (the fence its writes
+        compare against), 0 while another replica does."""
+        key = self._key("elections", name)
+        if self._lease:
+            self._etcd.transaction(((key, 0),), [Put(key, self._replica.encode(),
+                                                     self._lease)])
+        found = self._etcd.get(key)
+        return found.mod_revision if found and found.value == self._replica.encode() else 0
+
+    def leader(self, name: str) -> str | None:
+        """The replica that holds election ``name``, if any."""
+        found = self._etcd.get(self._key("elections", name))
+        return found.value.decode() if found is not None else None
+
+    def resign(self, name: str, fence: int) -> None:
+        key = self._key("elections", name)
+        self._etcd.transaction(((key, fence),), [Delete(key)])
+
+    # -- compaction (singleton work) -------------------------------------------------------
+
+    def trim_history(self, keep: int, fence: tuple[str, int] | None = None) -> int:
+        """Drop the history of every revision but the newest ``keep``: both keys of each
+        entry, oldest first, a batch per transaction. With ``fence`` (an election and the
+        revision this replica won it at), each batch is written only while it still holds
+        that election. Returns how many entries went."""
+        cutoff = self.revision() - max(1, keep)
+        if cutoff < 1:
+            return 0
+        end = self._key("history", f"{cutoff + 1:0{_WIDTH}d}")
+        removed = 0
+        unchanged = () if fence is None else ((self._key("elections", fence[0]), fence[1]),)
+        while batch := self._etcd.range(self._key("history") + b"/", end, limit=TRIM_BATCH):
+            writes: list[Put | Delete] = []
+            for kv in batch:
+                key = self._change(kv).key
+                number, position = kv.key.decode().rsplit("/", 2)[1:]
+                writes += [Delete(kv.key), Delete(self._key(
+                    "history-key", key.kind, key.namespace, key.name, number, position))]
+            if not self._etcd.transaction(unchanged, writes):
+                raise StateError(f"this replica no longer holds the election {fence[0]}"
+                                 if fence else "the history changed while it was trimmed",
+                                 hint="another replica runs the compaction now")
+            removed += len(batch)
+        return removed
+
+    def compact_etcd(self, revision: int) -> bool:
+        """Compact etcd's own history up to ``revision`` (see EtcdClient.compact)."""
+        return self._etcd.compact(revision)
 
     def announce(self, endpoint: Mapping[str, Any]) -> None:
         """Say where this replica listens, for as long as its lease lives."""

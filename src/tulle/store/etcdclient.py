@@ -57,6 +57,7 @@ class Put:
 @dataclass(frozen=True)
 class Delete:
     key: bytes
+    end: bytes | None = None  # every key from ``key`` up to (not including) this one
 
 
 def _b64(data: bytes) -> str:
@@ -199,10 +200,23 @@ class EtcdClient:
         """A new lease: keys put with it are deleted when it is not kept alive for ttl_s."""
         return int(self._call("/v3/lease/grant", {"TTL": ttl_s})["ID"])
 
-    def keep_alive(self, lease: int) -> bool:
-        """Renew ``lease``; False when it has already expired (its keys are gone)."""
+    def keep_alive(self, lease: int) -> int:
+        """Renew ``lease``: the seconds it lives from now, 0 when it has already expired (its
+        keys are gone)."""
         answer = self._call("/v3/lease/keepalive", {"ID": str(lease)})
-        return int(answer.get("result", {}).get("TTL", 0)) > 0
+        return int(answer.get("result", {}).get("TTL", 0))
+
+    def compact(self, revision: int) -> bool:
+        """Drop etcd's record of every key's values before ``revision`` (watches that start
+        earlier then fail with WatchCompacted); False when it was compacted that far
+        already."""
+        try:
+            self._call("/v3/kv/compaction", {"revision": str(revision)})
+        except StateError as exc:
+            if "compacted" in exc.message:
+                return False
+            raise
+        return True
 
     def get(self, key: bytes) -> KeyValue | None:
         found = self.range(key, None)
@@ -240,7 +254,8 @@ class EtcdClient:
                     "mod_revision": str(revision)} for key, revision in unchanged]
         success = [{"request_put": {"key": _b64(w.key), "value": _b64(w.value),
                                     **({"lease": str(w.lease)} if w.lease else {})}}
-                   if isinstance(w, Put) else {"request_delete_range": {"key": _b64(w.key)}}
+                   if isinstance(w, Put) else {"request_delete_range": {
+                       "key": _b64(w.key), **({"range_end": _b64(w.end)} if w.end else {})}}
                    for w in writes]
         answer = self._call("/v3/kv/txn", {"compare": compare, "success": success})
         return bool(answer.get("succeeded", False))

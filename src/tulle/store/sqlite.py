@@ -197,6 +197,18 @@ class SqliteStore:
         row = self._db.execute("SELECT COALESCE(MIN(revision), 0) FROM revisions").fetchone()
         return int(row[0])
 
+    def trim_history(self, keep: int, fence: tuple[str, int] | None = None) -> int:
+        """Drop the history of every revision but the newest ``keep`` (at least one: the
+        newest revision numbers the next); how many entries went. ``fence`` is for shared
+        stores: one control plane owns this file."""
+        cutoff = self.revision() - max(1, keep)
+        if cutoff < 1:
+            return 0
+        with self._transaction() as db:
+            removed = db.execute("DELETE FROM history WHERE revision <= ?", (cutoff,)).rowcount
+            db.execute("DELETE FROM revisions WHERE revision <= ?", (cutoff,))
+        return int(removed)
+
     def workloads(self) -> list[Mapping[str, Any]]:
         rows = self._db.execute("SELECT record FROM workloads ORDER BY node_id")
         return [json.loads(record) for (record,) in rows]

@@ -29,6 +29,7 @@ from tests.unit.store.test_sqlite import (  # noqa: F401 - collected here agains
     test_history_has_before_and_after_newest_first,
     test_key_order_in_a_manifest_does_not_count_as_a_change,
     test_resources_hold_the_latest_manifest_and_timestamps,
+    test_trimming_keeps_the_newest_revisions_changes,
     test_workloads_are_saved_replaced_listed_and_deleted,
 )
 from tulle.errors import StateError, UsageError
@@ -146,3 +147,33 @@ def test_a_watch_sees_the_writes_of_another_replica(etcd_url: str) -> None:
         if len(seen) >= 3:
             break
     assert seen == [("a", True), ("b", True), ("b", False)]
+
+
+def test_one_replica_at_a_time_holds_an_election_and_writes_under_it(etcd_url: str) -> None:
+    """Singleton work: the first replica to campaign holds the election; the other gets 0
+    until it is free. A trim fenced by an election this replica no longer holds writes
+    nothing."""
+    prefix = f"/election-{next(_prefixes)}/"
+    a = EtcdStore(EtcdClient([etcd_url]), prefix=prefix, replica="a")
+    b = EtcdStore(EtcdClient([etcd_url]), prefix=prefix, replica="b")
+    for replica in (a, b):
+        replica.hold_lease(10)
+        assert 9 < replica.lease_left() <= 10
+    won = a.campaign("compaction")
+    assert won > 0 and a.campaign("compaction") == won  # still a's, at the same revision
+    assert b.campaign("compaction") == 0
+    assert a.leader("compaction") == b.leader("compaction") == "a"
+    for port in range(4):
+        a.apply([(A, manifest(A, port=port))])
+    with pytest.raises(StateError, match="no longer holds the election"):
+        b.trim_history(2, ("compaction", won + 1))  # not the revision the election is at
+    assert [c.revision for c in a.history()] == [4, 3, 2, 1]  # nothing went
+    assert a.trim_history(2, ("compaction", won)) == 2
+    assert [c.revision for c in b.history()] == [4, 3]
+    assert b.history(A)[-1].revision == 3  # the per-resource keys went too
+    a.resign("compaction", won)
+    taken = b.campaign("compaction")
+    assert taken > won and b.leader("compaction") == "b"
+    with pytest.raises(StateError):
+        a.trim_history(1, ("compaction", won))  # a's old fence counts for nothing now
+    assert b.compact_etcd(b.etcd_revision()) and not b.compact_etcd(1)

@@ -92,6 +92,26 @@ def test_history_has_before_and_after_newest_first(store: SqliteStore) -> None:
     assert times == sorted(times, reverse=True)
 
 
+def test_trimming_keeps_the_newest_revisions_changes(store: SqliteStore) -> None:
+    """Compaction: the history of every revision but the newest N goes; the resources, the
+    revision counter and the kept history stay, and a later write numbers on."""
+    store.apply([(A, manifest(A)), (B, manifest(B))])  # revision 1: two entries
+    for port in range(2, 6):
+        store.apply([(A, manifest(A, port=port))])  # revisions 2..5
+    assert store.trim_history(keep=2) == 4  # revisions 1..3: 2 + 1 + 1 entries
+    assert [c.revision for c in store.history()] == [5, 4]
+    assert [c.revision for c in store.history(B)] == []
+    assert [c.revision for c in store.history(A)] == [5, 4]
+    assert store.oldest_revision() == 4 and store.revision() == 5
+    assert [c.revision for c in store.changes_after(0)] == [4, 5]
+    assert {s.key: s.manifest for s in store.resources()} == {
+        A: manifest(A, port=5), B: manifest(B)}
+    assert store.trim_history(keep=2) == 0  # nothing more to do
+    assert store.apply([(B, manifest(B, port=1))])[0].revision == 6
+    assert store.trim_history(keep=0) == 2  # the newest revision always stays
+    assert [c.revision for c in store.history()] == [6]
+
+
 def test_delete_takes_a_revision_and_missing_is_not_found(store: SqliteStore) -> None:
     store.apply([(A, manifest(A)), (B, manifest(B))])
     result = store.delete(A)
