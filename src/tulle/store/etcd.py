@@ -42,6 +42,26 @@ RETRY_PAUSE_S = (0.005, 0.2)  # the first retry's longest pause, and any retry's
 _WIDTH = 20  # revisions are zero-padded so that key order is revision order
 
 
+def _too_big(error: StateError, changes: int, operations: int) -> StateError:
+    """etcd's limits on one transaction, said in the user's terms: one apply is one
+    transaction, all or nothing."""
+    if "too many operations" in error.message:
+        return StateError(
+            f"this change touches {changes} resources, {operations} etcd operations in one "
+            "transaction (3 per resource): more than etcd allows (--max-txn-ops, 128 by "
+            "default); nothing was changed",
+            hint="apply the resources in smaller files (up to 40 at once with etcd's "
+                 "defaults), or start every etcd member with a higher --max-txn-ops, "
+                 "e.g. --max-txn-ops 4096")
+    if "request is too large" in error.message:
+        return StateError(
+            f"this change touches {changes} resources, more bytes than etcd takes in one "
+            "request (--max-request-bytes, 1.5 MiB by default); nothing was changed",
+            hint="apply the resources in smaller files, or start every etcd member with a "
+                 "higher --max-request-bytes")
+    return error
+
+
 def _dump(manifest: Mapping[str, Any]) -> str:
     return json.dumps(manifest, sort_keys=True, separators=(",", ":"))
 
@@ -229,7 +249,10 @@ class EtcdStore:
             writes += [Put(k, entry) for k in self._history_keys(revision, index, key)]
         writes.append(Put(self._key("meta", "revision"),
                           json.dumps({"revision": revision}).encode()))
-        return results if self._etcd.transaction(unchanged, writes) else None
+        try:
+            return results if self._etcd.transaction(unchanged, writes) else None
+        except StateError as exc:
+            raise _too_big(exc, len(changes), len(writes)) from exc
 
     # -- opaque files (the CA's, encrypted by their owner) -----------------------------------
 

@@ -177,3 +177,13 @@ def test_one_replica_at_a_time_holds_an_election_and_writes_under_it(etcd_url: s
     with pytest.raises(StateError):
         a.trim_history(1, ("compaction", won))  # a's old fence counts for nothing now
     assert b.compact_etcd(b.etcd_revision()) and not b.compact_etcd(1)
+
+
+def test_an_apply_larger_than_one_etcd_transaction_says_so_and_writes_nothing(
+        store: EtcdStore) -> None:
+    """etcd takes 128 operations in one transaction by default: 60 resources are 181."""
+    batch = [(ResourceKey("Service", "default", f"s{i}"), manifest(A)) for i in range(60)]
+    with pytest.raises(StateError, match=r"touches 60 resources.*--max-txn-ops") as caught:
+        store.apply(batch)
+    assert "smaller files" in (caught.value.hint or "")
+    assert store.resources() == [] and store.revision() == 0
