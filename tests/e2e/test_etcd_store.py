@@ -169,11 +169,7 @@ def test_a_change_applied_on_one_replica_reaches_the_proxies_of_another(replicas
     deleted on A reaches B's proxies each time (B watches etcd), and B's own workloads are
     B's alone (A neither lists nor expires them)."""
     a, b = replicas()
-    # One CA for both: the same trust bundle. Rotating it is refused (replicas do not
-    # follow another's rotation yet), and says so.
-    assert _bundle(a) == _bundle(b)
-    refused = a.cli("certs", "rotate", "issuer", check=False, timeout=60)
-    assert refused.returncode != 0 and "shared store" in refused.stderr, refused
+    assert _bundle(a) == _bundle(b)  # one CA for both: the same trust bundle
     b.run("books", name="books-1")
     web = b.run("web", name="web-1")
     b.sync()
@@ -194,6 +190,39 @@ def test_a_change_applied_on_one_replica_reaches_the_proxies_of_another(replicas
     assert {w["name"] for w in on_a} == {w["name"] for w in on_b} == {"books-1", "web-1"}
     assert all(w["replica"] for w in on_a) and not any(w["replica"] for w in on_b)
     assert "replica " in a.cli("get", "workloads").stdout
+
+
+def test_a_root_rotation_on_one_replica_carries_the_workloads_of_both(
+        replicas: Replicas) -> None:
+    """Rotate the root on A while web-1 (registered with A) calls books-1 (registered with
+    B) all along. B follows each stage from etcd, its agent renews from the new issuer, and
+    each stage waits for B's proxies too: no call fails, and at the end both replicas hand
+    out the new root alone and both workloads hold certificates from the new issuer."""
+    a, b = replicas()
+    b.run("books", name="books-1")
+    web = a.run("web", name="web-1")
+    a.sync()
+    b.sync()
+    before = _bundle(a)
+    traffic = Traffic(a, web, "http://books/")
+    traffic.start()
+    try:
+        wait_for("steady traffic", lambda: traffic.ok >= 20)
+        rotated = json.loads(a.cli("certs", "rotate", "root", "-o", "json",
+                                   timeout=300).stdout)
+        ok_after = traffic.ok
+        wait_for("calls go on after the rotation", lambda: traffic.ok >= ok_after + 20)
+    finally:
+        traffic.stop()
+    assert traffic.failures == [], traffic.failures[:5]
+    assert [s["stage"] for s in rotated["stages"]] == [1, 2, 3]
+    assert all("1 other replica(s) followed" in s["detail"] for s in rotated["stages"]), rotated
+    assert _bundle(a) == _bundle(b) != before
+    assert len(rotated["anchors"]) == 1  # the new root alone
+    for mesh, node in ((b, "books-1.default"), (a, "web-1.default")):
+        held = {c["node"]: c for c in mesh.api.get("/v1/identity/status")["workloads"]}
+        assert held[node]["issuerId"] == rotated["issuer"], (node, held[node])
+        assert held[node]["chainsToBundle"]
 
 
 def _bundle(mesh: Mesh) -> str:

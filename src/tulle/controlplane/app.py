@@ -166,7 +166,8 @@ class ControlPlane:
             self.ca, self.registry, push=self.config.push, wait_synced=self.hub.wait_synced,
             connected=self.hub.connected, broadcast=self.channels.broadcast,
             refresh_server_identity=self.identity.refresh_server_identity,
-            shared=ca_files is not None)
+            shared=ca_files is not None,
+            peers=self.replicas.rotation if self.replicas is not None else None)
         self.sessions = SessionService(
             self.registry, self.channels, enrol=self.identity.enrol,
             admit=self.identity.admit, vouch=self.identity.session_certificate,
@@ -237,7 +238,7 @@ class ControlPlane:
         """The CA's files changed in the shared store: follow another replica's revocation or
         rotation step (our own writes find nothing new). New roots are trusted on the
         identity port at once; proxies get the new bundle and lists with the next push."""
-        bundle = self.ca.bundle_pem()
+        bundle, issuer = self.ca.bundle_pem(), self.ca.state.issuer
         try:
             if not self.ca.reload():
                 return
@@ -245,8 +246,13 @@ class ControlPlane:
             log.warning("cannot follow the CA's state in the shared store: %s", exc.message)
             return
         log.info("the CA's state changed on another replica: following it")
-        if self.ca.bundle_pem() != bundle:
+        if (self.ca.bundle_pem(), self.ca.state.issuer) != (bundle, issuer):
+            # A rotation's stage: the agents here take the new bundle, and renew from the
+            # new issuer when it changed.
             self.identity.refresh_server_identity()
+            self.channels.broadcast({"bundle": self.ca.bundle_pem()})
+            if self.ca.state.issuer != issuer:
+                self.channels.broadcast({"renew": True})
         self._changed()
 
     def _endpoint_record(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from tulle.controlplane.replication import (
     WriteBehind,
     keep_lease,
 )
+from tulle.controlplane.rotationpeers import ReplicaRotationPeers
 from tulle.controlplane.services.resources import ResourceService
 from tulle.errors import TulleError
 from tulle.model.workload import Workload
@@ -53,6 +54,7 @@ class ReplicaSet:
         self._revision_seen = 0
         self._watches: list[Watch[Any]] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self.rotation = ReplicaRotationPeers(store, token)
 
     # -- what the rest of the control plane asks -------------------------------------------
 

@@ -13,8 +13,8 @@ import pytest
 from tests.support.fakes import FakeProxies, FakePush
 from tests.unit.controlplane.support import registry
 from tests.unit.identity.certs import open_ca
-from tulle.controlplane.services.rotation import Rotator
-from tulle.errors import IdentityError
+from tulle.controlplane.services.rotation import Rotator, bundle_hash
+from tulle.errors import ConflictError, IdentityError
 from tulle.identity.ca import CertificateAuthority
 from tulle.model.workload import WorkloadCertificate
 from tulle.registry.registry import WorkloadRegistry
@@ -80,3 +80,73 @@ def test_proxies_that_do_not_ack_stop_stage_one(tmp_path: Path) -> None:
         asyncio.run(rotator(ca, reg, proxies, FakePush(), renews=True, messages=[])
                     .rotate("issuer"))
     assert ca.state.rotation is not None and ca.state.rotation.stage == 1
+
+
+class Peers:
+    """The other replicas: who holds the election, and what each stage finds on them."""
+
+    def __init__(self, holder: str | None = None, lagging: list[str] | None = None) -> None:
+        self.holder = holder
+        self.lagging = lagging or []
+        self.calls: list[tuple[str, str | None]] = []
+        self.released = 0
+
+    async def claim(self) -> str | None:
+        return self.holder
+
+    async def still_holds(self) -> bool:
+        return self.holder is None
+
+    async def release(self) -> None:
+        self.released += 1
+
+    async def synced(self, bundle: str, issuer: str | None, timeout_s: float
+                     ) -> tuple[int, list[str]]:
+        self.calls.append((bundle, issuer))
+        return 2, self.lagging
+
+
+def shared_rotator(tmp_path: Path, peers: Peers) -> tuple[Rotator, CertificateAuthority]:
+    ca, reg = open_ca(tmp_path), registry(tmp_path, "books-1", "web-1")
+    proxies, messages = FakeProxies(list(NODES)), []
+
+    def broadcast(message: dict[str, Any]) -> None:
+        messages.append(message)
+        if message.get("renew"):
+            for node in NODES:
+                reg.set_certificate(node, certificate(ca.issuer.id))
+
+    for node in NODES:
+        reg.set_certificate(node, certificate(ca.issuer.id))
+    return Rotator(ca, reg, push=FakePush(), wait_synced=proxies.wait_synced,
+                   connected=proxies.connected, broadcast=broadcast,
+                   refresh_server_identity=lambda: None, stage_timeout_s=0.3, shared=True,
+                   peers=peers), ca  # type: ignore[arg-type]
+
+
+def test_on_a_shared_store_each_stage_waits_for_the_other_replicas(tmp_path: Path) -> None:
+    peers = Peers()
+    rotator_, ca = shared_rotator(tmp_path, peers)
+    result = asyncio.run(rotator_.rotate("root"))
+    assert [stage["stage"] for stage in result["stages"]] == [1, 2, 3]
+    # Stage 2 asks them for the new issuer too; each asks for the bundle in force then.
+    assert [issuer for _, issuer in peers.calls] == [None, result["issuer"], None]
+    assert peers.calls[-1][0] == bundle_hash(ca.bundle_pem())
+    assert peers.released == 1
+    assert all(s["detail"].endswith("; 2 other replica(s) followed") for s in result["stages"])
+
+
+def test_a_replica_that_does_not_follow_stops_the_stage_and_is_named(tmp_path: Path) -> None:
+    peers = Peers(lagging=["replica r-b: its CA has not followed the rotation's bundle yet"])
+    rotator_, ca = shared_rotator(tmp_path, peers)
+    with pytest.raises(IdentityError, match=r"other replicas did not follow: replica r-b"):
+        asyncio.run(rotator_.rotate("issuer"))
+    assert ca.state.rotation is not None and ca.state.rotation.stage == 1  # resumable
+    assert peers.released == 1  # another replica may resume it
+
+
+def test_a_rotation_held_by_another_replica_is_refused_and_names_it(tmp_path: Path) -> None:
+    rotator_, ca = shared_rotator(tmp_path, Peers(holder="r-a"))
+    with pytest.raises(ConflictError, match="replica r-a is rotating the CA now"):
+        asyncio.run(rotator_.rotate("root"))
+    assert ca.state.rotation is None

@@ -10,16 +10,23 @@ an anchor every proxy trusts. Progress is saved in ca/state.json before each sta
 interrupted rotation resumes at the stage it stopped in: on `tulle certs rotate` again, or on
 its own when the control plane restarts. Issuer rotation keeps the root: stages 1 and 3 then
 change nothing in the bundle, but still wait for every proxy.
+
+With replicas on a shared store, one replica rotates: the one that holds the election
+``ca-rotation`` (``RotationPeers.claim``); `tulle certs rotate` on another is refused and
+names it. The others follow each stage from the CA's files in etcd (their agents renew when
+the issuer changes), and each stage waits for them too: every other replica answers, through
+``RotationPeers.synced`` (and ``Rotator.follow`` there), once its own proxies hold the stage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -39,6 +46,27 @@ RECONNECT_GRACE_S = 20.0
 
 
 
+class RotationPeers(Protocol):
+    """The other replicas of a shared store, as a rotation needs them."""
+
+    async def claim(self) -> str | None:
+        """Hold the election ``ca-rotation``: None when this replica holds it, else who does."""
+
+    async def still_holds(self) -> bool: ...
+
+    async def release(self) -> None: ...
+
+    async def synced(self, bundle: str, issuer: str | None, timeout_s: float
+                     ) -> tuple[int, list[str]]:
+        """How many other replicas were asked, and why each that does not hold the stage
+        (the bundle's hash, and with ``issuer``, every live workload on it) within
+        ``timeout_s`` does not."""
+
+
+def bundle_hash(bundle_pem: str) -> str:
+    return hashlib.sha256(bundle_pem.encode()).hexdigest()[:16]
+
+
 class Rotator:
     """``push`` rebuilds and publishes the mesh now (returns its version); ``broadcast``
     sends a control message to every connected agent; ``refresh_server_identity`` reissues
@@ -49,8 +77,12 @@ class Rotator:
                  connected: Callable[[], list[str]],
                  broadcast: Callable[[dict[str, Any]], None],
                  refresh_server_identity: Callable[[], object],
-                 stage_timeout_s: float = STAGE_TIMEOUT_S, shared: bool = False) -> None:
+                 stage_timeout_s: float = STAGE_TIMEOUT_S, shared: bool = False,
+                 peers: RotationPeers | None = None) -> None:
         self._shared = shared  # the CA lives in a store other replicas share
+        self._peers = peers
+        self._lagging: list[str] = []  # the other replicas that did not follow a stage
+        self._followed = 0  # how many other replicas followed the last stage
         self._ca = ca
         self._registry = registry
         self._push = push
@@ -65,8 +97,8 @@ class Rotator:
 
     def _check_alone(self) -> None:
         """A rotation's stages change the CA every replica signs with and the bundle every
-        proxy trusts; replicas do not yet follow another's rotation, so it is refused."""
-        if self._shared:
+        proxy trusts: on a shared store, only with the other replicas to wait for."""
+        if self._shared and self._peers is None:
             raise ConflictError(
                 "rotating the CA is not supported yet with the CA in a shared store: the "
                 "other replicas would keep signing with the old issuer",
@@ -104,6 +136,7 @@ class Rotator:
         self._check_kind(kind)
         self._check_alone()
         if self._task is None or self._task.done():
+            await self._claim()
             rotation = self._ca.state.rotation
             if rotation is not None and rotation.kind != kind:
                 raise ConflictError(f"a {rotation.kind} rotation is in progress",
@@ -117,12 +150,43 @@ class Rotator:
         return await asyncio.shield(self._task)
 
     def resume_in_background(self) -> None:
-        """After a restart: finish a rotation that was interrupted."""
+        """After a restart: finish a rotation that was interrupted (on a shared store, if no
+        other replica does)."""
         rotation = self._ca.state.rotation
         if rotation is not None and (self._task is None or self._task.done()):
             log.warning("resuming the %s rotation at stage %d", rotation.kind, rotation.stage)
-            self._task = asyncio.create_task(self._run(wait_for_agents=True))
+            self._task = asyncio.create_task(self._resume())
             self._task.add_done_callback(_log_failure)
+
+    async def _resume(self) -> dict[str, Any]:
+        await self._claim()
+        return await self._run(wait_for_agents=True)
+
+    async def _claim(self) -> None:
+        if self._peers is None:
+            return
+        holder = await self._peers.claim()
+        if holder is not None:
+            raise ConflictError(f"replica {holder} is rotating the CA now",
+                                hint="follow it with `tulle certs status`; run `tulle certs "
+                                     "rotate` again once it is done, or if that replica died")
+
+    async def follow(self, bundle: str, issuer: str | None, timeout_s: float) -> str | None:
+        """Another replica's rotation stage, as this replica's proxies see it: wait until
+        this replica's CA has the bundle with hash ``bundle`` (its watch may lag), every live
+        workload here holds a certificate from ``issuer`` (if given), and every proxy here
+        ACKed a push made after. None when done in time, else why not."""
+        deadline = time.monotonic() + timeout_s
+        while bundle_hash(self._ca.bundle_pem()) != bundle:
+            if time.monotonic() >= deadline:
+                return "its CA has not followed the rotation's bundle yet"
+            await asyncio.sleep(0.1)
+        if issuer is not None and not await self._on_issuer(issuer, deadline):
+            return f"not every workload here holds a certificate from {issuer} yet"
+        version = self._push()
+        if not await self._wait_synced(version, max(0.5, deadline - time.monotonic())):
+            return "not every proxy here ACKed the new bundle and certificates"
+        return None
 
     # -- the stages ----------------------------------------------------------------------
 
@@ -145,11 +209,24 @@ class Rotator:
                  f", new root {rotation.new_anchor}" if rotation.new_anchor else "")
 
     async def _run(self, wait_for_agents: bool = False) -> dict[str, Any]:
+        try:
+            return await self._stages(wait_for_agents)
+        finally:  # done or stopped: another replica may resume it
+            if self._peers is not None:
+                await self._peers.release()
+
+    async def _stages(self, wait_for_agents: bool) -> dict[str, Any]:
         if wait_for_agents:
             await self._await_reconnects()
         ca = self._ca
         report: list[dict[str, Any]] = []
         while (rotation := ca.state.rotation) is not None:
+            if self._peers is not None and not await self._peers.still_holds():
+                raise ConflictError(
+                    "this replica no longer holds the election for the CA rotation (its etcd "
+                    "lease lapsed): it stopped before stage " + str(rotation.stage),
+                    hint="the replica that holds it now resumes the rotation; check with "
+                         "`tulle certs status`")
             started = time.monotonic()
             if rotation.stage == 1:
                 anchors = rotation.old_anchors + ((rotation.new_anchor,)
@@ -168,11 +245,16 @@ class Rotator:
                 synced = await self._push_bundle()
                 detail = f"bundle has {len(anchors)} anchor(s)"
             if not synced:
+                lagging = "; ".join(self._lagging)
                 raise IdentityError(
                     f"stage {rotation.stage} of the {rotation.kind} rotation did not complete "
-                    f"within {self._stage_timeout_s:.0f}s: not every proxy confirmed",
+                    f"within {self._stage_timeout_s:.0f}s: " + (
+                        f"other replicas did not follow: {lagging}" if lagging
+                        else "not every proxy confirmed"),
                     hint=f"check `tulle get proxies`, then resume with `tulle certs rotate "
                          f"{rotation.kind}`")
+            if self._peers is not None:
+                detail += f"; {self._followed} other replica(s) followed"
             report.append({"stage": rotation.stage, "detail": detail,
                            "seconds": round(time.monotonic() - started, 3)})
             log.info("%s rotation: stage %d done (%s)", rotation.kind, rotation.stage, detail)
@@ -187,22 +269,39 @@ class Rotator:
         self._refresh_server_identity()
         self._broadcast({"bundle": bundle})
         version = self._push()
-        return await self._wait_synced(version, self._stage_timeout_s)
+        deadline = time.monotonic() + self._stage_timeout_s
+        return (await self._wait_synced(version, self._stage_timeout_s)
+                and await self._others_follow(None, deadline))
+
+    async def _others_follow(self, issuer: str | None, deadline: float) -> bool:
+        """Every other replica's proxies hold the stage too (no others: True)."""
+        self._lagging, self._followed = [], 0
+        if self._peers is None:
+            return True
+        asked, self._lagging = await self._peers.synced(
+            bundle_hash(self._ca.bundle_pem()), issuer, max(1.0, deadline - time.monotonic()))
+        self._followed = asked - len(self._lagging)
+        return not self._lagging
+
+    async def _on_issuer(self, issuer_id: str, deadline: float) -> bool:
+        """Every live workload here holds a certificate from ``issuer_id``."""
+        while time.monotonic() < deadline:
+            if not [n for n in self._live_workloads()
+                    if (c := self._registry.certificate(n)) is None
+                    or c.issuer_id != issuer_id]:
+                return True
+            await asyncio.sleep(0.1)
+        return False
 
     async def _reissue(self, issuer_id: str) -> bool:
         self._broadcast({"bundle": self._ca.bundle_pem()})
         self._broadcast({"renew": True})
         deadline = time.monotonic() + self._stage_timeout_s
-        while time.monotonic() < deadline:
-            stale = [n for n in self._live_workloads()
-                     if (c := self._registry.certificate(n)) is None
-                     or c.issuer_id != issuer_id]
-            if not stale:
-                version = self._push()
-                return await self._wait_synced(version, max(1.0, deadline -
-                                                                   time.monotonic()))
-            await asyncio.sleep(0.1)
-        return False
+        if not await self._on_issuer(issuer_id, deadline):
+            return False
+        version = self._push()
+        return (await self._wait_synced(version, max(1.0, deadline - time.monotonic()))
+                and await self._others_follow(issuer_id, deadline))
 
     async def _await_reconnects(self) -> None:
         """After a restart, give agents the grace period to come back before stages run."""
