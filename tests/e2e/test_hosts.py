@@ -410,3 +410,42 @@ def test_an_agent_on_another_host_fails_over_to_another_replica(
             joiner.close()
             a.close()
             b.close()
+
+
+def test_a_root_rotation_carries_a_sidecar_on_another_host(
+        listening: Mesh, other_host: netns.Host, tmp_path: Path) -> None:
+    """Rotate the root while web-1 runs on another host, then restart the control plane, so
+    that every channel to it is a new handshake with its new certificate. web-1's agent
+    (its session and renewals) and its sidecar's xDS channel trust the new roots: the agent
+    took each new bundle over its session and rewrote the roots its Envoy reads; nothing in
+    the bootstrap pins the old ones. web-1 gets its stream back and takes a change."""
+    mesh = listening
+    mesh.run("books", name="books-1")
+    joiner = Joiner(mesh, other_host, tmp_path / "b")
+    try:
+        made = joiner.token("web")
+        port = free_port()
+        process, log = joiner.run("web-1", "web", made["token"], made["caFingerprint"],
+                                  made["controlPlane"], port)
+        wait_for("web-1 to call books across the hosts",
+                 lambda: _calls(joiner, port) == 200, timeout=40)
+        rotated = json.loads(mesh.cli("certs", "rotate", "root", "-o", "json",
+                                      timeout=300).stdout)
+        assert [s["stage"] for s in rotated["stages"]] == [1, 2, 3]
+        assert _calls(joiner, port) == 200
+        roots = joiner.root / "state" / "workloads" / "web-1.default" / "xds-client" / \
+            "roots.json"
+        bundle = json.loads(roots.read_text())["resources"][0]["validation_context"][
+            "trusted_ca"]["inline_string"]
+        assert bundle.count("BEGIN CERTIFICATE") == 1, "the new root alone"
+
+        mesh.cli("down")
+        mesh.up("--listen", other_host.local)
+        mesh.cli("apply", "-f", "-", stdin=TEAPOT)
+        wait_for("web-1's sidecar to take a change from the restarted control plane",
+                 lambda: _calls(joiner, port) == 418, timeout=60)
+        [web] = [w for w in mesh.api.get("/v1/workloads") if w["name"] == "web-1"]
+        assert web["state"] == "ready", web
+        assert process.poll() is None, log.read_text()
+    finally:
+        joiner.close()

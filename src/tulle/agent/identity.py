@@ -207,6 +207,19 @@ def write_xds_client_secret(workdir: Path, cert_file: Path, key_file: Path) -> N
     staged.replace(workdir / xdsclient.FILE)
 
 
+def write_xds_roots(workdir: Path, bundle_pem: str) -> None:
+    """The SDS file of the roots the sidecar's xDS cluster checks the control plane against,
+    replaced in one move whenever the bundle changes."""
+    directory = workdir / xdsclient.DIRECTORY
+    ensure_private_dir(directory)
+    secret = {"resources": [{
+        "@type": xdsclient.SECRET_TYPE, "name": xdsclient.ROOTS_SECRET_NAME,
+        "validation_context": {"trusted_ca": {"inline_string": bundle_pem}}}]}
+    staged = directory / ".roots.json.new"
+    write_private(staged, json.dumps(secret))
+    staged.replace(workdir / xdsclient.ROOTS_FILE)
+
+
 @dataclass(frozen=True)
 class PreparedKey:
     spiffe_id: str

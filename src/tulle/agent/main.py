@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from tulle.agent.identity import (
     IdentityKeeper,
     prepare_first_key,
     write_xds_client_secret,
+    write_xds_roots,
 )
 from tulle.agent.readiness import PROBE_KINDS, ProbeKind, Readiness, probe
 from tulle.agent.remote import (
@@ -83,6 +85,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._starting: asyncio.Task[Any] | None = None
         self._identity: IdentityKeeper | None = None
+        self._joined: RemoteChannel | None = None  # the control plane on another host
         self._session: ControlPlaneSession | None = None
         self._telemetry: Telemetry | None = None
         self._envoy: EnvoyProcess | None = None
@@ -108,7 +111,7 @@ class Agent:
 
     async def _run(self) -> int:
         config = self.config
-        joined = await self._joined()
+        joined = self._joined = await self._join()
         host, api_port, api_token, identity_host, trust_domain, address = self._locate(joined)
         ensure_private_dir(self.workdir)
         admin = EnvoyAdmin(self.workdir)
@@ -196,9 +199,11 @@ class Agent:
     # -- pieces ------------------------------------------------------------------------------
 
     def _keep_xds_client_secret(self, keeper: IdentityKeeper) -> None:
-        """The certificate the sidecar presents to xDS over TLS: the current one, always."""
+        """The certificate the sidecar presents to xDS over TLS, the current one always, and
+        the roots it checks the control plane against (rewritten on a new bundle too)."""
         def write() -> None:
             write_xds_client_secret(self.workdir, keeper.cert_file, keeper.key_file)
+            write_xds_roots(self.workdir, keeper.bundle)
 
         write()
         keeper.on_renewed.append(write)
@@ -236,7 +241,7 @@ class Agent:
                 joined.trust.trust_domain,
                 self.config.address or local_address_towards(joined.where))
 
-    async def _joined(self) -> RemoteChannel | None:
+    async def _join(self) -> RemoteChannel | None:
         """With --control-plane: the channel to a control plane on another host, once its CA
         matched the pinned fingerprint. The join token leaves the environment at once, so
         the workload's command never inherits it."""
@@ -314,7 +319,13 @@ class Agent:
         if self._identity is None:
             return
         if "bundle" in message:
-            self._identity.renew_soon(bundle=str(message["bundle"]))
+            bundle = str(message["bundle"])
+            self._identity.renew_soon(bundle=bundle)
+            # A root rotation's first stage: the new roots are trusted on every channel to
+            # the control plane before its certificate moves to them.
+            write_xds_roots(self.workdir, bundle)
+            if self._joined is not None:
+                self._joined.trust = dataclasses.replace(self._joined.trust, bundle_pem=bundle)
         if message.get("renew"):
             self._identity.renew_soon()
 

@@ -116,8 +116,10 @@ def local_address_towards(where: ControlPlaneUrl) -> str:
 
 class RemoteChannel:
     """How the agent reaches a control plane on another host: TLS, verified against the
-    pinned bundle; the join token for the first registration, the workload certificate
-    (``certificate()``: the current chain and key files, or None before the first) after."""
+    pinned bundle, and then against each bundle the control plane sends over the session
+    (``trust`` is replaced: a root rotation moves the control plane to new roots); the join
+    token for the first registration, the workload certificate (``certificate()``: the
+    current chain and key files, or None before the first) after."""
 
     def __init__(self, where: ControlPlaneUrl, trust: Trust, join_token: str,
                  certificate: Callable[[], tuple[Path, Path] | None]) -> None:

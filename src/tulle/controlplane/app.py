@@ -175,7 +175,7 @@ class ControlPlane:
             bootstrap=lambda workload, xds_token: sidecar_bootstrap(
                 workload, self.endpoint.agent_host, self.endpoint.xds_port, xds_token,
                 other_xds=self.replicas.other_xds() if self.replicas else (),
-                tls=XdsTls(self.ca.bundle_pem(), control_plane_id(self.ca.trust_domain))
+                tls=XdsTls(control_plane_id(self.ca.trust_domain))
                 if self.endpoint.xds_tls else None),
             push=self.config.push, wait_synced=self.hub.wait_synced,
             connected=self.hub.connected,

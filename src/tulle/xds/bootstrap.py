@@ -19,9 +19,9 @@ from tulle.xds import names
 @dataclass(frozen=True)
 class XdsTls:
     """xDS over TLS (the control plane listens beyond loopback): the sidecar trusts only the
-    mesh's roots, and only a peer with the control plane's SPIFFE ID."""
+    mesh's roots (from the file its agent keeps current), and only a peer with the control
+    plane's SPIFFE ID."""
 
-    bundle_pem: str
     control_plane_id: str
 
 
@@ -127,10 +127,18 @@ def _tls_socket(tls: XdsTls) -> dict[str, Any]:
                     "path_config_source": {
                         "path": xdsclient.FILE,
                         "watched_directory": {"path": xdsclient.DIRECTORY}}}}],
-            "validation_context": {
-                "trusted_ca": {"inline_string": tls.bundle_pem},
-                "match_typed_subject_alt_names": [{
-                    "san_type": "URI", "matcher": {"exact": tls.control_plane_id}}],
+            # The roots from the file the agent rewrites on every new bundle: pinned in the
+            # bootstrap, they would refuse the control plane after a root rotation.
+            "combined_validation_context": {
+                "default_validation_context": {"match_typed_subject_alt_names": [{
+                    "san_type": "URI", "matcher": {"exact": tls.control_plane_id}}]},
+                "validation_context_sds_secret_config": {
+                    "name": xdsclient.ROOTS_SECRET_NAME,
+                    "sds_config": {
+                        "resource_api_version": "V3",
+                        "path_config_source": {
+                            "path": xdsclient.ROOTS_FILE,
+                            "watched_directory": {"path": xdsclient.DIRECTORY}}}},
             },
         },
     }}

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.unit.xds.meshes import workload
-from tulle.agent.identity import write_xds_client_secret
+from tulle.agent.identity import write_xds_client_secret, write_xds_roots
 from tulle.identity import xdsclient
 from tulle.xds.bootstrap import XdsTls, sidecar_bootstrap
 
@@ -47,13 +47,23 @@ def test_other_replicas_are_lower_priorities_with_health_checks_to_move_by() -> 
 
 def test_xds_over_tls_checks_the_control_plane_and_presents_the_workloads_certificate(
         tmp_path: Path) -> None:
-    tls = XdsTls("BUNDLE PEM", "spiffe://tulle.local/tulle/control-plane")
+    tls = XdsTls("spiffe://tulle.local/tulle/control-plane")
     bootstrap = sidecar_bootstrap(workload("web-1"), "10.0.0.1", 15710, "c", tls=tls)
     [xds] = bootstrap["static_resources"]["clusters"]
     context = xds["transport_socket"]["typed_config"]["common_tls_context"]
-    assert context["validation_context"]["trusted_ca"] == {"inline_string": "BUNDLE PEM"}
-    assert context["validation_context"]["match_typed_subject_alt_names"][0]["matcher"] == {
-        "exact": tls.control_plane_id}
+    combined = context["combined_validation_context"]
+    assert combined["default_validation_context"]["match_typed_subject_alt_names"][0][
+        "matcher"] == {"exact": tls.control_plane_id}
+    # The roots: from the file the agent rewrites on each new bundle, not pinned here.
+    roots = combined["validation_context_sds_secret_config"]
+    assert roots["name"] == xdsclient.ROOTS_SECRET_NAME
+    assert roots["sds_config"]["path_config_source"] == {
+        "path": xdsclient.ROOTS_FILE, "watched_directory": {"path": xdsclient.DIRECTORY}}
+    write_xds_roots(tmp_path, "BUNDLE PEM")
+    [secret] = json.loads((tmp_path / xdsclient.ROOTS_FILE).read_text())["resources"]
+    assert secret["name"] == xdsclient.ROOTS_SECRET_NAME
+    assert secret["validation_context"] == {"trusted_ca": {"inline_string": "BUNDLE PEM"}}
+    assert stat.S_IMODE((tmp_path / xdsclient.ROOTS_FILE).stat().st_mode) == 0o600
     # The client certificate: from the file the agent keeps, relative to Envoy's directory.
     [client] = context["tls_certificate_sds_secret_configs"]
     assert client["name"] == xdsclient.SECRET_NAME
@@ -68,7 +78,7 @@ def test_xds_over_tls_checks_the_control_plane_and_presents_the_workloads_certif
     assert secret["tls_certificate"] == {
         "certificate_chain": {"filename": str(tmp_path / "cert-2.pem")},
         "private_key": {"filename": str(tmp_path / "key-2.pem")}}
-    assert [p.name for p in written.parent.iterdir()] == ["secret.json"]  # staged, moved in
+    assert sorted(p.name for p in written.parent.iterdir()) == ["roots.json", "secret.json"]
 
 
 def test_plain_xds_on_loopback_presents_no_certificate() -> None:
