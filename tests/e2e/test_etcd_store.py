@@ -23,6 +23,7 @@ import pytest
 from tests.e2e.test_identity import inbound_port
 from tests.e2e.test_revoke import answers, current_identity
 from tests.support.etcd import etcd_cluster, etcd_server
+from tests.support.load import Load
 from tests.support.mesh import TULLE, Mesh, wait_for
 from tests.support.pki import Identity, https_get
 from tests.support.ports import free_port
@@ -541,3 +542,81 @@ def _replicas_check(mesh: Mesh) -> dict[str, Any]:
 
 def _replica_id(mesh: Mesh) -> str:
     return str(_replicas_check(mesh)["details"]["self"])
+
+
+RETRYING = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: books}
+spec:
+  parentRefs: [{name: books}]
+  rules:
+  - backendRefs: [{name: books}]
+    retry: {attempts: 3, codes: [502, 503]}
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-applied-on, value: %s}]}
+"""
+
+
+def test_three_replicas_on_three_etcd_members_under_load(tmp_path: Path,
+                                                        sealing_key: str) -> None:
+    """Three replicas on a three-member etcd. web-1 (registered with A) sends 240 requests a
+    second to books-1 (with B) and books-2 (with C), retries on. Then, one after the other:
+    kill -9 A; kill one etcd member; kill a second one (quorum lost), and bring it back. No
+    request fails. web-1's agent and sidecar move to another replica, which then serves it a
+    change; with two members an apply works; without quorum an apply fails with a clear
+    error and nothing of it is written."""
+    with etcd_cluster(3) as members:
+        store = "etcd://" + ",".join(m.url.removeprefix("http://") for m in members)
+        a, b, c = (Mesh(tmp_path / name) for name in "abc")
+        load: Load | None = None
+        try:
+            for mesh in (c, b, a):  # A last: web-1's greeting then lists B and C
+                mesh.up("--store", store, "--ca-encryption-key", sealing_key)
+            port = free_port()
+            b.run("books", name="books-1")
+            c.run("books", name="books-2")
+            a.cli("apply", "-f", "-", stdin=RETRYING % "a")
+            web = a.run("web", name="web-1", extra=("--upstream", f"books:{port}"))
+            a.wait_endpoints("web-1", "books", {"books-1", "books-2"})
+            load = Load(port).start()
+            wait_for("steady load", lambda: load is not None and load.result.ok >= 200)
+
+            os.kill(a.status()["pid"], signal.SIGKILL)
+            agent_log = a.state_dir / "workloads" / "web-1.default" / "agent.log"
+            wait_for("web-1's agent to move to another replica",
+                     lambda: "moved to the replica" in agent_log.read_text(), 30)
+            b.cli("apply", "-f", "-", stdin=RETRYING % "b")
+            wait_for("B's change to reach web-1's sidecar, whose stream left A", lambda: (
+                a.call(web, "http://books/")["body"]["headers"].get("x-applied-on") == "b"),
+                30)
+
+            members[0].kill()
+            c.cli("apply", "-f", "-", stdin=RETRYING % "c")  # two members: it works
+            wait_for("C's change through two members", lambda: (
+                a.call(web, "http://books/")["body"]["headers"].get("x-applied-on") == "c"),
+                30)
+            revision = c.status()["storeRevision"]
+            members[1].kill()  # quorum lost
+            refused = c.cli("apply", "-f", "-", stdin=POLICY, check=False, timeout=120)
+            assert refused.returncode != 0 and "etcd" in refused.stderr, refused
+            ok_before = load.result.ok
+            wait_for("the proxies to keep serving without quorum",
+                     lambda: load is not None and load.result.ok >= ok_before + 200)
+            members[1].restart()
+            wait_for("the store to answer again", lambda: c.cli(
+                "get", "trafficpolicies", check=False).returncode == 0, 30)
+            absent = c.cli("get", "trafficpolicies", "books-timeouts", check=False)
+            assert absent.returncode != 0 and "not found" in absent.stderr
+            assert c.status()["storeRevision"] == revision
+            ok_before = load.result.ok
+            wait_for("and after", lambda: load is not None and load.result.ok >= ok_before + 200)
+        finally:
+            result = load.stop() if load is not None else None
+            for mesh in (a, b, c):
+                mesh.close()
+        assert result is not None
+        result.report("240 req/s through a replica kill, an etcd member lost, then quorum")
+        assert result.failures == [], result.failures[:5]
+

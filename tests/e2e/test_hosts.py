@@ -85,6 +85,17 @@ class Joiner:
         self.processes.append(process)
         return process, log
 
+    def web_calling_books(self) -> tuple[subprocess.Popen[bytes], Path, int]:
+        """web-1 joined from this host with a new token, once it calls books across the
+        hosts: its `tulle run`, that one's output, and its application's port."""
+        made = self.token("web")
+        port = free_port()
+        process, log = self.run("web-1", "web", made["token"], made["caFingerprint"],
+                                made["controlPlane"], port)
+        wait_for("web-1 to call books across the hosts",
+                 lambda: _calls(self, port) == 200, timeout=40)
+        return process, log, port
+
     def _envoy_on_real_time(self) -> Path:
         real = shutil.which("envoy", path=str(Path(sys.executable).parent)) or "envoy"
         wrapper = self.root / "envoy-real-time"
@@ -305,12 +316,7 @@ def test_a_host_cut_off_keeps_its_config_and_resyncs_when_it_comes_back(
     mesh.run("books", name="books-1")
     joiner = Joiner(mesh, other_host, tmp_path / "b")
     try:
-        made = joiner.token("web")
-        port = free_port()
-        process, log = joiner.run("web-1", "web", made["token"], made["caFingerprint"],
-                                  made["controlPlane"], port)
-        wait_for("web-1 to call books across the hosts",
-                 lambda: _calls(joiner, port) == 200, timeout=40)
+        process, log, port = joiner.web_calling_books()
         envoys = [p.pid for p in _descendants(process.pid) if "envoy" in p.name()]
         assert envoys, "web-1's Envoy runs on the other host"
 
@@ -381,12 +387,7 @@ def test_an_agent_on_another_host_fails_over_to_another_replica(
                 mesh.up("--store", "etcd://" + etcd.removeprefix("http://"),
                         "--ca-encryption-key", str(key), "--listen", other_host.local)
             b.run("books", name="books-1")
-            made = joiner.token("web")
-            port = free_port()
-            process, log = joiner.run("web-1", "web", made["token"], made["caFingerprint"],
-                                      made["controlPlane"], port)
-            wait_for("web-1 to call books across the hosts",
-                     lambda: _calls(joiner, port) == 200, timeout=40)
+            process, log, port = joiner.web_calling_books()
 
             os.kill(a.status()["pid"], signal.SIGKILL)
             killed = time.monotonic()
@@ -423,12 +424,7 @@ def test_a_root_rotation_carries_a_sidecar_on_another_host(
     mesh.run("books", name="books-1")
     joiner = Joiner(mesh, other_host, tmp_path / "b")
     try:
-        made = joiner.token("web")
-        port = free_port()
-        process, log = joiner.run("web-1", "web", made["token"], made["caFingerprint"],
-                                  made["controlPlane"], port)
-        wait_for("web-1 to call books across the hosts",
-                 lambda: _calls(joiner, port) == 200, timeout=40)
+        process, log, port = joiner.web_calling_books()
         rotated = json.loads(mesh.cli("certs", "rotate", "root", "-o", "json",
                                       timeout=300).stdout)
         assert [s["stage"] for s in rotated["stages"]] == [1, 2, 3]

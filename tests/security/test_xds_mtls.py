@@ -37,12 +37,10 @@ def _held(mesh: Mesh, name: str) -> tuple[bytes, bytes]:
 
 
 def _trusted(mesh: Mesh, name: str) -> bytes:
-    """The roots a sidecar checks the control plane against: its bootstrap's."""
-    bootstrap = json.loads((mesh.paths.workload_dir("default", name) / "bootstrap.json")
-                           .read_text())
-    [xds] = bootstrap["static_resources"]["clusters"]
-    context = xds["transport_socket"]["typed_config"]["common_tls_context"]
-    return str(context["validation_context"]["trusted_ca"]["inline_string"]).encode()
+    """The roots a sidecar checks the control plane against: the file its agent keeps."""
+    roots_file = mesh.paths.workload_dir("default", name) / xdsclient.ROOTS_FILE
+    [secret] = json.loads(roots_file.read_text())["resources"]
+    return str(secret["validation_context"]["trusted_ca"]["inline_string"]).encode()
 
 
 def test_a_stream_must_come_from_the_nodes_own_certificate(listening: Mesh) -> None:  # noqa: F811
