@@ -150,3 +150,15 @@ def test_a_rotation_held_by_another_replica_is_refused_and_names_it(tmp_path: Pa
     with pytest.raises(ConflictError, match="replica r-a is rotating the CA now"):
         asyncio.run(rotator_.rotate("root"))
     assert ca.state.rotation is None
+
+
+def test_a_refused_rotation_gives_the_election_back(tmp_path: Path) -> None:
+    """This replica won the election, then the request was refused (another kind of
+    rotation is under way): the election is released, so another replica may resume it."""
+    peers = Peers(lagging=["replica r-b: not yet"])
+    rotator_, _ = shared_rotator(tmp_path, peers)
+    with pytest.raises(IdentityError):
+        asyncio.run(rotator_.rotate("issuer"))  # stops at stage 1, resumable
+    with pytest.raises(ConflictError, match="issuer rotation is in progress"):
+        asyncio.run(rotator_.rotate("root"))
+    assert peers.released == 2

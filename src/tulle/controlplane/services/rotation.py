@@ -137,17 +137,26 @@ class Rotator:
         self._check_alone()
         if self._task is None or self._task.done():
             await self._claim()
-            rotation = self._ca.state.rotation
-            if rotation is not None and rotation.kind != kind:
-                raise ConflictError(f"a {rotation.kind} rotation is in progress",
-                                    hint=f"finish it first: `tulle certs rotate {rotation.kind}`")
-            if rotation is None:
-                self._begin(kind, new_root, new_issuer)
-            elif new_root or new_issuer:
-                raise ConflictError("a rotation is in progress; import after it finishes")
+            try:
+                self._start(kind, new_root, new_issuer)
+            except BaseException:
+                if self._peers is not None:  # refused: another replica may rotate
+                    await self._peers.release()
+                raise
             self._task = asyncio.create_task(self._run())
         # Shielded: the rotation goes on even if the client that asked goes away.
         return await asyncio.shield(self._task)
+
+    def _start(self, kind: str, new_root: Authority | None,
+               new_issuer: Authority | None) -> None:
+        rotation = self._ca.state.rotation
+        if rotation is not None and rotation.kind != kind:
+            raise ConflictError(f"a {rotation.kind} rotation is in progress",
+                                hint=f"finish it first: `tulle certs rotate {rotation.kind}`")
+        if rotation is None:
+            self._begin(kind, new_root, new_issuer)
+        elif new_root or new_issuer:
+            raise ConflictError("a rotation is in progress; import after it finishes")
 
     def resume_in_background(self) -> None:
         """After a restart: finish a rotation that was interrupted (on a shared store, if no
