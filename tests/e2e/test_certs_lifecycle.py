@@ -38,7 +38,8 @@ def test_an_interrupted_rotation_resumes_after_a_restart(mesh: Mesh) -> None:
     wait_for("the rotation to resume and finish", finished, timeout=40)
     assert mesh.api.get("/v1/identity/status")["issuer"]["id"] == issuer.id != old_issuer
     mesh.sync()
-    assert mesh.call(client, "http://books/")["status"] == 200
+    got = mesh.call(client, "http://books/")
+    assert got["status"] == 200, got
 
 
 def _pki(tmp: Path, issuer_days: float) -> tuple[Path, Path, Path]:

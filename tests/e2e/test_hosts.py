@@ -27,6 +27,7 @@ from tests.support import netns
 from tests.support.etcd import etcd_server
 from tests.support.mesh import ECHO_APP, TULLE, Mesh, wait_for
 from tests.support.ports import free_port
+from tulle.identity import xdsclient
 
 pytestmark = pytest.mark.envoy
 
@@ -445,3 +446,40 @@ def test_a_root_rotation_carries_a_sidecar_on_another_host(
         assert process.poll() is None, log.read_text()
     finally:
         joiner.close()
+
+
+def test_only_a_replica_is_answered_on_the_replicas_routes(
+        listening: Mesh, other_host: netns.Host) -> None:
+    """What replicas ask of each other is on the identity port, reachable from other hosts:
+    no client certificate, or a workload's (valid, of the same mesh), gets 403; the control
+    plane's own certificate gets the answer."""
+    mesh = listening
+    mesh.run("books", name="books-1")
+    [secret] = json.loads((mesh.paths.workload_dir("default", "books-1") / xdsclient.FILE)
+                          .read_text())["resources"]
+    held = secret["tls_certificate"]
+
+    def context(chain: str | None = None, key: str | None = None) -> ssl.SSLContext:
+        made = ssl.create_default_context()
+        made.check_hostname = False
+        made.verify_mode = ssl.CERT_NONE
+        if chain and key:
+            made.load_cert_chain(chain, key)
+        return made
+
+    url = f"https://{other_host.local}:{mesh.identity_port}"
+    calls = (("GET", "/v1/replicas/status"), ("GET", "/v1/replicas/telemetry/raw"),
+             ("POST", "/v1/replicas/ca-sync"))
+    for who in (context(), context(held["certificate_chain"]["filename"],
+                                   held["private_key"]["filename"])):
+        for method, path in calls:
+            request = urllib.request.Request(url + path, method=method,
+                                             data=b"{}" if method == "POST" else None)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=5, context=who)
+            assert refused.value.code == 403, (method, path)
+    replica = context(str(mesh.paths.ca_dir / "controlplane.crt"),
+                      str(mesh.paths.ca_dir / "controlplane.key"))
+    with urllib.request.urlopen(url + "/v1/replicas/status", timeout=5,
+                                context=replica) as answer:
+        assert json.loads(answer.read())["pid"] == mesh.status()["pid"]

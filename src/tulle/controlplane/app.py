@@ -30,6 +30,7 @@ from tulle.controlplane.configpath import (
     ProxyConfigs,
 )
 from tulle.controlplane.metrics import MetricSources, controlplane_metrics
+from tulle.controlplane.peerchannel import PeerChannel
 from tulle.controlplane.replicaset import ReplicaSet
 from tulle.controlplane.services.analysis import AnalysisService
 from tulle.controlplane.services.diagnosis import DiagnosisService
@@ -103,7 +104,11 @@ class ControlPlane:
         self.started_at = time.time()
         self.store: Store = store if store is not None else SqliteStore(paths.database)
         # On a shared store: the other replicas, their workloads, resources and telemetry.
-        self.replicas = (ReplicaSet(self.store, token, self._endpoint_record, self._changed)
+        # Replicas call each other on their identity ports, with the control plane's own
+        # certificate (made once the CA is open, below).
+        channel = PeerChannel(tls=lambda: self.identity.client_context(),  # noqa: PLW0108
+                              control_plane_id=lambda: control_plane_id(self.ca.trust_domain))
+        self.replicas = (ReplicaSet(self.store, channel, self._endpoint_record, self._changed)
                          if isinstance(self.store, EtcdStore) else None)
         # Singleton work: done here with SQLite; on etcd, by the replica elected for it.
         self.singletons = [Singleton(

@@ -2,7 +2,8 @@
 answers `tulle stat`, `routes`, `edges` or `diagnose` asks the others for what they received
 and adds it to its own (asked when the question comes, never polled).
 
-Each replica answers `GET /v1/telemetry/raw` with its own reports only: the counters of a
+Each replica answers `GET /v1/replicas/telemetry/raw` (on its identity port, to another
+replica's certificate: controlplane.peerchannel) with its own reports only: the counters of a
 window, the gauges as last seen, report ages, who each reporting sidecar is and, for diagnose,
 the slots of its timeline by age. A replica that does not answer in time is named in the
 answer (``replicasMissing``): what it holds is missing, and the figures say so.
@@ -18,6 +19,7 @@ from typing import Any
 
 import aiohttp
 
+from tulle.controlplane.peerchannel import PeerChannel
 from tulle.telemetry.query import NodeInfo
 from tulle.telemetry.schema import SeriesKey
 from tulle.telemetry.windows import Sample, Window, add_into
@@ -103,22 +105,20 @@ def merge(local: Window, peers: Iterable[PeerTelemetry]) -> Window:
     return Window(local.seconds, local.span, counters, gauges, ages)
 
 
-async def fetch(replicas: Mapping[str, Mapping[str, Any]], token: str, seconds: float,
-                timeline_s: float = 0.0) -> PeerAnswers:
+async def fetch(replicas: Mapping[str, Mapping[str, Any]], channel: PeerChannel,
+                seconds: float, timeline_s: float = 0.0) -> PeerAnswers:
     """Ask every other replica (``replicas``: id -> where it listens) at once."""
     answers = PeerAnswers()
     if not replicas:
         return answers
-    timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
     params = {"window": f"{seconds:g}", **({"timeline": f"{timeline_s:g}"}
                                              if timeline_s else {})}
 
     async def one(client: aiohttp.ClientSession, replica: str,
                   where: Mapping[str, Any]) -> None:
-        url = f"http://{where['host']}:{where['apiPort']}/v1/telemetry/raw"
+        url = channel.url(where, "/v1/replicas/telemetry/raw")
         try:
-            async with client.get(url, params=params,
-                                  headers={"Authorization": f"Bearer {token}"}) as response:
+            async with client.get(url, params=params) as response:
                 if response.status != 200:
                     answers.missing[replica] = f"HTTP {response.status}"
                     return
@@ -131,6 +131,6 @@ async def fetch(replicas: Mapping[str, Mapping[str, Any]], token: str, seconds: 
             answers.missing[replica] = f"{type(exc).__name__}: {exc}" if str(exc) \
                 else type(exc).__name__
 
-    async with aiohttp.ClientSession(timeout=timeout) as client:
+    async with channel.session(PEER_TIMEOUT_S) as client:
         await asyncio.gather(*(one(client, r, w) for r, w in replicas.items()))
     return answers

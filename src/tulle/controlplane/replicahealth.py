@@ -2,7 +2,8 @@
 announced itself answer, how far apart are their clocks (certificates and telemetry windows
 depend on them), and is etcd healthy, with quorum.
 
-Each replica is asked its status with the shared API token (2 s each, at once); the clock
+Each replica is asked its status on its identity port (controlplane.peerchannel; 2 s each, at
+once); the clock
 offset is the replica's time against the midpoint of the request here. Each etcd endpoint is
 asked for its health and its status (its leader and term)."""
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from tulle.controlplane.peerchannel import PeerChannel
 from tulle.controlplane.singletons import COMPACTION
 from tulle.errors import TulleError
 from tulle.store.etcd import EtcdStore
@@ -25,9 +27,9 @@ ASK_TIMEOUT_S = 2.0
 
 
 async def replica_health(store: EtcdStore, replicas: Mapping[str, Mapping[str, Any]],
-                         token: str) -> dict[str, Any]:
+                         channel: PeerChannel) -> dict[str, Any]:
     """The replicas and etcd as this replica sees them."""
-    answers, etcd = await asyncio.gather(_ask_replicas(store.replica, replicas, token),
+    answers, etcd = await asyncio.gather(_ask_replicas(store.replica, replicas, channel),
                                          asyncio.to_thread(_etcd_health, store))
     return {"store": "etcd", "self": store.replica, "replicas": answers, "etcd": etcd,
             "singletons": await asyncio.to_thread(_leaders, store)}
@@ -44,9 +46,8 @@ def _leaders(store: EtcdStore) -> dict[str, str | None]:
     return leaders
 
 
-async def _ask_replicas(mine: str, replicas: Mapping[str, Mapping[str, Any]], token: str
-                        ) -> list[dict[str, Any]]:
-    timeout = aiohttp.ClientTimeout(total=ASK_TIMEOUT_S)
+async def _ask_replicas(mine: str, replicas: Mapping[str, Mapping[str, Any]],
+                        channel: PeerChannel) -> list[dict[str, Any]]:
 
     async def one(client: aiohttp.ClientSession, replica: str,
                   where: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,10 +55,10 @@ async def _ask_replicas(mine: str, replicas: Mapping[str, Mapping[str, Any]], to
                                "apiPort": where.get("apiPort"), "self": replica == mine}
         if replica == mine:
             return {**row, "answered": True, "clockOffsetSeconds": 0.0}
-        url = f"http://{where['host']}:{where['apiPort']}/v1/status"
+        url = channel.url(where, "/v1/replicas/status")
         sent = time.time()
         try:
-            async with client.get(url, headers={"Authorization": f"Bearer {token}"}) as answer:
+            async with client.get(url) as answer:
                 body = await answer.json() if answer.status == 200 else None
                 if body is None:
                     return {**row, "answered": False, "why": f"HTTP {answer.status}"}
@@ -68,7 +69,7 @@ async def _ask_replicas(mine: str, replicas: Mapping[str, Mapping[str, Any]], to
         offset = float(body["now"]) - midpoint if "now" in body else None
         return {**row, "answered": True, "clockOffsetSeconds": offset}
 
-    async with aiohttp.ClientSession(timeout=timeout) as client:
+    async with channel.session(ASK_TIMEOUT_S) as client:
         return list(await asyncio.gather(*(one(client, r, w)
                                            for r, w in sorted(replicas.items()))))
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from tulle.controlplane import peers
 from tulle.controlplane.cavault import CA_AREA
+from tulle.controlplane.peerchannel import PeerChannel
 from tulle.controlplane.peers import PeerAnswers
 from tulle.controlplane.replicahealth import replica_health
 from tulle.controlplane.replication import (
@@ -42,10 +43,10 @@ log = logging.getLogger("tulle.controlplane")
 class ReplicaSet:
     """``where``: this replica's own address record (host and ports, once bound)."""
 
-    def __init__(self, store: EtcdStore, token: str, where: Callable[[], dict[str, Any]],
-                 changed: Callable[[], None]) -> None:
+    def __init__(self, store: EtcdStore, channel: PeerChannel,
+                 where: Callable[[], dict[str, Any]], changed: Callable[[], None]) -> None:
         self.store = store
-        self._token = token
+        self._channel = channel
         self._where = where
         self._changed = changed
         self.remote = RemoteWorkloads(store, changed)
@@ -54,7 +55,7 @@ class ReplicaSet:
         self._revision_seen = 0
         self._watches: list[Watch[Any]] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        self.rotation = ReplicaRotationPeers(store, token)
+        self.rotation = ReplicaRotationPeers(store, channel)
 
     # -- what the rest of the control plane asks -------------------------------------------
 
@@ -90,11 +91,11 @@ class ReplicaSet:
 
     async def ask_peers(self, seconds: float, timeline_s: float) -> PeerAnswers:
         others = {r: where for r, where in self._replicas.items() if r != self.store.replica}
-        return await peers.fetch(others, self._token, seconds, timeline_s)
+        return await peers.fetch(others, self._channel, seconds, timeline_s)
 
     async def health(self) -> dict[str, Any]:
         await self.refresh()
-        return await replica_health(self.store, self._replicas, self._token)
+        return await replica_health(self.store, self._replicas, self._channel)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

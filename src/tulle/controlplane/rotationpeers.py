@@ -2,7 +2,7 @@
 RotationPeers): the election ``ca-rotation``, held under this replica's etcd lease while it
 rotates, and each stage's wait for the other replicas' proxies.
 
-Each other replica is asked on its API (the replicas share the API token) to answer once its
+Each other replica is asked on its identity port (controlplane.peerchannel) to answer once its
 own proxies hold the stage: ``POST /v1/replicas/ca-sync``, answered by Rotator.follow there.
 A replica that does not answer in time is named, and the stage fails (it is resumable).
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from tulle.controlplane.peerchannel import PeerChannel
 from tulle.errors import TulleError
 from tulle.store.etcd import EtcdStore
 
@@ -23,9 +24,9 @@ ELECTION = "ca-rotation"
 
 
 class ReplicaRotationPeers:
-    def __init__(self, store: EtcdStore, token: str) -> None:
+    def __init__(self, store: EtcdStore, channel: PeerChannel) -> None:
         self._store = store
-        self._token = token
+        self._channel = channel
         self._fence = 0  # the election's revision while this replica holds it
 
     async def claim(self) -> str | None:
@@ -59,14 +60,11 @@ class ReplicaRotationPeers:
         if not others:
             return 0, []
         body = {"bundle": bundle, "issuer": issuer, "timeoutS": timeout_s}
-        timeout = aiohttp.ClientTimeout(total=timeout_s + 5.0)
-
         async def one(client: aiohttp.ClientSession, replica: str,
                       where: Mapping[str, Any]) -> str | None:
-            url = f"http://{where['host']}:{where['apiPort']}/v1/replicas/ca-sync"
+            url = self._channel.url(where, "/v1/replicas/ca-sync")
             try:
-                async with client.post(url, json=body, headers={
-                        "Authorization": f"Bearer {self._token}"}) as answer:
+                async with client.post(url, json=body) as answer:
                     found = await answer.json() if answer.status == 200 else None
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 return f"replica {replica} did not answer ({type(exc).__name__})"
@@ -75,6 +73,6 @@ class ReplicaRotationPeers:
             why = found.get("lagging")
             return f"replica {replica}: {why}" if why else None
 
-        async with aiohttp.ClientSession(timeout=timeout) as client:
+        async with self._channel.session(timeout_s + 5.0) as client:
             answers = await asyncio.gather(*(one(client, r, w) for r, w in others.items()))
         return len(others), [a for a in answers if a is not None]

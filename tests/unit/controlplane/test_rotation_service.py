@@ -162,3 +162,18 @@ def test_a_refused_rotation_gives_the_election_back(tmp_path: Path) -> None:
     with pytest.raises(ConflictError, match="issuer rotation is in progress"):
         asyncio.run(rotator_.rotate("root"))
     assert peers.released == 2
+
+
+def test_a_stage_waits_for_a_live_workloads_proxy_that_is_not_connected(
+        tmp_path: Path) -> None:
+    """After a control-plane restart an agent may be back before its Envoy: a stage that
+    went on without that proxy would leave it the bundle and revocation lists of before
+    (it then refuses the peers' new certificates)."""
+    ca, reg = open_ca(tmp_path), registry(tmp_path, "books-1", "web-1")
+    for node in NODES:
+        reg.set_certificate(node, certificate(ca.issuer.id))
+    proxies, messages = FakeProxies([NODES[0]]), []  # web-1's Envoy is reconnecting
+    with pytest.raises(IdentityError, match="stage 1 of the issuer rotation did not complete"):
+        asyncio.run(rotator(ca, reg, proxies, FakePush(), renews=True,
+                            messages=messages).rotate("issuer"))
+    assert proxies.waits == []  # nothing was pushed and waited for without it

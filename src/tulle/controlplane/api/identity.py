@@ -4,9 +4,6 @@ signing of workload certificates (the agents' TLS identity port).
     GET  /v1/identity/status
     POST /v1/identity/rotate         {"kind": "root" | "issuer", "dryRun": false}
     POST /v1/identity/import         {"root", "issuer", "issuerKey": PEM, "dryRun": false}
-    POST /v1/replicas/ca-sync        {"bundle": HASH, "issuer": ID | null, "timeoutS": N}:
-                                     another replica's rotation stage; answers when this
-                                     replica's proxies hold it ({"lagging": null}) or why not
     POST /v1/workloads/{node}/revoke  revoke the workload's certificates and end its
                                      registration; answers once every proxy has the lists
     POST /v1/identity/certificates   (identity port) {"node", "csr", "keyGeneration": N},
@@ -29,7 +26,6 @@ from tulle.errors import UsageError
 from tulle.security import bearer
 
 ROTATE_EXAMPLE = '{"kind": "root" | "issuer", "dryRun": false}'
-CA_SYNC_EXAMPLE = '{"bundle": "<hash>", "issuer": "<id>" | null, "timeoutS": 60}'
 SIGN_EXAMPLE = '{"node": "books-1.default", "csr": PEM, "keyGeneration": 1}'
 
 
@@ -58,16 +54,6 @@ def routes(identity: IdentityService, rotator: Rotator, sessions: SessionService
         return json_response({"kind": kind, **await rotator.rotate(
             kind, new_root=root, new_issuer=issuer)})
 
-    async def ca_sync(request: web.Request) -> web.StreamResponse:
-        body = await json_object(request, example=CA_SYNC_EXAMPLE)
-        bundle, issuer, timeout_s = body.get("bundle"), body.get("issuer"), body.get("timeoutS")
-        if not isinstance(bundle, str) or not (issuer is None or isinstance(issuer, str)) \
-                or not isinstance(timeout_s, int | float) or not 0 < timeout_s <= 600:
-            raise UsageError("expected a bundle hash, an issuer id or null, and timeoutS "
-                             "from 0 to 600", hint=f"send {CA_SYNC_EXAMPLE}")
-        return json_response({"lagging": await rotator.follow(bundle, issuer,
-                                                              float(timeout_s))})
-
     async def revoke(request: web.Request) -> web.StreamResponse:
         node_id = request.match_info["node"]
         revoked = await identity.revoke(node_id)
@@ -79,7 +65,6 @@ def routes(identity: IdentityService, rotator: Rotator, sessions: SessionService
         Route("GET", "/v1/identity/status", status),
         Route("POST", "/v1/identity/rotate", rotate),
         Route("POST", "/v1/identity/import", import_pki),
-        Route("POST", "/v1/replicas/ca-sync", ca_sync),
     ]
 
 

@@ -24,6 +24,7 @@ from tulle.controlplane.api import (
     observe,
     proxies,
     remote,
+    replicas,
     resources,
 )
 from tulle.controlplane.api.guard import ServerLimits, mark_trusted
@@ -97,7 +98,9 @@ def make_api(s: Services, token: str, metrics_token: str | None) -> web.Applicat
 
 
 def make_identity_api(s: Services) -> web.Application:
-    """Signing for every agent; registration and reports for agents on other hosts."""
+    """Signing for every agent; registration and reports for agents on other hosts; what
+    replicas ask of each other."""
     return build_app([*identity.signing_routes(s.identity),
-                      *remote.routes(s.sessions, s.identity, s.joins, s.telemetry)], [],
+                      *remote.routes(s.sessions, s.identity, s.joins, s.telemetry),
+                      *replicas.routes(s.identity, s.telemetry, s.rotator, s.status)], [],
                      limits=IDENTITY_LIMITS)

@@ -192,6 +192,8 @@ class Rotator:
             await asyncio.sleep(0.1)
         if issuer is not None and not await self._on_issuer(issuer, deadline):
             return f"not every workload here holds a certificate from {issuer} yet"
+        if not await self._proxies_back(deadline):
+            return "not every live workload's proxy here is connected"
         version = self._push()
         if not await self._wait_synced(version, max(0.5, deadline - time.monotonic())):
             return "not every proxy here ACKed the new bundle and certificates"
@@ -277,10 +279,23 @@ class Rotator:
         bundle = self._ca.bundle_pem()
         self._refresh_server_identity()
         self._broadcast({"bundle": bundle})
-        version = self._push()
         deadline = time.monotonic() + self._stage_timeout_s
-        return (await self._wait_synced(version, self._stage_timeout_s)
+        if not await self._proxies_back(deadline):
+            return False
+        version = self._push()
+        return (await self._wait_synced(version, max(1.0, deadline - time.monotonic()))
                 and await self._others_follow(None, deadline))
+
+    async def _proxies_back(self, deadline: float) -> bool:
+        """Every live workload's proxy is connected: a stage waits for the proxies that are
+        connected, so one that is reconnecting (after a control-plane restart) would miss
+        it, and keep the bundle and revocation lists of before."""
+        while time.monotonic() < deadline:
+            connected = set(self._connected())
+            if all(n in connected for n in self._live_workloads()):
+                return True
+            await asyncio.sleep(0.1)
+        return False
 
     async def _others_follow(self, issuer: str | None, deadline: float) -> bool:
         """Every other replica's proxies hold the stage too (no others: True)."""
@@ -293,12 +308,13 @@ class Rotator:
         return not self._lagging
 
     async def _on_issuer(self, issuer_id: str, deadline: float) -> bool:
-        """Every live workload here holds a certificate from ``issuer_id``."""
+        """Every live workload here holds a certificate from ``issuer_id``, and its proxy is
+        connected (to get it, and the push after)."""
         while time.monotonic() < deadline:
             if not [n for n in self._live_workloads()
                     if (c := self._registry.certificate(n)) is None
                     or c.issuer_id != issuer_id]:
-                return True
+                return await self._proxies_back(deadline)
             await asyncio.sleep(0.1)
         return False
 
