@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import http.client
+import json
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -71,6 +77,8 @@ class Load:
                 failure = f"{type(exc).__name__}: {exc}"
                 connection.close()
                 connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            if failure is not None:  # when: to tell which of a test's steps it fell in
+                failure = f"at {time.monotonic() - self._started:.1f}s: {failure}"
             with self._lock:
                 self.result.sent += 1
                 if failure is None:
@@ -81,3 +89,54 @@ class Load:
             if pause > 0:  # pacing to the constant rate, not a readiness wait
                 time.sleep(pause)
         connection.close()
+
+
+class LoadOnHost:
+    """:class:`Load` run on another host (a network namespace), as its own process: it
+    reports its figures as a JSON line twice a second, and its last when its stdin closes."""
+
+    def __init__(self, command: list[str], port: int, rate: float = 240.0) -> None:
+        self.result = LoadResult()
+        self._process = subprocess.Popen(
+            [*command, sys.executable, "-m", "tests.support.load", str(port), str(rate)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPOSITORY, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def stop(self) -> LoadResult:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(30)
+        self._reader.join(10)
+        return self.result
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            data = json.loads(line)
+            self.result = LoadResult(data["sent"], data["ok"], data["failures"],
+                                     data["seconds"])
+
+
+def _serve_figures(port: int, rate: float) -> None:
+    load = Load(port, rate).start()
+    done = threading.Event()
+
+    def wait_for_eof() -> None:
+        sys.stdin.read()
+        done.set()
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
+    while not done.wait(0.5):
+        _print_figures(load.result, time.monotonic() - load._started)
+    result = load.stop()
+    _print_figures(result, result.seconds)
+
+
+def _print_figures(result: LoadResult, seconds: float) -> None:
+    print(json.dumps({"sent": result.sent, "ok": result.ok,
+                      "failures": list(result.failures), "seconds": seconds}), flush=True)
+
+
+if __name__ == "__main__":
+    _serve_figures(int(sys.argv[1]), float(sys.argv[2]))

@@ -73,6 +73,9 @@ class Workload:
 class Mesh:
     root: Path
     workloads: list[Workload] = field(default_factory=list)
+    # Run on another host: the command that runs a command there (`ip netns exec NAME`).
+    # Its API is then on that host's loopback: ask it with the CLI, not ``api``.
+    on: tuple[str, ...] = ()
 
     @property
     def state_dir(self) -> Path:
@@ -86,7 +89,7 @@ class Mesh:
 
     def cli(self, *args: str, check: bool = True, stdin: str | None = None,
             timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([*TULLE, "--state-dir", str(self.state_dir), *args],
+        result = subprocess.run([*self.on, *TULLE, "--state-dir", str(self.state_dir), *args],
                                 input=stdin, capture_output=True, text=True, timeout=timeout,
                                 env=self.env(), check=False)
         if check and result.returncode != 0:
@@ -153,7 +156,8 @@ class Mesh:
         log = self.root / f"{name}.out"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [*TULLE, "--state-dir", str(self.state_dir), *args, "--", *(command or [])],
+                [*self.on, *TULLE, "--state-dir", str(self.state_dir), *args, "--",
+                 *(command or [])],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=self.env(),
                 cwd=cwd)
         workload = Workload(name, service, process, log, port, namespace)

@@ -1,4 +1,5 @@
-"""Other hosts for tests: network namespaces joined to this one by a veth pair.
+"""Other hosts for tests: network namespaces joined to this one by a veth pair, or several
+joined to each other by a bridge (:func:`network`).
 
 A host gets its own loopback and one address, ``peer`` (10.213.N.2), on a point-to-point link
 whose other end, ``local`` (10.213.N.1), is in the test's own namespace: processes started with
@@ -23,6 +24,8 @@ from typing import IO
 
 LOCKS = Path(tempfile.gettempdir()) / "tulle-test-hosts"
 LINKS = 1024
+NETWORK_LOCKS = Path(tempfile.gettempdir()) / "tulle-test-networks"
+NETWORKS = 200
 
 
 def available() -> str | None:
@@ -67,17 +70,17 @@ def _remove(name: str, link: str) -> None:
     _ip("netns", "delete", name, check=False)
 
 
-def _claim() -> tuple[int, IO[str]]:
-    LOCKS.mkdir(exist_ok=True)
-    for number in range(LINKS):
-        handle = (LOCKS / str(number)).open("w")
+def _claim(locks: Path = LOCKS, count: int = LINKS) -> tuple[int, IO[str]]:
+    locks.mkdir(exist_ok=True)
+    for number in range(count):
+        handle = (locks / str(number)).open("w")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
             continue
         return number, handle
-    raise RuntimeError(f"all {LINKS} test host links are taken")
+    raise RuntimeError(f"all {count} test host links ({locks}) are taken")
 
 
 @contextlib.contextmanager
@@ -101,3 +104,43 @@ def host() -> Iterator[Host]:
         yield made
     finally:
         made.close()
+
+
+@contextlib.contextmanager
+def network(size: int) -> Iterator[list[Host]]:
+    """``size`` hosts on one bridge (a switch) in this namespace: each reaches the others at
+    their ``peer`` address (10.214.N.11, .12, ...), and this namespace at ``local`` (the
+    bridge's, 10.214.N.1). ``cut()`` takes a host's port on the switch down: it is cut off
+    from all the others and from this namespace, and keeps its own addresses."""
+    number, lock = _claim(NETWORK_LOCKS, NETWORKS)
+    bridge, local = f"tlbr{number}", f"10.214.{number}.1"
+    names = [(f"tulle-n{number}-{k}", f"tlb{number}-{k}a", f"tlb{number}-{k}b")
+             for k in range(1, size + 1)]
+
+    def remove() -> None:
+        for name, link, _ in names:
+            _remove(name, link)
+        _ip("link", "delete", bridge, check=False)
+
+    remove()  # a dead test's leftovers
+    hosts: list[Host] = []
+    try:
+        _ip("link", "add", bridge, "type", "bridge")
+        _ip("addr", "add", f"{local}/24", "dev", bridge)
+        _ip("link", "set", bridge, "up")
+        for k, (name, link, inner) in enumerate(names, start=1):
+            peer = f"10.214.{number}.{10 + k}"
+            _ip("netns", "add", name)
+            _ip("link", "add", link, "type", "veth", "peer", "name", inner)
+            _ip("link", "set", link, "master", bridge)
+            _ip("link", "set", link, "up")
+            _ip("link", "set", inner, "netns", name)
+            inside = ["netns", "exec", name, "ip"]
+            _ip(*inside, "addr", "add", f"{peer}/24", "dev", inner)
+            _ip(*inside, "link", "set", inner, "up")
+            _ip(*inside, "link", "set", "lo", "up")
+            hosts.append(Host(name, local, peer, link, lock))
+        yield hosts
+    finally:
+        remove()
+        lock.close()

@@ -68,18 +68,18 @@ class AdminProxy:
         self._admin = admin
         self._metrics = metrics
         self._metrics_token = metrics_token
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
 
     async def start(self, host: str, port: int, *, tls: ssl.SSLContext | None = None,
                     peer_uri: str | None = None) -> None:
         """``tls``: on another host than the control plane, served over TLS to the control
-        plane alone (its certificate must carry ``peer_uri``)."""
-        self._server = await http.serve(host, port, self.handle, admit=self.admit, tls=tls,
-                                        peer_uri=peer_uri)
+        plane alone (its certificate must carry ``peer_uri``). Each call adds a listener."""
+        self._servers.append(await http.serve(host, port, self.handle, admit=self.admit,
+                                              tls=tls, peer_uri=peer_uri))
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
 
     def admit(self, head: http.Request) -> http.Response | None:
         """Who may send a body, decided on the request's head before any body byte is read:

@@ -39,16 +39,18 @@ from tulle.agent.identity import (
 )
 from tulle.agent.readiness import PROBE_KINDS, ProbeKind, Readiness, probe
 from tulle.agent.remote import (
+    ControlPlaneUrl,
     RemoteChannel,
+    Trust,
     check_fingerprint,
     fetch_trust,
     local_address_towards,
     parse_control_plane,
 )
-from tulle.agent.session import ControlPlaneSession
+from tulle.agent.session import Abroad, ControlPlaneSession
 from tulle.agent.telemetry import Telemetry, interval_from_env
 from tulle.errors import EnvoyError, UsageError
-from tulle.identity.spiffe import spiffe_id
+from tulle.identity.spiffe import control_plane_id, spiffe_id
 from tulle.local import free_ports, port_is_free, process_state
 from tulle.security import new_token
 from tulle.settings import (
@@ -86,6 +88,8 @@ class Agent:
         self._starting: asyncio.Task[Any] | None = None
         self._identity: IdentityKeeper | None = None
         self._joined: RemoteChannel | None = None  # the control plane on another host
+        # This host's control plane listens for other hosts: its replicas there, if it dies.
+        self._abroad: Abroad | None = None
         self._session: ControlPlaneSession | None = None
         self._telemetry: Telemetry | None = None
         self._envoy: EnvoyProcess | None = None
@@ -134,6 +138,7 @@ class Agent:
             await admin_proxy.start(LOOPBACK, agent_port)
         account = config.service_account or config.service
         identity_dir = self.paths.identity_dir(config.namespace, config.name)
+        self._abroad = self._plan_abroad(joined, address, identity_dir, trust_domain)
         session = ControlPlaneSession(host, api_port, api_token, {
             "name": config.name, "namespace": config.namespace, "service": config.service,
             "version": config.version, "labels": config.labels, "address": address,
@@ -144,7 +149,8 @@ class Agent:
             "xdsToken": new_token(), "agentToken": agent_token,
             "serviceAccount": config.service_account, "agentVersion": __version__,
             **({"keyDir": str(identity_dir.absolute())} if joined else {}),
-        }, on_message=self._on_control_message, on_moved=self._on_moved, remote=joined)
+        }, on_message=self._on_control_message, on_moved=self._on_moved, remote=joined,
+            abroad=self._abroad)
         envoy: EnvoyProcess | None = None
         # The key takes a process start to make: begin now, alongside registration.
         prepared = prepare_first_key(
@@ -162,8 +168,11 @@ class Agent:
                 reenrol=session.join_token)
             await self._identity.obtain(prepared)
             self._keep_xds_client_secret(self._identity)
-            if joined is not None:  # the control plane calls us on our host's address
-                await self._serve_remote(admin_proxy, address, agent_port, joined)
+            # The control plane calls us on our host's address: from another host, or a
+            # replica there once our session moved to it.
+            if joined is not None or self._abroad is not None:
+                await self._serve_remote(admin_proxy, address, agent_port,
+                                         control_plane_id(trust_domain))
             bootstrap = self.workdir / "bootstrap.json"
             # The admin interface is ours to place: the control plane need not know where.
             write_private(bootstrap, json.dumps({**first["bootstrap"], "admin": admin.bootstrap()},
@@ -206,10 +215,11 @@ class Agent:
             write_xds_roots(self.workdir, keeper.bundle)
 
         write()
+        self._trust_bundle(keeper.bundle)  # and the agent's own channels to replicas
         keeper.on_renewed.append(write)
 
     async def _serve_remote(self, admin_proxy: AdminProxy, address: str, port: int,
-                            joined: RemoteChannel) -> None:
+                            peer_uri: str) -> None:
         """The agent's port on this host's address, over TLS with the workload certificate,
         for the control plane's certificate only (reloaded on each renewal)."""
         keeper = self._identity
@@ -225,7 +235,7 @@ class Agent:
         load()
         keeper.on_renewed.append(load)
         await admin_proxy.start(address, port, tls=context,
-                                peer_uri=joined.trust.control_plane_id)
+                                peer_uri=peer_uri)
 
     def _locate(self, joined: RemoteChannel | None) -> tuple[str, int, str, str, str, str]:
         """Where the control plane is: host and port to register at, the API token (this
@@ -252,11 +262,27 @@ class Agent:
         where = parse_control_plane(config.control_plane)
         trust = await fetch_trust(where, check_fingerprint(config.ca_fingerprint))
 
-        def certificate() -> tuple[Path, Path] | None:
-            keeper = self._identity
-            return (keeper.cert_file, keeper.key_file) if keeper and keeper.generation else None
+        return RemoteChannel(where, trust, token, self._certificate_files)
 
-        return RemoteChannel(where, trust, token, certificate)
+    def _plan_abroad(self, joined: RemoteChannel | None, address: str, identity_dir: Path,
+                     trust_domain: str) -> Abroad | None:
+        """For this host's agent of a control plane that listens for other hosts: how to
+        reach its replicas there (the roots come with the first certificate)."""
+        if joined is not None or address == LOOPBACK:
+            return None
+        return Abroad(address, str(identity_dir.absolute()), RemoteChannel(
+            ControlPlaneUrl(address, 0), Trust("", trust_domain), "", self._certificate_files))
+
+    def _certificate_files(self) -> tuple[Path, Path] | None:
+        """The workload's current chain and key, once it has one."""
+        keeper = self._identity
+        return (keeper.cert_file, keeper.key_file) if keeper and keeper.generation else None
+
+    def _trust_bundle(self, bundle: str) -> None:
+        """The roots that channels to replicas on other hosts check them against."""
+        for channel in (self._joined, self._abroad.channel if self._abroad else None):
+            if channel is not None:
+                channel.trust = dataclasses.replace(channel.trust, bundle_pem=bundle)
 
     async def _report_telemetry(self, payload: dict[str, Any]) -> bool:
         return self._session is not None and await self._session.send_telemetry(payload)
@@ -324,8 +350,7 @@ class Agent:
             # A root rotation's first stage: the new roots are trusted on every channel to
             # the control plane before its certificate moves to them.
             write_xds_roots(self.workdir, bundle)
-            if self._joined is not None:
-                self._joined.trust = dataclasses.replace(self._joined.trust, bundle_pem=bundle)
+            self._trust_bundle(bundle)
         if message.get("renew"):
             self._identity.renew_soon()
 

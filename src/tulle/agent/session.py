@@ -13,11 +13,13 @@ import json
 import logging
 import ssl
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tulle.agent import http
 from tulle.agent.remote import RemoteChannel
 from tulle.errors import ControlPlaneUnavailable, IdentityError, TulleError, error_from_dict
+from tulle.settings import is_loopback
 
 log = logging.getLogger("tulle.agent")
 
@@ -28,16 +30,34 @@ SILENCE_S = 15.0
 CONNECT_TIMEOUT_S = 5.0  # to open a session (a frozen replica accepts, then never answers)
 
 
+@dataclass(frozen=True)
+class Abroad:
+    """How an agent of this host's control plane reaches its replicas on other hosts: as an
+    agent that joined from another host does, by the certificate its own replica issued.
+    ``home``: the address this host's replica listens on for agents (a replica announcing it
+    is on this host); ``key_dir``: the workload's identity directory, which a replica on
+    another host needs named."""
+
+    home: str
+    key_dir: str
+    channel: RemoteChannel
+
+
 class ControlPlaneSession:
     def __init__(self, host: str, port: int, api_token: str,
                  registration: Mapping[str, Any],
                  on_message: Callable[[dict[str, Any]], None] = lambda message: None,
                  on_moved: Callable[[dict[str, Any]], None] = lambda replica: None,
-                 remote: RemoteChannel | None = None) -> None:
+                 remote: RemoteChannel | None = None,
+                 abroad: Abroad | None = None) -> None:
         """``remote``: a control plane on another host (its identity port, over TLS);
-        ``host``, ``port`` and ``api_token`` are then unused."""
+        ``host``, ``port`` and ``api_token`` are then unused. ``abroad``: for an agent of
+        this host's control plane, how to reach its replicas on other hosts."""
         self._on_message = on_message
         self._remote = remote
+        self._abroad = abroad
+        # The channel to the replica of the moment: None for this host's API (the token).
+        self._via: RemoteChannel | None = remote
         self._on_moved = on_moved
         self._host = host
         self._port = port
@@ -76,14 +96,14 @@ class ControlPlaneSession:
     def _channel(self) -> dict[str, Any]:
         """How to send the next request: TLS and the workload certificate to a control plane
         on another host, the API token to this host's."""
-        if self._remote is None:
+        if self._via is None:
             return {"headers": self._headers}
-        return {"headers": self._remote.headers(), "tls": self._remote.tls(),
-                "peer_uri": self._remote.trust.control_plane_id}
+        return {"headers": self._via.headers(), "tls": self._via.tls(),
+                "peer_uri": self._via.trust.control_plane_id}
 
     async def join_token(self) -> str:
         """A new join token for our identity (the registration's credentials vouch for us)."""
-        if self._remote is not None:
+        if self._via is not None:
             raise IdentityError("an agent on another host renews with its certificate only",
                                 hint="its certificate expired: make a join token on the "
                                      "control plane's host and start the workload again")
@@ -122,15 +142,18 @@ class ControlPlaneSession:
 
     async def _connect(self) -> dict[str, Any]:
         try:
+            registration = self._registration
+            if self._via is not None and self._via is not self._remote and self._abroad:
+                registration = {**registration, "keyDir": self._abroad.key_dir}
             stream = await http.open_stream(self._host, self._port, "POST", "/v1/agent/sessions",
-                                            self._registration, timeout=CONNECT_TIMEOUT_S,
+                                            registration, timeout=CONNECT_TIMEOUT_S,
                                             **self._channel())
         except (OSError, TimeoutError, ssl.SSLError, http.HttpError) as exc:
             raise ControlPlaneUnavailable(
                 f"cannot reach the control plane at {self._host}:{self._port}: {exc}",
                 hint="start it with `tulle up`") from exc
-        if self._remote is not None:
-            self._remote.spent()  # redeemed or refused: a join token works once
+        if self._via is not None:
+            self._via.spent()  # redeemed or refused: a join token works once
         if stream.status != 200:
             body = b""
             with contextlib.suppress(OSError, http.HttpError, asyncio.IncompleteReadError):
@@ -183,9 +206,9 @@ class ControlPlaneSession:
         """One round: each replica once, in the bootstrap's order (just the one we know,
         without replicas); whether the session is back."""
         for replica in self._replicas or [{}]:
-            before = (self._host, self._port)
+            before = (self._host, self._port, self._via)
             if replica:
-                self._host, self._port = self._address_of(replica)
+                self._host, self._port, self._via = self._address_of(replica)
             try:
                 first = await self._connect()
                 if "probe" in first:  # a new control plane may say otherwise
@@ -199,9 +222,9 @@ class ControlPlaneSession:
                     log.error("the control plane refuses this workload: %s", exc.message)
                 else:
                     log.debug("reconnect to %s:%d failed: %s", self._host, self._port, exc)
-                self._host, self._port = before
+                self._host, self._port, self._via = before
                 continue
-            if (self._host, self._port) != before:
+            if (self._host, self._port) != before[:2]:
                 log.warning("control plane session moved to the replica at %s:%d",
                             self._host, self._port)
                 self._on_moved(replica)
@@ -210,12 +233,17 @@ class ControlPlaneSession:
             return True
         return False
 
-    def _address_of(self, replica: Mapping[str, Any]) -> tuple[str, int]:
-        """Where this agent registers with ``replica``: its API port on this host; an agent
-        on another host, its identity port at the address other hosts reach it on."""
-        if self._remote is None:
-            return str(replica["host"]), int(replica["apiPort"])
-        return str(replica.get("agentHost") or replica["host"]), int(replica["identityPort"])
+    def _address_of(self, replica: Mapping[str, Any]
+                    ) -> tuple[str, int, RemoteChannel | None]:
+        """Where and how this agent registers with ``replica``: a replica on this host at its
+        API port with the token; one on another host at its identity port, at the address
+        other hosts reach it on, over TLS with the workload's certificate."""
+        agent_host = str(replica.get("agentHost") or replica["host"])
+        if self._remote is not None:
+            return agent_host, int(replica["identityPort"]), self._remote
+        if self._abroad is None or agent_host == self._abroad.home or is_loopback(agent_host):
+            return str(replica["host"]), int(replica["apiPort"]), None
+        return agent_host, int(replica["identityPort"]), self._abroad.channel
 
     async def _send_state(self, state: str, reason: str = "") -> dict[str, Any]:
         try:

@@ -184,9 +184,9 @@ def proxy_exchange(raw: bytes) -> bytes:
     async def main() -> bytes:
         proxy = AdminProxy(TOKEN, NoEnvoy(), metrics=_no_metrics, metrics_token="m" * 20)
         await proxy.start("127.0.0.1", 0)
-        assert proxy._server is not None
+        assert proxy._servers
         try:
-            return await exchange(proxy._server.sockets[0].getsockname()[1], raw)
+            return await exchange(proxy._servers[0].sockets[0].getsockname()[1], raw)
         finally:
             await proxy.close()
     return asyncio.run(main())
