@@ -386,7 +386,7 @@ def test_check_names_a_replica_that_does_not_answer_and_etcd_quorum(replicas: Re
         os.kill(pid, signal.SIGCONT)
     assert frozen["replicas-answering"]["status"] == "failed"
     assert "does not answer" in frozen["replicas-answering"]["message"]
-    assert "1 of 2 answer" in frozen["replicas-answering"]["message"]
+    assert "1 of 2 announced answer" in frozen["replicas-answering"]["message"]
 
 
 POLICY = """\

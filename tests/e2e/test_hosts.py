@@ -483,3 +483,38 @@ def test_only_a_replica_is_answered_on_the_replicas_routes(
     with urllib.request.urlopen(url + "/v1/replicas/status", timeout=5,
                                 context=replica) as answer:
         assert json.loads(answer.read())["pid"] == mesh.status()["pid"]
+
+
+def test_an_agent_of_a_listening_replica_serves_its_admin_to_the_control_plane_only(
+        listening: Mesh, other_host: netns.Host) -> None:
+    """A workload of this host, with a control plane that listens for other hosts, serves its
+    agent's port on the host's address too (a replica on another host reads its Envoy there
+    once its session moved): over TLS, to the control plane's certificate only. No client
+    certificate, or a workload's of the same mesh, is refused before the agent token is even
+    asked for; the control plane's gets that far (401 without the token)."""
+    mesh = listening
+    mesh.run("books", name="books-1")
+    agent_port = int(mesh.workload("books-1")["agentPort"])
+    held = json.loads((mesh.paths.workload_dir("default", "books-1") / xdsclient.FILE)
+                      .read_text())["resources"][0]["tls_certificate"]
+
+    def answer(chain: str | None = None, key: str | None = None) -> int | str:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        if chain and key:
+            context.load_cert_chain(chain, key)
+        try:
+            urllib.request.urlopen(f"https://{other_host.local}:{agent_port}/clock",
+                                   timeout=5, context=context)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except (OSError, ssl.SSLError) as exc:
+            return type(exc).__name__
+        return 200
+
+    assert answer() not in (200, 401)
+    assert answer(held["certificate_chain"]["filename"],
+                  held["private_key"]["filename"]) not in (200, 401)
+    assert answer(str(mesh.paths.ca_dir / "controlplane.crt"),
+                  str(mesh.paths.ca_dir / "controlplane.key")) == 401

@@ -160,15 +160,16 @@ def test_three_hosts_under_load_through_member_loss_a_partition_and_a_replica_de
             three.cut()
             cut_at = time.monotonic()
             try:
-                wait_for("check on host 1 to name host 3 as cut off",
-                         lambda: _names_cut_off(_checks(first), three.peer), 45)
+                said = wait_for("check on host 1 to name host 3's replica as lost",
+                                lambda: _partition(_checks(first), three.peer), 45)
+                assert "(since " in said and "web-3.default" in said and \
+                    "books-3.default" in said, said
                 for load in loads:  # web-3 on its own host's books-3, web-1 on books-2
                     _steady(load)
                 time.sleep(max(0.0, cut_at + 30 - time.monotonic()))
             finally:
                 three.restore()
-            wait_for("check on host 1 to be whole again",
-                     lambda: not _names_cut_off(_checks(first), three.peer), 90)
+            wait_for("check on host 1 to be whole again", lambda: _whole(_checks(first)), 90)
             second.cli("apply", "-f", "-", stdin=RETRYING % "h2")
             wait_for("a change applied on host 2 to reach web-3 on the host that was cut off",
                      lambda: _applied_on(three, web_3) == "h2", 60)
@@ -201,6 +202,9 @@ def test_three_hosts_under_load_through_member_loss_a_partition_and_a_replica_de
             books = {e["address"].rpartition(":")[0] for e in json.loads(live.stdout)[
                 "endpoints"] if "books" in e["cluster"]}
             assert books == {two.peer, three.peer}, live.stdout
+            said = wait_for("check on host 2 to name host 1's replica as lost",
+                            lambda: _partition(_checks(second), one.peer), 45)
+            assert "web-1.default" not in said, f"web-1 moved to another replica: {said}"
             for load in loads:
                 _steady(load)
         finally:
@@ -210,10 +214,17 @@ def test_three_hosts_under_load_through_member_loss_a_partition_and_a_replica_de
     _report(results)
 
 
-def _names_cut_off(checks: dict[str, dict[str, Any]], address: str) -> bool:
-    """Whether some failed check names the host at ``address`` (its replica or workloads)."""
-    return any(check["status"] == "failed" and address in json.dumps(check)
-               for check in checks.values())
+def _partition(checks: dict[str, dict[str, Any]], address: str) -> str | None:
+    """What `check` says of the replica on the host at ``address`` once its lease ran out:
+    lost, since when, and the workloads it held; None while it says nothing of the kind."""
+    check = checks["replicas-answering"]
+    message = str(check["message"])
+    return message if check["status"] == "failed" and \
+        f"on host {address} is lost, silent for" in message else None
+
+
+def _whole(checks: dict[str, dict[str, Any]]) -> bool:
+    return all(checks[c]["status"] == "ok" for c in ("replicas-answering", "etcd-quorum"))
 
 
 def _report(results: list[LoadResult]) -> None:

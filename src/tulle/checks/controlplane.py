@@ -90,14 +90,31 @@ def replicas_answering(api: CheckApi) -> Outcome:
         return Outcome.ok("one control plane (SQLite store): no replicas", **report)
     rows = report.get("replicas", [])
     silent = [r for r in rows if not r.get("answered")]
-    if silent:
-        return Outcome.failed("; ".join(f"replica {r['replica']} at {r['host']}:{r['apiPort']} "
-                                        f"does not answer ({r.get('why')})" for r in silent)
-                              + f" ({len(rows) - len(silent)} of {len(rows)} answer)",
-                              **report)
+    lost = [_lost(r) for r in report.get("lost", [])]
+    if silent or lost:
+        return Outcome.failed("; ".join([*(f"replica {r['replica']} at {_where(r)} does not "
+                                           f"answer ({r.get('why')})" for r in silent), *lost])
+                              + f" ({len(rows) - len(silent)} of {len(rows)} announced "
+                              "answer)", **report)
     return Outcome.ok(f"{len(rows)} replica{'s' if len(rows) != 1 else ''} answer: "
                       + ", ".join(f"{r['replica']} ({r['host']}:{r['apiPort']})"
                                   for r in rows) + _singletons(report), **report)
+
+
+def _where(row: dict[str, Any]) -> str:
+    """A replica's API, and its host when that is not this one's loopback."""
+    api = f"{row['host']}:{row['apiPort']}"
+    agent_host = row.get("agentHost")
+    return f"{api} on host {agent_host}" if agent_host and agent_host != row["host"] else api
+
+
+def _lost(row: dict[str, Any]) -> str:
+    held = row.get("workloads") or []
+    return (f"replica {row['replica']} on host {row['host']} is lost"
+            + _silent_since(max(0.0, time.time() - float(row["lastSeen"])))
+            + ": its etcd lease ran out (its host is cut off, or it died or froze)"
+            + (f"; {len(held)} workload(s) registered with it and with no replica since "
+               "are out of the mesh: " + ", ".join(held[:10]) if held else ""))
 
 
 def _singletons(report: dict[str, Any]) -> str:

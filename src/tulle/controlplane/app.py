@@ -213,7 +213,7 @@ class ControlPlane:
                                        lambda limit: self.store.history(None, limit=limit),
                                        agents),
             health=HealthService(self.store, paths.database, self.ca,
-                                 replicas=self.replicas.health if self.replicas else None,
+                                 replicas=self._replica_health if self.replicas else None,
                                  hosts=HostSurvey(self.registry.workloads, agents,
                                                   self.telemetry.windows.report_age).survey),
             status=self.status,
@@ -293,6 +293,10 @@ class ControlPlane:
     def _on_removed(self, node_id: str) -> None:
         self.hub.disconnect(node_id)
         self.telemetry.forget(node_id)
+
+    async def _replica_health(self) -> dict[str, Any]:
+        assert self.replicas is not None
+        return await self.replicas.health(w.node_id for w in self.registry.workloads())
 
     def metric_sources(self) -> MetricSources:
         return MetricSources(

@@ -52,7 +52,8 @@ async def _ask_replicas(mine: str, replicas: Mapping[str, Mapping[str, Any]],
     async def one(client: aiohttp.ClientSession, replica: str,
                   where: Mapping[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {"replica": replica, "host": where.get("host"),
-                               "apiPort": where.get("apiPort"), "self": replica == mine}
+                               "apiPort": where.get("apiPort"), "self": replica == mine,
+                               "agentHost": where.get("agentHost") or where.get("host")}
         if replica == mine:
             return {**row, "answered": True, "clockOffsetSeconds": 0.0}
         url = channel.url(where, "/v1/replicas/status")

@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from tulle.controlplane import peers
 from tulle.controlplane.cavault import CA_AREA
+from tulle.controlplane.lostreplicas import LostReplicas
 from tulle.controlplane.peerchannel import PeerChannel
 from tulle.controlplane.peers import PeerAnswers
 from tulle.controlplane.replicahealth import replica_health
@@ -52,6 +53,7 @@ class ReplicaSet:
         self.remote = RemoteWorkloads(store, changed)
         self.writes = WriteBehind()
         self._replicas: dict[str, Mapping[str, Any]] = {}  # replica id -> where it listens
+        self.lost = LostReplicas()
         self._revision_seen = 0
         self._watches: list[Watch[Any]] = []
         self._tasks: list[asyncio.Task[Any]] = []
@@ -93,9 +95,13 @@ class ReplicaSet:
         others = {r: where for r, where in self._replicas.items() if r != self.store.replica}
         return await peers.fetch(others, self._channel, seconds, timeline_s)
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self, local: Iterable[str]) -> dict[str, Any]:
+        """``local``: the node ids registered with this replica (a lost replica's workloads
+        that registered here or with another since are not out of the mesh)."""
         await self.refresh()
-        return await replica_health(self.store, self._replicas, self._channel)
+        registered = {*local, *(w.node_id for _, w in self.remote.by_replica())}
+        return {**await replica_health(self.store, self._replicas, self._channel),
+                "lost": self.lost.rows(registered)}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -148,6 +154,13 @@ class ReplicaSet:
         try:
             await asyncio.to_thread(self.store.announce, self._where())
             self._replicas = await asyncio.to_thread(self.store.replicas)
+            held: dict[str, list[str]] = {}
+            for replica, workload in self.remote.by_replica():
+                held.setdefault(replica, []).append(workload.node_id)
+            others = {r: w for r, w in self._replicas.items() if r != self.store.replica}
+            departed = (await asyncio.to_thread(self.store.departed)
+                        if self.lost.vanished(others) else set())
+            self.lost.seen(others, held, departed)
         except TulleError as exc:
             log.warning("cannot read the other replicas from etcd: %s", exc.message)
 

@@ -66,6 +66,8 @@ def _dump(manifest: Mapping[str, Any]) -> str:
     return json.dumps(manifest, sort_keys=True, separators=(",", ":"))
 
 
+DEPARTED_MARK_S = 120  # how long a replica's clean stop is remembered in etcd
+
 class EtcdStore:
     def __init__(self, client: EtcdClient, prefix: str = "/tulle/", replica: str = "r") -> None:
         self._etcd = client
@@ -364,8 +366,16 @@ class EtcdStore:
                                         json.dumps(dict(endpoint)).encode(), self._lease)])
 
     def withdraw(self) -> None:
-        """This replica stops: no agent should come to it any more."""
-        self._etcd.transaction((), [Delete(self._key("replicas", self._replica))])
+        """This replica stops: no agent should come to it any more. A mark that it left on
+        purpose stays a while, so the others do not take it for lost."""
+        mark = self._etcd.grant(DEPARTED_MARK_S)
+        self._etcd.transaction((), [Delete(self._key("replicas", self._replica)),
+                                    Put(self._key("departed", self._replica), b"{}", mark)])
+
+    def departed(self) -> set[str]:
+        """The replicas that withdrew within the last ``DEPARTED_MARK_S``."""
+        return {kv.key.decode().rsplit("/", 1)[1]
+                for kv in self._etcd.prefix(self._key("departed") + b"/")}
 
     def replicas(self) -> dict[str, Mapping[str, Any]]:
         """Where every live replica listens (its own announcement included)."""
