@@ -1,8 +1,8 @@
 """Three hosts (network namespaces on one switch), each with an etcd member (TLS between them),
 a control-plane replica listening on the host's address, and workloads registered with the
 replica of their host. Traffic goes only to the hosts' addresses, under load, through an
-etcd member's loss, a host cut off for 30 s, and the death of the replica the busiest proxy
-uses."""
+etcd member's loss, a host cut off for 30 s, the death of the replica the busiest proxy
+uses, and the loss of etcd's quorum."""
 
 from __future__ import annotations
 
@@ -117,7 +117,8 @@ def test_three_hosts_under_load_through_member_loss_a_partition_and_a_replica_de
     comes back check is whole again and a change reaches host 3's proxies); kill -9 host
     1's replica (web-1's agent moves to a replica on another host, by the certificate its
     own replica issued; a change applied there reaches it, and that replica reads its live
-    Envoy). No request fails."""
+    Envoy); then etcd loses its quorum (an apply fails and writes nothing, the proxies keep
+    serving) and gets it back. No request fails."""
     one, two, three = hosts
     key = tmp_path / "ca-encryption.key"
     key.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
@@ -205,6 +206,21 @@ def test_three_hosts_under_load_through_member_loss_a_partition_and_a_replica_de
             said = wait_for("check on host 2 to name host 1's replica as lost",
                             lambda: _partition(_checks(second), one.peer), 45)
             assert "web-1.default" not in said, f"web-1 moved to another replica: {said}"
+
+            # etcd's quorum lost (two members of three): the proxies keep serving, and an
+            # apply fails with a clear error and writes nothing.
+            members[0].kill()
+            members[2].kill()
+            refused = second.cli("apply", "-f", "-", stdin=RETRYING % "no-quorum",
+                                 check=False, timeout=120)
+            assert refused.returncode != 0 and "etcd" in refused.stderr, refused
+            for load in loads:
+                _steady(load)
+            members[0].restart()
+            members[2].restart()
+            wait_for("the store to answer again", lambda: second.cli(
+                "get", "httproutes", check=False).returncode == 0, 30)
+            assert _applied_on(one, web_1) == "h2-again", "nothing of the refused apply"
             for load in loads:
                 _steady(load)
         finally:
@@ -229,6 +245,6 @@ def _whole(checks: dict[str, dict[str, Any]]) -> bool:
 
 def _report(results: list[LoadResult]) -> None:
     for where, result in zip(("host 1", "host 3"), results, strict=True):
-        result.report(f"200 req/s from {where} through a member's loss, host 3 cut off 30 s "
-                      "and host 1's replica killed")
+        result.report(f"200 req/s from {where} through a member's loss, host 3 cut off 30 s, "
+                      "host 1's replica killed and quorum lost")
     assert [r.failures for r in results] == [[], []], [r.failures[:5] for r in results]

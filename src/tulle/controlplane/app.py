@@ -62,7 +62,7 @@ from tulle.errors import TulleError
 from tulle.identity.ca import CertificateAuthority
 from tulle.identity.cafiles import CaFiles
 from tulle.identity.hostjoin import JoinGrants
-from tulle.identity.spiffe import control_plane_id
+from tulle.identity.spiffe import control_plane_dns, control_plane_id
 from tulle.identity.tokens import DEFAULT_TTL_S as DEFAULT_JOIN_TOKEN_TTL_S
 from tulle.identity.tokens import JoinTokens
 from tulle.local import tail_bytes
@@ -106,8 +106,8 @@ class ControlPlane:
         # On a shared store: the other replicas, their workloads, resources and telemetry.
         # Replicas call each other on their identity ports, with the control plane's own
         # certificate (made once the CA is open, below).
-        channel = PeerChannel(tls=lambda: self.identity.client_context(),  # noqa: PLW0108
-                              control_plane_id=lambda: control_plane_id(self.ca.trust_domain))
+        channel = PeerChannel(tls=lambda: self.identity.peer_context(),  # noqa: PLW0108
+                              server_name=lambda: control_plane_dns(self.ca.trust_domain))
         self.replicas = (ReplicaSet(self.store, channel, self._endpoint_record, self._changed)
                          if isinstance(self.store, EtcdStore) else None)
         # Singleton work: done here with SQLite; on etcd, by the replica elected for it.

@@ -1,11 +1,11 @@
 """How a replica calls another: HTTPS to the other's identity port, at the address other hosts
 reach it on (its announcement's ``agentHost`` and ``identityPort``), presenting this control
 plane's own certificate, which the other replica requires (the control plane's SPIFFE ID,
-from the mesh's CA). The caller checks that the answer comes from a certificate of the mesh's
-CA; that it carries the control plane's SPIFFE ID is not checked yet (aiohttp releases the
-connection, and its certificate, before the caller can look). The API port stays on
-loopback, so this is the one way between replicas on different hosts, and no API token
-crosses the network.
+from the mesh's CA). The caller requires the same of the answer, by standard host-name
+verification: every replica's certificate carries the DNS name ``control-plane.<trust
+domain>`` (identity.spiffe.control_plane_dns), which the CA never signs into a workload's.
+The API port stays on loopback, so this is the one way between replicas on different hosts,
+and no API token crosses the network.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import aiohttp
 
 @dataclass(frozen=True)
 class PeerChannel:
-    """``tls``: a client context presenting this control plane's certificate and trusting the
-    mesh's bundle (IdentityService.client_context); ``control_plane_id``: the SPIFFE ID every
-    replica's certificate carries (for the check the callers do not make yet)."""
+    """``tls``: a client context presenting this control plane's certificate, trusting the
+    mesh's bundle and checking host names (IdentityService.peer_context); ``server_name``:
+    the name every replica's certificate carries. Every request passes
+    ``server_hostname=channel.server_name()``."""
 
     tls: Callable[[], ssl.SSLContext]
-    control_plane_id: Callable[[], str]
+    server_name: Callable[[], str]
 
     @staticmethod
     def url(where: Mapping[str, Any], path: str) -> str:

@@ -118,7 +118,8 @@ async def fetch(replicas: Mapping[str, Mapping[str, Any]], channel: PeerChannel,
                   where: Mapping[str, Any]) -> None:
         url = channel.url(where, "/v1/replicas/telemetry/raw")
         try:
-            async with client.get(url, params=params) as response:
+            async with client.get(url, params=params,
+                                  server_hostname=channel.server_name()) as response:
                 if response.status != 200:
                     answers.missing[replica] = f"HTTP {response.status}"
                     return

@@ -59,7 +59,7 @@ async def _ask_replicas(mine: str, replicas: Mapping[str, Mapping[str, Any]],
         url = channel.url(where, "/v1/replicas/status")
         sent = time.time()
         try:
-            async with client.get(url) as answer:
+            async with client.get(url, server_hostname=channel.server_name()) as answer:
                 body = await answer.json() if answer.status == 200 else None
                 if body is None:
                     return {**row, "answered": False, "why": f"HTTP {answer.status}"}

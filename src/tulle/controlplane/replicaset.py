@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -93,7 +94,12 @@ class ReplicaSet:
 
     async def ask_peers(self, seconds: float, timeline_s: float) -> PeerAnswers:
         others = {r: where for r, where in self._replicas.items() if r != self.store.replica}
-        return await peers.fetch(others, self._channel, seconds, timeline_s)
+        answers = await peers.fetch(others, self._channel, seconds, timeline_s)
+        for row in self.lost.rows():  # gone from etcd: what they held is not in the answers
+            answers.missing.setdefault(row["replica"], (
+                f"lost from etcd since {time.strftime('%H:%M:%S', time.localtime(row['lastSeen']))}"
+                f" (its lease ran out: host {row['host']} cut off, or the replica died)"))
+        return answers
 
     async def health(self, local: Iterable[str]) -> dict[str, Any]:
         """``local``: the node ids registered with this replica (a lost replica's workloads

@@ -64,7 +64,8 @@ class ReplicaRotationPeers:
                       where: Mapping[str, Any]) -> str | None:
             url = self._channel.url(where, "/v1/replicas/ca-sync")
             try:
-                async with client.post(url, json=body) as answer:
+                async with client.post(url, json=body,
+                                       server_hostname=self._channel.server_name()) as answer:
                     found = await answer.json() if answer.status == 200 else None
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 return f"replica {replica} did not answer ({type(exc).__name__})"

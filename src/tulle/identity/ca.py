@@ -30,6 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tulle.errors import IdentityError, StateError
 from tulle.identity.cafiles import CaFiles, DirectoryFiles
 from tulle.identity.crl import Revocation, SignedLists, live, sign_crl
+from tulle.identity.spiffe import control_plane_dns
 from tulle.settings import ensure_private_dir
 
 ROOT_LIFETIME = dt.timedelta(days=3650)
@@ -445,7 +446,8 @@ class CertificateAuthority:
 
         key = ec.generate_private_key(ec.SECP256R1())
         issued = self._issue(key.public_key(), spiffe_id, lifetime_s, [
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.DNSName(control_plane_dns(self.trust_domain))])
         key_pem = key.private_bytes(serialization.Encoding.PEM,
                                     serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption()).decode()

@@ -31,3 +31,10 @@ def parse(uri: str) -> tuple[str, str, str] | None:
 
 def control_plane_id(trust_domain: str) -> str:
     return spiffe_id(trust_domain, SYSTEM_NAMESPACE, CONTROL_PLANE_ACCOUNT)
+
+
+def control_plane_dns(trust_domain: str) -> str:
+    """The DNS name every replica's certificate carries besides its SPIFFE ID. The CA signs
+    a workload's request only for its SPIFFE ID, never a DNS name, so a replica that checks
+    the host name of another (standard TLS verification) knows it is a control plane."""
+    return f"control-plane.{trust_domain}"

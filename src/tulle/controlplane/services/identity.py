@@ -126,6 +126,7 @@ class IdentityService:
         self._key_dir = key_dir
         self._server_pair = (b"", b"")
         self._client_context: ssl.SSLContext | None = None
+        self._peer_context: ssl.SSLContext | None = None
         self.issuances: deque[IssuanceStatus] = deque(maxlen=1000)
         self.issued_total = 0  # workload certificates signed since start (/metrics)
         self.server_context: ssl.SSLContext | None = None
@@ -357,7 +358,8 @@ class IdentityService:
         context.load_cert_chain(directory / "controlplane.crt", directory / "controlplane.key")
         self.server_context = context
         self._server_pair = (key_pem.encode(), issued.chain_pem.encode())
-        self._client_context = None  # a new certificate (and perhaps bundle): made again
+        # A new certificate (and perhaps bundle): made again.
+        self._client_context = self._peer_context = None
         return context
 
     def client_context(self) -> ssl.SSLContext:
@@ -373,6 +375,18 @@ class IdentityService:
                                     directory / "controlplane.key")
             self._client_context = context
         return self._client_context
+
+    def peer_context(self) -> ssl.SSLContext:
+        """For calls to other replicas: as :meth:`client_context`, and the answer must come
+        from a control plane's certificate (its DNS name, which no workload's carries)."""
+        if self._peer_context is None:
+            directory = self._ca_dir
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # checks the host name
+            context.load_verify_locations(cadata=self.ca.bundle_pem())
+            context.load_cert_chain(directory / "controlplane.crt",
+                                    directory / "controlplane.key")
+            self._peer_context = context
+        return self._peer_context
 
     def server_key_pair(self) -> tuple[bytes, bytes]:
         """The control plane's current key and chain (PEM), for xDS over TLS. Read from
