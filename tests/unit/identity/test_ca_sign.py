@@ -28,7 +28,7 @@ from tests.unit.identity.certs import (
 )
 from tulle.errors import IdentityError
 from tulle.identity.ca import CaState, CertificateAuthority
-from tulle.identity.spiffe import control_plane_id
+from tulle.identity.spiffe import control_plane_dns, control_plane_id
 
 OTHER_ID = f"spiffe://{TRUST_DOMAIN}/ns/default/sa/authors"
 
@@ -56,6 +56,9 @@ REFUSED: list[tuple[str, Callable[[], bytes], str]] = [
     ("URI plus a DNS name", lambda: csr([uri(BOOKS_ID), x509.DNSName("books.default")]),
      "may only be"),
     ("a DNS name only", lambda: csr([x509.DNSName("books.default")]), "may only be"),
+    ("URI plus the replicas' DNS name (a workload posing as a control plane)",
+     lambda: csr([uri(BOOKS_ID), x509.DNSName(control_plane_dns(TRUST_DOMAIN))]),
+     "may only be"),
     ("URI plus an IP address",
      lambda: csr([uri(BOOKS_ID), x509.IPAddress(ipaddress.ip_address("10.0.0.1"))]),
      "may only be"),
@@ -155,14 +158,15 @@ def test_a_chain_stops_chaining_when_its_root_leaves_the_bundle(
     assert ca.chains_to_bundle(renewed.chain_pem)
 
 
-def test_the_server_identity_serves_loopback_for_the_control_plane(
+def test_the_server_identity_serves_loopback_and_other_replicas(
         ca: CertificateAuthority) -> None:
     spiffe_id = control_plane_id(TRUST_DOMAIN)
     issued, key_text = ca.server_identity(spiffe_id, 3600)
     [certificate, _] = chain_of(issued.chain_pem)
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.UniformResourceIdentifier) == [spiffe_id]
-    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert names.get_values_for_type(x509.DNSName) == [
+        "localhost", control_plane_dns(TRUST_DOMAIN)], "what other replicas verify"
     assert names.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
     key = serialization.load_pem_private_key(key_text.encode(), password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
