@@ -401,8 +401,9 @@ spec:
 
 def test_etcd_members_lost_one_then_quorum(tmp_path: Path, sealing_key: str) -> None:
     """A three-member etcd: one member down changes nothing a user sees but a warning; with
-    quorum lost, proxies keep serving, an apply fails with a clear error, and once quorum is
-    back nothing of it was written."""
+    quorum lost, proxies keep serving, an apply and a read of the history fail with a clear
+    error while the control plane goes on answering, diagnose says it could not read the
+    history, and once quorum is back nothing of the apply was written."""
     with etcd_cluster(3) as members:
         store = "etcd://" + ",".join(m.url.removeprefix("http://") for m in members)
         mesh = Mesh(tmp_path / "cp")
@@ -439,6 +440,17 @@ def test_etcd_members_lost_one_then_quorum(tmp_path: Path, sealing_key: str) -> 
             assert applying.returncode != 0
             assert "etcd" in stderr and "hint:" in stderr, stderr
             assert mesh.call(web, "http://books/")["status"] == 418  # serving its last config
+            # So does `tulle history`'s read (in a thread: the control plane answers
+            # meanwhile), and diagnose judges the rest and says what it could not read.
+            history = subprocess.Popen(
+                [*TULLE, "--state-dir", str(mesh.state_dir), "history"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mesh.env())
+            wait_for("history to ask", lambda: mesh.status()["workloads"] == 2)
+            assert history.poll() is None, "the read of the history still waits on etcd"
+            _, said = history.communicate(timeout=90)
+            assert history.returncode != 0 and "etcd" in said, said
+            found = mesh.cli("diagnose", check=False, timeout=120)
+            assert "the change history: no etcd endpoint answered" in found.stdout, found
 
             members[1].restart()
             assert _newest_revision(mesh) == revision

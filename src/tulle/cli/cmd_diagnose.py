@@ -134,6 +134,9 @@ def _missing_lines(gathered: dict[str, Any]) -> list[str]:
         age = missing.get("lastReportSeconds")
         lines.append(f"  - {missing['proxy']}: {missing['reason']}; "
                      + ("never reported" if age is None else f"last report {age:.1f}s old"))
+    if gathered.get("historyUnreadable"):
+        lines.append(f"  - the change history: {gathered['historyUnreadable']} (findings "
+                     "about recent changes could not be made)")
     return lines
 
 

@@ -70,7 +70,7 @@ from tulle.model.mesh import MeshIdentity, MeshSnapshot
 from tulle.model.workload import Workload
 from tulle.registry.registry import DEFAULT_GRACE_S, WorkloadRegistry
 from tulle.settings import ControlPlaneEndpoint, StatePaths, read_metrics_token
-from tulle.store.base import Store
+from tulle.store.base import Change, Store
 from tulle.store.etcd import EtcdStore
 from tulle.store.sqlite import SqliteStore
 from tulle.tap.hub import TapHub
@@ -116,6 +116,8 @@ class ControlPlane:
             self.store if isinstance(self.store, EtcdStore) else None)]
         # The CA in the state directory's ca/, or sealed in a store replicas share.
         self.ca = CertificateAuthority.open(ca_files or paths.ca_dir, endpoint.trust_domain)
+        # The bundle and issuer this replica's agents were last told of.
+        self._ca_told = (self.ca.bundle_pem(), self.ca.state.issuer)
         # A removed workload's proxy loses its stream too: it keeps its last config, but gets
         # nothing more until it registers again.
         self.registry = WorkloadRegistry(
@@ -169,7 +171,7 @@ class ControlPlane:
         self.channels = AgentChannels()
         self.rotator = Rotator(
             self.ca, self.registry, push=self.config.push, wait_synced=self.hub.wait_synced,
-            connected=self.hub.connected, broadcast=self.channels.broadcast,
+            connected=self.hub.connected, broadcast=self._tell_agents,
             refresh_server_identity=self.identity.refresh_server_identity,
             shared=ca_files is not None,
             peers=self.replicas.rotation if self.replicas is not None else None)
@@ -190,7 +192,8 @@ class ControlPlane:
                              remote_tls=self.identity.client_context)
         self.services = Services(
             resources=self.resources,
-            history=HistoryService(self.store, self.resources),
+            history=HistoryService(self.store, self.resources,
+                                   remote_io=self.replicas is not None),
             analysis=AnalysisService(self.resources.resources, self.registry.workloads,
                                      self.telemetry.window, lambda: dict(self.telemetry.nodes)),
             views=MeshViews(self._mesh, self.registry, self.hub.connected, self._push_pending,
@@ -210,7 +213,7 @@ class ControlPlane:
             diagnosis=DiagnosisService(self._mesh, self.telemetry, self.hub.sync_views,
                                        self.hub.nacks.entries, self.hub.stream_events.entries,
                                        self.identity.status,
-                                       lambda limit: self.store.history(None, limit=limit),
+                                       self._history_for_diagnose,
                                        agents),
             health=HealthService(self.store, paths.database, self.ca,
                                  replicas=self._replica_health if self.replicas else None,
@@ -243,22 +246,30 @@ class ControlPlane:
         """The CA's files changed in the shared store: follow another replica's revocation or
         rotation step (our own writes find nothing new). New roots are trusted on the
         identity port at once; proxies get the new bundle and lists with the next push."""
-        bundle, issuer = self.ca.bundle_pem(), self.ca.state.issuer
         try:
-            if not self.ca.reload():
-                return
+            changed = self.ca.reload()
         except TulleError as exc:
             log.warning("cannot follow the CA's state in the shared store: %s", exc.message)
             return
+        told_issuer = self._ca_told[1]
+        # Compared with what the agents were told, not with the state before this reload: a
+        # write here that met another replica's rotation stage took that state in already.
+        if not changed and (self.ca.bundle_pem(), self.ca.state.issuer) == self._ca_told:
+            return
         log.info("the CA's state changed on another replica: following it")
-        if (self.ca.bundle_pem(), self.ca.state.issuer) != (bundle, issuer):
+        if (self.ca.bundle_pem(), self.ca.state.issuer) != self._ca_told:
             # A rotation's stage: the agents here take the new bundle, and renew from the
             # new issuer when it changed.
             self.identity.refresh_server_identity()
-            self.channels.broadcast({"bundle": self.ca.bundle_pem()})
-            if self.ca.state.issuer != issuer:
-                self.channels.broadcast({"renew": True})
+            self._tell_agents({"bundle": self.ca.bundle_pem()})
+            if self.ca.state.issuer != told_issuer:
+                self._tell_agents({"renew": True})
         self._changed()
+
+    def _tell_agents(self, message: dict[str, Any]) -> None:
+        """A new bundle, or "renew now", to every agent of this replica."""
+        self._ca_told = (self.ca.bundle_pem(), self.ca.state.issuer)
+        self.channels.broadcast(message)
 
     def _endpoint_record(self) -> dict[str, Any]:
         return {"host": self.endpoint.host, "agentHost": self.endpoint.agent_host,
@@ -293,6 +304,12 @@ class ControlPlane:
     def _on_removed(self, node_id: str) -> None:
         self.hub.disconnect(node_id)
         self.telemetry.forget(node_id)
+
+    async def _history_for_diagnose(self, limit: int) -> list[Change]:
+        """The newest changes; from etcd in a thread (it may not answer for seconds)."""
+        if self.replicas is None:
+            return self.store.history(None, limit=limit)
+        return await asyncio.to_thread(self.store.history, None, limit=limit)
 
     async def _replica_health(self) -> dict[str, Any]:
         assert self.replicas is not None

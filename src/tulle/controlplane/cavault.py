@@ -72,7 +72,15 @@ class SealedFiles:
         return _MAGIC + nonce + self._aead.encrypt(nonce, data, name.encode())
 
     def read(self, name: str) -> bytes | None:
-        sealed = self._store.read_file(CA_AREA, name)
+        return self._open(name, self._store.read_file(CA_AREA, name))
+
+    def swap(self, name: str, expected: bytes | None, data: bytes) -> bool:
+        sealed, revision = self._store.read_file_revision(CA_AREA, name)
+        if self._open(name, sealed) != expected:
+            return False
+        return self._store.swap_file(CA_AREA, name, revision, self._seal(name, data))
+
+    def _open(self, name: str, sealed: bytes | None) -> bytes | None:
         if sealed is None:
             return None
         if not sealed.startswith(_MAGIC):

@@ -142,6 +142,12 @@ class StoreFiles:
     def create(self, name: str, data: bytes) -> bool:
         return self._store.create_file(self._area, name, data)
 
+    def swap(self, name: str, expected: bytes | None, data: bytes) -> bool:
+        found, revision = self._store.read_file_revision(self._area, name)
+        if found != expected:
+            return False
+        return self._store.swap_file(self._area, name, revision, data)
+
 
 def join_files(paths: StatePaths, store: Store) -> ListedFiles:
     """Where host join tokens are kept: with the store, so every replica redeems them."""

@@ -158,6 +158,7 @@ class Evidence:
     stream_events: tuple[StreamEvent, ...] = ()  # ADS streams refused or closed, oldest first
     identity: IdentityStatus = field(default_factory=IdentityStatus)
     history: tuple[Change, ...] = ()  # newest first
+    history_error: str = ""  # why the history could not be read (findings on changes lost)
     now: float = 0.0  # wall clock (time.time()) when gathered
     # The telemetry slots of the last minutes, oldest first: when errors started.
     timeline: tuple[TimeSlot, ...] = ()

@@ -16,7 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tulle.errors import IdentityError, StateError
+from tulle.errors import ConflictError, IdentityError, StateError
 from tulle.identity.cafiles import CaFiles, DirectoryFiles
 from tulle.identity.crl import Revocation, SignedLists, live, sign_crl
 from tulle.identity.spiffe import control_plane_dns
@@ -36,6 +36,7 @@ from tulle.settings import ensure_private_dir
 ROOT_LIFETIME = dt.timedelta(days=3650)
 ISSUER_LIFETIME = dt.timedelta(days=365)
 BACKDATE = dt.timedelta(seconds=30)  # tolerate small clock differences between hosts
+COMMIT_TRIES = 5  # writes of state.json over another replica's, before giving up
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ class CertificateAuthority:
         self.state = state
         self._authorities = authorities
         self._lists: SignedLists | None = None
+        self._state_raw: bytes | None = None  # state.json as last read or written here
 
     # -- opening -------------------------------------------------------------------------
 
@@ -184,7 +186,7 @@ class CertificateAuthority:
             issuer = ca.new_issuer(root)
             state = CaState(trust_domain, (root.id,), issuer.id)
             if files.create("state.json", state.to_json().encode()):
-                ca.state = state
+                ca.state, ca._state_raw = state, state.to_json().encode()
                 return ca
             # Another replica made the CA first: open that one.
         raw = files.read("state.json") or b""
@@ -199,6 +201,7 @@ class CertificateAuthority:
                 hint="changing the trust domain re-issues every identity and is not "
                      "supported; omit --trust-domain")
         ca = cls(files, state, {})
+        ca._state_raw = raw
         for ident in {*state.anchors, state.issuer, *ca._rotation_ids()}:
             ca._authorities[ident] = ca._load(ident)
         return ca
@@ -214,6 +217,7 @@ class CertificateAuthority:
             raise StateError(f"{self.files.where}: state.json is corrupt: {exc}",
                              hint="restore the CA from a backup") from exc
         if state == self.state:
+            self._state_raw = raw
             return False
         previous, self.state = self.state, state
         try:
@@ -223,6 +227,7 @@ class CertificateAuthority:
         except StateError:
             self.state = previous
             raise
+        self._state_raw = raw
         return True
 
     def _rotation_ids(self) -> Iterable[str]:
@@ -356,7 +361,9 @@ class CertificateAuthority:
         added = tuple(e for e in live(entries, now) if (e.issuer_id, e.serial) not in known)
         kept = live((*self.state.revoked, *added), now)
         if added or kept != self.state.revoked:
-            self.commit(replace(self.state, revoked=kept))
+            # On a conflict: the state another replica wrote, with these entries added.
+            self.commit(replace(self.state, revoked=kept), lambda fresh: replace(
+                fresh, revoked=live((*fresh.revoked, *added), now)))
         return added
 
     def crl_pem(self) -> str:
@@ -478,10 +485,25 @@ class CertificateAuthority:
             key: ec.EllipticCurvePrivateKey | None) -> Authority:
         return self._save(Authority(fingerprint_id(certificate), certificate, key))
 
-    def commit(self, state: CaState) -> None:
-        """Make ``state`` current, on disk first so that a crash resumes from it."""
-        self.files.write("state.json", state.to_json().encode())
-        self.state = state
+    def commit(self, state: CaState,
+               redo: Callable[[CaState], CaState] | None = None) -> None:
+        """Make ``state`` current, in the files first so that a crash resumes from it. Written
+        only over the state.json this CA last read or wrote: when another replica wrote it
+        since, it is read again (``reload``) and the change made again on it, by ``redo``
+        (default: ``state`` as given, which a rotation step, the one writer of everything but
+        the revocations under its election, decides, with the revocations of both)."""
+        for _ in range(COMMIT_TRIES):
+            raw = state.to_json().encode()
+            if self.files.swap("state.json", self._state_raw, raw):
+                self.state, self._state_raw = state, raw
+                return
+            self.reload()
+            fresh = self.state
+            state = redo(fresh) if redo is not None else replace(
+                state, revoked=live((*state.revoked, *fresh.revoked),
+                                    _utcnow().timestamp()))
+        raise ConflictError(f"the CA's state in {self.files.where} kept changing while it was "
+                            f"written ({COMMIT_TRIES} tries)", hint="try again")
 
     def with_rotation(self, rotation: Rotation | None) -> CaState:
         return replace(self.state, rotation=rotation)

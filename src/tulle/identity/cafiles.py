@@ -25,6 +25,11 @@ class CaFiles(Protocol):
         """Write only if ``name`` does not exist yet; whether it was written (two replicas
         starting at once: one CA is made, the other opens it)."""
 
+    def swap(self, name: str, expected: bytes | None, data: bytes) -> bool:
+        """Write only if ``name`` still holds ``expected`` (None: does not exist); whether
+        it was written (a revocation on one replica and a rotation stage on another at the
+        same moment: neither overwrites the other)."""
+
 
 class DirectoryFiles:
     """Files in a 0700 directory, each written 0600 and atomically."""
@@ -51,6 +56,13 @@ class DirectoryFiles:
     def write(self, name: str, data: bytes) -> None:
         ensure_private_dir(self.directory)
         write_private(self.directory / name, data.decode())
+
+    def swap(self, name: str, expected: bytes | None, data: bytes) -> bool:
+        # One control plane writes this directory (its lock): nothing changes it meanwhile.
+        if self.read(name) != expected:
+            return False
+        self.write(name, data)
+        return True
 
     def create(self, name: str, data: bytes) -> bool:
         ensure_private_dir(self.directory)

@@ -277,6 +277,16 @@ class EtcdStore:
         for revision, events in self._etcd.watch(start, after + 1, idle_s=idle_s):
             yield revision, [e.kv.key[len(start):].decode() for e in events]
 
+    def read_file_revision(self, area: str, name: str) -> tuple[bytes | None, int]:
+        """The file's bytes and its etcd modification revision (None, 0: absent)."""
+        found = self._etcd.get(self._key(area, name))
+        return (found.value, found.mod_revision) if found is not None else (None, 0)
+
+    def swap_file(self, area: str, name: str, revision: int, data: bytes) -> bool:
+        """Write only if the file's modification revision is still ``revision``."""
+        key = self._key(area, name)
+        return self._etcd.transaction(((key, revision),), [Put(key, data)])
+
     def create_file(self, area: str, name: str, data: bytes) -> bool:
         """Write only if absent; whether it was written."""
         key = self._key(area, name)

@@ -59,6 +59,16 @@ def test_two_replicas_starting_at_once_make_one_ca(etcd_url: str) -> None:
     assert first.read("state.json") == b"{}"
 
 
+def test_a_sealed_file_is_swapped_only_over_what_the_writer_read(etcd_url: str) -> None:
+    store = EtcdStore(EtcdClient([etcd_url]), prefix="/cas/")
+    a, b = SealedFiles(store, KEY), SealedFiles(store, KEY)
+    assert a.swap("state.json", None, b"one") is True
+    assert b.swap("state.json", b"one", b"two by b") is True
+    assert a.swap("state.json", b"one", b"two by a") is False, "a read one; b wrote since"
+    assert a.read("state.json") == b"two by b"
+    assert a.swap("state.json", b"two by b", b"three") is True
+
+
 def test_the_key_comes_from_a_file_or_the_environment(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "k"

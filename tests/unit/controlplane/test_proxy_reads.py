@@ -14,13 +14,15 @@ import pytest
 from tests.support.fakes import FakeAgents
 from tests.unit.controlplane.support import registry
 from tests.unit.model.workloads import workload
+from tulle.cli.cmd_diagnose import render
 from tulle.controlplane.services.diagnosis import DiagnosisService
 from tulle.controlplane.services.proxies import ProxyService
 from tulle.controlplane.services.telemetry import TelemetryService
 from tulle.diagnose.model import Scope
-from tulle.errors import NotFoundError, UsageError
+from tulle.errors import NotFoundError, StateError, UsageError
 from tulle.identity.status import IdentityStatus
 from tulle.model.mesh import MeshIdentity, MeshSnapshot, build_mesh
+from tulle.store.base import Change
 from tulle.xds.config import ProxyConfig
 from tulle.xds.proxy import ProxyInfo
 
@@ -91,7 +93,7 @@ def test_diagnosis_reads_every_sidecar_and_records_the_ones_that_fail(tmp_path: 
         current, TelemetryService(reg.get, reg.workloads, current, ""),
         sync_views=lambda now, registered: (), nacks=lambda: [], stream_events=lambda: [],
         identity_status=IdentityStatus,
-        history=lambda limit: [], agents=agents)
+        history=_no_history, agents=agents)
     result: dict[str, Any] = asyncio.run(diagnosis.run(Scope(), 60.0))
     gathered = result["gathered"]
     assert gathered["meshVersion"] == 5 and gathered["proxiesRead"] == 1
@@ -100,6 +102,30 @@ def test_diagnosis_reads_every_sidecar_and_records_the_ones_that_fail(tmp_path: 
     assert evidence.proxies[BOOKS].clusters["web.default"][0].hostname == "web-1"
     assert "unreadable /clusters" in (evidence.proxies["auth-1.default"].error or "")
     assert "did not answer" in (evidence.proxies["web-1.default"].error or "")
+
+
+async def _no_history(limit: int) -> list[Change]:
+    return []
+
+
+def test_a_history_that_cannot_be_read_is_said_and_the_rest_is_judged(
+        tmp_path: Path) -> None:
+    """etcd without quorum: the history read fails; diagnose still runs, and says what it
+    could not read (never "no problems found" as if it saw everything)."""
+    reg = registry(tmp_path)
+    snapshot = mesh(BOOKS)
+
+    async def unreadable(limit: int) -> list[Change]:
+        raise StateError("no etcd endpoint answered (quorum lost?)")
+
+    diagnosis = DiagnosisService(
+        lambda: snapshot, TelemetryService(reg.get, reg.workloads, lambda: snapshot, ""),
+        sync_views=lambda now, registered: (), nacks=lambda: [], stream_events=lambda: [],
+        identity_status=IdentityStatus, history=unreadable, agents=FakeAgents())
+    result: dict[str, Any] = asyncio.run(diagnosis.run(Scope(), 60.0))
+    assert "quorum lost" in result["gathered"]["historyUnreadable"]
+    assert "the change history: no etcd endpoint answered" in render(result)
+    assert not render(result).startswith("No problems found in the last")
 
 
 
@@ -125,7 +151,7 @@ def test_diagnosis_asks_every_agent_to_report_now_and_says_what_is_missing(
     diagnosis = DiagnosisService(
         lambda: snapshot, TelemetryService(reg.get, reg.workloads, lambda: snapshot, ""),
         sync_views=lambda now, registered: (), nacks=lambda: [], stream_events=lambda: [],
-        identity_status=IdentityStatus, history=lambda limit: [], agents=agents,
+        identity_status=IdentityStatus, history=_no_history, agents=agents,
         process=process)
     evidence = asyncio.run(diagnosis.gather(60.0))
     books = evidence.reports[BOOKS]
@@ -149,7 +175,7 @@ def test_a_reused_pid_is_not_the_agent() -> None:
     diagnosis = DiagnosisService(
         lambda: build_mesh(1, (), []), None,  # type: ignore[arg-type]
         sync_views=lambda now, registered: (), nacks=lambda: [], stream_events=lambda: [],
-        identity_status=IdentityStatus, history=lambda limit: [], agents=FakeAgents(),
+        identity_status=IdentityStatus, history=_no_history, agents=FakeAgents(),
         process=lambda pid: ("S", "/usr/bin/sleep 60"))
     agent = diagnosis._agent_process(4242)
     assert agent is not None and not agent.alive

@@ -8,6 +8,7 @@ import datetime as dt
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,25 @@ def test_a_quiet_mesh_gets_its_lists_signed_again_before_they_run_out(
     assert changes == ["push"]
     [renewed] = [x509.load_pem_x509_crl(published[-1].encode())]
     assert renewed.next_update_utc is not None and renewed.next_update_utc > later
+
+
+def test_a_revocation_and_a_rotation_step_written_at_once_by_two_replicas_both_hold(
+        tmp_path: Path) -> None:
+    """Two replicas share the CA's files. A revokes a certificate while B, which has not
+    read A's write, commits a rotation step (a new issuer): B's write is made again over
+    A's, with A's revocation in it. Then A, stale in turn, revokes another: its entry is
+    added to B's state, and B's new issuer stays."""
+    a = CertificateAuthority.open(tmp_path / "ca", TRUST_DOMAIN)
+    b = CertificateAuthority.open(tmp_path / "ca", TRUST_DOMAIN)
+    first, second = issue(a), issue(a)
+    a.revoke([revocation(first)])
+    issuer = b.new_issuer(b._authorities[b.state.anchors[0]])
+    b.commit(replace(b.state, issuer=issuer.id))
+    assert b.state.issuer == issuer.id
+    assert [e.serial for e in b.state.revoked] == [first.serial], "A's revocation kept"
+
+    a.revoke([revocation(second, "books-2.default")])
+    on_disk = CertificateAuthority.open(tmp_path / "ca", TRUST_DOMAIN).state
+    assert on_disk.issuer == issuer.id, "B's rotation step kept"
+    assert {e.serial for e in on_disk.revoked} == {first.serial, second.serial}
+    assert a.state == on_disk

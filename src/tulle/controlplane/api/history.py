@@ -31,16 +31,18 @@ def routes(history: HistoryService) -> list[Route]:
         return json_response([{"revision": c.revision, "at": c.at, "kind": c.key.kind,
                                "namespace": c.key.namespace, "name": c.key.name,
                                "action": c.action, "before": c.before, "after": c.after}
-                              for c in history.changes(key, limit)])
+                              for c in await history.changes_async(key, limit)])
 
     async def rollback(request: web.Request) -> web.StreamResponse:
         body = await json_object(request, example=BODY_EXAMPLE)
-        result = history.rollback(_revision(body), dry_run=bool(body.get("dryRun", False)))
+        result = await history.rollback_async(_revision(body),
+                                              dry_run=bool(body.get("dryRun", False)))
         return json_response(_rollback_view(result))
 
     async def revert(request: web.Request) -> web.StreamResponse:
         body = await json_object(request, example=BODY_EXAMPLE)
-        result = history.revert(_revision(body), dry_run=bool(body.get("dryRun", False)))
+        result = await history.revert_async(_revision(body),
+                                            dry_run=bool(body.get("dryRun", False)))
         return json_response(_rollback_view(result))
 
     return [

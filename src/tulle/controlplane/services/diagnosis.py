@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import MappingProxyType
 from typing import Any
 
@@ -32,6 +32,7 @@ from tulle.diagnose.evidence import (
     parse_clusters,
 )
 from tulle.diagnose.model import Scope
+from tulle.errors import TulleError
 from tulle.identity.status import IdentityStatus
 from tulle.local import process_state
 from tulle.model.mesh import MeshSnapshot
@@ -57,7 +58,7 @@ class DiagnosisService:
                  nacks: Callable[[], list[Nack]],
                  stream_events: Callable[[], list[StreamEvent]],
                  identity_status: Callable[[], IdentityStatus],
-                 history: Callable[[int], list[Change]], agents: Agents,
+                 history: Callable[[int], Awaitable[list[Change]]], agents: Agents,
                  process: Callable[[int], tuple[str, str]] = process_state) -> None:
         """``process``: a pid's (state letter, command line) on this host."""
         self._process = process
@@ -87,6 +88,8 @@ class DiagnosisService:
                 "proxiesFailed": sorted(n for n, p in evidence.proxies.items() if p.error),
                 **freshness(evidence),
                 "replicasMissing": dict(evidence.replicas_missing),
+                **({"historyUnreadable": evidence.history_error}
+                   if evidence.history_error else {}),
                 "seconds": round(time.monotonic() - started, 3),
             },
         }
@@ -103,6 +106,12 @@ class DiagnosisService:
         window = telemetry.window(window_s, peers)  # with the reports just made
         reports = {node: self._report(answers[node], _local_pid(mesh.workloads[node]),
                                       window.last_report_age.get(node)) for node in nodes}
+        history: tuple[Change, ...] = ()
+        history_error = ""
+        try:
+            history = tuple(await self._history(HISTORY_LIMIT))
+        except TulleError as exc:  # etcd without quorum: the rest can still be judged
+            history_error = exc.message
         now = time.time()
         return Evidence(
             mesh=mesh,
@@ -113,7 +122,8 @@ class DiagnosisService:
             nacks=tuple(self._nacks()),
             stream_events=tuple(self._stream_events()),
             identity=self._identity_status(),
-            history=tuple(self._history(HISTORY_LIMIT)),
+            history=history,
+            history_error=history_error,
             now=now,
             timeline=tuple(TimeSlot(now - ago, length, MappingProxyType(dict(sample)))
                            for ago, length, sample in telemetry.timeline(TIMELINE_S, peers)),

@@ -11,14 +11,17 @@ that is gone), nothing changes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from tulle.analysis.engine import Message
 from tulle.controlplane.services.resources import ResourceService
 from tulle.errors import ConfigError, ConflictError, NotFoundError
 from tulle.model.meta import ResourceKey
-from tulle.store.base import Change, Store
+from tulle.store.base import ApplyResult, Change, Store
 from tulle.store.timeline import (
     RestorePlan,
     later_changes,
@@ -28,6 +31,7 @@ from tulle.store.timeline import (
 )
 
 Mode = Literal["restore", "revert"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,12 +46,32 @@ class Rollback:
 
 
 class HistoryService:
-    def __init__(self, store: Store, resources: ResourceService) -> None:
+    """``remote_io``: the store is remote (etcd): its reads and writes run in a thread, so
+    the event loop goes on serving proxies and agents while etcd answers slowly or not at
+    all (its quorum lost: up to 10 s before the error)."""
+
+    def __init__(self, store: Store, resources: ResourceService,
+                 remote_io: bool = False) -> None:
         self._store = store
         self._resources = resources
+        self._remote_io = remote_io
 
     def changes(self, key: ResourceKey | None, limit: int) -> list[Change]:
         return self._store.history(key, limit=limit)
+
+    async def changes_async(self, key: ResourceKey | None, limit: int) -> list[Change]:
+        return await self._off_loop(self.changes, key, limit)
+
+    async def rollback_async(self, revision: int, *, dry_run: bool) -> Rollback:
+        plan = await self._off_loop(restore_plan, self._store, revision)
+        return await self._carry_out_async(plan, "restore", dry_run)
+
+    async def revert_async(self, revision: int, *, dry_run: bool) -> Rollback:
+        plan = await self._off_loop(revert_plan, self._store, revision)
+        return await self._carry_out_async(plan, "revert", dry_run)
+
+    async def _off_loop(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(call, *args) if self._remote_io else call(*args)
 
     def rollback(self, revision: int, *, dry_run: bool) -> Rollback:
         """Restore every resource as it was right after ``revision``."""
@@ -58,27 +82,51 @@ class HistoryService:
         return self._carry_out(revert_plan(self._store, revision), "revert", dry_run)
 
     def _carry_out(self, plan: RestorePlan, mode: Mode, dry_run: bool) -> Rollback:
-        revision = plan.revision
-        manifests = [m for _, m in plan.create] + [then for _, _, then in plan.update]
-        deletes = [key for key, _ in plan.delete]
-        warnings: tuple[Message, ...] = ()
-        new_revision = None
+        results: tuple[list[ApplyResult], list[Message]] = ([], [])
         if not plan.empty:
-            try:
-                results, found = self._resources.replace(
-                    manifests, deletes, source=f"revision {revision}", dry_run=dry_run)
-            except ConfigError as exc:
-                count = len(exc.problems)
-                what = "restore" if mode == "restore" else "revert"
-                raise ConfigError(exc.problems, message=(
-                    f"cannot {what} revision {revision}: {count} problem"
-                    f"{'s' if count != 1 else ''} with the resulting state; nothing was "
-                    "changed")) from exc
-            warnings = tuple(found)
-            changed = [r.revision for r in results if r.action != "unchanged"]
-            new_revision = max(changed) if changed else None
-        return Rollback(revision, dry_run, new_revision, self._store.revision(), plan,
-                        warnings, mode)
+            with _explained(plan, mode):
+                results = self._resources.replace(*_replacement(plan), dry_run=dry_run,
+                                                  source=f"revision {plan.revision}")
+        return _outcome(plan, mode, dry_run, results, self._store.revision())
+
+    async def _carry_out_async(self, plan: RestorePlan, mode: Mode, dry_run: bool
+                               ) -> Rollback:
+        results: tuple[list[ApplyResult], list[Message]] = ([], [])
+        if not plan.empty:
+            with _explained(plan, mode):
+                results = await self._resources.replace_async(
+                    *_replacement(plan), dry_run=dry_run, source=f"revision {plan.revision}")
+        return _outcome(plan, mode, dry_run, results,
+                        await self._off_loop(self._store.revision))
+
+
+def _replacement(plan: RestorePlan) -> tuple[list[Mapping[str, Any]], list[ResourceKey]]:
+    """What to store and what to delete to carry ``plan`` out."""
+    return ([m for _, m in plan.create] + [then for _, _, then in plan.update],
+            [key for key, _ in plan.delete])
+
+
+@contextlib.contextmanager
+def _explained(plan: RestorePlan, mode: Mode) -> Iterator[None]:
+    """A resulting state that does not validate: say it was the rollback's, and that nothing
+    changed."""
+    try:
+        yield
+    except ConfigError as exc:
+        count = len(exc.problems)
+        what = "restore" if mode == "restore" else "revert"
+        raise ConfigError(exc.problems, message=(
+            f"cannot {what} revision {plan.revision}: {count} problem"
+            f"{'s' if count != 1 else ''} with the resulting state; nothing was "
+            "changed")) from exc
+
+
+def _outcome(plan: RestorePlan, mode: Mode, dry_run: bool,
+             results: tuple[list[ApplyResult], list[Message]], store_revision: int
+             ) -> Rollback:
+    changed = [r.revision for r in results[0] if r.action != "unchanged"]
+    return Rollback(plan.revision, dry_run, max(changed) if changed else None, store_revision,
+                    plan, tuple(results[1]), mode)
 
 
 def restore_plan(store: Store, revision: int) -> RestorePlan:

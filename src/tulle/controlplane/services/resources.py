@@ -121,21 +121,48 @@ class ResourceService:
                 *, source: str, dry_run: bool = False) -> tuple[list[ApplyResult], list[Message]]:
         """Store ``manifests`` and delete ``deletes`` as one validated transaction (rollback).
         With deletes, every remaining resource's references are checked again too."""
+        batch, warnings = self._prepare_replace(manifests, deletes, source)
+        if dry_run:
+            return [], warnings
+        results = self._store.replace([(r.key, r.manifest) for r in batch], deletes)
+        self._replaced(deletes, [self._store.resource(r.key) for r in batch])
+        return results, warnings
+
+    async def replace_async(self, manifests: Sequence[Mapping[str, Any]],
+                            deletes: Sequence[ResourceKey], *, source: str,
+                            dry_run: bool = False) -> tuple[list[ApplyResult], list[Message]]:
+        """:meth:`replace`, with the store's write and reads in a thread when the store is
+        remote (as :meth:`apply_async`)."""
+        if not self._remote_io:
+            return self.replace(manifests, deletes, source=source, dry_run=dry_run)
+        async with self._writing:
+            batch, warnings = self._prepare_replace(manifests, deletes, source)
+            if dry_run:
+                return [], warnings
+            results = await asyncio.to_thread(
+                self._store.replace, [(r.key, r.manifest) for r in batch], deletes)
+            stored = await asyncio.to_thread(lambda: [self._store.resource(r.key)
+                                                      for r in batch])
+            self._replaced(deletes, stored)
+            return results, warnings
+
+    def _prepare_replace(self, manifests: Sequence[Mapping[str, Any]],
+                         deletes: Sequence[ResourceKey], source: str
+                         ) -> tuple[tuple[Resource, ...], list[Message]]:
         documents = [Document(source=source, body=manifest) for manifest in manifests]
         batch = parse_documents(documents)
         proposed = {k: r for k, r in self._resources.items() if k not in set(deletes)}
         proposed.update({r.key: r for r in batch})
         checked = list(proposed.values()) if deletes else list(batch)
-        warnings = self._validate(proposed, checked, dict.fromkeys(proposed, source))
-        if dry_run:
-            return [], warnings
-        results = self._store.replace([(r.key, r.manifest) for r in batch], deletes)
+        return batch, self._validate(proposed, checked, dict.fromkeys(proposed, source))
+
+    def _replaced(self, deletes: Sequence[ResourceKey],
+                  stored: Iterable[StoredResource | None]) -> None:
         for key in deletes:
             self._resources.pop(key, None)
             self._stored.pop(key, None)
-        self._reload(r.key for r in batch)
+        self._take(stored)
         self._on_change()
-        return results, warnings
 
     def _validate(self, proposed: Mapping[ResourceKey, Resource], checked: Iterable[Resource],
                   sources: Mapping[ResourceKey, str]) -> list[Message]:
