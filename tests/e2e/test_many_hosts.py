@@ -145,6 +145,11 @@ def test_three_hosts_under_load_through_member_loss_a_partition_and_a_replica_de
             first.cli("apply", "-f", "-", stdin=RETRYING % "h1")
             wait_for("web-1 to reach both books, across the hosts",
                      lambda: _served_by(one, web_1) == {"books-2", "books-3"}, 30)
+            for host, web in ((one, web_1), (three, web_3)):  # the callee sees who called
+                assert web.app_port is not None
+                answer = _call(host, web.app_port, "http://books/")
+                assert answer is not None and "URI=spiffe://tulle.local/ns/default/sa/web" in \
+                    answer["body"]["headers"]["x-forwarded-client-cert"], answer
             loads = [LoadOnHost(one.command(), port_1, 200.0),
                      LoadOnHost(three.command(), port_3, 200.0)]
             for load in loads:

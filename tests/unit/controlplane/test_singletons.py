@@ -80,7 +80,8 @@ def test_the_job_runs_while_held_and_stops_when_the_lease_may_lapse() -> None:
     async def body() -> None:
         singleton = Singleton("compaction", job, store)  # type: ignore[arg-type]
         task = asyncio.create_task(singleton.run())
-        await until(lambda: singleton.holding)
+        # Held, and the job's task has started (it is created as the election is won).
+        await until(lambda: singleton.holding and runs)
         assert runs == [Fence("compaction", 7)]
         store.lease = 0.5  # etcd has not confirmed a renewal for a while
         await until(lambda: not singleton.holding)
@@ -88,8 +89,7 @@ def test_the_job_runs_while_held_and_stops_when_the_lease_may_lapse() -> None:
         await asyncio.sleep(0.05)
         assert len(runs) == 1, "no campaign while the lease is in doubt"
         store.lease = 10.0  # renewed: it campaigns again, and the key is still its own
-        await until(lambda: singleton.holding)
-        assert len(runs) == 2
+        await until(lambda: singleton.holding and len(runs) == 2)
         task.cancel()
 
     asyncio.run(body())
@@ -102,7 +102,7 @@ def test_another_replica_holding_the_election_stops_the_job_and_wins_nothing_her
     async def body() -> None:
         singleton = Singleton("compaction", job, store)  # type: ignore[arg-type]
         task = asyncio.create_task(singleton.run())
-        await until(lambda: singleton.holding)
+        await until(lambda: singleton.holding and runs)
         store.holder = "b"  # our lease lapsed and b won meanwhile
         await until(lambda: not singleton.holding)
         await asyncio.sleep(0.05)
