@@ -49,6 +49,7 @@ ADMIN_TIMEOUT_S = 2.0  # one proxy's /clusters
 REPORT_TIMEOUT_S = 2.0  # one agent's report now (the agent gives Envoy's stats 1.2 s)
 GATHER_DEADLINE_S = 2.5
 HISTORY_LIMIT = 50
+HISTORY_WAIT_S = 2.0  # past the rest of the gathering, for the store's history
 TIMELINE_S = 600.0  # telemetry slots kept in the evidence: when did errors start?
 
 
@@ -99,6 +100,9 @@ class DiagnosisService:
         telemetry = self._telemetry
         telemetry.window(window_s)  # a wrong window fails before any agent is asked
         nodes = sorted(mesh.workloads)
+        # Read alongside the rest: a store that does not answer (etcd without its quorum)
+        # must not hold diagnose past the CLI's wait, which would call this replica frozen.
+        reading_history = asyncio.ensure_future(self._history(HISTORY_LIMIT))
         answers, proxies = await asyncio.gather(self.ask_reports(nodes),
                                                 self.read_proxies(nodes))
         # The other replicas' agents report to them: what they hold joins ours.
@@ -106,12 +110,7 @@ class DiagnosisService:
         window = telemetry.window(window_s, peers)  # with the reports just made
         reports = {node: self._report(answers[node], _local_pid(mesh.workloads[node]),
                                       window.last_report_age.get(node)) for node in nodes}
-        history: tuple[Change, ...] = ()
-        history_error = ""
-        try:
-            history = tuple(await self._history(HISTORY_LIMIT))
-        except TulleError as exc:  # etcd without quorum: the rest can still be judged
-            history_error = exc.message
+        history, history_error = await _read_history(reading_history)
         now = time.time()
         return Evidence(
             mesh=mesh,
@@ -227,3 +226,16 @@ def _evidence(read: PageRead) -> ProxyEvidence:
 def _local_pid(workload: Workload) -> int:
     """The agent's pid, when it runs on this host (0: on another, where ours means nothing)."""
     return 0 if workload.remote else workload.pid
+
+
+async def _read_history(reading: asyncio.Future[list[Change]]
+                        ) -> tuple[tuple[Change, ...], str]:
+    """The newest changes, or why they could not be read (the rest is judged anyway)."""
+    done, _ = await asyncio.wait({reading}, timeout=HISTORY_WAIT_S)
+    if not done:
+        reading.add_done_callback(lambda f: f.cancelled() or f.exception())  # never unread
+        return (), f"the store did not answer within {HISTORY_WAIT_S:g}s"
+    try:
+        return tuple(reading.result()), ""
+    except TulleError as exc:  # etcd without quorum
+        return (), exc.message
