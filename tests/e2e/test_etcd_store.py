@@ -452,6 +452,10 @@ def test_etcd_members_lost_one_then_quorum(tmp_path: Path, sealing_key: str) -> 
             found = mesh.cli("diagnose", check=False, timeout=120)
             assert "  - the change history: " in found.stdout, found  # what it could not read
             assert "TUL1090" not in found.stdout, "not frozen: waiting on etcd"
+            checks = {c["id"]: c for c in json.loads(
+                mesh.cli("check", "-o", "json", check=False, timeout=60).stdout)["checks"]}
+            assert checks["etcd-quorum"]["status"] == "failed", checks["etcd-quorum"]
+            assert checks["replicas-answering"]["status"] == "ok", checks["replicas-answering"]["message"]
 
             members[1].restart()
             assert _newest_revision(mesh) == revision

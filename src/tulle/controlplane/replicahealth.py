@@ -29,10 +29,14 @@ ASK_TIMEOUT_S = 2.0
 async def replica_health(store: EtcdStore, replicas: Mapping[str, Mapping[str, Any]],
                          channel: PeerChannel) -> dict[str, Any]:
     """The replicas and etcd as this replica sees them."""
+    leaders = asyncio.ensure_future(asyncio.to_thread(_leaders, store))
     answers, etcd = await asyncio.gather(_ask_replicas(store.replica, replicas, channel),
-                                         asyncio.to_thread(_etcd_health, store))
+                                         _etcd_health(store))
+    # Asked alongside the rest; etcd without its quorum does not say who holds an election.
+    done, _ = await asyncio.wait({leaders}, timeout=0.2)
+    held = leaders.result() if done else {}
     return {"store": "etcd", "self": store.replica, "replicas": answers, "etcd": etcd,
-            "singletons": await asyncio.to_thread(_leaders, store)}
+            "singletons": held}
 
 
 def _leaders(store: EtcdStore) -> dict[str, str | None]:
@@ -75,23 +79,33 @@ async def _ask_replicas(mine: str, replicas: Mapping[str, Mapping[str, Any]],
                                            for r, w in sorted(replicas.items()))))
 
 
-def _etcd_health(store: EtcdStore) -> dict[str, Any]:
-    members: list[Any] = []
-    endpoints: list[dict[str, Any]] = []
-    for base in store.endpoints:
-        entry: dict[str, Any] = {"endpoint": base}
-        try:
-            entry["healthy"] = b'"true"' in _post(store, base, "/health", None)
-            status = json.loads(_post(store, base, "/v3/maintenance/status", {}))
-            entry["leader"] = status.get("leader")
-            entry["member"] = status.get("header", {}).get("member_id")
-            if not members:
-                listed = json.loads(_post(store, base, "/v3/cluster/member/list", {}))
-                members = [m.get("name") or m.get("ID") for m in listed.get("members", ())]
-        except (OSError, ValueError) as exc:
-            entry.update(healthy=False, why=str(exc))
-        endpoints.append(entry)
+async def _etcd_health(store: EtcdStore) -> dict[str, Any]:
+    """Every endpoint asked at once, each given ``ASK_TIMEOUT_S``: a member cut off, or
+    without its quorum, must not hold the answer past check's wait."""
+    asking = {base: asyncio.ensure_future(asyncio.to_thread(_etcd_endpoint, store, base))
+              for base in store.endpoints}
+    done, _ = await asyncio.wait(asking.values(), timeout=ASK_TIMEOUT_S + 0.5)
+    endpoints = [asking[base].result() if asking[base] in done else
+                 {"endpoint": base, "healthy": False,
+                  "why": f"did not answer within {ASK_TIMEOUT_S:g}s"} for base in asking]
+    members = next((e["members"] for e in endpoints if e.get("members")), [])
+    for entry in endpoints:
+        entry.pop("members", None)
     return {"members": members, "endpoints": endpoints}
+
+
+def _etcd_endpoint(store: EtcdStore, base: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"endpoint": base}
+    try:
+        entry["healthy"] = b'"true"' in _post(store, base, "/health", None)
+        status = json.loads(_post(store, base, "/v3/maintenance/status", {}))
+        entry["leader"] = status.get("leader")
+        entry["member"] = status.get("header", {}).get("member_id")
+        listed = json.loads(_post(store, base, "/v3/cluster/member/list", {}))
+        entry["members"] = [m.get("name") or m.get("ID") for m in listed.get("members", ())]
+    except (OSError, ValueError) as exc:
+        entry.update(healthy=False, why=str(exc))
+    return entry
 
 
 def _post(store: EtcdStore, base: str, path: str, body: dict[str, Any] | None) -> bytes:

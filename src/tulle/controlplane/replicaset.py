@@ -41,6 +41,8 @@ from tulle.store.etcd import EtcdStore
 
 log = logging.getLogger("tulle.controlplane")
 
+REFRESH_WAIT_S = 0.5  # then the replicas as last read: check waits 4 s for the whole answer
+
 
 class ReplicaSet:
     """``where``: this replica's own address record (host and ports, once bound)."""
@@ -104,7 +106,10 @@ class ReplicaSet:
     async def health(self, local: Iterable[str]) -> dict[str, Any]:
         """``local``: the node ids registered with this replica (a lost replica's workloads
         that registered here or with another since are not out of the mesh)."""
-        await self.refresh()
+        # The replicas as last read when etcd does not answer now (its quorum lost): the
+        # answer must come within check's wait, and say what it can.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.refresh()), REFRESH_WAIT_S)
         registered = {*local, *(w.node_id for _, w in self.remote.by_replica())}
         return {**await replica_health(self.store, self._replicas, self._channel),
                 "lost": self.lost.rows(registered)}
