@@ -63,6 +63,16 @@ def _healthy(member: Member) -> bool:
         return False
 
 
+def _stop(members: list[Member]) -> None:
+    for member in members:
+        if member.process.poll() is None:
+            member.process.terminate()
+            try:
+                member.process.wait(10)
+            except subprocess.TimeoutExpired:
+                member.kill()
+
+
 @contextmanager
 def etcd_cluster(size: int = 1) -> Iterator[list[Member]]:
     """Runs ``size`` etcd members on loopback as one cluster; yields them."""
@@ -90,13 +100,7 @@ def etcd_cluster(size: int = 1) -> Iterator[list[Member]]:
                          lambda m=member: _healthy(m), 30)  # type: ignore[misc]
             yield members
         finally:
-            for member in members:
-                if member.process.poll() is None:
-                    member.process.terminate()
-                    try:
-                        member.process.wait(10)
-                    except subprocess.TimeoutExpired:
-                        member.kill()
+            _stop(members)
 
 
 @contextmanager
@@ -140,10 +144,4 @@ def etcd_on_hosts(hosts: list[Host], directory: Path
                      lambda m=member: _healthy(m), 30)  # type: ignore[misc]
         yield members, pki
     finally:
-        for member in members:
-            if member.process.poll() is None:
-                member.process.terminate()
-                try:
-                    member.process.wait(10)
-                except subprocess.TimeoutExpired:
-                    member.kill()
+        _stop(members)
