@@ -399,7 +399,7 @@ FAULTS: tuple[Scenario, ...] = (
     # ms); a 300 ms regression is then not twice it, and the rule rightly stays quiet.
     Scenario("latency-regression", "latency", two_books,
              control_all(("books-1", "books-2"), delay=800), "books",
-             expect("TUL1021", BOOKS), baseline=120),
+             expect("TUL1021", BOOKS), baseline=120, naming_s=75.0),
     Scenario("slow-instance", "latency", three_books, control("books-3", delay=800), "books",
              expect("TUL1022", proxy("books-3"))),
     Scenario("near-timeout", "latency", with_route("timeouts: {request: 1s}", instances=2),

@@ -72,6 +72,10 @@ class Scenario:
     warm: str = "books"  # the service whose traffic must be in telemetry before the fault
     baseline: int = 40  # ...this many requests of it (20 rps: 2 s)
     observe_s: float = 6.0  # healthy: how long diagnose keeps looking after the operation
+    # How long diagnose may take to name it; None: the catalogue's default. A latency
+    # regression is judged against a past that ended RECENT_S before now, so it cannot be
+    # named sooner than that, and the default leaves a loaded machine little margin.
+    naming_s: float | None = None
 
     @property
     def healthy(self) -> bool:
@@ -281,7 +285,7 @@ def play(scenario: Scenario, root: Path, timeout: float = NAMING_TIMEOUT_S) -> O
                 watches.mesh.observe(scene, since)
                 watches.service.observe(scene, since)
             return watches
-        deadline = since + timeout
+        deadline = since + (scenario.naming_s or timeout)
         while time.monotonic() < deadline and not watches.ok:
             for watch in (watches.mesh, watches.service):
                 if not watch.named:
