@@ -70,7 +70,7 @@ from tulle.model.mesh import MeshIdentity, MeshSnapshot
 from tulle.model.workload import Workload
 from tulle.registry.registry import DEFAULT_GRACE_S, WorkloadRegistry
 from tulle.settings import ControlPlaneEndpoint, StatePaths, read_metrics_token
-from tulle.store.base import Change, Store
+from tulle.store.base import Store
 from tulle.store.etcd import EtcdStore
 from tulle.store.sqlite import SqliteStore
 from tulle.tap.hub import TapHub
@@ -190,10 +190,10 @@ class ControlPlane:
             mesh=self._mesh)
         agents = AgentClient(self.registry.get, self.registry.credentials,
                              remote_tls=self.identity.client_context)
+        history = HistoryService(self.store, self.resources, remote_io=self.replicas is not None)
         self.services = Services(
             resources=self.resources,
-            history=HistoryService(self.store, self.resources,
-                                   remote_io=self.replicas is not None),
+            history=history,
             analysis=AnalysisService(self.resources.resources, self.registry.workloads,
                                      self.telemetry.window, lambda: dict(self.telemetry.nodes)),
             views=MeshViews(self._mesh, self.registry, self.hub.connected, self._push_pending,
@@ -213,7 +213,7 @@ class ControlPlane:
             diagnosis=DiagnosisService(self._mesh, self.telemetry, self.hub.sync_views,
                                        self.hub.nacks.entries, self.hub.stream_events.entries,
                                        self.identity.status,
-                                       self._history_for_diagnose,
+                                       lambda limit: history.changes_async(None, limit),
                                        agents),
             health=HealthService(self.store, paths.database, self.ca,
                                  replicas=self._replica_health if self.replicas else None,
@@ -254,10 +254,11 @@ class ControlPlane:
         told_issuer = self._ca_told[1]
         # Compared with what the agents were told, not with the state before this reload: a
         # write here that met another replica's rotation stage took that state in already.
-        if not changed and (self.ca.bundle_pem(), self.ca.state.issuer) == self._ca_told:
+        now = (self.ca.bundle_pem(), self.ca.state.issuer)
+        if not changed and now == self._ca_told:
             return
         log.info("the CA's state changed on another replica: following it")
-        if (self.ca.bundle_pem(), self.ca.state.issuer) != self._ca_told:
+        if now != self._ca_told:
             # A rotation's stage: the agents here take the new bundle, and renew from the
             # new issuer when it changed.
             self.identity.refresh_server_identity()
@@ -304,12 +305,6 @@ class ControlPlane:
     def _on_removed(self, node_id: str) -> None:
         self.hub.disconnect(node_id)
         self.telemetry.forget(node_id)
-
-    async def _history_for_diagnose(self, limit: int) -> list[Change]:
-        """The newest changes; from etcd in a thread (it may not answer for seconds)."""
-        if self.replicas is None:
-            return self.store.history(None, limit=limit)
-        return await asyncio.to_thread(self.store.history, None, limit=limit)
 
     async def _replica_health(self) -> dict[str, Any]:
         assert self.replicas is not None

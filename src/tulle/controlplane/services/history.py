@@ -12,8 +12,7 @@ that is gone), nothing changes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -63,70 +62,37 @@ class HistoryService:
         return await self._off_loop(self.changes, key, limit)
 
     async def rollback_async(self, revision: int, *, dry_run: bool) -> Rollback:
+        """Restore every resource as it was right after ``revision``."""
         plan = await self._off_loop(restore_plan, self._store, revision)
-        return await self._carry_out_async(plan, "restore", dry_run)
+        return await self._carry_out(plan, "restore", dry_run)
 
     async def revert_async(self, revision: int, *, dry_run: bool) -> Rollback:
+        """Undo the changes made at ``revision``, and nothing else."""
         plan = await self._off_loop(revert_plan, self._store, revision)
-        return await self._carry_out_async(plan, "revert", dry_run)
+        return await self._carry_out(plan, "revert", dry_run)
 
     async def _off_loop(self, call: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(call, *args) if self._remote_io else call(*args)
 
-    def rollback(self, revision: int, *, dry_run: bool) -> Rollback:
-        """Restore every resource as it was right after ``revision``."""
-        return self._carry_out(restore_plan(self._store, revision), "restore", dry_run)
-
-    def revert(self, revision: int, *, dry_run: bool) -> Rollback:
-        """Undo the changes made at ``revision``, and nothing else."""
-        return self._carry_out(revert_plan(self._store, revision), "revert", dry_run)
-
-    def _carry_out(self, plan: RestorePlan, mode: Mode, dry_run: bool) -> Rollback:
-        results: tuple[list[ApplyResult], list[Message]] = ([], [])
+    async def _carry_out(self, plan: RestorePlan, mode: Mode, dry_run: bool) -> Rollback:
+        results: list[ApplyResult] = []
+        warnings: list[Message] = []
         if not plan.empty:
-            with _explained(plan, mode):
-                results = self._resources.replace(*_replacement(plan), dry_run=dry_run,
-                                                  source=f"revision {plan.revision}")
-        return _outcome(plan, mode, dry_run, results, self._store.revision())
-
-    async def _carry_out_async(self, plan: RestorePlan, mode: Mode, dry_run: bool
-                               ) -> Rollback:
-        results: tuple[list[ApplyResult], list[Message]] = ([], [])
-        if not plan.empty:
-            with _explained(plan, mode):
-                results = await self._resources.replace_async(
-                    *_replacement(plan), dry_run=dry_run, source=f"revision {plan.revision}")
-        return _outcome(plan, mode, dry_run, results,
-                        await self._off_loop(self._store.revision))
-
-
-def _replacement(plan: RestorePlan) -> tuple[list[Mapping[str, Any]], list[ResourceKey]]:
-    """What to store and what to delete to carry ``plan`` out."""
-    return ([m for _, m in plan.create] + [then for _, _, then in plan.update],
-            [key for key, _ in plan.delete])
-
-
-@contextlib.contextmanager
-def _explained(plan: RestorePlan, mode: Mode) -> Iterator[None]:
-    """A resulting state that does not validate: say it was the rollback's, and that nothing
-    changed."""
-    try:
-        yield
-    except ConfigError as exc:
-        count = len(exc.problems)
-        what = "restore" if mode == "restore" else "revert"
-        raise ConfigError(exc.problems, message=(
-            f"cannot {what} revision {plan.revision}: {count} problem"
-            f"{'s' if count != 1 else ''} with the resulting state; nothing was "
-            "changed")) from exc
-
-
-def _outcome(plan: RestorePlan, mode: Mode, dry_run: bool,
-             results: tuple[list[ApplyResult], list[Message]], store_revision: int
-             ) -> Rollback:
-    changed = [r.revision for r in results[0] if r.action != "unchanged"]
-    return Rollback(plan.revision, dry_run, max(changed) if changed else None, store_revision,
-                    plan, tuple(results[1]), mode)
+            manifests = [m for _, m in plan.create] + [then for _, _, then in plan.update]
+            deletes = [key for key, _ in plan.delete]
+            try:
+                results, warnings = await self._resources.replace_async(
+                    manifests, deletes, source=f"revision {plan.revision}", dry_run=dry_run)
+            except ConfigError as exc:
+                count = len(exc.problems)
+                raise ConfigError(exc.problems, message=(
+                    f"cannot {mode} revision {plan.revision}: {count} problem"
+                    f"{'s' if count != 1 else ''} with the resulting state; nothing was "
+                    "changed")) from exc
+        changed = [r.revision for r in results if r.action != "unchanged"]
+        return Rollback(plan.revision, dry_run, max(changed) if changed else None,
+                        await self._off_loop(self._store.revision), plan, tuple(warnings),
+                        mode)
 
 
 def restore_plan(store: Store, revision: int) -> RestorePlan:

@@ -367,26 +367,26 @@ class IdentityService:
         control plane's own certificate (the only client such an agent answers). Made once
         per server identity (refresh_server_identity drops it), not once per call."""
         if self._client_context is None:
-            directory = self._ca_dir
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False  # agents have SPIFFE IDs, not host names
-            context.load_verify_locations(cadata=self.ca.bundle_pem())
-            context.load_cert_chain(directory / "controlplane.crt",
-                                    directory / "controlplane.key")
-            self._client_context = context
+            # Agents have SPIFFE IDs, not host names.
+            self._client_context = self._calling_context(check_hostname=False)
         return self._client_context
 
     def peer_context(self) -> ssl.SSLContext:
         """For calls to other replicas: as :meth:`client_context`, and the answer must come
         from a control plane's certificate (its DNS name, which no workload's carries)."""
         if self._peer_context is None:
-            directory = self._ca_dir
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # checks the host name
-            context.load_verify_locations(cadata=self.ca.bundle_pem())
-            context.load_cert_chain(directory / "controlplane.crt",
-                                    directory / "controlplane.key")
-            self._peer_context = context
+            self._peer_context = self._calling_context(check_hostname=True)
         return self._peer_context
+
+    def _calling_context(self, *, check_hostname: bool) -> ssl.SSLContext:
+        """A client context that trusts the bundle and presents the control plane's own
+        certificate."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = check_hostname
+        context.load_verify_locations(cadata=self.ca.bundle_pem())
+        context.load_cert_chain(self._ca_dir / "controlplane.crt",
+                                self._ca_dir / "controlplane.key")
+        return context
 
     def server_key_pair(self) -> tuple[bytes, bytes]:
         """The control plane's current key and chain (PEM), for xDS over TLS. Read from
