@@ -160,6 +160,22 @@ PORTS_DIFFER = Code(
     "not separate its traffic",
     "drop the ports, or run what each port serves as a service of its own")
 
+AUTHZ_RULE_NEVER_MATCHES = Code(
+    "TUL0024", Level.WARNING, "An AuthorizationPolicy rule can never match",
+    "rule {rule} (on {service}) never matches: {why}",
+    "fix or remove the rule; `tulle describe service` shows the ports and protocol of "
+    "{service}")
+AUTHZ_ALLOW_OVERRIDDEN = Code(
+    "TUL0025", Level.WARNING, "A DENY rule overrides an ALLOW rule whole",
+    "rule {rule} allows callers of {service} that rule {deny_rule} of {deny} denies on "
+    "every request: DENY rules are decided first, so this ALLOW never lets a call through",
+    "narrow the DENY rule (from, or to), or remove the ALLOW rule")
+AUTHZ_DEFAULT_IGNORED = Code(
+    "TUL0026", Level.WARNING, "Two defaults for one scope",
+    "{kept} already sets the default for {scope} ({action}); this policy's defaultAction "
+    "is ignored",
+    "keep one defaultAction policy per namespace, and one for the mesh")
+
 CODES: tuple[Code, ...] = (
     UNKNOWN_SERVICE, UNKNOWN_ROUTE, UNKNOWN_RULE, SUBSET_SELECTS_NOTHING, ZERO_WEIGHT_BACKEND,
     DUPLICATE_BACKEND, WEIGHTS_NOT_PERCENT, RULE_NEVER_MATCHES, MATCH_NEVER_MATCHES,
@@ -167,6 +183,7 @@ CODES: tuple[Code, ...] = (
     TLS_FAILURES_ON_STRICT, POLICY_SELECTS_NOTHING, RATE_LIMIT_BELOW_TRAFFIC,
     CIRCUIT_BREAKER_BELOW_CONCURRENCY, POLICY_SETTING_IGNORED, SUBSET_PROTOCOL_MISMATCH,
     ROUTE_ON_TCP_SERVICE, GRPC_RETRY_ON_NON_GRPC, MIXED_PROTOCOL_BACKEND, PORTS_DIFFER,
+    AUTHZ_RULE_NEVER_MATCHES, AUTHZ_ALLOW_OVERRIDDEN, AUTHZ_DEFAULT_IGNORED,
 )
 
 

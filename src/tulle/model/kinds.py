@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tulle.model.authz import AuthorizationPolicySpec
 from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.meshconfig import MESH_NAME, MeshSpec
 from tulle.model.policy import TrafficPolicySpec
@@ -76,7 +77,17 @@ TRAFFIC_POLICY = KindInfo(
             "detection, load balancing, rate limits, fault injection, timeouts",
 )
 
-KINDS: tuple[KindInfo, ...] = (SERVICE, HTTP_ROUTE, TRAFFIC_POLICY, MESH)
+AUTHORIZATION_POLICY = KindInfo(
+    kind="AuthorizationPolicy",
+    api_version="tulle.io/v1alpha1",
+    plural="authorizationpolicies",
+    aliases=("authorizationpolicy", "authz", "ap"),
+    spec_type=AuthorizationPolicySpec,
+    summary="who may call a service, a namespace or the whole mesh: ALLOW and DENY rules on "
+            "callers and requests, and default deny",
+)
+
+KINDS: tuple[KindInfo, ...] = (SERVICE, HTTP_ROUTE, TRAFFIC_POLICY, AUTHORIZATION_POLICY, MESH)
 
 
 def find_kind(name: str, kinds: Iterable[KindInfo] = KINDS) -> KindInfo | None:

@@ -7,11 +7,13 @@ change, and never mutated. Generators are pure functions of (snapshot, proxy).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import cast
 
 from tulle.identity.spiffe import spiffe_id
+from tulle.model.authorization import ServiceAuthz
+from tulle.model.authorization import resolve as resolve_authorization
 from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.kinds import HTTP_ROUTE, MESH, SERVICE
 from tulle.model.meshconfig import MESH_NAME, MeshSpec
@@ -100,6 +102,9 @@ class MeshSnapshot:
     identity: MeshIdentity = NO_IDENTITY
     settings: MeshSpec = MeshSpec()
     conflicts: tuple[Conflict, ...] = ()  # policies that set the same thing twice
+    # AuthorizationPolicy rules by the service they protect; absent: every call is allowed.
+    authz: Mapping[ServiceRef, ServiceAuthz] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     def endpoints_of(self, ref: ServiceRef) -> tuple[Endpoint, ...]:
         return self.endpoints.get(ref, ())
@@ -204,6 +209,10 @@ def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[
             routes.setdefault(parent, []).append(resource)
 
     endpoints = {ref: ready for ref in services if (ready := _ready(members(ref)))}
+    authz = resolve_authorization(
+        ordered, services, identity.trust_domain,
+        lambda ref: services[ref].identities if ref in services else (),
+        settings.authorization.reveal_policy)
     return MeshSnapshot(
         version=version,
         services=MappingProxyType(dict(sorted(services.items()))),
@@ -215,6 +224,7 @@ def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[
         identity=identity,
         settings=settings,
         conflicts=tuple(resolved.conflicts),
+        authz=MappingProxyType(dict(authz)),
     )
 
 

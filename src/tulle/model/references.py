@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping
 from typing import cast
 
 from tulle.errors import Problem
-from tulle.model.kinds import HTTP_ROUTE, SERVICE, TRAFFIC_POLICY, closest
+from tulle.model.authz import AuthorizationPolicySpec
+from tulle.model.kinds import AUTHORIZATION_POLICY, HTTP_ROUTE, SERVICE, TRAFFIC_POLICY, closest
 from tulle.model.mesh import route_backends, route_mirrors, route_parents
 from tulle.model.meta import ResourceKey, ServiceRef
 from tulle.model.policy import TrafficPolicySpec
@@ -33,6 +34,9 @@ def reference_problems(batch: Iterable[Resource], known: frozenset[ServiceRef],
         source = sources.get(resource.key, "")
         if resource.info is TRAFFIC_POLICY:
             problems += _policy_targets(resource, known, proposed or {}, source)
+            continue
+        if resource.info is AUTHORIZATION_POLICY:
+            problems += _authz_target(resource, known, source)
             continue
         if resource.info is not HTTP_ROUTE:
             continue
@@ -77,16 +81,34 @@ def _policy_targets(resource: Resource, known: frozenset[ServiceRef],
     return problems
 
 
+def _authz_target(resource: Resource, known: frozenset[ServiceRef], source: str
+                  ) -> list[Problem]:
+    target = cast(AuthorizationPolicySpec, resource.spec).target_ref
+    namespace = resource.meta.namespace
+    if target.kind == "Namespace" and target.name not in (None, namespace):
+        return [Problem(source=source, resource=str(resource.key), field="spec.targetRef.name",
+                        message=f'a policy in namespace "{namespace}" can target only its own '
+                                f'namespace, not "{target.name}"',
+                        hint=f"set metadata.namespace: {target.name}, or remove the name")]
+    if target.kind == "Service" and target.name is not None:
+        ref = ServiceRef(namespace, target.name)
+        if ref not in known:
+            return [_unknown_service(resource, "spec.targetRef.name", ref, known, source,
+                                     namespace_field="metadata.namespace")]
+    return []
+
+
 def _unknown_service(resource: Resource, field: str, ref: ServiceRef,
-                     known: frozenset[ServiceRef], source: str) -> Problem:
+                     known: frozenset[ServiceRef], source: str,
+                     namespace_field: str | None = None) -> Problem:
     same_namespace = sorted(s.name for s in known if s.namespace == ref.namespace)
     guess = closest(ref.name, same_namespace)
     hint = f'did you mean "{guess}"? ' if guess else ""
     # The usual cross-namespace slip: the name is right, the namespace defaulted to the route's.
     elsewhere = sorted(s.namespace for s in known if s.name == ref.name)
     if elsewhere:
-        hint += (f'"{ref.name}" exists in namespace {", ".join(elsewhere)}: set '
-                 f"{field.removesuffix('.name')}.namespace. ")
+        where = namespace_field or f"{field.removesuffix('.name')}.namespace"
+        hint += f'"{ref.name}" exists in namespace {", ".join(elsewhere)}: set {where}. '
     if same_namespace:
         hint += f"known services in {ref.namespace}: {', '.join(same_namespace)}. "
     hint += (f"Apply a Service named {ref.name} in namespace {ref.namespace}, or start a "

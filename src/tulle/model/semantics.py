@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tulle.model.access_log import mesh_access_log_problems, service_access_log_problems
+from tulle.model.authz import AuthorizationPolicySpec
+from tulle.model.authz_checks import authz_problems
 from tulle.model.durations import DURATION_HINT, parse_duration
 from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.meshconfig import (
@@ -61,6 +63,7 @@ def _service(spec: ServiceSpec) -> Iterator[FieldIssue]:
 
 
 _CHECKS: dict[type[Any], Callable[[Any], Iterator[FieldIssue]]] = {
+    AuthorizationPolicySpec: authz_problems,
     HTTPRouteSpec: httproute_problems,
     MeshSpec: _mesh,
     ServiceSpec: _service,

@@ -60,7 +60,8 @@ def proxy_shape(mesh: MeshSnapshot, proxy: ProxyInfo) -> tuple[object, ...]:
     The apply precheck translates one proxy per shape. Keep it in step with ``compile``."""
     service = mesh.services.get(ServiceRef(proxy.namespace, proxy.service))
     own = None if service is None else (service.protocol, service.detected, service.mtls_mode,
-                                        service.policy.rate_limit, service.access_log)
+                                        service.policy.rate_limit, service.access_log,
+                                        mesh.authz.get(service.ref))
     return (proxy.namespace, own, proxy.app_port is None, proxy.inbound_port is None,
             proxy.node_id in mesh.identity.certificates,
             tuple(bind.service for bind in proxy.upstreams))
@@ -129,7 +130,9 @@ class ConfigCompiler:
                                               proxy.address, proxy.inbound_port, proxy.app_port,
                                               protocol, mode, rate_limit, tracer,
                                               logs.inbound(), mesh.identity.trust_domain,
-                                              mesh.identity.revocations))
+                                              mesh.identity.revocations,
+                                              mesh.authz.get(ServiceRef(proxy.namespace,
+                                                                        proxy.service))))
                 if is_http(protocol):
                     own_clusters.append(memo.get(types.CLUSTER, clusters.inbound_cluster,
                                                  proxy.app_port, own_protocol, own_detected,

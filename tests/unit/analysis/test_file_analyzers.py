@@ -48,6 +48,12 @@ CASES: list[tuple[str, list[Finding]]] = [
         ("TUL0023", ROUTE + "books"),  # books on 8080 and 9090
     ]),
     ("protocols_ok", []),
+    ("authorization", [
+        ("TUL0024", "AuthorizationPolicy default/lines-readers"),  # methods on tcp
+        ("TUL0025", "AuthorizationPolicy default/books-tools"),  # ops/tools: no-ops denies
+        ("TUL0026", "AuthorizationPolicy tulle-system/closed-b"),
+    ]),
+    ("authorization_ok", []),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tulle.analysis import codes
 from tulle.analysis.analyzers import (
+    authorization,
     capacity,
     mtls,
     policies,
@@ -56,6 +57,10 @@ ANALYZERS: tuple[Analyzer, ...] = (
              protocols.protocol_mismatches),
     Analyzer("service-ports", "one service referenced with different ports",
              protocols.PORT_KINDS, (codes.PORTS_DIFFER,), protocols.service_ports),
+    Analyzer("authorization", "AuthorizationPolicy rules that never match, ALLOW rules a DENY "
+             "overrides, and two defaults for one scope", authorization.KINDS,
+             (codes.AUTHZ_RULE_NEVER_MATCHES, codes.AUTHZ_ALLOW_OVERRIDDEN,
+              codes.AUTHZ_DEFAULT_IGNORED), authorization.authorization_rules, uses=WORKLOADS),
     Analyzer("rate-limits", "rate limits below the observed request rate", capacity.KINDS,
              (codes.RATE_LIMIT_BELOW_TRAFFIC,), capacity.rate_limits, needs=TELEMETRY),
     Analyzer("circuit-breakers", "connection-pool limits below the observed concurrency",

@@ -16,10 +16,12 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import wrappers_pb2
 
+from tulle.model.authorization import ServiceAuthz
 from tulle.model.meta import ServiceRef
 from tulle.model.policy import RateLimit
 from tulle.model.service import MtlsMode, Protocol
 from tulle.xds import names
+from tulle.xds.generators import rbac
 from tulle.xds.generators.access_logs import HttpLogging, http_access_logs
 from tulle.xds.generators.common import ads_source, pack, socket_address, tls_socket
 from tulle.xds.generators.http_filters import http_filters
@@ -50,7 +52,7 @@ def outbound_listener(port: int,
         rds_config_source=ads_source(),
         scoped_rds=hcm.ScopedRds(scoped_rds_config_source=ads_source())))
     manager.local_reply_config.CopyFrom(unknown_host_replies())
-    return _listener(names.OUTBOUND_LISTENER, LOOPBACK, port, _hcm_filter(manager),
+    return _listener(names.OUTBOUND_LISTENER, LOOPBACK, port, [_hcm_filter(manager)],
                      base_pb2.TrafficDirection.OUTBOUND)
 
 
@@ -58,27 +60,34 @@ def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
                      mtls: MtlsMode | None, rate_limit: RateLimit | None = None,
                      tracing: ProxyTracing | None = None,
                      access_log: HttpLogging | None = None, trust_domain: str = "",
-                     revocations: str = "") -> listener_pb2.Listener:
+                     revocations: str = "", authz: ServiceAuthz | None = None
+                     ) -> listener_pb2.Listener:
     """Mesh traffic for the local application. ``mtls`` None: plaintext only (no CA).
     ``rate_limit``: the service's own limit, enforced by each of its instances.
     ``revocations``: a mark of the revoked certificates; when it changes, the mTLS filter
     chain changes with it, so Envoy drains the connections it accepted before: a revoked
-    peer's open connections end too, not only its new handshakes."""
-    def network_filter_for(stat_prefix: str) -> listener_components_pb2.Filter:
+    peer's open connections end too, not only its new handshakes.
+    ``authz``: the AuthorizationPolicy rules that protect the service (RBAC, first)."""
+    def network_filters_for(stat_prefix: str) -> list[listener_components_pb2.Filter]:
         if protocol == "tcp":
-            return _tcp_proxy(stat_prefix, names.inbound_cluster(app_port))
+            proxy = _tcp_proxy(stat_prefix, names.inbound_cluster(app_port))
+            if authz is None:
+                return [proxy]
+            return [rbac.network_rbac_filter(authz, app_port, stat_prefix), proxy]
         manager = _http_manager(stat_prefix, rate_limit=rate_limit, tracing=tracing,
                                 access_log=access_log)
         manager.route_config.CopyFrom(inbound_route_config(app_port))
+        if authz is not None:
+            manager.http_filters.insert(0, rbac.http_rbac_filter(authz, app_port))
+            manager.local_reply_config.mappers.append(rbac.denied_reply(authz))
         if mtls is not None:
             # The application learns the caller's verified SPIFFE ID, and only that: an
             # x-forwarded-client-cert header arriving from outside is replaced or removed.
             manager.forward_client_cert_details = hcm.HttpConnectionManager.SANITIZE_SET
             manager.set_current_client_cert_details.uri = True
-        return _hcm_filter(manager)
+        return [_hcm_filter(manager)]
 
-    network_filter = network_filter_for("inbound")
-    listener = _listener(names.INBOUND_LISTENER, address, port, network_filter,
+    listener = _listener(names.INBOUND_LISTENER, address, port, network_filters_for("inbound"),
                          base_pb2.TrafficDirection.INBOUND)
     if mtls is None:
         return listener
@@ -95,7 +104,7 @@ def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
         plain = listener.filter_chains.add()
         plain.filter_chain_match.transport_protocol = "raw_buffer"
         # Its own stat prefix: telemetry tells plaintext callers from mesh callers.
-        plain.filters.append(network_filter_for("inbound_plaintext"))
+        plain.filters.extend(network_filters_for("inbound_plaintext"))
     return listener
 
 
@@ -112,17 +121,18 @@ def upstream_listener(local_port: int, service: ServiceRef, protocol: Protocol,
             _http_manager(stat_prefix, rds_name=names.upstream_route_config(service),
                           tracing=tracing, access_log=access_log,
                           accept_http10=accept_http10, optional_filters=optional_filters))
-    return _listener(names.upstream_listener(local_port), LOOPBACK, local_port, network_filter,
+    return _listener(names.upstream_listener(local_port), LOOPBACK, local_port, [network_filter],
                      base_pb2.TrafficDirection.OUTBOUND)
 
 
-def _listener(name: str, host: str, port: int, network_filter: listener_components_pb2.Filter,
+def _listener(name: str, host: str, port: int,
+              network_filters: list[listener_components_pb2.Filter],
               direction: base_pb2.TrafficDirection.ValueType) -> listener_pb2.Listener:
     return listener_pb2.Listener(
         name=name,
         address=socket_address(host, port),
         traffic_direction=direction,
-        filter_chains=[listener_components_pb2.FilterChain(filters=[network_filter])],
+        filter_chains=[listener_components_pb2.FilterChain(filters=network_filters)],
     )
 
 

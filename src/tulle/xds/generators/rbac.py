@@ -1,0 +1,189 @@
+"""AuthorizationPolicy to Envoy's RBAC filters, on the callee's inbound listener.
+
+Every decision is made by one RBAC filter whose action is DENY, so that Envoy names the policy
+that denied a request (``rbac_access_denied_matched_policy[ID]`` in the response details, which
+the 403's body shows):
+- each DENY rule is a policy of its own, ``AuthorizationPolicy:<ns>/<name>:<rule>``;
+- when ALLOW rules apply, one more policy denies what none of them matches,
+  ``no-ALLOW-rule-matched:<the ALLOW policies>``; when only a default deny applies, one denies
+  everything, ``default-deny:<policy>``.
+Envoy tries policies in the order of their IDs, so an explicit DENY (upper-case "A") is the one
+named when both it and the ALLOW check would deny.
+
+Callers and requests are both RBAC principals (a principal can match headers and the path), so
+"none of the ALLOW rules matches" is one principal: not(any(rule)). A rule's ``ports`` are
+decided here, per proxy: a sidecar serves one port, so an operation for other ports never
+matches on it and is left out. A TCP service's network filter sees no requests: a DENY rule
+that names paths, methods or headers denies the whole connection there, and such an ALLOW rule
+allows nothing (both fail closed; ``tulle analyze`` reports them).
+"""
+
+from __future__ import annotations
+
+import re
+
+from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.core.v3 import base_pb2, substitution_format_string_pb2
+from envoy.config.listener.v3 import listener_components_pb2
+from envoy.config.rbac.v3 import rbac_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
+from envoy.type.matcher.v3 import path_pb2, regex_pb2, string_pb2
+from google.protobuf import wrappers_pb2
+
+from tulle.model.authorization import Callers, ResolvedRule, ServiceAuthz
+from tulle.model.authz import Operation
+from tulle.model.httproute import PathMatch
+from tulle.model.paths import segment_prefix
+from tulle.xds.generators.common import pack
+from tulle.xds.generators.matchers import header_matcher
+
+HTTP_RBAC = "envoy.filters.http.rbac"
+NETWORK_RBAC = "envoy.filters.network.rbac"
+DENIED_BODY = "access denied (tulle authorization): %RESPONSE_CODE_DETAILS%\n"
+DENIED_BODY_PLAIN = "access denied\n"
+
+_ANY = rbac_pb2.Principal(any=True)
+_NONE = rbac_pb2.Principal(not_id=_ANY)
+
+
+def http_rbac_filter(authz: ServiceAuthz, port: int) -> hcm.HttpFilter:
+    return hcm.HttpFilter(name=HTTP_RBAC, typed_config=pack(http_rbac_pb2.RBAC(
+        rules=_rules(authz, port, http=True), track_per_rule_stats=True)))
+
+
+def network_rbac_filter(authz: ServiceAuthz, port: int, stat_prefix: str
+                        ) -> listener_components_pb2.Filter:
+    return listener_components_pb2.Filter(name=NETWORK_RBAC, typed_config=pack(
+        network_rbac_pb2.RBAC(stat_prefix=stat_prefix, rules=_rules(authz, port, http=False))))
+
+
+def denied_reply(authz: ServiceAuthz) -> hcm.ResponseMapper:
+    """The 403 of a denied request: its body names the policy (unless the Mesh says not to)."""
+    body = DENIED_BODY if authz.reveal else DENIED_BODY_PLAIN
+    # Only the RBAC filter's own denials: Envoy's response-flag filter cannot name RBAC's flag.
+    denied = accesslog_pb2.AccessLogFilter(extension_filter=accesslog_pb2.ExtensionFilter(
+        name="envoy.access_loggers.extension_filters.cel",
+        typed_config=pack(cel_pb2.ExpressionFilter(
+            expression="response.code_details.startsWith('rbac_access_denied')"))))
+    return hcm.ResponseMapper(
+        filter=denied,
+        status_code=wrappers_pb2.UInt32Value(value=403),
+        body_format_override=substitution_format_string_pb2.SubstitutionFormatString(
+            text_format_source=base_pb2.DataSource(inline_string=body)))
+
+
+def policy_ids(authz: ServiceAuthz, port: int) -> tuple[str, ...]:
+    """The RBAC policy IDs the listener on ``port`` carries (for stats and tests)."""
+    return tuple(sorted(_rules(authz, port, http=True).policies))
+
+
+def _rules(authz: ServiceAuthz, port: int, http: bool) -> rbac_pb2.RBAC:
+    policies: dict[str, rbac_pb2.Policy] = {}
+    for rule in authz.deny:
+        principal = _rule(rule, authz.trust_domain, port, http, deny=True)
+        if principal is not None:
+            policies[f"AuthorizationPolicy:{rule.policy}:{rule.rule}"] = _policy(principal)
+    if authz.allow:
+        allowed = [p for rule in authz.allow
+                   if (p := _rule(rule, authz.trust_domain, port, http, deny=False)) is not None]
+        unmatched = rbac_pb2.Principal(not_id=_any_of(allowed)) if allowed else _ANY
+        policies["no-ALLOW-rule-matched:" + ",".join(authz.allow_policies)] = _policy(unmatched)
+    elif authz.default_deny is not None:
+        policies[f"default-deny:{authz.default_deny}"] = _policy(_ANY)
+    return rbac_pb2.RBAC(action=rbac_pb2.RBAC.DENY, policies=policies)
+
+
+def _policy(principal: rbac_pb2.Principal) -> rbac_pb2.Policy:
+    return rbac_pb2.Policy(permissions=[rbac_pb2.Permission(any=True)], principals=[principal])
+
+
+def _rule(rule: ResolvedRule, trust_domain: str, port: int, http: bool, deny: bool
+          ) -> rbac_pb2.Principal | None:
+    """The principal matching ``rule`` on this port, or None when it can never match."""
+    parts = []
+    if rule.callers:
+        parts.append(_any_of([_caller(c, trust_domain) for c in rule.callers]))
+    if rule.operations:
+        operations = []
+        for operation in rule.operations:
+            if operation.ports and port not in operation.ports:
+                continue
+            if not http and operation.http_only:
+                if not deny:
+                    continue  # an ALLOW that needs a request's details allows no connection
+                operations.append(_ANY)  # a DENY holds for the whole connection
+                continue
+            operations.append(_operation(operation))
+        if not operations:
+            return None
+        parts.append(_any_of(operations))
+    return _all_of(parts)
+
+
+def _caller(callers: Callers, trust_domain: str) -> rbac_pb2.Principal:
+    if callers.namespace is not None:
+        pattern = (f"spiffe://{re.escape(trust_domain)}/ns/{re.escape(callers.namespace)}"
+                   "/sa/[a-z0-9-]+")
+        return _authenticated(string_pb2.StringMatcher(
+            safe_regex=regex_pb2.RegexMatcher(regex=pattern)))
+    if not callers.identities:
+        return _NONE  # no mesh identity (no CA): nobody is that caller
+    return _any_of([_authenticated(string_pb2.StringMatcher(exact=identity))
+                    for identity in callers.identities])
+
+
+def _authenticated(name: string_pb2.StringMatcher) -> rbac_pb2.Principal:
+    return rbac_pb2.Principal(authenticated=rbac_pb2.Principal.Authenticated(principal_name=name))
+
+
+def _operation(operation: Operation) -> rbac_pb2.Principal:
+    parts = []
+    if operation.paths:
+        parts.append(_any_of([p for path in operation.paths for p in _path(path)]))
+    if operation.methods:
+        parts.append(_any_of([rbac_pb2.Principal(header=rc.HeaderMatcher(
+            name=":method", string_match=string_pb2.StringMatcher(exact=method)))
+            for method in operation.methods]))
+    for header in operation.headers:
+        parts.append(rbac_pb2.Principal(
+            header=header_matcher(header.name, header.value, header.type)))
+    return _all_of(parts)
+
+
+def _path(path: PathMatch) -> list[rbac_pb2.Principal]:
+    """The path without its query, as routes match it; a prefix matches whole segments."""
+    def url(matcher: string_pb2.StringMatcher) -> rbac_pb2.Principal:
+        return rbac_pb2.Principal(url_path=path_pb2.PathMatcher(path=matcher))
+
+    if path.type == "Exact":
+        return [url(string_pb2.StringMatcher(exact=path.value))]
+    if path.type == "RegularExpression":
+        return [url(string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(
+            regex=path.value)))]
+    prefix = segment_prefix(path.value)
+    if prefix == "/":
+        return [url(string_pb2.StringMatcher(prefix="/"))]
+    return [url(string_pb2.StringMatcher(exact=prefix)),
+            url(string_pb2.StringMatcher(prefix=prefix + "/"))]
+
+
+def _any_of(principals: list[rbac_pb2.Principal]) -> rbac_pb2.Principal:
+    if not principals:
+        return _ANY
+    if len(principals) == 1:
+        return principals[0]
+    return rbac_pb2.Principal(or_ids=rbac_pb2.Principal.Set(ids=principals))
+
+
+def _all_of(principals: list[rbac_pb2.Principal]) -> rbac_pb2.Principal:
+    if not principals:
+        return _ANY
+    if len(principals) == 1:
+        return principals[0]
+    return rbac_pb2.Principal(and_ids=rbac_pb2.Principal.Set(ids=principals))

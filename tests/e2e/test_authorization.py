@@ -1,0 +1,215 @@
+"""AuthorizationPolicy through real sidecars: each caller and request match, on both sides of
+every rule, for ALLOW and DENY; default deny; a tcp service; the 403 that names the policy."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.http import Reply, request
+from tests.support.mesh import Mesh, Workload, wait_for
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.envoy
+
+APPS = Path(__file__).resolve().parents[1] / "apps"
+TD = "tulle.local"
+
+
+def policy(name: str, spec: dict[str, object], namespace: str = "default") -> str:
+    return yaml.safe_dump({"apiVersion": "tulle.io/v1alpha1", "kind": "AuthorizationPolicy",
+                           "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+
+
+def on(service: str, action: str, *rules: dict[str, object]) -> dict[str, object]:
+    return {"targetRef": {"kind": "Service", "name": service}, "action": action,
+            "rules": list(rules)}
+
+
+def enforce(mesh: Mesh, text: str, *sidecars: str, delete: tuple[str, ...] = ()) -> None:
+    """Apply (or delete) policies and wait until the callees' sidecars serve every new
+    connection with the new listener."""
+    for name in delete:
+        mesh.cli("delete", "authorizationpolicy", name)
+    if text:
+        mesh.cli("apply", "-f", "-", stdin=text)
+    mesh.sync()
+    mesh.wait_quiescent(*sidecars)
+
+
+def denied_by(reply: Reply) -> str:
+    """The RBAC policy ID a 403's body names."""
+    assert reply.status == 403, reply
+    body = str(reply.body)
+    assert body.startswith("access denied (tulle authorization): "), body
+    return body.split("rbac_access_denied_matched_policy[", 1)[1].split("]", 1)[0]
+
+
+@pytest.fixture
+def callers(mesh: Mesh) -> tuple[int, int, Workload]:
+    """books-1; web-1 (default) and ops-1 (namespace ops), whose --upstream ports (returned)
+    lead to books."""
+    books = mesh.run("books", name="books-1")
+    web, ops = free_port(), free_port()
+    mesh.run("web", name="web-1", extra=("--upstream", f"books:{web}"))
+    mesh.run("ops", name="ops-1", namespace="ops", extra=("--upstream", f"books.default:{ops}"))
+    mesh.sync()
+    assert request(web, "/").status == 200 and request(ops, "/").status == 200
+    return web, ops, books
+
+
+def test_callers_by_namespace_service_and_identity_allow_and_deny(
+        mesh: Mesh, callers: tuple[int, int, Workload]) -> None:
+    web, ops, _ = callers
+    enforce(mesh, policy("no-ops", on("books", "DENY", {"name": "ops",
+                                                        "from": [{"namespace": "ops"}]})),
+            "books-1")
+    assert denied_by(request(ops, "/")) == "AuthorizationPolicy:default/no-ops:ops"
+    assert request(web, "/").status == 200
+    # The application saw neither denied request: Envoy answered.
+    enforce(mesh, policy("web-only", on("books", "ALLOW", {"from": [{"service": "web"}]})),
+            "books-1", delete=("no-ops",))
+    assert request(web, "/").status == 200
+    assert denied_by(request(ops, "/")) == "no-ALLOW-rule-matched:default/web-only"
+    ops_id = f"spiffe://{TD}/ns/ops/sa/ops"
+    enforce(mesh, policy("web-only", on("books", "ALLOW", {"from": [{"identity": ops_id}]})),
+            "books-1")
+    assert request(ops, "/").status == 200
+    assert denied_by(request(web, "/")) == "no-ALLOW-rule-matched:default/web-only"
+
+
+def test_default_deny_blocks_a_new_service_until_an_allow_names_it(
+        mesh: Mesh, callers: tuple[int, int, Workload]) -> None:
+    web, ops, _ = callers
+    closed = policy("closed", {"targetRef": {"kind": "Mesh"}, "defaultAction": "DENY"},
+                    namespace="tulle-system")
+    enforce(mesh, closed, "books-1")
+    assert denied_by(request(web, "/")) == "default-deny:tulle-system/closed"
+    assert denied_by(request(ops, "/")) == "default-deny:tulle-system/closed"
+    # A service that starts now is closed from its first request.
+    authors = free_port()
+    mesh.run("authors", name="authors-1")
+    mesh.run("shelf", name="shelf-1", extra=("--upstream", f"authors:{authors}"))
+    mesh.sync()
+    assert denied_by(request(authors, "/")) == "default-deny:tulle-system/closed"
+    enforce(mesh, policy("shelf-to-authors", on("authors", "ALLOW",
+                                                {"from": [{"service": "shelf"}]})), "authors-1")
+    assert request(authors, "/").status == 200
+    assert denied_by(request(web, "/")) == "default-deny:tulle-system/closed"  # books: closed
+    # A namespace's own default overrides the mesh's.
+    enforce(mesh, policy("open", {"targetRef": {"kind": "Namespace"}, "defaultAction": "ALLOW"}),
+            "books-1")
+    assert request(web, "/").status == 200 and request(ops, "/").status == 200
+
+
+# (path, method, headers) -> expected status, with every rule of DENY_RULES in force.
+DENY_CASES = [
+    (("/admin", "GET", {}), 403), (("/admin/x", "GET", {}), 200), (("/adminx", "GET", {}), 200),
+    (("/private", "GET", {}), 403), (("/private/a/b", "GET", {}), 403),
+    (("/privatex", "GET", {}), 200), (("/v2/secret", "GET", {}), 403),
+    (("/v2/public", "GET", {}), 200), (("/vx/secret", "GET", {}), 200),
+    (("/form", "POST", {}), 403), (("/form", "GET", {}), 200),
+    (("/debug", "GET", {"x-debug": "1"}), 403), (("/debug", "GET", {"x-debug": "2"}), 200),
+    (("/debug", "GET", {}), 200),
+    (("/admin?q=1", "GET", {}), 403),  # the query is not part of the path
+]
+
+
+def test_each_request_match_denies_its_side_of_the_rule_only(
+        mesh: Mesh, callers: tuple[int, int, Workload]) -> None:
+    web, _, books = callers
+    assert books.app_port is not None
+    rules = [
+        {"name": "exact", "to": [{"paths": [{"type": "Exact", "value": "/admin"}]}]},
+        {"name": "prefix", "to": [{"paths": [{"type": "PathPrefix", "value": "/private/"}]}]},
+        {"name": "regex", "to": [{"paths": [{"type": "RegularExpression",
+                                             "value": "/v[0-9]+/secret"}]}]},
+        {"name": "method", "to": [{"methods": ["POST"]}]},
+        {"name": "header", "to": [{"headers": [{"name": "X-Debug", "value": "1"}]}]},
+        # On another port than books': never matches books-1.
+        {"name": "other-port", "to": [{"ports": [books.app_port + 1]}]},
+    ]
+    enforce(mesh, policy("guard", on("books", "DENY", *rules)), "books-1")
+    got = [(case, request(web, case[0], method=case[1], headers=case[2])) for case, _ in DENY_CASES]
+    assert [r.status for _, r in got] == [status for _, status in DENY_CASES], \
+        [(case, r.status) for case, r in got]
+    assert denied_by(got[0][1]) == "AuthorizationPolicy:default/guard:exact"
+    assert denied_by(got[9][1]) == "AuthorizationPolicy:default/guard:method"
+    # The same port rule on books' own port denies everything.
+    enforce(mesh, policy("guard", on("books", "DENY", {"name": "port",
+                                                        "to": [{"ports": [books.app_port]}]})),
+            "books-1")
+    assert denied_by(request(web, "/")) == "AuthorizationPolicy:default/guard:port"
+
+
+def test_an_allow_on_requests_lets_through_what_it_matches_only(
+        mesh: Mesh, callers: tuple[int, int, Workload]) -> None:
+    web, ops, _ = callers
+    enforce(mesh, policy("readers", on("books", "ALLOW", {
+        "from": [{"service": "web"}],
+        "to": [{"paths": [{"type": "PathPrefix", "value": "/public"}], "methods": ["GET"]}]})),
+        "books-1")
+    assert request(web, "/public/1").status == 200
+    assert request(web, "/public/1", method="POST").status == 403  # method: not allowed
+    assert request(web, "/other").status == 403  # path: not allowed
+    assert request(ops, "/public/1").status == 403  # caller: not allowed
+
+
+def test_the_mesh_can_keep_the_policy_name_out_of_the_403(
+        mesh: Mesh, callers: tuple[int, int, Workload]) -> None:
+    web, _, _ = callers
+    quiet = yaml.safe_dump({"apiVersion": "tulle.io/v1alpha1", "kind": "Mesh",
+                            "metadata": {"name": "default"},
+                            "spec": {"authorization": {"revealPolicy": False}}})
+    enforce(mesh, quiet + "---\n" + policy("no-web", on("books", "DENY",
+                                                        {"from": [{"service": "web"}]})),
+            "books-1")
+    reply = request(web, "/")
+    assert (reply.status, reply.body) == (403, "access denied\n")
+    # Envoy still counts it under the policy's name.
+    stats = mesh.stats("books-1")
+    assert stats["http.inbound.rbac.denied"] == 1, sorted(s for s in stats if "rbac" in s)
+    [per_policy] = [s for s in stats if s.startswith("http.inbound.rbac.policy.")]
+    print(f"per-policy stat: {per_policy}")
+    assert "no-web" in per_policy and stats[per_policy] == 1, per_policy
+
+
+TCP_SERVICE = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: lines}
+spec: {protocol: tcp}
+"""
+
+
+def _line(port: int, text: str) -> str:
+    """Send one line to a tcp upstream port; the answer, or "" when the connection closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(text.encode() + b"\n")
+        try:
+            return connection.recv(1024).decode().strip()
+        except ConnectionResetError:
+            return ""
+
+
+def test_a_tcp_service_closes_connections_from_denied_callers(mesh: Mesh) -> None:
+    mesh.cli("apply", "-f", "-", stdin=TCP_SERVICE)
+    app = free_port()
+    mesh.run("lines", name="lines-1", port=app,
+             command=[sys.executable, str(APPS / "tcp_echo.py"), str(app)])
+    web, ops = free_port(), free_port()
+    mesh.run("web", name="web-1", extra=("--upstream", f"lines:{web}"))
+    mesh.run("ops", name="ops-1", namespace="ops", extra=("--upstream", f"lines.default:{ops}"))
+    mesh.sync()
+    wait_for("lines to answer through web-1", lambda: _line(web, "hi") == "lines-1:hi")
+    # A rule on paths cannot be judged on a connection: the DENY holds for the whole caller.
+    enforce(mesh, policy("lines-guard", on("lines", "DENY", {
+        "from": [{"namespace": "ops"}], "to": [{"methods": ["GET"]}]})), "lines-1")
+    assert _line(ops, "hi") == ""
+    assert _line(web, "hi") == "lines-1:hi"
+    stats = mesh.stats("lines-1")
+    assert stats.get("inbound.rbac.denied", 0) >= 1, sorted(s for s in stats if "rbac" in s)
