@@ -213,3 +213,31 @@ def test_a_tcp_service_closes_connections_from_denied_callers(mesh: Mesh) -> Non
     assert _line(web, "hi") == "lines-1:hi"
     stats = mesh.stats("lines-1")
     assert stats.get("inbound.rbac.denied", 0) >= 1, sorted(s for s in stats if "rbac" in s)
+
+
+def test_a_dry_run_changes_no_response_and_counts_what_enforcement_then_denies(
+        mesh: Mesh, callers: tuple[int, int, Workload]) -> None:
+    web, ops, _ = callers
+    trial = on("books", "DENY", {"name": "writes", "to": [{"methods": ["POST"]}]},
+               {"name": "ops", "from": [{"namespace": "ops"}]})
+    enforce(mesh, policy("lockdown", trial | {"mode": "DryRun"}), "books-1")
+    calls = [(web, "GET"), (web, "POST"), (ops, "GET"), (web, "GET"), (ops, "POST")]
+    assert [request(port, "/", method=method).status for port, method in calls] == [200] * 5
+    stats = mesh.stats("books-1")
+    shadow = {s: v for s, v in stats.items() if "rbac" in s and "shadow" in s}
+    assert stats["http.inbound.rbac.dry_run_.shadow_denied"] == 3, shadow  # POST, ops, ops
+    # Per rule: what each would deny.
+    rule = "http.inbound.rbac.dry_run_.policy.AuthorizationPolicy:default/lockdown:{}.shadow_denied"
+    assert (shadow[rule.format("writes")], shadow[rule.format("ops")]) == (1, 2), shadow
+    assert stats.get("http.inbound.rbac.denied", 0) == 0
+    history = mesh.cli("history").stdout
+    mesh.cli("policy", "promote", "lockdown")
+    promotion = mesh.cli("history").stdout.replace(history, "")
+    assert "-  mode: DryRun" in promotion and "+  mode: Enforce" in promotion, promotion
+    mesh.sync()
+    mesh.wait_quiescent("books-1")
+    assert [request(port, "/", method=method).status for port, method in calls] == \
+        [200, 403, 403, 200, 403]
+    assert mesh.stats("books-1")["http.inbound.rbac.denied"] == 3
+    again = mesh.cli("policy", "promote", "lockdown", check=False)
+    assert again.returncode != 0 and "enforced already" in again.stderr

@@ -77,7 +77,7 @@ _COMMAND_MODULES = (
     "cmd_controlplane", "cmd_resources", "cmd_describe", "cmd_run", "cmd_certs", "cmd_demo",
     "cmd_telemetry", "cmd_prometheus", "cmd_tap", "cmd_top", "cmd_proxy_status",
     "cmd_proxy_config", "cmd_proxy", "cmd_check", "cmd_analyze", "cmd_diagnose",
-    "cmd_history", "cmd_bug_report", "cmd_wait", "cmd_token", "cmd_workload",
+    "cmd_history", "cmd_bug_report", "cmd_wait", "cmd_token", "cmd_workload", "cmd_policy",
 )
 
 

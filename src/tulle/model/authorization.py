@@ -9,7 +9,7 @@ generated from it (xds/generators/rbac.py), and nothing else reads the policies.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 from tulle.identity.spiffe import spiffe_id
@@ -47,6 +47,9 @@ class ServiceAuthz:
     # The policy whose defaultAction: DENY applies, when no ALLOW policy does.
     default_deny: str | None = None
     reveal: bool = True  # the 403's body names the policy (Mesh spec.authorization)
+    # With DryRun policies on the service: every policy as if they were enforced. Envoy
+    # evaluates it beside the enforced rules (shadow rules) and only counts its denials.
+    dry_run: ServiceAuthz | None = None
 
     @property
     def allow_policies(self) -> tuple[str, ...]:
@@ -71,10 +74,31 @@ def covers(policy: Resource, service: ServiceRef) -> bool:
 def resolve(resources: Iterable[Resource], services: Iterable[ServiceRef], trust_domain: str,
             identities_of: Callable[[ServiceRef], tuple[str, ...]], reveal: bool = True
             ) -> Mapping[ServiceRef, ServiceAuthz]:
+    """What each service enforces, with (``dry_run``) what it would with its DryRun policies
+    enforced too."""
     policies = sorted((r for r in resources if r.info is AUTHORIZATION_POLICY),
                       key=lambda r: r.key)
-    if not policies:
-        return {}
+    services = tuple(services)
+    enforced = [p for p in policies if _spec(p).mode == "Enforce"]
+    resolved = dict(_resolve(enforced, services, trust_domain, identities_of, reveal))
+    trying = [p for p in policies if _spec(p).mode == "DryRun"]
+    if trying:
+        promoted = _resolve(policies, services, trust_domain, identities_of, reveal)
+        for service in services:
+            if any(covers(p, service) for p in trying):
+                base = resolved.get(service, ServiceAuthz(trust_domain, reveal=reveal))
+                resolved[service] = replace(
+                    base, dry_run=promoted.get(service, ServiceAuthz(trust_domain)))
+    return resolved
+
+
+def _spec(policy: Resource) -> AuthorizationPolicySpec:
+    return cast(AuthorizationPolicySpec, policy.spec)
+
+
+def _resolve(policies: list[Resource], services: tuple[ServiceRef, ...], trust_domain: str,
+             identities_of: Callable[[ServiceRef], tuple[str, ...]], reveal: bool
+             ) -> dict[ServiceRef, ServiceAuthz]:
     resolved: dict[ServiceRef, ServiceAuthz] = {}
     for service in services:
         deny: list[ResolvedRule] = []

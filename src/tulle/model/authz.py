@@ -96,3 +96,6 @@ class AuthorizationPolicySpec:
     action: Action | None = None
     rules: Annotated[tuple[AuthzRule, ...], Len(0, 64)] = ()
     default_action: Action | None = None
+    # DryRun: enforced nowhere; each callee's sidecar counts what it would deny (Envoy's
+    # shadow rules), for `tulle stat`, tap and diagnose. `tulle policy promote` enforces it.
+    mode: Literal["Enforce", "DryRun"] = "Enforce"

@@ -133,10 +133,10 @@ STATS_INCLUSION: tuple[str, ...] = (
     r"^vhost\..+\.route\.rt\|[^.]+\.upstream_rq_([1-5]xx|[1-5][0-9][0-9]|time|retry"
     r"|timeout)$",
     r"^[a-z_]+_ratelimit(er)?\.http_local_rate_limit\.rate_limited$",
-    # AuthorizationPolicy: the inbound RBAC filter's decisions, in all and per RBAC policy
-    # (an HTTP listener's policy stats; a tcp service's filter keeps totals only).
-    r"^http\.(inbound|inbound_plaintext)\.rbac\.(allowed|denied|policy\..+\.(allowed|denied))$",
-    r"^(inbound|inbound_plaintext)\.rbac\.(allowed|denied)$",
+    # AuthorizationPolicy: the inbound RBAC filter's decisions, enforced and dry-run (shadow),
+    # in all and per RBAC policy (one per rule: bounded by the policies, not by traffic).
+    r"^http\.(inbound|inbound_plaintext)\.rbac\..+$",
+    r"^(inbound|inbound_plaintext)\.rbac\..+$",
     r"^tcp\.(inbound|inbound_plaintext|upstream_[0-9]+)\.downstream_cx_(total|rx_bytes_total|tx_bytes_total)$",
     # The inbound listener's TLS stats, named by address ("listener.10.0.0.1_15006.ssl...").
     r"^listener\.[0-9a-f.:\[\]]+_[0-9]+\.ssl\.(handshake|connection_error|fail_verify_[a-z_]+"

@@ -45,6 +45,8 @@ from tulle.xds.generators.matchers import header_matcher
 
 HTTP_RBAC = "envoy.filters.http.rbac"
 NETWORK_RBAC = "envoy.filters.network.rbac"
+# Shadow rules (DryRun policies): their stats are rbac.dry_run_.shadow_allowed|shadow_denied.
+DRY_RUN_PREFIX = "dry_run_"
 DENIED_BODY = "access denied (tulle authorization): %RESPONSE_CODE_DETAILS%\n"
 DENIED_BODY_PLAIN = "access denied\n"
 
@@ -53,14 +55,20 @@ _NONE = rbac_pb2.Principal(not_id=_ANY)
 
 
 def http_rbac_filter(authz: ServiceAuthz, port: int) -> hcm.HttpFilter:
-    return hcm.HttpFilter(name=HTTP_RBAC, typed_config=pack(http_rbac_pb2.RBAC(
-        rules=_rules(authz, port, http=True), track_per_rule_stats=True)))
+    config = http_rbac_pb2.RBAC(rules=_rules(authz, port, http=True), track_per_rule_stats=True)
+    if authz.dry_run is not None:
+        config.shadow_rules.CopyFrom(_rules(authz.dry_run, port, http=True))
+        config.shadow_rules_stat_prefix = DRY_RUN_PREFIX
+    return hcm.HttpFilter(name=HTTP_RBAC, typed_config=pack(config))
 
 
 def network_rbac_filter(authz: ServiceAuthz, port: int, stat_prefix: str
                         ) -> listener_components_pb2.Filter:
-    return listener_components_pb2.Filter(name=NETWORK_RBAC, typed_config=pack(
-        network_rbac_pb2.RBAC(stat_prefix=stat_prefix, rules=_rules(authz, port, http=False))))
+    config = network_rbac_pb2.RBAC(stat_prefix=stat_prefix, rules=_rules(authz, port, http=False))
+    if authz.dry_run is not None:
+        config.shadow_rules.CopyFrom(_rules(authz.dry_run, port, http=False))
+        config.shadow_rules_stat_prefix = DRY_RUN_PREFIX
+    return listener_components_pb2.Filter(name=NETWORK_RBAC, typed_config=pack(config))
 
 
 def denied_reply(authz: ServiceAuthz) -> hcm.ResponseMapper:
