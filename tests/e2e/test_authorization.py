@@ -3,9 +3,11 @@ every rule, for ALLOW and DENY; default deny; a tcp service; the 403 that names 
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,6 +20,17 @@ pytestmark = pytest.mark.envoy
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
 TD = "tulle.local"
+
+
+@pytest.fixture(autouse=True)
+def fast_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TULLE_TELEMETRY_INTERVAL", "0.5")
+
+
+def authorization_of(mesh: Mesh, service: str) -> dict[str, Any]:
+    stat = json.loads(mesh.cli("stat", "services", service, "-o", "json").stdout)
+    [row] = [r for r in stat["services"] if r["name"] == service]
+    return dict(row["authorization"])
 
 
 def policy(name: str, spec: dict[str, object], namespace: str = "default") -> str:
@@ -230,6 +243,13 @@ def test_a_dry_run_changes_no_response_and_counts_what_enforcement_then_denies(
     rule = "http.inbound.rbac.dry_run_.policy.AuthorizationPolicy:default/lockdown:{}.shadow_denied"
     assert (shadow[rule.format("writes")], shadow[rule.format("ops")]) == (1, 2), shadow
     assert stats.get("http.inbound.rbac.denied", 0) == 0
+    # `tulle stat` shows the same counts, per rule.
+    seen = wait_for("the dry run's counts in telemetry",
+                    lambda: (a := authorization_of(mesh, "books"))["wouldDeny"] == 3 and a)
+    assert {p["policy"]: p["wouldDeny"] for p in seen["policies"]} == {
+        "AuthorizationPolicy:default/lockdown:ops": 2,
+        "AuthorizationPolicy:default/lockdown:writes": 1}, seen
+    assert "AuthorizationPolicy:default/lockdown:ops" in mesh.cli("stat").stdout
     history = mesh.cli("history").stdout
     mesh.cli("policy", "promote", "lockdown")
     promotion = mesh.cli("history").stdout.replace(history, "")
@@ -239,5 +259,6 @@ def test_a_dry_run_changes_no_response_and_counts_what_enforcement_then_denies(
     assert [request(port, "/", method=method).status for port, method in calls] == \
         [200, 403, 403, 200, 403]
     assert mesh.stats("books-1")["http.inbound.rbac.denied"] == 3
+    wait_for("the denials in telemetry", lambda: authorization_of(mesh, "books")["denied"] == 3)
     again = mesh.cli("policy", "promote", "lockdown", check=False)
     assert again.returncode != 0 and "enforced already" in again.stderr

@@ -170,6 +170,7 @@ def _stat_table(kind: str) -> Any:
         sections = [f"(last {data['windowSeconds']:g}s)", table(headers, rows), *notes]
         if kind == "services":
             sections += _connections_section(data["services"])
+            sections += _authorization_section(data["services"])
         return "\n".join(sections)
     return render
 
@@ -208,6 +209,21 @@ def _connections_section(services: list[dict[str, Any]]) -> list[str]:
         return []
     headers = ("NAMESPACE", "SERVICE", "CONNECTIONS", "OPENED", "ACTIVE", "BYTES IN",
                "BYTES OUT", "MEAN DURATION", "CONNECT FAILURES")
+    return ["", table(headers, rows)]
+
+
+def _authorization_section(services: list[dict[str, Any]]) -> list[str]:
+    """What AuthorizationPolicies denied, and what DryRun ones would deny, per RBAC policy:
+    a DENY rule, "no-ALLOW-rule-matched" (the service's ALLOW policies) or a default deny."""
+    rows = []
+    for row in services:
+        for item in (row.get("authorization") or {}).get("policies", ()):
+            rows.append([row["namespace"], row["name"], item["policy"], item["denied"],
+                         item["wouldDeny"]])
+    if not rows:
+        return []
+    headers = ("NAMESPACE", "SERVICE", "AUTHORIZATION (POLICY:RULE)", "DENIED",
+               "WOULD DENY (DRY RUN)")
     return ["", table(headers, rows)]
 
 

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tulle.telemetry.schema import (
+    AUTHZ,
+    AUTHZ_DENIED,
+    AUTHZ_WOULD_DENY,
     GAUGES,
     GRPC_CALLS,
     GRPC_CODE_PREFIX,
@@ -99,6 +102,12 @@ _APP_CX = "app_cx"
 
 # (pattern, series kind, field) for counters and gauges; groups name the series.
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) for p, kind in (
+    # AuthorizationPolicy decisions (RBAC), per RBAC policy, enforced and in dry run (shadow
+    # rules); before the inbound listener's own rules, which would take "rbac.denied".
+    (r"^http\.inbound(?:_plaintext)?\.rbac\.(?:dry_run_\.)?policy\.(?P<policy>.+)\."
+     r"(?P<stat>denied|shadow_denied)$", AUTHZ),
+    (r"^(?:http\.)?inbound(?:_plaintext)?\.rbac\.(?:dry_run_\.)?(?P<stat>denied|shadow_denied)$",
+     INBOUND),
     (r"^http\.inbound\.(?P<stat>downstream_.+)$", INBOUND),
     (r"^http\.inbound_plaintext\.(?P<stat>downstream_.+)$", INBOUND_PLAINTEXT),
     (r"^cluster\.outbound\|(?P<name>[^|.]+)\|(?P<ns>[^|.]+)\.(?P<stat>.+)$", OUTBOUND),
@@ -138,7 +147,10 @@ _FIELDS: dict[str, dict[str, str]] = {
               # certificate that does not verify (untrusted, expired), none at all, and a SAN
               # that does not match.
               "fail_verify_error": "verify_fail", "fail_verify_no_cert": "no_cert",
-              "fail_verify_san": "san_fail"},
+              "fail_verify_san": "san_fail",
+              # Requests (or tcp connections) AuthorizationPolicies denied, and would deny.
+              "denied": "authz_denied", "shadow_denied": "authz_would_deny"},
+    AUTHZ: {"denied": AUTHZ_DENIED, "shadow_denied": AUTHZ_WOULD_DENY},
     OUTBOUND: {"upstream_cx_rx_bytes_total": "rx", "upstream_cx_tx_bytes_total": "tx",
                "upstream_cx_active": "cx", "upstream_cx_total": "cxt",
                "upstream_rq_retry": "retry", "upstream_rq_retry_overflow": "retry_overflow",
@@ -179,6 +191,8 @@ def _key(kind: str, match: re.Match[str]) -> SeriesKey | None:
         return SeriesKey(INBOUND)
     if kind == OUTBOUND:
         return SeriesKey(OUTBOUND, f"{groups['name']}.{groups['ns']}")
+    if kind == AUTHZ:
+        return SeriesKey(AUTHZ, rule=groups["policy"])
     if kind == ROUTE:
         parsed = parse_route_stat_prefix(groups["route"])
         if parsed is None:

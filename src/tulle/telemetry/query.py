@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tulle.telemetry.schema import (
+    AUTHZ,
+    AUTHZ_DENIED,
+    AUTHZ_WOULD_DENY,
     INBOUND,
     INBOUND_PLAINTEXT,
     LATENCY_BOUNDS_MS,
@@ -223,8 +226,26 @@ def service_rows(window: Window, nodes: Mapping[str, NodeInfo],
                                            "cx"),
                      "l4": connections(inbound, callers),
                      "upgrades": upgrades(inbound, _gauge(window, members, [INBOUND],
-                                                          UPGRADES_ACTIVE))})
+                                                          UPGRADES_ACTIVE)),
+                     "authorization": authorization(window, members, inbound)})
     return rows
+
+
+def authorization(window: Window, members: Iterable[str], inbound: Mapping[str, int]
+                  ) -> dict[str, Any]:
+    """What the instances' AuthorizationPolicies denied in the window, and would deny (dry
+    run), in all and per RBAC policy (each DENY rule, "no ALLOW rule matched", a default)."""
+    wanted = set(members)
+    by_policy: dict[str, Values] = {}
+    for (node, key), values in window.counters.items():
+        if node in wanted and key.kind == AUTHZ:
+            add_into(by_policy.setdefault(key.rule, {}), values)
+    return {"denied": inbound.get("authz_denied", 0),
+            "wouldDeny": inbound.get("authz_would_deny", 0),
+            "policies": [{"policy": policy, "denied": values.get(AUTHZ_DENIED, 0),
+                          "wouldDeny": values.get(AUTHZ_WOULD_DENY, 0)}
+                         for policy, values in sorted(by_policy.items())
+                         if values.get(AUTHZ_DENIED, 0) or values.get(AUTHZ_WOULD_DENY, 0)]}
 
 
 def route_rows(window: Window, destination: str,

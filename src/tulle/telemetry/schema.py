@@ -27,6 +27,12 @@ INBOUND_PLAINTEXT = "in_plain"  # ...and in plaintext (PERMISSIVE services only)
 OUTBOUND = "out"            # this workload's calls to one service, as the caller saw them
 ROUTE = "route"             # this workload's calls matched by one HTTPRoute rule
 PROXY = "proxy"             # the sidecar itself
+# One RBAC policy of the inbound side's AuthorizationPolicy filter: SeriesKey.rule is its ID
+# ("AuthorizationPolicy:NS/NAME:RULE", "no-ALLOW-rule-matched:...", "default-deny:NS/NAME").
+AUTHZ = "authz"
+# Requests (connections, for tcp services) it denied, and those it would deny in dry run.
+AUTHZ_DENIED = "denied"
+AUTHZ_WOULD_DENY = "would_deny"
 
 # The sidecar's own health (PROXY series): Envoy's server state (0 LIVE, 1 DRAINING, 2
 # PRE_INITIALIZING, 3 INITIALIZING), how many listeners its admin stopped since it started
@@ -72,7 +78,7 @@ class SeriesKey:
     destination: str = ""
     # ROUTE only: "namespace/name" of the HTTPRoute, and the rule's index and name.
     route: str = ""
-    rule: str = ""
+    rule: str = ""  # AUTHZ: the RBAC policy's ID
 
     def to_wire(self) -> dict[str, str]:
         out = {"k": self.kind}
