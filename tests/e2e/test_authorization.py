@@ -43,6 +43,17 @@ def on(service: str, action: str, *rules: dict[str, object]) -> dict[str, object
             "rules": list(rules)}
 
 
+def finding(mesh: Mesh, code: str, *args: str) -> dict[str, Any]:
+    """Wait for ``code`` in `tulle diagnose` (telemetry arrives every 0.5 s)."""
+    def found() -> dict[str, Any] | None:
+        result = mesh.cli("diagnose", *args, "-o", "json", check=False)
+        assert result.returncode in (0, 1), result.stderr
+        report = json.loads(result.stdout)
+        assert not report["ruleErrors"], report["ruleErrors"]
+        return next((f for f in report["findings"] if f["code"] == code), None)
+    return wait_for(f"{code} in tulle diagnose", found)
+
+
 def enforce(mesh: Mesh, text: str, *sidecars: str, delete: tuple[str, ...] = ()) -> None:
     """Apply (or delete) policies and wait until the callees' sidecars serve every new
     connection with the new listener."""
@@ -83,6 +94,16 @@ def test_callers_by_namespace_service_and_identity_allow_and_deny(
             "books-1")
     assert denied_by(request(ops, "/")) == "AuthorizationPolicy:default/no-ops:ops"
     assert request(web, "/").status == 200
+    # diagnose names the policy, the rule, the caller's identity, and the change.
+    found = finding(mesh, "TUL1028", "books")
+    assert found["subject"] == "authorizationpolicy/no-ops.default", found
+    evidence = "\n".join(found["evidence"])
+    assert "rule ops of AuthorizationPolicy default/no-ops (DENY): denied 1 requests" in evidence
+    # (one request before the policy, one after)
+    assert f"ops-1.ops (spiffe://{TD}/ns/ops/sa/ops) -> books.default: 1 of 2 requests got " \
+        "403" in evidence, evidence
+    assert "AuthorizationPolicy default/no-ops created" in evidence, evidence
+    assert found["severity"] == "error" and "tulle rollback --revert" in found["fix"], found
     # The application saw neither denied request: Envoy answered.
     enforce(mesh, policy("web-only", on("books", "ALLOW", {"from": [{"service": "web"}]})),
             "books-1", delete=("no-ops",))
@@ -243,6 +264,9 @@ def test_a_dry_run_changes_no_response_and_counts_what_enforcement_then_denies(
     rule = "http.inbound.rbac.dry_run_.policy.AuthorizationPolicy:default/lockdown:{}.shadow_denied"
     assert (shadow[rule.format("writes")], shadow[rule.format("ops")]) == (1, 2), shadow
     assert stats.get("http.inbound.rbac.denied", 0) == 0
+    would = finding(mesh, "TUL1029", "books")
+    assert would["subject"] == "authorizationpolicy/lockdown.default", would
+    assert "Promoting default/lockdown would deny" in would["cause"], would
     # `tulle stat` shows the same counts, per rule.
     seen = wait_for("the dry run's counts in telemetry",
                     lambda: (a := authorization_of(mesh, "books"))["wouldDeny"] == 3 and a)

@@ -37,6 +37,7 @@ def all_rules() -> tuple[Rule, ...]:
     """Every rule of every area, in no particular order (ranking orders the findings).
     Imported here, not at module load: no work at import."""
     from tulle.diagnose.rules import (
+        authorization,
         changes,
         controlplane,
         endpoints,
@@ -54,7 +55,7 @@ def all_rules() -> tuple[Rule, ...]:
     )
 
     areas = (endpoints, resilience, errors, limits, routing, sidecars, identity, controlplane,
-             processes, masked, versions, latency, faults, changes)
+             processes, masked, versions, latency, faults, changes, authorization)
     return tuple(rule for area in areas for rule in area.RULES)
 
 
