@@ -15,6 +15,7 @@ import yaml
 from tests.support.http import Reply, request
 from tests.support.mesh import Mesh, Workload, wait_for
 from tests.support.ports import free_port
+from tests.support.tap import Tap
 
 pytestmark = pytest.mark.envoy
 
@@ -254,9 +255,21 @@ def test_a_dry_run_changes_no_response_and_counts_what_enforcement_then_denies(
     web, ops, _ = callers
     trial = on("books", "DENY", {"name": "writes", "to": [{"methods": ["POST"]}]},
                {"name": "ops", "from": [{"namespace": "ops"}]})
+    tap = Tap.start(mesh, "books")
     enforce(mesh, policy("lockdown", trial | {"mode": "DryRun"}), "books-1")
     calls = [(web, "GET"), (web, "POST"), (ops, "GET"), (web, "GET"), (ops, "POST")]
     assert [request(port, "/", method=method).status for port, method in calls] == [200] * 5
+    # tap marks each request the dry run would deny, on the side that decides.
+    tap.wait("the dry run's requests in tap", count=5, direction="inbound")
+    tap.stop()
+    marks = [(e["method"], e["source"], e["wouldDeny"]) for e in tap.events(direction="inbound")]
+    assert marks == [
+        ("GET", f"spiffe://{TD}/ns/default/sa/web", None),
+        ("POST", f"spiffe://{TD}/ns/default/sa/web", "AuthorizationPolicy:default/lockdown:writes"),
+        ("GET", f"spiffe://{TD}/ns/ops/sa/ops", "AuthorizationPolicy:default/lockdown:ops"),
+        ("GET", f"spiffe://{TD}/ns/default/sa/web", None),
+        ("POST", f"spiffe://{TD}/ns/ops/sa/ops", "AuthorizationPolicy:default/lockdown:ops"),
+    ], marks
     stats = mesh.stats("books-1")
     shadow = {s: v for s, v in stats.items() if "rbac" in s and "shadow" in s}
     assert stats["http.inbound.rbac.dry_run_.shadow_denied"] == 3, shadow  # POST, ops, ops

@@ -16,6 +16,9 @@ COLUMNS = ("TIME", "SIDE", "SOURCE -> DESTINATION", "METHOD", "AUTHORITY", "PATH
            "LATENCY", "BYTES IN/OUT", "FLAGS", "TLS")
 
 
+DENIED_DETAILS = "rbac_access_denied_matched_policy["
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="tap")(tap)
 
@@ -92,7 +95,18 @@ def format_event(e: dict[str, Any]) -> str:
         e.get("authority") or "-", e.get("path") or "-", _status(e),
         f"{e['latencyMs']}ms" if e.get("latencyMs") is not None else "-",
         f"{_int(e.get('bytesReceived'))}/{_int(e.get('bytesSent'))}",
-        _flags(e), _tls(e)))
+        _flags(e), _tls(e), *_authorization(e)))
+
+
+def _authorization(e: dict[str, Any]) -> tuple[str, ...]:
+    """The AuthorizationPolicy that denied the request, or that would in dry run."""
+    marks = []
+    details = str(e.get("details") or "")
+    if details.startswith(DENIED_DETAILS):
+        marks.append(f"denied-by: {details.removeprefix(DENIED_DETAILS).rstrip(']')}")
+    if e.get("wouldDeny"):
+        marks.append(f"would-deny: {e['wouldDeny']}")
+    return tuple(marks)
 
 
 def _status(e: dict[str, Any]) -> str:

@@ -36,6 +36,8 @@ LOG_FIELD_KINDS: dict[str, FieldKind] = {
     "tlsVersion": "str", "upstreamCluster": "str", "upstreamHost": "str", "route": "str",
     "details": "str", "sourceAddress": "str", "requestId": "str",
     "grpcStatus": "str", "grpcMessage": "str",
+    # Inbound: the RBAC policy a DryRun AuthorizationPolicy would have denied the request by.
+    "wouldDeny": "str",
 }
 # Set by the generator, not by Envoy: which sidecar logged, and on which side of the call.
 LITERAL_FIELDS = ("workload", "direction")

@@ -37,13 +37,14 @@ MEANINGS: dict[str, str] = {
     "DF": "DNS resolution failed",
     "DO": "dropped by overload",
     "NFCF": "no filter config found",
+    "RBAC": "denied by an AuthorizationPolicy",
 }
 
 # Flags that mean the request never had an upstream connection to speak of: the sidecar
 # answered it itself, or the connection never came up (UF also covers failed TLS
 # handshakes). Such a request has no TLS version, and is not plaintext either.
 NO_CONNECTION = frozenset({"UH", "UF", "UO", "NR", "NC", "LH", "FI", "RL", "UAEX", "RLSE",
-                           "IH", "OM", "DF", "DO", "NFCF"})
+                           "IH", "OM", "DF", "DO", "NFCF", "RBAC"})
 
 
 def parse(flags: str | None) -> tuple[str, ...]:

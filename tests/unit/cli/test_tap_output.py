@@ -17,6 +17,16 @@ BASE: dict[str, Any] = {
     "sourceAddress": "127.0.0.1:40000"}
 
 CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("denied by an AuthorizationPolicy, on the callee's side",
+     {"direction": "inbound", "status": 403, "flags": "RBAC", "mtls": True,
+      "details": "rbac_access_denied_matched_policy[AuthorizationPolicy:default/no-web:0]"},
+     f"14:13:55.761Z  in  {WEB} -> {BOOKS}  GET  books  /list?page=2  403  3ms  0/448  "
+     "RBAC (denied by an AuthorizationPolicy)  mTLS TLSv1.2  "
+     "denied-by: AuthorizationPolicy:default/no-web:0"),
+    ("a dry run would deny it",
+     {"direction": "inbound", "wouldDeny": "AuthorizationPolicy:default/lockdown:ops"},
+     f"14:13:55.761Z  in  {WEB} -> {BOOKS}  GET  books  /list?page=2  200  3ms  0/448  -  "
+     "mTLS TLSv1.2  would-deny: AuthorizationPolicy:default/lockdown:ops"),
     ("a served request", {},
      f"14:13:55.761Z  out  {WEB} -> {BOOKS}  GET  books  /list?page=2  200  3ms  0/448  -  "
      "mTLS TLSv1.2"),

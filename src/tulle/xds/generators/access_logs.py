@@ -44,6 +44,8 @@ TAP_LOG_NAME = "tulle-tap"
 # Envoy batches entries per worker thread; a tap shows a request within this (plus a hop).
 TAP_FLUSH_S = 0.1
 _OWN_IDENTITY = "{identity}"  # replaced by the proxy's own SPIFFE ID
+_RBAC_META = "'envoy.filters.http.rbac'"
+_WOULD_DENY_KEY = "dry_run_shadow_effective_policy_id"  # rbac.DRY_RUN_PREFIX + Envoy's key
 _ABSENT = "{absent}"  # replaced by a CEL expression's "no value" (see _flat_fields)
 
 
@@ -91,6 +93,13 @@ FIELDS: tuple[LogField, ...] = (
     _both("grpcMessage", "%CEL('grpc-message' in response.trailers ? "
                          "response.trailers['grpc-message'] : 'grpc-message' in "
                          "response.headers ? response.headers['grpc-message'] : {absent})%"),
+    # The callee's RBAC filter records the policy its shadow rules (DryRun policies) matched;
+    # its rules' action is always DENY, so a matched policy is a would-deny. (Never set on the
+    # calling side: no RBAC filter there.)
+    _both("wouldDeny", f"%CEL({_RBAC_META} in metadata.filter_metadata && "
+                       f"'{_WOULD_DENY_KEY}' in metadata.filter_metadata[{_RBAC_META}] ? "
+                       f"metadata.filter_metadata[{_RBAC_META}]['{_WOULD_DENY_KEY}'] : "
+                       "{absent})%"),
 )
 
 
