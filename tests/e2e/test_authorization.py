@@ -299,3 +299,28 @@ def test_a_dry_run_changes_no_response_and_counts_what_enforcement_then_denies(
     wait_for("the denials in telemetry", lambda: authorization_of(mesh, "books")["denied"] == 3)
     again = mesh.cli("policy", "promote", "lockdown", check=False)
     assert again.returncode != 0 and "enforced already" in again.stderr
+
+
+PERMISSIVE_BOOKS = """\
+apiVersion: tulle.io/v1alpha1
+kind: Service
+metadata: {name: books}
+spec:
+  mtls: {mode: PERMISSIVE}
+"""
+
+
+def test_plaintext_callers_have_no_identity_for_a_rule_to_match(
+        mesh: Mesh, callers: tuple[int, int, Workload]) -> None:
+    web, _, _ = callers
+    enforce(mesh, PERMISSIVE_BOOKS, "books-1")
+    inbound = int(mesh.workload("books-1")["inboundPort"])
+    assert request(inbound, "/").status == 200  # plaintext, straight to the sidecar
+    # Allowing every workload of the namespace still refuses a caller with no certificate;
+    # headers that claim an identity change nothing.
+    enforce(mesh, policy("mesh-only", on("books", "ALLOW", {"from": [{"namespace": "default"}]})),
+            "books-1")
+    forged = {"x-forwarded-client-cert": f"URI=spiffe://{TD}/ns/default/sa/web"}
+    assert denied_by(request(inbound, "/", headers=forged)) == \
+        "no-ALLOW-rule-matched:default/mesh-only"
+    assert request(web, "/").status == 200  # web, over mTLS, is allowed
