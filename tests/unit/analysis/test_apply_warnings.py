@@ -66,8 +66,22 @@ RULE_B = ("TUL0008", "HTTPRoute default/b", "spec.rules[0]")
 OVERLAP_B = ("TUL0010", "HTTPRoute default/b", "spec.rules[0].matches[0]")
 IGNORED_B = ("TUL0018", "TrafficPolicy default/b", "spec.connectionPool")
 
+
+
+def port_rule(*ports: int) -> Manifest:
+    """A DENY on books for requests to these ports."""
+    return {"apiVersion": "tulle.io/v1alpha1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "ports", "namespace": "default"},
+            "spec": {"targetRef": {"kind": "Service", "name": "books"}, "action": "DENY",
+                     "rules": [{"to": [{"ports": list(ports)}]}]}}
+
+
 # (id, stored, batch, workloads, expected)
 CASES: list[tuple[str, list[Manifest], list[Manifest], list[Workload], list[Found]]] = [
+    # AuthorizationPolicy rules on ports the live instances do not serve (they serve 8080).
+    ("a rule on another port", [], [port_rule(9090)], [BOOKS_V1],
+     [("TUL0024", "AuthorizationPolicy default/ports", "spec.rules[0]")]),
+    ("a rule on the served port", [], [port_rule(9090, 8080)], [BOOKS_V1], []),
     # Subsets (selector Services) that select no live workload.
     ("subset without workload", [], [subset()], [BOOKS_V1], [SUBSET]),
     ("subset without any workload", [], [subset()], [], [SUBSET]),
