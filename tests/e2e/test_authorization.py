@@ -110,6 +110,11 @@ def test_callers_by_namespace_service_and_identity_allow_and_deny(
             "books-1", delete=("no-ops",))
     assert request(web, "/").status == 200
     assert denied_by(request(ops, "/")) == "no-ALLOW-rule-matched:default/web-only"
+    described = mesh.cli("describe", "service", "books").stdout
+    assert "any other call: DENY (from AuthorizationPolicy default/web-only)" in described
+    assert json.loads(mesh.cli("describe", "service", "books", "-o", "json").stdout)[
+        "authorization"]["rules"] == [
+        {"action": "ALLOW", "from": "AuthorizationPolicy default/web-only", "rule": "0"}]
     ops_id = f"spiffe://{TD}/ns/ops/sa/ops"
     enforce(mesh, policy("web-only", on("books", "ALLOW", {"from": [{"identity": ops_id}]})),
             "books-1")
@@ -257,6 +262,8 @@ def test_a_dry_run_changes_no_response_and_counts_what_enforcement_then_denies(
                {"name": "ops", "from": [{"namespace": "ops"}]})
     tap = Tap.start(mesh, "books")
     enforce(mesh, policy("lockdown", trial | {"mode": "DryRun"}), "books-1")
+    assert "in dry run (enforced nowhere): DENY AuthorizationPolicy default/lockdown rule " \
+        "writes" in mesh.cli("describe", "service", "books").stdout
     calls = [(web, "GET"), (web, "POST"), (ops, "GET"), (web, "GET"), (ops, "POST")]
     assert [request(port, "/", method=method).status for port, method in calls] == [200] * 5
     # tap marks each request the dry run would deny, on the side that decides.

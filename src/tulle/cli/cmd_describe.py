@@ -61,6 +61,18 @@ def _text(d: dict[str, Any]) -> str:
     lines.append(table(("SETTING", "VALUE", "FROM"), [
         (p["setting"], json.dumps(p["value"], separators=(",", ":")), p["from"])
         for p in d["policy"]]) if d["policy"] else "  none")
+    authz = d.get("authorization") or {}
+    lines += ["", "Authorization, in the order it decides:"]
+    lines.append(table(("ACTION", "RULE", "FROM"), [
+        (r["action"], r["rule"], r["from"]) for r in authz.get("rules", ())])
+        if authz.get("rules") else "  no rules")
+    lines.append(f"  any other call: {authz.get('unmatched', 'ALLOW')}"
+                 + (f" (from {authz['unmatchedFrom']})" if authz.get("unmatchedFrom") else ""))
+    if authz.get("dryRun"):
+        trial = ", ".join(f"{r['action']} {r['from']} rule {r['rule']}"
+                          for r in authz["dryRun"]["rules"])
+        lines.append(f"  in dry run (enforced nowhere): {trial or 'no rules'}; any other "
+                     f"call: {authz['dryRun']['unmatched']}")
     if d["subsets"]:
         lines += ["", "Subsets: " + ", ".join(
             f"{s['name']} ({', '.join(f'{k}={v}' for k, v in s['selector'].items())})"

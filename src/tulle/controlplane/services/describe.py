@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from tulle.errors import NotFoundError
+from tulle.model.authorization import ServiceAuthz
 from tulle.model.httproute import RouteMatch, RouteRule
 from tulle.model.mesh import MeshService, MeshSnapshot
 from tulle.model.meta import ServiceRef
@@ -50,7 +51,32 @@ def describe_service(mesh: MeshSnapshot, ref: ServiceRef) -> dict[str, Any]:
                              if ServiceRef(b.namespace or a.key.namespace, b.name) == ref}),
         "conflicts": [dataclasses.asdict(c) for c in mesh.conflicts
                       if c.target == f"Service {ref.namespace}/{ref.name}"],
+        "authorization": _authorization(mesh.authz.get(ref)),
     }
+
+
+def _authorization(authz: ServiceAuthz | None) -> dict[str, Any]:
+    """The AuthorizationPolicy rules its instances enforce, in the order they decide, and
+    the ones in dry run."""
+    def rules(which: ServiceAuthz) -> list[dict[str, Any]]:
+        out = [{"action": "DENY", "from": f"AuthorizationPolicy {r.policy}", "rule": r.rule}
+               for r in which.deny]
+        out += [{"action": "ALLOW", "from": f"AuthorizationPolicy {r.policy}", "rule": r.rule}
+                for r in which.allow]
+        return out
+
+    if authz is None:
+        return {"rules": [], "unmatched": "ALLOW", "unmatchedFrom": None, "dryRun": None}
+    unmatched_from = (", ".join(f"AuthorizationPolicy {p}" for p in authz.allow_policies)
+                      if authz.allow else
+                      f"AuthorizationPolicy {authz.default_deny}" if authz.default_deny else None)
+    dry_run = None
+    if authz.dry_run is not None:
+        dry_run = {"rules": rules(authz.dry_run),
+                   "unmatched": "DENY" if authz.dry_run.denies_unmatched else "ALLOW"}
+    return {"rules": rules(authz),
+            "unmatched": "DENY" if authz.denies_unmatched else "ALLOW",
+            "unmatchedFrom": unmatched_from, "dryRun": dry_run}
 
 
 def _routes(mesh: MeshSnapshot, service: MeshService) -> list[dict[str, Any]]:
