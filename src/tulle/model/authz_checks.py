@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from tulle.identity.spiffe import parse as parse_spiffe
 from tulle.model.authz import AuthorizationPolicySpec, Caller, Operation
 from tulle.model.meta import dns_label_problem
-from tulle.model.route_checks import header_name_problem, header_value_problem, regex_problem
+from tulle.model.route_checks import header_match_problems, path_match_problems
 
 FieldIssue = tuple[str, str, str]
 
@@ -74,17 +74,7 @@ def _caller(where: str, caller: Caller) -> Iterator[FieldIssue]:
 
 def _operation(where: str, operation: Operation) -> Iterator[FieldIssue]:
     for p, path in enumerate(operation.paths):
-        field = f"{where}.paths[{p}].value"
-        if path.type == "RegularExpression":
-            if (why := regex_problem(path.value)) is not None:
-                yield field, why, "check the pattern's syntax (RE2)"
-        elif not path.value.startswith("/"):
-            yield field, f'"{path.value}" does not start with "/"', ""
+        yield from path_match_problems(f"{where}.paths[{p}]", path, "a path never holds the "
+                                       "query string: remove it (paths match without it)")
     for h, header in enumerate(operation.headers):
-        field = f"{where}.headers[{h}]"
-        if (why := header_name_problem(header.name, modifying=False)) is not None:
-            yield f"{field}.name", why, ""
-        if header.type == "RegularExpression" and (why := regex_problem(header.value)):
-            yield f"{field}.value", why, "check the pattern's syntax (RE2)"
-        elif (why := header_value_problem(header.value)) is not None:
-            yield f"{field}.value", why, ""
+        yield from header_match_problems(f"{where}.headers[{h}]", header)

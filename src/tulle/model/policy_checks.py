@@ -9,9 +9,8 @@ from tulle.model.meta import dns_label_problem
 from tulle.model.policy import SERVICE_ONLY, TrafficPolicySpec
 from tulle.model.route_checks import (
     duration_problem,
+    header_match_problems,
     header_name_problem,
-    header_value_problem,
-    regex_problem,
 )
 from tulle.model.spec_config import to_camel
 
@@ -80,13 +79,7 @@ def _fault(spec: TrafficPolicySpec) -> Iterator[FieldIssue]:
     if fault.delay is None and fault.abort is None:
         yield "spec.faultInjection", "set delay, abort, or both", ""
     for h, header in enumerate(fault.match.headers if fault.match else ()):
-        where = f"spec.faultInjection.match.headers[{h}]"
-        if (why := header_name_problem(header.name, modifying=False)) is not None:
-            yield f"{where}.name", why, ""
-        if header.type == "RegularExpression" and (why := regex_problem(header.value)):
-            yield f"{where}.value", why, "check the pattern's syntax (RE2)"
-        elif (why := header_value_problem(header.value)) is not None:
-            yield f"{where}.value", why, ""
+        yield from header_match_problems(f"spec.faultInjection.match.headers[{h}]", header)
 
 
 def _durations(spec: TrafficPolicySpec) -> Iterator[FieldIssue]:

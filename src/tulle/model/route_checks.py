@@ -12,8 +12,10 @@ from collections.abc import Iterator
 
 from tulle.model.durations import DURATION_HINT, parse_duration
 from tulle.model.httproute import (
+    HeaderMatch,
     HeaderModifier,
     HTTPRouteSpec,
+    PathMatch,
     PathModifier,
     RouteFilter,
     RouteRule,
@@ -116,25 +118,36 @@ def _name(prefix: str, index: int, name: str, namespace: str | None) -> Iterator
         yield f"{prefix}[{index}].namespace", why, ""
 
 
+def path_match_problems(where: str, path: PathMatch,
+                        query_hint: str = "match query parameters with queryParams"
+                        ) -> Iterator[FieldIssue]:
+    """A path match as Envoy takes it (HTTPRoute matches, AuthorizationPolicy paths)."""
+    if path.type == "RegularExpression":
+        if (why := regex_problem(path.value)) is not None:
+            yield f"{where}.value", why, "check the pattern's syntax (RE2)"
+    elif not path.value.startswith("/"):
+        yield (f"{where}.value", f'a path must start with "/", got "{path.value}"',
+               f'write "/{path.value}"')
+    elif (why := _path_chars_problem(path.value)) is not None:
+        yield f"{where}.value", why, query_hint
+
+
+def header_match_problems(where: str, header: HeaderMatch) -> Iterator[FieldIssue]:
+    """A header match as Envoy takes it (HTTPRoute, fault injection, AuthorizationPolicy)."""
+    if (why := header_name_problem(header.name, modifying=False)) is not None:
+        yield f"{where}.name", why, ""
+    if header.type == "RegularExpression" and (why := regex_problem(header.value)):
+        yield f"{where}.value", why, "check the pattern's syntax (RE2)"
+    elif (why := header_value_problem(header.value)) is not None:
+        yield f"{where}.value", why, ""
+
+
 def _matches(base: str, rule: RouteRule) -> Iterator[FieldIssue]:
     for m, match in enumerate(rule.matches):
         where = f"{base}.matches[{m}]"
-        path = match.path
-        if path.type == "RegularExpression":
-            if (why := regex_problem(path.value)) is not None:
-                yield f"{where}.path.value", why, "check the pattern's syntax (RE2)"
-        elif not path.value.startswith("/"):
-            yield (f"{where}.path.value", f'a path must start with "/", got "{path.value}"',
-                   f'write "/{path.value}"')
-        elif (why := _path_chars_problem(path.value)) is not None:
-            yield f"{where}.path.value", why, "match query parameters with queryParams"
+        yield from path_match_problems(f"{where}.path", match.path)
         for h, header in enumerate(match.headers):
-            if (why := header_name_problem(header.name, modifying=False)) is not None:
-                yield f"{where}.headers[{h}].name", why, ""
-            if header.type == "RegularExpression" and (why := regex_problem(header.value)):
-                yield f"{where}.headers[{h}].value", why, "check the pattern's syntax (RE2)"
-            elif (why := header_value_problem(header.value)) is not None:
-                yield f"{where}.headers[{h}].value", why, ""
+            yield from header_match_problems(f"{where}.headers[{h}]", header)
         for q, param in enumerate(match.query_params):
             if param.type == "RegularExpression" and (why := regex_problem(param.value)):
                 yield f"{where}.queryParams[{q}].value", why, "check the pattern's syntax (RE2)"

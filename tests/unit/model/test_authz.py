@@ -57,7 +57,7 @@ REFUSED: list[tuple[str, str, list[Expected]]] = [
      [("spec.rules[0].to[0].paths[0].value", "does not compile (RE2", "RE2")]),
     ("relative path", on_books(action="DENY", rules=[{"to": [{"paths": [
         {"type": "Exact", "value": "admin"}]}]}]),
-     [("spec.rules[0].to[0].paths[0].value", 'does not start with "/"', "")]),
+     [("spec.rules[0].to[0].paths[0].value", 'a path must start with "/"', 'write "/admin"')]),
     ("bad header name", on_books(action="DENY", rules=[{"to": [{"headers": [
         {"name": "x y", "value": "1"}]}]}]),
      [("spec.rules[0].to[0].headers[0].name", "is not a valid header name", "")]),
