@@ -195,3 +195,64 @@ def traffic_policy(draw: st.DrawFn) -> dict[str, Any]:
         spec[key] = draw(options[key])
     return {"apiVersion": "tulle.io/v1alpha1", "kind": "TrafficPolicy",
             "metadata": {"name": "prop", "namespace": "default"}, "spec": spec}
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+
+
+@st.composite
+def caller(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["identity", "service", "namespace"]))
+    if kind == "identity":
+        return {"identity": f"spiffe://tulle.local/ns/{draw(host_label)}/sa/{draw(host_label)}"}
+    if kind == "service":
+        name = draw(host_label)
+        return {"service": f"{draw(host_label)}/{name}" if draw(st.booleans()) else name}
+    return {"namespace": draw(host_label)}
+
+
+@st.composite
+def operation(draw: st.DrawFn) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if draw(st.booleans()):
+        kinds = ("Exact", "PathPrefix", "RegularExpression")
+        out["paths"] = draw(st.lists(st.sampled_from(kinds).flatmap(_path_match), min_size=1,
+                                     max_size=3))
+    if draw(st.booleans()):
+        out["methods"] = draw(st.lists(st.sampled_from(METHODS), min_size=1, max_size=3,
+                                       unique=True))
+    if draw(st.booleans()):
+        out["headers"] = [
+            {"name": name, "type": "RegularExpression", "value": draw(simple_regex)}
+            if draw(st.booleans()) else {"name": name, "value": draw(header_value)}
+            for name in draw(st.lists(header_name, min_size=1, max_size=2, unique=True))]
+    if draw(st.booleans()):
+        out["ports"] = draw(st.lists(st.integers(1, 65535), min_size=1, max_size=3,
+                                     unique=True))
+    return out
+
+
+@st.composite
+def authorization_policy(draw: st.DrawFn) -> dict[str, Any]:
+    """Rules on books, or a default for the namespace or the mesh; enforced or dry run."""
+    if draw(st.integers(0, 4)) == 0:
+        spec: dict[str, Any] = {
+            "targetRef": {"kind": draw(st.sampled_from(["Namespace", "Mesh"]))},
+            "defaultAction": draw(st.sampled_from(["ALLOW", "DENY"]))}
+    else:
+        rules = []
+        for index in range(draw(st.integers(1, 3))):
+            item: dict[str, Any] = {}
+            if draw(st.booleans()):
+                item["name"] = f"r{index}"
+            if draw(st.booleans()):
+                item["from"] = draw(st.lists(caller(), min_size=1, max_size=3))
+            if draw(st.booleans()):
+                item["to"] = draw(st.lists(operation(), min_size=1, max_size=2))
+            rules.append(item)
+        spec = {"targetRef": {"kind": "Service", "name": "books"},
+                "action": draw(st.sampled_from(["ALLOW", "DENY"])), "rules": rules}
+    if draw(st.booleans()):
+        spec["mode"] = "DryRun"
+    return {"apiVersion": "tulle.io/v1alpha1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "prop", "namespace": "default"}, "spec": spec}

@@ -1,6 +1,6 @@
-"""Property: whatever tulle accepts, Envoy accepts. Random valid HTTPRoutes and TrafficPolicies
-are applied to a live mesh (one Delta and one SotW sidecar); every one must be accepted by
-tulle and ACKed, never NACKed, by both proxies.
+"""Property: whatever tulle accepts, Envoy accepts. Random valid HTTPRoutes, TrafficPolicies
+and AuthorizationPolicies are applied to a live mesh (one Delta and one SotW sidecar); every
+one must be accepted by tulle and ACKed, never NACKed, by both proxies.
 
 CI runs a fixed, derandomized set of examples. For a wider search:
 TULLE_PROPERTY_EXAMPLES=2000 pytest tests/e2e/test_envoy_accepts.py
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from tests.e2e.strategies import http_route, traffic_policy
+from tests.e2e.strategies import authorization_policy, http_route, traffic_policy
 from tests.support.mesh import Mesh
 from tulle.errors import ConfigError
 
@@ -58,9 +58,9 @@ def test_envoy_accepts_every_valid_route_and_policy(mesh: Mesh) -> None:
               suppress_health_check=list(HealthCheck), database=None,
               # Shrinking against a live mesh is slow; the failure prints the manifests.
               phases=(Phase.explicit, Phase.generate))
-    @given(route=http_route(), policy=traffic_policy())
-    def check(route: dict[str, Any], policy: dict[str, Any]) -> None:
-        _apply(mesh, [route, policy])
+    @given(route=http_route(), policy=traffic_policy(), authz=authorization_policy())
+    def check(route: dict[str, Any], policy: dict[str, Any], authz: dict[str, Any]) -> None:
+        _apply(mesh, [route, policy, authz])
 
     check()
     proxies = mesh.api.get("/v1/proxies")

@@ -15,6 +15,9 @@ from tests.support.dashboards import DASHBOARDS, ROOT, expressions, load
 from tulle.controlplane.metrics import CONTROLPLANE_FAMILIES
 from tulle.telemetry import prometheus
 from tulle.telemetry.schema import (
+    AUTHZ,
+    AUTHZ_DENIED,
+    AUTHZ_WOULD_DENY,
     INBOUND,
     INBOUND_PLAINTEXT,
     LATENCY_FIELDS,
@@ -47,7 +50,9 @@ def exported() -> dict[str, tuple[str, frozenset[str]]]:
     series = {SeriesKey(INBOUND): values, SeriesKey(INBOUND_PLAINTEXT): values,
               SeriesKey(OUTBOUND, "books.default"): values,
               SeriesKey(ROUTE, "books.default", "default/books", "search"): values,
-              SeriesKey(PROXY): values}
+              SeriesKey(PROXY): values,
+              SeriesKey(AUTHZ, rule="AuthorizationPolicy:default/p:0"): {
+                  AUTHZ_DENIED: 1, AUTHZ_WOULD_DENY: 1}}
     proxy = (("namespace", "default"), ("workload", "web-1"), ("service", "web"))
     families = {f.name: (f.kind, frozenset(k for _, labels, _ in f.samples for k, _ in labels)
                          - {"le"})

@@ -11,6 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tulle.telemetry.schema import (
+    AUTHZ,
+    AUTHZ_DENIED,
+    AUTHZ_WOULD_DENY,
     CODE_CLASSES,
     INBOUND,
     INBOUND_PLAINTEXT,
@@ -107,6 +110,11 @@ class _Families:
             "counter", "HTTP requests matched by an HTTPRoute rule, by response code class."),
         "tulle_route_request_duration_seconds": (
             "histogram", "Duration of requests matched by an HTTPRoute rule."),
+        "tulle_authorization_denied_total": (
+            "counter", "HTTP requests an AuthorizationPolicy denied, by RBAC policy."),
+        "tulle_authorization_would_deny_total": (
+            "counter", "HTTP requests a dry-run AuthorizationPolicy would deny, by RBAC "
+                       "policy."),
         "tulle_proxy_memory_bytes": ("gauge", "Memory allocated by the sidecar's Envoy."),
         "tulle_proxy_stats": ("gauge", "Envoy stats kept by the sidecar (cardinality)."),
         "tulle_proxy_uptime_seconds": ("gauge", "Seconds since the sidecar's Envoy started."),
@@ -172,6 +180,16 @@ def _series_labels(key: SeriesKey, proxy: Labels) -> Labels | None:
     return None
 
 
+def _authorization(families: _Families, key: SeriesKey, values: Mapping[str, int],
+                   proxy: Labels) -> None:
+    """An AUTHZ series: one RBAC policy's denials, enforced and in dry run."""
+    labels = (("direction", "inbound"), *proxy, ("policy", key.rule))
+    for field_name, family_name in ((AUTHZ_DENIED, "tulle_authorization_denied_total"),
+                                    (AUTHZ_WOULD_DENY, "tulle_authorization_would_deny_total")):
+        if field_name in values:
+            families[family_name].add(labels, values[field_name])
+
+
 def sidecar_families(series: Mapping[SeriesKey, Mapping[str, int]],
                      proxy: Labels) -> list[Family]:
     """``proxy``: the labels of the workload (namespace, workload, service)."""
@@ -182,6 +200,9 @@ def sidecar_families(series: Mapping[SeriesKey, Mapping[str, int]],
             for field_name, family_name in _PROXY.items():
                 if field_name in values:
                     families[family_name].add(proxy, values[field_name])
+            continue
+        if key.kind == AUTHZ:
+            _authorization(families, key, values, proxy)
             continue
         labels = _series_labels(key, proxy)
         if labels is None:

@@ -156,6 +156,21 @@ def test_proxy_families() -> None:
     }
 
 
+def test_authorization_families_name_the_rbac_policy() -> None:
+    denied = SeriesKey("authz", rule="AuthorizationPolicy:default/no-ops:ops")
+    trial = SeriesKey("authz", rule="no-ALLOW-rule-matched:default/readers")
+    families = families_of({denied: {"denied": 3}, trial: {"would_deny": 2}})
+    labels = (("direction", "inbound"), *WHO)
+    assert {name: (f.kind, samples(f)) for name, f in families.items()} == {
+        "tulle_authorization_denied_total": ("counter", {(
+            "tulle_authorization_denied_total",
+            (*labels, ("policy", "AuthorizationPolicy:default/no-ops:ops"))): 3}),
+        "tulle_authorization_would_deny_total": ("counter", {(
+            "tulle_authorization_would_deny_total",
+            (*labels, ("policy", "no-ALLOW-rule-matched:default/readers"))): 2}),
+    }
+
+
 def test_sidecar_metrics_text() -> None:
     text = render(sidecar_families({PROXY: {"mem": 1024}, IN: {"rq2": 7, "rq5": 1, "cx": 2}},
                                    WHO))
