@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.test_prometheus import agent_url, metrics_token, scrape
+from tests.support import promtext
 from tests.support.http import Reply, request
 from tests.support.mesh import Mesh, Workload, wait_for
 from tests.support.ports import free_port
@@ -214,8 +216,20 @@ def test_the_mesh_can_keep_the_policy_name_out_of_the_403(
     stats = mesh.stats("books-1")
     assert stats["http.inbound.rbac.denied"] == 1, sorted(s for s in stats if "rbac" in s)
     [per_policy] = [s for s in stats if s.startswith("http.inbound.rbac.policy.")]
-    print(f"per-policy stat: {per_policy}")
-    assert "no-web" in per_policy and stats[per_policy] == 1, per_policy
+    assert per_policy == "http.inbound.rbac.policy.AuthorizationPolicy:default/no-web:0.denied"
+    assert stats[per_policy] == 1
+    # ...and its metrics, by the same name (promtool checks the text).
+    policy_id = "AuthorizationPolicy:default/no-web:0"
+
+    def denied_metric() -> float | None:
+        text = scrape(agent_url(mesh, "books-1"), metrics_token(mesh))
+        promtext.check_metrics(text, "books-1's metrics")
+        samples = promtext.parse(text)
+        if not any(name == "tulle_authorization_denied_total" for name, _ in samples):
+            return None  # not reported yet
+        return promtext.value(samples, "tulle_authorization_denied_total",
+                              workload="books-1", policy=policy_id)
+    assert wait_for("the denial in books-1's metrics", denied_metric) == 1
 
 
 TCP_SERVICE = """\
