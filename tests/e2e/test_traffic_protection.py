@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -138,3 +139,42 @@ def test_a_listener_change_lets_requests_in_flight_finish(mesh: Mesh) -> None:
     # The change is in force for new requests.
     statuses = [request(port, "/").status for _ in range(12)]
     assert 429 in statuses, statuses
+
+
+DRY_RUN_LIMIT = """\
+apiVersion: tulle.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: books-limit}
+spec:
+  targetRefs: [{kind: Service, name: books}]
+  rateLimit: {requests: 5, interval: 60s}
+  mode: DryRun
+"""
+
+
+def test_a_dry_run_rate_limit_refuses_nothing_and_counts_what_enforcement_then_refuses(
+        mesh: Mesh, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TULLE_TELEMETRY_INTERVAL", "0.5")
+    port = start(mesh)
+    mesh.cli("apply", "-f", "-", stdin=DRY_RUN_LIMIT)
+    mesh.sync()
+    mesh.wait_quiescent("books-1")
+    replies = [request(port, "/") for _ in range(12)]
+    assert {r.status for r in replies} == {200}  # refuses nothing...
+    assert not any(h.startswith("x-ratelimit") for r in replies for h in r.headers)
+    stats = mesh.stats("books-1")
+    would = stats["inbound_ratelimit_dry_run.http_local_rate_limit.rate_limited"]
+    assert would == 7, stats  # ...and counts the 7 over the bucket of 5
+
+    def row() -> dict[str, object] | None:
+        data = json.loads(mesh.cli("stat", "services", "books", "-o", "json").stdout)
+        limits = next(r for r in data["services"] if r["name"] == "books")["rateLimit"]
+        return limits if limits["wouldLimit"] == 7 else None
+    assert wait_for("the dry run's count in telemetry", row, timeout=30) == {
+        "limited": 0, "wouldLimit": 7}
+    mesh.cli("policy", "promote", "books-limit")
+    mesh.sync()
+    mesh.wait_quiescent("books-1")
+    # Enforced, on the same traffic: the same 7 refused (a fresh bucket of 5).
+    statuses = [request(port, "/").status for _ in range(12)]
+    assert statuses == [200] * 5 + [429] * 7, statuses

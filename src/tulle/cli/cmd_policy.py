@@ -11,12 +11,12 @@ from tulle.cli import complete
 from tulle.cli.messages import render_warnings
 from tulle.cli.output import Format, OutputOption, emit
 from tulle.client import ApiClient
-from tulle.errors import StateError, UsageError
+from tulle.errors import NotFoundError, StateError, UsageError
 
 policy = typer.Typer(help="Policies in dry run: see them in `tulle stat`, then promote them.",
                      no_args_is_help=True)
 
-PROMOTABLE = "authorizationpolicy"
+PROMOTABLE = ("AuthorizationPolicy", "TrafficPolicy")
 
 
 def register(app: typer.Typer) -> None:
@@ -26,28 +26,49 @@ def register(app: typer.Typer) -> None:
 @policy.command()
 def promote(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The AuthorizationPolicy in dry run",
+    name: Annotated[str, typer.Argument(help="The policy in dry run",
                                         autocompletion=complete.names)],
     namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
+    kind: Annotated[str | None, typer.Option(
+        "--kind", help="AuthorizationPolicy or TrafficPolicy, when both have this name")] = None,
     output: OutputOption = Format.TABLE,
 ) -> None:
-    """Enforce an AuthorizationPolicy that runs with spec.mode: DryRun. The change is an
-    apply like any other: recorded in history, undone with `tulle rollback`."""
+    """Enforce a policy that runs with spec.mode: DryRun (an AuthorizationPolicy, or a
+    TrafficPolicy's rate limit). The change is an apply like any other: recorded in history,
+    undone with `tulle rollback`."""
     client = ApiClient.from_state(ctx.obj.paths)
-    path = f"/v1/resources/{PROMOTABLE}/{namespace}/{name}"
-    manifest: dict[str, Any] = client.get(path)["manifest"]
-    where = f"AuthorizationPolicy {namespace}/{name}"
+    kinds = [k for k in PROMOTABLE if kind is None or k.lower() == kind.lower()]
+    if not kinds:
+        raise UsageError(f"--kind {kind!r}: only {' and '.join(PROMOTABLE)} have a dry run")
+    found = {}
+    for candidate in kinds:
+        try:
+            found[candidate] = client.get(f"/v1/resources/{candidate.lower()}/{namespace}/{name}")
+        except NotFoundError:
+            continue
+    if not found:
+        raise NotFoundError(f"no {' or '.join(kinds)} {namespace}/{name}",
+                            hint="`tulle get authorizationpolicies` and `tulle get "
+                                 "trafficpolicies` list them")
+    if len(found) > 1:
+        raise UsageError(f"both an AuthorizationPolicy and a TrafficPolicy are named "
+                         f"{namespace}/{name}", hint="say which with --kind")
+    [(chosen, stored)] = found.items()
+    manifest: dict[str, Any] = stored["manifest"]
+    where = f"{chosen} {namespace}/{name}"
     if manifest.get("spec", {}).get("mode", "Enforce") != "DryRun":
         raise UsageError(f"{where} is enforced already (spec.mode is not DryRun)",
-                         hint="`tulle get authorizationpolicies` shows each policy's mode")
+                         hint=f"`tulle get {chosen.lower()} {name} -n {namespace} -o yaml` "
+                              "shows it")
     promoted = {**manifest, "spec": {**manifest["spec"], "mode": "Enforce"}}
+    path = f"/v1/resources/{chosen.lower()}/{namespace}/{name}"
     # Apply replaces the whole resource: make sure it is still what was read.
     if client.get(path)["manifest"] != manifest:
         raise StateError(f"{where} changed while it was being promoted",
                          hint=f"run `tulle policy promote {name} -n {namespace}` again")
     result = client.post("/v1/resources/apply", {"documents": [
         {"source": f"tulle policy promote {name}", "manifest": promoted}]})
-    emit(result, output, lambda r: f"authorizationpolicy/{name} ({namespace}) promoted: "
+    emit(result, output, lambda r: f"{chosen.lower()}/{name} ({namespace}) promoted: "
                                    "enforced from now on")
     if result.get("warnings"):
         print(render_warnings(result["warnings"], "promote"), file=sys.stderr)

@@ -171,6 +171,7 @@ def _stat_table(kind: str) -> Any:
         if kind == "services":
             sections += _connections_section(data["services"])
             sections += _authorization_section(data["services"])
+            sections += _rate_limit_section(data["services"])
         return "\n".join(sections)
     return render
 
@@ -225,6 +226,18 @@ def _authorization_section(services: list[dict[str, Any]]) -> list[str]:
     headers = ("NAMESPACE", "SERVICE", "AUTHORIZATION (POLICY:RULE)", "DENIED",
                "WOULD DENY (DRY RUN)")
     return ["", table(headers, rows)]
+
+
+def _rate_limit_section(services: list[dict[str, Any]]) -> list[str]:
+    """Service-wide rate limits at work: requests refused (429), and those a dry-run limit
+    would refuse."""
+    rows = [[row["namespace"], row["name"], limits["limited"], limits["wouldLimit"]]
+            for row in services if (limits := row.get("rateLimit"))
+            and (limits["limited"] or limits["wouldLimit"])]
+    if not rows:
+        return []
+    return ["", table(("NAMESPACE", "SERVICE", "RATE LIMITED (429)", "WOULD LIMIT (DRY RUN)"),
+                      rows)]
 
 
 def _routes_table(data: dict[str, Any], wide: bool) -> str:

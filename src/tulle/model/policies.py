@@ -37,6 +37,8 @@ class ServicePolicy:
     load_balancer: LoadBalancer | None = None
     timeouts: PolicyTimeouts | None = None
     rate_limit: RateLimit | None = None  # enforced by each instance of the service
+    # A DryRun TrafficPolicy's limit: each instance counts what it would refuse, refuses none.
+    dry_run_rate_limit: RateLimit | None = None
     fault_injection: FaultInjection | None = None  # applied by callers, on every route to it
     sources: tuple[tuple[str, str], ...] = ()  # (setting, "TrafficPolicy ns/name")
 
@@ -93,6 +95,8 @@ def resolve(resources: Iterable[Resource]) -> ResolvedPolicies:
                 services[ref] = _merge(services.get(ref, NO_POLICY), spec, _SETTINGS, source,
                                        f"Service {namespace}/{target.name}", conflicts)
                 continue
+            if spec.mode == "DryRun":
+                continue  # validation refuses it: a dry run targets a Service
             route = by_key.get(ResourceKey(HTTP_ROUTE.kind, namespace, target.name))
             if route is None:
                 continue  # reported by reference checks
@@ -106,12 +110,19 @@ def resolve(resources: Iterable[Resource]) -> ResolvedPolicies:
     return ResolvedPolicies(services, rules, conflicts)
 
 
+def _value(spec: TrafficPolicySpec, setting: str) -> Any:
+    """What ``spec`` sets for ``setting``: a DryRun policy's rateLimit is its dry-run limit."""
+    if spec.mode == "DryRun":
+        return spec.rate_limit if setting == "dry_run_rate_limit" else None
+    return None if setting == "dry_run_rate_limit" else getattr(spec, setting)
+
+
 def _merge(current: Any, spec: TrafficPolicySpec, settings: Iterable[str], source: str,
            target: str, conflicts: list[Conflict]) -> Any:
     sources = dict(current.sources)
     changes: dict[str, Any] = {}
     for setting in settings:
-        value = getattr(spec, setting)
+        value = _value(spec, setting)
         if value is None:
             continue
         if sources.get(setting) == source:

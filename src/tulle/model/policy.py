@@ -147,6 +147,9 @@ class TrafficPolicySpec:
     rate_limit: RateLimit | None = None
     fault_injection: FaultInjection | None = None
     timeouts: PolicyTimeouts | None = None
+    # DryRun: the rate limit counts what it would refuse (`tulle stat`'s wouldLimit) and
+    # refuses nothing; a dry-run policy sets rateLimit alone, on a Service.
+    mode: Literal["Enforce", "DryRun"] = "Enforce"
 
 
 # Which settings make sense on which target.

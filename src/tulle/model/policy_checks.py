@@ -19,6 +19,7 @@ FieldIssue = tuple[str, str, str]
 
 def policy_problems(spec: TrafficPolicySpec) -> Iterator[FieldIssue]:
     yield from _targets(spec)
+    yield from _dry_run(spec)
     if not any(getattr(spec, field) is not None for field in (
             *SERVICE_ONLY, "rate_limit", "fault_injection")):
         yield "spec", "the policy sets nothing", "add connectionPool, rateLimit, ..."
@@ -30,6 +31,20 @@ def policy_problems(spec: TrafficPolicySpec) -> Iterator[FieldIssue]:
         yield ("spec.rateLimit.burst", f"a burst of {limit.burst} would cap every interval at "
                f"{limit.burst} requests, below requests ({limit.requests})",
                f"set burst to at least {limit.requests}, or lower requests")
+
+
+def _dry_run(spec: TrafficPolicySpec) -> Iterator[FieldIssue]:
+    if spec.mode != "DryRun":
+        return
+    others = [to_camel(f) for f in (*SERVICE_ONLY, "fault_injection")
+              if getattr(spec, f) is not None]
+    if spec.rate_limit is None or others:
+        yield ("spec.mode", "a dry run applies to a rateLimit alone" + (
+            f", not to {', '.join(others)}" if others else ""),
+            "put the rate limit to try in a TrafficPolicy of its own, with mode: DryRun")
+    if any(t.kind != "Service" for t in spec.target_refs):
+        yield ("spec.mode", "a dry run applies to a Service's rate limit, not yet to a "
+               "route's", "target the Service, or enforce the route's limit")
 
 
 def _targets(spec: TrafficPolicySpec) -> Iterator[FieldIssue]:

@@ -96,6 +96,8 @@ _UPGRADE_BOUNDS_MS = tuple(bound * 1000 for bound in UPGRADE_BOUNDS_S)
 # The upgraded connections' own inbound cluster (see xds names.inbound_upgrade_cluster): its
 # stats land in the INBOUND series under fields of their own.
 _UPGRADE = "in_upgrade"
+# The dry-run rate limit's stats: INBOUND series, a field of their own.
+_DRY_RUN_LIMIT = "in_dry_run_limit"
 # Connections open from the sidecar to its application: the active connections of a tcp
 # service's instance, whose inbound side has no HTTP connection manager to count them.
 _APP_CX = "app_cx"
@@ -119,6 +121,9 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) fo
     (r"^tcp\.inbound\.(?P<stat>downstream_cx_[a-z_]+)$", INBOUND),
     (r"^tcp\.inbound_plaintext\.(?P<stat>downstream_cx_[a-z_]+)$", INBOUND_PLAINTEXT),
     (r"^inbound_ratelimit\.http_local_rate_limit\.(?P<stat>rate_limited)$", INBOUND),
+    # A DryRun TrafficPolicy's limit: what it would have refused (it refuses nothing).
+    (r"^inbound_ratelimit_dry_run\.http_local_rate_limit\.(?P<stat>rate_limited)$",
+     _DRY_RUN_LIMIT),
     (r"^listener\..+\.ssl\.(?P<stat>connection_error|handshake|fail_verify_error"
      r"|fail_verify_no_cert|fail_verify_san)$", INBOUND),
     # Whole-sidecar counters `tulle diagnose` reads: requests that matched no route (NR, any
@@ -151,6 +156,7 @@ _FIELDS: dict[str, dict[str, str]] = {
               # Requests (or tcp connections) AuthorizationPolicies denied, and would deny.
               "denied": "authz_denied", "shadow_denied": "authz_would_deny"},
     AUTHZ: {"denied": AUTHZ_DENIED, "shadow_denied": AUTHZ_WOULD_DENY},
+    _DRY_RUN_LIMIT: {"rate_limited": "would_limit"},
     OUTBOUND: {"upstream_cx_rx_bytes_total": "rx", "upstream_cx_tx_bytes_total": "tx",
                "upstream_cx_active": "cx", "upstream_cx_total": "cxt",
                "upstream_rq_retry": "retry", "upstream_rq_retry_overflow": "retry_overflow",
@@ -187,7 +193,7 @@ _PROXY_FIELDS = {"server.memory_allocated": "mem", "server.uptime": "uptime",
 
 def _key(kind: str, match: re.Match[str]) -> SeriesKey | None:
     groups = match.groupdict()
-    if kind == _UPGRADE:
+    if kind in (_UPGRADE, _DRY_RUN_LIMIT):
         return SeriesKey(INBOUND)
     if kind == OUTBOUND:
         return SeriesKey(OUTBOUND, f"{groups['name']}.{groups['ns']}")

@@ -227,7 +227,10 @@ def service_rows(window: Window, nodes: Mapping[str, NodeInfo],
                      "l4": connections(inbound, callers),
                      "upgrades": upgrades(inbound, _gauge(window, members, [INBOUND],
                                                           UPGRADES_ACTIVE)),
-                     "authorization": authorization(window, members, inbound)})
+                     "authorization": authorization(window, members, inbound),
+                     # Service-wide rate limits: refused (429), and would refuse (dry run).
+                     "rateLimit": {"limited": inbound.get("limited", 0),
+                                   "wouldLimit": inbound.get("would_limit", 0)}})
     return rows
 
 

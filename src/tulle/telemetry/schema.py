@@ -138,7 +138,7 @@ STATS_INCLUSION: tuple[str, ...] = (
     r"^http\.outbound\.rq_direct_response$",
     r"^vhost\..+\.route\.rt\|[^.]+\.upstream_rq_([1-5]xx|[1-5][0-9][0-9]|time|retry"
     r"|timeout)$",
-    r"^[a-z_]+_ratelimit(er)?\.http_local_rate_limit\.rate_limited$",
+    r"^[a-z_]+_ratelimit(er|_dry_run)?\.http_local_rate_limit\.rate_limited$",
     # AuthorizationPolicy: the inbound RBAC filter's decisions, enforced and dry-run (shadow),
     # in all and per RBAC policy (one per rule: bounded by the policies, not by traffic).
     r"^http\.(inbound|inbound_plaintext)\.rbac\..+$",

@@ -60,7 +60,8 @@ def proxy_shape(mesh: MeshSnapshot, proxy: ProxyInfo) -> tuple[object, ...]:
     The apply precheck translates one proxy per shape. Keep it in step with ``compile``."""
     service = mesh.services.get(ServiceRef(proxy.namespace, proxy.service))
     own = None if service is None else (service.protocol, service.detected, service.mtls_mode,
-                                        service.policy.rate_limit, service.access_log,
+                                        service.policy.rate_limit,
+                                        service.policy.dry_run_rate_limit, service.access_log,
                                         mesh.authz.get(service.ref))
     return (proxy.namespace, own, proxy.app_port is None, proxy.inbound_port is None,
             proxy.node_id in mesh.identity.certificates,
@@ -132,7 +133,9 @@ class ConfigCompiler:
                                               logs.inbound(), mesh.identity.trust_domain,
                                               mesh.identity.revocations,
                                               mesh.authz.get(ServiceRef(proxy.namespace,
-                                                                        proxy.service))))
+                                                                        proxy.service)),
+                                              service.policy.dry_run_rate_limit
+                                              if service else None))
                 if is_http(protocol):
                     own_clusters.append(memo.get(types.CLUSTER, clusters.inbound_cluster,
                                                  proxy.app_port, own_protocol, own_detected,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.unit.model.documents import Expected, assert_problems, parse, problems
-from tests.unit.model.traffic import policy_yaml, to_route, to_service
+from tests.unit.model.traffic import policy_yaml, to_route, to_service, traffic_policy
 from tulle.model.durations import DURATION_HINT
 
 TO_SERVICE = [to_service()]
@@ -126,3 +126,30 @@ def test_policy_accepted(text: str) -> None:
 def test_zero_fault_delay_is_refused() -> None:
     found = problems(on_service(faultInjection={"delay": {"fixedDelay": "0s"}}))
     assert [p.field for p in found] == ["spec.faultInjection.delay.fixedDelay"]
+
+
+@pytest.mark.parametrize(("case", "text", "expected"), [
+    ("dry run of more than a rate limit", on_service(
+        mode="DryRun", rateLimit=LIMIT, connectionPool={"maxConnections": 1}),
+     [("spec.mode", "a dry run applies to a rateLimit alone, not to connectionPool",
+       "a TrafficPolicy of its own")]),
+    ("dry run without a rate limit", on_service(mode="DryRun", faultInjection=FAULT),
+     [("spec.mode", "a dry run applies to a rateLimit alone, not to faultInjection",
+       "a TrafficPolicy of its own")]),
+    ("dry run of a route's limit", on_route(mode="DryRun", rateLimit=LIMIT),
+     [("spec.mode", "not yet to a route's", "target the Service")]),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else "")
+def test_dry_run_refused(case: str, text: str, expected: list[Expected]) -> None:
+    assert_problems(problems(text), expected)
+
+
+def test_a_dry_run_limit_resolves_apart_from_the_enforced_one() -> None:
+    from tests.unit.xds.meshes import parse as parse_manifests
+    from tulle.model.meta import ServiceRef
+    from tulle.model.policies import resolve
+
+    trial = traffic_policy("trial", to_service(), mode="DryRun", rateLimit=LIMIT)
+    enforced = traffic_policy("enforced", to_service(), rateLimit={"requests": 99})
+    books = resolve(parse_manifests(trial, enforced)).services[ServiceRef("default", "books")]
+    assert books.rate_limit is not None and books.rate_limit.requests == 99
+    assert books.dry_run_rate_limit is not None and books.dry_run_rate_limit.requests == 10

@@ -34,14 +34,24 @@ FAULT = "envoy.filters.http.fault"
 RATE_LIMIT = "envoy.filters.http.local_ratelimit"
 ROUTER = "envoy.filters.http.router"
 GRPC_STATS = "envoy.filters.http.grpc_stats"
+# A second local rate limit, for a DryRun TrafficPolicy: its own name, so that it has its own
+# bucket, and its own stat prefix (rate_limited there is what it would have refused).
+DRY_RUN_RATE_LIMIT = "tulle.dry_run.local_ratelimit"
+DRY_RUN_STAT_PREFIX = "inbound_ratelimit_dry_run"
 
 
 def http_filters(service_rate_limit: RateLimit | None = None,
-                 optional: frozenset[str] = frozenset()) -> list[hcm.HttpFilter]:
+                 optional: frozenset[str] = frozenset(),
+                 dry_run_rate_limit: RateLimit | None = None) -> list[hcm.HttpFilter]:
     """The chain: fault (when ``optional`` holds FAULT), local rate limit (on for a whole
     service when ``service_rate_limit`` is given; off but present for routes to switch on
-    when ``optional`` holds RATE_LIMIT), gRPC statistics, router."""
+    when ``optional`` holds RATE_LIMIT), a dry-run rate limit (counts, never refuses), gRPC
+    statistics, router."""
     chain = []
+    if dry_run_rate_limit is not None:
+        # Before the enforced limit: it sees every request the service would get.
+        chain.append(hcm.HttpFilter(name=DRY_RUN_RATE_LIMIT, typed_config=pack(
+            local_rate_limit(dry_run_rate_limit, DRY_RUN_STAT_PREFIX, enforced=False))))
     if FAULT in optional:
         chain.append(hcm.HttpFilter(name=FAULT, typed_config=pack(fault_pb2.HTTPFault())))
     if service_rate_limit is not None:
@@ -84,13 +94,15 @@ def fault_config(fault: FaultInjection) -> fault_pb2.HTTPFault:
     return config
 
 
-def local_rate_limit(limit: RateLimit, stat_prefix: str) -> local_rate_limit_pb2.LocalRateLimit:
+def local_rate_limit(limit: RateLimit, stat_prefix: str, enforced: bool = True
+                     ) -> local_rate_limit_pb2.LocalRateLimit:
     """A token bucket that is on and enforced (both default to 0 % in Envoy), answering 429
-    with x-ratelimit-* headers."""
+    with x-ratelimit-* headers. ``enforced`` False: on, counting what it would refuse
+    (``rate_limited``), refusing nothing (a dry run)."""
     always = base_pb2.RuntimeFractionalPercent(default_value=_percent(100),
                                                runtime_key=f"{stat_prefix}_enabled")
-    enforced = base_pb2.RuntimeFractionalPercent(default_value=_percent(100),
-                                                 runtime_key=f"{stat_prefix}_enforced")
+    enforce = base_pb2.RuntimeFractionalPercent(default_value=_percent(100 if enforced else 0),
+                                                runtime_key=f"{stat_prefix}_enforced")
     return local_rate_limit_pb2.LocalRateLimit(
         stat_prefix=stat_prefix,
         token_bucket=token_bucket_pb2.TokenBucket(
@@ -98,8 +110,10 @@ def local_rate_limit(limit: RateLimit, stat_prefix: str) -> local_rate_limit_pb2
             tokens_per_fill=wrappers_pb2.UInt32Value(value=limit.requests),
             fill_interval=seconds(parse_duration(limit.interval) or 1.0)),
         filter_enabled=always,
-        filter_enforced=enforced,
-        enable_x_ratelimit_headers=ratelimit_pb2.DRAFT_VERSION_03,
+        filter_enforced=enforce,
+        # A dry run adds no header either: it changes no response.
+        enable_x_ratelimit_headers=ratelimit_pb2.DRAFT_VERSION_03 if enforced else
+        ratelimit_pb2.OFF,
     )
 
 

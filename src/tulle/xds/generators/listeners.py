@@ -60,14 +60,15 @@ def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
                      mtls: MtlsMode | None, rate_limit: RateLimit | None = None,
                      tracing: ProxyTracing | None = None,
                      access_log: HttpLogging | None = None, trust_domain: str = "",
-                     revocations: str = "", authz: ServiceAuthz | None = None
-                     ) -> listener_pb2.Listener:
+                     revocations: str = "", authz: ServiceAuthz | None = None,
+                     dry_run_rate_limit: RateLimit | None = None) -> listener_pb2.Listener:
     """Mesh traffic for the local application. ``mtls`` None: plaintext only (no CA).
     ``rate_limit``: the service's own limit, enforced by each of its instances.
     ``revocations``: a mark of the revoked certificates; when it changes, the mTLS filter
     chain changes with it, so Envoy drains the connections it accepted before: a revoked
     peer's open connections end too, not only its new handshakes.
-    ``authz``: the AuthorizationPolicy rules that protect the service (RBAC, first)."""
+    ``authz``: the AuthorizationPolicy rules that protect the service (RBAC, first).
+    ``dry_run_rate_limit``: a DryRun TrafficPolicy's limit, counting what it would refuse."""
     def network_filters_for(stat_prefix: str) -> list[listener_components_pb2.Filter]:
         if protocol == "tcp":
             proxy = _tcp_proxy(stat_prefix, names.inbound_cluster(app_port))
@@ -75,7 +76,7 @@ def inbound_listener(address: str, port: int, app_port: int, protocol: Protocol,
                 return [proxy]
             return [rbac.network_rbac_filter(authz, app_port, stat_prefix), proxy]
         manager = _http_manager(stat_prefix, rate_limit=rate_limit, tracing=tracing,
-                                access_log=access_log)
+                                access_log=access_log, dry_run_rate_limit=dry_run_rate_limit)
         manager.route_config.CopyFrom(inbound_route_config(app_port))
         if authz is not None:
             manager.http_filters.insert(0, rbac.http_rbac_filter(authz, app_port))
@@ -141,7 +142,8 @@ def _http_manager(stat_prefix: str, rds_name: str | None = None,
                   tracing: ProxyTracing | None = None,
                   access_log: HttpLogging | None = None,
                   accept_http10: bool = False,
-                  optional_filters: frozenset[str] = frozenset()) -> hcm.HttpConnectionManager:
+                  optional_filters: frozenset[str] = frozenset(),
+                  dry_run_rate_limit: RateLimit | None = None) -> hcm.HttpConnectionManager:
     """``accept_http10``: on the listeners applications send to (the Mesh's
     ``spec.http.acceptHttp10``); sidecars speak HTTP/1.1 or newer to each other."""
     manager = hcm.HttpConnectionManager(
@@ -153,7 +155,7 @@ def _http_manager(stat_prefix: str, rds_name: str | None = None,
             accept_http_10=accept_http10),
         # http://books:7002/ and http://books/ both match the virtual host "books".
         strip_any_host_port=True,
-        http_filters=http_filters(rate_limit, optional_filters),
+        http_filters=http_filters(rate_limit, optional_filters, dry_run_rate_limit),
         # WebSocket handshakes pass on every hop; without this Envoy refuses them with 403.
         # CONNECT is routed only where a route says so (the outbound tables' services).
         upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type=kind)
