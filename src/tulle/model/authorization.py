@@ -34,10 +34,6 @@ class ResolvedRule:
     callers: tuple[Callers, ...]  # empty: any caller, in the mesh or not
     operations: tuple[Operation, ...]  # empty: any request
 
-    @property
-    def label(self) -> str:
-        return f"AuthorizationPolicy {self.policy} rule {self.rule}"
-
 
 @dataclass(frozen=True)
 class ServiceAuthz:

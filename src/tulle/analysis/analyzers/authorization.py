@@ -67,8 +67,8 @@ def _never(rule: AuthzRule, tcp: bool, allow: bool, served: set[int] | None) -> 
 def _overridden(ctx: AnalysisContext, policies: Sequence[Resource]) -> None:
     """An ALLOW rule of a service whose callers a DENY rule covering the same service denies on
     every request (a DENY rule without ``to``, whose callers include the ALLOW rule's)."""
-    denies = [(p, rule) for p in policies if _spec(p).action == "DENY" for rule in _spec(p).rules
-              if not rule.to]
+    denies = [(p, index, rule) for p in policies if _spec(p).action == "DENY"
+              for index, rule in enumerate(_spec(p).rules) if not rule.to]
     for policy in policies:
         spec = _spec(policy)
         if spec.action != "ALLOW" or spec.target_ref.kind != "Service" or \
@@ -76,13 +76,12 @@ def _overridden(ctx: AnalysisContext, policies: Sequence[Resource]) -> None:
             continue
         target = ServiceRef(policy.meta.namespace, spec.target_ref.name)
         for r, rule in enumerate(spec.rules):
-            for deny_policy, deny in denies:
+            for deny_policy, d, deny in denies:
                 if covers(deny_policy, target) and _callers_within(rule, deny, policy,
                                                                    deny_policy):
                     ctx.report(AUTHZ_ALLOW_OVERRIDDEN, policy.key, f"spec.rules[{r}]",
                                rule=rule.name or str(r), service=target,
-                               deny=f"{deny_policy.key}", deny_rule=deny.name or
-                               str(_spec(deny_policy).rules.index(deny)))
+                               deny=f"{deny_policy.key}", deny_rule=deny.name or str(d))
                     break
 
 
@@ -92,27 +91,30 @@ def _callers_within(allow: AuthzRule, deny: AuthzRule, allow_policy: Resource,
         return True
     if not allow.from_:
         return False
-
-    def named(rule: AuthzRule, policy: Resource) -> set[tuple[str, str]]:
-        out = set()
-        for caller in rule.from_:
-            if caller.service is not None and "/" not in caller.service:
-                out.add(("service", f"{policy.meta.namespace}/{caller.service}"))
-            else:
-                kind = "identity" if caller.identity else "service" if caller.service \
-                    else "namespace"
-                out.add((kind, caller.identity or caller.service or caller.namespace or ""))
-        return out
-
-    denied = named(deny, deny_policy)
+    denied = _named_callers(deny, deny_policy)
     namespaces = {value for kind, value in denied if kind == "namespace"}
-    for kind, value in named(allow, allow_policy):
+    for kind, value in _named_callers(allow, allow_policy):
         if (kind, value) in denied:
             continue
         if kind == "service" and value.split("/", 1)[0] in namespaces:
             continue
         return False
     return True
+
+
+def _named_callers(rule: AuthzRule, policy: Resource) -> set[tuple[str, str]]:
+    """(kind, name) of each caller of ``rule``; services as "namespace/name"."""
+    out = set()
+    for caller in rule.from_:
+        if caller.identity is not None:
+            out.add(("identity", caller.identity))
+        elif caller.service is not None:
+            service = caller.service if "/" in caller.service else \
+                f"{policy.meta.namespace}/{caller.service}"
+            out.add(("service", service))
+        elif caller.namespace is not None:
+            out.add(("namespace", caller.namespace))
+    return out
 
 
 def _defaults(ctx: AnalysisContext, policies: Sequence[Resource]) -> None:

@@ -86,11 +86,6 @@ def denied_reply(authz: ServiceAuthz) -> hcm.ResponseMapper:
             text_format_source=base_pb2.DataSource(inline_string=body)))
 
 
-def policy_ids(authz: ServiceAuthz, port: int) -> tuple[str, ...]:
-    """The RBAC policy IDs the listener on ``port`` carries (for stats and tests)."""
-    return tuple(sorted(_rules(authz, port, http=True).policies))
-
-
 def _rules(authz: ServiceAuthz, port: int, http: bool) -> rbac_pb2.RBAC:
     policies: dict[str, rbac_pb2.Policy] = {}
     for rule in authz.deny:
