@@ -57,8 +57,11 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
         assert body["servedBy"]["books"] in {"books-1", "books-2"}
         # The traffic generator keeps calling web, and its calls succeed.
         traffic_log = mesh.state_dir / "demo" / "traffic-1.log"
-        wait_for("100 demo requests", lambda: "100 requests sent, 0 failed"
-                 in traffic_log.read_text(), timeout=30)
+        try:
+            wait_for("100 demo requests", lambda: "100 requests sent, 0 failed"
+                     in traffic_log.read_text(), timeout=30)
+        except AssertionError as exc:  # slow, or failing? the logs say which
+            raise AssertionError(f"{exc}\n{_demo_logs(out, mesh.state_dir)}") from None
         assert mesh.nacks() == []
         # Right after start, the telemetry commands have something to show: the flaky
         # canary (books-2) fails now and then, and the canary route carries traffic.
