@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tulle.model.authz import AuthorizationPolicySpec
+from tulle.model.external import ExternalServiceSpec
 from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.meshconfig import MESH_NAME, MeshSpec
 from tulle.model.policy import TrafficPolicySpec
@@ -87,7 +88,18 @@ AUTHORIZATION_POLICY = KindInfo(
             "callers and requests, and default deny",
 )
 
-KINDS: tuple[KindInfo, ...] = (SERVICE, HTTP_ROUTE, TRAFFIC_POLICY, AUTHORIZATION_POLICY, MESH)
+EXTERNAL_SERVICE = KindInfo(
+    kind="ExternalService",
+    api_version="tulle.io/v1alpha1",
+    plural="externalservices",
+    aliases=("externalservice", "external", "es"),
+    spec_type=ExternalServiceSpec,
+    summary="a host outside the mesh that workloads may call: ports, protocol, TLS "
+            "origination",
+)
+
+KINDS: tuple[KindInfo, ...] = (SERVICE, HTTP_ROUTE, TRAFFIC_POLICY, AUTHORIZATION_POLICY,
+                               EXTERNAL_SERVICE, MESH)
 
 
 def find_kind(name: str, kinds: Iterable[KindInfo] = KINDS) -> KindInfo | None:

@@ -14,8 +14,9 @@ from typing import cast
 from tulle.identity.spiffe import spiffe_id
 from tulle.model.authorization import ServiceAuthz
 from tulle.model.authorization import resolve as resolve_authorization
+from tulle.model.external import ExternalServiceSpec, MeshExternal
 from tulle.model.httproute import HTTPRouteSpec
-from tulle.model.kinds import HTTP_ROUTE, MESH, SERVICE
+from tulle.model.kinds import EXTERNAL_SERVICE, HTTP_ROUTE, MESH, SERVICE
 from tulle.model.meshconfig import MESH_NAME, MeshSpec
 from tulle.model.meta import Labels, ResourceKey, ServiceRef, freeze_labels
 from tulle.model.policies import (
@@ -104,6 +105,10 @@ class MeshSnapshot:
     conflicts: tuple[Conflict, ...] = ()  # policies that set the same thing twice
     # AuthorizationPolicy rules by the service they protect; absent: every call is allowed.
     authz: Mapping[ServiceRef, ServiceAuthz] = field(
+        default_factory=lambda: MappingProxyType({}))
+    # ExternalServices by host, sorted. A host that is also a mesh service's
+    # (NAME.NAMESPACE) stays the service's; of two with one host, the first by key wins.
+    externals: Mapping[str, MeshExternal] = field(
         default_factory=lambda: MappingProxyType({}))
 
     def endpoints_of(self, ref: ServiceRef) -> tuple[Endpoint, ...]:
@@ -225,7 +230,21 @@ def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[
         settings=settings,
         conflicts=tuple(resolved.conflicts),
         authz=MappingProxyType(dict(authz)),
+        externals=_externals(ordered, services),
     )
+
+
+def _externals(ordered: list[Resource], services: Mapping[ServiceRef, MeshService]
+               ) -> Mapping[str, MeshExternal]:
+    service_hosts = {f"{ref.name}.{ref.namespace}" for ref in services}
+    externals: dict[str, MeshExternal] = {}
+    for resource in ordered:
+        if resource.info is EXTERNAL_SERVICE:
+            spec = cast(ExternalServiceSpec, resource.spec)
+            if spec.host not in service_hosts and spec.host not in externals:
+                externals[spec.host] = MeshExternal(
+                    ServiceRef(resource.meta.namespace, resource.meta.name), spec)
+    return MappingProxyType(dict(sorted(externals.items())))
 
 
 def _ready(workloads: Iterable[Workload]) -> tuple[Endpoint, ...]:

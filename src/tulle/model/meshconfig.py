@@ -9,6 +9,7 @@ from annotated_types import Len
 
 from tulle.model.access_log import MeshAccessLog
 from tulle.model.durations import parse_duration
+from tulle.model.external import OutboundMode
 from tulle.model.service import MtlsSettings
 from tulle.model.spec_config import SPEC_CONFIG
 from tulle.model.tracing import TracingSettings
@@ -49,6 +50,16 @@ class AuthorizationSettings:
 
 
 @dataclass(frozen=True)
+class OutboundSettings:
+    __pydantic_config__: ClassVar = SPEC_CONFIG
+
+    # REGISTRY_ONLY: applications reach mesh services and ExternalServices only; any other
+    # host is refused with 502, which names the host and the mode. ALLOW_ANY: any other host
+    # is passed through (plain HTTP, and HTTPS or any protocol through CONNECT).
+    mode: OutboundMode = "REGISTRY_ONLY"
+
+
+@dataclass(frozen=True)
 class MeshSpec:
     __pydantic_config__: ClassVar = SPEC_CONFIG
 
@@ -61,6 +72,8 @@ class MeshSpec:
     # How sidecars speak HTTP with the applications.
     http: HttpSettings = HttpSettings()
     authorization: AuthorizationSettings = AuthorizationSettings()
+    # Calls to hosts outside the mesh.
+    outbound: OutboundSettings = OutboundSettings()
 
     @property
     def workload_lifetime_s(self) -> float:

@@ -13,6 +13,7 @@ from tulle.model.access_log import mesh_access_log_problems, service_access_log_
 from tulle.model.authz import AuthorizationPolicySpec
 from tulle.model.authz_checks import authz_problems
 from tulle.model.durations import DURATION_HINT, parse_duration
+from tulle.model.external import ExternalServiceSpec, external_problems
 from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.meshconfig import (
     MAX_WORKLOAD_LIFETIME_S,
@@ -64,6 +65,7 @@ def _service(spec: ServiceSpec) -> Iterator[FieldIssue]:
 
 _CHECKS: dict[type[Any], Callable[[Any], Iterator[FieldIssue]]] = {
     AuthorizationPolicySpec: authz_problems,
+    ExternalServiceSpec: external_problems,
     HTTPRouteSpec: httproute_problems,
     MeshSpec: _mesh,
     ServiceSpec: _service,

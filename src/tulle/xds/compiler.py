@@ -22,7 +22,15 @@ from tulle.model.meta import ServiceRef
 from tulle.model.service import is_http
 from tulle.xds import names, types
 from tulle.xds.config import ProxyConfig, SharedConfig
-from tulle.xds.generators import clusters, endpoints, listeners, routes, secrets, tracing
+from tulle.xds.generators import (
+    clusters,
+    egress,
+    endpoints,
+    listeners,
+    routes,
+    secrets,
+    tracing,
+)
 from tulle.xds.generators.access_logs import proxy_logs
 from tulle.xds.proxy import NO_LOGGING, ProxyInfo, ProxyLogging
 from tulle.xds.wire import EncodedResource, encode
@@ -114,7 +122,8 @@ class ConfigCompiler:
         http10 = mesh.settings.http.accept_http10
         own_listeners = [memo.get(types.LISTENER, listeners.outbound_listener,
                                   proxy.outbound_port, tracer, logs.outbound(),
-                                  http10, self._outbound_filters)]
+                                  http10, self._outbound_filters,
+                                  mesh.settings.outbound.mode)]
         own_routes: list[EncodedResource] = []
         if proxy.app_port is not None:
             own_protocol = own_service.protocol if own_service else "http"
@@ -182,6 +191,18 @@ class ConfigCompiler:
                                          mesh.routes.get(ref, ())))
             for host in routes.outbound_scope_hosts(namespace, ref):
                 scopes.append(memo.get(types.SCOPED_ROUTE, routes.outbound_scope, host, ref))
+        for host, external in mesh.externals.items():
+            for port in external.spec.ports:
+                cluster_list.append(memo.get(types.CLUSTER, egress.external_cluster, external,
+                                             port))
+            table = memo.get(types.ROUTE, egress.external_route_config, external)
+            route_tables.append(table)
+            scopes.append(memo.get(types.SCOPED_ROUTE, routes.scope, host, table.name))
+        if mesh.settings.outbound.mode == "ALLOW_ANY":
+            cluster_list.append(memo.get(types.CLUSTER, egress.passthrough_cluster))
+            route_tables.append(memo.get(types.ROUTE, egress.passthrough_route_config))
+            scopes.append(memo.get(types.SCOPED_ROUTE, routes.scope,
+                                   names.PASSTHROUGH_SCOPE_KEY, names.PASSTHROUGH_ROUTE_CONFIG))
         bundle = (memo.get(types.SECRET, secrets.bundle_secret, mesh.identity.bundle_pem,
                            mesh.identity.crl_pem),) if trust_domain else ()
         shared = SharedConfig.of(next(self._serials), {

@@ -57,3 +57,25 @@ def upstream_listener(local_port: int) -> str:
 # and only the *path* of the private key, which never leaves the workload's host.
 IDENTITY_SECRET = "tulle-identity"
 BUNDLE_SECRET = "tulle-trust-bundle"
+
+
+# Egress: ExternalServices, and (Mesh spec.outbound.mode ALLOW_ANY) any other host.
+def external_cluster(host: str, port: int) -> str:
+    return f"external|{host}|{port}"
+
+
+def external_stat_name(host: str, port: int) -> str:
+    """Dots become underscores (Envoy splits stat names on dots): reversible, since a valid
+    external host has no underscore."""
+    return f"external|{host.replace('.', '_')}|{port}"
+
+
+def external_route_config(host: str) -> str:
+    return f"external|{host}"
+
+
+PASSTHROUGH_CLUSTER = "passthrough"
+PASSTHROUGH_ROUTE_CONFIG = "passthrough"
+# The scope key of requests to hosts outside the registry under ALLOW_ANY: no valid host can
+# be it (underscores), so no request names it by mistake.
+PASSTHROUGH_SCOPE_KEY = "_tulle_passthrough_"

@@ -170,20 +170,17 @@ def test_connect_to_a_service_tunnels_to_its_cluster() -> None:
         assert first.route.timeout.ToSeconds() == 0
 
 
-def test_an_unknown_host_gets_404_with_a_hint() -> None:
-    """No scope matches: Envoy's own 404 (NR), rewritten when no virtual host was chosen."""
-    connect, unknown = routes.unknown_host_replies().mappers
-    assert (unknown.status_code.value, connect.status_code.value) == (404, 403)
-    assert "tulle get services" in unknown.body.inline_string
-    # CONNECT to anything else is egress, denied with a reason until the mesh has egress.
-    assert "outside the mesh" in connect.body.inline_string
-    for mapper, extra in ((connect, 1), (unknown, 0)):
-        no_route, no_host, *rest = mapper.filter.and_filter.filters
-        assert list(no_route.response_flag_filter.flags) == ["NR"]
-        assert no_host.extension_filter.name.endswith(".cel")
-        assert len(rest) == extra
-    method = connect.filter.and_filter.filters[2]
-    assert method.header_filter.header.string_match.exact == "CONNECT"
+def test_an_unknown_host_gets_502_naming_the_host_and_the_mode() -> None:
+    """No scope matches: Envoy's own 404 (NR), rewritten when no virtual host was chosen;
+    CONNECT included (it is egress too)."""
+    (unknown,) = routes.unknown_host_replies().mappers
+    assert unknown.status_code.value == 502
+    body = unknown.body_format_override.text_format_source.inline_string
+    assert "%REQ(:AUTHORITY)%" in body and "REGISTRY_ONLY" in body
+    assert "ExternalService" in body and "tulle get services" in body
+    no_route, no_host = unknown.filter.and_filter.filters
+    assert list(no_route.response_flag_filter.flags) == ["NR"]
+    assert no_host.extension_filter.name.endswith(".cel")
 
 
 @pytest.mark.parametrize(("client_namespace", "ref", "hosts"), [

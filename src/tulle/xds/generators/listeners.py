@@ -17,11 +17,12 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import wrappers_pb2
 
 from tulle.model.authorization import ServiceAuthz
+from tulle.model.external import OutboundMode
 from tulle.model.meta import ServiceRef
 from tulle.model.policy import RateLimit
 from tulle.model.service import MtlsMode, Protocol
 from tulle.xds import names
-from tulle.xds.generators import rbac
+from tulle.xds.generators import egress, rbac
 from tulle.xds.generators.access_logs import HttpLogging, http_access_logs
 from tulle.xds.generators.common import ads_source, pack, socket_address, tls_socket
 from tulle.xds.generators.http_filters import http_filters
@@ -40,13 +41,23 @@ def outbound_listener(port: int,
                       tracing: ProxyTracing | None = None,
                       access_log: HttpLogging | None = None,
                       accept_http10: bool = True,
-                      optional_filters: frozenset[str] = frozenset()) -> listener_pb2.Listener:
+                      optional_filters: frozenset[str] = frozenset(),
+                      outbound_mode: OutboundMode = "REGISTRY_ONLY") -> listener_pb2.Listener:
     """``optional_filters``: the HTTP filters the route tables' routes configure
     (routes.optional_filters). The request's host picks a scope (SRDS), and the scope one
-    service's route table: the listener itself names no service, nor the client's namespace
-    (its scopes do)."""
+    service's (or ExternalService's) route table: the listener itself names no service, nor
+    the client's namespace (its scopes do). ``outbound_mode`` ALLOW_ANY: hosts in no scope
+    are passed through (egress.py)."""
     manager = _http_manager("outbound", tracing=tracing, access_log=access_log,
                             accept_http10=accept_http10, optional_filters=optional_filters)
+    # The host keeps the port the application named: the scope key drops it, and CONNECT
+    # and passed-through requests need it (Envoy strips it from CONNECT's too: verified on
+    # Envoy 1.40).
+    manager.strip_any_host_port = False
+    if outbound_mode == "ALLOW_ANY":
+        first, before_router = egress.passthrough_filters()
+        manager.http_filters.insert(0, first)
+        manager.http_filters.insert(len(manager.http_filters) - 1, before_router)
     manager.scoped_routes.CopyFrom(hcm.ScopedRoutes(
         name=names.OUTBOUND_SCOPES, scope_key_builder=scope_key_builder(),
         rds_config_source=ads_source(),

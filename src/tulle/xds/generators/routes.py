@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from envoy.config.accesslog.v3 import accesslog_pb2 as access_log_pb2
-from envoy.config.core.v3 import base_pb2
+from envoy.config.core.v3 import base_pb2, substitution_format_string_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.config.route.v3 import scoped_route_pb2 as srds_pb2
@@ -29,6 +29,7 @@ from tulle.model.paths import match_precedence
 from tulle.telemetry.schema import route_stat_prefix
 from tulle.xds import names
 from tulle.xds.generators.common import pack, seconds
+from tulle.xds.generators.egress import outbound_vhost_marker
 from tulle.xds.generators.http_filters import FAULT, RATE_LIMIT
 from tulle.xds.generators.matchers import route_match
 from tulle.xds.generators.route_actions import (
@@ -40,19 +41,19 @@ from tulle.xds.generators.route_actions import (
 )
 
 __all__ = ["SAFE_RETRIES", "SAFE_RETRY_ON", "inbound_route_config", "optional_filters",
-           "outbound_route_config", "outbound_scope", "outbound_scope_hosts",
+           "outbound_route_config", "outbound_scope", "outbound_scope_hosts", "scope",
            "scope_key_builder", "service_routes", "unknown_host_replies",
            "upstream_route_config"]
 
 ServiceRoutes = tuple[tuple[MeshService, tuple[AttachedRoute, ...]], ...]
 
+UNKNOWN_HOST_STATUS = 502
 _UNKNOWN_HOST_BODY = (
-    "tulle: no service in the mesh matches this request's host.\n"
-    "List services with `tulle get services`; use NAME or NAME.NAMESPACE as the host.\n"
-)
-_CONNECT_OUTSIDE_BODY = (
-    "tulle: CONNECT to a host outside the mesh is denied: the mesh has no egress yet.\n"
-    "CONNECT NAME:PORT reaches a mesh service (`tulle get services`).\n"
+    "tulle: %REQ(:AUTHORITY)% is neither a mesh service nor an ExternalService, and the "
+    "mesh's outbound mode is REGISTRY_ONLY, so the call was not sent.\n"
+    "A mesh service: use NAME or NAME.NAMESPACE as the host (`tulle get services`). "
+    "A host outside the mesh: declare it as an ExternalService, or set the Mesh's "
+    "spec.outbound.mode: ALLOW_ANY.\n"
 )
 
 
@@ -64,7 +65,8 @@ def outbound_route_config(service: MeshService, attached: tuple[AttachedRoute, .
         name=names.outbound_route_config(service.ref),
         virtual_hosts=[rc.VirtualHost(name=service.ref.host, domains=["*"],
                                       routes=[_connect(service),
-                                              *service_routes(service, attached)])],
+                                              *service_routes(service, attached)],
+                                      metadata=outbound_vhost_marker())],
         # Routes may name clusters of services that have just gone; requests then fail with a
         # clear 503 instead of the table being rejected.
         validate_clusters=wrappers_pb2.BoolValue(value=False),
@@ -74,9 +76,14 @@ def outbound_route_config(service: MeshService, attached: tuple[AttachedRoute, .
 def outbound_scope(host: str, service: ServiceRef) -> srds_pb2.ScopedRouteConfiguration:
     """Requests whose host is ``host`` (port stripped: the key is the ``:authority`` header up
     to its first ``:``, see ``scope_key_builder``) use ``service``'s route table."""
+    return scope(host, names.outbound_route_config(service))
+
+
+def scope(host: str, route_config: str) -> srds_pb2.ScopedRouteConfiguration:
+    """Requests whose host is ``host`` use the route table ``route_config``."""
     return srds_pb2.ScopedRouteConfiguration(
         name=names.outbound_scope(host),
-        route_configuration_name=names.outbound_route_config(service),
+        route_configuration_name=route_config,
         key=srds_pb2.ScopedRouteConfiguration.Key(fragments=[
             srds_pb2.ScopedRouteConfiguration.Key.Fragment(string_key=host)]))
 
@@ -97,8 +104,9 @@ def scope_key_builder() -> hcm.ScopedRoutes.ScopeKeyBuilder:
 
 
 def unknown_host_replies() -> hcm.LocalReplyConfig:
-    """What the outbound listener answers a host no scope matches: 404 with how to name a
-    service, and 403 for CONNECT (the mesh has no egress).
+    """What the outbound listener answers a host no scope matches (under REGISTRY_ONLY; under
+    ALLOW_ANY such a host is passed through, egress.py): 502, naming the host and the mode,
+    with how to name a service or declare the host.
 
     Envoy has no catch-all scope: a request whose host matches no scope gets Envoy's own 404
     (NR, "route_not_found"), like a request that reached a service's table and matched none of
@@ -109,20 +117,13 @@ def unknown_host_replies() -> hcm.LocalReplyConfig:
     no_host = _access_filter(extension_filter=access_log_pb2.ExtensionFilter(
         name="envoy.access_loggers.extension_filters.cel",
         typed_config=pack(cel_pb2.ExpressionFilter(expression="!has(xds.virtual_host_name)"))))
-    connect = _access_filter(header_filter=access_log_pb2.HeaderFilter(
-        header=rc.HeaderMatcher(name=":method", string_match=string_pb2.StringMatcher(
-            exact="CONNECT"))))
-
-    def mapper(status: int, body: str, *filters: access_log_pb2.AccessLogFilter
-               ) -> hcm.ResponseMapper:
-        return hcm.ResponseMapper(
-            filter=_access_filter(and_filter=access_log_pb2.AndFilter(filters=list(filters))),
-            status_code=wrappers_pb2.UInt32Value(value=status),
-            body=base_pb2.DataSource(inline_string=body))
-
-    return hcm.LocalReplyConfig(mappers=[
-        mapper(403, _CONNECT_OUTSIDE_BODY, no_route, no_host, connect),
-        mapper(404, _UNKNOWN_HOST_BODY, no_route, no_host)])
+    body = substitution_format_string_pb2.SubstitutionFormatString(
+        text_format_source=base_pb2.DataSource(inline_string=_UNKNOWN_HOST_BODY),
+        content_type="text/plain; charset=utf-8")
+    return hcm.LocalReplyConfig(mappers=[hcm.ResponseMapper(
+        filter=_access_filter(and_filter=access_log_pb2.AndFilter(filters=[no_route, no_host])),
+        status_code=wrappers_pb2.UInt32Value(value=UNKNOWN_HOST_STATUS),
+        body_format_override=body)])
 
 
 def _access_filter(**kind: Any) -> access_log_pb2.AccessLogFilter:

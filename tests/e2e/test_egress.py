@@ -1,0 +1,125 @@
+"""Egress through real sidecars: REGISTRY_ONLY refuses a host outside the mesh with a 502 that
+names it, and an ExternalService lets it through (plain, with TLS originated by the sidecar,
+or the application's own TLS through CONNECT); ALLOW_ANY passes any host, over CONNECT too,
+while a mesh service's own 404 stays its own."""
+
+from __future__ import annotations
+
+import yaml
+
+import pytest
+
+from tests.support.mesh import Mesh
+from tests.support.outside import outside_server, server_cert, via_connect, via_proxy
+
+pytestmark = pytest.mark.envoy
+
+
+def external(name: str, host: str, ports: list[dict[str, object]], **spec: object) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "tulle.io/v1alpha1", "kind": "ExternalService",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"host": host, "ports": ports, "address": "127.0.0.1", **spec}})
+
+
+def outbound_mode(mode: str) -> str:
+    return yaml.safe_dump({"apiVersion": "tulle.io/v1alpha1", "kind": "Mesh",
+                           "metadata": {"name": "default"},
+                           "spec": {"outbound": {"mode": mode}}})
+
+
+def client(mesh: Mesh) -> int:
+    """A workload's outbound port: where its application's HTTP_PROXY points."""
+    mesh.run("web", name="web-1")
+    return int(mesh.workload("web-1")["outboundPort"])
+
+
+def apply(mesh: Mesh, text: str) -> None:
+    mesh.cli("apply", "-f", "-", stdin=text)
+    mesh.sync()
+
+
+def test_registry_only_refuses_an_unknown_host_until_an_external_service_names_it(
+        mesh: Mesh) -> None:
+    proxy = client(mesh)
+    with outside_server() as outside:
+        host = "api.outside.example"
+        refused = via_proxy(proxy, f"{host}:{outside.port}", "/orders")
+        assert refused.status == 502, refused
+        assert f"tulle: {host}:{outside.port} is neither a mesh service nor an " \
+            "ExternalService" in refused.body, refused.body
+        assert "REGISTRY_ONLY" in refused.body and "ALLOW_ANY" in refused.body
+        with pytest.raises(OSError, match="502"):
+            via_connect(proxy, host, outside.port)
+        assert outside.seen == []  # nothing left the mesh
+
+        apply(mesh, external("orders-api", host, [{"port": outside.port,
+                                                    "protocol": "http"}]))
+        reply = via_proxy(proxy, f"{host}:{outside.port}", "/orders")
+        assert reply.status == 200, reply
+        assert reply.body["path"] == "/orders"
+        assert reply.body["host"] == f"{host}:{outside.port}"  # as the application named it
+        assert reply.body["tls"] is False
+        # A CONNECT to the declared port tunnels; another port is refused, with the ports.
+        assert via_connect(proxy, host, outside.port, "/x").body["path"] == "/x"
+        with pytest.raises(OSError, match="502"):
+            via_connect(proxy, host, outside.port + 1)
+        # Another host is still refused.
+        assert via_proxy(proxy, "other.outside.example").status == 502
+
+
+def test_tls_origination_verifies_the_host_against_the_bundle(mesh: Mesh) -> None:
+    proxy = client(mesh)
+    host = "secure.outside.example"
+    cert = server_cert(host)
+    with outside_server(cert) as outside:
+        apply(mesh, external("secure", host, [{"port": outside.port, "protocol": "http"}],
+                             tls={"caBundle": cert.ca_pem}))
+        reply = via_proxy(proxy, host, "/pay")
+        assert reply.status == 200, reply
+        assert reply.body["tls"] is True and reply.body["path"] == "/pay"
+        # A bundle from another CA: the sidecar refuses the host's certificate.
+        apply(mesh, external("secure", host, [{"port": outside.port, "protocol": "http"}],
+                             tls={"caBundle": server_cert(host).ca_pem}))
+        assert via_proxy(proxy, host, "/pay").status == 503
+        assert len(outside.seen) == 1
+
+
+def test_the_applications_own_tls_through_connect_to_a_tls_port(mesh: Mesh) -> None:
+    proxy = client(mesh)
+    host = "bank.outside.example"
+    cert = server_cert(host)
+    with outside_server(cert) as outside:
+        apply(mesh, external("bank", host, [{"port": outside.port, "protocol": "tls"}]))
+        reply = via_connect(proxy, host, outside.port, "/balance", ca_pem=cert.ca_pem)
+        assert reply.status == 200 and reply.body["tls"] is True, reply
+        # Without an http port, a plain request says how to reach it.
+        plain = via_proxy(proxy, host)
+        assert plain.status == 400 and f"CONNECT {host}:PORT" in plain.body, plain
+
+
+def test_allow_any_passes_any_host_and_keeps_mesh_404s(mesh: Mesh) -> None:
+    proxy = client(mesh)
+    mesh.run("books", name="books-1")
+    apply(mesh, yaml.safe_dump({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "books-api", "namespace": "default"},
+        "spec": {"parentRefs": [{"name": "books"}],
+                 "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
+                            "backendRefs": [{"name": "books"}]}]}}))
+    cert = server_cert("localhost")
+    with outside_server() as plain, outside_server(cert) as secure:
+        assert via_proxy(proxy, f"localhost:{plain.port}").status == 502
+        apply(mesh, outbound_mode("ALLOW_ANY"))
+        reply = via_proxy(proxy, f"localhost:{plain.port}", "/free")
+        assert reply.status == 200 and reply.body["path"] == "/free", reply
+        # The host the application named reaches the server; tulle's own header does not.
+        assert reply.body["host"] == f"localhost:{plain.port}", reply.body
+        assert reply.body["egress_header"] is None
+        tunnelled = via_connect(proxy, "localhost", secure.port, "/s", ca_pem=cert.ca_pem)
+        assert tunnelled.status == 200 and tunnelled.body["tls"] is True, tunnelled
+        # Mesh services are still the mesh's: routed, and a path no rule matches is a 404
+        # from the caller's sidecar, not a call out of the mesh.
+        assert via_proxy(proxy, "books", "/api/1").body["workload"] == "books-1"
+        assert via_proxy(proxy, "books", "/other").status == 404
+        assert len(plain.seen) == 1
