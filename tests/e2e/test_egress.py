@@ -5,9 +5,8 @@ while a mesh service's own 404 stays its own."""
 
 from __future__ import annotations
 
-import yaml
-
 import pytest
+import yaml
 
 from tests.support.mesh import Mesh
 from tests.support.outside import outside_server, server_cert, via_connect, via_proxy

@@ -77,7 +77,7 @@ def outside_server(cert: ServerCert | None = None) -> Iterator[Outside]:
     tls = cert is not None
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+        def do_GET(self) -> None:
             seen = {"path": self.path, "host": self.headers.get("host"), "tls": tls,
                     "egress_header": self.headers.get("x-tulle-egress-authority")}
             outside.seen.append(seen)
