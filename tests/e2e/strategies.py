@@ -256,3 +256,35 @@ def authorization_policy(draw: st.DrawFn) -> dict[str, Any]:
         spec["mode"] = "DryRun"
     return {"apiVersion": "tulle.io/v1alpha1", "kind": "AuthorizationPolicy",
             "metadata": {"name": "prop", "namespace": "default"}, "spec": spec}
+
+
+_LABEL = st.from_regex(r"\A[a-z][a-z0-9-]{0,8}[a-z0-9]\Z")
+
+
+@st.composite
+def external_service(draw: st.DrawFn, ca_pem: str) -> dict[str, Any]:
+    """One host outside the mesh: ports of each protocol (one http at most), an address or
+    none, TLS origination or none; and the Mesh's outbound mode."""
+    host = ".".join(draw(st.lists(_LABEL, min_size=2, max_size=4)))
+    numbers = draw(st.lists(st.integers(1, 65535), min_size=1, max_size=3, unique=True))
+    protocols = draw(st.lists(st.sampled_from(["tls", "tcp"]), min_size=len(numbers),
+                              max_size=len(numbers)))
+    if draw(st.booleans()):
+        protocols[0] = "http"
+    spec: dict[str, Any] = {"host": host, "ports": [
+        {"port": n, "protocol": p} for n, p in zip(numbers, protocols, strict=True)]}
+    address = draw(st.sampled_from([None, "127.0.0.1", "10.1.2.3", "db.internal.example"]))
+    if address is not None:
+        spec["address"] = address
+    if "http" in protocols and draw(st.booleans()):
+        spec["tls"] = {"caBundle": ca_pem}
+        if draw(st.booleans()):
+            spec["tls"]["sni"] = draw(st.sampled_from([host, "sni.example.com", "10.0.0.1"]))
+    return {"apiVersion": "tulle.io/v1alpha1", "kind": "ExternalService",
+            "metadata": {"name": "prop-external", "namespace": "default"}, "spec": spec}
+
+
+def outbound_mode() -> st.SearchStrategy[dict[str, Any]]:
+    return st.sampled_from(["REGISTRY_ONLY", "ALLOW_ANY"]).map(lambda mode: {
+        "apiVersion": "tulle.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "default"},
+        "spec": {"outbound": {"mode": mode}}})

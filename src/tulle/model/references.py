@@ -11,7 +11,15 @@ from typing import cast
 
 from tulle.errors import Problem
 from tulle.model.authz import AuthorizationPolicySpec
-from tulle.model.kinds import AUTHORIZATION_POLICY, HTTP_ROUTE, SERVICE, TRAFFIC_POLICY, closest
+from tulle.model.external import ExternalServiceSpec
+from tulle.model.kinds import (
+    AUTHORIZATION_POLICY,
+    EXTERNAL_SERVICE,
+    HTTP_ROUTE,
+    SERVICE,
+    TRAFFIC_POLICY,
+    closest,
+)
 from tulle.model.mesh import route_backends, route_mirrors, route_parents
 from tulle.model.meta import ResourceKey, ServiceRef
 from tulle.model.policy import TrafficPolicySpec
@@ -37,6 +45,9 @@ def reference_problems(batch: Iterable[Resource], known: frozenset[ServiceRef],
             continue
         if resource.info is AUTHORIZATION_POLICY:
             problems += _authz_target(resource, known, source)
+            continue
+        if resource.info is EXTERNAL_SERVICE:
+            problems += _external_host(resource, known, proposed or {}, source)
             continue
         if resource.info is not HTTP_ROUTE:
             continue
@@ -95,6 +106,28 @@ def _authz_target(resource: Resource, known: frozenset[ServiceRef], source: str
         if ref not in known:
             return [_unknown_service(resource, "spec.targetRef.name", ref, known, source,
                                      namespace_field="metadata.namespace")]
+    return []
+
+
+def _external_host(resource: Resource, known: frozenset[ServiceRef],
+                   proposed: Mapping[ResourceKey, Resource], source: str) -> list[Problem]:
+    """An ExternalService's host must be its own: not a mesh service's NAME.NAMESPACE, and
+    not another ExternalService's."""
+    host = cast(ExternalServiceSpec, resource.spec).host
+    for ref in known:
+        if host == f"{ref.name}.{ref.namespace}":
+            return [Problem(source=source, resource=str(resource.key), field="spec.host",
+                            message=f'"{host}" is how the mesh names service {ref.namespace}/'
+                                    f"{ref.name}; calls to it stay inside the mesh",
+                            hint="name the host outside the mesh by its full DNS name")]
+    for key, other in sorted(proposed.items()):
+        if other.info is EXTERNAL_SERVICE and key != resource.key and \
+                cast(ExternalServiceSpec, other.spec).host == host:
+            return [Problem(source=source, resource=str(resource.key), field="spec.host",
+                            message=f'ExternalService {key.namespace}/{key.name} already '
+                                    f'declares host "{host}"',
+                            hint="declare each host once; list all its ports in one "
+                                 "ExternalService's spec.ports")]
     return []
 
 
