@@ -1,6 +1,7 @@
 """Property: whatever tulle accepts, Envoy accepts. Random valid HTTPRoutes, TrafficPolicies,
-AuthorizationPolicies, ExternalServices and outbound modes are applied to a live mesh (one Delta and one SotW sidecar); every
-one must be accepted by tulle and ACKed, never NACKed, by both proxies.
+AuthorizationPolicies, ExternalServices and outbound modes are applied to a live mesh (one
+Delta and one SotW sidecar); every one must be accepted by tulle and ACKed, never NACKed, by
+both proxies.
 
 CI runs a fixed, derandomized set of examples. For a wider search:
 TULLE_PROPERTY_EXAMPLES=2000 pytest tests/e2e/test_envoy_accepts.py
