@@ -5,13 +5,24 @@ while a mesh service's own 404 stays its own."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 import yaml
 
-from tests.support.mesh import Mesh
+from tests.e2e.test_prometheus import agent_url, metrics_token, scrape
+from tests.support import promtext
+from tests.support.mesh import Mesh, wait_for
 from tests.support.outside import outside_server, server_cert, via_connect, via_proxy
+from tests.support.tap import Tap
 
 pytestmark = pytest.mark.envoy
+
+
+@pytest.fixture(autouse=True)
+def fast_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TULLE_TELEMETRY_INTERVAL", "0.5")
 
 
 def external(name: str, host: str, ports: list[dict[str, object]], **spec: object) -> str:
@@ -122,3 +133,34 @@ def test_allow_any_passes_any_host_and_keeps_mesh_404s(mesh: Mesh) -> None:
         assert via_proxy(proxy, "books", "/api/1").body["workload"] == "books-1"
         assert via_proxy(proxy, "books", "/other").status == 404
         assert len(plain.seen) == 1
+
+
+def test_calls_out_of_the_mesh_have_metrics_and_access_logs_per_host(mesh: Mesh) -> None:
+    proxy = client(mesh)
+    host = "api.outside.example"
+    with outside_server() as outside:
+        apply(mesh, external("orders-api", host, [{"port": outside.port, "protocol": "http"}]))
+        tap = Tap.start(mesh, "workload/web-1")
+        try:
+            assert [via_proxy(proxy, host, f"/o/{i}").status for i in range(3)] == [200] * 3
+            events = tap.wait("three egress requests", count=3, authority=host)
+        finally:
+            tap.stop()
+        cluster = f"external|{host}|{outside.port}"
+        assert {a.event["upstreamCluster"] for a in events} == {cluster}
+        assert sorted(a.event["path"] for a in events) == ["/o/0", "/o/1", "/o/2"]
+
+        def edge() -> dict[str, Any] | None:
+            edges = json.loads(mesh.cli("edges", "-o", "json").stdout)["edges"]
+            return next((e for e in edges if e["destination"].get("host") == host
+                         and e["requests"] >= 3), None)
+        found = wait_for("the egress edge in tulle edges", edge)
+        assert found["source"]["workload"] == "web-1" and found["mtls"] is False
+        assert found["destination"]["port"] == outside.port
+        table = mesh.cli("edges").stdout
+        assert f"{host}:{outside.port} (external)" in table, table
+
+        samples = promtext.parse(scrape(agent_url(mesh, "web-1"), metrics_token(mesh)))
+        assert promtext.value(samples, "tulle_requests_total", direction="egress",
+                              dst_host=host, dst_port=str(outside.port),
+                              code_class="2xx") == 3

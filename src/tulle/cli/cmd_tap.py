@@ -127,8 +127,14 @@ def _destination(e: dict[str, Any]) -> str:
     if e.get("destination"):
         return str(e["destination"])
     cluster = str(e.get("upstreamCluster") or "")
+    kind, _, rest = cluster.partition("|")
+    if kind == "external":  # out of the mesh: "external|HOST|PORT"
+        host, _, port = rest.partition("|")
+        return f"{host}:{port} (external)"
+    if cluster == "passthrough":
+        return "(passthrough: ALLOW_ANY)"
     # No peer proved an identity (no connection was made): name the service that was meant.
-    return f"({cluster.removeprefix('outbound|')})" if cluster.startswith("outbound|") else "-"
+    return f"({rest})" if kind == "outbound" else "-"
 
 
 def _flags(e: dict[str, Any]) -> str:

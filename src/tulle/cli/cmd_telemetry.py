@@ -252,6 +252,14 @@ def _routes_table(data: dict[str, Any], wide: bool) -> str:
             + table(headers, rows))
 
 
+def _destination(dst: dict[str, Any]) -> str:
+    if dst.get("passthrough"):
+        return "(any host: ALLOW_ANY)"
+    if dst.get("external"):
+        return f"{dst['host']}:{dst['port']} (external)"
+    return f"{dst['service']}.{dst['namespace']}"
+
+
 def _edges_table(data: dict[str, Any], wide: bool) -> str:
     headers: tuple[str, ...] = ("SOURCE", "DESTINATION", "MTLS", *GOLDEN)
     rows = []
@@ -259,7 +267,7 @@ def _edges_table(data: dict[str, Any], wide: bool) -> str:
         src, dst = edge["source"], edge["destination"]
         source = "(outside the mesh)" if src.get("outsideMesh") else \
             f"{src['workload']}.{src['namespace']}"
-        destination = f"{dst['service']}.{dst['namespace']}"
+        destination = _destination(dst)
         secured = "yes" if edge["mtls"] else "no"
         if not edge.get("connected", True):
             secured = "-"  # every call failed before a connection: no hop to judge

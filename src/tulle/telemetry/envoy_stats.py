@@ -16,6 +16,7 @@ from tulle.telemetry.schema import (
     AUTHZ,
     AUTHZ_DENIED,
     AUTHZ_WOULD_DENY,
+    EGRESS,
     GAUGES,
     GRPC_CALLS,
     GRPC_CODE_PREFIX,
@@ -27,6 +28,7 @@ from tulle.telemetry.schema import (
     LATENCY_SUM,
     LISTENERS_STOPPED,
     OUTBOUND,
+    PASSTHROUGH,
     PROXY,
     ROUTE,
     SERVER_STATE,
@@ -113,6 +115,10 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) fo
     (r"^http\.inbound\.(?P<stat>downstream_.+)$", INBOUND),
     (r"^http\.inbound_plaintext\.(?P<stat>downstream_.+)$", INBOUND_PLAINTEXT),
     (r"^cluster\.outbound\|(?P<name>[^|.]+)\|(?P<ns>[^|.]+)\.(?P<stat>.+)$", OUTBOUND),
+    # Egress: an ExternalService's port (its host's dots are underscores in stat names; a
+    # valid host has none of its own), and the passthrough of ALLOW_ANY.
+    (r"^cluster\.external\|(?P<host>[^|.]+)\|(?P<port>[0-9]+)\.(?P<stat>.+)$", EGRESS),
+    (r"^cluster\.passthrough\.(?P<stat>.+)$", EGRESS),
     (r"^vhost\.(?P<vhost>.+)\.route\.(?P<route>rt\|[^.]+)\.(?P<stat>.+)$", ROUTE),
     (r"^cluster\.inbound\|[0-9]+\.(?P<stat>upstream_cx_connect_fail|upstream_cx_active"
      r"|grpc\.[a-z0-9]+)$", INBOUND),
@@ -181,6 +187,7 @@ _FIELDS: dict[str, dict[str, str]] = {
             "aborts_injected": "fault_aborts", "delays_injected": "fault_delays"},
 }
 _FIELDS[INBOUND_PLAINTEXT] = _FIELDS[INBOUND]
+_FIELDS[EGRESS] = _FIELDS[OUTBOUND]
 _CODE = re.compile(r"^(?:downstream_|upstream_)rq_(?P<code>[1-5][0-9][0-9]|[1-5]xx)$")
 # The grpc_stats filter's count of calls per grpc-status, per called cluster.
 _GRPC_CODE = re.compile(r"^grpc\.(?P<code>[0-9]{1,2})$")
@@ -197,6 +204,10 @@ def _key(kind: str, match: re.Match[str]) -> SeriesKey | None:
         return SeriesKey(INBOUND)
     if kind == OUTBOUND:
         return SeriesKey(OUTBOUND, f"{groups['name']}.{groups['ns']}")
+    if kind == EGRESS:
+        host = groups.get("host")
+        return SeriesKey(EGRESS, PASSTHROUGH if host is None else
+                         f"{host.replace('_', '.')}:{groups['port']}")
     if kind == AUTHZ:
         return SeriesKey(AUTHZ, rule=groups["policy"])
     if kind == ROUTE:

@@ -15,6 +15,7 @@ from tulle.telemetry.schema import (
     AUTHZ_DENIED,
     AUTHZ_WOULD_DENY,
     CODE_CLASSES,
+    EGRESS,
     INBOUND,
     INBOUND_PLAINTEXT,
     LATENCY_BOUNDS_MS,
@@ -174,6 +175,10 @@ def _series_labels(key: SeriesKey, proxy: Labels) -> Labels | None:
     if key.kind == OUTBOUND:
         return (("direction", "outbound"), *proxy, ("dst_service", name),
                 ("dst_namespace", namespace))
+    if key.kind == EGRESS:
+        host, _, port = key.destination.rpartition(":") if ":" in key.destination \
+            else (key.destination, "", "")  # the passthrough: any host
+        return (("direction", "egress"), *proxy, ("dst_host", host), ("dst_port", port))
     if key.kind == ROUTE:
         return (("direction", "outbound"), *proxy, ("dst_service", name),
                 ("dst_namespace", namespace), ("route", key.route), ("rule", key.rule))

@@ -23,12 +23,14 @@ from tulle.telemetry.schema import (
     AUTHZ,
     AUTHZ_DENIED,
     AUTHZ_WOULD_DENY,
+    EGRESS,
     INBOUND,
     INBOUND_PLAINTEXT,
     LATENCY_BOUNDS_MS,
     LATENCY_FIELDS,
     LISTENERS_STOPPED,
     OUTBOUND,
+    PASSTHROUGH,
     PROXY,
     REQUEST_FIELDS,
     RESTARTS,
@@ -277,13 +279,18 @@ def route_rows(window: Window, destination: str,
 
 def edge_rows(window: Window, nodes: Mapping[str, NodeInfo],
               identities: Mapping[str, tuple[str, ...]], mtls: bool) -> list[dict[str, Any]]:
-    """Who calls whom. ``identities``: "name.namespace" -> the service's SPIFFE IDs."""
+    """Who calls whom, hosts outside the mesh included. ``identities``: "name.namespace" ->
+    the service's SPIFFE IDs."""
     rows = []
     for (node, key), values in sorted(window.counters.items()):
-        if key.kind not in (OUTBOUND, INBOUND_PLAINTEXT):
+        if key.kind not in (OUTBOUND, INBOUND_PLAINTEXT, EGRESS):
             continue
         info = nodes.get(node)
-        if key.kind == OUTBOUND:
+        if key.kind == EGRESS:  # out of the mesh: no sidecar, no mesh identity there
+            source = _who(node, info)
+            destination = _outside(key.destination)
+            secured = False
+        elif key.kind == OUTBOUND:
             name, _, namespace = key.destination.partition(".")
             source = _who(node, info)
             destination = {"service": name, "namespace": namespace,
@@ -304,6 +311,17 @@ def edge_rows(window: Window, nodes: Mapping[str, NodeInfo],
         rows.append({"source": source, "destination": destination, "mtls": secured,
                      "connected": connected(values), **stats, "errors": errors_of(values)})
     return rows
+
+
+def _outside(destination: str) -> dict[str, Any]:
+    """An egress edge's destination: an ExternalService's host and port, or (ALLOW_ANY) any
+    host passed through, which the sidecar's stats do not tell apart (its access log does)."""
+    if destination == PASSTHROUGH:
+        return {"external": True, "host": None, "port": None, "passthrough": True,
+                "identities": []}
+    host, _, port = destination.rpartition(":")
+    return {"external": True, "host": host, "port": int(port), "passthrough": False,
+            "identities": []}
 
 
 def _who(node: str, info: NodeInfo | None) -> dict[str, Any]:

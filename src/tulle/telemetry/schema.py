@@ -27,6 +27,10 @@ INBOUND_PLAINTEXT = "in_plain"  # ...and in plaintext (PERMISSIVE services only)
 OUTBOUND = "out"            # this workload's calls to one service, as the caller saw them
 ROUTE = "route"             # this workload's calls matched by one HTTPRoute rule
 PROXY = "proxy"             # the sidecar itself
+# This workload's calls out of the mesh: to one ExternalService port (destination
+# "HOST:PORT"), or to any other host passed through under ALLOW_ANY (PASSTHROUGH).
+EGRESS = "egress"
+PASSTHROUGH = "*"
 # One RBAC policy of the inbound side's AuthorizationPolicy filter: SeriesKey.rule is its ID
 # ("AuthorizationPolicy:NS/NAME:RULE", "no-ALLOW-rule-matched:...", "default-deny:NS/NAME").
 AUTHZ = "authz"
@@ -129,7 +133,8 @@ _CLUSTER_STATS = (
     r"|ssl\.(handshake|connection_error|fail_verify_[a-z_]+|no_certificate)"
     r"|grpc\.(success|failure|total|[1-9]|1[0-6])")
 STATS_INCLUSION: tuple[str, ...] = (
-    rf"^cluster\.(outbound|inbound)\|[^.]+\.({_CLUSTER_STATS})$",
+    rf"^cluster\.(outbound|inbound|external)\|[^.]+\.({_CLUSTER_STATS})$",
+    rf"^cluster\.passthrough\.({_CLUSTER_STATS})$",
     # The durations of upgraded connections (a histogram): the cluster carries nothing else.
     r"^cluster\.inbound\|[0-9]+\|upgrade\.upstream_cx_length_ms$",
     r"^http\.(inbound|inbound_plaintext|outbound|upstream_[0-9]+)\.downstream_(rq_[1-5]xx"

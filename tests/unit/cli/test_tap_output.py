@@ -62,6 +62,16 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("a gRPC success", {"grpcStatus": "OK"},
      f"14:13:55.761Z  out  {WEB} -> {BOOKS}  GET  books  /list?page=2  200 gRPC OK (0)  3ms  "
      "0/448  -  mTLS TLSv1.2"),
+    ("a call to an ExternalService",
+     {"destination": None, "authority": "api.example.com", "mtls": False, "tlsVersion": None,
+      "upstreamCluster": "external|api.example.com|443"},
+     f"14:13:55.761Z  out  {WEB} -> api.example.com:443 (external)  GET  api.example.com  "
+     "/list?page=2  200  3ms  0/448  -  plaintext"),
+    ("a call passed through under ALLOW_ANY",
+     {"destination": None, "authority": "x.example:8080", "mtls": False, "tlsVersion": None,
+      "upstreamCluster": "passthrough"},
+     f"14:13:55.761Z  out  {WEB} -> (passthrough: ALLOW_ANY)  GET  x.example:8080  "
+     "/list?page=2  200  3ms  0/448  -  plaintext"),
     ("nothing known", dict.fromkeys(BASE),
      "-  out  - -> -  -  -  -  -  -  -/-  -  plaintext"),
 ]

@@ -120,10 +120,19 @@ def test_parse(document: dict[str, Any], values: dict[str, int],
       "cluster.inbound|8080.upstream_cx_active": 2,
       "cluster.inbound|8080.upstream_cx_connect_fail": 1},
      {IN: {"cxt": 4, "rx": 12, "tx": 40, "cx": 2, "app_cfail": 1}, PLAIN: {"cxt": 1}}),
+    # Egress: an ExternalService's port (dots back from underscores), and the passthrough.
+    ({"cluster.external|api_example_com|443.upstream_rq_2xx": 3,
+      "cluster.external|api_example_com|443.upstream_cx_connect_fail": 1,
+      "cluster.external|10_0_0_7|5432.upstream_cx_total": 2,
+      "cluster.passthrough.upstream_rq_5xx": 1},
+     {SeriesKey("egress", "api.example.com:443"): {"rq2": 3, "cfail": 1},
+      SeriesKey("egress", "10.0.0.7:5432"): {"cxt": 2},
+      SeriesKey("egress", "*"): {"rq5": 1}}),
 ], ids=["inbound", "plaintext inbound", "inbound from cluster, limiter, listeners",
         "outbound per destination and code", "outbound resets summed", "outbound gauges",
         "route per rule", "ignored stats make no series", "proxy", "grpc failures are 5xx",
-        "grpc failures inbound", "grpc beside http", "upgraded connections", "tcp inbound"])
+        "grpc failures inbound", "grpc beside http", "upgraded connections", "tcp inbound",
+        "egress"])
 def test_extract_values(values: dict[str, int], expected: Series) -> None:
     # The proxy series always counts the stats Envoy keeps.
     proxy = {**expected.get(PROXY, {}), "stats": len(values)}

@@ -70,7 +70,11 @@ def test_number_format(value: float, text: str) -> None:
     (MAIN, "tulle_route_requests_total",
      (("direction", "outbound"), *WHO, ("dst_service", "books"), ("dst_namespace", "default"),
       ("route", "default/books"), ("rule", "main"))),
-], ids=["inbound", "plaintext", "outbound", "route"])
+    (SeriesKey("egress", "api.example.com:443"), "tulle_requests_total",
+     (("direction", "egress"), *WHO, ("dst_host", "api.example.com"), ("dst_port", "443"))),
+    (SeriesKey("egress", "*"), "tulle_requests_total",
+     (("direction", "egress"), *WHO, ("dst_host", "*"), ("dst_port", ""))),
+], ids=["inbound", "plaintext", "outbound", "route", "egress", "passthrough"])
 def test_every_code_class(key: SeriesKey, name: str, labels: Labels) -> None:
     family = families_of({key: {"rq2": 7, "rq5": 1, "c503": 1}})[name]
     assert family.kind == "counter"

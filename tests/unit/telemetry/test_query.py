@@ -283,3 +283,18 @@ def test_edge_to_a_service_without_identities() -> None:
     window = Window(10.0, 10.0, {("cart-1.shop", BOOKS): {"rq2": 1}}, {}, {})
     [row] = edge_rows(window, NODES, {}, True)
     assert row["destination"] == {"service": "books", "namespace": "default", "identities": []}
+
+
+def test_egress_edges_name_the_host_and_port_or_the_passthrough() -> None:
+    window = Window(10.0, 10.0, {
+        ("cart-1.shop", SeriesKey("egress", "api.example.com:443")): {"rq2": 4, "rq5": 1,
+                                                                      "cfail": 1},
+        ("cart-1.shop", SeriesKey("egress", "*")): {"rq2": 2}}, {}, {})
+    rows = edge_rows(window, NODES, {}, True)
+    assert [(r["source"], r["destination"], r["mtls"], r["requests"], r["errors"])
+            for r in rows] == [
+        (CART_1, {"external": True, "host": None, "port": None, "passthrough": True,
+                  "identities": []}, False, 2, {}),
+        (CART_1, {"external": True, "host": "api.example.com", "port": 443,
+                  "passthrough": False, "identities": []}, False, 5,
+         {"5xx": 1, "cfail": 1})]

@@ -106,6 +106,9 @@ def kept(name: str) -> tuple[bool, bool]:
     "sds.tulle-identity.update_rejected",
     f"{BOOKS}.grpc.14",  # failed gRPC calls by status: 1 to 16
     "cluster.inbound|8080.grpc.16",
+    "cluster.external|api_example_com|443.upstream_rq_503",
+    "cluster.external|api_example_com|443.ssl.fail_verify_san",
+    "cluster.passthrough.upstream_cx_connect_fail",
 ])
 def test_stat_kept(name: str) -> None:
     assert kept(name) == (True, True)
