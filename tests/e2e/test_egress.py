@@ -41,7 +41,19 @@ def outbound_mode(mode: str) -> str:
 def client(mesh: Mesh) -> int:
     """A workload's outbound port: where its application's HTTP_PROXY points."""
     mesh.run("web", name="web-1")
+    mesh.run("books", name="books-1")
     return int(mesh.workload("web-1")["outboundPort"])
+
+
+def finding(mesh: Mesh, code: str) -> dict[str, Any]:
+    """Wait for ``code`` in `tulle diagnose` (telemetry arrives every 0.5 s)."""
+    def found() -> dict[str, Any] | None:
+        result = mesh.cli("diagnose", "-o", "json", check=False)
+        assert result.returncode in (0, 1), result.stderr
+        report = json.loads(result.stdout)
+        assert not report["ruleErrors"], report["ruleErrors"]
+        return next((f for f in report["findings"] if f["code"] == code), None)
+    return wait_for(f"{code} in tulle diagnose", found)
 
 
 def apply(mesh: Mesh, text: str) -> None:
@@ -61,7 +73,20 @@ def test_registry_only_refuses_an_unknown_host_until_an_external_service_names_i
         assert "REGISTRY_ONLY" in refused.body and "ALLOW_ANY" in refused.body
         with pytest.raises(OSError, match="502"):
             via_connect(proxy, host, outside.port)
+        assert via_proxy(proxy, "bookz", "/").status == 502  # a typo of a mesh service
         assert outside.seen == []  # nothing left the mesh
+
+        # diagnose names the caller, the hosts as the application named them, and the fix.
+        found = finding(mesh, "TUL1030")
+        assert found["subject"] == "proxy/web-1.default", found
+        evidence = "\n".join(found["evidence"])
+        assert f"{host}:{outside.port} (2)" in evidence, evidence
+        assert "bookz looks like the mesh service books" in evidence, evidence
+        assert "ExternalService" in found["fix"] and "call books instead of bookz" in \
+            found["fix"], found
+        edges = json.loads(mesh.cli("edges", "-o", "json").stdout)["edges"]
+        assert any(e["destination"].get("refused") and e["destination"]["host"] ==
+                   f"{host}:{outside.port}" and e["requests"] == 2 for e in edges), edges
 
         apply(mesh, external("orders-api", host, [{"port": outside.port,
                                                     "protocol": "http"}]))
@@ -110,7 +135,6 @@ def test_the_applications_own_tls_through_connect_to_a_tls_port(mesh: Mesh) -> N
 
 def test_allow_any_passes_any_host_and_keeps_mesh_404s(mesh: Mesh) -> None:
     proxy = client(mesh)
-    mesh.run("books", name="books-1")
     apply(mesh, yaml.safe_dump({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": {"name": "books-api", "namespace": "default"},

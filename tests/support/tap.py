@@ -23,14 +23,20 @@ def identity(account: str, namespace: str = "default") -> str:
     return f"spiffe://tulle.local/ns/{namespace}/sa/{account}"
 
 
+REFUSED_LOG_NAME = "tulle-egress-refused"
+
+
 def loggers(mesh: Mesh, name: str) -> list[str]:
-    """The access loggers in a sidecar's listeners, in every state (active, warming...)."""
+    """The access loggers in a sidecar's listeners, in every state (active, warming...), but
+    the outbound listener's log of refused egress, which is always there."""
     dump = json.loads(mesh.admin(name, "config_dump", resource="dynamic_listeners"))
     found: list[str] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            found.extend(str(logger.get("name")) for logger in node.get("access_log", []))
+            found.extend(str(logger.get("name")) for logger in node.get("access_log", [])
+                         if logger.get("typed_config", {}).get("common_config", {}).get(
+                             "log_name") != REFUSED_LOG_NAME)
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):

@@ -255,6 +255,8 @@ def _routes_table(data: dict[str, Any], wide: bool) -> str:
 def _destination(dst: dict[str, Any]) -> str:
     if dst.get("passthrough"):
         return "(any host: ALLOW_ANY)"
+    if dst.get("refused"):  # the host as the application named it, port included
+        return f"{dst['host']} (refused: not in the registry)"
     if dst.get("external"):
         return f"{dst['host']}:{dst['port']} (external)"
     return f"{dst['service']}.{dst['namespace']}"

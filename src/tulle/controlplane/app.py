@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -143,7 +143,8 @@ class ControlPlane:
             self.hub = self.workers = WorkerPool(
                 self.registry, self.configs, xds_workers, stale_after_s=stale_after_s,
                 peer_check=peer_check,
-                access_logs=TapReceiver(self.taps, self.registry.credentials),
+                access_logs=TapReceiver(self.taps, self.registry.credentials,
+                                        self._refused),
                 tls=self.identity_key_pair if self.endpoint.xds_tls else None,
                 client_roots=lambda: self.ca.bundle_pem().encode())
         else:
@@ -322,6 +323,10 @@ class ControlPlane:
     def identity_key_pair(self) -> tuple[bytes, bytes]:
         return self.identity.server_key_pair()
 
+    def _refused(self, node_id: str, hosts: Mapping[str, int]) -> None:
+        """Calls a sidecar refused under REGISTRY_ONLY, from its access log."""
+        self.telemetry.record_refusals(node_id, hosts)
+
     def _xds_peer(self, node_id: str, certificate_pem: bytes | None) -> str | None:
         return self.identity.xds_peer(node_id, certificate_pem)
 
@@ -346,7 +351,8 @@ class ControlPlane:
             assert isinstance(self.hub, XdsHub)
             self._xds, xds_port = build_server(
                 self.hub, xds_address,
-                access_logs=TapReceiver(self.taps, self.registry.credentials),
+                access_logs=TapReceiver(self.taps, self.registry.credentials,
+                                        self._refused),
                 tls=self.identity_key_pair if self.endpoint.xds_tls else None,
                 client_roots=lambda: self.ca.bundle_pem().encode())
             await self._xds.start()

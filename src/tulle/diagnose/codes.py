@@ -81,6 +81,8 @@ CODES: tuple[FindingCode, ...] = (
                 "AuthorizationPolicies deny calls to a service (403 from its sidecars)"),
     FindingCode("TUL1029", "authorization-would-deny", Severity.WARNING,
                 "a dry-run AuthorizationPolicy would deny calls if promoted"),
+    FindingCode("TUL1030", "egress-refused", Severity.WARNING,
+                "calls to hosts outside the registry are refused (REGISTRY_ONLY)"),
     FindingCode("TUL1036", "app-frozen", Severity.CRITICAL,
                 "an instance's application is alive but stopped (frozen)"),
     FindingCode("TUL1037", "envoy-frozen", Severity.CRITICAL,

@@ -40,6 +40,7 @@ def all_rules() -> tuple[Rule, ...]:
         authorization,
         changes,
         controlplane,
+        egress,
         endpoints,
         errors,
         faults,
@@ -55,7 +56,7 @@ def all_rules() -> tuple[Rule, ...]:
     )
 
     areas = (endpoints, resilience, errors, limits, routing, sidecars, identity, controlplane,
-             processes, masked, versions, latency, faults, changes, authorization)
+             processes, masked, versions, latency, faults, changes, authorization, egress)
     return tuple(rule for area in areas for rule in area.RULES)
 
 

@@ -32,6 +32,7 @@ from tulle.telemetry.schema import (
     OUTBOUND,
     PASSTHROUGH,
     PROXY,
+    REFUSED,
     REQUEST_FIELDS,
     RESTARTS,
     ROUTE,
@@ -126,7 +127,7 @@ def connections(inbound: Mapping[str, int], callers: Mapping[str, int]) -> dict[
 EDGE_ERRORS: tuple[str, ...] = (
     "no_healthy", "cfail", "ctimeout", "overflow", "cx_overflow", "timeout", "try_timeout",
     "reset", "retry", "retry_exhausted", "retry_overflow", "eject", "tls_err", "san_fail",
-    "verify_fail")
+    "verify_fail", "refused")
 
 
 def requests_of(values: Mapping[str, int]) -> int:
@@ -283,12 +284,14 @@ def edge_rows(window: Window, nodes: Mapping[str, NodeInfo],
     the service's SPIFFE IDs."""
     rows = []
     for (node, key), values in sorted(window.counters.items()):
-        if key.kind not in (OUTBOUND, INBOUND_PLAINTEXT, EGRESS):
+        if key.kind not in (OUTBOUND, INBOUND_PLAINTEXT, EGRESS, REFUSED):
             continue
         info = nodes.get(node)
-        if key.kind == EGRESS:  # out of the mesh: no sidecar, no mesh identity there
+        if key.kind in (EGRESS, REFUSED):  # out of the mesh: no sidecar, no mesh identity
             source = _who(node, info)
-            destination = _outside(key.destination)
+            destination = _outside(key.destination) if key.kind == EGRESS else {
+                "external": True, "host": key.destination, "port": None, "passthrough": False,
+                "refused": True, "identities": []}
             secured = False
         elif key.kind == OUTBOUND:
             name, _, namespace = key.destination.partition(".")

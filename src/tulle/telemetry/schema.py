@@ -31,6 +31,10 @@ PROXY = "proxy"             # the sidecar itself
 # "HOST:PORT"), or to any other host passed through under ALLOW_ANY (PASSTHROUGH).
 EGRESS = "egress"
 PASSTHROUGH = "*"
+# This workload's calls to a host in no scope, refused under REGISTRY_ONLY (502): destination
+# is the host as the application named it. Counted by the control plane from the refusals'
+# access log, not by the agent.
+REFUSED = "refused"
 # One RBAC policy of the inbound side's AuthorizationPolicy filter: SeriesKey.rule is its ID
 # ("AuthorizationPolicy:NS/NAME:RULE", "no-ALLOW-rule-matched:...", "default-deny:NS/NAME").
 AUTHZ = "authz"

@@ -53,7 +53,10 @@ class TelemetryWindows:
         self._last_report: dict[str, float] = {}
         self.reports = 0
 
-    def record(self, node_id: str, series: Iterable[tuple[SeriesKey, Mapping[str, int]]]) -> None:
+    def record(self, node_id: str, series: Iterable[tuple[SeriesKey, Mapping[str, int]]],
+               report: bool = True) -> None:
+        """``report`` False: counted on the node's behalf by the control plane (its access
+        log), so not a sign of life of the node's agent."""
         now = self._clock()
         index = int(now // self.slot_s)
         if not self._slots or self._slots[-1][0] != index:
@@ -67,8 +70,9 @@ class TelemetryWindows:
                 add_into(slot.setdefault((node_id, key), {}), counters)
             if gauges:
                 self._gauges.setdefault((node_id, key), {}).update(gauges)
-        self._last_report[node_id] = now
-        self.reports += 1
+        if report:
+            self._last_report[node_id] = now
+            self.reports += 1
 
     def forget(self, node_id: str) -> None:
         """A workload left: its gauges go (its counters age out of the windows)."""

@@ -123,7 +123,7 @@ class ConfigCompiler:
         own_listeners = [memo.get(types.LISTENER, listeners.outbound_listener,
                                   proxy.outbound_port, tracer, logs.outbound(),
                                   http10, self._outbound_filters,
-                                  mesh.settings.outbound.mode)]
+                                  mesh.settings.outbound.mode, logging.tap_token)]
         own_routes: list[EncodedResource] = []
         if proxy.app_port is not None:
             own_protocol = own_service.protocol if own_service else "http"

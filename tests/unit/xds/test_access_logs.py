@@ -61,20 +61,46 @@ def managers(config: ProxyConfig) -> dict[str, list[hcm.HttpConnectionManager]]:
     return out
 
 
+REFUSED = "refused egress"
+
+
 def logger_names(config: ProxyConfig) -> dict[str, list[str]]:
-    return {name: [logger.name for m in ms for logger in m.access_log]
+    """Logger kinds by listener; the outbound log of refused calls as REFUSED."""
+    def kind(logger: Any) -> str:
+        config = als_pb2.HttpGrpcAccessLogConfig()
+        if logger.typed_config.Unpack(config) and \
+                config.common_config.log_name == access_logs.REFUSED_LOG_NAME:
+            return REFUSED
+        return str(logger.name)
+    return {name: [kind(logger) for m in ms for logger in m.access_log]
             for name, ms in managers(config).items()}
 
 
-def test_without_tap_or_access_log_the_listeners_are_exactly_the_untapped_ones() -> None:
-    """The zero-cost property, by construction: no session and no Service switch gives the
-    same bytes as a compiler that knows nothing of logging, with no access logger at all."""
+def test_without_tap_or_access_log_only_refused_calls_are_logged() -> None:
+    """The near-zero-cost property, by construction: no session and no Service switch gives
+    no access logger but the outbound listener's log of calls refused under REGISTRY_ONLY,
+    which a request passes after one response-flag test; none without a credential."""
     plain = compiled()
-    for logging in (NO_LOGGING, ProxyLogging(tap_token="t", access_log_path="/w/access.log")):
-        config = compiled(logging)
-        assert config.versions[LDS] == plain.versions[LDS]
+    assert compiled(NO_LOGGING).versions[LDS] == plain.versions[LDS]
     assert all(names == [] for names in logger_names(plain).values())
     assert set(logger_names(plain)) == {"outbound", "inbound", "upstream|9000", "upstream|9001"}
+    config = compiled(ProxyLogging(tap_token="t", access_log_path="/w/access.log"))
+    assert logger_names(config) == {"outbound": [REFUSED], "inbound": [],
+                                    "upstream|9000": [], "upstream|9001": []}
+    [logger] = managers(config)["outbound"][0].access_log
+    first, second = logger.filter.and_filter.filters
+    assert list(first.response_flag_filter.flags) == ["NR"]
+    expression = cel_pb2.ExpressionFilter()
+    assert second.extension_filter.typed_config.Unpack(expression)
+    assert expression.expression == "!has(xds.virtual_host_name)"
+    common = _grpc(logger).common_config
+    assert [(m.key, m.value) for m in common.grpc_service.initial_metadata] == [
+        ("authorization", "Bearer t")]
+    # Under ALLOW_ANY nothing is refused: no logger.
+    allow_any = compiled(ProxyLogging(tap_token="t"), ({
+        "apiVersion": "tulle.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "default"},
+        "spec": {"outbound": {"mode": "ALLOW_ANY"}}},))
+    assert logger_names(allow_any)["outbound"] == []
 
 
 TAP = "envoy.access_loggers.http_grpc"
@@ -82,16 +108,17 @@ FILE = "envoy.access_loggers.file"
 # (case, taps, Service access log on, loggers by listener)
 CASES: list[tuple[str, ProxyTaps, bool, dict[str, list[str]]]] = [
     ("inbound tap", ProxyTaps(inbound=True), False,
-     {"inbound": [TAP], "outbound": [], "upstream|9000": [], "upstream|9001": []}),
+     {"inbound": [TAP], "outbound": [REFUSED], "upstream|9000": [], "upstream|9001": []}),
     ("workload tap", ProxyTaps(inbound=True, outbound=True), False,
-     {"inbound": [TAP], "outbound": [TAP], "upstream|9000": [TAP], "upstream|9001": [TAP]}),
+     {"inbound": [TAP], "outbound": [TAP, REFUSED], "upstream|9000": [TAP],
+      "upstream|9001": [TAP]}),
     ("service tap on a caller", ProxyTaps(destinations=frozenset({BOOKS})), False,
-     {"inbound": [], "outbound": [TAP], "upstream|9000": [TAP], "upstream|9001": []}),
+     {"inbound": [], "outbound": [TAP, REFUSED], "upstream|9000": [TAP], "upstream|9001": []}),
     ("access log only", ProxyTaps(), True,
-     {"inbound": [FILE], "outbound": [FILE], "upstream|9000": [FILE],
+     {"inbound": [FILE], "outbound": [FILE, REFUSED], "upstream|9000": [FILE],
       "upstream|9001": [FILE]}),
     ("both", ProxyTaps(inbound=True), True,
-     {"inbound": [FILE, TAP], "outbound": [FILE], "upstream|9000": [FILE],
+     {"inbound": [FILE, TAP], "outbound": [FILE, REFUSED], "upstream|9000": [FILE],
       "upstream|9001": [FILE]}),
 ]
 
@@ -125,7 +152,7 @@ def test_tap_entries_go_to_the_xds_cluster_with_the_proxys_access_log_credential
 
 def test_a_caller_logs_only_requests_for_the_tapped_services() -> None:
     config = compiled(ProxyLogging(ProxyTaps(destinations=frozenset({BOOKS, AUTHORS})), "t"))
-    [logger] = managers(config)["outbound"][0].access_log
+    logger, _refused = managers(config)["outbound"][0].access_log
     expression = cel_pb2.ExpressionFilter()
     assert logger.filter.extension_filter.typed_config.Unpack(expression)
     assert expression.expression == (

@@ -8,7 +8,7 @@ removed on the push after it closes. Sessions are ephemeral: never stored.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from tulle.tap.filters import TapFilter
 from tulle.tap.hub import TapHub, TapSession
 from tulle.tap.targets import TapTarget, resolve_target, tapped_nodes
 from tulle.xds.als import access_log_token
+from tulle.xds.generators.access_logs import LOG_TAG, REFUSED_EGRESS
 from tulle.xds.proxy import ProxyInfo, ProxyLogging
 
 ATTACH_TIMEOUT_S = 10.0
@@ -31,6 +32,7 @@ ATTACH_TIMEOUT_S = 10.0
 # closes it: only after that does every request pass the new logger.
 SETTLE_S = SIDECAR_DRAIN_TIME_S + 0.2
 ACCESS_LOG_FILE = "access.log"
+MAX_HOST_CHARS = 255  # a refused call's host, as counted (an application chooses it)
 
 # Every logger a proxy can get, so that an apply's precheck translates them all.
 PRECHECK_LOGGING = ProxyLogging(ProxyTaps(inbound=True, outbound=True), "precheck",
@@ -58,11 +60,9 @@ class ProxyLoggingSource:
 
     def __call__(self, proxy: ProxyInfo) -> ProxyLogging:
         taps = self._taps.taps_of(proxy.node_id)
-        token = ""
-        if taps:
-            credentials = self._credentials(proxy.node_id)
-            token = access_log_token(credentials.xds_token, proxy.node_id) if credentials \
-                else ""
+        # Always: the outbound listener logs calls refused under REGISTRY_ONLY.
+        credentials = self._credentials(proxy.node_id)
+        token = access_log_token(credentials.xds_token, proxy.node_id) if credentials else ""
         # Universal mode runs every workload on this host, in its directory under the state
         # directory.
         path = self._workloads_dir / proxy.node_id / ACCESS_LOG_FILE
@@ -72,9 +72,12 @@ class ProxyLoggingSource:
 class TapReceiver:
     """The access-log service's view: who may stream, and where entries go."""
 
-    def __init__(self, taps: TapHub, credentials: Callable[[str], Credentials | None]) -> None:
+    def __init__(self, taps: TapHub, credentials: Callable[[str], Credentials | None],
+                 refusals: Callable[[str, Mapping[str, int]], None] | None = None) -> None:
+        """``refusals``: where the calls refused under REGISTRY_ONLY go, counted by host."""
         self._taps = taps
         self._credentials = credentials
+        self._refusals = refusals
 
     def authenticate_access_log(self, node_id: str, token: str) -> bool:
         credentials = self._credentials(node_id)
@@ -83,7 +86,18 @@ class TapReceiver:
 
     def receive(self, node_id: str, entries: Sequence[accesslog_pb2.HTTPAccessLogEntry]
                 ) -> None:
-        self._taps.receive(node_id, entries)
+        tapped = []
+        refused: dict[str, int] = {}
+        for entry in entries:
+            if entry.common_properties.custom_tags.get(LOG_TAG) == REFUSED_EGRESS:
+                host = entry.request.authority[:MAX_HOST_CHARS] or "(no host)"
+                refused[host] = refused.get(host, 0) + 1
+            else:
+                tapped.append(entry)
+        if tapped:
+            self._taps.receive(node_id, tapped)
+        if refused and self._refusals is not None:
+            self._refusals(node_id, refused)
 
 
 class TapService:

@@ -5,7 +5,7 @@ Agents post per-interval deltas; `tulle stat`, `routes` and `edges` read windows
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +17,15 @@ from tulle.model.meta import ServiceRef
 from tulle.model.paths import match_precedence
 from tulle.model.workload import Workload
 from tulle.telemetry.query import NodeInfo, edge_rows, route_rows, service_rows, workload_rows
-from tulle.telemetry.schema import SeriesKey, rule_key
+from tulle.telemetry.schema import REFUSED, SeriesKey, rule_key
 from tulle.telemetry.windows import Sample, TelemetryWindows, Window
 
 DEFAULT_WINDOW_S = 60.0
 MAX_SERIES_PER_REPORT = 10_000
+# Hosts refused to one caller, per access-log batch: the hosts an application names are not
+# bounded, the series kept are.
+MAX_REFUSED_HOSTS = 32
+OTHER_HOSTS = "(other hosts)"
 
 Series = list[tuple[SeriesKey, dict[str, int]]]
 
@@ -61,6 +65,21 @@ class TelemetryService:
                              hint=f"at most {MAX_SERIES_PER_REPORT}")
         self.nodes[node_id] = self._node_info(workload)
         self.windows.record(node_id, series)
+
+    def record_refusals(self, node_id: str, hosts: Mapping[str, int]) -> None:
+        """Calls of ``node_id`` to hosts in no scope that its sidecar refused (REGISTRY_ONLY),
+        by host: from its access log, so they do not count as a report of its agent. At most
+        MAX_REFUSED_HOSTS hosts each time; the rest count under OTHER_HOSTS."""
+        workload = self._workload(node_id)
+        if workload is None:
+            return
+        counted: dict[str, int] = {}
+        for host, count in sorted(hosts.items(), key=lambda item: -item[1]):
+            key = host if len(counted) < MAX_REFUSED_HOSTS else OTHER_HOSTS
+            counted[key] = counted.get(key, 0) + count
+        self.nodes[node_id] = self._node_info(workload)
+        self.windows.record(node_id, [(SeriesKey(REFUSED, host), {"rq5": n, "refused": n})
+                                      for host, n in counted.items()], report=False)
 
     def forget(self, node_id: str) -> None:
         self.windows.forget(node_id)

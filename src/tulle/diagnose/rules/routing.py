@@ -16,6 +16,7 @@ from tulle.diagnose.model import (
 )
 from tulle.diagnose.rank import impact
 from tulle.diagnose.rules._traffic import Backend, backends, callers, callers_view, share
+from tulle.diagnose.rules.egress import refused_hosts
 from tulle.model.httproute import RouteMatch
 from tulle.model.meta import ServiceRef
 from tulle.model.workload import WorkloadState
@@ -40,9 +41,12 @@ def _partial(evidence: Evidence, ref: ServiceRef) -> bool:
 
 def no_route(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     """TUL1012: requests in a caller's sidecar matched no route rule (404 NR)."""
+    refused = refused_hosts(evidence)
     for node in sorted({node for node, _ in evidence.window.counters}):
-        missed = evidence.proxy_counters(node).get("noroute", 0)
-        if not missed:
+        # Hosts in no scope count as NR too: TUL1030 explains those, by host.
+        missed = evidence.proxy_counters(node).get("noroute", 0) - sum(
+            refused.get(node, {}).values())
+        if missed <= 0:
             continue
         sent = missed + sum(requests(v) for caller, _, v in evidence.edges() if caller == node)
         severity = (Severity.ERROR if share(missed, sent) >= NO_ROUTE_ERROR_SHARE

@@ -41,8 +41,14 @@ from tulle.xds.generators.common import pack, seconds
 from tulle.xds.proxy import ProxyLogging
 
 TAP_LOG_NAME = "tulle-tap"
+# The outbound listener's log of calls to hosts in no scope (refused under REGISTRY_ONLY): the
+# control plane counts them by host for `tulle edges` and `tulle diagnose`.
+REFUSED_LOG_NAME = "tulle-egress-refused"
+LOG_TAG = "tulleLog"
+REFUSED_EGRESS = "refused-egress"
 # Envoy batches entries per worker thread; a tap shows a request within this (plus a hop).
 TAP_FLUSH_S = 0.1
+REFUSED_FLUSH_S = 1.0
 _OWN_IDENTITY = "{identity}"  # replaced by the proxy's own SPIFFE ID
 _RBAC_META = "'envoy.filters.http.rbac'"
 _WOULD_DENY_KEY = "dry_run_shadow_effective_policy_id"  # rbac.DRY_RUN_PREFIX + Envoy's key
@@ -212,6 +218,36 @@ def tap_access_log(logging: HttpLogging, sink: TapSink) -> accesslog_pb2.AccessL
     if sink.destinations is not None:
         logger.filter.CopyFrom(destination_filter(sink.destinations, logging.namespace))
     return logger
+
+
+def refused_egress_log(token: str) -> accesslog_pb2.AccessLog:
+    """Only requests no scope took (``no_scope_filter``); each entry carries its host."""
+    service = grpc_service_pb2.GrpcService(
+        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=names.XDS_CLUSTER),
+        initial_metadata=[base_pb2.HeaderValue(key="authorization", value=f"Bearer {token}")])
+    config = als_pb2.HttpGrpcAccessLogConfig(common_config=als_pb2.CommonGrpcAccessLogConfig(
+        log_name=REFUSED_LOG_NAME,
+        grpc_service=service,
+        transport_api_version=config_source_pb2.ApiVersion.V3,
+        buffer_flush_interval=seconds(REFUSED_FLUSH_S),
+        custom_tags=[custom_tag_pb2.CustomTag(
+            tag=LOG_TAG, literal=custom_tag_pb2.CustomTag.Literal(value=REFUSED_EGRESS))]))
+    return accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc",
+                                   typed_config=pack(config), filter=no_scope_filter())
+
+
+def no_scope_filter() -> accesslog_pb2.AccessLogFilter:
+    """Requests whose host chose no scope: Envoy answered 404 with NR, like a request that
+    reached a route table and matched none of its routes; the two differ only in that no
+    virtual host was chosen, which a CEL filter tells (verified on Envoy 1.40). The flag is
+    tested first: other requests cost one flag test."""
+    no_route = accesslog_pb2.AccessLogFilter(
+        response_flag_filter=accesslog_pb2.ResponseFlagFilter(flags=["NR"]))
+    no_host = accesslog_pb2.AccessLogFilter(extension_filter=accesslog_pb2.ExtensionFilter(
+        name="envoy.access_loggers.extension_filters.cel",
+        typed_config=pack(cel_pb2.ExpressionFilter(expression="!has(xds.virtual_host_name)"))))
+    return accesslog_pb2.AccessLogFilter(and_filter=accesslog_pb2.AndFilter(
+        filters=[no_route, no_host]))
 
 
 def destination_filter(destinations: tuple[ServiceRef, ...],

@@ -23,7 +23,11 @@ from tulle.model.policy import RateLimit
 from tulle.model.service import MtlsMode, Protocol
 from tulle.xds import names
 from tulle.xds.generators import egress, rbac
-from tulle.xds.generators.access_logs import HttpLogging, http_access_logs
+from tulle.xds.generators.access_logs import (
+    HttpLogging,
+    http_access_logs,
+    refused_egress_log,
+)
 from tulle.xds.generators.common import ads_source, pack, socket_address, tls_socket
 from tulle.xds.generators.http_filters import http_filters
 from tulle.xds.generators.routes import (
@@ -42,18 +46,22 @@ def outbound_listener(port: int,
                       access_log: HttpLogging | None = None,
                       accept_http10: bool = True,
                       optional_filters: frozenset[str] = frozenset(),
-                      outbound_mode: OutboundMode = "REGISTRY_ONLY") -> listener_pb2.Listener:
+                      outbound_mode: OutboundMode = "REGISTRY_ONLY",
+                      refusals_token: str = "") -> listener_pb2.Listener:
     """``optional_filters``: the HTTP filters the route tables' routes configure
     (routes.optional_filters). The request's host picks a scope (SRDS), and the scope one
     service's (or ExternalService's) route table: the listener itself names no service, nor
     the client's namespace (its scopes do). ``outbound_mode`` ALLOW_ANY: hosts in no scope
-    are passed through (egress.py)."""
+    are passed through (egress.py); under REGISTRY_ONLY, with ``refusals_token`` (the proxy's
+    access-log credential), the calls refused are logged to the control plane, by host."""
     manager = _http_manager("outbound", tracing=tracing, access_log=access_log,
                             accept_http10=accept_http10, optional_filters=optional_filters)
     # The host keeps the port the application named: the scope key drops it, and CONNECT
     # and passed-through requests need it (Envoy strips it from CONNECT's too: verified on
     # Envoy 1.40).
     manager.strip_any_host_port = False
+    if outbound_mode == "REGISTRY_ONLY" and refusals_token:
+        manager.access_log.append(refused_egress_log(refusals_token))
     if outbound_mode == "ALLOW_ANY":
         first, before_router = egress.passthrough_filters()
         manager.http_filters.insert(0, first)

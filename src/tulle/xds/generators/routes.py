@@ -9,14 +9,10 @@ catch-all route. Why scopes rather than VHDS: docs/architecture.md.
 
 from __future__ import annotations
 
-from typing import Any
-
-from envoy.config.accesslog.v3 import accesslog_pb2 as access_log_pb2
 from envoy.config.core.v3 import base_pb2, substitution_format_string_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.config.route.v3 import scoped_route_pb2 as srds_pb2
-from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
@@ -28,7 +24,8 @@ from tulle.model.meta import ServiceRef
 from tulle.model.paths import match_precedence
 from tulle.telemetry.schema import route_stat_prefix
 from tulle.xds import names
-from tulle.xds.generators.common import pack, seconds
+from tulle.xds.generators.access_logs import no_scope_filter
+from tulle.xds.generators.common import seconds
 from tulle.xds.generators.egress import outbound_vhost_marker
 from tulle.xds.generators.http_filters import FAULT, RATE_LIMIT
 from tulle.xds.generators.matchers import route_match
@@ -106,28 +103,15 @@ def scope_key_builder() -> hcm.ScopedRoutes.ScopeKeyBuilder:
 def unknown_host_replies() -> hcm.LocalReplyConfig:
     """What the outbound listener answers a host no scope matches (under REGISTRY_ONLY; under
     ALLOW_ANY such a host is passed through, egress.py): 502, naming the host and the mode,
-    with how to name a service or declare the host.
-
-    Envoy has no catch-all scope: a request whose host matches no scope gets Envoy's own 404
-    (NR, "route_not_found"), like a request that reached a service's table and matched none of
-    its routes. The two differ only in that no virtual host was chosen, which a CEL filter
-    tells (verified on Envoy 1.40); the second keeps its plain 404."""
-    no_route = _access_filter(response_flag_filter=access_log_pb2.ResponseFlagFilter(
-        flags=["NR"]))
-    no_host = _access_filter(extension_filter=access_log_pb2.ExtensionFilter(
-        name="envoy.access_loggers.extension_filters.cel",
-        typed_config=pack(cel_pb2.ExpressionFilter(expression="!has(xds.virtual_host_name)"))))
+    with how to name a service or declare the host. Envoy has no catch-all scope: such a
+    request gets Envoy's own 404 (NR), which this rewrites (access_logs.no_scope_filter)."""
     body = substitution_format_string_pb2.SubstitutionFormatString(
         text_format_source=base_pb2.DataSource(inline_string=_UNKNOWN_HOST_BODY),
         content_type="text/plain; charset=utf-8")
     return hcm.LocalReplyConfig(mappers=[hcm.ResponseMapper(
-        filter=_access_filter(and_filter=access_log_pb2.AndFilter(filters=[no_route, no_host])),
+        filter=no_scope_filter(),
         status_code=wrappers_pb2.UInt32Value(value=UNKNOWN_HOST_STATUS),
         body_format_override=body)])
-
-
-def _access_filter(**kind: Any) -> access_log_pb2.AccessLogFilter:
-    return access_log_pb2.AccessLogFilter(**kind)
 
 
 def upstream_route_config(service: MeshService,
