@@ -33,8 +33,8 @@ def test_request_crosses_both_sidecars(mesh: Mesh, protocol: str) -> None:
     assert in_stats[f"cluster.inbound|{mesh.workloads[0].app_port}.upstream_rq_200"] >= 3
 
 
-def test_unknown_host_gets_a_helpful_404(mesh: Mesh) -> None:
+def test_unknown_host_gets_a_helpful_502(mesh: Mesh) -> None:
     client = mesh.run("web", name="web-1")
     result = mesh.call(client, "http://nosuch/")
-    assert result["status"] == 404
-    assert "no service in the mesh" in result["body"]
+    assert result["status"] == 502
+    assert "nosuch is neither a mesh service nor an ExternalService" in result["body"]

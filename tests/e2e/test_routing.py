@@ -66,7 +66,7 @@ def test_services_are_namespaced(mesh: Mesh) -> None:
         client, "http://books.shop/")["status"] == 200)
     assert mesh.call(client, "http://books.shop/")["body"]["workload"] == "books-1"
     # The short name means "in my namespace": there is no books in default.
-    assert mesh.call(client, "http://books/")["status"] == 404
+    assert mesh.call(client, "http://books/")["status"] == 502
     names = {(w["namespace"], w["name"]) for w in mesh.api.get("/v1/workloads")}
     assert names == {("shop", "books-1"), ("default", "web-1")}
 

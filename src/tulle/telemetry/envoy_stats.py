@@ -136,8 +136,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) fo
     # listener) and requests a route rule's rate limit refused in this caller (RL).
     (r"^http\.[a-z_0-9]+\.(?P<stat>no_route)$", PROXY),
     # Requests the outbound listener answered itself (400 for HTTP to a tcp service). A host
-    # that names no mesh service (404) and CONNECT outside the mesh (403) count as no_route:
-    # no scope matched them.
+    # in no scope (refused with 502 under REGISTRY_ONLY) counts as no_route: no scope matched.
     (r"^http\.outbound\.(?P<stat>rq_direct_response)$", PROXY),
     # Requests a TrafficPolicy's fault injection aborted or delayed in this caller (FI, DI):
     # an aborted request never reaches a cluster, so no OUTBOUND series counts it.

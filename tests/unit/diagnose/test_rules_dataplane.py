@@ -81,7 +81,7 @@ CASES: list[tuple[str, Evidence, str, str]] = [
     ("instances gone", evidence(
         {(WEB, OUT): failing(no_healthy=10), (B1, IN): {"rq2": 5}},
         workloads=(web(),), departed=(B1,)), "TUL1001", "service/books.default"),
-    ("undeclared, its last instance gone: callers get 404 unknown host", evidence(
+    ("undeclared, its last instance gone: callers get 502 unknown host", evidence(
         {(WEB, OUT): {"rq2": 200}, (B1, IN): {"rq2": 200}, (WEB, PROXY): {"nohost": 40}},
         workloads=(workload("web-1", "web"),), departed=(B1,)), "TUL1001", "service/books.default"),
     # Scoped outbound routes: a host no scope matches is Envoy's own 404 (NR), so it counts as

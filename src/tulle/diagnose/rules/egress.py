@@ -42,7 +42,13 @@ def refused_egress(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
     mode = evidence.mesh.settings.outbound.mode
     mesh_hosts = sorted({host for ref in evidence.mesh.services for host in (
         ref.name, f"{ref.name}.{ref.namespace}")})
-    for node, hosts in refused_hosts(evidence).items():
+    # Services that ran in the window: calls to one that has left since are TUL1001's.
+    departed = {host for info in evidence.nodes.values() if info.service
+                for host in (info.service, f"{info.service}.{info.namespace}")}
+    for node, all_hosts in refused_hosts(evidence).items():
+        hosts = {h: n for h, n in all_hosts.items() if _bare(h) not in departed}
+        if not hosts:
+            continue
         refused = sum(hosts.values())
         sent = refused + sum(requests(v) for (n, key), v in evidence.window.counters.items()
                              if n == node and key.kind in (OUTBOUND, EGRESS))

@@ -292,8 +292,9 @@ def service_left_mesh(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         if (not departed or ref in evidence.mesh.services or evidence.instances_of(ref)
                 or feeding(evidence, ref)):
             continue
-        # A host no scope matches gets Envoy's own 404 (NR, counted with route misses) since
-        # outbound routes are scoped per service; 400s to tcp services are direct responses.
+        # A host no scope matches gets 502 from the caller's sidecar (REGISTRY_ONLY; Envoy
+        # counts it as NR, with route misses, since outbound routes are scoped per service);
+        # 400s to tcp services are direct responses.
         callers = [(node, sum(evidence.proxy_counters(node).get(k, 0)
                               for k in ("nohost", "noroute")))
                    for node in evidence.callers_of(ref)]
@@ -306,15 +307,15 @@ def service_left_mesh(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             "TUL1001", Severity.CRITICAL, min(95.0, 60.0 + refused), service_subject(ref),
             f"Every instance of {ref.host} has stopped ({gone}), and no Service resource "
             f"declares it, so {ref.host} left the mesh: its callers' sidecars no longer know "
-            "the name and answer 404 (no service matches the host) themselves. The "
-            "application never saw these requests.",
-            (*(f"{node}: {n} requests answered by its own sidecar (404 unknown host, or 403 "
-               "CONNECT outside the mesh) in the window" for node, n in callers),
+            "the name and refuse the calls themselves (502: neither a mesh service nor an "
+            "ExternalService). The application never saw these requests.",
+            (*(f"{node}: {n} requests answered by its own sidecar (502 unknown host) in the "
+               "window" for node, n in callers),
              *(f"{node} served {ref.host} in the window and is no longer registered"
                for node in departed)),
             f"start {ref.name} again: `tulle run --service {ref.name} --namespace "
             f"{ref.namespace} --port PORT -- COMMAND`; declare it (`kind: Service`, name "
-            f"{ref.name}) so that callers get 503 no healthy upstream, not 404, while it is "
+            f"{ref.name}) so that callers get 503 no healthy upstream, not 502, while it is "
             "down",
             related=tuple(proxy_subject(node) for node in departed),
             sources=tuple(proxy_subject(node) for node, _ in callers))
