@@ -58,30 +58,41 @@ class ServiceAuthz:
 
 
 def covers(policy: Resource, service: ServiceRef) -> bool:
+    """Whether ``policy`` applies to the mesh service ``service``."""
     spec = cast(AuthorizationPolicySpec, policy.spec)
     target = spec.target_ref
     if target.kind == "Mesh":
         return True
     if policy.meta.namespace != service.namespace:
         return False
-    return target.kind == "Namespace" or target.name == service.name
+    return target.kind == "Namespace" or (target.kind == "Service" and
+                                          target.name == service.name)
+
+
+def covers_external(policy: Resource, external: ServiceRef) -> bool:
+    """Whether ``policy`` applies to the ExternalService ``external`` (namespace/name)."""
+    target = cast(AuthorizationPolicySpec, policy.spec).target_ref
+    return target.kind == "ExternalService" and policy.meta.namespace == external.namespace \
+        and target.name == external.name
 
 
 def resolve(resources: Iterable[Resource], services: Iterable[ServiceRef], trust_domain: str,
-            identities_of: Callable[[ServiceRef], tuple[str, ...]], reveal: bool = True
+            identities_of: Callable[[ServiceRef], tuple[str, ...]], reveal: bool = True,
+            applies: Callable[[Resource, ServiceRef], bool] = covers
             ) -> Mapping[ServiceRef, ServiceAuthz]:
     """What each service enforces, with (``dry_run``) what it would with its DryRun policies
-    enforced too."""
+    enforced too. ``applies``: which policies cover a target (``covers_external`` for
+    ExternalServices)."""
     policies = sorted((r for r in resources if r.info is AUTHORIZATION_POLICY),
                       key=lambda r: r.key)
     services = tuple(services)
     enforced = [p for p in policies if _spec(p).mode == "Enforce"]
-    resolved = dict(_resolve(enforced, services, trust_domain, identities_of, reveal))
+    resolved = dict(_resolve(enforced, services, trust_domain, identities_of, reveal, applies))
     trying = [p for p in policies if _spec(p).mode == "DryRun"]
     if trying:
-        promoted = _resolve(policies, services, trust_domain, identities_of, reveal)
+        promoted = _resolve(policies, services, trust_domain, identities_of, reveal, applies)
         for service in services:
-            if any(covers(p, service) for p in trying):
+            if any(applies(p, service) for p in trying):
                 base = resolved.get(service, ServiceAuthz(trust_domain, reveal=reveal))
                 resolved[service] = replace(
                     base, dry_run=promoted.get(service, ServiceAuthz(trust_domain)))
@@ -93,7 +104,8 @@ def _spec(policy: Resource) -> AuthorizationPolicySpec:
 
 
 def _resolve(policies: list[Resource], services: tuple[ServiceRef, ...], trust_domain: str,
-             identities_of: Callable[[ServiceRef], tuple[str, ...]], reveal: bool
+             identities_of: Callable[[ServiceRef], tuple[str, ...]], reveal: bool,
+             applies: Callable[[Resource, ServiceRef], bool]
              ) -> dict[ServiceRef, ServiceAuthz]:
     resolved: dict[ServiceRef, ServiceAuthz] = {}
     for service in services:
@@ -101,7 +113,7 @@ def _resolve(policies: list[Resource], services: tuple[ServiceRef, ...], trust_d
         allow: list[ResolvedRule] = []
         defaults: dict[str, str | None] = {}  # scope kind -> denying policy, or None (ALLOW)
         for policy in policies:
-            if not covers(policy, service):
+            if not applies(policy, service):
                 continue
             spec = cast(AuthorizationPolicySpec, policy.spec)
             name = f"{policy.meta.namespace}/{policy.meta.name}"

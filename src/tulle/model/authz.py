@@ -39,9 +39,10 @@ Action = Literal["ALLOW", "DENY"]
 class AuthzTargetRef:
     __pydantic_config__: ClassVar = SPEC_CONFIG
 
-    kind: Literal["Mesh", "Namespace", "Service"]
-    # Service: its name (in the policy's namespace). Namespace: the policy's own; a name, if
-    # given, must be that namespace. Mesh: none.
+    kind: Literal["Mesh", "Namespace", "Service", "ExternalService"]
+    # Service, ExternalService: its name (in the policy's namespace). Namespace: the policy's
+    # own; a name, if given, must be that namespace. Mesh: none. Namespace and Mesh policies
+    # cover mesh services only: an ExternalService is covered by the policies that name it.
     name: str | None = None
     group: Literal["", "core", "tulle.io"] = ""
 

@@ -18,9 +18,10 @@ FieldIssue = tuple[str, str, str]
 
 def authz_problems(spec: AuthorizationPolicySpec) -> Iterator[FieldIssue]:
     target = spec.target_ref
-    if target.kind == "Service":
+    if target.kind in ("Service", "ExternalService"):
         if target.name is None:
-            yield "spec.targetRef.name", "a Service target needs the service's name", ""
+            article = "an" if target.kind[0] in "AEIOU" else "a"
+            yield "spec.targetRef.name", f"{article} {target.kind} target needs its name", ""
         elif (why := dns_label_problem(target.name)) is not None:
             yield "spec.targetRef.name", why, ""
     elif target.kind == "Mesh" and target.name is not None:
@@ -41,7 +42,7 @@ def _form(spec: AuthorizationPolicySpec) -> Iterator[FieldIssue]:
         if spec.action is not None or spec.rules:
             yield ("spec.defaultAction", "a policy sets either a default (defaultAction) or "
                    "rules with an action, not both", "split it into two policies")
-        if spec.target_ref.kind == "Service":
+        if spec.target_ref.kind in ("Service", "ExternalService"):
             yield ("spec.defaultAction", "a default applies to a Namespace or the Mesh",
                    "target the namespace (targetRef: {kind: Namespace}), or write ALLOW "
                    "rules for the service: any ALLOW rule denies what it does not match")

@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import cast
 
 from tulle.identity.spiffe import spiffe_id
-from tulle.model.authorization import ServiceAuthz
+from tulle.model.authorization import ServiceAuthz, covers_external
 from tulle.model.authorization import resolve as resolve_authorization
 from tulle.model.external import ExternalServiceSpec, MeshExternal
 from tulle.model.httproute import HTTPRouteSpec
@@ -109,6 +109,10 @@ class MeshSnapshot:
     # ExternalServices by host, sorted. A host that is also a mesh service's
     # (NAME.NAMESPACE) stays the service's; of two with one host, the first by key wins.
     externals: Mapping[str, MeshExternal] = field(
+        default_factory=lambda: MappingProxyType({}))
+    # AuthorizationPolicy rules by the ExternalService (host) they guard; enforced by each
+    # caller's own sidecar, which resolves them for its identity (egress_authz.py).
+    external_authz: Mapping[str, ServiceAuthz] = field(
         default_factory=lambda: MappingProxyType({}))
 
     def endpoints_of(self, ref: ServiceRef) -> tuple[Endpoint, ...]:
@@ -218,6 +222,11 @@ def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[
         ordered, services, identity.trust_domain,
         lambda ref: services[ref].identities if ref in services else (),
         settings.authorization.reveal_policy)
+    externals = _externals(ordered, services)
+    guarded = resolve_authorization(
+        ordered, [external.ref for external in externals.values()], identity.trust_domain,
+        lambda ref: services[ref].identities if ref in services else (),
+        settings.authorization.reveal_policy, applies=covers_external)
     return MeshSnapshot(
         version=version,
         services=MappingProxyType(dict(sorted(services.items()))),
@@ -230,7 +239,10 @@ def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[
         settings=settings,
         conflicts=tuple(resolved.conflicts),
         authz=MappingProxyType(dict(authz)),
-        externals=_externals(ordered, services),
+        externals=externals,
+        external_authz=MappingProxyType({
+            host: guarded[external.ref] for host, external in externals.items()
+            if external.ref in guarded}),
     )
 
 

@@ -44,7 +44,7 @@ def reference_problems(batch: Iterable[Resource], known: frozenset[ServiceRef],
             problems += _policy_targets(resource, known, proposed or {}, source)
             continue
         if resource.info is AUTHORIZATION_POLICY:
-            problems += _authz_target(resource, known, source)
+            problems += _authz_target(resource, known, source, proposed or {})
             continue
         if resource.info is EXTERNAL_SERVICE:
             problems += _external_host(resource, known, proposed or {}, source)
@@ -92,10 +92,23 @@ def _policy_targets(resource: Resource, known: frozenset[ServiceRef],
     return problems
 
 
-def _authz_target(resource: Resource, known: frozenset[ServiceRef], source: str
-                  ) -> list[Problem]:
+def _authz_target(resource: Resource, known: frozenset[ServiceRef], source: str,
+                  proposed: Mapping[ResourceKey, Resource]) -> list[Problem]:
     target = cast(AuthorizationPolicySpec, resource.spec).target_ref
     namespace = resource.meta.namespace
+    if target.kind == "ExternalService" and target.name is not None:
+        key = ResourceKey(EXTERNAL_SERVICE.kind, namespace, target.name)
+        if key not in proposed:
+            declared = sorted(k.name for k in proposed if k.kind == EXTERNAL_SERVICE.kind
+                              and k.namespace == namespace)
+            return [Problem(source=source, resource=str(resource.key),
+                            field="spec.targetRef.name",
+                            message=f'unknown ExternalService "{target.name}" in namespace '
+                                    f'"{namespace}"',
+                            hint=f"ExternalServices in {namespace}: "
+                                 f"{', '.join(declared) or 'none'}; the policy goes in the "
+                                 "ExternalService's namespace")]
+        return []
     if target.kind == "Namespace" and target.name not in (None, namespace):
         return [Problem(source=source, resource=str(resource.key), field="spec.targetRef.name",
                         message=f'a policy in namespace "{namespace}" can target only its own '

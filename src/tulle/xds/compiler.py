@@ -17,6 +17,8 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+from tulle.identity.spiffe import spiffe_id
+from tulle.model.egress_authz import EgressAuthz, egress_authz_for
 from tulle.model.mesh import MeshService, MeshSnapshot
 from tulle.model.meta import ServiceRef
 from tulle.model.service import is_http
@@ -71,7 +73,8 @@ def proxy_shape(mesh: MeshSnapshot, proxy: ProxyInfo) -> tuple[object, ...]:
                                         service.policy.rate_limit,
                                         service.policy.dry_run_rate_limit, service.access_log,
                                         mesh.authz.get(service.ref))
-    return (proxy.namespace, own, proxy.app_port is None, proxy.inbound_port is None,
+    return (proxy.namespace, own, _egress_authz(mesh, proxy), proxy.app_port is None,
+            proxy.inbound_port is None,
             proxy.node_id in mesh.identity.certificates,
             tuple(bind.service for bind in proxy.upstreams))
 
@@ -79,6 +82,17 @@ def proxy_shape(mesh: MeshSnapshot, proxy: ProxyInfo) -> tuple[object, ...]:
 def connection_lifetime(workload_lifetime_s: float) -> float:
     """Pooled connections last at most half a certificate's lifetime (and at most an hour)."""
     return min(3600.0, workload_lifetime_s / 2)
+
+
+def _egress_authz(mesh: MeshSnapshot, proxy: ProxyInfo) -> EgressAuthz | None:
+    """The AuthorizationPolicies on ExternalServices, for this proxy's own identity."""
+    if not mesh.external_authz:
+        return None
+    workload = mesh.workloads.get(proxy.node_id)
+    trust_domain = mesh.identity.trust_domain
+    identity = spiffe_id(trust_domain, proxy.namespace, workload.account) \
+        if workload is not None and trust_domain else ""
+    return egress_authz_for(mesh.externals, mesh.external_authz, identity, proxy.namespace)
 
 
 class ConfigCompiler:
@@ -123,7 +137,8 @@ class ConfigCompiler:
         own_listeners = [memo.get(types.LISTENER, listeners.outbound_listener,
                                   proxy.outbound_port, tracer, logs.outbound(),
                                   http10, self._outbound_filters,
-                                  mesh.settings.outbound.mode, logging.tap_token)]
+                                  mesh.settings.outbound.mode, logging.tap_token,
+                                  _egress_authz(mesh, proxy))]
         own_routes: list[EncodedResource] = []
         if proxy.app_port is not None:
             own_protocol = own_service.protocol if own_service else "http"

@@ -40,7 +40,7 @@ REFUSED: list[tuple[str, str, list[Expected]]] = [
      [("spec.defaultAction", "either a default", "split it")]),
     ("service target without name", policy({"targetRef": {"kind": "Service"},
                                             "action": "DENY", "rules": ANY_RULE}),
-     [("spec.targetRef.name", "needs the service's name", "")]),
+     [("spec.targetRef.name", "a Service target needs its name", "")]),
     ("mesh target with a name", policy({"targetRef": {"kind": "Mesh", "name": "x"},
                                         "defaultAction": "DENY"}),
      [("spec.targetRef.name", "a Mesh target has no name", "remove name")]),

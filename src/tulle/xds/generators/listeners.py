@@ -17,6 +17,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import wrappers_pb2
 
 from tulle.model.authorization import ServiceAuthz
+from tulle.model.egress_authz import EgressAuthz
 from tulle.model.external import OutboundMode
 from tulle.model.meta import ServiceRef
 from tulle.model.policy import RateLimit
@@ -47,13 +48,16 @@ def outbound_listener(port: int,
                       accept_http10: bool = True,
                       optional_filters: frozenset[str] = frozenset(),
                       outbound_mode: OutboundMode = "REGISTRY_ONLY",
-                      refusals_token: str = "") -> listener_pb2.Listener:
+                      refusals_token: str = "",
+                      egress_authz: EgressAuthz | None = None) -> listener_pb2.Listener:
     """``optional_filters``: the HTTP filters the route tables' routes configure
     (routes.optional_filters). The request's host picks a scope (SRDS), and the scope one
     service's (or ExternalService's) route table: the listener itself names no service, nor
     the client's namespace (its scopes do). ``outbound_mode`` ALLOW_ANY: hosts in no scope
     are passed through (egress.py); under REGISTRY_ONLY, with ``refusals_token`` (the proxy's
-    access-log credential), the calls refused are logged to the control plane, by host."""
+    access-log credential), the calls refused are logged to the control plane, by host.
+    ``egress_authz``: the AuthorizationPolicies on ExternalServices, as they apply to this
+    proxy's own identity (first in the chain)."""
     manager = _http_manager("outbound", tracing=tracing, access_log=access_log,
                             accept_http10=accept_http10, optional_filters=optional_filters)
     # The host keeps the port the application named: the scope key drops it, and CONNECT
@@ -66,11 +70,15 @@ def outbound_listener(port: int,
         first, before_router = egress.passthrough_filters()
         manager.http_filters.insert(0, first)
         manager.http_filters.insert(len(manager.http_filters) - 1, before_router)
+    if egress_authz is not None:
+        manager.http_filters.insert(0, rbac.egress_rbac_filter(egress_authz))
     manager.scoped_routes.CopyFrom(hcm.ScopedRoutes(
         name=names.OUTBOUND_SCOPES, scope_key_builder=scope_key_builder(),
         rds_config_source=ads_source(),
         scoped_rds=hcm.ScopedRds(scoped_rds_config_source=ads_source())))
     manager.local_reply_config.CopyFrom(unknown_host_replies())
+    if egress_authz is not None:
+        manager.local_reply_config.mappers.append(rbac.denied_reply(egress_authz))
     return _listener(names.OUTBOUND_LISTENER, LOOPBACK, port, [_hcm_filter(manager)],
                      base_pb2.TrafficDirection.OUTBOUND)
 

@@ -1,4 +1,5 @@
-"""AuthorizationPolicy to Envoy's RBAC filters, on the callee's inbound listener.
+"""AuthorizationPolicy to Envoy's RBAC filters, on the callee's inbound listener (and, for
+ExternalServices, on the caller's outbound listener: ``egress_rbac_filter``).
 
 Every decision is made by one RBAC filter whose action is DENY, so that Envoy names the policy
 that denied a request (``rbac_access_denied_matched_policy[ID]`` in the response details, which
@@ -38,12 +39,17 @@ from google.protobuf import wrappers_pb2
 
 from tulle.model.authorization import Callers, ResolvedRule, ServiceAuthz
 from tulle.model.authz import Operation
+from tulle.model.egress_authz import EgressAuthz, HostGuard
 from tulle.model.httproute import PathMatch
 from tulle.model.paths import segment_prefix
 from tulle.xds.generators.common import pack
 from tulle.xds.generators.matchers import header_matcher
 
 HTTP_RBAC = "envoy.filters.http.rbac"
+# The caller's filter for ExternalServices, in its outbound listener; its stats are
+# http.outbound.egress_rbac.policy.ID.denied (and egress_rbac.dry_run_ for shadow rules).
+EGRESS_RBAC = "tulle.egress.rbac"
+EGRESS_STAT_PREFIX = "egress_"
 NETWORK_RBAC = "envoy.filters.network.rbac"
 # Shadow rules (DryRun policies): their stats are rbac.dry_run_.shadow_allowed|shadow_denied.
 DRY_RUN_PREFIX = "dry_run_"
@@ -62,6 +68,62 @@ def http_rbac_filter(authz: ServiceAuthz, port: int) -> hcm.HttpFilter:
     return hcm.HttpFilter(name=HTTP_RBAC, typed_config=pack(config))
 
 
+def egress_rbac_filter(authz: EgressAuthz) -> hcm.HttpFilter:
+    """The caller's side, for AuthorizationPolicies on ExternalServices (egress_authz.py): the
+    callers are decided per proxy, so each policy holds the host and the request's details."""
+    config = http_rbac_pb2.RBAC(rules=_egress_rules(authz.guards), track_per_rule_stats=True,
+                                rules_stat_prefix=EGRESS_STAT_PREFIX)
+    if authz.dry_run is not None:
+        config.shadow_rules.CopyFrom(_egress_rules(authz.dry_run))
+        config.shadow_rules_stat_prefix = EGRESS_STAT_PREFIX + DRY_RUN_PREFIX
+    return hcm.HttpFilter(name=EGRESS_RBAC, typed_config=pack(config))
+
+
+def _egress_rules(guards: tuple[HostGuard, ...]) -> rbac_pb2.RBAC:
+    policies: dict[str, rbac_pb2.Policy] = {}
+    for guard in guards:
+        for policy_id, operations in guard.deny:
+            policies[policy_id] = _policy(_all_of([
+                _host(guard.host), _egress_operations(guard, operations)]))
+        if guard.allow_id:
+            allowed = [_egress_operations(guard, operations) for operations in guard.allowed]
+            unmatched = rbac_pb2.Principal(not_id=_any_of(allowed)) if allowed else _ANY
+            policies[guard.allow_id] = _policy(_all_of([_host(guard.host), unmatched]))
+    return rbac_pb2.RBAC(action=rbac_pb2.RBAC.DENY, policies=policies)
+
+
+def _host(host: str) -> rbac_pb2.Principal:
+    """A request to ``host``, on any port (CONNECT names one; a plain request may)."""
+    return rbac_pb2.Principal(header=rc.HeaderMatcher(
+        name=":authority", string_match=string_pb2.StringMatcher(
+            safe_regex=regex_pb2.RegexMatcher(regex=f"{re.escape(host)}(:[0-9]+)?"))))
+
+
+def _egress_operations(guard: HostGuard, operations: tuple[Operation, ...]
+                       ) -> rbac_pb2.Principal:
+    """Any of ``operations`` (none: any request). A port is the one a CONNECT names, or for
+    a plain request the host's http port, where every plain request goes."""
+    if not operations:
+        return _ANY
+    out = []
+    for operation in operations:
+        parts = [_operation(operation)]
+        if operation.ports:
+            parts.append(_any_of([_egress_port(guard, port) for port in operation.ports]))
+        out.append(_all_of(parts))
+    return _any_of(out)
+
+
+def _egress_port(guard: HostGuard, port: int) -> rbac_pb2.Principal:
+    connect = rbac_pb2.Principal(header=rc.HeaderMatcher(
+        name=":authority", string_match=string_pb2.StringMatcher(exact=f"{guard.host}:{port}")))
+    if port != guard.http_port:
+        return connect
+    plain = rbac_pb2.Principal(not_id=rbac_pb2.Principal(header=rc.HeaderMatcher(
+        name=":method", string_match=string_pb2.StringMatcher(exact="CONNECT"))))
+    return _any_of([connect, plain])
+
+
 def network_rbac_filter(authz: ServiceAuthz, port: int, stat_prefix: str
                         ) -> listener_components_pb2.Filter:
     config = network_rbac_pb2.RBAC(stat_prefix=stat_prefix, rules=_rules(authz, port, http=False))
@@ -71,7 +133,7 @@ def network_rbac_filter(authz: ServiceAuthz, port: int, stat_prefix: str
     return listener_components_pb2.Filter(name=NETWORK_RBAC, typed_config=pack(config))
 
 
-def denied_reply(authz: ServiceAuthz) -> hcm.ResponseMapper:
+def denied_reply(authz: ServiceAuthz | EgressAuthz) -> hcm.ResponseMapper:
     """The 403 of a denied request: its body names the policy (unless the Mesh says not to)."""
     body = DENIED_BODY if authz.reveal else DENIED_BODY_PLAIN
     # Only the RBAC filter's own denials: Envoy's response-flag filter cannot name RBAC's flag.
