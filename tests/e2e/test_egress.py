@@ -5,6 +5,7 @@ while a mesh service's own 404 stays its own."""
 
 from __future__ import annotations
 
+import http.client
 import json
 from typing import Any
 
@@ -188,3 +189,41 @@ def test_calls_out_of_the_mesh_have_metrics_and_access_logs_per_host(mesh: Mesh)
         assert promtext.value(samples, "tulle_requests_total", direction="egress",
                               dst_host=host, dst_port=str(outside.port),
                               code_class="2xx") == 3
+
+
+def authz(name: str, action: str, *rules: dict[str, object]) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "tulle.io/v1alpha1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"targetRef": {"kind": "ExternalService", "name": "orders-api"},
+                 "action": action, "rules": list(rules)}})
+
+
+def test_authorization_policies_limit_who_reaches_an_external_service(mesh: Mesh) -> None:
+    web = client(mesh)
+    mesh.run("ops", name="ops-1", namespace="ops")
+    ops = int(mesh.workload("ops-1")["outboundPort"])
+    host = "api.outside.example"
+    with outside_server() as outside:
+        apply(mesh, external("orders-api", host, [{"port": outside.port, "protocol": "http"}]))
+        apply(mesh, authz("only-web", "ALLOW", {"from": [{"service": "web"}]}))
+        assert via_proxy(web, host, "/web").status == 200
+        denied = via_proxy(ops, host, "/ops")
+        assert denied.status == 403, denied
+        assert "no-ALLOW-rule-matched:default/only-web" in denied.body, denied.body
+        with pytest.raises(OSError, match="403"):
+            via_connect(ops, host, outside.port)
+        assert [seen["path"] for seen in outside.seen] == ["/web"]
+
+        # A DENY on one method from one namespace: the rest passes.
+        mesh.cli("delete", "authorizationpolicy", "only-web")
+        apply(mesh, authz("no-ops-posts", "DENY", {"name": "posts",
+                                                    "from": [{"namespace": "ops"}],
+                                                    "to": [{"methods": ["POST"]}]}))
+        assert via_proxy(ops, host, "/ops").status == 200
+        connection = http.client.HTTPConnection("127.0.0.1", ops, timeout=10)
+        connection.request("POST", f"http://{host}/ops", body=b"x", headers={"Host": host})
+        response = connection.getresponse()
+        assert response.status == 403
+        assert "AuthorizationPolicy:default/no-ops-posts:posts" in response.read().decode()
+        connection.close()

@@ -31,8 +31,10 @@ class ParentRef:
     __pydantic_config__: ClassVar = SPEC_CONFIG
 
     name: str
-    kind: Literal["Service"] = "Service"
-    group: CoreGroup = ""
+    # Service: mesh routing for the service's callers (GAMMA). Gateway: the routes of an
+    # ingress gateway (`tulle gateway run`).
+    kind: Literal["Service", "Gateway"] = "Service"
+    group: Literal["", "core", "gateway.networking.k8s.io"] = ""
     namespace: str | None = None
     port: Port | None = None
 
@@ -235,5 +237,6 @@ class HTTPRouteSpec:
 
     parent_refs: Annotated[tuple[ParentRef, ...], Len(1, 32)]
     rules: Annotated[tuple[RouteRule, ...], Len(1, 64)]
-    # Accepted for Gateway API compatibility; GAMMA routes match on the parent service instead.
-    hostnames: tuple[str, ...] = ()
+    # On a Gateway: the hosts (or *.domain) whose requests the route takes; none: any host.
+    # Routes attached to a service match on the service instead (the scope of its name).
+    hostnames: Annotated[tuple[Annotated[str, Len(1, 253)], ...], Len(0, 16)] = ()

@@ -9,6 +9,7 @@ from typing import Any
 
 from tulle.model.authz import AuthorizationPolicySpec
 from tulle.model.external import ExternalServiceSpec
+from tulle.model.gateway import GatewaySpec
 from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.meshconfig import MESH_NAME, MeshSpec
 from tulle.model.policy import TrafficPolicySpec
@@ -98,8 +99,19 @@ EXTERNAL_SERVICE = KindInfo(
             "origination",
 )
 
+GATEWAY = KindInfo(
+    kind="Gateway",
+    api_version="gateway.networking.k8s.io/v1",
+    plural="gateways",
+    aliases=("gateway", "gw"),
+    spec_type=GatewaySpec,
+    summary="a way into the mesh from outside: listeners that `tulle gateway run` serves, "
+            "routed by the HTTPRoutes that name it",
+    also_accepts=("gateway.networking.k8s.io/v1beta1",),
+)
+
 KINDS: tuple[KindInfo, ...] = (SERVICE, HTTP_ROUTE, TRAFFIC_POLICY, AUTHORIZATION_POLICY,
-                               EXTERNAL_SERVICE, MESH)
+                               EXTERNAL_SERVICE, GATEWAY, MESH)
 
 
 def find_kind(name: str, kinds: Iterable[KindInfo] = KINDS) -> KindInfo | None:

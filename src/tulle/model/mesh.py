@@ -16,7 +16,7 @@ from tulle.model.authorization import ServiceAuthz, covers_external
 from tulle.model.authorization import resolve as resolve_authorization
 from tulle.model.external import ExternalServiceSpec, MeshExternal
 from tulle.model.httproute import HTTPRouteSpec
-from tulle.model.kinds import EXTERNAL_SERVICE, HTTP_ROUTE, MESH, SERVICE
+from tulle.model.kinds import EXTERNAL_SERVICE, GATEWAY, HTTP_ROUTE, MESH, SERVICE
 from tulle.model.meshconfig import MESH_NAME, MeshSpec
 from tulle.model.meta import Labels, ResourceKey, ServiceRef, freeze_labels
 from tulle.model.policies import (
@@ -114,6 +114,9 @@ class MeshSnapshot:
     # caller's own sidecar, which resolves them for its identity (egress_authz.py).
     external_authz: Mapping[str, ServiceAuthz] = field(
         default_factory=lambda: MappingProxyType({}))
+    # The HTTPRoutes attached to each Gateway (by its key), in name order.
+    gateway_routes: Mapping[ResourceKey, tuple[AttachedRoute, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     def endpoints_of(self, ref: ServiceRef) -> tuple[Endpoint, ...]:
         return self.endpoints.get(ref, ())
@@ -124,8 +127,24 @@ EMPTY_MESH = MeshSnapshot(0, MappingProxyType({}), MappingProxyType({}), Mapping
 
 
 def route_parents(route: Resource) -> list[ServiceRef]:
+    """The services an HTTPRoute is attached to (not its Gateways)."""
+    return [ref for _, ref in route_parent_fields(route)]
+
+
+def route_parent_fields(route: Resource) -> list[tuple[str, ServiceRef]]:
+    """(field path, service) for every service parent of an HTTPRoute."""
     spec = cast(HTTPRouteSpec, route.spec)
-    return [ServiceRef(p.namespace or route.meta.namespace, p.name) for p in spec.parent_refs]
+    return [(f"spec.parentRefs[{i}].name", ServiceRef(p.namespace or route.meta.namespace,
+                                                       p.name))
+            for i, p in enumerate(spec.parent_refs) if p.kind == "Service"]
+
+
+def route_gateways(route: Resource) -> list[tuple[str, ResourceKey]]:
+    """(field path, Gateway) for every Gateway parent of an HTTPRoute."""
+    spec = cast(HTTPRouteSpec, route.spec)
+    return [(f"spec.parentRefs[{i}].name",
+             ResourceKey(GATEWAY.kind, p.namespace or route.meta.namespace, p.name))
+            for i, p in enumerate(spec.parent_refs) if p.kind == "Gateway"]
 
 
 def route_backends(route: Resource) -> list[tuple[str, ServiceRef]]:
@@ -206,6 +225,7 @@ def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[
                 services[ref] = service(ref)
 
     routes: dict[ServiceRef, list[Resource]] = {}
+    at_gateways: dict[ResourceKey, list[Resource]] = {}
     # Gateway API orders routes of one parent by age, then name; tulle orders by name.
     for resource in ordered:
         if resource.info is not HTTP_ROUTE:
@@ -216,6 +236,8 @@ def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[
                 services[ref] = service(ref)
         for parent in route_parents(resource):
             routes.setdefault(parent, []).append(resource)
+        for _, gateway in route_gateways(resource):
+            at_gateways.setdefault(gateway, []).append(resource)
 
     endpoints = {ref: ready for ref in services if (ready := _ready(members(ref)))}
     authz = resolve_authorization(
@@ -240,6 +262,8 @@ def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[
         conflicts=tuple(resolved.conflicts),
         authz=MappingProxyType(dict(authz)),
         externals=externals,
+        gateway_routes=MappingProxyType({key: tuple(_attach(r, services, resolved) for r in rs)
+                                         for key, rs in at_gateways.items()}),
         external_authz=MappingProxyType({
             host: guarded[external.ref] for host, external in externals.items()
             if external.ref in guarded}),

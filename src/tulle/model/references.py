@@ -15,12 +15,13 @@ from tulle.model.external import ExternalServiceSpec
 from tulle.model.kinds import (
     AUTHORIZATION_POLICY,
     EXTERNAL_SERVICE,
+    GATEWAY,
     HTTP_ROUTE,
     SERVICE,
     TRAFFIC_POLICY,
     closest,
 )
-from tulle.model.mesh import route_backends, route_mirrors, route_parents
+from tulle.model.mesh import route_backends, route_gateways, route_mirrors, route_parent_fields
 from tulle.model.meta import ResourceKey, ServiceRef
 from tulle.model.policy import TrafficPolicySpec
 from tulle.model.resource import Resource
@@ -51,12 +52,20 @@ def reference_problems(batch: Iterable[Resource], known: frozenset[ServiceRef],
             continue
         if resource.info is not HTTP_ROUTE:
             continue
-        refs = [(f"spec.parentRefs[{i}].name", parent)
-                for i, parent in enumerate(route_parents(resource))]
-        refs += route_backends(resource) + route_mirrors(resource)
+        refs = route_parent_fields(resource) + route_backends(resource) + route_mirrors(resource)
         for field, ref in refs:
             if ref not in known:
                 problems.append(_unknown_service(resource, field, ref, known, source))
+        for field, gateway in route_gateways(resource):
+            if gateway not in (proposed or {}):
+                declared = sorted(k.name for k in (proposed or {}) if k.kind == GATEWAY.kind
+                                  and k.namespace == gateway.namespace)
+                problems.append(Problem(
+                    source=source, resource=str(resource.key), field=field,
+                    message=f'unknown Gateway "{gateway.name}" in namespace '
+                            f'"{gateway.namespace}"',
+                    hint=f"Gateways in {gateway.namespace}: {', '.join(declared) or 'none'}; "
+                         "apply the Gateway first (docs/resources.md#gateway)"))
     return problems
 
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 
 from tulle.model.durations import DURATION_HINT, parse_duration
+from tulle.model.external import dns_name_problem
 from tulle.model.httproute import (
     HeaderMatch,
     HeaderModifier,
@@ -95,6 +96,17 @@ def duration_problem(value: str | None) -> str | None:
 def httproute_problems(spec: HTTPRouteSpec) -> Iterator[FieldIssue]:
     for i, parent in enumerate(spec.parent_refs):
         yield from _name("spec.parentRefs", i, parent.name, parent.namespace)
+        if parent.kind == "Service" and parent.group == "gateway.networking.k8s.io":
+            yield (f"spec.parentRefs[{i}].group", "a Service is in the core group",
+                   "remove group, or set kind: Gateway to attach the route to a Gateway")
+        if parent.kind == "Gateway" and parent.port is not None:
+            yield (f"spec.parentRefs[{i}].port", "a Gateway parent takes no port",
+                   "remove port: the route is served on every listener of the Gateway")
+    # Hostnames choose a Gateway's virtual hosts; on a service's route they are ignored.
+    on_gateway = any(parent.kind == "Gateway" for parent in spec.parent_refs)
+    for h, hostname in enumerate(spec.hostnames if on_gateway else ()):
+        if (why := dns_name_problem(hostname.removeprefix("*."))) is not None:
+            yield f"spec.hostnames[{h}]", why, "a host such as shop.example.com, or *.example.com"
     names: dict[str, int] = {}
     for r, rule in enumerate(spec.rules):
         base = f"spec.rules[{r}]"

@@ -14,6 +14,7 @@ from tulle.model.authz import AuthorizationPolicySpec
 from tulle.model.authz_checks import authz_problems
 from tulle.model.durations import DURATION_HINT, parse_duration
 from tulle.model.external import ExternalServiceSpec, external_problems
+from tulle.model.gateway import GatewaySpec, gateway_problems
 from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.meshconfig import (
     MAX_WORKLOAD_LIFETIME_S,
@@ -66,6 +67,7 @@ def _service(spec: ServiceSpec) -> Iterator[FieldIssue]:
 _CHECKS: dict[type[Any], Callable[[Any], Iterator[FieldIssue]]] = {
     AuthorizationPolicySpec: authz_problems,
     ExternalServiceSpec: external_problems,
+    GatewaySpec: gateway_problems,
     HTTPRouteSpec: httproute_problems,
     MeshSpec: _mesh,
     ServiceSpec: _service,

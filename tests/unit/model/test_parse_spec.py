@@ -133,10 +133,10 @@ spec:
       ("spec.rules[0].backendRefs[1].name", f'"Books_v1" {NAME}', "")]),
     # A bad item must not also claim its non-empty list is too short.
     ("every problem of a spec, and only those", route_yaml({
-        "parentRefs": [{"name": "books", "kind": "Gateway"}],
+        "parentRefs": [{"name": "books", "kind": "Ingress"}],
         "rules": [{"backendRefs": [{"name": "a", "weight": "1"}, {"name": "b", "port": -1}]},
                   {"backendRefs": [{"name": "c"}], "matches": [{"path": {"type": "Regex"}}]}]}),
-     [("spec.parentRefs[0].kind", "must be one of 'Service'", ""),
+     [("spec.parentRefs[0].kind", "must be one of 'Service' or 'Gateway'", ""),
       ("spec.rules[0].backendRefs[0].weight", "expected an integer", "without quotes: 1"),
       ("spec.rules[0].backendRefs[1].port", "must be at least 1, got -1", ""),
       ("spec.rules[1].matches[0].path.type", "must be one of", "")]),

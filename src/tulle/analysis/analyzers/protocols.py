@@ -92,8 +92,10 @@ def _subset(ctx: AnalysisContext, service: Resource, protocols: Protocols) -> No
 def _route(ctx: AnalysisContext, route: Resource, protocols: Protocols) -> None:
     spec = cast(HTTPRouteSpec, route.spec)
     namespace = route.meta.namespace
-    parents = [ServiceRef(p.namespace or namespace, p.name) for p in spec.parent_refs]
-    for p, parent in enumerate(parents):
+    indexed = [(i, ServiceRef(p.namespace or namespace, p.name))
+               for i, p in enumerate(spec.parent_refs) if p.kind == "Service"]
+    parents = [parent for _, parent in indexed]
+    for p, parent in indexed:
         if protocols.of(parent) == "tcp":
             ctx.report(ROUTE_ON_TCP_SERVICE, route.key, f"spec.parentRefs[{p}]",
                        service=parent.host, ignored=_what_applies(spec.rules))
@@ -156,7 +158,7 @@ def service_ports(ctx: AnalysisContext) -> None:
         spec = cast(HTTPRouteSpec, route.spec)
         namespace = route.meta.namespace
         for p, parent in enumerate(spec.parent_refs):
-            if parent.port is not None:
+            if parent.port is not None and parent.kind == "Service":
                 uses.setdefault(ServiceRef(parent.namespace or namespace, parent.name), {}) \
                     .setdefault(parent.port, []).append((route, f"spec.parentRefs[{p}].port"))
         for r, rule in enumerate(spec.rules):

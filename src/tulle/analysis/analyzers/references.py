@@ -12,7 +12,7 @@ from tulle.analysis.codes import UNKNOWN_ROUTE, UNKNOWN_RULE, UNKNOWN_SERVICE
 from tulle.analysis.engine import AnalysisContext
 from tulle.errors import Problem
 from tulle.model.kinds import HTTP_ROUTE, SERVICE, TRAFFIC_POLICY
-from tulle.model.mesh import route_backends, route_mirrors, route_parents
+from tulle.model.mesh import route_backends, route_mirrors, route_parent_fields
 from tulle.model.meta import ServiceRef
 from tulle.model.policy import PolicyTargetRef, TrafficPolicySpec
 from tulle.model.references import known_services, reference_problems
@@ -56,8 +56,7 @@ def _report(ctx: AnalysisContext, resource: Resource, problem: Problem, *,
 def _service_refs(resource: Resource) -> dict[str, ServiceRef]:
     """Field path -> service, for every service reference of a route or policy."""
     if resource.info is HTTP_ROUTE:
-        refs = {f"spec.parentRefs[{i}].name": parent
-                for i, parent in enumerate(route_parents(resource))}
+        refs = dict(route_parent_fields(resource))
         return refs | dict(route_backends(resource)) | dict(route_mirrors(resource))
     spec = cast(TrafficPolicySpec, resource.spec)
     return {f"spec.targetRefs[{t}].name": ServiceRef(target.namespace or resource.meta.namespace,
