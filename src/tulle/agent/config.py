@@ -36,6 +36,11 @@ class AgentConfig:
     control_plane: str = ""
     ca_fingerprint: str = ""
     address: str = ""
+    # An ingress gateway (`tulle gateway run`): the port it serves, where, and its TLS files.
+    gateway_port: int | None = None
+    gateway_listen_address: str = "0.0.0.0"
+    gateway_tls_cert: str = ""
+    gateway_tls_key: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -113,16 +113,24 @@ class Agent:
             log.warning("exit code %d: logs kept in %s", code, self.workdir)
         return code
 
+    def _check_ports(self) -> None:
+        """The ports this workload will listen on besides its own: free, or a clear error."""
+        config = self.config
+        if config.gateway_port is not None and not port_is_free(config.gateway_port):
+            raise UsageError(f"port {config.gateway_port} for the gateway is already in use",
+                             hint="stop what listens there, or serve another listener's port")
+        for _, local_port in config.upstreams:
+            if not port_is_free(local_port):
+                raise UsageError(f"local port {local_port} for --upstream is already in use",
+                                 hint="choose another port: --upstream SERVICE:PORT")
+
     async def _run(self) -> int:
         config = self.config
         joined = self._joined = await self._join()
         host, api_port, api_token, identity_host, trust_domain, address = self._locate(joined)
         ensure_private_dir(self.workdir)
         admin = EnvoyAdmin(self.workdir)
-        for _, local_port in config.upstreams:
-            if not port_is_free(local_port):
-                raise UsageError(f"local port {local_port} for --upstream is already in use",
-                                 hint="choose another port: --upstream SERVICE:PORT")
+        self._check_ports()
         outbound, agent_port, inbound = free_ports(3)
         agent_token = new_token()
         telemetry = Telemetry(admin, (("namespace", config.namespace),
@@ -149,6 +157,11 @@ class Agent:
             "xdsToken": new_token(), "agentToken": agent_token,
             "serviceAccount": config.service_account, "agentVersion": __version__,
             **({"keyDir": str(identity_dir.absolute())} if joined else {}),
+            **({"gateway": {"port": config.gateway_port,
+                            "listenAddress": config.gateway_listen_address,
+                            "tlsCert": config.gateway_tls_cert,
+                            "tlsKey": config.gateway_tls_key}}
+               if config.gateway_port is not None else {}),
         }, on_message=self._on_control_message, on_moved=self._on_moved, remote=joined,
             abroad=self._abroad)
         envoy: EnvoyProcess | None = None

@@ -8,6 +8,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal
 
+from tulle.model.gateway import GatewayBinding
 from tulle.model.meta import Labels, ServiceRef
 
 XdsProtocol = Literal["delta", "sotw"]
@@ -54,6 +55,8 @@ class Workload:
     # A workload on another host (joined with a join token): its identity directory there,
     # which its agent names; empty for this host's, whose directory the control plane knows.
     key_dir: str = ""
+    # An ingress gateway (`tulle gateway run`): its service is its Gateway's name.
+    gateway: GatewayBinding | None = None
 
     @property
     def remote(self) -> bool:
@@ -116,6 +119,10 @@ class Workload:
             "serviceAccount": self.account,
             "agentVersion": self.agent_version,
             **({"keyDir": self.key_dir} if self.key_dir else {}),
+            **({"gateway": {"port": self.gateway.port,
+                            "listenAddress": self.gateway.listen_address,
+                            "tlsCert": self.gateway.tls_cert, "tlsKey": self.gateway.tls_key}}
+               if self.gateway else {}),
         }
 
     @classmethod
@@ -146,6 +153,10 @@ class Workload:
             agent_version=str(data.get("agentVersion", "")),
             state_reason=str(data.get("stateReason", "")),
             key_dir=str(data.get("keyDir", "")),
+            gateway=GatewayBinding(int(gateway["port"]), str(gateway["listenAddress"]),
+                                   str(gateway.get("tlsCert", "")),
+                                   str(gateway.get("tlsKey", "")))
+            if (gateway := data.get("gateway")) else None,
         )
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from tulle.identity.spiffe import spiffe_id
 from tulle.model.egress_authz import EgressAuthz, egress_authz_for
+from tulle.model.gateway import GatewayBinding, GatewaySpec
+from tulle.model.kinds import GATEWAY
 from tulle.model.mesh import MeshService, MeshSnapshot
-from tulle.model.meta import ServiceRef
+from tulle.model.meta import ResourceKey, ServiceRef
 from tulle.model.service import is_http
 from tulle.xds import names, types
 from tulle.xds.config import ProxyConfig, SharedConfig
@@ -28,12 +30,13 @@ from tulle.xds.generators import (
     clusters,
     egress,
     endpoints,
+    gateway,
     listeners,
     routes,
     secrets,
     tracing,
 )
-from tulle.xds.generators.access_logs import proxy_logs
+from tulle.xds.generators.access_logs import ProxyLogs, proxy_logs
 from tulle.xds.proxy import NO_LOGGING, ProxyInfo, ProxyLogging
 from tulle.xds.wire import EncodedResource, encode
 
@@ -76,7 +79,9 @@ def proxy_shape(mesh: MeshSnapshot, proxy: ProxyInfo) -> tuple[object, ...]:
     return (proxy.namespace, own, _egress_authz(mesh, proxy), proxy.app_port is None,
             proxy.inbound_port is None,
             proxy.node_id in mesh.identity.certificates,
-            tuple(bind.service for bind in proxy.upstreams))
+            tuple(bind.service for bind in proxy.upstreams), proxy.gateway,
+            mesh.gateway_routes.get(ResourceKey(GATEWAY.kind, proxy.namespace, proxy.service))
+            if proxy.gateway else None)
 
 
 def connection_lifetime(workload_lifetime_s: float) -> float:
@@ -164,6 +169,9 @@ class ConfigCompiler:
                     own_clusters.append(memo.get(types.CLUSTER, clusters.inbound_cluster,
                                                  proxy.app_port, own_protocol, own_detected,
                                                  True))
+        if proxy.gateway is not None:
+            own_listeners.append(self._gateway(mesh, proxy, proxy.gateway, tracer, logs, http10,
+                                               own_routes))
         for bind in proxy.upstreams:
             service = mesh.services.get(bind.service) or MeshService(bind.service, "http", False)
             attached = mesh.routes.get(bind.service, ())
@@ -181,6 +189,20 @@ class ConfigCompiler:
             types.LISTENER: own_listeners,
             types.ROUTE: own_routes,
         }, shared)
+
+    def _gateway(self, mesh: MeshSnapshot, proxy: ProxyInfo, binding: GatewayBinding,
+                 tracer: tracing.ProxyTracing | None, logs: ProxyLogs, http10: bool,
+                 own_routes: list[EncodedResource]) -> EncodedResource:
+        """An ingress gateway's listener, and (into ``own_routes``) its route table."""
+        key = ResourceKey(GATEWAY.kind, proxy.namespace, proxy.service)
+        found = mesh.resources.get(key)
+        spec = cast(GatewaySpec, found.spec) if found is not None else None
+        attached = mesh.gateway_routes.get(key, ())
+        own_routes.append(self.memo.get(types.ROUTE, gateway.gateway_route_config, key, spec,
+                                        binding.port, attached))
+        return self.memo.get(types.LISTENER, gateway.gateway_listener, binding, key,
+                             gateway.gateway_optional_filters(attached), tracer,
+                             logs.outbound(), http10)
 
     def _build_shared(self, mesh: MeshSnapshot, namespace: str) -> SharedConfig:
         memo = self.memo

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tulle.model.meta import ServiceRef
+from tulle.model.meta import ResourceKey, ServiceRef
 
 INBOUND_LISTENER = "inbound"
 OUTBOUND_LISTENER = "outbound"
@@ -79,3 +79,12 @@ PASSTHROUGH_ROUTE_CONFIG = "passthrough"
 # The scope key of requests to hosts outside the registry under ALLOW_ANY: no valid host can
 # be it (underscores), so no request names it by mistake.
 PASSTHROUGH_SCOPE_KEY = "_tulle_passthrough_"
+
+
+# An ingress gateway (`tulle gateway run`): its listener, and its Gateway's route table.
+def gateway_listener(port: int) -> str:
+    return f"gateway|{port}"
+
+
+def gateway_route_config(gateway: ResourceKey) -> str:
+    return f"gateway|{gateway.namespace}/{gateway.name}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tulle.model.gateway import GatewayBinding
 from tulle.model.taps import NO_TAPS, ProxyTaps
 from tulle.model.workload import UpstreamBind, Workload
 
@@ -19,6 +20,7 @@ class ProxyInfo:
     inbound_port: int | None
     outbound_port: int
     upstreams: tuple[UpstreamBind, ...]
+    gateway: GatewayBinding | None = None  # an ingress gateway's listener
 
     @classmethod
     def of(cls, workload: Workload) -> ProxyInfo:
@@ -31,6 +33,7 @@ class ProxyInfo:
             inbound_port=workload.inbound_port,
             outbound_port=workload.outbound_port,
             upstreams=workload.upstreams,
+            gateway=workload.gateway,
         )
 
 

@@ -31,6 +31,7 @@ from tulle.controlplane.services.identity import IdentityService
 from tulle.controlplane.services.sessions import SessionService
 from tulle.controlplane.services.telemetry import Series, TelemetryService
 from tulle.errors import ConfigError, Problem, UsageError
+from tulle.model.gateway import GatewayBinding
 from tulle.model.meta import DEFAULT_NAMESPACE, ServiceRef, dns_label_problem, label_problem
 from tulle.model.spec_config import SPEC_CONFIG
 from tulle.model.workload import UpstreamBind, Workload, WorkloadState
@@ -131,6 +132,18 @@ class UpstreamRequest:
 
 
 @dataclass(frozen=True)
+class GatewayRequest:
+    """`tulle gateway run`: the port it serves, where, and its TLS files on its own host."""
+
+    __pydantic_config__: ClassVar = SPEC_CONFIG
+
+    port: Port
+    listen_address: Annotated[str, Len(1, 64)] = "0.0.0.0"
+    tls_cert: Annotated[str, Len(0, 1024)] = ""
+    tls_key: Annotated[str, Len(0, 1024)] = ""
+
+
+@dataclass(frozen=True)
 class Registration:
     """What an agent sends. Validated strictly: it crosses a trust boundary."""
 
@@ -154,6 +167,7 @@ class Registration:
     service_account: str = ""
     agent_version: str = ""  # tulle's version in the agent (`tulle check --proxy` compares)
     key_dir: str = ""  # an agent on another host: its identity directory there
+    gateway: GatewayRequest | None = None  # an ingress gateway, not a service's instance
 
 
 @functools.cache
@@ -189,6 +203,11 @@ def parse_registration(body: bytes, *, remote: bool = False) -> tuple[Workload, 
             problems.append(f"upstream {bind.service}: {bad}")
         upstreams.append(UpstreamBind(ServiceRef(namespace, name), bind.local_port))
     problems += _placement_problems(reg, remote)
+    gateway = None
+    if reg.gateway is not None:
+        problems += _gateway_problems(reg)
+        gateway = GatewayBinding(reg.gateway.port, reg.gateway.listen_address,
+                                 reg.gateway.tls_cert, reg.gateway.tls_key)
     if problems:
         raise UsageError("invalid registration: " + "; ".join(problems))
     workload = Workload(
@@ -199,8 +218,29 @@ def parse_registration(body: bytes, *, remote: bool = False) -> tuple[Workload, 
         upstreams=tuple(upstreams), xds_protocol=reg.xds_protocol,
         state=WorkloadState.STARTING, registered_at=time.time(), pid=reg.pid,
         service_account=reg.service_account, agent_version=reg.agent_version[:64],
-        key_dir=reg.key_dir if remote else "")
+        key_dir=reg.key_dir if remote else "", gateway=gateway)
     return workload, Credentials(xds_token=reg.xds_token, agent_token=reg.agent_token)
+
+
+def _gateway_problems(reg: Registration) -> list[str]:
+    assert reg.gateway is not None
+    gateway = reg.gateway
+    problems = []
+    if reg.app_port is not None or reg.upstreams:
+        problems.append("a gateway runs no application and binds no --upstream")
+    try:
+        ipaddress.ip_address(gateway.listen_address)
+    except ValueError:
+        problems.append(f"gateway listen address {gateway.listen_address[:64]!r} is not an "
+                        "IP address")
+    if bool(gateway.tls_cert) != bool(gateway.tls_key):
+        problems.append("a gateway's TLS needs both a certificate and a key")
+    for path in (gateway.tls_cert, gateway.tls_key):
+        parsed = PurePosixPath(path)
+        if path and (not parsed.is_absolute() or ".." in parsed.parts):
+            problems.append(f"gateway TLS file {path[:100]!r} must be an absolute path "
+                            "without '..'")
+    return problems
 
 
 def _placement_problems(reg: Registration, remote: bool) -> list[str]:

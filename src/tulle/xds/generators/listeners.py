@@ -153,6 +153,24 @@ def upstream_listener(local_port: int, service: ServiceRef, protocol: Protocol,
                      base_pb2.TrafficDirection.OUTBOUND)
 
 
+def gateway_manager(rds_name: str, optional: frozenset[str],
+                    tracing: ProxyTracing | None, access_log: HttpLogging | None,
+                    accept_http10: bool) -> hcm.HttpConnectionManager:
+    """An ingress gateway's connection manager: the edge, so the client's address is the
+    connection's (an X-Forwarded-For from outside is not believed)."""
+    manager = _http_manager("gateway", rds_name=rds_name, tracing=tracing,
+                            access_log=access_log, accept_http10=accept_http10,
+                            optional_filters=optional)
+    manager.use_remote_address.value = True
+    return manager
+
+
+def listener_with(name: str, host: str, port: int,
+                  manager: hcm.HttpConnectionManager) -> listener_pb2.Listener:
+    """A listener of one HTTP connection manager, for traffic from outside the mesh."""
+    return _listener(name, host, port, [_hcm_filter(manager)], base_pb2.TrafficDirection.INBOUND)
+
+
 def _listener(name: str, host: str, port: int,
               network_filters: list[listener_components_pb2.Filter],
               direction: base_pb2.TrafficDirection.ValueType) -> listener_pb2.Listener:

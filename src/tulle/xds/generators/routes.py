@@ -22,6 +22,7 @@ from google.protobuf import wrappers_pb2
 from tulle.model.mesh import AttachedRoute, MeshService
 from tulle.model.meta import ServiceRef
 from tulle.model.paths import match_precedence
+from tulle.model.policy import FaultInjection
 from tulle.telemetry.schema import route_stat_prefix
 from tulle.xds import names
 from tulle.xds.generators.access_logs import no_scope_filter
@@ -37,7 +38,8 @@ from tulle.xds.generators.route_actions import (
     safe_retries,
 )
 
-__all__ = ["SAFE_RETRIES", "SAFE_RETRY_ON", "inbound_route_config", "optional_filters",
+__all__ = ["SAFE_RETRIES", "SAFE_RETRY_ON", "attached_routes", "inbound_route_config",
+           "optional_filters",
            "outbound_route_config", "outbound_scope", "outbound_scope_hosts", "scope",
            "scope_key_builder", "service_routes", "unknown_host_replies",
            "upstream_route_config"]
@@ -190,18 +192,27 @@ def _service_routes(service: MeshService, attached: tuple[AttachedRoute, ...]
         return [default_route(f"{service.ref.host}/default",
                               names.outbound_cluster(service.ref), policy.fault_injection,
                               hash_key)]
+    return attached_routes(attached, policy.fault_injection)
+
+
+def attached_routes(attached: tuple[AttachedRoute, ...],
+                    fault_default: FaultInjection | None = None,
+                    stats: bool = True) -> list[rc.Route]:
+    """Every match of every rule of ``attached``, in Gateway API precedence. ``stats``: each
+    rule's own stats (`tulle routes`), named for the service the routes are attached to."""
     entries: list[tuple[tuple[int, ...], int, rc.Route]] = []
     for attached_route in attached:
         key = attached_route.key
         for r, rule in enumerate(attached_route.spec.rules):
             rule_policy = attached_route.rule_policy(r)
-            fault = rule_policy.fault_injection or policy.fault_injection
+            fault = rule_policy.fault_injection or fault_default
             for m, match in enumerate(rule.matches):
                 name = f"{key.namespace}/{key.name}/{rule.name or f'rule{r}'}/match{m}"
                 route = rule_route(name, match, route_match(match), rule, key.namespace, fault,
                                    rule_policy.rate_limit, attached_route.hash_key(r))
-                # Per-rule metrics (`tulle routes`): every match of a rule shares its stats.
-                route.stat_prefix = route_stat_prefix(key.namespace, key.name, r, rule.name)
+                if stats:  # every match of a rule shares its stats
+                    route.stat_prefix = route_stat_prefix(key.namespace, key.name, r,
+                                                          rule.name)
                 entries.append((match_precedence(match), len(entries), route))
     # Gateway API precedence; ties keep their order (route name, then rule, then match).
     entries.sort(key=lambda entry: (entry[0], entry[1]))
