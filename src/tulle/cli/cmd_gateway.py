@@ -117,7 +117,7 @@ def _check_gateway(client: ApiClient, name: str, namespace: str, port: int, tls:
     except NotFoundError:
         raise UsageError(f"there is no Gateway {namespace}/{name}",
                          hint=f"apply one first, for example:\n{example}") from None
-    listeners = found.get("spec", {}).get("listeners", [])
+    listeners = found.get("manifest", {}).get("spec", {}).get("listeners", [])
     listener = next((item for item in listeners if item.get("port") == port), None)
     if listener is None:
         ports = ", ".join(str(item.get("port")) for item in listeners) or "none"

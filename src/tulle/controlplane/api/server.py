@@ -26,6 +26,7 @@ from tulle.controlplane.api import (
     remote,
     replicas,
     resources,
+    whatif,
 )
 from tulle.controlplane.api.guard import ServerLimits, mark_trusted
 from tulle.controlplane.api.routing import bearer_auth, build_app
@@ -92,6 +93,7 @@ def make_api(s: Services, token: str, metrics_token: str | None) -> web.Applicat
         *observe.tap_routes(s.taps),
         *observe.diagnosis_routes(s.diagnosis),
         *observe.health_routes(s.health, s.telemetry),
+        *whatif.routes(s.views),
     ]
     extra = {observe.METRICS_ROUTE: metrics_token} if metrics_token else {}
     return build_app(routes, [bearer_auth(token, extra), mark_trusted], limits=API_LIMITS)
