@@ -18,6 +18,8 @@ from tests.support.http import Reply, request
 from tests.support.mesh import Mesh, Workload, wait_for
 from tests.support.ports import free_port
 from tests.support.tap import Tap
+from tests.support.whatif import status as told_status
+from tests.support.whatif import what_if
 
 pytestmark = pytest.mark.envoy
 
@@ -96,6 +98,9 @@ def test_callers_by_namespace_service_and_identity_allow_and_deny(
                                                         "from": [{"namespace": "ops"}]})),
             "books-1")
     assert denied_by(request(ops, "/")) == "AuthorizationPolicy:default/no-ops:ops"
+    assert what_if(mesh, "ops/ops-1", "http://books.default/", namespace="ops")[
+        "outcome"] == "403 from the callee's sidecar: AuthorizationPolicy:default/no-ops:ops"
+    assert told_status(what_if(mesh, "web", "http://books/")) == 200
     assert request(web, "/").status == 200
     # diagnose names the policy, the rule, the caller's identity, and the change.
     found = finding(mesh, "TUL1028", "books")
@@ -179,6 +184,13 @@ def test_each_request_match_denies_its_side_of_the_rule_only(
     got = [(case, request(web, case[0], method=case[1], headers=case[2])) for case, _ in DENY_CASES]
     assert [r.status for _, r in got] == [status for _, status in DENY_CASES], \
         [(case, r.status) for case, r in got]
+    # `tulle what-if` tells each outcome, and the rule, without sending the request.
+    for (path, method, headers), reply in got:
+        told = what_if(mesh, "web", f"http://books{path}", method,
+                       headers=tuple(f"{k}:{v}" for k, v in headers.items()))
+        assert told_status(told) == reply.status, (path, method, headers, told)
+        if reply.status == 403:
+            assert told["outcome"].endswith(denied_by(reply)), (told, reply)
     assert denied_by(got[0][1]) == "AuthorizationPolicy:default/guard:exact"
     assert denied_by(got[9][1]) == "AuthorizationPolicy:default/guard:method"
     # The same port rule on books' own port denies everything.

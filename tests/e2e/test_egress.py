@@ -17,6 +17,7 @@ from tests.support import promtext
 from tests.support.mesh import Mesh, wait_for
 from tests.support.outside import outside_server, server_cert, via_connect, via_proxy
 from tests.support.tap import Tap
+from tests.support.whatif import status, what_if
 
 pytestmark = pytest.mark.envoy
 
@@ -76,6 +77,8 @@ def test_registry_only_refuses_an_unknown_host_until_an_external_service_names_i
             via_connect(proxy, host, outside.port)
         assert via_proxy(proxy, "bookz", "/").status == 502  # a typo of a mesh service
         assert outside.seen == []  # nothing left the mesh
+        told = what_if(mesh, "web", f"http://{host}:{outside.port}/orders")
+        assert status(told) == 502 and "REGISTRY_ONLY" in json.dumps(told["steps"]), told
 
         # diagnose names the caller, the hosts as the application named them, and the fix.
         found = finding(mesh, "TUL1030")
@@ -93,6 +96,7 @@ def test_registry_only_refuses_an_unknown_host_until_an_external_service_names_i
                                                     "protocol": "http"}]))
         reply = via_proxy(proxy, f"{host}:{outside.port}", "/orders")
         assert reply.status == 200, reply
+        assert status(what_if(mesh, "web", f"http://{host}:{outside.port}/orders")) == 200
         assert reply.body["path"] == "/orders"
         assert reply.body["host"] == f"{host}:{outside.port}"  # as the application named it
         assert reply.body["tls"] is False
@@ -211,6 +215,10 @@ def test_authorization_policies_limit_who_reaches_an_external_service(mesh: Mesh
         denied = via_proxy(ops, host, "/ops")
         assert denied.status == 403, denied
         assert "no-ALLOW-rule-matched:default/only-web" in denied.body, denied.body
+        told = what_if(mesh, "ops", f"http://{host}/ops", namespace="ops")
+        assert told["outcome"] == ("403 from the caller's sidecar: "
+                                   "no-ALLOW-rule-matched:default/only-web"), told
+        assert status(what_if(mesh, "web", f"http://{host}/web")) == 200
         with pytest.raises(OSError, match="403"):
             via_connect(ops, host, outside.port)
         assert [seen["path"] for seen in outside.seen] == ["/web"]
@@ -227,3 +235,6 @@ def test_authorization_policies_limit_who_reaches_an_external_service(mesh: Mesh
         assert response.status == 403
         assert "AuthorizationPolicy:default/no-ops-posts:posts" in response.read().decode()
         connection.close()
+        for method, code in (("POST", 403), ("GET", 200)):
+            told = what_if(mesh, "ops", f"http://{host}/ops", method, namespace="ops")
+            assert status(told) == code, told
