@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import (
+    authz,
     ca,
     convergence,
     dataplane,
@@ -30,6 +31,7 @@ SUITE = {
     "telemetry": (telemetry.run, "Telemetry: collection cost in the control plane"),
     "troubleshoot": (troubleshoot.run, "Troubleshooting: tulle check --proxy and tulle diagnose"),
     "dataplane": (dataplane.run, "Data-plane tax: latency, CPU and memory of a sidecar pair"),
+    "authz": (authz.run, "Authorization: added latency with 10 and 100 rules"),
     "multihost": (multihost.run, "Replicas on etcd: a change across replicas, and failover"),
 }
 
