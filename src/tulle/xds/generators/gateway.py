@@ -23,9 +23,8 @@ from tulle.model.meta import ResourceKey
 from tulle.xds import names
 from tulle.xds.generators.access_logs import HttpLogging
 from tulle.xds.generators.common import tls_socket
-from tulle.xds.generators.http_filters import FAULT, RATE_LIMIT
 from tulle.xds.generators.listeners import gateway_manager, listener_with
-from tulle.xds.generators.routes import attached_routes
+from tulle.xds.generators.routes import attached_routes, rule_filters
 from tulle.xds.generators.tracing import ProxyTracing
 
 
@@ -51,15 +50,7 @@ def gateway_listener(binding: GatewayBinding, gateway: ResourceKey,
 
 def gateway_optional_filters(attached: tuple[AttachedRoute, ...]) -> frozenset[str]:
     """The HTTP filters the gateway's routes configure (TrafficPolicies on their rules)."""
-    used: set[str] = set()
-    for route in attached:
-        for index in range(len(route.spec.rules)):
-            policy = route.rule_policy(index)
-            if policy.fault_injection is not None:
-                used.add(FAULT)
-            if policy.rate_limit is not None:
-                used.add(RATE_LIMIT)
-    return frozenset(used)
+    return rule_filters(attached)
 
 
 def gateway_route_config(gateway: ResourceKey, spec: GatewaySpec | None, port: int,

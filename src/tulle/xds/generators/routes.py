@@ -40,7 +40,8 @@ from tulle.xds.generators.route_actions import (
 
 __all__ = ["SAFE_RETRIES", "SAFE_RETRY_ON", "attached_routes", "inbound_route_config",
            "optional_filters",
-           "outbound_route_config", "outbound_scope", "outbound_scope_hosts", "scope",
+           "outbound_route_config", "outbound_scope", "outbound_scope_hosts", "rule_filters",
+           "scope",
            "scope_key_builder", "service_routes", "unknown_host_replies",
            "upstream_route_config"]
 
@@ -229,15 +230,22 @@ def optional_filters(services: ServiceRoutes) -> frozenset[str]:
             continue
         if service.policy.fault_injection is not None:
             used.add(FAULT)  # the default route, or every rule that sets no fault of its own
-        for attached_route in attached:
-            for r in range(len(attached_route.spec.rules)):
-                rule_policy = attached_route.rule_policy(r)
-                if rule_policy.fault_injection is not None:
-                    used.add(FAULT)
-                if rule_policy.rate_limit is not None:
-                    used.add(RATE_LIMIT)
+        used |= rule_filters(attached)
         if len(used) == 2:
             break
+    return frozenset(used)
+
+
+def rule_filters(attached: tuple[AttachedRoute, ...]) -> frozenset[str]:
+    """The HTTP filters the rules of ``attached`` configure (their TrafficPolicies)."""
+    used: set[str] = set()
+    for attached_route in attached:
+        for r in range(len(attached_route.spec.rules)):
+            rule_policy = attached_route.rule_policy(r)
+            if rule_policy.fault_injection is not None:
+                used.add(FAULT)
+            if rule_policy.rate_limit is not None:
+                used.add(RATE_LIMIT)
     return frozenset(used)
 
 
