@@ -93,7 +93,7 @@ def test_grpc_by_name_through_http_proxy(mesh: Mesh) -> None:
     assert json.loads(line) == {"answered": {"greeter-1": 10}, "failures": {}}
 
 
-def test_tcp_by_name_through_connect_and_no_egress(mesh: Mesh) -> None:
+def test_tcp_by_name_through_connect_and_no_unknown_host(mesh: Mesh) -> None:
     mesh.cli("apply", "-f", "-", stdin="""\
 apiVersion: tulle.io/v1alpha1
 kind: Service
@@ -115,8 +115,10 @@ spec: {protocol: tcp}
 
     outside = mesh.cli("run", "--service", "client", "--", sys.executable,
                        str(APPS / "connect_line.py"), "example.com:443", "x", timeout=60)
-    assert outside.stdout.splitlines()[0] == "HTTP/1.1 403 Forbidden", outside.stdout
-    assert "outside the mesh" in outside.stdout
+    # Outside the registry (REGISTRY_ONLY, the default): refused, the host and mode named.
+    assert outside.stdout.splitlines()[0] == "HTTP/1.1 502 Bad Gateway", outside.stdout
+    assert "example.com:443 is neither a mesh service nor an ExternalService" in \
+        outside.stdout and "REGISTRY_ONLY" in outside.stdout
 
 
 def _greeter(mesh: Mesh, name: str, *extra: str, env: tuple[str, ...] = ()) -> None:

@@ -27,7 +27,9 @@ from tests.support.ports import free_port
 pytestmark = pytest.mark.envoy
 
 T = TypeVar("T")
-SAME_CONTENT = ("CDS", "EDS", "LDS", "SRDS", "RDS")  # SDS: each proxy has its own certificate
+# SDS: each proxy has its own certificate; LDS: its own access-log credential (the outbound
+# listener's log of refused egress).
+SAME_CONTENT = ("CDS", "EDS", "SRDS", "RDS")
 DUMP_SECTIONS = {  # config_dump section -> (xDS type, list of dynamic resources)
     "ClustersConfigDump": ("CDS", "dynamic_active_clusters"),
     "EndpointsConfigDump": ("EDS", "dynamic_endpoint_configs"),
@@ -105,6 +107,7 @@ def compare(mesh: Mesh, fleet: FleetWorker, pairs: dict[str, str]) -> None:
         for short in SAME_CONTENT:
             assert mine[short]["acked"] == real_acked[short], (real, short)
         assert mine["SDS"]["acked"] != real_acked["SDS"]
+        assert mine["LDS"]["acked"] != real_acked["LDS"]
         # ...and exactly the resources the control plane intends for it.
         intended = mesh.api.get(f"/v1/proxies/{node}/intended")["versions"]
         assert {t: s["version"] for t, s in mine.items()} == intended, node

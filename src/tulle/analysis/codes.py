@@ -175,6 +175,10 @@ AUTHZ_DEFAULT_IGNORED = Code(
     "{kept} already sets the default for {scope} ({action}); this policy's defaultAction "
     "is ignored",
     "keep one defaultAction policy per namespace, and one for the mesh")
+UNKNOWN_GATEWAY = Code(
+    "TUL0027", Level.ERROR, "HTTPRoute names an unknown Gateway",
+    'unknown Gateway "{gateway}" in namespace "{namespace}": no gateway serves this route',
+    "{hint}")
 
 CODES: tuple[Code, ...] = (
     UNKNOWN_SERVICE, UNKNOWN_ROUTE, UNKNOWN_RULE, SUBSET_SELECTS_NOTHING, ZERO_WEIGHT_BACKEND,
@@ -183,7 +187,7 @@ CODES: tuple[Code, ...] = (
     TLS_FAILURES_ON_STRICT, POLICY_SELECTS_NOTHING, RATE_LIMIT_BELOW_TRAFFIC,
     CIRCUIT_BREAKER_BELOW_CONCURRENCY, POLICY_SETTING_IGNORED, SUBSET_PROTOCOL_MISMATCH,
     ROUTE_ON_TCP_SERVICE, GRPC_RETRY_ON_NON_GRPC, MIXED_PROTOCOL_BACKEND, PORTS_DIFFER,
-    AUTHZ_RULE_NEVER_MATCHES, AUTHZ_ALLOW_OVERRIDDEN, AUTHZ_DEFAULT_IGNORED,
+    AUTHZ_RULE_NEVER_MATCHES, AUTHZ_ALLOW_OVERRIDDEN, AUTHZ_DEFAULT_IGNORED, UNKNOWN_GATEWAY,
 )
 
 

@@ -19,6 +19,7 @@ CASES: list[tuple[str, list[Finding]]] = [
         ("TUL0001", POLICY + "limits"),  # Service authors
         ("TUL0002", POLICY + "limits"),  # HTTPRoute nosuch
         ("TUL0003", POLICY + "limits"),  # rule serch
+        ("TUL0027", ROUTE + "edge-routes"),  # Gateway edge
     ]),
     ("references_ok", []),
     ("weights", [

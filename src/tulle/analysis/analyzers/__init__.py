@@ -21,8 +21,10 @@ WORKLOADS = frozenset({Need.WORKLOADS})
 TELEMETRY = frozenset({Need.TELEMETRY})
 
 ANALYZERS: tuple[Analyzer, ...] = (
-    Analyzer("references", "references to services, HTTPRoutes and rules that do not exist",
-             references.KINDS, (codes.UNKNOWN_SERVICE, codes.UNKNOWN_ROUTE, codes.UNKNOWN_RULE),
+    Analyzer("references", "references to services, HTTPRoutes, rules and Gateways that do "
+             "not exist",
+             references.KINDS, (codes.UNKNOWN_SERVICE, codes.UNKNOWN_ROUTE, codes.UNKNOWN_RULE,
+                                codes.UNKNOWN_GATEWAY),
              references.unknown_references, uses=WORKLOADS),
     Analyzer("subset-selectors", "subsets (selector Services) that select no workload",
              selectors.KINDS, (codes.SUBSET_SELECTS_NOTHING,), selectors.empty_subsets,

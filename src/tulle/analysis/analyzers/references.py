@@ -1,4 +1,4 @@
-"""References to services, routes and rules that do not exist.
+"""References to services, routes, rules and Gateways that do not exist.
 
 Apply refuses these (``tulle.model.references``); analyze reports them with codes, reusing the
 same checks and hints, so that a file can be checked before it is applied.
@@ -8,17 +8,22 @@ from __future__ import annotations
 
 from typing import cast
 
-from tulle.analysis.codes import UNKNOWN_ROUTE, UNKNOWN_RULE, UNKNOWN_SERVICE
+from tulle.analysis.codes import UNKNOWN_GATEWAY, UNKNOWN_ROUTE, UNKNOWN_RULE, UNKNOWN_SERVICE
 from tulle.analysis.engine import AnalysisContext
 from tulle.errors import Problem
-from tulle.model.kinds import HTTP_ROUTE, SERVICE, TRAFFIC_POLICY
-from tulle.model.mesh import route_backends, route_mirrors, route_parent_fields
+from tulle.model.kinds import GATEWAY, HTTP_ROUTE, SERVICE, TRAFFIC_POLICY
+from tulle.model.mesh import (
+    route_backends,
+    route_gateways,
+    route_mirrors,
+    route_parent_fields,
+)
 from tulle.model.meta import ServiceRef
 from tulle.model.policy import PolicyTargetRef, TrafficPolicySpec
 from tulle.model.references import known_services, reference_problems
 from tulle.model.resource import Resource
 
-KINDS = (SERVICE, HTTP_ROUTE, TRAFFIC_POLICY)
+KINDS = (SERVICE, HTTP_ROUTE, TRAFFIC_POLICY, GATEWAY)
 _FILES_ONLY = (" (not declared in the files analyzed; running workloads were not checked: "
                "analyze with --live to include them)")
 
@@ -37,7 +42,12 @@ def _report(ctx: AnalysisContext, resource: Resource, problem: Problem, *,
             files_only: bool) -> None:
     field = problem.field
     refs = _service_refs(resource)
-    if field.endswith(".sectionName"):
+    gateways = dict(route_gateways(resource)) if resource.info is HTTP_ROUTE else {}
+    if field in gateways:
+        gateway = gateways[field]
+        ctx.report(UNKNOWN_GATEWAY, resource.key, field, hint=problem.hint,
+                   gateway=gateway.name, namespace=gateway.namespace)
+    elif field.endswith(".sectionName"):
         target = _target(resource, field)
         ctx.report(UNKNOWN_RULE, resource.key, field, hint=problem.hint,
                    route=f"{target.namespace}/{target.name}",
