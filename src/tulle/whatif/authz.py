@@ -11,7 +11,7 @@ from __future__ import annotations
 from tulle.identity.spiffe import parse as parse_spiffe
 from tulle.model.authorization import Callers, ResolvedRule, ServiceAuthz
 from tulle.model.authz import Operation
-from tulle.whatif.matching import Request, full_match, path_matches
+from tulle.whatif.matching import Request, header_matches, path_matches
 
 
 def _caller(callers: Callers, identity: str, trust_domain: str) -> bool:
@@ -31,16 +31,8 @@ def _operation(operation: Operation, request: Request, port: int) -> bool:
         return False
     if operation.methods and request.method not in operation.methods:
         return False
-    for header in operation.headers:
-        value = request.header(header.name)
-        if value is None:
-            return False
-        if header.type == "RegularExpression":
-            if not full_match(header.value, value):
-                return False
-        elif value != header.value:
-            return False
-    return True
+    return all(header_matches(header.type, header.value, request.header_values(header.name))
+               for header in operation.headers)
 
 
 def rule_matches(rule: ResolvedRule, identity: str, request: Request, port: int,

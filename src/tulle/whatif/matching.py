@@ -7,8 +7,9 @@ a request would take without sending it:
 - the path is matched without its query string: ``Exact`` as is, ``PathPrefix`` by whole
   segments (``/books`` takes ``/books`` and ``/books/1``, not ``/booksx``; a trailing ``/`` in
   the prefix is ignored), ``RegularExpression`` with RE2 on the whole path;
-- a header by its name in any case, on its value (several values of one name are joined with
-  ","), exactly or with RE2 on the whole value; an absent header matches nothing;
+- a header by its name in any case, on its values: exactly or with RE2 on the whole value,
+  any one of the values when the name comes several times (verified on Envoy 1.40: two
+  x-b headers 1 and 2 match an exact "2", and not "1,2"); an absent header matches nothing;
 - a query parameter on the first value of its name, exactly or with RE2;
 - the method exactly;
 - rules in Gateway API precedence (``match_precedence``), the first that matches wins.
@@ -42,10 +43,9 @@ class Request:
     def bare_path(self) -> str:
         return self.path.split("?", 1)[0]
 
-    def header(self, name: str) -> str | None:
-        """The value Envoy's header matcher sees: every value of the name, joined by ","."""
-        values = [v for k, v in self.headers if k.lower() == name.lower()]
-        return ",".join(values) if values else None
+    def header_values(self, name: str) -> tuple[str, ...]:
+        """Every value of a header, in order (names in any case)."""
+        return tuple(v for k, v in self.headers if k.lower() == name.lower())
 
     def query(self, name: str) -> str | None:
         """The first value of a query parameter, or None."""
@@ -89,10 +89,15 @@ def path_matches(kind: str, value: str, path: str) -> bool:
     return prefix in ("/", path) or path.startswith(prefix + "/")
 
 
-def _value_matches(kind: str, expected: str, actual: str | None) -> bool:
+def value_matches(kind: str, expected: str, actual: str | None) -> bool:
     if actual is None:
         return False
     return full_match(expected, actual) if kind == "RegularExpression" else actual == expected
+
+
+def header_matches(kind: str, expected: str, values: tuple[str, ...]) -> bool:
+    """Any one of the header's values (none: no match)."""
+    return any(value_matches(kind, expected, value) for value in values)
 
 
 def matches(match: RouteMatch, request: Request) -> bool:
@@ -100,9 +105,10 @@ def matches(match: RouteMatch, request: Request) -> bool:
         return False
     if match.method is not None and request.method != match.method:
         return False
-    if not all(_value_matches(h.type, h.value, request.header(h.name)) for h in match.headers):
+    if not all(header_matches(h.type, h.value, request.header_values(h.name))
+               for h in match.headers):
         return False
-    return all(_value_matches(q.type, q.value, request.query(q.name))
+    return all(value_matches(q.type, q.value, request.query(q.name))
                for q in match.query_params)
 
 
