@@ -29,17 +29,25 @@ QUICK = Settings(rates=(200,), rounds=1, slice_s=2.5, warmup_s=0.5, grpc_rates=(
 FULL = Settings(rates=(1000,), rounds=4, slice_s=10.0, warmup_s=2.0, grpc_rates=())
 
 
-def policy(rules: int) -> str:
-    """``rules`` ALLOW rules on bench-server; only the last one is bench-client's."""
+PER_POLICY = 50  # a policy holds at most 64 rules: 100 rules are two ALLOW policies
+
+
+def policies(rules: int) -> dict[str, str]:
+    """``rules`` ALLOW rules on bench-server, by policy name; only the very last rule is
+    bench-client's."""
     items = [{"name": f"r{i}", "from": [{"service": f"caller-{i}"}],
               "to": [{"paths": [{"type": "PathPrefix", "value": f"/area-{i}"}],
                       "methods": ["GET", "POST"]}]} for i in range(rules - 1)]
     items.append({"name": "bench", "from": [{"service": "bench-client"}]})
-    return yaml.safe_dump({
-        "apiVersion": "tulle.io/v1alpha1", "kind": "AuthorizationPolicy",
-        "metadata": {"name": "bench-authz", "namespace": "default"},
-        "spec": {"targetRef": {"kind": "Service", "name": "bench-server"}, "action": "ALLOW",
-                 "rules": items}})
+    out = {}
+    for index in range(0, len(items), PER_POLICY):
+        name = f"bench-authz-{index // PER_POLICY}"
+        out[name] = yaml.safe_dump({
+            "apiVersion": "tulle.io/v1alpha1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"targetRef": {"kind": "Service", "name": "bench-server"},
+                     "action": "ALLOW", "rules": items[index:index + PER_POLICY]}})
+    return out
 
 
 def measure(settings: Settings) -> Results:
@@ -56,12 +64,14 @@ def measure(settings: Settings) -> Results:
             with paths.tulle_pair(mesh, tools, cores.data, telemetry=True) as path:
                 for turn in range(settings.rounds):
                     for name in names[turn % len(names):] + names[:turn % len(names)]:
-                        rules = VARIANTS[name]
-                        if rules:
-                            policy_file.write_text(policy(rules))
+                        wanted = policies(VARIANTS[name]) if VARIANTS[name] else {}
+                        if wanted:
+                            policy_file.write_text("---\n".join(wanted.values()))
                             mesh.cli("apply", "-f", str(policy_file))
-                        elif "bench-authz" in mesh.cli("get", "authorizationpolicies"):
-                            mesh.cli("delete", "authorizationpolicy", "bench-authz")
+                        listed = mesh.cli("get", "authorizationpolicies")
+                        for stale in ("bench-authz-0", "bench-authz-1"):
+                            if stale not in wanted and stale in listed:
+                                mesh.cli("delete", "authorizationpolicy", stale)
                         mesh.api.get("/v1/xds/sync", {"timeout": 30})
 
                         def load(rate: float, seconds: float) -> LoadResult:
