@@ -221,6 +221,10 @@ def test_authorization_policies_limit_who_reaches_an_external_service(mesh: Mesh
         assert status(what_if(mesh, "web", f"http://{host}/web")) == 200
         with pytest.raises(OSError, match="403"):
             via_connect(ops, host, outside.port)
+        # Whatever follows the host's ":" picks the same route table: the policy holds there
+        # too (a port that is not a number must not slip past it).
+        for authority in (f"{host}:{outside.port}", f"{host}:x", f"{host}:"):
+            assert via_proxy(ops, authority, "/ops").status in (400, 403), authority
         assert [seen["path"] for seen in outside.seen] == ["/web"]
 
         # A DENY on one method from one namespace: the rest passes.

@@ -93,10 +93,11 @@ def _egress_rules(guards: tuple[HostGuard, ...]) -> rbac_pb2.RBAC:
 
 
 def _host(host: str) -> rbac_pb2.Principal:
-    """A request to ``host``, on any port (CONNECT names one; a plain request may)."""
+    """A request to ``host``: every authority the host's scope takes, which is the host up to
+    the first ":" whatever follows (a port, or anything a client writes there)."""
     return rbac_pb2.Principal(header=rc.HeaderMatcher(
         name=":authority", string_match=string_pb2.StringMatcher(
-            safe_regex=regex_pb2.RegexMatcher(regex=f"{re.escape(host)}(:[0-9]+)?"))))
+            safe_regex=regex_pb2.RegexMatcher(regex=f"{re.escape(host)}(:.*)?"))))
 
 
 def _egress_operations(guard: HostGuard, operations: tuple[Operation, ...]
