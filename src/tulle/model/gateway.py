@@ -29,7 +29,6 @@ from tulle.model.external import dns_name_problem
 from tulle.model.meta import dns_label_problem
 from tulle.model.spec_config import SPEC_CONFIG
 
-GATEWAY_GROUP = "gateway.networking.k8s.io"
 FieldIssue = tuple[str, str, str]
 
 

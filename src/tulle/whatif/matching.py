@@ -20,7 +20,7 @@ requests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -131,7 +131,3 @@ def rule_for(attached: Sequence[AttachedRoute], request: Request) -> RuleMatch |
             return entry
     return None
 
-
-def headers_of(pairs: Mapping[str, str] | Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    items = pairs.items() if isinstance(pairs, Mapping) else pairs
-    return tuple((str(k), str(v)) for k, v in items)

@@ -201,7 +201,7 @@ class ConfigCompiler:
         own_routes.append(self.memo.get(types.ROUTE, gateway.gateway_route_config, key, spec,
                                         binding.port, attached))
         return self.memo.get(types.LISTENER, gateway.gateway_listener, binding, key,
-                             gateway.gateway_optional_filters(attached), tracer,
+                             routes.rule_filters(attached), tracer,
                              logs.outbound(), http10)
 
     def _build_shared(self, mesh: MeshSnapshot, namespace: str) -> SharedConfig:

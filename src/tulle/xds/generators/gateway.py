@@ -24,7 +24,7 @@ from tulle.xds import names
 from tulle.xds.generators.access_logs import HttpLogging
 from tulle.xds.generators.common import tls_socket
 from tulle.xds.generators.listeners import gateway_manager, listener_with
-from tulle.xds.generators.routes import attached_routes, rule_filters
+from tulle.xds.generators.routes import attached_routes
 from tulle.xds.generators.tracing import ProxyTracing
 
 
@@ -46,11 +46,6 @@ def gateway_listener(binding: GatewayBinding, gateway: ResourceKey,
                 tls_certificates=[certificate],
                 alpn_protocols=["h2", "http/1.1"]))))
     return listener
-
-
-def gateway_optional_filters(attached: tuple[AttachedRoute, ...]) -> frozenset[str]:
-    """The HTTP filters the gateway's routes configure (TrafficPolicies on their rules)."""
-    return rule_filters(attached)
 
 
 def gateway_route_config(gateway: ResourceKey, spec: GatewaySpec | None, port: int,
