@@ -10,12 +10,13 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
+from envoy.data.accesslog.v3.accesslog_pb2 import HTTPAccessLogEntry
 
 from tulle import __version__
 from tulle.controlplane import storage
@@ -51,6 +52,7 @@ from tulle.controlplane.services.tap import (
     TapService,
 )
 from tulle.controlplane.services.telemetry import TelemetryService
+from tulle.controlplane.services.trials import count_trials
 from tulle.controlplane.singletons import (
     COMPACTION,
     DEFAULT_COMPACT_EVERY_S,
@@ -144,7 +146,7 @@ class ControlPlane:
                 self.registry, self.configs, xds_workers, stale_after_s=stale_after_s,
                 peer_check=peer_check,
                 access_logs=TapReceiver(self.taps, self.registry.credentials,
-                                        self._refused),
+                                        self._refused, self._tried),
                 tls=self.identity_key_pair if self.endpoint.xds_tls else None,
                 client_roots=lambda: self.ca.bundle_pem().encode())
         else:
@@ -327,6 +329,10 @@ class ControlPlane:
         """Calls a sidecar refused under REGISTRY_ONLY, from its access log."""
         self.telemetry.record_refusals(node_id, hosts)
 
+    def _tried(self, node_id: str, entries: Sequence[HTTPAccessLogEntry]) -> None:
+        """Requests to services with a DryRun HTTPRoute, from a caller's access log."""
+        self.telemetry.record_trials(node_id, count_trials(self._mesh(), entries))
+
     def _xds_peer(self, node_id: str, certificate_pem: bytes | None) -> str | None:
         return self.identity.xds_peer(node_id, certificate_pem)
 
@@ -352,7 +358,7 @@ class ControlPlane:
             self._xds, xds_port = build_server(
                 self.hub, xds_address,
                 access_logs=TapReceiver(self.taps, self.registry.credentials,
-                                        self._refused),
+                                        self._refused, self._tried),
                 tls=self.identity_key_pair if self.endpoint.xds_tls else None,
                 client_roots=lambda: self.ca.bundle_pem().encode())
             await self._xds.start()

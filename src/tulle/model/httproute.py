@@ -240,3 +240,8 @@ class HTTPRouteSpec:
     # On a Gateway: the hosts (or *.domain) whose requests the route takes; none: any host.
     # Routes attached to a service match on the service instead (the scope of its name).
     hostnames: Annotated[tuple[Annotated[str, Len(1, 253)], ...], Len(0, 16)] = ()
+    # A tulle extension. DryRun: callers keep routing as before (by the version of this route
+    # that was enforced when it was applied, if any: route_trials.py); the control plane
+    # counts where each request would have gone (`tulle stat`, tap, diagnose), and
+    # `tulle policy promote` enforces it.
+    mode: Literal["Enforce", "DryRun"] = "Enforce"

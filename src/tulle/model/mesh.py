@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import cast
 
 from tulle.identity.spiffe import spiffe_id
+from tulle.model import route_trials
 from tulle.model.authorization import ServiceAuthz, covers_external
 from tulle.model.authorization import resolve as resolve_authorization
 from tulle.model.external import ExternalServiceSpec, MeshExternal
@@ -79,6 +80,21 @@ class AttachedRoute:
 
 
 @dataclass(frozen=True)
+class RouteTrial:
+    """A service's routing with its DryRun HTTPRoutes in force (route_trials.py): where the
+    control plane evaluates each of its requests, which callers route by ``routes``."""
+
+    routes: tuple[AttachedRoute, ...]
+    trying: tuple[ResourceKey, ...]  # the DryRun HTTPRoutes that make the difference
+
+    def headers(self) -> tuple[str, ...]:
+        """The request headers the trial's routing matches on, lower-case, sorted."""
+        return tuple(sorted({header.name.lower() for route in self.routes
+                             for rule in route.spec.rules for match in rule.matches
+                             for header in match.headers}))
+
+
+@dataclass(frozen=True)
 class MeshIdentity:
     """What the CA contributes to a snapshot: trust domain, bundle, workload certificates."""
 
@@ -116,6 +132,10 @@ class MeshSnapshot:
         default_factory=lambda: MappingProxyType({}))
     # The HTTPRoutes attached to each Gateway (by its key), in name order.
     gateway_routes: Mapping[ResourceKey, tuple[AttachedRoute, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    # Services whose routing a DryRun HTTPRoute would change, and how. ``resources`` and
+    # ``routes`` hold what callers route by: a DryRun route's version in force, if any.
+    route_trials: Mapping[ServiceRef, RouteTrial] = field(
         default_factory=lambda: MappingProxyType({}))
 
     def endpoints_of(self, ref: ServiceRef) -> tuple[Endpoint, ...]:
@@ -172,7 +192,8 @@ def route_mirrors(route: Resource) -> list[tuple[str, ServiceRef]]:
 
 def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[Workload],
                identity: MeshIdentity = NO_IDENTITY) -> MeshSnapshot:
-    by_key = {resource.key: resource for resource in resources}
+    staged = route_trials.split(resources)
+    by_key = staged.in_force
     ordered = sorted(by_key.values(), key=lambda r: r.key)
     all_workloads = sorted(workloads, key=lambda w: w.node_id)
     mesh_resource = by_key.get(ResourceKey(MESH.kind, "", MESH_NAME))
@@ -240,6 +261,7 @@ def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[
             at_gateways.setdefault(gateway, []).append(resource)
 
     endpoints = {ref: ready for ref in services if (ready := _ready(members(ref)))}
+    trials = _trials(staged.trials, routes, services, resolved)
     authz = resolve_authorization(
         ordered, services, identity.trust_domain,
         lambda ref: services[ref].identities if ref in services else (),
@@ -267,7 +289,31 @@ def build_mesh(version: int, resources: Iterable[Resource], workloads: Iterable[
         external_authz=MappingProxyType({
             host: guarded[external.ref] for host, external in externals.items()
             if external.ref in guarded}),
+        route_trials=MappingProxyType(trials),
     )
+
+
+def _trials(trials: Mapping[ResourceKey, Resource], routes: Mapping[ServiceRef, list[Resource]],
+            services: Mapping[ServiceRef, MeshService], resolved: ResolvedPolicies
+            ) -> dict[ServiceRef, RouteTrial]:
+    """Each service a DryRun route is (or, in its version in force, was) attached to: its
+    routes with every DryRun route's candidate version in place of the version in force."""
+    affected: dict[ServiceRef, set[ResourceKey]] = {}
+    for key, trial in trials.items():
+        for parent in route_parents(trial):
+            affected.setdefault(parent, set()).add(key)
+    for parent, attached in routes.items():
+        for resource in attached:
+            if resource.key in trials:
+                affected.setdefault(parent, set()).add(resource.key)
+    out = {}
+    for parent, keys in sorted(affected.items()):
+        candidate = [r for r in routes.get(parent, []) if r.key not in trials]
+        candidate += [trials[k] for k in sorted(trials) if parent in route_parents(trials[k])]
+        candidate.sort(key=lambda r: r.key)
+        out[parent] = RouteTrial(tuple(_attach(r, services, resolved) for r in candidate),
+                                 tuple(sorted(keys)))
+    return out
 
 
 def _externals(ordered: list[Resource], services: Mapping[ServiceRef, MeshService]

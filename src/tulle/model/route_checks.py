@@ -107,6 +107,9 @@ def httproute_problems(spec: HTTPRouteSpec) -> Iterator[FieldIssue]:
     for h, hostname in enumerate(spec.hostnames if on_gateway else ()):
         if (why := dns_name_problem(hostname.removeprefix("*."))) is not None:
             yield f"spec.hostnames[{h}]", why, "a host such as shop.example.com, or *.example.com"
+    if on_gateway and spec.mode == "DryRun":
+        yield ("spec.mode", "a route attached to a Gateway cannot run in dry run",
+               "dry-run the route on the services it calls, or apply it enforced")
     names: dict[str, int] = {}
     for r, rule in enumerate(spec.rules):
         base = f"spec.rules[{r}]"

@@ -41,6 +41,10 @@ AUTHZ = "authz"
 # Requests (connections, for tcp services) it denied, and those it would deny in dry run.
 AUTHZ_DENIED = "denied"
 AUTHZ_WOULD_DENY = "would_deny"
+# This workload's calls to a service with a DryRun HTTPRoute, by where the trial would have
+# sent them: destination is the service, route and rule what would have taken them ("" and
+# "": no rule). Counted by the control plane from the callers' trial logs, not by the agent.
+TRIAL = "trial"
 
 # The sidecar's own health (PROXY series): Envoy's server state (0 LIVE, 1 DRAINING, 2
 # PRE_INITIALIZING, 3 INITIALIZING), how many listeners its admin stopped since it started

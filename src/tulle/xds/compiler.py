@@ -36,7 +36,7 @@ from tulle.xds.generators import (
     secrets,
     tracing,
 )
-from tulle.xds.generators.access_logs import ProxyLogs, proxy_logs
+from tulle.xds.generators.access_logs import ProxyLogs, TrialWatch, proxy_logs
 from tulle.xds.proxy import NO_LOGGING, ProxyInfo, ProxyLogging
 from tulle.xds.wire import EncodedResource, encode
 
@@ -89,6 +89,16 @@ def connection_lifetime(workload_lifetime_s: float) -> float:
     return min(3600.0, workload_lifetime_s / 2)
 
 
+def trial_watch(mesh: MeshSnapshot) -> TrialWatch | None:
+    """What callers log for the services with a DryRun HTTPRoute (None: no such service)."""
+    if not mesh.route_trials:
+        return None
+    redacted = set(mesh.settings.access_log.redacted())
+    headers = {h for trial in mesh.route_trials.values() for h in trial.headers()}
+    return TrialWatch(tuple(sorted(ref.host for ref in mesh.route_trials)),
+                      tuple(sorted(headers - redacted)))
+
+
 def _egress_authz(mesh: MeshSnapshot, proxy: ProxyInfo) -> EgressAuthz | None:
     """The AuthorizationPolicies on ExternalServices, for this proxy's own identity."""
     if not mesh.external_authz:
@@ -107,6 +117,8 @@ class ConfigCompiler:
         self._shared: dict[str, SharedConfig] = {}  # by namespace, at ``_mesh_version``
         # The optional HTTP filters the outbound route tables use, at ``_mesh_version``.
         self._outbound_filters: frozenset[str] = frozenset()
+        # The services with a DryRun HTTPRoute, at ``_mesh_version`` (None: none).
+        self._trials: TrialWatch | None = None
         self._last_shared: dict[str, SharedConfig] = {}  # by namespace, the newest built
         self._serials = itertools.count(1)
 
@@ -120,6 +132,7 @@ class ConfigCompiler:
             self.memo.advance()
             self._outbound_filters = routes.optional_filters(tuple(
                 (service, mesh.routes.get(ref, ())) for ref, service in mesh.services.items()))
+            self._trials = trial_watch(mesh)
         shared = self._shared.get(proxy.namespace)
         if shared is None:
             shared = self._shared[proxy.namespace] = self._build_shared(mesh, proxy.namespace)
@@ -143,7 +156,7 @@ class ConfigCompiler:
                                   proxy.outbound_port, tracer, logs.outbound(),
                                   http10, self._outbound_filters,
                                   mesh.settings.outbound.mode, logging.tap_token,
-                                  _egress_authz(mesh, proxy))]
+                                  _egress_authz(mesh, proxy), self._trials)]
         own_routes: list[EncodedResource] = []
         if proxy.app_port is not None:
             own_protocol = own_service.protocol if own_service else "http"

@@ -21,6 +21,7 @@ from tulle.model.meta import ResourceKey
 from tulle.model.parse import Document, parse_documents, resource_from_manifest
 from tulle.model.references import known_services, reference_problems
 from tulle.model.resource import Resource
+from tulle.model.route_trials import staged
 from tulle.model.workload import Workload
 from tulle.store.base import ApplyResult, Store, StoredResource
 
@@ -109,7 +110,8 @@ class ResourceService:
             return results, warnings
 
     def _prepare(self, documents: list[Document]) -> tuple[tuple[Resource, ...], list[Message]]:
-        batch = parse_documents(documents)
+        # A DryRun HTTPRoute keeps the version in force (route_trials.py).
+        batch = tuple(staged(r, self._resources.get(r.key)) for r in parse_documents(documents))
         sources = _sources(batch, documents)
         proposed = {**self._resources, **{r.key: r for r in batch}}
         return batch, self._validate(proposed, batch, sources)

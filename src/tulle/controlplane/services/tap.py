@@ -24,7 +24,7 @@ from tulle.tap.filters import TapFilter
 from tulle.tap.hub import TapHub, TapSession
 from tulle.tap.targets import TapTarget, resolve_target, tapped_nodes
 from tulle.xds.als import access_log_token
-from tulle.xds.generators.access_logs import LOG_TAG, REFUSED_EGRESS
+from tulle.xds.generators.access_logs import LOG_TAG, REFUSED_EGRESS, ROUTE_TRIAL
 from tulle.xds.proxy import ProxyInfo, ProxyLogging
 
 ATTACH_TIMEOUT_S = 10.0
@@ -73,11 +73,15 @@ class TapReceiver:
     """The access-log service's view: who may stream, and where entries go."""
 
     def __init__(self, taps: TapHub, credentials: Callable[[str], Credentials | None],
-                 refusals: Callable[[str, Mapping[str, int]], None] | None = None) -> None:
-        """``refusals``: where the calls refused under REGISTRY_ONLY go, counted by host."""
+                 refusals: Callable[[str, Mapping[str, int]], None] | None = None,
+                 trials: Callable[[str, Sequence[accesslog_pb2.HTTPAccessLogEntry]], None]
+                 | None = None) -> None:
+        """``refusals``: where the calls refused under REGISTRY_ONLY go, counted by host;
+        ``trials``: where requests to services with a DryRun HTTPRoute go."""
         self._taps = taps
         self._credentials = credentials
         self._refusals = refusals
+        self._trials = trials
 
     def authenticate_access_log(self, node_id: str, token: str) -> bool:
         credentials = self._credentials(node_id)
@@ -88,16 +92,22 @@ class TapReceiver:
                 ) -> None:
         tapped = []
         refused: dict[str, int] = {}
+        tried = []
         for entry in entries:
-            if entry.common_properties.custom_tags.get(LOG_TAG) == REFUSED_EGRESS:
+            tag = entry.common_properties.custom_tags.get(LOG_TAG)
+            if tag == REFUSED_EGRESS:
                 host = entry.request.authority[:MAX_HOST_CHARS] or "(no host)"
                 refused[host] = refused.get(host, 0) + 1
+            elif tag == ROUTE_TRIAL:
+                tried.append(entry)
             else:
                 tapped.append(entry)
         if tapped:
             self._taps.receive(node_id, tapped)
         if refused and self._refusals is not None:
             self._refusals(node_id, refused)
+        if tried and self._trials is not None:
+            self._trials(node_id, tried)
 
 
 class TapService:

@@ -81,6 +81,15 @@ class TelemetryService:
         self.windows.record(node_id, [(SeriesKey(REFUSED, host), {"rq5": n, "refused": n})
                                       for host, n in counted.items()], report=False)
 
+    def record_trials(self, node_id: str, series: Series) -> None:
+        """Where ``node_id``'s calls would have gone with DryRun HTTPRoutes in force
+        (services/trials.py): from its access log, not a report of its agent."""
+        workload = self._workload(node_id)
+        if workload is None or not series:
+            return
+        self.nodes[node_id] = self._node_info(workload)
+        self.windows.record(node_id, series, report=False)
+
     def forget(self, node_id: str) -> None:
         self.windows.forget(node_id)
 

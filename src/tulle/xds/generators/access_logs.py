@@ -46,6 +46,11 @@ TAP_LOG_NAME = "tulle-tap"
 REFUSED_LOG_NAME = "tulle-egress-refused"
 LOG_TAG = "tulleLog"
 REFUSED_EGRESS = "refused-egress"
+# The outbound listener's log of requests to services with a DryRun HTTPRoute: the control
+# plane decides where each would have gone (whatif/trials.py).
+TRIAL_LOG_NAME = "tulle-route-trial"
+ROUTE_TRIAL = "route-trial"
+TRIAL_HEADER_TAG = "h."  # + a header's lower-case name: its (first) value
 # Envoy batches entries per worker thread; a tap shows a request within this (plus a hop).
 TAP_FLUSH_S = 0.1
 REFUSED_FLUSH_S = 1.0
@@ -234,6 +239,46 @@ def refused_egress_log(token: str) -> accesslog_pb2.AccessLog:
             tag=LOG_TAG, literal=custom_tag_pb2.CustomTag.Literal(value=REFUSED_EGRESS))]))
     return accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc",
                                    typed_config=pack(config), filter=no_scope_filter())
+
+
+@dataclass(frozen=True)
+class TrialWatch:
+    """The services with a DryRun HTTPRoute (by host), and the headers their trials match on
+    whose values may be logged (a redacted header's never is)."""
+
+    hosts: tuple[str, ...]
+    headers: tuple[str, ...]
+
+
+def trial_log(token: str, watch: TrialWatch) -> accesslog_pb2.AccessLog:
+    """Each request whose host chose one of ``watch``'s services (its virtual host: a
+    rewrite of the host does not hide it), with what deciding its route needs."""
+    service = grpc_service_pb2.GrpcService(
+        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=names.XDS_CLUSTER),
+        initial_metadata=[base_pb2.HeaderValue(key="authorization", value=f"Bearer {token}")])
+    tags = [custom_tag_pb2.CustomTag(tag=LOG_TAG, literal=custom_tag_pb2.CustomTag.Literal(
+                value=ROUTE_TRIAL)),
+            custom_tag_pb2.CustomTag(tag="vhost", value="%CEL(xds.virtual_host_name)%"),
+            custom_tag_pb2.CustomTag(tag="method", value="%REQ(:METHOD)%"),
+            custom_tag_pb2.CustomTag(tag="path", value="%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"),
+            custom_tag_pb2.CustomTag(tag="cluster", value="%UPSTREAM_CLUSTER_RAW%"),
+            custom_tag_pb2.CustomTag(tag="status", value="%RESPONSE_CODE%")]
+    tags += [custom_tag_pb2.CustomTag(tag=TRIAL_HEADER_TAG + header,
+                                      value=f"%REQ({header.upper()})%")
+             for header in watch.headers]
+    config = als_pb2.HttpGrpcAccessLogConfig(common_config=als_pb2.CommonGrpcAccessLogConfig(
+        log_name=TRIAL_LOG_NAME,
+        grpc_service=service,
+        transport_api_version=config_source_pb2.ApiVersion.V3,
+        buffer_flush_interval=seconds(REFUSED_FLUSH_S),
+        custom_tags=tags))
+    chosen = accesslog_pb2.AccessLogFilter(extension_filter=accesslog_pb2.ExtensionFilter(
+        name="envoy.access_loggers.extension_filters.cel",
+        typed_config=pack(cel_pb2.ExpressionFilter(
+            expression=f"has(xds.virtual_host_name) && "
+                       f"xds.virtual_host_name in {_cel_list(list(watch.hosts))}"))))
+    return accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc",
+                                   typed_config=pack(config), filter=chosen)
 
 
 def no_scope_filter() -> accesslog_pb2.AccessLogFilter:

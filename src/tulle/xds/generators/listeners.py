@@ -26,8 +26,10 @@ from tulle.xds import names
 from tulle.xds.generators import egress, rbac
 from tulle.xds.generators.access_logs import (
     HttpLogging,
+    TrialWatch,
     http_access_logs,
     refused_egress_log,
+    trial_log,
 )
 from tulle.xds.generators.common import ads_source, pack, socket_address, tls_socket
 from tulle.xds.generators.http_filters import http_filters
@@ -49,7 +51,8 @@ def outbound_listener(port: int,
                       optional_filters: frozenset[str] = frozenset(),
                       outbound_mode: OutboundMode = "REGISTRY_ONLY",
                       refusals_token: str = "",
-                      egress_authz: EgressAuthz | None = None) -> listener_pb2.Listener:
+                      egress_authz: EgressAuthz | None = None,
+                      trials: TrialWatch | None = None) -> listener_pb2.Listener:
     """``optional_filters``: the HTTP filters the route tables' routes configure
     (routes.optional_filters). The request's host picks a scope (SRDS), and the scope one
     service's (or ExternalService's) route table: the listener itself names no service, nor
@@ -57,7 +60,8 @@ def outbound_listener(port: int,
     are passed through (egress.py); under REGISTRY_ONLY, with ``refusals_token`` (the proxy's
     access-log credential), the calls refused are logged to the control plane, by host.
     ``egress_authz``: the AuthorizationPolicies on ExternalServices, as they apply to this
-    proxy's own identity (first in the chain)."""
+    proxy's own identity (first in the chain). ``trials``: services with a DryRun HTTPRoute,
+    whose requests are logged to the control plane (with ``refusals_token`` too)."""
     manager = _http_manager("outbound", tracing=tracing, access_log=access_log,
                             accept_http10=accept_http10, optional_filters=optional_filters)
     # The host keeps the port the application named: the scope key drops it, and CONNECT
@@ -66,6 +70,8 @@ def outbound_listener(port: int,
     manager.strip_any_host_port = False
     if outbound_mode == "REGISTRY_ONLY" and refusals_token:
         manager.access_log.append(refused_egress_log(refusals_token))
+    if trials is not None and refusals_token:
+        manager.access_log.append(trial_log(refusals_token, trials))
     if outbound_mode == "ALLOW_ANY":
         first, before_router = egress.passthrough_filters()
         manager.http_filters.insert(0, first)
