@@ -1,4 +1,4 @@
-"""`tulle policy promote NAME`: enforce a policy that runs in dry run."""
+"""`tulle policy promote NAME`: enforce a policy or an HTTPRoute that runs in dry run."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from tulle.cli.messages import render_warnings
 from tulle.cli.output import Format, OutputOption, emit
 from tulle.client import ApiClient
 from tulle.errors import NotFoundError, StateError, UsageError
+from tulle.model.route_trials import IN_FORCE
 
 policy = typer.Typer(help="Policies in dry run: see them in `tulle stat`, then promote them.",
                      no_args_is_help=True)
 
-PROMOTABLE = ("AuthorizationPolicy", "TrafficPolicy")
+PROMOTABLE = ("AuthorizationPolicy", "TrafficPolicy", "HTTPRoute")
 
 
 def register(app: typer.Typer) -> None:
@@ -30,16 +31,17 @@ def promote(
                                         autocompletion=complete.names)],
     namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
     kind: Annotated[str | None, typer.Option(
-        "--kind", help="AuthorizationPolicy or TrafficPolicy, when both have this name")] = None,
+        "--kind", help="AuthorizationPolicy, TrafficPolicy or HTTPRoute, when more than one "
+                       "has this name")] = None,
     output: OutputOption = Format.TABLE,
 ) -> None:
-    """Enforce a policy that runs with spec.mode: DryRun (an AuthorizationPolicy, or a
-    TrafficPolicy's rate limit). The change is an apply like any other: recorded in history,
-    undone with `tulle rollback`."""
+    """Enforce what runs with spec.mode: DryRun: an AuthorizationPolicy, a TrafficPolicy's
+    rate limit, or an HTTPRoute (callers route by it from then on). The change is an apply
+    like any other: recorded in history, undone with `tulle rollback`."""
     client = ApiClient.from_state(ctx.obj.paths)
     kinds = [k for k in PROMOTABLE if kind is None or k.lower() == kind.lower()]
     if not kinds:
-        raise UsageError(f"--kind {kind!r}: only {' and '.join(PROMOTABLE)} have a dry run")
+        raise UsageError(f"--kind {kind!r}: only {', '.join(PROMOTABLE)} have a dry run")
     found = {}
     for candidate in kinds:
         try:
@@ -48,11 +50,11 @@ def promote(
             continue
     if not found:
         raise NotFoundError(f"no {' or '.join(kinds)} {namespace}/{name}",
-                            hint="`tulle get authorizationpolicies` and `tulle get "
-                                 "trafficpolicies` list them")
+                            hint="`tulle get authorizationpolicies`, `tulle get "
+                                 "trafficpolicies` and `tulle get httproutes` list them")
     if len(found) > 1:
-        raise UsageError(f"both an AuthorizationPolicy and a TrafficPolicy are named "
-                         f"{namespace}/{name}", hint="say which with --kind")
+        raise UsageError(f"{' and '.join(found)} are all named {namespace}/{name}",
+                         hint="say which with --kind")
     [(chosen, stored)] = found.items()
     manifest: dict[str, Any] = stored["manifest"]
     where = f"{chosen} {namespace}/{name}"
@@ -60,7 +62,13 @@ def promote(
         raise UsageError(f"{where} is enforced already (spec.mode is not DryRun)",
                          hint=f"`tulle get {chosen.lower()} {name} -n {namespace} -o yaml` "
                               "shows it")
-    promoted = {**manifest, "spec": {**manifest["spec"], "mode": "Enforce"}}
+    # An HTTPRoute's version in force goes with its dry run (route_trials.py).
+    metadata = dict(manifest["metadata"])
+    annotations = {k: v for k, v in metadata.pop("annotations", {}).items() if k != IN_FORCE}
+    if annotations:
+        metadata["annotations"] = annotations
+    promoted = {**manifest, "metadata": metadata,
+                "spec": {**manifest["spec"], "mode": "Enforce"}}
     path = f"/v1/resources/{chosen.lower()}/{namespace}/{name}"
     # Apply replaces the whole resource: make sure it is still what was read.
     if client.get(path)["manifest"] != manifest:
@@ -69,6 +77,7 @@ def promote(
     result = client.post("/v1/resources/apply", {"documents": [
         {"source": f"tulle policy promote {name}", "manifest": promoted}]})
     emit(result, output, lambda r: f"{chosen.lower()}/{name} ({namespace}) promoted: "
-                                   "enforced from now on")
+                                   + ("callers route by it from now on" if chosen == "HTTPRoute"
+                                      else "enforced from now on"))
     if result.get("warnings"):
         print(render_warnings(result["warnings"], "promote"), file=sys.stderr)

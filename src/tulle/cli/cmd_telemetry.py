@@ -172,6 +172,7 @@ def _stat_table(kind: str) -> Any:
             sections += _connections_section(data["services"])
             sections += _authorization_section(data["services"])
             sections += _rate_limit_section(data["services"])
+            sections += _route_trial_section(data["services"])
         return "\n".join(sections)
     return render
 
@@ -226,6 +227,23 @@ def _authorization_section(services: list[dict[str, Any]]) -> list[str]:
     headers = ("NAMESPACE", "SERVICE", "AUTHORIZATION (POLICY:RULE)", "DENIED",
                "WOULD DENY (DRY RUN)")
     return ["", table(headers, rows)]
+
+
+def _route_trial_section(services: list[dict[str, Any]]) -> list[str]:
+    """Services with a DryRun HTTPRoute: where their callers' requests would have gone, by
+    the rule that would have taken them, and how many would have gone elsewhere."""
+    rows = []
+    for row in services:
+        for item in (row.get("routeTrial") or {}).get("rules", ()):
+            rule = f"{item['route']}:{item['rule']}" if item["route"] else "(no rule: 404)"
+            where = ", ".join(f"{host} {n}" for host, n in
+                              sorted(item["to"].items(), key=lambda pair: -pair[1]))
+            rows.append([row["namespace"], row["name"], rule, item["requests"], where,
+                         item["moved"]])
+    if not rows:
+        return []
+    return ["", table(("NAMESPACE", "SERVICE", "DRY-RUN ROUTE WOULD MATCH (ROUTE:RULE)",
+                       "REQUESTS", "WOULD GO TO", "MOVED"), rows)]
 
 
 def _rate_limit_section(services: list[dict[str, Any]]) -> list[str]:

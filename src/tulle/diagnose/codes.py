@@ -83,6 +83,8 @@ CODES: tuple[FindingCode, ...] = (
                 "a dry-run AuthorizationPolicy would deny calls if promoted"),
     FindingCode("TUL1030", "egress-refused", Severity.WARNING,
                 "calls to hosts outside the registry are refused (REGISTRY_ONLY)"),
+    FindingCode("TUL1031", "route-dry-run-would-fail", Severity.WARNING,
+                "a dry-run HTTPRoute would fail requests if promoted"),
     FindingCode("TUL1036", "app-frozen", Severity.CRITICAL,
                 "an instance's application is alive but stopped (frozen)"),
     FindingCode("TUL1037", "envoy-frozen", Severity.CRITICAL,

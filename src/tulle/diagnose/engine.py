@@ -52,11 +52,13 @@ def all_rules() -> tuple[Rule, ...]:
         resilience,
         routing,
         sidecars,
+        trials,
         versions,
     )
 
     areas = (endpoints, resilience, errors, limits, routing, sidecars, identity, controlplane,
-             processes, masked, versions, latency, faults, changes, authorization, egress)
+             processes, masked, versions, latency, faults, changes, authorization, egress,
+             trials)
     return tuple(rule for area in areas for rule in area.RULES)
 
 

@@ -17,7 +17,7 @@ annotation is written by tulle only: an apply replaces whatever a manifest carri
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
@@ -29,6 +29,14 @@ from tulle.model.parse import resource_from_manifest
 from tulle.model.resource import Resource
 
 IN_FORCE = "tulle.io/in-force"
+
+# Where a trial would send a request, when not to a backend (whatif/trials.py).
+NOT_FOUND = "404"  # no rule matches: the caller's sidecar answers 404
+NO_BACKEND = "500"  # the rule has no backend with weight: 500, as the Gateway API says
+REDIRECT = "redirect"  # the rule answers with a redirect
+# The trial's matches read a header whose value is redacted in access logs: the control plane
+# never sees it, and says so rather than guess.
+UNDECIDED = "undecided"
 
 
 def is_trial(resource: Resource) -> bool:
@@ -95,7 +103,3 @@ def split(resources: Iterable[Resource]) -> Split:
         if current is not None:
             enforced[resource.key] = current
     return Split(enforced, trials)
-
-
-def trial_keys(resources: Mapping[ResourceKey, Resource]) -> tuple[ResourceKey, ...]:
-    return tuple(sorted(key for key, r in resources.items() if is_trial(r)))

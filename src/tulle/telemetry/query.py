@@ -37,6 +37,8 @@ from tulle.telemetry.schema import (
     RESTARTS,
     ROUTE,
     SERVER_STATE,
+    TRIAL,
+    TRIAL_TO,
     UPGRADE_BOUNDS_S,
     UPGRADE_DURATION_FIELDS,
     UPGRADE_DURATION_SUM,
@@ -233,8 +235,27 @@ def service_rows(window: Window, nodes: Mapping[str, NodeInfo],
                      "authorization": authorization(window, members, inbound),
                      # Service-wide rate limits: refused (429), and would refuse (dry run).
                      "rateLimit": {"limited": inbound.get("limited", 0),
-                                   "wouldLimit": inbound.get("would_limit", 0)}})
+                                   "wouldLimit": inbound.get("would_limit", 0)},
+                     "routeTrial": route_trial(window, f"{name}.{namespace}")})
     return rows
+
+
+def route_trial(window: Window, destination: str) -> dict[str, Any] | None:
+    """Where callers' requests to ``destination`` would have gone with its DryRun HTTPRoutes
+    in force (TRIAL series), by the rule that would have taken them; None: no trial seen."""
+    by_rule: dict[tuple[str, str], Values] = {}
+    for (_, key), values in window.counters.items():
+        if key.kind == TRIAL and key.destination == destination:
+            add_into(by_rule.setdefault((key.route, key.rule), {}), values)
+    if not by_rule:
+        return None
+    rules = [{"route": route, "rule": rule, "requests": values.get("rq", 0),
+              "moved": values.get("moved", 0),
+              "to": {k.removeprefix(TRIAL_TO): v for k, v in sorted(values.items())
+                     if k.startswith(TRIAL_TO)}}
+             for (route, rule), values in sorted(by_rule.items())]
+    return {"requests": sum(r["requests"] for r in rules),
+            "moved": sum(r["moved"] for r in rules), "rules": rules}
 
 
 def authorization(window: Window, members: Iterable[str], inbound: Mapping[str, int]

@@ -45,6 +45,7 @@ AUTHZ_WOULD_DENY = "would_deny"
 # sent them: destination is the service, route and rule what would have taken them ("" and
 # "": no rule). Counted by the control plane from the callers' trial logs, not by the agent.
 TRIAL = "trial"
+TRIAL_TO = "to:"  # + where: a TRIAL series' requests that would have gone there
 
 # The sidecar's own health (PROXY series): Envoy's server state (0 LIVE, 1 DRAINING, 2
 # PRE_INITIALIZING, 3 INITIALIZING), how many listeners its admin stopped since it started

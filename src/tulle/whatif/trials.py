@@ -14,15 +14,8 @@ from dataclasses import dataclass
 
 from tulle.model.mesh import RouteTrial
 from tulle.model.meta import ServiceRef
+from tulle.model.route_trials import NO_BACKEND, NOT_FOUND, REDIRECT, UNDECIDED
 from tulle.whatif.matching import Request, rule_for
-
-# What a request gets instead of a backend.
-NOT_FOUND = "404"  # no rule matches: the caller's sidecar answers 404
-NO_BACKEND = "500"  # the rule has no backend with weight: 500, as the Gateway API says
-REDIRECT = "redirect"  # the rule answers with a redirect
-# The trial's matches read a header whose value is redacted in access logs: the control plane
-# never sees it, and says so rather than guess.
-UNDECIDED = "undecided"
 
 Pick = Callable[[Sequence[int]], int]
 

@@ -13,10 +13,10 @@ from tulle.controlplane.services.trials import count_trials
 from tulle.model.mesh import MeshSnapshot, build_mesh
 from tulle.model.meta import ServiceRef
 from tulle.model.parse import resource_from_manifest
-from tulle.model.route_trials import staged
+from tulle.model.route_trials import NOT_FOUND, REDIRECT, UNDECIDED, staged
 from tulle.telemetry.schema import TRIAL, SeriesKey
 from tulle.whatif.matching import Request
-from tulle.whatif.trials import NO_BACKEND, NOT_FOUND, REDIRECT, UNDECIDED, evaluate, today
+from tulle.whatif.trials import evaluate, today
 from tulle.xds.compiler import trial_watch
 
 BOOKS = ServiceRef("default", "books")
@@ -46,8 +46,6 @@ CANARY = rule(("books", 90), ("books-v2", 10), prefix="/list")
     ([CANARY], Request("GET", "/list/1"), first, ("default/books", "0", "books.default")),
     ([CANARY], Request("GET", "/list?x=1"), last, ("default/books", "0", "books-v2.default")),
     ([CANARY], Request("GET", "/other"), first, ("", "", NOT_FOUND)),
-    ([{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}], Request("GET", "/"), first,
-     ("default/books", "0", NO_BACKEND)),
     ([{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
        "filters": [{"type": "RequestRedirect", "requestRedirect": {"hostname": "x.example"}}]}],
      Request("GET", "/"), first, ("default/books", "0", REDIRECT)),

@@ -18,13 +18,12 @@ from collections.abc import Sequence
 from envoy.data.accesslog.v3 import accesslog_pb2
 
 from tulle.model.mesh import MeshSnapshot
-from tulle.telemetry.schema import TRIAL, SeriesKey
+from tulle.telemetry.schema import TRIAL, TRIAL_TO, SeriesKey
 from tulle.whatif.matching import Request
 from tulle.whatif.trials import Pick, evaluate, random_pick, today
 from tulle.xds.compiler import trial_watch
 from tulle.xds.generators.access_logs import TRIAL_HEADER_TAG
 
-TO = "to:"
 MAX_PATH_CHARS = 8192  # an application chooses its paths; a longer one is cut
 MAX_HEADER_CHARS = 4096
 
@@ -53,6 +52,6 @@ def count_trials(mesh: MeshSnapshot, entries: Sequence[accesslog_pb2.HTTPAccessL
         values = counts.setdefault(SeriesKey(TRIAL, service.host, outcome.route, outcome.rule),
                                    {})
         for field, n in (("rq", 1), ("moved", int(outcome.would != went)),
-                         (TO + outcome.would, 1)):
+                         (TRIAL_TO + outcome.would, 1)):
             values[field] = values.get(field, 0) + n
     return list(counts.items())
