@@ -12,6 +12,8 @@ import pytest
 
 from tests.support.http import Reply, request
 from tests.support.mesh import Mesh, wait_for
+from tests.support.tap import Tap
+from tulle.cli.cmd_tap import format_event
 
 pytestmark = pytest.mark.envoy
 
@@ -86,10 +88,24 @@ def test_a_route_change_in_dry_run_is_counted_then_promoted(mesh: Mesh) -> None:
     assert "tulle-route-trial" in mesh.admin("web-1", "config_dump")
 
     # Nothing changes for callers: the version in force sends everything to books.
+    tap = Tap.start(mesh, "books")
     paths = ["/v2/a"] * 6 + ["/list/1"] * 20 + ["/about"] * 4
     replies = [send(port, path) for path in paths]
     replies += [send(port, "/", **{"x-beta": "1"}) for _ in range(2)]
     assert {(r.status, r.workload) for r in replies} == {(200, "books-1")}, replies
+
+    # tap says, on the caller's side, where the dry-run version would send each request.
+    tap.wait("the requests in tap", count=len(replies), direction="outbound")
+    tap.stop()
+    marks = {(e["path"], e["wouldRoute"]) for e in tap.events(direction="outbound")}
+    assert marks == {
+        ("/v2/a", "default/books-route:v2 -> books-v2.default"),
+        ("/list/1", "default/books-route:split -> books.default 50 %, books-v2.default 50 %"),
+        ("/about", "404 (no rule matches)"),
+        ("/", "default/books-route:v2 -> books-v2.default"),
+    }, marks
+    assert "would-route: 404 (no rule matches)" in format_event(
+        next(e for e in tap.events(direction="outbound") if e["path"] == "/about"))
 
     def counted() -> dict[str, Any] | None:
         trial = trial_of(mesh)

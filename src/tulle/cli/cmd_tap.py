@@ -106,6 +106,8 @@ def _authorization(e: dict[str, Any]) -> tuple[str, ...]:
         marks.append(f"denied-by: {details.removeprefix(DENIED_DETAILS).rstrip(']')}")
     if e.get("wouldDeny"):
         marks.append(f"would-deny: {e['wouldDeny']}")
+    if e.get("wouldRoute"):  # a DryRun HTTPRoute's decision
+        marks.append(f"would-route: {e['wouldRoute']}")
     return tuple(marks)
 
 

@@ -52,7 +52,7 @@ from tulle.controlplane.services.tap import (
     TapService,
 )
 from tulle.controlplane.services.telemetry import TelemetryService
-from tulle.controlplane.services.trials import count_trials
+from tulle.controlplane.services.trials import count_trials, mark_trial
 from tulle.controlplane.singletons import (
     COMPACTION,
     DEFAULT_COMPACT_EVERY_S,
@@ -130,7 +130,7 @@ class ControlPlane:
             precheck=Precheck(self.registry.workloads, self._identity, PRECHECK_LOGGING),
             remote_io=self.replicas is not None)
         # Tap sessions: ephemeral, never stored. Each snapshot gets its plan of loggers.
-        self.taps = TapHub(self._mesh)
+        self.taps = TapHub(self._mesh, mark_trial)
         self.config = ConfigPath(
             MeshInputs(self.resources.resources, self._all_workloads, self._identity),
             self._publish, debounce_s=debounce_s)

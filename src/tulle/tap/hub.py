@@ -58,8 +58,12 @@ class TapSession:
 
 
 class TapHub:
-    def __init__(self, mesh: Callable[[], MeshSnapshot] = lambda: EMPTY_MESH) -> None:
+    def __init__(self, mesh: Callable[[], MeshSnapshot] = lambda: EMPTY_MESH,
+                 mark: Callable[[Event, MeshSnapshot], None] | None = None) -> None:
+        """``mark``: adds to each event what only the control plane knows (where a DryRun
+        HTTPRoute would have sent the request)."""
         self._mesh = mesh
+        self._mark = mark
         self._sessions: dict[int, TapSession] = {}
         self._ids = itertools.count(1)
         self.plan: TapPlan = EMPTY_PLAN
@@ -93,6 +97,8 @@ class TapHub:
         redacted = mesh.settings.access_log.redacted()
         for entry in entries:
             event = decode(node_id, entry, redacted)
+            if self._mark is not None:
+                self._mark(event, mesh)
             for session in self._sessions.values():
                 if wants(session.target, event, mesh):
                     session.offer(event)

@@ -25,34 +25,64 @@ def random_pick(weights: Sequence[int]) -> int:
 
 
 @dataclass(frozen=True)
-class TrialOutcome:
+class TrialDecision:
+    """What a trial's routing does with one request: the rule that would take it, and its
+    backends by weight, or what it would answer instead (``answer``)."""
+
     route: str  # "namespace/name" of the route whose rule would take the request; "" none
     rule: str  # the rule's name, or its index; "" none
+    answer: str = ""  # NOT_FOUND, NO_BACKEND, REDIRECT, UNDECIDED; "": a backend
+    backends: tuple[tuple[str, int], ...] = ()  # (host, weight), weights above 0
+
+    def describe(self) -> str:
+        """In a few words, for tap: "default/books:split -> books.default 50 %, ..."."""
+        rule = f"{self.route}:{self.rule}" if self.route else ""
+        if self.answer == UNDECIDED:
+            return "undecided (the routing matches on a redacted header)"
+        if self.answer:
+            return f"{rule} -> {self.answer}" if rule else f"{self.answer} (no rule matches)"
+        total = sum(weight for _, weight in self.backends)
+        split = ", ".join(f"{host} {100 * weight / total:.0f} %" if len(self.backends) > 1
+                          else host for host, weight in self.backends)
+        return f"{rule} -> {split}" if rule else f"{split} (the default route)"
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    route: str
+    rule: str
     would: str  # the backend's host ("reviews-v2.default"), or NOT_FOUND, NO_BACKEND...
 
 
-def evaluate(service: ServiceRef, trial: RouteTrial, request: Request,
-             redacted: frozenset[str] = frozenset(), pick: Pick = random_pick
-             ) -> TrialOutcome:
-    """``redacted``: headers the request was logged without (their values are secret)."""
-    if redacted.intersection(trial.headers()):
-        return TrialOutcome("", "", UNDECIDED)
+def decide(service: ServiceRef, trial: RouteTrial, request: Request,
+           unlogged: frozenset[str] = frozenset()) -> TrialDecision:
+    """``unlogged``: headers whose values the request was logged without (redacted)."""
+    if unlogged.intersection(trial.headers()):
+        return TrialDecision("", "", UNDECIDED)
     if not trial.routes:
-        return TrialOutcome("", "", service.host)  # the default route: the service itself
+        return TrialDecision("", "", backends=((service.host, 1),))  # the default route
     found = rule_for(trial.routes, request)
     if found is None:
-        return TrialOutcome("", "", NOT_FOUND)
+        return TrialDecision("", "", NOT_FOUND)
     route = f"{found.route.key.namespace}/{found.route.key.name}"
     rule = found.route.spec.rules[found.rule]
     name = rule.name or str(found.rule)
     if any(f.type == "RequestRedirect" for f in rule.filters):
-        return TrialOutcome(route, name, REDIRECT)
-    backends = [b for b in rule.backend_refs if b.weight > 0]
-    if not backends:
-        return TrialOutcome(route, name, NO_BACKEND)
-    chosen = backends[pick([b.weight for b in backends])]
-    namespace = chosen.namespace or found.route.key.namespace
-    return TrialOutcome(route, name, ServiceRef(namespace, chosen.name).host)
+        return TrialDecision(route, name, REDIRECT)
+    backends = tuple((ServiceRef(b.namespace or found.route.key.namespace, b.name).host,
+                      b.weight) for b in rule.backend_refs if b.weight > 0)
+    return TrialDecision(route, name, "" if backends else NO_BACKEND, backends)
+
+
+def evaluate(service: ServiceRef, trial: RouteTrial, request: Request,
+             unlogged: frozenset[str] = frozenset(), pick: Pick = random_pick
+             ) -> TrialOutcome:
+    """Where the trial would have sent ``request``: one backend drawn by weight."""
+    decision = decide(service, trial, request, unlogged)
+    if decision.answer:
+        return TrialOutcome(decision.route, decision.rule, decision.answer)
+    chosen = decision.backends[pick([weight for _, weight in decision.backends])]
+    return TrialOutcome(decision.route, decision.rule, chosen[0])
 
 
 def today(cluster: str, status: str) -> str:

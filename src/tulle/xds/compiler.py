@@ -150,7 +150,8 @@ class ConfigCompiler:
         logs = proxy_logs(proxy.node_id, proxy.namespace,
                           certificate.spiffe_id if certificate else "",
                           mesh.settings.access_log.redacted(),
-                          own_service.access_log if own_service else False, logging)
+                          own_service.access_log if own_service else False, logging,
+                          self._trials.headers if self._trials else ())
         http10 = mesh.settings.http.accept_http10
         own_listeners = [memo.get(types.LISTENER, listeners.outbound_listener,
                                   proxy.outbound_port, tracer, logs.outbound(),

@@ -16,7 +16,7 @@ from tulle.model.parse import resource_from_manifest
 from tulle.model.route_trials import NOT_FOUND, REDIRECT, UNDECIDED, staged
 from tulle.telemetry.schema import TRIAL, SeriesKey
 from tulle.whatif.matching import Request
-from tulle.whatif.trials import evaluate, today
+from tulle.whatif.trials import TrialDecision, evaluate, today
 from tulle.xds.compiler import trial_watch
 
 BOOKS = ServiceRef("default", "books")
@@ -118,3 +118,18 @@ def test_a_header_match_is_evaluated_on_the_logged_value() -> None:
     counted = dict(count_trials(snapshot, [entry("/", x_beta="1"), entry("/")]))
     assert counted[SeriesKey(TRIAL, "books.default", "default/books", "beta")]["rq"] == 1
     assert counted[SeriesKey(TRIAL, "books.default", "default/books", "1")]["moved"] == 0
+
+
+@pytest.mark.parametrize(("decision", "text"), [
+    (TrialDecision("default/books", "split", backends=(("books.default", 90),
+                                                      ("books-v2.default", 10))),
+     "default/books:split -> books.default 90 %, books-v2.default 10 %"),
+    (TrialDecision("default/books", "0", backends=(("books-v2.default", 1),)),
+     "default/books:0 -> books-v2.default"),
+    (TrialDecision("", "", backends=(("books.default", 1),)), "books.default (the default route)"),
+    (TrialDecision("", "", NOT_FOUND), "404 (no rule matches)"),
+    (TrialDecision("default/books", "old", REDIRECT), "default/books:old -> redirect"),
+    (TrialDecision("", "", UNDECIDED), "undecided (the routing matches on a redacted header)"),
+])
+def test_what_tap_says_a_trial_would_do(decision: TrialDecision, text: str) -> None:
+    assert decision.describe() == text

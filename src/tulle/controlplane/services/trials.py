@@ -14,13 +14,16 @@ telemetry windows as TRIAL series of the caller (``SeriesKey.destination``: the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from envoy.data.accesslog.v3 import accesslog_pb2
 
 from tulle.model.mesh import MeshSnapshot
+from tulle.model.meta import ServiceRef
+from tulle.security import REDACTED
 from tulle.telemetry.schema import TRIAL, TRIAL_TO, SeriesKey
 from tulle.whatif.matching import Request
-from tulle.whatif.trials import Pick, evaluate, random_pick, today
+from tulle.whatif.trials import Pick, decide, evaluate, random_pick, today
 from tulle.xds.compiler import trial_watch
 from tulle.xds.generators.access_logs import TRIAL_HEADER_TAG
 
@@ -55,3 +58,27 @@ def count_trials(mesh: MeshSnapshot, entries: Sequence[accesslog_pb2.HTTPAccessL
                          (TRIAL_TO + outcome.would, 1)):
             values[field] = values.get(field, 0) + n
     return list(counts.items())
+
+
+def mark_trial(event: dict[str, Any], mesh: MeshSnapshot) -> None:
+    """Tap: on a request a caller sent to a service with a trial, where the trial would have
+    sent it (``wouldRoute``), weights and all."""
+    if not mesh.route_trials or event.get("direction") != "outbound":
+        return
+    caller = mesh.workloads.get(str(event.get("workload")))
+    host = str(event.get("authority") or "")
+    if caller is None or not host:
+        return
+    name, _, namespace = host.rsplit(":", 1)[0].partition(".")  # the port is not the name
+    service = ServiceRef(namespace or caller.namespace, name)
+    trial = mesh.route_trials.get(service)
+    if trial is None:
+        return
+    captured = event.get("requestHeaders") or {}
+    headers = tuple((k, str(v)) for k, v in captured.items()
+                    if v is not None and v != REDACTED)
+    # The tap logger carries the headers trials match on (an absent one is not sent), but
+    # never a redacted one's value.
+    unlogged = frozenset(k for k, v in captured.items() if v == REDACTED)
+    request = Request(str(event.get("method") or ""), str(event.get("path") or ""), headers)
+    event["wouldRoute"] = decide(service, trial, request, unlogged).describe()

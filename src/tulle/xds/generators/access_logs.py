@@ -136,6 +136,9 @@ class HttpLogging:
     redacted: tuple[str, ...]  # lower-case header names whose values are never logged
     tap: TapSink | None = None
     file_path: str = ""  # "" : no access-log file
+    # More request headers to carry (outbound): those DryRun HTTPRoutes match on, so that tap
+    # can say where a request would have gone.
+    trial_headers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ class ProxyLogs:
     file_path: str  # "": its Service does not enable access logs
     taps: ProxyTaps
     token: str
+    trial_headers: tuple[str, ...] = ()  # see HttpLogging
 
     def inbound(self) -> HttpLogging | None:
         return self._logging("inbound", TapSink(self.token) if self.taps.inbound else None)
@@ -170,14 +174,16 @@ class ProxyLogs:
         if tap is None and not self.file_path:
             return None
         return HttpLogging(direction, self.workload, self.namespace, self.identity,
-                           self.redacted, tap, self.file_path)
+                           self.redacted, tap, self.file_path,
+                           self.trial_headers if direction == "outbound" else ())
 
 
 def proxy_logs(workload: str, namespace: str, identity: str, redacted: tuple[str, ...],
-               access_log: bool, logging: ProxyLogging) -> ProxyLogs:
+               access_log: bool, logging: ProxyLogging,
+               trial_headers: tuple[str, ...] = ()) -> ProxyLogs:
     return ProxyLogs(workload, namespace, identity, redacted,
                      logging.access_log_path if access_log else "", logging.taps,
-                     logging.tap_token)
+                     logging.tap_token, trial_headers)
 
 
 # -- Envoy config -----------------------------------------------------------------------------
@@ -323,7 +329,10 @@ def _flat_fields(logging: HttpLogging, typed: bool) -> Iterator[tuple[str, str]]
             "%CEL(", cel).replace(_ABSENT, absent)
     for group, source, cel_map in ((REQUEST_HEADERS, "REQ", "request.headers"),
                                    (RESPONSE_HEADERS, "RESP", "response.headers")):
-        for header in captured_headers(logging.redacted)[group]:
+        names = captured_headers(logging.redacted)[group]
+        if group == REQUEST_HEADERS:
+            names = tuple(sorted({*names, *logging.trial_headers}))
+        for header in names:
             if header in logging.redacted:
                 # Only whether it is present: the value is never formatted.
                 operator = (f"{cel}'{_cel_safe(header)}' in {cel_map} ? '{REDACTED}' : "
