@@ -13,6 +13,7 @@ import pytest
 from tests.support.http import Reply, request
 from tests.support.mesh import Mesh, wait_for
 from tests.support.tap import Tap
+from tests.support.whatif import what_if
 from tulle.cli.cmd_tap import format_event
 
 pytestmark = pytest.mark.envoy
@@ -86,6 +87,12 @@ def test_a_route_change_in_dry_run_is_counted_then_promoted(mesh: Mesh) -> None:
     stored = mesh.cli("get", "httproute", "books-route", "-o", "json").stdout
     assert '"mode": "DryRun"' in stored and "tulle.io/in-force" in stored, stored
     assert "tulle-route-trial" in mesh.admin("web-1", "config_dump")
+    described = mesh.cli("describe", "service", "books").stdout
+    assert "Routes with HTTPRoute default/books-route in force (dry run" in described, described
+    asked = what_if(mesh, "web", "http://books/about")
+    assert {s["step"]: s["result"] for s in asked["steps"]}["route in dry run"] == \
+        "404 (no rule matches)", asked
+    assert asked["outcome"] == "sent to books.default over mutual TLS", asked
 
     # Nothing changes for callers: the version in force sends everything to books.
     tap = Tap.start(mesh, "books")

@@ -34,6 +34,16 @@ def service(
     emit(data, output, _text)
 
 
+def _routes_table(routes: list[dict[str, Any]]) -> str:
+    rows = []
+    for number, route in enumerate(routes, 1):
+        backends = ", ".join(f"{b['service']} ({b['weight']})" for b in route["backends"]) \
+            or "redirect"
+        rows.append((number, route["match"], backends, "; ".join(route["details"]),
+                     f"{route['from'] or 'default'} {route['rule']}"))
+    return table(("#", "MATCH", "BACKENDS (WEIGHT)", "DETAILS", "FROM"), rows)
+
+
 def _text(d: dict[str, Any]) -> str:
     origin = d["declaredBy"] or "derived from its workloads"
     protocol = d["protocol"]
@@ -49,14 +59,12 @@ def _text(d: dict[str, Any]) -> str:
         for i in d["instances"])
     lines.append(f"Instances: {instances or 'none'}")
     lines.append("Identities: " + (", ".join(d["identities"]) or "-"))
-    lines += ["", "Routes, in match order:"]
-    rows = []
-    for number, route in enumerate(d["routes"], 1):
-        backends = ", ".join(f"{b['service']} ({b['weight']})" for b in route["backends"]) \
-            or "redirect"
-        rows.append((number, route["match"], backends, "; ".join(route["details"]),
-                     f"{route['from'] or 'default'} {route['rule']}"))
-    lines.append(table(("#", "MATCH", "BACKENDS (WEIGHT)", "DETAILS", "FROM"), rows))
+    lines += ["", "Routes, in match order:", _routes_table(d["routes"])]
+    if d.get("routesInDryRun"):
+        trial = d["routesInDryRun"]
+        lines += ["", f"Routes with {', '.join(trial['trying'])} in force (dry run: tried, "
+                      "not in force; `tulle stat` counts what they would do):",
+                  _routes_table(trial["routes"])]
     lines += ["", "Policies:"]
     lines.append(table(("SETTING", "VALUE", "FROM"), [
         (p["setting"], json.dumps(p["value"], separators=(",", ":")), p["from"])

@@ -24,6 +24,7 @@ from tulle.model.policy import FaultInjection, RateLimit
 from tulle.model.workload import Workload
 from tulle.whatif.authz import denied_by
 from tulle.whatif.matching import Request, RuleMatch, rule_for
+from tulle.whatif.trials import decide
 from tulle.xds.generators.route_actions import SAFE_RETRIES, SAFE_RETRY_ON
 from tulle.xds.generators.routes import DEFAULT_ROUTE_TIMEOUT_S
 
@@ -142,6 +143,11 @@ def _mesh_call(mesh: MeshSnapshot, caller: Caller, service: MeshService, request
     if service.protocol == "tcp":
         out.outcome = "400 from the caller's sidecar: a tcp service is reached with CONNECT"
         return
+    trial = mesh.route_trials.get(ref)
+    if trial is not None:
+        tried = ", ".join(f"{k.namespace}/{k.name}" for k in trial.trying)
+        out.add("route in dry run", decide(ref, trial, request).describe(),
+                f"HTTPRoute {tried} in dry run: callers do not route by it yet")
     attached = mesh.routes.get(ref, ())
     policy = service.policy
     if not attached:

@@ -125,3 +125,21 @@ def test_unknown_or_bad_callers(text: str, error: type[Exception]) -> None:
 def test_a_bad_url_is_refused() -> None:
     with pytest.raises(UsageError, match="is not an http:// URL"):
         ask(snapshot(), "ftp://books/")
+
+
+def test_a_route_in_dry_run_is_a_step_of_its_own() -> None:
+    from tulle.model.route_trials import staged
+
+    enforced = resource_from_manifest(http_route("canary", "books", [rule("books")]))
+    change = http_route("canary", "books", [rule(("books", 90), ("books-v2", 10))])
+    change["spec"]["mode"] = "DryRun"
+    tried = staged(resource_from_manifest(change), enforced)
+    snap = build_mesh(1, [tried], [workload("web-1"), workload("books-1"),
+                                   workload("books-v2-1", service="books-v2")],
+                      MeshIdentity(TD, "", {}))
+    result = ask(snap, "http://books/list")
+    assert steps(result)["route in dry run"] == \
+        "default/canary:0 -> books.default 90 %, books-v2.default 10 %"
+    # Callers route by the version in force.
+    assert steps(result)["route"] == "rule rule0 of HTTPRoute default/canary"
+    assert result["outcome"] == "sent to books.default over mutual TLS"

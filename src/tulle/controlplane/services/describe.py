@@ -8,7 +8,7 @@ from typing import Any
 from tulle.errors import NotFoundError
 from tulle.model.authorization import ServiceAuthz
 from tulle.model.httproute import RouteMatch, RouteRule
-from tulle.model.mesh import MeshService, MeshSnapshot
+from tulle.model.mesh import AttachedRoute, MeshService, MeshSnapshot
 from tulle.model.meta import ServiceRef
 from tulle.model.paths import match_precedence
 from tulle.model.policies import ServicePolicy
@@ -40,7 +40,8 @@ def describe_service(mesh: MeshSnapshot, ref: ServiceRef) -> dict[str, Any]:
                        "stateReason": w.state_reason}
                       for w in instances],
         "endpoints": [e.workload for e in mesh.endpoints_of(ref)],
-        "routes": _routes(mesh, service),
+        "routes": _routes(service, mesh.routes.get(ref, ())),
+        "routesInDryRun": _trial(mesh, service),
         "policy": _policy(service.policy),
         "subsets": [{"name": s.ref.name, "selector": dict(s.selector)}
                     for s in mesh.services.values()
@@ -79,8 +80,17 @@ def _authorization(authz: ServiceAuthz | None) -> dict[str, Any]:
             "unmatchedFrom": unmatched_from, "dryRun": dry_run}
 
 
-def _routes(mesh: MeshSnapshot, service: MeshService) -> list[dict[str, Any]]:
-    attached = mesh.routes.get(service.ref, ())
+def _trial(mesh: MeshSnapshot, service: MeshService) -> dict[str, Any] | None:
+    """The routing its DryRun HTTPRoutes would make, tried and not in force."""
+    trial = mesh.route_trials.get(service.ref)
+    if trial is None:
+        return None
+    return {"trying": [f"HTTPRoute {k.namespace}/{k.name}" for k in trial.trying],
+            "routes": _routes(service, trial.routes)}
+
+
+def _routes(service: MeshService, attached: tuple[AttachedRoute, ...]
+            ) -> list[dict[str, Any]]:
     if not attached:
         return [{"from": None, "rule": "default", "match": "any request",
                  "backends": [{"service": service.ref.name, "weight": 1}],
