@@ -156,7 +156,9 @@ def http_route(draw: st.DrawFn) -> dict[str, Any]:
     return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
             "metadata": {"name": "prop", "namespace": "default"},
             "spec": {"parentRefs": [{"name": "books"}],
-                     "rules": [draw(rule(i)) for i in range(count)]}}
+                     "rules": [draw(rule(i)) for i in range(count)],
+                     # DryRun: the route in force stays, and callers log to a trial.
+                     "mode": draw(st.sampled_from(["Enforce", "DryRun"]))}}
 
 
 @st.composite
