@@ -178,3 +178,35 @@ def test_a_dry_run_rate_limit_refuses_nothing_and_counts_what_enforcement_then_r
     # Enforced, on the same traffic: the same 7 refused (a fresh bucket of 5).
     statuses = [request(port, "/").status for _ in range(12)]
     assert statuses == [200] * 5 + [429] * 7, statuses
+
+
+ROUTE_DRY_RUN_LIMIT = ROUTE_LIMIT.replace("rateLimit: {requests: 3, interval: 2s}",
+                                          "rateLimit: {requests: 3, interval: 60s}\n  "
+                                          "mode: DryRun")
+
+
+def test_a_route_rules_dry_run_limit_counts_per_rule_what_enforcement_then_refuses(
+        mesh: Mesh, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TULLE_TELEMETRY_INTERVAL", "0.5")
+    port = start(mesh)
+    mesh.cli("apply", "-f", "-", stdin=ROUTE_DRY_RUN_LIMIT)
+    mesh.sync()
+    searches = [request(port, "/search?q=x") for _ in range(8)]
+    assert {r.status for r in searches} == {200}  # refuses nothing...
+    assert not any(h.startswith("x-ratelimit") for r in searches for h in r.headers)
+    assert {request(port, "/browse").status for _ in range(8)} == {200}
+
+    def rules() -> dict[str, int] | None:
+        data = json.loads(mesh.cli("routes", "books", "-o", "json").stdout)
+        found = {r["rule"]: r["wouldLimit"] for r in data["routes"]}
+        return found if found.get("search") == 5 else None
+    # ...and counts, for its rule only, the 5 over the bucket of 3.
+    assert wait_for("the rule's dry-run count in telemetry", rules, timeout=30) == {
+        "search": 5, "1": 0}
+    assert "WOULD LIMIT (DRY RUN)" in mesh.cli("routes", "books").stdout
+    mesh.cli("policy", "promote", "search-limit")
+    mesh.sync()
+    # Enforced, on the same traffic: the same 5 refused (a fresh bucket of 3).
+    statuses = [request(port, "/search?q=x").status for _ in range(8)]
+    assert statuses == [200] * 3 + [429] * 5, statuses
+    assert {request(port, "/browse").status for _ in range(8)} == {200}

@@ -261,6 +261,10 @@ def _rate_limit_section(services: list[dict[str, Any]]) -> list[str]:
 def _routes_table(data: dict[str, Any], wide: bool) -> str:
     headers: tuple[str, ...] = ("ROUTE", "RULE", *GOLDEN)
     rows = [[r["route"], r["rule"], *_golden(r)] for r in data["routes"]]
+    if any(r.get("wouldLimit") for r in data["routes"]):  # a rule's rate limit in dry run
+        headers = (*headers, "WOULD LIMIT (DRY RUN)")
+        for cells, row in zip(rows, data["routes"], strict=True):
+            cells.append(row["wouldLimit"])
     if wide:
         headers = (*headers, "REQUESTS", "RETRIES", "TIMEOUTS", "ERRORS", "MATCHES")
         for cells, row in zip(rows, data["routes"], strict=True):

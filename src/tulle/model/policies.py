@@ -51,6 +51,8 @@ class RulePolicy:
     """Settings for one rule of one HTTPRoute, applied by callers."""
 
     rate_limit: RateLimit | None = None
+    # A DryRun TrafficPolicy's limit on the rule: each caller counts what it would refuse.
+    dry_run_rate_limit: RateLimit | None = None
     fault_injection: FaultInjection | None = None
     sources: tuple[tuple[str, str], ...] = ()
 
@@ -59,7 +61,7 @@ NO_POLICY = ServicePolicy()
 NO_RULE_POLICY = RulePolicy()
 
 _SETTINGS = tuple(f.name for f in fields(ServicePolicy) if f.name != "sources")
-_RULE_SETTINGS = ("rate_limit", "fault_injection")
+_RULE_SETTINGS = ("rate_limit", "dry_run_rate_limit", "fault_injection")
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,6 @@ def resolve(resources: Iterable[Resource]) -> ResolvedPolicies:
                 services[ref] = _merge(services.get(ref, NO_POLICY), spec, _SETTINGS, source,
                                        f"Service {namespace}/{target.name}", conflicts)
                 continue
-            if spec.mode == "DryRun":
-                continue  # validation refuses it: a dry run targets a Service
             route = by_key.get(ResourceKey(HTTP_ROUTE.kind, namespace, target.name))
             if route is None:
                 continue  # reported by reference checks

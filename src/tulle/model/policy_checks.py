@@ -42,9 +42,6 @@ def _dry_run(spec: TrafficPolicySpec) -> Iterator[FieldIssue]:
         yield ("spec.mode", "a dry run applies to a rateLimit alone" + (
             f", not to {', '.join(others)}" if others else ""),
             "put the rate limit to try in a TrafficPolicy of its own, with mode: DryRun")
-    if any(t.kind != "Service" for t in spec.target_refs):
-        yield ("spec.mode", "a dry run applies to a Service's rate limit, not yet to a "
-               "route's", "target the Service, or enforce the route's limit")
 
 
 def _targets(spec: TrafficPolicySpec) -> Iterator[FieldIssue]:

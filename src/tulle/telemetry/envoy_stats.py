@@ -40,6 +40,7 @@ from tulle.telemetry.schema import (
     UPGRADES,
     UPGRADES_ACTIVE,
     SeriesKey,
+    parse_route_dry_run_prefix,
     parse_route_stat_prefix,
 )
 
@@ -100,6 +101,8 @@ _UPGRADE_BOUNDS_MS = tuple(bound * 1000 for bound in UPGRADE_BOUNDS_S)
 _UPGRADE = "in_upgrade"
 # The dry-run rate limit's stats: INBOUND series, a field of their own.
 _DRY_RUN_LIMIT = "in_dry_run_limit"
+# A route rule's dry-run rate limit: its ROUTE series, a field of its own.
+_ROUTE_DRY_RUN_LIMIT = "route_dry_run_limit"
 # Connections open from the sidecar to its application: the active connections of a tcp
 # service's instance, whose inbound side has no HTTP connection manager to count them.
 _APP_CX = "app_cx"
@@ -143,6 +146,9 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) fo
     (r"^http\.(?:outbound|upstream_[0-9]+)\.fault\.(?P<stat>aborts_injected"
      r"|delays_injected)$", PROXY),
     (r"^route_ratelimit\.http_local_rate_limit\.(?P<stat>rate_limited)$", PROXY),
+    # A rule's DryRun limit, in the caller: what it would have refused, per rule.
+    (r"^(?P<route>rtdry\|[^.]+)\.http_local_rate_limit\.(?P<stat>rate_limited)$",
+     _ROUTE_DRY_RUN_LIMIT),
 ))
 
 # Envoy stat (after the series' prefix) -> tulle field.
@@ -162,6 +168,7 @@ _FIELDS: dict[str, dict[str, str]] = {
               "denied": "authz_denied", "shadow_denied": "authz_would_deny"},
     AUTHZ: {"denied": AUTHZ_DENIED, "shadow_denied": AUTHZ_WOULD_DENY},
     _DRY_RUN_LIMIT: {"rate_limited": "would_limit"},
+    _ROUTE_DRY_RUN_LIMIT: {"rate_limited": "would_limit"},
     OUTBOUND: {"upstream_cx_rx_bytes_total": "rx", "upstream_cx_tx_bytes_total": "tx",
                "upstream_cx_active": "cx", "upstream_cx_total": "cxt",
                "upstream_rq_retry": "retry", "upstream_rq_retry_overflow": "retry_overflow",
@@ -209,6 +216,9 @@ def _key(kind: str, match: re.Match[str]) -> SeriesKey | None:
                          f"{host.replace('_', '.')}:{groups['port']}")
     if kind == AUTHZ:
         return SeriesKey(AUTHZ, rule=groups["policy"])
+    if kind == _ROUTE_DRY_RUN_LIMIT:
+        dry = parse_route_dry_run_prefix(groups["route"])
+        return None if dry is None else SeriesKey(ROUTE, *dry)
     if kind == ROUTE:
         parsed = parse_route_stat_prefix(groups["route"])
         if parsed is None:

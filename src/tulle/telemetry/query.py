@@ -295,7 +295,9 @@ def route_rows(window: Window, destination: str,
                 add_into(total, values)
         rows.append({"route": route, "rule": rule, "matches": matches,
                      **golden(total, window.span), "retries": total.get("retry", 0),
-                     "timeouts": total.get("timeout", 0), "errors": errors_of(total)})
+                     "timeouts": total.get("timeout", 0), "errors": errors_of(total),
+                     # What the rule's rate limit in dry run would have refused (429).
+                     "wouldLimit": total.get("would_limit", 0)})
     return rows
 
 

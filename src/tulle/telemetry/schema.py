@@ -120,6 +120,27 @@ def rule_key(index: int, rule_name: str | None) -> str:
     return _safe(rule_name) if rule_name else str(index)
 
 
+# A route rule's dry-run rate limit (a DryRun TrafficPolicy on the rule) names its stats
+# "rtdry|HOST|NAMESPACE|ROUTE|INDEX|RULE", HOST the service the rule routes for with "_" for
+# its dots (names have no "_" of their own): one bucket, and one count, per rule and service.
+ROUTE_DRY_RUN_PREFIX = "rtdry"
+
+
+def route_dry_run_prefix(host: str, namespace: str, route: str, index: int,
+                         rule_name: str | None) -> str:
+    return (f"{ROUTE_DRY_RUN_PREFIX}|{_safe(host)}|{namespace}|{route}|{index}"
+            f"|{_safe(rule_name or '')}")
+
+
+def parse_route_dry_run_prefix(prefix: str) -> tuple[str, str, str] | None:
+    """(service host, "namespace/route", rule) for a dry-run limit's stat prefix, or None."""
+    parts = prefix.split("|")
+    if len(parts) != 6 or parts[0] != ROUTE_DRY_RUN_PREFIX:
+        return None
+    _, host, namespace, route, index, name = parts
+    return host.replace("_", "."), f"{namespace}/{route}", name or index
+
+
 def parse_route_stat_prefix(prefix: str) -> tuple[str, str] | None:
     """("namespace/route", "rule") for a route stat prefix, or None. The rule is its name, or
     its index when it has none."""
@@ -153,6 +174,7 @@ STATS_INCLUSION: tuple[str, ...] = (
     r"^vhost\..+\.route\.rt\|[^.]+\.upstream_rq_([1-5]xx|[1-5][0-9][0-9]|time|retry"
     r"|timeout)$",
     r"^[a-z_]+_ratelimit(er|_dry_run)?\.http_local_rate_limit\.rate_limited$",
+    r"^rtdry\|[^.]+\.http_local_rate_limit\.rate_limited$",
     # AuthorizationPolicy: the inbound RBAC filter's decisions, enforced and dry-run (shadow),
     # in all and per RBAC policy (one per rule: bounded by the policies, not by traffic).
     r"^http\.(inbound|inbound_plaintext)\.rbac\..+$",

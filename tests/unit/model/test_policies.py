@@ -116,3 +116,16 @@ def test_a_policy_does_not_conflict_with_itself() -> None:
     result = resolved(BOOKS_ROUTE, traffic_policy("p", to_route(), to_route(section="fast"),
                                                   rateLimit=LIMIT))
     assert result.conflicts == []
+
+
+def test_a_dry_run_on_a_rule_is_its_dry_run_limit_beside_an_enforced_one() -> None:
+    result = resolved(BOOKS_ROUTE,
+                      traffic_policy("a-enforced", to_route("r", "fast"), rateLimit=LIMIT),
+                      traffic_policy("b-trial", to_route("r", "fast"), mode="DryRun",
+                                     rateLimit={"requests": 2}))
+    fast = result.rules[(ROUTE, 0)]
+    assert fast.rate_limit == RateLimit(requests=5)
+    assert fast.dry_run_rate_limit == RateLimit(requests=2)
+    assert dict(fast.sources)["dry_run_rate_limit"] == "TrafficPolicy default/b-trial"
+    assert result.conflicts == []
+    assert (ROUTE, 1) not in result.rules

@@ -128,11 +128,17 @@ def test_parse(document: dict[str, Any], values: dict[str, int],
      {SeriesKey("egress", "api.example.com:443"): {"rq2": 3, "cfail": 1},
       SeriesKey("egress", "10.0.0.7:5432"): {"cxt": 2},
       SeriesKey("egress", "*"): {"rq5": 1}}),
+    # A route rule's rate limit in dry run: what it would refuse, on the rule's series.
+    ({"rtdry|books_default|default|books|1|.http_local_rate_limit.rate_limited": 3,
+      "rtdry|books_default|default|books|2|slow.http_local_rate_limit.rate_limited": 1,
+      "rtdry|x.http_local_rate_limit.rate_limited": 9},
+     {RULE1: {"would_limit": 3},
+      SeriesKey("route", "books.default", "default/books", "slow"): {"would_limit": 1}}),
 ], ids=["inbound", "plaintext inbound", "inbound from cluster, limiter, listeners",
         "outbound per destination and code", "outbound resets summed", "outbound gauges",
         "route per rule", "ignored stats make no series", "proxy", "grpc failures are 5xx",
         "grpc failures inbound", "grpc beside http", "upgraded connections", "tcp inbound",
-        "egress"])
+        "egress", "route rule's dry-run limit"])
 def test_extract_values(values: dict[str, int], expected: Series) -> None:
     # The proxy series always counts the stats Envoy keeps.
     proxy = {**expected.get(PROXY, {}), "stats": len(values)}

@@ -45,13 +45,16 @@ def http_filters(service_rate_limit: RateLimit | None = None,
                  dry_run_rate_limit: RateLimit | None = None) -> list[hcm.HttpFilter]:
     """The chain: fault (when ``optional`` holds FAULT), local rate limit (on for a whole
     service when ``service_rate_limit`` is given; off but present for routes to switch on
-    when ``optional`` holds RATE_LIMIT), a dry-run rate limit (counts, never refuses), gRPC
-    statistics, router."""
+    when ``optional`` holds RATE_LIMIT), a dry-run rate limit (counts, never refuses; off but
+    present for routes when ``optional`` holds DRY_RUN_RATE_LIMIT), gRPC statistics, router."""
     chain = []
     if dry_run_rate_limit is not None:
         # Before the enforced limit: it sees every request the service would get.
         chain.append(hcm.HttpFilter(name=DRY_RUN_RATE_LIMIT, typed_config=pack(
             local_rate_limit(dry_run_rate_limit, DRY_RUN_STAT_PREFIX, enforced=False))))
+    elif DRY_RUN_RATE_LIMIT in optional:  # off, for route rules' dry-run limits
+        chain.append(hcm.HttpFilter(name=DRY_RUN_RATE_LIMIT, typed_config=pack(
+            local_rate_limit_pb2.LocalRateLimit(stat_prefix="http_local_rate_limiter_dry_run"))))
     if FAULT in optional:
         chain.append(hcm.HttpFilter(name=FAULT, typed_config=pack(fault_pb2.HTTPFault())))
     if service_rate_limit is not None:
@@ -70,13 +73,19 @@ def http_filters(service_rate_limit: RateLimit | None = None,
     ]
 
 
-def per_route(fault: FaultInjection | None, rate_limit: RateLimit | None) -> dict[str, Any]:
-    """typed_per_filter_config entries for one route."""
+def per_route(fault: FaultInjection | None, rate_limit: RateLimit | None,
+              dry_run_rate_limit: RateLimit | None = None, dry_run_prefix: str = ""
+              ) -> dict[str, Any]:
+    """typed_per_filter_config entries for one route. ``dry_run_prefix``: the stat prefix of
+    the rule's dry-run limit, which counts per rule (schema.route_dry_run_prefix)."""
     configs: dict[str, Any] = {}
     if fault is not None:
         configs[FAULT] = pack(fault_config(fault))
     if rate_limit is not None:
         configs[RATE_LIMIT] = pack(local_rate_limit(rate_limit, "route_ratelimit"))
+    if dry_run_rate_limit is not None:
+        configs[DRY_RUN_RATE_LIMIT] = pack(local_rate_limit(
+            dry_run_rate_limit, dry_run_prefix or "route_ratelimit_dry_run", enforced=False))
     return configs
 
 

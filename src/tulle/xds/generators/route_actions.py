@@ -42,7 +42,8 @@ _REDIRECT_CODES = {301: rc.RedirectAction.MOVED_PERMANENTLY, 302: rc.RedirectAct
 
 def rule_route(name: str, match: RouteMatch, envoy_match: rc.RouteMatch, rule: RouteRule,
                namespace: str, fault: FaultInjection | None, rate_limit: RateLimit | None,
-               hash_key: HashKey | None) -> rc.Route:
+               hash_key: HashKey | None, dry_run_rate_limit: RateLimit | None = None,
+               dry_run_prefix: str = "") -> rc.Route:
     route = rc.Route(name=name, match=envoy_match)
     filters = {f.type: f for f in rule.filters}
     redirect = filters.get("RequestRedirect")
@@ -57,7 +58,8 @@ def rule_route(name: str, match: RouteMatch, envoy_match: rc.RouteMatch, rule: R
         if item.response_header_modifier is not None:
             _modify(item.response_header_modifier, route.response_headers_to_add,
                     route.response_headers_to_remove)
-    for key, config in per_route(fault, rate_limit).items():
+    for key, config in per_route(fault, rate_limit, dry_run_rate_limit,
+                                 dry_run_prefix).items():
         route.typed_per_filter_config[key].CopyFrom(config)
     return route
 

@@ -23,12 +23,12 @@ from tulle.model.mesh import AttachedRoute, MeshService
 from tulle.model.meta import ServiceRef
 from tulle.model.paths import match_precedence
 from tulle.model.policy import FaultInjection
-from tulle.telemetry.schema import route_stat_prefix
+from tulle.telemetry.schema import route_dry_run_prefix, route_stat_prefix
 from tulle.xds import names
 from tulle.xds.generators.access_logs import no_scope_filter
 from tulle.xds.generators.common import seconds
 from tulle.xds.generators.egress import outbound_vhost_marker
-from tulle.xds.generators.http_filters import FAULT, RATE_LIMIT
+from tulle.xds.generators.http_filters import DRY_RUN_RATE_LIMIT, FAULT, RATE_LIMIT
 from tulle.xds.generators.matchers import route_match
 from tulle.xds.generators.route_actions import (
     SAFE_RETRIES,
@@ -193,14 +193,15 @@ def _service_routes(service: MeshService, attached: tuple[AttachedRoute, ...]
         return [default_route(f"{service.ref.host}/default",
                               names.outbound_cluster(service.ref), policy.fault_injection,
                               hash_key)]
-    return attached_routes(attached, policy.fault_injection)
+    return attached_routes(attached, policy.fault_injection, host=service.ref.host)
 
 
 def attached_routes(attached: tuple[AttachedRoute, ...],
                     fault_default: FaultInjection | None = None,
-                    stats: bool = True) -> list[rc.Route]:
+                    stats: bool = True, host: str = "") -> list[rc.Route]:
     """Every match of every rule of ``attached``, in Gateway API precedence. ``stats``: each
-    rule's own stats (`tulle routes`), named for the service the routes are attached to."""
+    rule's own stats (`tulle routes`), named for the service the routes are attached to
+    (``host``; a gateway's routes have none)."""
     entries: list[tuple[tuple[int, ...], int, rc.Route]] = []
     for attached_route in attached:
         key = attached_route.key
@@ -210,7 +211,10 @@ def attached_routes(attached: tuple[AttachedRoute, ...],
             for m, match in enumerate(rule.matches):
                 name = f"{key.namespace}/{key.name}/{rule.name or f'rule{r}'}/match{m}"
                 route = rule_route(name, match, route_match(match), rule, key.namespace, fault,
-                                   rule_policy.rate_limit, attached_route.hash_key(r))
+                                   rule_policy.rate_limit, attached_route.hash_key(r),
+                                   rule_policy.dry_run_rate_limit,
+                                   route_dry_run_prefix(host, key.namespace, key.name, r,
+                                                        rule.name))
                 if stats:  # every match of a rule shares its stats
                     route.stat_prefix = route_stat_prefix(key.namespace, key.name, r,
                                                           rule.name)
@@ -231,7 +235,7 @@ def optional_filters(services: ServiceRoutes) -> frozenset[str]:
         if service.policy.fault_injection is not None:
             used.add(FAULT)  # the default route, or every rule that sets no fault of its own
         used |= rule_filters(attached)
-        if len(used) == 2:
+        if len(used) == 3:
             break
     return frozenset(used)
 
@@ -246,6 +250,8 @@ def rule_filters(attached: tuple[AttachedRoute, ...]) -> frozenset[str]:
                 used.add(FAULT)
             if rule_policy.rate_limit is not None:
                 used.add(RATE_LIMIT)
+            if rule_policy.dry_run_rate_limit is not None:
+                used.add(DRY_RUN_RATE_LIMIT)
     return frozenset(used)
 
 
