@@ -345,7 +345,7 @@ spec:
 
 def test_plaintext_callers_have_no_identity_for_a_rule_to_match(
         mesh: Mesh, callers: tuple[int, int, Workload]) -> None:
-    web, _, _ = callers
+    web, ops, _ = callers
     enforce(mesh, PERMISSIVE_BOOKS, "books-1")
     inbound = int(mesh.workload("books-1")["inboundPort"])
     assert request(inbound, "/").status == 200  # plaintext, straight to the sidecar
@@ -357,3 +357,15 @@ def test_plaintext_callers_have_no_identity_for_a_rule_to_match(
     assert denied_by(request(inbound, "/", headers=forged)) == \
         "no-ALLOW-rule-matched:default/mesh-only"
     assert request(web, "/").status == 200  # web, over mTLS, is allowed
+    # A rule that names a service reads the identity the callee's sidecar wrote into
+    # x-forwarded-client-cert from the verified certificate: a caller's own copy, over
+    # plaintext or over mTLS, is dropped before the rule reads it.
+    enforce(mesh, policy("mesh-only", on("books", "ALLOW", {"from": [{"service": "web"}]})),
+            "books-1")
+    whole = {"x-forwarded-client-cert": f"By=spiffe://{TD}/ns/default/sa/books;Hash=00;"
+                                        f"URI=spiffe://{TD}/ns/default/sa/web"}
+    assert denied_by(request(inbound, "/", headers=whole)) == \
+        "no-ALLOW-rule-matched:default/mesh-only"
+    assert denied_by(request(ops, "/", headers=whole)) == \
+        "no-ALLOW-rule-matched:default/mesh-only"
+    assert request(web, "/").status == 200

@@ -38,9 +38,15 @@ def test_every_decision_is_a_named_deny_policy() -> None:
                                       "no-ALLOW-rule-matched:default/ops,default/readers"]
     unmatched = found.policies["no-ALLOW-rule-matched:default/ops,default/readers"]
     callers = unmatched.principals[0].not_id.or_ids.ids
-    assert callers[0].authenticated.principal_name.exact == WEB
+    # An identity, on HTTP: the end of the x-forwarded-client-cert the connection manager set
+    # from the verified certificate (one header read, not one certificate read per identity).
+    assert callers[0].header.name == "x-forwarded-client-cert"
+    assert callers[0].header.string_match.suffix == f";URI={WEB}"
     assert callers[1].authenticated.principal_name.safe_regex.regex == \
         r"spiffe://tulle\.local/ns/ops/sa/[a-z0-9-]+"
+    # On a tcp service's connections there are no headers: the certificate itself.
+    tcp = rules(authz, http=False).policies["no-ALLOW-rule-matched:default/ops,default/readers"]
+    assert tcp.principals[0].not_id.or_ids.ids[0].authenticated.principal_name.exact == WEB
 
 
 def test_a_path_prefix_matches_whole_segments_and_methods_any_of() -> None:

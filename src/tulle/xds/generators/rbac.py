@@ -57,6 +57,7 @@ DENIED_BODY = "access denied (tulle authorization): %RESPONSE_CODE_DETAILS%\n"
 DENIED_BODY_PLAIN = "access denied\n"
 
 _ANY = rbac_pb2.Principal(any=True)
+XFCC = "x-forwarded-client-cert"
 _NONE = rbac_pb2.Principal(not_id=_ANY)
 
 
@@ -190,11 +191,17 @@ def _rule(rule: ResolvedRule, trust_domain: str, port: int, http: bool, deny: bo
             return None
         parts.append(_any_of(operations))
     if rule.callers:
-        parts.append(_any_of([_caller(c, trust_domain) for c in rule.callers]))
+        parts.append(_any_of([_caller(c, trust_domain, http) for c in rule.callers]))
     return _all_of(parts)
 
 
-def _caller(callers: Callers, trust_domain: str) -> rbac_pb2.Principal:
+def _caller(callers: Callers, trust_domain: str, http: bool = False) -> rbac_pb2.Principal:
+    """``http``: on the inbound HTTP side, whose connection manager has just set
+    x-forwarded-client-cert from the verified peer certificate (SANITIZE_SET: whatever the
+    caller sent is dropped; on a plaintext connection nothing is set). A caller's identity is
+    then the end of that header, ``;URI=ID``, read once from the request's headers: Envoy's
+    ``authenticated`` principal reads the certificate's names again for every identity a rule
+    names (measured: 100 one-identity rules added a fifth to a pair's p50)."""
     if callers.namespace is not None:
         pattern = (f"spiffe://{re.escape(trust_domain)}/ns/{re.escape(callers.namespace)}"
                    "/sa/[a-z0-9-]+")
@@ -202,6 +209,10 @@ def _caller(callers: Callers, trust_domain: str) -> rbac_pb2.Principal:
             safe_regex=regex_pb2.RegexMatcher(regex=pattern)))
     if not callers.identities:
         return _NONE  # no mesh identity (no CA): nobody is that caller
+    if http:
+        return _any_of([rbac_pb2.Principal(header=rc.HeaderMatcher(
+            name=XFCC, string_match=string_pb2.StringMatcher(suffix=f";URI={identity}")))
+            for identity in callers.identities])
     return _any_of([_authenticated(string_pb2.StringMatcher(exact=identity))
                     for identity in callers.identities])
 
