@@ -52,7 +52,7 @@ from tulle.controlplane.services.tap import (
     TapService,
 )
 from tulle.controlplane.services.telemetry import TelemetryService
-from tulle.controlplane.services.trials import count_trials, mark_trial
+from tulle.controlplane.services.trials import TrialCounter, mark_trial
 from tulle.controlplane.singletons import (
     COMPACTION,
     DEFAULT_COMPACT_EVERY_S,
@@ -131,6 +131,7 @@ class ControlPlane:
             remote_io=self.replicas is not None)
         # Tap sessions: ephemeral, never stored. Each snapshot gets its plan of loggers.
         self.taps = TapHub(self._mesh, mark_trial)
+        self._trials = TrialCounter()
         self.config = ConfigPath(
             MeshInputs(self.resources.resources, self._all_workloads, self._identity),
             self._publish, debounce_s=debounce_s)
@@ -308,6 +309,7 @@ class ControlPlane:
     def _on_removed(self, node_id: str) -> None:
         self.hub.disconnect(node_id)
         self.telemetry.forget(node_id)
+        self._trials.forget(node_id)
 
     async def _replica_health(self) -> dict[str, Any]:
         assert self.replicas is not None
@@ -331,7 +333,8 @@ class ControlPlane:
 
     def _tried(self, node_id: str, entries: Sequence[HTTPAccessLogEntry]) -> None:
         """Requests to services with a DryRun HTTPRoute, from a caller's access log."""
-        self.telemetry.record_trials(node_id, count_trials(self._mesh(), entries))
+        self.telemetry.record_trials(node_id, self._trials.count(self._mesh(), node_id,
+                                                                 entries))
 
     def _xds_peer(self, node_id: str, certificate_pem: bytes | None) -> str | None:
         return self.identity.xds_peer(node_id, certificate_pem)

@@ -38,6 +38,7 @@ from tulle.telemetry.schema import (
     ROUTE,
     SERVER_STATE,
     TRIAL,
+    TRIAL_SKIPPED,
     TRIAL_TO,
     UPGRADE_BOUNDS_S,
     UPGRADE_DURATION_FIELDS,
@@ -244,18 +245,23 @@ def route_trial(window: Window, destination: str) -> dict[str, Any] | None:
     """Where callers' requests to ``destination`` would have gone with its DryRun HTTPRoutes
     in force (TRIAL series), by the rule that would have taken them; None: no trial seen."""
     by_rule: dict[tuple[str, str], Values] = {}
+    skipped = 0
     for (_, key), values in window.counters.items():
         if key.kind == TRIAL and key.destination == destination:
-            add_into(by_rule.setdefault((key.route, key.rule), {}), values)
-    if not by_rule:
+            if key.rule == TRIAL_SKIPPED:
+                skipped += values.get("rq", 0)
+            else:
+                add_into(by_rule.setdefault((key.route, key.rule), {}), values)
+    if not by_rule and not skipped:
         return None
     rules = [{"route": route, "rule": rule, "requests": values.get("rq", 0),
               "moved": values.get("moved", 0),
               "to": {k.removeprefix(TRIAL_TO): v for k, v in sorted(values.items())
                      if k.startswith(TRIAL_TO)}}
              for (route, rule), values in sorted(by_rule.items())]
+    # Requests the control plane did not decide (past its budget): the rest are a sample.
     return {"requests": sum(r["requests"] for r in rules),
-            "moved": sum(r["moved"] for r in rules), "rules": rules}
+            "moved": sum(r["moved"] for r in rules), "notEvaluated": skipped, "rules": rules}
 
 
 def authorization(window: Window, members: Iterable[str], inbound: Mapping[str, int]

@@ -46,6 +46,9 @@ AUTHZ_WOULD_DENY = "would_deny"
 # "": no rule). Counted by the control plane from the callers' trial logs, not by the agent.
 TRIAL = "trial"
 TRIAL_TO = "to:"  # + where: a TRIAL series' requests that would have gone there
+# The rule of a TRIAL series counting requests the control plane did not decide (over its
+# budget): no rule is named so (rule names are DNS labels).
+TRIAL_SKIPPED = "~skipped"
 
 # The sidecar's own health (PROXY series): Envoy's server state (0 LIVE, 1 DRAINING, 2
 # PRE_INITIALIZING, 3 INITIALIZING), how many listeners its admin stopped since it started

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tulle.model.mesh import RouteTrial
 from tulle.model.meta import ServiceRef
 from tulle.model.route_trials import NO_BACKEND, NOT_FOUND, REDIRECT, UNDECIDED
-from tulle.whatif.matching import Request, rule_for
+from tulle.whatif.matching import Request, RuleMatch, first_match, ordered
 
 Pick = Callable[[Sequence[int]], int]
 
@@ -55,13 +55,15 @@ class TrialOutcome:
 
 
 def decide(service: ServiceRef, trial: RouteTrial, request: Request,
-           unlogged: frozenset[str] = frozenset()) -> TrialDecision:
-    """``unlogged``: headers whose values the request was logged without (redacted)."""
+           unlogged: frozenset[str] = frozenset(),
+           entries: Sequence[RuleMatch] | None = None) -> TrialDecision:
+    """``unlogged``: headers whose values the request was logged without (redacted);
+    ``entries``: the trial's routes :func:`ordered`, when deciding many requests."""
     if unlogged.intersection(trial.headers()):
         return TrialDecision("", "", UNDECIDED)
     if not trial.routes:
         return TrialDecision("", "", backends=((service.host, 1),))  # the default route
-    found = rule_for(trial.routes, request)
+    found = first_match(ordered(trial.routes) if entries is None else entries, request)
     if found is None:
         return TrialDecision("", "", NOT_FOUND)
     route = f"{found.route.key.namespace}/{found.route.key.name}"
@@ -75,10 +77,10 @@ def decide(service: ServiceRef, trial: RouteTrial, request: Request,
 
 
 def evaluate(service: ServiceRef, trial: RouteTrial, request: Request,
-             unlogged: frozenset[str] = frozenset(), pick: Pick = random_pick
-             ) -> TrialOutcome:
+             unlogged: frozenset[str] = frozenset(), pick: Pick = random_pick,
+             entries: Sequence[RuleMatch] | None = None) -> TrialOutcome:
     """Where the trial would have sent ``request``: one backend drawn by weight."""
-    decision = decide(service, trial, request, unlogged)
+    decision = decide(service, trial, request, unlogged, entries)
     if decision.answer:
         return TrialOutcome(decision.route, decision.rule, decision.answer)
     chosen = decision.backends[pick([weight for _, weight in decision.backends])]

@@ -298,3 +298,26 @@ def test_egress_edges_name_the_host_and_port_or_the_passthrough() -> None:
         (CART_1, {"external": True, "host": "api.example.com", "port": 443,
                   "passthrough": False, "identities": []}, False, 5,
          {"5xx": 1, "cfail": 1})]
+
+
+def test_a_route_trial_sums_callers_by_rule_and_keeps_what_went_unevaluated() -> None:
+    from tulle.telemetry.query import route_trial
+    from tulle.telemetry.schema import TRIAL, TRIAL_SKIPPED
+
+    split = SeriesKey(TRIAL, "books.default", "default/r", "split")
+    counters = {
+        ("web-1.default", split): {"rq": 3, "moved": 1, "to:books.default": 2,
+                                   "to:books-v2.default": 1},
+        ("web-2.default", split): {"rq": 1, "moved": 1, "to:books-v2.default": 1},
+        ("web-2.default", SeriesKey(TRIAL, "books.default", "", "")): {"rq": 2, "moved": 2,
+                                                                      "to:404": 2},
+        ("web-2.default", SeriesKey(TRIAL, "books.default", "", TRIAL_SKIPPED)): {"rq": 5},
+        ("web-1.default", SeriesKey(TRIAL, "cart.default", "", "")): {"rq": 9},
+    }
+    window = Window(10.0, 10.0, counters, {}, {})
+    assert route_trial(window, "books.default") == {
+        "requests": 6, "moved": 4, "notEvaluated": 5, "rules": [
+            {"route": "", "rule": "", "requests": 2, "moved": 2, "to": {"404": 2}},
+            {"route": "default/r", "rule": "split", "requests": 4, "moved": 2,
+             "to": {"books-v2.default": 2, "books.default": 2}}]}
+    assert route_trial(window, "other.default") is None

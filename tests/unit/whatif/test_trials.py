@@ -9,12 +9,12 @@ import pytest
 from envoy.data.accesslog.v3 import accesslog_pb2
 
 from tests.unit.xds.meshes import http_route, rule, workload
-from tulle.controlplane.services.trials import count_trials
+from tulle.controlplane.services.trials import TrialCounter
 from tulle.model.mesh import MeshSnapshot, build_mesh
 from tulle.model.meta import ServiceRef
 from tulle.model.parse import resource_from_manifest
 from tulle.model.route_trials import NOT_FOUND, REDIRECT, UNDECIDED, staged
-from tulle.telemetry.schema import TRIAL, SeriesKey
+from tulle.telemetry.schema import TRIAL, TRIAL_SKIPPED, SeriesKey
 from tulle.whatif.matching import Request
 from tulle.whatif.trials import TrialDecision, evaluate, today
 from tulle.xds.compiler import trial_watch
@@ -90,6 +90,11 @@ def entry(path: str, cluster: str = "outbound|books.default", vhost: str = "book
     return out
 
 
+def count_trials(snapshot: MeshSnapshot, entries: list[accesslog_pb2.HTTPAccessLogEntry],
+                 per_second: int = 100) -> list[tuple[SeriesKey, dict[str, int]]]:
+    return TrialCounter(lambda: 10.0, per_second).count(snapshot, "web-1.default", entries)
+
+
 def test_the_control_plane_counts_by_rule_and_destination() -> None:
     snapshot = mesh(rule("books-v2", prefix="/list"), enforced=[rule("books", prefix="/")])
     counted = dict(count_trials(snapshot, [
@@ -133,3 +138,17 @@ def test_a_header_match_is_evaluated_on_the_logged_value() -> None:
 ])
 def test_what_tap_says_a_trial_would_do(decision: TrialDecision, text: str) -> None:
     assert decision.describe() == text
+
+
+def test_past_its_budget_a_caller_s_requests_are_counted_as_not_evaluated() -> None:
+    snapshot = mesh(rule("books-v2", prefix="/"))
+    now = [10.0]
+    counter = TrialCounter(lambda: now[0], per_second=3)
+    first = dict(counter.count(snapshot, "web-1.default", [entry("/")] * 2))
+    second = dict(counter.count(snapshot, "web-1.default", [entry("/")] * 4))
+    tried = SeriesKey(TRIAL, "books.default", "default/books", "0")
+    skipped = SeriesKey(TRIAL, "books.default", "", TRIAL_SKIPPED)
+    assert (first[tried]["rq"], second[tried]["rq"], second[skipped]["rq"]) == (2, 1, 3)
+    now[0] = 11.0  # a new second, a new budget; another caller has its own
+    assert dict(counter.count(snapshot, "web-1.default", [entry("/")] * 3))[tried]["rq"] == 3
+    assert dict(counter.count(snapshot, "web-2.default", [entry("/")] * 3))[tried]["rq"] == 3

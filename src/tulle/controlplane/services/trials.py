@@ -9,11 +9,15 @@ telemetry windows as TRIAL series of the caller (``SeriesKey.destination``: the 
 - ``moved``: requests the trial would have sent elsewhere than where they went;
 - ``to:WHERE``: requests the trial would have sent to WHERE, a backend's host or one of
   whatif.trials' outcomes without a backend (404, 500, redirect, undecided).
+
+Requests past a caller's budget (MAX_EVALUATED_PER_S) count as ``rq`` of a series whose rule
+is TRIAL_SKIPPED: the others are then a sample, which `tulle stat` says.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from envoy.data.accesslog.v3 import accesslog_pb2
@@ -21,8 +25,8 @@ from envoy.data.accesslog.v3 import accesslog_pb2
 from tulle.model.mesh import MeshSnapshot
 from tulle.model.meta import ServiceRef
 from tulle.security import REDACTED
-from tulle.telemetry.schema import TRIAL, TRIAL_TO, SeriesKey
-from tulle.whatif.matching import Request
+from tulle.telemetry.schema import TRIAL, TRIAL_SKIPPED, TRIAL_TO, SeriesKey
+from tulle.whatif.matching import Request, RuleMatch, ordered
 from tulle.whatif.trials import Pick, decide, evaluate, random_pick, today
 from tulle.xds.compiler import trial_watch
 from tulle.xds.generators.access_logs import TRIAL_HEADER_TAG
@@ -31,33 +35,70 @@ MAX_PATH_CHARS = 8192  # an application chooses its paths; a longer one is cut
 MAX_HEADER_CHARS = 4096
 
 
-def count_trials(mesh: MeshSnapshot, entries: Sequence[accesslog_pb2.HTTPAccessLogEntry],
-                 pick: Pick = random_pick) -> list[tuple[SeriesKey, dict[str, int]]]:
-    watch = trial_watch(mesh)
-    if watch is None:
-        return []  # the trials ended since these requests were logged
-    by_host = {ref.host: (ref, trial) for ref, trial in mesh.route_trials.items()}
-    counts: dict[SeriesKey, dict[str, int]] = {}
-    for entry in entries:
-        tags = entry.common_properties.custom_tags
-        found = by_host.get(tags.get("vhost", ""))
-        if found is None:
-            continue
-        service, trial = found
-        headers = tuple((name.removeprefix(TRIAL_HEADER_TAG), value[:MAX_HEADER_CHARS])
-                        for name, value in tags.items() if name.startswith(TRIAL_HEADER_TAG))
-        request = Request(tags.get("method", ""), tags.get("path", "")[:MAX_PATH_CHARS],
-                          headers)
-        # Headers the caller did not log (redacted ones): a match on them is undecided.
-        unlogged = frozenset(trial.headers()).difference(watch.headers)
-        outcome = evaluate(service, trial, request, unlogged, pick)
-        went = today(tags.get("cluster", ""), tags.get("status", ""))
-        values = counts.setdefault(SeriesKey(TRIAL, service.host, outcome.route, outcome.rule),
-                                   {})
-        for field, n in (("rq", 1), ("moved", int(outcome.would != went)),
-                         (TRIAL_TO + outcome.would, 1)):
-            values[field] = values.get(field, 0) + n
-    return list(counts.items())
+# Requests of one caller the control plane decides per second; the rest of that second's are
+# counted as not evaluated (the counts become a sample). Deciding one costs tens of
+# microseconds of the control plane's event loop, and a dry run on a busy service must not
+# starve the proxies it serves.
+MAX_EVALUATED_PER_S = 500
+
+
+class TrialCounter:
+    """Counts from the callers' trial logs, within MAX_EVALUATED_PER_S per caller."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 per_second: int = MAX_EVALUATED_PER_S, pick: Pick = random_pick) -> None:
+        self._clock = clock
+        self._per_second = per_second
+        self._pick = pick
+        self._spent: dict[str, tuple[int, int]] = {}  # node -> (second, evaluated in it)
+
+    def count(self, mesh: MeshSnapshot, node_id: str,
+              entries: Sequence[accesslog_pb2.HTTPAccessLogEntry]
+              ) -> list[tuple[SeriesKey, dict[str, int]]]:
+        watch = trial_watch(mesh)
+        if watch is None:
+            return []  # the trials ended since these requests were logged
+        second = int(self._clock())
+        last, spent = self._spent.get(node_id, (second, 0))
+        if last != second:
+            spent = 0
+        by_host = {ref.host: (ref, trial) for ref, trial in mesh.route_trials.items()}
+        tables: dict[str, list[RuleMatch]] = {}  # each trial's routes, ordered once
+        counts: dict[SeriesKey, dict[str, int]] = {}
+        for entry in entries:
+            tags = entry.common_properties.custom_tags
+            found = by_host.get(tags.get("vhost", ""))
+            if found is None:
+                continue
+            service, trial = found
+            if spent >= self._per_second:
+                skipped = counts.setdefault(SeriesKey(TRIAL, service.host, "", TRIAL_SKIPPED),
+                                            {})
+                skipped["rq"] = skipped.get("rq", 0) + 1
+                continue
+            spent += 1
+            headers = tuple((name.removeprefix(TRIAL_HEADER_TAG), value[:MAX_HEADER_CHARS])
+                            for name, value in tags.items()
+                            if name.startswith(TRIAL_HEADER_TAG))
+            request = Request(tags.get("method", ""), tags.get("path", "")[:MAX_PATH_CHARS],
+                              headers)
+            # Headers the caller did not log (redacted ones): a match on them is undecided.
+            unlogged = frozenset(trial.headers()).difference(watch.headers)
+            if service.host not in tables:
+                tables[service.host] = ordered(trial.routes)
+            outcome = evaluate(service, trial, request, unlogged, self._pick,
+                               tables[service.host])
+            went = today(tags.get("cluster", ""), tags.get("status", ""))
+            values = counts.setdefault(
+                SeriesKey(TRIAL, service.host, outcome.route, outcome.rule), {})
+            for field, n in (("rq", 1), ("moved", int(outcome.would != went)),
+                             (TRIAL_TO + outcome.would, 1)):
+                values[field] = values.get(field, 0) + n
+        self._spent[node_id] = (second, spent)
+        return list(counts.items())
+
+    def forget(self, node_id: str) -> None:
+        self._spent.pop(node_id, None)
 
 
 def mark_trial(event: dict[str, Any], mesh: MeshSnapshot) -> None:
