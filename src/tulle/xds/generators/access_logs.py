@@ -212,14 +212,9 @@ def file_access_log(logging: HttpLogging) -> accesslog_pb2.AccessLog:
 
 
 def tap_access_log(logging: HttpLogging, sink: TapSink) -> accesslog_pb2.AccessLog:
-    service = grpc_service_pb2.GrpcService(
-        # The same cluster, and the same kind of per-workload credential, as the ADS stream.
-        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=names.XDS_CLUSTER),
-        initial_metadata=[base_pb2.HeaderValue(key="authorization",
-                                               value=f"Bearer {sink.token}")])
     config = als_pb2.HttpGrpcAccessLogConfig(common_config=als_pb2.CommonGrpcAccessLogConfig(
         log_name=TAP_LOG_NAME,
-        grpc_service=service,
+        grpc_service=_to_control_plane(sink.token),
         transport_api_version=config_source_pb2.ApiVersion.V3,
         buffer_flush_interval=seconds(TAP_FLUSH_S),
         custom_tags=[custom_tag_pb2.CustomTag(tag=name, value=operator)
@@ -233,12 +228,9 @@ def tap_access_log(logging: HttpLogging, sink: TapSink) -> accesslog_pb2.AccessL
 
 def refused_egress_log(token: str) -> accesslog_pb2.AccessLog:
     """Only requests no scope took (``no_scope_filter``); each entry carries its host."""
-    service = grpc_service_pb2.GrpcService(
-        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=names.XDS_CLUSTER),
-        initial_metadata=[base_pb2.HeaderValue(key="authorization", value=f"Bearer {token}")])
     config = als_pb2.HttpGrpcAccessLogConfig(common_config=als_pb2.CommonGrpcAccessLogConfig(
         log_name=REFUSED_LOG_NAME,
-        grpc_service=service,
+        grpc_service=_to_control_plane(token),
         transport_api_version=config_source_pb2.ApiVersion.V3,
         buffer_flush_interval=seconds(REFUSED_FLUSH_S),
         custom_tags=[custom_tag_pb2.CustomTag(
@@ -259,9 +251,6 @@ class TrialWatch:
 def trial_log(token: str, watch: TrialWatch) -> accesslog_pb2.AccessLog:
     """Each request whose host chose one of ``watch``'s services (its virtual host: a
     rewrite of the host does not hide it), with what deciding its route needs."""
-    service = grpc_service_pb2.GrpcService(
-        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=names.XDS_CLUSTER),
-        initial_metadata=[base_pb2.HeaderValue(key="authorization", value=f"Bearer {token}")])
     tags = [custom_tag_pb2.CustomTag(tag=LOG_TAG, literal=custom_tag_pb2.CustomTag.Literal(
                 value=ROUTE_TRIAL)),
             custom_tag_pb2.CustomTag(tag="vhost", value="%CEL(xds.virtual_host_name)%"),
@@ -274,7 +263,7 @@ def trial_log(token: str, watch: TrialWatch) -> accesslog_pb2.AccessLog:
              for header in watch.headers]
     config = als_pb2.HttpGrpcAccessLogConfig(common_config=als_pb2.CommonGrpcAccessLogConfig(
         log_name=TRIAL_LOG_NAME,
-        grpc_service=service,
+        grpc_service=_to_control_plane(token),
         transport_api_version=config_source_pb2.ApiVersion.V3,
         buffer_flush_interval=seconds(REFUSED_FLUSH_S),
         custom_tags=tags))
@@ -285,6 +274,14 @@ def trial_log(token: str, watch: TrialWatch) -> accesslog_pb2.AccessLog:
                        f"xds.virtual_host_name in {_cel_list(list(watch.hosts))}"))))
     return accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc",
                                    typed_config=pack(config), filter=chosen)
+
+
+def _to_control_plane(token: str) -> grpc_service_pb2.GrpcService:
+    """The access-log service: the same cluster, and the same kind of per-workload
+    credential, as the ADS stream."""
+    return grpc_service_pb2.GrpcService(
+        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=names.XDS_CLUSTER),
+        initial_metadata=[base_pb2.HeaderValue(key="authorization", value=f"Bearer {token}")])
 
 
 def no_scope_filter() -> accesslog_pb2.AccessLogFilter:
