@@ -226,6 +226,25 @@ def test_authorization_policies_limit_who_reaches_an_external_service(mesh: Mesh
         for authority in (f"{host}:{outside.port}", f"{host}:x", f"{host}:"):
             assert via_proxy(ops, authority, "/ops").status in (400, 403), authority
         assert [seen["path"] for seen in outside.seen] == ["/web"]
+        # The denials are counted in the caller's sidecar, per RBAC policy: `tulle stat` and
+        # `tulle diagnose` name the host, the policy and the caller.
+        denials = {k: v for k, v in mesh.stats("ops-1", namespace="ops").items()
+                   if "policy" in k and k.startswith("http.outbound.")}
+        assert any(k.endswith("no-ALLOW-rule-matched:default/only-web.denied") and v >= 2
+                   for k, v in denials.items()), denials
+
+        def egress_denials() -> list[dict[str, Any]] | None:
+            data = json.loads(mesh.cli("stat", "-o", "json").stdout)
+            rows = data["egressAuthorization"]
+            return rows if rows and rows[0]["denied"] >= 2 else None
+        [row] = wait_for("the egress denials in tulle stat", egress_denials)
+        assert (row["host"], row["policy"], row["callers"]) == (
+            host, "no-ALLOW-rule-matched:default/only-web", ["ops-1.ops"]), row
+        assert "EXTERNAL HOST" in mesh.cli("stat").stdout
+        found = finding(mesh, "TUL1028")
+        assert f"the ExternalService {host}" in found["cause"], found
+        assert found["subject"] == "authorizationpolicy/only-web.default", found
+        assert any("ops-1.ops" in line for line in found["evidence"]), found
 
         # A DENY on one method from one namespace: the rest passes.
         mesh.cli("delete", "authorizationpolicy", "only-web")

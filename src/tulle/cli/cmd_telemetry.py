@@ -173,6 +173,7 @@ def _stat_table(kind: str) -> Any:
             sections += _authorization_section(data["services"])
             sections += _rate_limit_section(data["services"])
             sections += _route_trial_section(data["services"])
+            sections += _egress_authorization_section(data.get("egressAuthorization", ()))
         return "\n".join(sections)
     return render
 
@@ -227,6 +228,17 @@ def _authorization_section(services: list[dict[str, Any]]) -> list[str]:
     headers = ("NAMESPACE", "SERVICE", "AUTHORIZATION (POLICY:RULE)", "DENIED",
                "WOULD DENY (DRY RUN)")
     return ["", table(headers, rows)]
+
+
+def _egress_authorization_section(items: Any) -> list[str]:
+    """Calls to ExternalServices that AuthorizationPolicies denied, and would deny, in the
+    callers' own sidecars: per host and RBAC policy, with the callers."""
+    rows = [[item["host"], item["policy"], item["denied"], item["wouldDeny"],
+             ", ".join(item["callers"])] for item in items]
+    if not rows:
+        return []
+    return ["", table(("EXTERNAL HOST", "AUTHORIZATION (POLICY:RULE)", "DENIED",
+                       "WOULD DENY (DRY RUN)", "CALLERS"), rows)]
 
 
 def _route_trial_section(services: list[dict[str, Any]]) -> list[str]:

@@ -50,11 +50,33 @@ def _includes(callers: tuple[Callers, ...], identity: str, namespace: str) -> bo
     return any(identity in c.identities or c.namespace == namespace for c in callers)
 
 
+def _deny_id(policy: str, rule: str) -> str:
+    return f"AuthorizationPolicy:{policy}:{rule}"
+
+
+def _allow_id(authz: ServiceAuthz) -> str:
+    return "no-ALLOW-rule-matched:" + ",".join(authz.allow_policies) if authz.allow else ""
+
+
+def policy_hosts(external_authz: Mapping[str, ServiceAuthz]) -> dict[str, str]:
+    """The host each egress RBAC policy ID guards (enforced and dry run): what the callers'
+    counts per policy are about."""
+    out: dict[str, str] = {}
+    for host, authz in external_authz.items():
+        for which in (authz, authz.dry_run):
+            if which is None:
+                continue
+            out.update({_deny_id(rule.policy, rule.rule): host for rule in which.deny})
+            if which.allow:
+                out[_allow_id(which)] = host
+    return out
+
+
 def _guard(host: str, external: MeshExternal, authz: ServiceAuthz, identity: str,
            namespace: str) -> HostGuard | None:
-    deny = tuple((f"AuthorizationPolicy:{rule.policy}:{rule.rule}", rule.operations)
+    deny = tuple((_deny_id(rule.policy, rule.rule), rule.operations)
                  for rule in authz.deny if _includes(rule.callers, identity, namespace))
-    allow_id = "no-ALLOW-rule-matched:" + ",".join(authz.allow_policies) if authz.allow else ""
+    allow_id = _allow_id(authz)
     allowed = tuple(rule.operations for rule in authz.allow
                     if _includes(rule.callers, identity, namespace))
     if not deny and not allow_id:

@@ -17,6 +17,7 @@ from tulle.telemetry.schema import (
     AUTHZ_DENIED,
     AUTHZ_WOULD_DENY,
     EGRESS,
+    EGRESS_AUTHZ,
     GAUGES,
     GRPC_CALLS,
     GRPC_CODE_PREFIX,
@@ -115,6 +116,9 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), kind) fo
      r"(?P<stat>denied|shadow_denied)$", AUTHZ),
     (r"^(?:http\.)?inbound(?:_plaintext)?\.rbac\.(?:dry_run_\.)?(?P<stat>denied|shadow_denied)$",
      INBOUND),
+    # The caller's own egress filter, per RBAC policy (rules_stat_prefix "egress_").
+    (r"^http\.outbound\.[a-z_.]*policy\.(?P<policy>.+)\.(?P<stat>denied|shadow_denied)$",
+     EGRESS_AUTHZ),
     (r"^http\.inbound\.(?P<stat>downstream_.+)$", INBOUND),
     (r"^http\.inbound_plaintext\.(?P<stat>downstream_.+)$", INBOUND_PLAINTEXT),
     (r"^cluster\.outbound\|(?P<name>[^|.]+)\|(?P<ns>[^|.]+)\.(?P<stat>.+)$", OUTBOUND),
@@ -167,6 +171,7 @@ _FIELDS: dict[str, dict[str, str]] = {
               # Requests (or tcp connections) AuthorizationPolicies denied, and would deny.
               "denied": "authz_denied", "shadow_denied": "authz_would_deny"},
     AUTHZ: {"denied": AUTHZ_DENIED, "shadow_denied": AUTHZ_WOULD_DENY},
+    EGRESS_AUTHZ: {"denied": AUTHZ_DENIED, "shadow_denied": AUTHZ_WOULD_DENY},
     _DRY_RUN_LIMIT: {"rate_limited": "would_limit"},
     _ROUTE_DRY_RUN_LIMIT: {"rate_limited": "would_limit"},
     OUTBOUND: {"upstream_cx_rx_bytes_total": "rx", "upstream_cx_tx_bytes_total": "tx",
@@ -214,8 +219,8 @@ def _key(kind: str, match: re.Match[str]) -> SeriesKey | None:
         host = groups.get("host")
         return SeriesKey(EGRESS, PASSTHROUGH if host is None else
                          f"{host.replace('_', '.')}:{groups['port']}")
-    if kind == AUTHZ:
-        return SeriesKey(AUTHZ, rule=groups["policy"])
+    if kind in (AUTHZ, EGRESS_AUTHZ):
+        return SeriesKey(kind, rule=groups["policy"])
     if kind == _ROUTE_DRY_RUN_LIMIT:
         dry = parse_route_dry_run_prefix(groups["route"])
         return None if dry is None else SeriesKey(ROUTE, *dry)

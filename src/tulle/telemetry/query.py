@@ -24,6 +24,7 @@ from tulle.telemetry.schema import (
     AUTHZ_DENIED,
     AUTHZ_WOULD_DENY,
     EGRESS,
+    EGRESS_AUTHZ,
     INBOUND,
     INBOUND_PLAINTEXT,
     LATENCY_BOUNDS_MS,
@@ -239,6 +240,24 @@ def service_rows(window: Window, nodes: Mapping[str, NodeInfo],
                                    "wouldLimit": inbound.get("would_limit", 0)},
                      "routeTrial": route_trial(window, f"{name}.{namespace}")})
     return rows
+
+
+def egress_authorization(window: Window, hosts: Mapping[str, str]) -> list[dict[str, Any]]:
+    """What AuthorizationPolicies on ExternalServices denied in the window, and would deny
+    (dry run), per host and RBAC policy, with the callers whose own sidecars decided.
+    ``hosts``: the host each RBAC policy ID guards (model.egress_authz.policy_hosts)."""
+    by_policy: dict[str, Values] = {}
+    callers: dict[str, set[str]] = {}
+    for (node, key), values in window.counters.items():
+        if key.kind == EGRESS_AUTHZ and (values.get(AUTHZ_DENIED) or
+                                         values.get(AUTHZ_WOULD_DENY)):
+            add_into(by_policy.setdefault(key.rule, {}), values)
+            callers.setdefault(key.rule, set()).add(node)
+    return [{"host": hosts.get(policy, "?"), "policy": policy,
+             "denied": values.get(AUTHZ_DENIED, 0), "wouldDeny": values.get(AUTHZ_WOULD_DENY, 0),
+             "callers": sorted(callers[policy])}
+            for policy, values in sorted(by_policy.items(),
+                                         key=lambda item: (hosts.get(item[0], "?"), item[0]))]
 
 
 def route_trial(window: Window, destination: str) -> dict[str, Any] | None:

@@ -41,6 +41,9 @@ AUTHZ = "authz"
 # Requests (connections, for tcp services) it denied, and those it would deny in dry run.
 AUTHZ_DENIED = "denied"
 AUTHZ_WOULD_DENY = "would_deny"
+# The same, for AuthorizationPolicies on ExternalServices: one RBAC policy of a caller's own
+# egress filter (in its outbound listener), what it denied this caller and would deny.
+EGRESS_AUTHZ = "egress_authz"
 # This workload's calls to a service with a DryRun HTTPRoute, by where the trial would have
 # sent them: destination is the service, route and rule what would have taken them ("" and
 # "": no rule). Counted by the control plane from the callers' trial logs, not by the agent.
@@ -182,6 +185,8 @@ STATS_INCLUSION: tuple[str, ...] = (
     # in all and per RBAC policy (one per rule: bounded by the policies, not by traffic).
     r"^http\.(inbound|inbound_plaintext)\.rbac\..+$",
     r"^(inbound|inbound_plaintext)\.rbac\..+$",
+    # ...and a caller's egress RBAC filter (AuthorizationPolicies on ExternalServices).
+    r"^http\.outbound\.[a-z_.]*policy\..+\.(denied|shadow_denied)$",
     r"^tcp\.(inbound|inbound_plaintext|upstream_[0-9]+)\.downstream_cx_(total|rx_bytes_total|tx_bytes_total)$",
     # The inbound listener's TLS stats, named by address ("listener.10.0.0.1_15006.ssl...").
     r"^listener\.[0-9a-f.:\[\]]+_[0-9]+\.ssl\.(handshake|connection_error|fail_verify_[a-z_]+"

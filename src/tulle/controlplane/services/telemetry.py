@@ -12,11 +12,19 @@ from typing import Any
 from tulle.controlplane.peers import PeerAnswers, encode, merge, merge_slots
 from tulle.errors import NotFoundError, UsageError
 from tulle.identity.spiffe import spiffe_id
+from tulle.model.egress_authz import policy_hosts
 from tulle.model.mesh import MeshSnapshot
 from tulle.model.meta import ServiceRef
 from tulle.model.paths import match_precedence
 from tulle.model.workload import Workload
-from tulle.telemetry.query import NodeInfo, edge_rows, route_rows, service_rows, workload_rows
+from tulle.telemetry.query import (
+    NodeInfo,
+    edge_rows,
+    egress_authorization,
+    route_rows,
+    service_rows,
+    workload_rows,
+)
 from tulle.telemetry.schema import REFUSED, SeriesKey, rule_key
 from tulle.telemetry.windows import Sample, TelemetryWindows, Window
 
@@ -160,7 +168,11 @@ class TelemetryService:
         for row in rows:  # what the figures mean: requests, or connections only (tcp)
             service = mesh.services.get(ServiceRef(row["namespace"], row["name"]))
             row["protocol"] = service.protocol if service else "http"
-        return {"windowSeconds": window.seconds, "services": rows, **_missing(peers)}
+        # Calls out of the mesh that AuthorizationPolicies denied in the callers' sidecars.
+        egress = [] if query.name is not None else egress_authorization(
+            window, policy_hosts(mesh.external_authz))
+        return {"windowSeconds": window.seconds, "services": rows,
+                "egressAuthorization": egress, **_missing(peers)}
 
     def route_rows(self, query: TelemetryQuery, peers: PeerAnswers | None = None
                    ) -> dict[str, Any]:

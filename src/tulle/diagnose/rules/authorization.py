@@ -23,11 +23,14 @@ from tulle.diagnose.model import (
 )
 from tulle.diagnose.rank import impact
 from tulle.diagnose.rules.controlplane import change_name, diff_summary, rollback_fix, when
+from tulle.model.egress_authz import policy_hosts
 from tulle.model.kinds import AUTHORIZATION_POLICY
 from tulle.model.meta import ResourceKey, ServiceRef
-from tulle.telemetry.schema import AUTHZ, AUTHZ_DENIED, AUTHZ_WOULD_DENY
+from tulle.store.base import Change
+from tulle.telemetry.schema import AUTHZ, AUTHZ_DENIED, AUTHZ_WOULD_DENY, EGRESS_AUTHZ
 
-Counts = dict[ServiceRef, dict[str, tuple[int, list[str]]]]  # -> policy ID -> (n, nodes)
+Counts2 = dict[str, tuple[int, list[str]]]  # policy ID -> (requests, nodes)
+Counts = dict[ServiceRef, Counts2]
 
 
 def policies_of(policy_id: str) -> tuple[ResourceKey, ...]:
@@ -82,9 +85,7 @@ def denied(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
         lines += [f"{_caller(evidence, node)} -> {ref.host}: {n} of {t} requests got 403"
                   for node, n, t in callers]
         keys = sorted({key for pid in by_policy for key in policies_of(pid)})
-        started = [change for key in keys
-                   if (change := evidence.last_change(key.kind, key.namespace, key.name))
-                   is not None and change.at >= evidence.now - evidence.window.span]
+        started = _changes(evidence, keys)
         answered = sum(t for _, _, t in callers) or total
         cause = (f"AuthorizationPolicies deny calls to {ref.host}: its sidecars answer 403 "
                  "themselves, the application never sees these requests.")
@@ -106,6 +107,83 @@ def denied(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
                           *sorted({proxy_subject(n) for _, nodes in by_policy.values()
                                    for n in nodes})),
             sources=tuple(proxy_subject(n) for n, _, _ in callers))
+
+
+def _changes(evidence: Evidence, keys: list[ResourceKey]) -> list[Change]:
+    """The changes to these policies within the window."""
+    return [change for key in keys
+            if (change := evidence.last_change(key.kind, key.namespace, key.name))
+            is not None and change.at >= evidence.now - evidence.window.span]
+
+
+def _egress_counts(evidence: Evidence, field: str) -> dict[str, Counts2]:
+    """Host -> RBAC policy ID -> (requests, caller nodes), from the callers' egress filters."""
+    hosts = policy_hosts(evidence.mesh.external_authz)
+    out: dict[str, Counts2] = {}
+    for (node, key), values in sorted(evidence.window.counters.items()):
+        count = values.get(field, 0) if key.kind == EGRESS_AUTHZ else 0
+        if not count:
+            continue
+        host = hosts.get(key.rule, "an ExternalService")
+        total, nodes = out.setdefault(host, {}).get(key.rule, (0, []))
+        out[host][key.rule] = (total + count, [*nodes, node])
+    return out
+
+
+def egress_denied(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    """TUL1028, out of the mesh: AuthorizationPolicies on an ExternalService deny calls to it
+    (403 from the callers' own sidecars)."""
+    for host, by_policy in sorted(_egress_counts(evidence, AUTHZ_DENIED).items()):
+        total = sum(n for n, _ in by_policy.values())
+        lines = [f"{describe_id(pid)}: denied {n} requests of "
+                 f"{', '.join(_caller(evidence, node) for node in nodes)}"
+                 for pid, (n, nodes) in sorted(by_policy.items())]
+        keys = sorted({key for pid in by_policy for key in policies_of(pid)})
+        cause = (f"AuthorizationPolicies on the ExternalService {host} deny calls to it: the "
+                 "callers' own sidecars answer 403, the requests never leave the mesh.")
+        fix = (f"if these callers should reach {host}, allow them (an ALLOW rule naming them) "
+               "or narrow the DENY rule; the 403's body names the policy that denied")
+        severity = Severity.WARNING
+        if started := _changes(evidence, keys):
+            change = started[0]
+            lines.append(f"changed {when(change.at)}: revision {change.revision}, "
+                         f"{change_name(change)} {diff_summary(change)}")
+            cause += f" The denials started with a change to {change_name(change)}."
+            fix = rollback_fix(change) + "; or " + fix
+            severity = Severity.ERROR
+        nodes = sorted({n for _, callers in by_policy.values() for n in callers})
+        yield Finding(
+            "TUL1028", severity, impact(total, total, base=55),
+            resource_subject(keys[0]) if keys else proxy_subject(nodes[0]), cause,
+            tuple(lines), fix,
+            related=(*(resource_subject(k) for k in keys[1:]),
+                     *(proxy_subject(n) for n in nodes)),
+            sources=tuple(proxy_subject(n) for n in nodes))
+
+
+def egress_would_deny(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
+    """TUL1029, out of the mesh: a dry-run AuthorizationPolicy on an ExternalService would
+    deny calls to it if it were promoted."""
+    for host, by_policy in sorted(_egress_counts(evidence, AUTHZ_WOULD_DENY).items()):
+        total = sum(n for n, _ in by_policy.values())
+        lines = [f"{describe_id(pid)}: would deny {n} requests of "
+                 f"{', '.join(_caller(evidence, node) for node in nodes)}"
+                 for pid, (n, nodes) in sorted(by_policy.items())]
+        keys = sorted({key for pid in by_policy for key in policies_of(pid)})
+        trying = [k for k in keys if (r := evidence.mesh.resources.get(k)) is not None
+                  and getattr(r.spec, "mode", "") == "DryRun"]
+        names = ", ".join(f"{k.namespace}/{k.name}" for k in trying) or "the dry-run policy"
+        nodes = sorted({n for _, callers in by_policy.values() for n in callers})
+        yield Finding(
+            "TUL1029", Severity.WARNING, min(70.0, 30.0 + total),
+            resource_subject(trying[0]) if trying else proxy_subject(nodes[0]),
+            f"Promoting {names} would deny calls to the ExternalService {host} that leave "
+            "the mesh today (dry run: nothing is denied yet).",
+            tuple(lines),
+            "check that these callers should be denied before `tulle policy promote`; else "
+            "change the rules (they stay in dry run) and watch `tulle stat` again",
+            related=(*(resource_subject(k) for k in keys), *(proxy_subject(n) for n in nodes)),
+            sources=tuple(proxy_subject(n) for n in nodes))
 
 
 def would_deny(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
@@ -134,4 +212,4 @@ def would_deny(evidence: Evidence, scope: Scope) -> Iterator[Finding]:
             sources=tuple(proxy_subject(n) for n in callers))
 
 
-RULES = (denied, would_deny)
+RULES = (denied, would_deny, egress_denied, egress_would_deny)
