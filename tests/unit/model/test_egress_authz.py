@@ -12,7 +12,7 @@ from google.protobuf import text_format
 
 from tests.unit.model.documents import assert_problems, parse, problems
 from tests.unit.model.workloads import workload
-from tulle.model.egress_authz import EgressAuthz, egress_authz_for
+from tulle.model.egress_authz import EgressAuthz, egress_authz_for, policy_hosts
 from tulle.model.mesh import MeshIdentity, MeshSnapshot, build_mesh
 from tulle.model.references import reference_problems
 from tulle.xds.generators import rbac
@@ -135,3 +135,11 @@ def test_the_target_must_be_an_external_service_of_the_policys_namespace() -> No
     external = parse(API)[0]
     assert reference_problems([found], frozenset(), {},
                               {found.key: found, external.key: external}) == []
+
+
+def test_each_rbac_policy_id_names_the_host_it_guards() -> None:
+    mesh = snapshot(API, policy("ALLOW", {"from": [{"service": "web"}]}, name="only-web"),
+                    policy("DENY", {"name": "x"}, name="trial", mode="DryRun"))
+    assert policy_hosts(mesh.external_authz) == {
+        "no-ALLOW-rule-matched:default/only-web": HOST,
+        "AuthorizationPolicy:default/trial:x": HOST}

@@ -134,11 +134,17 @@ def test_parse(document: dict[str, Any], values: dict[str, int],
       "rtdry|x.http_local_rate_limit.rate_limited": 9},
      {RULE1: {"would_limit": 3},
       SeriesKey("route", "books.default", "default/books", "slow"): {"would_limit": 1}}),
+    # A caller's egress RBAC filter, per policy, enforced and in dry run.
+    ({"http.outbound.rbac.egress_policy.no-ALLOW-rule-matched:default/a.denied": 2,
+      "http.outbound.rbac.egress_dry_run_policy.AuthorizationPolicy:default/d:x."
+      "shadow_denied": 1},
+     {SeriesKey("egress_authz", rule="no-ALLOW-rule-matched:default/a"): {"denied": 2},
+      SeriesKey("egress_authz", rule="AuthorizationPolicy:default/d:x"): {"would_deny": 1}}),
 ], ids=["inbound", "plaintext inbound", "inbound from cluster, limiter, listeners",
         "outbound per destination and code", "outbound resets summed", "outbound gauges",
         "route per rule", "ignored stats make no series", "proxy", "grpc failures are 5xx",
         "grpc failures inbound", "grpc beside http", "upgraded connections", "tcp inbound",
-        "egress", "route rule's dry-run limit"])
+        "egress", "route rule's dry-run limit", "egress authorization"])
 def test_extract_values(values: dict[str, int], expected: Series) -> None:
     # The proxy series always counts the stats Envoy keeps.
     proxy = {**expected.get(PROXY, {}), "stats": len(values)}

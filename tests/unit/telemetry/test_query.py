@@ -321,3 +321,19 @@ def test_a_route_trial_sums_callers_by_rule_and_keeps_what_went_unevaluated() ->
             {"route": "default/r", "rule": "split", "requests": 4, "moved": 2,
              "to": {"books-v2.default": 2, "books.default": 2}}]}
     assert route_trial(window, "other.default") is None
+
+
+def test_egress_denials_by_host_and_policy_with_their_callers() -> None:
+    from tulle.telemetry.query import egress_authorization
+
+    allow = "no-ALLOW-rule-matched:default/only-web"
+    counters = {
+        ("ops-1.ops", SeriesKey("egress_authz", rule=allow)): {"denied": 3},
+        ("ops-2.ops", SeriesKey("egress_authz", rule=allow)): {"denied": 1, "would_deny": 2},
+        ("web-1.default", SeriesKey("egress_authz", rule="AuthorizationPolicy:x/y:z")):
+            {"denied": 0},
+    }
+    window = Window(10.0, 10.0, counters, {}, {})
+    assert egress_authorization(window, {allow: "api.example.com"}) == [
+        {"host": "api.example.com", "policy": allow, "denied": 4, "wouldDeny": 2,
+         "callers": ["ops-1.ops", "ops-2.ops"]}]
