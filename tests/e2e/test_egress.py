@@ -261,3 +261,41 @@ def test_authorization_policies_limit_who_reaches_an_external_service(mesh: Mesh
         for method, code in (("POST", 403), ("GET", 200)):
             told = what_if(mesh, "ops", f"http://{host}/ops", method, namespace="ops")
             assert status(told) == code, told
+
+
+def test_a_dry_run_on_an_external_service_denies_nothing_and_counts_per_caller(
+        mesh: Mesh) -> None:
+    client(mesh)
+    mesh.run("ops", name="ops-1", namespace="ops")
+    ops = int(mesh.workload("ops-1")["outboundPort"])
+    host = "api.outside.example"
+    with outside_server() as outside:
+        apply(mesh, external("orders-api", host, [{"port": outside.port, "protocol": "http"}]))
+        trial = yaml.safe_load(authz("no-ops", "DENY", {"name": "ops",
+                                                         "from": [{"namespace": "ops"}]}))
+        trial["spec"]["mode"] = "DryRun"
+        apply(mesh, yaml.safe_dump(trial))
+        mesh.wait_quiescent("ops-1")
+        tap = Tap.start(mesh, "workload/ops-1", "-n", "ops")
+        assert [via_proxy(ops, host, "/ops").status for _ in range(3)] == [200] * 3
+        # The caller's own sidecar marks what the dry run would deny...
+        tap.wait("the calls in tap", count=3, direction="outbound")
+        tap.stop()
+        assert {e["wouldDeny"] for e in tap.events(direction="outbound")} == {
+            "AuthorizationPolicy:default/no-ops:ops"}
+        # ...counts it, and `tulle stat` and diagnose show it per host, policy and caller.
+
+        def counted() -> list[dict[str, Any]] | None:
+            rows = json.loads(mesh.cli("stat", "-o", "json").stdout)["egressAuthorization"]
+            return rows if rows and rows[0]["wouldDeny"] == 3 else None
+        [row] = wait_for("the dry run's counts in tulle stat", counted)
+        assert (row["host"], row["denied"], row["callers"]) == (host, 0, ["ops-1.ops"]), row
+        found = finding(mesh, "TUL1029")
+        assert f"the ExternalService {host}" in found["cause"], found
+        assert found["subject"] == "authorizationpolicy/no-ops.default", found
+        # Promoted, the same calls are denied.
+        mesh.cli("policy", "promote", "no-ops")
+        mesh.sync()
+        mesh.wait_quiescent("ops-1")
+        assert [via_proxy(ops, host, "/ops").status for _ in range(3)] == [403] * 3
+        assert len(outside.seen) == 3

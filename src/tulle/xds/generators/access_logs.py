@@ -57,6 +57,7 @@ REFUSED_FLUSH_S = 1.0
 _OWN_IDENTITY = "{identity}"  # replaced by the proxy's own SPIFFE ID
 _RBAC_META = "'envoy.filters.http.rbac'"
 _WOULD_DENY_KEY = "dry_run_shadow_effective_policy_id"  # rbac.DRY_RUN_PREFIX + Envoy's key
+_EGRESS_WOULD_DENY_KEY = "egress_" + _WOULD_DENY_KEY  # rbac.EGRESS_STAT_PREFIX + the above
 _ABSENT = "{absent}"  # replaced by a CEL expression's "no value" (see _flat_fields)
 
 
@@ -72,6 +73,13 @@ class LogField:
 
 def _both(name: str, operator: str) -> LogField:
     return LogField(name, operator, operator)
+
+
+def _would_deny(key: str) -> str:
+    """The RBAC policy an RBAC filter's shadow rules matched, stored under ``key``."""
+    return (f"%CEL({_RBAC_META} in metadata.filter_metadata && "
+            f"'{key}' in metadata.filter_metadata[{_RBAC_META}] ? "
+            f"metadata.filter_metadata[{_RBAC_META}]['{key}'] : {{absent}})%")
 
 
 FIELDS: tuple[LogField, ...] = (
@@ -105,12 +113,10 @@ FIELDS: tuple[LogField, ...] = (
                          "response.trailers['grpc-message'] : 'grpc-message' in "
                          "response.headers ? response.headers['grpc-message'] : {absent})%"),
     # The callee's RBAC filter records the policy its shadow rules (DryRun policies) matched;
-    # its rules' action is always DENY, so a matched policy is a would-deny. (Never set on the
-    # calling side: no RBAC filter there.)
-    _both("wouldDeny", f"%CEL({_RBAC_META} in metadata.filter_metadata && "
-                       f"'{_WOULD_DENY_KEY}' in metadata.filter_metadata[{_RBAC_META}] ? "
-                       f"metadata.filter_metadata[{_RBAC_META}]['{_WOULD_DENY_KEY}'] : "
-                       "{absent})%"),
+    # its rules' action is always DENY, so a matched policy is a would-deny. On the calling
+    # side, the caller's own egress filter does (AuthorizationPolicies on ExternalServices),
+    # under its own key (its shadow stat prefix + Envoy's key).
+    LogField("wouldDeny", _would_deny(_WOULD_DENY_KEY), _would_deny(_EGRESS_WOULD_DENY_KEY)),
 )
 
 
