@@ -14,6 +14,7 @@ The work is shared as widely as the inputs allow:
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -89,14 +90,20 @@ def connection_lifetime(workload_lifetime_s: float) -> float:
     return min(3600.0, workload_lifetime_s / 2)
 
 
+_LOGGABLE_HEADER = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
+
+
 def trial_watch(mesh: MeshSnapshot) -> TrialWatch | None:
-    """What callers log for the services with a DryRun HTTPRoute (None: no such service)."""
+    """What callers log for the services with a DryRun HTTPRoute (None: no such service):
+    the headers the trials match on, but for redacted ones and names that Envoy's format
+    strings cannot carry (a valid header name may hold "%"); a match on those is undecided."""
     if not mesh.route_trials:
         return None
     redacted = set(mesh.settings.access_log.redacted())
-    headers = {h for trial in mesh.route_trials.values() for h in trial.headers()}
+    headers = {h for trial in mesh.route_trials.values() for h in trial.headers()
+               if h not in redacted and _LOGGABLE_HEADER.fullmatch(h)}
     return TrialWatch(tuple(sorted(ref.host for ref in mesh.route_trials)),
-                      tuple(sorted(headers - redacted)))
+                      tuple(sorted(headers)))
 
 
 def _egress_authz(mesh: MeshSnapshot, proxy: ProxyInfo) -> EgressAuthz | None:

@@ -152,3 +152,12 @@ def test_past_its_budget_a_caller_s_requests_are_counted_as_not_evaluated() -> N
     now[0] = 11.0  # a new second, a new budget; another caller has its own
     assert dict(counter.count(snapshot, "web-1.default", [entry("/")] * 3))[tried]["rq"] == 3
     assert dict(counter.count(snapshot, "web-2.default", [entry("/")] * 3))[tried]["rq"] == 3
+
+
+def test_a_header_envoy_cannot_log_leaves_its_matches_undecided() -> None:
+    snapshot = mesh({"matches": [{"headers": [{"name": "x%beta", "value": "1"}]}],
+                     "backendRefs": [{"name": "books-v2"}]}, rule("books"))
+    assert trial_watch(snapshot).headers == ()  # type: ignore[union-attr]
+    counted = dict(count_trials(snapshot, [entry("/")]))
+    assert counted == {SeriesKey(TRIAL, "books.default", "", ""): {
+        "rq": 1, "moved": 1, "to:undecided": 1}}
