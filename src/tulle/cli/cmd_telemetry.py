@@ -255,7 +255,7 @@ def _route_trial_section(services: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     notes = [f"{row['namespace']}/{row['name']}: {trial['notEvaluated']} more requests were "
-             "not evaluated (past the control plane's budget per caller): the counts above "
+             "not evaluated (past the control plane's budget): the counts above "
              "are a sample" for row in services
              if (trial := row.get("routeTrial")) and trial.get("notEvaluated")]
     return ["", table(("NAMESPACE", "SERVICE", "DRY-RUN ROUTE WOULD MATCH (ROUTE:RULE)",

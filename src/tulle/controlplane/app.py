@@ -309,7 +309,6 @@ class ControlPlane:
     def _on_removed(self, node_id: str) -> None:
         self.hub.disconnect(node_id)
         self.telemetry.forget(node_id)
-        self._trials.forget(node_id)
 
     async def _replica_health(self) -> dict[str, Any]:
         assert self.replicas is not None

@@ -140,7 +140,7 @@ def test_what_tap_says_a_trial_would_do(decision: TrialDecision, text: str) -> N
     assert decision.describe() == text
 
 
-def test_past_its_budget_a_caller_s_requests_are_counted_as_not_evaluated() -> None:
+def test_past_the_budget_requests_are_counted_as_not_evaluated() -> None:
     snapshot = mesh(rule("books-v2", prefix="/"))
     now = [10.0]
     counter = TrialCounter(lambda: now[0], per_second=3)
@@ -149,8 +149,9 @@ def test_past_its_budget_a_caller_s_requests_are_counted_as_not_evaluated() -> N
     tried = SeriesKey(TRIAL, "books.default", "default/books", "0")
     skipped = SeriesKey(TRIAL, "books.default", "", TRIAL_SKIPPED)
     assert (first[tried]["rq"], second[tried]["rq"], second[skipped]["rq"]) == (2, 1, 3)
-    now[0] = 11.0  # a new second, a new budget; another caller has its own
-    assert dict(counter.count(snapshot, "web-1.default", [entry("/")] * 3))[tried]["rq"] == 3
+    # The budget is the control plane's: another caller's requests wait for the next second.
+    assert dict(counter.count(snapshot, "web-2.default", [entry("/")]))[skipped]["rq"] == 1
+    now[0] = 11.0
     assert dict(counter.count(snapshot, "web-2.default", [entry("/")] * 3))[tried]["rq"] == 3
 
 
