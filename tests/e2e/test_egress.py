@@ -275,7 +275,7 @@ def test_a_dry_run_on_an_external_service_denies_nothing_and_counts_per_caller(
                                                          "from": [{"namespace": "ops"}]}))
         trial["spec"]["mode"] = "DryRun"
         apply(mesh, yaml.safe_dump(trial))
-        mesh.wait_quiescent("ops-1")
+        mesh.wait_quiescent("ops-1", namespace="ops")
         tap = Tap.start(mesh, "workload/ops-1", "-n", "ops")
         assert [via_proxy(ops, host, "/ops").status for _ in range(3)] == [200] * 3
         # The caller's own sidecar marks what the dry run would deny...
@@ -296,6 +296,6 @@ def test_a_dry_run_on_an_external_service_denies_nothing_and_counts_per_caller(
         # Promoted, the same calls are denied.
         mesh.cli("policy", "promote", "no-ops")
         mesh.sync()
-        mesh.wait_quiescent("ops-1")
+        mesh.wait_quiescent("ops-1", namespace="ops")
         assert [via_proxy(ops, host, "/ops").status for _ in range(3)] == [403] * 3
         assert len(outside.seen) == 3

@@ -209,24 +209,26 @@ class Mesh:
         data = self.admin(name, "stats", namespace, format="json")
         return {s["name"]: s["value"] for s in data["stats"] if "value" in s}
 
-    def quiescent(self, name: str) -> bool:
+    def quiescent(self, name: str, namespace: str = "default") -> bool:
         """Whether every later request to ``name``'s sidecar meets its latest listener config:
         no listener warming (new connections would still get the old one) or draining, and
         no HTTP connection open. A connection accepted before a listener change keeps the old
         config until it drains (Envoy closes it when the drain time ends), so this holds only
         while no traffic flows: a client's pooled connection would stay open."""
-        dump = json.loads(self.admin(name, "config_dump", resource="dynamic_listeners"))
+        dump = json.loads(self.admin(name, "config_dump", namespace,
+                                     resource="dynamic_listeners"))
         if any("warming_state" in listener or "draining_state" in listener
                for listener in dump.get("configs", [])):
             return False
-        return all(value == 0 for stat, value in self.stats(name).items()
+        return all(value == 0 for stat, value in self.stats(name, namespace).items()
                    if stat.startswith("http.") and stat.endswith(".downstream_cx_active"))
 
-    def wait_quiescent(self, *names: str, timeout: float = DRAIN_TIME_S + 15.0) -> None:
-        """Wait for :meth:`quiescent` on each sidecar."""
+    def wait_quiescent(self, *names: str, namespace: str = "default",
+                       timeout: float = DRAIN_TIME_S + 15.0) -> None:
+        """Wait for :meth:`quiescent` on each sidecar (all in ``namespace``)."""
         for name in names:
             wait_for(f"{name}'s connections from before the last listener change to close",
-                     functools.partial(self.quiescent, name), timeout)
+                     functools.partial(self.quiescent, name, namespace), timeout)
 
     def endpoints(self, name: str, service: str, namespace: str = "default") -> set[str]:
         """The hostnames (workload names) in a sidecar's cluster for ``service``."""
