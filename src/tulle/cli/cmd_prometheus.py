@@ -18,11 +18,15 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from tulle.cli.slo_rules import rule_file
 from tulle.client import ApiClient
 from tulle.errors import StateError
+from tulle.model.parse import resource_from_manifest
+from tulle.model.slo import mesh_slos
 from tulle.settings import ControlPlaneEndpoint, StatePaths
 
-prometheus = typer.Typer(help="Prometheus: scrape configuration for the mesh's metrics.",
+prometheus = typer.Typer(help="Prometheus: scrape configuration for the mesh's metrics, and "
+                              "rules for its ServiceLevelObjectives.",
                          no_args_is_help=True)
 
 CONTROLPLANE_JOB = "tulle-controlplane"
@@ -62,6 +66,30 @@ def config(
         paths.root, targets))
     print(f"wrote {len(groups)} sidecar target{'s' if len(groups) != 1 else ''} to {targets}",
           file=sys.stderr)
+
+
+@prometheus.command()
+def rules(
+    ctx: typer.Context,
+    namespace: Annotated[str | None, typer.Option(
+        "-n", "--namespace", help="Only this namespace's SLOs (default: all)")] = None,
+) -> None:
+    """Print recording and burn-rate alert rules for every ServiceLevelObjective.
+
+    Load the output as a rule file (`rule_files:` in prometheus.yml); check it with
+    `promtool check rules`. docs/slo.md explains each rule.
+    """
+    paths: StatePaths = ctx.obj.paths
+    stored = ApiClient.from_state(paths).get("/v1/resources/servicelevelobjective",
+                                             {"namespace": namespace})
+    resources = [resource_from_manifest(item["manifest"]) for item in stored]
+    slos = mesh_slos((r.key, r.spec) for r in resources)
+    header = ("# Prometheus rules for the tulle mesh's ServiceLevelObjectives.\n"
+              "# Made by `tulle prometheus rules`; run it again after changing an SLO.\n")
+    sys.stdout.write(header + yaml.safe_dump(rule_file(slos), sort_keys=False,
+                                             default_flow_style=False, width=100))
+    print(f"{len(slos)} SLO{'s' if len(slos) != 1 else ''}"
+          + ("" if slos else ": apply a ServiceLevelObjective (docs/slo.md)"), file=sys.stderr)
 
 
 def target_groups(workloads: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -78,7 +78,7 @@ _COMMAND_MODULES = (
     "cmd_telemetry", "cmd_prometheus", "cmd_tap", "cmd_top", "cmd_proxy_status",
     "cmd_proxy_config", "cmd_proxy", "cmd_check", "cmd_analyze", "cmd_diagnose",
     "cmd_history", "cmd_bug_report", "cmd_wait", "cmd_token", "cmd_workload", "cmd_policy",
-    "cmd_gateway", "cmd_whatif",
+    "cmd_gateway", "cmd_whatif", "cmd_slo",
 )
 
 

@@ -14,6 +14,7 @@ from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.meshconfig import MESH_NAME, MeshSpec
 from tulle.model.policy import TrafficPolicySpec
 from tulle.model.service import ServiceSpec
+from tulle.model.slo import ServiceLevelObjectiveSpec
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,18 @@ GATEWAY = KindInfo(
     also_accepts=("gateway.networking.k8s.io/v1beta1",),
 )
 
+SERVICE_LEVEL_OBJECTIVE = KindInfo(
+    kind="ServiceLevelObjective",
+    api_version="tulle.io/v1alpha1",
+    plural="servicelevelobjectives",
+    aliases=("servicelevelobjective", "slo", "slos"),
+    spec_type=ServiceLevelObjectiveSpec,
+    summary="an objective for a service or a route rule: the share of requests that succeed "
+            "or answer within a threshold, over a window",
+)
+
 KINDS: tuple[KindInfo, ...] = (SERVICE, HTTP_ROUTE, TRAFFIC_POLICY, AUTHORIZATION_POLICY,
-                               EXTERNAL_SERVICE, GATEWAY, MESH)
+                               EXTERNAL_SERVICE, GATEWAY, SERVICE_LEVEL_OBJECTIVE, MESH)
 
 
 def find_kind(name: str, kinds: Iterable[KindInfo] = KINDS) -> KindInfo | None:

@@ -18,6 +18,7 @@ from tulle.model.kinds import (
     GATEWAY,
     HTTP_ROUTE,
     SERVICE,
+    SERVICE_LEVEL_OBJECTIVE,
     TRAFFIC_POLICY,
     closest,
 )
@@ -25,6 +26,7 @@ from tulle.model.mesh import route_backends, route_gateways, route_mirrors, rout
 from tulle.model.meta import ResourceKey, ServiceRef
 from tulle.model.policy import TrafficPolicySpec
 from tulle.model.resource import Resource
+from tulle.model.slo import ServiceLevelObjectiveSpec
 
 
 def known_services(resources: Iterable[Resource],
@@ -49,6 +51,9 @@ def reference_problems(batch: Iterable[Resource], known: frozenset[ServiceRef],
             continue
         if resource.info is EXTERNAL_SERVICE:
             problems += _external_host(resource, known, proposed or {}, source)
+            continue
+        if resource.info is SERVICE_LEVEL_OBJECTIVE:
+            problems += _slo_target(resource, known, proposed or {}, source)
             continue
         if resource.info is not HTTP_ROUTE:
             continue
@@ -81,24 +86,47 @@ def _policy_targets(resource: Resource, known: frozenset[ServiceRef],
             if ref not in known:
                 problems.append(_unknown_service(resource, f"{field}.name", ref, known, source))
             continue
-        route = proposed.get(ResourceKey(HTTP_ROUTE.kind, namespace, target.name))
-        if route is None:
-            routes = sorted(k.name for k in proposed if k.kind == HTTP_ROUTE.kind
-                            and k.namespace == namespace)
-            problems.append(Problem(
-                source=source, resource=str(resource.key), field=f"{field}.name",
-                message=f'unknown HTTPRoute "{target.name}" in namespace "{namespace}"',
-                hint=f"routes in {namespace}: {', '.join(routes) or 'none'}"))
-        elif target.section_name is not None:
-            names = [rule.name for rule in route.spec.rules if rule.name]
-            if target.section_name not in names:
-                problems.append(Problem(
-                    source=source, resource=str(resource.key), field=f"{field}.sectionName",
-                    message=f'HTTPRoute {namespace}/{target.name} has no rule named '
-                            f'"{target.section_name}"',
-                    hint="its named rules: " + (", ".join(names) or
-                                                "none (name them with rules[].name)")))
+        problems += _route_rule(resource, field, namespace, target.name,
+                                target.section_name, proposed, source)
     return problems
+
+
+def _slo_target(resource: Resource, known: frozenset[ServiceRef],
+                proposed: Mapping[ResourceKey, Resource], source: str) -> list[Problem]:
+    """An SLO's service, or its route and named rule, in the SLO's namespace."""
+    target = cast(ServiceLevelObjectiveSpec, resource.spec).target_ref
+    namespace = resource.meta.namespace
+    if target.kind == "Service":
+        ref = ServiceRef(namespace, target.name)
+        if ref in known:
+            return []
+        return [_unknown_service(resource, "spec.targetRef.name", ref, known, source,
+                                 namespace_field="metadata.namespace")]
+    return _route_rule(resource, "spec.targetRef", namespace, target.name,
+                       target.section_name, proposed, source)
+
+
+def _route_rule(resource: Resource, field: str, namespace: str, name: str,
+                section: str | None, proposed: Mapping[ResourceKey, Resource], source: str
+                ) -> list[Problem]:
+    """Problems with a reference to an HTTPRoute (and to one of its named rules)."""
+    route = proposed.get(ResourceKey(HTTP_ROUTE.kind, namespace, name))
+    if route is None:
+        routes = sorted(k.name for k in proposed if k.kind == HTTP_ROUTE.kind
+                        and k.namespace == namespace)
+        return [Problem(source=source, resource=str(resource.key), field=f"{field}.name",
+                        message=f'unknown HTTPRoute "{name}" in namespace "{namespace}"',
+                        hint=f"routes in {namespace}: {', '.join(routes) or 'none'}")]
+    if section is not None:
+        names = [rule.name for rule in route.spec.rules if rule.name]
+        if section not in names:
+            return [Problem(source=source, resource=str(resource.key),
+                            field=f"{field}.sectionName",
+                            message=f'HTTPRoute {namespace}/{name} has no rule named '
+                                    f'"{section}"',
+                            hint="its named rules: " + (", ".join(names) or
+                                                        "none (name them with rules[].name)"))]
+    return []
 
 
 def _authz_target(resource: Resource, known: frozenset[ServiceRef], source: str,

@@ -28,6 +28,7 @@ from tulle.model.route_checks import (
     httproute_problems,
 )
 from tulle.model.service import ServiceSpec
+from tulle.model.slo import ServiceLevelObjectiveSpec, slo_problems
 from tulle.model.tracing import tracing_problems
 
 FieldIssue = tuple[str, str, str]
@@ -71,5 +72,6 @@ _CHECKS: dict[type[Any], Callable[[Any], Iterator[FieldIssue]]] = {
     HTTPRouteSpec: httproute_problems,
     MeshSpec: _mesh,
     ServiceSpec: _service,
+    ServiceLevelObjectiveSpec: slo_problems,
     TrafficPolicySpec: policy_problems,
 }

@@ -1,7 +1,7 @@
 """Routes that observe the mesh: golden metrics, live tap, diagnosis, the checks' questions, the
 control plane's own status and Prometheus metrics.
 
-    GET  /v1/telemetry/{workloads,services,routes,edges}[?window=&namespace=&name=]
+    GET  /v1/telemetry/{workloads,services,routes,edges,slos}[?window=&namespace=&name=]
     GET  /v1/tap?target=&namespace=&path=&method=&status=&max=   a live NDJSON stream
     GET  /v1/tap/status
     GET  /v1/diagnose[?service=&from=&to=&namespace=&window=]
@@ -37,6 +37,7 @@ from tulle.controlplane.api.routing import (
 from tulle.controlplane.peers import PeerAnswers
 from tulle.controlplane.services.diagnosis import DEFAULT_WINDOW_S, DiagnosisService
 from tulle.controlplane.services.health import HealthService, edge_counters
+from tulle.controlplane.services.slos import RECENT_S
 from tulle.controlplane.services.tap import TapService
 from tulle.controlplane.services.telemetry import TelemetryQuery, TelemetryService
 from tulle.diagnose.model import Scope
@@ -60,6 +61,14 @@ def telemetry_routes(telemetry: TelemetryService) -> list[Route]:
             return json_response(rows(asked, await telemetry.ask_peers(asked.window_s)))
         return handler
 
+    async def slos(request: web.Request) -> web.StreamResponse:
+        asked = TelemetryQuery(query_seconds(request, "window", telemetry.windows.horizon_s),
+                               query_text(request, "namespace"), query_text(request, "name"))
+        telemetry.window(asked.window_s)  # a wrong window fails before any peer is asked
+        seen = await telemetry.ask_peers(asked.window_s)
+        recent = await telemetry.ask_peers(min(RECENT_S, asked.window_s))
+        return json_response(telemetry.slo_rows(asked, seen, recent))
+
     async def raw(request: web.Request) -> web.StreamResponse:
         """This replica's own reports, for the other replicas (see controlplane.peers)."""
         return json_response(telemetry.raw(
@@ -71,6 +80,7 @@ def telemetry_routes(telemetry: TelemetryService) -> list[Route]:
         Route("GET", "/v1/telemetry/services", answer(telemetry.service_rows)),
         Route("GET", "/v1/telemetry/routes", answer(telemetry.route_rows)),
         Route("GET", "/v1/telemetry/edges", answer(telemetry.edge_rows)),
+        Route("GET", "/v1/telemetry/slos", slos),
         Route("GET", "/v1/telemetry/raw", raw),
     ]
 

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from tulle.controlplane.peers import PeerAnswers, encode, merge, merge_slots
+from tulle.controlplane.services.slos import RECENT_S, slo_rows
 from tulle.errors import NotFoundError, UsageError
 from tulle.identity.spiffe import spiffe_id
 from tulle.model.egress_authz import policy_hosts
 from tulle.model.mesh import MeshSnapshot
 from tulle.model.meta import ServiceRef
 from tulle.model.paths import match_precedence
+from tulle.model.slo import mesh_slos
 from tulle.model.workload import Workload
 from tulle.telemetry.query import (
     NodeInfo,
@@ -197,6 +199,22 @@ class TelemetryService:
         return {"windowSeconds": window.seconds, "service": ref.name,
                 "namespace": ref.namespace, "routes": route_rows(window, ref.host, rules),
                 **_missing(peers)}
+
+    def slo_rows(self, query: TelemetryQuery, seen: PeerAnswers | None = None,
+                 recent: PeerAnswers | None = None) -> dict[str, Any]:
+        """Every ServiceLevelObjective's indicators over the window (and its last 5
+        minutes): ``seen`` and ``recent`` are the other replicas' answers for each."""
+        window = self.window(query.window_s, seen)
+        last = self.window(min(RECENT_S, query.window_s), recent)
+        slos = [slo for slo in mesh_slos((k, r.spec) for k, r in self._mesh().resources.items())
+                if _wanted(slo.key.namespace, slo.key.name, query.namespace, query.name)]
+        if query.name is not None and not slos:
+            raise NotFoundError(f"no ServiceLevelObjective {query.name} in namespace "
+                                f"{query.namespace or 'default'}",
+                                hint="list them with `tulle get slo -A`")
+        return {"windowSeconds": window.seconds, "recentSeconds": last.seconds,
+                "slos": slo_rows(slos, window, last, self.all_nodes(seen)),
+                **_missing(seen)}
 
     def edge_rows(self, query: TelemetryQuery, peers: PeerAnswers | None = None
                   ) -> dict[str, Any]:

@@ -1,0 +1,87 @@
+"""`tulle slo`: each ServiceLevelObjective's indicators over the windows the control plane keeps
+(its last 15 minutes), and who burns the budget.
+
+Compliance over an SLO's own window (28 days) needs a longer memory than the control plane's:
+`tulle prometheus rules` gives Prometheus the rules for it. What this says is how the recent
+requests stand against the objective, and how fast they burn its budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tulle.model.slo import (
+    FAST_BURN,
+    Burn,
+    Indicator,
+    MeshSlo,
+    format_ms,
+    verdict,
+    window_text,
+)
+from tulle.telemetry.query import NodeInfo
+from tulle.telemetry.slo import Counted, counted, indicator_series
+from tulle.telemetry.windows import Window
+
+RECENT_S = 300.0
+TOP_BURNERS = 3
+
+
+def members(slo: MeshSlo, nodes: Mapping[str, NodeInfo]) -> list[str]:
+    """The node ids of a Service SLO's instances (none for a route rule's)."""
+    if slo.service is None:
+        return []
+    return sorted(node for node, info in nodes.items()
+                  if (info.namespace, info.service) == (slo.service.namespace,
+                                                        slo.service.name))
+
+
+def per_node(slo: MeshSlo, indicator: Indicator, window: Window,
+             nodes: Mapping[str, NodeInfo]) -> dict[str, Counted]:
+    series = indicator_series(window, members(slo, nodes), slo.route, slo.rule)
+    return counted(series, indicator.threshold_ms)
+
+
+def burn(indicator: Indicator, counts: Iterable[Counted]) -> Burn:
+    items = list(counts)
+    return Burn(sum(c.requests for c in items), sum(c.bad for c in items), indicator.budget)
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else round(100.0 * value, 4)
+
+
+def _rate(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def slo_rows(slos: Iterable[MeshSlo], seen: Window, recent: Window,
+             nodes: Mapping[str, NodeInfo]) -> list[dict[str, Any]]:
+    rows = []
+    for slo in slos:
+        for indicator in slo.indicators:
+            nodes_seen = per_node(slo, indicator, seen, nodes)
+            over_seen = burn(indicator, nodes_seen.values())
+            over_recent = burn(indicator, per_node(slo, indicator, recent, nodes).values())
+            burners = sorted(((c.bad, node, c.requests) for node, c in nodes_seen.items()
+                              if c.bad), key=lambda b: (-b[0], b[1]))[:TOP_BURNERS]
+            rows.append({
+                "namespace": slo.key.namespace, "name": slo.key.name, "target": slo.target,
+                "sli": indicator.sli, "objective": indicator.objective,
+                "threshold": None if indicator.threshold_ms is None
+                else format_ms(indicator.threshold_ms),
+                "window": window_text(slo.window_s),
+                "requests": over_seen.requests, "bad": over_seen.bad,
+                "actual": _percent(None if over_seen.ratio is None else 1 - over_seen.ratio),
+                "budgetLeft": _percent(over_seen.budget_left),
+                "burnRate": _rate(over_seen.rate),
+                "burnRateRecent": _rate(over_recent.rate),
+                "fastBurnRate": _rate(FAST_BURN.factor(slo.window_s)),
+                "verdict": verdict(over_seen, over_recent, slo.window_s),
+                # Sidecars whose requests were bad: the instances (a Service's), or the
+                # callers (a route rule's).
+                "burnedBy": [{"proxy": node, "bad": bad, "requests": requests}
+                             for bad, node, requests in burners],
+            })
+    return rows
