@@ -85,6 +85,8 @@ CODES: tuple[FindingCode, ...] = (
                 "calls to hosts outside the registry are refused (REGISTRY_ONLY)"),
     FindingCode("TUL1031", "route-dry-run-would-fail", Severity.WARNING,
                 "a dry-run HTTPRoute would fail requests if promoted"),
+    FindingCode("TUL1032", "slo-burning-fast", Severity.ERROR,
+                "a ServiceLevelObjective's error budget burns at the paging rate"),
     FindingCode("TUL1036", "app-frozen", Severity.CRITICAL,
                 "an instance's application is alive but stopped (frozen)"),
     FindingCode("TUL1037", "envoy-frozen", Severity.CRITICAL,

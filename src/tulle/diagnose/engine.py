@@ -52,13 +52,14 @@ def all_rules() -> tuple[Rule, ...]:
         resilience,
         routing,
         sidecars,
+        slos,
         trials,
         versions,
     )
 
     areas = (endpoints, resilience, errors, limits, routing, sidecars, identity, controlplane,
              processes, masked, versions, latency, faults, changes, authorization, egress,
-             trials)
+             trials, slos)
     return tuple(rule for area in areas for rule in area.RULES)
 
 

@@ -63,3 +63,14 @@ def counted(series: Mapping[str, Values], threshold_ms: float | None = None
             ) -> dict[str, Counted]:
     """``indicator_series`` counted, per node."""
     return {node: count(values, threshold_ms) for node, values in series.items()}
+
+
+def by_route_rule(window: Window, destination: str, threshold_ms: float | None = None
+                  ) -> dict[tuple[str, str], Counted]:
+    """The callers' requests to ``destination`` ("name.namespace") per (route, rule) that
+    chose them, counted as an indicator counts them."""
+    sums: dict[tuple[str, str], Values] = {}
+    for (_, key), values in window.counters.items():
+        if key.kind == ROUTE and key.destination == destination:
+            add_into(sums.setdefault((key.route, key.rule), {}), values)
+    return {rule: count(values, threshold_ms) for rule, values in sums.items()}

@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from tests.support.promtext import promtool
-from tulle.cli.slo_rules import FAST_ALERT, SLOW_ALERT, le_label, prometheus_duration, rule_file
+from tulle.cli.slo_rules import FAST_ALERT, SLOW_ALERT, le_label, rule_file
 from tulle.model.meta import ResourceKey
 from tulle.model.slo import (
+    LATENCY_BOUNDS_MS,
     LatencyObjective,
     MeshSlo,
     ServiceLevelObjectiveSpec,
@@ -24,6 +25,7 @@ from tulle.model.slo import (
     mesh_slos,
 )
 from tulle.telemetry.prometheus import _LATENCY_BOUNDS_S, _number
+from tulle.telemetry.schema import LATENCY_BOUNDS_MS as SCHEMA_BOUNDS
 
 KIND = "ServiceLevelObjective"
 INBOUND = 'direction="inbound",namespace="shop",service="books",workload="books-1",tls="mtls"'
@@ -201,8 +203,5 @@ def test_latency_thresholds_match_the_sidecars_le_labels(bound_s: float) -> None
     assert le_label(bound_s * 1000) == _number(bound_s)
 
 
-@pytest.mark.parametrize(("seconds", "text"), [
-    (300, "5m"), (1800, "30m"), (3600, "1h"), (21600, "6h"), (86400, "1d"),
-    (28 * 86400, "28d"), (90, "90s")])
-def test_windows_in_prometheus_durations(seconds: float, text: str) -> None:
-    assert prometheus_duration(seconds) == text
+def test_the_models_bounds_are_the_histograms() -> None:
+    assert LATENCY_BOUNDS_MS == SCHEMA_BOUNDS

@@ -11,41 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tulle.model.slo import (
-    FAST_BURN,
-    Burn,
-    Indicator,
-    MeshSlo,
-    format_ms,
-    verdict,
-    window_text,
-)
+from tulle.diagnose.slos import burn, per_node
+from tulle.model.slo import FAST_BURN, MeshSlo, format_ms, verdict, window_text
 from tulle.telemetry.query import NodeInfo
-from tulle.telemetry.slo import Counted, counted, indicator_series
 from tulle.telemetry.windows import Window
 
 RECENT_S = 300.0
 TOP_BURNERS = 3
-
-
-def members(slo: MeshSlo, nodes: Mapping[str, NodeInfo]) -> list[str]:
-    """The node ids of a Service SLO's instances (none for a route rule's)."""
-    if slo.service is None:
-        return []
-    return sorted(node for node, info in nodes.items()
-                  if (info.namespace, info.service) == (slo.service.namespace,
-                                                        slo.service.name))
-
-
-def per_node(slo: MeshSlo, indicator: Indicator, window: Window,
-             nodes: Mapping[str, NodeInfo]) -> dict[str, Counted]:
-    series = indicator_series(window, members(slo, nodes), slo.route, slo.rule)
-    return counted(series, indicator.threshold_ms)
-
-
-def burn(indicator: Indicator, counts: Iterable[Counted]) -> Burn:
-    items = list(counts)
-    return Burn(sum(c.requests for c in items), sum(c.bad for c in items), indicator.budget)
 
 
 def _percent(value: float | None) -> float | None:
