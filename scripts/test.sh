@@ -31,7 +31,10 @@ echo "== lint"
 echo "== types"
 "$VENV/bin/mypy"
 echo "== tests"
-# --durations: the slowest tests, to keep the suite within CI's time.
-"$VENV/bin/pytest" -n "${TULLE_TEST_WORKERS:-auto}" -p no:cacheprovider --durations=15 "$@"
+# --durations: the slowest tests, to keep the suite within CI's time. --dist worksteal: xdist's
+# default hands each worker a block of consecutive tests at the start, which put nearly every
+# e2e test (collected first) on one worker; an idle worker now takes tests from a busy one.
+"$VENV/bin/pytest" -n "${TULLE_TEST_WORKERS:-auto}" --dist worksteal -p no:cacheprovider \
+  --durations=15 "$@"
 echo "== benchmarks (quick)"
 "$VENV/bin/python" -m benchmarks --quick
