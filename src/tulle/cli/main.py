@@ -72,20 +72,63 @@ def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish")]) 
     print(script(shell))
 
 
-# One module per area; each has register(app). Imported only when the CLI runs.
-_COMMAND_MODULES = (
-    "cmd_controlplane", "cmd_resources", "cmd_describe", "cmd_run", "cmd_certs", "cmd_demo",
-    "cmd_telemetry", "cmd_prometheus", "cmd_tap", "cmd_top", "cmd_proxy_status",
-    "cmd_proxy_config", "cmd_proxy", "cmd_check", "cmd_analyze", "cmd_diagnose",
-    "cmd_history", "cmd_bug_report", "cmd_wait", "cmd_token", "cmd_workload", "cmd_policy",
-    "cmd_gateway", "cmd_whatif", "cmd_slo",
-)
+# One module per area; each has register(app), which adds these commands. Imported only when
+# the CLI runs, and only the one a command needs: the others cost a third of a second of
+# imports on every call (tests/unit/cli/test_lazy_commands.py keeps this table true).
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "cmd_controlplane": ("up", "down", "status"),
+    "cmd_resources": ("apply", "get", "delete"),
+    "cmd_describe": ("describe",),
+    "cmd_run": ("run",),
+    "cmd_certs": ("certs",),
+    "cmd_demo": ("demo",),
+    "cmd_telemetry": ("stat", "routes", "edges"),
+    "cmd_prometheus": ("prometheus",),
+    "cmd_tap": ("tap",),
+    "cmd_top": ("top",),
+    "cmd_proxy_status": ("proxy-status",),
+    "cmd_proxy_config": ("proxy-config",),
+    "cmd_proxy": ("proxy",),
+    "cmd_check": ("check",),
+    "cmd_analyze": ("analyze",),
+    "cmd_diagnose": ("diagnose",),
+    "cmd_history": ("history", "rollback"),
+    "cmd_bug_report": ("bug-report",),
+    "cmd_wait": ("wait",),
+    "cmd_token": ("token",),
+    "cmd_workload": ("workload",),
+    "cmd_policy": ("policy",),
+    "cmd_gateway": ("gateway",),
+    "cmd_whatif": ("what-if",),
+    "cmd_slo": ("slo",),
+}
 
 
-def _register() -> None:
+def command_name(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` (global options hoisted to the front) runs, if it names one."""
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg in _GLOBAL_OPTIONS:
+            index += 2
+            continue
+        if arg.startswith("-"):
+            return None  # --help, --version: the whole CLI
+        return arg
+    return None
+
+
+def _register(argv: list[str] | None = None) -> None:
+    """Register the module of the command ``argv`` runs; every module when it runs none (help,
+    completion) or one no module has (click then lists them all in its error)."""
     import importlib
 
-    for name in _COMMAND_MODULES:
+    wanted = command_name(argv) if argv is not None else None
+    if wanted == "version":  # defined here
+        return
+    modules = [m for m, names in COMMAND_MODULES.items() if wanted in names] or \
+        list(COMMAND_MODULES)
+    for name in modules:
         importlib.import_module(f"tulle.cli.{name}").register(app)
 
 
@@ -140,16 +183,17 @@ def main() -> None:
     # Ctrl-C must work even when a shell started us with SIGINT ignored (background jobs of
     # non-interactive shells inherit the ignore): tap, top and demo stop on it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    _register()
-    if "_TULLE_COMPLETE" in os.environ:  # a Tab press: register Typer's shell classes
+    argv = hoist_global_options(sys.argv[1:])
+    completing = "_TULLE_COMPLETE" in os.environ
+    _register(None if completing else argv)
+    if completing:  # a Tab press: register Typer's shell classes
         from typer._completion_classes import completion_init
 
         completion_init()
     command = typer.main.get_command(app)
     _plain_help(command)
     try:
-        command.main(args=hoist_global_options(sys.argv[1:]), prog_name="tulle",
-                     standalone_mode=True)
+        command.main(args=argv, prog_name="tulle", standalone_mode=True)
     except TulleError as error:
         print(error.render(), file=sys.stderr)
         sys.exit(error.exit_code)
