@@ -8,6 +8,7 @@ import contextlib
 import functools
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -29,12 +30,29 @@ ECHO_APP = Path(__file__).resolve().parent.parent / "apps" / "echo.py"
 TULLE = [sys.executable, "-m", "tulle.cli"]
 
 
+MAX_POLL_INTERVAL_S = 0.25
+
+
+def _cpu_seconds() -> float:
+    """CPU used by this process and by its children that have exited."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def wait_for(what: str, check: Callable[[], T | None], timeout: float = 15.0,
               interval: float = 0.05) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` otherwise."""
+    """Poll ``check`` until it returns something truthy; fail with ``what`` otherwise.
+
+    The pause between polls grows from ``interval`` to a quarter second, and is never shorter
+    than the CPU the check used (this process's and its finished children's): a check that
+    runs the CLI costs a process start, a third of a second of CPU, and back-to-back polls
+    would keep a core busy that the mesh under test needs. A check that only waited (a
+    request that timed out) costs no CPU, so it is polled again at once."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
+    pause = interval
     while time.monotonic() < deadline:
+        started = _cpu_seconds()
         try:
             result = check()
         except Exception as exc:  # the thing may not exist yet
@@ -42,7 +60,9 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 15.0,
         else:
             if result:
                 return result
-        time.sleep(interval)
+        took = _cpu_seconds() - started
+        time.sleep(max(0.0, min(max(pause, took), deadline - time.monotonic())))
+        pause = min(pause * 1.5, max(interval, MAX_POLL_INTERVAL_S))
     raise AssertionError(f"timed out after {timeout}s waiting for {what}"
                          + (f" (last error: {last_error})" if last_error else ""))
 
