@@ -87,6 +87,9 @@ def _text(d: dict[str, Any]) -> str:
             for s in d["subsets"])]
     if d["backendOf"]:
         lines.append("Backend of: " + ", ".join(d["backendOf"]))
+    for slo in d.get("objectives", ()):
+        lines.append(f"Objective {slo['name']} ({slo['target']}): "
+                     + "; ".join(slo["indicators"]) + f", over {slo['window']} (`tulle slo`)")
     for conflict in d["conflicts"]:
         lines.append(f"conflict: {conflict['setting']} from {conflict['ignored']} is ignored; "
                      f"{conflict['kept']} sets it first")

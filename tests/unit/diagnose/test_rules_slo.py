@@ -160,3 +160,21 @@ def test_a_fast_burn_is_a_finding_that_names_where_the_bad_requests_were() -> No
 ], ids=["slow", "few", "none"])
 def test_no_finding_without_a_proven_fast_burn(counters: Counters) -> None:
     assert diagnose(evidence(counters), rules=slo_rules.RULES).findings == ()
+
+
+def test_describe_service_lists_the_objectives_on_it_and_on_its_route_rules() -> None:
+    from tulle.cli.cmd_describe import _text
+    from tulle.controlplane.services.describe import describe_service
+    from tulle.model.meta import ServiceRef
+
+    described = describe_service(evidence({}).mesh, ServiceRef("default", "books"))
+    assert described["objectives"] == [
+        {"name": "books", "namespace": "default", "target": "service/books", "window": "28d",
+         "indicators": ["99.9 % of requests succeed (not 5xx)",
+                        "99 % of requests within 300ms"]},
+        {"name": "canary", "namespace": "default", "target": "httproute/books#canary",
+         "window": "30d", "indicators": ["99 % of requests succeed (not 5xx)"]}]
+    assert ("Objective canary (httproute/books#canary): 99 % of requests succeed (not 5xx), "
+            "over 30d") in _text(described)
+    web = describe_service(evidence({}).mesh, ServiceRef("default", "web"))
+    assert web["objectives"] == []

@@ -12,6 +12,7 @@ from tulle.model.mesh import AttachedRoute, MeshService, MeshSnapshot
 from tulle.model.meta import ServiceRef
 from tulle.model.paths import match_precedence
 from tulle.model.policies import ServicePolicy
+from tulle.model.slo import mesh_slos, window_text
 from tulle.model.spec_config import to_camel
 from tulle.telemetry.schema import rule_key
 
@@ -53,7 +54,18 @@ def describe_service(mesh: MeshSnapshot, ref: ServiceRef) -> dict[str, Any]:
         "conflicts": [dataclasses.asdict(c) for c in mesh.conflicts
                       if c.target == f"Service {ref.namespace}/{ref.name}"],
         "authorization": _authorization(mesh.authz.get(ref)),
+        "objectives": _objectives(mesh, ref),
     }
+
+
+def _objectives(mesh: MeshSnapshot, ref: ServiceRef) -> list[dict[str, Any]]:
+    """The ServiceLevelObjectives on the service, or on a rule of a route attached to it."""
+    routes = {f"{a.key.namespace}/{a.key.name}" for a in mesh.routes.get(ref, ())}
+    return [{"name": slo.key.name, "namespace": slo.key.namespace, "target": slo.target,
+             "window": window_text(slo.window_s),
+             "indicators": [i.describe() for i in slo.indicators]}
+            for slo in mesh_slos((k, r.spec) for k, r in mesh.resources.items())
+            if slo.service == ref or (slo.route is not None and slo.route in routes)]
 
 
 def _authorization(authz: ServiceAuthz | None) -> dict[str, Any]:
