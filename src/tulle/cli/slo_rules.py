@@ -118,7 +118,7 @@ def group(slo: MeshSlo, indicator: Indicator) -> dict[str, Any]:
     rules.append({"record": REMAINING,
                   "expr": f"1 - ({RECORD}{window}{{{_match(labels)}}} / "
                           f"{indicator.budget:.6g})",
-                  "labels": labels})
+                  "labels": dict(labels)})
     rules.append(_alert(slo, indicator, FAST_ALERT, "page", "fast"))
     rules.append(_alert(slo, indicator, SLOW_ALERT, "ticket", "slowly"))
     return {"name": f"tulle-slo-{slo.key.namespace}-{slo.key.name}-{indicator.sli}",

@@ -30,3 +30,10 @@ def per_node(slo: MeshSlo, indicator: Indicator, window: Window,
 def burn(indicator: Indicator, counts: Iterable[Counted]) -> Burn:
     items = list(counts)
     return Burn(sum(c.requests for c in items), sum(c.bad for c in items), indicator.budget)
+
+
+def worst(counts: Mapping[str, Counted], limit: int) -> list[tuple[str, Counted]]:
+    """The ``limit`` names with the most bad requests (none without any), most first."""
+    ranked = sorted((item for item in counts.items() if item[1].bad),
+                    key=lambda item: (-item[1].bad, item[0]))
+    return ranked[:limit]

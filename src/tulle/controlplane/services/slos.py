@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tulle.diagnose.slos import burn, per_node
+from tulle.diagnose.slos import burn, per_node, worst
 from tulle.model.slo import FAST_BURN, MeshSlo, format_ms, verdict, window_text
 from tulle.telemetry.query import NodeInfo
 from tulle.telemetry.windows import Window
@@ -36,8 +36,6 @@ def slo_rows(slos: Iterable[MeshSlo], seen: Window, recent: Window,
             nodes_seen = per_node(slo, indicator, seen, nodes)
             over_seen = burn(indicator, nodes_seen.values())
             over_recent = burn(indicator, per_node(slo, indicator, recent, nodes).values())
-            burners = sorted(((c.bad, node, c.requests) for node, c in nodes_seen.items()
-                              if c.bad), key=lambda b: (-b[0], b[1]))[:TOP_BURNERS]
             rows.append({
                 "namespace": slo.key.namespace, "name": slo.key.name, "target": slo.target,
                 "sli": indicator.sli, "objective": indicator.objective,
@@ -53,7 +51,7 @@ def slo_rows(slos: Iterable[MeshSlo], seen: Window, recent: Window,
                 "verdict": verdict(over_seen, over_recent, slo.window_s),
                 # Sidecars whose requests were bad: the instances (a Service's), or the
                 # callers (a route rule's).
-                "burnedBy": [{"proxy": node, "bad": bad, "requests": requests}
-                             for bad, node, requests in burners],
+                "burnedBy": [{"proxy": node, "bad": c.bad, "requests": c.requests}
+                             for node, c in worst(nodes_seen, TOP_BURNERS)],
             })
     return rows

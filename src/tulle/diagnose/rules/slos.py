@@ -22,7 +22,7 @@ from tulle.diagnose.model import (
     service_subject,
     subject,
 )
-from tulle.diagnose.slos import burn, per_node
+from tulle.diagnose.slos import burn, per_node, worst
 from tulle.humanize import format_duration
 from tulle.model.slo import FAST_BURN, Burn, Indicator, MeshSlo, mesh_slos, window_text
 from tulle.telemetry.slo import Counted, by_route_rule
@@ -37,10 +37,8 @@ def _what(indicator: Indicator) -> str:
 
 
 def _shares(title: str, counts: Mapping[str, Counted], bad: int) -> list[str]:
-    ranked = sorted(((c.bad, name, c.requests) for name, c in counts.items() if c.bad),
-                    key=lambda item: (-item[0], item[1]))
-    return [f"{title} {name}: {n} of the {bad} bad requests (of its {requests})"
-            for n, name, requests in ranked[:SHOWN]]
+    return [f"{title} {name}: {c.bad} of the {bad} bad requests (of its {c.requests})"
+            for name, c in worst(counts, SHOWN)]
 
 
 def _evidence(slo: MeshSlo, indicator: Indicator, seen: Burn, nodes: Mapping[str, Counted],
@@ -59,11 +57,9 @@ def _evidence(slo: MeshSlo, indicator: Indicator, seen: Burn, nodes: Mapping[str
     if slo.service is not None:
         # The callers' side: failures the service never answered count there too.
         rules = by_route_rule(evidence.window, slo.service.host, indicator.threshold_ms)
-        ranked = sorted(((c.bad, f"{route}#{rule}", c.requests)
-                         for (route, rule), c in rules.items() if c.bad),
-                        key=lambda item: (-item[0], item[1]))
-        lines += [f"route rule {name}: {bad} of its {requests} requests bad (as its callers "
-                  "saw them)" for bad, name, requests in ranked[:SHOWN]]
+        named = {f"{route}#{rule}": c for (route, rule), c in rules.items()}
+        lines += [f"route rule {name}: {c.bad} of its {c.requests} requests bad (as its "
+                  "callers saw them)" for name, c in worst(named, SHOWN)]
     return lines
 
 
