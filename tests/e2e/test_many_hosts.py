@@ -240,11 +240,8 @@ def _partition(checks: dict[str, dict[str, Any]], address: str) -> str | None:
     lost, since when, and the workloads it held; None while it says nothing of the kind."""
     check = checks["replicas-answering"]
     message = str(check["message"])
-    # The workloads come from the lost replica's records, which the check may read a poll
-    # after it sees the lease gone: wait for the whole message.
     return message if check["status"] == "failed" and \
-        f"on host {address} is lost, silent for" in message and ".default" in message \
-        else None
+        f"on host {address} is lost, silent for" in message else None
 
 
 def _whole(checks: dict[str, dict[str, Any]]) -> bool:
