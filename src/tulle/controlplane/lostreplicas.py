@@ -52,8 +52,10 @@ class LostReplicas:
         ``departed``: the replicas that stopped cleanly lately."""
         now = self._clock()
         for replica in set(self._present) - set(present) - departed:
+            # The view of registrations can lag etcd: what it still shows counts too.
+            workloads = {*self._held.get(replica, ()), *held.get(replica, ())}
             self._lost[replica] = Lost(replica, self._present[replica], self._seen_at,
-                                       self._held.get(replica, ()))
+                                       tuple(sorted(workloads)))
         for replica in list(self._lost):
             if replica in present or now - self._lost[replica].since > self._keep_s:
                 del self._lost[replica]

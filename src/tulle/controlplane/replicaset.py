@@ -162,12 +162,15 @@ class ReplicaSet:
     async def refresh(self) -> None:
         """Announce this replica, and read where the others are and the store's revision."""
         await self._read_revision()
+        # What each replica holds is read before the replicas are: the watch may apply a lost
+        # lease's deletions while the read is awaited, and a replica still announced with its
+        # registrations already gone would be remembered as holding nothing.
+        held: dict[str, list[str]] = {}
+        for replica, workload in self.remote.by_replica():
+            held.setdefault(replica, []).append(workload.node_id)
         try:
             await asyncio.to_thread(self.store.announce, self._where())
             self._replicas = await asyncio.to_thread(self.store.replicas)
-            held: dict[str, list[str]] = {}
-            for replica, workload in self.remote.by_replica():
-                held.setdefault(replica, []).append(workload.node_id)
             others = {r: w for r, w in self._replicas.items() if r != self.store.replica}
             departed = (await asyncio.to_thread(self.store.departed)
                         if self.lost.vanished(others) else set())

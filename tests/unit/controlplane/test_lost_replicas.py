@@ -37,6 +37,16 @@ def test_a_replica_that_vanishes_without_a_goodbye_is_lost_with_what_it_held() -
     assert lost.rows() == [], "back"
 
 
+def test_a_lost_replica_keeps_the_workloads_that_the_lagging_view_still_shows() -> None:
+    clock = Clock()
+    lost = LostReplicas(keep_s=900, clock=clock)
+    lost.seen({"b": B, "c": C}, {"c": ["web-3.default"]}, set())
+    clock.now = 1003.0
+    # The replica is gone from etcd; the watch has not yet applied its registrations' removal.
+    lost.seen({"b": B}, {"c": ["web-3.default", "books-3.default"]}, set())
+    assert lost.rows()[0]["workloads"] == ["books-3.default", "web-3.default"]
+
+
 def test_a_clean_stop_is_not_a_loss_and_a_loss_is_forgotten_in_time() -> None:
     clock = Clock()
     lost = LostReplicas(keep_s=900, clock=clock)
