@@ -101,6 +101,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "cmd_gateway": ("gateway",),
     "cmd_whatif": ("what-if",),
     "cmd_slo": ("slo",),
+    "cmd_rollout": ("rollout",),
 }
 
 

@@ -43,6 +43,7 @@ from tulle.controlplane.services.joins import JoinService
 from tulle.controlplane.services.mesh import MeshViews
 from tulle.controlplane.services.proxies import ProxyService
 from tulle.controlplane.services.resources import ResourceService
+from tulle.controlplane.services.rollouts import ROLLOUTS, RolloutService
 from tulle.controlplane.services.rotation import Rotator
 from tulle.controlplane.services.sessions import AgentChannels, SessionService
 from tulle.controlplane.services.tap import (
@@ -157,6 +158,10 @@ class ControlPlane:
                                           self._mesh, self.ca.trust_domain)
         if self.replicas is not None:
             self.telemetry.peers = self.replicas.ask_peers
+        self.rollouts = RolloutService(self.resources, self.telemetry, self._all_workloads)
+        self.singletons.append(Singleton(
+            ROLLOUTS, self.rollouts.job,
+            self.store if isinstance(self.store, EtcdStore) else None))
         self.identity = IdentityService(
             self.ca, JoinTokens(join_token_ttl_s), self.registry,
             push_soon=self.config.push_soon, wait_synced=self.hub.wait_synced,
@@ -219,6 +224,7 @@ class ControlPlane:
                                        self.identity.status,
                                        lambda limit: history.changes_async(None, limit),
                                        agents),
+            rollouts=self.rollouts,
             health=HealthService(self.store, paths.database, self.ca,
                                  replicas=self._replica_health if self.replicas else None,
                                  hosts=HostSurvey(self.registry.workloads, agents,

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from tulle.controlplane.peerchannel import PeerChannel
-from tulle.controlplane.singletons import COMPACTION
+from tulle.controlplane.singletons import COMPACTION, ROLLOUTS
 from tulle.errors import TulleError
 from tulle.store.etcd import EtcdStore
 
@@ -42,7 +42,7 @@ async def replica_health(store: EtcdStore, replicas: Mapping[str, Mapping[str, A
 def _leaders(store: EtcdStore) -> dict[str, str | None]:
     """Which replica runs each singleton job (None: nobody now, or etcd did not answer)."""
     leaders: dict[str, str | None] = {}
-    for name in (COMPACTION,):
+    for name in (COMPACTION, ROLLOUTS):
         try:
             leaders[name] = store.leader(name)
         except TulleError:

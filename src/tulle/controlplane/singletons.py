@@ -12,8 +12,8 @@ expired, or when the key names someone else. Its writes are fenced too: each com
 key's revision from when it won, so a holder that was frozen past its lease and wakes up
 cannot write over the new holder's work.
 
-The jobs: history compaction (below). CA rotation on a shared store is still refused
-(services/rotation.py).
+The jobs: history compaction (below) and driving rollouts (services/rollouts.py). CA
+rotation on a shared store is still refused (services/rotation.py).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ log = logging.getLogger("tulle.controlplane")
 ELECTION_CHECK_S = 2.0
 STOP_MARGIN_S = 1.0
 COMPACTION = "compaction"
+ROLLOUTS = "rollouts"  # services/rollouts.py
 DEFAULT_HISTORY_KEEP = 10_000  # revisions whose changes `tulle history` and rollback keep
 DEFAULT_COMPACT_EVERY_S = 300.0
 

@@ -13,6 +13,7 @@ from tulle.model.gateway import GatewaySpec
 from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.meshconfig import MESH_NAME, MeshSpec
 from tulle.model.policy import TrafficPolicySpec
+from tulle.model.rollout import RolloutSpec
 from tulle.model.service import ServiceSpec
 from tulle.model.slo import ServiceLevelObjectiveSpec
 
@@ -121,8 +122,19 @@ SERVICE_LEVEL_OBJECTIVE = KindInfo(
             "or answer within a threshold, over a window",
 )
 
+ROLLOUT = KindInfo(
+    kind="Rollout",
+    api_version="tulle.io/v1alpha1",
+    plural="rollouts",
+    aliases=("rollout", "ro"),
+    spec_type=RolloutSpec,
+    summary="a canary version of a service, given more of its traffic step by step while it "
+            "does as well as the stable version, and rolled back when it does not",
+)
+
 KINDS: tuple[KindInfo, ...] = (SERVICE, HTTP_ROUTE, TRAFFIC_POLICY, AUTHORIZATION_POLICY,
-                               EXTERNAL_SERVICE, GATEWAY, SERVICE_LEVEL_OBJECTIVE, MESH)
+                               EXTERNAL_SERVICE, GATEWAY, SERVICE_LEVEL_OBJECTIVE, ROLLOUT,
+                               MESH)
 
 
 def find_kind(name: str, kinds: Iterable[KindInfo] = KINDS) -> KindInfo | None:

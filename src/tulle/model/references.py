@@ -17,6 +17,7 @@ from tulle.model.kinds import (
     EXTERNAL_SERVICE,
     GATEWAY,
     HTTP_ROUTE,
+    ROLLOUT,
     SERVICE,
     SERVICE_LEVEL_OBJECTIVE,
     TRAFFIC_POLICY,
@@ -26,6 +27,7 @@ from tulle.model.mesh import route_backends, route_gateways, route_mirrors, rout
 from tulle.model.meta import ResourceKey, ServiceRef
 from tulle.model.policy import TrafficPolicySpec
 from tulle.model.resource import Resource
+from tulle.model.rollout import MANAGED_BY, RolloutSpec, subset_name, subset_selector
 from tulle.model.slo import ServiceLevelObjectiveSpec
 
 
@@ -54,6 +56,9 @@ def reference_problems(batch: Iterable[Resource], known: frozenset[ServiceRef],
             continue
         if resource.info is SERVICE_LEVEL_OBJECTIVE:
             problems += _slo_target(resource, known, proposed or {}, source)
+            continue
+        if resource.info is ROLLOUT:
+            problems += _rollout(resource, known, proposed or {}, source)
             continue
         if resource.info is not HTTP_ROUTE:
             continue
@@ -104,6 +109,40 @@ def _slo_target(resource: Resource, known: frozenset[ServiceRef],
                                  namespace_field="metadata.namespace")]
     return _route_rule(resource, "spec.targetRef", namespace, target.name,
                        target.section_name, proposed, source)
+
+
+def _rollout(resource: Resource, known: frozenset[ServiceRef],
+             proposed: Mapping[ResourceKey, Resource], source: str) -> list[Problem]:
+    """A rollout's service, and the names it writes under: its subsets (a Service of that
+    name must select what the rollout would) and its HTTPRoute (only one it wrote)."""
+    spec = cast(RolloutSpec, resource.spec)
+    namespace, name = resource.meta.namespace, resource.meta.name
+    ref = ServiceRef(namespace, spec.service)
+    if ref not in known:
+        return [_unknown_service(resource, "spec.service", ref, known, source,
+                                 namespace_field="metadata.namespace")]
+    problems = []
+    for side in ("stable", "canary"):
+        version = getattr(spec, side)
+        subset = proposed.get(ResourceKey(SERVICE.kind, namespace, subset_name(spec.service,
+                                                                               version)))
+        wanted = subset_selector(spec.service, version)
+        if subset is not None and dict(subset.spec.selector or {}) != wanted:
+            problems.append(Problem(
+                source=source, resource=str(resource.key), field=f"spec.{side}",
+                message=f"Service {namespace}/{subset.meta.name} exists and does not select "
+                        f"{wanted}, which the rollout's {side} subset must",
+                hint=f"set its spec.selector to {wanted}, or delete it: the rollout writes it"))
+    route = proposed.get(ResourceKey(HTTP_ROUTE.kind, namespace, name))
+    owner = f"rollout/{name}"
+    if route is not None and dict(route.meta.annotations).get(MANAGED_BY) != owner:
+        problems.append(Problem(
+            source=source, resource=str(resource.key), field="metadata.name",
+            message=f"HTTPRoute {namespace}/{name} exists and was not written by this rollout, "
+                    "which routes through an HTTPRoute of its own name",
+            hint="name the Rollout otherwise (and delete that route if it routes the same "
+                 "service), or delete the route"))
+    return problems
 
 
 def _route_rule(resource: Resource, field: str, namespace: str, name: str,

@@ -24,6 +24,7 @@ from tulle.model.meshconfig import (
 from tulle.model.meta import label_problem
 from tulle.model.policy import TrafficPolicySpec
 from tulle.model.policy_checks import policy_problems
+from tulle.model.rollout import RolloutSpec, rollout_problems
 from tulle.model.route_checks import (
     httproute_problems,
 )
@@ -72,6 +73,7 @@ _CHECKS: dict[type[Any], Callable[[Any], Iterator[FieldIssue]]] = {
     HTTPRouteSpec: httproute_problems,
     MeshSpec: _mesh,
     ServiceSpec: _service,
+    RolloutSpec: rollout_problems,
     ServiceLevelObjectiveSpec: slo_problems,
     TrafficPolicySpec: policy_problems,
 }

@@ -26,6 +26,7 @@ from tulle.controlplane.api import (
     remote,
     replicas,
     resources,
+    rollouts,
     whatif,
 )
 from tulle.controlplane.api.guard import ServerLimits, mark_trusted
@@ -39,6 +40,7 @@ from tulle.controlplane.services.joins import JoinService
 from tulle.controlplane.services.mesh import MeshViews
 from tulle.controlplane.services.proxies import ProxyService
 from tulle.controlplane.services.resources import ResourceService
+from tulle.controlplane.services.rollouts import RolloutService
 from tulle.controlplane.services.rotation import Rotator
 from tulle.controlplane.services.sessions import SessionService
 from tulle.controlplane.services.tap import TapService
@@ -74,6 +76,7 @@ class Services:
     taps: TapService
     diagnosis: DiagnosisService
     health: HealthService
+    rollouts: RolloutService
     status: Callable[[], dict[str, Any]]
     metrics: Callable[[], str]
     shutdown: Callable[[], None]
@@ -94,6 +97,7 @@ def make_api(s: Services, token: str, metrics_token: str | None) -> web.Applicat
         *observe.diagnosis_routes(s.diagnosis),
         *observe.health_routes(s.health, s.telemetry),
         *whatif.routes(s.views),
+        *rollouts.routes(s.rollouts),
     ]
     extra = {observe.METRICS_ROUTE: metrics_token} if metrics_token else {}
     return build_app(routes, [bearer_auth(token, extra), mark_trusted], limits=API_LIMITS)

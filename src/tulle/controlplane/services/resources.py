@@ -21,7 +21,7 @@ from tulle.model.meta import ResourceKey
 from tulle.model.parse import Document, parse_documents, resource_from_manifest
 from tulle.model.references import known_services, reference_problems
 from tulle.model.resource import Resource
-from tulle.model.route_trials import staged
+from tulle.model.staging import staged
 from tulle.model.workload import Workload
 from tulle.store.base import ApplyResult, Store, StoredResource
 
@@ -77,10 +77,11 @@ class ResourceService:
     def resources(self) -> list[Resource]:
         return list(self._resources.values())
 
-    def apply(self, documents: Iterable[Document], *, dry_run: bool = False
-              ) -> tuple[list[ApplyResult], list[Message]]:
-        """Validate and store a batch; returns the results and the warnings."""
-        batch, warnings = self._prepare(list(documents))
+    def apply(self, documents: Iterable[Document], *, dry_run: bool = False,
+              internal: bool = False) -> tuple[list[ApplyResult], list[Message]]:
+        """Validate and store a batch; returns the results and the warnings. ``internal``:
+        written by the control plane itself (see model.staging)."""
+        batch, warnings = self._prepare(list(documents), internal)
         if dry_run:
             return self._dry(batch), warnings
         results = self._store.apply([(r.key, r.manifest) for r in batch])
@@ -89,15 +90,15 @@ class ResourceService:
             self._on_change()
         return results, warnings
 
-    async def apply_async(self, documents: Iterable[Document], *, dry_run: bool = False
-                          ) -> tuple[list[ApplyResult], list[Message]]:
+    async def apply_async(self, documents: Iterable[Document], *, dry_run: bool = False,
+                          internal: bool = False) -> tuple[list[ApplyResult], list[Message]]:
         """:meth:`apply`, with the store's writes and reads in a thread when the store is
         remote (etcd): the event loop goes on serving proxies and agents while etcd answers
         slowly or not at all. One batch at a time, so each validates against the last."""
         if not self._remote_io:
-            return self.apply(documents, dry_run=dry_run)
+            return self.apply(documents, dry_run=dry_run, internal=internal)
         async with self._writing:
-            batch, warnings = self._prepare(list(documents))
+            batch, warnings = self._prepare(list(documents), internal)
             if dry_run:
                 return self._dry(batch), warnings
             results = await asyncio.to_thread(
@@ -109,9 +110,11 @@ class ResourceService:
                 self._on_change()
             return results, warnings
 
-    def _prepare(self, documents: list[Document]) -> tuple[tuple[Resource, ...], list[Message]]:
-        # A DryRun HTTPRoute keeps the version in force (route_trials.py).
-        batch = tuple(staged(r, self._resources.get(r.key)) for r in parse_documents(documents))
+    def _prepare(self, documents: list[Document], internal: bool = False
+                 ) -> tuple[tuple[Resource, ...], list[Message]]:
+        # A DryRun HTTPRoute keeps the version in force (route_trials.py), a Rollout its status.
+        batch = tuple(staged(r, self._resources.get(r.key), internal=internal)
+                      for r in parse_documents(documents))
         sources = _sources(batch, documents)
         proposed = {**self._resources, **{r.key: r for r in batch}}
         return batch, self._validate(proposed, batch, sources)
