@@ -27,7 +27,14 @@ from tulle.model.mesh import route_backends, route_gateways, route_mirrors, rout
 from tulle.model.meta import ResourceKey, ServiceRef
 from tulle.model.policy import TrafficPolicySpec
 from tulle.model.resource import Resource
-from tulle.model.rollout import MANAGED_BY, RolloutSpec, subset_name, subset_selector
+from tulle.model.rollout import (
+    MANAGED_BY,
+    STATUS,
+    RolloutSpec,
+    RolloutStatus,
+    subset_name,
+    subset_selector,
+)
 from tulle.model.slo import ServiceLevelObjectiveSpec
 
 
@@ -133,9 +140,13 @@ def _rollout(resource: Resource, known: frozenset[ServiceRef],
                 message=f"Service {namespace}/{subset.meta.name} exists and does not select "
                         f"{wanted}, which the rollout's {side} subset must",
                 hint=f"set its spec.selector to {wanted}, or delete it: the rollout writes it"))
+    # A rollout that has not moved yet may not take over a route it did not write; one that
+    # has (its status says so) wrote it, and someone's edit since only stops it.
     route = proposed.get(ResourceKey(HTTP_ROUTE.kind, namespace, name))
     owner = f"rollout/{name}"
-    if route is not None and dict(route.meta.annotations).get(MANAGED_BY) != owner:
+    moved = RolloutStatus.from_json(dict(resource.meta.annotations).get(STATUS)).moves
+    if route is not None and not moved and \
+            dict(route.meta.annotations).get(MANAGED_BY) != owner:
         problems.append(Problem(
             source=source, resource=str(resource.key), field="metadata.name",
             message=f"HTTPRoute {namespace}/{name} exists and was not written by this rollout, "

@@ -87,7 +87,9 @@ class RolloutService:
                 async with self._lock:
                     await self._drive(resource.key)
             except TulleError as exc:
-                log.warning("rollout %s: %s", resource.key, exc.message)
+                log.warning("rollout %s: %s%s", resource.key, exc.message, "".join(
+                    f"; {p.resource} {p.field}: {p.message}"
+                    for p in getattr(exc, "problems", ())))
 
     async def _drive(self, key: ResourceKey) -> None:
         resource = self._current(key)
