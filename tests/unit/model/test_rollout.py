@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from tulle.errors import ConfigError
+from tulle.model.meta import ServiceRef
 from tulle.model.parse import Document, parse_document
+from tulle.model.references import reference_problems
 from tulle.model.rollout import (
     STATUS,
     LatencyAnalysis,
@@ -151,3 +153,42 @@ def test_an_apply_keeps_the_status_of_the_same_spec_and_drops_it_for_another() -
     assert STATUS not in dict(fresh.meta.annotations)
     internal = staged(rollout(GOOD, {STATUS: '{"phase":"Paused"}'}), stored, internal=True)
     assert dict(internal.meta.annotations)[STATUS] == '{"phase":"Paused"}'
+
+
+def _manifest(kind: str, name: str, spec: dict[str, Any],
+              annotations: dict[str, str] | None = None) -> Any:
+    versions = {"Service": "tulle.io/v1alpha1", "HTTPRoute": "gateway.networking.k8s.io/v1"}
+    metadata: dict[str, Any] = {"name": name}
+    if annotations:
+        metadata["annotations"] = annotations
+    return parse_document(Document("mesh.yaml", {"apiVersion": versions[kind], "kind": kind,
+                                                 "metadata": metadata, "spec": spec}))
+
+
+ROUTE = {"parentRefs": [{"name": "books"}], "rules": [{"backendRefs": [{"name": "books"}]}]}
+
+
+@pytest.mark.parametrize(("others", "field", "words"), [
+    ([], None, ""),
+    ([_manifest("Service", "books-v2", {"selector": {"service": "books", "version": "v3"}})],
+     "spec.canary", "does not select"),
+    ([_manifest("Service", "books-v1", {"selector": {"service": "books", "version": "v1"}})],
+     None, ""),
+    ([_manifest("HTTPRoute", "books", ROUTE)], "metadata.name", "not written by this rollout"),
+    ([_manifest("HTTPRoute", "books", ROUTE, {"tulle.io/managed-by": "rollout/books"})],
+     None, ""),
+])
+def test_a_rollout_writes_only_under_names_it_may(others: list[Any], field: str | None,
+                                                  words: str) -> None:
+    resource = rollout(GOOD)
+    proposed = {r.key: r for r in [*others, resource]}
+    known = frozenset({ServiceRef("default", "books")})
+    problems = reference_problems([resource], known, {}, proposed)
+    assert [(p.field, words in p.message) for p in problems] == \
+        ([] if field is None else [(field, True)]), problems
+
+
+def test_a_rollout_of_an_unknown_service_is_refused() -> None:
+    resource = rollout(GOOD)
+    [problem] = reference_problems([resource], frozenset(), {}, {resource.key: resource})
+    assert problem.field == "spec.service" and 'unknown service "books"' in problem.message
