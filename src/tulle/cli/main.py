@@ -102,6 +102,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "cmd_whatif": ("what-if",),
     "cmd_slo": ("slo",),
     "cmd_rollout": ("rollout",),
+    "cmd_dashboard": ("dashboard",),
 }
 
 

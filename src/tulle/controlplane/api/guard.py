@@ -49,6 +49,8 @@ class ServerLimits:
 
 
 LIMITS = web.AppKey("limits", ServerLimits)
+# Set on a request that reached a route open to all (no credentials were checked).
+OPEN_ROUTE = "tulle.open_route"
 
 
 async def start_app(app: web.Application, host: str, port: int, *,
@@ -326,8 +328,9 @@ def trust_connection(request: web.Request) -> None:
 
 @web.middleware
 async def mark_trusted(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    """After authentication: the connection no longer counts as a stranger's."""
-    if (guarded := _guarded(request)) is not None:
+    """After authentication: the connection no longer counts as a stranger's (a request to
+    a route open to all, such as the dashboard's login page, is no authentication)."""
+    if (guarded := _guarded(request)) is not None and not request.get(OPEN_ROUTE):
         guarded.trust()
     return await handler(request)
 

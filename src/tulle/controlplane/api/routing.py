@@ -21,7 +21,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from tulle.controlplane.api.guard import LIMITS, ServerLimits, close_untrusted
+from tulle.controlplane.api.guard import LIMITS, OPEN_ROUTE, ServerLimits, close_untrusted
+from tulle.controlplane.api.ui.sessions import COOKIE, UiSessions, readable
 from tulle.errors import AuthError, TulleError, UsageError
 from tulle.security import bearer, tokens_match
 
@@ -31,6 +32,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _STATUS = {"config": 422, "usage": 400, "not_found": 404, "conflict": 409, "auth": 401,
            "unavailable": 503, "identity": 403}
+
+
+# The dashboard's routes that need no session: logging in, and its script and style.
+UI_OPEN = frozenset({"/ui/login", "/ui/session", "/ui/logout"})
 
 
 @dataclass(frozen=True)
@@ -68,9 +73,12 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                                             "the state directory"}}, status=500)
 
 
-def bearer_auth(token: str, extra: Mapping[str, str] | None = None) -> Middleware:
+def bearer_auth(token: str, extra: Mapping[str, str] | None = None,
+                sessions: UiSessions | None = None) -> Middleware:
     """Every request must carry ``Authorization: Bearer TOKEN``. ``extra``: route name ->
-    another token that opens that route, and nothing else."""
+    another token that opens that route, and nothing else. ``sessions``: the dashboard's
+    (ui.sessions): its login routes and static files are open, its pages need a session
+    cookie, and a session reads a few API routes."""
     extra = dict(extra or {})
 
     @web.middleware
@@ -79,11 +87,21 @@ def bearer_auth(token: str, extra: Mapping[str, str] | None = None) -> Middlewar
         other = extra.get(request.match_info.route.name or "")
         if other and tokens_match(other, presented):
             return await handler(request)
-        if not tokens_match(token, presented):
-            raise AuthError("missing or wrong API token",
-                            hint="send 'Authorization: Bearer TOKEN'; the token is in "
-                                 "api-token in the state directory")
-        return await handler(request)
+        if tokens_match(token, presented):
+            return await handler(request)
+        if sessions is not None:
+            path, session = request.path, request.cookies.get(COOKIE)
+            if path in UI_OPEN or path.startswith("/ui/static/"):
+                request[OPEN_ROUTE] = True  # not authenticated: the connection stays a stranger's
+                return await handler(request)
+            if sessions.valid(session) and (path.startswith("/ui") or
+                                            readable(request.method, path)):
+                return await handler(request)
+            if path.startswith("/ui") and request.method == "GET":
+                raise web.HTTPSeeOther("/ui/login")
+        raise AuthError("missing or wrong API token",
+                        hint="send 'Authorization: Bearer TOKEN'; the token is in "
+                             "api-token in the state directory")
 
     return check
 

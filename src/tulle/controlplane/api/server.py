@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +31,8 @@ from tulle.controlplane.api import (
 )
 from tulle.controlplane.api.guard import ServerLimits, mark_trusted
 from tulle.controlplane.api.routing import bearer_auth, build_app
+from tulle.controlplane.api.ui import routes as ui
+from tulle.controlplane.api.ui.sessions import UiSessions
 from tulle.controlplane.services.analysis import AnalysisService
 from tulle.controlplane.services.diagnosis import DiagnosisService
 from tulle.controlplane.services.health import HealthService
@@ -81,6 +83,7 @@ class Services:
     metrics: Callable[[], str]
     shutdown: Callable[[], None]
     log_tail: Callable[[int], str]  # the last N bytes of the control plane's log
+    ui_sessions: UiSessions = field(default_factory=UiSessions)  # the dashboard's logins
 
 
 def make_api(s: Services, token: str, metrics_token: str | None) -> web.Application:
@@ -98,9 +101,11 @@ def make_api(s: Services, token: str, metrics_token: str | None) -> web.Applicat
         *observe.health_routes(s.health, s.telemetry),
         *whatif.routes(s.views),
         *rollouts.routes(s.rollouts),
+        *ui.routes(s.ui_sessions, token, s.telemetry, lambda: s.views.mesh().version),
     ]
     extra = {observe.METRICS_ROUTE: metrics_token} if metrics_token else {}
-    return build_app(routes, [bearer_auth(token, extra), mark_trusted], limits=API_LIMITS)
+    return build_app(routes, [bearer_auth(token, extra, s.ui_sessions), mark_trusted],
+                     limits=API_LIMITS)
 
 
 def make_identity_api(s: Services) -> web.Application:

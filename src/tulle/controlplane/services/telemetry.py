@@ -28,6 +28,7 @@ from tulle.telemetry.query import (
     workload_rows,
 )
 from tulle.telemetry.schema import REFUSED, SeriesKey, rule_key
+from tulle.telemetry.sparklines import sparklines
 from tulle.telemetry.windows import Sample, TelemetryWindows, Window
 
 DEFAULT_WINDOW_S = 60.0
@@ -130,6 +131,13 @@ class TelemetryService:
         if not peers or not peers.answered:
             return local
         return merge_slots(local, peers.answered.values(), self.windows.slot_s)
+
+    def sparkline_rows(self, seconds: float, peers: PeerAnswers | None = None
+                       ) -> dict[str, Any]:
+        """Requests and failures per second of each service and workload over ``seconds``,
+        in equal buckets (the dashboard's sparklines)."""
+        return {**sparklines(self.timeline(seconds, peers), self.all_nodes(peers), seconds),
+                **_missing(peers)}
 
     def raw(self, seconds: float, timeline_s: float = 0.0) -> dict[str, Any]:
         """This replica's own reports, for another replica to add to its answers."""

@@ -1,0 +1,46 @@
+"""Sparklines: each service's and workload's requests and failures over the last minutes, in a
+few equal buckets, from the windows' slots (what the dashboard draws beside the figures)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tulle.telemetry.query import NodeInfo, requests_of
+from tulle.telemetry.schema import INBOUND, INBOUND_PLAINTEXT
+from tulle.telemetry.windows import Sample
+
+SPARK_POINTS = 30
+
+
+def sparklines(slots: Iterable[tuple[float, float, Sample]], nodes: Mapping[str, NodeInfo],
+               seconds: float, points: int = SPARK_POINTS) -> dict[str, Any]:
+    """``slots``: (seconds ago the slot started, its length, counters), as the windows keep
+    them. Per service ("name.namespace", measured where it answers, like `tulle stat`) and
+    per workload: requests per second and failed (5xx) requests per second in each of
+    ``points`` buckets, oldest first."""
+    width = seconds / points
+    services: dict[str, list[list[int]]] = {}
+    workloads: dict[str, list[list[int]]] = {}
+    for ago, _, sample in slots:
+        index = min(points - 1, max(0, int((seconds - ago) / width)))
+        for (node, key), values in sample.items():
+            if key.kind not in (INBOUND, INBOUND_PLAINTEXT):
+                continue
+            info = nodes.get(node)
+            if info is None:
+                continue
+            requests, failed = requests_of(values), values.get("rq5", 0)
+            for table, name in ((services, f"{info.service}.{info.namespace}"),
+                                (workloads, node)):
+                series = table.setdefault(name, [[0, 0] for _ in range(points)])
+                series[index][0] += requests
+                series[index][1] += failed
+
+    def rates(table: dict[str, list[list[int]]]) -> dict[str, Any]:
+        return {name: {"rps": [round(r / width, 3) for r, _ in series],
+                       "failedPerSecond": [round(f / width, 3) for _, f in series]}
+                for name, series in sorted(table.items())}
+
+    return {"seconds": seconds, "points": points, "services": rates(services),
+            "workloads": rates(workloads)}
