@@ -25,6 +25,8 @@ need taskset util-linux
 need etcd etcd-server
 # A host whose clock is off, for `tulle check`'s hosts-clock: libfaketime.
 need faketime faketime
+# The dashboard's tests open it in a real browser: Debian's Chromium, headless.
+need chromium chromium
 
 echo "== lint"
 "$VENV/bin/ruff" check src tests benchmarks

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.browser import chromium, login_link, shot
 from tests.support.load import Load, LoadResult
 from tests.support.mesh import Mesh, wait_for
 from tests.support.ports import free_port
@@ -123,6 +124,15 @@ def test_a_good_canary_is_promoted_through_every_step(mesh: Mesh) -> None:
     assert promoted and '"requests":' in promoted[0], statuses
     table = mesh.cli("rollout", "status", "books").stdout
     assert "Promoted" in table and "promoted: step 2 passed" in table, table
+    # The dashboard shows it, every move with its reason.
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(login_link(mesh))
+        page.goto(f"http://127.0.0.1:{mesh.api_port}/ui/rollouts")
+        text = wait_for("the rollout in the dashboard", lambda: (
+            t := page.inner_text("#content")) and "Promoted" in t and t, 20)
+        assert "default/books: v1 → v2" in text and "promoted: step 2 passed" in text, text
+        shot(page, "rollout")
 
 
 def test_a_canary_failing_5_percent_is_rolled_back_within_its_first_step(mesh: Mesh) -> None:
