@@ -89,6 +89,14 @@ def weights(mesh: Mesh) -> dict[str, int]:
     return {b["name"]: b["weight"] for b in rule["backendRefs"]}
 
 
+def held(mesh: Mesh) -> dict[str, Any]:
+    """diagnose's TUL1033 on the rollout."""
+    report = json.loads(mesh.cli("diagnose", "-o", "json", check=False).stdout)
+    [finding] = [f for f in report["findings"] if f["code"] == "TUL1033"]
+    assert finding["subject"] == "rollout/books.default", finding
+    return dict(finding)
+
+
 def finish(load: Load, what: str) -> LoadResult:
     result = load.stop()
     result.report(what)
@@ -151,6 +159,7 @@ def test_a_canary_failing_5_percent_is_rolled_back_within_its_first_step(mesh: M
     assert "canary success rate" in rolled["reason"], rolled
     assert rolled["numbers"]["canary"]["failed"] >= 2, rolled
     assert weights(mesh) == {"books-v1": 100, "books-v2": 0}
+    assert "rolled v2 back: rolled back at step 1" in held(mesh)["cause"]
     # Users saw at most the step's share of the canary's errors (20 % of 5 %), and none once
     # the route was rolled back.
     assert len(result.failures) <= 0.2 * 0.05 * result.sent, (len(result.failures),
@@ -217,6 +226,9 @@ def test_a_users_edit_of_the_route_stops_the_rollout_and_resume_takes_it_back(
         stopped = wait_for("the rollout to stop", lambda: phase(mesh, "Stopped"), 30)
         assert "HTTPRoute default/books was changed by someone else" in stopped["message"]
         assert weights(mesh) == {"books-v1": 90, "books-v2": 10}, "the user's edit stays"
+        finding = held(mesh)
+        assert "Rollout default/books stopped" in finding["cause"], finding
+        assert "`tulle rollout resume books -n default`" in finding["fix"], finding
         said = mesh.cli("rollout", "resume", "books").stdout
         assert "Progressing" in said and "taken back at 20 %" in said, said
         assert weights(mesh) == {"books-v1": 80, "books-v2": 20}

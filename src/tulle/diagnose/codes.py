@@ -87,6 +87,9 @@ CODES: tuple[FindingCode, ...] = (
                 "a dry-run HTTPRoute would fail requests if promoted"),
     FindingCode("TUL1032", "slo-burning-fast", Severity.ERROR,
                 "a ServiceLevelObjective's error budget burns at the paging rate"),
+    FindingCode("TUL1033", "rollout-held", Severity.WARNING,
+                "a Rollout stopped on an edit, rolled its canary back, or waits for an "
+                "instance"),
     FindingCode("TUL1036", "app-frozen", Severity.CRITICAL,
                 "an instance's application is alive but stopped (frozen)"),
     FindingCode("TUL1037", "envoy-frozen", Severity.CRITICAL,

@@ -50,6 +50,7 @@ def all_rules() -> tuple[Rule, ...]:
         masked,
         processes,
         resilience,
+        rollouts,
         routing,
         sidecars,
         slos,
@@ -59,7 +60,7 @@ def all_rules() -> tuple[Rule, ...]:
 
     areas = (endpoints, resilience, errors, limits, routing, sidecars, identity, controlplane,
              processes, masked, versions, latency, faults, changes, authorization, egress,
-             trials, slos)
+             trials, slos, rollouts)
     return tuple(rule for area in areas for rule in area.RULES)
 
 
