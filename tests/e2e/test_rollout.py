@@ -130,6 +130,8 @@ def test_a_good_canary_is_promoted_through_every_step(mesh: Mesh) -> None:
                 for c in history if c["kind"] == "Rollout" and c["after"]]
     promoted = [s for s in statuses if '"phase":"Promoted"' in s]
     assert promoted and '"requests":' in promoted[0], statuses
+    described = mesh.cli("describe", "service", "books").stdout
+    assert "Rollout books: v1 -> v2, Promoted at step 2/2, 100 % to v2" in described, described
     table = mesh.cli("rollout", "status", "books").stdout
     assert "Promoted" in table and "promoted: step 2 passed" in table, table
     # The dashboard shows it, every move with its reason.

@@ -90,6 +90,11 @@ def _text(d: dict[str, Any]) -> str:
     for slo in d.get("objectives", ()):
         lines.append(f"Objective {slo['name']} ({slo['target']}): "
                      + "; ".join(slo["indicators"]) + f", over {slo['window']} (`tulle slo`)")
+    for rollout in d.get("rollouts", ()):
+        lines.append(f"Rollout {rollout['name']}: {rollout['stable']} -> {rollout['canary']}, "
+                     f"{rollout['phase']} at step {rollout['step'] or '-'}/{rollout['steps']}, "
+                     f"{rollout['weight']} % to {rollout['canary']} (`tulle rollout status "
+                     f"{rollout['name']}`)")
     for conflict in d["conflicts"]:
         lines.append(f"conflict: {conflict['setting']} from {conflict['ignored']} is ignored; "
                      f"{conflict['kept']} sets it first")

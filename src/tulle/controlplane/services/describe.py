@@ -8,10 +8,12 @@ from typing import Any
 from tulle.errors import NotFoundError
 from tulle.model.authorization import ServiceAuthz
 from tulle.model.httproute import RouteMatch, RouteRule
+from tulle.model.kinds import ROLLOUT
 from tulle.model.mesh import AttachedRoute, MeshService, MeshSnapshot
 from tulle.model.meta import ServiceRef
 from tulle.model.paths import match_precedence
 from tulle.model.policies import ServicePolicy
+from tulle.model.rollout import STATUS, RolloutStatus
 from tulle.model.slo import mesh_slos, window_text
 from tulle.model.spec_config import to_camel
 from tulle.telemetry.schema import rule_key
@@ -55,7 +57,23 @@ def describe_service(mesh: MeshSnapshot, ref: ServiceRef) -> dict[str, Any]:
                       if c.target == f"Service {ref.namespace}/{ref.name}"],
         "authorization": _authorization(mesh.authz.get(ref)),
         "objectives": _objectives(mesh, ref),
+        "rollouts": _rollouts(mesh, ref),
     }
+
+
+def _rollouts(mesh: MeshSnapshot, ref: ServiceRef) -> list[dict[str, Any]]:
+    """The Rollouts of the service, where each is."""
+    out = []
+    for key, resource in sorted(mesh.resources.items()):
+        if resource.info is not ROLLOUT or key.namespace != ref.namespace or \
+                resource.spec.service != ref.name:
+            continue
+        status = RolloutStatus.from_json(dict(resource.meta.annotations).get(STATUS))
+        out.append({"name": key.name, "stable": resource.spec.stable,
+                    "canary": resource.spec.canary, "phase": status.phase,
+                    "step": status.step + 1, "steps": len(resource.spec.steps),
+                    "weight": status.weight, "message": status.message})
+    return out
 
 
 def _objectives(mesh: MeshSnapshot, ref: ServiceRef) -> list[dict[str, Any]]:

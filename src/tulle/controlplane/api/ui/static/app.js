@@ -189,6 +189,9 @@ async function service() {
     h("h2", {}, "Route rules in force"), routeTable(data.routes),
     h("h2", {}, "Policies in force"),
     h("pre", {}, JSON.stringify(described.policy, null, 2)),
+    ...(described.rollouts || []).map((r) => h("p", {class: "rollout"},
+      h("a", {href: "/ui/rollouts"}, `Rollout ${r.name}`), `: ${r.stable} → ${r.canary}, ` +
+      `${r.phase} at step ${r.step || "-"}/${r.steps}, ${r.weight}% to ${r.canary}`)),
     h("h2", {}, "Findings"), findingList(findings),
     h("h2", {}, "Recent changes"), changeList(mentions)];
 }
