@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tulle.telemetry.query import NodeInfo, requests_of
-from tulle.telemetry.schema import INBOUND, INBOUND_PLAINTEXT
+from tulle.telemetry.schema import INBOUND, INBOUND_PLAINTEXT, ROUTE
 from tulle.telemetry.windows import Sample
 
 SPARK_POINTS = 30
@@ -16,15 +16,23 @@ SPARK_POINTS = 30
 def sparklines(slots: Iterable[tuple[float, float, Sample]], nodes: Mapping[str, NodeInfo],
                seconds: float, points: int = SPARK_POINTS) -> dict[str, Any]:
     """``slots``: (seconds ago the slot started, its length, counters), as the windows keep
-    them. Per service ("name.namespace", measured where it answers, like `tulle stat`) and
-    per workload: requests per second and failed (5xx) requests per second in each of
+    them. Per service ("name.namespace", measured where it answers, like `tulle stat`), per
+    workload, and per route rule ("name.namespace route#rule", summed over its callers, like
+    `tulle routes`): requests per second and failed (5xx) requests per second in each of
     ``points`` buckets, oldest first."""
     width = seconds / points
     services: dict[str, list[list[int]]] = {}
     workloads: dict[str, list[list[int]]] = {}
+    rules: dict[str, list[list[int]]] = {}
     for ago, _, sample in slots:
         index = min(points - 1, max(0, int((seconds - ago) / width)))
         for (node, key), values in sample.items():
+            if key.kind == ROUTE:
+                series = rules.setdefault(f"{key.destination} {key.route}#{key.rule}",
+                                          [[0, 0] for _ in range(points)])
+                series[index][0] += requests_of(values)
+                series[index][1] += values.get("rq5", 0)
+                continue
             if key.kind not in (INBOUND, INBOUND_PLAINTEXT):
                 continue
             info = nodes.get(node)
@@ -43,4 +51,4 @@ def sparklines(slots: Iterable[tuple[float, float, Sample]], nodes: Mapping[str,
                 for name, series in sorted(table.items())}
 
     return {"seconds": seconds, "points": points, "services": rates(services),
-            "workloads": rates(workloads)}
+            "workloads": rates(workloads), "routeRules": rates(rules)}

@@ -149,21 +149,26 @@ async function workloads() {
   return [...missing(data), table(GOLDEN, cells, attrs)];
 }
 
-function routeTable(rows) {
-  return table(["ROUTE", "RULE", "MATCHES", "REQUESTS", "RPS", "SUCCESS", "P99"],
+function routeTable(data, sparks) {
+  const rows = data.routes, host = `${data.service}.${data.namespace}`;
+  const key = (r) => `${host} ${r.route}#${r.rule}`;
+  return table(["ROUTE", "RULE", "MATCHES", "REQUESTS", "RPS", "SUCCESS", "P99",
+                "LAST 15 MIN"],
     rows.map((r) => [cell("route", r.route), cell("rule", r.rule || "-"),
       cell("matches", r.matches), cell("requests", r.requests), cell("rps", r.rps),
-      cell("success", pct(r.successRate)), cell("p99", ms(r.latencyMs.p99))]),
-    (i) => ({class: failing(rows[i]) ? "failing" : "ok"}));
+      cell("success", pct(r.successRate)), cell("p99", ms(r.latencyMs.p99)),
+      h("td", {"data-field": "trend"}, sparkline((sparks || {})[key(r)]))]),
+    (i) => ({class: failing(rows[i]) ? "failing" : "ok", "data-key": key(rows[i])}));
 }
 
 async function routes() {
-  const listed = await api(`/v1/telemetry/services?window=${WINDOW}`);
+  const [listed, sparks] = await Promise.all([api(`/v1/telemetry/services?window=${WINDOW}`),
+                                              api(`/v1/ui/sparklines?window=${WINDOW}`)]);
   const out = [];
   for (const s of listed.services) {
     const data = await api(`/v1/telemetry/routes?window=${WINDOW}&namespace=${
       encodeURIComponent(s.namespace)}&name=${encodeURIComponent(s.name)}`);
-    out.push(h("h2", {}, `${s.name}.${s.namespace}`), routeTable(data.routes));
+    out.push(h("h2", {}, `${s.name}.${s.namespace}`), routeTable(data, sparks.routeRules));
   }
   return out.length ? out : [h("p", {class: "muted"}, "no services")];
 }
@@ -171,11 +176,11 @@ async function routes() {
 async function service() {
   const [namespace, name] = ARGUMENT.split("/");
   const q = `namespace=${encodeURIComponent(namespace)}`;
-  const [described, data, findings, history] = await Promise.all([
+  const [described, data, findings, history, sparks] = await Promise.all([
     api(`/v1/services/${namespace}/${name}/describe`),
     api(`/v1/telemetry/routes?window=${WINDOW}&${q}&name=${encodeURIComponent(name)}`),
     api(`/v1/diagnose?service=${encodeURIComponent(name)}&${q}`),
-    api("/v1/history?limit=200")]);
+    api("/v1/history?limit=200"), api(`/v1/ui/sparklines?window=${WINDOW}`)]);
   const mentions = history.filter((c) => JSON.stringify([c.before, c.after]).includes(
     `"${name}"`) && c.namespace === namespace).slice(0, 10);
   return [
@@ -186,7 +191,7 @@ async function service() {
     table(["NAME", "VERSION", "STATE"], described.instances.map((i) => [cell("name", i.name),
       cell("version", i.version || "-"), cell("state", i.state + (i.stateReason ?
       ` (${i.stateReason})` : ""))])),
-    h("h2", {}, "Route rules in force"), routeTable(data.routes),
+    h("h2", {}, "Route rules in force"), routeTable(data, sparks.routeRules),
     h("h2", {}, "Policies in force"),
     h("pre", {}, JSON.stringify(described.policy, null, 2)),
     ...(described.rollouts || []).map((r) => h("p", {class: "rollout"},
