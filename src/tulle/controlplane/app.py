@@ -84,6 +84,7 @@ from tulle.xds.sync import DEFAULT_STALE_AFTER_S
 from tulle.xds.workers.pool import WorkerPool
 
 log = logging.getLogger("tulle.controlplane")
+SETTLE_TIMEOUT_S = 10.0  # a rollout's wait for every proxy to take its subsets
 
 
 def _write_now(write: Callable[[], None]) -> None:
@@ -158,7 +159,8 @@ class ControlPlane:
                                           self._mesh, self.ca.trust_domain)
         if self.replicas is not None:
             self.telemetry.peers = self.replicas.ask_peers
-        self.rollouts = RolloutService(self.resources, self.telemetry, self._all_workloads)
+        self.rollouts = RolloutService(self.resources, self.telemetry, self._all_workloads,
+                                       self._settle)
         self.singletons.append(Singleton(
             ROLLOUTS, self.rollouts.job,
             self.store if isinstance(self.store, EtcdStore) else None))
@@ -251,6 +253,11 @@ class ControlPlane:
 
     def _changed(self) -> None:
         self.config.changed()
+
+    async def _settle(self) -> bool:
+        """Push now, and wait until every connected proxy ACKed it."""
+        version = await self.config.push_soon()
+        return await self.hub.wait_synced(version, SETTLE_TIMEOUT_S)
 
     def _ca_changed(self) -> None:
         """The CA's files changed in the shared store: follow another replica's revocation or

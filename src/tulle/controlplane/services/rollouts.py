@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, cast
 
@@ -63,8 +63,12 @@ TICK_S = 1.0
 class RolloutService:
     def __init__(self, resources: ResourceService, telemetry: TelemetryService,
                  workloads: Callable[[], Iterable[Workload]],
+                 settle: Callable[[], Awaitable[bool]],
                  clock: Callable[[], float] = time.time) -> None:
+        """``settle``: push the mesh as it is now and wait until every connected proxy ACKed
+        it (False: not within its timeout)."""
         self._resources = resources
+        self._settle = settle
         self._telemetry = telemetry
         self._workloads = workloads
         self._clock = clock
@@ -225,10 +229,7 @@ class RolloutService:
         spec = _spec(resource)
         manifests: list[Mapping[str, Any]] = []
         if weight is not None:
-            for version in (spec.stable, spec.canary):
-                subset = ResourceKey(SERVICE.kind, namespace, subset_name(spec.service, version))
-                if self._current(subset) is None:
-                    manifests.append(subset_manifest(namespace, spec.service, version))
+            await self._subsets(resource)
             manifests.append(route_manifest(name, namespace, spec, weight))
         metadata = dict(resource.manifest["metadata"])
         metadata["annotations"] = {**metadata.get("annotations", {}), STATUS: status.to_json()}
@@ -236,6 +237,26 @@ class RolloutService:
         await self._resources.apply_async(
             [Document(source=f"rollout {namespace}/{name}", body=m) for m in manifests],
             internal=True)
+
+
+    async def _subsets(self, resource: Resource) -> None:
+        """Write the subsets that do not exist yet, and wait until every proxy has their
+        clusters and endpoints: a route that names a cluster a proxy is still warming gets
+        503s (no cluster) until it is warm."""
+        namespace, spec = resource.meta.namespace, _spec(resource)
+        missing = [subset_manifest(namespace, spec.service, version)
+                   for version in (spec.stable, spec.canary)
+                   if self._current(ResourceKey(SERVICE.kind, namespace,
+                                                subset_name(spec.service, version))) is None]
+        if not missing:
+            return
+        await self._resources.apply_async(
+            [Document(source=f"rollout {namespace}/{resource.meta.name}", body=m)
+             for m in missing], internal=True)
+        if not await self._settle():
+            log.warning("rollout %s: not every proxy took the subsets within the wait; the "
+                        "route goes on (a proxy still warming them answers 503 until it has "
+                        "them)", resource.key)
 
 
 def _spec(resource: Resource) -> RolloutSpec:
