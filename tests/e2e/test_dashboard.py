@@ -94,6 +94,12 @@ def test_nothing_opens_without_credentials(mesh: Mesh) -> None:
         == 401
     assert _http(mesh, "POST", "/v1/rollouts/default/books/abort", cookie).status == 401
     assert _http(mesh, "GET", "/v1/identity/status", cookie).status == 401
+    # The open routes (the login page, its script) authenticate nothing: the connection
+    # stays a stranger's, which carries one request and is closed.
+    for path in ("/ui/login", "/ui/static/login.js"):
+        opened = _http(mesh, "GET", path)
+        assert opened.status == 200 and opened.getheader("Connection") == "close", path
+    assert _http(mesh, "GET", "/ui/services", cookie).getheader("Connection") != "close"
     # Logged out, the session is gone.
     assert _http(mesh, "POST", "/ui/logout", cookie).status == 303
     assert _http(mesh, "GET", "/v1/telemetry/services", cookie).status == 401
@@ -142,6 +148,9 @@ def test_every_page_shows_the_mesh_and_a_failing_edge_turns_red(mesh: Mesh,
         b["latencyMs"]["p99"] is not None, 30)
 
     page = browser.new_page(viewport={"width": 1280, "height": 800})
+    # No internet needed: every request the pages make goes to the control plane.
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
     page.goto(_link(mesh))
     assert page.url.endswith("/ui/topology"), page.url
 
@@ -235,6 +244,9 @@ def test_every_page_shows_the_mesh_and_a_failing_edge_turns_red(mesh: Mesh,
     finally:
         load.stop()
     page.close()
+    here = f"http://127.0.0.1:{mesh.api_port}/"
+    assert requested and all(url.startswith(here) for url in requested), \
+        [u for u in requested if not u.startswith(here)]
 
 
 class EchoControl:
