@@ -17,7 +17,6 @@ analysis reads every replica's telemetry, and holds while one of them does not a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -81,8 +80,10 @@ class RolloutService:
 
     async def job(self, fence: Fence | None) -> None:
         while True:
-            with contextlib.suppress(TulleError):
+            try:
                 await self.tick()
+            except Exception:  # a bug must not end every rollout's driving: log, go on
+                log.exception("rollouts: a tick failed")
             await asyncio.sleep(TICK_S)
 
     async def tick(self) -> None:
