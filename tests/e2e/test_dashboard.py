@@ -53,12 +53,8 @@ def _http(mesh: Mesh, method: str, path: str, headers: dict[str, str] | None = N
     return response
 
 
-def _link(mesh: Mesh) -> str:
-    return login_link(mesh)
-
-
 def _session(mesh: Mesh) -> str:
-    response = _http(mesh, "GET", _link(mesh).removeprefix(f"http://127.0.0.1:{mesh.api_port}"))
+    response = _http(mesh, "GET", login_link(mesh).removeprefix(f"http://127.0.0.1:{mesh.api_port}"))
     assert response.status == 303, response.status
     cookie = response.getheader("Set-Cookie") or ""
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie, cookie
@@ -78,7 +74,7 @@ def test_nothing_opens_without_credentials(mesh: Mesh) -> None:
     # Links are for token holders, and each works once.
     assert _http(mesh, "POST", "/v1/ui/links").status == 401
     assert _http(mesh, "GET", "/ui/login?code=wrong").status == 401
-    link = _link(mesh).removeprefix(f"http://127.0.0.1:{mesh.api_port}")
+    link = login_link(mesh).removeprefix(f"http://127.0.0.1:{mesh.api_port}")
     assert _http(mesh, "GET", link).status == 303
     assert _http(mesh, "GET", link).status == 401, "a link works once"
     # The login page's token check: a wrong token opens nothing.
@@ -128,10 +124,6 @@ def _ms(text: str | None) -> float | None:
     return float(text.removesuffix(" ms")) if text and text.endswith(" ms") else None
 
 
-def _shot(page: Any, name: str) -> None:
-    shot(page, name)
-
-
 def test_every_page_shows_the_mesh_and_a_failing_edge_turns_red(mesh: Mesh,
                                                                 browser: Any) -> None:
     mesh.run("books", name="books-1", extra=("--version", "v1"))
@@ -151,7 +143,7 @@ def test_every_page_shows_the_mesh_and_a_failing_edge_turns_red(mesh: Mesh,
     # No internet needed: every request the pages make goes to the control plane.
     requested: list[str] = []
     page.on("request", lambda r: requested.append(r.url))
-    page.goto(_link(mesh))
+    page.goto(login_link(mesh))
     assert page.url.endswith("/ui/topology"), page.url
 
     # Services: the numbers are `tulle stat`'s.
@@ -171,14 +163,14 @@ def test_every_page_shows_the_mesh_and_a_failing_edge_turns_red(mesh: Mesh,
         raise AssertionError(f"{exc}: last seen {seen[-1:]}") from None
     assert (row["requests"], row["success"]) == ("100", "90.00%"), row
     assert page.locator('tr[data-key="books.default"] svg.spark polyline').count() == 2
-    _shot(page, "services")
+    shot(page, "services")
 
     workloads = _stat(mesh, "workloads")
     page.goto(f"http://127.0.0.1:{mesh.api_port}/ui/workloads")
     row = wait_for("the workloads page's books-1 row", lambda: (
         r := _row(page, "books-1.default")).get("requests") and r, 20)
     assert row["requests"] == str(workloads["books-1.default"]["requests"]) == "100", row
-    _shot(page, "workloads")
+    shot(page, "workloads")
 
     for name, words in (("routes", "default/books"), ("proxies", "books-1.default"),
                         ("diagnose", ""), ("rollouts", "no Rollouts"),
@@ -188,7 +180,7 @@ def test_every_page_shows_the_mesh_and_a_failing_edge_turns_red(mesh: Mesh,
             t := page.inner_text("#content")) != "loading" and t, 20)
         assert words in text, (name, text)
         assert "cannot read the mesh" not in text, (name, text)
-        _shot(page, name)
+        shot(page, name)
     page.goto(f"http://127.0.0.1:{mesh.api_port}/ui/proxies")
     synced = wait_for("both proxies in the proxies page", lambda: (
         t := page.inner_text("#content")) and "web-1.default" in t and t, 20)
@@ -198,7 +190,7 @@ def test_every_page_shows_the_mesh_and_a_failing_edge_turns_red(mesh: Mesh,
     text = wait_for("the service page", lambda: (
         t := page.inner_text("#content")) and "Instances" in t and t, 20)
     assert "books-1" in text and "default/books" in text and "revision" in text, text
-    _shot(page, "service")
+    shot(page, "service")
 
     # History: the route's creation, as a diff.
     page.goto(f"http://127.0.0.1:{mesh.api_port}/ui/history")
@@ -214,7 +206,7 @@ def test_every_page_shows_the_mesh_and_a_failing_edge_turns_red(mesh: Mesh,
         assert request(port, "/tapped").status == 200
     wait_for("tapped requests in the page", lambda: "/tapped" in page.inner_text("#tap-rows"),
              20)
-    _shot(page, "tap")
+    shot(page, "tap")
 
     # The topology: web -> books over mTLS, green; then books fails, and the edge turns red
     # by the first update that can see it.
@@ -224,7 +216,7 @@ def test_every_page_shows_the_mesh_and_a_failing_edge_turns_red(mesh: Mesh,
     try:
         wait_for("a green edge from web to books", lambda: page.locator(
             edge + ".ok").count() == 1 and "mTLS" in (page.text_content(edge) or ""), 30)
-        _shot(page, "topology")
+        shot(page, "topology")
         with EchoControl("books-1", mesh) as fail:
             fail("fail=500&every=1")
 
@@ -240,7 +232,7 @@ def test_every_page_shows_the_mesh_and_a_failing_edge_turns_red(mesh: Mesh,
                 edge + ".failing").count() == 1 and int(page.evaluate("window.tulleUpdates")),
                 30)
             assert red_at <= seen_at + 2, (seen_at, red_at)
-            _shot(page, "topology-failing")
+            shot(page, "topology-failing")
     finally:
         load.stop()
     page.close()

@@ -76,10 +76,6 @@ def abort(ctx: typer.Context, name: NameArgument, namespace: ControlNamespace = 
     _control(ctx, name, namespace, "abort", output)
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}%"
-
-
 def _analysis(row: dict[str, Any]) -> str:
     analysis = row.get("analysis")
     if not analysis:

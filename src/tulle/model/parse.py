@@ -115,6 +115,19 @@ def resource_from_manifest(manifest: Mapping[str, Any]) -> Resource:
     return parse_document(Document(source="store", body=manifest))
 
 
+def with_annotation(resource: Resource, key: str, value: str | None) -> Resource:
+    """``resource`` with annotation ``key`` set to ``value`` (None: without it)."""
+    annotations = {k: v for k, v in resource.meta.annotations if k != key}
+    if value is not None:
+        annotations[key] = value
+    if annotations == dict(resource.meta.annotations):
+        return resource
+    metadata = {k: v for k, v in resource.manifest["metadata"].items() if k != "annotations"}
+    if annotations:
+        metadata["annotations"] = dict(sorted(annotations.items()))
+    return resource_from_manifest({**resource.manifest, "metadata": metadata})
+
+
 def _parse_kind(document: Document, body: Mapping[str, Any]) -> KindInfo:
     kind = body.get("kind")
     api_version = body.get("apiVersion")

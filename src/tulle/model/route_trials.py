@@ -25,7 +25,7 @@ from typing import Any, cast
 from tulle.model.httproute import HTTPRouteSpec
 from tulle.model.kinds import HTTP_ROUTE
 from tulle.model.meta import ResourceKey
-from tulle.model.parse import resource_from_manifest
+from tulle.model.parse import resource_from_manifest, with_annotation
 from tulle.model.resource import Resource
 
 IN_FORCE = "tulle.io/in-force"
@@ -54,15 +54,7 @@ def staged(resource: Resource, stored: Resource | None) -> Resource:
             keep = dict(stored.meta.annotations).get(IN_FORCE)
         else:
             keep = json.dumps(stored.manifest["spec"], sort_keys=True, separators=(",", ":"))
-    annotations = {k: v for k, v in resource.meta.annotations if k != IN_FORCE}
-    if keep is not None:
-        annotations[IN_FORCE] = keep
-    if annotations == dict(resource.meta.annotations):
-        return resource
-    metadata = {k: v for k, v in resource.manifest["metadata"].items() if k != "annotations"}
-    if annotations:
-        metadata["annotations"] = dict(sorted(annotations.items()))
-    return resource_from_manifest({**resource.manifest, "metadata": metadata})
+    return with_annotation(resource, IN_FORCE, keep)
 
 
 def in_force(resource: Resource) -> Resource | None:

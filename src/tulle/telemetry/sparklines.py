@@ -24,26 +24,22 @@ def sparklines(slots: Iterable[tuple[float, float, Sample]], nodes: Mapping[str,
     services: dict[str, list[list[int]]] = {}
     workloads: dict[str, list[list[int]]] = {}
     rules: dict[str, list[list[int]]] = {}
+
+    def add(table: dict[str, list[list[int]]], name: str, index: int,
+            values: Mapping[str, int]) -> None:
+        series = table.setdefault(name, [[0, 0] for _ in range(points)])
+        series[index][0] += requests_of(values)
+        series[index][1] += values.get("rq5", 0)
+
     for ago, _, sample in slots:
         index = min(points - 1, max(0, int((seconds - ago) / width)))
         for (node, key), values in sample.items():
-            if key.kind == ROUTE:
-                series = rules.setdefault(f"{key.destination} {key.route}#{key.rule}",
-                                          [[0, 0] for _ in range(points)])
-                series[index][0] += requests_of(values)
-                series[index][1] += values.get("rq5", 0)
-                continue
-            if key.kind not in (INBOUND, INBOUND_PLAINTEXT):
-                continue
             info = nodes.get(node)
-            if info is None:
-                continue
-            requests, failed = requests_of(values), values.get("rq5", 0)
-            for table, name in ((services, f"{info.service}.{info.namespace}"),
-                                (workloads, node)):
-                series = table.setdefault(name, [[0, 0] for _ in range(points)])
-                series[index][0] += requests
-                series[index][1] += failed
+            if key.kind == ROUTE:
+                add(rules, f"{key.destination} {key.route}#{key.rule}", index, values)
+            elif key.kind in (INBOUND, INBOUND_PLAINTEXT) and info is not None:
+                add(services, f"{info.service}.{info.namespace}", index, values)
+                add(workloads, node, index, values)
 
     def rates(table: dict[str, list[list[int]]]) -> dict[str, Any]:
         return {name: {"rps": [round(r / width, 3) for r, _ in series],

@@ -77,6 +77,10 @@ class ResourceService:
     def resources(self) -> list[Resource]:
         return list(self._resources.values())
 
+    def find(self, key: ResourceKey) -> Resource | None:
+        """The resource stored under ``key``, as this replica knows it."""
+        return self._resources.get(key)
+
     def apply(self, documents: Iterable[Document], *, dry_run: bool = False,
               internal: bool = False) -> tuple[list[ApplyResult], list[Message]]:
         """Validate and store a batch; returns the results and the warnings. ``internal``:

@@ -49,9 +49,8 @@ from tulle.model.rollout import (
     subset_name,
 )
 from tulle.model.workload import Workload, WorkloadState
-from tulle.telemetry.query import quantile, requests_of
-from tulle.telemetry.schema import OUTBOUND
-from tulle.telemetry.windows import Values, Window, add_into
+from tulle.telemetry.query import callers_of, quantile, requests_of
+from tulle.telemetry.windows import Window
 
 log = logging.getLogger("tulle.controlplane")
 
@@ -108,7 +107,7 @@ class RolloutService:
             await self._write(resource, replace(status, phase="Stopped", message=edit), None)
             log.warning("rollout %s stopped: %s", key, edit)
             return
-        missing = self._missing(resource)
+        missing = self._missing(resource) if status.phase == "Waiting" else None
         verdict = await self._verdict(resource, status) if status.phase == "Progressing" \
             else None
         move = next_move(spec, status, now, verdict, missing)
@@ -177,7 +176,7 @@ class RolloutService:
                       key=lambda r: r.key)
 
     def _current(self, key: ResourceKey) -> Resource | None:
-        return next((r for r in self._resources.resources() if r.key == key), None)
+        return self._resources.find(key)
 
     def _edited(self, resource: Resource, status: RolloutStatus) -> str | None:
         """Why the route is not as the rollout left it, or None."""
@@ -292,10 +291,7 @@ def _resumed(spec: RolloutSpec, status: RolloutStatus, now: float
 
 def _side(window: Window, destination: str) -> Side:
     """Every caller's calls to one subset, as the callers saw them."""
-    total: Values = {}
-    for (_, key), values in window.counters.items():
-        if key.kind == OUTBOUND and key.destination == destination:
-            add_into(total, values)
+    total = callers_of(window, destination)
     return Side(requests_of(total), total.get("rq5", 0), quantile(total, 0.99))
 
 

@@ -45,7 +45,6 @@ async function api(path) {
 
 const pct = (v) => (v === null || v === undefined) ? "-" : (100 * v).toFixed(2) + "%";
 const ms = (v) => (v === null || v === undefined) ? "-" : v + " ms";
-const num = (v) => (v === null || v === undefined) ? "-" : String(v);
 const when = (t) => t ? new Date(t * 1000).toLocaleTimeString() : "-";
 const failing = (row) => row.successRate !== null && row.successRate !== undefined &&
   row.successRate < FAILING;
