@@ -243,13 +243,15 @@ class XdsHub:
             for message in stream.handle_request(first):
                 yield message
             while True:
-                event, payload = await connection.inbox.get()
+                event, payload = await _next_event(connection.inbox, stream)
                 if event == "request":
                     out = stream.handle_request(payload)
                 elif event == "config":
                     connection.signalled = False
                     assert connection.latest is not None
                     out = stream.offer(connection.latest)
+                elif event == "warming":
+                    out = stream.stop_waiting()
                 else:
                     break
                 for message in out:
@@ -358,6 +360,19 @@ class XdsHub:
         self.nacks.record(nack)
         log.warning("%s NACKed %s version %s: %s", nack.node_id, short_name(nack.type_url),
                     nack.rejected_version, nack.message)
+
+
+async def _next_event(inbox: asyncio.Queue[tuple[str, Any]], stream: XdsStream
+                      ) -> tuple[str, Any]:
+    """The next request or config, or ("warming", None) once the stream's wait for warming
+    clusters is over (xds.warming) with nothing come meanwhile."""
+    deadline = stream.warming_deadline()
+    if deadline is None:
+        return await inbox.get()
+    try:
+        return await asyncio.wait_for(inbox.get(), max(0.0, deadline - time.time()))
+    except TimeoutError:
+        return "warming", None
 
 
 async def _read(requests: AsyncIterator[Any], inbox: asyncio.Queue[tuple[str, Any]]) -> None:

@@ -9,6 +9,8 @@ Rules both variants follow:
   after listeners and routes stopped pointing at them (make-before-break);
 - a changed cluster is always followed by its endpoints, even unchanged: Envoy keeps a changed
   EDS cluster warming until a new assignment arrives (or for 15 s);
+- while a cluster new to the proxy waits for its endpoints, what could point at it (listeners,
+  scopes, route tables) and the removal of old clusters wait too (xds.warming);
 - NACKs are detected by ``error_detail``, never by comparing versions, and are not retried: the
   proxy keeps its last good config and the NACK is recorded for `tulle proxy-status`.
 
@@ -33,6 +35,7 @@ from tulle.xds.config import ProxyConfig
 from tulle.xds.held import Held, NamePool, default_pool, stub
 from tulle.xds.sync import Nack
 from tulle.xds.tracker import ProxyStatus
+from tulle.xds.warming import ROUTING, Warming, new_clusters
 from tulle.xds.wire import (
     EncodedResource,
     delta_parts,
@@ -67,20 +70,36 @@ class XdsStream:
         # Everything of ``config`` was pushed and no subscription changed since: the next
         # offer may apply the shared part's diff only.
         self._in_step = False
+        self._warming = Warming()
 
     # -- public contract -------------------------------------------------------------------
 
     def handle_request(self, request: Any) -> list[bytes]:
-        raise NotImplementedError
+        out = self._handle(request)
+        config = self.config
+        if self._warming and config is not None and self._settle_warming(config):
+            out += self.offer(config)  # what waited for the clusters
+        return out
 
     def offer(self, config: ProxyConfig) -> list[bytes]:
         raise NotImplementedError
+
+    def warming_deadline(self) -> float | None:
+        """When ``stop_waiting`` must be called if no request comes first (clock time)."""
+        return self._warming.deadline()
+
+    def stop_waiting(self) -> list[bytes]:
+        """Past the deadline: push what waited for warming clusters, whatever the proxy did."""
+        config = self.config
+        if config is None or not self._warming.expire(self._clock()):
+            return []
+        return self.offer(config)
 
     def synced(self, mesh_version: int) -> bool:
         """True once the proxy has answered everything sent for ``mesh_version`` or later, and
         has subscribed to every type its config uses."""
         config = self.config
-        if config is None or config.mesh_version < mesh_version:
+        if config is None or config.mesh_version < mesh_version or self._warming:
             return False
         for type_url in types.PUSH_ORDER:
             if config.holds(type_url) and type_url not in self._subs:
@@ -90,6 +109,38 @@ class XdsStream:
         return True
 
     # -- shared mechanics ------------------------------------------------------------------
+
+    def _handle(self, request: Any) -> list[bytes]:
+        raise NotImplementedError
+
+    def _held_of(self, type_url: str) -> Held | None:
+        raise NotImplementedError
+
+    def _endpoints_sent(self, name: str) -> bool:
+        held = self._held_of(types.ENDPOINT)
+        return held is not None and held.get(name) is not None
+
+    def _settle_warming(self, config: ProxyConfig) -> bool:
+        """Drop the clusters that are warm or no longer wait for endpoints in ``config``;
+        True when that ended the wait."""
+        return self._warming.settle(self.status, self._endpoints_sent,
+                                    lambda name: _takes_endpoints(config, name))
+
+    def _hold_for_warming(self, changes: dict[str, set[str]] | None) -> bool:
+        """Before a push of ``self.config``: note the clusters it sends new, and whether what
+        points at clusters must wait for them."""
+        config = self.config
+        held = self._held_of(types.CLUSTER)
+        if config is None or held is None or types.CLUSTER not in self._subs:
+            return bool(self._warming)
+        if self._warming:
+            self._settle_warming(config)
+        names = (config.of_type(types.CLUSTER).keys() if changes is None
+                 else changes[types.CLUSTER])
+        fresh = new_clusters(held, names, lambda name: _takes_endpoints(config, name))
+        if fresh:
+            self._warming.add(fresh, self._clock())
+        return bool(self._warming)
 
     def _next_nonce(self) -> str:
         self._nonces += 1
@@ -182,6 +233,12 @@ class XdsStream:
 _NOTHING: Mapping[str, EncodedResource] = MappingProxyType({})
 
 
+def _takes_endpoints(config: ProxyConfig, cluster: str) -> bool:
+    """A cluster of ``config`` whose endpoints come by EDS (one Envoy warms until they do)."""
+    return (config.get(types.CLUSTER, cluster) is not None
+            and config.get(types.ENDPOINT, cluster) is not None)
+
+
 def _error_of(request: Any) -> Any:
     return request.error_detail if request.HasField("error_detail") else None
 
@@ -196,7 +253,10 @@ class SotwStream(XdsStream):
         self._has: dict[str, Held] = {}  # what we sent, per type
         self._has_sum: dict[str, int] = {}  # per type: set_version's running sum of ``_has``
 
-    def handle_request(self, request: Any) -> list[bytes]:
+    def _held_of(self, type_url: str) -> Held | None:
+        return self._has.get(type_url)
+
+    def _handle(self, request: Any) -> list[bytes]:
         type_url = request.type_url
         if request.response_nonce and not self._answered(
                 type_url, request.response_nonce, _error_of(request), request.version_info):
@@ -235,10 +295,11 @@ class SotwStream(XdsStream):
         self.config = config
         self._rebase(self._has, config)
         out: list[bytes] = []
+        holding = self._hold_for_warming(changes)
         changed_clusters, removed = self._cluster_changes(
             None if changes is None else changes[types.CLUSTER])
         for type_url in types.PUSH_ORDER:
-            if type_url not in self._subs:
+            if type_url not in self._subs or (holding and type_url in ROUTING):
                 continue
             names = None if changes is None else changes[type_url]
             if type_url in types.WILDCARD_TYPES:
@@ -253,9 +314,9 @@ class SotwStream(XdsStream):
                 delta = self._delta(type_url, names, changed_clusters)
                 if delta:
                     out += self._respond(type_url, delta)
-        if removed and types.CLUSTER in self._subs:
+        if removed and types.CLUSTER in self._subs and not holding:
             out += self._respond(types.CLUSTER, self._wanted(types.CLUSTER))
-        self._in_step = True
+        self._in_step = not holding  # what waits is compared in full once it goes
         return out
 
     def _cluster_changes(self, names: Iterable[str] | None
@@ -366,7 +427,10 @@ class DeltaStream(XdsStream):
         # ``offer`` because a reconnecting proxy may hold an older version of a cluster.
         self._endpoints_owed: set[str] = set()
 
-    def handle_request(self, request: Any) -> list[bytes]:
+    def _held_of(self, type_url: str) -> Held | None:
+        return self._known.get(type_url)
+
+    def _handle(self, request: Any) -> list[bytes]:
         type_url = request.type_url
         if request.response_nonce:
             # ``_known`` already holds what was just sent: the proxy still runs what it ACKed.
@@ -408,14 +472,15 @@ class DeltaStream(XdsStream):
         self.config = config
         self._rebase(self._known, config)
         out: list[bytes] = []
+        holding = self._hold_for_warming(changes)
         for type_url in types.PUSH_ORDER:
-            if type_url in self._subs:
+            if type_url in self._subs and not (holding and type_url in ROUTING):
                 out += self._push(type_url, include_removed=type_url != types.CLUSTER,
                                   changes=None if changes is None else changes[type_url])
-        if types.CLUSTER in self._subs:
+        if types.CLUSTER in self._subs and not holding:
             out += self._push(types.CLUSTER, include_removed=True,
                               changes=None if changes is None else changes[types.CLUSTER])
-        self._in_step = True
+        self._in_step = not holding  # what waits is compared in full once it goes
         return out
 
     def _push(self, type_url: str, *, only: Iterable[str] | None = None,

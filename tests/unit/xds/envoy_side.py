@@ -120,6 +120,7 @@ class Peer:
 
     def __init__(self) -> None:
         self.nacks: list[Nack] = []
+        self.clock = FakeClock()
         self.stream: XdsStream = self._make_stream()
         self.held: dict[str, dict[str, Any]] = {}
         self.last: dict[str, Reply] = {}
@@ -192,7 +193,7 @@ class SotwPeer(Peer):
         self.accepted: dict[str, str] = {}  # version_info Envoy reports: its last ACKed one
 
     def _make_stream(self) -> XdsStream:
-        return SotwStream("web-1.default", self.nacks.append, clock=FakeClock())
+        return SotwStream("web-1.default", self.nacks.append, clock=self.clock)
 
     def decode(self, data: bytes) -> Reply:
         return decode_sotw(data)
@@ -236,7 +237,7 @@ class DeltaPeer(Peer):
         self.names: dict[str, set[str]] = {}
 
     def _make_stream(self) -> XdsStream:
-        return DeltaStream("web-1.default", self.nacks.append, clock=FakeClock())
+        return DeltaStream("web-1.default", self.nacks.append, clock=self.clock)
 
     def decode(self, data: bytes) -> Reply:
         return decode_delta(data)

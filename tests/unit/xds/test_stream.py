@@ -165,6 +165,11 @@ def test_a_removed_cluster_goes_only_after_listeners_and_routes(peer: Peer,
                                                                 added: dict[str, int]) -> None:
     connect(peer, sample())
     replies = peer.offer(sample(2, timeouts={"a": 1, **added}, listener_port=15002))
+    if added:  # what points at clusters waits for the new one's endpoints, as Envoy asks
+        assert replies[0].type_url == CDS and {LDS, RDS}.isdisjoint(r.type_url for r in replies)
+        peer.ack_all()
+        replies += peer.resubscribe(EDS, ["a", "b", "c"])
+        replies += peer.ack_all()
     types_sent = [r.type_url for r in replies]
     assert types_sent[-1] == CDS
     assert LDS in types_sent and RDS in types_sent
@@ -179,6 +184,48 @@ def test_a_removed_cluster_goes_only_after_listeners_and_routes(peer: Peer,
     else:
         assert (dict(last.resources), last.removed) == ({}, ("b",))
     assert set(peer.held[CDS]) == {"a", *added}
+
+
+def test_routes_to_a_new_cluster_wait_until_its_endpoints_are_acked(peer: Peer) -> None:
+    connect(peer, sample())
+    added = sample(2, timeouts={"a": 1, "b": 1, "c": 1}, listener_port=15002)
+    assert [r.type_url for r in peer.offer(added)] == [CDS]
+    assert not peer.stream.synced(2)
+    # Envoy takes the cluster, asks for its endpoints, and ACKs: nothing goes before the
+    # endpoints' ACK, then the listener and routes follow.
+    assert peer.ack(peer.last[CDS]) == []
+    [endpoints] = peer.resubscribe(EDS, ["a", "b", "c"])
+    assert (endpoints.type_url, set(endpoints.resources)) == (EDS, {"c"})
+    released = peer.ack(endpoints)
+    assert [r.type_url for r in released] == [LDS, RDS]
+    assert "c" in str(released[1].resources)
+    peer.ack_all()
+    assert peer.stream.synced(2)
+
+
+def test_a_refused_new_cluster_releases_the_routes(peer: Peer) -> None:
+    connect(peer, sample())
+    [clusters] = peer.offer(sample(2, timeouts={"a": 1, "b": 1, "c": 1}))
+    assert [r.type_url for r in peer.nack(clusters, NACK_TEXT)] == [RDS]
+
+
+def test_routes_stop_waiting_after_the_limit(peer: Peer) -> None:
+    connect(peer, sample())
+    peer.offer(sample(2, timeouts={"a": 1, "b": 1, "c": 1}))
+    deadline = peer.stream.warming_deadline()
+    assert deadline is not None
+    peer.clock.now = deadline - 2.0  # the clock moves a second per reading
+    assert peer.stream.stop_waiting() == []
+    peer.clock.now = deadline
+    assert [peer.decode(m).type_url for m in peer.stream.stop_waiting()] == [RDS]
+    assert peer.stream.warming_deadline() is None
+
+
+def test_a_changed_cluster_does_not_hold_the_routes(peer: Peer) -> None:
+    connect(peer, sample())
+    replies = peer.offer(sample(2, timeouts={"a": 3, "b": 1}, routed=["b", "a"]))
+    assert [r.type_url for r in replies] == [CDS, EDS, RDS]  # Envoy keeps the old one warm
+    assert peer.stream.warming_deadline() is None
 
 
 CONFIG_SEQUENCE = [

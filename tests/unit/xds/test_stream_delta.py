@@ -126,5 +126,9 @@ def test_removed_cluster_goes_in_the_last_response() -> None:
     peer.subscribe(LDS)
     peer.ack_all()
     replies = peer.offer(sample(2, timeouts={"a": 1, "c": 1}, listener_port=15002))
+    peer.ack_all()
+    replies += peer.subscribe(EDS, ["c"])  # Envoy asks for the new cluster's endpoints
+    replies += peer.ack_all()
     summary = [(r.short, sorted(r.resources), r.removed) for r in replies]
-    assert summary == [("CDS", ["c"], ()), ("LDS", [LISTENER], ()), ("CDS", [], ("b",))]
+    assert summary == [("CDS", ["c"], ()), ("EDS", ["c"], ()), ("LDS", [LISTENER], ()),
+                       ("CDS", [], ("b",))]

@@ -100,13 +100,17 @@ def test_removed_cluster_is_kept_in_the_first_cds_response() -> None:
         peer.subscribe(type_url, names)
     peer.ack_all()
     replies = peer.offer(sample(2, timeouts={"a": 1, "c": 1}))
+    peer.ack_all()
+    replies += peer.resubscribe(EDS, ["a", "c"])  # Envoy asks for the new cluster's endpoints
+    replies += peer.ack_all()
     summary: list[tuple[str, Any]] = [(r.short, sorted(r.resources)) for r in replies]
     assert summary == [
         ("CDS", ["a", "b", "c"]),  # c added, b still there
+        ("EDS", ["c"]),  # c's endpoints: c is warm once they are ACKed
         ("RDS", ["outbound|default"]),  # routes stop naming b, start naming c
         ("CDS", ["a", "c"]),  # only now is b gone
     ]
-    assert replies[0].version != replies[2].version
+    assert replies[0].version != replies[3].version
 
 
 def test_nack_keeps_the_version_envoy_reports() -> None:
