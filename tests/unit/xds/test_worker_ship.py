@@ -47,30 +47,40 @@ def _through_the_pipe(shipment: Shipment) -> Shipment:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(snapshots, st.sets(st.sampled_from(NODES), min_size=1)),
-                min_size=1, max_size=8))
+@given(st.lists(st.tuples(snapshots, st.sets(st.sampled_from(NODES), min_size=1),
+                          st.integers(1, 4)), min_size=1, max_size=8))
 def test_a_worker_rebuilds_what_the_control_plane_compiled(
-        steps: list[tuple[Snapshot, set[str]]]) -> None:
+        steps: list[tuple[Snapshot, set[str], int]]) -> None:
+    """Each push goes in shipments of ``every`` configs (as the pool ships them), and the
+    worker is checked after each shipment."""
     chain = Chain()
     ledger, table = Ledger(), Table()
     latest: dict[str, ProxyConfig] = {}
-    for snapshot, nodes in steps:
+    for snapshot, nodes, every in steps:
         config = chain.config(snapshot)
-        configs = [(node, config) for node in sorted(nodes)]
-        shipment = _through_the_pipe(ledger.ship(configs, Parcels()))
-        assert table.apply(shipment) == sorted(nodes)
-        for node in nodes:
-            latest[node] = config
-        for node, expected in latest.items():
-            held = table.config(node)
-            _same(held, expected)
-            assert held is not None
-            # A shared part the worker held the base of came as a diff, and means the same.
-            _same_shared(held.shared, expected.shared,
-                         diffed=held.shared.base is not None)
-        # It keeps the shared parts its configs use, no other; the ledger agrees.
-        used = {c.shared.serial for c in latest.values()}
-        assert set(table.shared) == used == ledger.shared
+        ordered = sorted(nodes)
+        parcels = Parcels()
+        for start in range(0, len(ordered), every):
+            _ship_and_check(ledger, table, latest, config, ordered[start:start + every],
+                            parcels)
+
+
+def _ship_and_check(ledger: Ledger, table: Table, latest: dict[str, ProxyConfig],
+                    config: ProxyConfig, nodes: list[str], parcels: Parcels) -> None:
+    shipment = _through_the_pipe(ledger.ship([(node, config) for node in nodes], parcels))
+    assert table.apply(shipment) == nodes
+    for node in nodes:
+        latest[node] = config
+    for node, expected in latest.items():
+        held = table.config(node)
+        _same(held, expected)
+        assert held is not None
+        # A shared part the worker held the base of came as a diff, and means the same.
+        _same_shared(held.shared, expected.shared,
+                     diffed=held.shared.base is not None)
+    # It keeps the shared parts its configs use, no other; the ledger agrees.
+    used = {c.shared.serial for c in latest.values()}
+    assert set(table.shared) == used == ledger.shared
 
 
 def test_one_push_pickles_each_shared_part_once_for_every_worker() -> None:

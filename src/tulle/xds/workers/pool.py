@@ -69,6 +69,9 @@ BACKLOG_LIMIT = 512 * 2**20
 # Admissions run at most this long per turn of the loop: thousands of proxies connecting at
 # once must not hold up heartbeats, status reports and the API for seconds.
 SLICE_S = 0.02
+# Configs per shipment: small enough that a worker starts pushing early, large enough that
+# the channel's per-message cost stays small.
+SHIP_EVERY = 100
 
 
 def default_workers() -> int:
@@ -288,17 +291,25 @@ class WorkerPool:
     # -- the control plane's questions (ProxyHub) --------------------------------------------
 
     def push_all(self) -> None:
-        by_worker: dict[_Worker, list[tuple[str, ProxyConfig]]] = {}
+        """Compile every claimed proxy's config and ship it to its worker, ``SHIP_EVERY`` at
+        a time: a worker starts pushing to the first proxies while the control plane still
+        compiles for the others (the shipments go out at once, in order, on the channel)."""
+        batches: dict[_Worker, list[tuple[str, ProxyConfig]]] = {}
+        parcels = Parcels()
         for node_id, claim in list(self._claims.items()):
             try:
                 config = self._source.config_for(claim.proxy)
             except Exception:
                 log.exception("cannot compile the config of %s; it keeps its last one", node_id)
                 continue
-            by_worker.setdefault(claim.worker, []).append((node_id, config))
-        parcels = Parcels()
-        for worker, configs in by_worker.items():
-            worker.channel.send("ship", worker.ledger.ship(configs, parcels))
+            batch = batches.setdefault(claim.worker, [])
+            batch.append((node_id, config))
+            if len(batch) >= SHIP_EVERY:
+                claim.worker.channel.send("ship", claim.worker.ledger.ship(batch, parcels))
+                batch.clear()
+        for worker, batch in batches.items():
+            if batch:
+                worker.channel.send("ship", worker.ledger.ship(batch, parcels))
 
     def disconnect(self, node_id: str) -> None:
         claim = self._claims.get(node_id)
