@@ -39,6 +39,7 @@ from tulle.xds.hub import (
     superseded_reason,
     unauthenticated,
 )
+from tulle.xds.lag import LoopLag
 from tulle.xds.proxy import ProxyInfo
 from tulle.xds.stream import DeltaStream, SotwStream, XdsStream
 from tulle.xds.sync import DEFAULT_STALE_AFTER_S, Nack, ProxySync, view_of, with_disconnected
@@ -138,6 +139,7 @@ class XdsHub:
         self._connections: dict[str, _Connection] = {}
         self._progress = asyncio.Condition()  # a stream ended (a handover waits for it)
         self._sync_waits = SyncWaits()
+        self._lag = LoopLag()
         self.nacks = NackLog()
         self.responses = ResponseLog()
         self.stream_events = StreamEventLog()
@@ -274,8 +276,9 @@ class XdsHub:
         the stream."""
         peer = context.peer()
         try:
-            async with asyncio.timeout(self.first_request_timeout_s):
-                first = await anext(requests, None)
+            # Silent this long while this process kept up: a busy loop (a storm of first
+            # configs) reads requests late, and that is not the proxy's silence.
+            first = await self._lag.within(anext(requests, None), self.first_request_timeout_s)
         except TimeoutError:
             why = f"no first request within {self.first_request_timeout_s:g}s"
             self._record(StreamEventKind.SILENT, "", peer, why)
