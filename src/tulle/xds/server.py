@@ -21,6 +21,7 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from tulle.security import bearer
+from tulle.xds import warming
 from tulle.xds.admission import (
     FIRST_REQUEST_TIMEOUT_S,
     HANDOVER_GRACE_S,
@@ -253,7 +254,7 @@ class XdsHub:
                     assert connection.latest is not None
                     out = stream.offer(connection.latest)
                 elif event == "warming":
-                    out = stream.stop_waiting()
+                    out = _stop_waiting(stream)
                 else:
                     break
                 for message in out:
@@ -363,6 +364,14 @@ class XdsHub:
         self.nacks.record(nack)
         log.warning("%s NACKed %s version %s: %s", nack.node_id, short_name(nack.type_url),
                     nack.rejected_version, nack.message)
+
+
+def _stop_waiting(stream: XdsStream) -> list[bytes]:
+    out = stream.stop_waiting()
+    if out:
+        log.warning("%s did not take the endpoints of its new clusters within %gs: what "
+                    "points at them goes to it anyway", stream.node_id, warming.LIMIT)
+    return out
 
 
 async def _next_event(inbox: asyncio.Queue[tuple[str, Any]], stream: XdsStream
