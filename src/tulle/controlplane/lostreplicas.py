@@ -11,7 +11,7 @@ come back or ``LOST_KEEP_S`` passes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,3 +65,12 @@ class LostReplicas:
 
     def rows(self, registered: Collection[str] = ()) -> list[dict[str, Any]]:
         return [lost.row(registered) for _, lost in sorted(self._lost.items())]
+
+    def rows_against(self, local: Iterable[str], remote: Iterable[tuple[str, str]]
+                     ) -> list[dict[str, Any]]:
+        """``rows``, a lost replica's workloads counted out of the mesh unless registered
+        since with this replica (``local``) or with another that is not lost (``remote``:
+        (replica, node id) pairs of the view of registrations, which can still show a lost
+        replica's own while the watch lags its lease's deletions)."""
+        return self.rows({*local, *(node for replica, node in remote
+                                    if replica not in self._lost)})

@@ -110,9 +110,8 @@ class ReplicaSet:
         # answer must come within check's wait, and say what it can.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.refresh()), REFRESH_WAIT_S)
-        registered = {*local, *(w.node_id for _, w in self.remote.by_replica())}
         return {**await replica_health(self.store, self._replicas, self._channel),
-                "lost": self.lost.rows(registered)}
+                "lost": self.lost.rows_against(local, self.remote.registrations())}
 
     # -- lifecycle ---------------------------------------------------------------------------
 

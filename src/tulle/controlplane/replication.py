@@ -119,6 +119,10 @@ class RemoteWorkloads:
         return sorted({w.node_id: w for w in self._workloads.values()}.values(),
                       key=lambda w: w.node_id)
 
+    def registrations(self) -> list[tuple[str, str]]:
+        """Every (replica, node id) pair the view shows: a node that moved has two."""
+        return sorted(self._workloads)
+
     def by_replica(self) -> list[tuple[str, Workload]]:
         seen: dict[str, tuple[str, Workload]] = {}
         for (replica, node), workload in sorted(self._workloads.items()):

@@ -100,3 +100,17 @@ def test_a_lost_replicas_workloads_that_registered_elsewhere_are_not_out_of_the_
     lost.seen({}, {}, set())
     [row] = lost.rows(registered={"web-3.default"})
     assert row["workloads"] == ["books-3.default"]
+
+
+def test_a_lost_replicas_workloads_still_in_the_lagging_view_are_out_of_the_mesh() -> None:
+    """The view of registrations can still show the lost replica's own (the watch has not
+    applied its lease's deletions): those do not count as registered again."""
+    lost = LostReplicas()
+    lost.seen({"b": B, "c": C}, {"c": ["web-3.default", "books-3.default"]}, set())
+    lost.seen({"b": B}, {"c": ["web-3.default", "books-3.default"]}, set())
+    lagging = [("b", "books-2.default"), ("c", "books-3.default"), ("c", "web-3.default")]
+    [row] = lost.rows_against((), lagging)
+    assert row["workloads"] == ["books-3.default", "web-3.default"]
+    # web-3 registered again, with b; books-3 with this replica.
+    [row] = lost.rows_against(["books-3.default"], [*lagging, ("b", "web-3.default")])
+    assert row["workloads"] == []
