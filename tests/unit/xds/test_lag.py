@@ -19,6 +19,14 @@ def _stall(seconds: float) -> None:
     time.sleep(seconds)  # the loop's own work: nothing else runs meanwhile
 
 
+def _stalling() -> LoopLag:
+    """A measured loop that will be busy from 0.1 s to 0.7 s from now."""
+    lag = LoopLag()
+    lag.start()
+    asyncio.get_running_loop().call_later(0.1, _stall, 0.6)
+    return lag
+
+
 def test_a_peer_silent_while_the_loop_kept_up_times_out() -> None:
     asyncio.run(_silent())
 
@@ -37,10 +45,7 @@ def test_an_answer_read_late_because_the_loop_stalled_is_taken() -> None:
 
 
 async def _late() -> None:
-    lag = LoopLag()
-    lag.start()
-    loop = asyncio.get_running_loop()
-    loop.call_later(0.1, _stall, 0.6)
+    lag = _stalling()
     assert await lag.within(_later(0.5, "first request"), 0.3) == "first request"
     assert lag.behind > 0.3
     await lag.stop()
@@ -51,10 +56,7 @@ def test_a_stall_extends_the_deadline_but_not_forever() -> None:
 
 
 async def _forever() -> None:
-    lag = LoopLag()
-    lag.start()
-    loop = asyncio.get_running_loop()
-    loop.call_later(0.1, _stall, 0.6)
+    lag = _stalling()
     with pytest.raises(TimeoutError):
         await lag.within(_later(10, "never"), 0.3)
     await lag.stop()
