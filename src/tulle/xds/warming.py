@@ -63,7 +63,8 @@ class Warming:
 
     def expire(self, now: float) -> bool:
         """Past the deadline: stop waiting. True when something was waited for."""
-        if not self.names or now < self.since + LIMIT:
+        deadline = self.deadline()
+        if deadline is None or now < deadline:
             return False
         self.names.clear()
         return True
@@ -72,7 +73,7 @@ class Warming:
 def new_clusters(held: Held, names: Iterable[str],
                  has_endpoints: Callable[[str], bool]) -> set[str]:
     """Of ``names`` (clusters the config wants), those the proxy does not hold and that take
-    their endpoints by EDS: the ones its Envoy will warm. None while the proxy holds no
+    their endpoints by EDS: the ones its Envoy will warm. Nothing while the proxy holds no
     cluster at all (its first config: Envoy orders its own start)."""
     if held.empty:
         return set()
