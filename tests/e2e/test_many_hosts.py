@@ -127,6 +127,10 @@ def test_three_hosts_under_load_through_member_loss_a_partition_and_a_replica_de
         meshes = [Mesh(tmp_path / f"h{k}", on=tuple(h.command())) for k, h in
                   enumerate(hosts, start=1)]
         loads: list[LoadOnHost] = []
+        steps: list[str] = []  # when each step began, in the load's time: a failure names it
+
+        def step(what: str) -> None:
+            steps.append(f"{loads[0].result.seconds:.1f}s: {what}")
         try:
             for mesh, host in reversed(list(zip(meshes, hosts, strict=True))):
                 mesh.up("--listen", host.peer, "--store", store, "--etcd-ca", str(pki.ca),
@@ -156,34 +160,42 @@ def test_three_hosts_under_load_through_member_loss_a_partition_and_a_replica_de
                 _steady(load)
 
             # An etcd member lost: nothing changes, and a change still goes round.
+            step("host 2's etcd member killed")
             members[1].kill()
             third.cli("apply", "-f", "-", stdin=RETRYING % "h3")
             wait_for("a change applied on host 3 to reach web-1 with one member down",
                      lambda: _applied_on(one, web_1) == "h3", 30)
+            step("the change reached web-1; host 2's member restarts")
             members[1].restart()
 
             # Host 3 cut off for 30 s.
+            step("host 3 cut off")
             three.cut()
             cut_at = time.monotonic()
             try:
                 said = wait_for("check on host 1 to name host 3's replica as lost",
                                 lambda: _partition(_checks(first), three.peer), 45)
+                step("check named host 3's replica as lost")
                 assert "(since " in said and "web-3.default" in said and \
                     "books-3.default" in said, said
                 for load in loads:  # web-3 on its own host's books-3, web-1 on books-2
                     _steady(load)
                 time.sleep(max(0.0, cut_at + 30 - time.monotonic()))
             finally:
+                step("host 3's link restored")
                 three.restore()
             wait_for("check on host 1 to be whole again", lambda: _whole(_checks(first)), 90)
+            step("check on host 1 whole again")
             second.cli("apply", "-f", "-", stdin=RETRYING % "h2")
             wait_for("a change applied on host 2 to reach web-3 on the host that was cut off",
                      lambda: _applied_on(three, web_3) == "h2", 60)
             wait_for("web-1 to reach books-3 again",
                      lambda: "books-3" in _served_by(one, web_1), 60)
+            step("web-1 reaches books-3 again")
 
             # The replica of the busiest proxy dies.
             pid = int(json.loads(first.cli("status", "-o", "json").stdout)["pid"])
+            step("host 1's replica killed")
             os.kill(pid, signal.SIGKILL)
             killed = time.monotonic()
             agent_log = first.state_dir / "workloads" / "web-1.default" / "agent.log"
@@ -191,6 +203,7 @@ def test_three_hosts_under_load_through_member_loss_a_partition_and_a_replica_de
                 "moved to the replica at" in agent_log.read_text()), 30)
             print(f"measured: web-1's agent moved {time.monotonic() - killed:.1f}s after "
                   "its replica was killed")
+            step("web-1's agent moved")
             assert moved
             second.cli("apply", "-f", "-", stdin=RETRYING % "h2-again")
             wait_for("a change applied on host 2 to reach web-1, whose replica is gone",
@@ -214,6 +227,7 @@ def test_three_hosts_under_load_through_member_loss_a_partition_and_a_replica_de
 
             # etcd's quorum lost (two members of three): the proxies keep serving, and an
             # apply fails with a clear error and writes nothing.
+            step("quorum lost")
             members[0].kill()
             members[2].kill()
             refused = second.cli("apply", "-f", "-", stdin=RETRYING % "no-quorum",
@@ -221,6 +235,7 @@ def test_three_hosts_under_load_through_member_loss_a_partition_and_a_replica_de
             assert refused.returncode != 0 and "etcd" in refused.stderr, refused
             for load in loads:
                 _steady(load)
+            step("quorum back")
             members[0].restart()
             members[2].restart()
             wait_for("the store to answer again", lambda: second.cli(
@@ -232,7 +247,7 @@ def test_three_hosts_under_load_through_member_loss_a_partition_and_a_replica_de
             results = [load.stop() for load in loads]
             for mesh in meshes:
                 mesh.close()
-    _report(results)
+    _report(results, steps)
 
 
 def _partition(checks: dict[str, dict[str, Any]], address: str) -> str | None:
@@ -248,8 +263,11 @@ def _whole(checks: dict[str, dict[str, Any]]) -> bool:
     return all(checks[c]["status"] == "ok" for c in ("replicas-answering", "etcd-quorum"))
 
 
-def _report(results: list[LoadResult]) -> None:
+def _report(results: list[LoadResult], steps: list[str]) -> None:
     for where, result in zip(("host 1", "host 3"), results, strict=True):
         result.report(f"200 req/s from {where} through a member's loss, host 3 cut off 30 s, "
                       "host 1's replica killed and quorum lost")
-    assert [r.failures for r in results] == [[], []], [r.failures[:5] for r in results]
+    failed = [f"{where}: {len(r.failures)} of {r.sent} failed, first {r.failures[:3]}, "
+              f"last {r.failures[-1:]}" for where, r in zip(("host 1", "host 3"), results,
+                                                            strict=True) if r.failures]
+    assert not failed, "\n".join([*failed, "steps, in host 1's load's time:", *steps])

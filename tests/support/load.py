@@ -70,9 +70,9 @@ class Load:
             try:
                 connection.request("GET", self.path)
                 response = connection.getresponse()
-                response.read()
-                if response.status != 200:
-                    failure = f"HTTP {response.status} {response.getheader('x-envoy-flags')}"
+                body = response.read()
+                if response.status != 200:  # Envoy's own answers say why in their body
+                    failure = f"HTTP {response.status} {body[:120]!r}"
             except (OSError, http.client.HTTPException) as exc:
                 failure = f"{type(exc).__name__}: {exc}"
                 connection.close()

@@ -22,17 +22,12 @@ from typing import Any
 
 from tulle.controlplane import peers
 from tulle.controlplane.cavault import CA_AREA
+from tulle.controlplane.lease import RENEW_S, LeaseKeeper
 from tulle.controlplane.lostreplicas import LostReplicas
 from tulle.controlplane.peerchannel import PeerChannel
 from tulle.controlplane.peers import PeerAnswers
 from tulle.controlplane.replicahealth import replica_health
-from tulle.controlplane.replication import (
-    LEASE_TTL_S,
-    RemoteWorkloads,
-    Watch,
-    WriteBehind,
-    keep_lease,
-)
+from tulle.controlplane.replication import LEASE_TTL_S, RemoteWorkloads, Watch, WriteBehind
 from tulle.controlplane.rotationpeers import ReplicaRotationPeers
 from tulle.controlplane.services.resources import ResourceService
 from tulle.errors import TulleError
@@ -59,6 +54,7 @@ class ReplicaSet:
         self.lost = LostReplicas()
         self._revision_seen = 0
         self._watches: list[Watch[Any]] = []
+        self._keeper: LeaseKeeper | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.rotation = ReplicaRotationPeers(store, channel)
 
@@ -147,11 +143,18 @@ class ReplicaSet:
                   lambda names: ca_changed(), ca_changed)]
         for watch in self._watches:
             watch.start(after)
-        self._spawn(keep_lease(self.store, persist_all, self.refresh))
+        def lapsed() -> None:  # from the keeper's thread
+            loop.call_soon_threadsafe(persist_all)
+
+        self._keeper = LeaseKeeper(self.store, LEASE_TTL_S, lapsed)
+        self._keeper.start()
+        self._spawn(self._refresh_every(RENEW_S))
 
     async def stop(self) -> None:
         for watch in self._watches:
             watch.stop()
+        if self._keeper is not None:
+            self._keeper.stop()
         for task in self._tasks:
             task.cancel()
         self.writes.close()
@@ -176,6 +179,11 @@ class ReplicaSet:
             self.lost.seen(others, held, departed)
         except TulleError as exc:
             log.warning("cannot read the other replicas from etcd: %s", exc.message)
+
+    async def _refresh_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await self.refresh()
 
     async def _read_revision(self) -> None:
         with contextlib.suppress(TulleError):

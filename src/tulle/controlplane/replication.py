@@ -22,7 +22,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from tulle.errors import TulleError
@@ -34,7 +34,6 @@ log = logging.getLogger("tulle.controlplane")
 
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 2.0
 LEASE_TTL_S = 10  # a dead replica's registrations go within this
-LEASE_RENEW_S = 3.0
 # How long the certificates of a registration that left etcd (its replica died, or its agent
 # moved) still vouch for that node's agent here: it fails over within seconds, but its old
 # replica's lease may have lapsed first.
@@ -208,21 +207,3 @@ class WriteBehind:
                 write()
             except TulleError as exc:
                 log.warning("a registration could not be written to etcd: %s", exc.message)
-
-
-async def keep_lease(store: EtcdStore, persist_all: Callable[[], None],
-                     refresh: Callable[[], Awaitable[None]]) -> None:
-    """Renew this replica's lease; when it lapsed (etcd unreachable for longer than its
-    TTL), take a new one and write every registration again. ``refresh`` then announces
-    this replica and reads where the others are."""
-    while True:
-        await asyncio.sleep(LEASE_RENEW_S)
-        try:
-            if not await asyncio.to_thread(store.keep_lease):
-                log.warning("this replica's lease on etcd lapsed: registering its workloads "
-                            "again under a new one")
-                await asyncio.to_thread(store.hold_lease, LEASE_TTL_S)
-                persist_all()
-        except TulleError as exc:
-            log.warning("cannot renew this replica's lease on etcd: %s", exc.message)
-        await refresh()

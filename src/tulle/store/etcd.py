@@ -301,13 +301,15 @@ class EtcdStore:
         self._lease = self._etcd.grant(ttl_s)
         self._lease_until = asked + ttl_s
 
-    def keep_lease(self) -> bool:
-        """Renew the lease; False when it had expired (re-hold it and save again)."""
+    def keep_lease(self, *, timeout_s: float | None = None, within_s: float | None = None
+                   ) -> bool:
+        """Renew the lease; False when it had expired (re-hold it and save again).
+        ``timeout_s``, ``within_s``: the waits for one etcd member and for all."""
         if not self._lease:
             return True
         asked = time.monotonic()
         # No answer (StateError): the lease is good only until its last renewal said.
-        ttl = self._etcd.keep_alive(self._lease)
+        ttl = self._etcd.keep_alive(self._lease, timeout_s=timeout_s, within_s=within_s)
         # Counted from when we asked, not when etcd answered: never later than etcd's.
         self._lease_until = asked + ttl if ttl > 0 else 0.0
         return ttl > 0

@@ -4,7 +4,9 @@ the standard library.
 Only what the store needs: ranges, and transactions that compare modification revisions
 (optimistic concurrency between control-plane replicas). Keys and values are bytes; the
 gateway carries them base64-encoded. Each call tries the endpoints in turn, starting with the
-last one that answered, so one etcd member down costs one connect failure, not every call.
+last one that answered; an endpoint that failed to answer (down, frozen, cut off) is tried
+last for a while, so a lost member costs one timeout, not one per call: calls from every
+thread (a lease's renewal, a watch, a write) share what each learned.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +27,7 @@ from tulle.errors import StateError, UsageError
 
 DEFAULT_TIMEOUT_S = 5.0
 RETRY_MIN_S, RETRY_MAX_S = 0.1, 1.0  # between rounds over the endpoints
+SUSPECT_S = 10.0  # how long an endpoint that failed to answer is tried last
 MAX_RESPONSE = 64 << 20  # an answer larger than this is refused, not read
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -95,26 +99,57 @@ def parse_endpoints(url: str) -> tuple[tuple[str, ...], bool]:
 
 class EtcdClient:
     def __init__(self, endpoints: Sequence[str], *, context: ssl.SSLContext | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._endpoints = list(endpoints)
         self._context = context
         self._timeout_s = timeout_s
+        self._clock = clock
+        self._lock = threading.Lock()
         self._preferred = 0
+        self._suspect_until = [0.0] * len(self._endpoints)
 
-    def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def order(self) -> list[int]:
+        """The endpoints' indexes in the order a call tries them: from the last one that
+        answered round the ring, those that failed lately last (the earliest to clear
+        first)."""
+        now = self._clock()
+        with self._lock:
+            ring = [(self._preferred + step) % len(self._endpoints)
+                    for step in range(len(self._endpoints))]
+            return sorted(ring, key=lambda i: (self._suspect_until[i] > now,
+                                               self._suspect_until[i]))
+
+    def _answered(self, index: int) -> None:
+        with self._lock:
+            self._preferred = index
+            self._suspect_until[index] = 0.0
+
+    def _failed(self, index: int) -> None:
+        with self._lock:
+            self._suspect_until[index] = self._clock() + SUSPECT_S
+
+    def _call(self, path: str, body: dict[str, Any], *, timeout_s: float | None = None,
+              within_s: float | None = None) -> dict[str, Any]:
         """One request, to the endpoints in turn, again and again for a while when none
-        answers or etcd is between leaders (503: a member lost, an election under way)."""
+        answers or etcd is between leaders (503: a member lost, an election under way).
+        ``timeout_s``: the wait for each endpoint; ``within_s``: for all of them (twice the
+        timeout unless said)."""
         data = json.dumps(body).encode()
         errors: list[str] = []
-        deadline = time.monotonic() + 2 * self._timeout_s
+        timeout = self._timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + (2 * timeout if within_s is None else within_s)
         pause = RETRY_MIN_S
         while True:
-            for step in range(len(self._endpoints)):
-                index = (self._preferred + step) % len(self._endpoints)
-                answer = self._try(index, path, data, errors)
+            for index in self.order():
+                left = deadline - time.monotonic()
+                if left <= 0 and errors:
+                    break
+                answer = self._try(index, path, data, errors, max(0.1, min(timeout, left)))
                 if answer is not None:
-                    self._preferred = index
+                    self._answered(index)
                     return answer
+                self._failed(index)
             if time.monotonic() + pause > deadline:
                 break
             time.sleep(pause)
@@ -123,13 +158,13 @@ class EtcdClient:
                          hint="check etcd runs, is reachable and has quorum (`etcdctl endpoint "
                               "health --endpoints ...`); nothing was changed")
 
-    def _try(self, index: int, path: str, data: bytes, errors: list[str]
+    def _try(self, index: int, path: str, data: bytes, errors: list[str], timeout_s: float
              ) -> dict[str, Any] | None:
         base = self._endpoints[index]
         request = urllib.request.Request(base + path, data=data, method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout_s,
+            with urllib.request.urlopen(request, timeout=timeout_s,
                                         context=self._context) as response:
                 raw = response.read(MAX_RESPONSE + 1)
         except urllib.error.HTTPError as exc:
@@ -172,7 +207,8 @@ class EtcdClient:
         body = json.dumps({"create_request": {
             "key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
             "start_revision": str(start_revision), "progress_notify": True}}).encode()
-        url = self._endpoints[self._preferred] + "/v3/watch"
+        index = self.order()[0]
+        url = self._endpoints[index] + "/v3/watch"
         request = urllib.request.Request(url, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
@@ -192,18 +228,22 @@ class EtcdClient:
                         for e in result.get("events", ())]
                     revision = int(result.get("header", {}).get("revision", 0))
                     yield revision, events
+        except TimeoutError:  # silent for idle_s: an idle prefix, or a member cut off
+            return
         except (OSError, ssl.SSLError, ValueError):
-            self._preferred = (self._preferred + 1) % len(self._endpoints)
+            self._failed(index)
             return
 
     def grant(self, ttl_s: int) -> int:
         """A new lease: keys put with it are deleted when it is not kept alive for ttl_s."""
         return int(self._call("/v3/lease/grant", {"TTL": ttl_s})["ID"])
 
-    def keep_alive(self, lease: int) -> int:
+    def keep_alive(self, lease: int, *, timeout_s: float | None = None,
+                   within_s: float | None = None) -> int:
         """Renew ``lease``: the seconds it lives from now, 0 when it has already expired (its
         keys are gone)."""
-        answer = self._call("/v3/lease/keepalive", {"ID": str(lease)})
+        answer = self._call("/v3/lease/keepalive", {"ID": str(lease)}, timeout_s=timeout_s,
+                            within_s=within_s)
         return int(answer.get("result", {}).get("TTL", 0))
 
     def compact(self, revision: int) -> bool:

@@ -4,7 +4,9 @@ what only a shared store has: concurrent writers, and endpoints that fail over."
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -92,6 +94,48 @@ def test_a_dead_endpoint_fails_over_to_the_next(etcd_url: str) -> None:
     store = EtcdStore(EtcdClient([dead, etcd_url], timeout_s=2), prefix="/failover/")
     assert actions(store.apply([(B, manifest(B))])) == [("b", "created", 1)]
     assert store.revision() == 1
+
+
+@contextlib.contextmanager
+def frozen_member() -> Iterator[tuple[str, list[socket.socket]]]:
+    """An etcd member that is frozen (SIGSTOP) or cut off behind a live connection: it takes
+    connections and never answers. Yields its URL and the connections it took."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    taken: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                taken.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", taken
+    finally:
+        listener.close()
+        for connection in taken:
+            connection.close()
+
+
+def test_a_member_that_never_answers_costs_one_timeout_not_one_per_call(
+        etcd_url: str) -> None:
+    """After one call waited out the frozen member, every thread's calls try it last, and
+    a watch that ends (its stream idle) does not send the next call back to it."""
+    with frozen_member() as (frozen, taken):
+        client = EtcdClient([frozen, etcd_url], timeout_s=0.5)
+        store = EtcdStore(client, prefix=f"/frozen-{next(_prefixes)}/")
+        assert store.revision() == 0 and len(taken) == 1
+        for _ in store.resource_changes(store.etcd_revision(), idle_s=0.2):
+            pass  # nothing changes: the stream ends idle
+        store.apply([(A, manifest(A))])
+        others = [threading.Thread(target=store.revision) for _ in range(4)]
+        for thread in others:
+            thread.start()
+        for thread in others:
+            thread.join(30)
+        assert store.revision() == 1
+        assert len(taken) == 1, "calls went back to the member that does not answer"
+        assert client.order() == [1, 0]
 
 
 def test_no_endpoint_answering_is_a_state_error_with_a_hint() -> None:
