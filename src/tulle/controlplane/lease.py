@@ -9,6 +9,10 @@ hold it back there). It renews every ``RENEW_S``, waits for each etcd member at 
 ``TRY_S`` (a member that is cut off or frozen costs that once, then the client tries it
 last), and after a failure tries again every ``RETRY_S`` until the lease has run out: an
 etcd election or a lost member is over long before.
+
+The lease also says the replica is alive: a replica whose event loop is stuck serves no
+proxy and no agent, and must not hold its registrations and elections. So the keeper renews
+only while ``alive()`` says the loop ran lately.
 """
 
 from __future__ import annotations
@@ -39,16 +43,18 @@ class Lease(Protocol):
 
 
 class LeaseKeeper:
-    """Renews ``store``'s lease; when it lapsed (etcd unreachable for longer than its TTL),
-    holds a new one of ``ttl_s`` and calls ``lapsed`` (from this thread) so that every
-    registration is written again under it."""
+    """Renews ``store``'s lease while ``alive()``; when it lapsed (etcd unreachable for
+    longer than its TTL), holds a new one of ``ttl_s`` and calls ``lapsed`` (from this
+    thread) so that every registration is written again under it."""
 
-    def __init__(self, store: Lease, ttl_s: int, lapsed: Callable[[], None], *,
+    def __init__(self, store: Lease, ttl_s: int, lapsed: Callable[[], None],
+                 alive: Callable[[], bool] = lambda: True, *,
                  renew_s: float = RENEW_S, try_s: float = TRY_S,
                  retry_s: float = RETRY_S) -> None:
         self._store = store
         self._ttl_s = ttl_s
         self._lapsed = lapsed
+        self._alive = alive
         self._renew_s, self._try_s, self._retry_s = renew_s, try_s, retry_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="tulle-lease")
@@ -60,10 +66,18 @@ class LeaseKeeper:
         self._stop.set()
 
     def _run(self) -> None:
-        failing = False
+        failing = stalled = False
         wait = self._renew_s
         while not self._stop.wait(wait):
             wait = self._renew_s
+            if not self._alive():
+                if not stalled:
+                    log.warning("this replica's event loop has not run for a while: its etcd "
+                                "lease is not renewed, so that other replicas take its "
+                                "workloads and work over if it stays stuck")
+                stalled = True
+                continue
+            stalled = False
             try:
                 left = self._store.lease_left()
                 if self._store.keep_lease(timeout_s=self._try_s,

@@ -37,6 +37,9 @@ from tulle.store.etcd import EtcdStore
 log = logging.getLogger("tulle.controlplane")
 
 REFRESH_WAIT_S = 0.5  # then the replicas as last read: check waits 4 s for the whole answer
+# The event loop beats every BEAT_S; STUCK_S without a beat, the lease is left to lapse (a
+# large compile holds the loop for about a second at 1,000 services).
+BEAT_S, STUCK_S = 0.5, 5.0
 
 
 class ReplicaSet:
@@ -55,6 +58,7 @@ class ReplicaSet:
         self._revision_seen = 0
         self._watches: list[Watch[Any]] = []
         self._keeper: LeaseKeeper | None = None
+        self._last_beat = time.monotonic()
         self._tasks: list[asyncio.Task[Any]] = []
         self.rotation = ReplicaRotationPeers(store, channel)
 
@@ -146,9 +150,10 @@ class ReplicaSet:
         def lapsed() -> None:  # from the keeper's thread
             loop.call_soon_threadsafe(persist_all)
 
-        self._keeper = LeaseKeeper(self.store, LEASE_TTL_S, lapsed)
+        self._keeper = LeaseKeeper(self.store, LEASE_TTL_S, lapsed, self._beating)
         self._keeper.start()
         self._spawn(self._refresh_every(RENEW_S))
+        self._spawn(self._beat())
 
     async def stop(self) -> None:
         for watch in self._watches:
@@ -179,6 +184,15 @@ class ReplicaSet:
             self.lost.seen(others, held, departed)
         except TulleError as exc:
             log.warning("cannot read the other replicas from etcd: %s", exc.message)
+
+    async def _beat(self) -> None:
+        while True:
+            self._last_beat = time.monotonic()
+            await asyncio.sleep(BEAT_S)
+
+    def _beating(self) -> bool:
+        """Whether the event loop ran lately (the lease keeper's thread asks)."""
+        return time.monotonic() - self._last_beat < STUCK_S
 
     async def _refresh_every(self, seconds: float) -> None:
         while True:

@@ -86,3 +86,23 @@ def test_while_etcd_answers_nothing_the_keeper_keeps_asking() -> None:
     finally:
         keeper.stop()
     assert (etcd.failures, etcd.dropped, etcd.held) == (0, True, 1)
+
+
+def test_a_replica_whose_loop_is_stuck_lets_its_lease_lapse() -> None:
+    """Its thread could renew, but the replica serves nobody: other replicas must take its
+    workloads and work over."""
+    etcd = Etcd(ttl=1)
+    alive = [True]
+    keeper = LeaseKeeper(etcd, 1, lambda: None, lambda: alive[0], renew_s=0.05, try_s=0.1,
+                         retry_s=0.02)
+    keeper.start()
+    try:
+        wait_for("a renewal", lambda: etcd.renewed >= 1, 20)
+        alive[0] = False
+        renewed = etcd.renewed
+        wait_for("the lease to run out", lambda: etcd.lease_left() == 0, 20)
+        assert etcd.renewed == renewed
+        alive[0] = True
+        wait_for("the lapse to be taken back", lambda: etcd.held == 1, 20)
+    finally:
+        keeper.stop()
