@@ -66,6 +66,14 @@ class LeaseKeeper:
         self._stop.set()
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._keep()
+            except Exception:  # a bug here must not leave the lease to lapse for good
+                log.exception("the lease keeper failed; it starts again")
+                self._stop.wait(self._retry_s)
+
+    def _keep(self) -> None:
         failing = stalled = False
         wait = self._renew_s
         while not self._stop.wait(wait):
