@@ -34,7 +34,7 @@ from typing import Any
 from tulle.errors import NotFoundError, StateError
 from tulle.model.meta import ResourceKey
 from tulle.store.base import Action, ApplyResult, Change, StoredResource
-from tulle.store.etcdclient import Delete, EtcdClient, KeyValue, Put
+from tulle.store.etcdclient import WATCH_IDLE_S, Delete, EtcdClient, KeyValue, Put
 
 TRIM_BATCH = 60  # history entries per transaction (two deletes each; etcd allows 128 ops)
 MAX_ATTEMPTS = 20  # optimistic retries against concurrent writers before giving up
@@ -158,7 +158,7 @@ class EtcdStore:
         """etcd's own revision now: where a watch that misses nothing after a read starts."""
         return self._etcd.header_revision()
 
-    def resource_changes(self, after: int, *, idle_s: float = 30.0
+    def resource_changes(self, after: int, *, idle_s: float = WATCH_IDLE_S
                          ) -> Iterator[tuple[int, list[tuple[ResourceKey,
                                                              StoredResource | None]]]]:
         """Resources written after etcd revision ``after`` (by any replica), as (etcd
@@ -269,7 +269,7 @@ class EtcdStore:
         start = self._key(area, "")
         return [kv.key[len(start):].decode() for kv in self._etcd.prefix(start)]
 
-    def file_changes(self, area: str, after: int, *, idle_s: float = 30.0
+    def file_changes(self, area: str, after: int, *, idle_s: float = WATCH_IDLE_S
                      ) -> Iterator[tuple[int, list[str]]]:
         """Names of ``area``'s files written or deleted after etcd revision ``after`` (by any
         replica), as (etcd revision, [name])."""
@@ -407,7 +407,7 @@ class EtcdStore:
         replica, node = etcd_key.decode()[len(self._prefix):].split("/")[1:3]
         return replica, node
 
-    def workload_changes(self, after: int, *, idle_s: float = 30.0
+    def workload_changes(self, after: int, *, idle_s: float = WATCH_IDLE_S
                          ) -> Iterator[tuple[int, list[tuple[str, str,
                                                              Mapping[str, Any] | None]]]]:
         """Registrations written after etcd revision ``after`` by other replicas, as (etcd

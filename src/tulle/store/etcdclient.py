@@ -28,6 +28,9 @@ from tulle.errors import StateError, UsageError
 DEFAULT_TIMEOUT_S = 5.0
 RETRY_MIN_S, RETRY_MAX_S = 0.1, 1.0  # between rounds over the endpoints
 SUSPECT_S = 10.0  # how long an endpoint that failed to answer is tried last
+# A watch stream silent this long is opened again (from the last revision seen): a quiet
+# prefix costs one request per period, and a member cut off blinds a watch no longer.
+WATCH_IDLE_S = 10.0
 MAX_RESPONSE = 64 << 20  # an answer larger than this is refused, not read
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -198,7 +201,7 @@ class EtcdClient:
         answer = self._call("/v3/kv/range", {"key": _b64(b"\0"), "count_only": True})
         return int(answer["header"]["revision"])
 
-    def watch(self, prefix: bytes, start_revision: int, *, idle_s: float = 30.0
+    def watch(self, prefix: bytes, start_revision: int, *, idle_s: float = WATCH_IDLE_S
               ) -> Iterator[tuple[int, list[WatchEvent]]]:
         """The changes under ``prefix`` from ``start_revision`` on, as (revision, events),
         until the stream ends (an error, or ``idle_s`` without a byte: the caller watches
