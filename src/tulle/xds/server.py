@@ -9,6 +9,7 @@ a first request in time) and the record of refused ones from ``admission.py``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -240,25 +241,29 @@ class XdsHub:
         self._progressed(node_id)
         log.info("%s connected (%s)", node_id, stream.protocol)
         reader = asyncio.create_task(_read(requests, connection.inbox))
+        # Nothing here keeps a message once it is yielded (no loop variable, no list): a
+        # stream waits far longer than it sends, and its last response is often its whole
+        # first config.
+        pending: collections.deque[bytes] = collections.deque()
         try:
-            for message in stream.offer(self._source.config_for(proxy)):
-                yield message
-            for message in stream.handle_request(first):
-                yield message
+            pending.extend(stream.offer(self._source.config_for(proxy)))
+            pending.extend(stream.handle_request(first))
+            while pending:
+                yield pending.popleft()
             while True:
                 event, payload = await _next_event(connection.inbox, stream)
                 if event == "request":
-                    out = stream.handle_request(payload)
+                    pending.extend(stream.handle_request(payload))
                 elif event == "config":
                     connection.signalled = False
                     assert connection.latest is not None
-                    out = stream.offer(connection.latest)
+                    pending.extend(stream.offer(connection.latest))
                 elif event == "warming":
-                    out = _stop_waiting(stream)
+                    pending.extend(_stop_waiting(stream))
                 else:
                     break
-                for message in out:
-                    yield message
+                while pending:
+                    yield pending.popleft()
                 self._progressed(node_id)
         finally:
             reader.cancel()
@@ -374,6 +379,13 @@ def _stop_waiting(stream: XdsStream) -> list[bytes]:
     return out
 
 
+async def _write_all(messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+                     ) -> None:
+    async for message in messages:
+        await context.write(message)
+        del message  # not kept while the stream waits for its next message
+
+
 async def _next_event(inbox: asyncio.Queue[tuple[str, Any]], stream: XdsStream
                       ) -> tuple[str, Any]:
     """The next request or config, or ("warming", None) once the stream's wait for warming
@@ -441,16 +453,14 @@ def build_server(hub: XdsHub, address: str,
     with ``tls``, every client must present a certificate chaining to these (the mesh's
     trust bundle, asked for again before each handshake too). ``serving``: what the health
     check answers."""
-    # grpc.aio recognises streaming handlers only when they are async generator functions.
-    async def sotw(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
-                   ) -> AsyncIterator[bytes]:
-        async for message in hub.serve(requests, context, SotwStream):
-            yield message
+    # Handlers that write, not generators: grpc.aio keeps the last message a generator
+    # yielded until it yields the next, which for a quiet stream is its whole first config
+    # (0.6 MB per proxy at 1,000 services, measured; docs/performance.md).
+    async def sotw(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
+        await _write_all(hub.serve(requests, context, SotwStream), context)
 
-    async def delta(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
-                    ) -> AsyncIterator[bytes]:
-        async for message in hub.serve(requests, context, DeltaStream):
-            yield message
+    async def delta(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
+        await _write_all(hub.serve(requests, context, DeltaStream), context)
 
     def raw(message: bytes) -> bytes:
         return message  # responses are pre-serialized (wire.py)
