@@ -232,6 +232,7 @@ class XdsHub:
         if opened is None:
             return
         first, proxy, token, key = opened
+        del opened  # the first request goes once answered (Envoy's node lists every extension)
         node_id, peer = proxy.node_id, context.peer()
         stream = make_stream(node_id, self._record_nack, peer=peer,
                              on_sent=self.responses.record)
@@ -248,6 +249,7 @@ class XdsHub:
         try:
             pending.extend(stream.offer(self._source.config_for(proxy)))
             pending.extend(stream.handle_request(first))
+            del first
             while pending:
                 yield pending.popleft()
             while True:
