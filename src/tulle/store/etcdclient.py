@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -102,12 +102,10 @@ def parse_endpoints(url: str) -> tuple[tuple[str, ...], bool]:
 
 class EtcdClient:
     def __init__(self, endpoints: Sequence[str], *, context: ssl.SSLContext | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self._endpoints = list(endpoints)
         self._context = context
         self._timeout_s = timeout_s
-        self._clock = clock
         self._lock = threading.Lock()
         self._preferred = 0
         self._suspect_until = [0.0] * len(self._endpoints)
@@ -116,7 +114,7 @@ class EtcdClient:
         """The endpoints' indexes in the order a call tries them: from the last one that
         answered round the ring, those that failed lately last (the earliest to clear
         first)."""
-        now = self._clock()
+        now = time.monotonic()
         with self._lock:
             ring = [(self._preferred + step) % len(self._endpoints)
                     for step in range(len(self._endpoints))]
@@ -130,7 +128,7 @@ class EtcdClient:
 
     def _failed(self, index: int) -> None:
         with self._lock:
-            self._suspect_until[index] = self._clock() + SUSPECT_S
+            self._suspect_until[index] = time.monotonic() + SUSPECT_S
 
     def _call(self, path: str, body: dict[str, Any], *, timeout_s: float | None = None,
               within_s: float | None = None) -> dict[str, Any]:
